@@ -1,0 +1,43 @@
+//! The allocators a benchmark compares, by the names scripts rely on.
+
+use std::alloc::System;
+
+/// The C library's allocator, as Rust's `std` reaches it.
+pub static SYSTEM: System = System;
+/// mimalloc.
+pub static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// jemalloc (tikv-jemallocator).
+pub static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// domalloc's System (`alloc_core::System`) through the `GlobalAlloc` adapter: the adapter's cost.
+pub static CORE_SYSTEM: alloc_core::AsGlobalAlloc<alloc_core::System> =
+    alloc_core::AsGlobalAlloc::new(alloc_core::System);
+
+/// Every allocator name the runner knows, in report order.
+pub const ALL: &[&str] = &["system", "mimalloc", "jemalloc", "core-system"];
+
+/// Runs `$body` with `$a` bound to a `&'static` reference to the allocator called `$name`
+/// (one of [`ALL`]); evaluates to `Some(result)`, or `None` for an unknown name.
+#[macro_export]
+macro_rules! with_allocator {
+    ($name:expr, |$a:ident| $body:expr) => {{
+        match $name {
+            "system" => {
+                let $a = &$crate::peers::SYSTEM;
+                Some($body)
+            }
+            "mimalloc" => {
+                let $a = &$crate::peers::MIMALLOC;
+                Some($body)
+            }
+            "jemalloc" => {
+                let $a = &$crate::peers::JEMALLOC;
+                Some($body)
+            }
+            "core-system" => {
+                let $a = &$crate::peers::CORE_SYSTEM;
+                Some($body)
+            }
+            _ => None,
+        }
+    }};
+}

@@ -1,0 +1,121 @@
+//! One measurement, as the runner prints it (a JSON object per line) and `cargo xtask bench`
+//! collects it into `target/bench/report.json`.
+
+use std::fmt::Write as _;
+
+/// One workload on one allocator: repeated samples of the time per operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Workload name (`pairs`, `churn`, ...).
+    pub workload: String,
+    /// Allocator name (see [`crate::peers::ALL`]).
+    pub allocator: String,
+    /// Threads that ran the workload.
+    pub threads: usize,
+    /// Block size in bytes, for workloads with one size.
+    pub size: Option<usize>,
+    /// Nanoseconds per operation, one per sample.
+    pub samples_ns: Vec<f64>,
+    /// Peak resident set size of the process in KiB, where the platform tells.
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl Record {
+    /// The median sample.
+    pub fn median(&self) -> f64 {
+        let mut s = self.samples_ns.clone();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        if n == 0 {
+            return f64::NAN;
+        }
+        if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        }
+    }
+
+    /// The spread of the samples: (max - min) / median.
+    pub fn spread(&self) -> f64 {
+        let min = self
+            .samples_ns
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let max = self
+            .samples_ns
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        (max - min) / self.median()
+    }
+
+    /// The record as one line of JSON.
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        write!(
+            s,
+            "{{\"workload\":\"{}\",\"allocator\":\"{}\",\"threads\":{},\"size\":{},\
+             \"median_ns\":{:.3},\"spread\":{:.4},\"samples_ns\":[",
+            self.workload,
+            self.allocator,
+            self.threads,
+            self.size.map_or("null".to_string(), |v| v.to_string()),
+            self.median(),
+            self.spread(),
+        )
+        .expect("writing to a String");
+        for (i, v) in self.samples_ns.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            write!(s, "{v:.3}").expect("writing to a String");
+        }
+        write!(
+            s,
+            "],\"peak_rss_kib\":{}}}",
+            self.peak_rss_kib
+                .map_or("null".to_string(), |v| v.to_string())
+        )
+        .expect("writing to a String");
+        s
+    }
+}
+
+/// The process's peak resident set size in KiB (`VmHWM` on linux), or `None` elsewhere.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_json_are_exact() {
+        let r = Record {
+            workload: "pairs".into(),
+            allocator: "system".into(),
+            threads: 1,
+            size: Some(64),
+            samples_ns: vec![3.0, 1.0, 2.0],
+            peak_rss_kib: None,
+        };
+        assert_eq!(r.median(), 2.0);
+        assert_eq!(r.spread(), 1.0);
+        assert_eq!(
+            r.to_json(),
+            "{\"workload\":\"pairs\",\"allocator\":\"system\",\"threads\":1,\"size\":64,\
+             \"median_ns\":2.000,\"spread\":1.0000,\"samples_ns\":[3.000,1.000,2.000],\
+             \"peak_rss_kib\":null}"
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! `cargo xtask`: the project's tasks, driving cargo (it links no domalloc crate).
+//!
+//! ```text
+//! cargo xtask bench [--full] [--workloads pairs,churn] [--allocators system,mimalloc] [--samples N]
+//! cargo xtask ci [--skip-tests]
+//! cargo xtask sanitize        # the unsafe core under AddressSanitizer
+//! cargo xtask valgrind        # the unsafe core under valgrind memcheck
+//! ```
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+mod bench;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&args[1..]),
+        Some("ci") => ci(args[1..].iter().any(|a| a == "--skip-tests")),
+        Some("sanitize") => sanitize(),
+        Some("valgrind") => valgrind(),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print_help();
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task {other:?}; run `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_help() {
+    println!(
+        "cargo xtask TASK\n\n\
+         tasks:\n  \
+         bench     run the benchmark suite (quick by default; --full for the long one)\n  \
+         ci        fmt, clippy -D warnings, the test suite, docs, and the windows check\n  \
+         sanitize  the unsafe core's tests under AddressSanitizer\n  \
+         valgrind  the unsafe core's tests under valgrind memcheck\n"
+    );
+}
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs `cmd`, echoing it, and fails with its description if it fails.
+pub(crate) fn run(what: &str, mut cmd: Command) -> Result {
+    eprintln!("\n==> {what}");
+    let _ = std::io::stderr().flush();
+    let start = Instant::now();
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("{what}: could not start: {e}"))?;
+    if !status.success() {
+        return Err(format!("{what}: failed ({status})"));
+    }
+    eprintln!("    ok in {:.1}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn target_installed(triple: &str) -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == triple)
+        })
+        .unwrap_or(false)
+}
+
+/// The checks CI runs: the README's test command plus fmt, clippy, docs and the windows build.
+fn ci(skip_tests: bool) -> Result {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run("cargo fmt --check", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("cargo clippy -D warnings", clippy)?;
+
+    if !skip_tests {
+        let mut test = cargo();
+        test.args(["test", "--workspace"]);
+        run("cargo test --workspace (the README's test command)", test)?;
+    }
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run("cargo doc --no-deps", doc)?;
+
+    const WINDOWS: &str = "x86_64-pc-windows-gnu";
+    if target_installed(WINDOWS) {
+        let mut check = cargo();
+        check.args([
+            "check",
+            "--target",
+            WINDOWS,
+            "-p",
+            "alloc-core",
+            "-p",
+            "alloc-arena",
+            "-p",
+            "alloc-debug",
+            "-p",
+            "alloc-domains",
+        ]);
+        run("cargo check --target x86_64-pc-windows-gnu", check)?;
+    } else {
+        eprintln!("\n==> windows check skipped: target {WINDOWS} is not installed");
+    }
+    Ok(())
+}
+
+const HOST: &str = "x86_64-unknown-linux-gnu";
+
+/// The unsafe core's tests under AddressSanitizer (stable compiler, bootstrap flag).
+fn sanitize() -> Result {
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--target",
+        HOST,
+        "--target-dir",
+        "target/asan",
+        "-p",
+        "alloc-core",
+        "-p",
+        "alloc-arena",
+        "--lib",
+        "--tests",
+    ])
+    .env("RUSTC_BOOTSTRAP", "1")
+    .env("RUSTFLAGS", "-Zsanitizer=address")
+    .env("ASAN_OPTIONS", "detect_leaks=1");
+    run("tests under AddressSanitizer", c)
+}
+
+/// The unsafe core's tests under valgrind memcheck.
+fn valgrind() -> Result {
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--release",
+        "-p",
+        "alloc-core",
+        "-p",
+        "alloc-arena",
+        "--lib",
+        "--tests",
+    ])
+    .env(
+        format!(
+            "CARGO_TARGET_{}_RUNNER",
+            HOST.to_uppercase().replace('-', "_")
+        ),
+        "valgrind --error-exitcode=99 --leak-check=no --quiet",
+    );
+    run("tests under valgrind memcheck", c)
+}
