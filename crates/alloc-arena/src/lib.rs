@@ -1,12 +1,66 @@
 //! # alloc-arena: arenas from the OS and the pymalloc-style pool allocator
 //!
-//! This crate will hold the memory layers below domalloc's object domain:
+//! The memory layers below domalloc's object domain, after CPython's `Objects/obmalloc.c`:
 //!
-//! * `OsArenas`, an [`ArenaProvider`](alloc_core::ArenaProvider) over `mmap`/`munmap` on unix and
-//!   `VirtualAlloc`/`VirtualFree` on windows, with arenas aligned to their size, decommit of empty
-//!   pools and release of empty arenas;
-//! * `PoolAllocator`, pymalloc's design (16-byte size classes up to 512 bytes, 16 KiB pools carved
-//!   lazily inside 1 MiB arenas, the fullest arenas used first), made thread-safe without a global lock.
+//! ```text
+//!   malloc(n), n <= 512 ──> PoolAllocator / Heap ──> size class (n-1)/16 ──> a used pool's free list
+//!                                  │                                               │ empty?
+//!                                  │                                   take a pool from the fullest
+//!                                  │                                   usable arena (or map one)
+//!   malloc(n), n > 512  ──> L (System: the C library)                              │
+//!                                                               ArenaProvider (OsArenas: mmap /
+//!                                                               VirtualAlloc, 1 MiB aligned)
+//! ```
 //!
-//! Nothing is exported yet: the provider and the pool arrive with their tests and benchmarks.
+//! * [`OsArenas`]: an [`ArenaProvider`](alloc_core::ArenaProvider) over `mmap`/`munmap` (unix) and
+//!   `VirtualAlloc`/`VirtualFree` (windows); arenas aligned to their size; decommit of ranges;
+//!   optional huge-page advice.
+//! * [`PoolAllocator`]: pymalloc's design as a [`DomainAllocator`](alloc_core::DomainAllocator):
+//!   16-byte size classes up to 512 bytes, 16 KiB pools carved lazily inside 1 MiB arenas, the
+//!   `usedpools` shortcut, the usable-arena list ordered fullest first, empty pools decommitted past
+//!   a budget, empty arenas returned to the OS with one kept back, O(1) ownership through a radix
+//!   registry, requests above the threshold passed to a large-block allocator `L`.
+//!   Shareable between threads (behind one lock in this version).
+//! * [`Heap`]: the same allocator for one owner at a time, without a lock.
+//! * [`PoolConfig`]: threshold, class spacing, pool and arena sizes as parameters (pymalloc's values
+//!   by default), checked into a typed [`ConfigError`].
+//! * [`PoolStats`]: `sys._debugmallocstats()` as a struct and a table.
+//!
+//! The modules follow the layers: `os` (the OS, one file per family), `registry` (which arena is
+//! whose), `size_class`, `arena` (layout and the life of a pool), `heap` (the lists and the moves
+//! of pools between states), `front` (routing of the `DomainAllocator` calls), `stats`.
+//!
+//! ```
+//! use alloc_arena::PoolAllocator;
+//! use alloc_core::DomainAllocator;
+//!
+//! let pool = PoolAllocator::new();
+//! let blocks: Vec<_> = (0..1000).map(|i| pool.malloc(i % 512).unwrap()).collect();
+//! assert_eq!(pool.stats().blocks_in_use(), 1000);
+//! for b in blocks {
+//!     // SAFETY: each block is live and freed once.
+//!     unsafe { pool.free(b.as_ptr()) };
+//! }
+//! assert_eq!(pool.stats().blocks_in_use(), 0);
+//! ```
 #![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+mod arena;
+mod front;
+mod heap;
+mod os;
+mod registry;
+mod size_class;
+mod stats;
+mod sync;
+
+#[cfg(test)]
+mod tests;
+
+pub use front::{Heap, PoolAllocator};
+pub use os::OsArenas;
+pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
+pub use stats::{ClassStats, PoolStats};

@@ -1,0 +1,152 @@
+//! Arenas and pools: the memory layout, and the two structures that describe it.
+//!
+//! An arena is `arena_size` bytes (1 MiB by default) aligned to its size. Its first pool(s) hold the
+//! [`ArenaHeader`] followed by one [`PoolMeta`] per pool; the other pools hold blocks only, from
+//! offset 0, so blocks of a size that is a multiple of 2^k are 2^k-aligned:
+//!
+//! ```text
+//!  arena (1 MiB, aligned to 1 MiB)
+//!  +-------------------+-----------------+-----------------+-----+-----------------+
+//!  | pool 0: header    | pool 1 (16 KiB) | pool 2          | ... | pool 63         |
+//!  | ArenaHeader       | blocks of one   | blocks of one   |     | never used yet  |
+//!  | PoolMeta[64]      | size class      | size class      |     | (bump: next_unused)
+//!  +-------------------+-----------------+-----------------+-----+-----------------+
+//! ```
+//!
+//! The metadata of every block is found by masking: `arena = addr & !(arena_size - 1)`,
+//! `pool index = (addr - arena) >> log2(pool_size)`, `meta = &arena.pools[index]`. Keeping pool
+//! metadata out of the pool means an empty pool's pages can be decommitted whole.
+//!
+//! # The life of a pool
+//!
+//! A pool is in exactly one of three states (pymalloc's, told once here):
+//!
+//! * **used** — some blocks allocated, at least one free or never carved. It is on its size class's
+//!   `used` list in the heap, and its `free` list is never empty: when the last free block is taken,
+//!   the next never-used block is carved (bump `next_offset`), or, if none is left, the pool is full.
+//! * **full** — every block allocated. It is on no list; the first free moves it to the front of its
+//!   class's `used` list (so it is the next pool to allocate from).
+//! * **empty** — no block allocated. It is on its arena's `free_pools` stack, its class forgotten,
+//!   ready for any class; past the heap's budget of committed empty pools its pages are decommitted.
+//!
+//! Pools never used since the arena was mapped are neither: they sit past `next_unused` and are
+//! initialised when first taken (lazy carving, like pymalloc).
+
+use core::mem::{align_of, size_of};
+use core::ptr;
+
+/// A free block: its first word links to the next free block of the same pool.
+#[repr(C)]
+pub(crate) struct FreeBlock {
+    pub(crate) next: *mut FreeBlock,
+}
+
+/// `PoolMeta::class` of an empty pool.
+pub(crate) const NO_CLASS: u32 = u32::MAX;
+
+/// The description of one pool, kept in its arena's header.
+#[repr(C)]
+pub(crate) struct PoolMeta {
+    /// Head of the free list of carved, freed blocks; never null while the pool is **used**.
+    pub(crate) free: *mut FreeBlock,
+    /// Links on the class's `used` list, or (`next` only) on the arena's `free_pools` stack.
+    pub(crate) next: *mut PoolMeta,
+    pub(crate) prev: *mut PoolMeta,
+    /// The pool's first byte.
+    pub(crate) base: *mut u8,
+    /// Offset of the next never-used block.
+    pub(crate) next_offset: u32,
+    /// The largest offset at which a whole block still fits.
+    pub(crate) max_offset: u32,
+    /// Blocks allocated.
+    pub(crate) used: u32,
+    /// Size class, or [`NO_CLASS`] when empty.
+    pub(crate) class: u32,
+    /// Block size in bytes (valid while `class != NO_CLASS`).
+    pub(crate) block_size: u32,
+    /// Whether the pool's pages are committed (false after a decommit, until it is taken again).
+    pub(crate) committed: bool,
+}
+
+impl PoolMeta {
+    /// Blocks this pool holds when all are carved.
+    #[inline]
+    pub(crate) fn capacity(&self, pool_size: usize) -> usize {
+        pool_size / self.block_size as usize
+    }
+}
+
+/// The description of one arena, at its first byte.
+#[repr(C)]
+pub(crate) struct ArenaHeader {
+    /// Links on the heap's usable-arena list (sorted by `nfree`, fullest first).
+    pub(crate) next: *mut ArenaHeader,
+    pub(crate) prev: *mut ArenaHeader,
+    /// Links on the heap's list of all arenas.
+    pub(crate) all_next: *mut ArenaHeader,
+    pub(crate) all_prev: *mut ArenaHeader,
+    /// Pools that can be taken: empty ones plus never-used ones.
+    pub(crate) nfree: usize,
+    /// Pools that can hold blocks.
+    pub(crate) ntotal: usize,
+    /// Index of the first never-used pool.
+    pub(crate) next_unused: usize,
+    /// Stack of empty pools (linked through `PoolMeta::next`).
+    pub(crate) free_pools: *mut PoolMeta,
+    /// Empty pools of this arena whose pages are still committed.
+    pub(crate) empty_committed: usize,
+    /// Whether the arena is on the usable list.
+    pub(crate) usable: bool,
+}
+
+const fn metas_offset() -> usize {
+    size_of::<ArenaHeader>().next_multiple_of(align_of::<PoolMeta>())
+}
+
+/// Bytes of header an arena of `pools` pools needs.
+pub(crate) const fn header_bytes(pools: usize) -> usize {
+    metas_offset() + pools * size_of::<PoolMeta>()
+}
+
+impl ArenaHeader {
+    /// The meta of pool `index`.
+    ///
+    /// # Safety
+    /// `arena` is a live arena header and `index` is below its pools per arena.
+    #[inline]
+    pub(crate) unsafe fn meta(arena: *mut ArenaHeader, index: usize) -> *mut PoolMeta {
+        // SAFETY: the metas follow the header inside the arena's header pools (the caller's bound).
+        unsafe { arena.cast::<u8>().add(metas_offset()).cast::<PoolMeta>().add(index) }
+    }
+
+    /// Writes a fresh header at `base` for an arena of `pools_per_arena` pools whose first
+    /// `header_pools` hold the header.
+    ///
+    /// # Safety
+    /// `base` is a fresh arena, aligned to its size, with room for `header_bytes(pools_per_arena)`.
+    pub(crate) unsafe fn init(
+        base: *mut u8,
+        pools_per_arena: usize,
+        header_pools: usize,
+    ) -> *mut ArenaHeader {
+        let a = base.cast::<ArenaHeader>();
+        let usable = pools_per_arena - header_pools;
+        // SAFETY: the caller guarantees the header fits at `base`, which is aligned to the arena
+        // size (far more than the header's alignment).
+        unsafe {
+            a.write(ArenaHeader {
+                next: ptr::null_mut(),
+                prev: ptr::null_mut(),
+                all_next: ptr::null_mut(),
+                all_prev: ptr::null_mut(),
+                nfree: usable,
+                ntotal: usable,
+                next_unused: header_pools,
+                free_pools: ptr::null_mut(),
+                empty_committed: 0,
+                usable: false,
+            });
+        }
+        a
+    }
+}

@@ -1,0 +1,544 @@
+//! The allocator fronts: [`Heap`] (one owner, no lock) and [`PoolAllocator`] (shared), and the one
+//! routing of the `DomainAllocator` calls both use.
+//!
+//! Routing, for both:
+//!
+//! * requests of at most `threshold` bytes (and aligned requests whose alignment-rounded size fits)
+//!   go to the pools; larger ones to the large-block allocator `L`;
+//! * a free or realloc asks the registry whether the block lies in one of this allocator's arenas
+//!   (O(1), no arena memory read) and sends it to the pools or to `L` accordingly, so no size is
+//!   needed;
+//! * realloc stays in place while the new size keeps the same class (or shrinks by less than a
+//!   quarter, as pymalloc), and moves between the pools and `L` across the threshold.
+
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+
+use alloc_core::{ArenaProvider, DomainAllocator, MIN_ALIGN, Ownership, System};
+
+use crate::heap::PoolCore;
+use crate::os::OsArenas;
+use crate::registry;
+use crate::size_class::{ConfigError, Geometry, PoolConfig};
+use crate::stats::PoolStats;
+use crate::sync::{AtomicU32, Ordering, SpinLock};
+
+const DEFAULT_GEOMETRY: Geometry = match Geometry::new(PoolConfig::DEFAULT) {
+    Ok(g) => g,
+    Err(_) => panic!("the default configuration is valid"),
+};
+
+/// What the shared routing needs of a front.
+trait Front {
+    type P: ArenaProvider;
+    type L: DomainAllocator;
+    fn geometry(&self) -> &Geometry;
+    fn owner_id(&self) -> &AtomicU32;
+    fn large(&self) -> &Self::L;
+    fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<Self::P>, &AtomicU32) -> R) -> R;
+}
+
+#[inline]
+fn owned<F: Front>(f: &F, ptr: *const u8) -> bool {
+    let id = f.owner_id().load(Ordering::Relaxed);
+    id != 0 && registry::owner_of(ptr as usize) == id
+}
+
+#[inline]
+fn small<F: Front>(f: &F, size: usize) -> Option<NonNull<u8>> {
+    let class = f.geometry().class_of(size);
+    f.with_core(|core, id| core.alloc(class, id))
+}
+
+/// The block size to ask the pools for an aligned request, if the pools can serve it: the size
+/// rounded up to the alignment (blocks of a multiple of `align` bytes are `align`-aligned).
+#[inline]
+fn small_aligned_size(g: &Geometry, layout: Layout) -> Option<usize> {
+    if layout.align() > g.threshold {
+        return None;
+    }
+    let size = layout.size().max(1).checked_next_multiple_of(layout.align())?;
+    (size <= g.threshold).then_some(size)
+}
+
+#[inline]
+fn malloc<F: Front>(f: &F, size: usize) -> Option<NonNull<u8>> {
+    if size <= f.geometry().threshold {
+        small(f, size)
+    } else {
+        f.large().malloc(size)
+    }
+}
+
+fn calloc<F: Front>(f: &F, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+    let size = alloc_core::checked_array_size(nelem, elsize).ok()?;
+    if size > f.geometry().threshold {
+        return f.large().calloc(nelem, elsize);
+    }
+    let p = small(f, size)?;
+    // SAFETY: a fresh block of at least `size` bytes (reused blocks hold old data).
+    unsafe { p.as_ptr().write_bytes(0, size) };
+    Some(p)
+}
+
+/// # Safety
+/// `ptr` is null or a live block of `f` from malloc/calloc/realloc.
+#[inline]
+unsafe fn free<F: Front>(f: &F, ptr: *mut u8) {
+    let Some(p) = NonNull::new(ptr) else { return };
+    if owned(f, ptr) {
+        // SAFETY: the registry says the block lies in our arenas; the caller says it is live.
+        f.with_core(|core, _| unsafe { core.free(p) });
+    } else {
+        // SAFETY: not in our arenas, so it came from `L` (the caller's guarantee).
+        unsafe { f.large().free(ptr) }
+    }
+}
+
+/// Moves a live block to a fresh one: allocate, copy `keep` bytes, free the old one.
+///
+/// # Safety
+/// `old` is a live block with at least `keep` readable bytes, released by `release` afterwards.
+unsafe fn relocate(
+    new: Option<NonNull<u8>>,
+    old: NonNull<u8>,
+    keep: usize,
+    release: impl FnOnce(),
+) -> Option<NonNull<u8>> {
+    let new = new?;
+    // SAFETY: the blocks are distinct live blocks; `keep` fits both (the caller and the new size).
+    unsafe { ptr::copy_nonoverlapping(old.as_ptr(), new.as_ptr(), keep) };
+    release();
+    Some(new)
+}
+
+/// Whether a pool block of `block` bytes can hold `new_size` in place: the same class, or a shrink
+/// by less than a quarter (pymalloc's rule, which avoids copying for small trims).
+#[inline]
+fn fits_in_place(g: &Geometry, block: usize, new_size: usize) -> bool {
+    new_size <= g.threshold
+        && (g.block_size(g.class_of(new_size)) == block
+            || (new_size <= block && 4 * new_size > 3 * block))
+}
+
+/// # Safety
+/// `ptr` is null or a live block of `f` from malloc/calloc/realloc.
+unsafe fn realloc<F: Front>(f: &F, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+    let Some(old) = NonNull::new(ptr) else {
+        return malloc(f, new_size);
+    };
+    let g = *f.geometry();
+    if owned(f, ptr) {
+        // SAFETY: a live block of our pools (registry + the caller).
+        let block = f.with_core(|core, _| unsafe { core.block_size_of(old) });
+        if fits_in_place(&g, block, new_size) {
+            return Some(old);
+        }
+        // SAFETY: `old` holds `block` bytes; it is freed once after the copy.
+        return unsafe {
+            relocate(malloc(f, new_size), old, block.min(new_size), || {
+                f.with_core(|core, _| core.free(old))
+            })
+        };
+    }
+    if new_size > g.threshold {
+        // SAFETY: not ours, so a live block of `L` (the caller's guarantee).
+        return unsafe { f.large().realloc(ptr, new_size) };
+    }
+    // A large block shrinks below the threshold: move it into the pools when its size is known.
+    // SAFETY: a live block of `L`.
+    match unsafe { f.large().usable_size(old) } {
+        Some(old_size) => match small(f, new_size) {
+            // SAFETY: `old` holds `old_size` bytes, freed once through `L`.
+            Some(new) => unsafe {
+                relocate(Some(new), old, old_size.min(new_size), || {
+                    f.large().free(ptr)
+                })
+            },
+            // SAFETY: as above; the pools are out of memory, so `L` keeps the block.
+            None => unsafe { f.large().realloc(ptr, new_size) },
+        },
+        // SAFETY: a live block of `L`.
+        None => unsafe { f.large().realloc(ptr, new_size) },
+    }
+}
+
+fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
+    if layout.align() <= MIN_ALIGN {
+        return malloc(f, layout.size());
+    }
+    match small_aligned_size(f.geometry(), layout) {
+        Some(size) => small(f, size),
+        None => f.large().malloc_aligned(layout),
+    }
+}
+
+/// # Safety
+/// `ptr` is a live block of `f` from malloc_aligned/realloc_aligned with `layout`.
+unsafe fn free_aligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
+    if owned(f, ptr.as_ptr()) {
+        // SAFETY: a live block of our pools.
+        f.with_core(|core, _| unsafe { core.free(ptr) });
+    } else {
+        // SAFETY: a live block of `L` made with `layout` (malloc_aligned routes the same way).
+        unsafe { f.large().free_aligned(ptr, layout) }
+    }
+}
+
+/// # Safety
+/// `ptr` is a live block of `f` from malloc_aligned/realloc_aligned with `layout`.
+unsafe fn realloc_aligned<F: Front>(
+    f: &F,
+    ptr: NonNull<u8>,
+    layout: Layout,
+    new_size: usize,
+) -> Option<NonNull<u8>> {
+    if layout.align() <= MIN_ALIGN {
+        // SAFETY: small alignments come from malloc.
+        return unsafe { realloc(f, ptr.as_ptr(), new_size) };
+    }
+    let new_layout = Layout::from_size_align(new_size, layout.align()).ok()?;
+    let g = *f.geometry();
+    let new_small = small_aligned_size(&g, new_layout);
+    if owned(f, ptr.as_ptr()) {
+        // SAFETY: a live block of our pools.
+        let block = f.with_core(|core, _| unsafe { core.block_size_of(ptr) });
+        if new_small == Some(block) {
+            return Some(ptr);
+        }
+        // SAFETY: `ptr` holds at least `layout.size()` bytes; freed once after the copy.
+        return unsafe {
+            relocate(
+                malloc_aligned(f, new_layout),
+                ptr,
+                layout.size().min(new_size),
+                || f.with_core(|core, _| core.free(ptr)),
+            )
+        };
+    }
+    if new_small.is_some() {
+        // SAFETY: a live `L` block of `layout.size()` bytes, freed once through `L` with its layout.
+        return unsafe {
+            relocate(
+                malloc_aligned(f, new_layout),
+                ptr,
+                layout.size().min(new_size),
+                || f.large().free_aligned(ptr, layout),
+            )
+        };
+    }
+    // SAFETY: a live `L` block made with `layout`.
+    unsafe { f.large().realloc_aligned(ptr, layout, new_size) }
+}
+
+/// # Safety
+/// `ptr` is a live block of `f`.
+unsafe fn usable_size<F: Front>(f: &F, ptr: NonNull<u8>) -> Option<usize> {
+    if owned(f, ptr.as_ptr()) {
+        // SAFETY: a live block of our pools.
+        Some(f.with_core(|core, _| unsafe { core.block_size_of(ptr) }))
+    } else {
+        // SAFETY: a live block of `L`.
+        unsafe { f.large().usable_size(ptr) }
+    }
+}
+
+fn owns<F: Front>(f: &F, ptr: *const u8) -> Ownership {
+    if owned(f, ptr) {
+        Ownership::Owned
+    } else {
+        f.large().owns(ptr)
+    }
+}
+
+/// Implements `DomainAllocator` for a front by forwarding to the shared routing above.
+macro_rules! domain_allocator_for_front {
+    ($front:ident, $name:literal) => {
+        // SAFETY: pool blocks are disjoint blocks of live arenas, aligned as `size_class` explains
+        // (multiples of 16, and of the alignment for aligned requests); large blocks come from `L`,
+        // which upholds the contract; frees are routed by the registry to the allocator that made
+        // the block; realloc copies `min(old, new)` bytes; calloc zeroes pool blocks and uses `L`'s
+        // calloc otherwise; usable_size reports the block size, at least the request.
+        unsafe impl<P: ArenaProvider, L: DomainAllocator> DomainAllocator for $front<P, L> {
+            #[inline]
+            fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+                malloc(self, size)
+            }
+            fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+                calloc(self, nelem, elsize)
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+                // SAFETY: the caller's guarantee is the routing's.
+                unsafe { realloc(self, ptr, new_size) }
+            }
+            #[inline]
+            unsafe fn free(&self, ptr: *mut u8) {
+                // SAFETY: the caller's guarantee is the routing's.
+                unsafe { free(self, ptr) }
+            }
+            #[inline]
+            unsafe fn free_sized(&self, ptr: NonNull<u8>, _size: usize) {
+                // SAFETY: as for `free`; the registry finds the owner without the size.
+                unsafe { free(self, ptr.as_ptr()) }
+            }
+            fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+                malloc_aligned(self, layout)
+            }
+            unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+                // SAFETY: the caller's guarantee is the routing's.
+                unsafe { free_aligned(self, ptr, layout) }
+            }
+            unsafe fn realloc_aligned(
+                &self,
+                ptr: NonNull<u8>,
+                layout: Layout,
+                new_size: usize,
+            ) -> Option<NonNull<u8>> {
+                // SAFETY: the caller's guarantee is the routing's.
+                unsafe { realloc_aligned(self, ptr, layout, new_size) }
+            }
+            unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+                // SAFETY: the caller's guarantee is the routing's.
+                unsafe { usable_size(self, ptr) }
+            }
+            fn owns(&self, ptr: *const u8) -> Ownership {
+                owns(self, ptr)
+            }
+            fn name(&self) -> &str {
+                $name
+            }
+        }
+    };
+}
+
+/// The pymalloc-style pool allocator, shareable between threads.
+///
+/// Small requests (at most `threshold` bytes, 512 by default) are served from 16-byte-spaced size
+/// classes in 16 KiB pools inside 1 MiB arenas from the provider `P`; larger ones go to `L`.
+/// See the crate documentation for the design.
+///
+/// This version serialises the pools behind one spin lock; the per-thread heaps of the design
+/// (DESIGN.md section 3) replace it without changing this type's interface. For one thread, or
+/// one owner at a time, [`Heap`] is the same allocator without the lock.
+///
+/// ```
+/// use alloc_arena::PoolAllocator;
+/// use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership};
+///
+/// let pool = PoolAllocator::new();
+/// let small = pool.malloc(100).unwrap();
+/// let large = pool.malloc(100_000).unwrap(); // above the threshold: the C library
+/// assert_eq!(pool.owns(small.as_ptr()), Ownership::Owned);
+/// // SAFETY: both blocks are live and freed once; free needs no size.
+/// unsafe {
+///     pool.free(small.as_ptr());
+///     pool.free(large.as_ptr());
+/// }
+///
+/// // As the program's allocator:
+/// #[global_allocator]
+/// static GLOBAL: AsGlobalAlloc<PoolAllocator> = AsGlobalAlloc::new(PoolAllocator::new());
+/// ```
+pub struct PoolAllocator<P: ArenaProvider = OsArenas, L: DomainAllocator = System> {
+    geo: Geometry,
+    id: AtomicU32,
+    core: SpinLock<PoolCore<P>>,
+    large: L,
+}
+
+// SAFETY: the core is only reached through the spin lock; `P` moves with it (Send); `L` is shared
+// by reference from several threads (Sync).
+unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Sync> Sync for PoolAllocator<P, L> {}
+// SAFETY: all state moves with the value; the arenas are owned by it.
+unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Send> Send for PoolAllocator<P, L> {}
+
+impl PoolAllocator {
+    /// A pool allocator with pymalloc's parameters over OS arenas, passing large requests to the C
+    /// library. `const`, so it can initialise a `static` (`#[global_allocator]`); nothing is mapped
+    /// until the first allocation.
+    pub const fn new() -> Self {
+        PoolAllocator::with_parts(OsArenas::new(), System)
+    }
+}
+
+impl Default for PoolAllocator {
+    fn default() -> Self {
+        PoolAllocator::new()
+    }
+}
+
+impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
+    /// A pool allocator with pymalloc's parameters over `provider`, passing large requests to `large`.
+    pub const fn with_parts(provider: P, large: L) -> Self {
+        PoolAllocator {
+            geo: DEFAULT_GEOMETRY,
+            id: AtomicU32::new(0),
+            core: SpinLock::new(PoolCore::new(DEFAULT_GEOMETRY, provider)),
+            large,
+        }
+    }
+
+    /// A pool allocator with the parameters of `config`, or the reason they cannot work.
+    ///
+    /// ```
+    /// use alloc_arena::{OsArenas, PoolAllocator, PoolConfig};
+    /// use alloc_core::System;
+    ///
+    /// let config = PoolConfig { threshold: 1024, pool_size: 64 << 10, ..PoolConfig::DEFAULT };
+    /// let pool = PoolAllocator::with_config(config, OsArenas::new(), System).unwrap();
+    /// ```
+    pub fn with_config(config: PoolConfig, provider: P, large: L) -> Result<Self, ConfigError> {
+        let geo = Geometry::new(config)?;
+        Ok(PoolAllocator {
+            geo,
+            id: AtomicU32::new(0),
+            core: SpinLock::new(PoolCore::new(geo, provider)),
+            large,
+        })
+    }
+
+    /// Statistics of the pools (per size class, arenas, bytes); see [`PoolStats`].
+    pub fn stats(&self) -> PoolStats {
+        self.core.with(|core| core.stats())
+    }
+
+    /// The large-block allocator.
+    pub fn large(&self) -> &L {
+        &self.large
+    }
+
+    /// Runs `f` on the arena provider.
+    pub fn with_provider<R>(&self, f: impl FnOnce(&P) -> R) -> R {
+        self.core.with(|core| f(core.provider()))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        self.core.with(|core| core.check_invariants());
+    }
+}
+
+impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
+    type P = P;
+    type L = L;
+    #[inline]
+    fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+    #[inline]
+    fn owner_id(&self) -> &AtomicU32 {
+        &self.id
+    }
+    #[inline]
+    fn large(&self) -> &L {
+        &self.large
+    }
+    #[inline]
+    fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<P>, &AtomicU32) -> R) -> R {
+        self.core.with(|core| f(core, &self.id))
+    }
+}
+
+domain_allocator_for_front!(PoolAllocator, "pool");
+
+/// The pool allocator for one owner at a time: the same pools, arenas and routing as
+/// [`PoolAllocator`] without any lock. It is `Send` but not `Sync`: move it to a thread, use it
+/// there.
+///
+/// ```
+/// use alloc_arena::Heap;
+/// use alloc_core::{AsAllocator, DomainAllocator};
+///
+/// let heap = Heap::new();
+/// let alloc = AsAllocator::new(&heap);
+/// let mut v = alloc_core::allocator_api2::vec::Vec::new_in(&alloc);
+/// v.extend([1u32, 2, 3]);
+/// assert_eq!(heap.stats().blocks_in_use(), 1);
+/// ```
+pub struct Heap<P: ArenaProvider = OsArenas, L: DomainAllocator = System> {
+    geo: Geometry,
+    id: AtomicU32,
+    core: UnsafeCell<PoolCore<P>>,
+    large: L,
+}
+
+// SAFETY: all state moves with the value (arenas are owned by it); `P` and `L` move with it.
+unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Send> Send for Heap<P, L> {}
+
+impl Heap {
+    /// A heap with pymalloc's parameters over OS arenas, large requests to the C library.
+    pub const fn new() -> Self {
+        Heap::with_parts(OsArenas::new(), System)
+    }
+}
+
+impl Default for Heap {
+    fn default() -> Self {
+        Heap::new()
+    }
+}
+
+impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
+    /// A heap with pymalloc's parameters over `provider`, large requests to `large`.
+    pub const fn with_parts(provider: P, large: L) -> Self {
+        Heap {
+            geo: DEFAULT_GEOMETRY,
+            id: AtomicU32::new(0),
+            core: UnsafeCell::new(PoolCore::new(DEFAULT_GEOMETRY, provider)),
+            large,
+        }
+    }
+
+    /// A heap with the parameters of `config`, or the reason they cannot work.
+    pub fn with_config(config: PoolConfig, provider: P, large: L) -> Result<Self, ConfigError> {
+        let geo = Geometry::new(config)?;
+        Ok(Heap {
+            geo,
+            id: AtomicU32::new(0),
+            core: UnsafeCell::new(PoolCore::new(geo, provider)),
+            large,
+        })
+    }
+
+    /// Statistics of the pools; see [`PoolStats`].
+    pub fn stats(&self) -> PoolStats {
+        self.with_core(|core, _| core.stats())
+    }
+
+    /// The large-block allocator.
+    pub fn large(&self) -> &L {
+        &self.large
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        self.with_core(|core, _| core.check_invariants());
+    }
+}
+
+impl<P: ArenaProvider, L: DomainAllocator> Front for Heap<P, L> {
+    type P = P;
+    type L = L;
+    #[inline]
+    fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+    #[inline]
+    fn owner_id(&self) -> &AtomicU32 {
+        &self.id
+    }
+    #[inline]
+    fn large(&self) -> &L {
+        &self.large
+    }
+    #[inline]
+    fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<P>, &AtomicU32) -> R) -> R {
+        // SAFETY: `Heap` is not `Sync`, so only this thread can reach the core, and the routing
+        // never calls `with_core` while inside it (the provider and `L` must not call back into
+        // this heap), so this is the only reference.
+        f(unsafe { &mut *self.core.get() }, &self.id)
+    }
+}
+
+domain_allocator_for_front!(Heap, "pool-heap");

@@ -1,0 +1,575 @@
+//! The heap core: size-class lists, the usable-arena list, and the moves of pools between states.
+//!
+//! `PoolCore` is the single-owner engine behind both [`Heap`](crate::Heap) (one owner, no lock)
+//! and [`PoolAllocator`](crate::PoolAllocator) (shared behind a lock). Everything here runs with
+//! `&mut self`: exclusive access is the caller's business, which is what lets a heap be owned by one
+//! thread.
+//!
+//! * `used[class]`: the **used** pools of each class (doubly linked, head first). The head is where
+//!   the next block of that class comes from: pymalloc's `usedpools`, O(1).
+//! * `usable`: arenas with at least one pool to give, sorted by `nfree` ascending, so pools are
+//!   taken from the fullest arena and the emptiest arenas drain and can be returned to the OS.
+//!   `last_with[n]` is the last arena on the list with `nfree == n` (CPython's `nfp2lasta`), which
+//!   keeps the list sorted in O(1) when an arena gains a pool.
+//! * `all`: every arena, for statistics and for returning everything on drop.
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+use alloc_core::ArenaProvider;
+
+use crate::arena::{ArenaHeader, FreeBlock, NO_CLASS, PoolMeta};
+use crate::registry;
+use crate::size_class::{Geometry, MAX_CLASSES, MAX_POOLS_PER_ARENA};
+use crate::stats::{ClassStats, PoolStats};
+use crate::sync::{AtomicU32, Ordering};
+
+pub(crate) struct PoolCore<P: ArenaProvider> {
+    geo: Geometry,
+    provider: P,
+    used: [*mut PoolMeta; MAX_CLASSES],
+    usable: *mut ArenaHeader,
+    last_with: [*mut ArenaHeader; MAX_POOLS_PER_ARENA + 1],
+    all: *mut ArenaHeader,
+    /// Completely empty arenas kept mapped.
+    empty_arenas: usize,
+    /// Empty pools with committed pages, over all arenas.
+    empty_committed: usize,
+    arenas: usize,
+    arenas_highest: usize,
+    arenas_allocated: usize,
+    arenas_released: usize,
+    pools_decommitted: usize,
+}
+
+// SAFETY: the raw pointers point into arenas that the core owns exclusively; moving the core to
+// another thread moves that ownership with it. `P` must be `Send` to move with it.
+unsafe impl<P: ArenaProvider + Send> Send for PoolCore<P> {}
+
+impl<P: ArenaProvider> PoolCore<P> {
+    pub(crate) const fn new(geo: Geometry, provider: P) -> Self {
+        PoolCore {
+            geo,
+            provider,
+            used: [ptr::null_mut(); MAX_CLASSES],
+            usable: ptr::null_mut(),
+            last_with: [ptr::null_mut(); MAX_POOLS_PER_ARENA + 1],
+            all: ptr::null_mut(),
+            empty_arenas: 0,
+            empty_committed: 0,
+            arenas: 0,
+            arenas_highest: 0,
+            arenas_allocated: 0,
+            arenas_released: 0,
+            pools_decommitted: 0,
+        }
+    }
+
+    pub(crate) fn provider(&self) -> &P {
+        &self.provider
+    }
+
+    /// The arena holding `addr`.
+    #[inline]
+    fn arena_of(&self, addr: usize) -> *mut ArenaHeader {
+        (addr & !(self.geo.arena_size - 1)) as *mut ArenaHeader
+    }
+
+    /// The meta of the pool holding `addr`, which must lie in one of this core's arenas.
+    #[inline]
+    fn meta_of(&self, addr: usize) -> *mut PoolMeta {
+        let arena = self.arena_of(addr);
+        let index = (addr - arena as usize) >> self.geo.pool_shift;
+        // SAFETY: the address lies in a live arena of this core (callers check ownership), and
+        // `index < pools_per_arena` because the offset is below the arena size.
+        unsafe { ArenaHeader::meta(arena, index) }
+    }
+
+    /// The block size of the live pool block at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this core.
+    #[inline]
+    pub(crate) unsafe fn block_size_of(&self, ptr: NonNull<u8>) -> usize {
+        // SAFETY: a live block's pool is used or full, so its meta is initialised.
+        unsafe { (*self.meta_of(ptr.as_ptr() as usize)).block_size as usize }
+    }
+
+    /// Allocates a block of `class`; `id` is the owner id of the front (assigned on first arena).
+    #[inline]
+    pub(crate) fn alloc(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+        debug_assert!(class < self.geo.nclasses);
+        let pool = self.used[class];
+        if !pool.is_null() {
+            // SAFETY: pools on a used list are live and have a non-empty free list.
+            return Some(unsafe { self.take_block(pool, class) });
+        }
+        self.alloc_from_new_pool(class, id)
+    }
+
+    /// Takes the head of `pool`'s free list, keeping the invariant that a used pool's free list is
+    /// never empty (carving the next block, or retiring the pool as full).
+    ///
+    /// # Safety
+    /// `pool` is the head of `used[class]`.
+    #[inline]
+    unsafe fn take_block(&mut self, pool: *mut PoolMeta, class: usize) -> NonNull<u8> {
+        // SAFETY: the caller guarantees `pool` is a used pool: live meta, non-null free list whose
+        // blocks lie inside the pool.
+        unsafe {
+            let p = &mut *pool;
+            let block = p.free;
+            p.used += 1;
+            p.free = (*block).next;
+            if p.free.is_null() {
+                if p.next_offset <= p.max_offset {
+                    // Lazy carving: one never-used block becomes the free list.
+                    let fresh = p.base.add(p.next_offset as usize).cast::<FreeBlock>();
+                    (*fresh).next = ptr::null_mut();
+                    p.free = fresh;
+                    p.next_offset += p.block_size;
+                } else {
+                    // Full: off the used list (it is the head).
+                    self.used[class] = p.next;
+                    if !p.next.is_null() {
+                        (*p.next).prev = ptr::null_mut();
+                    }
+                }
+            }
+            NonNull::new_unchecked(block.cast())
+        }
+    }
+
+    #[cold]
+    fn alloc_from_new_pool(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+        if self.usable.is_null() {
+            self.new_arena(id)?;
+        }
+        let pool = self.take_pool()?;
+        let size = self.geo.block_size(class);
+        // SAFETY: `take_pool` returned an empty pool of a live arena, committed.
+        unsafe {
+            let p = &mut *pool;
+            p.class = class as u32;
+            p.block_size = size as u32;
+            p.used = 0;
+            let first = p.base.cast::<FreeBlock>();
+            (*first).next = ptr::null_mut();
+            p.free = first;
+            p.next_offset = size as u32;
+            p.max_offset = (self.geo.pool_size - size) as u32;
+            p.prev = ptr::null_mut();
+            p.next = self.used[class];
+            if !p.next.is_null() {
+                (*p.next).prev = pool;
+            }
+            self.used[class] = pool;
+            Some(self.take_block(pool, class))
+        }
+    }
+
+    /// Takes an empty pool from the head of the usable list (the fullest arena).
+    fn take_pool(&mut self) -> Option<*mut PoolMeta> {
+        let a = self.usable;
+        debug_assert!(!a.is_null());
+        // SAFETY: `a` is a live arena on the usable list, so it has a pool to give.
+        unsafe {
+            let arena = &mut *a;
+            let pool = if !arena.free_pools.is_null() {
+                let pool = arena.free_pools;
+                if !(*pool).committed {
+                    self.provider
+                        .commit(NonNull::new_unchecked((*pool).base), self.geo.pool_size)
+                        .ok()?;
+                    (*pool).committed = true;
+                } else {
+                    arena.empty_committed -= 1;
+                    self.empty_committed -= 1;
+                }
+                arena.free_pools = (*pool).next;
+                pool
+            } else {
+                let index = arena.next_unused;
+                debug_assert!(index < self.geo.pools_per_arena);
+                arena.next_unused += 1;
+                let pool = ArenaHeader::meta(a, index);
+                pool.write(PoolMeta {
+                    free: ptr::null_mut(),
+                    next: ptr::null_mut(),
+                    prev: ptr::null_mut(),
+                    base: a.cast::<u8>().add(index << self.geo.pool_shift),
+                    next_offset: 0,
+                    max_offset: 0,
+                    used: 0,
+                    class: NO_CLASS,
+                    block_size: 0,
+                    committed: true,
+                });
+                pool
+            };
+            let nf = arena.nfree;
+            if nf == arena.ntotal {
+                self.empty_arenas -= 1;
+            }
+            // The head has the smallest `nfree`, so it is the only arena with `nf` if it is the
+            // last with `nf`, and no arena has `nf - 1`.
+            if self.last_with[nf] == a {
+                self.last_with[nf] = ptr::null_mut();
+            }
+            arena.nfree = nf - 1;
+            if nf == 1 {
+                self.usable = arena.next;
+                if !arena.next.is_null() {
+                    (*arena.next).prev = ptr::null_mut();
+                }
+                arena.next = ptr::null_mut();
+                arena.usable = false;
+            } else {
+                self.last_with[nf - 1] = a;
+            }
+            Some(pool)
+        }
+    }
+
+    /// Maps a new arena, registers it under `id`, and makes it the usable list.
+    #[cold]
+    fn new_arena(&mut self, id: &AtomicU32) -> Option<()> {
+        let mut owner = id.load(Ordering::Relaxed);
+        if owner == 0 {
+            owner = registry::new_owner_id();
+            // Relaxed: written under exclusive access to the core; readers only compare it with the
+            // registry's answer for blocks this core handed out after this point.
+            id.store(owner, Ordering::Relaxed);
+        }
+        let layout = self.arena_layout();
+        let base = self.provider.alloc(layout).ok()?;
+        if registry::register(base.as_ptr() as usize, self.geo.arena_size, owner).is_err() {
+            // SAFETY: the arena was just made with this layout and never used.
+            unsafe { self.provider.free(base, layout) };
+            return None;
+        }
+        // SAFETY: a fresh arena aligned to its size, which holds the header (Geometry checked).
+        let a = unsafe {
+            ArenaHeader::init(
+                base.as_ptr(),
+                self.geo.pools_per_arena,
+                self.geo.header_pools,
+            )
+        };
+        // SAFETY: `a` is the fresh header; `all` and `usable` hold live arenas or null.
+        unsafe {
+            (*a).all_next = self.all;
+            if !self.all.is_null() {
+                (*self.all).all_prev = a;
+            }
+            self.all = a;
+            debug_assert!(self.usable.is_null());
+            (*a).usable = true;
+            self.usable = a;
+            self.last_with[(*a).ntotal] = a;
+        }
+        self.empty_arenas += 1;
+        self.arenas += 1;
+        self.arenas_allocated += 1;
+        self.arenas_highest = self.arenas_highest.max(self.arenas);
+        Some(())
+    }
+
+    fn arena_layout(&self) -> Layout {
+        // Geometry guarantees a power-of-two size, valid as size and alignment.
+        Layout::from_size_align(self.geo.arena_size, self.geo.arena_size)
+            .unwrap_or_else(|_| unreachable!("arena size is a checked power of two"))
+    }
+
+    /// Frees a block of this core.
+    ///
+    /// # Safety
+    /// `ptr` is a live block allocated by this core, not used afterwards.
+    #[inline]
+    pub(crate) unsafe fn free(&mut self, ptr: NonNull<u8>) {
+        let pool = self.meta_of(ptr.as_ptr() as usize);
+        // SAFETY: the caller guarantees a live block, so its pool is used or full and `ptr` is a
+        // block boundary inside it.
+        unsafe {
+            let p = &mut *pool;
+            debug_assert!(p.class != NO_CLASS, "free of a block in an empty pool");
+            debug_assert!(
+                (ptr.as_ptr() as usize - p.base as usize).is_multiple_of(p.block_size as usize),
+                "free of a pointer that is not a block start"
+            );
+            let block = ptr.as_ptr().cast::<FreeBlock>();
+            let was_full = p.free.is_null();
+            (*block).next = p.free;
+            p.free = block;
+            p.used -= 1;
+            if p.used == 0 {
+                if !was_full {
+                    self.unlink_used(pool);
+                }
+                self.return_pool(pool);
+            } else if was_full {
+                // Back to the front of its class: the next allocation of the class uses it.
+                let class = p.class as usize;
+                p.prev = ptr::null_mut();
+                p.next = self.used[class];
+                if !p.next.is_null() {
+                    (*p.next).prev = pool;
+                }
+                self.used[class] = pool;
+            }
+        }
+    }
+
+    /// # Safety
+    /// `pool` is on its class's used list.
+    unsafe fn unlink_used(&mut self, pool: *mut PoolMeta) {
+        // SAFETY: the caller guarantees `pool` and its neighbours are live used pools.
+        unsafe {
+            let p = &mut *pool;
+            if p.prev.is_null() {
+                self.used[p.class as usize] = p.next;
+            } else {
+                (*p.prev).next = p.next;
+            }
+            if !p.next.is_null() {
+                (*p.next).prev = p.prev;
+            }
+        }
+    }
+
+    /// A pool became empty: back to its arena, maybe decommitted, and the arena moved along the
+    /// usable list (or returned to the OS).
+    ///
+    /// # Safety
+    /// `pool` is a pool of this core with no allocated block, on no list.
+    unsafe fn return_pool(&mut self, pool: *mut PoolMeta) {
+        // SAFETY: `pool` is live (the caller); its arena is live; list neighbours are live arenas.
+        unsafe {
+            let a = self.arena_of(pool as usize);
+            let arena = &mut *a;
+            let p = &mut *pool;
+            p.class = NO_CLASS;
+            p.next = arena.free_pools;
+            arena.free_pools = pool;
+            if self.empty_committed >= self.geo.keep_empty_pools
+                && self
+                    .provider
+                    .decommit(NonNull::new_unchecked(p.base), self.geo.pool_size)
+            {
+                p.committed = false;
+                self.pools_decommitted += 1;
+            } else {
+                arena.empty_committed += 1;
+                self.empty_committed += 1;
+            }
+
+            let nf = arena.nfree;
+            arena.nfree = nf + 1;
+            if nf == 0 {
+                // It was full, so not on the list; with one free pool it is the fullest: the head.
+                arena.prev = ptr::null_mut();
+                arena.next = self.usable;
+                if !self.usable.is_null() {
+                    (*self.usable).prev = a;
+                }
+                self.usable = a;
+                arena.usable = true;
+            } else {
+                let last = self.last_with[nf];
+                if last == a {
+                    let prev = arena.prev;
+                    self.last_with[nf] = if !prev.is_null() && (*prev).nfree == nf {
+                        prev
+                    } else {
+                        ptr::null_mut()
+                    };
+                } else {
+                    // Move `a` after the last arena with its old count: it is then the first with
+                    // the new count, and the list stays sorted.
+                    self.unlink_usable(a);
+                    arena.prev = last;
+                    arena.next = (*last).next;
+                    if !arena.next.is_null() {
+                        (*arena.next).prev = a;
+                    }
+                    (*last).next = a;
+                }
+            }
+            if self.last_with[nf + 1].is_null() {
+                self.last_with[nf + 1] = a;
+            }
+            if nf + 1 == arena.ntotal {
+                if self.empty_arenas < self.geo.keep_empty_arenas {
+                    self.empty_arenas += 1;
+                } else {
+                    self.release_arena(a);
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// `a` is on the usable list.
+    unsafe fn unlink_usable(&mut self, a: *mut ArenaHeader) {
+        // SAFETY: the caller guarantees `a` and its neighbours are live arenas on the list.
+        unsafe {
+            let arena = &mut *a;
+            if arena.prev.is_null() {
+                self.usable = arena.next;
+            } else {
+                (*arena.prev).next = arena.next;
+            }
+            if !arena.next.is_null() {
+                (*arena.next).prev = arena.prev;
+            }
+        }
+    }
+
+    /// Returns a completely empty arena to the provider.
+    ///
+    /// # Safety
+    /// `a` is a live, completely empty arena of this core on the usable list.
+    unsafe fn release_arena(&mut self, a: *mut ArenaHeader) {
+        // SAFETY: the caller's guarantee; after unlinking, nothing refers to the arena.
+        unsafe {
+            let arena = &mut *a;
+            let n = arena.ntotal;
+            if self.last_with[n] == a {
+                let prev = arena.prev;
+                self.last_with[n] = if !prev.is_null() && (*prev).nfree == n {
+                    prev
+                } else {
+                    ptr::null_mut()
+                };
+            }
+            self.unlink_usable(a);
+            self.unlink_all(a);
+            self.empty_committed -= arena.empty_committed;
+            self.arenas -= 1;
+            self.arenas_released += 1;
+            let layout = self.arena_layout();
+            registry::unregister(a as usize, layout.size());
+            self.provider.free(NonNull::new_unchecked(a.cast()), layout);
+        }
+    }
+
+    /// # Safety
+    /// `a` is on the list of all arenas.
+    unsafe fn unlink_all(&mut self, a: *mut ArenaHeader) {
+        // SAFETY: the caller guarantees `a` and its neighbours are live arenas on the list.
+        unsafe {
+            let arena = &mut *a;
+            if arena.all_prev.is_null() {
+                self.all = arena.all_next;
+            } else {
+                (*arena.all_prev).all_next = arena.all_next;
+            }
+            if !arena.all_next.is_null() {
+                (*arena.all_next).all_prev = arena.all_prev;
+            }
+        }
+    }
+
+    /// Statistics, by walking every arena's pool metas (nothing is counted on the fast paths).
+    pub(crate) fn stats(&self) -> PoolStats {
+        let g = &self.geo;
+        let mut s = PoolStats {
+            classes: [ClassStats::default(); MAX_CLASSES],
+            nclasses: g.nclasses,
+            pool_size: g.pool_size,
+            arena_size: g.arena_size,
+            arenas: self.arenas,
+            arenas_highest: self.arenas_highest,
+            arenas_allocated: self.arenas_allocated,
+            arenas_released: self.arenas_released,
+            pools_decommitted_total: self.pools_decommitted,
+            ..PoolStats::default()
+        };
+        for (c, cs) in s.classes.iter_mut().enumerate().take(g.nclasses) {
+            cs.block_size = g.block_size(c);
+        }
+        let mut a = self.all;
+        while !a.is_null() {
+            // SAFETY: every arena on the `all` list is live; metas below `next_unused` are
+            // initialised.
+            unsafe {
+                let arena = &*a;
+                s.pools_unused += self.geo.pools_per_arena - arena.next_unused;
+                for i in g.header_pools..arena.next_unused {
+                    let p = &*ArenaHeader::meta(a, i);
+                    if p.class == NO_CLASS {
+                        s.pools_empty += 1;
+                        if !p.committed {
+                            s.pools_decommitted += 1;
+                        }
+                        continue;
+                    }
+                    let cs = &mut s.classes[p.class as usize];
+                    cs.pools += 1;
+                    cs.blocks_in_use += p.used as usize;
+                    cs.blocks_free += p.capacity(g.pool_size) - p.used as usize;
+                }
+                a = arena.all_next;
+            }
+        }
+        for cs in &s.classes[..g.nclasses] {
+            s.bytes_in_use += cs.blocks_in_use * cs.block_size;
+            s.bytes_free_in_pools += cs.blocks_free * cs.block_size;
+        }
+        s.bytes_mapped = s.arenas * g.arena_size;
+        s
+    }
+
+    /// Checks every structural invariant (lists sorted and consistent, counts matching the pools);
+    /// panics naming the first broken one. For tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        // SAFETY: all lists hold live arenas and pools of this core.
+        unsafe {
+            let mut a = self.usable;
+            let mut prev: *mut ArenaHeader = ptr::null_mut();
+            while !a.is_null() {
+                let arena = &*a;
+                assert!(arena.usable, "arena on the usable list not marked usable");
+                assert!(arena.nfree > 0, "arena with no free pool on the usable list");
+                assert_eq!(arena.prev, prev, "usable list back link broken");
+                if !prev.is_null() {
+                    assert!((*prev).nfree <= arena.nfree, "usable list not sorted");
+                }
+                let last = self.last_with[arena.nfree];
+                let is_last = arena.next.is_null() || (*arena.next).nfree != arena.nfree;
+                assert_eq!(is_last, last == a, "last_with[{}] is wrong", arena.nfree);
+                prev = a;
+                a = arena.next;
+            }
+            for class in 0..self.geo.nclasses {
+                let mut p = self.used[class];
+                let mut prev: *mut PoolMeta = ptr::null_mut();
+                while !p.is_null() {
+                    let pool = &*p;
+                    assert_eq!(pool.class as usize, class, "pool on the wrong class list");
+                    assert!(!pool.free.is_null(), "used pool with an empty free list");
+                    assert_eq!(pool.prev, prev, "used list back link broken");
+                    prev = p;
+                    p = pool.next;
+                }
+            }
+        }
+    }
+}
+
+impl<P: ArenaProvider> Drop for PoolCore<P> {
+    fn drop(&mut self) {
+        let layout = self.arena_layout();
+        let mut a = self.all;
+        while !a.is_null() {
+            // SAFETY: every arena on the list is live and ours; its link is read before it is freed.
+            unsafe {
+                let next = (*a).all_next;
+                registry::unregister(a as usize, layout.size());
+                self.provider.free(NonNull::new_unchecked(a.cast()), layout);
+                a = next;
+            }
+        }
+    }
+}

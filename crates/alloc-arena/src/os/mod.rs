@@ -1,0 +1,128 @@
+//! The operating system, behind one provider type: `OsArenas`.
+//!
+//! Every OS difference lives in `unix.rs` or `windows.rs`; both offer the same private functions
+//! (`map_aligned`, `unmap`, `decommit`, `commit`, `page_size`, `advise_huge`, `yield_now`) and this
+//! module builds the public [`OsArenas`] from them.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use alloc_core::{ArenaError, ArenaProvider};
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as imp;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as imp;
+
+pub(crate) use imp::{page_size, yield_now};
+
+/// An [`ArenaProvider`] that maps arenas from the operating system: `mmap`/`munmap` on unix,
+/// `VirtualAlloc`/`VirtualFree` on windows.
+///
+/// * Arenas are aligned to their layout's alignment (the pool asks for alignment equal to the
+///   arena size, so an arena is found by masking any address inside it).
+/// * [`decommit`](ArenaProvider::decommit) gives pages back (`madvise(MADV_DONTNEED)` /
+///   `MEM_DECOMMIT`) while keeping the addresses; [`free`](ArenaProvider::free) returns the whole
+///   arena to the OS.
+/// * Optional transparent huge-page advice (`MADV_HUGEPAGE`, linux only).
+/// * A refused mapping is an [`ArenaError::Os`] carrying the OS error code, never a panic.
+///
+/// ```
+/// use alloc_arena::OsArenas;
+/// use alloc_core::ArenaProvider;
+/// use core::alloc::Layout;
+///
+/// let layout = Layout::from_size_align(1 << 20, 1 << 20).unwrap();
+/// let arena = OsArenas::new().alloc(layout).expect("the OS refused 1 MiB");
+/// assert_eq!(arena.as_ptr() as usize % (1 << 20), 0);
+/// // SAFETY: the arena was just made with this layout and is not used afterwards.
+/// unsafe { OsArenas::new().free(arena, layout) };
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OsArenas {
+    huge_pages: bool,
+}
+
+impl OsArenas {
+    /// A provider with default settings (no huge-page advice).
+    pub const fn new() -> Self {
+        OsArenas { huge_pages: false }
+    }
+
+    /// A provider that advises the OS to back arenas with transparent huge pages where it can
+    /// (linux `MADV_HUGEPAGE`; ignored elsewhere). Faster TLB behaviour for large heaps, at the
+    /// cost of coarser memory return.
+    pub const fn with_huge_pages(huge_pages: bool) -> Self {
+        OsArenas { huge_pages }
+    }
+
+    /// The OS page size.
+    pub fn page_size() -> usize {
+        page_size()
+    }
+}
+
+// SAFETY: arenas come from fresh anonymous mappings of exactly `layout.size()` bytes at an address
+// aligned to `layout.align()` (map_aligned trims the over-allocation); mappings never overlap; they
+// stay valid until unmapped in `free`. Decommitted ranges come back zeroed on first touch (unix) or
+// after `commit` (windows).
+unsafe impl ArenaProvider for OsArenas {
+    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, ArenaError> {
+        let page = page_size();
+        if layout.size() == 0 || !layout.size().is_multiple_of(page) {
+            return Err(ArenaError::Unsupported {
+                size: layout.size(),
+                align: layout.align(),
+                reason: "the size must be a non-zero multiple of the page size",
+            });
+        }
+        let p = imp::map_aligned(layout.size(), layout.align().max(page))?;
+        if self.huge_pages {
+            imp::advise_huge(p, layout.size());
+        }
+        Ok(p)
+    }
+
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller guarantees `ptr` is a live arena of `layout.size()` bytes from `alloc`.
+        unsafe { imp::unmap(ptr, layout.size()) }
+    }
+
+    unsafe fn decommit(&self, ptr: NonNull<u8>, len: usize) -> bool {
+        let page = page_size();
+        if !(ptr.as_ptr() as usize).is_multiple_of(page) || !len.is_multiple_of(page) {
+            return false;
+        }
+        // SAFETY: the caller guarantees the range is inside a live arena and no longer needed.
+        unsafe { imp::decommit(ptr, len) }
+    }
+
+    unsafe fn commit(&self, ptr: NonNull<u8>, len: usize) -> Result<(), ArenaError> {
+        // SAFETY: the caller guarantees the range is inside a live arena.
+        unsafe { imp::commit(ptr, len) }
+    }
+
+    fn fresh_memory_is_zeroed(&self) -> bool {
+        true
+    }
+}
+
+/// Maps `size` bytes of zeroed memory for the process lifetime (the registry's leaves), or `None`.
+pub(crate) fn map_forever(size: usize) -> Option<NonNull<u8>> {
+    imp::map_aligned(size.next_multiple_of(page_size()), page_size()).ok()
+}
+
+/// Returns memory from [`map_forever`] that turned out not to be needed.
+///
+/// # Safety
+/// `ptr` and `size` are exactly what `map_forever(size)` returned and were given, and the memory is
+/// not used afterwards.
+pub(crate) unsafe fn unmap_forever(ptr: NonNull<u8>, size: usize) {
+    // SAFETY: the caller's guarantee; the size is rounded as in `map_forever`.
+    unsafe { imp::unmap(ptr, size.next_multiple_of(page_size())) }
+}

@@ -1,0 +1,127 @@
+//! unix: `mmap`, `munmap`, `madvise`.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use alloc_core::ArenaError;
+
+fn errno() -> i32 {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "emscripten"))]
+    // SAFETY: `__errno_location` returns the calling thread's errno slot.
+    return unsafe { *libc::__errno_location() };
+    #[cfg(any(
+        target_vendor = "apple",
+        target_os = "freebsd",
+        target_os = "dragonfly"
+    ))]
+    // SAFETY: `__error` returns the calling thread's errno slot.
+    return unsafe { *libc::__error() };
+    #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+    // SAFETY: `__errno` returns the calling thread's errno slot.
+    return unsafe { *libc::__errno() };
+    #[allow(unreachable_code)]
+    0
+}
+
+pub(crate) fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let p = PAGE.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let p = if p > 0 { p as usize } else { 4096 };
+    PAGE.store(p, Ordering::Relaxed);
+    p
+}
+
+/// Maps `size` bytes aligned to `align` (a power of two, at least a page): over-maps by
+/// `align - page` and unmaps the unaligned head and the tail.
+pub(crate) fn map_aligned(size: usize, align: usize) -> Result<NonNull<u8>, ArenaError> {
+    let page = page_size();
+    let len = size
+        .checked_add(align - page)
+        .ok_or(ArenaError::Unsupported {
+            size,
+            align,
+            reason: "size plus alignment overflows the address space",
+        })?;
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing has no
+    // preconditions; failure is MAP_FAILED.
+    let raw = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return Err(ArenaError::Os {
+            operation: "map",
+            size,
+            code: errno(),
+        });
+    }
+    let start = raw as usize;
+    let aligned = start.next_multiple_of(align);
+    let head = aligned - start;
+    let tail = len - head - size;
+    // SAFETY: the head `[start, aligned)` and the tail `[aligned + size, start + len)` are parts of
+    // the mapping just made, page-aligned (start, align, size and len are page multiples), and
+    // nobody else knows of them.
+    unsafe {
+        if head > 0 {
+            libc::munmap(raw, head);
+        }
+        if tail > 0 {
+            libc::munmap((aligned + size) as *mut libc::c_void, tail);
+        }
+    }
+    // `aligned` lies inside a successful mapping, so it is not null.
+    NonNull::new(aligned as *mut u8).ok_or(ArenaError::Os {
+        operation: "map",
+        size,
+        code: 0,
+    })
+}
+
+/// # Safety
+/// `[ptr, ptr + size)` is a mapping made by `map_aligned`, no longer used.
+pub(crate) unsafe fn unmap(ptr: NonNull<u8>, size: usize) {
+    // SAFETY: the caller's guarantee. munmap of a valid range cannot fail in a way we could act on.
+    unsafe { libc::munmap(ptr.as_ptr().cast(), size) };
+}
+
+/// # Safety
+/// The page-aligned range lies in a live mapping and its contents are no longer needed.
+pub(crate) unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> bool {
+    // SAFETY: the caller's guarantee; MADV_DONTNEED on private anonymous memory drops the pages,
+    // which read as zero on the next touch.
+    unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED) == 0 }
+}
+
+/// # Safety
+/// The range lies in a live mapping.
+pub(crate) unsafe fn commit(_ptr: NonNull<u8>, _len: usize) -> Result<(), ArenaError> {
+    // Decommitted pages of a private anonymous mapping come back on first touch.
+    Ok(())
+}
+
+pub(crate) fn advise_huge(ptr: NonNull<u8>, len: usize) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: advice on a live mapping; failure (no THP support) is harmless and ignored.
+    unsafe {
+        libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_HUGEPAGE);
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (ptr, len);
+}
+
+pub(crate) fn yield_now() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
+}

@@ -1,0 +1,115 @@
+//! windows: `VirtualAlloc`, `VirtualFree`.
+
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use alloc_core::ArenaError;
+use windows_sys::Win32::Foundation::GetLastError;
+use windows_sys::Win32::System::Memory::{
+    MEM_COMMIT, MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_NOACCESS, PAGE_READWRITE, VirtualAlloc,
+    VirtualFree,
+};
+use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+use windows_sys::Win32::System::Threading::SwitchToThread;
+
+fn last_error() -> i32 {
+    // SAFETY: GetLastError has no preconditions.
+    unsafe { GetLastError() as i32 }
+}
+
+/// The page size, the unit of commit and decommit.
+pub(crate) fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let p = PAGE.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: SYSTEM_INFO is plain data; GetSystemInfo fills it.
+    let p = unsafe {
+        let mut info: SYSTEM_INFO = core::mem::zeroed();
+        GetSystemInfo(&mut info);
+        info.dwPageSize as usize
+    };
+    let p = if p > 0 { p } else { 4096 };
+    PAGE.store(p, Ordering::Relaxed);
+    p
+}
+
+/// Reserves `size + align` bytes to find an aligned address, releases the reservation and maps
+/// exactly `size` bytes there; another thread may take the address in between, so it retries.
+pub(crate) fn map_aligned(size: usize, align: usize) -> Result<NonNull<u8>, ArenaError> {
+    let len = size.checked_add(align).ok_or(ArenaError::Unsupported {
+        size,
+        align,
+        reason: "size plus alignment overflows the address space",
+    })?;
+    for _ in 0..16 {
+        // SAFETY: a reservation at an address of the system's choosing has no preconditions.
+        let probe = unsafe { VirtualAlloc(ptr::null(), len, MEM_RESERVE, PAGE_NOACCESS) };
+        if probe.is_null() {
+            return Err(ArenaError::Os {
+                operation: "map",
+                size,
+                code: last_error(),
+            });
+        }
+        let aligned = (probe as usize).next_multiple_of(align);
+        // SAFETY: `probe` is the reservation just made; releasing it needs size 0.
+        unsafe { VirtualFree(probe, 0, MEM_RELEASE) };
+        // SAFETY: asking for a fixed address that was free a moment ago; failure means another
+        // thread took it, and the loop tries again.
+        let p = unsafe {
+            VirtualAlloc(
+                aligned as *const c_void,
+                size,
+                MEM_RESERVE | MEM_COMMIT,
+                PAGE_READWRITE,
+            )
+        };
+        if let Some(p) = NonNull::new(p.cast::<u8>()) {
+            return Ok(p);
+        }
+    }
+    Err(ArenaError::Os {
+        operation: "map",
+        size,
+        code: last_error(),
+    })
+}
+
+/// # Safety
+/// `ptr` is a mapping made by `map_aligned`, no longer used.
+pub(crate) unsafe fn unmap(ptr: NonNull<u8>, _size: usize) {
+    // SAFETY: the caller's guarantee; MEM_RELEASE takes the base address and size 0.
+    unsafe { VirtualFree(ptr.as_ptr().cast(), 0, MEM_RELEASE) };
+}
+
+/// # Safety
+/// The page-aligned range lies in a live mapping and its contents are no longer needed.
+pub(crate) unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> bool {
+    // SAFETY: the caller's guarantee.
+    unsafe { VirtualFree(ptr.as_ptr().cast(), len, MEM_DECOMMIT) != 0 }
+}
+
+/// # Safety
+/// The range lies in a live mapping.
+pub(crate) unsafe fn commit(ptr: NonNull<u8>, len: usize) -> Result<(), ArenaError> {
+    // SAFETY: the caller's guarantee; committing a reserved range of our own mapping.
+    let p = unsafe { VirtualAlloc(ptr.as_ptr().cast(), len, MEM_COMMIT, PAGE_READWRITE) };
+    if p.is_null() {
+        return Err(ArenaError::Os {
+            operation: "commit",
+            size: len,
+            code: last_error(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn advise_huge(_ptr: NonNull<u8>, _len: usize) {}
+
+pub(crate) fn yield_now() {
+    // SAFETY: SwitchToThread has no preconditions.
+    unsafe { SwitchToThread() };
+}

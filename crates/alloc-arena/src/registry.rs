@@ -1,0 +1,184 @@
+//! The arena registry: which pool allocator, if any, owns the arena around an address.
+//!
+//! pymalloc's `address_in_range` answers "is this block mine?" with a radix tree over the address
+//! space (CPython 3.10+); so does this module, shared by every pool allocator of the process:
+//!
+//! ```text
+//!   address bits:  47 ........ 34 | 33 ........ 20 | 19 ........ 0
+//!                  root index     | leaf index     | offset in a 1 MiB chunk
+//!
+//!   ROOT: [AtomicPtr<Leaf>; 2^14]   (static, 128 KiB of zero pages)
+//!   Leaf: [AtomicU32; 2^14]          (64 KiB, mapped on first use, never freed; covers 16 GiB)
+//! ```
+//!
+//! A leaf slot holds the owner id (non-zero) of the allocator whose arena covers that 1 MiB chunk,
+//! or 0. Arenas are at least 1 MiB and aligned to their size, so every chunk belongs to at most one
+//! arena. A lookup never touches arena memory, so it is safe for any pointer, live or not.
+//!
+//! Concurrency: a leaf is installed once with a compare-exchange (Release; a lookup's Acquire load
+//! of the pointer sees the zeroed leaf); slots are written only by the owner of the arena while it
+//! maps or unmaps it: set (Release) after the arena is mapped, cleared before it is unmapped.
+//! A lookup of a block that is live is therefore exact; a lookup of a dangling pointer may answer
+//! either way, which callers only use for "unknown" pointers anyway.
+
+use core::ptr::{self, NonNull};
+
+use alloc_core::ArenaError;
+
+use crate::sync::{AtomicPtr, AtomicU32, Ordering};
+
+/// Registry granularity: 1 MiB, the smallest arena size allowed.
+pub(crate) const CHUNK_SHIFT: u32 = 20;
+
+#[cfg(target_pointer_width = "64")]
+const ADDRESS_BITS: u32 = 48;
+#[cfg(not(target_pointer_width = "64"))]
+const ADDRESS_BITS: u32 = usize::BITS;
+
+const INDEX_BITS: u32 = ADDRESS_BITS - CHUNK_SHIFT;
+const LEAF_BITS: u32 = if INDEX_BITS > 14 { 14 } else { INDEX_BITS };
+const ROOT_BITS: u32 = INDEX_BITS - LEAF_BITS;
+const LEAF_LEN: usize = 1 << LEAF_BITS;
+
+struct Leaf {
+    owners: [AtomicU32; LEAF_LEN],
+}
+
+static ROOT: [AtomicPtr<Leaf>; 1 << ROOT_BITS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; 1 << ROOT_BITS];
+
+/// Source of owner ids: 0 means "nobody".
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A fresh owner id (non-zero).
+pub(crate) fn new_owner_id() -> u32 {
+    loop {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+#[inline]
+fn split(addr: usize) -> Option<(usize, usize)> {
+    if ADDRESS_BITS < usize::BITS && addr >> ADDRESS_BITS != 0 {
+        return None;
+    }
+    let chunk = addr >> CHUNK_SHIFT;
+    Some((chunk >> LEAF_BITS, chunk & (LEAF_LEN - 1)))
+}
+
+/// The owner id of the arena covering `addr`, or 0.
+#[inline]
+pub(crate) fn owner_of(addr: usize) -> u32 {
+    let Some((root, slot)) = split(addr) else {
+        return 0;
+    };
+    // Acquire: pairs with the Release that installed the leaf.
+    let leaf = ROOT[root].load(Ordering::Acquire);
+    if leaf.is_null() {
+        return 0;
+    }
+    // SAFETY: installed leaves are never freed, and `slot < LEAF_LEN`.
+    unsafe { (*leaf).owners[slot].load(Ordering::Acquire) }
+}
+
+fn leaf_for(root: usize) -> Result<&'static Leaf, ArenaError> {
+    let current = ROOT[root].load(Ordering::Acquire);
+    if !current.is_null() {
+        // SAFETY: installed leaves live for the rest of the process.
+        return Ok(unsafe { &*current });
+    }
+    let size = core::mem::size_of::<Leaf>();
+    let fresh: NonNull<u8> = crate::os::map_forever(size).ok_or(ArenaError::Os {
+        operation: "map",
+        size,
+        code: 0,
+    })?;
+    let fresh = fresh.cast::<Leaf>().as_ptr();
+    // Release: the zeroed leaf is visible to whoever loads the pointer with Acquire.
+    match ROOT[root].compare_exchange(
+        ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: zero-filled memory is a valid array of AtomicU32 zeros; never freed.
+        Ok(_) => Ok(unsafe { &*fresh }),
+        Err(winner) => {
+            // SAFETY: our leaf was never published; it is exactly what map_forever returned.
+            unsafe { crate::os::unmap_forever(NonNull::new_unchecked(fresh.cast()), size) };
+            // SAFETY: the winner's leaf lives for the rest of the process.
+            Ok(unsafe { &*winner })
+        }
+    }
+}
+
+/// Marks every 1 MiB chunk of `[base, base + size)` as owned by `id`.
+///
+/// Fails (leaving nothing registered) if the range lies outside the registry's address space or a
+/// leaf cannot be mapped.
+pub(crate) fn register(base: usize, size: usize, id: u32) -> Result<(), ArenaError> {
+    debug_assert!(id != 0 && base.is_multiple_of(1 << CHUNK_SHIFT));
+    let chunks = size >> CHUNK_SHIFT;
+    for i in 0..chunks {
+        let addr = base + (i << CHUNK_SHIFT);
+        let result = split(addr)
+            .ok_or(ArenaError::Unsupported {
+                size,
+                align: size,
+                reason: "the arena lies above the registry's address range",
+            })
+            .and_then(|(root, slot)| Ok((leaf_for(root)?, slot)));
+        match result {
+            Ok((leaf, slot)) => leaf.owners[slot].store(id, Ordering::Release),
+            Err(e) => {
+                unregister(base, i << CHUNK_SHIFT);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Clears the chunks of `[base, base + size)`; called before the arena is unmapped.
+pub(crate) fn unregister(base: usize, size: usize) {
+    for i in 0..size >> CHUNK_SHIFT {
+        let addr = base + (i << CHUNK_SHIFT);
+        if let Some((root, slot)) = split(addr) {
+            let leaf = ROOT[root].load(Ordering::Acquire);
+            if !leaf.is_null() {
+                // SAFETY: installed leaves are never freed.
+                unsafe { (*leaf).owners[slot].store(0, Ordering::Release) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_chunks_answer_their_owner_and_others_answer_zero() {
+        let id = new_owner_id();
+        let base = 0x7ab0_0000_0000usize;
+        register(base, 2 << CHUNK_SHIFT, id).unwrap();
+        assert_eq!(owner_of(base), id);
+        assert_eq!(owner_of(base + (1 << CHUNK_SHIFT) + 12345), id);
+        assert_eq!(owner_of(base + (2 << CHUNK_SHIFT)), 0);
+        assert_eq!(owner_of(base - 1), 0);
+        unregister(base, 2 << CHUNK_SHIFT);
+        assert_eq!(owner_of(base + 5), 0);
+    }
+
+    #[test]
+    fn addresses_beyond_the_registry_are_refused() {
+        if ADDRESS_BITS < usize::BITS {
+            let high = 1usize << ADDRESS_BITS;
+            assert_eq!(owner_of(high), 0);
+            assert!(register(high, 1 << CHUNK_SHIFT, new_owner_id()).is_err());
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! White-box tests of the pool core: carving, pool reuse, arena ordering and release.
+
+use std::vec::Vec;
+
+use alloc_core::{DomainAllocator, Ownership, System};
+
+use crate::{Heap, OsArenas, PoolAllocator, PoolConfig};
+
+alloc_core::conformance_tests!(pool_allocator_conforms, PoolAllocator::new());
+alloc_core::conformance_tests!(heap_conforms, Heap::new());
+alloc_core::conformance_tests!(
+    pool_with_other_parameters_conforms,
+    PoolAllocator::with_config(
+        PoolConfig {
+            spacing: 32,
+            threshold: 1024,
+            pool_size: 64 << 10,
+            arena_size: 4 << 20,
+            keep_empty_arenas: 0,
+            keep_empty_pools: 0,
+        },
+        OsArenas::new(),
+        System
+    )
+    .unwrap()
+);
+alloc_core::global_alloc_conformance_tests!(
+    pool_as_global_alloc,
+    alloc_core::AsGlobalAlloc::new(PoolAllocator::new())
+);
+alloc_core::allocator_conformance_tests!(
+    pool_as_allocator,
+    alloc_core::AsAllocator::new(PoolAllocator::new())
+);
+
+#[test]
+fn blocks_of_a_fresh_pool_are_carved_in_address_order() {
+    let heap = Heap::new();
+    let blocks: Vec<_> = (0..10).map(|_| heap.malloc(32).unwrap()).collect();
+    for w in blocks.windows(2) {
+        assert_eq!(w[1].as_ptr() as usize - w[0].as_ptr() as usize, 32);
+    }
+    let s = heap.stats();
+    assert_eq!(s.classes()[1].pools, 1);
+    assert_eq!(s.classes()[1].blocks_in_use, 10);
+    assert_eq!(s.classes()[1].blocks_free, 16384 / 32 - 10);
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    heap.check_invariants();
+}
+
+#[test]
+fn a_freed_block_is_the_next_one_allocated_in_its_class() {
+    let heap = Heap::new();
+    let a = heap.malloc(100).unwrap();
+    let b = heap.malloc(100).unwrap();
+    // SAFETY: `a` is live, freed once.
+    unsafe { heap.free(a.as_ptr()) };
+    let c = heap.malloc(97).unwrap(); // same class (97..=112)
+    assert_eq!(c, a);
+    // SAFETY: live, freed once.
+    unsafe {
+        heap.free(b.as_ptr());
+        heap.free(c.as_ptr());
+    }
+}
+
+#[test]
+fn an_emptied_pool_is_reused_by_another_class() {
+    let heap = Heap::new();
+    let n = 16384 / 16;
+    let blocks: Vec<_> = (0..n).map(|_| heap.malloc(16).unwrap()).collect();
+    let pool_base = blocks[0].as_ptr() as usize & !(16384 - 1);
+    assert!(blocks.iter().all(|b| b.as_ptr() as usize & !(16384 - 1) == pool_base));
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    assert_eq!(heap.stats().pools_empty, 1);
+    let big = heap.malloc(512).unwrap();
+    assert_eq!(big.as_ptr() as usize, pool_base, "the empty pool is taken first");
+    // SAFETY: live, freed once.
+    unsafe { heap.free(big.as_ptr()) };
+    heap.check_invariants();
+}
+
+#[test]
+fn a_full_pool_returns_to_the_front_of_its_class_when_a_block_is_freed() {
+    let heap = Heap::new();
+    let per_pool = 16384 / 256;
+    let first: Vec<_> = (0..per_pool).map(|_| heap.malloc(256).unwrap()).collect();
+    let second = heap.malloc(256).unwrap(); // the first pool is full: a second pool
+    assert_ne!(
+        second.as_ptr() as usize & !(16384 - 1),
+        first[0].as_ptr() as usize & !(16384 - 1)
+    );
+    // SAFETY: live, freed once.
+    unsafe { heap.free(first[5].as_ptr()) };
+    let again = heap.malloc(256).unwrap();
+    assert_eq!(again, first[5], "the pool with a free block is used next");
+    heap.check_invariants();
+    for b in first.into_iter().chain([second]) {
+        // SAFETY: each block is live and freed once (`first[5]` was reallocated as `again`).
+        unsafe { heap.free(b.as_ptr()) };
+    }
+}
+
+#[test]
+fn pools_are_taken_from_the_fullest_arena() {
+    let heap = Heap::new();
+    // Fill three arenas with 512-byte blocks (32 per pool, 63 pools per arena).
+    let per_arena = 63 * 32;
+    let mut blocks: Vec<_> = (0..3 * per_arena).map(|_| heap.malloc(512).unwrap()).collect();
+    let arena_of = |p: *mut u8| p as usize & !((1 << 20) - 1);
+    let arenas: Vec<usize> = {
+        let mut v: Vec<usize> = blocks.iter().map(|b| arena_of(b.as_ptr())).collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(arenas.len(), 3);
+    // Empty 10 pools of arena 0 and 3 pools of arena 1.
+    let mut freed = Vec::new();
+    blocks.retain(|b| {
+        let a = arena_of(b.as_ptr());
+        let pool = (b.as_ptr() as usize >> 14) & 63;
+        let free = (a == arenas[0] && pool <= 10) || (a == arenas[1] && pool <= 3);
+        if free {
+            freed.push(*b);
+        }
+        !free
+    });
+    for b in freed {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    heap.check_invariants();
+    // A new class needs a pool: it must come from arena 1 (fewest free pools).
+    let p = heap.malloc(16).unwrap();
+    assert_eq!(arena_of(p.as_ptr()), arenas[1]);
+    heap.check_invariants();
+    blocks.push(p);
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    heap.check_invariants();
+}
+
+#[test]
+fn empty_arenas_are_returned_to_the_os_but_one_is_kept() {
+    let heap = Heap::new();
+    let blocks: Vec<_> = (0..100_000).map(|_| heap.malloc(64).unwrap()).collect();
+    let s = heap.stats();
+    assert!(s.arenas >= 6, "100,000 blocks of 64 bytes need several arenas");
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    let s = heap.stats();
+    assert_eq!(s.arenas, 1, "all but one empty arena are returned");
+    assert_eq!(s.arenas_released, s.arenas_allocated - 1);
+    assert!(
+        s.pools_decommitted_total > 0,
+        "empty pools past the budget are decommitted"
+    );
+    heap.check_invariants();
+    // The kept arena is used again: no new mapping.
+    let p = heap.malloc(64).unwrap();
+    assert_eq!(heap.stats().arenas_allocated, s.arenas_allocated);
+    // SAFETY: live, freed once.
+    unsafe { heap.free(p.as_ptr()) };
+}
+
+#[test]
+fn oscillating_around_an_arena_boundary_does_not_remap() {
+    let heap = Heap::new();
+    let per_arena = 63 * (16384 / 256);
+    let base: Vec<_> = (0..per_arena).map(|_| heap.malloc(256).unwrap()).collect();
+    let before = heap.stats().arenas_allocated;
+    for _ in 0..50 {
+        let extra: Vec<_> = (0..10).map(|_| heap.malloc(256).unwrap()).collect();
+        for b in extra {
+            // SAFETY: live, freed once.
+            unsafe { heap.free(b.as_ptr()) };
+        }
+    }
+    assert_eq!(heap.stats().arenas_allocated, before + 1, "one extra arena, kept");
+    for b in base {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+}
+
+#[test]
+fn realloc_stays_in_place_within_a_class_and_moves_across_the_threshold() {
+    let pool = PoolAllocator::new();
+    let p = pool.malloc(40).unwrap();
+    // SAFETY: `p` is live; each realloc result replaces it.
+    unsafe {
+        p.as_ptr().write_bytes(7, 40);
+        assert_eq!(pool.realloc(p.as_ptr(), 48), Some(p), "same class: in place");
+        assert_eq!(pool.realloc(p.as_ptr(), 37), Some(p), "small shrink: in place");
+        let big = pool.realloc(p.as_ptr(), 4000).unwrap();
+        assert_eq!(pool.owns(big.as_ptr()), Ownership::Unknown, "moved to the C library");
+        assert_eq!(*big.as_ptr().add(36), 7);
+        let back = pool.realloc(big.as_ptr(), 100).unwrap();
+        assert_eq!(pool.owns(back.as_ptr()), Ownership::Owned, "moved back to the pools");
+        assert_eq!(*back.as_ptr().add(36), 7);
+        pool.free(back.as_ptr());
+    }
+    pool.check_invariants();
+}
+
+#[test]
+fn aligned_requests_are_served_from_pools_when_they_fit() {
+    let pool = PoolAllocator::new();
+    for align in [32usize, 64, 128, 256, 512] {
+        let layout = core::alloc::Layout::from_size_align(align / 2 + 1, align).unwrap();
+        let p = pool.malloc_aligned(layout).unwrap();
+        assert_eq!(p.as_ptr() as usize % align, 0);
+        assert_eq!(pool.owns(p.as_ptr()), Ownership::Owned);
+        // SAFETY: live, freed once with its layout.
+        unsafe { pool.free_aligned(p, layout) };
+    }
+}
+
+#[test]
+fn another_pool_allocator_does_not_own_my_blocks() {
+    let a = PoolAllocator::new();
+    let b = PoolAllocator::new();
+    let pa = a.malloc(64).unwrap();
+    let pb = b.malloc(64).unwrap();
+    assert_eq!(a.owns(pa.as_ptr()), Ownership::Owned);
+    assert_eq!(b.owns(pa.as_ptr()), Ownership::Unknown);
+    assert_eq!(a.owns(pb.as_ptr()), Ownership::Unknown);
+    // SAFETY: live, each freed once by its maker.
+    unsafe {
+        a.free(pa.as_ptr());
+        b.free(pb.as_ptr());
+    }
+}
+
+#[test]
+fn stats_table_names_classes_and_arenas() {
+    let pool = PoolAllocator::new();
+    let blocks: Vec<_> = (0..100).map(|_| pool.malloc(200).unwrap()).collect();
+    let table = std::format!("{}", pool.stats());
+    assert!(table.contains("class   size   num pools   blocks in use  avail blocks"));
+    assert!(table.contains("   12    208           2             100"), "{table}");
+    assert!(table.contains("# arenas allocated current"));
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { pool.free(b.as_ptr()) };
+    }
+}
+
+#[test]
+fn random_operations_keep_the_heap_invariants() {
+    let heap = Heap::new();
+    let mut rng = alloc_core::testkit::Rng::new(99);
+    let mut live: Vec<core::ptr::NonNull<u8>> = Vec::new();
+    for i in 0..200_000 {
+        if live.is_empty() || rng.below(100) < 52 {
+            live.push(heap.malloc(rng.below(513)).unwrap());
+        } else {
+            let b = live.swap_remove(rng.below(live.len()));
+            // SAFETY: live, freed once.
+            unsafe { heap.free(b.as_ptr()) };
+        }
+        if i % 20_000 == 0 {
+            heap.check_invariants();
+        }
+    }
+    for b in live {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    heap.check_invariants();
+    assert_eq!(heap.stats().blocks_in_use(), 0);
+}
