@@ -1,0 +1,63 @@
+//! Allocating then freeing 1 GiB of small blocks returns the process RSS to within 10% of where it
+//! started (empty pools decommitted, empty arenas returned to the OS). Linux only: it reads
+//! `/proc/self/statm`. Its own test binary, so no other test's memory moves the RSS.
+
+#![cfg(target_os = "linux")]
+
+use alloc_arena::PoolAllocator;
+use alloc_core::DomainAllocator;
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+fn freeing_a_gibibyte_of_small_blocks_returns_rss() {
+    let pool = PoolAllocator::new();
+    // The pointer table is allocated (and touched) before the baseline is taken.
+    let target = 1usize << 30;
+    let mut blocks: Vec<*mut u8> = Vec::with_capacity(target / 16 / 8);
+    blocks.resize(blocks.capacity(), std::ptr::null_mut());
+    blocks.clear();
+    let before = rss_bytes();
+
+    let mut requested = 0usize;
+    let mut size = 16usize;
+    while requested < target {
+        let p = pool.malloc(size).expect("out of memory");
+        // Touch every page of the block so it is resident.
+        // SAFETY: a live block of `size` bytes.
+        unsafe { p.as_ptr().write_bytes(0x5A, size) };
+        blocks.push(p.as_ptr());
+        requested += size;
+        size = if size >= 512 { 16 } else { size + 16 };
+    }
+    let peak = rss_bytes();
+    assert!(
+        peak - before >= target,
+        "the blocks should be resident: {} MiB",
+        (peak - before) >> 20
+    );
+    for p in blocks.drain(..) {
+        // SAFETY: each block is live and freed once.
+        unsafe { pool.free(p) };
+    }
+    let after = rss_bytes();
+    let stats = pool.stats();
+    eprintln!(
+        "RSS before {} MiB, peak {} MiB, after {} MiB; arenas now {}, highest {}",
+        before >> 20,
+        peak >> 20,
+        after >> 20,
+        stats.arenas,
+        stats.arenas_highest
+    );
+    assert!(
+        (after as f64) <= before as f64 * 1.10 + (1 << 20) as f64,
+        "RSS after freeing is {} MiB, started at {} MiB",
+        after >> 20,
+        before >> 20
+    );
+}
