@@ -12,8 +12,32 @@ pub static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static CORE_SYSTEM: alloc_core::AsGlobalAlloc<alloc_core::System> =
     alloc_core::AsGlobalAlloc::new(alloc_core::System);
 
-/// Every allocator name the runner knows, in report order.
-pub const ALL: &[&str] = &["system", "mimalloc", "jemalloc", "core-system"];
+/// domalloc's pool allocator, shareable between threads.
+pub static POOL: alloc_core::AsGlobalAlloc<alloc_arena::PoolAllocator> =
+    alloc_core::AsGlobalAlloc::new(alloc_arena::PoolAllocator::new());
+
+/// A fresh single-owner pool heap (no lock) for this thread, leaked for the process lifetime.
+pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
+    Box::leak(Box::new(alloc_core::AsGlobalAlloc::new(
+        alloc_arena::Heap::new(),
+    )))
+}
+
+/// Every allocator name the runner knows, in report order:
+///
+/// * `system`: the C library (glibc here) through `std::alloc::System`;
+/// * `mimalloc`, `jemalloc`: the peers;
+/// * `pool`: domalloc's `PoolAllocator` called directly (through the `GlobalAlloc` adapter);
+/// * `pool-heap`: the same pools as a single-owner `Heap`, without the lock;
+/// * `core-system`: `alloc_core::System` through the adapter: what the adapter costs.
+pub const ALL: &[&str] = &[
+    "system",
+    "mimalloc",
+    "jemalloc",
+    "pool",
+    "pool-heap",
+    "core-system",
+];
 
 /// Runs `$body` with `$a` bound to a `&'static` reference to the allocator called `$name`
 /// (one of [`ALL`]); evaluates to `Some(result)`, or `None` for an unknown name.
@@ -31,6 +55,14 @@ macro_rules! with_allocator {
             }
             "jemalloc" => {
                 let $a = &$crate::peers::JEMALLOC;
+                Some($body)
+            }
+            "pool" => {
+                let $a = &$crate::peers::POOL;
+                Some($body)
+            }
+            "pool-heap" => {
+                let $a = $crate::peers::pool_heap();
                 Some($body)
             }
             "core-system" => {

@@ -51,6 +51,10 @@ pub fn pairs<G: GlobalAlloc>(a: &G, size: usize, iters: u64) -> f64 {
     start.elapsed().as_nanos() as f64 / iters as f64
 }
 
+/// The live-set sizes of the sweep: churn at each, to show that no operation's cost grows with the
+/// number of live blocks (or arenas).
+pub const SWEEP_LIVE: &[usize] = &[1_000, 10_000, 100_000, 1_000_000, 4_000_000];
+
 /// Churn: `live` blocks of 16 to 512 bytes (16-byte steps, as a mix of small objects), then
 /// `replaces` random replacements (free one slot, allocate a new size into it).
 /// Returns nanoseconds per replacement; everything is freed at the end.

@@ -9,23 +9,34 @@ use std::time::Instant;
 
 use crate::{Result, cargo, root};
 
-const ALLOCATORS: &[&str] = &["system", "mimalloc", "jemalloc", "core-system"];
-const WORKLOADS: &[&str] = &["pairs", "churn"];
+const ALLOCATORS: &[&str] = &[
+    "system",
+    "mimalloc",
+    "jemalloc",
+    "pool",
+    "pool-heap",
+    "core-system",
+];
+const WORKLOADS: &[&str] = &["pairs", "churn", "sweep"];
+/// The quick suite leaves the sweep out (it is long); `--full` or `--workloads sweep` runs it.
+const QUICK_WORKLOADS: &[&str] = &["pairs", "churn"];
 
 struct Options {
     workloads: Vec<String>,
     allocators: Vec<String>,
     samples: usize,
     scale: f64,
+    sizes: &'static str,
     suite: &'static str,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
-        workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
+        workloads: QUICK_WORKLOADS.iter().map(|s| s.to_string()).collect(),
         allocators: ALLOCATORS.iter().map(|s| s.to_string()).collect(),
         samples: 5,
         scale: 0.25,
+        sizes: "16,64,256,512",
         suite: "quick",
     };
     let list = |v: &str| v.split(',').map(str::to_string).collect::<Vec<_>>();
@@ -39,8 +50,10 @@ fn parse(args: &[String]) -> Result<Options> {
         match flag.as_str() {
             "--quick" => {}
             "--full" => {
+                o.workloads = WORKLOADS.iter().map(|s| s.to_string()).collect();
                 o.samples = 11;
                 o.scale = 1.0;
+                o.sizes = "16,32,64,128,256,512,4096,65536,1048576";
                 o.suite = "full";
             }
             "--workloads" => o.workloads = list(&value()?),
@@ -153,6 +166,7 @@ pub(crate) fn run(args: &[String]) -> Result {
                 .args(["--workload", w, "--allocator", a])
                 .args(["--samples", &o.samples.to_string()])
                 .args(["--scale", &o.scale.to_string()])
+                .args(["--sizes", o.sizes])
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|e| format!("could not start {}: {e}", exe.display()))?;

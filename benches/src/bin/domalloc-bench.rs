@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! domalloc-bench --allocator mimalloc --workload pairs --sizes 16,64,512 --samples 7 --scale 1.0
+//! domalloc-bench --allocator pool --workload sweep      # churn at 1k..4M live blocks; size = live
 //! domalloc-bench --list
 //! ```
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use domalloc_benches::report::{Record, peak_rss_kib};
 use domalloc_benches::{peers, with_allocator, workloads};
 
-const WORKLOADS: &[&str] = &["pairs", "churn"];
+const WORKLOADS: &[&str] = &["pairs", "churn", "sweep"];
 
 struct Args {
     allocator: String,
@@ -104,7 +105,8 @@ fn main() -> ExitCode {
                 .sizes
                 .iter()
                 .map(|&size| {
-                    let iters = scaled(2_000_000.0);
+                    // Large sizes cost far more per pair (page faults, mmap): fewer iterations.
+                    let iters = scaled(2_000_000.0 / (1 + size / 4096) as f64);
                     record(
                         Some(size),
                         Box::new(move || workloads::pairs(a, size, iters)),
@@ -118,6 +120,16 @@ fn main() -> ExitCode {
                     Box::new(move || workloads::churn(a, 100_000, replaces, 42)),
                 )]
             }
+            "sweep" => workloads::SWEEP_LIVE
+                .iter()
+                .map(|&live| {
+                    let replaces = scaled(1_000_000.0);
+                    record(
+                        Some(live),
+                        Box::new(move || workloads::churn(a, live, replaces, 7)),
+                    )
+                })
+                .collect(),
             _ => unreachable!("workload names are checked in parse()"),
         }
     })

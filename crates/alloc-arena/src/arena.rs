@@ -21,11 +21,13 @@
 //!
 //! A pool is in exactly one of three states (pymalloc's, told once here):
 //!
-//! * **used** — some blocks allocated, at least one free or never carved. It is on its size class's
-//!   `used` list in the heap, and its `free` list is never empty: when the last free block is taken,
-//!   the next never-used block is carved (bump `next_offset`), or, if none is left, the pool is full.
+//! * **used** — on its size class's `used` list in the heap. Allocation takes from its `free` list;
+//!   when that is empty, the blocks freed meanwhile (`local_free`) become the free list, or else the
+//!   next never-used block is carved (bump `next_offset`). A pool found with no block left is full.
 //! * **full** — every block allocated. It is on no list; the first free moves it to the front of its
-//!   class's `used` list (so it is the next pool to allocate from).
+//!   class's `used` list (so it is the next pool to allocate from). The last pool of a class stays on
+//!   the list even when it empties (see `heap`), so a class that swings between zero and a few
+//!   blocks does not take and return a pool each time.
 //! * **empty** — no block allocated. It is on its arena's `free_pools` stack, its class forgotten,
 //!   ready for any class; past the heap's budget of committed empty pools its pages are decommitted.
 //!
@@ -42,13 +44,19 @@ pub(crate) struct FreeBlock {
 }
 
 /// `PoolMeta::class` of an empty pool.
-pub(crate) const NO_CLASS: u32 = u32::MAX;
+pub(crate) const NO_CLASS: u8 = u8::MAX;
 
-/// The description of one pool, kept in its arena's header.
-#[repr(C)]
+/// The description of one pool, kept in its arena's header: one cache line.
+///
+/// Freed blocks go onto `local_free`, allocations come from `free`; when `free` runs dry the two
+/// lists are swapped (mimalloc's free-list sharding). A free then never writes the list head the
+/// next allocation reads, which keeps an alloc-free-alloc sequence off a store-to-load chain.
+#[repr(C, align(64))]
 pub(crate) struct PoolMeta {
-    /// Head of the free list of carved, freed blocks; never null while the pool is **used**.
+    /// Carved blocks ready to be allocated.
     pub(crate) free: *mut FreeBlock,
+    /// Blocks freed since `free` last ran dry.
+    pub(crate) local_free: *mut FreeBlock,
     /// Links on the class's `used` list, or (`next` only) on the arena's `free_pools` stack.
     pub(crate) next: *mut PoolMeta,
     pub(crate) prev: *mut PoolMeta,
@@ -56,24 +64,20 @@ pub(crate) struct PoolMeta {
     pub(crate) base: *mut u8,
     /// Offset of the next never-used block.
     pub(crate) next_offset: u32,
-    /// The largest offset at which a whole block still fits.
-    pub(crate) max_offset: u32,
+    /// Offset past the last whole block.
+    pub(crate) end_offset: u32,
     /// Blocks allocated.
     pub(crate) used: u32,
-    /// Size class, or [`NO_CLASS`] when empty.
-    pub(crate) class: u32,
+    /// Blocks the pool holds when all are carved.
+    pub(crate) capacity: u32,
     /// Block size in bytes (valid while `class != NO_CLASS`).
-    pub(crate) block_size: u32,
+    pub(crate) block_size: u16,
+    /// Size class, or [`NO_CLASS`] when empty.
+    pub(crate) class: u8,
+    /// Whether the pool is on its class's `used` list.
+    pub(crate) in_list: bool,
     /// Whether the pool's pages are committed (false after a decommit, until it is taken again).
     pub(crate) committed: bool,
-}
-
-impl PoolMeta {
-    /// Blocks this pool holds when all are carved.
-    #[inline]
-    pub(crate) fn capacity(&self, pool_size: usize) -> usize {
-        pool_size / self.block_size as usize
-    }
 }
 
 /// The description of one arena, at its first byte.

@@ -83,16 +83,25 @@ fn calloc<F: Front>(f: &F, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
 }
 
 /// # Safety
+/// `ptr` is a live block of `f` from malloc/calloc/realloc.
+#[inline]
+unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
+    if owned(f, ptr.as_ptr()) {
+        // SAFETY: the registry says the block lies in our arenas; the caller says it is live.
+        f.with_core(|core, _| unsafe { core.free(ptr) });
+    } else {
+        // SAFETY: not in our arenas, so it came from `L` (the caller's guarantee).
+        unsafe { f.large().free(ptr.as_ptr()) }
+    }
+}
+
+/// # Safety
 /// `ptr` is null or a live block of `f` from malloc/calloc/realloc.
 #[inline]
 unsafe fn free<F: Front>(f: &F, ptr: *mut u8) {
-    let Some(p) = NonNull::new(ptr) else { return };
-    if owned(f, ptr) {
-        // SAFETY: the registry says the block lies in our arenas; the caller says it is live.
-        f.with_core(|core, _| unsafe { core.free(p) });
-    } else {
-        // SAFETY: not in our arenas, so it came from `L` (the caller's guarantee).
-        unsafe { f.large().free(ptr) }
+    if let Some(p) = NonNull::new(ptr) {
+        // SAFETY: the caller's guarantee.
+        unsafe { free_nonnull(f, p) }
     }
 }
 
@@ -280,7 +289,7 @@ macro_rules! domain_allocator_for_front {
             #[inline]
             unsafe fn free_sized(&self, ptr: NonNull<u8>, _size: usize) {
                 // SAFETY: as for `free`; the registry finds the owner without the size.
-                unsafe { free(self, ptr.as_ptr()) }
+                unsafe { free_nonnull(self, ptr) }
             }
             fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
                 malloc_aligned(self, layout)
@@ -408,6 +417,13 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         &self.large
     }
 
+    /// Gives back everything kept for reuse, like `malloc_trim(0)`: empty pools kept by their size
+    /// class, empty arenas kept mapped (returned to the provider), and the pages of every empty pool
+    /// (decommitted).
+    pub fn trim(&self) {
+        self.core.with(|core| core.trim());
+    }
+
     /// Runs `f` on the arena provider.
     pub fn with_provider<R>(&self, f: impl FnOnce(&P) -> R) -> R {
         self.core.with(|core| f(core.provider()))
@@ -504,6 +520,11 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
     /// Statistics of the pools; see [`PoolStats`].
     pub fn stats(&self) -> PoolStats {
         self.with_core(|core, _| core.stats())
+    }
+
+    /// Gives back everything kept for reuse; see [`PoolAllocator::trim`].
+    pub fn trim(&self) {
+        self.with_core(|core, _| core.trim());
     }
 
     /// The large-block allocator.

@@ -101,43 +101,58 @@ impl<P: ArenaProvider> PoolCore<P> {
         debug_assert!(class < self.geo.nclasses);
         let pool = self.used[class];
         if !pool.is_null() {
-            // SAFETY: pools on a used list are live and have a non-empty free list.
-            return Some(unsafe { self.take_block(pool, class) });
-        }
-        self.alloc_from_new_pool(class, id)
-    }
-
-    /// Takes the head of `pool`'s free list, keeping the invariant that a used pool's free list is
-    /// never empty (carving the next block, or retiring the pool as full).
-    ///
-    /// # Safety
-    /// `pool` is the head of `used[class]`.
-    #[inline]
-    unsafe fn take_block(&mut self, pool: *mut PoolMeta, class: usize) -> NonNull<u8> {
-        // SAFETY: the caller guarantees `pool` is a used pool: live meta, non-null free list whose
-        // blocks lie inside the pool.
-        unsafe {
-            let p = &mut *pool;
-            let block = p.free;
-            p.used += 1;
-            p.free = (*block).next;
-            if p.free.is_null() {
-                if p.next_offset <= p.max_offset {
-                    // Lazy carving: one never-used block becomes the free list.
-                    let fresh = p.base.add(p.next_offset as usize).cast::<FreeBlock>();
-                    (*fresh).next = ptr::null_mut();
-                    p.free = fresh;
-                    p.next_offset += p.block_size;
-                } else {
-                    // Full: off the used list (it is the head).
-                    self.used[class] = p.next;
-                    if !p.next.is_null() {
-                        (*p.next).prev = ptr::null_mut();
-                    }
+            // SAFETY: pools on a used list are live; blocks on their free list lie inside them.
+            unsafe {
+                let p = &mut *pool;
+                let mut block = p.free;
+                if block.is_null() {
+                    // The blocks freed since `free` ran dry become the free list.
+                    block = p.local_free;
+                    p.local_free = ptr::null_mut();
+                }
+                if !block.is_null() {
+                    p.free = (*block).next;
+                    p.used += 1;
+                    return Some(NonNull::new_unchecked(block.cast()));
                 }
             }
-            NonNull::new_unchecked(block.cast())
         }
+        self.alloc_slow(class, id)
+    }
+
+    /// The head pool's free list is empty (or there is no pool): swap in the blocks freed
+    /// meanwhile, carve a never-used block, retire full pools, or take a new pool.
+    #[cold]
+    fn alloc_slow(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+        loop {
+            let pool = self.used[class];
+            if pool.is_null() {
+                return self.alloc_from_new_pool(class, id);
+            }
+            // SAFETY: pools on a used list are live; carved offsets stay below `end_offset`.
+            unsafe {
+                let p = &mut *pool;
+                if !p.free.is_null() {
+                    break;
+                }
+                if !p.local_free.is_null() {
+                    p.free = p.local_free;
+                    p.local_free = ptr::null_mut();
+                    break;
+                }
+                if p.next_offset < p.end_offset {
+                    // Lazy carving: one never-used block, handed out directly.
+                    let block = p.base.add(p.next_offset as usize);
+                    p.next_offset += u32::from(p.block_size);
+                    p.used += 1;
+                    return Some(NonNull::new_unchecked(block));
+                }
+                // Full: off the used list (it is the head); the first free brings it back.
+                debug_assert_eq!(p.used, p.capacity);
+                self.unlink_used(pool);
+            }
+        }
+        self.alloc(class, id)
     }
 
     #[cold]
@@ -147,24 +162,38 @@ impl<P: ArenaProvider> PoolCore<P> {
         }
         let pool = self.take_pool()?;
         let size = self.geo.block_size(class);
+        let capacity = self.geo.pool_size / size;
         // SAFETY: `take_pool` returned an empty pool of a live arena, committed.
         unsafe {
             let p = &mut *pool;
-            p.class = class as u32;
-            p.block_size = size as u32;
-            p.used = 0;
-            let first = p.base.cast::<FreeBlock>();
-            (*first).next = ptr::null_mut();
-            p.free = first;
+            p.class = class as u8;
+            p.block_size = size as u16;
+            p.capacity = capacity as u32;
+            p.used = 1;
+            p.free = ptr::null_mut();
+            p.local_free = ptr::null_mut();
             p.next_offset = size as u32;
-            p.max_offset = (self.geo.pool_size - size) as u32;
+            p.end_offset = (capacity * size) as u32;
+            self.link_used_front(pool);
+            Some(NonNull::new_unchecked(p.base))
+        }
+    }
+
+    /// # Safety
+    /// `pool` is a live pool with a class, on no list.
+    #[inline]
+    unsafe fn link_used_front(&mut self, pool: *mut PoolMeta) {
+        // SAFETY: the caller's guarantee; the head is a live used pool or null.
+        unsafe {
+            let p = &mut *pool;
+            let class = p.class as usize;
             p.prev = ptr::null_mut();
             p.next = self.used[class];
             if !p.next.is_null() {
                 (*p.next).prev = pool;
             }
             self.used[class] = pool;
-            Some(self.take_block(pool, class))
+            p.in_list = true;
         }
     }
 
@@ -195,14 +224,17 @@ impl<P: ArenaProvider> PoolCore<P> {
                 let pool = ArenaHeader::meta(a, index);
                 pool.write(PoolMeta {
                     free: ptr::null_mut(),
+                    local_free: ptr::null_mut(),
                     next: ptr::null_mut(),
                     prev: ptr::null_mut(),
                     base: a.cast::<u8>().add(index << self.geo.pool_shift),
                     next_offset: 0,
-                    max_offset: 0,
+                    end_offset: 0,
                     used: 0,
-                    class: NO_CLASS,
+                    capacity: 0,
                     block_size: 0,
+                    class: NO_CLASS,
+                    in_list: false,
                     committed: true,
                 });
                 pool
@@ -285,7 +317,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     ///
     /// # Safety
     /// `ptr` is a live block allocated by this core, not used afterwards.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn free(&mut self, ptr: NonNull<u8>) {
         let pool = self.meta_of(ptr.as_ptr() as usize);
         // SAFETY: the caller guarantees a live block, so its pool is used or full and `ptr` is a
@@ -298,24 +330,39 @@ impl<P: ArenaProvider> PoolCore<P> {
                 "free of a pointer that is not a block start"
             );
             let block = ptr.as_ptr().cast::<FreeBlock>();
-            let was_full = p.free.is_null();
-            (*block).next = p.free;
-            p.free = block;
+            (*block).next = p.local_free;
+            p.local_free = block;
             p.used -= 1;
+            if p.used == 0 || !p.in_list {
+                self.free_slow(pool);
+            }
+        }
+    }
+
+    /// A free left its pool empty, or the pool was full: move it between states.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of this core with a class.
+    #[cold]
+    unsafe fn free_slow(&mut self, pool: *mut PoolMeta) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let p = &mut *pool;
             if p.used == 0 {
-                if !was_full {
+                if p.in_list && p.prev.is_null() && p.next.is_null() {
+                    // The only pool of its class stays with the class, empty (hysteresis, like
+                    // mimalloc's page retire): a class that swings between zero and a few blocks
+                    // must not take a pool from its arena and give it back every time.
+                    // `trim` returns such pools.
+                    return;
+                }
+                if p.in_list {
                     self.unlink_used(pool);
                 }
                 self.return_pool(pool);
-            } else if was_full {
-                // Back to the front of its class: the next allocation of the class uses it.
-                let class = p.class as usize;
-                p.prev = ptr::null_mut();
-                p.next = self.used[class];
-                if !p.next.is_null() {
-                    (*p.next).prev = pool;
-                }
-                self.used[class] = pool;
+            } else if !p.in_list {
+                // It was full; back to the front of its class: the next allocation uses it.
+                self.link_used_front(pool);
             }
         }
     }
@@ -334,6 +381,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             if !p.next.is_null() {
                 (*p.next).prev = p.prev;
             }
+            p.in_list = false;
         }
     }
 
@@ -470,6 +518,58 @@ impl<P: ArenaProvider> PoolCore<P> {
         }
     }
 
+    /// Gives back everything kept for reuse, like `malloc_trim(0)`: the empty pools kept by their
+    /// class, the empty arenas kept mapped, and the pages of every empty pool.
+    pub(crate) fn trim(&mut self) {
+        let (keep_arenas, keep_pools) = (self.geo.keep_empty_arenas, self.geo.keep_empty_pools);
+        self.geo.keep_empty_arenas = 0;
+        self.geo.keep_empty_pools = 0;
+        // SAFETY: every list holds live pools and arenas of this core; links are read before a
+        // pool or arena leaves its list.
+        unsafe {
+            for class in 0..self.geo.nclasses {
+                let mut p = self.used[class];
+                while !p.is_null() {
+                    let next = (*p).next;
+                    if (*p).used == 0 {
+                        self.unlink_used(p);
+                        self.return_pool(p);
+                    }
+                    p = next;
+                }
+            }
+            let mut a = self.usable;
+            while !a.is_null() {
+                let next = (*a).next;
+                if (*a).nfree == (*a).ntotal {
+                    self.empty_arenas -= 1;
+                    self.release_arena(a);
+                }
+                a = next;
+            }
+            let mut a = self.all;
+            while !a.is_null() {
+                let mut p = (*a).free_pools;
+                while !p.is_null() {
+                    if (*p).committed
+                        && self
+                            .provider
+                            .decommit(NonNull::new_unchecked((*p).base), self.geo.pool_size)
+                    {
+                        (*p).committed = false;
+                        (*a).empty_committed -= 1;
+                        self.empty_committed -= 1;
+                        self.pools_decommitted += 1;
+                    }
+                    p = (*p).next;
+                }
+                a = (*a).all_next;
+            }
+        }
+        self.geo.keep_empty_arenas = keep_arenas;
+        self.geo.keep_empty_pools = keep_pools;
+    }
+
     /// Statistics, by walking every arena's pool metas (nothing is counted on the fast paths).
     pub(crate) fn stats(&self) -> PoolStats {
         let g = &self.geo;
@@ -507,7 +607,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     let cs = &mut s.classes[p.class as usize];
                     cs.pools += 1;
                     cs.blocks_in_use += p.used as usize;
-                    cs.blocks_free += p.capacity(g.pool_size) - p.used as usize;
+                    cs.blocks_free += (p.capacity - p.used) as usize;
                 }
                 a = arena.all_next;
             }
@@ -548,7 +648,8 @@ impl<P: ArenaProvider> PoolCore<P> {
                 while !p.is_null() {
                     let pool = &*p;
                     assert_eq!(pool.class as usize, class, "pool on the wrong class list");
-                    assert!(!pool.free.is_null(), "used pool with an empty free list");
+                    assert!(pool.in_list, "pool on a used list not marked so");
+                    assert!(pool.used <= pool.capacity, "pool with more blocks used than it has");
                     assert_eq!(pool.prev, prev, "used list back link broken");
                     prev = p;
                     p = pool.next;
