@@ -18,9 +18,12 @@ pub static POOL: alloc_core::AsGlobalAlloc<alloc_arena::PoolAllocator> =
 
 /// A fresh single-owner pool heap (no lock) for this thread, leaked for the process lifetime.
 pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
-    Box::leak(Box::new(alloc_core::AsGlobalAlloc::new(
+    #[repr(align(4096))]
+    struct Page(alloc_core::AsGlobalAlloc<alloc_arena::Heap>);
+    let b: &'static Page = Box::leak(Box::new(Page(alloc_core::AsGlobalAlloc::new(
         alloc_arena::Heap::new(),
-    )))
+    ))));
+    &b.0
 }
 
 /// Every allocator name the runner knows, in report order:

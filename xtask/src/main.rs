@@ -162,7 +162,7 @@ fn sanitize() -> Result {
     ])
     .env("RUSTC_BOOTSTRAP", "1")
     .env("RUSTFLAGS", "-Zsanitizer=address")
-    .env("ASAN_OPTIONS", "detect_leaks=1");
+    .env("ASAN_OPTIONS", "detect_leaks=1:allocator_may_return_null=1");
     run("tests under AddressSanitizer", c)
 }
 

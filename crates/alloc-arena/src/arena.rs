@@ -120,7 +120,13 @@ impl ArenaHeader {
     #[inline]
     pub(crate) unsafe fn meta(arena: *mut ArenaHeader, index: usize) -> *mut PoolMeta {
         // SAFETY: the metas follow the header inside the arena's header pools (the caller's bound).
-        unsafe { arena.cast::<u8>().add(metas_offset()).cast::<PoolMeta>().add(index) }
+        unsafe {
+            arena
+                .cast::<u8>()
+                .add(metas_offset())
+                .cast::<PoolMeta>()
+                .add(index)
+        }
     }
 
     /// Writes a fresh header at `base` for an arena of `pools_per_arena` pools whose first

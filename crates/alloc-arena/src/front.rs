@@ -7,9 +7,9 @@
 //!   go to the pools; larger ones to the large-block allocator `L`;
 //! * a free or realloc asks the registry whether the block lies in one of this allocator's arenas
 //!   (O(1), no arena memory read) and sends it to the pools or to `L` accordingly, so no size is
-//!   needed;
-//! * realloc stays in place while the new size keeps the same class (or shrinks by less than a
-//!   quarter, as pymalloc), and moves between the pools and `L` across the threshold.
+//!   needed; a sized free also takes the class from the size, reading no pool metadata at all;
+//! * realloc stays in place while the new size keeps the same class, and moves between the pools
+//!   and `L` across the threshold.
 
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
@@ -58,7 +58,10 @@ fn small_aligned_size(g: &Geometry, layout: Layout) -> Option<usize> {
     if layout.align() > g.threshold {
         return None;
     }
-    let size = layout.size().max(1).checked_next_multiple_of(layout.align())?;
+    let size = layout
+        .size()
+        .max(1)
+        .checked_next_multiple_of(layout.align())?;
     (size <= g.threshold).then_some(size)
 }
 
@@ -96,6 +99,28 @@ unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
 }
 
 /// # Safety
+/// `ptr` is a live block of `f` from malloc/calloc/realloc whose last requested size is `size`.
+#[inline]
+unsafe fn free_sized<F: Front>(f: &F, ptr: NonNull<u8>, size: usize) {
+    if owned(f, ptr.as_ptr()) {
+        let g = f.geometry();
+        if size <= g.threshold {
+            let class = g.class_of(size);
+            // SAFETY: a live pool block requested with `size`, whose class realloc keeps equal
+            // to `class_of(size)` (it stays in place only within the class).
+            f.with_core(|core, _| unsafe { core.free_in_class(ptr, class) });
+        } else {
+            // SAFETY: a live block of our pools (a size above the threshold is a caller's error
+            // that the class lookup tolerates).
+            f.with_core(|core, _| unsafe { core.free(ptr) });
+        }
+    } else {
+        // SAFETY: not in our arenas, so a live block of `L` with this size.
+        unsafe { f.large().free_sized(ptr, size) }
+    }
+}
+
+/// # Safety
 /// `ptr` is null or a live block of `f` from malloc/calloc/realloc.
 #[inline]
 unsafe fn free<F: Front>(f: &F, ptr: *mut u8) {
@@ -122,13 +147,13 @@ unsafe fn relocate(
     Some(new)
 }
 
-/// Whether a pool block of `block` bytes can hold `new_size` in place: the same class, or a shrink
-/// by less than a quarter (pymalloc's rule, which avoids copying for small trims).
+/// Whether a pool block of `block` bytes can hold `new_size` in place: only within its class
+/// (pymalloc also keeps a block that shrinks by less than a quarter; domalloc does not, so that the
+/// class of every pool block follows from its last requested size and a sized free needs no
+/// metadata).
 #[inline]
 fn fits_in_place(g: &Geometry, block: usize, new_size: usize) -> bool {
-    new_size <= g.threshold
-        && (g.block_size(g.class_of(new_size)) == block
-            || (new_size <= block && 4 * new_size > 3 * block))
+    new_size <= g.threshold && g.block_size(g.class_of(new_size)) == block
 }
 
 /// # Safety
@@ -187,8 +212,15 @@ fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
 /// `ptr` is a live block of `f` from malloc_aligned/realloc_aligned with `layout`.
 unsafe fn free_aligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
     if owned(f, ptr.as_ptr()) {
-        // SAFETY: a live block of our pools.
-        f.with_core(|core, _| unsafe { core.free(ptr) });
+        match small_aligned_size(f.geometry(), layout) {
+            Some(size) => {
+                let class = f.geometry().class_of(size);
+                // SAFETY: a live pool block made by `malloc_aligned(layout)`, so of this class.
+                f.with_core(|core, _| unsafe { core.free_in_class(ptr, class) });
+            }
+            // SAFETY: a live block of our pools.
+            None => f.with_core(|core, _| unsafe { core.free(ptr) }),
+        }
     } else {
         // SAFETY: a live block of `L` made with `layout` (malloc_aligned routes the same way).
         unsafe { f.large().free_aligned(ptr, layout) }
@@ -287,9 +319,9 @@ macro_rules! domain_allocator_for_front {
                 unsafe { free(self, ptr) }
             }
             #[inline]
-            unsafe fn free_sized(&self, ptr: NonNull<u8>, _size: usize) {
-                // SAFETY: as for `free`; the registry finds the owner without the size.
-                unsafe { free_nonnull(self, ptr) }
+            unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
+                // SAFETY: the caller's guarantee is the routing's.
+                unsafe { free_sized(self, ptr, size) }
             }
             fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
                 malloc_aligned(self, layout)

@@ -5,6 +5,11 @@
 //! `&mut self`: exclusive access is the caller's business, which is what lets a heap be owned by one
 //! thread.
 //!
+//! * `bins[class]`: a small stack of freed blocks of each class, the first place a free goes and an
+//!   allocation looks (jemalloc's tcache, as an array): a free then writes nothing into the freed
+//!   block, which may be cold in the cache, and an alloc-free-alloc sequence reuses the hottest block.
+//!   Blocks in a bin still count as allocated in their pool; a full bin gives its older half back
+//!   to the pools, and `trim` empties the bins.
 //! * `used[class]`: the **used** pools of each class (doubly linked, head first). The head is where
 //!   the next block of that class comes from: pymalloc's `usedpools`, O(1).
 //! * `usable`: arenas with at least one pool to give, sorted by `nfree` ascending, so pools are
@@ -24,10 +29,29 @@ use crate::size_class::{Geometry, MAX_CLASSES, MAX_POOLS_PER_ARENA};
 use crate::stats::{ClassStats, PoolStats};
 use crate::sync::{AtomicU32, Ordering};
 
+/// Blocks a bin holds before it gives half back to the pools.
+const BIN_CAPACITY: usize = 64;
+
+/// A stack of freed blocks of one class.
+struct Bin {
+    len: usize,
+    slots: [*mut u8; BIN_CAPACITY],
+}
+
+impl Bin {
+    const fn new() -> Self {
+        Bin {
+            len: 0,
+            slots: [ptr::null_mut(); BIN_CAPACITY],
+        }
+    }
+}
+
 pub(crate) struct PoolCore<P: ArenaProvider> {
     geo: Geometry,
     provider: P,
     used: [*mut PoolMeta; MAX_CLASSES],
+    bins: [Bin; MAX_CLASSES],
     usable: *mut ArenaHeader,
     last_with: [*mut ArenaHeader; MAX_POOLS_PER_ARENA + 1],
     all: *mut ArenaHeader,
@@ -52,6 +76,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             geo,
             provider,
             used: [ptr::null_mut(); MAX_CLASSES],
+            bins: [const { Bin::new() }; MAX_CLASSES],
             usable: ptr::null_mut(),
             last_with: [ptr::null_mut(); MAX_POOLS_PER_ARENA + 1],
             all: ptr::null_mut(),
@@ -99,6 +124,18 @@ impl<P: ArenaProvider> PoolCore<P> {
     #[inline]
     pub(crate) fn alloc(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         debug_assert!(class < self.geo.nclasses);
+        let bin = &mut self.bins[class];
+        if bin.len > 0 {
+            bin.len -= 1;
+            // SAFETY: slots below `len` hold blocks of this class (pushed by `free`).
+            return Some(unsafe { NonNull::new_unchecked(bin.slots[bin.len]) });
+        }
+        self.pool_alloc(class, id)
+    }
+
+    /// Allocates a block of `class` from its pools.
+    #[inline]
+    fn pool_alloc(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         let pool = self.used[class];
         if !pool.is_null() {
             // SAFETY: pools on a used list are live; blocks on their free list lie inside them.
@@ -152,7 +189,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 self.unlink_used(pool);
             }
         }
-        self.alloc(class, id)
+        self.pool_alloc(class, id)
     }
 
     #[cold]
@@ -313,12 +350,70 @@ impl<P: ArenaProvider> PoolCore<P> {
             .unwrap_or_else(|_| unreachable!("arena size is a checked power of two"))
     }
 
-    /// Frees a block of this core.
+    /// Frees a block of this core: onto its class's bin, or, when the bin is full, half the bin
+    /// back to the pools first.
     ///
     /// # Safety
     /// `ptr` is a live block allocated by this core, not used afterwards.
     #[inline(always)]
     pub(crate) unsafe fn free(&mut self, ptr: NonNull<u8>) {
+        let pool = self.meta_of(ptr.as_ptr() as usize);
+        // SAFETY: the caller guarantees a live block, so its pool has a class.
+        let class = unsafe { (*pool).class } as usize;
+        // SAFETY: the class was just read from the block's pool.
+        unsafe { self.free_in_class(ptr, class) }
+    }
+
+    /// Frees a block whose class the caller knows (from the size it requested): the sized free
+    /// that reads no pool metadata, so a free touches neither the block nor its pool.
+    ///
+    /// # Safety
+    /// `ptr` is a live block allocated by this core in size class `class`, not used afterwards.
+    #[inline(always)]
+    pub(crate) unsafe fn free_in_class(&mut self, ptr: NonNull<u8>, class: usize) {
+        debug_assert!(
+            class < self.geo.nclasses,
+            "free of a block in an empty pool"
+        );
+        debug_assert_eq!(
+            // SAFETY: debug check of the caller's guarantee.
+            unsafe { (*self.meta_of(ptr.as_ptr() as usize)).class } as usize,
+            class,
+            "sized free with a size of another class"
+        );
+        let bin = &mut self.bins[class];
+        if bin.len == BIN_CAPACITY {
+            // SAFETY: the bin holds live blocks of this core.
+            unsafe { self.flush_bin(class, BIN_CAPACITY / 2) };
+        }
+        let bin = &mut self.bins[class];
+        bin.slots[bin.len] = ptr.as_ptr();
+        bin.len += 1;
+    }
+
+    /// Gives the oldest `count` blocks of a bin back to their pools.
+    ///
+    /// # Safety
+    /// The bin's blocks are blocks of this core, allocated as far as the pools know.
+    #[cold]
+    unsafe fn flush_bin(&mut self, class: usize, count: usize) {
+        let count = count.min(self.bins[class].len);
+        for i in 0..count {
+            let block = self.bins[class].slots[i];
+            // SAFETY: the caller's guarantee; each block leaves the bin once.
+            unsafe { self.pool_free(NonNull::new_unchecked(block)) };
+        }
+        let bin = &mut self.bins[class];
+        bin.slots.copy_within(count..bin.len, 0);
+        bin.len -= count;
+    }
+
+    /// Frees a block of this core back to its pool.
+    ///
+    /// # Safety
+    /// `ptr` is a block allocated by this core (as far as its pool knows), not used afterwards.
+    #[inline]
+    unsafe fn pool_free(&mut self, ptr: NonNull<u8>) {
         let pool = self.meta_of(ptr.as_ptr() as usize);
         // SAFETY: the caller guarantees a live block, so its pool is used or full and `ptr` is a
         // block boundary inside it.
@@ -521,6 +616,10 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// Gives back everything kept for reuse, like `malloc_trim(0)`: the empty pools kept by their
     /// class, the empty arenas kept mapped, and the pages of every empty pool.
     pub(crate) fn trim(&mut self) {
+        for class in 0..self.geo.nclasses {
+            // SAFETY: bins hold blocks of this core.
+            unsafe { self.flush_bin(class, BIN_CAPACITY) };
+        }
         let (keep_arenas, keep_pools) = (self.geo.keep_empty_arenas, self.geo.keep_empty_pools);
         self.geo.keep_empty_arenas = 0;
         self.geo.keep_empty_pools = 0;
@@ -612,6 +711,11 @@ impl<P: ArenaProvider> PoolCore<P> {
                 a = arena.all_next;
             }
         }
+        for (cs, bin) in s.classes.iter_mut().zip(&self.bins).take(g.nclasses) {
+            // Blocks waiting in a bin are free to the program, allocated to their pool.
+            cs.blocks_in_use -= bin.len;
+            cs.blocks_free += bin.len;
+        }
         for cs in &s.classes[..g.nclasses] {
             s.bytes_in_use += cs.blocks_in_use * cs.block_size;
             s.bytes_free_in_pools += cs.blocks_free * cs.block_size;
@@ -631,7 +735,10 @@ impl<P: ArenaProvider> PoolCore<P> {
             while !a.is_null() {
                 let arena = &*a;
                 assert!(arena.usable, "arena on the usable list not marked usable");
-                assert!(arena.nfree > 0, "arena with no free pool on the usable list");
+                assert!(
+                    arena.nfree > 0,
+                    "arena with no free pool on the usable list"
+                );
                 assert_eq!(arena.prev, prev, "usable list back link broken");
                 if !prev.is_null() {
                     assert!((*prev).nfree <= arena.nfree, "usable list not sorted");
@@ -649,7 +756,10 @@ impl<P: ArenaProvider> PoolCore<P> {
                     let pool = &*p;
                     assert_eq!(pool.class as usize, class, "pool on the wrong class list");
                     assert!(pool.in_list, "pool on a used list not marked so");
-                    assert!(pool.used <= pool.capacity, "pool with more blocks used than it has");
+                    assert!(
+                        pool.used <= pool.capacity,
+                        "pool with more blocks used than it has"
+                    );
                     assert_eq!(pool.prev, prev, "used list back link broken");
                     prev = p;
                     p = pool.next;

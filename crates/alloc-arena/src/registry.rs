@@ -98,12 +98,7 @@ fn leaf_for(root: usize) -> Result<&'static Leaf, ArenaError> {
     })?;
     let fresh = fresh.cast::<Leaf>().as_ptr();
     // Release: the zeroed leaf is visible to whoever loads the pointer with Acquire.
-    match ROOT[root].compare_exchange(
-        ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
+    match ROOT[root].compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: zero-filled memory is a valid array of AtomicU32 zeros; never freed.
         Ok(_) => Ok(unsafe { &*fresh }),
         Err(winner) => {

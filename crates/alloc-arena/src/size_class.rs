@@ -110,7 +110,12 @@ pub(crate) struct Geometry {
     pub(crate) keep_empty_pools: usize,
 }
 
-const fn check_pow2(what: &'static str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+const fn check_pow2(
+    what: &'static str,
+    value: usize,
+    min: usize,
+    max: usize,
+) -> Result<(), ConfigError> {
     if !value.is_power_of_two() {
         return Err(ConfigError::NotPowerOfTwo { what, value });
     }
@@ -220,11 +225,17 @@ mod tests {
         );
         assert!(matches!(
             bad(|c| c.spacing = 8),
-            ConfigError::OutOfRange { what: "spacing", .. }
+            ConfigError::OutOfRange {
+                what: "spacing",
+                ..
+            }
         ));
         assert!(matches!(
             bad(|c| c.threshold = 8192),
-            ConfigError::OutOfRange { what: "threshold", .. }
+            ConfigError::OutOfRange {
+                what: "threshold",
+                ..
+            }
         ));
         assert_eq!(
             bad(|c| c.threshold = 520),
@@ -235,7 +246,10 @@ mod tests {
         );
         assert!(matches!(
             bad(|c| c.arena_size = 1 << 19),
-            ConfigError::OutOfRange { what: "arena_size", .. }
+            ConfigError::OutOfRange {
+                what: "arena_size",
+                ..
+            }
         ));
         let msg = std::format!("{}", bad(|c| c.pool_size = 3000));
         assert_eq!(msg, "pool_size must be a power of two, not 3000");

@@ -74,16 +74,28 @@ fn an_emptied_pool_is_reused_by_another_class() {
     let n = 16384 / 16;
     let blocks: Vec<_> = (0..n).map(|_| heap.malloc(16).unwrap()).collect();
     let pool_base = blocks[0].as_ptr() as usize & !(16384 - 1);
-    assert!(blocks.iter().all(|b| b.as_ptr() as usize & !(16384 - 1) == pool_base));
+    assert!(
+        blocks
+            .iter()
+            .all(|b| b.as_ptr() as usize & !(16384 - 1) == pool_base)
+    );
     for b in blocks {
         // SAFETY: live, freed once.
         unsafe { heap.free(b.as_ptr()) };
     }
-    assert_eq!(heap.stats().classes()[0].pools, 1, "the class keeps its only pool");
+    assert_eq!(
+        heap.stats().classes()[0].pools,
+        1,
+        "the class keeps its only pool"
+    );
     heap.trim();
     assert_eq!(heap.stats().pools_empty, 1);
     let big = heap.malloc(512).unwrap();
-    assert_eq!(big.as_ptr() as usize, pool_base, "the empty pool is taken first");
+    assert_eq!(
+        big.as_ptr() as usize,
+        pool_base,
+        "the empty pool is taken first"
+    );
     // SAFETY: live, freed once.
     unsafe {
         heap.free(big.as_ptr());
@@ -118,7 +130,9 @@ fn pools_are_taken_from_the_fullest_arena() {
     let heap = Heap::new();
     // Fill three arenas with 512-byte blocks (32 per pool, 63 pools per arena).
     let per_arena = 63 * 32;
-    let mut blocks: Vec<_> = (0..3 * per_arena).map(|_| heap.malloc(512).unwrap()).collect();
+    let mut blocks: Vec<_> = (0..3 * per_arena)
+        .map(|_| heap.malloc(512).unwrap())
+        .collect();
     let arena_of = |p: *mut u8| p as usize & !((1 << 20) - 1);
     let arenas: Vec<usize> = {
         let mut v: Vec<usize> = blocks.iter().map(|b| arena_of(b.as_ptr())).collect();
@@ -141,6 +155,7 @@ fn pools_are_taken_from_the_fullest_arena() {
         // SAFETY: live, freed once.
         unsafe { heap.free(b.as_ptr()) };
     }
+    heap.trim(); // the bins give their blocks back, so the pools are really empty
     heap.check_invariants();
     // A new class needs a pool: it must come from arena 1 (fewest free pools).
     let p = heap.malloc(16).unwrap();
@@ -159,7 +174,10 @@ fn empty_arenas_are_returned_to_the_os_but_one_is_kept() {
     let heap = Heap::new();
     let blocks: Vec<_> = (0..100_000).map(|_| heap.malloc(64).unwrap()).collect();
     let s = heap.stats();
-    assert!(s.arenas >= 6, "100,000 blocks of 64 bytes need several arenas");
+    assert!(
+        s.arenas >= 6,
+        "100,000 blocks of 64 bytes need several arenas"
+    );
     for b in blocks {
         // SAFETY: live, freed once.
         unsafe { heap.free(b.as_ptr()) };
@@ -167,7 +185,11 @@ fn empty_arenas_are_returned_to_the_os_but_one_is_kept() {
     let s = heap.stats();
     // One empty arena is kept mapped, and the class keeps its last (empty) pool, which may hold a
     // second arena.
-    assert!(s.arenas <= 2, "all but the kept arenas are returned: {} left", s.arenas);
+    assert!(
+        s.arenas <= 2,
+        "all but the kept arenas are returned: {} left",
+        s.arenas
+    );
     assert_eq!(s.arenas_released, s.arenas_allocated - s.arenas);
     assert!(
         s.pools_decommitted_total > 0,
@@ -219,7 +241,11 @@ fn oscillating_around_an_arena_boundary_does_not_remap() {
             unsafe { heap.free(b.as_ptr()) };
         }
     }
-    assert_eq!(heap.stats().arenas_allocated, before + 1, "one extra arena, kept");
+    assert_eq!(
+        heap.stats().arenas_allocated,
+        before + 1,
+        "one extra arena, kept"
+    );
     for b in base {
         // SAFETY: live, freed once.
         unsafe { heap.free(b.as_ptr()) };
@@ -233,13 +259,31 @@ fn realloc_stays_in_place_within_a_class_and_moves_across_the_threshold() {
     // SAFETY: `p` is live; each realloc result replaces it.
     unsafe {
         p.as_ptr().write_bytes(7, 40);
-        assert_eq!(pool.realloc(p.as_ptr(), 48), Some(p), "same class: in place");
-        assert_eq!(pool.realloc(p.as_ptr(), 37), Some(p), "small shrink: in place");
+        assert_eq!(
+            pool.realloc(p.as_ptr(), 48),
+            Some(p),
+            "same class: in place"
+        );
+        assert_eq!(
+            pool.realloc(p.as_ptr(), 33),
+            Some(p),
+            "same class: in place"
+        );
+        let q = pool.realloc(p.as_ptr(), 37).unwrap();
+        assert_eq!(q, p, "still the same class");
         let big = pool.realloc(p.as_ptr(), 4000).unwrap();
-        assert_eq!(pool.owns(big.as_ptr()), Ownership::Unknown, "moved to the C library");
+        assert_eq!(
+            pool.owns(big.as_ptr()),
+            Ownership::Unknown,
+            "moved to the C library"
+        );
         assert_eq!(*big.as_ptr().add(36), 7);
         let back = pool.realloc(big.as_ptr(), 100).unwrap();
-        assert_eq!(pool.owns(back.as_ptr()), Ownership::Owned, "moved back to the pools");
+        assert_eq!(
+            pool.owns(back.as_ptr()),
+            Ownership::Owned,
+            "moved back to the pools"
+        );
         assert_eq!(*back.as_ptr().add(36), 7);
         pool.free(back.as_ptr());
     }
@@ -281,7 +325,10 @@ fn stats_table_names_classes_and_arenas() {
     let blocks: Vec<_> = (0..100).map(|_| pool.malloc(200).unwrap()).collect();
     let table = std::format!("{}", pool.stats());
     assert!(table.contains("class   size   num pools   blocks in use  avail blocks"));
-    assert!(table.contains("   12    208           2             100"), "{table}");
+    assert!(
+        table.contains("   12    208           2             100"),
+        "{table}"
+    );
     assert!(table.contains("# arenas allocated current"));
     for b in blocks {
         // SAFETY: live, freed once.
@@ -312,4 +359,37 @@ fn random_operations_keep_the_heap_invariants() {
     }
     heap.check_invariants();
     assert_eq!(heap.stats().blocks_in_use(), 0);
+}
+
+#[test]
+fn freed_blocks_wait_in_their_class_bin_until_it_is_full() {
+    let heap = Heap::new();
+    let blocks: Vec<_> = (0..200).map(|_| heap.malloc(80).unwrap()).collect();
+    let pool_used = |h: &Heap| {
+        let c = h.stats().classes()[4];
+        c.blocks_in_use
+    };
+    assert_eq!(pool_used(&heap), 200);
+    for b in &blocks[..64] {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    // Free to the program at once, whether in the bin or in the pool.
+    assert_eq!(pool_used(&heap), 136);
+    // The 65th free finds the bin full: its older half goes back to the pool's free list.
+    // SAFETY: live, freed once.
+    unsafe { heap.free(blocks[64].as_ptr()) };
+    assert_eq!(pool_used(&heap), 135);
+    heap.check_invariants();
+    // The bin is LIFO: the last block freed is the first one reused.
+    assert_eq!(heap.malloc(80).unwrap(), blocks[64]);
+    for b in &blocks[65..] {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    // SAFETY: `blocks[64]` was allocated again above; freed once.
+    unsafe { heap.free(blocks[64].as_ptr()) };
+    assert_eq!(pool_used(&heap), 0);
+    heap.trim();
+    assert_eq!(heap.stats().arenas, 0);
 }
