@@ -29,7 +29,8 @@
 //!   the list even when it empties (see `heap`), so a class that swings between zero and a few
 //!   blocks does not take and return a pool each time.
 //! * **empty** — no block allocated. It is on its arena's `free_pools` stack, its class forgotten,
-//!   ready for any class; past the heap's budget of committed empty pools its pages are decommitted.
+//!   ready for any class. Past the heap's budget of committed empty pools, a pool that stays empty
+//!   for `purge_delay_ms` has its pages decommitted (see `PoolCore::purge`).
 //!
 //! Pools never used since the arena was mapped are neither: they sit past `next_unused` and are
 //! initialised when first taken (lazy carving, like pymalloc).
@@ -67,9 +68,12 @@ pub(crate) struct PoolMeta {
     /// Offset past the last whole block.
     pub(crate) end_offset: u32,
     /// Blocks allocated.
-    pub(crate) used: u32,
+    pub(crate) used: u16,
     /// Blocks the pool holds when all are carved.
-    pub(crate) capacity: u32,
+    pub(crate) capacity: u16,
+    /// When the pool last became empty (`os::now_ms`, wrapping): purges decommit pools that have
+    /// stayed empty for `purge_delay_ms`.
+    pub(crate) emptied_at: u32,
     /// Block size in bytes (valid while `class != NO_CLASS`).
     pub(crate) block_size: u16,
     /// Size class, or [`NO_CLASS`] when empty.
@@ -102,6 +106,9 @@ pub(crate) struct ArenaHeader {
     /// Whether the arena is on the usable list.
     pub(crate) usable: bool,
 }
+
+// One pool's description fills exactly one cache line.
+const _: () = assert!(size_of::<PoolMeta>() == 64);
 
 const fn metas_offset() -> usize {
     size_of::<ArenaHeader>().next_multiple_of(align_of::<PoolMeta>())

@@ -59,6 +59,8 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     empty_arenas: usize,
     /// Empty pools with committed pages, over all arenas.
     empty_committed: usize,
+    /// When the last purge ran (`os::now_ms`).
+    last_purge_ms: u64,
     arenas: usize,
     arenas_highest: usize,
     arenas_allocated: usize,
@@ -82,6 +84,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             all: ptr::null_mut(),
             empty_arenas: 0,
             empty_committed: 0,
+            last_purge_ms: 0,
             arenas: 0,
             arenas_highest: 0,
             arenas_allocated: 0,
@@ -205,7 +208,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             let p = &mut *pool;
             p.class = class as u8;
             p.block_size = size as u16;
-            p.capacity = capacity as u32;
+            p.capacity = capacity as u16;
             p.used = 1;
             p.free = ptr::null_mut();
             p.local_free = ptr::null_mut();
@@ -269,6 +272,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     end_offset: 0,
                     used: 0,
                     capacity: 0,
+                    emptied_at: 0,
                     block_size: 0,
                     class: NO_CLASS,
                     in_list: false,
@@ -494,14 +498,9 @@ impl<P: ArenaProvider> PoolCore<P> {
             p.class = NO_CLASS;
             p.next = arena.free_pools;
             arena.free_pools = pool;
-            if self.empty_committed >= self.geo.keep_empty_pools
-                && self
-                    .provider
-                    .decommit(NonNull::new_unchecked(p.base), self.geo.pool_size)
-            {
-                p.committed = false;
-                self.pools_decommitted += 1;
-            } else {
+            let now = crate::os::now_ms();
+            if p.committed {
+                p.emptied_at = now as u32;
                 arena.empty_committed += 1;
                 self.empty_committed += 1;
             }
@@ -547,6 +546,96 @@ impl<P: ArenaProvider> PoolCore<P> {
                 } else {
                     self.release_arena(a);
                 }
+            }
+            // At most one purge per half delay (the arena, and `pool`, may be gone by now).
+            if self.empty_committed > self.empty_pool_budget()
+                && now.wrapping_sub(self.last_purge_ms) >= self.geo.purge_delay_ms / 2
+            {
+                self.purge(false, now);
+            }
+        }
+    }
+
+    /// Empty pools kept committed before purges start: `keep_empty_pools`, or an eighth of the
+    /// pools mapped when that is more, so that a large heap whose live set fluctuates keeps a
+    /// proportional slack instead of decommitting and refaulting pools (each a system call and
+    /// page faults) at every swing.
+    #[inline]
+    fn empty_pool_budget(&self) -> usize {
+        let mapped = self.arenas * (self.geo.pools_per_arena - self.geo.header_pools);
+        self.geo.keep_empty_pools.max(mapped / 8)
+    }
+
+    /// Decommits empty pools, merging neighbours into one call per run. With `all`, every
+    /// committed empty pool; otherwise those empty for at least `purge_delay_ms`.
+    ///
+    /// Purges run only while more than the budget of empty pools are committed (see
+    /// `empty_pool_budget`), at most once per half delay, from the rare path where a pool empties.
+    /// A pool that empties and is taken again soon (a churning program, or one that frees a large
+    /// structure and builds another) is never decommitted, so it costs no system call and no page
+    /// faults; memory that stays unused is given back on the allocator's next activity after the
+    /// delay (mimalloc's purge delay and jemalloc's decay work the same way), and `trim` gives it
+    /// back at once.
+    fn purge(&mut self, all: bool, now: u64) {
+        self.last_purge_ms = now;
+        let delay = self.geo.purge_delay_ms as u32;
+        let pool_size = self.geo.pool_size;
+        // Only arenas on the usable list have empty pools, and only those with committed empty
+        // pools need a visit; within one, only the empty-pool stack is walked (never every pool:
+        // a purge must not sweep the metadata of the whole heap through the cache).
+        let mut a = self.usable;
+        while !a.is_null() {
+            // SAFETY: arenas on the usable list are live; pools on an arena's free stack are its
+            // empty pools with initialised metas; the ranges decommitted are whole empty pools.
+            unsafe {
+                let arena = &mut *a;
+                let next_arena = arena.next;
+                if arena.empty_committed == 0 {
+                    a = next_arena;
+                    continue;
+                }
+                // Which pools to decommit, as a bitmap by index, so neighbours merge into runs.
+                let mut chosen = [0u64; MAX_POOLS_PER_ARENA / 64];
+                let mut p = arena.free_pools;
+                while !p.is_null() {
+                    let pool = &mut *p;
+                    if pool.committed
+                        && (all || (now as u32).wrapping_sub(pool.emptied_at) >= delay)
+                    {
+                        let i = (pool.base as usize - a as usize) / pool_size;
+                        chosen[i / 64] |= 1 << (i % 64);
+                    }
+                    p = pool.next;
+                }
+                let mut i = 0;
+                while i < arena.next_unused {
+                    if chosen[i / 64] == 0 {
+                        i = (i / 64 + 1) * 64;
+                        continue;
+                    }
+                    if chosen[i / 64] & (1 << (i % 64)) == 0 {
+                        i += 1;
+                        continue;
+                    }
+                    let first = i;
+                    while i < arena.next_unused && chosen[i / 64] & (1 << (i % 64)) != 0 {
+                        i += 1;
+                    }
+                    let n = i - first;
+                    let start = a.cast::<u8>().add(first * pool_size);
+                    if self
+                        .provider
+                        .decommit(NonNull::new_unchecked(start), n * pool_size)
+                    {
+                        for j in first..i {
+                            (*ArenaHeader::meta(a, j)).committed = false;
+                        }
+                        arena.empty_committed -= n;
+                        self.empty_committed -= n;
+                        self.pools_decommitted += n;
+                    }
+                }
+                a = next_arena;
             }
         }
     }
@@ -646,25 +735,8 @@ impl<P: ArenaProvider> PoolCore<P> {
                 }
                 a = next;
             }
-            let mut a = self.all;
-            while !a.is_null() {
-                let mut p = (*a).free_pools;
-                while !p.is_null() {
-                    if (*p).committed
-                        && self
-                            .provider
-                            .decommit(NonNull::new_unchecked((*p).base), self.geo.pool_size)
-                    {
-                        (*p).committed = false;
-                        (*a).empty_committed -= 1;
-                        self.empty_committed -= 1;
-                        self.pools_decommitted += 1;
-                    }
-                    p = (*p).next;
-                }
-                a = (*a).all_next;
-            }
         }
+        self.purge(true, crate::os::now_ms());
         self.geo.keep_empty_arenas = keep_arenas;
         self.geo.keep_empty_pools = keep_pools;
     }

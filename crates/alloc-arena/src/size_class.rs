@@ -38,9 +38,13 @@ pub struct PoolConfig {
     /// Completely empty arenas kept mapped instead of returned to the OS, so that a workload that
     /// oscillates around an arena boundary does not map and unmap every time. Default 1.
     pub keep_empty_arenas: usize,
-    /// Empty pools kept committed (their pages resident, ready for reuse) before further empty pools
-    /// are decommitted. Default 64 (one arena's worth).
+    /// Empty pools kept committed (their pages resident, ready for reuse), or an eighth of the
+    /// pools mapped if that is more; past that, pools that stay empty for `purge_delay_ms` are
+    /// decommitted, in runs. Default 64 (one arena's worth).
     pub keep_empty_pools: usize,
+    /// How long an empty pool past the budget stays committed before a purge decommits it, in
+    /// milliseconds. Default 1000. 0 decommits at the next purge.
+    pub purge_delay_ms: u64,
 }
 
 impl PoolConfig {
@@ -52,6 +56,7 @@ impl PoolConfig {
         arena_size: 1 << 20,
         keep_empty_arenas: 1,
         keep_empty_pools: 64,
+        purge_delay_ms: 1000,
     };
 }
 
@@ -108,6 +113,7 @@ pub(crate) struct Geometry {
     pub(crate) header_pools: usize,
     pub(crate) keep_empty_arenas: usize,
     pub(crate) keep_empty_pools: usize,
+    pub(crate) purge_delay_ms: u64,
 }
 
 const fn check_pow2(
@@ -175,6 +181,7 @@ impl Geometry {
             header_pools,
             keep_empty_arenas: c.keep_empty_arenas,
             keep_empty_pools: c.keep_empty_pools,
+            purge_delay_ms: c.purge_delay_ms,
         })
     }
 

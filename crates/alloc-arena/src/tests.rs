@@ -18,6 +18,7 @@ alloc_core::conformance_tests!(
             arena_size: 4 << 20,
             keep_empty_arenas: 0,
             keep_empty_pools: 0,
+            purge_delay_ms: 0,
         },
         OsArenas::new(),
         System
@@ -191,10 +192,6 @@ fn empty_arenas_are_returned_to_the_os_but_one_is_kept() {
         s.arenas
     );
     assert_eq!(s.arenas_released, s.arenas_allocated - s.arenas);
-    assert!(
-        s.pools_decommitted_total > 0,
-        "empty pools past the budget are decommitted"
-    );
     heap.check_invariants();
     // The kept arena is used again: no new mapping.
     let p = heap.malloc(64).unwrap();
@@ -392,4 +389,87 @@ fn freed_blocks_wait_in_their_class_bin_until_it_is_full() {
     assert_eq!(pool_used(&heap), 0);
     heap.trim();
     assert_eq!(heap.stats().arenas, 0);
+}
+
+#[test]
+fn empty_pools_of_pinned_arenas_are_decommitted_in_runs() {
+    let config = PoolConfig {
+        purge_delay_ms: 0,
+        ..PoolConfig::DEFAULT
+    };
+    let heap = Heap::with_config(config, OsArenas::new(), System).unwrap();
+    let per_arena = 63 * (16384 / 64);
+    let blocks: Vec<_> = (0..20 * per_arena)
+        .map(|_| heap.malloc(64).unwrap())
+        .collect();
+    assert_eq!(heap.stats().arenas, 20);
+    // Keep the first block of each arena: every arena is pinned, all its other pools empty.
+    let (kept, freed): (Vec<_>, Vec<_>) = blocks
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % per_arena == 0);
+    for (_, b) in freed {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    heap.check_invariants();
+    let s = heap.stats();
+    assert_eq!(s.arenas, 20, "pinned arenas stay");
+    let empty = 20 * 62;
+    assert!(s.pools_empty >= empty - 64, "{} empty pools", s.pools_empty);
+    // Past the budget (64, or an eighth of the pools mapped), with no delay, empty pools are
+    // decommitted at each purge.
+    let budget = 20 * 63 / 8; // more than 64
+    assert!(
+        s.pools_empty - s.pools_decommitted <= budget + 1,
+        "{} of {} empty pools still committed",
+        s.pools_empty - s.pools_decommitted,
+        s.pools_empty
+    );
+    // Reuse recommits transparently.
+    let again: Vec<_> = (0..per_arena).map(|_| heap.malloc(64).unwrap()).collect();
+    for b in again.into_iter().chain(kept.into_iter().map(|(_, b)| b)) {
+        // SAFETY: live, freed once.
+        unsafe {
+            b.as_ptr().write_bytes(1, 64);
+            heap.free(b.as_ptr());
+        }
+    }
+    heap.trim();
+    assert_eq!(heap.stats().arenas, 0);
+}
+
+#[test]
+fn empty_pools_are_decommitted_only_after_the_purge_delay() {
+    let config = PoolConfig {
+        purge_delay_ms: 200,
+        ..PoolConfig::DEFAULT
+    };
+    let heap = Heap::with_config(config, OsArenas::new(), System).unwrap();
+    let per_arena = 63 * (16384 / 64);
+    let pin = heap.malloc(64).unwrap();
+    let blocks: Vec<_> = (0..4 * per_arena)
+        .map(|_| heap.malloc(64).unwrap())
+        .collect();
+    let free_all = |blocks: Vec<core::ptr::NonNull<u8>>| {
+        for b in blocks {
+            // SAFETY: live, freed once.
+            unsafe { heap.free(b.as_ptr()) };
+        }
+    };
+    // Free every other pool's blocks: no arena empties, many pools do.
+    let (odd, even): (Vec<_>, Vec<_>) = blocks
+        .into_iter()
+        .partition(|b| (b.as_ptr() as usize >> 14) % 2 == 1);
+    free_all(odd);
+    assert_eq!(heap.stats().pools_decommitted, 0, "too soon to decommit");
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    // The next pool return after the delay purges.
+    free_all(even);
+    assert!(
+        heap.stats().pools_decommitted_total > 0,
+        "decommitted after the delay"
+    );
+    // SAFETY: live, freed once.
+    unsafe { heap.free(pin.as_ptr()) };
 }

@@ -10,7 +10,7 @@ use windows_sys::Win32::System::Memory::{
     MEM_COMMIT, MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_NOACCESS, PAGE_READWRITE,
     VirtualAlloc, VirtualFree,
 };
-use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, GetTickCount64, SYSTEM_INFO};
 use windows_sys::Win32::System::Threading::SwitchToThread;
 
 fn last_error() -> i32 {
@@ -112,4 +112,10 @@ pub(crate) fn advise_huge(_ptr: NonNull<u8>, _len: usize) {}
 pub(crate) fn yield_now() {
     // SAFETY: SwitchToThread has no preconditions.
     unsafe { SwitchToThread() };
+}
+
+/// A coarse monotonic clock in milliseconds (for purge delays; read only on rare paths).
+pub(crate) fn now_ms() -> u64 {
+    // SAFETY: GetTickCount64 has no preconditions.
+    unsafe { GetTickCount64() }
 }
