@@ -29,12 +29,29 @@ use crate::size_class::{Geometry, MAX_CLASSES, MAX_POOLS_PER_ARENA};
 use crate::stats::{ClassStats, PoolStats};
 use crate::sync::{AtomicU32, Ordering};
 
-/// Blocks a bin holds before it gives half back to the pools.
-const BIN_CAPACITY: usize = 64;
+/// The most blocks a bin can hold.
+const BIN_CAPACITY: usize = 256;
+/// The most bytes a bin holds before it gives half back to the pools: bins of small classes hold
+/// `BIN_CAPACITY` blocks, bins of large ones fewer (at least 32), so all bins of a heap together
+/// keep well under a mebibyte away from the pools.
+const BIN_BYTES: usize = 32 << 10;
+
+/// How many blocks the bin of blocks of `block_size` bytes holds.
+const fn bin_limit(block_size: usize) -> usize {
+    let n = BIN_BYTES / block_size;
+    if n > BIN_CAPACITY {
+        BIN_CAPACITY
+    } else if n < 32 {
+        32
+    } else {
+        n
+    }
+}
 
 /// A stack of freed blocks of one class.
 struct Bin {
     len: usize,
+    limit: usize,
     slots: [*mut u8; BIN_CAPACITY],
 }
 
@@ -42,9 +59,20 @@ impl Bin {
     const fn new() -> Self {
         Bin {
             len: 0,
+            limit: 0,
             slots: [ptr::null_mut(); BIN_CAPACITY],
         }
     }
+}
+
+const fn bins_for(geo: &Geometry) -> [Bin; MAX_CLASSES] {
+    let mut bins = [const { Bin::new() }; MAX_CLASSES];
+    let mut c = 0;
+    while c < geo.nclasses {
+        bins[c].limit = bin_limit(geo.block_size(c));
+        c += 1;
+    }
+    bins
 }
 
 pub(crate) struct PoolCore<P: ArenaProvider> {
@@ -78,7 +106,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             geo,
             provider,
             used: [ptr::null_mut(); MAX_CLASSES],
-            bins: [const { Bin::new() }; MAX_CLASSES],
+            bins: bins_for(&geo),
             usable: ptr::null_mut(),
             last_with: [ptr::null_mut(); MAX_POOLS_PER_ARENA + 1],
             all: ptr::null_mut(),
@@ -386,9 +414,10 @@ impl<P: ArenaProvider> PoolCore<P> {
             "sized free with a size of another class"
         );
         let bin = &mut self.bins[class];
-        if bin.len == BIN_CAPACITY {
+        if bin.len >= bin.limit {
+            let half = bin.limit / 2;
             // SAFETY: the bin holds live blocks of this core.
-            unsafe { self.flush_bin(class, BIN_CAPACITY / 2) };
+            unsafe { self.flush_bin(class, half) };
         }
         let bin = &mut self.bins[class];
         bin.slots[bin.len] = ptr.as_ptr();

@@ -361,9 +361,9 @@ fn random_operations_keep_the_heap_invariants() {
 #[test]
 fn freed_blocks_wait_in_their_class_bin_until_it_is_full() {
     let heap = Heap::new();
-    let blocks: Vec<_> = (0..200).map(|_| heap.malloc(80).unwrap()).collect();
+    let blocks: Vec<_> = (0..200).map(|_| heap.malloc(512).unwrap()).collect();
     let pool_used = |h: &Heap| {
-        let c = h.stats().classes()[4];
+        let c = h.stats().classes()[31];
         c.blocks_in_use
     };
     assert_eq!(pool_used(&heap), 200);
@@ -373,13 +373,13 @@ fn freed_blocks_wait_in_their_class_bin_until_it_is_full() {
     }
     // Free to the program at once, whether in the bin or in the pool.
     assert_eq!(pool_used(&heap), 136);
-    // The 65th free finds the bin full: its older half goes back to the pool's free list.
+    // The bin of 512-byte blocks holds 64 (32 KiB): the 65th free finds it full: its older half goes back to the pool's free list.
     // SAFETY: live, freed once.
     unsafe { heap.free(blocks[64].as_ptr()) };
     assert_eq!(pool_used(&heap), 135);
     heap.check_invariants();
     // The bin is LIFO: the last block freed is the first one reused.
-    assert_eq!(heap.malloc(80).unwrap(), blocks[64]);
+    assert_eq!(heap.malloc(512).unwrap(), blocks[64]);
     for b in &blocks[65..] {
         // SAFETY: live, freed once.
         unsafe { heap.free(b.as_ptr()) };
