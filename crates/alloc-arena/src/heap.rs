@@ -89,6 +89,8 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     empty_committed: usize,
     /// When the last purge ran (`os::now_ms`).
     last_purge_ms: u64,
+    /// A purge is running (pools it returns must not start another).
+    purging: bool,
     arenas: usize,
     arenas_highest: usize,
     arenas_allocated: usize,
@@ -113,6 +115,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             empty_arenas: 0,
             empty_committed: 0,
             last_purge_ms: 0,
+            purging: false,
             arenas: 0,
             arenas_highest: 0,
             arenas_allocated: 0,
@@ -430,15 +433,18 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// The bin's blocks are blocks of this core, allocated as far as the pools know.
     #[cold]
     unsafe fn flush_bin(&mut self, class: usize, count: usize) {
-        let count = count.min(self.bins[class].len);
-        for i in 0..count {
-            let block = self.bins[class].slots[i];
-            // SAFETY: the caller's guarantee; each block leaves the bin once.
-            unsafe { self.pool_free(NonNull::new_unchecked(block)) };
-        }
+        // The blocks leave the bin before any goes to its pool: a pool that empties may start a
+        // purge, which flushes every bin, this one included, and must find it consistent.
+        let mut batch = [ptr::null_mut::<u8>(); BIN_CAPACITY];
         let bin = &mut self.bins[class];
+        let count = count.min(bin.len);
+        batch[..count].copy_from_slice(&bin.slots[..count]);
         bin.slots.copy_within(count..bin.len, 0);
         bin.len -= count;
+        for &block in &batch[..count] {
+            // SAFETY: the caller's guarantee; each block left the bin once, above.
+            unsafe { self.pool_free(NonNull::new_unchecked(block)) };
+        }
     }
 
     /// Frees a block of this core back to its pool.
@@ -576,8 +582,12 @@ impl<P: ArenaProvider> PoolCore<P> {
                     self.release_arena(a);
                 }
             }
-            // At most one purge per half delay (the arena, and `pool`, may be gone by now).
-            if self.empty_committed > self.empty_pool_budget()
+            // At most one purge per half delay (the arena, and `pool`, may be gone by now); when
+            // empty committed pools reach four times the budget, at once and regardless of age.
+            let budget = self.empty_pool_budget();
+            if self.empty_committed > 4 * budget {
+                self.purge(true, now);
+            } else if self.empty_committed > budget
                 && now.wrapping_sub(self.last_purge_ms) >= self.geo.purge_delay_ms / 2
             {
                 self.purge(false, now);
@@ -595,18 +605,28 @@ impl<P: ArenaProvider> PoolCore<P> {
         self.geo.keep_empty_pools.max(mapped / 8)
     }
 
-    /// Decommits empty pools, merging neighbours into one call per run. With `all`, every
-    /// committed empty pool; otherwise those empty for at least `purge_delay_ms`.
+    /// Decommits empty pools, merging neighbours into one call per run. With `all`, first gives
+    /// back what the heap retains (bins, the empty pool of each class) and then decommits every
+    /// committed empty pool; otherwise it decommits those empty for at least `purge_delay_ms`.
     ///
     /// Purges run only while more than the budget of empty pools are committed (see
-    /// `empty_pool_budget`), at most once per half delay, from the rare path where a pool empties.
+    /// `empty_pool_budget`), at most once per half delay, from the rare path where a pool empties;
+    /// at four times the budget (a heap that is mostly free, as after freeing a large structure) a
+    /// full purge runs at once.
     /// A pool that empties and is taken again soon (a churning program, or one that frees a large
     /// structure and builds another) is never decommitted, so it costs no system call and no page
     /// faults; memory that stays unused is given back on the allocator's next activity after the
     /// delay (mimalloc's purge delay and jemalloc's decay work the same way), and `trim` gives it
     /// back at once.
     fn purge(&mut self, all: bool, now: u64) {
+        if self.purging {
+            return;
+        }
+        self.purging = true;
         self.last_purge_ms = now;
+        if all {
+            self.release_retained();
+        }
         let delay = self.geo.purge_delay_ms as u32;
         let pool_size = self.geo.pool_size;
         // Only arenas on the usable list have empty pools, and only those with committed empty
@@ -667,6 +687,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 a = next_arena;
             }
         }
+        self.purging = false;
     }
 
     /// # Safety
@@ -734,15 +755,37 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// Gives back everything kept for reuse, like `malloc_trim(0)`: the empty pools kept by their
     /// class, the empty arenas kept mapped, and the pages of every empty pool.
     pub(crate) fn trim(&mut self) {
+        let (keep_arenas, keep_pools) = (self.geo.keep_empty_arenas, self.geo.keep_empty_pools);
+        self.geo.keep_empty_arenas = 0;
+        self.geo.keep_empty_pools = 0;
+        self.purge(true, crate::os::now_ms());
+        // SAFETY: the usable list holds live arenas; the link is read before an arena leaves.
+        unsafe {
+            let mut a = self.usable;
+            while !a.is_null() {
+                let next = (*a).next;
+                if (*a).nfree == (*a).ntotal {
+                    self.empty_arenas -= 1;
+                    self.release_arena(a);
+                }
+                a = next;
+            }
+        }
+        self.geo.keep_empty_arenas = keep_arenas;
+        self.geo.keep_empty_pools = keep_pools;
+    }
+
+    /// Gives the pools what the heap holds back for speed: every bin's blocks, and the empty pool
+    /// each class keeps. Pools that empty go to their arenas, arenas that empty are released (past
+    /// `keep_empty_arenas`).
+    fn release_retained(&mut self) {
         for class in 0..self.geo.nclasses {
             // SAFETY: bins hold blocks of this core.
             unsafe { self.flush_bin(class, BIN_CAPACITY) };
         }
-        let (keep_arenas, keep_pools) = (self.geo.keep_empty_arenas, self.geo.keep_empty_pools);
-        self.geo.keep_empty_arenas = 0;
-        self.geo.keep_empty_pools = 0;
-        // SAFETY: every list holds live pools and arenas of this core; links are read before a
-        // pool or arena leaves its list.
+        // SAFETY: every list holds live pools of this core. The next link is read before a pool
+        // leaves its list; returning a pool can release only its own arena, which then held no
+        // other pool of any list (all its pools were empty), and purges are off meanwhile.
         unsafe {
             for class in 0..self.geo.nclasses {
                 let mut p = self.used[class];
@@ -755,19 +798,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     p = next;
                 }
             }
-            let mut a = self.usable;
-            while !a.is_null() {
-                let next = (*a).next;
-                if (*a).nfree == (*a).ntotal {
-                    self.empty_arenas -= 1;
-                    self.release_arena(a);
-                }
-                a = next;
-            }
         }
-        self.purge(true, crate::os::now_ms());
-        self.geo.keep_empty_arenas = keep_arenas;
-        self.geo.keep_empty_pools = keep_pools;
     }
 
     /// Statistics, by walking every arena's pool metas (nothing is counted on the fast paths).
