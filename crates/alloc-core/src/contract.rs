@@ -264,6 +264,16 @@ pub unsafe trait DomainAllocator {
         core::any::type_name::<Self>()
     }
 
+    /// Writes where the block at `ptr` was allocated, if this allocator, or one it wraps, records
+    /// it (a tracing decorator does); returns whether it wrote anything. Debug decorators put it in
+    /// their reports. The provided implementation knows nothing and returns `false`.
+    ///
+    /// Safe to call with any pointer: an allocator that does not know the block writes nothing.
+    fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {
+        let _ = (ptr, out);
+        false
+    }
+
     /// [`malloc`](Self::malloc) with a typed error.
     fn try_malloc(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
         self.malloc(size).ok_or(AllocError::OutOfMemory {
@@ -362,5 +372,8 @@ unsafe impl<A: DomainAllocator + ?Sized> DomainAllocator for &A {
     }
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {
+        (**self).write_origin(ptr, out)
     }
 }

@@ -1,13 +1,43 @@
 //! # alloc-debug: debug decorators for any allocator
 //!
-//! This crate will hold decorators, each a `DomainAllocator` wrapping another
-//! ([`alloc_core::DomainAllocator`]) so that they stack in any order:
+//! Each decorator is a [`DomainAllocator`](alloc_core::DomainAllocator) wrapping another, holding it
+//! as a type parameter and adding exactly one behaviour, so they stack in any order and compose by
+//! type (`Guarded<FaultInjecting<PoolAllocator>>`); this crate never names a particular allocator.
 //!
-//! * `Guarded<A>`, CPython's debug hooks: guard bytes, fill patterns, serial numbers, API ids, and a
-//!   report naming the block, its serial and its domain on any violation;
-//! * `FaultInjecting<A>`, to simulate running out of memory;
-//! * `Counting<A>` and `Limited<A>`, statistics and budgets;
-//! * `Tracing<A>`, tracemalloc: live blocks with their call sites, snapshots and leak reports.
+//! * [`Guarded`]: CPython's debug hooks (`PyMem_SetupDebugHooks`): guard bytes, 0xCD / 0xDD fill
+//!   patterns, serial numbers and API ids, checked on every free and realloc for buffer overflow
+//!   and underflow, API misuse between domains, double free and foreign pointers, with a report that
+//!   names the block, its serial and its domain, then abort, panic or record; an optional quarantine
+//!   catches writes after free; [`Guarded::is_freed`] is CPython's `_PyObject_IsFreed`.
+//! * [`FaultInjecting`]: fail chosen allocations (a range as CPython's `set_nomemory`, the Nth, every
+//!   Nth, a seeded probability, above a size, by predicate) to test out-of-memory handling.
+//! * [`Counting`]: allocations, frees, reallocs, failures, bytes live and peak, a size histogram.
+//! * [`Limited`]: a budget of live bytes past which allocations fail.
 //!
-//! Nothing is exported yet: each decorator arrives with its tests.
-#![no_std]
+//! ```
+//! use alloc_core::{DomainAllocator, System};
+//! use alloc_debug::{Counting, FaultInjecting, Guarded};
+//!
+//! // Debug hooks over statistics over fault injection over the C library, by type.
+//! let a = Guarded::new(Counting::new(FaultInjecting::new(System)));
+//! let p = a.malloc(24).unwrap();
+//! // SAFETY: a live block, freed once.
+//! unsafe { a.free(p.as_ptr()) };
+//! assert_eq!(a.inner().stats().allocations, 1);
+//! ```
+//!
+//! Reports are formatted into a fixed buffer and written straight to standard error: reporting
+//! never allocates, so the decorators can sit under `#[global_allocator]` (with [`Action::Abort`] or
+//! [`Action::Record`]; a global allocator must not unwind, so not with [`Action::Panic`]).
+
+mod counting;
+mod fault;
+mod guard;
+mod lock;
+
+pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, bucket_of};
+pub use fault::{FaultInjecting, FaultPredicate};
+pub use guard::{
+    Action, CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE, Guarded, MAX_QUARANTINE, RECORDED_VIOLATIONS,
+    Violation, ViolationKind,
+};

@@ -1,0 +1,569 @@
+//! `Counting<A>` (statistics) and `Limited<A>` (a budget of live bytes).
+//!
+//! Both need the size of a block when it is freed, and a C caller's `free` has none, so both keep
+//! it in a 16-byte header before the block (which keeps the block 16-aligned; for alignments above
+//! 16 the header sits in an alignment-sized prefix). The bookkeeping is relaxed atomics: exact
+//! counts, no ordering with other memory.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
+
+const HEADER: usize = MIN_ALIGN;
+
+/// The header that records a block's requested size, shared by [`Counting`] and [`Limited`].
+mod sized {
+    use super::*;
+
+    /// The prefix in front of the data of a block aligned to `align`.
+    pub(super) fn prefix(align: usize) -> usize {
+        align.max(HEADER)
+    }
+
+    /// Allocates `size` bytes plus the header through `inner` and records the size.
+    pub(super) fn alloc<A: DomainAllocator>(
+        inner: &A,
+        size: usize,
+        align: usize,
+        zeroed: bool,
+    ) -> Option<NonNull<u8>> {
+        let pre = prefix(align);
+        let total = size.checked_add(pre)?;
+        let raw = if align > MIN_ALIGN {
+            let l = Layout::from_size_align(total, align).ok()?;
+            let p = inner.malloc_aligned(l)?;
+            if zeroed {
+                // SAFETY: a fresh block of `total` bytes.
+                unsafe { p.as_ptr().write_bytes(0, total) };
+            }
+            p
+        } else if zeroed {
+            inner.calloc(1, total)?
+        } else {
+            inner.malloc(total)?
+        };
+        // SAFETY: the header lies in the block's first `pre` bytes; the data follows.
+        unsafe {
+            let data = raw.as_ptr().add(pre);
+            data.sub(HEADER).cast::<usize>().write(size);
+            Some(NonNull::new_unchecked(data))
+        }
+    }
+
+    /// The recorded size of a live block.
+    ///
+    /// # Safety
+    /// `data` is a live block made by [`alloc`].
+    pub(super) unsafe fn size_of(data: NonNull<u8>) -> usize {
+        // SAFETY: the caller's guarantee: the header precedes the data.
+        unsafe { data.as_ptr().sub(HEADER).cast::<usize>().read() }
+    }
+
+    /// Releases a block made by [`alloc`] with `align`.
+    ///
+    /// # Safety
+    /// `data` is a live block made by [`alloc`] with this alignment, not used afterwards.
+    pub(super) unsafe fn free<A: DomainAllocator>(inner: &A, data: NonNull<u8>, align: usize) {
+        // SAFETY: the caller's guarantee; the raw block starts `prefix` bytes before the data.
+        unsafe {
+            let size = size_of(data);
+            let pre = prefix(align);
+            let raw = NonNull::new_unchecked(data.as_ptr().sub(pre));
+            if align > MIN_ALIGN {
+                inner.free_aligned(raw, Layout::from_size_align_unchecked(size + pre, align));
+            } else {
+                inner.free_sized(raw, size + pre);
+            }
+        }
+    }
+
+    /// Resizes a block made by [`alloc`] (alignment at most 16) through the inner realloc.
+    ///
+    /// # Safety
+    /// `data` is a live block made by [`alloc`] with alignment at most 16.
+    pub(super) unsafe fn realloc<A: DomainAllocator>(
+        inner: &A,
+        data: NonNull<u8>,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        let total = new_size.checked_add(HEADER)?;
+        // SAFETY: the caller's guarantee; the header is the first 16 bytes of the inner block.
+        unsafe {
+            let raw = inner.realloc(data.as_ptr().sub(HEADER), total)?;
+            raw.as_ptr().cast::<usize>().write(new_size);
+            Some(NonNull::new_unchecked(raw.as_ptr().add(HEADER)))
+        }
+    }
+
+    /// Moves an aligned block to a new size through allocate, copy, free.
+    ///
+    /// # Safety
+    /// `data` is a live block made by [`alloc`] with `align`.
+    pub(super) unsafe fn realloc_aligned<A: DomainAllocator>(
+        inner: &A,
+        data: NonNull<u8>,
+        align: usize,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        let new = alloc(inner, new_size, align, false)?;
+        // SAFETY: both blocks are live and distinct; the old one is released once.
+        unsafe {
+            let old = size_of(data);
+            ptr::copy_nonoverlapping(data.as_ptr(), new.as_ptr(), old.min(new_size));
+            free(inner, data, align);
+        }
+        Some(new)
+    }
+}
+
+/// Histogram buckets: 32 classes 16 bytes apart up to 512 (as the pool's), then powers of two up
+/// to 1 MiB, then everything larger.
+pub const HISTOGRAM_BUCKETS: usize = 32 + 11 + 1;
+
+/// The bucket of a request of `size` bytes, and the largest size in it (`usize::MAX` for the last).
+pub fn bucket_of(size: usize) -> (usize, usize) {
+    if size <= 512 {
+        let b = size.saturating_sub(1) / 16;
+        return (b, (b + 1) * 16);
+    }
+    let log = usize::BITS - (size - 1).leading_zeros(); // 2^log >= size, log >= 10
+    let b = 32 + (log as usize - 10);
+    if b >= HISTOGRAM_BUCKETS - 1 {
+        (HISTOGRAM_BUCKETS - 1, usize::MAX)
+    } else {
+        (b, 1 << log)
+    }
+}
+
+/// A snapshot of a [`Counting`] allocator's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountingStats {
+    /// Successful allocations (malloc, calloc and their aligned forms).
+    pub allocations: u64,
+    /// Frees of non-null blocks.
+    pub frees: u64,
+    /// Successful reallocs of non-null blocks.
+    pub reallocs: u64,
+    /// Requests the inner allocator refused.
+    pub failures: u64,
+    /// Bytes requested by live blocks.
+    pub bytes_live: u64,
+    /// The most bytes live at once.
+    pub peak_bytes: u64,
+    /// Allocations per size bucket (see [`bucket_of`]).
+    pub histogram: [u64; HISTOGRAM_BUCKETS],
+}
+
+impl CountingStats {
+    /// Blocks live now.
+    pub fn blocks_live(&self) -> u64 {
+        self.allocations - self.frees
+    }
+}
+
+impl fmt::Display for CountingStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "allocations {}, frees {}, reallocs {}, failures {}",
+            self.allocations, self.frees, self.reallocs, self.failures
+        )?;
+        writeln!(
+            f,
+            "bytes live {}, peak {}, blocks live {}",
+            self.bytes_live,
+            self.peak_bytes,
+            self.blocks_live()
+        )?;
+        writeln!(f, "size (up to)   allocations")?;
+        for (b, &n) in self.histogram.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let upper = if b < 32 {
+                (b + 1) * 16
+            } else if b < HISTOGRAM_BUCKETS - 1 {
+                1 << (b - 32 + 10)
+            } else {
+                usize::MAX
+            };
+            if upper == usize::MAX {
+                writeln!(f, "{:>12}   {n}", "larger")?;
+            } else {
+                writeln!(f, "{upper:>12}   {n}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts what goes through an allocator: allocations, frees, reallocs, failures, bytes live and
+/// their peak, and a histogram of request sizes. One per domain gives per-domain statistics.
+///
+/// ```
+/// use alloc_core::{DomainAllocator, System};
+/// use alloc_debug::Counting;
+///
+/// let a = Counting::new(System);
+/// let p = a.malloc(100).unwrap();
+/// let q = a.malloc(1000).unwrap();
+/// // SAFETY: live blocks, freed once (free needs no size: the header has it).
+/// unsafe { a.free(p.as_ptr()) };
+/// let s = a.stats();
+/// assert_eq!((s.allocations, s.frees, s.bytes_live, s.peak_bytes), (2, 1, 1000, 1100));
+/// # unsafe { a.free(q.as_ptr()) };
+/// ```
+pub struct Counting<A> {
+    inner: A,
+    allocations: AtomicU64,
+    frees: AtomicU64,
+    reallocs: AtomicU64,
+    failures: AtomicU64,
+    bytes_live: AtomicU64,
+    peak_bytes: AtomicU64,
+    histogram: [AtomicU64; HISTOGRAM_BUCKETS],
+}
+
+impl<A> Counting<A> {
+    /// Wraps `inner` with every count at zero.
+    pub const fn new(inner: A) -> Self {
+        Counting {
+            inner,
+            allocations: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            reallocs: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            bytes_live: AtomicU64::new(0),
+            peak_bytes: AtomicU64::new(0),
+            histogram: [const { AtomicU64::new(0) }; HISTOGRAM_BUCKETS],
+        }
+    }
+
+    /// The wrapped allocator.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    /// A snapshot of the counts (each exact; together, as of about now).
+    pub fn stats(&self) -> CountingStats {
+        let mut histogram = [0; HISTOGRAM_BUCKETS];
+        for (h, a) in histogram.iter_mut().zip(&self.histogram) {
+            *h = a.load(Ordering::Relaxed);
+        }
+        CountingStats {
+            allocations: self.allocations.load(Ordering::Relaxed),
+            frees: self.frees.load(Ordering::Relaxed),
+            reallocs: self.reallocs.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            bytes_live: self.bytes_live.load(Ordering::Relaxed),
+            peak_bytes: self.peak_bytes.load(Ordering::Relaxed),
+            histogram,
+        }
+    }
+
+    /// Sets the peak back to the bytes live now.
+    pub fn reset_peak(&self) {
+        self.peak_bytes
+            .store(self.bytes_live.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn grow(&self, bytes: usize) {
+        let live = self.bytes_live.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        if live > self.peak_bytes.load(Ordering::Relaxed) {
+            self.peak_bytes.fetch_max(live, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    fn allocated(&self, p: Option<NonNull<u8>>, size: usize) -> Option<NonNull<u8>> {
+        match p {
+            Some(_) => {
+                self.allocations.fetch_add(1, Ordering::Relaxed);
+                self.histogram[bucket_of(size).0].fetch_add(1, Ordering::Relaxed);
+                self.grow(size);
+            }
+            None => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+
+    #[inline]
+    fn freed(&self, size: usize) {
+        self.frees.fetch_add(1, Ordering::Relaxed);
+        self.bytes_live.fetch_sub(size as u64, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: blocks are inner blocks with a 16-byte (or alignment-sized) prefix holding the size, so
+// the data keeps the inner alignment; realloc goes through the inner realloc (which keeps the
+// contents, header included) or allocate-copy-free for aligned blocks; usable_size is the
+// requested size.
+unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
+    #[inline]
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        self.allocated(sized::alloc(&self.inner, size, MIN_ALIGN, false), size)
+    }
+    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        let size = alloc_core::checked_array_size(nelem, elsize).ok()?;
+        self.allocated(sized::alloc(&self.inner, size, MIN_ALIGN, true), size)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        let Some(p) = NonNull::new(ptr) else {
+            return self.malloc(new_size);
+        };
+        // SAFETY: a live block of ours (the caller's guarantee).
+        let old = unsafe { sized::size_of(p) };
+        // SAFETY: as above.
+        match unsafe { sized::realloc(&self.inner, p, new_size) } {
+            Some(new) => {
+                self.reallocs.fetch_add(1, Ordering::Relaxed);
+                self.bytes_live.fetch_sub(old as u64, Ordering::Relaxed);
+                self.grow(new_size);
+                Some(new)
+            }
+            None => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+    #[inline]
+    unsafe fn free(&self, ptr: *mut u8) {
+        let Some(p) = NonNull::new(ptr) else { return };
+        // SAFETY: a live block of ours (the caller's guarantee), released once.
+        unsafe {
+            self.freed(sized::size_of(p));
+            sized::free(&self.inner, p, MIN_ALIGN);
+        }
+    }
+    #[inline]
+    unsafe fn free_sized(&self, ptr: NonNull<u8>, _size: usize) {
+        // SAFETY: as for `free`.
+        unsafe { self.free(ptr.as_ptr()) }
+    }
+    fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let p = sized::alloc(&self.inner, layout.size(), layout.align(), false);
+        self.allocated(p, layout.size())
+    }
+    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: a live block of ours made with this alignment, released once.
+        unsafe {
+            self.freed(sized::size_of(ptr));
+            sized::free(&self.inner, ptr, layout.align());
+        }
+    }
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        if layout.align() <= MIN_ALIGN {
+            // SAFETY: small alignments come from malloc.
+            return unsafe { self.realloc(ptr.as_ptr(), new_size) };
+        }
+        // SAFETY: a live block of ours made with this alignment.
+        let old = unsafe { sized::size_of(ptr) };
+        // SAFETY: as above.
+        match unsafe { sized::realloc_aligned(&self.inner, ptr, layout.align(), new_size) } {
+            Some(new) => {
+                self.reallocs.fetch_add(1, Ordering::Relaxed);
+                self.bytes_live.fetch_sub(old as u64, Ordering::Relaxed);
+                self.grow(new_size);
+                Some(new)
+            }
+            None => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        // SAFETY: a live block of ours.
+        Some(unsafe { sized::size_of(ptr) })
+    }
+    fn owns(&self, ptr: *const u8) -> Ownership {
+        self.inner.owns(ptr.wrapping_sub(HEADER))
+    }
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
+        self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
+    }
+}
+
+/// A budget of live bytes: an allocation that would take the bytes requested by live blocks past
+/// the limit fails (and is counted), as if memory had run out. The limit can change at run time.
+///
+/// ```
+/// use alloc_core::{DomainAllocator, System};
+/// use alloc_debug::Limited;
+///
+/// let a = Limited::new(System, 1000);
+/// let p = a.malloc(600).unwrap();
+/// assert!(a.malloc(600).is_none(), "600 + 600 > 1000");
+/// assert_eq!(a.refused(), 1);
+/// // SAFETY: a live block, freed once.
+/// unsafe { a.free(p.as_ptr()) };
+/// assert!(a.malloc(600).is_some_and(|p| { unsafe { a.free(p.as_ptr()) }; true }));
+/// ```
+pub struct Limited<A> {
+    inner: A,
+    limit: AtomicUsize,
+    live: AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl<A> Limited<A> {
+    /// Wraps `inner` with a budget of `limit` live bytes.
+    pub const fn new(inner: A, limit: usize) -> Self {
+        Limited {
+            inner,
+            limit: AtomicUsize::new(limit),
+            live: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// The wrapped allocator.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    /// Changes the budget (live blocks are not affected; new requests see the new limit).
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// The budget.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Bytes requested by live blocks.
+    pub fn live_bytes(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused because of the budget.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` from the budget, or refuses.
+    fn reserve(&self, bytes: usize) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let ok = self
+            .live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| {
+                live.checked_add(bytes).filter(|&n| n <= limit)
+            })
+            .is_ok();
+        if !ok {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    fn unreserve(&self, bytes: usize) {
+        self.live.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+impl<A: DomainAllocator> Limited<A> {
+    fn alloc(&self, size: usize, align: usize, zeroed: bool) -> Option<NonNull<u8>> {
+        if !self.reserve(size) {
+            return None;
+        }
+        let p = sized::alloc(&self.inner, size, align, zeroed);
+        if p.is_none() {
+            self.unreserve(size);
+        }
+        p
+    }
+}
+
+// SAFETY: as for `Counting`: inner blocks with a size header in front; the budget only refuses.
+unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        self.alloc(size, MIN_ALIGN, false)
+    }
+    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        let size = alloc_core::checked_array_size(nelem, elsize).ok()?;
+        self.alloc(size, MIN_ALIGN, true)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        let Some(p) = NonNull::new(ptr) else {
+            return self.malloc(new_size);
+        };
+        // SAFETY: a live block of ours (the caller's guarantee).
+        let old = unsafe { sized::size_of(p) };
+        if new_size > old && !self.reserve(new_size - old) {
+            return None;
+        }
+        // SAFETY: as above.
+        let new = unsafe { sized::realloc(&self.inner, p, new_size) };
+        match new {
+            Some(_) if new_size < old => self.unreserve(old - new_size),
+            None if new_size > old => self.unreserve(new_size - old),
+            _ => {}
+        }
+        new
+    }
+    unsafe fn free(&self, ptr: *mut u8) {
+        let Some(p) = NonNull::new(ptr) else { return };
+        // SAFETY: a live block of ours, released once.
+        unsafe {
+            self.unreserve(sized::size_of(p));
+            sized::free(&self.inner, p, MIN_ALIGN);
+        }
+    }
+    fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.alloc(layout.size(), layout.align(), false)
+    }
+    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: a live block of ours made with this alignment, released once.
+        unsafe {
+            self.unreserve(sized::size_of(ptr));
+            sized::free(&self.inner, ptr, layout.align());
+        }
+    }
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        if layout.align() <= MIN_ALIGN {
+            // SAFETY: small alignments come from malloc.
+            return unsafe { self.realloc(ptr.as_ptr(), new_size) };
+        }
+        let new = self.malloc_aligned(Layout::from_size_align(new_size, layout.align()).ok()?)?;
+        // SAFETY: both live and distinct; the old block is released once.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), layout.size().min(new_size));
+            self.free_aligned(ptr, layout);
+        }
+        Some(new)
+    }
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        // SAFETY: a live block of ours.
+        Some(unsafe { sized::size_of(ptr) })
+    }
+    fn owns(&self, ptr: *const u8) -> Ownership {
+        self.inner.owns(ptr.wrapping_sub(HEADER))
+    }
+    fn name(&self) -> &str {
+        "limited"
+    }
+    fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
+        self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
+    }
+}

@@ -1,0 +1,916 @@
+//! `Guarded<A>`: CPython's debug hooks (`PyMem_SetupDebugHooks`) as a decorator.
+//!
+//! Every block gets a header and a trailer around the bytes the caller asked for, laid out as
+//! CPython's debug allocator does (S is the word size, 8 bytes here):
+//!
+//! ```text
+//!   raw                                  p (returned)                 tail = p + n
+//!   |  size n (S bytes, big-endian) | id | 0xFD x (S-1) | n bytes: 0xCD on malloc | 0xFD x S | serial (S bytes) |
+//!                                   ^ API id byte ('r', 'm', 'o', ...)
+//! ```
+//!
+//! * new memory is filled with `CLEAN_BYTE` (0xCD), freed memory with `DEAD_BYTE` (0xDD);
+//! * on every free and realloc the block is checked: the API id (a block freed through another
+//!   domain than the one that made it), the leading pad (buffer underflow), the trailing pad (buffer
+//!   overflow), the freed pattern (double free), and whether the inner allocator owns the block at
+//!   all (a pointer it never made), plus the size on a sized free;
+//! * a violation produces a report naming what was violated, the address, the requested size, the
+//!   serial number, the API ids, the damaged guard bytes with their offsets, the first and last bytes
+//!   of the block and, when a tracing allocator is stacked under it, where the block was allocated;
+//!   then the configured [`Action`]: abort (default), panic, or record and continue;
+//! * optionally a bounded quarantine keeps freed blocks (filled with 0xDD) out of the inner allocator
+//!   for a while; a write into one is found when it leaves the quarantine, and a double free of a
+//!   quarantined block is always recognised.
+
+use core::alloc::Layout;
+use core::fmt::{self, Write as _};
+use core::ptr::{self, NonNull};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
+
+use crate::lock::Lock;
+
+/// The guard bytes around every block (CPython's `FORBIDDENBYTE`).
+pub const FORBIDDEN_BYTE: u8 = 0xFD;
+/// The fill of newly allocated memory (CPython's `CLEANBYTE`).
+pub const CLEAN_BYTE: u8 = 0xCD;
+/// The fill of freed memory (CPython's `DEADBYTE`).
+pub const DEAD_BYTE: u8 = 0xDD;
+
+const WORD: usize = size_of::<usize>();
+/// Bytes before the block: size, API id, `WORD - 1` forbidden bytes.
+const HEADER: usize = 2 * WORD;
+/// Bytes after the block: `WORD` forbidden bytes, then the serial number.
+const TRAILER: usize = 2 * WORD;
+/// The most blocks a quarantine can hold.
+pub const MAX_QUARANTINE: usize = 256;
+/// Violations kept by [`Action::Record`] (the oldest are dropped first; all are counted).
+pub const RECORDED_VIOLATIONS: usize = 16;
+const REPORT_BYTES: usize = 2048;
+/// No aligned prefix is larger than this (alignments past it are refused).
+const MAX_ALIGN_PREFIX: usize = 1 << 20;
+
+const _: () = assert!(HEADER == MIN_ALIGN, "the header keeps blocks 16-aligned");
+
+/// What a [`Guarded`] allocator does after reporting a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Action {
+    /// Write the report to standard error and abort the process (CPython's behaviour).
+    #[default]
+    Abort,
+    /// Panic with the report as the message. Not for `#[global_allocator]`: a global allocator
+    /// must not unwind.
+    Panic,
+    /// Keep the report (see [`Guarded::violations`]) and continue. The damaged block is not passed
+    /// to the inner allocator, whose own structures it might corrupt: it is leaked on purpose.
+    Record,
+}
+
+/// What was violated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ViolationKind {
+    /// The bytes after the block were overwritten.
+    BufferOverflow,
+    /// The bytes before the block were overwritten.
+    BufferUnderflow,
+    /// The block was made through one API (domain) and freed or resized through another.
+    ApiMismatch {
+        /// The API id byte in the block's header.
+        allocated: u8,
+        /// The API id of the allocator that checked it.
+        verified: u8,
+    },
+    /// The block was already freed.
+    DoubleFree,
+    /// The pointer is not in memory the inner allocator owns: this allocator never made it.
+    ForeignPointer,
+    /// A freed block (in the quarantine) was written to.
+    UseAfterFree,
+    /// A sized free gave another size than the one the block was made with.
+    WrongSize {
+        /// The size recorded in the block's header.
+        recorded: usize,
+        /// The size the caller passed.
+        given: usize,
+    },
+}
+
+impl ViolationKind {
+    /// CPython's words for it, as in its fatal error line.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            ViolationKind::BufferOverflow => "bad trailing pad byte (buffer overflow)",
+            ViolationKind::BufferUnderflow => "bad leading pad byte (buffer underflow)",
+            ViolationKind::ApiMismatch { .. } => "bad ID (API misuse)",
+            ViolationKind::DoubleFree => "the block was already freed (double free)",
+            ViolationKind::ForeignPointer => "the pointer was not allocated by this allocator",
+            ViolationKind::UseAfterFree => "a freed block was written to (use after free)",
+            ViolationKind::WrongSize { .. } => "sized free with a size the block was not made with",
+        }
+    }
+}
+
+/// One detected violation: the facts, and the report as text.
+#[derive(Clone)]
+pub struct Violation {
+    /// What was violated.
+    pub kind: ViolationKind,
+    /// The block's address (the pointer the program holds).
+    pub address: usize,
+    /// The size originally requested, when the header could be trusted (0 otherwise).
+    pub size: usize,
+    /// The block's serial number (the Nth call to malloc/realloc of this allocator), when known.
+    pub serial: u64,
+    /// The API id of the allocator that found it.
+    pub api: u8,
+    text: [u8; REPORT_BYTES],
+    text_len: usize,
+}
+
+impl Violation {
+    /// The full report, as written to standard error under [`Action::Abort`].
+    pub fn report(&self) -> &str {
+        core::str::from_utf8(&self.text[..self.text_len]).unwrap_or("<report not UTF-8>")
+    }
+}
+
+impl fmt::Debug for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Violation")
+            .field("kind", &self.kind)
+            .field("address", &format_args!("{:#x}", self.address))
+            .field("size", &self.size)
+            .field("serial", &self.serial)
+            .field("api", &(self.api as char))
+            .finish()
+    }
+}
+
+/// A fixed buffer the report is formatted into: reporting must not allocate (the allocator may be
+/// the global one, or broken). Text past the end is cut.
+struct Text {
+    buf: [u8; REPORT_BYTES],
+    len: usize,
+}
+
+impl fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = REPORT_BYTES - self.len;
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+struct Records {
+    ring: [Option<Violation>; RECORDED_VIOLATIONS],
+    next: usize,
+    total: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Quarantined {
+    raw: *mut u8,
+    data: *mut u8,
+    /// Bytes filled with `DEAD_BYTE`, from `raw`.
+    total: usize,
+    /// The inner layout for aligned blocks (`None`: a plain block of `total` bytes).
+    aligned: Option<Layout>,
+}
+
+struct Quarantine {
+    slots: [Option<Quarantined>; MAX_QUARANTINE],
+    head: usize,
+    len: usize,
+}
+
+// SAFETY: the pointers are blocks owned by the quarantine (freed by the program, not yet given to
+// the inner allocator); whichever thread holds the lock may release them.
+unsafe impl Send for Quarantine {}
+
+/// CPython's debug hooks around any allocator: guard bytes, fill patterns, serial numbers and API
+/// ids, checked on every free and realloc. See the module documentation for the layout.
+///
+/// ```
+/// use alloc_core::{DomainAllocator, System};
+/// use alloc_debug::{Action, Guarded, ViolationKind};
+///
+/// let mem = Guarded::new(System).with_api(b'm').with_action(Action::Record);
+/// let p = mem.malloc(16).unwrap();
+/// // SAFETY: deliberately one byte past the block, then freed once.
+/// unsafe {
+///     p.as_ptr().add(16).write(b'x');
+///     mem.free(p.as_ptr());
+/// }
+/// let v = &mem.violations()[0];
+/// assert_eq!(v.kind, ViolationKind::BufferOverflow);
+/// assert!(v.report().contains("at tail+0: 0x78 *** OUCH"));
+/// ```
+pub struct Guarded<A: DomainAllocator> {
+    inner: A,
+    api: u8,
+    action: Action,
+    quarantine_capacity: usize,
+    serial: AtomicU64,
+    records: Lock<Records>,
+    quarantine: Lock<Quarantine>,
+}
+
+impl<A: DomainAllocator> Guarded<A> {
+    /// Guards `inner` with API id `'m'`, the abort action and no quarantine.
+    pub const fn new(inner: A) -> Self {
+        Guarded {
+            inner,
+            api: b'm',
+            action: Action::Abort,
+            quarantine_capacity: 0,
+            serial: AtomicU64::new(0),
+            records: Lock::new(Records {
+                ring: [const { None }; RECORDED_VIOLATIONS],
+                next: 0,
+                total: 0,
+            }),
+            quarantine: Lock::new(Quarantine {
+                slots: [None; MAX_QUARANTINE],
+                head: 0,
+                len: 0,
+            }),
+        }
+    }
+
+    /// The API id byte written into every block (`'r'`, `'m'`, `'o'` for CPython's raw, mem and
+    /// object domains); a block freed through a `Guarded` with another id is reported.
+    pub const fn with_api(mut self, api: u8) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// What to do after reporting a violation.
+    pub const fn with_action(mut self, action: Action) -> Self {
+        self.action = action;
+        self
+    }
+
+    /// Keeps up to `blocks` freed blocks (at most [`MAX_QUARANTINE`]) filled with 0xDD before
+    /// giving them back to the inner allocator: writes after free are then detected, and a double
+    /// free of a quarantined block is always recognised.
+    pub const fn with_quarantine(mut self, blocks: usize) -> Self {
+        self.quarantine_capacity = if blocks > MAX_QUARANTINE {
+            MAX_QUARANTINE
+        } else {
+            blocks
+        };
+        self
+    }
+
+    /// The API id byte.
+    pub fn api(&self) -> u8 {
+        self.api
+    }
+
+    /// The wrapped allocator.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    /// The violations kept under [`Action::Record`], oldest first (at most
+    /// [`RECORDED_VIOLATIONS`]; see [`violation_count`](Self::violation_count) for all).
+    pub fn violations(&self) -> Vec<Violation> {
+        let r = self.records.lock();
+        (0..RECORDED_VIOLATIONS)
+            .filter_map(|i| r.ring[(r.next + i) % RECORDED_VIOLATIONS].clone())
+            .collect()
+    }
+
+    /// Every violation found so far, including those no longer kept.
+    pub fn violation_count(&self) -> u64 {
+        self.records.lock().total
+    }
+}
+
+/// Big-endian, as CPython writes the size and serial.
+///
+/// # Safety
+/// `at` is valid for `WORD` byte writes.
+unsafe fn write_word(at: *mut u8, value: u64) {
+    let bytes = (value as usize).to_be_bytes();
+    // SAFETY: the caller's guarantee.
+    unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), at, WORD) };
+}
+
+/// # Safety
+/// `at` is valid for `WORD` byte reads.
+unsafe fn read_word(at: *const u8) -> usize {
+    let mut bytes = [0u8; WORD];
+    // SAFETY: the caller's guarantee.
+    unsafe { ptr::copy_nonoverlapping(at, bytes.as_mut_ptr(), WORD) };
+    usize::from_be_bytes(bytes)
+}
+
+/// # Safety
+/// `[at, at + len)` is readable.
+unsafe fn all_are(at: *const u8, len: usize, byte: u8) -> bool {
+    // SAFETY: the caller's guarantee.
+    unsafe { core::slice::from_raw_parts(at, len) }
+        .iter()
+        .all(|&b| b == byte)
+}
+
+/// The prefix before the data of an aligned block: the alignment itself (the header is its last
+/// 16 bytes, the rest forbidden bytes).
+fn aligned_prefix(align: usize) -> usize {
+    align.max(HEADER)
+}
+
+impl<A: DomainAllocator> Guarded<A> {
+    /// Writes header, fill and trailer around `n` bytes at `data`.
+    ///
+    /// # Safety
+    /// `[data - HEADER, data + n + TRAILER)` is a fresh block of ours.
+    unsafe fn dress(&self, data: *mut u8, n: usize, fill: bool) {
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
+        // SAFETY: the caller's guarantee covers every byte written.
+        unsafe {
+            write_word(data.sub(HEADER), n as u64);
+            *data.sub(WORD) = self.api;
+            data.sub(WORD - 1).write_bytes(FORBIDDEN_BYTE, WORD - 1);
+            if fill {
+                data.write_bytes(CLEAN_BYTE, n);
+            }
+            data.add(n).write_bytes(FORBIDDEN_BYTE, WORD);
+            write_word(data.add(n + WORD), serial);
+        }
+    }
+
+    fn alloc_plain(&self, n: usize, zeroed: bool) -> Option<NonNull<u8>> {
+        let total = n.checked_add(HEADER + TRAILER)?;
+        let raw = if zeroed {
+            self.inner.calloc(1, total)?
+        } else {
+            self.inner.malloc(total)?
+        };
+        // SAFETY: `raw` is a fresh block of `total` bytes.
+        unsafe {
+            let data = raw.as_ptr().add(HEADER);
+            self.dress(data, n, !zeroed);
+            Some(NonNull::new_unchecked(data))
+        }
+    }
+
+    /// Checks the block at `data`: ownership, freed pattern, API id, leading and trailing pads, and
+    /// the size of a sized free. Returns the requested size, or what is wrong.
+    ///
+    /// # Safety
+    /// If the inner allocator does not disown it, `data - HEADER` starts a readable header and, if
+    /// the size in it is sane, the trailer after it is readable.
+    unsafe fn check(
+        &self,
+        data: *mut u8,
+        given: Option<usize>,
+        plain: bool,
+    ) -> Result<usize, ViolationKind> {
+        // SAFETY: pointer arithmetic only; nothing is read unless the inner allocator owns it.
+        let raw = data.wrapping_sub(HEADER);
+        if self.inner.owns(raw) == Ownership::NotOwned {
+            return Err(ViolationKind::ForeignPointer);
+        }
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let n = read_word(raw);
+            let id = *data.sub(WORD);
+            if id == DEAD_BYTE && all_are(raw, WORD, DEAD_BYTE) {
+                return Err(ViolationKind::DoubleFree);
+            }
+            if id != self.api {
+                return Err(ViolationKind::ApiMismatch {
+                    allocated: id,
+                    verified: self.api,
+                });
+            }
+            if !all_are(data.sub(WORD - 1), WORD - 1, FORBIDDEN_BYTE) {
+                return Err(ViolationKind::BufferUnderflow);
+            }
+            // A size that cannot be right means the header itself was overwritten.
+            if !self.size_is_sane(data, n, plain) {
+                return Err(ViolationKind::BufferUnderflow);
+            }
+            if !all_are(data.add(n), WORD, FORBIDDEN_BYTE) {
+                return Err(ViolationKind::BufferOverflow);
+            }
+            if let Some(given) = given
+                && given != n
+            {
+                return Err(ViolationKind::WrongSize { recorded: n, given });
+            }
+            Ok(n)
+        }
+    }
+
+    /// Whether `n` can be the size of the block at `data`: below `isize::MAX`, and, for a plain
+    /// block (made by `malloc`, so `data - HEADER` is the inner block) within the inner block's
+    /// usable size where the inner allocator knows it.
+    ///
+    /// # Safety
+    /// For a plain block, `data - HEADER` is a live inner block.
+    unsafe fn size_is_sane(&self, data: *mut u8, n: usize, plain: bool) -> bool {
+        if n > isize::MAX as usize - HEADER - TRAILER - MAX_ALIGN_PREFIX {
+            return false;
+        }
+        if !plain {
+            return true;
+        }
+        // SAFETY: the caller's guarantee.
+        let usable = unsafe {
+            self.inner
+                .usable_size(NonNull::new_unchecked(data.sub(HEADER)))
+        };
+        usable.is_none_or(|usable| n + HEADER + TRAILER <= usable)
+    }
+
+    /// Formats the report of `kind` at `data`, reading the block only where it is safe.
+    ///
+    /// # Safety
+    /// As for [`check`](Self::check), for the parts `kind` says are intact.
+    unsafe fn report(
+        &self,
+        op: &str,
+        kind: ViolationKind,
+        data: *mut u8,
+        plain: bool,
+    ) -> Violation {
+        let mut t = Text {
+            buf: [0; REPORT_BYTES],
+            len: 0,
+        };
+        let api = self.api as char;
+        let mut size = 0;
+        let mut serial = 0;
+        let _ = match kind {
+            ViolationKind::ForeignPointer => writeln!(
+                t,
+                "Debug memory block at address p={data:p}: not allocated by this allocator \
+                 (API '{api}'): the inner allocator does not own p-{HEADER}"
+            ),
+            ViolationKind::DoubleFree => writeln!(
+                t,
+                "Debug memory block at address p={data:p}: API '{api}'\n    \
+                 the block was already freed: its header holds the freed pattern \
+                 ({DEAD_BYTE:#04x})"
+            ),
+            ViolationKind::UseAfterFree => Ok(()), // written by the quarantine
+            _ => {
+                // SAFETY: the header is readable (the caller); the trailer only with a sane size.
+                unsafe { self.dump(&mut t, data, plain, &mut size, &mut serial) }
+            }
+        };
+        if !matches!(kind, ViolationKind::ForeignPointer) {
+            let _ = write!(t, "    ");
+            let raw = data.wrapping_sub(HEADER);
+            if self.inner.write_origin(raw, &mut t) {
+                let _ = writeln!(t);
+            } else {
+                let _ = writeln!(
+                    t,
+                    "Stack a tracing allocator under this one to see where the block was allocated."
+                );
+            }
+        }
+        let _ = writeln!(t);
+        let _ = match kind {
+            ViolationKind::ApiMismatch {
+                allocated,
+                verified,
+            } => writeln!(
+                t,
+                "Fatal error in debug {op}: bad ID: Allocated using API '{}', verified using API '{}'",
+                allocated as char, verified as char
+            ),
+            ViolationKind::WrongSize { recorded, given } => writeln!(
+                t,
+                "Fatal error in debug {op}: {} ({given} bytes given, {recorded} bytes requested)",
+                kind.describe()
+            ),
+            _ => writeln!(t, "Fatal error in debug {op}: {}", kind.describe()),
+        };
+        Violation {
+            kind,
+            address: data as usize,
+            size,
+            serial,
+            api: self.api,
+            text: t.buf,
+            text_len: t.len,
+        }
+    }
+
+    /// The block dump of CPython's `_PyObject_DebugDumpAddress`, in its words.
+    ///
+    /// # Safety
+    /// The header at `data - HEADER` is readable; the trailer is read only if the size is sane.
+    unsafe fn dump(
+        &self,
+        t: &mut Text,
+        data: *mut u8,
+        plain: bool,
+        size: &mut usize,
+        serial: &mut u64,
+    ) -> fmt::Result {
+        // SAFETY: the caller's guarantee for the header; the trailer and data are read only when
+        // the size fits the inner block.
+        unsafe {
+            let raw = data.sub(HEADER);
+            let n = read_word(raw);
+            let id = *data.sub(WORD) as char;
+            writeln!(t, "Debug memory block at address p={data:p}: API '{id}'")?;
+            writeln!(t, "    {n} bytes originally requested")?;
+            let lead = data.sub(WORD - 1);
+            if all_are(lead, WORD - 1, FORBIDDEN_BYTE) {
+                writeln!(
+                    t,
+                    "    The {} pad bytes at p-{} are FORBIDDENBYTE, as expected.",
+                    WORD - 1,
+                    WORD - 1
+                )?;
+            } else {
+                writeln!(
+                    t,
+                    "    The {} pad bytes at p-{} are not all FORBIDDENBYTE ({FORBIDDEN_BYTE:#04x}):",
+                    WORD - 1,
+                    WORD - 1
+                )?;
+                for i in (1..WORD).rev() {
+                    let b = *data.sub(i);
+                    let ouch = if b == FORBIDDEN_BYTE { "" } else { " *** OUCH" };
+                    writeln!(t, "        at p-{i}: {b:#04x}{ouch}")?;
+                }
+            }
+            if !self.size_is_sane(data, n, plain) {
+                writeln!(
+                    t,
+                    "    The size in the header cannot be right: the header was overwritten."
+                )?;
+                return Ok(());
+            }
+            *size = n;
+            let tail = data.add(n);
+            if all_are(tail, WORD, FORBIDDEN_BYTE) {
+                writeln!(
+                    t,
+                    "    The {WORD} pad bytes at tail={tail:p} are FORBIDDENBYTE, as expected."
+                )?;
+            } else {
+                writeln!(
+                    t,
+                    "    The {WORD} pad bytes at tail={tail:p} are not all FORBIDDENBYTE \
+                     ({FORBIDDEN_BYTE:#04x}):"
+                )?;
+                for i in 0..WORD {
+                    let b = *tail.add(i);
+                    let ouch = if b == FORBIDDEN_BYTE { "" } else { " *** OUCH" };
+                    writeln!(t, "        at tail+{i}: {b:#04x}{ouch}")?;
+                }
+            }
+            // The serial follows the pad; an overflow may have reached it too, and CPython prints
+            // it anyway, so do we.
+            *serial = read_word(tail.add(WORD)) as u64;
+            writeln!(
+                t,
+                "    The block was made by call #{} to debug malloc/realloc.",
+                *serial
+            )?;
+            write!(t, "    Data at p:")?;
+            let shown = n.min(8);
+            for i in 0..shown {
+                write!(t, " {:02x}", *data.add(i))?;
+            }
+            if n > 16 {
+                write!(t, " ...")?;
+            }
+            for i in shown.max(n.saturating_sub(8))..n {
+                write!(t, " {:02x}", *data.add(i))?;
+            }
+            writeln!(t)
+        }
+    }
+
+    /// Reports `v` and carries out the action.
+    fn act(&self, v: Violation) {
+        match self.action {
+            Action::Abort => {
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(v.report().as_bytes());
+                let _ = err.flush();
+                std::process::abort();
+            }
+            Action::Panic => panic!("{}", v.report()),
+            Action::Record => {
+                let mut r = self.records.lock();
+                let i = r.next;
+                r.ring[i] = Some(v);
+                r.next = (i + 1) % RECORDED_VIOLATIONS;
+                r.total += 1;
+            }
+        }
+    }
+
+    /// Checks a block about to be released or resized; on a violation reports it and returns
+    /// `None` (under [`Action::Record`]; the other actions do not return).
+    ///
+    /// # Safety
+    /// `data` is a pointer the program passed to free/realloc of this allocator.
+    unsafe fn verify(
+        &self,
+        op: &str,
+        data: *mut u8,
+        given: Option<usize>,
+        plain: bool,
+    ) -> Option<usize> {
+        // SAFETY: the caller's guarantee; `check` reads only what ownership allows.
+        match unsafe { self.check(data, given, plain) } {
+            Ok(n) => Some(n),
+            Err(kind) => {
+                // SAFETY: as above; `report` reads only the parts `kind` says are intact.
+                let v = unsafe { self.report(op, kind, data, plain) };
+                self.act(v);
+                None
+            }
+        }
+    }
+
+    /// Fills a checked block with 0xDD and releases it, through the quarantine if there is one.
+    ///
+    /// # Safety
+    /// `raw..raw + total` is a checked live block of ours starting at `raw`, with `data` its data
+    /// pointer; `aligned` is its inner layout if it came from `malloc_aligned`.
+    unsafe fn bury(&self, raw: *mut u8, data: *mut u8, total: usize, aligned: Option<Layout>) {
+        // SAFETY: the caller's guarantee.
+        unsafe { raw.write_bytes(DEAD_BYTE, total) };
+        let entry = Quarantined {
+            raw,
+            data,
+            total,
+            aligned,
+        };
+        if self.quarantine_capacity == 0 {
+            // SAFETY: the caller's guarantee: a live block of the inner allocator.
+            unsafe { self.release(entry) };
+            return;
+        }
+        let evicted = {
+            let mut q = self.quarantine.lock();
+            let evicted = if q.len == self.quarantine_capacity {
+                let head = q.head;
+                let e = q.slots[head].take();
+                q.head = (head + 1) % MAX_QUARANTINE;
+                q.len -= 1;
+                e
+            } else {
+                None
+            };
+            let tail = (q.head + q.len) % MAX_QUARANTINE;
+            q.slots[tail] = Some(entry);
+            q.len += 1;
+            evicted
+        };
+        if let Some(e) = evicted {
+            // SAFETY: the evicted block left the quarantine, which owned it.
+            unsafe { self.leave_quarantine(e) };
+        }
+    }
+
+    /// Checks that a quarantined block still holds only 0xDD, reports it if not, and releases it.
+    ///
+    /// # Safety
+    /// `e` was in the quarantine and has left it.
+    unsafe fn leave_quarantine(&self, e: Quarantined) {
+        // SAFETY: the quarantine kept the block allocated, so it is readable.
+        let bytes = unsafe { core::slice::from_raw_parts(e.raw, e.total) };
+        if let Some(off) = bytes.iter().position(|&b| b != DEAD_BYTE) {
+            let mut t = Text {
+                buf: [0; REPORT_BYTES],
+                len: 0,
+            };
+            let data_off = off as isize - HEADER as isize;
+            let _ = writeln!(
+                t,
+                "Debug memory block at address p={:p}: API '{}'\n    \
+                 the block was written after it was freed (it should hold only {DEAD_BYTE:#04x}):",
+                e.data, self.api as char
+            );
+            let end = bytes.len().min(off + 8);
+            for (i, &b) in bytes[off..end].iter().enumerate() {
+                let ouch = if b == DEAD_BYTE { "" } else { " *** OUCH" };
+                let _ = writeln!(t, "        at p{:+}: {b:#04x}{ouch}", data_off + i as isize);
+            }
+            let _ = writeln!(
+                t,
+                "\nFatal error in debug free: {}",
+                ViolationKind::UseAfterFree.describe()
+            );
+            self.act(Violation {
+                kind: ViolationKind::UseAfterFree,
+                address: e.data as usize,
+                size: 0,
+                serial: 0,
+                api: self.api,
+                text: t.buf,
+                text_len: t.len,
+            });
+        }
+        // SAFETY: the block is still allocated in the inner allocator, and leaves us here.
+        unsafe { self.release(e) };
+    }
+
+    /// # Safety
+    /// `e` describes a live block of the inner allocator that nothing refers to any more.
+    unsafe fn release(&self, e: Quarantined) {
+        // SAFETY: the caller's guarantee; the entry records which family made the block.
+        unsafe {
+            let raw = NonNull::new_unchecked(e.raw);
+            match e.aligned {
+                Some(layout) => self.inner.free_aligned(raw, layout),
+                None => self.inner.free_sized(raw, e.total),
+            }
+        }
+    }
+
+    /// Whether `ptr` is not a live block of this allocator: it holds the freed pattern, its guards
+    /// are broken, it is quarantined, or the inner allocator disowns it (CPython's
+    /// `_PyObject_IsFreed`). Never reports, never aborts.
+    ///
+    /// It reads the block's header, so it must still be mapped: true for pointers this allocator
+    /// made over a pool allocator, and for any pointer while it is quarantined; over the C library,
+    /// enable the quarantine before asking about freed blocks.
+    pub fn is_freed(&self, ptr: *const u8) -> bool {
+        let data = ptr.cast_mut();
+        {
+            let q = self.quarantine.lock();
+            if (0..q.len)
+                .any(|i| q.slots[(q.head + i) % MAX_QUARANTINE].is_some_and(|e| e.data == data))
+            {
+                return true;
+            }
+        }
+        // SAFETY: `check` reads nothing the inner allocator disowns; for other pointers the
+        // documented requirement (still mapped) applies.
+        unsafe { self.check(data, None, false) }.is_err()
+    }
+
+    /// Gives every quarantined block back to the inner allocator (checking each first).
+    pub fn flush_quarantine(&self) {
+        loop {
+            let e = {
+                let mut q = self.quarantine.lock();
+                if q.len == 0 {
+                    return;
+                }
+                let head = q.head;
+                q.head = (head + 1) % MAX_QUARANTINE;
+                q.len -= 1;
+                q.slots[head].take()
+            };
+            if let Some(e) = e {
+                // SAFETY: the block left the quarantine, which owned it.
+                unsafe { self.leave_quarantine(e) };
+            }
+        }
+    }
+}
+
+impl<A: DomainAllocator> Drop for Guarded<A> {
+    fn drop(&mut self) {
+        // Quarantined blocks go back to the inner allocator (checked on the way out).
+        self.flush_quarantine();
+    }
+}
+
+// SAFETY: data blocks lie inside inner blocks of `n + 32` bytes (or `prefix + n + 16` for aligned
+// ones) from an allocator that upholds the contract; the data starts 16 bytes (or the alignment)
+// into a block aligned to 16 (or the alignment), so it keeps the alignment; realloc copies
+// `min(old, new)` bytes into a fresh block; calloc's data comes from the inner calloc, zeroed;
+// usable_size answers the requested size.
+unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        self.alloc_plain(size, false)
+    }
+
+    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        let size = alloc_core::checked_array_size(nelem, elsize).ok()?;
+        self.alloc_plain(size, true)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        if ptr.is_null() {
+            return self.malloc(new_size);
+        }
+        // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
+        let n = unsafe { self.verify("realloc", ptr, None, true) }?;
+        // Always move, as a fresh serial and a fresh address catch stale pointers sooner.
+        let new = self.malloc(new_size)?;
+        // SAFETY: both blocks are live and distinct; `n` bytes are readable at `ptr`.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, new.as_ptr(), n.min(new_size));
+            self.bury(ptr.sub(HEADER), ptr, n + HEADER + TRAILER, None);
+        }
+        Some(new)
+    }
+
+    unsafe fn free(&self, ptr: *mut u8) {
+        if ptr.is_null() {
+            return;
+        }
+        // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
+        if let Some(n) = unsafe { self.verify("free", ptr, None, true) } {
+            // SAFETY: a checked live block.
+            unsafe { self.bury(ptr.sub(HEADER), ptr, n + HEADER + TRAILER, None) };
+        }
+    }
+
+    unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
+        let p = ptr.as_ptr();
+        // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
+        if let Some(n) = unsafe { self.verify("free", p, Some(size), true) } {
+            // SAFETY: a checked live block.
+            unsafe { self.bury(p.sub(HEADER), p, n + HEADER + TRAILER, None) };
+        }
+    }
+
+    fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if layout.align() <= MIN_ALIGN {
+            return self.malloc(layout.size());
+        }
+        if layout.align() > MAX_ALIGN_PREFIX {
+            return None;
+        }
+        let prefix = aligned_prefix(layout.align());
+        let total = prefix.checked_add(layout.size())?.checked_add(TRAILER)?;
+        let inner = Layout::from_size_align(total, layout.align()).ok()?;
+        let raw = self.inner.malloc_aligned(inner)?;
+        // SAFETY: a fresh block of `total` bytes; the data lies `prefix` bytes in.
+        unsafe {
+            raw.as_ptr().write_bytes(FORBIDDEN_BYTE, prefix - HEADER);
+            let data = raw.as_ptr().add(prefix);
+            self.dress(data, layout.size(), true);
+            Some(NonNull::new_unchecked(data))
+        }
+    }
+
+    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.align() <= MIN_ALIGN {
+            // SAFETY: small alignments come from malloc.
+            return unsafe { self.free_sized(ptr, layout.size()) };
+        }
+        let p = ptr.as_ptr();
+        let prefix = aligned_prefix(layout.align());
+        // SAFETY: the program passes a block of ours made with `layout`; `verify` checks it.
+        if let Some(n) = unsafe { self.verify("free", p, Some(layout.size()), false) } {
+            let total = prefix + n + TRAILER;
+            let inner = Layout::from_size_align(total, layout.align()).ok();
+            // SAFETY: a checked live block starting `prefix` bytes before `p`.
+            unsafe { self.bury(p.sub(prefix), p, total, inner) };
+        }
+    }
+
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        if layout.align() <= MIN_ALIGN {
+            // SAFETY: small alignments come from malloc.
+            return unsafe { self.realloc(ptr.as_ptr(), new_size) };
+        }
+        let new = self.malloc_aligned(Layout::from_size_align(new_size, layout.align()).ok()?)?;
+        // SAFETY: both blocks are live and distinct; the old one holds `layout.size()` bytes and is
+        // released once, checked, through `free_aligned`.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), layout.size().min(new_size));
+            self.free_aligned(ptr, layout);
+        }
+        Some(new)
+    }
+
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        // SAFETY: a live block of ours has its size in the header.
+        Some(unsafe { read_word(ptr.as_ptr().sub(HEADER)) })
+    }
+
+    fn owns(&self, ptr: *const u8) -> Ownership {
+        self.inner.owns(ptr.wrapping_sub(HEADER))
+    }
+
+    fn name(&self) -> &str {
+        "guarded"
+    }
+
+    fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
+        self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
+    }
+}

@@ -1,0 +1,40 @@
+//! Every decorator, alone and stacked, passes the conformance suite of `alloc-core`.
+
+use alloc_arena::PoolAllocator;
+use alloc_core::System;
+use alloc_debug::{Action, Counting, FaultInjecting, Guarded, Limited};
+
+alloc_core::conformance_tests!(guarded_over_system, Guarded::new(System));
+alloc_core::conformance_tests!(guarded_over_pool, Guarded::new(PoolAllocator::new()));
+alloc_core::conformance_tests!(
+    guarded_with_quarantine,
+    Guarded::new(PoolAllocator::new())
+        .with_quarantine(64)
+        .with_action(Action::Record)
+);
+alloc_core::conformance_tests!(
+    fault_injecting_disabled,
+    FaultInjecting::new(PoolAllocator::new())
+);
+alloc_core::conformance_tests!(counting_over_system, Counting::new(System));
+alloc_core::conformance_tests!(counting_over_pool, Counting::new(PoolAllocator::new()));
+alloc_core::conformance_tests!(
+    limited_with_room,
+    Limited::new(PoolAllocator::new(), isize::MAX as usize)
+);
+alloc_core::conformance_tests!(
+    stacked_guarded_fault_pool,
+    Guarded::new(FaultInjecting::new(PoolAllocator::new()))
+);
+alloc_core::conformance_tests!(
+    stacked_counting_guarded_system,
+    Counting::new(Guarded::new(System))
+);
+alloc_core::global_alloc_conformance_tests!(
+    guarded_as_global_alloc,
+    alloc_core::AsGlobalAlloc::new(Guarded::new(PoolAllocator::new()))
+);
+alloc_core::allocator_conformance_tests!(
+    counting_as_allocator,
+    alloc_core::AsAllocator::new(Counting::new(PoolAllocator::new()))
+);

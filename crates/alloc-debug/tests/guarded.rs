@@ -1,0 +1,371 @@
+//! `Guarded` finds each violation and reports its facts (recorded, so they can be inspected here;
+//! the aborting default is exercised in `cpython_test_mem.rs`).
+
+use std::collections::HashSet;
+use std::ptr::NonNull;
+
+use alloc_arena::PoolAllocator;
+use alloc_core::{DomainAllocator, Ownership, System};
+use alloc_debug::{
+    Action, CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE, Guarded, RECORDED_VIOLATIONS, ViolationKind,
+};
+
+fn recording<A: DomainAllocator>(inner: A, api: u8) -> Guarded<A> {
+    Guarded::new(inner)
+        .with_api(api)
+        .with_action(Action::Record)
+}
+
+#[test]
+fn new_memory_is_filled_with_cleanbyte_and_guarded_by_forbiddenbyte() {
+    let g = recording(System, b'm');
+    let p = g.malloc(24).unwrap().as_ptr();
+    // SAFETY: the block and its guards are ours to read; freed once.
+    unsafe {
+        assert!(
+            std::slice::from_raw_parts(p, 24)
+                .iter()
+                .all(|&b| b == CLEAN_BYTE)
+        );
+        assert!(
+            std::slice::from_raw_parts(p.sub(7), 7)
+                .iter()
+                .all(|&b| b == FORBIDDEN_BYTE)
+        );
+        assert!(
+            std::slice::from_raw_parts(p.add(24), 8)
+                .iter()
+                .all(|&b| b == FORBIDDEN_BYTE)
+        );
+        assert_eq!(*p.sub(8), b'm', "the API id byte");
+        g.free(p);
+    }
+    let z = g.calloc(3, 8).unwrap().as_ptr();
+    // SAFETY: as above.
+    unsafe {
+        assert!(std::slice::from_raw_parts(z, 24).iter().all(|&b| b == 0));
+        g.free(z);
+    }
+    assert_eq!(g.violation_count(), 0);
+}
+
+#[test]
+fn freed_memory_is_filled_with_deadbyte() {
+    let g = recording(System, b'm').with_quarantine(4);
+    let p = g.malloc(40).unwrap().as_ptr();
+    // SAFETY: the quarantine keeps the freed block allocated, so reading it is sound.
+    unsafe {
+        g.free(p);
+        assert!(
+            std::slice::from_raw_parts(p.sub(16), 40 + 32)
+                .iter()
+                .all(|&b| b == DEAD_BYTE)
+        );
+    }
+}
+
+#[test]
+fn overflow_is_reported_with_the_damaged_tail_bytes() {
+    let g = recording(PoolAllocator::new(), b'm');
+    let p = g.malloc(16).unwrap().as_ptr();
+    // SAFETY: deliberate one-byte overflow into our own trailer; freed once.
+    unsafe {
+        *p.add(16) = b'x';
+        g.free(p);
+    }
+    let v = &g.violations()[0];
+    assert_eq!(v.kind, ViolationKind::BufferOverflow);
+    assert_eq!(v.address, p as usize);
+    assert_eq!(v.size, 16);
+    assert!(v.serial >= 1);
+    let r = v.report();
+    assert!(
+        r.contains(&format!("Debug memory block at address p={p:p}: API 'm'")),
+        "{r}"
+    );
+    assert!(r.contains("    16 bytes originally requested"), "{r}");
+    assert!(
+        r.contains("The 7 pad bytes at p-7 are FORBIDDENBYTE, as expected."),
+        "{r}"
+    );
+    assert!(r.contains("are not all FORBIDDENBYTE (0xfd):"), "{r}");
+    assert!(
+        r.contains("        at tail+0: 0x78 *** OUCH\n        at tail+1: 0xfd\n"),
+        "{r}"
+    );
+    assert!(
+        r.contains(&format!(
+            "The block was made by call #{} to debug malloc/realloc.",
+            v.serial
+        )),
+        "{r}"
+    );
+    assert!(
+        r.contains("    Data at p: cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd cd\n"),
+        "{r}"
+    );
+    assert!(
+        r.contains("Fatal error in debug free: bad trailing pad byte"),
+        "{r}"
+    );
+}
+
+#[test]
+fn underflow_is_reported_with_the_damaged_leading_bytes() {
+    let g = recording(System, b'm');
+    let p = g.malloc(16).unwrap().as_ptr();
+    // SAFETY: deliberate write into our own leading pad; freed once.
+    unsafe {
+        *p.sub(1) = b'x';
+        g.free(p);
+    }
+    let v = &g.violations()[0];
+    assert_eq!(v.kind, ViolationKind::BufferUnderflow);
+    let r = v.report();
+    assert!(
+        r.contains("The 7 pad bytes at p-7 are not all FORBIDDENBYTE (0xfd):"),
+        "{r}"
+    );
+    assert!(r.contains("        at p-7: 0xfd\n"), "{r}");
+    assert!(r.contains("        at p-1: 0x78 *** OUCH\n"), "{r}");
+    assert!(
+        r.contains("Fatal error in debug free: bad leading pad byte"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_block_freed_through_another_domain_is_api_misuse() {
+    let mem = recording(&System, b'm');
+    let raw = recording(&System, b'r');
+    let p = mem.malloc(16).unwrap().as_ptr();
+    // SAFETY: made by `mem`, freed through `raw`: the misuse under test. `raw` records and does
+    // not release it; `mem` frees it properly afterwards.
+    unsafe {
+        raw.free(p);
+        let v = &raw.violations()[0];
+        assert_eq!(
+            v.kind,
+            ViolationKind::ApiMismatch {
+                allocated: b'm',
+                verified: b'r'
+            }
+        );
+        assert!(
+            v.report()
+                .contains("bad ID: Allocated using API 'm', verified using API 'r'")
+        );
+        mem.free(p);
+    }
+    assert_eq!(mem.violation_count(), 0);
+}
+
+#[test]
+fn a_double_free_is_recognised_while_the_block_is_quarantined() {
+    let g = recording(PoolAllocator::new(), b'o').with_quarantine(8);
+    let p = g.malloc(64).unwrap().as_ptr();
+    // SAFETY: the second free is the error under test; the quarantine keeps the memory readable.
+    unsafe {
+        g.free(p);
+        g.free(p);
+    }
+    let v = &g.violations()[0];
+    assert_eq!(v.kind, ViolationKind::DoubleFree);
+    assert!(
+        v.report().contains("the block was already freed"),
+        "{}",
+        v.report()
+    );
+}
+
+#[test]
+fn a_write_after_free_is_found_when_the_block_leaves_the_quarantine() {
+    let g = recording(System, b'm').with_quarantine(2);
+    let p = g.malloc(32).unwrap().as_ptr();
+    // SAFETY: the write after free is the error under test; the block is quarantined (allocated).
+    unsafe {
+        g.free(p);
+        *p.add(5) = 0x42;
+    }
+    for _ in 0..2 {
+        let q = g.malloc(32).unwrap();
+        // SAFETY: live, freed once; pushes the damaged block out of the quarantine.
+        unsafe { g.free(q.as_ptr()) };
+    }
+    let v = &g.violations()[0];
+    assert_eq!(v.kind, ViolationKind::UseAfterFree);
+    assert!(
+        v.report().contains("at p+5: 0x42 *** OUCH"),
+        "{}",
+        v.report()
+    );
+}
+
+#[test]
+fn a_sized_free_with_the_wrong_size_is_reported() {
+    let g = recording(System, b'm');
+    let p = g.malloc(48).unwrap();
+    // SAFETY: the wrong size is the error under test; the block is then freed properly.
+    unsafe {
+        g.free_sized(p, 40);
+        assert_eq!(
+            g.violations()[0].kind,
+            ViolationKind::WrongSize {
+                recorded: 48,
+                given: 40
+            }
+        );
+        g.free_sized(p, 48);
+    }
+    assert_eq!(g.violation_count(), 1);
+}
+
+/// An allocator that knows exactly which blocks it made, so foreign pointers are detectable.
+struct Exact {
+    blocks: std::sync::Mutex<HashSet<usize>>,
+}
+
+// SAFETY: blocks come from System; `owns` answers from the exact set of live blocks.
+unsafe impl DomainAllocator for Exact {
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        let p = System.malloc(size)?;
+        self.blocks.lock().unwrap().insert(p.as_ptr() as usize);
+        Some(p)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, n: usize) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded.
+        let p = unsafe { System.realloc(ptr, n) }?;
+        let mut b = self.blocks.lock().unwrap();
+        b.remove(&(ptr as usize));
+        b.insert(p.as_ptr() as usize);
+        Some(p)
+    }
+    unsafe fn free(&self, ptr: *mut u8) {
+        self.blocks.lock().unwrap().remove(&(ptr as usize));
+        // SAFETY: forwarded.
+        unsafe { System.free(ptr) }
+    }
+    fn owns(&self, ptr: *const u8) -> Ownership {
+        if self.blocks.lock().unwrap().contains(&(ptr as usize)) {
+            Ownership::Owned
+        } else {
+            Ownership::NotOwned
+        }
+    }
+    fn write_origin(&self, ptr: *const u8, out: &mut dyn std::fmt::Write) -> bool {
+        let _ = ptr;
+        out.write_str("Allocated at tests/guarded.rs (the inner allocator knows)")
+            .is_ok()
+    }
+}
+
+#[test]
+fn a_pointer_it_never_made_is_reported_without_reading_it() {
+    let g = recording(
+        Exact {
+            blocks: Default::default(),
+        },
+        b'm',
+    );
+    let mut local = [0u8; 64];
+    // SAFETY: the foreign pointer is the error under test; Guarded must not touch its memory.
+    unsafe { g.free(local.as_mut_ptr().add(32)) };
+    let v = &g.violations()[0];
+    assert_eq!(v.kind, ViolationKind::ForeignPointer);
+    assert!(v.report().contains("not allocated by this allocator"));
+    assert!(
+        local.iter().all(|&b| b == 0),
+        "the foreign memory was not written"
+    );
+}
+
+#[test]
+fn the_report_says_where_the_block_was_made_when_the_inner_allocator_knows() {
+    let g = recording(
+        Exact {
+            blocks: Default::default(),
+        },
+        b'm',
+    );
+    let p = g.malloc(8).unwrap().as_ptr();
+    // SAFETY: deliberate overflow; freed once.
+    unsafe {
+        *p.add(8) = 0;
+        g.free(p);
+    }
+    assert!(
+        g.violations()[0]
+            .report()
+            .contains("Allocated at tests/guarded.rs")
+    );
+}
+
+#[test]
+fn is_freed_tells_live_from_freed_and_damaged_blocks() {
+    let g = recording(PoolAllocator::new(), b'm').with_quarantine(16);
+    let live = g.malloc(32).unwrap().as_ptr();
+    let freed = g.malloc(32).unwrap().as_ptr();
+    let damaged = g.malloc(32).unwrap().as_ptr();
+    // SAFETY: blocks of ours; the damage is deliberate and in our own guard.
+    unsafe {
+        g.free(freed);
+        *damaged.add(32) = 1;
+    }
+    assert!(!g.is_freed(live));
+    assert!(g.is_freed(freed));
+    assert!(g.is_freed(damaged));
+    // SAFETY: live blocks freed once (the damaged one is recorded, not released).
+    unsafe {
+        g.free(live);
+        g.free(damaged);
+    }
+}
+
+#[test]
+fn violations_are_recorded_in_a_bounded_ring_and_all_counted() {
+    let g = recording(System, b'm');
+    for _ in 0..RECORDED_VIOLATIONS + 5 {
+        let p = g.malloc(8).unwrap().as_ptr();
+        // SAFETY: deliberate overflow; the block is recorded, not released.
+        unsafe {
+            *p.add(8) = 0;
+            g.free(p);
+        }
+    }
+    assert_eq!(g.violation_count(), (RECORDED_VIOLATIONS + 5) as u64);
+    let kept = g.violations();
+    assert_eq!(kept.len(), RECORDED_VIOLATIONS);
+    assert!(
+        kept.windows(2).all(|w| w[0].serial < w[1].serial),
+        "oldest first"
+    );
+}
+
+#[test]
+#[should_panic(expected = "bad trailing pad byte")]
+fn the_panic_action_panics_with_the_report() {
+    let g = Guarded::new(System).with_action(Action::Panic);
+    let p = g.malloc(4).unwrap().as_ptr();
+    // SAFETY: deliberate overflow; the panic is the behaviour under test.
+    unsafe {
+        *p.add(4) = 0;
+        g.free(p);
+    }
+}
+
+#[test]
+fn serial_numbers_count_calls_to_malloc_and_realloc() {
+    let g = recording(System, b'm');
+    let a = g.malloc(8).unwrap().as_ptr();
+    // SAFETY: live blocks; the realloc result replaces `a`; the overflow on `b` is deliberate.
+    unsafe {
+        let b = g.realloc(a, 16).unwrap().as_ptr();
+        *b.add(16) = 0;
+        g.free(b);
+    }
+    assert_eq!(
+        g.violations()[0].serial,
+        2,
+        "malloc was call #1, realloc call #2"
+    );
+}
