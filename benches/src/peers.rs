@@ -16,6 +16,19 @@ pub static CORE_SYSTEM: alloc_core::AsGlobalAlloc<alloc_core::System> =
 pub static POOL: alloc_core::AsGlobalAlloc<alloc_arena::PoolAllocator> =
     alloc_core::AsGlobalAlloc::new(alloc_arena::PoolAllocator::new());
 
+/// The pool under CPython's debug hooks.
+pub static GUARDED: alloc_core::AsGlobalAlloc<alloc_debug::Guarded<alloc_arena::PoolAllocator>> =
+    alloc_core::AsGlobalAlloc::new(alloc_debug::Guarded::new(alloc_arena::PoolAllocator::new()));
+/// The pool with statistics.
+pub static COUNTING: alloc_core::AsGlobalAlloc<alloc_debug::Counting<alloc_arena::PoolAllocator>> =
+    alloc_core::AsGlobalAlloc::new(alloc_debug::Counting::new(alloc_arena::PoolAllocator::new()));
+/// The pool under a fault injector that is switched off.
+pub static FAULT_OFF: alloc_core::AsGlobalAlloc<
+    alloc_debug::FaultInjecting<alloc_arena::PoolAllocator>,
+> = alloc_core::AsGlobalAlloc::new(alloc_debug::FaultInjecting::new(
+    alloc_arena::PoolAllocator::new(),
+));
+
 /// A fresh single-owner pool heap (no lock) for this thread, leaked for the process lifetime.
 pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
     #[repr(align(4096))]
@@ -32,6 +45,8 @@ pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
 /// * `mimalloc`, `jemalloc`: the peers;
 /// * `pool`: domalloc's `PoolAllocator` called directly (through the `GlobalAlloc` adapter);
 /// * `pool-heap`: the same pools as a single-owner `Heap`, without the lock;
+/// * `guarded`, `counting`, `fault-off`: the pool under `Guarded`, `Counting`, and a disabled
+///   `FaultInjecting` (what each decorator costs, against `pool`);
 /// * `core-system`: `alloc_core::System` through the adapter: what the adapter costs.
 pub const ALL: &[&str] = &[
     "system",
@@ -39,6 +54,9 @@ pub const ALL: &[&str] = &[
     "jemalloc",
     "pool",
     "pool-heap",
+    "guarded",
+    "counting",
+    "fault-off",
     "core-system",
 ];
 
@@ -66,6 +84,18 @@ macro_rules! with_allocator {
             }
             "pool-heap" => {
                 let $a = $crate::peers::pool_heap();
+                Some($body)
+            }
+            "guarded" => {
+                let $a = &$crate::peers::GUARDED;
+                Some($body)
+            }
+            "counting" => {
+                let $a = &$crate::peers::COUNTING;
+                Some($body)
+            }
+            "fault-off" => {
+                let $a = &$crate::peers::FAULT_OFF;
                 Some($body)
             }
             "core-system" => {

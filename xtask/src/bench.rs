@@ -15,6 +15,9 @@ const ALLOCATORS: &[&str] = &[
     "jemalloc",
     "pool",
     "pool-heap",
+    "guarded",
+    "counting",
+    "fault-off",
     "core-system",
 ];
 const WORKLOADS: &[&str] = &["pairs", "churn", "sweep"];

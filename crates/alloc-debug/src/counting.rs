@@ -218,7 +218,6 @@ impl fmt::Display for CountingStats {
 /// ```
 pub struct Counting<A> {
     inner: A,
-    allocations: AtomicU64,
     frees: AtomicU64,
     reallocs: AtomicU64,
     failures: AtomicU64,
@@ -232,7 +231,6 @@ impl<A> Counting<A> {
     pub const fn new(inner: A) -> Self {
         Counting {
             inner,
-            allocations: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             reallocs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -254,7 +252,8 @@ impl<A> Counting<A> {
             *h = a.load(Ordering::Relaxed);
         }
         CountingStats {
-            allocations: self.allocations.load(Ordering::Relaxed),
+            // Each allocation is counted once, in its size bucket.
+            allocations: histogram.iter().sum(),
             frees: self.frees.load(Ordering::Relaxed),
             reallocs: self.reallocs.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
@@ -282,7 +281,6 @@ impl<A> Counting<A> {
     fn allocated(&self, p: Option<NonNull<u8>>, size: usize) -> Option<NonNull<u8>> {
         match p {
             Some(_) => {
-                self.allocations.fetch_add(1, Ordering::Relaxed);
                 self.histogram[bucket_of(size).0].fetch_add(1, Ordering::Relaxed);
                 self.grow(size);
             }
