@@ -12,3 +12,9 @@
 pub mod peers;
 pub mod report;
 pub mod workloads;
+
+/// The workspace README's examples, compiled and run as doctests so that they stay true (this crate
+/// depends on every domalloc crate, so all the examples build here).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

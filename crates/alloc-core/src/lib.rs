@@ -52,11 +52,6 @@ pub use error::{AllocError, ArenaError};
 #[cfg(all(any(unix, windows), target_pointer_width = "64"))]
 pub use system::System;
 
-/// The README's examples, compiled and run as doctests so that they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
-
 /// Re-export of the allocator-api2 version the adapters implement (the 0.2 line that hashbrown uses).
 pub use allocator_api2;
 
