@@ -1,7 +1,8 @@
 //! `Counting<A>` (statistics) and `Limited<A>` (a budget of live bytes).
 //!
 //! Both need the size of a block when it is freed, and a C caller's `free` has none, so both keep
-//! it in a 16-byte header before the block (which keeps the block 16-aligned; for alignments above
+//! it in a 16-byte header before the block (the size, then a tag that lets `owns` recognise the
+//! decorator's own blocks) (which keeps the block 16-aligned; for alignments above
 //! 16 the header sits in an alignment-sized prefix). The bookkeeping is relaxed atomics: exact
 //! counts, no ordering with other memory.
 
@@ -13,6 +14,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 
 const HEADER: usize = MIN_ALIGN;
+/// The second word of the header: marks a block as made by a sizing decorator.
+const TAG: usize = 0x5349_5a45_445f_424c; // "SIZED_BL"
 
 /// The header that records a block's requested size, shared by [`Counting`] and [`Limited`].
 mod sized {
@@ -49,6 +52,7 @@ mod sized {
         unsafe {
             let data = raw.as_ptr().add(pre);
             data.sub(HEADER).cast::<usize>().write(size);
+            data.sub(HEADER).cast::<usize>().add(1).write(TAG);
             Some(NonNull::new_unchecked(data))
         }
     }
@@ -60,6 +64,26 @@ mod sized {
     pub(super) unsafe fn size_of(data: NonNull<u8>) -> usize {
         // SAFETY: the caller's guarantee: the header precedes the data.
         unsafe { data.as_ptr().sub(HEADER).cast::<usize>().read() }
+    }
+
+    /// Whether `data` is a block made by [`alloc`] over `inner`: precise where `inner` is (the
+    /// header is read only from memory `inner` owns), so blocks `inner` made directly are not
+    /// claimed.
+    pub(super) fn owns<A: DomainAllocator>(inner: &A, data: *const u8) -> Ownership {
+        let raw = data.wrapping_sub(HEADER);
+        match inner.owns(raw) {
+            Ownership::Owned => {
+                // SAFETY: `inner` owns the memory at `raw`, so the header's 16 bytes are mapped;
+                // they are only read (unaligned: `data` may be any pointer).
+                let tag = unsafe { raw.cast::<usize>().add(1).read_unaligned() };
+                if tag == TAG {
+                    Ownership::Owned
+                } else {
+                    Ownership::NotOwned
+                }
+            }
+            other => other,
+        }
     }
 
     /// Releases a block made by [`alloc`] with `align`.
@@ -94,6 +118,7 @@ mod sized {
         unsafe {
             let raw = inner.realloc(data.as_ptr().sub(HEADER), total)?;
             raw.as_ptr().cast::<usize>().write(new_size);
+            raw.as_ptr().cast::<usize>().add(1).write(TAG);
             Some(NonNull::new_unchecked(raw.as_ptr().add(HEADER)))
         }
     }
@@ -387,7 +412,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         Some(unsafe { sized::size_of(ptr) })
     }
     fn owns(&self, ptr: *const u8) -> Ownership {
-        self.inner.owns(ptr.wrapping_sub(HEADER))
+        sized::owns(&self.inner, ptr)
     }
     fn name(&self) -> &str {
         "counting"
@@ -556,7 +581,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
         Some(unsafe { sized::size_of(ptr) })
     }
     fn owns(&self, ptr: *const u8) -> Ownership {
-        self.inner.owns(ptr.wrapping_sub(HEADER))
+        sized::owns(&self.inner, ptr)
     }
     fn name(&self) -> &str {
         "limited"

@@ -911,8 +911,28 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         Some(unsafe { read_word(ptr.as_ptr().sub(HEADER)) })
     }
 
+    /// Precise where the inner allocator is: a pointer in memory the inner allocator owns is
+    /// claimed only if it carries this allocator's header (its API id and intact leading pad), so
+    /// blocks the inner allocator made directly, before this one was stacked on it, are not
+    /// claimed. Domains route frees by this answer.
     fn owns(&self, ptr: *const u8) -> Ownership {
-        self.inner.owns(ptr.wrapping_sub(HEADER))
+        let raw = ptr.wrapping_sub(HEADER);
+        match self.inner.owns(raw) {
+            Ownership::Owned => {
+                // SAFETY: the inner allocator owns the memory at `raw`, so its 16 bytes are mapped
+                // (a block or an arena of it); they are only read.
+                let ours = unsafe {
+                    *ptr.sub(WORD) == self.api
+                        && all_are(ptr.sub(WORD - 1), WORD - 1, FORBIDDEN_BYTE)
+                };
+                if ours {
+                    Ownership::Owned
+                } else {
+                    Ownership::NotOwned
+                }
+            }
+            other => other,
+        }
     }
 
     fn name(&self) -> &str {

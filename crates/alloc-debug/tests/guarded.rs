@@ -369,3 +369,26 @@ fn serial_numbers_count_calls_to_malloc_and_realloc() {
         "malloc was call #1, realloc call #2"
     );
 }
+
+#[test]
+fn decorators_claim_only_the_blocks_they_made() {
+    use alloc_debug::Counting;
+    let pool = PoolAllocator::new();
+    let g = recording(&pool, b'm');
+    let c = Counting::new(&pool);
+    let direct = pool.malloc(64).unwrap().as_ptr();
+    let guarded = g.malloc(64).unwrap().as_ptr();
+    let counted = c.malloc(64).unwrap().as_ptr();
+    assert_eq!(g.owns(guarded), Ownership::Owned);
+    assert_eq!(g.owns(direct), Ownership::NotOwned);
+    assert_eq!(g.owns(counted), Ownership::NotOwned);
+    assert_eq!(c.owns(counted), Ownership::Owned);
+    assert_eq!(c.owns(direct), Ownership::NotOwned);
+    assert_eq!(c.owns(guarded), Ownership::NotOwned);
+    // SAFETY: each block freed once by its maker.
+    unsafe {
+        pool.free(direct);
+        g.free(guarded);
+        c.free(counted);
+    }
+}
