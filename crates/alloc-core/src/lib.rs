@@ -16,6 +16,7 @@
 //!   `hashbrown::HashMap::new_in` and `allocator_api2::vec::Vec::new_in` can use it.
 //! * [`ArenaProvider`], PEP 445's `PyObjectArenaAllocator`: large, aligned chunks for a pool allocator.
 //! * [`AllocError`] and [`ArenaError`], the typed errors.
+//! * [`lock::Lock`], a spin lock that never allocates, for allocator crates' slow paths.
 //! * With the `testkit` feature, `testkit`: the conformance suite every allocator runs on itself.
 //!
 //! ```
@@ -40,6 +41,7 @@ mod adapters;
 mod arena;
 mod contract;
 mod error;
+pub mod lock;
 #[cfg(all(any(unix, windows), target_pointer_width = "64"))]
 mod system;
 #[cfg(any(test, feature = "testkit"))]

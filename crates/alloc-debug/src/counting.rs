@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 
+use crate::claims::Claims;
+
 const HEADER: usize = MIN_ALIGN;
 /// The second word of the header: marks a block as made by a sizing decorator.
 const TAG: usize = 0x5349_5a45_445f_424c; // "SIZED_BL"
@@ -29,6 +31,7 @@ mod sized {
     /// Allocates `size` bytes plus the header through `inner` and records the size.
     pub(super) fn alloc<A: DomainAllocator>(
         inner: &A,
+        claims: &Claims,
         size: usize,
         align: usize,
         zeroed: bool,
@@ -53,7 +56,25 @@ mod sized {
             let data = raw.as_ptr().add(pre);
             data.sub(HEADER).cast::<usize>().write(size);
             data.sub(HEADER).cast::<usize>().add(1).write(TAG);
+            if inner.owns(raw.as_ptr()) != Ownership::Owned && !claims.insert(data as usize) {
+                // No memory to remember the block by: give it back, fail the request.
+                release(inner, raw, size + pre, align);
+                return None;
+            }
             Some(NonNull::new_unchecked(data))
+        }
+    }
+
+    /// # Safety
+    /// `raw` is a live inner block of `total` bytes made with `align`.
+    unsafe fn release<A: DomainAllocator>(inner: &A, raw: NonNull<u8>, total: usize, align: usize) {
+        // SAFETY: the caller's guarantee; the alignment picks the family that made the block.
+        unsafe {
+            if align > MIN_ALIGN {
+                inner.free_aligned(raw, Layout::from_size_align_unchecked(total, align));
+            } else {
+                inner.free_sized(raw, total);
+            }
         }
     }
 
@@ -69,7 +90,11 @@ mod sized {
     /// Whether `data` is a block made by [`alloc`] over `inner`: precise where `inner` is (the
     /// header is read only from memory `inner` owns), so blocks `inner` made directly are not
     /// claimed.
-    pub(super) fn owns<A: DomainAllocator>(inner: &A, data: *const u8) -> Ownership {
+    pub(super) fn owns<A: DomainAllocator>(
+        inner: &A,
+        claims: &Claims,
+        data: *const u8,
+    ) -> Ownership {
         let raw = data.wrapping_sub(HEADER);
         match inner.owns(raw) {
             Ownership::Owned => {
@@ -82,7 +107,9 @@ mod sized {
                     Ownership::NotOwned
                 }
             }
-            other => other,
+            // Every block whose memory the inner allocator does not claim is remembered.
+            _ if claims.contains(data as usize) => Ownership::Owned,
+            _ => Ownership::NotOwned,
         }
     }
 
@@ -90,17 +117,21 @@ mod sized {
     ///
     /// # Safety
     /// `data` is a live block made by [`alloc`] with this alignment, not used afterwards.
-    pub(super) unsafe fn free<A: DomainAllocator>(inner: &A, data: NonNull<u8>, align: usize) {
+    pub(super) unsafe fn free<A: DomainAllocator>(
+        inner: &A,
+        claims: &Claims,
+        data: NonNull<u8>,
+        align: usize,
+    ) {
         // SAFETY: the caller's guarantee; the raw block starts `prefix` bytes before the data.
         unsafe {
             let size = size_of(data);
             let pre = prefix(align);
             let raw = NonNull::new_unchecked(data.as_ptr().sub(pre));
-            if align > MIN_ALIGN {
-                inner.free_aligned(raw, Layout::from_size_align_unchecked(size + pre, align));
-            } else {
-                inner.free_sized(raw, size + pre);
+            if inner.owns(raw.as_ptr()) != Ownership::Owned {
+                claims.remove(data.as_ptr() as usize);
             }
+            release(inner, raw, size + pre, align);
         }
     }
 
@@ -110,16 +141,32 @@ mod sized {
     /// `data` is a live block made by [`alloc`] with alignment at most 16.
     pub(super) unsafe fn realloc<A: DomainAllocator>(
         inner: &A,
+        claims: &Claims,
         data: NonNull<u8>,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
         let total = new_size.checked_add(HEADER)?;
+        // Room to remember the new block, taken before the old one is given up.
+        if !claims.insert(usize::MAX) {
+            return None;
+        }
+        claims.remove(usize::MAX);
         // SAFETY: the caller's guarantee; the header is the first 16 bytes of the inner block.
         unsafe {
-            let raw = inner.realloc(data.as_ptr().sub(HEADER), total)?;
+            let old_raw = data.as_ptr().sub(HEADER);
+            let old_claimed = inner.owns(old_raw) != Ownership::Owned;
+            let raw = inner.realloc(old_raw, total)?;
             raw.as_ptr().cast::<usize>().write(new_size);
             raw.as_ptr().cast::<usize>().add(1).write(TAG);
-            Some(NonNull::new_unchecked(raw.as_ptr().add(HEADER)))
+            let new = raw.as_ptr().add(HEADER);
+            if old_claimed {
+                claims.remove(data.as_ptr() as usize);
+            }
+            if inner.owns(raw.as_ptr()) != Ownership::Owned {
+                // The reservation above makes this succeed in all but a race for the last slot.
+                claims.insert(new as usize);
+            }
+            Some(NonNull::new_unchecked(new))
         }
     }
 
@@ -129,16 +176,17 @@ mod sized {
     /// `data` is a live block made by [`alloc`] with `align`.
     pub(super) unsafe fn realloc_aligned<A: DomainAllocator>(
         inner: &A,
+        claims: &Claims,
         data: NonNull<u8>,
         align: usize,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
-        let new = alloc(inner, new_size, align, false)?;
+        let new = alloc(inner, claims, new_size, align, false)?;
         // SAFETY: both blocks are live and distinct; the old one is released once.
         unsafe {
             let old = size_of(data);
             ptr::copy_nonoverlapping(data.as_ptr(), new.as_ptr(), old.min(new_size));
-            free(inner, data, align);
+            free(inner, claims, data, align);
         }
         Some(new)
     }
@@ -243,6 +291,7 @@ impl fmt::Display for CountingStats {
 /// ```
 pub struct Counting<A> {
     inner: A,
+    claims: Claims,
     frees: AtomicU64,
     reallocs: AtomicU64,
     failures: AtomicU64,
@@ -256,6 +305,7 @@ impl<A> Counting<A> {
     pub const fn new(inner: A) -> Self {
         Counting {
             inner,
+            claims: Claims::new(),
             frees: AtomicU64::new(0),
             reallocs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -330,11 +380,17 @@ impl<A> Counting<A> {
 unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
     #[inline]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-        self.allocated(sized::alloc(&self.inner, size, MIN_ALIGN, false), size)
+        self.allocated(
+            sized::alloc(&self.inner, &self.claims, size, MIN_ALIGN, false),
+            size,
+        )
     }
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
         let size = alloc_core::checked_array_size(nelem, elsize).ok()?;
-        self.allocated(sized::alloc(&self.inner, size, MIN_ALIGN, true), size)
+        self.allocated(
+            sized::alloc(&self.inner, &self.claims, size, MIN_ALIGN, true),
+            size,
+        )
     }
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
         let Some(p) = NonNull::new(ptr) else {
@@ -343,7 +399,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         // SAFETY: a live block of ours (the caller's guarantee).
         let old = unsafe { sized::size_of(p) };
         // SAFETY: as above.
-        match unsafe { sized::realloc(&self.inner, p, new_size) } {
+        match unsafe { sized::realloc(&self.inner, &self.claims, p, new_size) } {
             Some(new) => {
                 self.reallocs.fetch_add(1, Ordering::Relaxed);
                 self.bytes_live.fetch_sub(old as u64, Ordering::Relaxed);
@@ -362,7 +418,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         // SAFETY: a live block of ours (the caller's guarantee), released once.
         unsafe {
             self.freed(sized::size_of(p));
-            sized::free(&self.inner, p, MIN_ALIGN);
+            sized::free(&self.inner, &self.claims, p, MIN_ALIGN);
         }
     }
     #[inline]
@@ -371,14 +427,20 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         unsafe { self.free(ptr.as_ptr()) }
     }
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = sized::alloc(&self.inner, layout.size(), layout.align(), false);
+        let p = sized::alloc(
+            &self.inner,
+            &self.claims,
+            layout.size(),
+            layout.align(),
+            false,
+        );
         self.allocated(p, layout.size())
     }
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: a live block of ours made with this alignment, released once.
         unsafe {
             self.freed(sized::size_of(ptr));
-            sized::free(&self.inner, ptr, layout.align());
+            sized::free(&self.inner, &self.claims, ptr, layout.align());
         }
     }
     unsafe fn realloc_aligned(
@@ -394,7 +456,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         // SAFETY: a live block of ours made with this alignment.
         let old = unsafe { sized::size_of(ptr) };
         // SAFETY: as above.
-        match unsafe { sized::realloc_aligned(&self.inner, ptr, layout.align(), new_size) } {
+        match unsafe {
+            sized::realloc_aligned(&self.inner, &self.claims, ptr, layout.align(), new_size)
+        } {
             Some(new) => {
                 self.reallocs.fetch_add(1, Ordering::Relaxed);
                 self.bytes_live.fetch_sub(old as u64, Ordering::Relaxed);
@@ -412,7 +476,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         Some(unsafe { sized::size_of(ptr) })
     }
     fn owns(&self, ptr: *const u8) -> Ownership {
-        sized::owns(&self.inner, ptr)
+        sized::owns(&self.inner, &self.claims, ptr)
     }
     fn name(&self) -> &str {
         "counting"
@@ -439,6 +503,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
 /// ```
 pub struct Limited<A> {
     inner: A,
+    claims: Claims,
     limit: AtomicUsize,
     live: AtomicUsize,
     refused: AtomicU64,
@@ -449,6 +514,7 @@ impl<A> Limited<A> {
     pub const fn new(inner: A, limit: usize) -> Self {
         Limited {
             inner,
+            claims: Claims::new(),
             limit: AtomicUsize::new(limit),
             live: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
@@ -505,7 +571,7 @@ impl<A: DomainAllocator> Limited<A> {
         if !self.reserve(size) {
             return None;
         }
-        let p = sized::alloc(&self.inner, size, align, zeroed);
+        let p = sized::alloc(&self.inner, &self.claims, size, align, zeroed);
         if p.is_none() {
             self.unreserve(size);
         }
@@ -532,7 +598,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
             return None;
         }
         // SAFETY: as above.
-        let new = unsafe { sized::realloc(&self.inner, p, new_size) };
+        let new = unsafe { sized::realloc(&self.inner, &self.claims, p, new_size) };
         match new {
             Some(_) if new_size < old => self.unreserve(old - new_size),
             None if new_size > old => self.unreserve(new_size - old),
@@ -545,7 +611,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
         // SAFETY: a live block of ours, released once.
         unsafe {
             self.unreserve(sized::size_of(p));
-            sized::free(&self.inner, p, MIN_ALIGN);
+            sized::free(&self.inner, &self.claims, p, MIN_ALIGN);
         }
     }
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
@@ -555,7 +621,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
         // SAFETY: a live block of ours made with this alignment, released once.
         unsafe {
             self.unreserve(sized::size_of(ptr));
-            sized::free(&self.inner, ptr, layout.align());
+            sized::free(&self.inner, &self.claims, ptr, layout.align());
         }
     }
     unsafe fn realloc_aligned(
@@ -581,7 +647,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
         Some(unsafe { sized::size_of(ptr) })
     }
     fn owns(&self, ptr: *const u8) -> Ownership {
-        sized::owns(&self.inner, ptr)
+        sized::owns(&self.inner, &self.claims, ptr)
     }
     fn name(&self) -> &str {
         "limited"

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 
-use crate::lock::Lock;
+use alloc_core::lock::Lock;
 
 /// The guard bytes around every block (CPython's `FORBIDDENBYTE`).
 pub const FORBIDDEN_BYTE: u8 = 0xFD;
@@ -216,6 +216,7 @@ unsafe impl Send for Quarantine {}
 /// ```
 pub struct Guarded<A: DomainAllocator> {
     inner: A,
+    claims: crate::claims::Claims,
     api: u8,
     action: Action,
     quarantine_capacity: usize,
@@ -229,6 +230,7 @@ impl<A: DomainAllocator> Guarded<A> {
     pub const fn new(inner: A) -> Self {
         Guarded {
             inner,
+            claims: crate::claims::Claims::new(),
             api: b'm',
             action: Action::Abort,
             quarantine_capacity: 0,
@@ -364,8 +366,18 @@ impl<A: DomainAllocator> Guarded<A> {
         unsafe {
             let data = raw.as_ptr().add(HEADER);
             self.dress(data, n, !zeroed);
+            if !self.claim(raw.as_ptr(), data) {
+                self.inner.free_sized(raw, total);
+                return None;
+            }
             Some(NonNull::new_unchecked(data))
         }
+    }
+
+    /// Remembers `data` where the inner allocator cannot claim `raw` (see `claims`); false if
+    /// there was no memory to remember it by.
+    fn claim(&self, raw: *const u8, data: *mut u8) -> bool {
+        self.inner.owns(raw) == Ownership::Owned || self.claims.insert(data as usize)
     }
 
     /// Checks the block at `data`: ownership, freed pattern, API id, leading and trailing pads, and
@@ -658,6 +670,9 @@ impl<A: DomainAllocator> Guarded<A> {
     /// `raw..raw + total` is a checked live block of ours starting at `raw`, with `data` its data
     /// pointer; `aligned` is its inner layout if it came from `malloc_aligned`.
     unsafe fn bury(&self, raw: *mut u8, data: *mut u8, total: usize, aligned: Option<Layout>) {
+        if self.inner.owns(raw) != Ownership::Owned {
+            self.claims.remove(data as usize);
+        }
         // SAFETY: the caller's guarantee.
         unsafe { raw.write_bytes(DEAD_BYTE, total) };
         let entry = Quarantined {
@@ -866,6 +881,10 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             raw.as_ptr().write_bytes(FORBIDDEN_BYTE, prefix - HEADER);
             let data = raw.as_ptr().add(prefix);
             self.dress(data, layout.size(), true);
+            if !self.claim(raw.as_ptr(), data) {
+                self.inner.free_aligned(raw, inner);
+                return None;
+            }
             Some(NonNull::new_unchecked(data))
         }
     }
@@ -911,10 +930,14 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         Some(unsafe { read_word(ptr.as_ptr().sub(HEADER)) })
     }
 
-    /// Precise where the inner allocator is: a pointer in memory the inner allocator owns is
-    /// claimed only if it carries this allocator's header (its API id and intact leading pad), so
-    /// blocks the inner allocator made directly, before this one was stacked on it, are not
-    /// claimed. Domains route frees by this answer.
+    /// Precise: a pointer in memory the inner allocator owns is claimed only if it carries this
+    /// allocator's header (its API id and intact leading pad); elsewhere (the C library, a pool's
+    /// large blocks) only if it is one of the blocks this allocator remembers making. So blocks the
+    /// inner allocator made directly, before this one was stacked on it, are never claimed; domains
+    /// route frees by this answer.
+    // The trait makes `owns` safe for any pointer; this reads only memory the inner allocator
+    // says it owns (mapped), which is what makes that true.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     fn owns(&self, ptr: *const u8) -> Ownership {
         let raw = ptr.wrapping_sub(HEADER);
         match self.inner.owns(raw) {
@@ -931,7 +954,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
                     Ownership::NotOwned
                 }
             }
-            other => other,
+            // Every live block whose memory the inner allocator does not claim is remembered.
+            _ if self.claims.contains(ptr as usize) => Ownership::Owned,
+            _ => Ownership::NotOwned,
         }
     }
 

@@ -30,10 +30,10 @@
 //! never allocates, so the decorators can sit under `#[global_allocator]` (with [`Action::Abort`] or
 //! [`Action::Record`]; a global allocator must not unwind, so not with [`Action::Panic`]).
 
+mod claims;
 mod counting;
 mod fault;
 mod guard;
-mod lock;
 
 pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, bucket_of};
 pub use fault::{FaultInjecting, FaultPredicate};

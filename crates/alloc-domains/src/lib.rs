@@ -1,9 +1,66 @@
 //! # alloc-domains: PEP 445 allocator domains
 //!
-//! This crate will hold the domain table: the raw, mem and object domains plus domains users add by
-//! name; `get`, `set` and `hook` of each domain's allocator with safe replacement; change callbacks;
-//! `setup_debug_hooks()`; configuration from the environment (like `PYTHONMALLOC`); and a global
-//! front that routes Rust's `#[global_allocator]` through a domain.
+//! Allocations go through named **domains**, as in CPython since PEP 445: `raw` (any thread, any
+//! time; the C library by default), `mem` and `object` (the pool allocator by default), and domains
+//! a program adds. Each domain's allocator can be read ([`get`]), replaced ([`set`]), wrapped
+//! ([`hook`]), watched ([`on_change`]) and put under the debug hooks ([`setup_debug_hooks`]); the
+//! standard domains start from `DOMALLOC=` ([`Preset`], `PYTHONMALLOC`'s vocabulary).
 //!
-//! Nothing is exported yet: the table arrives with its tests. Until then, compose allocators from
-//! [`alloc_core`] directly.
+//! * Allocation through a domain costs one atomic load and one indirect call.
+//! * Replacing an allocator while its blocks are live is safe: frees go to the allocator that made
+//!   the block (the rule is in [`table`'s documentation](crate#replacement-rule), and a replacement
+//!   that could not keep it is refused with a typed error).
+//! * [`GlobalFront`] routes Rust's `#[global_allocator]` through a domain, so swapping or hooking
+//!   that domain changes the whole program.
+//!
+//! ```
+//! use alloc_core::DomainAllocator;
+//! use alloc_debug::Counting;
+//! use alloc_domains::{DomainId, get, hook, MEM};
+//!
+//! let p = MEM.malloc(100).unwrap();                     // PyMem_Malloc
+//! // Count what the mem domain does from now on (a hook forwards to the allocator it wraps).
+//! hook(DomainId::MEM, |prev| Box::leak(Box::new(Counting::new(prev)))).unwrap();
+//! let q = MEM.malloc(100).unwrap();
+//! // SAFETY: live blocks of the mem domain, freed once; `p` predates the hook and still goes to
+//! // the allocator that made it.
+//! unsafe {
+//!     MEM.free(p.as_ptr());
+//!     MEM.free(q.as_ptr());
+//! }
+//! assert_eq!(get(DomainId::MEM).unwrap().name(), "counting");
+//! ```
+//!
+//! # Replacement rule
+//!
+//! Each domain keeps the chain of allocators it has used. A free goes to the newest allocator that
+//! claims the block (`owns == Owned`); a block nobody claims goes to the newest allocator that cannot
+//! tell its blocks apart, or else to the first one. So an allocator that cannot claim its own blocks
+//! (the C library answers "unknown") may only become current before the domain's first allocation;
+//! [`set`] and [`hook`] refuse it afterwards ([`DomainError::AmbiguousOwnership`]). The pool
+//! allocator, and the debug decorators over it, claim their blocks.
+
+mod config;
+mod table;
+
+pub use config::{ENV_VAR, PRESET_NAMES, Preset, UnknownPreset};
+pub use table::{
+    CallbackId, ChangeCallback, Domain, DomainError, DomainId, DomainInfo, DynAllocator,
+    MAX_CALLBACKS, MAX_DOMAINS, MEM, OBJECT, RAW, add_domain, domains, find, get, hook, name,
+    on_change, preset, remove_callback, set, setup_debug_hooks,
+};
+
+/// Routes Rust's global allocations through a domain (usually `MEM`):
+///
+/// ```
+/// use alloc_domains::{GlobalFront, MEM};
+///
+/// #[global_allocator]
+/// static GLOBAL: GlobalFront = GlobalFront::new(MEM);
+///
+/// fn main() {
+///     let v: Vec<u32> = (0..100).collect(); // through the mem domain's allocator
+///     assert_eq!(v.len(), 100);
+/// }
+/// ```
+pub type GlobalFront = alloc_core::AsGlobalAlloc<Domain>;

@@ -1,0 +1,47 @@
+//! Which blocks a decorator made, where its inner allocator cannot tell.
+//!
+//! A decorator that puts a header before its blocks must answer `owns` precisely, or a domain that
+//! routes frees by `owns` could hand it a block it did not make (one its inner allocator made
+//! before the decorator was stacked on it). Where the inner allocator owns the memory, the
+//! decorator reads its own header mark. Where the inner allocator answers "unknown" (the C library,
+//! or a pool's large blocks), the header cannot be read safely, so the decorator remembers those
+//! blocks here: a set of addresses kept in the C library's memory (never in the decorated
+//! allocator, so it cannot recurse), behind a lock that never allocates. Small pool blocks, the
+//! common case, never come here.
+
+use alloc_core::lock::Lock;
+use alloc_core::{AsAllocator, System};
+use hashbrown::{DefaultHashBuilder, HashSet};
+
+type Set = HashSet<usize, DefaultHashBuilder, AsAllocator<System>>;
+
+pub(crate) struct Claims {
+    set: Lock<Option<Set>>,
+}
+
+impl Claims {
+    pub(crate) const fn new() -> Self {
+        Claims {
+            set: Lock::new(None),
+        }
+    }
+
+    /// Remembers `data` as a block of ours. Returns false if the memory for it could not be had
+    /// (the caller then gives the block back and fails the allocation).
+    pub(crate) fn insert(&self, data: usize) -> bool {
+        let mut s = self.set.lock();
+        let set = s.get_or_insert_with(|| {
+            HashSet::with_hasher_in(DefaultHashBuilder::default(), AsAllocator::new(System))
+        });
+        set.try_reserve(1).is_ok() && set.insert(data)
+    }
+
+    /// Forgets `data`; returns whether it was remembered.
+    pub(crate) fn remove(&self, data: usize) -> bool {
+        self.set.lock().as_mut().is_some_and(|s| s.remove(&data))
+    }
+
+    pub(crate) fn contains(&self, data: usize) -> bool {
+        self.set.lock().as_ref().is_some_and(|s| s.contains(&data))
+    }
+}

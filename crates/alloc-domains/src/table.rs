@@ -1,0 +1,829 @@
+//! The domain table: which allocator each domain uses now, the chain of those it used before, the
+//! change callbacks, and the start-up configuration.
+//!
+//! # Reading is one atomic load
+//!
+//! Each domain's slot holds an `AtomicPtr` to an [`Installed`] record (the allocator, the record it
+//! replaced, whether it can tell its own blocks). Allocation loads the record (Acquire, paired with
+//! the Release that published it) and calls the allocator through its vtable: one atomic load and
+//! one indirect call. Records are never freed: a record may be read by a thread that loaded it just
+//! before a replacement, and blocks its allocator made may outlive it.
+//!
+//! # Replacing is safe (the rule)
+//!
+//! A free must reach the allocator that made the block. Each record keeps the one it replaced, so a
+//! domain has a chain of allocators, newest first. A free goes to the newest allocator that claims
+//! the block (`owns == Owned`); a block no allocator claims goes to the newest allocator that cannot
+//! tell its blocks from others', or else to the oldest (the one the domain started with).
+//!
+//! For that to be right, an allocator that cannot claim its own blocks (it answers `Unknown`, like
+//! the C library) may only become current in a domain that has not served an allocation yet. And
+//! blocks nobody claims must mean the same to every allocator they may reach: here they are the C
+//! library's (its own blocks, and the large blocks the pool passes to it), and the C library, the
+//! pool and the decorators over them all hand such a block to the C library's `free`. A pool built
+//! over another large-block allocator, in a domain that also used the C library, would break that;
+//! do not mix them in one domain.
+//! [`set`] and [`hook`] check it: on a domain that has allocated, the new allocator must claim a
+//! block it makes (a probe allocation), or the call is refused with
+//! [`DomainError::AmbiguousOwnership`]. The pool allocator claims its blocks; so do the debug
+//! decorators over anything (they check their own header where the inner allocator owns the memory
+//! and remember their other blocks); a decorator that returns its inner blocks unchanged claims
+//! what its inner allocator claims. With a single allocator in the chain (the
+//! usual case) a free is one atomic load and one indirect call, like an allocation.
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+
+use alloc_arena::PoolAllocator;
+use alloc_core::{DomainAllocator, Ownership, System};
+use alloc_debug::Guarded;
+use thiserror::Error;
+
+use crate::config::{Preset, read_env};
+
+/// An allocator a domain can use: any `DomainAllocator` shared between threads for the rest of the
+/// program.
+pub type DynAllocator = dyn DomainAllocator + Send + Sync;
+
+/// A change callback: called with the domain and its allocator at registration and after each
+/// change.
+pub type ChangeCallback = dyn Fn(DomainId, &'static DynAllocator) + Send + Sync;
+
+/// The most domains a program can have (the three standard ones included).
+pub const MAX_DOMAINS: usize = 16;
+/// The most change callbacks registered at once.
+pub const MAX_CALLBACKS: usize = 32;
+
+/// A domain: an index into the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DomainId(u8);
+
+impl DomainId {
+    /// The raw domain (`PyMem_RawMalloc`): usable from any thread at any time; the C library by
+    /// default.
+    pub const RAW: DomainId = DomainId(0);
+    /// The mem domain (`PyMem_Malloc`): the pool allocator by default.
+    pub const MEM: DomainId = DomainId(1);
+    /// The object domain (`PyObject_Malloc`): the pool allocator by default.
+    pub const OBJECT: DomainId = DomainId(2);
+
+    /// The domain's index in the table.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The id with index `i` (for C callers and tables that store ids as numbers); whether a
+    /// domain has it is checked where it is used ([`DomainError::UnknownDomain`]).
+    pub const fn from_index(i: u8) -> DomainId {
+        DomainId(i)
+    }
+
+    /// The API id byte the debug hooks write for this domain: `'r'`, `'m'`, `'o'` for the standard
+    /// domains (as CPython), then `'A'`, `'B'`, ... for user domains.
+    pub const fn api_id(self) -> u8 {
+        match self.0 {
+            0 => b'r',
+            1 => b'm',
+            2 => b'o',
+            n => b'A' + (n - 3),
+        }
+    }
+}
+
+/// What can go wrong with the table.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DomainError {
+    /// A domain needs a name.
+    #[error("a domain name must not be empty")]
+    EmptyName,
+    /// Names are unique.
+    #[error("a domain named {0:?} already exists")]
+    DuplicateName(&'static str),
+    /// The table is full.
+    #[error("no room for another domain: the table holds {max}")]
+    TableFull {
+        /// [`MAX_DOMAINS`].
+        max: usize,
+    },
+    /// No domain has this id.
+    #[error("no domain has id {0}")]
+    UnknownDomain(u8),
+    /// The replacement could capture blocks of the allocators before it; see the module
+    /// documentation of the rule.
+    #[error(
+        "domain {domain:?} has served allocations, and allocator {allocator:?} cannot tell its \
+         blocks from those of the allocators before it; install it before the domain's first \
+         allocation, or wrap an allocator that can"
+    )]
+    AmbiguousOwnership {
+        /// The domain's name.
+        domain: &'static str,
+        /// The refused allocator's name.
+        allocator: String,
+    },
+    /// The callback table is full.
+    #[error("no room for another change callback: at most {max}")]
+    TooManyCallbacks {
+        /// [`MAX_CALLBACKS`].
+        max: usize,
+    },
+}
+
+/// One allocator installed in a domain.
+pub(crate) struct Installed {
+    alloc: &'static DynAllocator,
+    previous: Option<&'static Installed>,
+    /// Whether the allocator claims the blocks it makes (`owns == Owned`).
+    precise: bool,
+    /// Whether this is a debug hook put by `setup_debug_hooks`.
+    debug_hook: bool,
+    /// A debug hook installed before the domain's first allocation: every block of the domain was
+    /// made through it, so a block nobody claims is foreign, and goes to it to be reported.
+    guards_all: bool,
+}
+
+struct Slot {
+    current: AtomicPtr<Installed>,
+    used: AtomicBool,
+    name: AtomicPtr<u8>,
+    name_len: AtomicU64,
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Slot {
+            current: AtomicPtr::new(ptr::null_mut()),
+            used: AtomicBool::new(false),
+            name: AtomicPtr::new(ptr::null_mut()),
+            name_len: AtomicU64::new(0),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        let p = self.name.load(Ordering::Acquire);
+        if p.is_null() {
+            return "";
+        }
+        let len = self.name_len.load(Ordering::Relaxed) as usize;
+        // SAFETY: name and length were stored together from a `&'static str` (length first, then
+        // the pointer with Release), and never change afterwards.
+        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(p, len)) }
+    }
+
+    fn set_name(&self, name: &'static str) {
+        self.name_len.store(name.len() as u64, Ordering::Relaxed);
+        self.name.store(name.as_ptr().cast_mut(), Ordering::Release);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The standard allocators, as statics: start-up and `setup_debug_hooks` on the standard
+// configuration install them without allocating.
+
+static SYSTEM: System = System;
+static POOL: PoolAllocator = PoolAllocator::new();
+static RAW_DEBUG: Guarded<System> = Guarded::new(System).with_api(b'r');
+static MEM_DEBUG_SYSTEM: Guarded<System> = Guarded::new(System).with_api(b'm');
+static OBJECT_DEBUG_SYSTEM: Guarded<System> = Guarded::new(System).with_api(b'o');
+static MEM_DEBUG_POOL: Guarded<&PoolAllocator> = Guarded::new(&POOL).with_api(b'm');
+static OBJECT_DEBUG_POOL: Guarded<&PoolAllocator> = Guarded::new(&POOL).with_api(b'o');
+
+const fn record(alloc: &'static DynAllocator, precise: bool, debug_hook: bool) -> Installed {
+    Installed {
+        alloc,
+        previous: None,
+        precise,
+        debug_hook,
+        // Records installed at start-up precede every allocation.
+        guards_all: debug_hook,
+    }
+}
+
+static REC_SYSTEM: Installed = record(&SYSTEM, false, false);
+// The pool claims its blocks; its large ones are the C library's, which every allocator here
+// hands to the C library (see the rule).
+static REC_POOL: Installed = record(&POOL, true, false);
+static REC_RAW_DEBUG: Installed = record(&RAW_DEBUG, true, true);
+static REC_MEM_DEBUG_SYSTEM: Installed = record(&MEM_DEBUG_SYSTEM, true, true);
+static REC_OBJECT_DEBUG_SYSTEM: Installed = record(&OBJECT_DEBUG_SYSTEM, true, true);
+// The debug hooks remember the blocks they cannot read a mark from: they claim all of theirs.
+static REC_MEM_DEBUG_POOL: Installed = record(&MEM_DEBUG_POOL, true, true);
+static REC_OBJECT_DEBUG_POOL: Installed = record(&OBJECT_DEBUG_POOL, true, true);
+
+/// Before start-up, each standard domain holds a bootstrap allocator that configures the table
+/// from the environment on its first call, then forwards to what it installed. After start-up no
+/// call reaches it, so the fast path never checks whether the table is ready.
+struct Bootstrap(DomainId);
+
+static BOOT_RAW: Bootstrap = Bootstrap(DomainId::RAW);
+static BOOT_MEM: Bootstrap = Bootstrap(DomainId::MEM);
+static BOOT_OBJECT: Bootstrap = Bootstrap(DomainId::OBJECT);
+static REC_BOOT_RAW: Installed = record(&BOOT_RAW, false, false);
+static REC_BOOT_MEM: Installed = record(&BOOT_MEM, false, false);
+static REC_BOOT_OBJECT: Installed = record(&BOOT_OBJECT, false, false);
+
+const fn rec_ptr(r: &'static Installed) -> *mut Installed {
+    ptr::from_ref(r).cast_mut()
+}
+
+static TABLE: [Slot; MAX_DOMAINS] = {
+    let mut t = [const { Slot::new() }; MAX_DOMAINS];
+    t[0].current = AtomicPtr::new(rec_ptr(&REC_BOOT_RAW));
+    t[1].current = AtomicPtr::new(rec_ptr(&REC_BOOT_MEM));
+    t[2].current = AtomicPtr::new(rec_ptr(&REC_BOOT_OBJECT));
+    t
+};
+
+const START_UNDONE: u8 = 0;
+const START_RUNNING: u8 = 1;
+const START_DONE: u8 = 2;
+static START: AtomicU8 = AtomicU8::new(START_UNDONE);
+static PRESET: AtomicU8 = AtomicU8::new(0);
+
+/// Configures the standard domains from `DOMALLOC`, once, without allocating.
+fn start() {
+    if START.load(Ordering::Acquire) == START_DONE {
+        return;
+    }
+    if START
+        .compare_exchange(
+            START_UNDONE,
+            START_RUNNING,
+            Ordering::Acquire,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        while START.load(Ordering::Acquire) != START_DONE {
+            std::hint::spin_loop();
+        }
+        return;
+    }
+    let mut buf = [0u8; 64];
+    let value = read_env(&mut buf);
+    let preset = Preset::from_bytes(value).unwrap_or_else(|| {
+        report_unknown_preset(value);
+        Preset::default()
+    });
+    let (raw, mem, object): (&'static Installed, &'static Installed, &'static Installed) =
+        match preset {
+            Preset::Malloc => (&REC_SYSTEM, &REC_SYSTEM, &REC_SYSTEM),
+            Preset::Pool => (&REC_SYSTEM, &REC_POOL, &REC_POOL),
+            Preset::Debug | Preset::PoolDebug => {
+                (&REC_RAW_DEBUG, &REC_MEM_DEBUG_POOL, &REC_OBJECT_DEBUG_POOL)
+            }
+            Preset::MallocDebug => (
+                &REC_RAW_DEBUG,
+                &REC_MEM_DEBUG_SYSTEM,
+                &REC_OBJECT_DEBUG_SYSTEM,
+            ),
+        };
+    PRESET.store(preset as u8, Ordering::Relaxed);
+    for (slot, rec, name) in [
+        (&TABLE[0], raw, "raw"),
+        (&TABLE[1], mem, "mem"),
+        (&TABLE[2], object, "object"),
+    ] {
+        slot.set_name(name);
+        // Release: publishes the record (statics) and the name; paired with readers' Acquire.
+        slot.current.store(rec_ptr(rec), Ordering::Release);
+    }
+    START.store(START_DONE, Ordering::Release);
+}
+
+fn report_unknown_preset(value: &[u8]) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(b"domalloc: unknown DOMALLOC value \"");
+    let _ = err.write_all(value);
+    let _ = err.write_all(
+        b"\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug. \
+          Using the default, pool.\n",
+    );
+}
+
+/// The preset the standard domains started with (after start-up).
+pub fn preset() -> Preset {
+    start();
+    match PRESET.load(Ordering::Relaxed) {
+        0 => Preset::Malloc,
+        1 => Preset::Pool,
+        2 => Preset::Debug,
+        3 => Preset::MallocDebug,
+        _ => Preset::PoolDebug,
+    }
+}
+
+// SAFETY: every call starts the table and forwards to the allocator now installed in the domain,
+// which upholds the contract; the bootstrap itself makes no block.
+unsafe impl DomainAllocator for Bootstrap {
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        start();
+        Domain(self.0).malloc(size)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        start();
+        // SAFETY: forwarded.
+        unsafe { Domain(self.0).realloc(ptr, new_size) }
+    }
+    unsafe fn free(&self, ptr: *mut u8) {
+        start();
+        // SAFETY: forwarded.
+        unsafe { Domain(self.0).free(ptr) }
+    }
+    fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        start();
+        Domain(self.0).malloc_aligned(layout)
+    }
+    fn name(&self) -> &str {
+        "bootstrap"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading.
+
+fn slot(id: DomainId) -> Result<&'static Slot, DomainError> {
+    let s = TABLE
+        .get(id.index())
+        .ok_or(DomainError::UnknownDomain(id.0))?;
+    if s.current.load(Ordering::Acquire).is_null() {
+        return Err(DomainError::UnknownDomain(id.0));
+    }
+    Ok(s)
+}
+
+#[inline]
+fn current(id: DomainId) -> &'static Installed {
+    // Acquire: pairs with the Release that published the record.
+    let p = TABLE[id.index()].current.load(Ordering::Acquire);
+    debug_assert!(!p.is_null(), "domain {} is not in the table", id.0);
+    // SAFETY: installed records are statics or leaked boxes, never freed; the slot of an existing
+    // domain never holds null (handles are only made for existing domains).
+    unsafe { &*p }
+}
+
+/// The allocator that made `ptr`, by the rule in the module documentation.
+#[inline]
+fn owner_of(id: DomainId, ptr: *const u8) -> &'static DynAllocator {
+    let rec = current(id);
+    match rec.previous {
+        None => rec.alloc,
+        Some(_) => route(rec, ptr),
+    }
+}
+
+#[cold]
+fn route(newest: &'static Installed, ptr: *const u8) -> &'static DynAllocator {
+    let mut guard: Option<&'static DynAllocator> = None;
+    let mut imprecise: Option<&'static DynAllocator> = None;
+    let mut r = Some(newest);
+    let mut oldest = newest;
+    while let Some(rec) = r {
+        if rec.alloc.owns(ptr) == Ownership::Owned {
+            return rec.alloc;
+        }
+        if rec.guards_all && guard.is_none() {
+            guard = Some(rec.alloc);
+        }
+        if !rec.precise && imprecise.is_none() {
+            imprecise = Some(rec.alloc);
+        }
+        oldest = rec;
+        r = rec.previous;
+    }
+    guard.or(imprecise).unwrap_or(oldest.alloc)
+}
+
+/// The allocator a domain uses now (PEP 445's `PyMem_GetAllocator`).
+pub fn get(id: DomainId) -> Result<&'static DynAllocator, DomainError> {
+    start();
+    slot(id)?;
+    Ok(current(id).alloc)
+}
+
+/// The name of a domain.
+pub fn name(id: DomainId) -> Result<&'static str, DomainError> {
+    start();
+    Ok(slot(id)?.name())
+}
+
+/// One domain, as [`domains`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// Its id.
+    pub id: DomainId,
+    /// Its name.
+    pub name: &'static str,
+    /// The name of the allocator it uses now.
+    pub allocator: String,
+}
+
+/// Every domain with its name and current allocator, standard domains first.
+pub fn domains() -> Vec<DomainInfo> {
+    start();
+    (0..MAX_DOMAINS)
+        .filter_map(|i| {
+            let id = DomainId(i as u8);
+            slot(id).ok().map(|s| DomainInfo {
+                id,
+                name: s.name(),
+                allocator: current(id).alloc.name().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The domain named `name`, if any.
+pub fn find(name: &str) -> Option<DomainId> {
+    domains().into_iter().find(|d| d.name == name).map(|d| d.id)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing: one writer at a time; readers never wait.
+
+struct Callbacks {
+    slots: [Option<(u64, DomainId, &'static ChangeCallback)>; MAX_CALLBACKS],
+    next_id: u64,
+}
+
+struct Writer {
+    callbacks: Callbacks,
+}
+
+static WRITER: alloc_core::lock::Lock<Writer> = alloc_core::lock::Lock::new(Writer {
+    callbacks: Callbacks {
+        slots: [None; MAX_CALLBACKS],
+        next_id: 1,
+    },
+});
+
+fn leak(rec: Installed) -> &'static Installed {
+    Box::leak(Box::new(rec))
+}
+
+/// Whether `alloc` claims the blocks it makes (the probe of the replacement rule: one small block).
+fn claims_its_blocks(alloc: &DynAllocator) -> bool {
+    [1].into_iter().all(|size| match alloc.malloc(size) {
+        Some(p) => {
+            let owned = alloc.owns(p.as_ptr()) == Ownership::Owned;
+            // SAFETY: the probe block was just made by `alloc` and is freed once.
+            unsafe { alloc.free(p.as_ptr()) };
+            owned
+        }
+        None => false,
+    })
+}
+
+/// Installs `new` (a record whose `previous` is the current one) in `id` under the writer lock,
+/// checking the replacement rule; returns the callbacks to call.
+fn install(
+    w: &mut Writer,
+    id: DomainId,
+    make: impl FnOnce(&'static Installed) -> Installed,
+) -> Result<Vec<&'static ChangeCallback>, DomainError> {
+    let s = slot(id)?;
+    let old = current(id);
+    let new = make(old);
+    if !new.precise && s.used.load(Ordering::Acquire) {
+        return Err(DomainError::AmbiguousOwnership {
+            domain: s.name(),
+            allocator: new.alloc.name().to_string(),
+        });
+    }
+    let rec = leak(Installed {
+        guards_all: new.debug_hook && !s.used.load(Ordering::Acquire),
+        ..new
+    });
+    // Release: publishes the record; paired with the Acquire of every reader.
+    s.current.store(rec_ptr(rec), Ordering::Release);
+    Ok(w.callbacks
+        .slots
+        .iter()
+        .flatten()
+        .filter(|(_, d, _)| *d == id)
+        .map(|&(_, _, cb)| cb)
+        .collect())
+}
+
+fn notify(id: DomainId, callbacks: Vec<&'static ChangeCallback>) {
+    let alloc = current(id).alloc;
+    for cb in callbacks {
+        cb(id, alloc);
+    }
+}
+
+/// Makes `alloc` the allocator of a domain (PEP 445's `PyMem_SetAllocator`), keeping the
+/// previous ones for the blocks they made; refused with [`DomainError::AmbiguousOwnership`] if the
+/// domain has served allocations and `alloc` does not claim its own blocks (module documentation).
+/// Change callbacks run after the switch, outside the table's lock.
+pub fn set(id: DomainId, alloc: &'static DynAllocator) -> Result<(), DomainError> {
+    start();
+    let precise = claims_its_blocks(alloc);
+    let callbacks = install(&mut WRITER.lock(), id, |old| Installed {
+        alloc,
+        previous: Some(old),
+        precise,
+        debug_hook: false,
+        guards_all: false,
+    })?;
+    notify(id, callbacks);
+    Ok(())
+}
+
+/// Wraps the allocator of a domain: `wrap` gets the current allocator and returns one that
+/// forwards to it (PEP 445's hook pattern); the result is installed with no window in which a
+/// concurrent caller sees a half-installed allocator. `wrap` runs under the table's lock: it may
+/// allocate, but must not call `set`, `hook`, `add_domain` or `on_change`.
+///
+/// ```
+/// use alloc_core::DomainAllocator;
+/// use alloc_debug::Counting;
+/// use alloc_domains::{DomainId, add_domain, hook};
+///
+/// let d = add_domain("doc-hook", &alloc_core::System).unwrap();
+/// hook(d, |prev| Box::leak(Box::new(Counting::new(prev)))).unwrap();
+/// ```
+pub fn hook(
+    id: DomainId,
+    wrap: impl FnOnce(&'static DynAllocator) -> &'static DynAllocator,
+) -> Result<(), DomainError> {
+    start();
+    let callbacks = {
+        let mut w = WRITER.lock();
+        slot(id)?;
+        let wrapped = wrap(current(id).alloc);
+        let precise = claims_its_blocks(wrapped);
+        install(&mut w, id, |old| Installed {
+            alloc: wrapped,
+            previous: Some(old),
+            precise,
+            debug_hook: false,
+            guards_all: false,
+        })?
+    };
+    notify(id, callbacks);
+    Ok(())
+}
+
+/// Adds a domain named `name` using `alloc`; standard domains are not special here, only in their
+/// defaults.
+pub fn add_domain(
+    name: &'static str,
+    alloc: &'static DynAllocator,
+) -> Result<DomainId, DomainError> {
+    start();
+    if name.is_empty() {
+        return Err(DomainError::EmptyName);
+    }
+    let precise = claims_its_blocks(alloc);
+    let _w = WRITER.lock();
+    if TABLE
+        .iter()
+        .any(|s| !s.current.load(Ordering::Acquire).is_null() && s.name() == name)
+    {
+        return Err(DomainError::DuplicateName(name));
+    }
+    let (i, s) = TABLE
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.current.load(Ordering::Acquire).is_null())
+        .ok_or(DomainError::TableFull { max: MAX_DOMAINS })?;
+    s.set_name(name);
+    s.used.store(false, Ordering::Relaxed);
+    let rec = leak(Installed {
+        alloc,
+        previous: None,
+        precise,
+        debug_hook: false,
+        guards_all: false,
+    });
+    s.current.store(rec_ptr(rec), Ordering::Release);
+    Ok(DomainId(i as u8))
+}
+
+/// A registered change callback, for [`remove_callback`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallbackId(u64);
+
+/// Registers `callback` for a domain: it is called at once with the current allocator, and again
+/// after every change of that domain (the change callbacks proposed for CPython in 2013). It runs
+/// outside the table's lock, so it may read the table, and even change it.
+pub fn on_change(
+    id: DomainId,
+    callback: &'static ChangeCallback,
+) -> Result<CallbackId, DomainError> {
+    start();
+    let cid = {
+        let mut w = WRITER.lock();
+        slot(id)?;
+        let free = w
+            .callbacks
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(DomainError::TooManyCallbacks { max: MAX_CALLBACKS })?;
+        let cid = w.callbacks.next_id;
+        w.callbacks.next_id += 1;
+        w.callbacks.slots[free] = Some((cid, id, callback));
+        cid
+    };
+    callback(id, current(id).alloc);
+    Ok(CallbackId(cid))
+}
+
+/// Unregisters a change callback; returns whether it was registered.
+pub fn remove_callback(id: CallbackId) -> bool {
+    let mut w = WRITER.lock();
+    match w
+        .callbacks
+        .slots
+        .iter_mut()
+        .find(|s| s.is_some_and(|(c, _, _)| c == id.0))
+    {
+        Some(s) => {
+            *s = None;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Wraps every domain in the debug hooks (alloc-debug's `Guarded`, with the domain's API id), as
+/// `PyMem_SetupDebugHooks` does. A domain already under debug hooks is left as it is, so calling it
+/// twice does not wrap twice. On the standard configuration the hooks themselves are statics.
+///
+/// As in CPython, call it before the domains serve allocations: a hook installed then checks every
+/// block freed through its domain, including blocks of other domains (API misuse). A hook installed
+/// later leaves the blocks made before it to the allocators that made them, and so cannot tell a
+/// foreign block from an old one.
+///
+/// Returns the domains it could not hook: those that have served allocations through an allocator
+/// whose blocks the hooks could not tell apart (the C library): hook those before their first
+/// allocation, or start with `DOMALLOC=debug`.
+pub fn setup_debug_hooks() -> Vec<(DomainId, DomainError)> {
+    start();
+    let mut refused = Vec::new();
+    for i in 0..MAX_DOMAINS {
+        let id = DomainId(i as u8);
+        if slot(id).is_err() {
+            continue;
+        }
+        let result = {
+            let mut w = WRITER.lock();
+            let cur = current(id);
+            if cur.debug_hook {
+                continue;
+            }
+            // The standard allocators have static hooked forms.
+            let ready: Option<&'static Installed> =
+                match (i, ptr::eq(cur, &REC_POOL), ptr::eq(cur, &REC_SYSTEM)) {
+                    (1, true, _) => Some(&REC_MEM_DEBUG_POOL),
+                    (2, true, _) => Some(&REC_OBJECT_DEBUG_POOL),
+                    (0, _, true) => Some(&REC_RAW_DEBUG),
+                    (1, _, true) => Some(&REC_MEM_DEBUG_SYSTEM),
+                    (2, _, true) => Some(&REC_OBJECT_DEBUG_SYSTEM),
+                    _ => None,
+                };
+            let alloc: &'static DynAllocator = match ready {
+                Some(r) => r.alloc,
+                None => Box::leak(Box::new(Guarded::new(cur.alloc).with_api(id.api_id()))),
+            };
+            let precise = ready.map_or_else(|| claims_its_blocks(alloc), |r| r.precise);
+            install(&mut w, id, |old| Installed {
+                alloc,
+                previous: Some(old),
+                precise,
+                debug_hook: true,
+                guards_all: false,
+            })
+        };
+        match result {
+            Ok(callbacks) => notify(id, callbacks),
+            Err(e) => refused.push((id, e)),
+        }
+    }
+    refused
+}
+
+// ---------------------------------------------------------------------------------------------
+// The handle.
+
+/// A domain as a [`DomainAllocator`], for generic code and for `#[global_allocator]` (through
+/// [`GlobalFront`](crate::GlobalFront)): every call goes to the allocator the domain uses at that
+/// moment, frees to the allocator that made the block.
+///
+/// ```
+/// use alloc_core::DomainAllocator;
+/// use alloc_domains::MEM;
+///
+/// let p = MEM.malloc(64).unwrap(); // PyMem_Malloc
+/// // SAFETY: a live block of the mem domain, freed once.
+/// unsafe { MEM.free(p.as_ptr()) };
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Domain(pub(crate) DomainId);
+
+impl Domain {
+    /// The handle of an existing domain.
+    pub fn new(id: DomainId) -> Result<Domain, DomainError> {
+        start();
+        slot(id)?;
+        Ok(Domain(id))
+    }
+
+    /// The domain's id.
+    pub const fn id(self) -> DomainId {
+        self.0
+    }
+
+    #[inline]
+    fn alloc_side(self) -> &'static DynAllocator {
+        let s = &TABLE[self.0.index()];
+        if !s.used.load(Ordering::Relaxed) {
+            s.used.store(true, Ordering::Release);
+        }
+        current(self.0).alloc
+    }
+}
+
+/// The raw domain (`PyMem_RawMalloc` and friends).
+pub const RAW: Domain = Domain(DomainId::RAW);
+/// The mem domain (`PyMem_Malloc` and friends).
+pub const MEM: Domain = Domain(DomainId::MEM);
+/// The object domain (`PyObject_Malloc` and friends).
+pub const OBJECT: Domain = Domain(DomainId::OBJECT);
+
+// SAFETY: every block comes from an allocator installed in the domain (each upholds the contract);
+// every free, realloc and size query goes to the allocator that made the block, by the rule in the
+// module documentation.
+unsafe impl DomainAllocator for Domain {
+    #[inline]
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        self.alloc_side().malloc(size)
+    }
+    #[inline]
+    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        self.alloc_side().calloc(nelem, elsize)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        if ptr.is_null() {
+            return self.malloc(new_size);
+        }
+        // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
+        unsafe { owner_of(self.0, ptr).realloc(ptr, new_size) }
+    }
+    #[inline]
+    unsafe fn free(&self, ptr: *mut u8) {
+        if ptr.is_null() {
+            return;
+        }
+        // SAFETY: as for realloc.
+        unsafe { owner_of(self.0, ptr).free(ptr) }
+    }
+    #[inline]
+    unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: as for realloc.
+        unsafe { owner_of(self.0, ptr.as_ptr()).free_sized(ptr, size) }
+    }
+    fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.alloc_side().malloc_aligned(layout)
+    }
+    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: as for realloc.
+        unsafe { owner_of(self.0, ptr.as_ptr()).free_aligned(ptr, layout) }
+    }
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: as for realloc.
+        unsafe { owner_of(self.0, ptr.as_ptr()).realloc_aligned(ptr, layout, new_size) }
+    }
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        // SAFETY: as for realloc.
+        unsafe { owner_of(self.0, ptr.as_ptr()).usable_size(ptr) }
+    }
+    fn owns(&self, ptr: *const u8) -> Ownership {
+        let mut r = Some(current(self.0));
+        let mut answer = Ownership::NotOwned;
+        while let Some(rec) = r {
+            match rec.alloc.owns(ptr) {
+                Ownership::Owned => return Ownership::Owned,
+                Ownership::Unknown => answer = Ownership::Unknown,
+                Ownership::NotOwned => {}
+            }
+            r = rec.previous;
+        }
+        answer
+    }
+    fn name(&self) -> &str {
+        TABLE[self.0.index()].name()
+    }
+    fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {
+        owner_of(self.0, ptr).write_origin(ptr, out)
+    }
+}

@@ -1,0 +1,137 @@
+//! `setup_debug_hooks` on the standard domains (its own binary: it changes them), and
+//! configuration from `DOMALLOC` (in child processes, which read it at start-up).
+
+use std::process::Command;
+
+use alloc_core::DomainAllocator;
+use alloc_domains::{DomainId, MEM, OBJECT, Preset, RAW, get, preset, setup_debug_hooks};
+
+const CHILD: &str = "DOMALLOC_DOMAINS_TEST_CHILD";
+
+/// The child side: reports what the table looks like, or commits API misuse.
+#[test]
+fn child_process_entry() {
+    let Ok(case) = std::env::var(CHILD) else {
+        return;
+    };
+    match case.as_str() {
+        "report" => {
+            let names: Vec<String> = [DomainId::RAW, DomainId::MEM, DomainId::OBJECT]
+                .iter()
+                .map(|&d| get(d).unwrap().name().to_string())
+                .collect();
+            println!("preset={:?} allocators={}", preset(), names.join(","));
+        }
+        "misuse" => {
+            assert!(setup_debug_hooks().is_empty());
+            let p = MEM.malloc(16).unwrap();
+            // SAFETY: made by the mem domain, freed through raw: the misuse under test, which the
+            // raw domain's hook detects and aborts on.
+            unsafe { RAW.free(p.as_ptr()) };
+            panic!("the misuse was not detected");
+        }
+        other => panic!("unknown case {other}"),
+    }
+}
+
+fn child(case: &str, domalloc: Option<&str>) -> std::process::Output {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        "child_process_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD, case);
+    match domalloc {
+        Some(v) => c.env("DOMALLOC", v),
+        None => c.env_remove("DOMALLOC"),
+    };
+    c.output().expect("start the child")
+}
+
+#[test]
+fn domalloc_selects_the_standard_allocators_at_start_up() {
+    for (value, preset, allocators) in [
+        (None, "Pool", "system,pool,pool"),
+        (Some("malloc"), "Malloc", "system,system,system"),
+        (Some("pool"), "Pool", "system,pool,pool"),
+        (Some("debug"), "Debug", "guarded,guarded,guarded"),
+        (
+            Some("malloc_debug"),
+            "MallocDebug",
+            "guarded,guarded,guarded",
+        ),
+        (Some("pool_debug"), "PoolDebug", "guarded,guarded,guarded"),
+    ] {
+        let out = child("report", value);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{value:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("preset={preset} allocators={allocators}")),
+            "{value:?}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_value_is_reported_and_the_default_used() {
+    let out = child("report", Some("tcmalloc"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        stderr.contains("domalloc: unknown DOMALLOC value \"tcmalloc\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug. Using the default, pool."),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("preset=Pool allocators=system,pool,pool")
+    );
+}
+
+#[test]
+fn a_block_freed_through_the_wrong_domain_is_caught_by_the_hooks() {
+    let out = child("misuse", None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "abort expected; stderr:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("bad ID: Allocated using API 'm', verified using API 'r'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn setup_debug_hooks_wraps_each_domain_once_with_its_api_id() {
+    // Blocks made before the hooks are still freed by the pool that made them.
+    let before = MEM.malloc(40).unwrap();
+    assert!(setup_debug_hooks().is_empty() || get(DomainId::RAW).unwrap().name() == "system");
+    for d in [DomainId::MEM, DomainId::OBJECT] {
+        assert_eq!(get(d).unwrap().name(), "guarded", "{d:?}");
+    }
+    let first = get(DomainId::MEM).unwrap() as *const _ as *const u8;
+    setup_debug_hooks();
+    let second = get(DomainId::MEM).unwrap() as *const _ as *const u8;
+    assert_eq!(first, second, "calling it twice does not wrap twice");
+    for (domain, id) in [(MEM, b'm'), (OBJECT, b'o')] {
+        let p = domain.malloc(8).unwrap();
+        // SAFETY: a live block of the domain: the API id byte sits 8 bytes before it.
+        unsafe {
+            assert_eq!(*p.as_ptr().sub(8), id);
+            domain.free(p.as_ptr());
+        }
+    }
+    // SAFETY: made before the hooks, freed once: routed to the pool, not the hooks.
+    unsafe { MEM.free(before.as_ptr()) };
+    assert_eq!(preset(), Preset::Pool);
+}
