@@ -1,13 +1,13 @@
-//! Criterion bench of what each debug decorator costs: alloc+free pairs and churn through the pool
-//! allocator, undecorated and under `Guarded`, `Counting` and a disabled `FaultInjecting`, in the
-//! same run.
+//! Criterion bench of what each layer over the pool costs: alloc+free pairs and churn through the
+//! pool allocator, undecorated, through the mem domain, and under `Guarded`, `Counting` and a
+//! disabled `FaultInjecting`, in the same run.
 //!
 //! `cargo bench -p domalloc-benches --bench decorators`
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use domalloc_benches::{with_allocator, workloads};
 
-const SUBJECTS: &[&str] = &["pool", "guarded", "counting", "fault-off"];
+const SUBJECTS: &[&str] = &["pool", "domain", "guarded", "counting", "fault-off"];
 
 fn pairs(c: &mut Criterion) {
     let mut group = c.benchmark_group("decorator-pairs");

@@ -16,6 +16,9 @@ pub static CORE_SYSTEM: alloc_core::AsGlobalAlloc<alloc_core::System> =
 pub static POOL: alloc_core::AsGlobalAlloc<alloc_arena::PoolAllocator> =
     alloc_core::AsGlobalAlloc::new(alloc_arena::PoolAllocator::new());
 
+/// The mem domain (the pool by default) through the table: what a domain costs.
+pub static DOMAIN: alloc_domains::GlobalFront = alloc_domains::GlobalFront::new(alloc_domains::MEM);
+
 /// The pool under CPython's debug hooks.
 pub static GUARDED: alloc_core::AsGlobalAlloc<alloc_debug::Guarded<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Guarded::new(alloc_arena::PoolAllocator::new()));
@@ -45,6 +48,8 @@ pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
 /// * `mimalloc`, `jemalloc`: the peers;
 /// * `pool`: domalloc's `PoolAllocator` called directly (through the `GlobalAlloc` adapter);
 /// * `pool-heap`: the same pools as a single-owner `Heap`, without the lock;
+/// * `domain`: the mem domain through the domain table (the pool behind one atomic load and an
+///   indirect call);
 /// * `guarded`, `counting`, `fault-off`: the pool under `Guarded`, `Counting`, and a disabled
 ///   `FaultInjecting` (what each decorator costs, against `pool`);
 /// * `core-system`: `alloc_core::System` through the adapter: what the adapter costs.
@@ -54,6 +59,7 @@ pub const ALL: &[&str] = &[
     "jemalloc",
     "pool",
     "pool-heap",
+    "domain",
     "guarded",
     "counting",
     "fault-off",
@@ -84,6 +90,10 @@ macro_rules! with_allocator {
             }
             "pool-heap" => {
                 let $a = $crate::peers::pool_heap();
+                Some($body)
+            }
+            "domain" => {
+                let $a = &$crate::peers::DOMAIN;
                 Some($body)
             }
             "guarded" => {

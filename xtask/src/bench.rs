@@ -15,6 +15,7 @@ const ALLOCATORS: &[&str] = &[
     "jemalloc",
     "pool",
     "pool-heap",
+    "domain",
     "guarded",
     "counting",
     "fault-off",
