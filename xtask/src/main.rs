@@ -44,8 +44,8 @@ fn print_help() {
          tasks:\n  \
          bench     run the benchmark suite (quick by default; --full for the long one)\n  \
          ci        fmt, clippy -D warnings, the test suite, docs, and the windows check\n  \
-         sanitize  the unsafe core's tests under AddressSanitizer\n  \
-         valgrind  the unsafe core's tests under valgrind memcheck\n"
+         sanitize  the unsafe crates' tests under AddressSanitizer\n  \
+         valgrind  the unsafe crates' tests under valgrind memcheck\n"
     );
 }
 
@@ -144,7 +144,7 @@ fn ci(skip_tests: bool) -> Result {
 
 const HOST: &str = "x86_64-unknown-linux-gnu";
 
-/// The unsafe core's tests under AddressSanitizer (stable compiler, bootstrap flag).
+/// The unsafe crates' tests under AddressSanitizer (stable compiler, bootstrap flag).
 fn sanitize() -> Result {
     let mut c = cargo();
     c.args([
@@ -157,16 +157,27 @@ fn sanitize() -> Result {
         "alloc-core",
         "-p",
         "alloc-arena",
+        "-p",
+        "alloc-debug",
+        "-p",
+        "alloc-domains",
         "--lib",
         "--tests",
     ])
     .env("RUSTC_BOOTSTRAP", "1")
     .env("RUSTFLAGS", "-Zsanitizer=address")
-    .env("ASAN_OPTIONS", "detect_leaks=1:allocator_may_return_null=1");
+    .env("ASAN_OPTIONS", "detect_leaks=1:allocator_may_return_null=1")
+    .env(
+        "LSAN_OPTIONS",
+        format!(
+            "suppressions={}",
+            root().join("xtask/data/lsan.supp").display()
+        ),
+    );
     run("tests under AddressSanitizer", c)
 }
 
-/// The unsafe core's tests under valgrind memcheck.
+/// The unsafe crates' tests under valgrind memcheck.
 fn valgrind() -> Result {
     let mut c = cargo();
     c.args([
@@ -176,6 +187,10 @@ fn valgrind() -> Result {
         "alloc-core",
         "-p",
         "alloc-arena",
+        "-p",
+        "alloc-debug",
+        "-p",
+        "alloc-domains",
         "--lib",
         "--tests",
     ])

@@ -65,8 +65,9 @@ pub enum Action {
     /// Panic with the report as the message. Not for `#[global_allocator]`: a global allocator
     /// must not unwind.
     Panic,
-    /// Keep the report (see [`Guarded::violations`]) and continue. The damaged block is not passed
-    /// to the inner allocator, whose own structures it might corrupt: it is leaked on purpose.
+    /// Keep the report (see [`Guarded::violations`]) and continue. The damaged block is withheld
+    /// from the inner allocator, whose own structures it might corrupt, until
+    /// [`Guarded::release_withheld`] or the drop of the allocator.
     Record,
 }
 
@@ -129,7 +130,16 @@ pub struct Violation {
     pub api: u8,
     text: [u8; REPORT_BYTES],
     text_len: usize,
+    /// The damaged block, withheld from the inner allocator under [`Action::Record`] until
+    /// [`Guarded::release_withheld`] (or the drop of the allocator).
+    withheld: Option<Quarantined>,
 }
+
+// SAFETY: a violation's only pointer is the withheld block handle, used only by the allocator that
+// recorded it, under its lock; a copy handed to the program is plain data.
+unsafe impl Send for Violation {}
+// SAFETY: as above; a shared violation is only read.
+unsafe impl Sync for Violation {}
 
 impl Violation {
     /// The full report, as written to standard error under [`Action::Abort`].
@@ -170,10 +180,16 @@ impl fmt::Write for Text {
     }
 }
 
+// SAFETY: the only pointer in a record is a withheld block, owned by the record (nothing else
+// refers to it); whichever thread holds the records' lock may release it.
+unsafe impl Send for Records {}
+
 struct Records {
     ring: [Option<Violation>; RECORDED_VIOLATIONS],
     next: usize,
     total: u64,
+    /// Withheld blocks released because their record left the ring.
+    released: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -239,6 +255,7 @@ impl<A: DomainAllocator> Guarded<A> {
                 ring: [const { None }; RECORDED_VIOLATIONS],
                 next: 0,
                 total: 0,
+                released: 0,
             }),
             quarantine: Lock::new(Quarantine {
                 slots: [None; MAX_QUARANTINE],
@@ -295,6 +312,12 @@ impl<A: DomainAllocator> Guarded<A> {
     /// Every violation found so far, including those no longer kept.
     pub fn violation_count(&self) -> u64 {
         self.records.lock().total
+    }
+
+    /// Damaged blocks withheld under [`Action::Record`] that went back to the inner allocator
+    /// because their record was pushed out of the ring (the oldest first).
+    pub fn withheld_released_early(&self) -> u64 {
+        self.records.lock().released
     }
 }
 
@@ -527,6 +550,7 @@ impl<A: DomainAllocator> Guarded<A> {
             api: self.api,
             text: t.buf,
             text_len: t.len,
+            withheld: None,
         }
     }
 
@@ -633,6 +657,17 @@ impl<A: DomainAllocator> Guarded<A> {
             Action::Record => {
                 let mut r = self.records.lock();
                 let i = r.next;
+                // A record pushed out of the ring can no longer be inspected: its withheld block
+                // goes back to the inner allocator now.
+                if let Some(b) = r.ring[i].as_mut().and_then(|old| old.withheld.take()) {
+                    r.released += 1;
+                    if self.inner.owns(b.raw) != Ownership::Owned {
+                        self.claims.remove(b.data as usize);
+                    }
+                    // SAFETY: a withheld block is still allocated in the inner allocator and
+                    // referred to by nothing else; it left its record above.
+                    unsafe { self.release(b) };
+                }
                 r.ring[i] = Some(v);
                 r.next = (i + 1) % RECORDED_VIOLATIONS;
                 r.total += 1;
@@ -657,7 +692,24 @@ impl<A: DomainAllocator> Guarded<A> {
             Ok(n) => Some(n),
             Err(kind) => {
                 // SAFETY: as above; `report` reads only the parts `kind` says are intact.
-                let v = unsafe { self.report(op, kind, data, plain) };
+                let mut v = unsafe { self.report(op, kind, data, plain) };
+                // A damaged block of ours with a readable size is withheld (not leaked silently):
+                // the program can release it after inspecting the report. (After a wrong size
+                // the block is intact and still the program's, to free with the right one.)
+                if plain
+                    && v.size > 0
+                    && matches!(
+                        kind,
+                        ViolationKind::BufferOverflow | ViolationKind::BufferUnderflow
+                    )
+                {
+                    v.withheld = Some(Quarantined {
+                        raw: data.wrapping_sub(HEADER),
+                        data,
+                        total: v.size + HEADER + TRAILER,
+                        aligned: None,
+                    });
+                }
                 self.act(v);
                 None
             }
@@ -745,6 +797,7 @@ impl<A: DomainAllocator> Guarded<A> {
                 api: self.api,
                 text: t.buf,
                 text_len: t.len,
+                withheld: None,
             });
         }
         // SAFETY: the block is still allocated in the inner allocator, and leaves us here.
@@ -786,6 +839,30 @@ impl<A: DomainAllocator> Guarded<A> {
         unsafe { self.check(data, None, false) }.is_err()
     }
 
+    /// Gives the damaged blocks withheld under [`Action::Record`] back to the inner allocator and
+    /// returns how many. Do it once the reports have been read: a block whose damage reached past
+    /// its guard bytes may still upset an inner allocator that keeps its metadata next to blocks
+    /// (the C library); the pool keeps its metadata apart. The drop of the allocator does it too.
+    pub fn release_withheld(&self) -> usize {
+        let blocks: Vec<Quarantined> = {
+            let mut r = self.records.lock();
+            r.ring
+                .iter_mut()
+                .flatten()
+                .filter_map(|v| v.withheld.take())
+                .collect()
+        };
+        for &b in &blocks {
+            if self.inner.owns(b.raw) != Ownership::Owned {
+                self.claims.remove(b.data as usize);
+            }
+            // SAFETY: a withheld block is still allocated in the inner allocator and referred to
+            // by nothing else; it leaves the record above, so it is released once.
+            unsafe { self.release(b) };
+        }
+        blocks.len()
+    }
+
     /// Gives every quarantined block back to the inner allocator (checking each first).
     pub fn flush_quarantine(&self) {
         loop {
@@ -809,8 +886,9 @@ impl<A: DomainAllocator> Guarded<A> {
 
 impl<A: DomainAllocator> Drop for Guarded<A> {
     fn drop(&mut self) {
-        // Quarantined blocks go back to the inner allocator (checked on the way out).
+        // Quarantined and withheld blocks go back to the inner allocator.
         self.flush_quarantine();
+        self.release_withheld();
     }
 }
 

@@ -108,6 +108,11 @@ fn overflow_is_reported_with_the_damaged_tail_bytes() {
         r.contains("Fatal error in debug free: bad trailing pad byte"),
         "{r}"
     );
+    assert_eq!(
+        g.release_withheld(),
+        1,
+        "the damaged block was withheld, then released"
+    );
 }
 
 #[test]
@@ -131,6 +136,11 @@ fn underflow_is_reported_with_the_damaged_leading_bytes() {
     assert!(
         r.contains("Fatal error in debug free: bad leading pad byte"),
         "{r}"
+    );
+    assert_eq!(
+        g.release_withheld(),
+        1,
+        "the damaged block was withheld, then released"
     );
 }
 
@@ -298,6 +308,11 @@ fn the_report_says_where_the_block_was_made_when_the_inner_allocator_knows() {
             .report()
             .contains("Allocated at tests/guarded.rs")
     );
+    assert_eq!(
+        g.release_withheld(),
+        1,
+        "the damaged block was withheld, then released"
+    );
 }
 
 #[test]
@@ -339,18 +354,30 @@ fn violations_are_recorded_in_a_bounded_ring_and_all_counted() {
         kept.windows(2).all(|w| w[0].serial < w[1].serial),
         "oldest first"
     );
+    assert_eq!(
+        g.withheld_released_early(),
+        5,
+        "the blocks of records pushed out of the ring went back to the inner allocator"
+    );
+    assert_eq!(g.release_withheld(), RECORDED_VIOLATIONS);
 }
 
 #[test]
-#[should_panic(expected = "bad trailing pad byte")]
 fn the_panic_action_panics_with_the_report() {
     let g = Guarded::new(System).with_action(Action::Panic);
     let p = g.malloc(4).unwrap().as_ptr();
-    // SAFETY: deliberate overflow; the panic is the behaviour under test.
-    unsafe {
-        *p.add(4) = 0;
-        g.free(p);
-    }
+    // SAFETY: deliberate overflow into our own trailer; the panic is the behaviour under test.
+    unsafe { *p.add(4) = 0 };
+    let p_addr = p as usize;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: as above.
+        unsafe { g.free(p_addr as *mut u8) }
+    }));
+    let message = caught.unwrap_err();
+    let text = message.downcast_ref::<String>().unwrap();
+    assert!(text.contains("bad trailing pad byte"), "{text}");
+    // SAFETY: the panic left the block with the C library; its raw block starts 16 bytes before.
+    unsafe { System.free(p.sub(16)) };
 }
 
 #[test]
@@ -367,6 +394,11 @@ fn serial_numbers_count_calls_to_malloc_and_realloc() {
         g.violations()[0].serial,
         2,
         "malloc was call #1, realloc call #2"
+    );
+    assert_eq!(
+        g.release_withheld(),
+        1,
+        "the damaged block was withheld, then released"
     );
 }
 
