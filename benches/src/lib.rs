@@ -8,7 +8,10 @@
 //! * [`peers`]: the allocators by the names scripts rely on, and [`with_allocator!`] to run a generic
 //!   workload on one of them chosen at run time.
 //! * [`report`]: the records the runner prints and `cargo xtask bench` collects.
+//! * [`dispatch`]: the runner's global allocator, chosen by the environment, so that workloads
+//!   written with ordinary `std` collections measure the allocator under test.
 
+pub mod dispatch;
 pub mod peers;
 pub mod report;
 pub mod workloads;

@@ -18,6 +18,8 @@ pub struct Record {
     pub samples_ns: Vec<f64>,
     /// Peak resident set size of the process in KiB, where the platform tells.
     pub peak_rss_kib: Option<u64>,
+    /// Resident set size in KiB after the workload freed everything, where the platform tells.
+    pub rss_after_free_kib: Option<u64>,
 }
 
 impl Record {
@@ -74,8 +76,10 @@ impl Record {
         }
         write!(
             s,
-            "],\"peak_rss_kib\":{}}}",
+            "],\"peak_rss_kib\":{},\"rss_after_free_kib\":{}}}",
             self.peak_rss_kib
+                .map_or("null".to_string(), |v| v.to_string()),
+            self.rss_after_free_kib
                 .map_or("null".to_string(), |v| v.to_string())
         )
         .expect("writing to a String");
@@ -85,10 +89,19 @@ impl Record {
 
 /// The process's peak resident set size in KiB (`VmHWM` on linux), or `None` elsewhere.
 pub fn peak_rss_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+/// The process's resident set size now, in KiB (`VmRSS` on linux), or `None` elsewhere.
+pub fn rss_kib() -> Option<u64> {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -108,6 +121,7 @@ mod tests {
             size: Some(64),
             samples_ns: vec![3.0, 1.0, 2.0],
             peak_rss_kib: None,
+            rss_after_free_kib: Some(5),
         };
         assert_eq!(r.median(), 2.0);
         assert_eq!(r.spread(), 1.0);
@@ -115,7 +129,7 @@ mod tests {
             r.to_json(),
             "{\"workload\":\"pairs\",\"allocator\":\"system\",\"threads\":1,\"size\":64,\
              \"median_ns\":2.000,\"spread\":1.0000,\"samples_ns\":[3.000,1.000,2.000],\
-             \"peak_rss_kib\":null}"
+             \"peak_rss_kib\":null,\"rss_after_free_kib\":5}"
         );
     }
 }

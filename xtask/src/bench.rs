@@ -21,13 +21,37 @@ const ALLOCATORS: &[&str] = &[
     "fault-off",
     "core-system",
 ];
-const WORKLOADS: &[&str] = &["pairs", "churn", "sweep"];
+const WORKLOADS: &[&str] = &[
+    "pairs",
+    "churn",
+    "sweep",
+    "pyobjects",
+    "btree",
+    "json",
+    "prodcons",
+    "larson",
+];
 /// The quick suite leaves the sweep out (it is long); `--full` or `--workloads sweep` runs it.
-const QUICK_WORKLOADS: &[&str] = &["pairs", "churn"];
+const QUICK_WORKLOADS: &[&str] = &[
+    "pairs",
+    "churn",
+    "pyobjects",
+    "btree",
+    "json",
+    "prodcons",
+    "larson",
+];
+/// The quick suite's allocators: the peers, the pool, and the pool through a domain.
+const QUICK_ALLOCATORS: &[&str] = &["system", "mimalloc", "jemalloc", "pool", "domain"];
+/// Allocators that can only be called directly, not installed as the process's allocator.
+const DIRECT_ONLY: &[&str] = &["pool-heap", "core-system"];
+/// Workloads that run on the process's global allocator.
+const GLOBAL_WORKLOADS: &[&str] = &["pyobjects", "btree", "json", "prodcons", "larson"];
 
 struct Options {
     workloads: Vec<String>,
     allocators: Vec<String>,
+    threads: String,
     samples: usize,
     scale: f64,
     sizes: &'static str,
@@ -37,7 +61,8 @@ struct Options {
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
         workloads: QUICK_WORKLOADS.iter().map(|s| s.to_string()).collect(),
-        allocators: ALLOCATORS.iter().map(|s| s.to_string()).collect(),
+        allocators: QUICK_ALLOCATORS.iter().map(|s| s.to_string()).collect(),
+        threads: "1,2".to_string(),
         samples: 5,
         scale: 0.25,
         sizes: "16,64,256,512",
@@ -55,12 +80,20 @@ fn parse(args: &[String]) -> Result<Options> {
             "--quick" => {}
             "--full" => {
                 o.workloads = WORKLOADS.iter().map(|s| s.to_string()).collect();
+                o.allocators = ALLOCATORS.iter().map(|s| s.to_string()).collect();
+                let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+                o.threads = if n > 2 {
+                    format!("1,2,{n}")
+                } else {
+                    "1,2".to_string()
+                };
                 o.samples = 11;
                 o.scale = 1.0;
                 o.sizes = "16,32,64,128,256,512,4096,65536,1048576";
                 o.suite = "full";
             }
-            "--workloads" => o.workloads = list(&value()?),
+            "--workloads" | "--only" => o.workloads = list(&value()?),
+            "--threads" => o.threads = value()?,
             "--allocators" => o.allocators = list(&value()?),
             "--samples" => {
                 o.samples = value()?
@@ -94,10 +127,12 @@ fn parse(args: &[String]) -> Result<Options> {
 struct Row {
     workload: String,
     allocator: String,
+    threads: usize,
     size: Option<usize>,
     median_ns: f64,
     spread: f64,
     peak_rss_kib: Option<u64>,
+    rss_after_free_kib: Option<u64>,
     raw: String,
 }
 
@@ -113,10 +148,12 @@ fn parse_row(line: &str) -> Option<Row> {
     Some(Row {
         workload: field(line, "workload")?.to_string(),
         allocator: field(line, "allocator")?.to_string(),
+        threads: field(line, "threads")?.parse().ok()?,
         size: field(line, "size")?.parse().ok(),
         median_ns: field(line, "median_ns")?.parse().ok()?,
         spread: field(line, "spread")?.parse().ok()?,
         peak_rss_kib: field(line, "peak_rss_kib")?.parse().ok(),
+        rss_after_free_kib: field(line, "rss_after_free_kib").and_then(|v| v.parse().ok()),
         raw: line.to_string(),
     })
 }
@@ -164,6 +201,12 @@ pub(crate) fn run(args: &[String]) -> Result {
     for w in &o.workloads {
         for a in &o.allocators {
             done += 1;
+            if GLOBAL_WORKLOADS.contains(&w.as_str()) && DIRECT_ONLY.contains(&a.as_str()) {
+                eprintln!(
+                    "\r    [{done}/{total}] {w} on {a}: skipped ({a} cannot be the process's allocator)"
+                );
+                continue;
+            }
             eprint!("\r    [{done}/{total}] {w} on {a}...{:20}", "");
             let _ = std::io::stderr().flush();
             let out = Command::new(&exe)
@@ -171,6 +214,8 @@ pub(crate) fn run(args: &[String]) -> Result {
                 .args(["--samples", &o.samples.to_string()])
                 .args(["--scale", &o.scale.to_string()])
                 .args(["--sizes", o.sizes])
+                .args(["--threads", &o.threads])
+                .env("DOMALLOC_BENCH_ALLOCATOR", a)
                 .stdin(Stdio::null())
                 .output()
                 .map_err(|e| format!("could not start {}: {e}", exe.display()))?;
@@ -201,6 +246,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     rows.sort_by_key(|r| {
         (
             rank(&o.workloads, &r.workload),
+            r.threads,
             r.size,
             rank(&o.allocators, &r.allocator),
         )
@@ -209,13 +255,13 @@ pub(crate) fn run(args: &[String]) -> Result {
     write_report(&rows, &o)
 }
 
-type Key = (String, Option<usize>);
+type Key = (String, usize, Option<usize>);
 
 fn baselines(rows: &[Row]) -> (BTreeMap<Key, f64>, BTreeMap<Key, f64>) {
     let mut mimalloc = BTreeMap::new();
     let mut best = BTreeMap::new();
     for r in rows {
-        let key = (r.workload.clone(), r.size);
+        let key = (r.workload.clone(), r.threads, r.size);
         if r.allocator == "mimalloc" {
             mimalloc.insert(key.clone(), r.median_ns);
         }
@@ -235,13 +281,22 @@ fn print_table(rows: &[Row], o: &Options) {
         o.samples
     );
     println!(
-        "{:<10} {:>6} {:<12} {:>10} {:>8} {:>10} {:>8} {:>12}",
-        "workload", "size", "allocator", "ns/op", "spread", "vs mimal.", "vs best", "peak RSS KiB"
+        "{:<10} {:>3} {:>7} {:<12} {:>10} {:>8} {:>10} {:>8} {:>12} {:>12}",
+        "workload",
+        "thr",
+        "size",
+        "allocator",
+        "ns/op",
+        "spread",
+        "vs mimal.",
+        "vs best",
+        "peak RSS KiB",
+        "after free"
     );
-    println!("{}", "-".repeat(84));
+    println!("{}", "-".repeat(102));
     let mut last = None;
     for r in rows {
-        let key = (r.workload.clone(), r.size);
+        let key = (r.workload.clone(), r.threads, r.size);
         if last.as_ref().is_some_and(|l| *l != key) {
             println!();
         }
@@ -250,22 +305,64 @@ fn print_table(rows: &[Row], o: &Options) {
             .map_or("-".to_string(), |m| format!("{:.2}x", r.median_ns / m));
         let vs_best = format!("{:.2}x", r.median_ns / best[&key]);
         println!(
-            "{:<10} {:>6} {:<12} {:>10.2} {:>7.1}% {:>10} {:>8} {:>12}",
+            "{:<10} {:>3} {:>7} {:<12} {:>10.2} {:>7.1}% {:>10} {:>8} {:>12} {:>12}",
             r.workload,
+            r.threads,
             r.size.map_or("-".to_string(), |s| s.to_string()),
             r.allocator,
             r.median_ns,
             r.spread * 100.0,
             vs_mi,
             vs_best,
-            r.peak_rss_kib.map_or("-".to_string(), |v| v.to_string())
+            r.peak_rss_kib.map_or("-".to_string(), |v| v.to_string()),
+            r.rss_after_free_kib
+                .map_or("-".to_string(), |v| v.to_string())
         );
         last = Some(key);
     }
 }
 
+/// The metrics of one row: (name, value, lower is better).
+fn metrics(r: &Row) -> Vec<(&'static str, f64, bool)> {
+    let mut m = vec![
+        ("ns_per_op", r.median_ns, true),
+        ("ops_per_sec", 1e9 / r.median_ns, false),
+    ];
+    if let Some(k) = r.peak_rss_kib {
+        m.push(("peak_rss_bytes", k as f64 * 1024.0, true));
+    }
+    if let Some(k) = r.rss_after_free_kib {
+        m.push(("rss_after_free_bytes", k as f64 * 1024.0, true));
+    }
+    m
+}
+
+type MetricKey = (String, usize, Option<usize>, &'static str);
+
+/// For each (workload, threads, size, metric): mimalloc's value and the best value of the run.
+fn metric_baselines(rows: &[Row]) -> (BTreeMap<MetricKey, f64>, BTreeMap<MetricKey, f64>) {
+    let mut mimalloc = BTreeMap::new();
+    let mut best: BTreeMap<MetricKey, f64> = BTreeMap::new();
+    for r in rows {
+        for (name, v, lower) in metrics(r) {
+            let key = (r.workload.clone(), r.threads, r.size, name);
+            if r.allocator == "mimalloc" {
+                mimalloc.insert(key.clone(), v);
+            }
+            let b = best.entry(key).or_insert(v);
+            *b = if lower { b.min(v) } else { b.max(v) };
+        }
+    }
+    (mimalloc, best)
+}
+
+fn json_num(v: Option<f64>) -> String {
+    v.filter(|v| v.is_finite())
+        .map_or("null".to_string(), |v| format!("{v:.4}"))
+}
+
 fn write_report(rows: &[Row], o: &Options) -> Result {
-    let (mimalloc, best) = baselines(rows);
+    let (mimalloc, best) = metric_baselines(rows);
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let mut json = String::new();
@@ -275,21 +372,142 @@ fn write_report(rows: &[Row], o: &Options) -> Result {
         machine().replace('"', "'"),
         std::env::args().skip(2).collect::<Vec<_>>().join(" ")
     ));
-    for (i, r) in rows.iter().enumerate() {
-        let key = (r.workload.clone(), r.size);
-        let vs_mi = mimalloc
-            .get(&key)
-            .map_or("null".to_string(), |m| format!("{:.4}", r.median_ns / m));
-        let line = r.raw.trim_end_matches('}');
-        json.push_str(&format!(
-            "{line},\"vs_mimalloc\":{vs_mi},\"vs_best\":{:.4}}}{}\n",
-            r.median_ns / best[&key],
-            if i + 1 < rows.len() { "," } else { "" }
-        ));
+    let mut records = Vec::new();
+    for r in rows {
+        for (name, v, lower) in metrics(r) {
+            let key = (r.workload.clone(), r.threads, r.size, name);
+            // Ratios are "how many times worse than": above 1 is worse, for every metric.
+            let ratio = |base: f64| if lower { v / base } else { base / v };
+            records.push(format!(
+                "{{\"workload\":\"{}\",\"allocator\":\"{}\",\"threads\":{},\"size\":{},\
+                 \"metric\":\"{name}\",\"value\":{},\"ratio_vs_mimalloc\":{},\"ratio_vs_best\":{}}}",
+                r.workload,
+                r.allocator,
+                r.threads,
+                r.size.map_or("null".to_string(), |s| s.to_string()),
+                json_num(Some(v)),
+                json_num(mimalloc.get(&key).map(|&m| ratio(m))),
+                json_num(best.get(&key).map(|&b| ratio(b))),
+            ));
+        }
     }
-    json.push_str("]}\n");
+    json.push_str(&records.join(",\n"));
+    json.push_str("\n],\"runs\":[\n");
+    json.push_str(
+        &rows
+            .iter()
+            .map(|r| r.raw.as_str())
+            .collect::<Vec<_>>()
+            .join(",\n"),
+    );
+    json.push_str("\n]}\n");
     let path = dir.join("report.json");
     std::fs::write(&path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("\nreport: {}", path.display());
+    for metric in ["ns_per_op", "peak_rss_bytes", "rss_after_free_bytes"] {
+        let svg = chart(rows, o, metric, &mimalloc);
+        let path = dir.join(format!("{metric}.svg"));
+        std::fs::write(&path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("chart:  {}", path.display());
+    }
     Ok(())
+}
+
+/// A bar chart of one metric as a ratio against mimalloc (1.0 = mimalloc; lower is better), one
+/// group of bars per (workload, threads, size), one bar per allocator.
+fn chart(
+    rows: &[Row],
+    o: &Options,
+    metric: &'static str,
+    mimalloc: &BTreeMap<MetricKey, f64>,
+) -> String {
+    let colors = [
+        "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+        "#9c755f",
+    ];
+    let mut groups: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+    for r in rows {
+        let Some((_, v, _)) = metrics(r).into_iter().find(|m| m.0 == metric) else {
+            continue;
+        };
+        let key = (r.workload.clone(), r.threads, r.size, metric);
+        let Some(&m) = mimalloc.get(&key) else {
+            continue;
+        };
+        let label = match (r.size, r.threads) {
+            (Some(s), 1) => format!("{} {s}", r.workload),
+            (Some(s), t) => format!("{} {s} x{t}", r.workload),
+            (None, 1) => r.workload.clone(),
+            (None, t) => format!("{} x{t}", r.workload),
+        };
+        let a = o
+            .allocators
+            .iter()
+            .position(|x| *x == r.allocator)
+            .unwrap_or(0);
+        match groups.last_mut() {
+            Some((l, bars)) if *l == label => bars.push((a, v / m)),
+            _ => groups.push((label, vec![(a, v / m)])),
+        }
+    }
+    let (bar, gap, top, height, left) = (9.0, 14.0, 40.0, 260.0, 50.0);
+    let max_ratio = 4.0f64;
+    let width = left
+        + groups
+            .iter()
+            .map(|(_, b)| b.len() as f64 * bar + gap)
+            .sum::<f64>()
+        + 160.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{}\" \
+         font-family=\"sans-serif\" font-size=\"10\">\n\
+         <text x=\"{left}\" y=\"16\" font-size=\"13\">{metric}: ratio against mimalloc \
+         (lower is better; bars cut at {max_ratio}x)</text>\n",
+        top + height + 90.0
+    );
+    let y = |r: f64| top + height - (r.min(max_ratio) / max_ratio) * height;
+    for tick in [0.5, 1.0, 2.0, 3.0, 4.0] {
+        svg.push_str(&format!(
+            "<line x1=\"{left}\" x2=\"{:.0}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{color}\"/>\
+             <text x=\"4\" y=\"{ty:.1}\">{tick}x</text>\n",
+            width - 150.0,
+            y = y(tick),
+            color = if tick == 1.0 { "#000" } else { "#ddd" },
+            ty = y(tick) + 3.0
+        ));
+    }
+    let mut x = left;
+    for (label, bars) in &groups {
+        let x0 = x;
+        for &(a, ratio) in bars {
+            svg.push_str(&format!(
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar}\" height=\"{:.1}\" fill=\"{}\">\
+                 <title>{} {label}: {ratio:.2}x</title></rect>\n",
+                y(ratio),
+                top + height - y(ratio),
+                colors[a % colors.len()],
+                o.allocators[a]
+            ));
+            x += bar;
+        }
+        svg.push_str(&format!(
+            "<text transform=\"translate({:.1},{:.1}) rotate(60)\">{label}</text>\n",
+            x0 + 2.0,
+            top + height + 6.0
+        ));
+        x += gap;
+    }
+    for (i, a) in o.allocators.iter().enumerate() {
+        let ly = top + 14.0 * i as f64;
+        svg.push_str(&format!(
+            "<rect x=\"{:.0}\" y=\"{ly:.0}\" width=\"10\" height=\"10\" fill=\"{}\"/>\
+             <text x=\"{:.0}\" y=\"{:.0}\">{a}</text>\n",
+            width - 140.0,
+            colors[i % colors.len()],
+            width - 125.0,
+            ly + 9.0
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
 }

@@ -5,20 +5,42 @@
 //! ```text
 //! domalloc-bench --allocator mimalloc --workload pairs --sizes 16,64,512 --samples 7 --scale 1.0
 //! domalloc-bench --allocator pool --workload sweep      # churn at 1k..4M live blocks; size = live
+//! DOMALLOC_BENCH_ALLOCATOR=jemalloc domalloc-bench --allocator jemalloc --workload larson --threads 1,2,16
 //! domalloc-bench --list
 //! ```
 
 use std::process::ExitCode;
 
-use domalloc_benches::report::{Record, peak_rss_kib};
+use domalloc_benches::dispatch::{self, Dispatch};
+use domalloc_benches::report::{Record, peak_rss_kib, rss_kib};
 use domalloc_benches::{peers, with_allocator, workloads};
 
-const WORKLOADS: &[&str] = &["pairs", "churn", "sweep"];
+/// Every allocation of this process goes to the allocator named by `DOMALLOC_BENCH_ALLOCATOR`
+/// (`cargo xtask bench` sets it to the allocator under test), so that the workloads written with
+/// ordinary `std` collections measure it too.
+#[global_allocator]
+static GLOBAL: Dispatch = Dispatch::new();
+
+/// Workloads that call the allocator under test directly (through `GlobalAlloc`).
+const DIRECT: &[&str] = &["pairs", "churn", "sweep"];
+/// Workloads written with `std` types, on the process's global allocator.
+const GLOBAL_WORKLOADS: &[&str] = &["pyobjects", "btree", "json", "prodcons", "larson"];
+const WORKLOADS: &[&str] = &[
+    "pairs",
+    "churn",
+    "sweep",
+    "pyobjects",
+    "btree",
+    "json",
+    "prodcons",
+    "larson",
+];
 
 struct Args {
     allocator: String,
     workload: String,
     sizes: Vec<usize>,
+    threads: Vec<usize>,
     samples: usize,
     scale: f64,
 }
@@ -28,6 +50,7 @@ fn parse() -> Result<Option<Args>, String> {
         allocator: String::new(),
         workload: String::new(),
         sizes: vec![16, 64, 256, 512],
+        threads: vec![1, 2],
         samples: 5,
         scale: 1.0,
     };
@@ -46,6 +69,15 @@ fn parse() -> Result<Option<Args>, String> {
                 args.sizes = value()?
                     .split(',')
                     .map(|s| s.parse().map_err(|e| format!("bad size {s:?}: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--threads" => {
+                args.threads = value()?
+                    .split(',')
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e| format!("bad thread count {s:?}: {e}"))
+                    })
                     .collect::<Result<_, _>>()?
             }
             "--samples" => {
@@ -74,6 +106,14 @@ fn parse() -> Result<Option<Args>, String> {
     if args.samples == 0 || args.scale <= 0.0 {
         return Err("--samples and --scale must be positive".into());
     }
+    if GLOBAL_WORKLOADS.contains(&args.workload.as_str()) && GLOBAL.chosen() != args.allocator {
+        return Err(format!(
+            "workload {} runs on the process's allocator: set {}={} (cargo xtask bench does)",
+            args.workload,
+            dispatch::ENV,
+            args.allocator
+        ));
+    }
     Ok(Some(args))
 }
 
@@ -87,6 +127,13 @@ fn main() -> ExitCode {
         }
     };
     let scaled = |n: f64| ((n * args.scale) as u64).max(1);
+    if GLOBAL_WORKLOADS.contains(&args.workload.as_str()) {
+        for r in run_global(&args) {
+            println!("{}", r.to_json());
+        }
+        return ExitCode::SUCCESS;
+    }
+    debug_assert!(DIRECT.contains(&args.workload.as_str()));
     let records: Vec<Record> = with_allocator!(args.allocator.as_str(), |a| {
         let record = |size: Option<usize>, mut sample: Box<dyn FnMut() -> f64>| {
             sample(); // warm-up, not recorded
@@ -98,6 +145,7 @@ fn main() -> ExitCode {
                 size,
                 samples_ns,
                 peak_rss_kib: peak_rss_kib(),
+                rss_after_free_kib: rss_kib(),
             }
         };
         match args.workload.as_str() {
@@ -138,4 +186,64 @@ fn main() -> ExitCode {
         println!("{}", r.to_json());
     }
     ExitCode::SUCCESS
+}
+
+/// Runs a workload written with `std` types: every sample builds and drops its data, so the RSS
+/// read after the last one is the RSS after everything was freed.
+fn run_global(args: &Args) -> Vec<Record> {
+    let scale = args.scale;
+    let n = |base: f64| ((base * scale) as usize).max(1);
+    let measure = |threads: usize, size: Option<usize>, sample: &mut dyn FnMut() -> f64| {
+        sample(); // warm-up
+        let samples_ns = (0..args.samples).map(|_| sample()).collect();
+        Record {
+            workload: args.workload.clone(),
+            allocator: args.allocator.clone(),
+            threads,
+            size,
+            samples_ns,
+            peak_rss_kib: peak_rss_kib(),
+            rss_after_free_kib: rss_kib(),
+        }
+    };
+    match args.workload.as_str() {
+        "pyobjects" => {
+            let per_wave = n(200_000.0);
+            vec![measure(1, None, &mut || {
+                workloads::pyobjects(10, per_wave, 5)
+            })]
+        }
+        "btree" => {
+            let keys = n(200_000.0);
+            vec![measure(1, Some(keys), &mut || workloads::btree(keys, 9))]
+        }
+        "json" => {
+            let records = n(100_000.0);
+            let text = workloads::json_text(records, 3);
+            vec![measure(1, Some(records), &mut || {
+                workloads::json(&text, records)
+            })]
+        }
+        "prodcons" => args
+            .threads
+            .iter()
+            .map(|&t| {
+                // `t` producer-consumer pairs: 2t threads.
+                let pairs = t.max(1);
+                let messages = n(400_000.0) / pairs;
+                measure(2 * pairs, None, &mut || {
+                    workloads::prodcons(pairs, messages)
+                })
+            })
+            .collect(),
+        "larson" => args
+            .threads
+            .iter()
+            .map(|&t| {
+                let replaces = n(2_000_000.0) / t.max(1);
+                measure(t, None, &mut || workloads::larson(t, 10_000, replaces))
+            })
+            .collect(),
+        other => unreachable!("{other} is not a global workload"),
+    }
 }
