@@ -412,10 +412,14 @@ impl Default for PoolAllocator {
 impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// A pool allocator with pymalloc's parameters over `provider`, passing large requests to `large`.
     pub const fn with_parts(provider: P, large: L) -> Self {
+        Self::from_geometry(DEFAULT_GEOMETRY, provider, large)
+    }
+
+    const fn from_geometry(geo: Geometry, provider: P, large: L) -> Self {
         PoolAllocator {
-            geo: DEFAULT_GEOMETRY,
+            geo,
             id: AtomicU32::new(0),
-            core: SpinLock::new(PoolCore::new(DEFAULT_GEOMETRY, provider)),
+            core: SpinLock::new(PoolCore::new(geo, provider)),
             large,
         }
     }
@@ -430,13 +434,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// let pool = PoolAllocator::with_config(config, OsArenas::new(), System).unwrap();
     /// ```
     pub fn with_config(config: PoolConfig, provider: P, large: L) -> Result<Self, ConfigError> {
-        let geo = Geometry::new(config)?;
-        Ok(PoolAllocator {
-            geo,
-            id: AtomicU32::new(0),
-            core: SpinLock::new(PoolCore::new(geo, provider)),
-            large,
-        })
+        Ok(Self::from_geometry(Geometry::new(config)?, provider, large))
     }
 
     /// Statistics of the pools (per size class, arenas, bytes); see [`PoolStats`].
@@ -467,21 +465,28 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     }
 }
 
+/// The parts of [`Front`] both fronts answer from their fields alike.
+macro_rules! front_fields {
+    () => {
+        type P = P;
+        type L = L;
+        #[inline]
+        fn geometry(&self) -> &Geometry {
+            &self.geo
+        }
+        #[inline]
+        fn owner_id(&self) -> &AtomicU32 {
+            &self.id
+        }
+        #[inline]
+        fn large(&self) -> &L {
+            &self.large
+        }
+    };
+}
+
 impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
-    type P = P;
-    type L = L;
-    #[inline]
-    fn geometry(&self) -> &Geometry {
-        &self.geo
-    }
-    #[inline]
-    fn owner_id(&self) -> &AtomicU32 {
-        &self.id
-    }
-    #[inline]
-    fn large(&self) -> &L {
-        &self.large
-    }
+    front_fields!();
     #[inline]
     fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<P>, &AtomicU32) -> R) -> R {
         self.core.with(|core| f(core, &self.id))
@@ -530,23 +535,21 @@ impl Default for Heap {
 impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
     /// A heap with pymalloc's parameters over `provider`, large requests to `large`.
     pub const fn with_parts(provider: P, large: L) -> Self {
+        Self::from_geometry(DEFAULT_GEOMETRY, provider, large)
+    }
+
+    const fn from_geometry(geo: Geometry, provider: P, large: L) -> Self {
         Heap {
-            geo: DEFAULT_GEOMETRY,
+            geo,
             id: AtomicU32::new(0),
-            core: UnsafeCell::new(PoolCore::new(DEFAULT_GEOMETRY, provider)),
+            core: UnsafeCell::new(PoolCore::new(geo, provider)),
             large,
         }
     }
 
     /// A heap with the parameters of `config`, or the reason they cannot work.
     pub fn with_config(config: PoolConfig, provider: P, large: L) -> Result<Self, ConfigError> {
-        let geo = Geometry::new(config)?;
-        Ok(Heap {
-            geo,
-            id: AtomicU32::new(0),
-            core: UnsafeCell::new(PoolCore::new(geo, provider)),
-            large,
-        })
+        Ok(Self::from_geometry(Geometry::new(config)?, provider, large))
     }
 
     /// Statistics of the pools; see [`PoolStats`].
@@ -571,20 +574,7 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
 }
 
 impl<P: ArenaProvider, L: DomainAllocator> Front for Heap<P, L> {
-    type P = P;
-    type L = L;
-    #[inline]
-    fn geometry(&self) -> &Geometry {
-        &self.geo
-    }
-    #[inline]
-    fn owner_id(&self) -> &AtomicU32 {
-        &self.id
-    }
-    #[inline]
-    fn large(&self) -> &L {
-        &self.large
-    }
+    front_fields!();
     #[inline]
     fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<P>, &AtomicU32) -> R) -> R {
         // SAFETY: `Heap` is not `Sync`, so only this thread can reach the core, and the routing

@@ -75,8 +75,8 @@ impl Ownership {
 /// * `owns` never answers [`Ownership::Owned`] for a block made elsewhere nor
 ///   [`Ownership::NotOwned`] for a block it made.
 ///
-/// An implementation that overrides one of `malloc_aligned`, `free_aligned` and `realloc_aligned`
-/// overrides all three consistently.
+/// An implementation that overrides one of `malloc_aligned` and `free_aligned` overrides both; the
+/// provided `realloc_aligned` is built on them (allocate, copy, free), so it may stay.
 ///
 /// # Example
 ///

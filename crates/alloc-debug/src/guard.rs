@@ -983,25 +983,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         }
     }
 
-    unsafe fn realloc_aligned(
-        &self,
-        ptr: NonNull<u8>,
-        layout: Layout,
-        new_size: usize,
-    ) -> Option<NonNull<u8>> {
-        if layout.align() <= MIN_ALIGN {
-            // SAFETY: small alignments come from malloc.
-            return unsafe { self.realloc(ptr.as_ptr(), new_size) };
-        }
-        let new = self.malloc_aligned(Layout::from_size_align(new_size, layout.align()).ok()?)?;
-        // SAFETY: both blocks are live and distinct; the old one holds `layout.size()` bytes and is
-        // released once, checked, through `free_aligned`.
-        unsafe {
-            ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), layout.size().min(new_size));
-            self.free_aligned(ptr, layout);
-        }
-        Some(new)
-    }
+    // `realloc_aligned` is the provided one: allocate, copy, `free_aligned` (which checks).
 
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         // SAFETY: a live block of ours has its size in the header.
