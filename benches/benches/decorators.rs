@@ -4,42 +4,18 @@
 //!
 //! `cargo bench -p domalloc-benches --bench decorators`
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use domalloc_benches::{with_allocator, workloads};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
 
 const SUBJECTS: &[&str] = &["pool", "domain", "guarded", "counting", "fault-off"];
 
 fn pairs(c: &mut Criterion) {
-    let mut group = c.benchmark_group("decorator-pairs");
-    for &size in &[16usize, 256] {
-        for &name in SUBJECTS {
-            with_allocator!(name, |a| {
-                group.bench_with_input(BenchmarkId::new(name, size), &size, |b, &size| {
-                    b.iter_custom(|iters| {
-                        let ns = workloads::pairs(a, size, iters);
-                        std::time::Duration::from_nanos((ns * iters as f64) as u64)
-                    })
-                });
-            });
-        }
-    }
-    group.finish();
+    common::pairs(c, "decorator-pairs", SUBJECTS, &[16, 256]);
 }
 
 fn churn(c: &mut Criterion) {
-    let mut group = c.benchmark_group("decorator-churn");
-    group.sample_size(10);
-    for &name in SUBJECTS {
-        with_allocator!(name, |a| {
-            group.bench_function(name, |b| {
-                b.iter_custom(|iters| {
-                    let ns = workloads::churn(a, 10_000, iters.max(1000), 42);
-                    std::time::Duration::from_nanos((ns * iters as f64) as u64)
-                })
-            });
-        });
-    }
-    group.finish();
+    common::churn(c, "decorator-churn", SUBJECTS, 10_000);
 }
 
 criterion_group!(benches, pairs, churn);

@@ -66,6 +66,10 @@ pub const ALL: &[&str] = &[
     "core-system",
 ];
 
+/// Allocators that can only be called directly, not installed as a process's global allocator
+/// (the single-owner heap, and the adapter alone).
+pub const DIRECT_ONLY: &[&str] = &["pool-heap", "core-system"];
+
 /// Runs `$body` with `$a` bound to a `&'static` reference to the allocator called `$name`
 /// (one of [`ALL`]); evaluates to `Some(result)`, or `None` for an unknown name.
 #[macro_export]

@@ -9,29 +9,7 @@ use std::time::Instant;
 
 use crate::{Result, cargo, root};
 
-const ALLOCATORS: &[&str] = &[
-    "system",
-    "mimalloc",
-    "jemalloc",
-    "pool",
-    "pool-heap",
-    "domain",
-    "guarded",
-    "counting",
-    "fault-off",
-    "core-system",
-];
-const WORKLOADS: &[&str] = &[
-    "pairs",
-    "churn",
-    "sweep",
-    "pyobjects",
-    "btree",
-    "json",
-    "prodcons",
-    "larson",
-];
-/// The quick suite leaves the sweep out (it is long); `--full` or `--workloads sweep` runs it.
+/// The quick suite's workloads (the sweep is long; `--full` or `--only sweep` runs it).
 const QUICK_WORKLOADS: &[&str] = &[
     "pairs",
     "churn",
@@ -43,10 +21,41 @@ const QUICK_WORKLOADS: &[&str] = &[
 ];
 /// The quick suite's allocators: the peers, the pool, and the pool through a domain.
 const QUICK_ALLOCATORS: &[&str] = &["system", "mimalloc", "jemalloc", "pool", "domain"];
-/// Allocators that can only be called directly, not installed as the process's allocator.
-const DIRECT_ONLY: &[&str] = &["pool-heap", "core-system"];
-/// Workloads that run on the process's global allocator.
-const GLOBAL_WORKLOADS: &[&str] = &["pyobjects", "btree", "json", "prodcons", "larson"];
+
+/// What the runner offers, as its `--list` says (xtask links no domalloc crate).
+struct Catalog {
+    workloads: Vec<String>,
+    global_workloads: Vec<String>,
+    allocators: Vec<String>,
+    direct_only: Vec<String>,
+}
+
+fn catalog(exe: &std::path::Path) -> Result<Catalog> {
+    let out = Command::new(exe)
+        .arg("--list")
+        .output()
+        .map_err(|e| format!("could not start {}: {e}", exe.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let list = |key: &str| -> Vec<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|rest| rest.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let c = Catalog {
+        workloads: list("workloads:"),
+        global_workloads: list("global-workloads:"),
+        allocators: list("allocators:"),
+        direct_only: list("direct-only:"),
+    };
+    if c.workloads.is_empty() || c.allocators.is_empty() {
+        return Err(format!(
+            "{} --list gave no workloads or allocators",
+            exe.display()
+        ));
+    }
+    Ok(c)
+}
 
 struct Options {
     workloads: Vec<String>,
@@ -58,7 +67,7 @@ struct Options {
     suite: &'static str,
 }
 
-fn parse(args: &[String]) -> Result<Options> {
+fn parse(args: &[String], catalog: &Catalog) -> Result<Options> {
     let mut o = Options {
         workloads: QUICK_WORKLOADS.iter().map(|s| s.to_string()).collect(),
         allocators: QUICK_ALLOCATORS.iter().map(|s| s.to_string()).collect(),
@@ -79,8 +88,8 @@ fn parse(args: &[String]) -> Result<Options> {
         match flag.as_str() {
             "--quick" => {}
             "--full" => {
-                o.workloads = WORKLOADS.iter().map(|s| s.to_string()).collect();
-                o.allocators = ALLOCATORS.iter().map(|s| s.to_string()).collect();
+                o.workloads = catalog.workloads.clone();
+                o.allocators = catalog.allocators.clone();
                 let n = std::thread::available_parallelism().map_or(2, |n| n.get());
                 o.threads = if n > 2 {
                     format!("1,2,{n}")
@@ -104,18 +113,18 @@ fn parse(args: &[String]) -> Result<Options> {
         }
     }
     for w in &o.workloads {
-        if !WORKLOADS.contains(&w.as_str()) {
+        if !catalog.workloads.contains(w) {
             return Err(format!(
                 "unknown workload {w:?}; known: {}",
-                WORKLOADS.join(", ")
+                catalog.workloads.join(", ")
             ));
         }
     }
     for a in &o.allocators {
-        if !ALLOCATORS.contains(&a.as_str()) {
+        if !catalog.allocators.contains(a) {
             return Err(format!(
                 "unknown allocator {a:?}; known: {}",
-                ALLOCATORS.join(", ")
+                catalog.allocators.join(", ")
             ));
         }
     }
@@ -173,7 +182,6 @@ fn machine() -> String {
 }
 
 pub(crate) fn run(args: &[String]) -> Result {
-    let o = parse(args)?;
     let mut build = cargo();
     build.args([
         "build",
@@ -186,6 +194,8 @@ pub(crate) fn run(args: &[String]) -> Result {
     ]);
     crate::run("building the benchmark runner (release)", build)?;
     let exe = root().join("target/release/domalloc-bench");
+    let catalog = catalog(&exe)?;
+    let o = parse(args, &catalog)?;
 
     let total = o.workloads.len() * o.allocators.len();
     let mut rows = Vec::new();
@@ -201,7 +211,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     for w in &o.workloads {
         for a in &o.allocators {
             done += 1;
-            if GLOBAL_WORKLOADS.contains(&w.as_str()) && DIRECT_ONLY.contains(&a.as_str()) {
+            if catalog.global_workloads.contains(w) && catalog.direct_only.contains(a) {
                 eprintln!(
                     "\r    [{done}/{total}] {w} on {a}: skipped ({a} cannot be the process's allocator)"
                 );

@@ -59,8 +59,11 @@ fn parse() -> Result<Option<Args>, String> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--list" => {
+                // Read by `cargo xtask bench`, which links no domalloc crate: one list a line.
                 println!("workloads: {}", WORKLOADS.join(" "));
+                println!("global-workloads: {}", GLOBAL_WORKLOADS.join(" "));
                 println!("allocators: {}", peers::ALL.join(" "));
+                println!("direct-only: {}", peers::DIRECT_ONLY.join(" "));
                 return Ok(None);
             }
             "--allocator" => args.allocator = value()?,
