@@ -192,6 +192,27 @@ mod sized {
     }
 }
 
+/// The queries both sizing decorators answer from the header: `usable_size` (the requested size),
+/// `owns` (the header's tag, or the remembered set), `name` and `write_origin` (asked of the inner
+/// allocator about the raw block).
+macro_rules! sized_queries {
+    ($name:literal) => {
+        unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+            // SAFETY: a live block of ours (the caller's guarantee) has its size in the header.
+            Some(unsafe { sized::size_of(ptr) })
+        }
+        fn owns(&self, ptr: *const u8) -> Ownership {
+            sized::owns(&self.inner, &self.claims, ptr)
+        }
+        fn name(&self) -> &str {
+            $name
+        }
+        fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
+            self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
+        }
+    };
+}
+
 /// Histogram buckets: 32 classes 16 bytes apart up to 512 (as the pool's), then powers of two up
 /// to 1 MiB, then everything larger.
 pub const HISTOGRAM_BUCKETS: usize = 32 + 11 + 1;
@@ -471,19 +492,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
             }
         }
     }
-    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        // SAFETY: a live block of ours.
-        Some(unsafe { sized::size_of(ptr) })
-    }
-    fn owns(&self, ptr: *const u8) -> Ownership {
-        sized::owns(&self.inner, &self.claims, ptr)
-    }
-    fn name(&self) -> &str {
-        "counting"
-    }
-    fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
-        self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
-    }
+    sized_queries!("counting");
 }
 
 /// A budget of live bytes: an allocation that would take the bytes requested by live blocks past
@@ -626,17 +635,5 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
     }
     // `realloc_aligned` is the provided one: allocate, copy, `free_aligned` (each budgeted).
 
-    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        // SAFETY: a live block of ours.
-        Some(unsafe { sized::size_of(ptr) })
-    }
-    fn owns(&self, ptr: *const u8) -> Ownership {
-        sized::owns(&self.inner, &self.claims, ptr)
-    }
-    fn name(&self) -> &str {
-        "limited"
-    }
-    fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
-        self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
-    }
+    sized_queries!("limited");
 }
