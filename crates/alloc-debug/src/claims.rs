@@ -1,13 +1,13 @@
 //! Which blocks a decorator made, where its inner allocator cannot tell.
 //!
-//! A decorator that puts a header before its blocks must answer `owns` precisely, or a domain that
+//! A decorator that puts a header before its blocks must answer `owns` exactly, or a domain that
 //! routes frees by `owns` could hand it a block it did not make (one its inner allocator made
-//! before the decorator was stacked on it). Where the inner allocator owns the memory, the
-//! decorator reads its own header mark. Where the inner allocator answers "unknown" (the C library,
-//! or a pool's large blocks), the header cannot be read safely, so the decorator remembers those
-//! blocks here: a set of addresses kept in the C library's memory (never in the decorated
-//! allocator, so it cannot recurse), behind a lock that never allocates. Small pool blocks, the
-//! common case, never come here.
+//! before the decorator was stacked on it). Reading a mark in front of a pointer is not an answer:
+//! the bytes may belong to another live block (never written, or being written by another thread).
+//! So the decorator remembers every live block it made, here: a set of addresses kept in the C
+//! library's memory (never in the decorated allocator, so it cannot recurse), behind a lock that
+//! never allocates. It costs a hash insert and remove per block, which is the price of an exact
+//! `owns` for a decorator that changes the layout.
 
 use alloc_core::lock::Lock;
 use alloc_core::{AsAllocator, System};

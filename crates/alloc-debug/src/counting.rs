@@ -1,8 +1,7 @@
 //! `Counting<A>` (statistics) and `Limited<A>` (a budget of live bytes).
 //!
 //! Both need the size of a block when it is freed, and a C caller's `free` has none, so both keep
-//! it in a 16-byte header before the block (the size, then a tag that lets `owns` recognise the
-//! decorator's own blocks) (which keeps the block 16-aligned; for alignments above
+//! it in a 16-byte header before the block (the size, then a tag) (which keeps the block 16-aligned; for alignments above
 //! 16 the header sits in an alignment-sized prefix). The bookkeeping is relaxed atomics: exact
 //! counts, no ordering with other memory.
 
@@ -56,7 +55,7 @@ mod sized {
             let data = raw.as_ptr().add(pre);
             data.sub(HEADER).cast::<usize>().write(size);
             data.sub(HEADER).cast::<usize>().add(1).write(TAG);
-            if inner.owns(raw.as_ptr()) != Ownership::Owned && !claims.insert(data as usize) {
+            if !claims.insert(data as usize) {
                 // No memory to remember the block by: give it back, fail the request.
                 release(inner, raw, size + pre, align);
                 return None;
@@ -87,29 +86,14 @@ mod sized {
         unsafe { data.as_ptr().sub(HEADER).cast::<usize>().read() }
     }
 
-    /// Whether `data` is a block made by [`alloc`] over `inner`: precise where `inner` is (the
-    /// header is read only from memory `inner` owns), so blocks `inner` made directly are not
-    /// claimed.
-    pub(super) fn owns<A: DomainAllocator>(
-        inner: &A,
-        claims: &Claims,
-        data: *const u8,
-    ) -> Ownership {
-        let raw = data.wrapping_sub(HEADER);
-        match inner.owns(raw) {
-            Ownership::Owned => {
-                // SAFETY: `inner` owns the memory at `raw`, so the header's 16 bytes are mapped;
-                // they are only read (unaligned: `data` may be any pointer).
-                let tag = unsafe { raw.cast::<usize>().add(1).read_unaligned() };
-                if tag == TAG {
-                    Ownership::Owned
-                } else {
-                    Ownership::NotOwned
-                }
-            }
-            // Every block whose memory the inner allocator does not claim is remembered.
-            _ if claims.contains(data as usize) => Ownership::Owned,
-            _ => Ownership::NotOwned,
+    /// Whether `data` is a live block made by [`alloc`]: every such block is remembered, so the
+    /// answer is exact and reads no memory (a block the inner allocator made directly, or one of
+    /// another decorator, is never claimed).
+    pub(super) fn owns(claims: &Claims, data: *const u8) -> Ownership {
+        if claims.contains(data as usize) {
+            Ownership::Owned
+        } else {
+            Ownership::NotOwned
         }
     }
 
@@ -128,9 +112,7 @@ mod sized {
             let size = size_of(data);
             let pre = prefix(align);
             let raw = NonNull::new_unchecked(data.as_ptr().sub(pre));
-            if inner.owns(raw.as_ptr()) != Ownership::Owned {
-                claims.remove(data.as_ptr() as usize);
-            }
+            claims.remove(data.as_ptr() as usize);
             release(inner, raw, size + pre, align);
         }
     }
@@ -154,18 +136,13 @@ mod sized {
         // SAFETY: the caller's guarantee; the header is the first 16 bytes of the inner block.
         unsafe {
             let old_raw = data.as_ptr().sub(HEADER);
-            let old_claimed = inner.owns(old_raw) != Ownership::Owned;
             let raw = inner.realloc(old_raw, total)?;
             raw.as_ptr().cast::<usize>().write(new_size);
             raw.as_ptr().cast::<usize>().add(1).write(TAG);
             let new = raw.as_ptr().add(HEADER);
-            if old_claimed {
-                claims.remove(data.as_ptr() as usize);
-            }
-            if inner.owns(raw.as_ptr()) != Ownership::Owned {
-                // The reservation above makes this succeed in all but a race for the last slot.
-                claims.insert(new as usize);
-            }
+            claims.remove(data.as_ptr() as usize);
+            // The reservation above makes this succeed in all but a race for the last slot.
+            claims.insert(new as usize);
             Some(NonNull::new_unchecked(new))
         }
     }
@@ -202,7 +179,7 @@ macro_rules! sized_queries {
             Some(unsafe { sized::size_of(ptr) })
         }
         fn owns(&self, ptr: *const u8) -> Ownership {
-            sized::owns(&self.inner, &self.claims, ptr)
+            sized::owns(&self.claims, ptr)
         }
         fn name(&self) -> &str {
             $name

@@ -389,7 +389,7 @@ impl<A: DomainAllocator> Guarded<A> {
         unsafe {
             let data = raw.as_ptr().add(HEADER);
             self.dress(data, n, !zeroed);
-            if !self.claim(raw.as_ptr(), data) {
+            if !self.claim(data) {
                 self.inner.free_sized(raw, total);
                 return None;
             }
@@ -397,10 +397,10 @@ impl<A: DomainAllocator> Guarded<A> {
         }
     }
 
-    /// Remembers `data` where the inner allocator cannot claim `raw` (see `claims`); false if
-    /// there was no memory to remember it by.
-    fn claim(&self, raw: *const u8, data: *mut u8) -> bool {
-        self.inner.owns(raw) == Ownership::Owned || self.claims.insert(data as usize)
+    /// Remembers `data` as a live block of ours (see `claims`); false if there was no memory to
+    /// remember it by.
+    fn claim(&self, data: *mut u8) -> bool {
+        self.claims.insert(data as usize)
     }
 
     /// Checks the block at `data`: ownership, freed pattern, API id, leading and trailing pads, and
@@ -662,9 +662,7 @@ impl<A: DomainAllocator> Guarded<A> {
                 // goes back to the inner allocator now.
                 if let Some(b) = r.ring[i].as_mut().and_then(|old| old.withheld.take()) {
                     r.released += 1;
-                    if self.inner.owns(b.raw) != Ownership::Owned {
-                        self.claims.remove(b.data as usize);
-                    }
+                    self.claims.remove(b.data as usize);
                     // SAFETY: a withheld block is still allocated in the inner allocator and
                     // referred to by nothing else; it left its record above.
                     unsafe { self.release(b) };
@@ -731,9 +729,8 @@ impl<A: DomainAllocator> Guarded<A> {
         aligned: Option<Layout>,
         inner_owns: Ownership,
     ) {
-        if inner_owns != Ownership::Owned {
-            self.claims.remove(data as usize);
-        }
+        let _ = inner_owns; // kept by the check for callers that need it
+        self.claims.remove(data as usize);
         // SAFETY: the caller's guarantee.
         unsafe { raw.write_bytes(DEAD_BYTE, total) };
         let entry = Quarantined {
@@ -862,9 +859,7 @@ impl<A: DomainAllocator> Guarded<A> {
                 .collect()
         };
         for &b in &blocks {
-            if self.inner.owns(b.raw) != Ownership::Owned {
-                self.claims.remove(b.data as usize);
-            }
+            self.claims.remove(b.data as usize);
             // SAFETY: a withheld block is still allocated in the inner allocator and referred to
             // by nothing else; it leaves the record above, so it is released once.
             unsafe { self.release(b) };
@@ -968,7 +963,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             raw.as_ptr().write_bytes(FORBIDDEN_BYTE, prefix - HEADER);
             let data = raw.as_ptr().add(prefix);
             self.dress(data, layout.size(), true);
-            if !self.claim(raw.as_ptr(), data) {
+            if !self.claim(data) {
                 self.inner.free_aligned(raw, inner);
                 return None;
             }
@@ -1000,33 +995,14 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         Some(unsafe { read_word(ptr.as_ptr().sub(HEADER)) })
     }
 
-    /// Precise: a pointer in memory the inner allocator owns is claimed only if it carries this
-    /// allocator's header (its API id and intact leading pad); elsewhere (the C library, a pool's
-    /// large blocks) only if it is one of the blocks this allocator remembers making. So blocks the
-    /// inner allocator made directly, before this one was stacked on it, are never claimed; domains
-    /// route frees by this answer.
-    // The trait makes `owns` safe for any pointer; this reads only memory the inner allocator
-    // says it owns (mapped), which is what makes that true.
-    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    /// Exact and reading no memory: every live block this allocator made is remembered, so a
+    /// block the inner allocator made directly (before this one was stacked on it), or another
+    /// decorator's, is never claimed. Domains route frees by this answer.
     fn owns(&self, ptr: *const u8) -> Ownership {
-        let raw = ptr.wrapping_sub(HEADER);
-        match self.inner.owns(raw) {
-            Ownership::Owned => {
-                // SAFETY: the inner allocator owns the memory at `raw`, so its 16 bytes are mapped
-                // (a block or an arena of it); they are only read.
-                let ours = unsafe {
-                    *ptr.sub(WORD) == self.api
-                        && all_are(ptr.sub(WORD - 1), WORD - 1, FORBIDDEN_BYTE)
-                };
-                if ours {
-                    Ownership::Owned
-                } else {
-                    Ownership::NotOwned
-                }
-            }
-            // Every live block whose memory the inner allocator does not claim is remembered.
-            _ if self.claims.contains(ptr as usize) => Ownership::Owned,
-            _ => Ownership::NotOwned,
+        if self.claims.contains(ptr as usize) {
+            Ownership::Owned
+        } else {
+            Ownership::NotOwned
         }
     }
 
