@@ -26,9 +26,8 @@
 //! [`set`] and [`hook`] check it: on a domain that has allocated, the new allocator must claim a
 //! block it makes (a probe allocation), or the call is refused with
 //! [`DomainError::AmbiguousOwnership`]. The pool allocator claims its blocks; so do the debug
-//! decorators over anything (they check their own header where the inner allocator owns the memory
-//! and remember their other blocks); a decorator that returns its inner blocks unchanged claims
-//! what its inner allocator claims. With a single allocator in the chain (the
+//! decorators over anything (each remembers the blocks it made); a decorator that returns its inner
+//! blocks unchanged claims what its inner allocator claims. With a single allocator in the chain (the
 //! usual case) a free is one atomic load and one indirect call, like an allocation.
 
 use core::alloc::Layout;
