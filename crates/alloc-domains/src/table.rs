@@ -206,7 +206,7 @@ static REC_POOL: Installed = record(&POOL, true, false);
 static REC_RAW_DEBUG: Installed = record(&RAW_DEBUG, true, true);
 static REC_MEM_DEBUG_SYSTEM: Installed = record(&MEM_DEBUG_SYSTEM, true, true);
 static REC_OBJECT_DEBUG_SYSTEM: Installed = record(&OBJECT_DEBUG_SYSTEM, true, true);
-// The debug hooks remember the blocks they cannot read a mark from: they claim all of theirs.
+// The debug hooks remember every block they make: they claim all of theirs.
 static REC_MEM_DEBUG_POOL: Installed = record(&MEM_DEBUG_POOL, true, true);
 static REC_OBJECT_DEBUG_POOL: Installed = record(&OBJECT_DEBUG_POOL, true, true);
 
