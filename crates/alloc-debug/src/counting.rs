@@ -364,6 +364,26 @@ impl<A> Counting<A> {
         p
     }
 
+    /// Counts a realloc from `old` to `new_size` bytes (or its failure).
+    fn reallocated(
+        &self,
+        moved: Option<NonNull<u8>>,
+        old: usize,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        match moved {
+            Some(_) => {
+                self.reallocs.fetch_add(1, Ordering::Relaxed);
+                self.bytes_live.fetch_sub(old as u64, Ordering::Relaxed);
+                self.grow(new_size);
+            }
+            None => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        moved
+    }
+
     #[inline]
     fn freed(&self, size: usize) {
         self.frees.fetch_add(1, Ordering::Relaxed);
@@ -397,18 +417,8 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         // SAFETY: a live block of ours (the caller's guarantee).
         let old = unsafe { sized::size_of(p) };
         // SAFETY: as above.
-        match unsafe { sized::realloc(&self.inner, &self.claims, p, new_size) } {
-            Some(new) => {
-                self.reallocs.fetch_add(1, Ordering::Relaxed);
-                self.bytes_live.fetch_sub(old as u64, Ordering::Relaxed);
-                self.grow(new_size);
-                Some(new)
-            }
-            None => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+        let moved = unsafe { sized::realloc(&self.inner, &self.claims, p, new_size) };
+        self.reallocated(moved, old, new_size)
     }
     #[inline]
     unsafe fn free(&self, ptr: *mut u8) {
@@ -454,20 +464,10 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         // SAFETY: a live block of ours made with this alignment.
         let old = unsafe { sized::size_of(ptr) };
         // SAFETY: as above.
-        match unsafe {
+        let moved = unsafe {
             sized::realloc_aligned(&self.inner, &self.claims, ptr, layout.align(), new_size)
-        } {
-            Some(new) => {
-                self.reallocs.fetch_add(1, Ordering::Relaxed);
-                self.bytes_live.fetch_sub(old as u64, Ordering::Relaxed);
-                self.grow(new_size);
-                Some(new)
-            }
-            None => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+        };
+        self.reallocated(moved, old, new_size)
     }
     sized_queries!("counting");
 }
