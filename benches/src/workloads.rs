@@ -6,32 +6,8 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::time::Instant;
 
-/// A small, seeded generator (splitmix64), so every allocator sees the same sequence.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    #[inline]
-    pub fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
-}
+/// The seeded generator of the conformance suite: every allocator sees the same sequence.
+pub use alloc_core::testkit::Rng;
 
 /// `iters` allocate-then-free pairs of `size` bytes, each block touched once.
 /// Returns nanoseconds per pair.

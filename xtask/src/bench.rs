@@ -265,24 +265,8 @@ pub(crate) fn run(args: &[String]) -> Result {
     write_report(&rows, &o)
 }
 
-type Key = (String, usize, Option<usize>);
-
-fn baselines(rows: &[Row]) -> (BTreeMap<Key, f64>, BTreeMap<Key, f64>) {
-    let mut mimalloc = BTreeMap::new();
-    let mut best = BTreeMap::new();
-    for r in rows {
-        let key = (r.workload.clone(), r.threads, r.size);
-        if r.allocator == "mimalloc" {
-            mimalloc.insert(key.clone(), r.median_ns);
-        }
-        let b = best.entry(key).or_insert(f64::INFINITY);
-        *b = f64::min(*b, r.median_ns);
-    }
-    (mimalloc, best)
-}
-
 fn print_table(rows: &[Row], o: &Options) {
-    let (mimalloc, best) = baselines(rows);
+    let (mimalloc, best) = metric_baselines(rows);
     println!();
     println!(
         "domalloc bench ({} suite) on {}; ns per operation, median of {} samples",
@@ -306,7 +290,7 @@ fn print_table(rows: &[Row], o: &Options) {
     println!("{}", "-".repeat(102));
     let mut last = None;
     for r in rows {
-        let key = (r.workload.clone(), r.threads, r.size);
+        let key = (r.workload.clone(), r.threads, r.size, "ns_per_op");
         if last.as_ref().is_some_and(|l| *l != key) {
             println!();
         }

@@ -3,7 +3,7 @@
 
 use core::cell::UnsafeCell;
 
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// A test-and-test-and-set spin lock that never allocates (usable inside a global allocator, from
 /// the first allocation of a process). After a short spin it yields the CPU to the OS.

@@ -824,7 +824,7 @@ macro_rules! allocator_conformance_tests {
     };
 }
 
-/// allocator-api2's `Vec` and hashbrown-free collection use through `&A`: push, grow, shrink.
+/// Collections through `&A`: an allocator-api2 `Vec` pushed, grown and shrunk, and a `Box`.
 pub fn check_collections<A: Allocator>(a: &A) {
     let mut v = allocator_api2::vec::Vec::new_in(a);
     for i in 0..10_000u64 {

@@ -15,6 +15,10 @@ use hashbrown::{DefaultHashBuilder, HashSet};
 
 type Set = HashSet<usize, DefaultHashBuilder, AsAllocator<System>>;
 
+fn new_set() -> Set {
+    HashSet::with_hasher_in(DefaultHashBuilder::default(), AsAllocator::new(System))
+}
+
 pub(crate) struct Claims {
     set: Lock<Option<Set>>,
 }
@@ -30,10 +34,15 @@ impl Claims {
     /// (the caller then gives the block back and fails the allocation).
     pub(crate) fn insert(&self, data: usize) -> bool {
         let mut s = self.set.lock();
-        let set = s.get_or_insert_with(|| {
-            HashSet::with_hasher_in(DefaultHashBuilder::default(), AsAllocator::new(System))
-        });
+        let set = s.get_or_insert_with(new_set);
         set.try_reserve(1).is_ok() && set.insert(data)
+    }
+
+    /// Makes room for one more block, so that the next `insert` cannot fail for want of memory
+    /// (while no other thread inserts meanwhile); false if the memory could not be had.
+    pub(crate) fn reserve_one(&self) -> bool {
+        let mut s = self.set.lock();
+        s.get_or_insert_with(new_set).try_reserve(1).is_ok()
     }
 
     /// Forgets `data`; returns whether it was remembered.

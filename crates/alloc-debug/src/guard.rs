@@ -414,11 +414,10 @@ impl<A: DomainAllocator> Guarded<A> {
         data: *mut u8,
         given: Option<usize>,
         plain: bool,
-    ) -> Result<(usize, Ownership), ViolationKind> {
+    ) -> Result<usize, ViolationKind> {
         // SAFETY: pointer arithmetic only; nothing is read unless the inner allocator owns it.
         let raw = data.wrapping_sub(HEADER);
-        let inner_owns = self.inner.owns(raw);
-        if inner_owns == Ownership::NotOwned {
+        if self.inner.owns(raw) == Ownership::NotOwned {
             return Err(ViolationKind::ForeignPointer);
         }
         // SAFETY: the caller's guarantee.
@@ -449,7 +448,7 @@ impl<A: DomainAllocator> Guarded<A> {
             {
                 return Err(ViolationKind::WrongSize { recorded: n, given });
             }
-            Ok((n, inner_owns))
+            Ok(n)
         }
     }
 
@@ -685,10 +684,10 @@ impl<A: DomainAllocator> Guarded<A> {
         data: *mut u8,
         given: Option<usize>,
         plain: bool,
-    ) -> Option<(usize, Ownership)> {
+    ) -> Option<usize> {
         // SAFETY: the caller's guarantee; `check` reads only what ownership allows.
         match unsafe { self.check(data, given, plain) } {
-            Ok(found) => Some(found),
+            Ok(n) => Some(n),
             Err(kind) => {
                 // SAFETY: as above; `report` reads only the parts `kind` says are intact.
                 let mut v = unsafe { self.report(op, kind, data, plain) };
@@ -719,17 +718,8 @@ impl<A: DomainAllocator> Guarded<A> {
     ///
     /// # Safety
     /// `raw..raw + total` is a checked live block of ours starting at `raw`, with `data` its data
-    /// pointer; `aligned` is its inner layout if it came from `malloc_aligned`; `inner_owns` is
-    /// what the inner allocator answered about its memory during the check.
-    unsafe fn bury(
-        &self,
-        raw: *mut u8,
-        data: *mut u8,
-        total: usize,
-        aligned: Option<Layout>,
-        inner_owns: Ownership,
-    ) {
-        let _ = inner_owns; // kept by the check for callers that need it
+    /// pointer; `aligned` is its inner layout if it came from `malloc_aligned`.
+    unsafe fn bury(&self, raw: *mut u8, data: *mut u8, total: usize, aligned: Option<Layout>) {
         self.claims.remove(data as usize);
         // SAFETY: the caller's guarantee.
         unsafe { raw.write_bytes(DEAD_BYTE, total) };
@@ -916,13 +906,13 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             return self.malloc(new_size);
         }
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        let (n, inner_owns) = unsafe { self.verify("realloc", ptr, None, true) }?;
+        let n = unsafe { self.verify("realloc", ptr, None, true) }?;
         // Always move, as a fresh serial and a fresh address catch stale pointers sooner.
         let new = self.malloc(new_size)?;
         // SAFETY: both blocks are live and distinct; `n` bytes are readable at `ptr`.
         unsafe {
             ptr::copy_nonoverlapping(ptr, new.as_ptr(), n.min(new_size));
-            self.bury(ptr.sub(HEADER), ptr, n + HEADER + TRAILER, None, inner_owns);
+            self.bury(ptr.sub(HEADER), ptr, n + HEADER + TRAILER, None);
         }
         Some(new)
     }
@@ -932,18 +922,18 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             return;
         }
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        if let Some((n, inner_owns)) = unsafe { self.verify("free", ptr, None, true) } {
+        if let Some(n) = unsafe { self.verify("free", ptr, None, true) } {
             // SAFETY: a checked live block.
-            unsafe { self.bury(ptr.sub(HEADER), ptr, n + HEADER + TRAILER, None, inner_owns) };
+            unsafe { self.bury(ptr.sub(HEADER), ptr, n + HEADER + TRAILER, None) };
         }
     }
 
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
         let p = ptr.as_ptr();
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        if let Some((n, inner_owns)) = unsafe { self.verify("free", p, Some(size), true) } {
+        if let Some(n) = unsafe { self.verify("free", p, Some(size), true) } {
             // SAFETY: a checked live block.
-            unsafe { self.bury(p.sub(HEADER), p, n + HEADER + TRAILER, None, inner_owns) };
+            unsafe { self.bury(p.sub(HEADER), p, n + HEADER + TRAILER, None) };
         }
     }
 
@@ -979,12 +969,11 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         let p = ptr.as_ptr();
         let prefix = aligned_prefix(layout.align());
         // SAFETY: the program passes a block of ours made with `layout`; `verify` checks it.
-        if let Some((n, inner_owns)) = unsafe { self.verify("free", p, Some(layout.size()), false) }
-        {
+        if let Some(n) = unsafe { self.verify("free", p, Some(layout.size()), false) } {
             let total = prefix + n + TRAILER;
             let inner = Layout::from_size_align(total, layout.align()).ok();
             // SAFETY: a checked live block starting `prefix` bytes before `p`.
-            unsafe { self.bury(p.sub(prefix), p, total, inner, inner_owns) };
+            unsafe { self.bury(p.sub(prefix), p, total, inner) };
         }
     }
 

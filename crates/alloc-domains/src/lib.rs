@@ -6,7 +6,9 @@
 //! ([`hook`]), watched ([`on_change`]) and put under the debug hooks ([`setup_debug_hooks`]); the
 //! standard domains start from `DOMALLOC=` ([`Preset`], `PYTHONMALLOC`'s vocabulary).
 //!
-//! * Allocation through a domain costs one atomic load and one indirect call.
+//! * Allocation through a domain costs one atomic load, one indirect call, and a relaxed read of
+//!   the domain's "has allocated" flag (which the replacement rule needs); a free, one atomic load
+//!   and one indirect call.
 //! * Replacing an allocator while its blocks are live is safe: frees go to the allocator that made
 //!   the block (the rule is in [`table`'s documentation](crate#replacement-rule), and a replacement
 //!   that could not keep it is refused with a typed error).

@@ -6,7 +6,9 @@
 //! Each domain's slot holds an `AtomicPtr` to an [`Installed`] record (the allocator, the record it
 //! replaced, whether it can tell its own blocks). Allocation loads the record (Acquire, paired with
 //! the Release that published it) and calls the allocator through its vtable: one atomic load and
-//! one indirect call. Records are never freed: a record may be read by a thread that loaded it just
+//! one indirect call, plus, on the allocating side, a relaxed read of the slot's `used` flag (set
+//! once, at the domain's first allocation; the replacement rule below needs it). Records are never
+//! freed: a record may be read by a thread that loaded it just
 //! before a replacement, and blocks its allocator made may outlive it.
 //!
 //! # Replacing is safe (the rule)
@@ -464,15 +466,13 @@ fn leak(rec: Installed) -> &'static Installed {
 
 /// Whether `alloc` claims the blocks it makes (the probe of the replacement rule: one small block).
 fn claims_its_blocks(alloc: &DynAllocator) -> bool {
-    [1].into_iter().all(|size| match alloc.malloc(size) {
-        Some(p) => {
-            let owned = alloc.owns(p.as_ptr()) == Ownership::Owned;
-            // SAFETY: the probe block was just made by `alloc` and is freed once.
-            unsafe { alloc.free(p.as_ptr()) };
-            owned
-        }
-        None => false,
-    })
+    let Some(p) = alloc.malloc(1) else {
+        return false;
+    };
+    let owned = alloc.owns(p.as_ptr()) == Ownership::Owned;
+    // SAFETY: the probe block was just made by `alloc` and is freed once.
+    unsafe { alloc.free(p.as_ptr()) };
+    owned
 }
 
 /// Installs `new` (a record whose `previous` is the current one) in `id` under the writer lock,

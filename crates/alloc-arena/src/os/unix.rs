@@ -1,7 +1,7 @@
 //! unix: `mmap`, `munmap`, `madvise`.
 
+use crate::sync::{AtomicUsize, Ordering};
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use alloc_core::ArenaError;
 

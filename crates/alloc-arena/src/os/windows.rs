@@ -1,8 +1,8 @@
 //! windows: `VirtualAlloc`, `VirtualFree`.
 
+use crate::sync::{AtomicUsize, Ordering};
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use alloc_core::ArenaError;
 use windows_sys::Win32::Foundation::GetLastError;
