@@ -37,6 +37,13 @@ trait Front {
     fn owner_id(&self) -> &AtomicU32;
     fn large(&self) -> &Self::L;
     fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<Self::P>, &AtomicU32) -> R) -> R;
+    /// Takes the front's locks for a fork (none for a heap).
+    fn lock_for_fork(&self) {}
+    /// Releases what `lock_for_fork` took.
+    ///
+    /// # Safety
+    /// On the thread that called `lock_for_fork` (in the child: the one the fork returned in).
+    unsafe fn unlock_after_fork(&self) {}
 }
 
 #[inline]
@@ -349,6 +356,24 @@ macro_rules! domain_allocator_for_front {
             fn name(&self) -> &str {
                 $name
             }
+            fn prepare_fork(&self) {
+                self.lock_for_fork();
+                self.large().prepare_fork();
+            }
+            unsafe fn after_fork_parent(&self) {
+                // SAFETY: the caller's guarantee: on the thread that ran `prepare_fork`.
+                unsafe {
+                    self.large().after_fork_parent();
+                    self.unlock_after_fork();
+                }
+            }
+            unsafe fn after_fork_child(&self) {
+                // SAFETY: the caller's guarantee: in the child, on the thread the fork returned in.
+                unsafe {
+                    self.large().after_fork_child();
+                    self.unlock_after_fork();
+                }
+            }
         }
     };
 }
@@ -490,6 +515,13 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
     #[inline]
     fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<P>, &AtomicU32) -> R) -> R {
         self.core.with(|core| f(core, &self.id))
+    }
+    fn lock_for_fork(&self) {
+        self.core.acquire_for_fork();
+    }
+    unsafe fn unlock_after_fork(&self) {
+        // SAFETY: the caller's guarantee, which is the lock's.
+        unsafe { self.core.release_after_fork() }
     }
 }
 

@@ -9,6 +9,8 @@ pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsiz
 /// the first allocation of a process). After a short spin it yields the CPU to the OS.
 pub(crate) struct SpinLock<T> {
     locked: AtomicBool,
+    /// Set while held for a fork (see `acquire_for_fork`).
+    fork_held: AtomicBool,
     value: UnsafeCell<T>,
 }
 
@@ -20,6 +22,7 @@ impl<T> SpinLock<T> {
     pub(crate) const fn new(value: T) -> Self {
         SpinLock {
             locked: AtomicBool::new(false),
+            fork_held: AtomicBool::new(false),
             value: UnsafeCell::new(value),
         }
     }
@@ -40,6 +43,30 @@ impl<T> SpinLock<T> {
         let _unlock = Unlock(&self.locked);
         // SAFETY: the lock is held until `_unlock` drops, so this is the only reference.
         f(unsafe { &mut *self.value.get() })
+    }
+
+    /// Takes the lock for a fork handler and keeps it until `release_after_fork`; a second call
+    /// for the same fork does nothing (only the forking thread sets the mark).
+    pub(crate) fn acquire_for_fork(&self) {
+        if self.fork_held.load(Ordering::Relaxed) {
+            return;
+        }
+        self.lock();
+        self.fork_held.store(true, Ordering::Relaxed);
+    }
+
+    /// Releases a lock taken by `acquire_for_fork`; a second call does nothing.
+    ///
+    /// # Safety
+    /// On the thread that called `acquire_for_fork` (in the child: the one the fork returned in),
+    /// not inside `with` on this lock.
+    pub(crate) unsafe fn release_after_fork(&self) {
+        if !self.fork_held.load(Ordering::Relaxed) {
+            return;
+        }
+        self.fork_held.store(false, Ordering::Relaxed);
+        // Release: publishes the holder's writes, as `Unlock` does.
+        self.locked.store(false, Ordering::Release);
     }
 
     #[inline]

@@ -274,6 +274,35 @@ pub unsafe trait DomainAllocator {
         false
     }
 
+    /// Fork support, first half: called in the parent just before `fork()` (a `pthread_atfork`
+    /// prepare handler), it takes every lock the allocator's paths can hold, its own and those of
+    /// the allocators it wraps (outermost first), so that the child does not inherit a lock held by
+    /// a thread that no longer exists there. Reaching the same allocator twice for one fork (one
+    /// allocator under two decorators) must be harmless: take each lock at most once per fork
+    /// ([`Lock::acquire_for_fork`](crate::lock::Lock::acquire_for_fork) does). Provided: nothing
+    /// to take.
+    fn prepare_fork(&self) {}
+
+    /// Fork support, in the parent after `fork()`: releases what [`prepare_fork`] took (innermost
+    /// first). Provided: nothing.
+    ///
+    /// # Safety
+    /// Only after [`prepare_fork`] on this allocator, by the same thread; a second call for the
+    /// same fork must do nothing.
+    ///
+    /// [`prepare_fork`]: Self::prepare_fork
+    unsafe fn after_fork_parent(&self) {}
+
+    /// Fork support, in the child after `fork()`: releases what [`prepare_fork`] took and makes the
+    /// allocator usable by the child's only thread. Provided: nothing.
+    ///
+    /// # Safety
+    /// Only in the child of a `fork()` whose parent called [`prepare_fork`] on this allocator
+    /// just before; a second call for the same fork must do nothing.
+    ///
+    /// [`prepare_fork`]: Self::prepare_fork
+    unsafe fn after_fork_child(&self) {}
+
     /// [`malloc`](Self::malloc) with a typed error.
     fn try_malloc(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
         self.malloc(size).ok_or(AllocError::OutOfMemory {
@@ -375,5 +404,16 @@ unsafe impl<A: DomainAllocator + ?Sized> DomainAllocator for &A {
     }
     fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {
         (**self).write_origin(ptr, out)
+    }
+    fn prepare_fork(&self) {
+        (**self).prepare_fork()
+    }
+    unsafe fn after_fork_parent(&self) {
+        // SAFETY: the caller's guarantee, forwarded unchanged.
+        unsafe { (**self).after_fork_parent() }
+    }
+    unsafe fn after_fork_child(&self) {
+        // SAFETY: the caller's guarantee, forwarded unchanged.
+        unsafe { (**self).after_fork_child() }
     }
 }

@@ -20,6 +20,10 @@ use core::sync::atomic::{AtomicBool, Ordering};
 /// ```
 pub struct Lock<T> {
     held: AtomicBool,
+    /// Set while held by [`Lock::acquire_for_fork`]: makes taking and releasing for a fork
+    /// idempotent, so a fork handler may reach the same lock through two paths (one allocator
+    /// wrapped by two decorators) without deadlocking on itself.
+    fork_held: AtomicBool,
     value: UnsafeCell<T>,
 }
 
@@ -34,6 +38,7 @@ impl<T> Lock<T> {
     pub const fn new(value: T) -> Self {
         Lock {
             held: AtomicBool::new(false),
+            fork_held: AtomicBool::new(false),
             value: UnsafeCell::new(value),
         }
     }
@@ -51,6 +56,34 @@ impl<T> Lock<T> {
             }
         }
         Held(self)
+    }
+}
+
+impl<T> Lock<T> {
+    /// Takes the lock with no guard, for a fork handler: it stays held until
+    /// [`release_after_fork`](Self::release_after_fork). Taking it again for the same fork does
+    /// nothing (the fork handler runs on one thread, which is the only one that sets the mark).
+    pub fn acquire_for_fork(&self) {
+        if self.fork_held.load(Ordering::Relaxed) {
+            return;
+        }
+        core::mem::forget(self.lock());
+        self.fork_held.store(true, Ordering::Relaxed);
+    }
+
+    /// Releases a lock taken by [`acquire_for_fork`](Self::acquire_for_fork), in the parent or in
+    /// the child of the fork; releasing it again does nothing.
+    ///
+    /// # Safety
+    /// Called by the thread that called `acquire_for_fork` (in the child: the thread the fork
+    /// returned in), while no guard of this lock is alive on that thread.
+    pub unsafe fn release_after_fork(&self) {
+        if !self.fork_held.load(Ordering::Relaxed) {
+            return;
+        }
+        self.fork_held.store(false, Ordering::Relaxed);
+        // Release: publishes what the holder wrote, as `Held::drop` does.
+        self.held.store(false, Ordering::Release);
     }
 }
 

@@ -53,4 +53,18 @@ impl Claims {
     pub(crate) fn contains(&self, data: usize) -> bool {
         self.set.lock().as_ref().is_some_and(|s| s.contains(&data))
     }
+
+    /// Takes the set's lock for a fork (see `DomainAllocator::prepare_fork`).
+    pub(crate) fn prepare_fork(&self) {
+        self.set.acquire_for_fork();
+    }
+
+    /// Releases the lock taken by [`prepare_fork`](Self::prepare_fork).
+    ///
+    /// # Safety
+    /// Only by the thread that called `prepare_fork` (in the child: the one the fork returned in).
+    pub(crate) unsafe fn after_fork(&self) {
+        // SAFETY: the caller's guarantee: `prepare_fork` took the lock and nothing released it.
+        unsafe { self.set.release_after_fork() }
+    }
 }

@@ -186,6 +186,24 @@ macro_rules! sized_queries {
         fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
             self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
         }
+        fn prepare_fork(&self) {
+            self.claims.prepare_fork();
+            self.inner.prepare_fork();
+        }
+        unsafe fn after_fork_parent(&self) {
+            // SAFETY: the caller's guarantee: on the thread that ran `prepare_fork`.
+            unsafe {
+                self.inner.after_fork_parent();
+                self.claims.after_fork();
+            }
+        }
+        unsafe fn after_fork_child(&self) {
+            // SAFETY: the caller's guarantee: in the child, on the thread the fork returned in.
+            unsafe {
+                self.inner.after_fork_child();
+                self.claims.after_fork();
+            }
+        }
     };
 }
 

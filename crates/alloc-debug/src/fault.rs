@@ -293,4 +293,15 @@ unsafe impl<A: DomainAllocator> DomainAllocator for FaultInjecting<A> {
     fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
         self.inner.write_origin(ptr, out)
     }
+    fn prepare_fork(&self) {
+        self.inner.prepare_fork();
+    }
+    unsafe fn after_fork_parent(&self) {
+        // SAFETY: the caller's guarantee, forwarded unchanged.
+        unsafe { self.inner.after_fork_parent() }
+    }
+    unsafe fn after_fork_child(&self) {
+        // SAFETY: the caller's guarantee, forwarded unchanged.
+        unsafe { self.inner.after_fork_child() }
+    }
 }

@@ -1002,4 +1002,30 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
     fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
         self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
     }
+    fn prepare_fork(&self) {
+        // The three locks are leaves (none is held while another is taken, or while the inner
+        // allocator is called), so any order is deadlock-free; inner last.
+        self.records.acquire_for_fork();
+        self.quarantine.acquire_for_fork();
+        self.claims.prepare_fork();
+        self.inner.prepare_fork();
+    }
+    unsafe fn after_fork_parent(&self) {
+        // SAFETY: the caller's guarantee: on the thread that ran `prepare_fork`.
+        unsafe {
+            self.inner.after_fork_parent();
+            self.claims.after_fork();
+            self.quarantine.release_after_fork();
+            self.records.release_after_fork();
+        }
+    }
+    unsafe fn after_fork_child(&self) {
+        // SAFETY: as in `after_fork_parent`, in the child.
+        unsafe {
+            self.inner.after_fork_child();
+            self.claims.after_fork();
+            self.quarantine.release_after_fork();
+            self.records.release_after_fork();
+        }
+    }
 }

@@ -48,8 +48,9 @@ mod table;
 pub use config::{ENV_VAR, PRESET_NAMES, Preset, UnknownPreset};
 pub use table::{
     CallbackId, ChangeCallback, Domain, DomainError, DomainId, DomainInfo, DynAllocator,
-    MAX_CALLBACKS, MAX_DOMAINS, MEM, OBJECT, RAW, add_domain, domains, find, get, hook, name,
-    on_change, preset, remove_callback, set, setup_debug_hooks,
+    MAX_CALLBACKS, MAX_DOMAINS, MEM, OBJECT, RAW, add_domain, after_fork_child, after_fork_parent,
+    domains, find, get, hook, name, on_change, prepare_fork, preset, remove_callback, set,
+    setup_debug_hooks,
 };
 
 /// Routes Rust's global allocations through a domain (usually `MEM`):
