@@ -38,6 +38,9 @@
 use core::mem::{align_of, size_of};
 use core::ptr;
 
+use crate::remote::RemoteList;
+use crate::threads::SlotHeader;
+
 /// A free block: its first word links to the next free block of the same pool.
 #[repr(C)]
 pub(crate) struct FreeBlock {
@@ -47,11 +50,14 @@ pub(crate) struct FreeBlock {
 /// `PoolMeta::class` of an empty pool.
 pub(crate) const NO_CLASS: u8 = u8::MAX;
 
-/// The description of one pool, kept in its arena's header: one cache line.
+/// The description of one pool, kept in its arena's header: two cache lines, the first for the
+/// owning heap only, the second for the frees of other threads.
 ///
 /// Freed blocks go onto `local_free`, allocations come from `free`; when `free` runs dry the two
 /// lists are swapped (mimalloc's free-list sharding). A free then never writes the list head the
 /// next allocation reads, which keeps an alloc-free-alloc sequence off a store-to-load chain.
+/// A free from a thread that does not own the pool's heap goes onto `remote` instead (see
+/// `remote`), and the owner takes those blocks back on its slow path.
 #[repr(C, align(64))]
 pub(crate) struct PoolMeta {
     /// Carved blocks ready to be allocated.
@@ -82,11 +88,23 @@ pub(crate) struct PoolMeta {
     pub(crate) in_list: bool,
     /// Whether the pool's pages are committed (false after a decommit, until it is taken again).
     pub(crate) committed: bool,
+    /// Blocks freed by other threads: a list linked through the blocks, its head tagged with
+    /// `remote::QUEUED` while the pool waits on its heap's notification stack. Written by any
+    /// thread (compare-exchange), taken whole by the owner (swap).
+    pub(crate) remote: RemoteList,
+    /// The next pool on the heap's notification stack (written by the thread that queues the pool,
+    /// published by the stack's compare-exchange).
+    pub(crate) notify_next: *mut PoolMeta,
 }
 
 /// The description of one arena, at its first byte.
 #[repr(C)]
 pub(crate) struct ArenaHeader {
+    /// The heap of a `PoolAllocator` that owns the arena, null for a `Heap`'s. Written once
+    /// before any block of the arena is handed out, read by frees from any thread; alone on its
+    /// cache line, away from the fields the owner keeps changing.
+    pub(crate) slot: *const SlotHeader,
+    _pad: [u8; 56],
     /// Links on the heap's usable-arena list (sorted by `nfree`, fullest first).
     pub(crate) next: *mut ArenaHeader,
     pub(crate) prev: *mut ArenaHeader,
@@ -107,8 +125,9 @@ pub(crate) struct ArenaHeader {
     pub(crate) usable: bool,
 }
 
-// One pool's description fills exactly one cache line.
-const _: () = assert!(size_of::<PoolMeta>() == 64);
+// One pool's description fills exactly two cache lines, the remote list on the second.
+const _: () = assert!(size_of::<PoolMeta>() == 128);
+const _: () = assert!(core::mem::offset_of!(PoolMeta, remote) == 64);
 
 const fn metas_offset() -> usize {
     size_of::<ArenaHeader>().next_multiple_of(align_of::<PoolMeta>())
@@ -152,6 +171,8 @@ impl ArenaHeader {
         // size (far more than the header's alignment).
         unsafe {
             a.write(ArenaHeader {
+                slot: ptr::null(),
+                _pad: [0; 56],
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
                 all_next: ptr::null_mut(),

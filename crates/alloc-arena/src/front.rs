@@ -22,21 +22,27 @@ use crate::os::OsArenas;
 use crate::registry;
 use crate::size_class::{ConfigError, Geometry, PoolConfig};
 use crate::stats::PoolStats;
-use crate::sync::{AtomicU32, Ordering, SpinLock};
+use crate::sync::{AtomicU32, Ordering};
 
-const DEFAULT_GEOMETRY: Geometry = match Geometry::new(PoolConfig::DEFAULT) {
+pub(crate) const DEFAULT_GEOMETRY: Geometry = match Geometry::new(PoolConfig::DEFAULT) {
     Ok(g) => g,
     Err(_) => panic!("the default configuration is valid"),
 };
 
 /// What the shared routing needs of a front.
-trait Front {
+pub(crate) trait Front {
     type P: ArenaProvider;
     type L: DomainAllocator;
     fn geometry(&self) -> &Geometry;
     fn owner_id(&self) -> &AtomicU32;
     fn large(&self) -> &Self::L;
-    fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<Self::P>, &AtomicU32) -> R) -> R;
+    /// A block of size class `class` from the pools.
+    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>>;
+    /// Frees a pool block; `class` is its size class when the caller knows it.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this front's pools (of `class`, if given), not used afterwards.
+    unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>);
     /// Takes the front's locks for a fork (none for a heap).
     fn lock_for_fork(&self) {}
     /// Releases what `lock_for_fork` took.
@@ -44,6 +50,32 @@ trait Front {
     /// # Safety
     /// On the thread that called `lock_for_fork` (in the child: the one the fork returned in).
     unsafe fn unlock_after_fork(&self) {}
+    /// In the child of a fork, after `unlock_after_fork`: the state of other threads is gone.
+    ///
+    /// # Safety
+    /// In the child of a fork, on its only thread.
+    unsafe fn forked_child(&self) {}
+}
+
+/// The block size of a live pool block: read from its pool's meta, found by masking (any thread
+/// may read it: it was written before the block was handed out, and stays until it is freed).
+///
+/// # Safety
+/// `ptr` is a live block of a pool of geometry `g`.
+#[inline]
+pub(crate) unsafe fn pool_block_size(g: &Geometry, ptr: NonNull<u8>) -> usize {
+    // SAFETY: the caller's guarantee: the meta of a live block's pool is initialised.
+    unsafe { (*pool_meta(g, ptr.as_ptr() as usize)).block_size as usize }
+}
+
+/// The meta of the pool holding `addr`, an address inside a live arena of geometry `g`.
+#[inline]
+pub(crate) fn pool_meta(g: &Geometry, addr: usize) -> *mut crate::arena::PoolMeta {
+    let arena = (addr & !(g.arena_size - 1)) as *mut crate::arena::ArenaHeader;
+    let index = (addr - arena as usize) >> g.pool_shift;
+    // SAFETY: the metas of a live arena follow its header; `index < pools_per_arena` because the
+    // offset is below the arena size. Only the address is computed here.
+    unsafe { crate::arena::ArenaHeader::meta(arena, index) }
 }
 
 #[inline]
@@ -54,8 +86,7 @@ fn owned<F: Front>(f: &F, ptr: *const u8) -> bool {
 
 #[inline]
 fn small<F: Front>(f: &F, size: usize) -> Option<NonNull<u8>> {
-    let class = f.geometry().class_of(size);
-    f.with_core(|core, id| core.alloc(class, id))
+    f.alloc_class(f.geometry().class_of(size))
 }
 
 /// The block size to ask the pools for an aligned request, if the pools can serve it: the size
@@ -73,7 +104,7 @@ fn small_aligned_size(g: &Geometry, layout: Layout) -> Option<usize> {
 }
 
 #[inline]
-fn malloc<F: Front>(f: &F, size: usize) -> Option<NonNull<u8>> {
+pub(crate) fn malloc<F: Front>(f: &F, size: usize) -> Option<NonNull<u8>> {
     if size <= f.geometry().threshold {
         small(f, size)
     } else {
@@ -81,7 +112,7 @@ fn malloc<F: Front>(f: &F, size: usize) -> Option<NonNull<u8>> {
     }
 }
 
-fn calloc<F: Front>(f: &F, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+pub(crate) fn calloc<F: Front>(f: &F, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
     let size = alloc_core::checked_array_size(nelem, elsize).ok()?;
     if size > f.geometry().threshold {
         return f.large().calloc(nelem, elsize);
@@ -98,7 +129,7 @@ fn calloc<F: Front>(f: &F, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
 unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
     if owned(f, ptr.as_ptr()) {
         // SAFETY: the registry says the block lies in our arenas; the caller says it is live.
-        f.with_core(|core, _| unsafe { core.free(ptr) });
+        unsafe { f.free_block(ptr, None) };
     } else {
         // SAFETY: not in our arenas, so it came from `L` (the caller's guarantee).
         unsafe { f.large().free(ptr.as_ptr()) }
@@ -108,18 +139,18 @@ unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
 /// # Safety
 /// `ptr` is a live block of `f` from malloc/calloc/realloc whose last requested size is `size`.
 #[inline]
-unsafe fn free_sized<F: Front>(f: &F, ptr: NonNull<u8>, size: usize) {
+pub(crate) unsafe fn free_sized<F: Front>(f: &F, ptr: NonNull<u8>, size: usize) {
     if owned(f, ptr.as_ptr()) {
         let g = f.geometry();
         if size <= g.threshold {
             let class = g.class_of(size);
             // SAFETY: a live pool block requested with `size`, whose class realloc keeps equal
             // to `class_of(size)` (it stays in place only within the class).
-            f.with_core(|core, _| unsafe { core.free_in_class(ptr, class) });
+            unsafe { f.free_block(ptr, Some(class)) };
         } else {
             // SAFETY: a live block of our pools (a size above the threshold is a caller's error
             // that the class lookup tolerates).
-            f.with_core(|core, _| unsafe { core.free(ptr) });
+            unsafe { f.free_block(ptr, None) };
         }
     } else {
         // SAFETY: not in our arenas, so a live block of `L` with this size.
@@ -130,7 +161,7 @@ unsafe fn free_sized<F: Front>(f: &F, ptr: NonNull<u8>, size: usize) {
 /// # Safety
 /// `ptr` is null or a live block of `f` from malloc/calloc/realloc.
 #[inline]
-unsafe fn free<F: Front>(f: &F, ptr: *mut u8) {
+pub(crate) unsafe fn free<F: Front>(f: &F, ptr: *mut u8) {
     if let Some(p) = NonNull::new(ptr) {
         // SAFETY: the caller's guarantee.
         unsafe { free_nonnull(f, p) }
@@ -165,21 +196,21 @@ fn fits_in_place(g: &Geometry, block: usize, new_size: usize) -> bool {
 
 /// # Safety
 /// `ptr` is null or a live block of `f` from malloc/calloc/realloc.
-unsafe fn realloc<F: Front>(f: &F, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+pub(crate) unsafe fn realloc<F: Front>(f: &F, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
     let Some(old) = NonNull::new(ptr) else {
         return malloc(f, new_size);
     };
     let g = *f.geometry();
     if owned(f, ptr) {
         // SAFETY: a live block of our pools (registry + the caller).
-        let block = f.with_core(|core, _| unsafe { core.block_size_of(old) });
+        let block = unsafe { pool_block_size(&g, old) };
         if fits_in_place(&g, block, new_size) {
             return Some(old);
         }
         // SAFETY: `old` holds `block` bytes; it is freed once after the copy.
         return unsafe {
             relocate(malloc(f, new_size), old, block.min(new_size), || {
-                f.with_core(|core, _| core.free(old))
+                f.free_block(old, None)
             })
         };
     }
@@ -205,7 +236,7 @@ unsafe fn realloc<F: Front>(f: &F, ptr: *mut u8, new_size: usize) -> Option<NonN
     }
 }
 
-fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
+pub(crate) fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
     if layout.align() <= MIN_ALIGN {
         return malloc(f, layout.size());
     }
@@ -217,16 +248,16 @@ fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
 
 /// # Safety
 /// `ptr` is a live block of `f` from malloc_aligned/realloc_aligned with `layout`.
-unsafe fn free_aligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
+pub(crate) unsafe fn free_aligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
     if owned(f, ptr.as_ptr()) {
         match small_aligned_size(f.geometry(), layout) {
             Some(size) => {
                 let class = f.geometry().class_of(size);
                 // SAFETY: a live pool block made by `malloc_aligned(layout)`, so of this class.
-                f.with_core(|core, _| unsafe { core.free_in_class(ptr, class) });
+                unsafe { f.free_block(ptr, Some(class)) };
             }
             // SAFETY: a live block of our pools.
-            None => f.with_core(|core, _| unsafe { core.free(ptr) }),
+            None => unsafe { f.free_block(ptr, None) },
         }
     } else {
         // SAFETY: a live block of `L` made with `layout` (malloc_aligned routes the same way).
@@ -236,7 +267,7 @@ unsafe fn free_aligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
 
 /// # Safety
 /// `ptr` is a live block of `f` from malloc_aligned/realloc_aligned with `layout`.
-unsafe fn realloc_aligned<F: Front>(
+pub(crate) unsafe fn realloc_aligned<F: Front>(
     f: &F,
     ptr: NonNull<u8>,
     layout: Layout,
@@ -251,7 +282,7 @@ unsafe fn realloc_aligned<F: Front>(
     let new_small = small_aligned_size(&g, new_layout);
     if owned(f, ptr.as_ptr()) {
         // SAFETY: a live block of our pools.
-        let block = f.with_core(|core, _| unsafe { core.block_size_of(ptr) });
+        let block = unsafe { pool_block_size(&g, ptr) };
         if new_small == Some(block) {
             return Some(ptr);
         }
@@ -261,7 +292,7 @@ unsafe fn realloc_aligned<F: Front>(
                 malloc_aligned(f, new_layout),
                 ptr,
                 layout.size().min(new_size),
-                || f.with_core(|core, _| core.free(ptr)),
+                || f.free_block(ptr, None),
             )
         };
     }
@@ -282,17 +313,17 @@ unsafe fn realloc_aligned<F: Front>(
 
 /// # Safety
 /// `ptr` is a live block of `f`.
-unsafe fn usable_size<F: Front>(f: &F, ptr: NonNull<u8>) -> Option<usize> {
+pub(crate) unsafe fn usable_size<F: Front>(f: &F, ptr: NonNull<u8>) -> Option<usize> {
     if owned(f, ptr.as_ptr()) {
         // SAFETY: a live block of our pools.
-        Some(f.with_core(|core, _| unsafe { core.block_size_of(ptr) }))
+        Some(unsafe { pool_block_size(f.geometry(), ptr) })
     } else {
         // SAFETY: a live block of `L`.
         unsafe { f.large().usable_size(ptr) }
     }
 }
 
-fn owns<F: Front>(f: &F, ptr: *const u8) -> Ownership {
+pub(crate) fn owns<F: Front>(f: &F, ptr: *const u8) -> Ownership {
     if owned(f, ptr) {
         Ownership::Owned
     } else {
@@ -311,31 +342,31 @@ macro_rules! domain_allocator_for_front {
         unsafe impl<P: ArenaProvider, L: DomainAllocator> DomainAllocator for $front<P, L> {
             #[inline]
             fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-                malloc(self, size)
+                $crate::front::malloc(self, size)
             }
             fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
-                calloc(self, nelem, elsize)
+                $crate::front::calloc(self, nelem, elsize)
             }
             unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { realloc(self, ptr, new_size) }
+                unsafe { $crate::front::realloc(self, ptr, new_size) }
             }
             #[inline]
             unsafe fn free(&self, ptr: *mut u8) {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { free(self, ptr) }
+                unsafe { $crate::front::free(self, ptr) }
             }
             #[inline]
             unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { free_sized(self, ptr, size) }
+                unsafe { $crate::front::free_sized(self, ptr, size) }
             }
             fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-                malloc_aligned(self, layout)
+                $crate::front::malloc_aligned(self, layout)
             }
             unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { free_aligned(self, ptr, layout) }
+                unsafe { $crate::front::free_aligned(self, ptr, layout) }
             }
             unsafe fn realloc_aligned(
                 &self,
@@ -344,14 +375,14 @@ macro_rules! domain_allocator_for_front {
                 new_size: usize,
             ) -> Option<NonNull<u8>> {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { realloc_aligned(self, ptr, layout, new_size) }
+                unsafe { $crate::front::realloc_aligned(self, ptr, layout, new_size) }
             }
             unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { usable_size(self, ptr) }
+                unsafe { $crate::front::usable_size(self, ptr) }
             }
             fn owns(&self, ptr: *const u8) -> Ownership {
-                owns(self, ptr)
+                $crate::front::owns(self, ptr)
             }
             fn name(&self) -> &str {
                 $name
@@ -372,122 +403,11 @@ macro_rules! domain_allocator_for_front {
                 unsafe {
                     self.large().after_fork_child();
                     self.unlock_after_fork();
+                    self.forked_child();
                 }
             }
         }
     };
-}
-
-/// The pymalloc-style pool allocator, shareable between threads.
-///
-/// Small requests (at most `threshold` bytes, 512 by default) are served from 16-byte-spaced size
-/// classes in 16 KiB pools inside 1 MiB arenas from the provider `P`; larger ones go to `L`.
-/// See the crate documentation for the design.
-///
-/// This version serialises the pools behind one spin lock; the per-thread heaps of the design
-/// (DESIGN.md section 3) replace it without changing this type's interface. For one thread, or
-/// one owner at a time, [`Heap`] is the same allocator without the lock.
-///
-/// ```
-/// use alloc_arena::PoolAllocator;
-/// use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership};
-///
-/// let pool = PoolAllocator::new();
-/// let small = pool.malloc(100).unwrap();
-/// let large = pool.malloc(100_000).unwrap(); // above the threshold: the C library
-/// assert_eq!(pool.owns(small.as_ptr()), Ownership::Owned);
-/// // SAFETY: both blocks are live and freed once; free needs no size.
-/// unsafe {
-///     pool.free(small.as_ptr());
-///     pool.free(large.as_ptr());
-/// }
-///
-/// // As the program's allocator:
-/// #[global_allocator]
-/// static GLOBAL: AsGlobalAlloc<PoolAllocator> = AsGlobalAlloc::new(PoolAllocator::new());
-/// ```
-pub struct PoolAllocator<P: ArenaProvider = OsArenas, L: DomainAllocator = System> {
-    geo: Geometry,
-    id: AtomicU32,
-    core: SpinLock<PoolCore<P>>,
-    large: L,
-}
-
-// SAFETY: the core is only reached through the spin lock; `P` moves with it (Send); `L` is shared
-// by reference from several threads (Sync).
-unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Sync> Sync for PoolAllocator<P, L> {}
-// SAFETY: all state moves with the value; the arenas are owned by it.
-unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Send> Send for PoolAllocator<P, L> {}
-
-impl PoolAllocator {
-    /// A pool allocator with pymalloc's parameters over OS arenas, passing large requests to the C
-    /// library. `const`, so it can initialise a `static` (`#[global_allocator]`); nothing is mapped
-    /// until the first allocation.
-    pub const fn new() -> Self {
-        PoolAllocator::with_parts(OsArenas::new(), System)
-    }
-}
-
-impl Default for PoolAllocator {
-    fn default() -> Self {
-        PoolAllocator::new()
-    }
-}
-
-impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
-    /// A pool allocator with pymalloc's parameters over `provider`, passing large requests to `large`.
-    pub const fn with_parts(provider: P, large: L) -> Self {
-        Self::from_geometry(DEFAULT_GEOMETRY, provider, large)
-    }
-
-    const fn from_geometry(geo: Geometry, provider: P, large: L) -> Self {
-        PoolAllocator {
-            geo,
-            id: AtomicU32::new(0),
-            core: SpinLock::new(PoolCore::new(geo, provider)),
-            large,
-        }
-    }
-
-    /// A pool allocator with the parameters of `config`, or the reason they cannot work.
-    ///
-    /// ```
-    /// use alloc_arena::{OsArenas, PoolAllocator, PoolConfig};
-    /// use alloc_core::System;
-    ///
-    /// let config = PoolConfig { threshold: 1024, pool_size: 64 << 10, ..PoolConfig::DEFAULT };
-    /// let pool = PoolAllocator::with_config(config, OsArenas::new(), System).unwrap();
-    /// ```
-    pub fn with_config(config: PoolConfig, provider: P, large: L) -> Result<Self, ConfigError> {
-        Ok(Self::from_geometry(Geometry::new(config)?, provider, large))
-    }
-
-    /// Statistics of the pools (per size class, arenas, bytes); see [`PoolStats`].
-    pub fn stats(&self) -> PoolStats {
-        self.core.with(|core| core.stats())
-    }
-
-    /// The large-block allocator.
-    pub fn large(&self) -> &L {
-        &self.large
-    }
-
-    /// Gives back everything kept for reuse, like `malloc_trim(0)`: empty pools kept by their size
-    /// class, empty arenas kept mapped (returned to the provider), and the pages of every empty pool
-    /// (decommitted).
-    pub fn trim(&self) {
-        self.core.with(|core| core.trim());
-    }
-
-    /// Runs `f` on the arena provider.
-    pub fn with_provider<R>(&self, f: impl FnOnce(&P) -> R) -> R {
-        self.core.with(|core| f(core.provider()))
-    }
-
-    #[cfg(test)]
-    pub(crate) fn check_invariants(&self) {
-        self.core.with(|core| core.check_invariants());
-    }
 }
 
 /// The parts of [`Front`] both fronts answer from their fields alike.
@@ -509,23 +429,6 @@ macro_rules! front_fields {
         }
     };
 }
-
-impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
-    front_fields!();
-    #[inline]
-    fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<P>, &AtomicU32) -> R) -> R {
-        self.core.with(|core| f(core, &self.id))
-    }
-    fn lock_for_fork(&self) {
-        self.core.acquire_for_fork();
-    }
-    unsafe fn unlock_after_fork(&self) {
-        // SAFETY: the caller's guarantee, which is the lock's.
-        unsafe { self.core.release_after_fork() }
-    }
-}
-
-domain_allocator_for_front!(PoolAllocator, "pool");
 
 /// The pool allocator for one owner at a time: the same pools, arenas and routing as
 /// [`PoolAllocator`] without any lock. It is `Send` but not `Sync`: move it to a thread, use it
@@ -605,14 +508,30 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
     }
 }
 
-impl<P: ArenaProvider, L: DomainAllocator> Front for Heap<P, L> {
-    front_fields!();
+impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
     #[inline]
     fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<P>, &AtomicU32) -> R) -> R {
         // SAFETY: `Heap` is not `Sync`, so only this thread can reach the core, and the routing
         // never calls `with_core` while inside it (the provider and `L` must not call back into
         // this heap), so this is the only reference.
         f(unsafe { &mut *self.core.get() }, &self.id)
+    }
+}
+
+impl<P: ArenaProvider, L: DomainAllocator> Front for Heap<P, L> {
+    front_fields!();
+    #[inline]
+    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
+        self.with_core(|core, id| core.alloc(class, id))
+    }
+    #[inline]
+    unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>) {
+        self.with_core(|core, _| match class {
+            // SAFETY: the caller's guarantee: a live block of ours of this class.
+            Some(c) => unsafe { core.free_in_class(ptr, c) },
+            // SAFETY: the caller's guarantee: a live block of ours.
+            None => unsafe { core.free(ptr) },
+        })
     }
 }
 

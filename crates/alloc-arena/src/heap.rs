@@ -28,6 +28,8 @@ use crate::registry;
 use crate::size_class::{Geometry, MAX_CLASSES, MAX_POOLS_PER_ARENA};
 use crate::stats::{ClassStats, PoolStats};
 use crate::sync::{AtomicU32, Ordering};
+use crate::remote::RemoteList;
+use crate::threads::SlotHeader;
 
 /// The most blocks a bin can hold.
 const BIN_CAPACITY: usize = 256;
@@ -78,6 +80,9 @@ const fn bins_for(geo: &Geometry) -> [Bin; MAX_CLASSES] {
 pub(crate) struct PoolCore<P: ArenaProvider> {
     geo: Geometry,
     provider: P,
+    /// The per-thread heap this core is the engine of (null for a `Heap`): written into every
+    /// arena it maps, so that frees from other threads find where to send blocks.
+    slot: *const SlotHeader,
     used: [*mut PoolMeta; MAX_CLASSES],
     bins: [Bin; MAX_CLASSES],
     usable: *mut ArenaHeader,
@@ -107,6 +112,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         PoolCore {
             geo,
             provider,
+            slot: ptr::null(),
             used: [ptr::null_mut(); MAX_CLASSES],
             bins: bins_for(&geo),
             usable: ptr::null_mut(),
@@ -124,8 +130,43 @@ impl<P: ArenaProvider> PoolCore<P> {
         }
     }
 
-    pub(crate) fn provider(&self) -> &P {
-        &self.provider
+    pub(crate) fn provider_mut(&mut self) -> &mut P {
+        &mut self.provider
+    }
+
+    /// Makes this core the engine of a per-thread heap (before it maps any arena).
+    pub(crate) fn set_slot(&mut self, slot: *const SlotHeader) {
+        debug_assert!(self.all.is_null());
+        self.slot = slot;
+    }
+
+    /// Takes back the blocks other threads freed into this core's pools (see `remote`); returns
+    /// whether there were any pools waiting.
+    pub(crate) fn drain_remote(&mut self) -> bool {
+        if self.slot.is_null() {
+            return false;
+        }
+        // SAFETY: a heap's slot outlives its core.
+        let mut pool = unsafe { (*self.slot).notify.take_all() };
+        if pool.is_null() {
+            return false;
+        }
+        while !pool.is_null() {
+            // SAFETY: pools on the notification stack are live pools of this core with blocks
+            // waiting (so not empty); the link is read before the list is taken, after which the
+            // pool may be queued again by a new remote free.
+            unsafe {
+                let next = (*pool).notify_next;
+                let mut block = (*pool).remote.take();
+                while !block.is_null() {
+                    let following = *block.cast::<*mut u8>();
+                    self.pool_free(NonNull::new_unchecked(block));
+                    block = following;
+                }
+                pool = next;
+            }
+        }
+        true
     }
 
     /// The arena holding `addr`.
@@ -142,16 +183,6 @@ impl<P: ArenaProvider> PoolCore<P> {
         // SAFETY: the address lies in a live arena of this core (callers check ownership), and
         // `index < pools_per_arena` because the offset is below the arena size.
         unsafe { ArenaHeader::meta(arena, index) }
-    }
-
-    /// The block size of the live pool block at `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` is a live block of this core.
-    #[inline]
-    pub(crate) unsafe fn block_size_of(&self, ptr: NonNull<u8>) -> usize {
-        // SAFETY: a live block's pool is used or full, so its meta is initialised.
-        unsafe { (*self.meta_of(ptr.as_ptr() as usize)).block_size as usize }
     }
 
     /// Allocates a block of `class`; `id` is the owner id of the front (assigned on first arena).
@@ -198,6 +229,10 @@ impl<P: ArenaProvider> PoolCore<P> {
         loop {
             let pool = self.used[class];
             if pool.is_null() {
+                // Blocks other threads gave back come before a new pool.
+                if self.drain_remote() {
+                    continue;
+                }
                 return self.alloc_from_new_pool(class, id);
             }
             // SAFETY: pools on a used list are live; carved offsets stay below `end_offset`.
@@ -308,6 +343,8 @@ impl<P: ArenaProvider> PoolCore<P> {
                     class: NO_CLASS,
                     in_list: false,
                     committed: true,
+                    remote: RemoteList::new(),
+                    notify_next: ptr::null_mut(),
                 });
                 pool
             };
@@ -362,6 +399,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         };
         // SAFETY: `a` is the fresh header; `all` and `usable` hold live arenas or null.
         unsafe {
+            (*a).slot = self.slot;
             (*a).all_next = self.all;
             if !self.all.is_null() {
                 (*self.all).all_prev = a;
@@ -425,6 +463,16 @@ impl<P: ArenaProvider> PoolCore<P> {
         let bin = &mut self.bins[class];
         bin.slots[bin.len] = ptr.as_ptr();
         bin.len += 1;
+    }
+
+    /// Gives every bin's blocks back to their pools (an abandoned heap's, when it is collected).
+    pub(crate) fn flush_bins(&mut self) {
+        for class in 0..self.geo.nclasses {
+            if self.bins[class].len > 0 {
+                // SAFETY: bins hold blocks of this core.
+                unsafe { self.flush_bin(class, BIN_CAPACITY) };
+            }
+        }
     }
 
     /// Gives the oldest `count` blocks of a bin back to their pools.
@@ -755,6 +803,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// Gives back everything kept for reuse, like `malloc_trim(0)`: the empty pools kept by their
     /// class, the empty arenas kept mapped, and the pages of every empty pool.
     pub(crate) fn trim(&mut self) {
+        while self.drain_remote() {}
         let (keep_arenas, keep_pools) = (self.geo.keep_empty_arenas, self.geo.keep_empty_pools);
         self.geo.keep_empty_arenas = 0;
         self.geo.keep_empty_pools = 0;

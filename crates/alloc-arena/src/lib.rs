@@ -48,19 +48,42 @@
 #[cfg(test)]
 extern crate std;
 
+// Under `cfg(loom)` only the cross-thread protocols and their models are built: the rest of the
+// crate needs `const` atomics in statics, which loom's types are not.
+#[cfg(not(loom))]
 mod arena;
+#[cfg(not(loom))]
+#[macro_use]
 mod front;
+#[cfg(not(loom))]
 mod heap;
+#[cfg(all(test, loom))]
+mod loom_models;
+#[cfg(not(loom))]
 mod os;
+#[cfg(not(loom))]
+mod pool;
+#[cfg(not(loom))]
 mod registry;
+mod remote;
+#[cfg(not(loom))]
 mod size_class;
+#[cfg(not(loom))]
 mod stats;
 mod sync;
+#[cfg(not(loom))]
+mod threads;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
 
-pub use front::{Heap, PoolAllocator};
+#[cfg(not(loom))]
+pub use front::Heap;
+#[cfg(not(loom))]
 pub use os::OsArenas;
+#[cfg(not(loom))]
+pub use pool::PoolAllocator;
+#[cfg(not(loom))]
 pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
+#[cfg(not(loom))]
 pub use stats::{ClassStats, PoolStats};

@@ -91,23 +91,22 @@ fn leaf_for(root: usize) -> Result<&'static Leaf, ArenaError> {
         return Ok(unsafe { &*current });
     }
     let size = core::mem::size_of::<Leaf>();
-    let fresh: NonNull<u8> = crate::os::map_forever(size).ok_or(ArenaError::Os {
-        operation: "map",
-        size,
-        code: 0,
-    })?;
-    let fresh = fresh.cast::<Leaf>().as_ptr();
-    // Release: the zeroed leaf is visible to whoever loads the pointer with Acquire.
-    match ROOT[root].compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
-        // SAFETY: zero-filled memory is a valid array of AtomicU32 zeros; never freed.
-        Ok(_) => Ok(unsafe { &*fresh }),
-        Err(winner) => {
-            // SAFETY: our leaf was never published; it is exactly what map_forever returned.
-            unsafe { crate::os::unmap_forever(NonNull::new_unchecked(fresh.cast()), size) };
-            // SAFETY: the winner's leaf lives for the rest of the process.
-            Ok(unsafe { &*winner })
-        }
+    let leaf = crate::remote::publish_once(
+        &ROOT[root],
+        || crate::os::map_forever(size).map_or(ptr::null_mut(), |p| p.cast::<Leaf>().as_ptr()),
+        // SAFETY: our leaf was never published; it is exactly what map_forever returned.
+        |mine| unsafe { crate::os::unmap_forever(NonNull::new_unchecked(mine.cast()), size) },
+    );
+    if leaf.is_null() {
+        return Err(ArenaError::Os {
+            operation: "map",
+            size,
+            code: 0,
+        });
     }
+    // SAFETY: zero-filled memory is a valid array of AtomicU32 zeros; installed leaves are never
+    // freed.
+    Ok(unsafe { &*leaf })
 }
 
 /// Marks every 1 MiB chunk of `[base, base + size)` as owned by `id`.

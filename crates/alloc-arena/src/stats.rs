@@ -89,6 +89,42 @@ impl Default for PoolStats {
 }
 
 impl PoolStats {
+    /// Statistics of nothing, for a pool allocator of geometry `g` (the sum of no heaps).
+    pub(crate) fn empty(g: &crate::size_class::Geometry) -> Self {
+        let mut s = PoolStats {
+            nclasses: g.nclasses,
+            pool_size: g.pool_size,
+            arena_size: g.arena_size,
+            ..PoolStats::default()
+        };
+        for (c, cs) in s.classes.iter_mut().enumerate().take(g.nclasses) {
+            cs.block_size = g.block_size(c);
+        }
+        s
+    }
+
+    /// Adds the statistics of another heap of the same geometry. High-water marks add up too: the
+    /// sum is an upper bound of the allocator's.
+    pub(crate) fn add(&mut self, o: &PoolStats) {
+        debug_assert_eq!(self.nclasses, o.nclasses);
+        for (a, b) in self.classes.iter_mut().zip(&o.classes) {
+            a.pools += b.pools;
+            a.blocks_in_use += b.blocks_in_use;
+            a.blocks_free += b.blocks_free;
+        }
+        self.arenas += o.arenas;
+        self.arenas_highest += o.arenas_highest;
+        self.arenas_allocated += o.arenas_allocated;
+        self.arenas_released += o.arenas_released;
+        self.pools_empty += o.pools_empty;
+        self.pools_decommitted += o.pools_decommitted;
+        self.pools_decommitted_total += o.pools_decommitted_total;
+        self.pools_unused += o.pools_unused;
+        self.bytes_mapped += o.bytes_mapped;
+        self.bytes_in_use += o.bytes_in_use;
+        self.bytes_free_in_pools += o.bytes_free_in_pools;
+    }
+
     /// Per size class, smallest first.
     pub fn classes(&self) -> &[ClassStats] {
         &self.classes[..self.nclasses]

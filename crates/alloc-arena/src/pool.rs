@@ -1,0 +1,465 @@
+//! [`PoolAllocator`]: the pool allocator for any number of threads, a heap per thread.
+//!
+//! pymalloc relies on the GIL; this front shards instead (DESIGN.md section 3, mimalloc's free-list
+//! sharding at the granularity of pymalloc's heaps):
+//!
+//! * Each thread that allocates gets a heap of its own: a `PoolCore` (bins, used pools, arenas)
+//!   that only it touches, found through its thread cache (`threads`). Allocation and a free by the
+//!   owner run exactly the single-owner code of [`Heap`](crate::Heap): no lock, no atomic
+//!   read-modify-write.
+//! * A heap's arenas carry a pointer to the heap. A free by another thread pushes the block onto
+//!   its pool's remote list and, the first time, the pool onto the heap's notification stack
+//!   (`remote`); the owner takes them back when a size class runs out of pools, before it takes a
+//!   new pool, and on `trim`.
+//! * A thread that ends abandons its heap whole (pools, bins, live blocks); the next thread that
+//!   needs a heap adopts it. A free into an abandoned heap is collected at once by the freeing
+//!   thread, which takes the heap for a moment. So thread churn reuses heaps instead of mapping new
+//!   arenas, and nothing is stranded in a heap nobody owns.
+
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+
+use alloc_core::{ArenaProvider, DomainAllocator, Ownership, System};
+
+use crate::front::{DEFAULT_GEOMETRY, Front};
+use crate::heap::PoolCore;
+use crate::os::OsArenas;
+use crate::registry;
+use crate::remote::{DEAD, PushList};
+use crate::size_class::{ConfigError, Geometry, PoolConfig};
+use crate::stats::PoolStats;
+use crate::sync::{AtomicU32, Ordering};
+use crate::threads::{self, HeapSlot, ProviderRef, SLOT_BYTES, SlotHeader, ThreadCache};
+
+/// The pymalloc-style pool allocator, shareable between threads: a heap per thread.
+///
+/// Small requests (at most `threshold` bytes, 512 by default) are served from 16-byte-spaced size
+/// classes in 16 KiB pools inside 1 MiB arenas from the provider `P`; larger ones go to `L`.
+/// Each thread allocates from a heap of its own, without locks; a block freed by another thread
+/// goes back to its heap through a lock-free list (see the module documentation of the crate).
+/// For one owner at a time, [`Heap`](crate::Heap) is the same allocator with no thread machinery.
+///
+/// ```
+/// use alloc_arena::PoolAllocator;
+/// use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership};
+///
+/// let pool = PoolAllocator::new();
+/// let small = pool.malloc(100).unwrap();
+/// let large = pool.malloc(100_000).unwrap(); // above the threshold: the C library
+/// assert_eq!(pool.owns(small.as_ptr()), Ownership::Owned);
+/// // SAFETY: both blocks are live and freed once; free needs no size.
+/// unsafe {
+///     pool.free(small.as_ptr());
+///     pool.free(large.as_ptr());
+/// }
+///
+/// // As the program's allocator:
+/// #[global_allocator]
+/// static GLOBAL: AsGlobalAlloc<PoolAllocator> = AsGlobalAlloc::new(PoolAllocator::new());
+/// ```
+pub struct PoolAllocator<P: ArenaProvider = OsArenas, L: DomainAllocator = System> {
+    geo: Geometry,
+    /// The registry id of this allocator's arenas, and the key of its heaps in thread caches
+    /// (0 until the first heap is made).
+    id: AtomicU32,
+    /// Every heap made for this allocator (they are never unlinked while it lives).
+    heaps: PushList<SlotHeader>,
+    provider: P,
+    large: L,
+}
+
+// SAFETY: each heap's core is touched only by the thread owning the heap (the `Owner` protocol);
+// everything else shared is atomic. `P` is used from several threads by reference (the heaps call
+// it), so it must be `Sync`; `L` likewise.
+unsafe impl<P: ArenaProvider + Sync, L: DomainAllocator + Sync> Sync for PoolAllocator<P, L> {}
+// SAFETY: the heaps are owned by the value (their slots return to the store on drop); moving it
+// moves that ownership.
+unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Send> Send for PoolAllocator<P, L> {}
+
+impl PoolAllocator {
+    /// A pool allocator with pymalloc's parameters over OS arenas, passing large requests to the C
+    /// library. `const`, so it can initialise a `static` (`#[global_allocator]`); nothing is mapped
+    /// until the first allocation.
+    pub const fn new() -> Self {
+        PoolAllocator::with_parts(OsArenas::new(), System)
+    }
+}
+
+impl Default for PoolAllocator {
+    fn default() -> Self {
+        PoolAllocator::new()
+    }
+}
+
+impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
+    /// A pool allocator with pymalloc's parameters over `provider`, passing large requests to `large`.
+    pub const fn with_parts(provider: P, large: L) -> Self {
+        Self::from_geometry(DEFAULT_GEOMETRY, provider, large)
+    }
+
+    const fn from_geometry(geo: Geometry, provider: P, large: L) -> Self {
+        PoolAllocator {
+            geo,
+            id: AtomicU32::new(0),
+            heaps: PushList::new(),
+            provider,
+            large,
+        }
+    }
+
+    /// A pool allocator with the parameters of `config`, or the reason they cannot work.
+    ///
+    /// ```
+    /// use alloc_arena::{OsArenas, PoolAllocator, PoolConfig};
+    /// use alloc_core::System;
+    ///
+    /// let config = PoolConfig { threshold: 1024, pool_size: 64 << 10, ..PoolConfig::DEFAULT };
+    /// let pool = PoolAllocator::with_config(config, OsArenas::new(), System).unwrap();
+    /// ```
+    pub fn with_config(config: PoolConfig, provider: P, large: L) -> Result<Self, ConfigError> {
+        Ok(Self::from_geometry(Geometry::new(config)?, provider, large))
+    }
+
+    /// The large-block allocator.
+    pub fn large(&self) -> &L {
+        &self.large
+    }
+
+    /// Runs `f` on the arena provider.
+    pub fn with_provider<R>(&self, f: impl FnOnce(&P) -> R) -> R {
+        f(&self.provider)
+    }
+
+    /// This allocator's id, assigned on first use.
+    #[cold]
+    fn assign_id(&self) -> u32 {
+        let fresh = registry::new_owner_id();
+        // Relaxed: the id is only compared with itself (thread caches, the registry's slots,
+        // which carry their own ordering).
+        match self
+            .id
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            Err(winner) => winner,
+        }
+    }
+
+    /// The core of `slot`, with the provider pointer refreshed (the allocator may have moved).
+    ///
+    /// # Safety
+    /// The calling thread owns `slot` (or holds it for a collection), and no other reference to
+    /// its core is alive.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn core_of(&self, slot: *mut SlotHeader) -> &mut PoolCore<ProviderRef<P>> {
+        // SAFETY: a slot of this allocator holds a `HeapSlot<P>` (made by `new_heap`), and the
+        // caller owns it, so this is the only reference to the core.
+        let core = unsafe { &mut *(*slot.cast::<HeapSlot<P>>()).core.get() };
+        core.provider_mut().0 = &self.provider;
+        core
+    }
+
+    /// The calling thread's heap of this allocator, made or adopted if it has none; null if the
+    /// OS refuses the memory for it.
+    #[inline]
+    fn my_heap(&self) -> *mut SlotHeader {
+        let c = threads::cache_if_any();
+        if !c.is_null() {
+            let id = self.id.load(Ordering::Relaxed) as usize;
+            // SAFETY: the calling thread's cache, touched only by it.
+            let w = unsafe { (*c).ways[0] };
+            if w.id == id && id != 0 {
+                return w.slot;
+            }
+        }
+        self.my_heap_slow()
+    }
+
+    #[cold]
+    fn my_heap_slow(&self) -> *mut SlotHeader {
+        let c = threads::cache();
+        if c.is_null() {
+            return ptr::null_mut();
+        }
+        let mut id = self.id.load(Ordering::Relaxed);
+        if id == 0 {
+            id = self.assign_id();
+        }
+        let id = id as usize;
+        // SAFETY: the calling thread's cache, touched only by it.
+        let cache = unsafe { &mut *c };
+        if let Some(i) = cache.ways.iter().position(|w| w.id == id && !w.slot.is_null()) {
+            cache.promote(i);
+            return cache.ways[0].slot;
+        }
+        let token = ThreadCache::token(c);
+        let slot = self.adopt(token).unwrap_or_else(|| self.new_heap(id, token));
+        if !slot.is_null() {
+            cache.insert(id, slot);
+        }
+        slot
+    }
+
+    /// Takes an abandoned heap of this allocator, if there is one.
+    fn adopt(&self, token: usize) -> Option<*mut SlotHeader> {
+        let mut h = self.heaps.head();
+        while !h.is_null() {
+            // SAFETY: heaps on the list are valid slots while the allocator lives.
+            let hdr = unsafe { &*h };
+            if hdr.owner.try_claim(token) {
+                return Some(h);
+            }
+            // Acquire: pairs with the Release push that published the next heap.
+            h = hdr.next.load(Ordering::Acquire);
+        }
+        None
+    }
+
+    /// Makes a heap owned by `token`; null if the OS refuses the memory.
+    fn new_heap(&self, id: usize, token: usize) -> *mut SlotHeader {
+        const {
+            assert!(core::mem::size_of::<HeapSlot<P>>() <= SLOT_BYTES);
+            assert!(core::mem::align_of::<HeapSlot<P>>() <= 4096);
+        };
+        let slot = threads::take_slot_memory();
+        if slot.is_null() {
+            return slot;
+        }
+        // SAFETY: the slot memory is ours (fresh or recycled: a recycled header may still be read
+        // by a thread with a stale cache way, so its atomics are written atomically; the core is
+        // only ever touched by owners, and nobody owns the slot now).
+        unsafe {
+            let hdr = &*slot;
+            hdr.owner.set_fresh(token);
+            hdr.instance.store(id, Ordering::Release);
+            let heap = slot.cast::<HeapSlot<P>>();
+            let core = ptr::addr_of_mut!((*heap).core);
+            core.write(UnsafeCell::new(PoolCore::new(
+                self.geo,
+                ProviderRef(&self.provider),
+            )));
+            (*(*core).get()).set_slot(slot);
+            self.heaps.push(slot, |n, next| {
+                (*n).next.store(next, Ordering::Relaxed);
+            });
+        }
+        slot
+    }
+
+    /// Takes back the blocks freed into an abandoned heap, and the blocks its bins hold, then
+    /// abandons it again; repeats while notifications arrive meanwhile. Returns at once if another
+    /// thread owns the heap (it will see the notifications).
+    fn collect(&self, slot: *mut SlotHeader, full: bool) {
+        let marker = 0u8;
+        // A token unique to this call: the address of a local of the running thread.
+        let token = ptr::addr_of!(marker) as usize;
+        // SAFETY: heaps of a live allocator are valid slots.
+        let hdr = unsafe { &*slot };
+        while hdr.owner.try_claim(token) {
+            // SAFETY: claimed above, so this is the only reference to the core.
+            let core = unsafe { self.core_of(slot) };
+            if full {
+                core.trim();
+            } else {
+                while core.drain_remote() {}
+                core.flush_bins();
+            }
+            hdr.owner.abandon();
+            if !hdr.notify.is_pending() {
+                return;
+            }
+        }
+    }
+
+    /// Frees a block of a heap the calling thread does not own.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of the pools of heap `slot` of this allocator.
+    #[cold]
+    unsafe fn free_remote(&self, slot: *mut SlotHeader, ptr: NonNull<u8>) {
+        let meta = crate::front::pool_meta(&self.geo, ptr.as_ptr() as usize);
+        // SAFETY: the block is live (so its pool and heap are), and from now on it is free:
+        // nobody else writes it; the pool cannot be recycled while the block is not back.
+        unsafe {
+            let tagged = (*meta)
+                .remote
+                .push(ptr.as_ptr(), |b, next| b.cast::<*mut u8>().write(next));
+            if tagged {
+                let hdr = &*slot;
+                hdr.notify.push(meta, |m, next| (*m).notify_next = next);
+                if hdr.owner.is_unowned() {
+                    self.collect(slot, false);
+                }
+            }
+        }
+    }
+
+    /// Statistics of the pools (per size class, arenas, bytes); see [`PoolStats`].
+    ///
+    /// Counts the calling thread's heap and every heap no thread owns now (taking each for a
+    /// moment); the heaps of other running threads are left alone (their owners may be changing
+    /// them), so with several threads allocating this is a lower bound.
+    pub fn stats(&self) -> PoolStats {
+        let mut total = PoolStats::empty(&self.geo);
+        self.for_each_reachable_heap(false, |core| {
+            while core.drain_remote() {}
+            total.add(&core.stats());
+        });
+        total
+    }
+
+    /// Gives back everything kept for reuse, like `malloc_trim(0)`, in the calling thread's heap and
+    /// in every heap no thread owns: blocks other threads freed, empty pools kept by their size
+    /// class, empty arenas kept mapped (returned to the provider), and the pages of every empty
+    /// pool (decommitted).
+    pub fn trim(&self) {
+        self.for_each_reachable_heap(true, |core| core.trim());
+    }
+
+    /// Runs `f` on the core of the calling thread's heap and of every unowned heap (abandoned
+    /// heaps are claimed for the call, then abandoned again and collected if frees arrived).
+    fn for_each_reachable_heap(&self, full: bool, mut f: impl FnMut(&mut PoolCore<ProviderRef<P>>)) {
+        let c = threads::cache_if_any();
+        let id = self.id.load(Ordering::Relaxed) as usize;
+        let mine = if c.is_null() || id == 0 {
+            ptr::null_mut()
+        } else {
+            // SAFETY: the calling thread's cache.
+            unsafe { (*c).ways.iter().find(|w| w.id == id).map_or(ptr::null_mut(), |w| w.slot) }
+        };
+        let marker = 0u8;
+        let token = ptr::addr_of!(marker) as usize;
+        let mut h = self.heaps.head();
+        while !h.is_null() {
+            // SAFETY: heaps on the list are valid slots while the allocator lives.
+            let hdr = unsafe { &*h };
+            if h == mine {
+                // SAFETY: our own heap, not in use elsewhere on this thread.
+                f(unsafe { self.core_of(h) });
+            } else if hdr.owner.try_claim(token) {
+                // SAFETY: claimed above.
+                f(unsafe { self.core_of(h) });
+                hdr.owner.abandon();
+                if hdr.notify.is_pending() {
+                    self.collect(h, full);
+                }
+            }
+            h = hdr.next.load(Ordering::Acquire);
+        }
+    }
+
+    /// How many heaps this allocator has made (one per thread that allocated at once, at most).
+    pub fn heaps(&self) -> usize {
+        let mut n = 0;
+        let mut h = self.heaps.head();
+        while !h.is_null() {
+            n += 1;
+            // SAFETY: heaps on the list are valid slots while the allocator lives.
+            h = unsafe { (*h).next.load(Ordering::Acquire) };
+        }
+        n
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        self.for_each_reachable_heap(false, |core| core.check_invariants());
+    }
+}
+
+impl<P: ArenaProvider, L: DomainAllocator> Drop for PoolAllocator<P, L> {
+    fn drop(&mut self) {
+        let mut h = self.heaps.take_all();
+        while !h.is_null() {
+            // SAFETY: the heaps are this allocator's; `&mut self` means no thread is inside it.
+            // A heap orphaned by a fork (owner already DEAD) may be inconsistent: it is left as it
+            // is (its arenas stay mapped) rather than walked.
+            unsafe {
+                let hdr = &*h;
+                let next = hdr.next.load(Ordering::Acquire);
+                let orphan = hdr.owner.get() == DEAD;
+                hdr.owner.kill();
+                if !orphan {
+                    let core = self.core_of(h);
+                    ptr::drop_in_place(core);
+                    threads::recycle_slot(h);
+                }
+                h = next;
+            }
+        }
+    }
+}
+
+impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
+    front_fields!();
+
+    #[inline]
+    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
+        let slot = self.my_heap();
+        if slot.is_null() {
+            return None;
+        }
+        // SAFETY: the calling thread owns its heap; no other reference to the core is alive
+        // (the routing does not re-enter, and `P` / `L` must not call back into this allocator).
+        let core = unsafe { self.core_of(slot) };
+        core.alloc(class, &self.id)
+    }
+
+    #[inline]
+    unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>) {
+        let arena = (ptr.as_ptr() as usize & !(self.geo.arena_size - 1)) as *const crate::arena::ArenaHeader;
+        // SAFETY: a live block's arena is live; its heap pointer was written before any of its
+        // blocks was handed out.
+        let slot = unsafe { (*arena).slot }.cast_mut();
+        let c = threads::cache_if_any();
+        if !c.is_null() {
+            let id = self.id.load(Ordering::Relaxed) as usize;
+            // SAFETY: the calling thread's cache.
+            let ways = unsafe { &(*c).ways };
+            if ways.iter().any(|w| w.slot == slot && w.id == id) {
+                {
+                    // SAFETY: the heap is ours (a current way of this allocator), the block is a
+                    // live block of it.
+                    let core = unsafe { self.core_of(slot) };
+                    match class {
+                        // SAFETY: the caller's guarantee.
+                        Some(k) => unsafe { core.free_in_class(ptr, k) },
+                        // SAFETY: the caller's guarantee.
+                        None => unsafe { core.free(ptr) },
+                    }
+                    return;
+                }
+            }
+        }
+        // SAFETY: the caller's guarantee; the heap is another thread's, or nobody's.
+        unsafe { self.free_remote(slot, ptr) }
+    }
+
+    fn lock_for_fork(&self) {
+        threads::lock_for_fork();
+    }
+
+    unsafe fn unlock_after_fork(&self) {
+        // SAFETY: the caller's guarantee.
+        unsafe { threads::unlock_after_fork() }
+    }
+
+    unsafe fn forked_child(&self) {
+        // The threads that owned the other heaps do not exist in the child; their heaps may have
+        // been in the middle of a change, so they are marked dead (never adopted, never walked).
+        let mine = threads::current_token();
+        let mut h = self.heaps.head();
+        while !h.is_null() {
+            // SAFETY: heaps on the list are valid slots while the allocator lives.
+            let hdr = unsafe { &*h };
+            let owner = hdr.owner.get();
+            if owner != 0 && owner != mine {
+                hdr.owner.kill();
+            }
+            h = hdr.next.load(Ordering::Acquire);
+        }
+    }
+}
+
+domain_allocator_for_front!(PoolAllocator, "pool");

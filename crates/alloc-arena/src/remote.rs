@@ -1,0 +1,258 @@
+//! Every protocol by which threads touch each other's memory, in one place, written against the
+//! `sync` shim so that the loom models (`cfg(loom)`, see `loom_models`) check exactly this code.
+//!
+//! * **Remote free** ([`RemoteList`], [`NotifyStack`]): a thread frees a block of a pool owned by
+//!   another thread's heap by pushing it onto the pool's remote list (compare-exchange). The first
+//!   push after the owner last emptied the list also tags the list `QUEUED` and pushes the pool
+//!   onto its heap's notification stack; the owner takes the whole stack (swap), then each pool's
+//!   whole list (swap, which clears the tag). A pool is thus on the stack at most once, and a push
+//!   that races with the owner's swap either lands in the list the owner took or starts a new one
+//!   and queues the pool again. No block is ever lost: the owner reads a list only after the swap
+//!   that detached it, and a pusher links its block before publishing it (Release / Acquire).
+//! * **Ownership of a heap** ([`Owner`]): a heap is owned by one thread (a non-zero token) or by
+//!   none (0). A thread takes an unowned heap by compare-exchange 0 → token (adopting an abandoned
+//!   heap, or collecting one for a moment); an exiting thread abandons its heap by storing 0. An
+//!   abandoned heap's notifications are taken by whoever frees into it next: the freer pushes its
+//!   notification, then reads the owner; the exiting owner stores 0, then reads the notification
+//!   stack. Both sides are `SeqCst`, so at least one of them sees the other (the store-buffering
+//!   pattern): a notification that arrives while the owner leaves is never stranded.
+//! * **Publish once** ([`publish_once`]): a lazily made object (a registry leaf) is installed into
+//!   an empty slot by compare-exchange; the loser discards its own copy and uses the winner's.
+//! * **Push-only lists** ([`PushList`]): the heaps of a pool allocator, published once each and
+//!   never unlinked while the allocator lives; readers walk them with Acquire loads.
+
+use core::ptr;
+
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+
+/// The tag on a remote list whose pool waits on its heap's notification stack (blocks are at
+/// least 16-byte aligned, so the low bit of a block address is free).
+pub(crate) const QUEUED: usize = 1;
+
+/// A pool's list of blocks freed by other threads.
+pub(crate) struct RemoteList(AtomicUsize);
+
+impl RemoteList {
+    pub(crate) fn new() -> Self {
+        RemoteList(AtomicUsize::new(0))
+    }
+
+    /// Pushes `block`, first linking it to the current head with `link(block, next)`. Returns
+    /// true if this push tagged the list: the caller must then queue the pool on its heap's
+    /// notification stack (exactly one pusher does, until the owner takes the list).
+    ///
+    /// # Safety
+    /// `block` is a free block (nobody else reads or writes it) of at least one word, at least
+    /// 2-byte aligned, belonging to the pool of this list, whose owner has not taken it back.
+    #[inline]
+    pub(crate) unsafe fn push(&self, block: *mut u8, link: impl Fn(*mut u8, *mut u8)) -> bool {
+        debug_assert_eq!(block as usize & QUEUED, 0);
+        let mut head = self.0.load(Ordering::Relaxed);
+        loop {
+            link(block, (head & !QUEUED) as *mut u8);
+            // Release: publishes the link written above to the owner's Acquire swap in `take`.
+            match self.0.compare_exchange_weak(
+                head,
+                block as usize | QUEUED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return head & QUEUED == 0,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Takes the whole list (null if empty) and clears the tag, so the next push queues the pool
+    /// again. Only the pool's owner calls it, after taking the pool off the notification stack.
+    #[inline]
+    pub(crate) fn take(&self) -> *mut u8 {
+        // Acquire: sees the links written by every push it takes (their Release).
+        (self.0.swap(0, Ordering::Acquire) & !QUEUED) as *mut u8
+    }
+
+    /// Whether the list is empty and untagged (for checks at rest).
+    #[cfg_attr(not(loom), allow(dead_code))] // used by the loom models
+    pub(crate) fn is_idle(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+}
+
+/// A heap's stack of pools that have remote frees waiting (a Treiber stack that is only ever
+/// pushed one node at a time and emptied whole, so it has no ABA problem).
+pub(crate) struct NotifyStack<T>(AtomicPtr<T>);
+
+impl<T> NotifyStack<T> {
+    #[cfg_attr(not(loom), allow(dead_code))] // used by the loom models; slots start zeroed
+    pub(crate) fn new() -> Self {
+        NotifyStack(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    /// Pushes `node`, linking it first with `link(node, next)`.
+    ///
+    /// # Safety
+    /// `node` is on no stack and stays valid until the owner takes it; only the thread that
+    /// tagged the node's remote list pushes it.
+    #[inline]
+    pub(crate) unsafe fn push(&self, node: *mut T, link: impl Fn(*mut T, *mut T)) {
+        let mut head = self.0.load(Ordering::Relaxed);
+        loop {
+            link(node, head);
+            // SeqCst: the freer's half of the store-buffering pattern with `Owner::abandon`
+            // (and Release for the link, paired with `take_all`'s Acquire).
+            match self.0.compare_exchange_weak(head, node, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Takes every node (null if none).
+    #[inline]
+    pub(crate) fn take_all(&self) -> *mut T {
+        // Acquire: sees each node's link, written before its push's Release.
+        self.0.swap(ptr::null_mut(), Ordering::Acquire)
+    }
+
+    /// Whether nodes are waiting. `SeqCst`: the owner's half of the pattern with `push`, when
+    /// called after `Owner::abandon`.
+    #[inline]
+    pub(crate) fn is_pending(&self) -> bool {
+        !self.0.load(Ordering::SeqCst).is_null()
+    }
+}
+
+/// Who owns a heap: a thread token, or 0.
+pub(crate) struct Owner(AtomicUsize);
+
+/// The owner of a heap whose pool allocator is gone (never 0, never a thread token: tokens are
+/// addresses, and addresses are never `usize::MAX`).
+pub(crate) const DEAD: usize = usize::MAX;
+
+impl Owner {
+    #[cfg_attr(not(loom), allow(dead_code))] // used by the loom models
+    pub(crate) fn new(token: usize) -> Self {
+        Owner(AtomicUsize::new(token))
+    }
+
+    /// Takes the heap if nobody owns it.
+    #[inline]
+    pub(crate) fn try_claim(&self, token: usize) -> bool {
+        // Acquire: sees everything the previous owner did before releasing it; the release side
+        // is `abandon`'s SeqCst store.
+        self.0
+            .compare_exchange(0, token, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Gives the heap up. The caller then checks the notification stack (`is_pending`) and
+    /// takes care of what arrived, since a freer that saw it owned did not.
+    #[inline]
+    pub(crate) fn abandon(&self) {
+        // SeqCst: the owner's half of the store-buffering pattern with `NotifyStack::push`;
+        // also Release for everything done while owning the heap.
+        self.0.store(0, Ordering::SeqCst);
+    }
+
+    /// Gives the heap up if `token` owns it; returns whether it did.
+    pub(crate) fn abandon_if(&self, token: usize) -> bool {
+        self.0
+            .compare_exchange(token, 0, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Marks the heap dead for good, whoever owned it (the allocator is being dropped).
+    pub(crate) fn kill(&self) {
+        self.0.store(DEAD, Ordering::SeqCst);
+    }
+
+    /// Whether nobody owns the heap (`SeqCst`: the freer's half of the pattern, after its push).
+    #[inline]
+    pub(crate) fn is_unowned(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == 0
+    }
+
+    /// The current owner (for checks; may be stale).
+    #[inline]
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Makes `token` the owner of a heap nobody else can reach yet (a fresh or recycled slot).
+    pub(crate) fn set_fresh(&self, token: usize) {
+        self.0.store(token, Ordering::Relaxed);
+    }
+}
+
+/// Installs what `make` returns into `slot` if it is still empty and returns the installed
+/// object: the caller's, or the one another thread installed first (then `discard` gets back the
+/// caller's). `make` returning null (out of memory) returns null and installs nothing.
+pub(crate) fn publish_once<T>(
+    slot: &AtomicPtr<T>,
+    make: impl FnOnce() -> *mut T,
+    discard: impl FnOnce(*mut T),
+) -> *mut T {
+    // Acquire: sees the contents of an object another thread published.
+    let cur = slot.load(Ordering::Acquire);
+    if !cur.is_null() {
+        return cur;
+    }
+    let mine = make();
+    if mine.is_null() {
+        return mine;
+    }
+    // AcqRel: Release publishes our object's contents; Acquire sees the winner's on failure.
+    match slot.compare_exchange(ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => mine,
+        Err(winner) => {
+            discard(mine);
+            winner
+        }
+    }
+}
+
+/// A list that is only ever pushed onto (the heaps of one pool allocator): nodes are published
+/// with Release and never unlinked while readers may walk it.
+pub(crate) struct PushList<T>(AtomicPtr<T>);
+
+impl<T> PushList<T> {
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        PushList(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        PushList(AtomicPtr::new(ptr::null_mut()))
+    }
+
+    /// Pushes `node`, linking it first with `link(node, next)`.
+    ///
+    /// # Safety
+    /// `node` is on no list and outlives every reader of this list.
+    pub(crate) unsafe fn push(&self, node: *mut T, link: impl Fn(*mut T, *mut T)) {
+        let mut head = self.0.load(Ordering::Relaxed);
+        loop {
+            link(node, head);
+            // Release: publishes the node (and its link) to readers' Acquire `head`.
+            match self
+                .0
+                .compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// The first node (null if none); follow the nodes' own links (read with Acquire) after it.
+    pub(crate) fn head(&self) -> *mut T {
+        // Acquire: pairs with `push`'s Release.
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Takes the whole list, for the owner's drop (no other reader may remain).
+    pub(crate) fn take_all(&mut self) -> *mut T {
+        self.0.swap(ptr::null_mut(), Ordering::Acquire)
+    }
+}

@@ -1,0 +1,407 @@
+//! Threads: which heap a thread uses, where heaps live, and what happens when a thread ends.
+//!
+//! A [`PoolAllocator`](crate::PoolAllocator) gives each thread that allocates from it a heap of
+//! its own (a `PoolCore` with its own arenas, in a [`HeapSlot`]). The thread finds it through its
+//! [`ThreadCache`], a small per-thread table of (allocator id, heap) pairs reached through one OS
+//! thread-local slot (`pthread_getspecific` / `FlsGetValue`): no `std`, no allocation, usable from
+//! the first allocation of a process and inside a C `malloc`.
+//!
+//! * **Slots** are mapped from the OS, never unmapped, and recycled through a free list when an
+//!   allocator is dropped, so a stale pointer to a slot (in the cache of a thread that outlived
+//!   its allocator) always points at a slot header, whose `instance` tells that it is stale.
+//! * **Thread exit**: the OS calls `on_thread_exit` with the thread's cache; each heap in it is
+//!   abandoned (`Owner::abandon`), keeping its pools, bins and live blocks. The next thread that
+//!   needs a heap from that allocator adopts it whole; until then, frees into it by other threads
+//!   are collected by those threads (see `PoolAllocator`), so nothing is stranded.
+//! * **Eviction**: a cache holds `CACHE_WAYS` allocators; a thread that uses more abandons the heap
+//!   of the one it evicts (it adopts a heap again when it comes back).
+
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+
+use alloc_core::ArenaProvider;
+
+use crate::heap::PoolCore;
+use crate::remote::{NotifyStack, Owner};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering, SpinLock};
+
+/// The part of a per-thread heap that other threads touch.
+#[repr(C)]
+pub(crate) struct SlotHeader {
+    /// Who owns the heap: a thread token (its cache's address), 0, or `remote::DEAD`.
+    pub(crate) owner: Owner,
+    /// The registry id of the pool allocator the heap belongs to (0 while the slot is free).
+    pub(crate) instance: AtomicUsize,
+    /// Pools with remote frees waiting.
+    pub(crate) notify: NotifyStack<crate::arena::PoolMeta>,
+    /// The next heap of the same allocator (a push-only list), or the next free slot.
+    pub(crate) next: AtomicPtr<SlotHeader>,
+}
+
+/// A provider reached through a pointer that the owning front refreshes on every entry: a heap
+/// lives apart from its `PoolAllocator`, which may move between calls.
+pub(crate) struct ProviderRef<P>(pub(crate) *const P);
+
+// SAFETY: forwards to a live `P` (the front stores `&self.provider` before every use), which
+// upholds the contract itself.
+unsafe impl<P: ArenaProvider> ArenaProvider for ProviderRef<P> {
+    fn alloc(&self, layout: core::alloc::Layout) -> Result<NonNull<u8>, alloc_core::ArenaError> {
+        // SAFETY: refreshed by the front before the core runs (see the type's documentation).
+        unsafe { (*self.0).alloc(layout) }
+    }
+    unsafe fn free(&self, ptr: NonNull<u8>, layout: core::alloc::Layout) {
+        // SAFETY: as above; the caller's guarantee is forwarded.
+        unsafe { (*self.0).free(ptr, layout) }
+    }
+    unsafe fn decommit(&self, ptr: NonNull<u8>, len: usize) -> bool {
+        // SAFETY: as above.
+        unsafe { (*self.0).decommit(ptr, len) }
+    }
+    unsafe fn commit(&self, ptr: NonNull<u8>, len: usize) -> Result<(), alloc_core::ArenaError> {
+        // SAFETY: as above.
+        unsafe { (*self.0).commit(ptr, len) }
+    }
+    fn fresh_memory_is_zeroed(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { (*self.0).fresh_memory_is_zeroed() }
+    }
+}
+
+/// One per-thread heap: the shared header, then the owner's core.
+#[repr(C)]
+pub(crate) struct HeapSlot<P: ArenaProvider> {
+    pub(crate) hdr: SlotHeader,
+    pub(crate) core: UnsafeCell<PoolCore<ProviderRef<P>>>,
+}
+
+/// Bytes reserved for every slot, whatever `P` (the core holds only a pointer to it).
+pub(crate) const SLOT_BYTES: usize = 192 << 10;
+
+/// Free slots (linked through `SlotHeader::next`).
+struct FreeSlots(*mut SlotHeader);
+// SAFETY: the pointers are slots owned by the list, handed out under its lock.
+unsafe impl Send for FreeSlots {}
+
+static FREE_SLOTS: SpinLock<FreeSlots> = SpinLock::new(FreeSlots(ptr::null_mut()));
+
+/// Memory for one slot: a recycled one, or a fresh mapping (zeroed). Null if the OS refuses.
+pub(crate) fn take_slot_memory() -> *mut SlotHeader {
+    let recycled = FREE_SLOTS.with(|f| {
+        let s = f.0;
+        if !s.is_null() {
+            // SAFETY: slots on the free list are valid headers owned by the list.
+            f.0 = unsafe { (*s).next.load(Ordering::Relaxed) };
+        }
+        s
+    });
+    if !recycled.is_null() {
+        return recycled;
+    }
+    crate::os::map_forever(SLOT_BYTES).map_or(ptr::null_mut(), |p| p.cast().as_ptr())
+}
+
+/// Puts a slot whose heap was dropped on the free list. Its header stays valid memory for ever.
+///
+/// # Safety
+/// `slot` came from `take_slot_memory`, its core was dropped, and its owner is `DEAD`.
+pub(crate) unsafe fn recycle_slot(slot: *mut SlotHeader) {
+    FREE_SLOTS.with(|f| {
+        // SAFETY: the caller hands the slot over; its header is valid memory.
+        unsafe {
+            (*slot).instance.store(0, Ordering::Release);
+            (*slot).next.store(f.0, Ordering::Relaxed);
+        }
+        f.0 = slot;
+    });
+}
+
+/// How many allocators a thread keeps a heap of at once.
+pub(crate) const CACHE_WAYS: usize = 8;
+
+/// One (allocator id, heap) pair of a thread.
+#[derive(Clone, Copy)]
+pub(crate) struct Way {
+    pub(crate) id: usize,
+    pub(crate) slot: *mut SlotHeader,
+}
+
+/// A thread's heaps, most recently used first. Its address is the thread's token.
+pub(crate) struct ThreadCache {
+    pub(crate) ways: [Way; CACHE_WAYS],
+    next_free: *mut ThreadCache,
+}
+
+impl ThreadCache {
+    /// The token that marks heaps this thread owns.
+    #[inline]
+    pub(crate) fn token(this: *const ThreadCache) -> usize {
+        this as usize
+    }
+
+    /// Moves way `i` to the front.
+    pub(crate) fn promote(&mut self, i: usize) {
+        let w = self.ways[i];
+        self.ways.copy_within(0..i, 1);
+        self.ways[0] = w;
+    }
+
+    /// Puts `(id, slot)` in front, evicting the last way: its heap is abandoned (if the slot still
+    /// belongs to that allocator and this thread) and returned so the caller can collect it.
+    pub(crate) fn insert(&mut self, id: usize, slot: *mut SlotHeader) {
+        let last = self.ways[CACHE_WAYS - 1];
+        if !last.slot.is_null() {
+            // SAFETY: slot headers are never unmapped.
+            unsafe { abandon_way(last, ThreadCache::token(self)) };
+        }
+        self.ways.copy_within(0..CACHE_WAYS - 1, 1);
+        self.ways[0] = Way { id, slot };
+    }
+}
+
+/// Abandons the heap of `way` if it still belongs to the way's allocator and to `token`.
+///
+/// # Safety
+/// `way.slot` is a slot header (they are never unmapped).
+unsafe fn abandon_way(way: Way, token: usize) {
+    // SAFETY: the caller's guarantee.
+    let h = unsafe { &*way.slot };
+    // The instance of a slot changes only when its allocator is dropped (owner DEAD, so the
+    // compare-exchange below fails) or after recycling (a new owner token, not ours, unless we
+    // adopted it for the new allocator, which the id check excludes).
+    if h.instance.load(Ordering::Acquire) == way.id {
+        h.owner.abandon_if(token);
+    }
+}
+
+/// Free caches, and the chunk they are carved from.
+struct CacheStore {
+    free: *mut ThreadCache,
+}
+// SAFETY: the pointers are caches owned by the store, handed out under its lock.
+unsafe impl Send for CacheStore {}
+
+static CACHES: SpinLock<CacheStore> = SpinLock::new(CacheStore {
+    free: ptr::null_mut(),
+});
+
+const CACHE_CHUNK: usize = 64 << 10;
+
+fn take_cache() -> *mut ThreadCache {
+    CACHES.with(|s| {
+        if s.free.is_null() {
+            let Some(chunk) = crate::os::map_forever(CACHE_CHUNK) else {
+                return ptr::null_mut();
+            };
+            let n = CACHE_CHUNK / core::mem::size_of::<ThreadCache>();
+            let base = chunk.cast::<ThreadCache>().as_ptr();
+            for i in 0..n {
+                // SAFETY: `i < n` caches fit in the fresh chunk, which is suitably aligned (page).
+                unsafe {
+                    base.add(i).write(ThreadCache {
+                        ways: [Way {
+                            id: 0,
+                            slot: ptr::null_mut(),
+                        }; CACHE_WAYS],
+                        next_free: s.free,
+                    });
+                    s.free = base.add(i);
+                }
+            }
+        }
+        let c = s.free;
+        // SAFETY: a cache on the free list, owned by the store.
+        s.free = unsafe { (*c).next_free };
+        c
+    })
+}
+
+/// # Safety
+/// `c` came from `take_cache` and is no longer any thread's.
+unsafe fn give_back_cache(c: *mut ThreadCache) {
+    CACHES.with(|s| {
+        // SAFETY: the caller hands the cache over.
+        unsafe {
+            (*c).ways = [Way {
+                id: 0,
+                slot: ptr::null_mut(),
+            }; CACHE_WAYS];
+            (*c).next_free = s.free;
+        }
+        s.free = c;
+    });
+}
+
+/// Runs when a thread with a cache ends: abandons its heaps and recycles the cache.
+///
+/// # Safety
+/// `c` is the ending thread's cache, used by nobody afterwards.
+unsafe fn thread_ended(c: *mut ThreadCache) {
+    let token = ThreadCache::token(c);
+    // SAFETY: the cache is the ending thread's, so nobody else touches it.
+    let ways = unsafe { (*c).ways };
+    for w in ways {
+        if !w.slot.is_null() {
+            // SAFETY: slot headers are never unmapped.
+            unsafe { abandon_way(w, token) };
+        }
+    }
+    // SAFETY: the thread is ending; nothing refers to its cache any more.
+    unsafe { give_back_cache(c) };
+}
+
+/// Fork support: the child has only the forking thread, so every heap owned by another token is
+/// an orphan; the child's allocators abandon them (see `PoolAllocator::after_fork_child`).
+pub(crate) fn current_token() -> usize {
+    ThreadCache::token(tls::get())
+}
+
+/// Takes the global locks of this module for a fork.
+pub(crate) fn lock_for_fork() {
+    FREE_SLOTS.acquire_for_fork();
+    CACHES.acquire_for_fork();
+}
+
+/// # Safety
+/// After `lock_for_fork`, on the same thread (or the child's only thread).
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        CACHES.release_after_fork();
+        FREE_SLOTS.release_after_fork();
+    }
+}
+
+/// The calling thread's cache, made on first use; null if the OS refuses memory or a slot.
+#[inline]
+pub(crate) fn cache() -> *mut ThreadCache {
+    let c = tls::get();
+    if !c.is_null() {
+        return c;
+    }
+    make_cache()
+}
+
+/// The calling thread's cache if it has one (null otherwise): what a free looks at.
+#[inline]
+pub(crate) fn cache_if_any() -> *mut ThreadCache {
+    tls::get()
+}
+
+#[cold]
+fn make_cache() -> *mut ThreadCache {
+    let c = take_cache();
+    if c.is_null() {
+        return c;
+    }
+    if !tls::set(c) {
+        // SAFETY: never published.
+        unsafe { give_back_cache(c) };
+        return ptr::null_mut();
+    }
+    c
+}
+
+#[cfg(unix)]
+mod tls {
+    use super::ThreadCache;
+    use crate::sync::{AtomicUsize, Ordering};
+
+    /// The pthread key plus one (0: not created yet).
+    static KEY: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn on_thread_exit(value: *mut libc::c_void) {
+        // SAFETY: the OS passes the value this thread stored: its cache; the thread is ending.
+        unsafe { super::thread_ended(value.cast()) }
+    }
+
+    fn key() -> Option<libc::pthread_key_t> {
+        let k = KEY.load(Ordering::Acquire);
+        if k != 0 {
+            return Some((k - 1) as libc::pthread_key_t);
+        }
+        let mut fresh: libc::pthread_key_t = 0;
+        // SAFETY: a valid out-pointer and an `extern "C"` destructor.
+        if unsafe { libc::pthread_key_create(&mut fresh, Some(on_thread_exit)) } != 0 {
+            return None;
+        }
+        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Some(fresh),
+            Err(winner) => {
+                // SAFETY: our key was never used.
+                unsafe { libc::pthread_key_delete(fresh) };
+                Some((winner - 1) as libc::pthread_key_t)
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn get() -> *mut ThreadCache {
+        let k = KEY.load(Ordering::Relaxed);
+        if k == 0 {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: a key made by `key()` (KEY is only set to created keys).
+        unsafe { libc::pthread_getspecific((k - 1) as libc::pthread_key_t).cast() }
+    }
+
+    pub(super) fn set(c: *mut ThreadCache) -> bool {
+        let Some(k) = key() else { return false };
+        // SAFETY: a created key; the value is this thread's cache.
+        unsafe { libc::pthread_setspecific(k, c.cast()) == 0 }
+    }
+}
+
+#[cfg(windows)]
+mod tls {
+    use super::ThreadCache;
+    use crate::sync::{AtomicUsize, Ordering};
+    use windows_sys::Win32::System::Threading::{
+        FLS_OUT_OF_INDEXES, FlsAlloc, FlsFree, FlsGetValue, FlsSetValue,
+    };
+
+    /// The fiber-local index plus one (0: not made yet).
+    static KEY: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "system" fn on_thread_exit(value: *const core::ffi::c_void) {
+        if !value.is_null() {
+            // SAFETY: the OS passes the value this thread stored: its cache; the thread is ending.
+            unsafe { super::thread_ended(value.cast_mut().cast()) }
+        }
+    }
+
+    fn key() -> Option<u32> {
+        let k = KEY.load(Ordering::Acquire);
+        if k != 0 {
+            return Some((k - 1) as u32);
+        }
+        // SAFETY: registers a plain callback.
+        let fresh = unsafe { FlsAlloc(Some(on_thread_exit)) };
+        if fresh == FLS_OUT_OF_INDEXES {
+            return None;
+        }
+        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Some(fresh),
+            Err(winner) => {
+                // SAFETY: our index was never used.
+                unsafe { FlsFree(fresh) };
+                Some((winner - 1) as u32)
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn get() -> *mut ThreadCache {
+        let k = KEY.load(Ordering::Relaxed);
+        if k == 0 {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: an index made by `key()`.
+        unsafe { FlsGetValue((k - 1) as u32).cast() }
+    }
+
+    pub(super) fn set(c: *mut ThreadCache) -> bool {
+        let Some(k) = key() else { return false };
+        // SAFETY: a made index; the value is this thread's cache.
+        unsafe { FlsSetValue(k, c.cast_const().cast()) != 0 }
+    }
+}
