@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask bench [--full] [--workloads pairs,churn] [--allocators system,mimalloc] [--samples N]
 //! cargo xtask ci [--skip-tests]
+//! cargo xtask loom [--preemptions N]   # the loom models, unbounded unless N is given
 //! cargo xtask sanitize        # the unsafe core under AddressSanitizer
 //! cargo xtask valgrind        # the unsafe core under valgrind memcheck
 //! ```
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci(args[1..].iter().any(|a| a == "--skip-tests")),
+        Some("loom") => loom(&args[1..]),
         Some("sanitize") => sanitize(),
         Some("valgrind") => valgrind(),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -44,9 +46,38 @@ fn print_help() {
          tasks:\n  \
          bench     run the benchmark suite (quick by default; --full for the long one)\n  \
          ci        fmt, clippy -D warnings, the test suite, docs, and the windows check\n  \
+         loom      the loom models of the cross-thread protocols (--preemptions N to bound them)\n  \
          sanitize  the unsafe crates' tests under AddressSanitizer\n  \
          valgrind  the unsafe crates' tests under valgrind memcheck\n"
     );
+}
+
+/// The loom models of alloc-arena's cross-thread protocols, built with `--cfg loom` in their own
+/// target directory; loom's full search unless `--preemptions N` bounds it.
+fn loom(args: &[String]) -> Result {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "-p",
+        "alloc-arena",
+        "--lib",
+        "--release",
+        "--target-dir",
+        "target/loom",
+        "loom_models",
+    ])
+    .env("RUSTFLAGS", "--cfg loom");
+    match args {
+        [] => {}
+        [flag, n] if flag == "--preemptions" => {
+            let n: u32 = n
+                .parse()
+                .map_err(|_| format!("--preemptions wants a number, not {n:?}"))?;
+            cmd.env("LOOM_MAX_PREEMPTIONS", n.to_string());
+        }
+        _ => return Err(format!("loom: unexpected arguments {args:?}")),
+    }
+    run("loom models", cmd)
 }
 
 /// The workspace root (xtask lives one level below it).

@@ -196,7 +196,11 @@ fn fits_in_place(g: &Geometry, block: usize, new_size: usize) -> bool {
 
 /// # Safety
 /// `ptr` is null or a live block of `f` from malloc/calloc/realloc.
-pub(crate) unsafe fn realloc<F: Front>(f: &F, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+pub(crate) unsafe fn realloc<F: Front>(
+    f: &F,
+    ptr: *mut u8,
+    new_size: usize,
+) -> Option<NonNull<u8>> {
     let Some(old) = NonNull::new(ptr) else {
         return malloc(f, new_size);
     };

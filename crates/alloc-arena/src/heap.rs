@@ -25,10 +25,10 @@ use alloc_core::ArenaProvider;
 
 use crate::arena::{ArenaHeader, FreeBlock, NO_CLASS, PoolMeta};
 use crate::registry;
+use crate::remote::RemoteList;
 use crate::size_class::{Geometry, MAX_CLASSES, MAX_POOLS_PER_ARENA};
 use crate::stats::{ClassStats, PoolStats};
 use crate::sync::{AtomicU32, Ordering};
-use crate::remote::RemoteList;
 use crate::threads::SlotHeader;
 
 /// The most blocks a bin can hold.

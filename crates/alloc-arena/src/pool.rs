@@ -190,12 +190,18 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         let id = id as usize;
         // SAFETY: the calling thread's cache, touched only by it.
         let cache = unsafe { &mut *c };
-        if let Some(i) = cache.ways.iter().position(|w| w.id == id && !w.slot.is_null()) {
+        if let Some(i) = cache
+            .ways
+            .iter()
+            .position(|w| w.id == id && !w.slot.is_null())
+        {
             cache.promote(i);
             return cache.ways[0].slot;
         }
         let token = ThreadCache::token(c);
-        let slot = self.adopt(token).unwrap_or_else(|| self.new_heap(id, token));
+        let slot = self
+            .adopt(token)
+            .unwrap_or_else(|| self.new_heap(id, token));
         if !slot.is_null() {
             cache.insert(id, slot);
         }
@@ -320,14 +326,23 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// Runs `f` on the core of the calling thread's heap and of every unowned heap (abandoned
     /// heaps are claimed for the call, then abandoned again and collected if frees arrived).
-    fn for_each_reachable_heap(&self, full: bool, mut f: impl FnMut(&mut PoolCore<ProviderRef<P>>)) {
+    fn for_each_reachable_heap(
+        &self,
+        full: bool,
+        mut f: impl FnMut(&mut PoolCore<ProviderRef<P>>),
+    ) {
         let c = threads::cache_if_any();
         let id = self.id.load(Ordering::Relaxed) as usize;
         let mine = if c.is_null() || id == 0 {
             ptr::null_mut()
         } else {
             // SAFETY: the calling thread's cache.
-            unsafe { (*c).ways.iter().find(|w| w.id == id).map_or(ptr::null_mut(), |w| w.slot) }
+            unsafe {
+                (*c).ways
+                    .iter()
+                    .find(|w| w.id == id)
+                    .map_or(ptr::null_mut(), |w| w.slot)
+            }
         };
         let marker = 0u8;
         let token = ptr::addr_of!(marker) as usize;
@@ -408,7 +423,8 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
 
     #[inline]
     unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>) {
-        let arena = (ptr.as_ptr() as usize & !(self.geo.arena_size - 1)) as *const crate::arena::ArenaHeader;
+        let arena = (ptr.as_ptr() as usize & !(self.geo.arena_size - 1))
+            as *const crate::arena::ArenaHeader;
         // SAFETY: a live block's arena is live; its heap pointer was written before any of its
         // blocks was handed out.
         let slot = unsafe { (*arena).slot }.cast_mut();

@@ -14,8 +14,9 @@
 //!   heap, or collecting one for a moment); an exiting thread abandons its heap by storing 0. An
 //!   abandoned heap's notifications are taken by whoever frees into it next: the freer pushes its
 //!   notification, then reads the owner; the exiting owner stores 0, then reads the notification
-//!   stack. Both sides are `SeqCst`, so at least one of them sees the other (the store-buffering
-//!   pattern): a notification that arrives while the owner leaves is never stranded.
+//!   stack. A `SeqCst` fence sits between the write and the read on both sides, so at least one
+//!   of them sees the other (the store-buffering pattern, in its fence form, which loom models):
+//!   a notification that arrives while the owner leaves is never stranded.
 //! * **Publish once** ([`publish_once`]): a lazily made object (a registry leaf) is installed into
 //!   an empty slot by compare-exchange; the loser discards its own copy and uses the winner's.
 //! * **Push-only lists** ([`PushList`]): the heaps of a pool allocator, published once each and
@@ -23,7 +24,7 @@
 
 use core::ptr;
 
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering, fence};
 
 /// The tag on a remote list whose pool waits on its heap's notification stack (blocks are at
 /// least 16-byte aligned, so the low bit of a block address is free).
@@ -50,11 +51,13 @@ impl RemoteList {
         let mut head = self.0.load(Ordering::Relaxed);
         loop {
             link(block, (head & !QUEUED) as *mut u8);
-            // Release: publishes the link written above to the owner's Acquire swap in `take`.
+            // Release: publishes the link written above to the owner's swap in `take`. Acquire:
+            // a push that reads the owner's swap comes after the owner's last reads of the pool's
+            // notification link, which the tagging pusher then rewrites.
             match self.0.compare_exchange_weak(
                 head,
                 block as usize | QUEUED,
-                Ordering::Release,
+                Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return head & QUEUED == 0,
@@ -67,8 +70,9 @@ impl RemoteList {
     /// again. Only the pool's owner calls it, after taking the pool off the notification stack.
     #[inline]
     pub(crate) fn take(&self) -> *mut u8 {
-        // Acquire: sees the links written by every push it takes (their Release).
-        (self.0.swap(0, Ordering::Acquire) & !QUEUED) as *mut u8
+        // Acquire: sees the links written by every push it takes (their Release). Release: orders
+        // the owner's earlier reads of the pool before the next tagging push (its Acquire).
+        (self.0.swap(0, Ordering::AcqRel) & !QUEUED) as *mut u8
     }
 
     /// Whether the list is empty and untagged (for checks at rest).
@@ -98,10 +102,17 @@ impl<T> NotifyStack<T> {
         let mut head = self.0.load(Ordering::Relaxed);
         loop {
             link(node, head);
-            // SeqCst: the freer's half of the store-buffering pattern with `Owner::abandon`
-            // (and Release for the link, paired with `take_all`'s Acquire).
-            match self.0.compare_exchange_weak(head, node, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => return,
+            // Release: publishes the link to `take_all`'s Acquire.
+            match self
+                .0
+                .compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    // The freer's half of the store-buffering pattern with `Owner::abandon`:
+                    // the push is ordered before the caller's `Owner::is_unowned`.
+                    fence(Ordering::SeqCst);
+                    return;
+                }
                 Err(h) => head = h,
             }
         }
@@ -114,11 +125,11 @@ impl<T> NotifyStack<T> {
         self.0.swap(ptr::null_mut(), Ordering::Acquire)
     }
 
-    /// Whether nodes are waiting. `SeqCst`: the owner's half of the pattern with `push`, when
-    /// called after `Owner::abandon`.
+    /// Whether nodes are waiting (after `Owner::abandon`, whose fence orders this read after the
+    /// abandoning store).
     #[inline]
     pub(crate) fn is_pending(&self) -> bool {
-        !self.0.load(Ordering::SeqCst).is_null()
+        !self.0.load(Ordering::Relaxed).is_null()
     }
 }
 
@@ -127,6 +138,7 @@ pub(crate) struct Owner(AtomicUsize);
 
 /// The owner of a heap whose pool allocator is gone (never 0, never a thread token: tokens are
 /// addresses, and addresses are never `usize::MAX`).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const DEAD: usize = usize::MAX;
 
 impl Owner {
@@ -149,27 +161,35 @@ impl Owner {
     /// takes care of what arrived, since a freer that saw it owned did not.
     #[inline]
     pub(crate) fn abandon(&self) {
-        // SeqCst: the owner's half of the store-buffering pattern with `NotifyStack::push`;
-        // also Release for everything done while owning the heap.
-        self.0.store(0, Ordering::SeqCst);
+        // Release: everything done while owning the heap, for the next owner's Acquire claim.
+        self.0.store(0, Ordering::Release);
+        // The owner's half of the store-buffering pattern with `NotifyStack::push`: the store is
+        // ordered before the caller's `NotifyStack::is_pending`.
+        fence(Ordering::SeqCst);
     }
 
     /// Gives the heap up if `token` owns it; returns whether it did.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn abandon_if(&self, token: usize) -> bool {
-        self.0
-            .compare_exchange(token, 0, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
+        let done = self
+            .0
+            .compare_exchange(token, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        fence(Ordering::SeqCst);
+        done
     }
 
     /// Marks the heap dead for good, whoever owned it (the allocator is being dropped).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn kill(&self) {
         self.0.store(DEAD, Ordering::SeqCst);
     }
 
-    /// Whether nobody owns the heap (`SeqCst`: the freer's half of the pattern, after its push).
+    /// Whether nobody owns the heap (after `NotifyStack::push`, whose fence orders this read
+    /// after the push).
     #[inline]
     pub(crate) fn is_unowned(&self) -> bool {
-        self.0.load(Ordering::SeqCst) == 0
+        self.0.load(Ordering::Relaxed) == 0
     }
 
     /// The current owner (for checks; may be stale).
@@ -179,6 +199,7 @@ impl Owner {
     }
 
     /// Makes `token` the owner of a heap nobody else can reach yet (a fresh or recycled slot).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn set_fresh(&self, token: usize) {
         self.0.store(token, Ordering::Relaxed);
     }

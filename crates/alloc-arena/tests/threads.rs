@@ -36,7 +36,13 @@ fn check_and_free(pool: &PoolAllocator, b: Block) {
     for i in 0..b.size {
         // SAFETY: `i < size` bytes of a live block.
         let got = unsafe { b.ptr.add(i).read() };
-        assert_eq!(got, pattern(b.ptr, i), "block {:p} of {} bytes damaged at {i}", b.ptr, b.size);
+        assert_eq!(
+            got,
+            pattern(b.ptr, i),
+            "block {:p} of {} bytes damaged at {i}",
+            b.ptr,
+            b.size
+        );
     }
     // SAFETY: a live block of the pool, freed once.
     unsafe { pool.free(b.ptr) };
@@ -54,8 +60,9 @@ fn producer_consumer_ring_frees_every_block_on_another_thread() {
     const THREADS: usize = 4;
     const PER_THREAD: usize = 40_000;
     let pool = Arc::new(PoolAllocator::new());
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        (0..THREADS).map(|_| mpsc::sync_channel::<Block>(256)).unzip();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..THREADS)
+        .map(|_| mpsc::sync_channel::<Block>(256))
+        .unzip();
     let mut receivers: Vec<Option<mpsc::Receiver<Block>>> =
         receivers.into_iter().map(Some).collect();
     let freed = Arc::new(AtomicUsize::new(0));
@@ -176,9 +183,8 @@ fn ten_thousand_threads_leave_blocks_that_others_free() {
                 let pool = pool.clone();
                 std::thread::spawn(move || {
                     let mut rng = Rng::new((round * AT_ONCE + t) as u64);
-                    let mut mine: Vec<Block> = (0..40)
-                        .map(|_| make(&pool, 1 + rng.below(512)))
-                        .collect();
+                    let mut mine: Vec<Block> =
+                        (0..40).map(|_| make(&pool, 1 + rng.below(512))).collect();
                     // Half freed here, half left to outlive the thread.
                     let keep = mine.split_off(20);
                     for b in mine {
@@ -212,7 +218,10 @@ fn ten_thousand_threads_leave_blocks_that_others_free() {
     let s = pool.stats();
     assert_eq!(s.blocks_in_use(), 0, "{s}");
     assert_eq!(s.arenas, 0, "{s}");
-    assert!(arenas_highest <= 2 * heaps, "arenas grew to {arenas_highest}");
+    assert!(
+        arenas_highest <= 2 * heaps,
+        "arenas grew to {arenas_highest}"
+    );
     if let (Some(before), Some(after)) = (rss_before, rss_bytes()) {
         eprintln!("RSS before {} KiB, after {} KiB", before >> 10, after >> 10);
         assert!(
@@ -275,7 +284,10 @@ fn model_test_per_thread_with_handoffs() {
                                 // SAFETY: bytes of the live block.
                                 unsafe { p.add(k).write(pattern(p, k)) };
                             }
-                            live.push(Block { ptr: p, size: new_size });
+                            live.push(Block {
+                                ptr: p,
+                                size: new_size,
+                            });
                         }
                         4 if !live.is_empty() => {
                             let i = rng.below(live.len());

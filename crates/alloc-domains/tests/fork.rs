@@ -79,7 +79,10 @@ fn children_forked_under_allocation_pressure_can_allocate() {
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
             let v: Vec<String> = (0..2000).map(|i| format!("child {round} {i}")).collect();
-            let ok = v.iter().enumerate().all(|(i, s)| s.ends_with(&i.to_string()));
+            let ok = v
+                .iter()
+                .enumerate()
+                .all(|(i, s)| s.ends_with(&i.to_string()));
             drop(v);
             // SAFETY: ends the child at once.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
