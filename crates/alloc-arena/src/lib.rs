@@ -45,7 +45,7 @@
 //! ```
 #![no_std]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 // Under `cfg(loom)` only the cross-thread protocols and their models are built: the rest of the

@@ -163,7 +163,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// The calling thread's heap of this allocator, made or adopted if it has none; null if the
     /// OS refuses the memory for it.
-    #[inline]
+    #[inline(always)]
     fn my_heap(&self) -> *mut SlotHeader {
         let c = threads::cache_if_any();
         if !c.is_null() {
@@ -302,6 +302,51 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
     }
 
+    /// Frees a block of a heap the calling thread owns.
+    ///
+    /// # Safety
+    /// The calling thread owns `slot`, and `ptr` is a live block of it (of `class`, if given).
+    #[inline(always)]
+    unsafe fn free_local(&self, slot: *mut SlotHeader, ptr: NonNull<u8>, class: Option<usize>) {
+        // SAFETY: the caller's guarantee: our heap, no other reference to its core alive.
+        let core = unsafe { self.core_of(slot) };
+        match class {
+            // SAFETY: the caller's guarantee.
+            Some(k) => unsafe { core.free_in_class(ptr, k) },
+            // SAFETY: the caller's guarantee.
+            None => unsafe { core.free(ptr) },
+        }
+    }
+
+    /// A free whose heap is not the calling thread's most recent one: another heap of ours in its
+    /// cache, or a remote free.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of heap `slot` of this allocator; `c` is the calling thread's cache
+    /// or null.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_block_slow(
+        &self,
+        slot: *mut SlotHeader,
+        c: *mut ThreadCache,
+        ptr: NonNull<u8>,
+        class: Option<usize>,
+    ) {
+        if !c.is_null() {
+            let id = self.id.load(Ordering::Relaxed) as usize;
+            // SAFETY: the calling thread's cache.
+            let ways = unsafe { &(*c).ways };
+            if ways.iter().any(|w| w.slot == slot && w.id == id) {
+                // SAFETY: a current way of this allocator: the heap is ours.
+                unsafe { self.free_local(slot, ptr, class) };
+                return;
+            }
+        }
+        // SAFETY: the caller's guarantee; the heap is another thread's, or nobody's.
+        unsafe { self.free_remote(slot, ptr) }
+    }
+
     /// Statistics of the pools (per size class, arenas, bytes); see [`PoolStats`].
     ///
     /// Counts the calling thread's heap and every heap no thread owns now (taking each for a
@@ -409,7 +454,7 @@ impl<P: ArenaProvider, L: DomainAllocator> Drop for PoolAllocator<P, L> {
 impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
     front_fields!();
 
-    #[inline]
+    #[inline(always)]
     fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
         let slot = self.my_heap();
         if slot.is_null() {
@@ -421,7 +466,7 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
         core.alloc(class, &self.id)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>) {
         let arena = (ptr.as_ptr() as usize & !(self.geo.arena_size - 1))
             as *const crate::arena::ArenaHeader;
@@ -430,26 +475,17 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
         let slot = unsafe { (*arena).slot }.cast_mut();
         let c = threads::cache_if_any();
         if !c.is_null() {
-            let id = self.id.load(Ordering::Relaxed) as usize;
             // SAFETY: the calling thread's cache.
-            let ways = unsafe { &(*c).ways };
-            if ways.iter().any(|w| w.slot == slot && w.id == id) {
-                {
-                    // SAFETY: the heap is ours (a current way of this allocator), the block is a
-                    // live block of it.
-                    let core = unsafe { self.core_of(slot) };
-                    match class {
-                        // SAFETY: the caller's guarantee.
-                        Some(k) => unsafe { core.free_in_class(ptr, k) },
-                        // SAFETY: the caller's guarantee.
-                        None => unsafe { core.free(ptr) },
-                    }
-                    return;
-                }
+            let w = unsafe { (*c).ways[0] };
+            if w.slot == slot && w.id == self.id.load(Ordering::Relaxed) as usize {
+                // SAFETY: the heap is ours (the current way of this allocator); the caller's
+                // guarantee makes the block a live block of it.
+                unsafe { self.free_local(slot, ptr, class) };
+                return;
             }
         }
-        // SAFETY: the caller's guarantee; the heap is another thread's, or nobody's.
-        unsafe { self.free_remote(slot, ptr) }
+        // SAFETY: the caller's guarantee.
+        unsafe { self.free_block_slow(slot, c, ptr, class) }
     }
 
     fn lock_for_fork(&self) {

@@ -22,6 +22,9 @@
 //! * **Push-only lists** ([`PushList`]): the heaps of a pool allocator, published once each and
 //!   never unlinked while the allocator lives; readers walk them with Acquire loads.
 
+// Under `cfg(loom)` the library itself uses none of it: only the models do.
+#![cfg_attr(loom, allow(dead_code))]
+
 use core::ptr;
 
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering, fence};

@@ -2,8 +2,9 @@
 //!
 //! A [`PoolAllocator`](crate::PoolAllocator) gives each thread that allocates from it a heap of
 //! its own (a `PoolCore` with its own arenas, in a [`HeapSlot`]). The thread finds it through its
-//! [`ThreadCache`], a small per-thread table of (allocator id, heap) pairs reached through one OS
-//! thread-local slot (`pthread_getspecific` / `FlsGetValue`): no `std`, no allocation, usable from
+//! [`ThreadCache`], a small per-thread table of (allocator id, heap) pairs reached through a
+//! native thread-local (with the `std` feature) and one OS thread-local slot (`pthread` keys /
+//! fiber-local storage), whose destructor tells of the thread's end: no allocation, usable from
 //! the first allocation of a process and inside a C `malloc`.
 //!
 //! * **Slots** are mapped from the OS, never unmapped, and recycled through a free list when an
@@ -236,6 +237,11 @@ unsafe fn give_back_cache(c: *mut ThreadCache) {
 /// # Safety
 /// `c` is the ending thread's cache, used by nobody afterwards.
 unsafe fn thread_ended(c: *mut ThreadCache) {
+    // The OS cleared its slot; the native thread-local must forget the cache too, so that an
+    // allocation made later in this thread's exit (another destructor) makes a fresh cache, which
+    // the OS then cleans up again, instead of using this one after it is recycled.
+    #[cfg(feature = "std")]
+    fast::set(ptr::null_mut());
     let token = ThreadCache::token(c);
     // SAFETY: the cache is the ending thread's, so nobody else touches it.
     let ways = unsafe { (*c).ways };
@@ -301,6 +307,28 @@ fn make_cache() -> *mut ThreadCache {
     c
 }
 
+/// With `std`, the cache pointer is also kept in a native thread-local (a `const`-initialised
+/// `Cell` of a raw pointer: no destructor, no registration, no allocation, one load), and the OS
+/// slot serves only to hear of the thread's end. Without `std`, the OS slot is read each time.
+#[cfg(feature = "std")]
+mod fast {
+    use core::cell::Cell;
+    use core::ptr;
+
+    std::thread_local! {
+        static CACHE: Cell<*mut super::ThreadCache> = const { Cell::new(ptr::null_mut()) };
+    }
+
+    #[inline]
+    pub(super) fn get() -> Option<*mut super::ThreadCache> {
+        CACHE.try_with(Cell::get).ok()
+    }
+
+    pub(super) fn set(c: *mut super::ThreadCache) {
+        let _ = CACHE.try_with(|cell| cell.set(c));
+    }
+}
+
 #[cfg(unix)]
 mod tls {
     use super::ThreadCache;
@@ -336,6 +364,10 @@ mod tls {
 
     #[inline]
     pub(super) fn get() -> *mut ThreadCache {
+        #[cfg(feature = "std")]
+        if let Some(c) = super::fast::get() {
+            return c;
+        }
         let k = KEY.load(Ordering::Relaxed);
         if k == 0 {
             return core::ptr::null_mut();
@@ -344,10 +376,16 @@ mod tls {
         unsafe { libc::pthread_getspecific((k - 1) as libc::pthread_key_t).cast() }
     }
 
+    /// Makes `c` the calling thread's cache (null: forget it).
     pub(super) fn set(c: *mut ThreadCache) -> bool {
         let Some(k) = key() else { return false };
         // SAFETY: a created key; the value is this thread's cache.
-        unsafe { libc::pthread_setspecific(k, c.cast()) == 0 }
+        if unsafe { libc::pthread_setspecific(k, c.cast()) } != 0 {
+            return false;
+        }
+        #[cfg(feature = "std")]
+        super::fast::set(c);
+        true
     }
 }
 
@@ -391,6 +429,10 @@ mod tls {
 
     #[inline]
     pub(super) fn get() -> *mut ThreadCache {
+        #[cfg(feature = "std")]
+        if let Some(c) = super::fast::get() {
+            return c;
+        }
         let k = KEY.load(Ordering::Relaxed);
         if k == 0 {
             return core::ptr::null_mut();
@@ -399,9 +441,15 @@ mod tls {
         unsafe { FlsGetValue((k - 1) as u32).cast() }
     }
 
+    /// Makes `c` the calling thread's cache (null: forget it).
     pub(super) fn set(c: *mut ThreadCache) -> bool {
         let Some(k) = key() else { return false };
         // SAFETY: a made index; the value is this thread's cache.
-        unsafe { FlsSetValue(k, c.cast_const().cast()) != 0 }
+        if unsafe { FlsSetValue(k, c.cast_const().cast()) } == 0 {
+            return false;
+        }
+        #[cfg(feature = "std")]
+        super::fast::set(c);
+        true
     }
 }
