@@ -95,6 +95,9 @@ pub(crate) struct PoolMeta {
     /// The next pool on the heap's notification stack (written by the thread that queues the pool,
     /// published by the stack's compare-exchange).
     pub(crate) notify_next: *mut PoolMeta,
+    /// The last block of the remote list, recorded by the thread that queues the pool (its block
+    /// went onto an empty list), published with `notify_next`.
+    pub(crate) remote_tail: *mut FreeBlock,
 }
 
 /// The description of one arena, at its first byte.

@@ -157,11 +157,30 @@ impl<P: ArenaProvider> PoolCore<P> {
             // pool may be queued again by a new remote free.
             unsafe {
                 let next = (*pool).notify_next;
-                let mut block = (*pool).remote.take();
-                while !block.is_null() {
-                    let following = *block.cast::<*mut u8>();
-                    self.pool_free(NonNull::new_unchecked(block));
-                    block = following;
+                let tail = (*pool).remote_tail;
+                let (head, count) = (*pool).remote.take();
+                let head = head.cast::<FreeBlock>();
+                // The list is spliced onto the pool's `local_free` whole, with the length kept in
+                // its head word: no block of it is read here (each would be a cache miss, another
+                // core wrote them), and the pool changes state once.
+                let n = if count != 0 {
+                    count as u16
+                } else {
+                    let mut n: u16 = 1;
+                    let mut b = head;
+                    while !(*b).next.is_null() {
+                        b = (*b).next;
+                        n += 1;
+                    }
+                    n
+                };
+                let p = &mut *pool;
+                debug_assert!(p.class != NO_CLASS && n <= p.used);
+                (*tail).next = p.local_free;
+                p.local_free = head;
+                p.used -= n;
+                if p.used == 0 || !p.in_list {
+                    self.free_slow(pool);
                 }
                 pool = next;
             }
@@ -345,6 +364,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     committed: true,
                     remote: RemoteList::new(),
                     notify_next: ptr::null_mut(),
+                    remote_tail: ptr::null_mut(),
                 });
                 pool
             };

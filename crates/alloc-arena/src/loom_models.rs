@@ -43,10 +43,11 @@ unsafe fn next_of(b: *mut u8) -> *mut u8 {
     unsafe { (*b.cast::<Block>()).next.with(|p| *p) }
 }
 
-/// A pool: its remote list and its link on the notification stack.
+/// A pool: its remote list, its link on the notification stack, and the list's last block.
 struct Pool {
     remote: RemoteList,
     notify_next: UnsafeCell<*mut Pool>,
+    remote_tail: UnsafeCell<*mut u8>,
 }
 
 struct Heap {
@@ -65,6 +66,7 @@ impl Heap {
         let pool = || Pool {
             remote: RemoteList::new(),
             notify_next: UnsafeCell::new(ptr::null_mut()),
+            remote_tail: UnsafeCell::new(ptr::null_mut()),
         };
         Heap {
             owner: Owner::new(owner),
@@ -83,6 +85,8 @@ impl Heap {
                 .remote
                 .push(b as *mut u8, |blk, next| set_next(blk, next))
             {
+                // The tagging push went onto an empty list: its block is the last.
+                (*pool).remote_tail.with_mut(|t| *t = b as *mut u8);
                 self.notify
                     .push(pool, |p, next| (*p).notify_next.with_mut(|n| *n = next));
                 return self.owner.is_unowned();
@@ -100,14 +104,22 @@ impl Heap {
             // tagged its list, with at least that pusher's block on it.
             unsafe {
                 let next = (*pool).notify_next.with(|p| *p);
-                let mut b = (*pool).remote.take();
+                let tail = (*pool).remote_tail.with(|t| *t);
+                let (mut b, count) = (*pool).remote.take();
                 assert!(!b.is_null(), "a queued pool with no block");
+                let mut walked = 0;
+                let mut last = b;
                 while !b.is_null() {
                     let following = next_of(b);
+                    last = b;
                     drop(Box::from_raw(b.cast::<Block>()));
-                    n += 1;
+                    walked += 1;
                     b = following;
                 }
+                // What the pool allocator splices without walking: the length and the last block.
+                assert_eq!(walked, count, "the length kept in the head word");
+                assert_eq!(last, tail, "the recorded last block");
+                n += walked;
                 pool = next;
             }
         }

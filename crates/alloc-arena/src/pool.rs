@@ -293,6 +293,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 .remote
                 .push(ptr.as_ptr(), |b, next| b.cast::<*mut u8>().write(next));
             if tagged {
+                // Our block went onto an empty list: it is the list's last.
+                (*meta).remote_tail = ptr.as_ptr().cast();
                 let hdr = &*slot;
                 hdr.notify.push(meta, |m, next| (*m).notify_next = next);
                 if hdr.owner.is_unowned() {

@@ -33,6 +33,14 @@ use crate::sync::{AtomicPtr, AtomicUsize, Ordering, fence};
 /// least 16-byte aligned, so the low bit of a block address is free).
 pub(crate) const QUEUED: usize = 1;
 
+/// Where the list's length is kept in its head word, above the address: the owner learns how many
+/// blocks it takes without walking them (each would be a cache miss: another core wrote them).
+/// Pool blocks lie below 2^48 (the registry covers no more), and a pool holds fewer than 2^16.
+#[cfg(target_pointer_width = "64")]
+const COUNT_SHIFT: u32 = 48;
+#[cfg(target_pointer_width = "64")]
+const ADDRESS_MASK: usize = (1 << COUNT_SHIFT) - 1;
+
 /// A pool's list of blocks freed by other threads.
 pub(crate) struct RemoteList(AtomicUsize);
 
@@ -43,7 +51,9 @@ impl RemoteList {
 
     /// Pushes `block`, first linking it to the current head with `link(block, next)`. Returns
     /// true if this push tagged the list: the caller must then queue the pool on its heap's
-    /// notification stack (exactly one pusher does, until the owner takes the list).
+    /// notification stack (exactly one pusher does, until the owner takes the list). A tagging
+    /// push is always onto an empty list, so its block is the list's last: the caller records it
+    /// (the pool's `remote_tail`) before queueing the pool, and the owner splices the list whole.
     ///
     /// # Safety
     /// `block` is a free block (nobody else reads or writes it) of at least one word, at least
@@ -53,29 +63,30 @@ impl RemoteList {
         debug_assert_eq!(block as usize & QUEUED, 0);
         let mut head = self.0.load(Ordering::Relaxed);
         loop {
-            link(block, (head & !QUEUED) as *mut u8);
+            link(block, address(head));
+            let new = with_count(block as usize | QUEUED, count(head) + 1);
             // Release: publishes the link written above to the owner's swap in `take`. Acquire:
             // a push that reads the owner's swap comes after the owner's last reads of the pool's
             // notification link, which the tagging pusher then rewrites.
-            match self.0.compare_exchange_weak(
-                head,
-                block as usize | QUEUED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .0
+                .compare_exchange_weak(head, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return head & QUEUED == 0,
                 Err(h) => head = h,
             }
         }
     }
 
-    /// Takes the whole list (null if empty) and clears the tag, so the next push queues the pool
-    /// again. Only the pool's owner calls it, after taking the pool off the notification stack.
+    /// Takes the whole list: its first block (null if empty) and its length; clears the tag, so
+    /// the next push queues the pool again. Only the pool's owner calls it, after taking the pool
+    /// off the notification stack.
     #[inline]
-    pub(crate) fn take(&self) -> *mut u8 {
+    pub(crate) fn take(&self) -> (*mut u8, usize) {
         // Acquire: sees the links written by every push it takes (their Release). Release: orders
         // the owner's earlier reads of the pool before the next tagging push (its Acquire).
-        (self.0.swap(0, Ordering::AcqRel) & !QUEUED) as *mut u8
+        let head = self.0.swap(0, Ordering::AcqRel);
+        (address(head), count(head))
     }
 
     /// Whether the list is empty and untagged (for checks at rest).
@@ -83,6 +94,44 @@ impl RemoteList {
     pub(crate) fn is_idle(&self) -> bool {
         self.0.load(Ordering::Acquire) == 0
     }
+}
+
+#[cfg(target_pointer_width = "64")]
+#[inline]
+fn address(head: usize) -> *mut u8 {
+    (head & ADDRESS_MASK & !QUEUED) as *mut u8
+}
+
+#[cfg(target_pointer_width = "64")]
+#[inline]
+fn count(head: usize) -> usize {
+    head >> COUNT_SHIFT
+}
+
+#[cfg(target_pointer_width = "64")]
+#[inline]
+fn with_count(word: usize, n: usize) -> usize {
+    debug_assert!(word <= ADDRESS_MASK && n < 1 << (usize::BITS - COUNT_SHIFT));
+    word | n << COUNT_SHIFT
+}
+
+// Without room above the address, the length is not kept: `take` answers 0 and the owner counts.
+#[cfg(not(target_pointer_width = "64"))]
+#[inline]
+fn address(head: usize) -> *mut u8 {
+    (head & !QUEUED) as *mut u8
+}
+
+#[cfg(not(target_pointer_width = "64"))]
+#[inline]
+fn count(_head: usize) -> usize {
+    0
+}
+
+#[cfg(not(target_pointer_width = "64"))]
+#[inline]
+fn with_count(word: usize, _n: usize) -> usize {
+    word
 }
 
 /// A heap's stack of pools that have remote frees waiting (a Treiber stack that is only ever
