@@ -140,18 +140,20 @@ unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
 /// `ptr` is a live block of `f` from malloc/calloc/realloc whose last requested size is `size`.
 #[inline]
 pub(crate) unsafe fn free_sized<F: Front>(f: &F, ptr: NonNull<u8>, size: usize) {
-    if owned(f, ptr.as_ptr()) {
-        let g = f.geometry();
-        if size <= g.threshold {
-            let class = g.class_of(size);
-            // SAFETY: a live pool block requested with `size`, whose class realloc keeps equal
-            // to `class_of(size)` (it stays in place only within the class).
-            unsafe { f.free_block(ptr, Some(class)) };
-        } else {
-            // SAFETY: a live block of our pools (a size above the threshold is a caller's error
-            // that the class lookup tolerates).
-            unsafe { f.free_block(ptr, None) };
-        }
+    let g = f.geometry();
+    if size <= g.threshold {
+        // Every live block last requested at most `threshold` bytes is a pool block: `malloc` and
+        // `calloc` put such requests in the pools (or fail), and `realloc` moves a block into the
+        // pools when it shrinks that far (or fails), never leaving it with `L`. So the registry
+        // need not be asked.
+        let class = g.class_of(size);
+        // SAFETY: a live pool block requested with `size` (above), whose class realloc keeps
+        // equal to `class_of(size)` (it stays in place only within the class).
+        unsafe { f.free_block(ptr, Some(class)) };
+    } else if owned(f, ptr.as_ptr()) {
+        // SAFETY: a live block of our pools (a size above the threshold is a caller's error
+        // that the class lookup tolerates).
+        unsafe { f.free_block(ptr, None) };
     } else {
         // SAFETY: not in our arenas, so a live block of `L` with this size.
         unsafe { f.large().free_sized(ptr, size) }
@@ -222,22 +224,12 @@ pub(crate) unsafe fn realloc<F: Front>(
         // SAFETY: not ours, so a live block of `L` (the caller's guarantee).
         return unsafe { f.large().realloc(ptr, new_size) };
     }
-    // A large block shrinks below the threshold: move it into the pools when its size is known.
-    // SAFETY: a live block of `L`.
-    match unsafe { f.large().usable_size(old) } {
-        Some(old_size) => match small(f, new_size) {
-            // SAFETY: `old` holds `old_size` bytes, freed once through `L`.
-            Some(new) => unsafe {
-                relocate(Some(new), old, old_size.min(new_size), || {
-                    f.large().free(ptr)
-                })
-            },
-            // SAFETY: as above; the pools are out of memory, so `L` keeps the block.
-            None => unsafe { f.large().realloc(ptr, new_size) },
-        },
-        // SAFETY: a live block of `L`.
-        None => unsafe { f.large().realloc(ptr, new_size) },
-    }
+    // A large block shrinks below the threshold: it moves into the pools (or the call fails and
+    // the block stays as it was), so that no block last requested at most `threshold` bytes is
+    // left with `L` (what lets a sized free skip the registry). It was requested with more than
+    // `threshold` bytes (how blocks come to `L`), so `new_size` bytes of it can be copied.
+    // SAFETY: `old` holds more than `new_size` bytes; it is freed once through `L` after the copy.
+    unsafe { relocate(small(f, new_size), old, new_size, || f.large().free(ptr)) }
 }
 
 pub(crate) fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
