@@ -204,6 +204,42 @@ impl<P: ArenaProvider> PoolCore<P> {
         unsafe { ArenaHeader::meta(arena, index) }
     }
 
+    /// A block of `class` from its bin, if the bin has one (touches nothing else: no provider, no
+    /// pool). `class` must be below the geometry's class count.
+    #[inline(always)]
+    pub(crate) fn pop_bin(&mut self, class: usize) -> Option<NonNull<u8>> {
+        debug_assert!(class < self.geo.nclasses);
+        // SAFETY: `class < nclasses <= MAX_CLASSES` (the routing takes it from `class_of` of a
+        // size within the threshold).
+        let bin = unsafe { self.bins.get_unchecked_mut(class) };
+        if bin.len == 0 {
+            return None;
+        }
+        bin.len -= 1;
+        // SAFETY: `len < limit <= BIN_CAPACITY`, and slots below `len` hold blocks of this class
+        // (pushed by `free`).
+        Some(unsafe { NonNull::new_unchecked(*bin.slots.get_unchecked(bin.len)) })
+    }
+
+    /// Puts a freed block of `class` in its bin if the bin has room; false if it is full (the
+    /// caller then frees through `free_in_class`, which makes room).
+    ///
+    /// # Safety
+    /// As for [`free_in_class`](Self::free_in_class).
+    #[inline(always)]
+    pub(crate) unsafe fn push_bin(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
+        debug_assert!(class < self.geo.nclasses);
+        // SAFETY: the caller's guarantee: `class` is the block's class, below `nclasses`.
+        let bin = unsafe { self.bins.get_unchecked_mut(class) };
+        if bin.len >= bin.limit {
+            return false;
+        }
+        // SAFETY: `len < limit <= BIN_CAPACITY` (`bin_limit` never exceeds it).
+        unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
+        bin.len += 1;
+        true
+    }
+
     /// Allocates a block of `class`; `id` is the owner id of the front (assigned on first arena).
     #[inline]
     pub(crate) fn alloc(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {

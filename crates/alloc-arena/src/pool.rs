@@ -154,11 +154,23 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     #[inline]
     #[allow(clippy::mut_from_ref)]
     unsafe fn core_of(&self, slot: *mut SlotHeader) -> &mut PoolCore<ProviderRef<P>> {
-        // SAFETY: a slot of this allocator holds a `HeapSlot<P>` (made by `new_heap`), and the
-        // caller owns it, so this is the only reference to the core.
-        let core = unsafe { &mut *(*slot.cast::<HeapSlot<P>>()).core.get() };
+        // SAFETY: the caller's guarantee.
+        let core = unsafe { self.core_unrefreshed(slot) };
         core.provider_mut().0 = &self.provider;
         core
+    }
+
+    /// The core of `slot` without the provider refresh: only for what touches no provider (the
+    /// bins).
+    ///
+    /// # Safety
+    /// As for `core_of`.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn core_unrefreshed(&self, slot: *mut SlotHeader) -> &mut PoolCore<ProviderRef<P>> {
+        // SAFETY: a slot of this allocator holds a `HeapSlot<P>` (made by `new_heap`), and the
+        // caller owns it, so this is the only reference to the core.
+        unsafe { &mut *(*slot.cast::<HeapSlot<P>>()).core.get() }
     }
 
     /// The calling thread's heap of this allocator, made or adopted if it has none; null if the
@@ -310,6 +322,12 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// The calling thread owns `slot`, and `ptr` is a live block of it (of `class`, if given).
     #[inline(always)]
     unsafe fn free_local(&self, slot: *mut SlotHeader, ptr: NonNull<u8>, class: Option<usize>) {
+        if let Some(k) = class {
+            // SAFETY: the caller's guarantee: our heap, a live block of class `k`.
+            if unsafe { self.core_unrefreshed(slot).push_bin(ptr, k) } {
+                return;
+            }
+        }
         // SAFETY: the caller's guarantee: our heap, no other reference to its core alive.
         let core = unsafe { self.core_of(slot) };
         match class {
@@ -464,6 +482,10 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
         }
         // SAFETY: the calling thread owns its heap; no other reference to the core is alive
         // (the routing does not re-enter, and `P` / `L` must not call back into this allocator).
+        if let Some(p) = unsafe { self.core_unrefreshed(slot) }.pop_bin(class) {
+            return Some(p);
+        }
+        // SAFETY: as above.
         let core = unsafe { self.core_of(slot) };
         core.alloc(class, &self.id)
     }

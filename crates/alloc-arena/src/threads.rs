@@ -129,10 +129,26 @@ pub(crate) struct Way {
 /// A thread's heaps, most recently used first. Its address is the thread's token.
 pub(crate) struct ThreadCache {
     pub(crate) ways: [Way; CACHE_WAYS],
+    /// The next free cache in the store (without `std`).
+    #[cfg_attr(feature = "std", allow(dead_code))]
     next_free: *mut ThreadCache,
+    /// Whether the OS slot holds this cache (so that the thread's end is heard of).
+    registered: bool,
 }
 
+const NO_WAYS: [Way; CACHE_WAYS] = [Way {
+    id: 0,
+    slot: ptr::null_mut(),
+}; CACHE_WAYS];
+
 impl ThreadCache {
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    const EMPTY: ThreadCache = ThreadCache {
+        ways: NO_WAYS,
+        next_free: ptr::null_mut(),
+        registered: false,
+    };
+
     /// The token that marks heaps this thread owns.
     #[inline]
     pub(crate) fn token(this: *const ThreadCache) -> usize {
@@ -174,19 +190,24 @@ unsafe fn abandon_way(way: Way, token: usize) {
     }
 }
 
+#[cfg(not(feature = "std"))]
 /// Free caches, and the chunk they are carved from.
 struct CacheStore {
     free: *mut ThreadCache,
 }
+#[cfg(not(feature = "std"))]
 // SAFETY: the pointers are caches owned by the store, handed out under its lock.
 unsafe impl Send for CacheStore {}
 
+#[cfg(not(feature = "std"))]
 static CACHES: SpinLock<CacheStore> = SpinLock::new(CacheStore {
     free: ptr::null_mut(),
 });
 
+#[cfg(not(feature = "std"))]
 const CACHE_CHUNK: usize = 64 << 10;
 
+#[cfg(not(feature = "std"))]
 fn take_cache() -> *mut ThreadCache {
     CACHES.with(|s| {
         if s.free.is_null() {
@@ -199,11 +220,9 @@ fn take_cache() -> *mut ThreadCache {
                 // SAFETY: `i < n` caches fit in the fresh chunk, which is suitably aligned (page).
                 unsafe {
                     base.add(i).write(ThreadCache {
-                        ways: [Way {
-                            id: 0,
-                            slot: ptr::null_mut(),
-                        }; CACHE_WAYS],
+                        ways: NO_WAYS,
                         next_free: s.free,
+                        registered: false,
                     });
                     s.free = base.add(i);
                 }
@@ -216,32 +235,27 @@ fn take_cache() -> *mut ThreadCache {
     })
 }
 
+#[cfg(not(feature = "std"))]
 /// # Safety
 /// `c` came from `take_cache` and is no longer any thread's.
 unsafe fn give_back_cache(c: *mut ThreadCache) {
     CACHES.with(|s| {
         // SAFETY: the caller hands the cache over.
         unsafe {
-            (*c).ways = [Way {
-                id: 0,
-                slot: ptr::null_mut(),
-            }; CACHE_WAYS];
+            (*c).ways = NO_WAYS;
+            (*c).registered = false;
             (*c).next_free = s.free;
         }
         s.free = c;
     });
 }
 
-/// Runs when a thread with a cache ends: abandons its heaps and recycles the cache.
+/// Runs when a thread with a cache ends: abandons its heaps and forgets them (a cache in the
+/// native thread-local) or recycles the cache (one from the store).
 ///
 /// # Safety
-/// `c` is the ending thread's cache, used by nobody afterwards.
+/// `c` is the ending thread's cache, used by nobody else.
 unsafe fn thread_ended(c: *mut ThreadCache) {
-    // The OS cleared its slot; the native thread-local must forget the cache too, so that an
-    // allocation made later in this thread's exit (another destructor) makes a fresh cache, which
-    // the OS then cleans up again, instead of using this one after it is recycled.
-    #[cfg(feature = "std")]
-    fast::set(ptr::null_mut());
     let token = ThreadCache::token(c);
     // SAFETY: the cache is the ending thread's, so nobody else touches it.
     let ways = unsafe { (*c).ways };
@@ -251,19 +265,31 @@ unsafe fn thread_ended(c: *mut ThreadCache) {
             unsafe { abandon_way(w, token) };
         }
     }
-    // SAFETY: the thread is ending; nothing refers to its cache any more.
-    unsafe { give_back_cache(c) };
+    // An allocation made later in this thread's exit (by another destructor) starts from an empty
+    // cache and registers it again; the OS runs the destructor again for it.
+    #[cfg(feature = "std")]
+    // SAFETY: the thread-local cache of the ending thread, alive until the thread is gone.
+    unsafe {
+        (*c).ways = NO_WAYS;
+        (*c).registered = false;
+    }
+    #[cfg(not(feature = "std"))]
+    // SAFETY: the thread is ending and the OS cleared its slot: nothing refers to the cache.
+    unsafe {
+        give_back_cache(c)
+    };
 }
 
 /// Fork support: the child has only the forking thread, so every heap owned by another token is
-/// an orphan; the child's allocators abandon them (see `PoolAllocator::after_fork_child`).
+/// an orphan; the child's allocators mark them dead (see `PoolAllocator::forked_child`).
 pub(crate) fn current_token() -> usize {
-    ThreadCache::token(tls::get())
+    ThreadCache::token(cache_if_any())
 }
 
 /// Takes the global locks of this module for a fork.
 pub(crate) fn lock_for_fork() {
     FREE_SLOTS.acquire_for_fork();
+    #[cfg(not(feature = "std"))]
     CACHES.acquire_for_fork();
 }
 
@@ -272,60 +298,78 @@ pub(crate) fn lock_for_fork() {
 pub(crate) unsafe fn unlock_after_fork() {
     // SAFETY: the caller's guarantee.
     unsafe {
+        #[cfg(not(feature = "std"))]
         CACHES.release_after_fork();
         FREE_SLOTS.release_after_fork();
     }
 }
 
-/// The calling thread's cache, made on first use; null if the OS refuses memory or a slot.
+/// The calling thread's cache, registered with the OS on first use; null if the OS refuses.
 #[inline]
 pub(crate) fn cache() -> *mut ThreadCache {
-    let c = tls::get();
-    if !c.is_null() {
+    let c = cache_if_any();
+    // SAFETY: a non-null cache is the calling thread's.
+    if !c.is_null() && unsafe { (*c).registered } {
         return c;
     }
-    make_cache()
+    make_cache(c)
 }
 
-/// The calling thread's cache if it has one (null otherwise): what a free looks at.
-#[inline]
+/// The calling thread's cache if it has one (null otherwise; with `std` always one, perhaps
+/// empty): what an allocation and a free look at first.
+#[inline(always)]
 pub(crate) fn cache_if_any() -> *mut ThreadCache {
-    tls::get()
+    #[cfg(feature = "std")]
+    {
+        fast::cache()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        tls::get()
+    }
 }
 
 #[cold]
-fn make_cache() -> *mut ThreadCache {
-    let c = take_cache();
+fn make_cache(current: *mut ThreadCache) -> *mut ThreadCache {
+    #[cfg(feature = "std")]
+    let c = current;
+    #[cfg(not(feature = "std"))]
+    let c = {
+        debug_assert!(current.is_null());
+        take_cache()
+    };
     if c.is_null() {
         return c;
     }
     if !tls::set(c) {
+        #[cfg(not(feature = "std"))]
         // SAFETY: never published.
-        unsafe { give_back_cache(c) };
+        unsafe {
+            give_back_cache(c)
+        };
         return ptr::null_mut();
     }
+    // SAFETY: the calling thread's cache.
+    unsafe { (*c).registered = true };
     c
 }
 
-/// With `std`, the cache pointer is also kept in a native thread-local (a `const`-initialised
-/// `Cell` of a raw pointer: no destructor, no registration, no allocation, one load), and the OS
-/// slot serves only to hear of the thread's end. Without `std`, the OS slot is read each time.
+/// With `std`, each thread's cache lives in a native thread-local (`const`-initialised, no
+/// destructor, no registration with std, no allocation: its address is one instruction away), and
+/// the OS slot serves only to hear of the thread's end. Without `std`, caches come from a store
+/// and the OS slot is read on every call.
 #[cfg(feature = "std")]
 mod fast {
-    use core::cell::Cell;
-    use core::ptr;
+    use core::cell::UnsafeCell;
 
     std::thread_local! {
-        static CACHE: Cell<*mut super::ThreadCache> = const { Cell::new(ptr::null_mut()) };
+        static CACHE: UnsafeCell<super::ThreadCache> =
+            const { UnsafeCell::new(super::ThreadCache::EMPTY) };
     }
 
-    #[inline]
-    pub(super) fn get() -> Option<*mut super::ThreadCache> {
-        CACHE.try_with(Cell::get).ok()
-    }
-
-    pub(super) fn set(c: *mut super::ThreadCache) {
-        let _ = CACHE.try_with(|cell| cell.set(c));
+    #[inline(always)]
+    pub(super) fn cache() -> *mut super::ThreadCache {
+        CACHE.with(UnsafeCell::get)
     }
 }
 
@@ -362,12 +406,9 @@ mod tls {
         }
     }
 
+    #[cfg_attr(feature = "std", allow(dead_code))]
     #[inline]
     pub(super) fn get() -> *mut ThreadCache {
-        #[cfg(feature = "std")]
-        if let Some(c) = super::fast::get() {
-            return c;
-        }
         let k = KEY.load(Ordering::Relaxed);
         if k == 0 {
             return core::ptr::null_mut();
@@ -380,12 +421,7 @@ mod tls {
     pub(super) fn set(c: *mut ThreadCache) -> bool {
         let Some(k) = key() else { return false };
         // SAFETY: a created key; the value is this thread's cache.
-        if unsafe { libc::pthread_setspecific(k, c.cast()) } != 0 {
-            return false;
-        }
-        #[cfg(feature = "std")]
-        super::fast::set(c);
-        true
+        unsafe { libc::pthread_setspecific(k, c.cast()) == 0 }
     }
 }
 
@@ -427,12 +463,9 @@ mod tls {
         }
     }
 
+    #[cfg_attr(feature = "std", allow(dead_code))]
     #[inline]
     pub(super) fn get() -> *mut ThreadCache {
-        #[cfg(feature = "std")]
-        if let Some(c) = super::fast::get() {
-            return c;
-        }
         let k = KEY.load(Ordering::Relaxed);
         if k == 0 {
             return core::ptr::null_mut();
@@ -445,11 +478,6 @@ mod tls {
     pub(super) fn set(c: *mut ThreadCache) -> bool {
         let Some(k) = key() else { return false };
         // SAFETY: a made index; the value is this thread's cache.
-        if unsafe { FlsSetValue(k, c.cast_const().cast()) } == 0 {
-            return false;
-        }
-        #[cfg(feature = "std")]
-        super::fast::set(c);
-        true
+        unsafe { FlsSetValue(k, c.cast_const().cast()) != 0 }
     }
 }
