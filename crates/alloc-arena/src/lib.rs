@@ -20,15 +20,18 @@
 //!   `usedpools` shortcut, the usable-arena list ordered fullest first, empty pools decommitted past
 //!   a budget, empty arenas returned to the OS with one kept back, O(1) ownership through a radix
 //!   registry, requests above the threshold passed to a large-block allocator `L`.
-//!   Shareable between threads (behind one lock in this version).
-//! * [`Heap`]: the same allocator for one owner at a time, without a lock.
+//!   For any number of threads: a heap per thread, no lock on any allocation or free, frees from
+//!   other threads through lock-free lists (see `pool` and `remote`, and the README).
+//! * [`Heap`]: the same allocator for one owner at a time, with no thread machinery.
 //! * [`PoolConfig`]: threshold, class spacing, pool and arena sizes as parameters (pymalloc's values
 //!   by default), checked into a typed [`ConfigError`].
 //! * [`PoolStats`]: `sys._debugmallocstats()` as a struct and a table.
 //!
 //! The modules follow the layers: `os` (the OS, one file per family), `registry` (which arena is
 //! whose), `size_class`, `arena` (layout and the life of a pool), `heap` (the lists and the moves
-//! of pools between states), `front` (routing of the `DomainAllocator` calls), `stats`.
+//! of pools between states), `front` (routing of the `DomainAllocator` calls), `pool` (the
+//! threaded front), `threads` (thread caches, heap slots, thread exit), `remote` (every
+//! cross-thread protocol, with loom models in `loom_models`), `stats`.
 //!
 //! ```
 //! use alloc_arena::PoolAllocator;
