@@ -493,6 +493,11 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
         self.with_core(|core, _| core.trim());
     }
 
+    /// Runs `f` on the arena provider.
+    pub fn with_provider<R>(&self, f: impl FnOnce(&P) -> R) -> R {
+        self.with_core(|core, _| f(core.provider_mut()))
+    }
+
     /// The large-block allocator.
     pub fn large(&self) -> &L {
         &self.large

@@ -67,6 +67,8 @@ mod os;
 #[cfg(not(loom))]
 mod pool;
 #[cfg(not(loom))]
+mod region;
+#[cfg(not(loom))]
 mod registry;
 mod remote;
 #[cfg(not(loom))]
@@ -86,6 +88,8 @@ pub use front::Heap;
 pub use os::OsArenas;
 #[cfg(not(loom))]
 pub use pool::PoolAllocator;
+#[cfg(not(loom))]
+pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionError};
 #[cfg(not(loom))]
 pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
 #[cfg(not(loom))]

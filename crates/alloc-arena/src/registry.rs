@@ -47,6 +47,47 @@ struct Leaf {
 static ROOT: [AtomicPtr<Leaf>; 1 << ROOT_BITS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; 1 << ROOT_BITS];
 
+/// Leaves kept in the program's zeroed data, used before any is mapped: a pool over a region
+/// handed over by the caller (`RegionArenas`) then registers its arenas with no OS call, as long
+/// as they lie within two 16 GiB ranges.
+static RESERVED: [Leaf; 2] = [const {
+    Leaf {
+        owners: [const { AtomicU32::new(0) }; LEAF_LEN],
+    }
+}; 2];
+/// Which reserved leaves are taken (bit i: `RESERVED[i]`).
+static RESERVED_TAKEN: AtomicU32 = AtomicU32::new(0);
+
+/// A reserved leaf, if one is left.
+fn take_reserved() -> *mut Leaf {
+    for (i, leaf) in RESERVED.iter().enumerate() {
+        let bit = 1 << i;
+        // Relaxed: the leaf's contents are published by the root's compare-exchange, not by this.
+        if RESERVED_TAKEN.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            return ptr::from_ref(leaf).cast_mut();
+        }
+    }
+    ptr::null_mut()
+}
+
+/// Gives back a leaf that lost the race to be installed.
+///
+/// # Safety
+/// `leaf` came from `take_reserved` or `map_forever` and was never published.
+unsafe fn discard_leaf(leaf: *mut Leaf) {
+    if let Some(i) = RESERVED.iter().position(|l| ptr::eq(l, leaf)) {
+        RESERVED_TAKEN.fetch_and(!(1 << i), Ordering::Relaxed);
+    } else {
+        // SAFETY: the caller's guarantee: a mapping of exactly one leaf, never published.
+        unsafe {
+            crate::os::unmap_forever(
+                NonNull::new_unchecked(leaf.cast()),
+                core::mem::size_of::<Leaf>(),
+            )
+        };
+    }
+}
+
 /// Source of owner ids: 0 means "nobody".
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
@@ -93,9 +134,15 @@ fn leaf_for(root: usize) -> Result<&'static Leaf, ArenaError> {
     let size = core::mem::size_of::<Leaf>();
     let leaf = crate::remote::publish_once(
         &ROOT[root],
-        || crate::os::map_forever(size).map_or(ptr::null_mut(), |p| p.cast::<Leaf>().as_ptr()),
-        // SAFETY: our leaf was never published; it is exactly what map_forever returned.
-        |mine| unsafe { crate::os::unmap_forever(NonNull::new_unchecked(mine.cast()), size) },
+        || {
+            let reserved = take_reserved();
+            if !reserved.is_null() {
+                return reserved;
+            }
+            crate::os::map_forever(size).map_or(ptr::null_mut(), |p| p.cast::<Leaf>().as_ptr())
+        },
+        // SAFETY: our leaf was never published.
+        |mine| unsafe { discard_leaf(mine) },
     );
     if leaf.is_null() {
         return Err(ArenaError::Os {

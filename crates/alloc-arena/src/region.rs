@@ -1,0 +1,211 @@
+//! [`RegionArenas`]: arenas carved from a memory region the caller hands over (a `static` buffer,
+//! or memory an embedding application owns), with no OS calls: PEP 445's "Python running on
+//! embedded devices with low memory".
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use alloc_core::{ArenaError, ArenaProvider};
+use thiserror::Error;
+
+use crate::sync::SpinLock;
+
+/// The most arenas one region can hold (the free map's size): 4 GiB of 1 MiB arenas.
+pub const MAX_REGION_ARENAS: usize = 4096;
+
+/// Why a region cannot serve as arena memory: refused when the provider is made, never later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum RegionError {
+    /// The region has no bytes.
+    #[error("the region is empty (zero bytes)")]
+    ZeroSized,
+    /// The region does not start at a multiple of the arena size, which arenas must be aligned to
+    /// (a pool finds a block's arena by masking its address).
+    #[error(
+        "the region at {addr:#x} is not aligned to the arena size ({arena_size} bytes); align the \
+         buffer, e.g. with #[repr(align({arena_size}))]"
+    )]
+    Misaligned {
+        /// The region's first address.
+        addr: usize,
+        /// The arena size it must be a multiple of.
+        arena_size: usize,
+    },
+    /// The region cannot hold a single arena.
+    #[error("the region of {len} bytes is too small for one arena of {arena_size} bytes")]
+    TooSmall {
+        /// The region's length in bytes.
+        len: usize,
+        /// The arena size.
+        arena_size: usize,
+    },
+    /// The arena size is not a power of two of at least 4 KiB.
+    #[error("the arena size {arena_size} is not a power of two of at least 4096 bytes")]
+    BadArenaSize {
+        /// The refused arena size.
+        arena_size: usize,
+    },
+}
+
+/// Which arenas of the region are taken: one bit per arena.
+struct FreeMap {
+    taken: [u64; MAX_REGION_ARENAS / 64],
+    /// Arenas taken now.
+    count: usize,
+}
+
+/// An [`ArenaProvider`] over a memory region handed over by the caller: the region is cut into
+/// arenas of one size, aligned to it; `alloc` hands out a free one, `free` takes it back for reuse.
+/// It makes no OS call and needs no `std`. Exhausting the region is an ordinary failure
+/// ([`ArenaError::Exhausted`], so the pool's allocation returns null / `AllocError`), never a panic.
+///
+/// ```
+/// use alloc_arena::{Heap, RegionArenas};
+/// use alloc_core::{DomainAllocator, System};
+///
+/// #[repr(C, align(1048576))]
+/// struct Region([u8; 4 << 20]);
+/// static mut REGION: Region = Region([0; 4 << 20]);
+///
+/// // SAFETY: the static is handed over here once and never touched otherwise.
+/// let region: &'static mut [u8] = unsafe { &mut (*core::ptr::addr_of_mut!(REGION)).0 };
+/// let arenas = RegionArenas::new(region).expect("a 4 MiB region of 1 MiB arenas");
+/// assert_eq!(arenas.arenas_total(), 4);
+/// let heap = Heap::with_parts(arenas, System);
+/// let p = heap.malloc(100).unwrap();
+/// assert!(heap.with_provider(|r| r.contains(p.as_ptr())));
+/// // SAFETY: a live block, freed once.
+/// unsafe { heap.free(p.as_ptr()) };
+/// ```
+pub struct RegionArenas {
+    base: usize,
+    arena_size: usize,
+    arenas: usize,
+    map: SpinLock<FreeMap>,
+}
+
+impl RegionArenas {
+    /// Arenas of 1 MiB (the pool's default arena size) over `region`.
+    pub fn new(region: &'static mut [u8]) -> Result<Self, RegionError> {
+        Self::with_arena_size(region, 1 << 20)
+    }
+
+    /// Arenas of `arena_size` bytes over `region`.
+    pub fn with_arena_size(
+        region: &'static mut [u8],
+        arena_size: usize,
+    ) -> Result<Self, RegionError> {
+        // SAFETY: a `'static mut` slice is ours for the rest of the program.
+        unsafe { Self::from_raw(region.as_mut_ptr(), region.len(), arena_size) }
+    }
+
+    /// Arenas of `arena_size` bytes over the `len` bytes at `base`.
+    ///
+    /// # Safety
+    /// The memory is valid for reads and writes, and used by nothing else, for as long as the
+    /// provider or any arena it handed out is alive.
+    pub unsafe fn from_raw(
+        base: *mut u8,
+        len: usize,
+        arena_size: usize,
+    ) -> Result<Self, RegionError> {
+        if !arena_size.is_power_of_two() || arena_size < 4096 {
+            return Err(RegionError::BadArenaSize { arena_size });
+        }
+        if len == 0 {
+            return Err(RegionError::ZeroSized);
+        }
+        let addr = base as usize;
+        if !addr.is_multiple_of(arena_size) {
+            return Err(RegionError::Misaligned { addr, arena_size });
+        }
+        if len < arena_size {
+            return Err(RegionError::TooSmall { len, arena_size });
+        }
+        Ok(RegionArenas {
+            base: addr,
+            arena_size,
+            arenas: (len / arena_size).min(MAX_REGION_ARENAS),
+            map: SpinLock::new(FreeMap {
+                taken: [0; MAX_REGION_ARENAS / 64],
+                count: 0,
+            }),
+        })
+    }
+
+    /// How many arenas the region holds.
+    pub fn arenas_total(&self) -> usize {
+        self.arenas
+    }
+
+    /// How many arenas are free now.
+    pub fn arenas_free(&self) -> usize {
+        self.arenas - self.map.with(|m| m.count)
+    }
+
+    /// The arena size.
+    pub fn arena_size(&self) -> usize {
+        self.arena_size
+    }
+
+    /// Whether `ptr` lies in the region's arenas.
+    pub fn contains(&self, ptr: *const u8) -> bool {
+        let a = ptr as usize;
+        a >= self.base && a < self.base + self.arenas * self.arena_size
+    }
+}
+
+// SAFETY: arenas are disjoint `arena_size` slices of the region at multiples of `arena_size` from
+// an aligned base (checked at construction); each is handed out at most once until freed (the free
+// map, under its lock); the region outlives the provider (the constructors' contract).
+unsafe impl ArenaProvider for RegionArenas {
+    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, ArenaError> {
+        if layout.size() > self.arena_size || layout.align() > self.arena_size || layout.size() == 0
+        {
+            return Err(ArenaError::Unsupported {
+                size: layout.size(),
+                align: layout.align(),
+                reason: "a region provider serves arenas of at most its arena size and alignment",
+            });
+        }
+        let slot = self.map.with(|m| {
+            let words = self.arenas.div_ceil(64);
+            for (w, word) in m.taken[..words].iter_mut().enumerate() {
+                if *word == u64::MAX {
+                    continue;
+                }
+                let bit = (!*word).trailing_zeros() as usize;
+                let i = w * 64 + bit;
+                if i >= self.arenas {
+                    break;
+                }
+                *word |= 1 << bit;
+                m.count += 1;
+                return Some(i);
+            }
+            None
+        });
+        match slot {
+            Some(i) => {
+                let p = (self.base + i * self.arena_size) as *mut u8;
+                // SAFETY: an address inside the region, which is not null.
+                Ok(unsafe { NonNull::new_unchecked(p) })
+            }
+            None => Err(ArenaError::Exhausted {
+                size: layout.size(),
+                available: 0,
+            }),
+        }
+    }
+
+    unsafe fn free(&self, ptr: NonNull<u8>, _layout: Layout) {
+        let i = (ptr.as_ptr() as usize - self.base) / self.arena_size;
+        debug_assert!(i < self.arenas, "an arena that is not the region's");
+        self.map.with(|m| {
+            let (w, bit) = (i / 64, i % 64);
+            debug_assert!(m.taken[w] & (1 << bit) != 0, "an arena freed twice");
+            m.taken[w] &= !(1 << bit);
+            m.count -= 1;
+        });
+    }
+}
