@@ -75,6 +75,8 @@ mod remote;
 mod size_class;
 #[cfg(not(loom))]
 mod stats;
+#[cfg(not(loom))]
+mod swap;
 mod sync;
 #[cfg(not(loom))]
 mod threads;
@@ -94,3 +96,5 @@ pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionError};
 pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
 #[cfg(not(loom))]
 pub use stats::{ClassStats, PoolStats};
+#[cfg(not(loom))]
+pub use swap::{DynArenaProvider, MAX_PROVIDERS, SwapError, SwappableArenas};

@@ -49,8 +49,8 @@ pub use config::{ENV_VAR, PRESET_NAMES, Preset, UnknownPreset};
 pub use table::{
     CallbackId, ChangeCallback, Domain, DomainError, DomainId, DomainInfo, DynAllocator,
     MAX_CALLBACKS, MAX_DOMAINS, MEM, OBJECT, RAW, add_domain, after_fork_child, after_fork_parent,
-    domains, find, get, hook, name, on_change, prepare_fork, preset, remove_callback, set,
-    setup_debug_hooks,
+    arena_allocator, domains, find, get, hook, name, on_change, prepare_fork, preset,
+    remove_callback, set, set_arena_allocator, setup_debug_hooks, trim_pools,
 };
 
 /// Routes Rust's global allocations through a domain (usually `MEM`):

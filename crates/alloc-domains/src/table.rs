@@ -36,7 +36,7 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
-use alloc_arena::PoolAllocator;
+use alloc_arena::{DynArenaProvider, OsArenas, PoolAllocator, SwapError, SwappableArenas};
 use alloc_core::{DomainAllocator, Ownership, System};
 use alloc_debug::Guarded;
 use thiserror::Error;
@@ -123,6 +123,9 @@ pub enum DomainError {
         /// The refused allocator's name.
         allocator: String,
     },
+    /// The arena allocator could not be installed.
+    #[error(transparent)]
+    ArenaAllocator(#[from] SwapError),
     /// The callback table is full.
     #[error("no room for another change callback: at most {max}")]
     TooManyCallbacks {
@@ -183,12 +186,22 @@ impl Slot {
 // configuration install them without allocating.
 
 static SYSTEM: System = System;
-static POOL: PoolAllocator = PoolAllocator::new();
+/// Where the standard pools' arenas come from: PEP 445's arena allocator, swappable at run time
+/// ([`set_arena_allocator`]).
+static OS_ARENAS: OsArenas = OsArenas::new();
+static ARENAS: SwappableArenas = SwappableArenas::new(&OS_ARENAS);
+/// The mem domain's pool: large requests to the C library.
+type MemPool = PoolAllocator<&'static SwappableArenas, System>;
+static POOL: MemPool = PoolAllocator::with_parts(&ARENAS, System);
+/// The object domain's pool: large requests to whatever the mem domain has now (PEP 445's
+/// fallback of `PyObject_Malloc` on `PyMem_Malloc`), so a hook on mem sees them.
+type ObjectPool = PoolAllocator<&'static SwappableArenas, Domain>;
+static OBJECT_POOL: ObjectPool = PoolAllocator::with_parts(&ARENAS, Domain(DomainId::MEM));
 static RAW_DEBUG: Guarded<System> = Guarded::new(System).with_api(b'r');
 static MEM_DEBUG_SYSTEM: Guarded<System> = Guarded::new(System).with_api(b'm');
 static OBJECT_DEBUG_SYSTEM: Guarded<System> = Guarded::new(System).with_api(b'o');
-static MEM_DEBUG_POOL: Guarded<&PoolAllocator> = Guarded::new(&POOL).with_api(b'm');
-static OBJECT_DEBUG_POOL: Guarded<&PoolAllocator> = Guarded::new(&POOL).with_api(b'o');
+static MEM_DEBUG_POOL: Guarded<&MemPool> = Guarded::new(&POOL).with_api(b'm');
+static OBJECT_DEBUG_POOL: Guarded<&ObjectPool> = Guarded::new(&OBJECT_POOL).with_api(b'o');
 
 const fn record(alloc: &'static DynAllocator, precise: bool, debug_hook: bool) -> Installed {
     Installed {
@@ -205,6 +218,7 @@ static REC_SYSTEM: Installed = record(&SYSTEM, false, false);
 // The pool claims its blocks; its large ones are the C library's, which every allocator here
 // hands to the C library (see the rule).
 static REC_POOL: Installed = record(&POOL, true, false);
+static REC_OBJECT_POOL: Installed = record(&OBJECT_POOL, true, false);
 static REC_RAW_DEBUG: Installed = record(&RAW_DEBUG, true, true);
 static REC_MEM_DEBUG_SYSTEM: Installed = record(&MEM_DEBUG_SYSTEM, true, true);
 static REC_OBJECT_DEBUG_SYSTEM: Installed = record(&OBJECT_DEBUG_SYSTEM, true, true);
@@ -270,7 +284,7 @@ fn start() {
     let (raw, mem, object): (&'static Installed, &'static Installed, &'static Installed) =
         match preset {
             Preset::Malloc => (&REC_SYSTEM, &REC_SYSTEM, &REC_SYSTEM),
-            Preset::Pool => (&REC_SYSTEM, &REC_POOL, &REC_POOL),
+            Preset::Pool => (&REC_SYSTEM, &REC_POOL, &REC_OBJECT_POOL),
             Preset::Debug | Preset::PoolDebug => {
                 (&REC_RAW_DEBUG, &REC_MEM_DEBUG_POOL, &REC_OBJECT_DEBUG_POOL)
             }
@@ -459,6 +473,29 @@ static WRITER: alloc_core::lock::Lock<Writer> = alloc_core::lock::Lock::new(Writ
         next_id: 1,
     },
 });
+
+// ---------------------------------------------------------------------------------------------
+// The arena allocator (PEP 445's `PyObject_GetArenaAllocator` / `PyObject_SetArenaAllocator`).
+
+/// The provider the standard pools (behind `mem` and `object`) take new arenas from now.
+pub fn arena_allocator() -> &'static DynArenaProvider {
+    ARENAS.get()
+}
+
+/// Makes `provider` the source of the standard pools' new arenas: an embedding application hands
+/// the pools its own memory (a `RegionArenas` over a buffer, say). Arenas already made keep going
+/// back to the provider that made them; the pools' allocations and frees never touch the provider.
+/// The switch is one store under a lock: an arena is made by the old provider or the new one.
+pub fn set_arena_allocator(provider: &'static DynArenaProvider) -> Result<(), DomainError> {
+    Ok(ARENAS.set(provider)?)
+}
+
+/// Gives back what the standard pools keep for reuse (their `trim`, like `malloc_trim(0)`): in the
+/// calling thread's heaps and in every heap no thread owns.
+pub fn trim_pools() {
+    POOL.trim();
+    OBJECT_POOL.trim();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fork: take every lock an allocation can hold, so that the child does not inherit one held by a
@@ -729,15 +766,14 @@ pub fn setup_debug_hooks() -> Vec<(DomainId, DomainError)> {
                 continue;
             }
             // The standard allocators have static hooked forms.
-            let ready: Option<&'static Installed> =
-                match (i, ptr::eq(cur, &REC_POOL), ptr::eq(cur, &REC_SYSTEM)) {
-                    (1, true, _) => Some(&REC_MEM_DEBUG_POOL),
-                    (2, true, _) => Some(&REC_OBJECT_DEBUG_POOL),
-                    (0, _, true) => Some(&REC_RAW_DEBUG),
-                    (1, _, true) => Some(&REC_MEM_DEBUG_SYSTEM),
-                    (2, _, true) => Some(&REC_OBJECT_DEBUG_SYSTEM),
-                    _ => None,
-                };
+            let ready: Option<&'static Installed> = match i {
+                1 if ptr::eq(cur, &REC_POOL) => Some(&REC_MEM_DEBUG_POOL),
+                2 if ptr::eq(cur, &REC_OBJECT_POOL) => Some(&REC_OBJECT_DEBUG_POOL),
+                0 if ptr::eq(cur, &REC_SYSTEM) => Some(&REC_RAW_DEBUG),
+                1 if ptr::eq(cur, &REC_SYSTEM) => Some(&REC_MEM_DEBUG_SYSTEM),
+                2 if ptr::eq(cur, &REC_SYSTEM) => Some(&REC_OBJECT_DEBUG_SYSTEM),
+                _ => None,
+            };
             let alloc: &'static DynAllocator = match ready {
                 Some(r) => r.alloc,
                 None => Box::leak(Box::new(Guarded::new(cur.alloc).with_api(id.api_id()))),
