@@ -13,6 +13,8 @@
 //!   Nth, a seeded probability, above a size, by predicate) to test out-of-memory handling.
 //! * [`Counting`]: allocations, frees, reallocs, failures, bytes live and peak, a size histogram.
 //! * [`Limited`]: a budget of live bytes past which allocations fail.
+//! * [`Profiling`]: the exact request-size histogram and block lifetimes of a workload, the
+//!   evidence pymalloc's parameters should be tuned by (`cargo xtask tune`).
 //!
 //! ```
 //! use alloc_core::{DomainAllocator, System};
@@ -34,6 +36,7 @@ mod claims;
 mod counting;
 mod fault;
 mod guard;
+mod profile;
 
 pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, bucket_of};
 pub use fault::{FaultInjecting, FaultPredicate};
@@ -41,3 +44,4 @@ pub use guard::{
     Action, CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE, Guarded, MAX_QUARANTINE, RECORDED_VIOLATIONS,
     Violation, ViolationKind,
 };
+pub use profile::{EXACT_SIZES, LOG_BUCKETS, Profile, Profiling, log_bucket};
