@@ -4,6 +4,7 @@
 //! cargo xtask bench [--full] [--workloads pairs,churn] [--allocators system,mimalloc] [--samples N]
 //! cargo xtask ci [--skip-tests]
 //! cargo xtask loom [--preemptions N]   # the loom models, unbounded unless N is given
+//! cargo xtask tune [--workload W] [--full]   # profile, then pools with other parameters
 //! cargo xtask sanitize        # the unsafe core under AddressSanitizer
 //! cargo xtask valgrind        # the unsafe core under valgrind memcheck
 //! ```
@@ -14,6 +15,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 mod bench;
+mod tune;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci(args[1..].iter().any(|a| a == "--skip-tests")),
         Some("loom") => loom(&args[1..]),
+        Some("tune") => tune::run(&args[1..]),
         Some("sanitize") => sanitize(),
         Some("valgrind") => valgrind(),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -47,6 +50,7 @@ fn print_help() {
          bench     run the benchmark suite (quick by default; --full for the long one)\n  \
          ci        fmt, clippy -D warnings, the test suite, docs, and the windows check\n  \
          loom      the loom models of the cross-thread protocols (--preemptions N to bound them)\n  \
+         tune      profile the workloads, then run them on pools with other parameters\n  \
          sanitize  the unsafe crates' tests under AddressSanitizer\n  \
          valgrind  the unsafe crates' tests under valgrind memcheck\n"
     );
