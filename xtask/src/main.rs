@@ -149,6 +149,20 @@ fn ci(skip_tests: bool) -> Result {
         run("cargo test --workspace (the README's test command)", test)?;
     }
 
+    // The pool crates without `std` (the embedded configuration of `RegionArenas`).
+    let mut no_std = cargo();
+    no_std.args([
+        "build",
+        "-p",
+        "alloc-core",
+        "-p",
+        "alloc-arena",
+        "--no-default-features",
+        "--target-dir",
+        "target/no-std",
+    ]);
+    run("cargo build -p alloc-core -p alloc-arena --no-default-features", no_std)?;
+
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings");
