@@ -161,7 +161,10 @@ fn ci(skip_tests: bool) -> Result {
         "--target-dir",
         "target/no-std",
     ]);
-    run("cargo build -p alloc-core -p alloc-arena --no-default-features", no_std)?;
+    run(
+        "cargo build -p alloc-core -p alloc-arena --no-default-features",
+        no_std,
+    )?;
 
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps"])
