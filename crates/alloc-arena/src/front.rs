@@ -427,8 +427,8 @@ macro_rules! front_fields {
 }
 
 /// The pool allocator for one owner at a time: the same pools, arenas and routing as
-/// [`PoolAllocator`] without any lock. It is `Send` but not `Sync`: move it to a thread, use it
-/// there.
+/// [`PoolAllocator`](crate::PoolAllocator) with no thread machinery. It is `Send` but not `Sync`:
+/// move it to a thread, use it there.
 ///
 /// ```
 /// use alloc_arena::Heap;
@@ -488,7 +488,7 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
         self.with_core(|core, _| core.stats())
     }
 
-    /// Gives back everything kept for reuse; see [`PoolAllocator::trim`].
+    /// Gives back everything kept for reuse; see [`PoolAllocator::trim`](crate::PoolAllocator::trim).
     pub fn trim(&self) {
         self.with_core(|core, _| core.trim());
     }
