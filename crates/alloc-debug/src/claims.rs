@@ -4,67 +4,275 @@
 //! routes frees by `owns` could hand it a block it did not make (one its inner allocator made
 //! before the decorator was stacked on it). Reading a mark in front of a pointer is not an answer:
 //! the bytes may belong to another live block (never written, or being written by another thread).
-//! So the decorator remembers every live block it made, here: a set of addresses kept in the C
-//! library's memory (never in the decorated allocator, so it cannot recurse), behind a lock that
-//! never allocates. It costs a hash insert and remove per block, which is the price of an exact
-//! `owns` for a decorator that changes the layout.
+//! So the decorator remembers every live block it made, here: one bit per 16 bytes of address
+//! space, in a radix tree of bitmaps (a root of 2^14 entries, middles of 2^14, leaves of 8 KiB
+//! covering 1 MiB each), kept in the C library's memory (never in the decorated allocator, so it
+//! cannot recurse). Setting, clearing and testing a bit is a few dependent loads and one atomic
+//! read-modify-write: no lock and no hashing, from any thread. Nodes are made on first use and
+//! kept until the decorator is dropped (8 KiB per MiB of address space that ever held one of its
+//! blocks).
 
-use alloc_core::lock::Lock;
-use alloc_core::{AsAllocator, System};
-use hashbrown::{DefaultHashBuilder, HashSet};
+use core::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-type Set = HashSet<usize, DefaultHashBuilder, AsAllocator<System>>;
+use alloc_core::{DomainAllocator, System};
 
-fn new_set() -> Set {
-    HashSet::with_hasher_in(DefaultHashBuilder::default(), AsAllocator::new(System))
+/// Blocks are at least 16-byte aligned: one bit per 16 bytes.
+const GRANULE_SHIFT: u32 = 4;
+/// A leaf covers 1 MiB of addresses.
+const LEAF_SHIFT: u32 = 20;
+const LEAF_WORDS: usize = (1 << (LEAF_SHIFT - GRANULE_SHIFT)) / 64;
+#[cfg(target_pointer_width = "64")]
+const ADDRESS_BITS: u32 = 48;
+#[cfg(not(target_pointer_width = "64"))]
+const ADDRESS_BITS: u32 = usize::BITS;
+const MID_BITS: u32 = if ADDRESS_BITS - LEAF_SHIFT > 14 {
+    14
+} else {
+    ADDRESS_BITS - LEAF_SHIFT
+};
+const ROOT_BITS: u32 = ADDRESS_BITS - LEAF_SHIFT - MID_BITS;
+
+struct Leaf {
+    words: [AtomicU64; LEAF_WORDS],
+}
+
+struct Mid {
+    leaves: [AtomicPtr<Leaf>; 1 << MID_BITS],
+}
+
+struct Root {
+    mids: [AtomicPtr<Mid>; 1 << ROOT_BITS],
+}
+
+/// A zeroed node from the C library (all-zero bytes are null pointers and zero counters), or null.
+fn zeroed<T>() -> *mut T {
+    System
+        .calloc(1, core::mem::size_of::<T>())
+        .map_or(ptr::null_mut(), |p| p.as_ptr().cast())
+}
+
+/// # Safety
+/// `p` came from `zeroed` and is referred to by nothing.
+unsafe fn release<T>(p: *mut T) {
+    // SAFETY: the caller's guarantee: a block of the C library, freed once.
+    unsafe { System.free(p.cast()) }
+}
+
+/// Installs a fresh node into `slot` if it is empty (taking `spare` first when there is one);
+/// returns the node now there, or null if no memory could be had.
+fn node<T>(slot: &AtomicPtr<T>, spare: &AtomicPtr<T>) -> *mut T {
+    // Acquire: sees the zeroed node another thread published.
+    let cur = slot.load(Ordering::Acquire);
+    if !cur.is_null() {
+        return cur;
+    }
+    let mut fresh = spare.swap(ptr::null_mut(), Ordering::AcqRel);
+    if fresh.is_null() {
+        fresh = zeroed::<T>();
+        if fresh.is_null() {
+            return fresh;
+        }
+    }
+    // AcqRel: publishes our node, or sees the winner's.
+    match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => fresh,
+        Err(winner) => {
+            // Back to the spare slot (or to the C library if a spare is there already).
+            if spare
+                .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                // SAFETY: never published.
+                unsafe { release(fresh) };
+            }
+            winner
+        }
+    }
+}
+
+/// Where the bit of `data` lives: (root index, middle index, word, bit), or `None` for an address
+/// out of range or not 16-aligned (never one of our blocks).
+fn locate(data: usize) -> Option<(usize, usize, usize, u64)> {
+    if data & ((1 << GRANULE_SHIFT) - 1) != 0 {
+        return None;
+    }
+    if ADDRESS_BITS < usize::BITS && data >> ADDRESS_BITS != 0 {
+        return None;
+    }
+    let granule = (data & ((1 << LEAF_SHIFT) - 1)) >> GRANULE_SHIFT;
+    let chunk = data >> LEAF_SHIFT;
+    Some((
+        chunk >> MID_BITS,
+        chunk & ((1 << MID_BITS) - 1),
+        granule / 64,
+        1 << (granule % 64),
+    ))
 }
 
 pub(crate) struct Claims {
-    set: Lock<Option<Set>>,
+    root: AtomicPtr<Root>,
+    /// Nodes made ahead of need (`reserve_one`), so that the insert that follows cannot fail.
+    spare_mid: AtomicPtr<Mid>,
+    spare_leaf: AtomicPtr<Leaf>,
 }
 
 impl Claims {
     pub(crate) const fn new() -> Self {
         Claims {
-            set: Lock::new(None),
+            root: AtomicPtr::new(ptr::null_mut()),
+            spare_mid: AtomicPtr::new(ptr::null_mut()),
+            spare_leaf: AtomicPtr::new(ptr::null_mut()),
         }
+    }
+
+    /// The word holding `data`'s bit, made on the way if `make`.
+    fn word(&self, data: usize, make: bool) -> Option<(&AtomicU64, u64)> {
+        let (r, m, w, bit) = locate(data)?;
+        let root = if make {
+            let spare = AtomicPtr::new(ptr::null_mut());
+            node(&self.root, &spare)
+        } else {
+            self.root.load(Ordering::Acquire)
+        };
+        // SAFETY: published nodes are zeroed and live until the set is dropped.
+        let root = unsafe { root.as_ref()? };
+        let mid = if make {
+            node(&root.mids[r], &self.spare_mid)
+        } else {
+            root.mids[r].load(Ordering::Acquire)
+        };
+        // SAFETY: as above.
+        let mid = unsafe { mid.as_ref()? };
+        let leaf = if make {
+            node(&mid.leaves[m], &self.spare_leaf)
+        } else {
+            mid.leaves[m].load(Ordering::Acquire)
+        };
+        // SAFETY: as above.
+        let leaf = unsafe { leaf.as_ref()? };
+        Some((&leaf.words[w], bit))
     }
 
     /// Remembers `data` as a block of ours. Returns false if the memory for it could not be had
     /// (the caller then gives the block back and fails the allocation).
     pub(crate) fn insert(&self, data: usize) -> bool {
-        let mut s = self.set.lock();
-        let set = s.get_or_insert_with(new_set);
-        set.try_reserve(1).is_ok() && set.insert(data)
+        match self.word(data, true) {
+            Some((word, bit)) => {
+                // Relaxed: the block reaches any thread that asks about it through a
+                // happens-before edge that follows this write.
+                word.fetch_or(bit, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Makes room for one more block, so that the next `insert` cannot fail for want of memory
     /// (while no other thread inserts meanwhile); false if the memory could not be had.
     pub(crate) fn reserve_one(&self) -> bool {
-        let mut s = self.set.lock();
-        s.get_or_insert_with(new_set).try_reserve(1).is_ok()
+        if self.root.load(Ordering::Acquire).is_null() {
+            let spare = AtomicPtr::new(ptr::null_mut());
+            if node(&self.root, &spare).is_null() {
+                return false;
+            }
+        }
+        reserve(&self.spare_mid) && reserve(&self.spare_leaf)
     }
 
     /// Forgets `data`; returns whether it was remembered.
     pub(crate) fn remove(&self, data: usize) -> bool {
-        self.set.lock().as_mut().is_some_and(|s| s.remove(&data))
+        self.word(data, false)
+            .is_some_and(|(word, bit)| word.fetch_and(!bit, Ordering::Relaxed) & bit != 0)
     }
 
     pub(crate) fn contains(&self, data: usize) -> bool {
-        self.set.lock().as_ref().is_some_and(|s| s.contains(&data))
+        self.word(data, false)
+            .is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
     }
 
-    /// Takes the set's lock for a fork (see `DomainAllocator::prepare_fork`).
-    pub(crate) fn prepare_fork(&self) {
-        self.set.acquire_for_fork();
-    }
+    /// Fork support: the set takes no lock, so there is nothing to take.
+    pub(crate) fn prepare_fork(&self) {}
 
-    /// Releases the lock taken by [`prepare_fork`](Self::prepare_fork).
+    /// Releases what [`prepare_fork`](Self::prepare_fork) took: nothing.
     ///
     /// # Safety
     /// Only by the thread that called `prepare_fork` (in the child: the one the fork returned in).
-    pub(crate) unsafe fn after_fork(&self) {
-        // SAFETY: the caller's guarantee: `prepare_fork` took the lock and nothing released it.
-        unsafe { self.set.release_after_fork() }
+    pub(crate) unsafe fn after_fork(&self) {}
+}
+
+/// Makes sure `spare` holds a zeroed node.
+fn reserve<T>(spare: &AtomicPtr<T>) -> bool {
+    if !spare.load(Ordering::Acquire).is_null() {
+        return true;
+    }
+    let fresh = zeroed::<T>();
+    if fresh.is_null() {
+        return false;
+    }
+    if spare
+        .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        // SAFETY: never published.
+        unsafe { release(fresh) };
+    }
+    true
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        let root = *self.root.get_mut();
+        // SAFETY: `&mut self`: nobody else reaches the nodes; each was made by `zeroed` and is
+        // released once.
+        unsafe {
+            if let Some(root) = root.as_mut() {
+                for mid in root.mids.iter_mut() {
+                    let mid = *mid.get_mut();
+                    if let Some(m) = mid.as_mut() {
+                        for leaf in m.leaves.iter_mut() {
+                            let leaf = *leaf.get_mut();
+                            if !leaf.is_null() {
+                                release(leaf);
+                            }
+                        }
+                        release(mid);
+                    }
+                }
+                release(root);
+            }
+            let mid = *self.spare_mid.get_mut();
+            if !mid.is_null() {
+                release(mid);
+            }
+            let leaf = *self.spare_leaf.get_mut();
+            if !leaf.is_null() {
+                release(leaf);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_exactly_what_was_inserted() {
+        let c = Claims::new();
+        let a = 0x7f00_0000_1230usize;
+        assert!(!c.contains(a));
+        assert!(c.insert(a));
+        assert!(c.contains(a));
+        assert!(!c.contains(a + 16), "the neighbouring granule");
+        assert!(!c.contains(a + 1), "an unaligned pointer is never ours");
+        assert!(!c.contains(a + (1 << 20)), "another leaf");
+        assert!(c.reserve_one());
+        assert!(c.insert(a + (5 << 20)));
+        assert!(c.remove(a));
+        assert!(!c.remove(a), "removing twice says it was not there");
+        assert!(!c.contains(a));
+        assert!(c.contains(a + (5 << 20)));
+        assert!(!c.insert(1 << 50), "beyond the address range");
     }
 }
