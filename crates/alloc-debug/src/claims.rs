@@ -126,38 +126,46 @@ impl Claims {
         }
     }
 
-    /// The word holding `data`'s bit, made on the way if `make`.
-    fn word(&self, data: usize, make: bool) -> Option<(&AtomicU64, u64)> {
+    /// The word holding `data`'s bit, if its nodes exist: three dependent loads.
+    #[inline]
+    fn find(&self, data: usize) -> Option<(&AtomicU64, u64)> {
         let (r, m, w, bit) = locate(data)?;
-        let root = if make {
-            let spare = AtomicPtr::new(ptr::null_mut());
-            node(&self.root, &spare)
-        } else {
-            self.root.load(Ordering::Acquire)
-        };
+        // Acquire: each node was published with Release after it was zeroed.
         // SAFETY: published nodes are zeroed and live until the set is dropped.
-        let root = unsafe { root.as_ref()? };
-        let mid = if make {
-            node(&root.mids[r], &self.spare_mid)
-        } else {
-            root.mids[r].load(Ordering::Acquire)
-        };
+        let root = unsafe { self.root.load(Ordering::Acquire).as_ref()? };
         // SAFETY: as above.
-        let mid = unsafe { mid.as_ref()? };
-        let leaf = if make {
-            node(&mid.leaves[m], &self.spare_leaf)
-        } else {
-            mid.leaves[m].load(Ordering::Acquire)
-        };
+        let mid = unsafe { root.mids[r].load(Ordering::Acquire).as_ref()? };
         // SAFETY: as above.
-        let leaf = unsafe { leaf.as_ref()? };
+        let leaf = unsafe { mid.leaves[m].load(Ordering::Acquire).as_ref()? };
+        Some((&leaf.words[w], bit))
+    }
+
+    /// The word holding `data`'s bit, its nodes made on the way.
+    #[inline]
+    fn find_or_make(&self, data: usize) -> Option<(&AtomicU64, u64)> {
+        match self.find(data) {
+            Some(found) => Some(found),
+            None => self.make(data),
+        }
+    }
+
+    #[cold]
+    fn make(&self, data: usize) -> Option<(&AtomicU64, u64)> {
+        let (r, m, w, bit) = locate(data)?;
+        let spare = AtomicPtr::new(ptr::null_mut());
+        // SAFETY: published nodes are zeroed and live until the set is dropped.
+        let root = unsafe { node(&self.root, &spare).as_ref()? };
+        // SAFETY: as above.
+        let mid = unsafe { node(&root.mids[r], &self.spare_mid).as_ref()? };
+        // SAFETY: as above.
+        let leaf = unsafe { node(&mid.leaves[m], &self.spare_leaf).as_ref()? };
         Some((&leaf.words[w], bit))
     }
 
     /// Remembers `data` as a block of ours. Returns false if the memory for it could not be had
     /// (the caller then gives the block back and fails the allocation).
     pub(crate) fn insert(&self, data: usize) -> bool {
-        match self.word(data, true) {
+        match self.find_or_make(data) {
             Some((word, bit)) => {
                 // Relaxed: the block reaches any thread that asks about it through a
                 // happens-before edge that follows this write.
@@ -182,12 +190,12 @@ impl Claims {
 
     /// Forgets `data`; returns whether it was remembered.
     pub(crate) fn remove(&self, data: usize) -> bool {
-        self.word(data, false)
+        self.find(data)
             .is_some_and(|(word, bit)| word.fetch_and(!bit, Ordering::Relaxed) & bit != 0)
     }
 
     pub(crate) fn contains(&self, data: usize) -> bool {
-        self.word(data, false)
+        self.find(data)
             .is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
     }
 

@@ -341,12 +341,25 @@ unsafe fn read_word(at: *const u8) -> usize {
 }
 
 /// # Safety
-/// `[at, at + len)` is readable.
+/// `[at, at + len)` is readable; for `len == 7` (the lead guard) so is the byte before `at`.
 unsafe fn all_are(at: *const u8, len: usize, byte: u8) -> bool {
+    let pattern = u64::from_ne_bytes([byte; 8]);
+    // The guards checked on every free are 7 and 8 bytes long: one unaligned word each.
+    if len == WORD {
+        // SAFETY: the caller's guarantee: `len` readable bytes at `at`.
+        return unsafe { at.cast::<u64>().read_unaligned() } == pattern;
+    }
+    if len == WORD - 1 {
+        // The lead guard: the byte before it is the API id, in the same header, so the word that
+        // ends with the guard is readable; the id is compared as equal to itself.
+        // SAFETY: the caller's guarantee, and the header byte before `at` (see above).
+        let w = unsafe { at.sub(1).cast::<[u8; 8]>().read_unaligned() };
+        let mut want = [byte; 8];
+        want[0] = w[0];
+        return w == want;
+    }
     // SAFETY: the caller's guarantee.
     let bytes = unsafe { core::slice::from_raw_parts(at, len) };
-    // Eight bytes at a time: the guards are checked on every free.
-    let pattern = u64::from_ne_bytes([byte; 8]);
     let mut chunks = bytes.chunks_exact(8);
     chunks.all(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])) == pattern)
         && chunks.remainder().iter().all(|&b| b == byte)
