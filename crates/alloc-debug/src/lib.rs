@@ -13,6 +13,11 @@
 //!   Nth, a seeded probability, above a size, by predicate) to test out-of-memory handling.
 //! * [`Counting`]: allocations, frees, reallocs, failures, bytes live and peak, a size histogram.
 //! * [`Limited`]: a budget of live bytes past which allocations fail.
+//! * [`Tracing`]: tracemalloc: every live block with its size and allocation site (a captured
+//!   stack resolved lazily, or a [`Tag`]); traced memory and its peak; [`Snapshot`]s with
+//!   statistics by file, line or traceback, comparisons and filters; a [`LeakReport`] and
+//!   [`Tracing::assert_no_growth`] for tests. Stacked under [`Guarded`], its violation reports say
+//!   where the block was allocated.
 //!
 //! ```
 //! use alloc_core::{DomainAllocator, System};
@@ -34,10 +39,16 @@ mod claims;
 mod counting;
 mod fault;
 mod guard;
+pub mod tracing;
 
 pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, bucket_of};
 pub use fault::{FaultInjecting, FaultPredicate};
 pub use guard::{
     Action, CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE, Guarded, MAX_QUARANTINE, RECORDED_VIOLATIONS,
     Violation, ViolationKind,
+};
+pub use tracing::{
+    DomainFilter, Filter, Frame, Growth, KeyType, LeakReport, MAX_DEPTH, PLUMBING_FRAMES, Snapshot,
+    Statistic, StatisticDiff, Tag, Trace, TraceFilter, Traceback, Tracing, TracingError,
+    format_size, with_tag,
 };
