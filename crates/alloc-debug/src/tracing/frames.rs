@@ -201,7 +201,8 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub(crate) fn new(filename: &str, lineno: u32, function: &str) -> Self {
+    /// A frame at `filename`, line `lineno`, in `function` (empty if unknown).
+    pub fn new(filename: &str, lineno: u32, function: &str) -> Self {
         Frame {
             filename: filename.into(),
             lineno,
@@ -226,7 +227,11 @@ impl fmt::Display for Frame {
 pub struct Traceback(Arc<[Frame]>);
 
 impl Traceback {
-    pub(crate) fn new(frames: Vec<Frame>) -> Self {
+    /// A traceback of `frames`, most recent first (one unknown frame if `frames` is empty).
+    pub fn new(mut frames: Vec<Frame>) -> Self {
+        if frames.is_empty() {
+            frames.push(Frame::unknown());
+        }
         Traceback(frames.into())
     }
 

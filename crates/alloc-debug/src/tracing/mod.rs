@@ -288,9 +288,12 @@ impl<A> Tracing<A> {
     }
 
     /// Forgets memory recorded with [`track`](Self::track) (`PyTraceMalloc_Untrack`); returns
-    /// whether it was recorded.
-    pub fn untrack(&self, domain: u32, ptr: *const u8) -> bool {
-        self.remove(domain, ptr as usize)
+    /// whether it was recorded. Untracking what is not tracked is harmless.
+    pub fn untrack(&self, domain: u32, ptr: *const u8) -> Result<bool, TracingError> {
+        if !self.is_tracing() {
+            return Err(TracingError::NotTracing);
+        }
+        Ok(self.remove(domain, ptr as usize))
     }
 
     /// Takes every shard's lock, in order, so that no trace changes until
@@ -328,7 +331,13 @@ impl<A> Tracing<A> {
     /// The traceback of the live block at `ptr` in this decorator's domain, if it is traced
     /// (tracemalloc's `get_object_traceback`).
     pub fn traceback_of(&self, ptr: *const u8) -> Option<Traceback> {
-        let (kind, words, depth) = self.lookup(self.domain, ptr as usize)?;
+        self.traceback_in(self.domain, ptr)
+    }
+
+    /// The traceback of the block at `ptr` recorded in `domain` (by [`track`](Self::track), or
+    /// by this decorator when `domain` is its own).
+    pub fn traceback_in(&self, domain: u32, ptr: *const u8) -> Option<Traceback> {
+        let (kind, words, depth) = self.lookup(domain, ptr as usize)?;
         let _busy = Busy::enter();
         Some(match kind {
             // SAFETY: tag words come from `Tag::words`.
