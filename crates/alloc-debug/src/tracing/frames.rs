@@ -25,7 +25,7 @@ use hashbrown::HashMap;
 pub const MAX_DEPTH: usize = 64;
 
 /// Frames captured beyond the depth, for the allocation machinery that resolution strips.
-pub const PLUMBING_FRAMES: usize = 10;
+pub const PLUMBING_FRAMES: usize = 16;
 
 /// The most words a captured stack takes.
 pub(crate) const CAPTURE_WORDS: usize = MAX_DEPTH + PLUMBING_FRAMES;
@@ -275,10 +275,24 @@ impl fmt::Display for Traceback {
     }
 }
 
+/// Source directories of the standard library's allocation paths (`alloc` and `core`, whose
+/// generic code is named by its type parameters: `<u8 as SpecFromElem>::from_elem`).
+const PLUMBING_SOURCES: &[&str] = &[
+    "/library/alloc/src/",
+    "/library/core/src/",
+    "/library/std/src/alloc.rs",
+    "/library/std/src/sys/alloc/",
+];
+
 /// Whether a function name belongs to the allocation machinery (see [`PLUMBING`]).
 fn is_plumbing(name: &str) -> bool {
     let name = name.trim_start_matches('<');
     PLUMBING.iter().any(|p| name.starts_with(p))
+}
+
+/// Whether a frame belongs to the allocation machinery, by its function or its source file.
+fn is_plumbing_frame(function: &str, file: Option<&str>) -> bool {
+    is_plumbing(function) || file.is_some_and(|f| PLUMBING_SOURCES.iter().any(|p| f.contains(p)))
 }
 
 /// Resolves return addresses to frames, each address once per resolver.
@@ -320,7 +334,7 @@ impl Resolver {
         }
         let skip = all
             .iter()
-            .position(|f| !is_plumbing(&f.function))
+            .position(|f| !is_plumbing_frame(&f.function, Some(&f.filename)))
             .unwrap_or(all.len().saturating_sub(depth));
         let mut kept: Vec<Frame> = all.into_iter().skip(skip).take(depth).collect();
         if kept.is_empty() {
@@ -352,7 +366,8 @@ pub(crate) fn write_stack(ips: &[usize], depth: usize, out: &mut dyn Write) -> f
             if let Some(n) = sym.name() {
                 let _ = write!(name, "{n:#}");
             }
-            if in_plumbing && is_plumbing(name.as_str()) {
+            let file = sym.filename().and_then(|f| f.to_str());
+            if in_plumbing && is_plumbing_frame(name.as_str(), file) {
                 return;
             }
             in_plumbing = false;
