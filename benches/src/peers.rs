@@ -22,6 +22,9 @@ pub static DOMAIN: alloc_domains::GlobalFront = alloc_domains::GlobalFront::new(
 /// The pool under CPython's debug hooks.
 pub static GUARDED: alloc_core::AsGlobalAlloc<alloc_debug::Guarded<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Guarded::new(alloc_arena::PoolAllocator::new()));
+/// The pool under tracemalloc's decorator, one frame per traceback.
+pub static TRACING: alloc_core::AsGlobalAlloc<alloc_debug::Tracing<alloc_arena::PoolAllocator>> =
+    alloc_core::AsGlobalAlloc::new(alloc_debug::Tracing::new(alloc_arena::PoolAllocator::new()));
 /// The pool with statistics.
 pub static COUNTING: alloc_core::AsGlobalAlloc<alloc_debug::Counting<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Counting::new(alloc_arena::PoolAllocator::new()));
@@ -52,6 +55,7 @@ pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
 ///   indirect call);
 /// * `guarded`, `counting`, `fault-off`: the pool under `Guarded`, `Counting`, and a disabled
 ///   `FaultInjecting` (what each decorator costs, against `pool`);
+/// * `tracing`: the pool under `Tracing` capturing one frame per block (tracemalloc's default);
 /// * `core-system`: `alloc_core::System` through the adapter: what the adapter costs.
 pub const ALL: &[&str] = &[
     "system",
@@ -63,12 +67,14 @@ pub const ALL: &[&str] = &[
     "guarded",
     "counting",
     "fault-off",
+    "tracing",
     "core-system",
 ];
 
 /// Allocators that can only be called directly, not installed as a process's global allocator
-/// (the single-owner heap, and the adapter alone).
-pub const DIRECT_ONLY: &[&str] = &["pool-heap", "core-system"];
+/// (the single-owner heap, the adapter alone, and `tracing`, which the dispatcher does not
+/// offer).
+pub const DIRECT_ONLY: &[&str] = &["pool-heap", "core-system", "tracing"];
 
 /// Runs `$body` with `$a` bound to a `&'static` reference to the allocator called `$name`
 /// (one of [`ALL`]); evaluates to `Some(result)`, or `None` for an unknown name.
@@ -110,6 +116,10 @@ macro_rules! with_allocator {
             }
             "fault-off" => {
                 let $a = &$crate::peers::FAULT_OFF;
+                Some($body)
+            }
+            "tracing" => {
+                let $a = &$crate::peers::TRACING;
                 Some($body)
             }
             "core-system" => {
