@@ -1,20 +1,27 @@
 //! Criterion bench of what each layer over the pool costs: alloc+free pairs and churn through the
 //! pool allocator, undecorated, through the mem domain, and under `Guarded`, `Counting`, a
 //! disabled `FaultInjecting` and `Tracing`, in the same run; then `Tracing` at depths 1, 8 and 32
-//! against the undecorated pool and against `Guarded`.
+//! (and with a caller-given tag) against the undecorated pool and against `Guarded`.
 //!
 //! `cargo bench -p domalloc-benches --bench decorators`
 //! (`-- tracing-depth` for the depth groups alone).
 
 use alloc_arena::PoolAllocator;
 use alloc_core::AsGlobalAlloc;
-use alloc_debug::Tracing;
+use alloc_debug::{Tag, Tracing, with_tag};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use domalloc_benches::{peers, workloads};
 
 mod common;
 
-const SUBJECTS: &[&str] = &["pool", "domain", "guarded", "counting", "fault-off", "tracing"];
+const SUBJECTS: &[&str] = &[
+    "pool",
+    "domain",
+    "guarded",
+    "counting",
+    "fault-off",
+    "tracing",
+];
 
 type Traced = AsGlobalAlloc<Tracing<PoolAllocator>>;
 
@@ -47,6 +54,13 @@ fn tracing_depths(c: &mut Criterion) {
     subject("tracing-1", &peers::TRACING);
     subject("tracing-8", &TRACING_8);
     subject("tracing-32", &TRACING_32);
+    // The same decorator with a caller-given tag instead of a stack walk.
+    g.bench_function(BenchmarkId::from_parameter("tracing-tag"), |b| {
+        b.iter_custom(|iters| {
+            let ns = with_tag(Tag::new("bench", 1), || peers::TRACING.pairs(64, iters));
+            std::time::Duration::from_nanos((ns * iters as f64) as u64)
+        })
+    });
     g.finish();
 }
 

@@ -35,7 +35,12 @@ fn remember(request: &str) {
 }
 
 fn handle(n: usize) -> usize {
-    let request = format!("path=/items/{}&user=u{}&body={}", n % 7, n % 13, "x".repeat(200));
+    let request = format!(
+        "path=/items/{}&user=u{}&body={}",
+        n % 7,
+        n % 13,
+        "x".repeat(200)
+    );
     let fields = parse(&request);
     remember(&request);
     fields.len()
@@ -72,7 +77,10 @@ fn main() -> ExitCode {
         by_traceback[0], by_traceback[0].traceback
     );
     let report = tracer.leak_report();
-    println!("Still live at the end ({} sites, top 3):", report.sites.len());
+    println!(
+        "Still live at the end ({} sites, top 3):",
+        report.sites.len()
+    );
     for s in report.sites.iter().take(3) {
         println!("  {s}");
     }

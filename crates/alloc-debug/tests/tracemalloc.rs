@@ -133,6 +133,27 @@ mod tracemalloc_enabled {
     }
 
     #[test]
+    fn a_site_allocating_again_and_again_is_interned_once() {
+        let t = Tracing::new(System);
+        // One address (one shard of blocks), tracked again and again from one call (loops the
+        // compiler cannot unroll into several calls): only the interned tracebacks could grow.
+        let foreign = [0u8; 32];
+        let mut tables = Vec::new();
+        for _ in 0..std::hint::black_box(3) {
+            for _ in 0..std::hint::black_box(1000) {
+                t.track(1, foreign.as_ptr(), 32).unwrap();
+            }
+            tables.push(t.tables_memory());
+        }
+        assert!(tables[0] > 0);
+        assert_eq!(
+            tables[1], tables[0],
+            "no new traceback, no new table memory"
+        );
+        assert_eq!(tables[2], tables[0]);
+    }
+
+    #[test]
     fn clear_traces_forgets_every_block() {
         let t = Tracing::new(System);
         let blocks: Vec<_> = (0..1000).map(|_| t.malloc(123).unwrap()).collect();

@@ -106,7 +106,8 @@ impl fmt::Display for StatisticDiff {
     }
 }
 
-/// A size as tracemalloc prints it: bytes below 10 KiB, then KiB, MiB, GiB; `signed` adds `+`.
+/// A size as tracemalloc prints it: at most four digits, or three with a decimal, in B, KiB,
+/// MiB, GiB or TiB; `signed` adds `+` to sizes that are not negative.
 ///
 /// ```
 /// use alloc_debug::format_size;
@@ -117,16 +118,16 @@ impl fmt::Display for StatisticDiff {
 pub fn format_size(size: isize, signed: bool) -> String {
     let sign = if signed && size >= 0 { "+" } else { "" };
     let mut value = size as f64;
-    for unit in ["B", "KiB", "MiB", "GiB"] {
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
         if value.abs() < 100.0 && unit != "B" {
             return format!("{sign}{value:.1} {unit}");
         }
-        if value.abs() < 10.0 * 1024.0 || unit == "GiB" {
+        if value.abs() < 10.0 * 1024.0 || unit == "TiB" {
             return format!("{sign}{value:.0} {unit}");
         }
         value /= 1024.0;
     }
-    unreachable!("the loop returns at GiB")
+    unreachable!("the loop returns at TiB")
 }
 
 /// A filter of traces by file name pattern and line (tracemalloc's `Filter`).
@@ -510,6 +511,7 @@ mod tests {
         assert_eq!(format_size(0, true), "+0 B");
         assert_eq!(format_size(10 * 1024 - 1, false), "10239 B");
         assert_eq!(format_size(10 * 1024, false), "10.0 KiB");
-        assert_eq!(format_size(5 << 30, false), "5.0 GiB");
+        assert_eq!(format_size(5 << 30, false), "5120 MiB");
+        assert_eq!(format_size(50 << 30, false), "50.0 GiB");
     }
 }

@@ -17,7 +17,6 @@
 //! (by an allocation racing the clear) is recognised as stale instead of naming another traceback.
 
 use core::cell::UnsafeCell;
-use core::hash::BuildHasher;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -192,9 +191,23 @@ impl Tracebacks {
         }
     }
 
-    /// The hash that picks a traceback's shard and finds it there.
+    /// The hash that picks a traceback's shard and finds it there: the same for the same
+    /// traceback in every call (a fixed function, not a randomly seeded hasher), with good high
+    /// bits (the shard and hashbrown's control bytes come from them).
     pub(crate) fn hash(kind: Kind, words: &[usize]) -> u64 {
-        DefaultHashBuilder::default().hash_one((kind, words))
+        let mut h = match kind {
+            Kind::Stack => 0x243F_6A88_85A3_08D3_u64,
+            Kind::Tag => 0x1319_8A2E_0370_7344_u64,
+        };
+        for &w in words {
+            h = (h.rotate_left(23) ^ w as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        // murmur3's finaliser: every input bit reaches the high bits.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        h ^ (h >> 33)
     }
 
     /// The id of the traceback `(kind, words)`, interned if new; `None` if memory ran out.
@@ -290,6 +303,23 @@ mod tests {
         assert_eq!(t.get(a), Some((Kind::Stack, &w[..])));
         t.clear();
         assert_eq!(t.get(a), None, "an id from before the clear is stale");
+    }
+
+    #[test]
+    fn a_traceback_hashes_the_same_every_time_and_its_kind_counts() {
+        let w = [0x5555_1234usize, 0x5555_5678];
+        assert_eq!(
+            Tracebacks::hash(Kind::Stack, &w),
+            Tracebacks::hash(Kind::Stack, &w)
+        );
+        assert_ne!(
+            Tracebacks::hash(Kind::Stack, &w),
+            Tracebacks::hash(Kind::Tag, &w)
+        );
+        assert_ne!(
+            Tracebacks::hash(Kind::Stack, &w),
+            Tracebacks::hash(Kind::Stack, &w[..1])
+        );
     }
 
     #[test]
