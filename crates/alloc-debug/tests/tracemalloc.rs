@@ -892,6 +892,35 @@ mod beyond_tracemalloc {
     }
 
     #[test]
+    fn snapshots_taken_while_threads_allocate_see_consistent_blocks() {
+        let t = Arc::new(Tracing::new(System));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (t, stop) = (t.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let p = t.malloc(48).unwrap();
+                        free(&t, p.as_ptr());
+                    }
+                })
+            })
+            .collect();
+        let kept = t.malloc(1000).unwrap();
+        for _ in 0..20 {
+            let s = t.take_snapshot();
+            assert!(s.traces().iter().all(|tr| tr.size == 48 || tr.size == 1000));
+            assert_eq!(s.traces().iter().filter(|tr| tr.size == 1000).count(), 1);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
+        free(&t, kept.as_ptr());
+        assert_eq!(t.traced_memory().0, 0);
+    }
+
+    #[test]
     fn locked_tables_hold_allocations_until_unlocked() {
         let t = Arc::new(Tracing::new(System));
         t.lock_tables();
