@@ -622,6 +622,7 @@ mod snapshots {
     #[test]
     fn formats_read_as_tracemalloc_prints_them() {
         let (s, s2) = snapshots();
+        assert_eq!(s.traces()[0].to_string(), "a.py:2: 10 B");
         let t = &s.traces()[0].traceback;
         assert_eq!(t.to_string(), "a.py:2");
         assert_eq!(t.frames()[1].to_string(), "b.py:4");

@@ -25,6 +25,18 @@ pub struct Trace {
     pub traceback: Traceback,
 }
 
+impl fmt::Display for Trace {
+    /// `site: size`, as tracemalloc prints a trace.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.traceback,
+            format_size(self.size as isize, false)
+        )
+    }
+}
+
 /// How statistics group traces (tracemalloc's `key_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyType {
