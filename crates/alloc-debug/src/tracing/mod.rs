@@ -8,9 +8,9 @@
 //!
 //! From the records come: the traced memory now and at its peak ([`Tracing::traced_memory`],
 //! [`Tracing::reset_peak`]); [`Snapshot`]s, with statistics by file, by line or by whole
-//! traceback, comparisons and filters ([`snapshot`](crate::tracing::Snapshot)); a
-//! [`LeakReport`] of what is still live; and [`Tracing::assert_no_growth`], which fails a test
-//! whose closure left memory behind.
+//! traceback ([`Snapshot::statistics`]), comparisons ([`Snapshot::compare_to`]) and filters
+//! ([`Snapshot::filter_traces`]); a [`LeakReport`] of what is still live; and
+//! [`Tracing::assert_no_growth`], which fails a test whose closure left memory behind.
 //!
 //! ```text
 //!  malloc ─► inner.malloc ─► capture stack (or take the tag) ─► intern traceback ─► record block
@@ -20,7 +20,12 @@
 //! The decorator does not change the blocks: pointers, sizes, `owns` and `usable_size` are the
 //! inner allocator's. Its tables live in the C library's memory (see `table`), so it can be the
 //! `#[global_allocator]` without recursing; the allocations Tracing makes for its own reports run
-//! with a per-thread flag set and go untraced.
+//! with a per-thread flag set and go untraced. A fork handler takes every table's lock with
+//! [`Tracing::lock_tables`] and releases them with [`Tracing::unlock_tables`].
+//!
+//! What is interned is the captured stack, the depth plus the allocation machinery's frames
+//! ([`PLUMBING_FRAMES`]), so one site reached by several call paths may be interned several
+//! times; statistics group by the resolved frames and count it once.
 //!
 //! Domains: every block made through a `Tracing` is recorded in its domain
 //! ([`Tracing::with_domain`], 0 by default, tracemalloc's `domain`); memory another allocator
