@@ -14,7 +14,7 @@ use crate::peers;
 pub const ENV: &str = "DOMALLOC_BENCH_ALLOCATOR";
 
 const UNSET: u8 = u8::MAX;
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 9] = [
     "system",
     "mimalloc",
     "jemalloc",
@@ -23,6 +23,7 @@ const NAMES: [&str; 8] = [
     "guarded",
     "counting",
     "fault-off",
+    "tracing",
 ];
 
 /// Forwards to the allocator named by [`ENV`] (the C library if unset or unknown).
@@ -106,6 +107,10 @@ macro_rules! forward {
             }
             6 => {
                 let $a = &peers::COUNTING;
+                $body
+            }
+            8 => {
+                let $a = &peers::TRACING;
                 $body
             }
             _ => {

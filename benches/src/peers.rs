@@ -22,6 +22,9 @@ pub static DOMAIN: alloc_domains::GlobalFront = alloc_domains::GlobalFront::new(
 /// The pool under CPython's debug hooks.
 pub static GUARDED: alloc_core::AsGlobalAlloc<alloc_debug::Guarded<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Guarded::new(alloc_arena::PoolAllocator::new()));
+/// The pool under tracemalloc's decorator, one frame per traceback.
+pub static TRACING: alloc_core::AsGlobalAlloc<alloc_debug::Tracing<alloc_arena::PoolAllocator>> =
+    alloc_core::AsGlobalAlloc::new(alloc_debug::Tracing::new(alloc_arena::PoolAllocator::new()));
 /// The pool with statistics.
 pub static COUNTING: alloc_core::AsGlobalAlloc<alloc_debug::Counting<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Counting::new(alloc_arena::PoolAllocator::new()));
@@ -47,11 +50,12 @@ pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
 /// * `system`: the C library (glibc here) through `std::alloc::System`;
 /// * `mimalloc`, `jemalloc`: the peers;
 /// * `pool`: domalloc's `PoolAllocator` called directly (through the `GlobalAlloc` adapter);
-/// * `pool-heap`: the same pools as a single-owner `Heap`, without the lock;
+/// * `pool-heap`: the same pools as a single-owner `Heap`, with no thread machinery;
 /// * `domain`: the mem domain through the domain table (the pool behind one atomic load and an
 ///   indirect call);
 /// * `guarded`, `counting`, `fault-off`: the pool under `Guarded`, `Counting`, and a disabled
 ///   `FaultInjecting` (what each decorator costs, against `pool`);
+/// * `tracing`: the pool under `Tracing` capturing one frame per block (tracemalloc's default);
 /// * `core-system`: `alloc_core::System` through the adapter: what the adapter costs.
 pub const ALL: &[&str] = &[
     "system",
@@ -63,6 +67,7 @@ pub const ALL: &[&str] = &[
     "guarded",
     "counting",
     "fault-off",
+    "tracing",
     "core-system",
 ];
 
@@ -110,6 +115,10 @@ macro_rules! with_allocator {
             }
             "fault-off" => {
                 let $a = &$crate::peers::FAULT_OFF;
+                Some($body)
+            }
+            "tracing" => {
+                let $a = &$crate::peers::TRACING;
                 Some($body)
             }
             "core-system" => {

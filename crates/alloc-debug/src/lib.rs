@@ -15,6 +15,11 @@
 //! * [`Limited`]: a budget of live bytes past which allocations fail.
 //! * [`Profiling`]: the exact request-size histogram and block lifetimes of a workload, the
 //!   evidence pymalloc's parameters should be tuned by (`cargo xtask tune`).
+//! * [`Tracing`]: tracemalloc: every live block with its size and allocation site (a captured
+//!   stack resolved lazily, or a [`Tag`]); traced memory and its peak; [`Snapshot`]s with
+//!   statistics by file, line or traceback, comparisons and filters; a [`LeakReport`] and
+//!   [`Tracing::assert_no_growth`] for tests. Stacked under [`Guarded`], its violation reports say
+//!   where the block was allocated.
 //!
 //! ```
 //! use alloc_core::{DomainAllocator, System};
@@ -37,6 +42,7 @@ mod counting;
 mod fault;
 mod guard;
 mod profile;
+pub mod tracing;
 
 pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, bucket_of};
 pub use fault::{FaultInjecting, FaultPredicate};
@@ -45,3 +51,8 @@ pub use guard::{
     Violation, ViolationKind,
 };
 pub use profile::{EXACT_SIZES, LOG_BUCKETS, Profile, Profiling, log_bucket};
+pub use tracing::{
+    DomainFilter, Filter, Frame, Growth, KeyType, LeakReport, MAX_DEPTH, PLUMBING_FRAMES, Snapshot,
+    Statistic, StatisticDiff, Tag, Trace, TraceFilter, Traceback, Tracing, TracingError,
+    format_size, with_tag,
+};

@@ -2,7 +2,7 @@
 
 use alloc_arena::PoolAllocator;
 use alloc_core::System;
-use alloc_debug::{Action, Counting, FaultInjecting, Guarded, Limited};
+use alloc_debug::{Action, Counting, FaultInjecting, Guarded, Limited, Tracing};
 
 alloc_core::conformance_tests!(guarded_over_system, Guarded::new(System));
 alloc_core::conformance_tests!(guarded_over_pool, Guarded::new(PoolAllocator::new()));
@@ -37,4 +37,21 @@ alloc_core::global_alloc_conformance_tests!(
 alloc_core::allocator_conformance_tests!(
     counting_as_allocator,
     alloc_core::AsAllocator::new(Counting::new(PoolAllocator::new()))
+);
+alloc_core::conformance_tests!(tracing_over_system, Tracing::new(System));
+alloc_core::conformance_tests!(
+    tracing_over_pool_deep,
+    Tracing::new(PoolAllocator::new()).with_depth(16)
+);
+alloc_core::conformance_tests!(
+    stacked_guarded_tracing_pool,
+    Guarded::new(Tracing::new(PoolAllocator::new()))
+);
+alloc_core::global_alloc_conformance_tests!(
+    tracing_as_global_alloc,
+    alloc_core::AsGlobalAlloc::new(Tracing::new(PoolAllocator::new()))
+);
+alloc_core::allocator_conformance_tests!(
+    tracing_as_allocator,
+    alloc_core::AsAllocator::new(Tracing::new(PoolAllocator::new()))
 );

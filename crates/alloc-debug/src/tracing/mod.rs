@@ -1,0 +1,731 @@
+//! `Tracing<A>`: tracemalloc for any allocator.
+//!
+//! Every live block made through a `Tracing` is recorded with its size, its domain and where it
+//! was allocated: a call stack of [`depth`](Tracing::depth) frames (1 by default, as tracemalloc's,
+//! up to [`MAX_DEPTH`]) captured as return addresses and resolved to file and line only when a
+//! report is made, or a [`Tag`] the program gives ([`with_tag`], [`Tracing::malloc_tagged`]) where
+//! it knows its call sites and would rather not pay for a stack walk.
+//!
+//! From the records come: the traced memory now and at its peak ([`Tracing::traced_memory`],
+//! [`Tracing::reset_peak`]); [`Snapshot`]s, with statistics by file, by line or by whole
+//! traceback ([`Snapshot::statistics`]), comparisons ([`Snapshot::compare_to`]) and filters
+//! ([`Snapshot::filter_traces`]); a [`LeakReport`] of what is still live; and
+//! [`Tracing::assert_no_growth`], which fails a test whose closure left memory behind.
+//!
+//! ```text
+//!  malloc ─► inner.malloc ─► capture stack (or take the tag) ─► intern traceback ─► record block
+//!  free   ─► forget block (if recorded) ─► inner.free
+//! ```
+//!
+//! The decorator does not change the blocks: pointers, sizes, `owns` and `usable_size` are the
+//! inner allocator's. Its tables live in the C library's memory (see `table`), so it can be the
+//! `#[global_allocator]` without recursing; the allocations Tracing makes for its own reports run
+//! with a per-thread flag set and go untraced. A fork handler takes every table's lock with
+//! [`Tracing::lock_tables`] and releases them with [`Tracing::unlock_tables`].
+//!
+//! What is interned is the captured stack, the depth plus the allocation machinery's frames
+//! ([`PLUMBING_FRAMES`]), so one site reached by several call paths may be interned several
+//! times; statistics group by the resolved frames and count it once.
+//!
+//! Domains: every block made through a `Tracing` is recorded in its domain
+//! ([`Tracing::with_domain`], 0 by default, tracemalloc's `domain`); memory another allocator
+//! manages (a C library's pool, a device's memory) is recorded with [`Tracing::track`] and
+//! [`Tracing::untrack`] under a domain of the program's choosing, as `PyTraceMalloc_Track`.
+
+mod frames;
+mod leak;
+mod snapshot;
+mod table;
+
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::vec::Vec;
+
+use alloc_core::{DomainAllocator, Ownership};
+
+pub use frames::{Frame, MAX_DEPTH, PLUMBING_FRAMES, Tag, Traceback};
+pub use leak::{Growth, LeakReport};
+pub use snapshot::{
+    DomainFilter, Filter, KeyType, Snapshot, Statistic, StatisticDiff, Trace, TraceFilter,
+    format_size,
+};
+
+use frames::{Busy, CAPTURE_WORDS, Resolver};
+use table::{Blocks, Kind, Record, SHARDS, ShardLock, TraceId, Tracebacks, new_blocks, shard_of};
+use table::{TableVec, table_alloc, table_copy};
+
+/// What a [`Tracing`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TracingError {
+    /// A traceback depth outside `1..=MAX_DEPTH`.
+    #[error("a traceback depth must be between 1 and {max} frames, not {depth}")]
+    Depth {
+        /// The depth asked for.
+        depth: usize,
+        /// [`MAX_DEPTH`].
+        max: usize,
+    },
+    /// Cumulative statistics need a key of one frame (file or line), not whole tracebacks.
+    #[error(
+        "cumulative statistics group by file or by line; use KeyType::Filename or KeyType::Lineno"
+    )]
+    CumulativeTraceback,
+    /// Tracing is stopped: nothing can be tracked.
+    #[error("tracing is stopped; call start() before tracking memory")]
+    NotTracing,
+    /// The C library refused memory for the tables.
+    #[error("no memory for the tracing tables")]
+    NoMemory,
+}
+
+/// Runs `f` with every allocation this thread makes through any [`Tracing`] recorded at `tag`
+/// instead of a captured stack: cheap sites for code that knows where it is. Nests; the previous
+/// tag (or none) is restored afterwards, also on unwinding.
+///
+/// ```
+/// use alloc_core::{DomainAllocator, System};
+/// use alloc_debug::{KeyType, Tag, Tracing, with_tag};
+///
+/// let t = Tracing::new(System);
+/// let p = with_tag(Tag::new("request-buffers", 1), || t.malloc(256).unwrap());
+/// let stats = t.take_snapshot().statistics(KeyType::Lineno, false).unwrap();
+/// assert_eq!(stats[0].traceback.site().filename.as_ref(), "request-buffers");
+/// // SAFETY: a live block of `t`, freed once.
+/// unsafe { t.free(p.as_ptr()) };
+/// ```
+pub fn with_tag<R>(tag: Tag, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Tag>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            frames::swap_tag(self.0);
+        }
+    }
+    let _restore = Restore(frames::swap_tag(Some(tag)));
+    f()
+}
+
+/// tracemalloc as a decorator: records every live block with its size and allocation site.
+///
+/// ```
+/// use alloc_core::{DomainAllocator, System};
+/// use alloc_debug::{KeyType, Tracing};
+///
+/// let t = Tracing::new(System);
+/// let p = t.malloc(1000).unwrap();
+/// assert_eq!(t.traced_memory(), (1000, 1000));
+///
+/// let snapshot = t.take_snapshot();
+/// let top = snapshot.statistics(KeyType::Lineno, false).unwrap();
+/// assert_eq!((top[0].size, top[0].count), (1000, 1));
+/// // The site is this file and line where debug information is built; "<unknown>" otherwise.
+/// println!("{}", top[0]);
+///
+/// // SAFETY: a live block of `t`, freed once.
+/// unsafe { t.free(p.as_ptr()) };
+/// assert_eq!(t.traced_memory(), (0, 1000));
+/// ```
+pub struct Tracing<A> {
+    inner: A,
+    domain: u32,
+    tracing: AtomicBool,
+    depth: AtomicUsize,
+    current: AtomicUsize,
+    peak: AtomicUsize,
+    blocks: [ShardLock<Option<Blocks>>; SHARDS],
+    tracebacks: [ShardLock<Option<Tracebacks>>; SHARDS],
+    /// Set while the tables are locked for a fork (makes `prepare_fork` idempotent).
+    fork_locked: AtomicBool,
+}
+
+impl<A> Tracing<A> {
+    /// Traces `inner` in domain 0, one frame per traceback, started.
+    pub const fn new(inner: A) -> Self {
+        Self::with_domain(inner, 0)
+    }
+
+    /// Traces `inner` with its blocks recorded in `domain` (tracemalloc's domain: filters select
+    /// by it), one frame per traceback, started.
+    pub const fn with_domain(inner: A, domain: u32) -> Self {
+        Tracing {
+            inner,
+            domain,
+            tracing: AtomicBool::new(true),
+            depth: AtomicUsize::new(1),
+            current: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            blocks: [const { ShardLock::new(None) }; SHARDS],
+            tracebacks: [const { ShardLock::new(None) }; SHARDS],
+            fork_locked: AtomicBool::new(false),
+        }
+    }
+
+    /// Records `depth` frames per traceback.
+    ///
+    /// # Panics
+    ///
+    /// If `depth` is not in `1..=MAX_DEPTH` (at compile time in a `static`); use
+    /// [`set_depth`](Self::set_depth) for a depth only known at run time.
+    pub const fn with_depth(mut self, depth: usize) -> Self {
+        assert!(
+            depth >= 1 && depth <= MAX_DEPTH,
+            "depth out of 1..=MAX_DEPTH"
+        );
+        self.depth = AtomicUsize::new(depth);
+        self
+    }
+
+    /// The wrapped allocator.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    /// The domain this decorator records its blocks in.
+    pub fn domain(&self) -> u32 {
+        self.domain
+    }
+
+    /// Frames recorded per traceback (tracemalloc's `get_traceback_limit`).
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Changes the frames recorded for new blocks; blocks already traced keep theirs.
+    pub fn set_depth(&self, depth: usize) -> Result<(), TracingError> {
+        if !(1..=MAX_DEPTH).contains(&depth) {
+            return Err(TracingError::Depth {
+                depth,
+                max: MAX_DEPTH,
+            });
+        }
+        self.depth.store(depth, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether new blocks are being traced.
+    pub fn is_tracing(&self) -> bool {
+        self.tracing.load(Ordering::Relaxed)
+    }
+
+    /// Starts tracing new blocks (blocks made while stopped stay untraced).
+    pub fn start(&self) {
+        self.tracing.store(true, Ordering::Relaxed);
+    }
+
+    /// [`start`](Self::start) with a new depth (tracemalloc's `start(nframe)`).
+    pub fn start_with_depth(&self, depth: usize) -> Result<(), TracingError> {
+        self.set_depth(depth)?;
+        self.start();
+        Ok(())
+    }
+
+    /// Stops tracing and forgets every trace, as tracemalloc's `stop`.
+    pub fn stop(&self) {
+        self.tracing.store(false, Ordering::Relaxed);
+        self.clear_traces();
+    }
+
+    /// Forgets every trace and traceback; the traced memory and its peak go back to 0.
+    pub fn clear_traces(&self) {
+        for shard in &self.blocks {
+            let mut s = shard.lock();
+            if let Some(b) = s.as_mut() {
+                let bytes: usize = b.values().map(|r| r.size).sum();
+                b.clear();
+                self.current.fetch_sub(bytes, Ordering::Relaxed);
+            }
+        }
+        for shard in &self.tracebacks {
+            if let Some(t) = shard.lock().as_mut() {
+                t.clear();
+            }
+        }
+        self.reset_peak();
+    }
+
+    /// Bytes of traced blocks now and at most since the start or the last reset (tracemalloc's
+    /// `get_traced_memory`).
+    pub fn traced_memory(&self) -> (usize, usize) {
+        let current = self.current.load(Ordering::Relaxed);
+        let peak = self.peak.load(Ordering::Relaxed).max(current);
+        (current, peak)
+    }
+
+    /// Sets the peak to the traced memory now (tracemalloc's `reset_peak`).
+    pub fn reset_peak(&self) {
+        self.peak
+            .store(self.current.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Bytes the tracing tables hold in the C library's memory (tracemalloc's
+    /// `get_tracemalloc_memory`).
+    pub fn tables_memory(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|s| {
+                s.lock().as_ref().map_or(0, |b| {
+                    b.capacity() * (size_of::<((u32, usize), Record)>() + 1)
+                })
+            })
+            .sum();
+        let tracebacks: usize = self
+            .tracebacks
+            .iter()
+            .map(|s| s.lock().as_ref().map_or(0, Tracebacks::footprint))
+            .sum();
+        blocks + tracebacks
+    }
+
+    /// Records memory this decorator did not allocate: `size` bytes at `ptr` in `domain`, with
+    /// the caller's stack (or tag) as its traceback (tracemalloc's `PyTraceMalloc_Track`). A block
+    /// already recorded at that address in that domain is replaced.
+    pub fn track(&self, domain: u32, ptr: *const u8, size: usize) -> Result<(), TracingError> {
+        if !self.is_tracing() {
+            return Err(TracingError::NotTracing);
+        }
+        if Busy::active() {
+            return Ok(());
+        }
+        let trace = self.site(None).ok_or(TracingError::NoMemory)?;
+        if self.insert(domain, ptr as usize, size, trace) {
+            Ok(())
+        } else {
+            Err(TracingError::NoMemory)
+        }
+    }
+
+    /// Forgets memory recorded with [`track`](Self::track) (`PyTraceMalloc_Untrack`); returns
+    /// whether it was recorded. Untracking what is not tracked is harmless.
+    pub fn untrack(&self, domain: u32, ptr: *const u8) -> Result<bool, TracingError> {
+        if !self.is_tracing() {
+            return Err(TracingError::NotTracing);
+        }
+        Ok(self.remove(domain, ptr as usize))
+    }
+
+    /// Takes every shard's lock, in order, so that no trace changes until
+    /// [`unlock_tables`](Self::unlock_tables): for a fork handler, which must not fork while
+    /// another thread holds one of them. Allocations through this decorator wait meanwhile (on
+    /// this thread too: allocate nothing through it until the tables are unlocked).
+    pub fn lock_tables(&self) {
+        for s in &self.blocks {
+            s.acquire();
+        }
+        for s in &self.tracebacks {
+            s.acquire();
+        }
+    }
+
+    /// Releases the locks [`lock_tables`](Self::lock_tables) took (in the parent after a fork,
+    /// and in the child, where the calling thread is the only one).
+    ///
+    /// # Safety
+    ///
+    /// `lock_tables` was called before, by this thread (or by the thread a fork copied into this
+    /// process), and `unlock_tables` not since.
+    pub unsafe fn unlock_tables(&self) {
+        for s in self.tracebacks.iter().rev() {
+            // SAFETY: taken by `lock_tables` (the caller's guarantee), and no guard exists: every
+            // guard lives within one method of this type, none of which runs while locked.
+            unsafe { s.release() };
+        }
+        for s in self.blocks.iter().rev() {
+            // SAFETY: as above.
+            unsafe { s.release() };
+        }
+    }
+
+    /// The traceback of the live block at `ptr` in this decorator's domain, if it is traced
+    /// (tracemalloc's `get_object_traceback`).
+    pub fn traceback_of(&self, ptr: *const u8) -> Option<Traceback> {
+        self.traceback_in(self.domain, ptr)
+    }
+
+    /// The traceback of the block at `ptr` recorded in `domain` (by [`track`](Self::track), or
+    /// by this decorator when `domain` is its own).
+    pub fn traceback_in(&self, domain: u32, ptr: *const u8) -> Option<Traceback> {
+        let (kind, words, depth) = self.lookup(domain, ptr as usize)?;
+        let _busy = Busy::enter();
+        Some(match kind {
+            // SAFETY: tag words come from `Tag::words`.
+            Kind::Tag => frames::tag_traceback(unsafe { Tag::from_words(&words[..3]) }),
+            Kind::Stack => Resolver::new().stack(&words, depth),
+        })
+    }
+
+    /// A copy of every trace: its domain, size and traceback, resolved to files and lines
+    /// (tracemalloc's `take_snapshot`). The tables are locked one shard at a time while copied;
+    /// frames are resolved after every lock is released.
+    pub fn take_snapshot(&self) -> Snapshot {
+        let _busy = Busy::enter();
+        let depth = self.depth();
+        // Copied in the tables' allocator: whatever the global allocator is, nothing under a
+        // shard's lock can come back into this decorator (a free would take that lock).
+        let mut raw: TableVec<(u32, usize, TraceId)> = TableVec::new_in(table_alloc());
+        for shard in &self.blocks {
+            let s = shard.lock();
+            if let Some(b) = s.as_ref() {
+                if raw.try_reserve(b.len()).is_err() {
+                    continue;
+                }
+                raw.extend(b.iter().map(|(&(d, _), r)| (d, r.size, r.trace)));
+            }
+        }
+        // Each traceback once: its words copied under its shard's lock, resolved outside it.
+        let mut ids: Vec<TraceId> = raw.iter().map(|r| r.2).collect();
+        ids.sort_unstable_by_key(|id| (id.shard(), *id));
+        ids.dedup();
+        let mut copied: Vec<(TraceId, Kind, TableVec<usize>)> = Vec::with_capacity(ids.len());
+        for group in ids.chunk_by(|a, b| a.shard() == b.shard()) {
+            let s = self.tracebacks[group[0].shard()].lock();
+            for &id in group {
+                if let Some((kind, words)) = s.as_ref().and_then(|t| t.get(id))
+                    && let Some(w) = table_copy(words)
+                {
+                    copied.push((id, kind, w));
+                }
+            }
+        }
+        let mut resolver = Resolver::new();
+        let resolved: hashbrown::HashMap<TraceId, Traceback> = copied
+            .into_iter()
+            .map(|(id, kind, words)| {
+                let tb = match kind {
+                    // SAFETY: tag words come from `Tag::words`.
+                    Kind::Tag => frames::tag_traceback(unsafe { Tag::from_words(&words) }),
+                    Kind::Stack => resolver.stack(&words, depth),
+                };
+                (id, tb)
+            })
+            .collect();
+        let unknown = Traceback::new(std::vec![Frame::unknown()]);
+        let traces = raw
+            .into_iter()
+            .map(|(domain, size, id)| Trace {
+                domain,
+                size,
+                traceback: resolved
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| unknown.clone()),
+            })
+            .collect();
+        Snapshot::new(traces, depth)
+    }
+
+    /// What is live now, grouped by site (file and line), largest first: the report to print at
+    /// the end of a test or a program.
+    pub fn leak_report(&self) -> LeakReport {
+        LeakReport::from_snapshot(&self.take_snapshot())
+    }
+
+    /// Runs `f` and returns its result if the traced memory (bytes and blocks, in every domain)
+    /// did not grow across it; otherwise a [`Growth`] that lists the sites that grew. Like dhat's
+    /// testing mode; other threads allocating meanwhile count too.
+    pub fn check_no_growth<R>(&self, f: impl FnOnce() -> R) -> Result<R, Growth> {
+        let before = self.take_snapshot();
+        let r = f();
+        let after = self.take_snapshot();
+        Growth::between(&before, &after).map_or(Ok(r), Err)
+    }
+
+    /// [`check_no_growth`](Self::check_no_growth) that panics with the growth report.
+    ///
+    /// ```
+    /// use alloc_core::{DomainAllocator, System};
+    /// use alloc_debug::Tracing;
+    ///
+    /// let t = Tracing::new(System);
+    /// t.assert_no_growth(|| {
+    ///     let p = t.malloc(64).unwrap();
+    ///     // SAFETY: a live block of `t`, freed once.
+    ///     unsafe { t.free(p.as_ptr()) };
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn assert_no_growth<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.check_no_growth(f) {
+            Ok(r) => r,
+            Err(g) => panic!("{g}"),
+        }
+    }
+
+    /// The traceback of the current allocation: the thread's tag, or a captured stack.
+    fn site(&self, tag: Option<Tag>) -> Option<TraceId> {
+        if let Some(tag) = tag.or_else(frames::current_tag) {
+            return self.intern(Kind::Tag, &tag.words());
+        }
+        let depth = self.depth().min(MAX_DEPTH);
+        let mut buf = [0usize; CAPTURE_WORDS];
+        let n = frames::capture(&mut buf[..depth + PLUMBING_FRAMES]);
+        self.intern(Kind::Stack, &buf[..n])
+    }
+
+    fn intern(&self, kind: Kind, words: &[usize]) -> Option<TraceId> {
+        let hash = Tracebacks::hash(kind, words);
+        let shard = (hash >> 60) as usize & (SHARDS - 1);
+        let mut s = self.tracebacks[shard].lock();
+        s.get_or_insert_with(|| Tracebacks::new(0))
+            .intern(shard, hash, kind, words)
+    }
+
+    fn insert(&self, domain: u32, addr: usize, size: usize, trace: TraceId) -> bool {
+        let old = {
+            let mut s = self.blocks[shard_of(addr)].lock();
+            let b = s.get_or_insert_with(new_blocks);
+            if b.try_reserve(1).is_err() {
+                return false;
+            }
+            b.insert((domain, addr), Record { size, trace })
+        };
+        if let Some(old) = old {
+            self.current.fetch_sub(old.size, Ordering::Relaxed);
+        }
+        let now = self.current.fetch_add(size, Ordering::Relaxed) + size;
+        if now > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(now, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn remove(&self, domain: u32, addr: usize) -> bool {
+        let old = self.blocks[shard_of(addr)]
+            .lock()
+            .as_mut()
+            .and_then(|b| b.remove(&(domain, addr)));
+        match old {
+            Some(r) => {
+                self.current.fetch_sub(r.size, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A block's traceback words and the depth to show, copied out of the tables.
+    fn lookup(&self, domain: u32, addr: usize) -> Option<(Kind, TableVec<usize>, usize)> {
+        let id = self.blocks[shard_of(addr)]
+            .lock()
+            .as_ref()?
+            .get(&(domain, addr))?
+            .trace;
+        let s = self.tracebacks[id.shard()].lock();
+        let (kind, words) = s.as_ref()?.get(id)?;
+        let words = table_copy(words)?;
+        drop(s);
+        Some((kind, words, self.depth()))
+    }
+
+    /// Records a block just made, in this decorator's domain; false if it could not be.
+    #[inline]
+    fn traced(&self, p: NonNull<u8>, size: usize, tag: Option<Tag>) -> bool {
+        if !self.is_tracing() || Busy::active() {
+            return true;
+        }
+        match self.site(tag) {
+            Some(trace) => self.insert(self.domain, p.as_ptr() as usize, size, trace),
+            None => false,
+        }
+    }
+}
+
+impl<A: DomainAllocator> Tracing<A> {
+    /// [`malloc`](DomainAllocator::malloc) with the block recorded at `tag` instead of a
+    /// captured stack.
+    pub fn malloc_tagged(&self, size: usize, tag: Tag) -> Option<NonNull<u8>> {
+        let p = self.inner.malloc(size)?;
+        self.kept(p, size, Some(tag), |p| {
+            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
+            unsafe { self.inner.free(p.as_ptr()) }
+        })
+    }
+
+    /// Returns `p` if it could be recorded; otherwise gives it back (`undo`) and fails, as
+    /// tracemalloc fails an allocation it cannot trace.
+    #[inline]
+    fn kept(
+        &self,
+        p: NonNull<u8>,
+        size: usize,
+        tag: Option<Tag>,
+        undo: impl FnOnce(NonNull<u8>),
+    ) -> Option<NonNull<u8>> {
+        if self.traced(p, size, tag) {
+            Some(p)
+        } else {
+            undo(p);
+            None
+        }
+    }
+
+    /// Records a block moved by realloc (its old record forgotten by the caller); a block that
+    /// cannot be recorded stays allocated, untraced.
+    fn retraced(&self, p: Option<NonNull<u8>>, size: usize) -> Option<NonNull<u8>> {
+        if let Some(p) = p {
+            let _ = self.traced(p, size, None);
+        }
+        p
+    }
+}
+
+// SAFETY: every block is the inner allocator's, unchanged; the decorator only records them.
+unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
+    #[inline]
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        let p = self.inner.malloc(size)?;
+        self.kept(p, size, None, |p| {
+            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
+            unsafe { self.inner.free(p.as_ptr()) }
+        })
+    }
+
+    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        let p = self.inner.calloc(nelem, elsize)?;
+        self.kept(p, nelem * elsize, None, |p| {
+            // SAFETY: `p` was just made by `inner.calloc` and is given back once.
+            unsafe { self.inner.free(p.as_ptr()) }
+        })
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        if ptr.is_null() {
+            return self.malloc(new_size);
+        }
+        // SAFETY: the caller's guarantee, forwarded.
+        let moved = unsafe { self.inner.realloc(ptr, new_size) };
+        if moved.is_some() {
+            self.remove(self.domain, ptr as usize);
+        }
+        self.retraced(moved, new_size)
+    }
+
+    #[inline]
+    unsafe fn free(&self, ptr: *mut u8) {
+        if ptr.is_null() {
+            return;
+        }
+        self.remove(self.domain, ptr as usize);
+        // SAFETY: the caller's guarantee, forwarded.
+        unsafe { self.inner.free(ptr) }
+    }
+
+    #[inline]
+    unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
+        self.remove(self.domain, ptr.as_ptr() as usize);
+        // SAFETY: the caller's guarantee, forwarded.
+        unsafe { self.inner.free_sized(ptr, size) }
+    }
+
+    fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let p = self.inner.malloc_aligned(layout)?;
+        self.kept(p, layout.size(), None, |p| {
+            // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
+            unsafe { self.inner.free_aligned(p, layout) }
+        })
+    }
+
+    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        self.remove(self.domain, ptr.as_ptr() as usize);
+        // SAFETY: the caller's guarantee, forwarded.
+        unsafe { self.inner.free_aligned(ptr, layout) }
+    }
+
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: the caller's guarantee, forwarded.
+        let moved = unsafe { self.inner.realloc_aligned(ptr, layout, new_size) };
+        if moved.is_some() {
+            self.remove(self.domain, ptr.as_ptr() as usize);
+        }
+        self.retraced(moved, new_size)
+    }
+
+    #[inline]
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        // SAFETY: the caller's guarantee, forwarded.
+        unsafe { self.inner.usable_size(ptr) }
+    }
+
+    #[inline]
+    fn owns(&self, ptr: *const u8) -> Ownership {
+        self.inner.owns(ptr)
+    }
+
+    fn name(&self) -> &str {
+        "tracing"
+    }
+
+    fn prepare_fork(&self) {
+        // Only the forking thread sets the mark, so a second call for the same fork (the same
+        // decorator reached through two paths) does nothing.
+        if !self.fork_locked.load(Ordering::Relaxed) {
+            self.lock_tables();
+            self.fork_locked.store(true, Ordering::Relaxed);
+        }
+        self.inner.prepare_fork();
+    }
+
+    unsafe fn after_fork_parent(&self) {
+        // SAFETY: the caller's guarantee: on the thread that ran `prepare_fork`.
+        unsafe { self.inner.after_fork_parent() };
+        if self.fork_locked.load(Ordering::Relaxed) {
+            self.fork_locked.store(false, Ordering::Relaxed);
+            // SAFETY: `prepare_fork` locked the tables on this thread.
+            unsafe { self.unlock_tables() };
+        }
+    }
+
+    unsafe fn after_fork_child(&self) {
+        // SAFETY: the caller's guarantee: in the child, on the thread the fork returned in.
+        unsafe { self.inner.after_fork_child() };
+        if self.fork_locked.load(Ordering::Relaxed) {
+            self.fork_locked.store(false, Ordering::Relaxed);
+            // SAFETY: `prepare_fork` locked the tables in the parent, on this thread.
+            unsafe { self.unlock_tables() };
+        }
+    }
+
+    /// Writes the block's traceback (most recent call first) if it is traced here, else asks the
+    /// inner allocator. Formats without allocating; resolving the frames may allocate through
+    /// the global allocator (untraced), never under one of this decorator's locks.
+    fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
+        let addr = ptr as usize;
+        let Some(id) = self.blocks[shard_of(addr)]
+            .lock()
+            .as_ref()
+            .and_then(|b| b.get(&(self.domain, addr)))
+            .map(|r| r.trace)
+        else {
+            return self.inner.write_origin(ptr, out);
+        };
+        // Copied onto the stack: nothing is allocated and no lock is held while resolving.
+        let mut words = [0usize; CAPTURE_WORDS];
+        let (kind, n) = {
+            let s = self.tracebacks[id.shard()].lock();
+            match s.as_ref().and_then(|t| t.get(id)) {
+                Some((kind, w)) => {
+                    let n = w.len().min(CAPTURE_WORDS);
+                    words[..n].copy_from_slice(&w[..n]);
+                    (kind, n)
+                }
+                None => return self.inner.write_origin(ptr, out),
+            }
+        };
+        let _ = out.write_str("Memory block allocated at (most recent call first):");
+        let _ = match kind {
+            Kind::Tag => {
+                // SAFETY: tag words come from `Tag::words`.
+                let tag = unsafe { Tag::from_words(&words[..3]) };
+                write!(out, "\n      File \"{}\", line {}", tag.file(), tag.line())
+            }
+            Kind::Stack => frames::write_stack(&words[..n], self.depth(), out),
+        };
+        true
+    }
+}
