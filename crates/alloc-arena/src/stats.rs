@@ -103,9 +103,9 @@ impl PoolStats {
         s
     }
 
-    /// Adds the statistics of another heap of the same geometry. High-water marks add up too: the
-    /// sum is an upper bound of the allocator's.
-    pub(crate) fn add(&mut self, o: &PoolStats) {
+    /// Adds the statistics of another heap or pool of the same geometry. High-water marks add up
+    /// too: the sum is an upper bound of the allocators' together.
+    pub fn add(&mut self, o: &PoolStats) {
         debug_assert_eq!(self.nclasses, o.nclasses);
         for (a, b) in self.classes.iter_mut().zip(&o.classes) {
             a.pools += b.pools;

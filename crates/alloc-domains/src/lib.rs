@@ -49,7 +49,7 @@ pub use config::{ENV_VAR, PRESET_NAMES, Preset, UnknownPreset};
 pub use table::{
     CallbackId, ChangeCallback, Domain, DomainError, DomainId, DomainInfo, DynAllocator,
     MAX_CALLBACKS, MAX_DOMAINS, MEM, OBJECT, RAW, add_domain, after_fork_child, after_fork_parent,
-    arena_allocator, domains, find, get, hook, name, on_change, prepare_fork, preset,
+    arena_allocator, domains, find, get, hook, name, on_change, pool_stats, prepare_fork, preset,
     remove_callback, set, set_arena_allocator, setup_debug_hooks, trim_pools,
 };
 

@@ -490,6 +490,14 @@ pub fn set_arena_allocator(provider: &'static DynArenaProvider) -> Result<(), Do
     Ok(ARENAS.set(provider)?)
 }
 
+/// Statistics of the standard pools (mem's and object's together), as the calling thread can see
+/// them: its own heaps and every heap no thread owns (see `PoolAllocator::stats`).
+pub fn pool_stats() -> alloc_arena::PoolStats {
+    let mut s = POOL.stats();
+    s.add(&OBJECT_POOL.stats());
+    s
+}
+
 /// Gives back what the standard pools keep for reuse (their `trim`, like `malloc_trim(0)`): in the
 /// calling thread's heaps and in every heap no thread owns.
 pub fn trim_pools() {

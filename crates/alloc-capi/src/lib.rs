@@ -1,0 +1,330 @@
+//! # libdomalloc: domalloc's C ABI
+//!
+//! Two faces, one shared library (`libdomalloc.so`, and `libdomalloc.a`):
+//!
+//! * **The malloc family**, exported under the C library's names (`malloc`, `calloc`, `realloc`,
+//!   `free`, `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
+//!   `malloc_usable_size`, `reallocarray`), so that `LD_PRELOAD=libdomalloc.so program` makes
+//!   domalloc the allocator of a program that was never built for it. Every call goes through the
+//!   mem domain (the pool by default; `DOMALLOC=` chooses, as `PYTHONMALLOC` does).
+//! * **PEP 445's API for C callers** (`include/domalloc.h`): allocators as structs of function
+//!   pointers, per-domain get / set, `domalloc_setup_debug_hooks`, the arena allocator, the pools'
+//!   statistics and tracemalloc's entry points.
+//!
+//! Rules the exports keep (glibc's, where C leaves a choice): a failed request returns null with
+//! `errno` set to `ENOMEM`; a bad alignment is `EINVAL`; `free(NULL)` does nothing;
+//! `realloc(p, 0)` frees `p` and returns null; a block the domain does not claim (made by glibc
+//! before the library was loaded, or by glibc's own entry points) goes back to glibc. Requests with
+//! an alignment above 16 are glibc's (`__libc_memalign`), so `free` finds them there whatever the
+//! domain holds.
+//!
+//! Works from the first allocation (no Rust runtime or thread-local is needed before a call: the
+//! domain table configures itself from `DOMALLOC` on its first call, without allocating), through
+//! thread creation and exit (the pool's per-thread heaps are abandoned and adopted), and through
+//! `fork` (the library's constructor registers the domains' fork handlers with `pthread_atfork`).
+
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
+
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership, System};
+use alloc_domains::{DomainId, MEM};
+
+mod api;
+
+/// The library's own Rust allocations (a leaked allocator record, a report's text) go straight to
+/// glibc, never through its own exports.
+#[global_allocator]
+static RUST_ALLOC: AsGlobalAlloc<System> = AsGlobalAlloc::new(System);
+
+const ALIGN: usize = 16;
+
+unsafe extern "C" {
+    fn __libc_free(ptr: *mut c_void);
+    fn __libc_realloc(ptr: *mut c_void, size: usize) -> *mut c_void;
+    fn __libc_memalign(align: usize, size: usize) -> *mut c_void;
+}
+
+fn set_errno(e: c_int) {
+    // SAFETY: `__errno_location` returns this thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn oom() -> *mut c_void {
+    set_errno(libc::ENOMEM);
+    ptr::null_mut()
+}
+
+/// Whether the mem domain claims `p` (else it is glibc's).
+#[inline]
+fn ours(p: *mut c_void) -> bool {
+    MEM.owns(p.cast()) == Ownership::Owned
+}
+
+/// glibc's `malloc_usable_size`, found behind ours.
+static GLIBC_USABLE_SIZE: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+
+fn glibc_usable_size(p: *mut c_void) -> usize {
+    let mut f = GLIBC_USABLE_SIZE.load(Ordering::Acquire);
+    if f.is_null() {
+        // glibc's RTLD_NEXT; `dlsym` may allocate, which comes back here through `malloc`
+        // (not through this function), so it cannot recurse.
+        let next = usize::MAX as *mut c_void;
+        // SAFETY: a NUL-terminated symbol name.
+        f = unsafe { libc::dlsym(next, c"malloc_usable_size".as_ptr()) };
+        if f.is_null() {
+            return 0;
+        }
+        GLIBC_USABLE_SIZE.store(f, Ordering::Release);
+    }
+    // SAFETY: glibc's `malloc_usable_size`, which takes any block of glibc's.
+    let f: unsafe extern "C" fn(*mut c_void) -> usize = unsafe { core::mem::transmute(f) };
+    // SAFETY: `p` is a live glibc block (the caller's guarantee to `malloc_usable_size`).
+    unsafe { f(p) }
+}
+
+/// `malloc(3)` through the mem domain.
+///
+/// # Safety
+/// C's contract for `malloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    match MEM.malloc(size) {
+        Some(p) => p.as_ptr().cast(),
+        None => oom(),
+    }
+}
+
+/// `calloc(3)`: zeroed; an overflowing product fails with `ENOMEM`.
+///
+/// # Safety
+/// C's contract for `calloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn calloc(nelem: usize, elsize: usize) -> *mut c_void {
+    match MEM.calloc(nelem, elsize) {
+        Some(p) => p.as_ptr().cast(),
+        None => oom(),
+    }
+}
+
+/// `free(3)`: a block the domain claims goes to it, any other to glibc.
+///
+/// # Safety
+/// C's contract for `free`: `p` is null or a live block of this process's malloc family.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    if ours(p) {
+        // SAFETY: a live block the domain claims.
+        unsafe { MEM.free(p.cast()) }
+    } else {
+        // SAFETY: a live block of glibc's (nobody here claims it).
+        unsafe { __libc_free(p) }
+    }
+}
+
+/// `realloc(3)`, glibc's way: `realloc(NULL, n)` is `malloc(n)`, `realloc(p, 0)` frees `p` and
+/// returns null; on failure the block is untouched and `errno` is `ENOMEM`.
+///
+/// # Safety
+/// C's contract for `realloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if p.is_null() {
+        // SAFETY: as `malloc`.
+        return unsafe { malloc(size) };
+    }
+    if size == 0 {
+        // SAFETY: a live block, freed once.
+        unsafe { free(p) };
+        return ptr::null_mut();
+    }
+    if ours(p) {
+        // SAFETY: a live block the domain claims.
+        match unsafe { MEM.realloc(p.cast(), size) } {
+            Some(q) => q.as_ptr().cast(),
+            None => oom(),
+        }
+    } else {
+        // SAFETY: a live block of glibc's.
+        let q = unsafe { __libc_realloc(p, size) };
+        if q.is_null() {
+            set_errno(libc::ENOMEM);
+        }
+        q
+    }
+}
+
+/// `reallocarray(3)`: `realloc(p, nelem * elsize)` with overflow checked (`ENOMEM`).
+///
+/// # Safety
+/// C's contract for `reallocarray`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void {
+    match nelem.checked_mul(elsize) {
+        // SAFETY: as `realloc`.
+        Some(n) => unsafe { realloc(p, n) },
+        None => oom(),
+    }
+}
+
+/// An aligned block: the domain for alignments up to 16, glibc above (its blocks are freed by
+/// `free` whatever the domain holds). Null with `errno` on failure.
+fn aligned(align: usize, size: usize) -> *mut c_void {
+    if align <= ALIGN {
+        // SAFETY: as `malloc`.
+        return unsafe { malloc(size) };
+    }
+    // SAFETY: a power-of-two alignment (checked by every caller); any size.
+    let p = unsafe { __libc_memalign(align, size) };
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p
+}
+
+/// `posix_memalign(3)`: `EINVAL` unless `align` is a power of two and a multiple of the pointer
+/// size; `ENOMEM` on failure; `*out` untouched on failure.
+///
+/// # Safety
+/// `out` is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !align.is_power_of_two() || !align.is_multiple_of(size_of::<*mut c_void>()) {
+        return libc::EINVAL;
+    }
+    let saved = errno();
+    let p = aligned(align, size);
+    if p.is_null() {
+        set_errno(saved);
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller's guarantee.
+    unsafe { *out = p };
+    0
+}
+
+fn errno() -> c_int {
+    // SAFETY: this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// `aligned_alloc(3)` (C11): `EINVAL` for an alignment that is not a power of two.
+///
+/// # Safety
+/// C's contract for `aligned_alloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    }
+    aligned(align, size)
+}
+
+/// `memalign(3)`: `EINVAL` for an alignment that is not a power of two.
+///
+/// # Safety
+/// C's contract for `memalign`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: the same contract.
+    unsafe { aligned_alloc(align, size) }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf with a valid name.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}
+
+/// `valloc(3)`: page-aligned.
+///
+/// # Safety
+/// C's contract for `valloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    aligned(page_size(), size)
+}
+
+/// `pvalloc(3)`: page-aligned, the size rounded up to whole pages.
+///
+/// # Safety
+/// C's contract for `pvalloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let page = page_size();
+    match size.max(1).checked_next_multiple_of(page) {
+        Some(n) => aligned(page, n),
+        None => oom(),
+    }
+}
+
+/// `malloc_usable_size(3)`: the bytes the program may use in the block (0 for null).
+///
+/// # Safety
+/// `p` is null or a live block of this process's malloc family.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    let Some(nn) = NonNull::new(p.cast::<u8>()) else {
+        return 0;
+    };
+    if ours(p) {
+        // SAFETY: a live block the domain claims.
+        if let Some(n) = unsafe { MEM.usable_size(nn) } {
+            return n;
+        }
+    }
+    glibc_usable_size(p)
+}
+
+/// The library's constructor: registers the domains' fork handlers and finds glibc's
+/// `malloc_usable_size` (both may allocate, which comes back through the exports, ready by then).
+extern "C" fn init() {
+    extern "C" fn prepare() {
+        alloc_domains::prepare_fork();
+    }
+    extern "C" fn parent() {
+        // SAFETY: pthread_atfork runs this after `prepare`, on the forking thread.
+        unsafe { alloc_domains::after_fork_parent() }
+    }
+    extern "C" fn child() {
+        // SAFETY: pthread_atfork runs this in the child, on the thread the fork returned in,
+        // after `prepare` ran in the parent.
+        unsafe { alloc_domains::after_fork_child() }
+    }
+    // SAFETY: plain functions that only call the domains' fork handlers.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    // glibc's answer for null is 0; the call resolves the function while nothing else runs.
+    let _ = glibc_usable_size(ptr::null_mut());
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = init;
+
+/// The domain with C id `id` (0 raw, 1 mem, 2 object, then user domains in the order added).
+fn domain(id: c_int) -> Option<DomainId> {
+    u8::try_from(id).ok().map(DomainId::from_index)
+}
+
+/// Copies `text` into `buf` (NUL-terminated, truncated to `cap`); returns the bytes the whole
+/// text needs, without the NUL (so a caller can retry with a larger buffer).
+///
+/// # Safety
+/// `buf` is null (with `cap` 0) or valid for `cap` bytes.
+unsafe fn copy_out(text: &str, buf: *mut c_char, cap: usize) -> usize {
+    if !buf.is_null() && cap > 0 {
+        let n = text.len().min(cap - 1);
+        // SAFETY: the caller's guarantee; `n + 1 <= cap`.
+        unsafe {
+            ptr::copy_nonoverlapping(text.as_ptr(), buf.cast(), n);
+            *buf.add(n) = 0;
+        }
+    }
+    text.len()
+}
