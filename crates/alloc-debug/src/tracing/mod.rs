@@ -653,8 +653,21 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
     }
 
     #[inline]
+    /// The inner allocator's answer, except that a block traced here is claimed even where the
+    /// inner allocator cannot tell (a large block the pool passed to the C library): a domain
+    /// then routes its free here, and the trace goes with the block.
     fn owns(&self, ptr: *const u8) -> Ownership {
-        self.inner.owns(ptr)
+        match self.inner.owns(ptr) {
+            Ownership::Owned => Ownership::Owned,
+            other => {
+                let addr = ptr as usize;
+                let traced = self.blocks[shard_of(addr)]
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|b| b.contains_key(&(self.domain, addr)));
+                if traced { Ownership::Owned } else { other }
+            }
+        }
     }
 
     fn name(&self) -> &str {

@@ -1,0 +1,103 @@
+/* domalloc.h: PEP 445's allocator API for C callers of libdomalloc.
+ *
+ * Link with -ldomalloc (libdomalloc.so or libdomalloc.a), or load the shared library with
+ * LD_PRELOAD to make it the program's malloc. Every function may be called from any thread.
+ */
+#ifndef DOMALLOC_H
+#define DOMALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Domains (PEP 445's PYMEM_DOMAIN_*). User domains follow, numbered in the order added. */
+#define DOMALLOC_DOMAIN_RAW 0    /* PyMem_RawMalloc: the C library by default */
+#define DOMALLOC_DOMAIN_MEM 1    /* PyMem_Malloc: the pool by default; the exported malloc uses it */
+#define DOMALLOC_DOMAIN_OBJECT 2 /* PyObject_Malloc: the pool; above 512 bytes, whatever MEM has */
+
+/* Return codes. */
+#define DOMALLOC_OK 0
+#define DOMALLOC_ERR_UNKNOWN_DOMAIN (-1) /* no domain has this id */
+#define DOMALLOC_ERR_AMBIGUOUS (-2)      /* the domain has allocated, and the new allocator cannot
+                                            tell its blocks from others' (every C allocator): set it
+                                            before the domain's first allocation */
+#define DOMALLOC_ERR_FULL (-3)           /* a table is full */
+#define DOMALLOC_ERR_INVALID (-4)        /* a null or malformed argument */
+
+/* PyMemAllocatorEx. The functions must be thread-safe and follow malloc's contract (16-byte
+ * aligned blocks; realloc keeps the contents). */
+typedef struct {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+    void *(*realloc)(void *ctx, void *ptr, size_t new_size);
+    void (*free)(void *ctx, void *ptr);
+} DomallocAllocator;
+
+/* PyMem_GetAllocator: the allocator the domain uses now. Calling its functions calls that
+ * allocator directly (a wrapper installed with domalloc_set_allocator can forward to it). */
+int domalloc_get_allocator(int domain, DomallocAllocator *out);
+
+/* PyMem_SetAllocator. An allocator read with domalloc_get_allocator may be set back at any time;
+ * any other C allocator only before the domain's first allocation (DOMALLOC_ERR_AMBIGUOUS). */
+int domalloc_set_allocator(int domain, const DomallocAllocator *allocator);
+
+/* PyMem_SetupDebugHooks: guard bytes, fill patterns, serial numbers, API ids on every domain.
+ * Returns how many domains refused (those that allocated through the C library already). */
+int domalloc_setup_debug_hooks(void);
+
+/* PyMem_Malloc and friends, for a domain. */
+void *domalloc_malloc(int domain, size_t size);
+void *domalloc_calloc(int domain, size_t nelem, size_t elsize);
+void *domalloc_realloc(int domain, void *ptr, size_t new_size);
+void domalloc_free(int domain, void *ptr);
+
+/* PyObjectArenaAllocator: where the pools take their arenas. alloc may return any alignment
+ * (the pools align inside what it gives); its functions must be thread-safe and must not call
+ * this library's malloc (they would need an arena to run). */
+typedef struct {
+    void *ctx;
+    void *(*alloc)(void *ctx, size_t size);
+    void (*free)(void *ctx, void *ptr, size_t size);
+} DomallocArenaAllocator;
+
+/* PyObject_GetArenaAllocator / PyObject_SetArenaAllocator. Arenas already made go back to the
+ * allocator that made them. */
+int domalloc_get_arena_allocator(DomallocArenaAllocator *out);
+int domalloc_set_arena_allocator(const DomallocArenaAllocator *allocator);
+
+/* The pools' statistics (mem's and object's together, as the calling thread sees them). */
+typedef struct {
+    size_t arenas;
+    size_t arenas_highest;
+    size_t bytes_mapped;
+    size_t bytes_in_use;
+    size_t blocks_in_use;
+    size_t pools_empty;
+} DomallocPoolStats;
+
+int domalloc_pool_stats(DomallocPoolStats *out);
+/* sys._debugmallocstats()'s table, NUL-terminated into buf (truncated to cap); returns the length
+ * of the whole text, so a caller can retry with a larger buffer. */
+size_t domalloc_pool_stats_text(char *buf, size_t cap);
+/* malloc_trim(0) for the pools. */
+void domalloc_trim(void);
+
+/* tracemalloc on the mem domain (hooked the first time tracing starts). */
+int domalloc_tracing_start(int nframe);
+void domalloc_tracing_stop(void);
+int domalloc_tracing_is_tracing(void);
+void domalloc_tracing_traced_memory(size_t *current, size_t *peak);
+void domalloc_tracing_reset_peak(void);
+/* The `limit` largest sites of a snapshot taken now, by line; returns the text's full length. */
+size_t domalloc_tracing_top(char *buf, size_t cap, int limit);
+/* What is live now, grouped by site; returns the text's full length. */
+size_t domalloc_tracing_leak_report(char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DOMALLOC_H */

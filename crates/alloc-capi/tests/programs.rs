@@ -1,0 +1,249 @@
+//! Real programs under libdomalloc: a C program compiled here (threads, realloc chains, aligned
+//! allocations, the error cases, fork), a C program using `domalloc.h`, `python3` with
+//! `PYTHONMALLOC=malloc` (every Python allocation through domalloc), `git`, `gcc` and `sqlite3`.
+//! Each runs with `LD_PRELOAD` under `DOMALLOC=pool` and `DOMALLOC=pool_debug` and must print
+//! exactly what it prints without the library. A program that is not installed is skipped with a
+//! note.
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const PRESETS: &[&str] = &["pool", "pool_debug"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scratch() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capi")
+}
+
+/// Builds libdomalloc.so (release, its own target directory) once per test run.
+fn library() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let target = workspace().join("target/capi");
+        let out = Command::new(env!("CARGO"))
+            .current_dir(workspace())
+            .args(["build", "--release", "-p", "alloc-capi", "--target-dir"])
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building libdomalloc failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("release/libdomalloc.so")
+    })
+}
+
+fn installed(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn skip(program: &str) {
+    eprintln!("note: {program} is not installed here; its run under libdomalloc is skipped");
+}
+
+/// Runs `cmd` (built fresh by `make`) without the library and under each preset; asserts the
+/// same exit status and the same standard output each time.
+fn same_under_library(what: &str, make: impl Fn() -> Command) -> String {
+    let plain = make().output().expect("the program runs");
+    assert!(
+        plain.status.success(),
+        "{what} fails without the library: {plain:?}"
+    );
+    for preset in PRESETS {
+        let mut c = make();
+        c.env("LD_PRELOAD", library()).env("DOMALLOC", preset);
+        let got: Output = c.output().expect("the program runs");
+        assert!(
+            got.status.success(),
+            "{what} under DOMALLOC={preset}: {:?}\nstderr: {}",
+            got.status,
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout),
+            String::from_utf8_lossy(&plain.stdout),
+            "{what} printed something else under DOMALLOC={preset}"
+        );
+    }
+    String::from_utf8_lossy(&plain.stdout).into_owned()
+}
+
+fn compile(source: &str, out: &str, extra: &[&str]) -> PathBuf {
+    let dir = scratch();
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(out);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(source);
+    let status = Command::new("gcc")
+        .args(["-O1", "-pthread", "-Wno-alloc-size-larger-than", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .args(extra)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "gcc could not compile {source}");
+    exe
+}
+
+#[test]
+fn a_c_program_with_threads_realloc_chains_aligned_blocks_and_fork() {
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let exe = compile("stress.c", "stress", &[]);
+    let out = same_under_library("stress.c", || Command::new(&exe));
+    assert!(out.contains("aligned: 20 of 20"), "{out}");
+    assert!(out.contains("fork: 20 of 20"), "{out}");
+    assert!(out.contains("realloc(p, 0) NULL"), "{out}");
+}
+
+#[test]
+fn pep_445_api_from_c() {
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let lib_dir = library().parent().unwrap().to_path_buf();
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+    let exe = compile(
+        "api.c",
+        "api",
+        &[
+            &format!("-I{}", include.display()),
+            &format!("-L{}", lib_dir.display()),
+            "-ldomalloc",
+            &format!("-Wl,-rpath,{}", lib_dir.display()),
+        ],
+    );
+    for preset in ["pool", "pool_debug"] {
+        // Cargo's LD_LIBRARY_PATH would find another build of the library before the rpath.
+        let out = Command::new(&exe)
+            .env("DOMALLOC", preset)
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "api.c under DOMALLOC={preset}:\n{text}"
+        );
+        for part in [
+            "domains",
+            "get/set",
+            "arena allocator",
+            "statistics",
+            "tracing",
+            "debug hooks",
+        ] {
+            assert!(
+                text.contains(&format!("ok {part}")),
+                "{part} under {preset}:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn python_object_churn_with_every_allocation_through_domalloc() {
+    if !installed("python3") {
+        return skip("python3");
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/churn.py");
+    let out = same_under_library("python3 churn.py", || {
+        let mut c = Command::new("python3");
+        c.arg(&script).arg("1").env("PYTHONMALLOC", "malloc");
+        c
+    });
+    assert!(out.starts_with("checksum "), "{out}");
+}
+
+#[test]
+fn git_makes_a_repository_and_a_commit() {
+    if !installed("git") {
+        return skip("git");
+    }
+    let run = |dir: &str| {
+        let d = scratch().join(dir);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("file.txt"), "domalloc\n").unwrap();
+        let script = "git init -q . && git add file.txt && \
+                      git -c user.name=t -c user.email=t@t commit -q -m first && \
+                      git log --format=%s && git cat-file -p HEAD^{tree}";
+        let mut c = Command::new("sh");
+        c.current_dir(&d).args(["-c", script]);
+        c
+    };
+    let n = std::cell::Cell::new(0);
+    let out = same_under_library("git", || {
+        n.set(n.get() + 1);
+        run(&format!("git{}", n.get()))
+    });
+    assert!(out.contains("first"), "{out}");
+}
+
+#[test]
+fn gcc_compiles_a_file_to_the_same_object() {
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let dir = scratch();
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("unit.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nstatic int sq(int x) { return x * x; }\n\
+         int main(void) { int s = 0; for (int i = 0; i < 10; i++) s += sq(i); printf(\"%d\\n\", s); return 0; }\n",
+    )
+    .unwrap();
+    let objects: Vec<Vec<u8>> = std::iter::once(None)
+        .chain(PRESETS.iter().map(Some))
+        .map(|preset| {
+            let obj = dir.join(format!("unit-{}.o", preset.unwrap_or(&"plain")));
+            let mut c = Command::new("gcc");
+            c.args(["-O2", "-c", "-o"]).arg(&obj).arg(&src);
+            if let Some(p) = preset {
+                c.env("LD_PRELOAD", library()).env("DOMALLOC", p);
+            }
+            let out = c.output().unwrap();
+            assert!(out.status.success(), "gcc under {preset:?}: {out:?}");
+            std::fs::read(&obj).unwrap()
+        })
+        .collect();
+    assert!(
+        objects.windows(2).all(|w| w[0] == w[1]),
+        "gcc produced another object"
+    );
+}
+
+#[test]
+fn sqlite3_runs_a_script() {
+    if !installed("sqlite3") {
+        return skip("sqlite3");
+    }
+    let sql = "create table t(k text primary key, v integer);\n\
+               with recursive n(i) as (select 1 union all select i + 1 from n where i < 20000)\n\
+               insert into t select 'key' || i, i * 7 from n;\n\
+               create index tv on t(v);\n\
+               select count(*), sum(v), max(length(k)) from t;\n\
+               delete from t where v % 3 = 0;\n\
+               select count(*) from t;\n";
+    let out = same_under_library("sqlite3", || {
+        let mut c = Command::new("sh");
+        c.args(["-c", &format!("printf '%s' \"$0\" | sqlite3 :memory:"), sql]);
+        c
+    });
+    assert!(out.contains("20000|"), "{out}");
+}
