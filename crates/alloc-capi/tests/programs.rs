@@ -242,7 +242,7 @@ fn sqlite3_runs_a_script() {
                select count(*) from t;\n";
     let out = same_under_library("sqlite3", || {
         let mut c = Command::new("sh");
-        c.args(["-c", &format!("printf '%s' \"$0\" | sqlite3 :memory:"), sql]);
+        c.args(["-c", "printf '%s' \"$0\" | sqlite3 :memory:", sql]);
         c
     });
     assert!(out.contains("20000|"), "{out}");
