@@ -18,7 +18,11 @@ const QUICK_WORKLOADS: &[&str] = &[
     "json",
     "prodcons",
     "larson",
+    "python",
 ];
+/// A workload run by xtask itself rather than the runner: `python3` under each allocator that can
+/// replace the C `malloc` (see `python_bench`).
+const PYTHON: &str = "python";
 /// The quick suite's allocators: the peers, the pool, and the pool through a domain.
 const QUICK_ALLOCATORS: &[&str] = &["system", "mimalloc", "jemalloc", "pool", "domain"];
 
@@ -89,6 +93,7 @@ fn parse(args: &[String], catalog: &Catalog) -> Result<Options> {
             "--quick" => {}
             "--full" => {
                 o.workloads = catalog.workloads.clone();
+                o.workloads.push(PYTHON.to_string());
                 o.allocators = catalog.allocators.clone();
                 let n = std::thread::available_parallelism().map_or(2, |n| n.get());
                 o.threads = if n > 2 {
@@ -113,7 +118,7 @@ fn parse(args: &[String], catalog: &Catalog) -> Result<Options> {
         }
     }
     for w in &o.workloads {
-        if !catalog.workloads.contains(w) {
+        if !catalog.workloads.contains(w) && w != PYTHON {
             return Err(format!(
                 "unknown workload {w:?}; known: {}",
                 catalog.workloads.join(", ")
@@ -197,7 +202,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     let catalog = catalog(&exe)?;
     let o = parse(args, &catalog)?;
 
-    let total = o.workloads.len() * o.allocators.len();
+    let total = o.workloads.iter().filter(|w| *w != PYTHON).count() * o.allocators.len();
     let mut rows = Vec::new();
     let start = Instant::now();
     eprintln!(
@@ -208,7 +213,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         o.samples
     );
     let mut done = 0;
-    for w in &o.workloads {
+    for w in o.workloads.iter().filter(|w| *w != PYTHON) {
         for a in &o.allocators {
             done += 1;
             if catalog.global_workloads.contains(w) && catalog.direct_only.contains(a) {
@@ -249,6 +254,11 @@ pub(crate) fn run(args: &[String]) -> Result {
         start.elapsed().as_secs_f64(),
         ""
     );
+    #[cfg(unix)]
+    if o.workloads.iter().any(|w| w == PYTHON) {
+        let lines = crate::python_bench::run(o.samples, &o.allocators)?;
+        rows.extend(lines.iter().filter_map(|l| parse_row(l)));
+    }
     if rows.is_empty() {
         return Err("no benchmark produced a result".into());
     }

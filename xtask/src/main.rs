@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's tasks, driving cargo (it links no domalloc crate).
 //!
 //! ```text
-//! cargo xtask bench [--full] [--workloads pairs,churn] [--allocators system,mimalloc] [--samples N]
+//! cargo xtask bench [--full] [--workloads pairs,churn,python] [--allocators system,mimalloc] [--samples N]
 //! cargo xtask ci [--skip-tests]
 //! cargo xtask loom [--preemptions N]   # the loom models, unbounded unless N is given
 //! cargo xtask tune [--workload W] [--full]   # profile, then pools with other parameters
@@ -15,6 +15,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 mod bench;
+#[cfg(unix)]
+mod python_bench;
 mod tune;
 
 type Result<T = ()> = std::result::Result<T, String>;

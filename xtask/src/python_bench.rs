@@ -1,0 +1,111 @@
+//! The `python` workload of `cargo xtask bench`: `python3` running a fixed object-churn script
+//! (`crates/alloc-capi/tests/py/churn.py`) with `PYTHONMALLOC=malloc`, so that every allocation of
+//! the interpreter goes to the C `malloc`, under each allocator that can replace it: glibc itself
+//! (`system`), domalloc's C library through its mem domain (`domain`, `LD_PRELOAD`), and jemalloc
+//! and mimalloc when a shared library of theirs is installed (skipped with a note otherwise).
+//! Time per run (wall clock) and the process's peak RSS (`wait4`).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::{Result, cargo, root};
+
+/// Where distributions put the peers' shared libraries.
+const PEER_LIBS: &[(&str, &[&str])] = &[
+    (
+        "jemalloc",
+        &[
+            "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+            "/usr/lib64/libjemalloc.so.2",
+            "/usr/lib/libjemalloc.so.2",
+            "/usr/local/lib/libjemalloc.so.2",
+        ],
+    ),
+    (
+        "mimalloc",
+        &[
+            "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2",
+            "/usr/lib/x86_64-linux-gnu/libmimalloc.so",
+            "/usr/lib64/libmimalloc.so",
+            "/usr/local/lib/libmimalloc.so",
+        ],
+    ),
+];
+
+/// One run: wall nanoseconds and peak RSS in KiB.
+fn run_once(preload: Option<&PathBuf>, script: &PathBuf, scale: &str) -> Result<(f64, u64)> {
+    let mut c = Command::new("python3");
+    c.arg(script)
+        .arg(scale)
+        .env("PYTHONMALLOC", "malloc")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(lib) = preload {
+        c.env("LD_PRELOAD", lib).env("DOMALLOC", "pool");
+    }
+    let start = Instant::now();
+    let child = c.spawn().map_err(|e| format!("python3: {e}"))?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting on our own child, with valid out-pointers.
+    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let ns = start.elapsed().as_nanos() as f64;
+    if r < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("python3 churn.py failed (status {status:#x})"));
+    }
+    Ok((ns, usage.ru_maxrss.max(0) as u64))
+}
+
+/// The records (one JSON line each, in the runner's format) for the `python` workload.
+pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> {
+    let have_python = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_python {
+        eprintln!("\n    python: python3 is not installed; the workload is skipped");
+        return Ok(Vec::new());
+    }
+    let mut build = cargo();
+    build.args(["build", "--release", "--quiet", "-p", "alloc-capi"]);
+    crate::run("building libdomalloc (release)", build)?;
+    let lib = root().join("target/release/libdomalloc.so");
+    let script = root().join("crates/alloc-capi/tests/py/churn.py");
+    let mut subjects: Vec<(&str, Option<PathBuf>)> = vec![("system", None), ("domain", Some(lib))];
+    for (name, paths) in PEER_LIBS {
+        match paths.iter().map(PathBuf::from).find(|p| p.exists()) {
+            Some(p) => subjects.push((name, Some(p))),
+            None => eprintln!(
+                "    python: no shared {name} library installed (looked in {}); skipped",
+                paths.join(", ")
+            ),
+        }
+    }
+    let wanted = |name: &str| allocators.iter().any(|a| a == name) || name == "domain";
+    let mut lines = Vec::new();
+    for (name, preload) in subjects.into_iter().filter(|(n, _)| wanted(n)) {
+        eprint!("\r    python on {name}...{:20}", "");
+        run_once(preload.as_ref(), &script, "1")?; // warm-up (page cache, .pyc files)
+        let mut ns = Vec::new();
+        let mut peak = 0;
+        for _ in 0..samples {
+            let (t, rss) = run_once(preload.as_ref(), &script, "1")?;
+            ns.push(t);
+            peak = peak.max(rss);
+        }
+        ns.sort_by(f64::total_cmp);
+        let median = ns[ns.len() / 2];
+        let spread = (ns[ns.len() - 1] - ns[0]) / median;
+        let samples_json: Vec<String> = ns.iter().map(|v| format!("{v:.0}")).collect();
+        lines.push(format!(
+            "{{\"workload\":\"python\",\"allocator\":\"{name}\",\"threads\":1,\"size\":null,\
+             \"median_ns\":{median:.0},\"spread\":{spread:.4},\"samples_ns\":[{}],\
+             \"peak_rss_kib\":{peak},\"rss_after_free_kib\":null}}",
+            samples_json.join(",")
+        ));
+    }
+    eprintln!();
+    Ok(lines)
+}
