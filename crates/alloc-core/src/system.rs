@@ -7,8 +7,9 @@ use crate::contract::{DomainAllocator, MIN_ALIGN, Ownership};
 
 /// The C library's allocator (`malloc`, `calloc`, `realloc`, `free`, and `posix_memalign` on unix or
 /// `_aligned_malloc` on windows): the raw domain's default, as `PyMem_RawMalloc` is `malloc`. With
-/// glibc it calls the allocator's own entry points (`__libc_malloc`, ...), so it is glibc's
-/// allocator even where `malloc` itself has been replaced (by domalloc's C library, say).
+/// glibc and the `glibc-direct` feature it calls the allocator's own entry points
+/// (`__libc_malloc`, ...), so it is glibc's allocator even where `malloc` itself has been replaced
+/// (by domalloc's C library, which turns the feature on).
 ///
 /// It adds PEP 445's rules where the C library differs: 0-byte requests ask for 1 byte (so the block
 /// is unique and non-null on every libc), `realloc(p, 0)` keeps a block instead of freeing it, and
@@ -39,11 +40,12 @@ const _: () = assert!(MIN_ALIGN == 16 && cfg!(target_pointer_width = "64"));
 mod ffi {
     use core::ffi::c_void;
 
-    // With glibc, the allocator's own entry points (`__libc_malloc` and friends), which glibc
-    // exports for allocators that replace `malloc`: `System` then stays the C library's allocator
-    // even in a process whose `malloc` is domalloc's (`LD_PRELOAD` of its C library), instead of
-    // calling back into the domain that uses it.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // With glibc and the `glibc-direct` feature (domalloc's C library turns it on), the
+    // allocator's own entry points (`__libc_malloc` and friends), which glibc exports for
+    // allocators that replace `malloc`: `System` then stays the C library's allocator even in a
+    // process whose `malloc` is domalloc's (`LD_PRELOAD`), instead of calling back into the domain
+    // that uses it. Off by default: a sanitizer that replaces `malloc` must see every block.
+    #[cfg(all(target_os = "linux", target_env = "gnu", feature = "glibc-direct"))]
     unsafe extern "C" {
         #[link_name = "__libc_malloc"]
         pub fn malloc(size: usize) -> *mut c_void;
@@ -57,7 +59,7 @@ mod ffi {
         pub fn memalign(align: usize, size: usize) -> *mut c_void;
     }
 
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", feature = "glibc-direct")))]
     unsafe extern "C" {
         pub fn malloc(size: usize) -> *mut c_void;
         pub fn calloc(nelem: usize, elsize: usize) -> *mut c_void;
@@ -65,7 +67,10 @@ mod ffi {
         pub fn free(ptr: *mut c_void);
     }
 
-    #[cfg(all(unix, not(all(target_os = "linux", target_env = "gnu"))))]
+    #[cfg(all(
+    unix,
+    not(all(target_os = "linux", target_env = "gnu", feature = "glibc-direct"))
+))]
     unsafe extern "C" {
         pub fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32;
     }
@@ -195,13 +200,16 @@ unsafe impl DomainAllocator for System {
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(target_os = "linux", target_env = "gnu", feature = "glibc-direct"))]
 fn aligned_malloc(layout: Layout) -> Option<NonNull<u8>> {
     // SAFETY: the alignment is a power of two (Layout); `__libc_memalign` takes any size.
     NonNull::new(unsafe { ffi::memalign(layout.align(), nonzero(layout.size())) }.cast())
 }
 
-#[cfg(all(unix, not(all(target_os = "linux", target_env = "gnu"))))]
+#[cfg(all(
+    unix,
+    not(all(target_os = "linux", target_env = "gnu", feature = "glibc-direct"))
+))]
 fn aligned_malloc(layout: Layout) -> Option<NonNull<u8>> {
     let mut out: *mut core::ffi::c_void = core::ptr::null_mut();
     // SAFETY: `out` is a valid place for the result; the alignment is a power of two (Layout) and a
