@@ -113,23 +113,30 @@ pub fn pyobjects(waves: usize, per_wave: usize, seed: u64) -> f64 {
     ns
 }
 
-/// Builds a `BTreeMap<String, Vec<u64>>` of `keys` keys (values growing by push), queries every
-/// key, and drops it. Returns nanoseconds per key.
+/// Builds a `BTreeMap<String, Vec<u64>>` of `keys` keys (values growing by push) and a
+/// `HashMap<u64, String>` beside it, queries every key of both, and drops them. Returns
+/// nanoseconds per key.
 pub fn btree(keys: usize, seed: u64) -> f64 {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashMap};
     let mut rng = Rng::new(seed);
     let start = Instant::now();
     let mut map: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut index: HashMap<u64, String> = HashMap::new();
     for _ in 0..keys * 4 {
         let k = rng.below(keys);
         map.entry(format!("key-{k:08}")).or_default().push(k as u64);
+        index
+            .entry(k as u64)
+            .or_insert_with(|| format!("value of {k}"));
     }
     let mut hits = 0usize;
     for k in 0..keys {
         hits += map.get(&format!("key-{k:08}")).map_or(0, Vec::len);
+        hits += index.get(&(k as u64)).map_or(0, String::len);
     }
     black_box(hits);
     drop(map);
+    drop(index);
     start.elapsed().as_nanos() as f64 / keys as f64
 }
 

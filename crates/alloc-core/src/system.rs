@@ -68,9 +68,9 @@ mod ffi {
     }
 
     #[cfg(all(
-    unix,
-    not(all(target_os = "linux", target_env = "gnu", feature = "glibc-direct"))
-))]
+        unix,
+        not(all(target_os = "linux", target_env = "gnu", feature = "glibc-direct"))
+    ))]
     unsafe extern "C" {
         pub fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32;
     }
