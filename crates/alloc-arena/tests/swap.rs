@@ -151,9 +151,8 @@ fn each_provider_gets_back_exactly_the_arenas_it_gave() {
 #[test]
 fn installing_too_many_providers_is_a_typed_error() {
     static LOCAL: SwappableArenas = SwappableArenas::new(&OsArenas::new());
-    let providers: Vec<&'static OsArenas> = (0..MAX_PROVIDERS)
-        .map(|_| &*Box::leak(Box::new(OsArenas::new())))
-        .collect();
+    static PROVIDERS: [OsArenas; MAX_PROVIDERS] = [const { OsArenas::new() }; MAX_PROVIDERS];
+    let providers: Vec<&'static OsArenas> = PROVIDERS.iter().collect();
     for p in &providers[..MAX_PROVIDERS - 1] {
         LOCAL.set(*p).unwrap();
     }
