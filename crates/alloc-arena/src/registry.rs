@@ -37,8 +37,8 @@ const ADDRESS_BITS: u32 = usize::BITS;
 
 const INDEX_BITS: u32 = ADDRESS_BITS - CHUNK_SHIFT;
 const LEAF_BITS: u32 = if INDEX_BITS > 14 { 14 } else { INDEX_BITS };
-const ROOT_BITS: u32 = INDEX_BITS - LEAF_BITS;
-const LEAF_LEN: usize = 1 << LEAF_BITS;
+pub(crate) const ROOT_BITS: u32 = INDEX_BITS - LEAF_BITS;
+pub(crate) const LEAF_LEN: usize = 1 << LEAF_BITS;
 
 struct Leaf {
     owners: [AtomicU32; LEAF_LEN],
@@ -102,7 +102,8 @@ pub(crate) fn new_owner_id() -> u32 {
 }
 
 #[inline]
-fn split(addr: usize) -> Option<(usize, usize)> {
+/// (root index, leaf slot) of the 1 MiB chunk holding `addr`, or `None` above the address range.
+pub(crate) fn split(addr: usize) -> Option<(usize, usize)> {
     if ADDRESS_BITS < usize::BITS && addr >> ADDRESS_BITS != 0 {
         return None;
     }

@@ -13,7 +13,7 @@ use alloc_core::lock::Lock;
 use alloc_core::{ArenaError, ArenaProvider};
 use thiserror::Error;
 
-use crate::registry::CHUNK_SHIFT;
+use crate::registry::{CHUNK_SHIFT, LEAF_LEN, ROOT_BITS, split};
 use crate::sync::{AtomicPtr, Ordering};
 
 /// An arena provider that can be installed in a [`SwappableArenas`]: shared by every thread.
@@ -34,15 +34,6 @@ pub enum SwapError {
     },
 }
 
-#[cfg(target_pointer_width = "64")]
-const ADDRESS_BITS: u32 = 48;
-#[cfg(not(target_pointer_width = "64"))]
-const ADDRESS_BITS: u32 = usize::BITS;
-const INDEX_BITS: u32 = ADDRESS_BITS - CHUNK_SHIFT;
-const LEAF_BITS: u32 = if INDEX_BITS > 14 { 14 } else { INDEX_BITS };
-const ROOT_BITS: u32 = INDEX_BITS - LEAF_BITS;
-const LEAF_LEN: usize = 1 << LEAF_BITS;
-
 /// Per chunk: the index plus one of the provider that made the arena covering it (0: none).
 struct Leaf {
     makers: [core::sync::atomic::AtomicU8; LEAF_LEN],
@@ -50,14 +41,6 @@ struct Leaf {
 
 static ROOT: [AtomicPtr<Leaf>; 1 << ROOT_BITS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; 1 << ROOT_BITS];
-
-fn split(addr: usize) -> Option<(usize, usize)> {
-    if ADDRESS_BITS < usize::BITS && addr >> ADDRESS_BITS != 0 {
-        return None;
-    }
-    let chunk = addr >> CHUNK_SHIFT;
-    Some((chunk >> LEAF_BITS, chunk & (LEAF_LEN - 1)))
-}
 
 fn leaf(root: usize, make: bool) -> Option<&'static Leaf> {
     let size = core::mem::size_of::<Leaf>();

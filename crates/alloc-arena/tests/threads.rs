@@ -10,43 +10,9 @@ use alloc_arena::PoolAllocator;
 use alloc_core::DomainAllocator;
 use alloc_core::testkit::Rng;
 
-/// A block with its size and a pattern derived from its address written in: the first word holds
-/// the size, the rest bytes of `seed`.
-struct Block {
-    ptr: *mut u8,
-    size: usize,
-}
-// SAFETY: a block is plain memory handed from thread to thread by value.
-unsafe impl Send for Block {}
-
-fn pattern(ptr: *mut u8, i: usize) -> u8 {
-    ((ptr as usize >> 4) as u8) ^ (i as u8).wrapping_mul(31)
-}
-
-fn make(pool: &PoolAllocator, size: usize) -> Block {
-    let ptr = pool.malloc(size).expect("out of memory").as_ptr();
-    for i in 0..size {
-        // SAFETY: `i < size` bytes of a live block.
-        unsafe { ptr.add(i).write(pattern(ptr, i)) };
-    }
-    Block { ptr, size }
-}
-
-fn check_and_free(pool: &PoolAllocator, b: Block) {
-    for i in 0..b.size {
-        // SAFETY: `i < size` bytes of a live block.
-        let got = unsafe { b.ptr.add(i).read() };
-        assert_eq!(
-            got,
-            pattern(b.ptr, i),
-            "block {:p} of {} bytes damaged at {i}",
-            b.ptr,
-            b.size
-        );
-    }
-    // SAFETY: a live block of the pool, freed once.
-    unsafe { pool.free(b.ptr) };
-}
+#[path = "support/patterned.rs"]
+mod patterned;
+use patterned::{Block, check_and_free, make, pattern};
 
 fn size_for(rng: &mut Rng) -> usize {
     match rng.below(10) {

@@ -52,8 +52,9 @@ pub use snapshot::{
     format_size,
 };
 
+use alloc_core::lock::Lock as ShardLock;
 use frames::{Busy, CAPTURE_WORDS, Resolver};
-use table::{Blocks, Kind, Record, SHARDS, ShardLock, TraceId, Tracebacks, new_blocks, shard_of};
+use table::{Blocks, Kind, Record, SHARDS, TraceId, Tracebacks, new_blocks, shard_of};
 use table::{TableVec, table_alloc, table_copy};
 
 /// What a [`Tracing`] refuses.
@@ -135,8 +136,6 @@ pub struct Tracing<A> {
     peak: AtomicUsize,
     blocks: [ShardLock<Option<Blocks>>; SHARDS],
     tracebacks: [ShardLock<Option<Tracebacks>>; SHARDS],
-    /// Set while the tables are locked for a fork (makes `prepare_fork` idempotent).
-    fork_locked: AtomicBool,
 }
 
 impl<A> Tracing<A> {
@@ -157,7 +156,6 @@ impl<A> Tracing<A> {
             peak: AtomicUsize::new(0),
             blocks: [const { ShardLock::new(None) }; SHARDS],
             tracebacks: [const { ShardLock::new(None) }; SHARDS],
-            fork_locked: AtomicBool::new(false),
         }
     }
 
@@ -311,10 +309,10 @@ impl<A> Tracing<A> {
     /// this thread too: allocate nothing through it until the tables are unlocked).
     pub fn lock_tables(&self) {
         for s in &self.blocks {
-            s.acquire();
+            s.acquire_for_fork();
         }
         for s in &self.tracebacks {
-            s.acquire();
+            s.acquire_for_fork();
         }
     }
 
@@ -329,11 +327,11 @@ impl<A> Tracing<A> {
         for s in self.tracebacks.iter().rev() {
             // SAFETY: taken by `lock_tables` (the caller's guarantee), and no guard exists: every
             // guard lives within one method of this type, none of which runs while locked.
-            unsafe { s.release() };
+            unsafe { s.release_after_fork() };
         }
         for s in self.blocks.iter().rev() {
             // SAFETY: as above.
-            unsafe { s.release() };
+            unsafe { s.release_after_fork() };
         }
     }
 
@@ -675,32 +673,26 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
     }
 
     fn prepare_fork(&self) {
-        // Only the forking thread sets the mark, so a second call for the same fork (the same
-        // decorator reached through two paths) does nothing.
-        if !self.fork_locked.load(Ordering::Relaxed) {
-            self.lock_tables();
-            self.fork_locked.store(true, Ordering::Relaxed);
-        }
+        // Taking a shard lock again for the same fork does nothing (the lock's fork mark), so the
+        // same decorator reached through two paths is harmless.
+        self.lock_tables();
         self.inner.prepare_fork();
     }
 
     unsafe fn after_fork_parent(&self) {
-        // SAFETY: the caller's guarantee: on the thread that ran `prepare_fork`.
-        unsafe { self.inner.after_fork_parent() };
-        if self.fork_locked.load(Ordering::Relaxed) {
-            self.fork_locked.store(false, Ordering::Relaxed);
-            // SAFETY: `prepare_fork` locked the tables on this thread.
-            unsafe { self.unlock_tables() };
+        // SAFETY: the caller's guarantee: on the thread that ran `prepare_fork`, which locked
+        // the tables; releasing again for the same fork does nothing.
+        unsafe {
+            self.inner.after_fork_parent();
+            self.unlock_tables();
         }
     }
 
     unsafe fn after_fork_child(&self) {
         // SAFETY: the caller's guarantee: in the child, on the thread the fork returned in.
-        unsafe { self.inner.after_fork_child() };
-        if self.fork_locked.load(Ordering::Relaxed) {
-            self.fork_locked.store(false, Ordering::Relaxed);
-            // SAFETY: `prepare_fork` locked the tables in the parent, on this thread.
-            unsafe { self.unlock_tables() };
+        unsafe {
+            self.inner.after_fork_child();
+            self.unlock_tables();
         }
     }
 

@@ -7,18 +7,14 @@
 //! ```
 //!
 //! Every table allocates through [`AsAllocator<System>`], never through the traced allocator, so a
-//! `Tracing` under `#[global_allocator]` cannot recurse into itself. Each shard sits behind a
-//! [`ShardLock`], a spin lock with a raw acquire and release so that a fork handler can take every
-//! shard's lock in one call and release them in another. Contention stays low because two
+//! `Tracing` under `#[global_allocator]` cannot recurse into itself. Each shard sits behind an
+//! `alloc_core::lock::Lock` (a spin lock that never allocates), whose fork pair lets a fork
+//! handler take every shard's lock in one call and release them in another. Contention stays low because two
 //! threads meet only when their blocks (or their tracebacks) hash to the same shard.
 //!
 //! A traceback is interned once and named by a [`TraceId`]; a block's record holds the id, not
 //! the frames. Clearing a traceback shard bumps its epoch, so an id handed out before the clear
 //! (by an allocation racing the clear) is recognised as stale instead of naming another traceback.
-
-use core::cell::UnsafeCell;
-use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use alloc_core::allocator_api2::vec::Vec as ApiVec;
 use alloc_core::{AsAllocator, System};
@@ -44,78 +40,6 @@ pub(crate) fn table_copy(words: &[usize]) -> Option<TableVec<usize>> {
 
 /// Shards per table (a power of two).
 pub(crate) const SHARDS: usize = 16;
-
-/// A spin lock that never allocates, with a raw acquire and release beside the guard.
-pub(crate) struct ShardLock<T> {
-    held: AtomicBool,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: the value is reached only while the flag is held, by one thread at a time.
-unsafe impl<T: Send> Sync for ShardLock<T> {}
-
-/// Exclusive access to a [`ShardLock`]'s value; released on drop.
-pub(crate) struct ShardGuard<'a, T>(&'a ShardLock<T>);
-
-impl<T> ShardLock<T> {
-    pub(crate) const fn new(value: T) -> Self {
-        ShardLock {
-            held: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
-        }
-    }
-
-    /// Takes the lock without a guard; [`release`](Self::release) gives it back.
-    pub(crate) fn acquire(&self) {
-        // Acquire: sees what the previous holder wrote before its Release in `release`.
-        while self
-            .held
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            while self.held.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
-            }
-        }
-    }
-
-    /// Gives back a lock taken by [`acquire`](Self::acquire).
-    ///
-    /// # Safety
-    ///
-    /// The calling code took the lock with `acquire` and no [`ShardGuard`] of it is alive.
-    pub(crate) unsafe fn release(&self) {
-        // Release: publishes what the holder wrote; paired with the next `acquire`'s Acquire.
-        self.held.store(false, Ordering::Release);
-    }
-
-    pub(crate) fn lock(&self) -> ShardGuard<'_, T> {
-        self.acquire();
-        ShardGuard(self)
-    }
-}
-
-impl<T> Deref for ShardGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the guard holds the lock.
-        unsafe { &*self.0.value.get() }
-    }
-}
-
-impl<T> DerefMut for ShardGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard holds the lock, and `&mut self` makes this the only reference.
-        unsafe { &mut *self.0.value.get() }
-    }
-}
-
-impl<T> Drop for ShardGuard<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: the guard took the lock in `lock` and is being dropped: no other guard exists.
-        unsafe { self.0.release() }
-    }
-}
 
 /// The shard of an address (blocks are at least 16-aligned: the low bits carry nothing).
 #[inline]
