@@ -380,6 +380,10 @@ macro_rules! domain_allocator_for_front {
             fn owns(&self, ptr: *const u8) -> Ownership {
                 $crate::front::owns(self, ptr)
             }
+            fn track_ownership(&self) -> bool {
+                // Pool blocks are known by their arenas; large ones are the large allocator's.
+                self.large().track_ownership()
+            }
             fn name(&self) -> &str {
                 $name
             }

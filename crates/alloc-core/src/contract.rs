@@ -259,6 +259,22 @@ pub unsafe trait DomainAllocator {
         Ownership::Unknown
     }
 
+    /// Asks the allocator to answer [`owns`](Self::owns) exactly from now on: `Owned` for every
+    /// block it makes after this call, `NotOwned` for every pointer it did not make. Returns
+    /// whether that holds for every live block it made, including those made before the call.
+    ///
+    /// Most allocators answer `owns` from their own structures at no extra cost and ignore the
+    /// request (the provided implementation returns `true`). An allocator that must remember its
+    /// blocks to tell them apart, at a price on every allocation and free (a decorator that puts
+    /// a header in front of its inner allocator's blocks), remembers nothing until asked, answers
+    /// `Unknown` until then, and returns `false` if it made blocks before the call (it cannot
+    /// claim those). A decorator that hands out its inner allocator's blocks unchanged forwards
+    /// the call. A domain asks this of every allocator it installs (see `alloc-domains`), so that
+    /// frees can be routed by `owns`; a composition used directly never pays for it.
+    fn track_ownership(&self) -> bool {
+        true
+    }
+
     /// A short name for reports and listings; the provided one is the type's name.
     fn name(&self) -> &str {
         core::any::type_name::<Self>()
@@ -398,6 +414,9 @@ unsafe impl<A: DomainAllocator + ?Sized> DomainAllocator for &A {
     #[inline]
     fn owns(&self, ptr: *const u8) -> Ownership {
         (**self).owns(ptr)
+    }
+    fn track_ownership(&self) -> bool {
+        (**self).track_ownership()
     }
     fn name(&self) -> &str {
         (**self).name()

@@ -11,11 +11,27 @@
 //! read-modify-write: no lock and no hashing, from any thread. Nodes are made on first use and
 //! kept until the decorator is dropped (8 KiB per MiB of address space that ever held one of its
 //! blocks).
+//!
+//! Remembering costs two atomic read-modify-writes per block (one when it is made, one when it is
+//! freed), the largest part of a header decorator's overhead, and only a domain that routes frees
+//! by `owns` needs it. So the set starts switched off: `owns` answers `Unknown` and nothing is
+//! remembered, until [`Claims::track`] (a domain installing the decorator calls
+//! `DomainAllocator::track_ownership`) or a decorator built with tracking on switches it on. The
+//! switch is one byte with three states:
+//!
+//! ```text
+//!   FRESH ──first block made──► UNTRACKED ──track()──► TRACKING (track() answers false)
+//!     └────────────track()───────────────────────────►  TRACKING (track() answers true)
+//! ```
+//!
+//! `track` answers whether every live block is remembered: true only from `FRESH` (no block was
+//! made before). The first block moves `FRESH` to `UNTRACKED` with a compare-exchange, so a block
+//! made while `track` runs is either remembered or makes `track` answer false.
 
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
-use alloc_core::{DomainAllocator, System};
+use alloc_core::{DomainAllocator, Ownership, System};
 
 /// Blocks are at least 16-byte aligned: one bit per 16 bytes.
 const GRANULE_SHIFT: u32 = 4;
@@ -110,7 +126,16 @@ fn locate(data: usize) -> Option<(usize, usize, usize, u64)> {
     ))
 }
 
+/// No block made yet, none remembered.
+const FRESH: u8 = 0;
+/// Blocks were made without being remembered.
+const UNTRACKED: u8 = 1;
+/// Every block made from now on is remembered.
+const TRACKING: u8 = 2;
+
 pub(crate) struct Claims {
+    /// `FRESH`, `UNTRACKED` or `TRACKING` (module documentation).
+    state: AtomicU8,
     root: AtomicPtr<Root>,
     /// Nodes made ahead of need (`reserve_one`), so that the insert that follows cannot fail.
     spare_mid: AtomicPtr<Mid>,
@@ -118,12 +143,96 @@ pub(crate) struct Claims {
 }
 
 impl Claims {
+    /// A set that remembers nothing until [`track`](Self::track) is called.
     pub(crate) const fn new() -> Self {
+        Self::with_state(FRESH)
+    }
+
+    /// A set that remembers every block from the start.
+    #[cfg(test)]
+    const fn tracking() -> Self {
+        Self::with_state(TRACKING)
+    }
+
+    /// Makes a new set remember every block from the start (for a decorator's `const` builder).
+    pub(crate) const fn track_from_start(&mut self) {
+        self.state = AtomicU8::new(TRACKING);
+    }
+
+    const fn with_state(state: u8) -> Self {
         Claims {
+            state: AtomicU8::new(state),
             root: AtomicPtr::new(ptr::null_mut()),
             spare_mid: AtomicPtr::new(ptr::null_mut()),
             spare_leaf: AtomicPtr::new(ptr::null_mut()),
         }
+    }
+
+    /// Switches remembering on; returns whether every live block is remembered (no block was made
+    /// before while it was off).
+    pub(crate) fn track(&self) -> bool {
+        // AcqRel: a block made before (its compare-exchange to UNTRACKED) is seen, and blocks
+        // made after see TRACKING.
+        matches!(
+            self.state.swap(TRACKING, Ordering::AcqRel),
+            FRESH | TRACKING
+        )
+    }
+
+    /// Whether blocks are being remembered.
+    #[inline]
+    fn is_tracking(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == TRACKING
+    }
+
+    /// The answer to `owns` for `data`: exact while tracking, `Unknown` before.
+    pub(crate) fn owns(&self, data: *const u8) -> Ownership {
+        if !self.is_tracking() {
+            Ownership::Unknown
+        } else if self.contains(data as usize) {
+            Ownership::Owned
+        } else {
+            Ownership::NotOwned
+        }
+    }
+
+    /// Notes a block just made at `data`: remembered while tracking; otherwise the set records
+    /// that a block went unremembered. Returns false if memory to remember it could not be had
+    /// (the caller then gives the block back and fails the allocation).
+    #[inline]
+    pub(crate) fn made(&self, data: usize) -> bool {
+        match self.state.load(Ordering::Relaxed) {
+            TRACKING => self.insert(data),
+            UNTRACKED => true,
+            _ => self.first_made(data),
+        }
+    }
+
+    #[cold]
+    fn first_made(&self, data: usize) -> bool {
+        // AcqRel: orders this block against a concurrent `track` (module documentation).
+        match self
+            .state
+            .compare_exchange(FRESH, UNTRACKED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(UNTRACKED) => true,
+            // `track` won: the block is made under tracking.
+            Err(_) => self.insert(data),
+        }
+    }
+
+    /// Notes that the block at `data` is given up (forgotten, if it was remembered).
+    #[inline]
+    pub(crate) fn given_up(&self, data: usize) {
+        if self.is_tracking() {
+            self.remove(data);
+        }
+    }
+
+    /// Makes sure the next [`made`](Self::made) cannot fail for want of memory (see
+    /// [`reserve_one`](Self::reserve_one)); free while not tracking.
+    pub(crate) fn ready_for_one(&self) -> bool {
+        !self.is_tracking() || self.reserve_one()
     }
 
     /// The word holding `data`'s bit, if its nodes exist: three dependent loads.
@@ -164,7 +273,7 @@ impl Claims {
 
     /// Remembers `data` as a block of ours. Returns false if the memory for it could not be had
     /// (the caller then gives the block back and fails the allocation).
-    pub(crate) fn insert(&self, data: usize) -> bool {
+    fn insert(&self, data: usize) -> bool {
         match self.find_or_make(data) {
             Some((word, bit)) => {
                 // Relaxed: the block reaches any thread that asks about it through a
@@ -178,7 +287,7 @@ impl Claims {
 
     /// Makes room for one more block, so that the next `insert` cannot fail for want of memory
     /// (while no other thread inserts meanwhile); false if the memory could not be had.
-    pub(crate) fn reserve_one(&self) -> bool {
+    fn reserve_one(&self) -> bool {
         if self.root.load(Ordering::Acquire).is_null() {
             let spare = AtomicPtr::new(ptr::null_mut());
             if node(&self.root, &spare).is_null() {
@@ -189,12 +298,12 @@ impl Claims {
     }
 
     /// Forgets `data`; returns whether it was remembered.
-    pub(crate) fn remove(&self, data: usize) -> bool {
+    fn remove(&self, data: usize) -> bool {
         self.find(data)
             .is_some_and(|(word, bit)| word.fetch_and(!bit, Ordering::Relaxed) & bit != 0)
     }
 
-    pub(crate) fn contains(&self, data: usize) -> bool {
+    fn contains(&self, data: usize) -> bool {
         self.find(data)
             .is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
     }
@@ -282,5 +391,32 @@ mod tests {
         assert!(!c.contains(a));
         assert!(c.contains(a + (5 << 20)));
         assert!(!c.insert(1 << 50), "beyond the address range");
+    }
+
+    #[test]
+    fn remembers_nothing_until_tracking_and_then_answers_exactly() {
+        let c = Claims::new();
+        let a = 0x7f00_0000_1230usize;
+        assert_eq!(c.owns(a as *const u8), Ownership::Unknown);
+        assert!(c.made(a));
+        assert!(!c.contains(a), "not remembered while off");
+        assert!(!c.track(), "a block was made before tracking began");
+        assert!(c.made(a + 32));
+        assert_eq!(c.owns((a + 32) as *const u8), Ownership::Owned);
+        assert_eq!(c.owns(a as *const u8), Ownership::NotOwned);
+        c.given_up(a + 32);
+        assert_eq!(c.owns((a + 32) as *const u8), Ownership::NotOwned);
+    }
+
+    #[test]
+    fn tracking_from_the_first_block_covers_every_block() {
+        let c = Claims::new();
+        assert!(c.track(), "nothing was made before");
+        assert!(c.made(0x7f00_0000_1000));
+        assert!(c.track(), "asking again changes nothing");
+        assert_eq!(c.owns(0x7f00_0000_1000 as *const u8), Ownership::Owned);
+        let t = Claims::tracking();
+        assert!(t.made(0x7f00_0000_2000));
+        assert_eq!(t.owns(0x7f00_0000_2000 as *const u8), Ownership::Owned);
     }
 }

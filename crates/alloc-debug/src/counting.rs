@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 
 use crate::claims::Claims;
+use crate::tally::{Slot, Tallies};
 
 const HEADER: usize = MIN_ALIGN;
 /// The second word of the header: marks a block as made by a sizing decorator.
@@ -23,11 +24,13 @@ mod sized {
     use super::*;
 
     /// The prefix in front of the data of a block aligned to `align`.
+    #[inline]
     pub(super) fn prefix(align: usize) -> usize {
         align.max(HEADER)
     }
 
     /// Allocates `size` bytes plus the header through `inner` and records the size.
+    #[inline]
     pub(super) fn alloc<A: DomainAllocator>(
         inner: &A,
         claims: &Claims,
@@ -55,7 +58,7 @@ mod sized {
             let data = raw.as_ptr().add(pre);
             data.sub(HEADER).cast::<usize>().write(size);
             data.sub(HEADER).cast::<usize>().add(1).write(TAG);
-            if !claims.insert(data as usize) {
+            if !claims.made(data as usize) {
                 // No memory to remember the block by: give it back, fail the request.
                 release(inner, raw, size + pre, align);
                 return None;
@@ -66,6 +69,7 @@ mod sized {
 
     /// # Safety
     /// `raw` is a live inner block of `total` bytes made with `align`.
+    #[inline]
     unsafe fn release<A: DomainAllocator>(inner: &A, raw: NonNull<u8>, total: usize, align: usize) {
         // SAFETY: the caller's guarantee; the alignment picks the family that made the block.
         unsafe {
@@ -81,26 +85,24 @@ mod sized {
     ///
     /// # Safety
     /// `data` is a live block made by [`alloc`].
+    #[inline]
     pub(super) unsafe fn size_of(data: NonNull<u8>) -> usize {
         // SAFETY: the caller's guarantee: the header precedes the data.
         unsafe { data.as_ptr().sub(HEADER).cast::<usize>().read() }
     }
 
-    /// Whether `data` is a live block made by [`alloc`]: every such block is remembered, so the
-    /// answer is exact and reads no memory (a block the inner allocator made directly, or one of
-    /// another decorator, is never claimed).
+    /// Whether `data` is a live block made by [`alloc`]: once ownership is tracked every such
+    /// block is remembered, so the answer is exact and reads no memory (a block the inner
+    /// allocator made directly, or one of another decorator, is never claimed); `Unknown` before.
     pub(super) fn owns(claims: &Claims, data: *const u8) -> Ownership {
-        if claims.contains(data as usize) {
-            Ownership::Owned
-        } else {
-            Ownership::NotOwned
-        }
+        claims.owns(data)
     }
 
     /// Releases a block made by [`alloc`] with `align`.
     ///
     /// # Safety
     /// `data` is a live block made by [`alloc`] with this alignment, not used afterwards.
+    #[inline]
     pub(super) unsafe fn free<A: DomainAllocator>(
         inner: &A,
         claims: &Claims,
@@ -112,7 +114,7 @@ mod sized {
             let size = size_of(data);
             let pre = prefix(align);
             let raw = NonNull::new_unchecked(data.as_ptr().sub(pre));
-            claims.remove(data.as_ptr() as usize);
+            claims.given_up(data.as_ptr() as usize);
             release(inner, raw, size + pre, align);
         }
     }
@@ -129,7 +131,7 @@ mod sized {
     ) -> Option<NonNull<u8>> {
         let total = new_size.checked_add(HEADER)?;
         // Room to remember the new block, taken before the old one is given up.
-        if !claims.reserve_one() {
+        if !claims.ready_for_one() {
             return None;
         }
         // SAFETY: the caller's guarantee; the header is the first 16 bytes of the inner block.
@@ -139,9 +141,9 @@ mod sized {
             raw.as_ptr().cast::<usize>().write(new_size);
             raw.as_ptr().cast::<usize>().add(1).write(TAG);
             let new = raw.as_ptr().add(HEADER);
-            claims.remove(data.as_ptr() as usize);
+            claims.given_up(data.as_ptr() as usize);
             // The reservation above makes this succeed in all but a race for the last slot.
-            claims.insert(new as usize);
+            claims.made(new as usize);
             Some(NonNull::new_unchecked(new))
         }
     }
@@ -179,6 +181,10 @@ macro_rules! sized_queries {
         }
         fn owns(&self, ptr: *const u8) -> Ownership {
             sized::owns(&self.claims, ptr)
+        }
+        fn track_ownership(&self) -> bool {
+            let inner = self.inner.track_ownership();
+            self.claims.track() && inner
         }
         fn name(&self) -> &str {
             $name
@@ -239,7 +245,7 @@ pub struct CountingStats {
     pub failures: u64,
     /// Bytes requested by live blocks.
     pub bytes_live: u64,
-    /// The most bytes live at once.
+    /// The most bytes live at once (exact while one thread allocates; see [`Counting`]).
     pub peak_bytes: u64,
     /// Allocations per size bucket (see [`bucket_of`]).
     pub histogram: [u64; HISTOGRAM_BUCKETS],
@@ -291,6 +297,13 @@ impl fmt::Display for CountingStats {
 /// Counts what goes through an allocator: allocations, frees, reallocs, failures, bytes live and
 /// their peak, and a histogram of request sizes. One per domain gives per-domain statistics.
 ///
+/// Each thread counts in a shard of its own (see the `tally` module: no atomic read-modify-write
+/// on the fast path), and [`stats`](Counting::stats) sums the shards. Bytes live are exact; the
+/// peak is exact while one thread allocates, and with several it may miss what the other threads
+/// have not published yet: each thread adds its bytes to the shared total once its own balance
+/// passes ±32 KiB ([`PEAK_SLACK`]), so the peak is low by at most that much per other thread. A
+/// `Counting` takes about 15 KiB (its shards).
+///
 /// ```
 /// use alloc_core::{DomainAllocator, System};
 /// use alloc_debug::Counting;
@@ -308,13 +321,23 @@ impl fmt::Display for CountingStats {
 pub struct Counting<A> {
     inner: A,
     claims: Claims,
-    frees: AtomicU64,
-    reallocs: AtomicU64,
-    failures: AtomicU64,
-    bytes_live: AtomicU64,
+    tallies: Tallies<COUNTERS>,
+    /// Bytes live that the threads have published (two's complement: frees of blocks another
+    /// thread made can take it below zero for a while); the rest is in the shards' `PENDING`.
+    published: AtomicU64,
     peak_bytes: AtomicU64,
-    histogram: [AtomicU64; HISTOGRAM_BUCKETS],
 }
+
+/// How far a thread's unpublished balance of bytes may go before it adds it to the shared total.
+pub const PEAK_SLACK: u64 = 32 << 10;
+
+// The counters of a shard: the histogram's buckets, then these.
+const FREES: usize = HISTOGRAM_BUCKETS;
+const REALLOCS: usize = HISTOGRAM_BUCKETS + 1;
+const FAILURES: usize = HISTOGRAM_BUCKETS + 2;
+/// Bytes allocated minus bytes freed by the thread, not yet published (two's complement).
+const PENDING: usize = HISTOGRAM_BUCKETS + 3;
+const COUNTERS: usize = HISTOGRAM_BUCKETS + 4;
 
 impl<A> Counting<A> {
     /// Wraps `inner` with every count at zero.
@@ -322,13 +345,17 @@ impl<A> Counting<A> {
         Counting {
             inner,
             claims: Claims::new(),
-            frees: AtomicU64::new(0),
-            reallocs: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            bytes_live: AtomicU64::new(0),
+            tallies: Tallies::new(),
+            published: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
-            histogram: [const { AtomicU64::new(0) }; HISTOGRAM_BUCKETS],
         }
+    }
+
+    /// Answers [`owns`](DomainAllocator::owns) exactly from the first block (see
+    /// [`Guarded::with_ownership_tracking`](crate::Guarded::with_ownership_tracking)).
+    pub const fn with_ownership_tracking(mut self) -> Self {
+        self.claims.track_from_start();
+        self
     }
 
     /// The wrapped allocator.
@@ -336,47 +363,80 @@ impl<A> Counting<A> {
         &self.inner
     }
 
-    /// A snapshot of the counts (each exact; together, as of about now).
+    /// Bytes requested by live blocks: the published total plus every thread's balance.
+    fn bytes_live(&self) -> u64 {
+        let live = self
+            .published
+            .load(Ordering::Relaxed)
+            .wrapping_add(self.tallies.sum(PENDING));
+        // Read while threads count, the sum can lag a free behind its allocation.
+        (live as i64).max(0) as u64
+    }
+
+    /// A snapshot of the counts (each exact once the counting threads are joined; together, as
+    /// of about now).
     pub fn stats(&self) -> CountingStats {
         let mut histogram = [0; HISTOGRAM_BUCKETS];
-        for (h, a) in histogram.iter_mut().zip(&self.histogram) {
-            *h = a.load(Ordering::Relaxed);
+        for (b, h) in histogram.iter_mut().enumerate() {
+            *h = self.tallies.sum(b);
         }
+        let bytes_live = self.bytes_live();
         CountingStats {
             // Each allocation is counted once, in its size bucket.
             allocations: histogram.iter().sum(),
-            frees: self.frees.load(Ordering::Relaxed),
-            reallocs: self.reallocs.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
-            bytes_live: self.bytes_live.load(Ordering::Relaxed),
-            peak_bytes: self.peak_bytes.load(Ordering::Relaxed),
+            frees: self.tallies.sum(FREES),
+            reallocs: self.tallies.sum(REALLOCS),
+            failures: self.tallies.sum(FAILURES),
+            bytes_live,
+            peak_bytes: self.peak_bytes.load(Ordering::Relaxed).max(bytes_live),
             histogram,
         }
     }
 
     /// Sets the peak back to the bytes live now.
     pub fn reset_peak(&self) {
-        self.peak_bytes
-            .store(self.bytes_live.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.peak_bytes.store(self.bytes_live(), Ordering::Relaxed);
+    }
+
+    /// Adds `delta` bytes (two's complement) to this thread's balance, publishing it when it
+    /// passes the slack; returns the balance left unpublished.
+    #[inline]
+    fn balance(&self, slot: Slot<'_, COUNTERS>, delta: u64) -> i64 {
+        let pending = slot.add(PENDING, delta) as i64;
+        if pending.unsigned_abs() > PEAK_SLACK {
+            self.publish(slot, pending);
+            return 0;
+        }
+        pending
+    }
+
+    #[cold]
+    fn publish(&self, slot: Slot<'_, COUNTERS>, pending: i64) {
+        // Taken from the balance before it reaches the total: a reader in between sees too few
+        // bytes, never too many (the peak stays a peak that happened).
+        slot.add(PENDING, (pending as u64).wrapping_neg());
+        self.published.fetch_add(pending as u64, Ordering::Relaxed);
     }
 
     #[inline]
-    fn grow(&self, bytes: usize) {
-        let live = self.bytes_live.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
-        if live > self.peak_bytes.load(Ordering::Relaxed) {
-            self.peak_bytes.fetch_max(live, Ordering::Relaxed);
+    fn grow(&self, slot: Slot<'_, COUNTERS>, bytes: usize) {
+        let pending = self.balance(slot, bytes as u64);
+        let live = (self.published.load(Ordering::Relaxed) as i64).wrapping_add(pending);
+        if live > self.peak_bytes.load(Ordering::Relaxed) as i64 {
+            self.peak_bytes.fetch_max(live as u64, Ordering::Relaxed);
         }
     }
 
     #[inline]
     fn allocated(&self, p: Option<NonNull<u8>>, size: usize) -> Option<NonNull<u8>> {
+        let slot = self.tallies.slot();
         match p {
             Some(_) => {
-                self.histogram[bucket_of(size).0].fetch_add(1, Ordering::Relaxed);
-                self.grow(size);
+                slot.add(bucket_of(size).0, 1);
+                self.grow(slot, size);
             }
             None => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
+                slot.add(FAILURES, 1);
             }
         }
         p
@@ -389,14 +449,15 @@ impl<A> Counting<A> {
         old: usize,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
+        let slot = self.tallies.slot();
         match moved {
             Some(_) => {
-                self.reallocs.fetch_add(1, Ordering::Relaxed);
-                self.bytes_live.fetch_sub(old as u64, Ordering::Relaxed);
-                self.grow(new_size);
+                slot.add(REALLOCS, 1);
+                self.balance(slot, (old as u64).wrapping_neg());
+                self.grow(slot, new_size);
             }
             None => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
+                slot.add(FAILURES, 1);
             }
         }
         moved
@@ -404,8 +465,9 @@ impl<A> Counting<A> {
 
     #[inline]
     fn freed(&self, size: usize) {
-        self.frees.fetch_add(1, Ordering::Relaxed);
-        self.bytes_live.fetch_sub(size as u64, Ordering::Relaxed);
+        let slot = self.tallies.slot();
+        slot.add(FREES, 1);
+        self.balance(slot, (size as u64).wrapping_neg());
     }
 }
 
@@ -525,6 +587,13 @@ impl<A> Limited<A> {
             live: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
         }
+    }
+
+    /// Answers [`owns`](DomainAllocator::owns) exactly from the first block (see
+    /// [`Guarded::with_ownership_tracking`](crate::Guarded::with_ownership_tracking)).
+    pub const fn with_ownership_tracking(mut self) -> Self {
+        self.claims.track_from_start();
+        self
     }
 
     /// The wrapped allocator.

@@ -287,6 +287,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for FaultInjecting<A> {
     fn owns(&self, ptr: *const u8) -> Ownership {
         self.inner.owns(ptr)
     }
+    fn track_ownership(&self) -> bool {
+        self.inner.track_ownership()
+    }
     fn name(&self) -> &str {
         "fault-injecting"
     }

@@ -23,6 +23,7 @@
 //!   quarantined block is always recognised.
 
 use core::alloc::Layout;
+use core::cell::Cell;
 use core::fmt::{self, Write as _};
 use core::ptr::{self, NonNull};
 use std::io::Write as _;
@@ -236,7 +237,11 @@ pub struct Guarded<A: DomainAllocator> {
     api: u8,
     action: Action,
     quarantine_capacity: usize,
+    /// Serial numbers handed out so far, in batches of [`SERIAL_BATCH`] (see [`Serials`]).
     serial: AtomicU64,
+    /// This decorator's number among all `Guarded`s, given on first use (0 before): names it in
+    /// a thread's batch of serials.
+    id: AtomicU64,
     records: Lock<Records>,
     quarantine: Lock<Quarantine>,
 }
@@ -251,6 +256,7 @@ impl<A: DomainAllocator> Guarded<A> {
             action: Action::Abort,
             quarantine_capacity: 0,
             serial: AtomicU64::new(0),
+            id: AtomicU64::new(0),
             records: Lock::new(Records {
                 ring: [const { None }; RECORDED_VIOLATIONS],
                 next: 0,
@@ -287,6 +293,15 @@ impl<A: DomainAllocator> Guarded<A> {
         } else {
             blocks
         };
+        self
+    }
+
+    /// Answers [`owns`](DomainAllocator::owns) exactly from the first block, as
+    /// [`track_ownership`](DomainAllocator::track_ownership) would from the call on: every live
+    /// block is remembered, at two atomic read-modify-writes per block. A domain turns this on
+    /// when it installs the decorator; use it for a static that a domain will install.
+    pub const fn with_ownership_tracking(mut self) -> Self {
+        self.claims.track_from_start();
         self
     }
 
@@ -371,13 +386,76 @@ fn aligned_prefix(align: usize) -> usize {
     align.max(HEADER)
 }
 
+/// Serial numbers are taken from a decorator's counter this many at a time, by each thread.
+pub const SERIAL_BATCH: u64 = 64;
+
+/// Numbers the `Guarded` decorators, so that a thread's batch names the one it came from (an
+/// address would not: a dropped decorator's successor can take its place).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A thread's batch of serial numbers: `next..end` of the decorator numbered `owner`.
+#[derive(Clone, Copy)]
+struct Serials {
+    owner: u64,
+    next: u64,
+    end: u64,
+}
+
+std::thread_local! {
+    // `const`, `Copy`, no destructor: reading it never allocates, even during thread exit.
+    static SERIALS: Cell<Serials> = const { Cell::new(Serials { owner: 0, next: 0, end: 0 }) };
+}
+
 impl<A: DomainAllocator> Guarded<A> {
+    /// This decorator's number, given on first use.
+    #[inline]
+    fn id(&self) -> u64 {
+        let id = self.id.load(Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+        let fresh = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        match self
+            .id
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            Err(winner) => winner,
+        }
+    }
+
+    /// The next serial number: unique to this decorator, increasing along each thread, and, in a
+    /// program with one allocating thread, exactly the count of calls to malloc and realloc
+    /// (CPython's "call #N"). Each thread takes [`SERIAL_BATCH`] numbers at a time from the
+    /// shared counter (one atomic read-modify-write per batch, not per block), so with several
+    /// threads the numbers interleave by batch, and a thread that alternates between decorators
+    /// skips the rest of its batch at each change.
+    #[inline]
+    fn next_serial(&self) -> u64 {
+        let id = self.id();
+        SERIALS.with(|cell| {
+            let mut b = cell.get();
+            if b.owner != id || b.next == b.end {
+                let start = self.serial.fetch_add(SERIAL_BATCH, Ordering::Relaxed) + 1;
+                b = Serials {
+                    owner: id,
+                    next: start,
+                    end: start + SERIAL_BATCH,
+                };
+            }
+            let serial = b.next;
+            b.next += 1;
+            cell.set(b);
+            serial
+        })
+    }
+
     /// Writes header, fill and trailer around `n` bytes at `data`.
     ///
     /// # Safety
     /// `[data - HEADER, data + n + TRAILER)` is a fresh block of ours.
     unsafe fn dress(&self, data: *mut u8, n: usize, fill: bool) {
-        let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
+        let serial = self.next_serial();
         // SAFETY: the caller's guarantee covers every byte written.
         unsafe {
             write_word(data.sub(HEADER), n as u64);
@@ -413,7 +491,7 @@ impl<A: DomainAllocator> Guarded<A> {
     /// Remembers `data` as a live block of ours (see `claims`); false if there was no memory to
     /// remember it by.
     fn claim(&self, data: *mut u8) -> bool {
-        self.claims.insert(data as usize)
+        self.claims.made(data as usize)
     }
 
     /// Checks the block at `data`: ownership, freed pattern, API id, leading and trailing pads, and
@@ -436,6 +514,23 @@ impl<A: DomainAllocator> Guarded<A> {
         // SAFETY: the caller's guarantee.
         unsafe {
             let n = read_word(raw);
+            // The common case in one compare: the API id and the lead pad intact.
+            let intact = u64::from_ne_bytes({
+                let mut w = [FORBIDDEN_BYTE; WORD];
+                w[0] = self.api;
+                w
+            });
+            if data.sub(WORD).cast::<u64>().read_unaligned() == intact
+                && (n <= SIZE_TRUSTED || self.size_is_sane(data, n, plain))
+                && all_are(data.add(n), WORD, FORBIDDEN_BYTE)
+            {
+                return match given {
+                    Some(given) if given != n => {
+                        Err(ViolationKind::WrongSize { recorded: n, given })
+                    }
+                    _ => Ok(n),
+                };
+            }
             let id = *data.sub(WORD);
             if id == DEAD_BYTE && all_are(raw, WORD, DEAD_BYTE) {
                 return Err(ViolationKind::DoubleFree);
@@ -674,7 +769,7 @@ impl<A: DomainAllocator> Guarded<A> {
                 // goes back to the inner allocator now.
                 if let Some(b) = r.ring[i].as_mut().and_then(|old| old.withheld.take()) {
                     r.released += 1;
-                    self.claims.remove(b.data as usize);
+                    self.claims.given_up(b.data as usize);
                     // SAFETY: a withheld block is still allocated in the inner allocator and
                     // referred to by nothing else; it left its record above.
                     unsafe { self.release(b) };
@@ -733,7 +828,7 @@ impl<A: DomainAllocator> Guarded<A> {
     /// `raw..raw + total` is a checked live block of ours starting at `raw`, with `data` its data
     /// pointer; `aligned` is its inner layout if it came from `malloc_aligned`.
     unsafe fn bury(&self, raw: *mut u8, data: *mut u8, total: usize, aligned: Option<Layout>) {
-        self.claims.remove(data as usize);
+        self.claims.given_up(data as usize);
         // SAFETY: the caller's guarantee.
         unsafe { raw.write_bytes(DEAD_BYTE, total) };
         let entry = Quarantined {
@@ -862,7 +957,7 @@ impl<A: DomainAllocator> Guarded<A> {
                 .collect()
         };
         for &b in &blocks {
-            self.claims.remove(b.data as usize);
+            self.claims.given_up(b.data as usize);
             // SAFETY: a withheld block is still allocated in the inner allocator and referred to
             // by nothing else; it leaves the record above, so it is released once.
             unsafe { self.release(b) };
@@ -997,15 +1092,19 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         Some(unsafe { read_word(ptr.as_ptr().sub(HEADER)) })
     }
 
-    /// Exact and reading no memory: every live block this allocator made is remembered, so a
-    /// block the inner allocator made directly (before this one was stacked on it), or another
-    /// decorator's, is never claimed. Domains route frees by this answer.
+    /// Once ownership is tracked ([`track_ownership`](DomainAllocator::track_ownership), or
+    /// [`with_ownership_tracking`](Guarded::with_ownership_tracking)), exact and reading no
+    /// memory: every live block this allocator made is remembered, so a block the inner allocator
+    /// made directly (before this one was stacked on it), or another decorator's, is never
+    /// claimed; domains route frees by this answer. Before, `Unknown`.
     fn owns(&self, ptr: *const u8) -> Ownership {
-        if self.claims.contains(ptr as usize) {
-            Ownership::Owned
-        } else {
-            Ownership::NotOwned
-        }
+        self.claims.owns(ptr)
+    }
+
+    fn track_ownership(&self) -> bool {
+        // Both: a block whose inner block's ownership is known is checked for being foreign.
+        let inner = self.inner.track_ownership();
+        self.claims.track() && inner
     }
 
     fn name(&self) -> &str {

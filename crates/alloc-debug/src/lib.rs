@@ -42,17 +42,18 @@ mod counting;
 mod fault;
 mod guard;
 mod profile;
+mod tally;
 pub mod tracing;
 
-pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, bucket_of};
+pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, PEAK_SLACK, bucket_of};
 pub use fault::{FaultInjecting, FaultPredicate};
 pub use guard::{
     Action, CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE, Guarded, MAX_QUARANTINE, RECORDED_VIOLATIONS,
-    Violation, ViolationKind,
+    SERIAL_BATCH, Violation, ViolationKind,
 };
 pub use profile::{EXACT_SIZES, LOG_BUCKETS, Profile, Profiling, log_bucket};
 pub use tracing::{
-    DomainFilter, Filter, Frame, Growth, KeyType, LeakReport, MAX_DEPTH, PLUMBING_FRAMES, Snapshot,
-    Statistic, StatisticDiff, Tag, Trace, TraceFilter, Traceback, Tracing, TracingError,
-    format_size, with_tag,
+    CALIBRATION, CaptureMethod, DomainFilter, Filter, Frame, Growth, KeyType, LeakReport,
+    MAX_DEPTH, PLUMBING_FRAMES, Snapshot, Statistic, StatisticDiff, Tag, Trace, TraceFilter,
+    Traceback, Tracing, TracingError, capture_method, format_size, set_capture_method, with_tag,
 };

@@ -408,6 +408,10 @@ fn decorators_claim_only_the_blocks_they_made() {
     let pool = PoolAllocator::new();
     let g = recording(&pool, b'm');
     let c = Counting::new(&pool);
+    assert!(
+        g.track_ownership() && c.track_ownership(),
+        "asked before any block"
+    );
     let direct = pool.malloc(64).unwrap().as_ptr();
     let guarded = g.malloc(64).unwrap().as_ptr();
     let counted = c.malloc(64).unwrap().as_ptr();
@@ -422,5 +426,40 @@ fn decorators_claim_only_the_blocks_they_made() {
         pool.free(direct);
         g.free(guarded);
         c.free(counted);
+    }
+}
+
+#[test]
+fn ownership_is_unknown_until_tracked_and_blocks_made_before_are_not_covered() {
+    use alloc_debug::{Counting, Limited};
+    let pool = PoolAllocator::new();
+    let g = recording(&pool, b'm');
+    let c = Counting::new(&pool);
+    let l = Limited::new(&pool, 1 << 20);
+    let before = [g.malloc(64), c.malloc(64), l.malloc(64)].map(|p| p.unwrap().as_ptr());
+    assert_eq!(g.owns(before[0]), Ownership::Unknown, "untracked: no claim");
+    assert_eq!(c.owns(before[1]), Ownership::Unknown);
+    assert_eq!(l.owns(before[2]), Ownership::Unknown);
+    assert!(!g.track_ownership(), "a block was made before tracking");
+    assert!(!c.track_ownership());
+    assert!(!l.track_ownership());
+    let after = g.malloc(64).unwrap().as_ptr();
+    assert_eq!(g.owns(after), Ownership::Owned, "tracked from the call on");
+    assert_eq!(
+        g.owns(before[0]),
+        Ownership::NotOwned,
+        "made before: not covered"
+    );
+    let built = Guarded::new(&pool).with_ownership_tracking();
+    let p = built.malloc(64).unwrap().as_ptr();
+    assert_eq!(built.owns(p), Ownership::Owned);
+    assert!(built.track_ownership(), "tracked from the first block");
+    // SAFETY: each block freed once by its maker.
+    unsafe {
+        g.free(before[0]);
+        c.free(before[1]);
+        l.free(before[2]);
+        g.free(after);
+        built.free(p);
     }
 }

@@ -28,7 +28,9 @@
 //! [`set`] and [`hook`] check it: on a domain that has allocated, the new allocator must claim a
 //! block it makes (a probe allocation), or the call is refused with
 //! [`DomainError::AmbiguousOwnership`]. The pool allocator claims its blocks; so do the debug
-//! decorators over anything (each remembers the blocks it made); a decorator that returns its inner
+//! decorators over anything (each remembers the blocks it made, once asked: every allocator is
+//! asked, with `DomainAllocator::track_ownership`, before it is installed, and one that made
+//! blocks before it was asked counts as not claiming them); a decorator that returns its inner
 //! blocks unchanged claims what its inner allocator claims. With a single allocator in the chain (the
 //! usual case) a free is one atomic load and one indirect call, like an allocation.
 
@@ -197,11 +199,20 @@ static POOL: MemPool = PoolAllocator::with_parts(&ARENAS, System);
 /// fallback of `PyObject_Malloc` on `PyMem_Malloc`), so a hook on mem sees them.
 type ObjectPool = PoolAllocator<&'static SwappableArenas, Domain>;
 static OBJECT_POOL: ObjectPool = PoolAllocator::with_parts(&ARENAS, Domain(DomainId::MEM));
-static RAW_DEBUG: Guarded<System> = Guarded::new(System).with_api(b'r');
-static MEM_DEBUG_SYSTEM: Guarded<System> = Guarded::new(System).with_api(b'm');
-static OBJECT_DEBUG_SYSTEM: Guarded<System> = Guarded::new(System).with_api(b'o');
-static MEM_DEBUG_POOL: Guarded<&MemPool> = Guarded::new(&POOL).with_api(b'm');
-static OBJECT_DEBUG_POOL: Guarded<&ObjectPool> = Guarded::new(&OBJECT_POOL).with_api(b'o');
+static RAW_DEBUG: Guarded<System> = Guarded::new(System)
+    .with_api(b'r')
+    .with_ownership_tracking();
+static MEM_DEBUG_SYSTEM: Guarded<System> = Guarded::new(System)
+    .with_api(b'm')
+    .with_ownership_tracking();
+static OBJECT_DEBUG_SYSTEM: Guarded<System> = Guarded::new(System)
+    .with_api(b'o')
+    .with_ownership_tracking();
+static MEM_DEBUG_POOL: Guarded<&MemPool> =
+    Guarded::new(&POOL).with_api(b'm').with_ownership_tracking();
+static OBJECT_DEBUG_POOL: Guarded<&ObjectPool> = Guarded::new(&OBJECT_POOL)
+    .with_api(b'o')
+    .with_ownership_tracking();
 
 const fn record(alloc: &'static DynAllocator, precise: bool, debug_hook: bool) -> Installed {
     Installed {
@@ -562,15 +573,17 @@ fn leak(rec: Installed) -> &'static Installed {
     Box::leak(Box::new(rec))
 }
 
-/// Whether `alloc` claims the blocks it makes (the probe of the replacement rule: one small block).
+/// Whether `alloc` claims the blocks it makes: asked to track its blocks (a header decorator
+/// remembers them only when asked), it must cover every live one, and claim a probe block.
 fn claims_its_blocks(alloc: &DynAllocator) -> bool {
+    let covered = alloc.track_ownership();
     let Some(p) = alloc.malloc(1) else {
         return false;
     };
     let owned = alloc.owns(p.as_ptr()) == Ownership::Owned;
     // SAFETY: the probe block was just made by `alloc` and is freed once.
     unsafe { alloc.free(p.as_ptr()) };
-    owned
+    covered && owned
 }
 
 /// Installs `new` (a record whose `previous` is the current one) in `id` under the writer lock,

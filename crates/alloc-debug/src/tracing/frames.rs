@@ -1,8 +1,8 @@
 //! Call stacks: captured as return addresses without allocating, resolved to file and line only
 //! when a report is made.
 //!
-//! Capture walks the stack with the platform's unwinder (`backtrace::trace_unsynchronized`: no
-//! lock, no allocation) and keeps return addresses. An allocation made through `Vec::push` or
+//! Capture ([`stack`](super::stack): the platform's unwinder, or the frame-pointer chain where
+//! the program keeps one; no lock, no allocation) keeps return addresses. An allocation made through `Vec::push` or
 //! `#[global_allocator]` passes through frames that say nothing about the program (the standard
 //! library's `alloc`, the global-allocator shims, domalloc's adapters and decorators), so capture
 //! keeps up to [`PLUMBING_FRAMES`] more addresses than the depth asked for, and resolution drops
@@ -77,34 +77,6 @@ impl Drop for Busy {
         let previous = self.0;
         let _ = BUSY.try_with(|b| b.set(previous));
     }
-}
-
-/// Captures up to `buf.len()` return addresses of the calling stack, most recent first, into
-/// `buf`; returns how many.
-#[inline(never)]
-pub(crate) fn capture(buf: &mut [usize]) -> usize {
-    let marker = 0u8;
-    let here = core::ptr::addr_of!(marker) as usize;
-    let mut n = 0;
-    // SAFETY: on the platforms domalloc builds for, the unwinder behind `trace_unsynchronized`
-    // (libgcc's `_Unwind_Backtrace`, or `RtlVirtualUnwind` on 64-bit Windows) is safe to call
-    // from several threads at once; the callback neither panics nor allocates.
-    unsafe {
-        backtrace::trace_unsynchronized(|f| {
-            // Frames of the unwinder itself (called by this function) lie below `marker`.
-            let sp = f.sp() as usize;
-            if sp != 0 && sp <= here {
-                return true;
-            }
-            if n < buf.len() {
-                buf[n] = f.ip() as usize;
-                n += 1;
-            }
-            n < buf.len()
-        });
-    }
-    core::hint::black_box(&marker);
-    n
 }
 
 /// A caller-given allocation site: code that knows its own call sites names them instead of

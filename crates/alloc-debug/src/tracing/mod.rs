@@ -35,6 +35,7 @@
 mod frames;
 mod leak;
 mod snapshot;
+mod stack;
 mod table;
 
 use core::alloc::Layout;
@@ -51,6 +52,7 @@ pub use snapshot::{
     DomainFilter, Filter, KeyType, Snapshot, Statistic, StatisticDiff, Trace, TraceFilter,
     format_size,
 };
+pub use stack::{CALIBRATION, CaptureMethod, capture_method, set_capture_method};
 
 use alloc_core::lock::Lock as ShardLock;
 use frames::{Busy, CAPTURE_WORDS, Resolver};
@@ -457,7 +459,7 @@ impl<A> Tracing<A> {
         }
         let depth = self.depth().min(MAX_DEPTH);
         let mut buf = [0usize; CAPTURE_WORDS];
-        let n = frames::capture(&mut buf[..depth + PLUMBING_FRAMES]);
+        let n = stack::capture(&mut buf[..depth + PLUMBING_FRAMES]);
         self.intern(Kind::Stack, &buf[..n])
     }
 
@@ -666,6 +668,11 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
                 if traced { Ownership::Owned } else { other }
             }
         }
+    }
+
+    /// Forwarded: the blocks are the inner allocator's (and those traced here are claimed here).
+    fn track_ownership(&self) -> bool {
+        self.inner.track_ownership()
     }
 
     fn name(&self) -> &str {

@@ -1,0 +1,52 @@
+//! How `Tracing` captures stacks: the first captures of the process calibrate (the unwinder and
+//! the frame-pointer chain must agree), and either way a traceback names the allocating line.
+//! Its own test binary: the capture method is process-wide.
+
+use alloc_core::{DomainAllocator, System};
+use alloc_debug::{CALIBRATION, CaptureMethod, Tracing, capture_method, set_capture_method};
+
+#[inline(never)]
+fn allocate_here(t: &Tracing<System>) -> *mut u8 {
+    t.malloc(48).unwrap().as_ptr()
+}
+
+fn site_of(t: &Tracing<System>, p: *mut u8) -> String {
+    let tb = t.traceback_of(p).expect("traced");
+    tb.to_string()
+}
+
+#[test]
+fn calibration_decides_the_method_and_each_method_names_the_allocating_line() {
+    let t = Tracing::new(System).with_depth(3);
+    assert_eq!(capture_method(), CaptureMethod::Undecided);
+    let mut blocks = Vec::new();
+    for _ in 0..CALIBRATION + 1 {
+        blocks.push(allocate_here(&t));
+    }
+    let decided = capture_method();
+    assert_ne!(decided, CaptureMethod::Undecided, "calibration decides");
+    // Whichever it chose (the chain only where this build keeps frame pointers), and the
+    // unwinder always, name this file.
+    let mut methods = vec![decided, CaptureMethod::Unwind];
+    methods.dedup();
+    for method in methods {
+        set_capture_method(method);
+        let p = allocate_here(&t);
+        let site = site_of(&t, p);
+        assert!(site.contains("capture.rs"), "{method:?}: {site}");
+        blocks.push(p);
+    }
+    set_capture_method(CaptureMethod::Undecided);
+    for _ in 0..CALIBRATION + 1 {
+        blocks.push(allocate_here(&t));
+    }
+    assert_eq!(
+        capture_method(),
+        decided,
+        "calibrating again decides the same"
+    );
+    for p in blocks {
+        // SAFETY: live blocks of `t`, each freed once.
+        unsafe { t.free(p) };
+    }
+}
