@@ -156,6 +156,32 @@ fn an_allocator_that_cannot_claim_its_blocks_is_refused_once_the_domain_has_allo
     }
 }
 
+#[test]
+fn a_decorator_used_before_it_was_installed_cannot_claim_its_blocks_and_is_refused() {
+    let id = add_domain("table-used-decorator", pool()).unwrap();
+    let d = Domain::new(id).unwrap();
+    let p = d.malloc(8).unwrap();
+    // Used directly first: its blocks went unremembered, so it cannot claim them later.
+    let used: &'static Guarded<System> = leak(Guarded::new(System));
+    let early = used.malloc(16).unwrap();
+    assert!(matches!(
+        set(id, used),
+        Err(DomainError::AmbiguousOwnership { .. })
+    ));
+    // A fresh one is asked to track before its first block, and claims everything it makes.
+    let fresh: &'static Guarded<System> = leak(Guarded::new(System));
+    set(id, fresh).unwrap();
+    let q = d.malloc(24).unwrap();
+    assert_eq!(fresh.owns(q.as_ptr()), Ownership::Owned);
+    // SAFETY: live blocks, each freed once: `p` through the domain (back to the pool that made
+    // it), `q` through the domain (to `fresh`), `early` by the decorator that made it.
+    unsafe {
+        d.free(p.as_ptr());
+        d.free(q.as_ptr());
+        used.free(early.as_ptr());
+    }
+}
+
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 

@@ -25,6 +25,10 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 /// Captures compared both ways before frame pointers are trusted.
 pub const CALIBRATION: usize = 8;
 
+/// Frames at the outer end of a stack (the thread's entry in the C library) that the unwinder
+/// reports and the frame-pointer chain may not reach.
+const ENTRY_FRAMES: usize = 2;
+
 /// How call stacks are captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CaptureMethod {
@@ -69,35 +73,43 @@ pub fn set_capture_method(method: CaptureMethod) {
 
 /// Captures up to `buf.len()` return addresses of the calling stack, most recent first (the
 /// first is the return address into this function's caller); returns how many.
+///
+/// The chain is walked by the same call, from the same frame state, whether frame pointers are
+/// trusted or still being calibrated, so that what calibration checks is what is used.
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize]) -> usize {
-    match METHOD.load(Ordering::Relaxed) {
-        FRAME_POINTERS => fp::walk(buf),
-        UNWIND => unwind(buf),
-        _ => calibrate(buf),
+    let method = METHOD.load(Ordering::Relaxed);
+    if method == UNWIND || !fp::SUPPORTED {
+        return unwind(buf);
     }
+    let m = fp::walk(buf);
+    // Keeps the walk an ordinary call (not a tail call), as it is on the calibrating path.
+    let m = core::hint::black_box(m);
+    if method == FRAME_POINTERS {
+        return m;
+    }
+    calibrate(buf, m)
 }
 
-/// Captures both ways; decides once [`CALIBRATION`] captures agreed, or at the first that did not.
-#[inline(always)]
-fn calibrate(buf: &mut [usize]) -> usize {
-    let n = unwind(buf);
-    if !fp::SUPPORTED {
-        METHOD.store(UNWIND, Ordering::Relaxed);
-        return n;
-    }
+/// Compares the chain just walked (`buf[..m]`) with the unwinder's capture, which it leaves in
+/// `buf`; decides once [`CALIBRATION`] captures agreed, or at the first that did not.
+#[inline(never)]
+fn calibrate(buf: &mut [usize], m: usize) -> usize {
     let mut walked = [0usize; super::frames::CAPTURE_WORDS];
-    let len = buf.len().min(walked.len());
-    let m = fp::walk(&mut walked[..len]);
-    // The unwinder may report this function's own frame first; the chain starts at its caller.
-    // The chain may end before the unwinder does (at a thread's entry), never differ before.
-    let skip = buf[..n.min(2)]
+    let m = m.min(walked.len());
+    walked[..m].copy_from_slice(&buf[..m]);
+    let n = unwind(buf);
+    // The unwinder may report the frames of `capture` first; the chain starts at its caller.
+    let skip = buf[..n.min(3)]
         .iter()
         .position(|&ip| m > 0 && ip == walked[0])
         .unwrap_or(n);
-    let common = (n - skip).min(m);
-    let agrees =
-        m > 0 && common >= (n - skip).min(4) && walked[..common] == buf[skip..skip + common];
+    // A frame without a frame pointer cuts the chain short (or sends it elsewhere): the chain
+    // must reach as far as the unwinder, but for the last frames of a thread's entry (which the
+    // C library builds without frame pointers), and agree on every frame it has.
+    let want = n - skip;
+    let common = want.min(m);
+    let agrees = m > 0 && m + ENTRY_FRAMES >= want && walked[..common] == buf[skip..skip + common];
     if !agrees {
         METHOD.store(UNWIND, Ordering::Relaxed);
     } else if AGREED.fetch_add(1, Ordering::Relaxed) + 1 >= CALIBRATION {
@@ -111,7 +123,7 @@ fn calibrate(buf: &mut [usize]) -> usize {
     n
 }
 
-/// The unwinder's capture. Inlined into [`capture`], whose frame (and the unwinder's below it)
+/// The unwinder's capture; the frames of the unwinder and of the function this is inlined into
 /// are skipped.
 #[inline(always)]
 fn unwind(buf: &mut [usize]) -> usize {
@@ -178,7 +190,7 @@ mod fp {
         found
     }
 
-    /// The frame pointer of the caller of... this function is inlined into `capture`: its own.
+    /// The frame pointer register (inlined into `walk`: its own frame, where it keeps one).
     #[inline(always)]
     fn frame_pointer() -> usize {
         let fp: usize;
@@ -192,10 +204,12 @@ mod fp {
         fp
     }
 
-    /// Follows the frame-pointer chain from the frame of `capture`, within the thread's stack.
-    #[inline(always)]
+    /// Follows the frame-pointer chain from the frame of its caller (its own record, whose
+    /// return address points into the caller, is passed over), within the thread's stack.
+    #[inline(never)]
     pub(super) fn walk(buf: &mut [usize]) -> usize {
         let mut fp = frame_pointer();
+        let mut skip_own = true;
         let marker = 0u8;
         let sp = core::ptr::addr_of!(marker) as usize;
         let (mut low, mut high) = BOUNDS.with(Cell::get);
@@ -210,7 +224,7 @@ mod fp {
         let mut n = 0;
         while n < buf.len() {
             // A frame record is two aligned words between here and the top of the stack.
-            if fp < sp || fp % 16 != 0 || fp > high - 16 {
+            if fp < sp || !fp.is_multiple_of(16) || fp > high - 16 {
                 break;
             }
             // SAFETY: `[fp, fp + 16)` lies within this thread's stack (checked above), which is
@@ -222,8 +236,12 @@ mod fp {
             if ret == 0 {
                 break;
             }
-            buf[n] = ret;
-            n += 1;
+            if skip_own {
+                skip_own = false;
+            } else {
+                buf[n] = ret;
+                n += 1;
+            }
             // The chain runs towards the top of the stack; anything else is not a chain.
             if next <= fp {
                 break;
