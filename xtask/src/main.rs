@@ -128,7 +128,8 @@ fn target_installed(triple: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The checks CI runs: the README's test command plus fmt, clippy, docs and the windows build.
+/// The checks CI runs: the README's test command plus fmt, clippy, the `no_std` build, the
+/// frame-pointer capture test, docs and the windows build.
 fn ci(skip_tests: bool) -> Result {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
@@ -167,6 +168,24 @@ fn ci(skip_tests: bool) -> Result {
         "cargo build -p alloc-core -p alloc-arena --no-default-features",
         no_std,
     )?;
+
+    // Tracing's frame-pointer capture, in a build that keeps frame pointers: calibration must
+    // choose it, and its tracebacks must name the allocating line.
+    if cfg!(target_os = "linux") {
+        let mut fp = cargo();
+        fp.args([
+            "test",
+            "-p",
+            "alloc-debug",
+            "--test",
+            "capture",
+            "--target-dir",
+            "target/frame-pointers",
+        ])
+        .env("RUSTFLAGS", "-C force-frame-pointers=yes")
+        .env("DOMALLOC_EXPECT_FRAME_POINTERS", "1");
+        run("the capture test built with frame pointers", fp)?;
+    }
 
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps"])

@@ -25,6 +25,14 @@ fn calibration_decides_the_method_and_each_method_names_the_allocating_line() {
     }
     let decided = capture_method();
     assert_ne!(decided, CaptureMethod::Undecided, "calibration decides");
+    // Set by `cargo xtask ci` for its build with `-C force-frame-pointers=yes`.
+    if std::env::var_os("DOMALLOC_EXPECT_FRAME_POINTERS").is_some() {
+        assert_eq!(
+            decided,
+            CaptureMethod::FramePointers,
+            "the chain agreed with the unwinder"
+        );
+    }
     // Whichever it chose (the chain only where this build keeps frame pointers), and the
     // unwinder always, name this file.
     let mut methods = vec![decided, CaptureMethod::Unwind];

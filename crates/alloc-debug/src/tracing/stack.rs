@@ -25,9 +25,10 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 /// Captures compared both ways before frame pointers are trusted.
 pub const CALIBRATION: usize = 8;
 
-/// Frames at the outer end of a stack (the thread's entry in the C library) that the unwinder
-/// reports and the frame-pointer chain may not reach.
-const ENTRY_FRAMES: usize = 2;
+/// Frames at the outer end of a stack that the unwinder reports and the frame-pointer chain may
+/// not reach: the C library's entry frames (`__libc_start_main` and `_start` under `main`'s
+/// caller; `start_thread` and `clone3` for a thread), built without frame pointers.
+const ENTRY_FRAMES: usize = 3;
 
 /// How call stacks are captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,7 +108,9 @@ fn calibrate(buf: &mut [usize], m: usize) -> usize {
     // A frame without a frame pointer cuts the chain short (or sends it elsewhere): the chain
     // must reach as far as the unwinder, but for the last frames of a thread's entry (which the
     // C library builds without frame pointers), and agree on every frame it has.
-    let want = n - skip;
+    // (The unwinder ends on a null return address at the outermost frame: not a frame.)
+    let outer = buf[..n].iter().rev().take_while(|&&ip| ip == 0).count();
+    let want = (n - outer).saturating_sub(skip);
     let common = want.min(m);
     let agrees = m > 0 && m + ENTRY_FRAMES >= want && walked[..common] == buf[skip..skip + common];
     if !agrees {
