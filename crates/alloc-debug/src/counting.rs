@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 
 use crate::claims::Claims;
-use crate::tally::{Slot, Tallies};
+pub use crate::tally::PEAK_SLACK;
+use crate::tally::{Balance, Tallies};
 
 const HEADER: usize = MIN_ALIGN;
 /// The second word of the header: marks a block as made by a sizing decorator.
@@ -322,14 +323,9 @@ pub struct Counting<A> {
     inner: A,
     claims: Claims,
     tallies: Tallies<COUNTERS>,
-    /// Bytes live that the threads have published (two's complement: frees of blocks another
-    /// thread made can take it below zero for a while); the rest is in the shards' `PENDING`.
-    published: AtomicU64,
-    peak_bytes: AtomicU64,
+    /// Bytes live and their peak (the threads' balances are counter `PENDING` of their shards).
+    bytes: Balance,
 }
-
-/// How far a thread's unpublished balance of bytes may go before it adds it to the shared total.
-pub const PEAK_SLACK: u64 = 32 << 10;
 
 // The counters of a shard: the histogram's buckets, then these.
 const FREES: usize = HISTOGRAM_BUCKETS;
@@ -346,8 +342,7 @@ impl<A> Counting<A> {
             inner,
             claims: Claims::new(),
             tallies: Tallies::new(),
-            published: AtomicU64::new(0),
-            peak_bytes: AtomicU64::new(0),
+            bytes: Balance::new(),
         }
     }
 
@@ -365,12 +360,7 @@ impl<A> Counting<A> {
 
     /// Bytes requested by live blocks: the published total plus every thread's balance.
     fn bytes_live(&self) -> u64 {
-        let live = self
-            .published
-            .load(Ordering::Relaxed)
-            .wrapping_add(self.tallies.sum(PENDING));
-        // Read while threads count, the sum can lag a free behind its allocation.
-        (live as i64).max(0) as u64
+        self.bytes.live(&self.tallies, PENDING)
     }
 
     /// A snapshot of the counts (each exact once the counting threads are joined; together, as
@@ -388,43 +378,14 @@ impl<A> Counting<A> {
             reallocs: self.tallies.sum(REALLOCS),
             failures: self.tallies.sum(FAILURES),
             bytes_live,
-            peak_bytes: self.peak_bytes.load(Ordering::Relaxed).max(bytes_live),
+            peak_bytes: self.bytes.peak(bytes_live),
             histogram,
         }
     }
 
     /// Sets the peak back to the bytes live now.
     pub fn reset_peak(&self) {
-        self.peak_bytes.store(self.bytes_live(), Ordering::Relaxed);
-    }
-
-    /// Adds `delta` bytes (two's complement) to this thread's balance, publishing it when it
-    /// passes the slack; returns the balance left unpublished.
-    #[inline]
-    fn balance(&self, slot: Slot<'_, COUNTERS>, delta: u64) -> i64 {
-        let pending = slot.add(PENDING, delta) as i64;
-        if pending.unsigned_abs() > PEAK_SLACK {
-            self.publish(slot, pending);
-            return 0;
-        }
-        pending
-    }
-
-    #[cold]
-    fn publish(&self, slot: Slot<'_, COUNTERS>, pending: i64) {
-        // Taken from the balance before it reaches the total: a reader in between sees too few
-        // bytes, never too many (the peak stays a peak that happened).
-        slot.add(PENDING, (pending as u64).wrapping_neg());
-        self.published.fetch_add(pending as u64, Ordering::Relaxed);
-    }
-
-    #[inline]
-    fn grow(&self, slot: Slot<'_, COUNTERS>, bytes: usize) {
-        let pending = self.balance(slot, bytes as u64);
-        let live = (self.published.load(Ordering::Relaxed) as i64).wrapping_add(pending);
-        if live > self.peak_bytes.load(Ordering::Relaxed) as i64 {
-            self.peak_bytes.fetch_max(live as u64, Ordering::Relaxed);
-        }
+        self.bytes.reset_peak(self.bytes_live());
     }
 
     #[inline]
@@ -433,7 +394,7 @@ impl<A> Counting<A> {
         match p {
             Some(_) => {
                 slot.add(bucket_of(size).0, 1);
-                self.grow(slot, size);
+                self.bytes.grow(slot, PENDING, size as u64);
             }
             None => {
                 slot.add(FAILURES, 1);
@@ -453,8 +414,8 @@ impl<A> Counting<A> {
         match moved {
             Some(_) => {
                 slot.add(REALLOCS, 1);
-                self.balance(slot, (old as u64).wrapping_neg());
-                self.grow(slot, new_size);
+                self.bytes.shrink(slot, PENDING, old as u64);
+                self.bytes.grow(slot, PENDING, new_size as u64);
             }
             None => {
                 slot.add(FAILURES, 1);
@@ -467,7 +428,7 @@ impl<A> Counting<A> {
     fn freed(&self, size: usize) {
         let slot = self.tallies.slot();
         slot.add(FREES, 1);
-        self.balance(slot, (size as u64).wrapping_neg());
+        self.bytes.shrink(slot, PENDING, size as u64);
     }
 }
 

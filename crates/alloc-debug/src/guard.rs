@@ -33,6 +33,8 @@ use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 
 use alloc_core::lock::Lock;
 
+use crate::instance::InstanceId;
+
 /// The guard bytes around every block (CPython's `FORBIDDENBYTE`).
 pub const FORBIDDEN_BYTE: u8 = 0xFD;
 /// The fill of newly allocated memory (CPython's `CLEANBYTE`).
@@ -239,9 +241,8 @@ pub struct Guarded<A: DomainAllocator> {
     quarantine_capacity: usize,
     /// Serial numbers handed out so far, in batches of [`SERIAL_BATCH`] (see [`Serials`]).
     serial: AtomicU64,
-    /// This decorator's number among all `Guarded`s, given on first use (0 before): names it in
-    /// a thread's batch of serials.
-    id: AtomicU64,
+    /// Names this decorator in a thread's batch of serials.
+    id: InstanceId,
     records: Lock<Records>,
     quarantine: Lock<Quarantine>,
 }
@@ -256,7 +257,7 @@ impl<A: DomainAllocator> Guarded<A> {
             action: Action::Abort,
             quarantine_capacity: 0,
             serial: AtomicU64::new(0),
-            id: AtomicU64::new(0),
+            id: InstanceId::new(),
             records: Lock::new(Records {
                 ring: [const { None }; RECORDED_VIOLATIONS],
                 next: 0,
@@ -389,10 +390,6 @@ fn aligned_prefix(align: usize) -> usize {
 /// Serial numbers are taken from a decorator's counter this many at a time, by each thread.
 pub const SERIAL_BATCH: u64 = 64;
 
-/// Numbers the `Guarded` decorators, so that a thread's batch names the one it came from (an
-/// address would not: a dropped decorator's successor can take its place).
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
 /// A thread's batch of serial numbers: `next..end` of the decorator numbered `owner`.
 #[derive(Clone, Copy)]
 struct Serials {
@@ -407,23 +404,6 @@ std::thread_local! {
 }
 
 impl<A: DomainAllocator> Guarded<A> {
-    /// This decorator's number, given on first use.
-    #[inline]
-    fn id(&self) -> u64 {
-        let id = self.id.load(Ordering::Relaxed);
-        if id != 0 {
-            return id;
-        }
-        let fresh = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        match self
-            .id
-            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => fresh,
-            Err(winner) => winner,
-        }
-    }
-
     /// The next serial number: unique to this decorator, increasing along each thread, and, in a
     /// program with one allocating thread, exactly the count of calls to malloc and realloc
     /// (CPython's "call #N"). Each thread takes [`SERIAL_BATCH`] numbers at a time from the
@@ -432,7 +412,7 @@ impl<A: DomainAllocator> Guarded<A> {
     /// skips the rest of its batch at each change.
     #[inline]
     fn next_serial(&self) -> u64 {
-        let id = self.id();
+        let id = self.id.get();
         SERIALS.with(|cell| {
             let mut b = cell.get();
             if b.owner != id || b.next == b.end {

@@ -41,6 +41,7 @@ mod claims;
 mod counting;
 mod fault;
 mod guard;
+mod instance;
 mod profile;
 mod tally;
 pub mod tracing;

@@ -163,6 +163,93 @@ impl<const N: usize> Tallies<N> {
     }
 }
 
+/// How far a thread's unpublished balance of bytes may go before it adds it to the shared total.
+pub const PEAK_SLACK: u64 = 32 << 10;
+
+/// Bytes live and their peak over per-thread balances: each thread keeps its balance (bytes it
+/// allocated minus bytes it freed) in counter `i` of its shard and adds it to the shared total
+/// only once it passes ±[`PEAK_SLACK`], so the common update is a plain load and store. Bytes
+/// live (the total plus every balance) are exact once the threads are joined; the peak, checked
+/// against the total plus the calling thread's balance, is exact while one thread allocates and
+/// low by at most the slack per other thread.
+pub(crate) struct Balance {
+    /// What the threads have published (two's complement: frees of blocks another thread made
+    /// can take it below zero for a while).
+    published: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Balance {
+    pub(crate) const fn new() -> Self {
+        Balance {
+            published: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `delta` bytes (two's complement) to the thread's balance in counter `i`, publishing
+    /// it past the slack; returns what is left unpublished.
+    #[inline]
+    fn settle<const N: usize>(&self, slot: Slot<'_, N>, i: usize, delta: u64) -> i64 {
+        let pending = slot.add(i, delta) as i64;
+        if pending.unsigned_abs() > PEAK_SLACK {
+            self.publish(slot, i, pending);
+            return 0;
+        }
+        pending
+    }
+
+    #[cold]
+    fn publish<const N: usize>(&self, slot: Slot<'_, N>, i: usize, pending: i64) {
+        // Taken from the balance before it reaches the total: a reader in between sees too few
+        // bytes, never too many (the peak stays a peak that happened).
+        slot.add(i, (pending as u64).wrapping_neg());
+        self.published.fetch_add(pending as u64, Ordering::Relaxed);
+    }
+
+    /// `bytes` more are live; the peak follows.
+    #[inline]
+    pub(crate) fn grow<const N: usize>(&self, slot: Slot<'_, N>, i: usize, bytes: u64) {
+        let pending = self.settle(slot, i, bytes);
+        let live = (self.published.load(Ordering::Relaxed) as i64).wrapping_add(pending);
+        if live > self.peak.load(Ordering::Relaxed) as i64 {
+            self.peak.fetch_max(live as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// `bytes` fewer are live.
+    #[inline]
+    pub(crate) fn shrink<const N: usize>(&self, slot: Slot<'_, N>, i: usize, bytes: u64) {
+        self.settle(slot, i, bytes.wrapping_neg());
+    }
+
+    /// `bytes` fewer are live, taken from the shared total (for a bulk change, off the fast path).
+    pub(crate) fn shrink_shared(&self, bytes: u64) {
+        self.published
+            .fetch_add(bytes.wrapping_neg(), Ordering::Relaxed);
+    }
+
+    /// Bytes live: the published total plus every thread's balance (counter `i` of `t`).
+    pub(crate) fn live<const N: usize>(&self, t: &Tallies<N>, i: usize) -> u64 {
+        let live = self
+            .published
+            .load(Ordering::Relaxed)
+            .wrapping_add(t.sum(i));
+        // Read while threads count, the sum can lag a free behind its allocation.
+        (live as i64).max(0) as u64
+    }
+
+    /// The peak, given the bytes live now.
+    pub(crate) fn peak(&self, live: u64) -> u64 {
+        self.peak.load(Ordering::Relaxed).max(live)
+    }
+
+    /// Sets the peak back to `live`.
+    pub(crate) fn reset_peak(&self, live: u64) {
+        self.peak.store(live, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

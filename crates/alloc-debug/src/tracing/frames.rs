@@ -267,6 +267,26 @@ fn is_plumbing_frame(function: &str, file: Option<&str>) -> bool {
     is_plumbing(function) || file.is_some_and(|f| PLUMBING_SOURCES.iter().any(|p| f.contains(p)))
 }
 
+/// Whether every function at return address `ip` (the innermost and those inlined around it)
+/// belongs to the allocation machinery: such a frame says nothing about the program. Resolves the
+/// address (slow: debug information is read), allocating nothing itself; allocations of the
+/// resolver run with [`Busy`] set. An address that resolves to nothing is the program's.
+pub(crate) fn frame_is_plumbing(ip: usize) -> bool {
+    let _busy = Busy::enter();
+    let mut any = false;
+    let mut all = true;
+    backtrace::resolve(ip as *mut core::ffi::c_void, |sym| {
+        any = true;
+        let mut name = Prefix::default();
+        if let Some(n) = sym.name() {
+            let _ = write!(name, "{n:#}");
+        }
+        let file = sym.filename().and_then(|f| f.to_str());
+        all &= is_plumbing_frame(name.as_str(), file);
+    });
+    any && all
+}
+
 /// Resolves return addresses to frames, each address once per resolver.
 pub(crate) struct Resolver {
     cache: HashMap<usize, Vec<Frame>>,

@@ -34,6 +34,7 @@
 
 mod frames;
 mod leak;
+mod recent;
 mod snapshot;
 mod stack;
 mod table;
@@ -41,7 +42,7 @@ mod table;
 use core::alloc::Layout;
 use core::fmt;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::vec::Vec;
 
 use alloc_core::{DomainAllocator, Ownership};
@@ -58,6 +59,9 @@ use alloc_core::lock::Lock as ShardLock;
 use frames::{Busy, CAPTURE_WORDS, Resolver};
 use table::{Blocks, Kind, Record, SHARDS, TraceId, Tracebacks, new_blocks, shard_of};
 use table::{TableVec, table_alloc, table_copy};
+
+use crate::instance::InstanceId;
+use crate::tally::{Balance, Tallies};
 
 /// What a [`Tracing`] refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +113,9 @@ pub fn with_tag<R>(tag: Tag, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Depths up to this capture into a buffer of their own size.
+const SMALL_DEPTH: usize = 8;
+
 /// tracemalloc as a decorator: records every live block with its size and allocation site.
 ///
 /// ```
@@ -134,10 +141,16 @@ pub struct Tracing<A> {
     domain: u32,
     tracing: AtomicBool,
     depth: AtomicUsize,
-    current: AtomicUsize,
-    peak: AtomicUsize,
+    /// Per-thread balances of traced bytes (counter 0), summed with `traced` when read.
+    balances: Tallies<1>,
+    /// Traced bytes and their peak.
+    traced: Balance,
     blocks: [ShardLock<Option<Blocks>>; SHARDS],
     tracebacks: [ShardLock<Option<Tracebacks>>; SHARDS],
+    /// Names this decorator in the threads' caches of recent tracebacks (`recent`).
+    id: InstanceId,
+    /// Bumped by `clear_traces`: tracebacks cached before are stale.
+    generation: AtomicU64,
 }
 
 impl<A> Tracing<A> {
@@ -154,10 +167,12 @@ impl<A> Tracing<A> {
             domain,
             tracing: AtomicBool::new(true),
             depth: AtomicUsize::new(1),
-            current: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
+            balances: Tallies::new(),
+            traced: Balance::new(),
             blocks: [const { ShardLock::new(None) }; SHARDS],
             tracebacks: [const { ShardLock::new(None) }; SHARDS],
+            id: InstanceId::new(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -233,7 +248,7 @@ impl<A> Tracing<A> {
             if let Some(b) = s.as_mut() {
                 let bytes: usize = b.values().map(|r| r.size).sum();
                 b.clear();
-                self.current.fetch_sub(bytes, Ordering::Relaxed);
+                self.traced.shrink_shared(bytes as u64);
             }
         }
         for shard in &self.tracebacks {
@@ -241,21 +256,24 @@ impl<A> Tracing<A> {
                 t.clear();
             }
         }
+        self.generation.fetch_add(1, Ordering::Relaxed);
         self.reset_peak();
     }
 
     /// Bytes of traced blocks now and at most since the start or the last reset (tracemalloc's
     /// `get_traced_memory`).
+    ///
+    /// Each thread keeps its own balance and adds it to the total past 32 KiB
+    /// ([`PEAK_SLACK`](crate::PEAK_SLACK)), so the peak is exact while one thread allocates and low
+    /// by at most that much per other thread.
     pub fn traced_memory(&self) -> (usize, usize) {
-        let current = self.current.load(Ordering::Relaxed);
-        let peak = self.peak.load(Ordering::Relaxed).max(current);
-        (current, peak)
+        let current = self.traced.live(&self.balances, 0);
+        (current as usize, self.traced.peak(current) as usize)
     }
 
     /// Sets the peak to the traced memory now (tracemalloc's `reset_peak`).
     pub fn reset_peak(&self) {
-        self.peak
-            .store(self.current.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.traced.reset_peak(self.traced.live(&self.balances, 0));
     }
 
     /// Bytes the tracing tables hold in the C library's memory (tracemalloc's
@@ -458,12 +476,36 @@ impl<A> Tracing<A> {
             return self.intern(Kind::Tag, &tag.words());
         }
         let depth = self.depth().min(MAX_DEPTH);
-        let mut buf = [0usize; CAPTURE_WORDS];
-        let n = stack::capture(&mut buf[..depth + PLUMBING_FRAMES]);
+        // The common depths capture into a small buffer (less to clear on every allocation).
+        if depth <= SMALL_DEPTH {
+            self.capture_into::<{ SMALL_DEPTH + PLUMBING_FRAMES }>(depth)
+        } else {
+            self.capture_into::<CAPTURE_WORDS>(depth)
+        }
+    }
+
+    #[inline]
+    fn capture_into<const N: usize>(&self, depth: usize) -> Option<TraceId> {
+        let mut buf = [0usize; N];
+        let n = stack::capture(&mut buf[..depth + PLUMBING_FRAMES], stack::Keep::new(depth));
         self.intern(Kind::Stack, &buf[..n])
     }
 
+    /// The id of `(kind, words)`: from this thread's cache of recent tracebacks, or interned in
+    /// the tables (and cached).
+    #[inline]
     fn intern(&self, kind: Kind, words: &[usize]) -> Option<TraceId> {
+        let owner = self.id.get();
+        let generation = self.generation.load(Ordering::Relaxed);
+        if let Some(id) = recent::find(owner, generation, kind, words) {
+            return Some(id);
+        }
+        let id = self.intern_in_tables(kind, words)?;
+        recent::remember(owner, generation, kind, words, id);
+        Some(id)
+    }
+
+    fn intern_in_tables(&self, kind: Kind, words: &[usize]) -> Option<TraceId> {
         let hash = Tracebacks::hash(kind, words);
         let shard = (hash >> 60) as usize & (SHARDS - 1);
         let mut s = self.tracebacks[shard].lock();
@@ -480,13 +522,11 @@ impl<A> Tracing<A> {
             }
             b.insert((domain, addr), Record { size, trace })
         };
+        let slot = self.balances.slot();
         if let Some(old) = old {
-            self.current.fetch_sub(old.size, Ordering::Relaxed);
+            self.traced.shrink(slot, 0, old.size as u64);
         }
-        let now = self.current.fetch_add(size, Ordering::Relaxed) + size;
-        if now > self.peak.load(Ordering::Relaxed) {
-            self.peak.fetch_max(now, Ordering::Relaxed);
-        }
+        self.traced.grow(slot, 0, size as u64);
         true
     }
 
@@ -497,7 +537,7 @@ impl<A> Tracing<A> {
             .and_then(|b| b.remove(&(domain, addr)));
         match old {
             Some(r) => {
-                self.current.fetch_sub(r.size, Ordering::Relaxed);
+                self.traced.shrink(self.balances.slot(), 0, r.size as u64);
                 true
             }
             None => false,

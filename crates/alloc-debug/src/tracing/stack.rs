@@ -22,6 +22,8 @@
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
+use super::frames::PLUMBING_FRAMES;
+
 /// Captures compared both ways before frame pointers are trusted.
 pub const CALIBRATION: usize = 8;
 
@@ -72,34 +74,88 @@ pub fn set_capture_method(method: CaptureMethod) {
     METHOD.store(m, Ordering::Relaxed);
 }
 
-/// Captures up to `buf.len()` return addresses of the calling stack, most recent first (the
-/// first is the return address into this function's caller); returns how many.
+/// Which frames a traceback keeps: the leading frames of the allocation machinery (at most
+/// [`PLUMBING_FRAMES`] of them) are passed over, then `depth` frames are kept, so that the walk
+/// stops as soon as the traceback is complete.
+#[derive(Clone, Copy)]
+pub(crate) struct Keep {
+    depth: usize,
+    skipped: usize,
+    kept: usize,
+}
+
+impl Keep {
+    pub(crate) fn new(depth: usize) -> Self {
+        Keep {
+            depth,
+            skipped: 0,
+            kept: 0,
+        }
+    }
+
+    /// Whether the frame returning to `ip`, the next one out, belongs in the traceback.
+    #[inline]
+    fn offer(&mut self, ip: usize) -> bool {
+        if self.kept == 0 && self.skipped < PLUMBING_FRAMES && sites::is_plumbing(ip) {
+            self.skipped += 1;
+            return false;
+        }
+        self.kept += 1;
+        true
+    }
+
+    /// Whether the traceback has its frames.
+    #[inline]
+    fn done(&self) -> bool {
+        self.kept >= self.depth
+    }
+
+    /// Keeps the frames of `buf[..n]` this traceback takes, in place; returns how many.
+    fn filter(mut self, buf: &mut [usize], n: usize) -> usize {
+        let mut k = 0;
+        for i in 0..n {
+            if self.done() {
+                break;
+            }
+            if self.offer(buf[i]) {
+                buf[k] = buf[i];
+                k += 1;
+            }
+        }
+        k
+    }
+}
+
+/// Captures the traceback `keep` describes into `buf` (at least `depth + PLUMBING_FRAMES` long:
+/// calibration fills it whole), most recent frame first; returns how many frames.
 ///
 /// The chain is walked by the same call, from the same frame state, whether frame pointers are
 /// trusted or still being calibrated, so that what calibration checks is what is used.
 #[inline(never)]
-pub(crate) fn capture(buf: &mut [usize]) -> usize {
+pub(crate) fn capture(buf: &mut [usize], keep: Keep) -> usize {
     let method = METHOD.load(Ordering::Relaxed);
     if method == UNWIND || !fp::SUPPORTED {
-        return unwind(buf);
+        return unwind(buf, Some(keep));
     }
-    let m = fp::walk(buf);
+    let trusted = method == FRAME_POINTERS;
+    let m = fp::walk(buf, trusted.then_some(keep));
     // Keeps the walk an ordinary call (not a tail call), as it is on the calibrating path.
     let m = core::hint::black_box(m);
-    if method == FRAME_POINTERS {
+    if trusted {
         return m;
     }
-    calibrate(buf, m)
+    calibrate(buf, m, keep)
 }
 
-/// Compares the chain just walked (`buf[..m]`) with the unwinder's capture, which it leaves in
-/// `buf`; decides once [`CALIBRATION`] captures agreed, or at the first that did not.
+/// Compares the chain just walked whole (`buf[..m]`) with the unwinder's capture, and leaves the
+/// unwinder's traceback in `buf`; decides once [`CALIBRATION`] captures agreed, or at the first
+/// that did not.
 #[inline(never)]
-fn calibrate(buf: &mut [usize], m: usize) -> usize {
+fn calibrate(buf: &mut [usize], m: usize, keep: Keep) -> usize {
     let mut walked = [0usize; super::frames::CAPTURE_WORDS];
     let m = m.min(walked.len());
     walked[..m].copy_from_slice(&buf[..m]);
-    let n = unwind(buf);
+    let n = unwind(buf, None);
     // The unwinder may report the frames of `capture` first; the chain starts at its caller.
     let skip = buf[..n.min(3)]
         .iter()
@@ -123,19 +179,24 @@ fn calibrate(buf: &mut [usize], m: usize) -> usize {
             Ordering::Relaxed,
         );
     }
-    n
+    // The frames of `capture` the unwinder reported before the chain's first are not the
+    // program's (without a chain, the filter passes over them as the machinery's).
+    let lead = if skip < n { skip } else { 0 };
+    buf.copy_within(lead..n, 0);
+    keep.filter(buf, n - lead)
 }
 
-/// The unwinder's capture; the frames of the unwinder and of the function this is inlined into
-/// are skipped.
+/// The unwinder's capture, filtered by `keep` (or whole); the frames of the unwinder and of the
+/// function this is inlined into are skipped.
 #[inline(always)]
-fn unwind(buf: &mut [usize]) -> usize {
+fn unwind(buf: &mut [usize], mut keep: Option<Keep>) -> usize {
     let marker = 0u8;
     let here = core::ptr::addr_of!(marker) as usize;
     let mut n = 0;
     // SAFETY: on the platforms domalloc builds for, the unwinder behind `trace_unsynchronized`
     // (libgcc's `_Unwind_Backtrace`, or `RtlVirtualUnwind` on 64-bit Windows) is safe to call
-    // from several threads at once; the callback neither panics nor allocates.
+    // from several threads at once; the callback neither panics nor allocates (classifying a
+    // frame the first time may resolve it, which allocates untraced: `frames::frame_is_plumbing`).
     unsafe {
         backtrace::trace_unsynchronized(|f| {
             // Frames of the unwinder and of this function lie below `marker`.
@@ -143,15 +204,79 @@ fn unwind(buf: &mut [usize]) -> usize {
             if sp != 0 && sp <= here {
                 return true;
             }
-            if n < buf.len() {
-                buf[n] = f.ip() as usize;
+            let ip = f.ip() as usize;
+            if n < buf.len() && keep.as_mut().is_none_or(|k| k.offer(ip)) {
+                buf[n] = ip;
                 n += 1;
             }
-            n < buf.len()
+            n < buf.len() && !keep.as_ref().is_some_and(Keep::done)
         });
     }
     core::hint::black_box(&marker);
     n
+}
+
+/// Which return addresses belong to the allocation machinery, each resolved once per process.
+///
+/// An open-addressing table of words, `ip << 2 | class` (0: empty), written with a
+/// compare-exchange and never cleared: a return address is resolved the first time a capture
+/// meets it among a stack's leading frames (slow, once), then found in a few loads. Past the
+/// table's room, addresses are taken for the program's (nothing is lost: resolution strips the
+/// machinery's frames again when a report is made).
+mod sites {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    const SLOTS: usize = 1 << 14;
+    const PROBES: usize = 16;
+    const PROGRAM: usize = 1;
+    const PLUMBING: usize = 2;
+
+    static TABLE: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+
+    #[inline]
+    fn home(ip: usize) -> usize {
+        (ip as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_shr(50) as usize
+            & (SLOTS - 1)
+    }
+
+    /// Whether the frame returning to `ip` belongs to the allocation machinery.
+    #[inline]
+    pub(super) fn is_plumbing(ip: usize) -> bool {
+        if ip >> (usize::BITS - 2) != 0 {
+            return false;
+        }
+        let start = home(ip);
+        for k in 0..PROBES {
+            let slot = &TABLE[(start + k) & (SLOTS - 1)];
+            // Relaxed: an entry is one word, complete when seen.
+            let e = slot.load(Ordering::Relaxed);
+            if e == 0 {
+                return learn(ip, start);
+            }
+            if e >> 2 == ip {
+                return e & 3 == PLUMBING;
+            }
+        }
+        false
+    }
+
+    /// Resolves `ip` and records what it is, in the first free slot from `start`.
+    #[cold]
+    fn learn(ip: usize, start: usize) -> bool {
+        let plumbing = super::super::frames::frame_is_plumbing(ip);
+        let entry = ip << 2 | if plumbing { PLUMBING } else { PROGRAM };
+        for k in 0..PROBES {
+            let slot = &TABLE[(start + k) & (SLOTS - 1)];
+            match slot.compare_exchange(0, entry, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(e) if e >> 2 == ip => break,
+                Err(_) => {}
+            }
+        }
+        plumbing
+    }
 }
 
 #[cfg(all(
@@ -210,7 +335,7 @@ mod fp {
     /// Follows the frame-pointer chain from the frame of its caller (its own record, whose
     /// return address points into the caller, is passed over), within the thread's stack.
     #[inline(never)]
-    pub(super) fn walk(buf: &mut [usize]) -> usize {
+    pub(super) fn walk(buf: &mut [usize], mut keep: Option<super::Keep>) -> usize {
         let mut fp = frame_pointer();
         let mut skip_own = true;
         let marker = 0u8;
@@ -241,9 +366,12 @@ mod fp {
             }
             if skip_own {
                 skip_own = false;
-            } else {
+            } else if keep.as_mut().is_none_or(|k| k.offer(ret)) {
                 buf[n] = ret;
                 n += 1;
+                if keep.as_ref().is_some_and(super::Keep::done) {
+                    break;
+                }
             }
             // The chain runs towards the top of the stack; anything else is not a chain.
             if next <= fp {
@@ -263,7 +391,7 @@ mod fp {
 mod fp {
     pub(super) const SUPPORTED: bool = false;
 
-    pub(super) fn walk(_buf: &mut [usize]) -> usize {
+    pub(super) fn walk(_buf: &mut [usize], _keep: Option<super::Keep>) -> usize {
         0
     }
 }

@@ -53,6 +53,9 @@ pub(crate) fn shard_of(addr: usize) -> usize {
 pub(crate) struct TraceId(u64);
 
 impl TraceId {
+    /// Names nothing (an empty cache entry); never handed out for a traceback.
+    pub(crate) const NONE: TraceId = TraceId(u64::MAX);
+
     fn new(epoch: u32, shard: usize, index: u32) -> Self {
         TraceId((u64::from(epoch & 0xFF_FFFF) << 40) | ((shard as u64) << 32) | u64::from(index))
     }
