@@ -28,102 +28,26 @@
 //! made before). The first block moves `FRESH` to `UNTRACKED` with a compare-exchange, so a block
 //! made while `track` runs is either remembered or makes `track` answer false.
 
-use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use alloc_core::{DomainAllocator, Ownership, System};
+use alloc_core::Ownership;
+
+use crate::radix::{LEAF_SHIFT, Radix};
 
 /// Blocks are at least 16-byte aligned: one bit per 16 bytes.
 const GRANULE_SHIFT: u32 = 4;
-/// A leaf covers 1 MiB of addresses.
-const LEAF_SHIFT: u32 = 20;
+/// Words of bits per leaf (1 MiB of addresses).
 const LEAF_WORDS: usize = (1 << (LEAF_SHIFT - GRANULE_SHIFT)) / 64;
-#[cfg(target_pointer_width = "64")]
-const ADDRESS_BITS: u32 = 48;
-#[cfg(not(target_pointer_width = "64"))]
-const ADDRESS_BITS: u32 = usize::BITS;
-const MID_BITS: u32 = if ADDRESS_BITS - LEAF_SHIFT > 14 {
-    14
-} else {
-    ADDRESS_BITS - LEAF_SHIFT
-};
-const ROOT_BITS: u32 = ADDRESS_BITS - LEAF_SHIFT - MID_BITS;
 
-struct Leaf {
-    words: [AtomicU64; LEAF_WORDS],
-}
-
-struct Mid {
-    leaves: [AtomicPtr<Leaf>; 1 << MID_BITS],
-}
-
-struct Root {
-    mids: [AtomicPtr<Mid>; 1 << ROOT_BITS],
-}
-
-/// A zeroed node from the C library (all-zero bytes are null pointers and zero counters), or null.
-fn zeroed<T>() -> *mut T {
-    System
-        .calloc(1, core::mem::size_of::<T>())
-        .map_or(ptr::null_mut(), |p| p.as_ptr().cast())
-}
-
-/// # Safety
-/// `p` came from `zeroed` and is referred to by nothing.
-unsafe fn release<T>(p: *mut T) {
-    // SAFETY: the caller's guarantee: a block of the C library, freed once.
-    unsafe { System.free(p.cast()) }
-}
-
-/// Installs a fresh node into `slot` if it is empty (taking `spare` first when there is one);
-/// returns the node now there, or null if no memory could be had.
-fn node<T>(slot: &AtomicPtr<T>, spare: &AtomicPtr<T>) -> *mut T {
-    // Acquire: sees the zeroed node another thread published.
-    let cur = slot.load(Ordering::Acquire);
-    if !cur.is_null() {
-        return cur;
-    }
-    let mut fresh = spare.swap(ptr::null_mut(), Ordering::AcqRel);
-    if fresh.is_null() {
-        fresh = zeroed::<T>();
-        if fresh.is_null() {
-            return fresh;
-        }
-    }
-    // AcqRel: publishes our node, or sees the winner's.
-    match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => fresh,
-        Err(winner) => {
-            // Back to the spare slot (or to the C library if a spare is there already).
-            if spare
-                .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                // SAFETY: never published.
-                unsafe { release(fresh) };
-            }
-            winner
-        }
-    }
-}
-
-/// Where the bit of `data` lives: (root index, middle index, word, bit), or `None` for an address
-/// out of range or not 16-aligned (never one of our blocks).
-fn locate(data: usize) -> Option<(usize, usize, usize, u64)> {
+/// Where the bit of `data` lives in its leaf: (word, bit), or `None` for an address that is not
+/// 16-aligned (never one of our blocks).
+#[inline]
+fn locate(data: usize) -> Option<(usize, u64)> {
     if data & ((1 << GRANULE_SHIFT) - 1) != 0 {
         return None;
     }
-    if ADDRESS_BITS < usize::BITS && data >> ADDRESS_BITS != 0 {
-        return None;
-    }
     let granule = (data & ((1 << LEAF_SHIFT) - 1)) >> GRANULE_SHIFT;
-    let chunk = data >> LEAF_SHIFT;
-    Some((
-        chunk >> MID_BITS,
-        chunk & ((1 << MID_BITS) - 1),
-        granule / 64,
-        1 << (granule % 64),
-    ))
+    Some((granule / 64, 1 << (granule % 64)))
 }
 
 /// No block made yet, none remembered.
@@ -136,10 +60,7 @@ const TRACKING: u8 = 2;
 pub(crate) struct Claims {
     /// `FRESH`, `UNTRACKED` or `TRACKING` (module documentation).
     state: AtomicU8,
-    root: AtomicPtr<Root>,
-    /// Nodes made ahead of need (`reserve_one`), so that the insert that follows cannot fail.
-    spare_mid: AtomicPtr<Mid>,
-    spare_leaf: AtomicPtr<Leaf>,
+    bits: Radix<LEAF_WORDS>,
 }
 
 impl Claims {
@@ -162,9 +83,7 @@ impl Claims {
     const fn with_state(state: u8) -> Self {
         Claims {
             state: AtomicU8::new(state),
-            root: AtomicPtr::new(ptr::null_mut()),
-            spare_mid: AtomicPtr::new(ptr::null_mut()),
-            spare_leaf: AtomicPtr::new(ptr::null_mut()),
+            bits: Radix::new(),
         }
     }
 
@@ -235,40 +154,18 @@ impl Claims {
         !self.is_tracking() || self.reserve_one()
     }
 
-    /// The word holding `data`'s bit, if its nodes exist: three dependent loads.
+    /// The word holding `data`'s bit, if its leaf exists: three dependent loads.
     #[inline]
     fn find(&self, data: usize) -> Option<(&AtomicU64, u64)> {
-        let (r, m, w, bit) = locate(data)?;
-        // Acquire: each node was published with Release after it was zeroed.
-        // SAFETY: published nodes are zeroed and live until the set is dropped.
-        let root = unsafe { self.root.load(Ordering::Acquire).as_ref()? };
-        // SAFETY: as above.
-        let mid = unsafe { root.mids[r].load(Ordering::Acquire).as_ref()? };
-        // SAFETY: as above.
-        let leaf = unsafe { mid.leaves[m].load(Ordering::Acquire).as_ref()? };
-        Some((&leaf.words[w], bit))
+        let (w, bit) = locate(data)?;
+        Some((&self.bits.leaf(data)?.words[w], bit))
     }
 
-    /// The word holding `data`'s bit, its nodes made on the way.
+    /// The word holding `data`'s bit, its leaf made on the way.
     #[inline]
     fn find_or_make(&self, data: usize) -> Option<(&AtomicU64, u64)> {
-        match self.find(data) {
-            Some(found) => Some(found),
-            None => self.make(data),
-        }
-    }
-
-    #[cold]
-    fn make(&self, data: usize) -> Option<(&AtomicU64, u64)> {
-        let (r, m, w, bit) = locate(data)?;
-        let spare = AtomicPtr::new(ptr::null_mut());
-        // SAFETY: published nodes are zeroed and live until the set is dropped.
-        let root = unsafe { node(&self.root, &spare).as_ref()? };
-        // SAFETY: as above.
-        let mid = unsafe { node(&root.mids[r], &self.spare_mid).as_ref()? };
-        // SAFETY: as above.
-        let leaf = unsafe { node(&mid.leaves[m], &self.spare_leaf).as_ref()? };
-        Some((&leaf.words[w], bit))
+        let (w, bit) = locate(data)?;
+        Some((&self.bits.leaf_or_make(data)?.words[w], bit))
     }
 
     /// Remembers `data` as a block of ours. Returns false if the memory for it could not be had
@@ -288,13 +185,7 @@ impl Claims {
     /// Makes room for one more block, so that the next `insert` cannot fail for want of memory
     /// (while no other thread inserts meanwhile); false if the memory could not be had.
     fn reserve_one(&self) -> bool {
-        if self.root.load(Ordering::Acquire).is_null() {
-            let spare = AtomicPtr::new(ptr::null_mut());
-            if node(&self.root, &spare).is_null() {
-                return false;
-            }
-        }
-        reserve(&self.spare_mid) && reserve(&self.spare_leaf)
+        self.bits.reserve_one()
     }
 
     /// Forgets `data`; returns whether it was remembered.
@@ -316,58 +207,6 @@ impl Claims {
     /// # Safety
     /// Only by the thread that called `prepare_fork` (in the child: the one the fork returned in).
     pub(crate) unsafe fn after_fork(&self) {}
-}
-
-/// Makes sure `spare` holds a zeroed node.
-fn reserve<T>(spare: &AtomicPtr<T>) -> bool {
-    if !spare.load(Ordering::Acquire).is_null() {
-        return true;
-    }
-    let fresh = zeroed::<T>();
-    if fresh.is_null() {
-        return false;
-    }
-    if spare
-        .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
-        // SAFETY: never published.
-        unsafe { release(fresh) };
-    }
-    true
-}
-
-impl Drop for Claims {
-    fn drop(&mut self) {
-        let root = *self.root.get_mut();
-        // SAFETY: `&mut self`: nobody else reaches the nodes; each was made by `zeroed` and is
-        // released once.
-        unsafe {
-            if let Some(root) = root.as_mut() {
-                for mid in root.mids.iter_mut() {
-                    let mid = *mid.get_mut();
-                    if let Some(m) = mid.as_mut() {
-                        for leaf in m.leaves.iter_mut() {
-                            let leaf = *leaf.get_mut();
-                            if !leaf.is_null() {
-                                release(leaf);
-                            }
-                        }
-                        release(mid);
-                    }
-                }
-                release(root);
-            }
-            let mid = *self.spare_mid.get_mut();
-            if !mid.is_null() {
-                release(mid);
-            }
-            let leaf = *self.spare_leaf.get_mut();
-            if !leaf.is_null() {
-                release(leaf);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ mod fault;
 mod guard;
 mod instance;
 mod profile;
+mod radix;
 mod tally;
 pub mod tracing;
 

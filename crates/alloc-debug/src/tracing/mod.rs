@@ -35,6 +35,7 @@
 mod frames;
 mod leak;
 mod recent;
+mod records;
 mod snapshot;
 mod stack;
 mod table;
@@ -62,6 +63,7 @@ use table::{TableVec, table_alloc, table_copy};
 
 use crate::instance::InstanceId;
 use crate::tally::{Balance, Tallies};
+use records::Records;
 
 /// What a [`Tracing`] refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,6 +147,12 @@ pub struct Tracing<A> {
     balances: Tallies<1>,
     /// Traced bytes and their peak.
     traced: Balance,
+    /// The live blocks of this decorator's domain (`records`: no lock).
+    records: Records,
+    /// Whether a block of this decorator's domain was ever kept in `blocks` (an unaligned
+    /// address, or 4 GiB or more): lookups of this domain look there too only then.
+    hashed: AtomicBool,
+    /// Memory tracked in other domains, and what `records` cannot hold.
     blocks: [ShardLock<Option<Blocks>>; SHARDS],
     tracebacks: [ShardLock<Option<Tracebacks>>; SHARDS],
     /// Names this decorator in the threads' caches of recent tracebacks (`recent`).
@@ -169,6 +177,8 @@ impl<A> Tracing<A> {
             depth: AtomicUsize::new(1),
             balances: Tallies::new(),
             traced: Balance::new(),
+            records: Records::new(),
+            hashed: AtomicBool::new(false),
             blocks: [const { ShardLock::new(None) }; SHARDS],
             tracebacks: [const { ShardLock::new(None) }; SHARDS],
             id: InstanceId::new(),
@@ -243,6 +253,7 @@ impl<A> Tracing<A> {
 
     /// Forgets every trace and traceback; the traced memory and its peak go back to 0.
     pub fn clear_traces(&self) {
+        self.traced.shrink_shared(self.records.clear() as u64);
         for shard in &self.blocks {
             let mut s = shard.lock();
             if let Some(b) = s.as_mut() {
@@ -293,7 +304,7 @@ impl<A> Tracing<A> {
             .iter()
             .map(|s| s.lock().as_ref().map_or(0, Tracebacks::footprint))
             .sum();
-        blocks + tracebacks
+        self.records.footprint() + blocks + tracebacks
     }
 
     /// Records memory this decorator did not allocate: `size` bytes at `ptr` in `domain`, with
@@ -382,6 +393,11 @@ impl<A> Tracing<A> {
         // Copied in the tables' allocator: whatever the global allocator is, nothing under a
         // shard's lock can come back into this decorator (a free would take that lock).
         let mut raw: TableVec<(u32, usize, TraceId)> = TableVec::new_in(table_alloc());
+        self.records.for_each(|_, size, trace| {
+            if raw.try_reserve(1).is_ok() {
+                raw.push((self.domain, size, trace));
+            }
+        });
         for shard in &self.blocks {
             let s = shard.lock();
             if let Some(b) = s.as_ref() {
@@ -513,44 +529,78 @@ impl<A> Tracing<A> {
             .intern(shard, hash, kind, words)
     }
 
+    /// Records `size` bytes at `addr` in `domain`: in the records (this decorator's domain, the
+    /// common case, without a lock) or in the hash tables; false if no memory could be had.
     fn insert(&self, domain: u32, addr: usize, size: usize, trace: TraceId) -> bool {
-        let old = {
+        let old = if domain == self.domain && records::fits(addr, size) {
+            match self.records.insert(addr, size, trace) {
+                Ok(old) => old.map(|(size, _)| size),
+                Err(()) => return false,
+            }
+        } else {
+            if domain == self.domain {
+                self.hashed.store(true, Ordering::Relaxed);
+            }
             let mut s = self.blocks[shard_of(addr)].lock();
             let b = s.get_or_insert_with(new_blocks);
             if b.try_reserve(1).is_err() {
                 return false;
             }
             b.insert((domain, addr), Record { size, trace })
+                .map(|r| r.size)
         };
         let slot = self.balances.slot();
         if let Some(old) = old {
-            self.traced.shrink(slot, 0, old.size as u64);
+            self.traced.shrink(slot, 0, old as u64);
         }
         self.traced.grow(slot, 0, size as u64);
         true
     }
 
-    fn remove(&self, domain: u32, addr: usize) -> bool {
-        let old = self.blocks[shard_of(addr)]
-            .lock()
-            .as_mut()
-            .and_then(|b| b.remove(&(domain, addr)));
-        match old {
-            Some(r) => {
-                self.traced.shrink(self.balances.slot(), 0, r.size as u64);
-                true
+    /// The record of the block at `addr` in `domain`, wherever it is kept.
+    fn record(&self, domain: u32, addr: usize) -> Option<Record> {
+        if domain == self.domain {
+            if let Some((size, trace)) = self.records.get(addr) {
+                return Some(Record { size, trace });
             }
-            None => false,
+            if !self.hashed.load(Ordering::Relaxed) {
+                return None;
+            }
         }
+        self.blocks[shard_of(addr)]
+            .lock()
+            .as_ref()?
+            .get(&(domain, addr))
+            .copied()
+    }
+
+    /// Forgets the block at `addr` in `domain`; returns its record if it had one.
+    fn take(&self, domain: u32, addr: usize) -> Option<Record> {
+        let old = if domain == self.domain
+            && let Some((size, trace)) = self.records.remove(addr)
+        {
+            Some(Record { size, trace })
+        } else if domain == self.domain && !self.hashed.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.blocks[shard_of(addr)]
+                .lock()
+                .as_mut()
+                .and_then(|b| b.remove(&(domain, addr)))
+        };
+        if let Some(r) = old {
+            self.traced.shrink(self.balances.slot(), 0, r.size as u64);
+        }
+        old
+    }
+
+    fn remove(&self, domain: u32, addr: usize) -> bool {
+        self.take(domain, addr).is_some()
     }
 
     /// A block's traceback words and the depth to show, copied out of the tables.
     fn lookup(&self, domain: u32, addr: usize) -> Option<(Kind, TableVec<usize>, usize)> {
-        let id = self.blocks[shard_of(addr)]
-            .lock()
-            .as_ref()?
-            .get(&(domain, addr))?
-            .trace;
+        let id = self.record(domain, addr)?.trace;
         let s = self.tracebacks[id.shard()].lock();
         let (kind, words) = s.as_ref()?.get(id)?;
         let words = table_copy(words)?;
@@ -600,11 +650,24 @@ impl<A: DomainAllocator> Tracing<A> {
         }
     }
 
-    /// Records a block moved by realloc (its old record forgotten by the caller); a block that
-    /// cannot be recorded stays allocated, untraced.
-    fn retraced(&self, p: Option<NonNull<u8>>, size: usize) -> Option<NonNull<u8>> {
-        if let Some(p) = p {
-            let _ = self.traced(p, size, None);
+    /// Records a block moved by realloc (its old record, `old`, forgotten by the caller before
+    /// the move); a block that cannot be recorded stays allocated, untraced. A failed realloc
+    /// leaves the block at `ptr` as it was: its record goes back.
+    fn retraced(
+        &self,
+        p: Option<NonNull<u8>>,
+        size: usize,
+        ptr: *mut u8,
+        old: Option<Record>,
+    ) -> Option<NonNull<u8>> {
+        match (p, old) {
+            (Some(p), _) => {
+                let _ = self.traced(p, size, None);
+            }
+            (None, Some(r)) => {
+                let _ = self.insert(self.domain, ptr as usize, r.size, r.trace);
+            }
+            (None, None) => {}
         }
         p
     }
@@ -633,12 +696,12 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         if ptr.is_null() {
             return self.malloc(new_size);
         }
+        // Forgotten before the inner realloc frees the old block (whose address another thread
+        // may then get, and record), put back if the realloc fails.
+        let old = self.take(self.domain, ptr as usize);
         // SAFETY: the caller's guarantee, forwarded.
         let moved = unsafe { self.inner.realloc(ptr, new_size) };
-        if moved.is_some() {
-            self.remove(self.domain, ptr as usize);
-        }
-        self.retraced(moved, new_size)
+        self.retraced(moved, new_size, ptr, old)
     }
 
     #[inline]
@@ -678,12 +741,11 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         layout: Layout,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
+        // As in `realloc`.
+        let old = self.take(self.domain, ptr.as_ptr() as usize);
         // SAFETY: the caller's guarantee, forwarded.
         let moved = unsafe { self.inner.realloc_aligned(ptr, layout, new_size) };
-        if moved.is_some() {
-            self.remove(self.domain, ptr.as_ptr() as usize);
-        }
-        self.retraced(moved, new_size)
+        self.retraced(moved, new_size, ptr.as_ptr(), old)
     }
 
     #[inline]
@@ -700,11 +762,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         match self.inner.owns(ptr) {
             Ownership::Owned => Ownership::Owned,
             other => {
-                let addr = ptr as usize;
-                let traced = self.blocks[shard_of(addr)]
-                    .lock()
-                    .as_ref()
-                    .is_some_and(|b| b.contains_key(&(self.domain, addr)));
+                let traced = self.record(self.domain, ptr as usize).is_some();
                 if traced { Ownership::Owned } else { other }
             }
         }
@@ -747,13 +805,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
     /// inner allocator. Formats without allocating; resolving the frames may allocate through
     /// the global allocator (untraced), never under one of this decorator's locks.
     fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
-        let addr = ptr as usize;
-        let Some(id) = self.blocks[shard_of(addr)]
-            .lock()
-            .as_ref()
-            .and_then(|b| b.get(&(self.domain, addr)))
-            .map(|r| r.trace)
-        else {
+        let Some(id) = self.record(self.domain, ptr as usize).map(|r| r.trace) else {
             return self.inner.write_origin(ptr, out);
         };
         // Copied onto the stack: nothing is allocated and no lock is held while resolving.

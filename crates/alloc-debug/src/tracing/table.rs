@@ -48,25 +48,38 @@ pub(crate) fn shard_of(addr: usize) -> usize {
         & (SHARDS - 1)
 }
 
-/// Names an interned traceback: its shard, its index there, and the shard's epoch.
+/// Names an interned traceback in 32 bits (so that a block's record fits a word with its size):
+/// the low 4 bits of its shard's epoch, its shard (4 bits), its index there (24 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct TraceId(u64);
+
+/// The most tracebacks a shard interns (an index fits 24 bits).
+const MAX_INDEX: u32 = 1 << 24;
+const _: () = assert!(SHARDS <= 16, "a shard fits 4 bits");
 
 impl TraceId {
     /// Names nothing (an empty cache entry); never handed out for a traceback.
     pub(crate) const NONE: TraceId = TraceId(u64::MAX);
 
     fn new(epoch: u32, shard: usize, index: u32) -> Self {
-        TraceId((u64::from(epoch & 0xFF_FFFF) << 40) | ((shard as u64) << 32) | u64::from(index))
+        TraceId((u64::from(epoch & 0xF) << 28) | ((shard as u64) << 24) | u64::from(index))
     }
     fn epoch(self) -> u32 {
-        (self.0 >> 40) as u32
+        (self.0 >> 28) as u32 & 0xF
     }
     pub(crate) fn shard(self) -> usize {
-        ((self.0 >> 32) & 0xFF) as usize
+        ((self.0 >> 24) & 0xF) as usize
     }
     fn index(self) -> u32 {
+        self.0 as u32 & (MAX_INDEX - 1)
+    }
+    /// The id as 32 bits.
+    pub(crate) fn bits(self) -> u32 {
         self.0 as u32
+    }
+    /// The id of [`bits`](Self::bits).
+    pub(crate) fn from_bits(bits: u32) -> Self {
+        TraceId(u64::from(bits))
     }
 }
 
@@ -159,7 +172,9 @@ impl Tracebacks {
             return Some(TraceId::new(*epoch, shard, i));
         }
         let start = u32::try_from(all.len()).ok()?;
-        let n = u32::try_from(entries.len()).ok()?;
+        let n = u32::try_from(entries.len())
+            .ok()
+            .filter(|&n| n < MAX_INDEX)?;
         all.try_reserve(words.len()).ok()?;
         entries.try_reserve(1).ok()?;
         index
@@ -185,7 +200,7 @@ impl Tracebacks {
 
     /// The traceback named by `id`, if it is of this shard's epoch.
     pub(crate) fn get(&self, id: TraceId) -> Option<(Kind, &[usize])> {
-        if id.epoch() != self.epoch & 0xFF_FFFF {
+        if id.epoch() != self.epoch & 0xF {
             return None;
         }
         let e = self.entries.get(id.index() as usize)?;
