@@ -2,11 +2,12 @@
 //! when a report is made.
 //!
 //! Capture ([`stack`](super::stack): the platform's unwinder, or the frame-pointer chain where
-//! the program keeps one; no lock, no allocation) keeps return addresses. An allocation made through `Vec::push` or
-//! `#[global_allocator]` passes through frames that say nothing about the program (the standard
-//! library's `alloc`, the global-allocator shims, domalloc's adapters and decorators), so capture
-//! keeps up to [`PLUMBING_FRAMES`] more addresses than the depth asked for, and resolution drops
-//! the leading frames of those crates before cutting the traceback to its depth: a depth of 1
+//! the program keeps one; no lock, no allocation) keeps return addresses. An allocation made
+//! through `Vec::push` or `#[global_allocator]` passes through frames that say nothing about the
+//! program (the standard library's `alloc`, the global-allocator shims, domalloc's adapters and
+//! decorators): capture passes over up to [`PLUMBING_FRAMES`] of them at the top of the stack
+//! (each return address classified once, by [`frame_is_plumbing`]), and resolution drops any
+//! leading frames of those crates again before cutting the traceback to its depth: a depth of 1
 //! names the line of the program that asked for memory, as tracemalloc's does.
 //!
 //! Resolution (`backtrace::resolve`) reads debug information and allocates through the global
@@ -24,7 +25,7 @@ use hashbrown::HashMap;
 /// The deepest traceback a [`Tracing`](super::Tracing) records.
 pub const MAX_DEPTH: usize = 64;
 
-/// Frames captured beyond the depth, for the allocation machinery that resolution strips.
+/// The most frames of the allocation machinery a capture passes over before the program's.
 pub const PLUMBING_FRAMES: usize = 16;
 
 /// The most words a captured stack takes.

@@ -17,15 +17,28 @@
 //!  free   ─► forget block (if recorded) ─► inner.free
 //! ```
 //!
+//! The fast path takes no lock and makes no atomic read-modify-write (once warm):
+//!
+//! * **capture** (`stack`): the frame-pointer chain where calibration trusts it, else the
+//!   unwinder; the leading frames of the allocation machinery (each return address classified
+//!   once per process, by resolving it) are passed over, and the walk stops at `depth` frames;
+//! * **intern** (`recent`): a hit in the thread's cache of recent tracebacks; a miss interns in
+//!   the sharded tables (`table`, behind spin locks) and fills the cache;
+//! * **record** (`records`): a word per 16 bytes of addresses in a radix tree, written by the
+//!   thread that holds the block; memory tracked in other domains, unaligned addresses and
+//!   blocks of 4 GiB or more go to the sharded hash tables instead;
+//! * **traced bytes**: per-thread balances (`crate::tally`), summed when read.
+//!
 //! The decorator does not change the blocks: pointers, sizes, `owns` and `usable_size` are the
 //! inner allocator's. Its tables live in the C library's memory (see `table`), so it can be the
 //! `#[global_allocator]` without recursing; the allocations Tracing makes for its own reports run
 //! with a per-thread flag set and go untraced. A fork handler takes every table's lock with
-//! [`Tracing::lock_tables`] and releases them with [`Tracing::unlock_tables`].
+//! [`Tracing::lock_tables`] and releases them with [`Tracing::unlock_tables`] (the records take no
+//! lock).
 //!
-//! What is interned is the captured stack, the depth plus the allocation machinery's frames
-//! ([`PLUMBING_FRAMES`]), so one site reached by several call paths may be interned several
-//! times; statistics group by the resolved frames and count it once.
+//! What is interned is the captured traceback: `depth` return addresses from the first that is
+//! not the allocation machinery's, so one site reached by several call paths may be interned
+//! several times; statistics group by the resolved frames and count it once.
 //!
 //! Domains: every block made through a `Tracing` is recorded in its domain
 //! ([`Tracing::with_domain`], 0 by default, tracemalloc's `domain`); memory another allocator

@@ -50,6 +50,13 @@ fn slot(kind: Kind, words: &[usize]) -> usize {
     (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) as usize & (ENTRIES - 1)
 }
 
+/// Whether two short tracebacks are the same, compared word by word in place (a call to
+/// `memcmp` costs more than the comparison for the usual one to eight words).
+#[inline]
+fn same(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// The id this thread cached for `(kind, words)` of decorator `owner` at `generation`.
 #[inline]
 pub(crate) fn find(owner: u64, generation: u64, kind: Kind, words: &[usize]) -> Option<TraceId> {
@@ -65,8 +72,8 @@ pub(crate) fn find(owner: u64, generation: u64, kind: Kind, words: &[usize]) -> 
             (e.owner == owner
                 && e.generation == generation
                 && e.kind == kind
-                && e.words[..e.len] == *words)
-                .then_some(e.id)
+                && same(&e.words[..e.len], words))
+            .then_some(e.id)
         })
         .ok()
         .flatten()

@@ -2,7 +2,9 @@
 //! memory.
 //!
 //! ```text
-//!   blocks:     16 shards by address ──► (domain, address) → (size, traceback id)
+//!   blocks:     16 shards by address ──► (domain, address) → (size, traceback id), for what
+//!               the lock-free records (`records`) do not hold: other domains, unaligned addresses,
+//!               blocks of 4 GiB or more
 //!   tracebacks: 16 shards by hash    ──► frames (one flat vector) + entries + an index by hash
 //! ```
 //!
