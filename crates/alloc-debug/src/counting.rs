@@ -110,9 +110,26 @@ mod sized {
         data: NonNull<u8>,
         align: usize,
     ) {
+        // SAFETY: the caller's guarantee: the header holds the size.
+        unsafe { free_known(inner, claims, data, size_of(data), align) }
+    }
+
+    /// [`free`] of a block whose requested size the caller gives (a sized free): the header is
+    /// not read, so the block's memory is not touched (the pool's own free does not touch it
+    /// either).
+    ///
+    /// # Safety
+    /// As for [`free`], and `size` is the size most recently requested for the block.
+    #[inline]
+    pub(super) unsafe fn free_known<A: DomainAllocator>(
+        inner: &A,
+        claims: &Claims,
+        data: NonNull<u8>,
+        size: usize,
+        align: usize,
+    ) {
         // SAFETY: the caller's guarantee; the raw block starts `prefix` bytes before the data.
         unsafe {
-            let size = size_of(data);
             let pre = prefix(align);
             let raw = NonNull::new_unchecked(data.as_ptr().sub(pre));
             claims.given_up(data.as_ptr() as usize);
@@ -471,9 +488,11 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         }
     }
     #[inline]
-    unsafe fn free_sized(&self, ptr: NonNull<u8>, _size: usize) {
-        // SAFETY: as for `free`.
-        unsafe { self.free(ptr.as_ptr()) }
+    unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
+        self.freed(size);
+        // SAFETY: a live block of ours of `size` requested bytes (the caller's guarantee),
+        // released once.
+        unsafe { sized::free_known(&self.inner, &self.claims, ptr, size, MIN_ALIGN) }
     }
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         let p = sized::alloc(
@@ -486,10 +505,16 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         self.allocated(p, layout.size())
     }
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: a live block of ours made with this alignment, released once.
+        self.freed(layout.size());
+        // SAFETY: a live block of ours made with `layout` (the caller's guarantee), released once.
         unsafe {
-            self.freed(sized::size_of(ptr));
-            sized::free(&self.inner, &self.claims, ptr, layout.align());
+            sized::free_known(
+                &self.inner,
+                &self.claims,
+                ptr,
+                layout.size(),
+                layout.align(),
+            )
         }
     }
     unsafe fn realloc_aligned(
@@ -650,14 +675,26 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
             sized::free(&self.inner, &self.claims, p, MIN_ALIGN);
         }
     }
+    unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
+        self.unreserve(size);
+        // SAFETY: a live block of ours of `size` requested bytes (the caller's guarantee),
+        // released once.
+        unsafe { sized::free_known(&self.inner, &self.claims, ptr, size, MIN_ALIGN) }
+    }
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         self.alloc(layout.size(), layout.align(), false)
     }
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: a live block of ours made with this alignment, released once.
+        self.unreserve(layout.size());
+        // SAFETY: a live block of ours made with `layout` (the caller's guarantee), released once.
         unsafe {
-            self.unreserve(sized::size_of(ptr));
-            sized::free(&self.inner, &self.claims, ptr, layout.align());
+            sized::free_known(
+                &self.inner,
+                &self.claims,
+                ptr,
+                layout.size(),
+                layout.align(),
+            )
         }
     }
     // `realloc_aligned` is the provided one: allocate, copy, `free_aligned` (each budgeted).

@@ -516,7 +516,7 @@ impl<A> Tracing<A> {
     #[inline]
     fn capture_into<const N: usize>(&self, depth: usize) -> Option<TraceId> {
         let mut buf = [0usize; N];
-        let n = stack::capture(&mut buf[..depth + PLUMBING_FRAMES], stack::Keep::new(depth));
+        let n = stack::capture(&mut buf[..depth + PLUMBING_FRAMES], depth);
         self.intern(Kind::Stack, &buf[..n])
     }
 

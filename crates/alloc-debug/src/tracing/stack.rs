@@ -132,19 +132,21 @@ impl Keep {
 /// The chain is walked by the same call, from the same frame state, whether frame pointers are
 /// trusted or still being calibrated, so that what calibration checks is what is used.
 #[inline(never)]
-pub(crate) fn capture(buf: &mut [usize], keep: Keep) -> usize {
+pub(crate) fn capture(buf: &mut [usize], depth: usize) -> usize {
     let method = METHOD.load(Ordering::Relaxed);
     if method == UNWIND || !fp::SUPPORTED {
-        return unwind(buf, Some(keep));
+        return unwind(buf, Some(Keep::new(depth)));
     }
     let trusted = method == FRAME_POINTERS;
-    let m = fp::walk(buf, trusted.then_some(keep));
+    // The depth travels as a word (0: the whole chain), not as a `Keep`: a struct passed
+    // through memory is read back before its stores retire.
+    let m = fp::walk(buf, if trusted { depth } else { 0 });
     // Keeps the walk an ordinary call (not a tail call), as it is on the calibrating path.
     let m = core::hint::black_box(m);
     if trusted {
         return m;
     }
-    calibrate(buf, m, keep)
+    calibrate(buf, m, Keep::new(depth))
 }
 
 /// Compares the chain just walked whole (`buf[..m]`) with the unwinder's capture, and leaves the
@@ -168,7 +170,12 @@ fn calibrate(buf: &mut [usize], m: usize, keep: Keep) -> usize {
     let outer = buf[..n].iter().rev().take_while(|&&ip| ip == 0).count();
     let want = (n - outer).saturating_sub(skip);
     let common = want.min(m);
-    let agrees = m > 0 && m + ENTRY_FRAMES >= want && walked[..common] == buf[skip..skip + common];
+    // The chain's first frame must be one of the unwinder's first (`skip < n`), or nothing
+    // was compared.
+    let agrees = m > 0
+        && skip < n
+        && m + ENTRY_FRAMES >= want
+        && walked[..common] == buf[skip..skip + common];
     if !agrees {
         METHOD.store(UNWIND, Ordering::Relaxed);
     } else if AGREED.fetch_add(1, Ordering::Relaxed) + 1 >= CALIBRATION {
@@ -335,7 +342,10 @@ mod fp {
     /// Follows the frame-pointer chain from the frame of its caller (its own record, whose
     /// return address points into the caller, is passed over), within the thread's stack.
     #[inline(never)]
-    pub(super) fn walk(buf: &mut [usize], mut keep: Option<super::Keep>) -> usize {
+    /// `depth` 0 walks the whole chain (for calibration); otherwise the walk keeps the traceback
+    /// [`Keep`](super::Keep) describes.
+    pub(super) fn walk(buf: &mut [usize], depth: usize) -> usize {
+        let mut keep = (depth > 0).then(|| super::Keep::new(depth));
         let mut fp = frame_pointer();
         let mut skip_own = true;
         let marker = 0u8;
@@ -391,7 +401,7 @@ mod fp {
 mod fp {
     pub(super) const SUPPORTED: bool = false;
 
-    pub(super) fn walk(_buf: &mut [usize], _keep: Option<super::Keep>) -> usize {
+    pub(super) fn walk(_buf: &mut [usize], _depth: usize) -> usize {
         0
     }
 }
