@@ -58,32 +58,37 @@ fn print_help() {
     );
 }
 
-/// The loom models of alloc-arena's cross-thread protocols, built with `--cfg loom` in their own
-/// target directory; loom's full search unless `--preemptions N` bounds it.
+/// The loom models of the lock-free protocols (alloc-arena's cross-thread protocols, alloc-debug's
+/// tallies and ownership switch), built with `--cfg loom` in their own target directory; loom's
+/// full search unless `--preemptions N` bounds it.
 fn loom(args: &[String]) -> Result {
-    let mut cmd = cargo();
-    cmd.args([
-        "test",
-        "-p",
-        "alloc-arena",
-        "--lib",
-        "--release",
-        "--target-dir",
-        "target/loom",
-        "loom_models",
-    ])
-    .env("RUSTFLAGS", "--cfg loom");
-    match args {
-        [] => {}
-        [flag, n] if flag == "--preemptions" => {
-            let n: u32 = n
-                .parse()
-                .map_err(|_| format!("--preemptions wants a number, not {n:?}"))?;
+    let preemptions = match args {
+        [] => None,
+        [flag, n] if flag == "--preemptions" => Some(
+            n.parse::<u32>()
+                .map_err(|_| format!("--preemptions wants a number, not {n:?}"))?,
+        ),
+        _ => return Err(format!("loom: unexpected arguments {args:?}")),
+    };
+    for krate in ["alloc-arena", "alloc-debug"] {
+        let mut cmd = cargo();
+        cmd.args([
+            "test",
+            "-p",
+            krate,
+            "--lib",
+            "--release",
+            "--target-dir",
+            "target/loom",
+            "loom_models",
+        ])
+        .env("RUSTFLAGS", "--cfg loom");
+        if let Some(n) = preemptions {
             cmd.env("LOOM_MAX_PREEMPTIONS", n.to_string());
         }
-        _ => return Err(format!("loom: unexpected arguments {args:?}")),
+        run(&format!("loom models of {krate}"), cmd)?;
     }
-    run("loom models", cmd)
+    Ok(())
 }
 
 /// The workspace root (xtask lives one level below it).

@@ -17,22 +17,14 @@
 //! by `owns` needs it. So the set starts switched off: `owns` answers `Unknown` and nothing is
 //! remembered, until [`Claims::track`] (a domain installing the decorator calls
 //! `DomainAllocator::track_ownership`) or a decorator built with tracking on switches it on. The
-//! switch is one byte with three states:
-//!
-//! ```text
-//!   FRESH ──first block made──► UNTRACKED ──track()──► TRACKING (track() answers false)
-//!     └────────────track()───────────────────────────►  TRACKING (track() answers true)
-//! ```
-//!
-//! `track` answers whether every live block is remembered: true only from `FRESH` (no block was
-//! made before). The first block moves `FRESH` to `UNTRACKED` with a compare-exchange, so a block
-//! made while `track` runs is either remembered or makes `track` answer false.
+//! switch is `tracking::Tracker`.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloc_core::Ownership;
 
 use crate::radix::{LEAF_SHIFT, Radix};
+use crate::tracking::Tracker;
 
 /// Blocks are at least 16-byte aligned: one bit per 16 bytes.
 const GRANULE_SHIFT: u32 = 4;
@@ -50,58 +42,44 @@ fn locate(data: usize) -> Option<(usize, u64)> {
     Some((granule / 64, 1 << (granule % 64)))
 }
 
-/// No block made yet, none remembered.
-const FRESH: u8 = 0;
-/// Blocks were made without being remembered.
-const UNTRACKED: u8 = 1;
-/// Every block made from now on is remembered.
-const TRACKING: u8 = 2;
-
 pub(crate) struct Claims {
-    /// `FRESH`, `UNTRACKED` or `TRACKING` (module documentation).
-    state: AtomicU8,
+    /// Whether blocks are remembered.
+    tracker: Tracker,
     bits: Radix<LEAF_WORDS>,
 }
 
 impl Claims {
     /// A set that remembers nothing until [`track`](Self::track) is called.
     pub(crate) const fn new() -> Self {
-        Self::with_state(FRESH)
+        Claims {
+            tracker: Tracker::new(),
+            bits: Radix::new(),
+        }
     }
 
     /// A set that remembers every block from the start.
     #[cfg(test)]
-    const fn tracking() -> Self {
-        Self::with_state(TRACKING)
+    fn tracking() -> Self {
+        let mut c = Self::new();
+        c.track_from_start();
+        c
     }
 
     /// Makes a new set remember every block from the start (for a decorator's `const` builder).
     pub(crate) const fn track_from_start(&mut self) {
-        self.state = AtomicU8::new(TRACKING);
-    }
-
-    const fn with_state(state: u8) -> Self {
-        Claims {
-            state: AtomicU8::new(state),
-            bits: Radix::new(),
-        }
+        self.tracker.track_from_start();
     }
 
     /// Switches remembering on; returns whether every live block is remembered (no block was made
     /// before while it was off).
     pub(crate) fn track(&self) -> bool {
-        // AcqRel: a block made before (its compare-exchange to UNTRACKED) is seen, and blocks
-        // made after see TRACKING.
-        matches!(
-            self.state.swap(TRACKING, Ordering::AcqRel),
-            FRESH | TRACKING
-        )
+        self.tracker.track()
     }
 
     /// Whether blocks are being remembered.
     #[inline]
     fn is_tracking(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == TRACKING
+        self.tracker.is_tracking()
     }
 
     /// The answer to `owns` for `data`: exact while tracking, `Unknown` before.
@@ -120,24 +98,7 @@ impl Claims {
     /// (the caller then gives the block back and fails the allocation).
     #[inline]
     pub(crate) fn made(&self, data: usize) -> bool {
-        match self.state.load(Ordering::Relaxed) {
-            TRACKING => self.insert(data),
-            UNTRACKED => true,
-            _ => self.first_made(data),
-        }
-    }
-
-    #[cold]
-    fn first_made(&self, data: usize) -> bool {
-        // AcqRel: orders this block against a concurrent `track` (module documentation).
-        match self
-            .state
-            .compare_exchange(FRESH, UNTRACKED, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) | Err(UNTRACKED) => true,
-            // `track` won: the block is made under tracking.
-            Err(_) => self.insert(data),
-        }
+        !self.tracker.made() || self.insert(data)
     }
 
     /// Notes that the block at `data` is given up (forgotten, if it was remembered).

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 
 use crate::claims::Claims;
-pub use crate::tally::PEAK_SLACK;
 use crate::tally::{Balance, Tallies};
 
 const HEADER: usize = MIN_ALIGN;
@@ -319,7 +318,7 @@ impl fmt::Display for CountingStats {
 /// on the fast path), and [`stats`](Counting::stats) sums the shards. Bytes live are exact; the
 /// peak is exact while one thread allocates, and with several it may miss what the other threads
 /// have not published yet: each thread adds its bytes to the shared total once its own balance
-/// passes ±32 KiB ([`PEAK_SLACK`]), so the peak is low by at most that much per other thread. A
+/// passes ±32 KiB ([`PEAK_SLACK`](crate::PEAK_SLACK)), so the peak is low by at most that much per other thread. A
 /// `Counting` takes about 15 KiB (its shards).
 ///
 /// ```

@@ -37,23 +37,44 @@
 //! never allocates, so the decorators can sit under `#[global_allocator]` (with [`Action::Abort`] or
 //! [`Action::Record`]; a global allocator must not unwind, so not with [`Action::Panic`]).
 
+// Under `cfg(loom)` the crate builds only the lock-free protocols and their loom models
+// (`cargo xtask loom`): loom's atomics cannot be made in `const` contexts, which the decorators'
+// `const` constructors need.
+#[cfg(not(loom))]
 mod claims;
+#[cfg(not(loom))]
 mod counting;
+#[cfg(not(loom))]
 mod fault;
+#[cfg(not(loom))]
 mod guard;
+#[cfg(not(loom))]
 mod instance;
+#[cfg(loom)]
+mod loom_models;
+#[cfg(not(loom))]
 mod profile;
+#[cfg(not(loom))]
 mod radix;
+mod sync;
 mod tally;
+#[cfg(not(loom))]
 pub mod tracing;
+mod tracking;
 
-pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, PEAK_SLACK, bucket_of};
+#[cfg(not(loom))]
+pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, bucket_of};
+#[cfg(not(loom))]
 pub use fault::{FaultInjecting, FaultPredicate};
+#[cfg(not(loom))]
 pub use guard::{
     Action, CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE, Guarded, MAX_QUARANTINE, RECORDED_VIOLATIONS,
     SERIAL_BATCH, Violation, ViolationKind,
 };
+#[cfg(not(loom))]
 pub use profile::{EXACT_SIZES, LOG_BUCKETS, Profile, Profiling, log_bucket};
+pub use tally::PEAK_SLACK;
+#[cfg(not(loom))]
 pub use tracing::{
     CALIBRATION, CaptureMethod, DomainFilter, Filter, Frame, Growth, KeyType, LeakReport,
     MAX_DEPTH, PLUMBING_FRAMES, Snapshot, Statistic, StatisticDiff, Tag, Trace, TraceFilter,

@@ -28,20 +28,39 @@
 //!   counts its predecessor stored. When every shard is claimed, a thread counts in the shared
 //!   shard with atomic read-modify-writes: exact, at the old cost.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// Private shards per set: up to this many threads count without atomic read-modify-writes.
 pub(crate) const SHARDS: usize = 32;
 
+#[cfg(not(loom))]
 std::thread_local! {
     /// Its address names the thread (see the module documentation); its value is never read.
     static KEY: u8 = const { 0 };
 }
 
 /// This thread's key: nonzero, and distinct from every other live thread's.
+#[cfg(not(loom))]
 #[inline]
 fn thread_key() -> usize {
     KEY.with(|k| core::ptr::from_ref(k) as usize)
+}
+
+// Under loom (whose threads share one OS thread, and whose executions must repeat exactly):
+// keys numbered per execution.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref NEXT_KEY: AtomicUsize = AtomicUsize::new(1);
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static KEY: usize = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(loom)]
+fn thread_key() -> usize {
+    KEY.with(|k| *k)
 }
 
 /// The shard a key tries first.
@@ -66,10 +85,19 @@ struct Shard<const N: usize> {
 }
 
 impl<const N: usize> Shard<N> {
+    #[cfg(not(loom))]
     const fn new() -> Self {
         Shard {
             owner: AtomicUsize::new(0),
             counters: [const { AtomicU64::new(0) }; N],
+        }
+    }
+
+    #[cfg(loom)]
+    fn new() -> Self {
+        Shard {
+            owner: AtomicUsize::new(0),
+            counters: core::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -101,9 +129,18 @@ impl<const N: usize> Slot<'_, N> {
 }
 
 impl<const N: usize> Tallies<N> {
+    #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
         Tallies {
             shards: [const { Shard::new() }; SHARDS],
+            shared: Shard::new(),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Tallies {
+            shards: core::array::from_fn(|_| Shard::new()),
             shared: Shard::new(),
         }
     }
@@ -152,6 +189,15 @@ impl<const N: usize> Tallies<N> {
         }
     }
 
+    /// Claims every private shard but the last for a thread that does not exist, so that two
+    /// threads race for one (a loom model's setup).
+    #[cfg(loom)]
+    pub(crate) fn hold_all_but_one(&self) {
+        for s in &self.shards[..SHARDS - 1] {
+            s.owner.store(usize::MAX, Ordering::Relaxed);
+        }
+    }
+
     /// Counter `i` summed over every shard (wrapping, so differences add up).
     pub(crate) fn sum(&self, i: usize) -> u64 {
         self.shards
@@ -179,8 +225,19 @@ pub(crate) struct Balance {
     peak: AtomicU64,
 }
 
+// Under loom only what the models use is called.
+#[cfg_attr(loom, allow(dead_code))]
 impl Balance {
+    #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
+        Balance {
+            published: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
         Balance {
             published: AtomicU64::new(0),
             peak: AtomicU64::new(0),
@@ -250,7 +307,7 @@ impl Balance {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

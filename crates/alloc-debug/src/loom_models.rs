@@ -1,0 +1,71 @@
+//! loom models of the crate's lock-free protocols (built and run only with `--cfg loom`; `cargo
+//! xtask loom` runs them with loom's default bounds, the default test run a bounded set, see
+//! `tests/loom.rs`). Each runs the crate's own code on loom's atomics.
+
+use loom::sync::Arc;
+use loom::thread;
+
+use crate::tally::{Balance, PEAK_SLACK, Tallies};
+use crate::tracking::Tracker;
+
+/// Two threads race for the last free shard: one counts there alone (plain loads and stores),
+/// the other in the shared shard (read-modify-writes); every count is there after the join.
+#[test]
+fn tally_threads_racing_for_one_shard_lose_no_count() {
+    loom::model(|| {
+        let t = Arc::new(Tallies::<2>::new());
+        t.hold_all_but_one();
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let t = t.clone();
+                thread::spawn(move || {
+                    t.slot().add(0, 1);
+                    t.slot().add(0, 1);
+                    t.slot().add(1, 5u64.wrapping_neg());
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(t.sum(0), 4);
+        assert_eq!(t.sum(1) as i64, -10);
+    });
+}
+
+/// Bytes grown on one thread and shrunk on another, each past the slack (so both publish):
+/// bytes live come back to what is left, and the peak is one that happened.
+#[test]
+fn balances_published_from_two_threads_add_up() {
+    loom::model(|| {
+        let t = Arc::new(Tallies::<1>::new());
+        let b = Arc::new(Balance::new());
+        let big = PEAK_SLACK + 16;
+        let (t1, b1) = (t.clone(), b.clone());
+        let grower = thread::spawn(move || {
+            b1.grow(t1.slot(), 0, big);
+            b1.grow(t1.slot(), 0, 8);
+        });
+        let (t2, b2) = (t.clone(), b.clone());
+        let shrinker = thread::spawn(move || b2.shrink(t2.slot(), 0, big));
+        grower.join().unwrap();
+        shrinker.join().unwrap();
+        assert_eq!(b.live(&t, 0), 8);
+        assert!(b.peak(8) <= big + 8, "no peak above what was ever live");
+    });
+}
+
+/// `track` racing the first block made: either the block is remembered, or `track` says that a
+/// block went unremembered; never a block missed while `track` says every block is covered.
+#[test]
+fn track_races_the_first_block() {
+    loom::model(|| {
+        let tracker = Arc::new(Tracker::new());
+        let t = tracker.clone();
+        let asker = thread::spawn(move || t.track());
+        let remembered = tracker.made();
+        let covered = asker.join().unwrap();
+        assert_eq!(covered, remembered);
+        assert!(tracker.is_tracking());
+    });
+}

@@ -1,0 +1,8 @@
+//! The atomics of the lock-free protocols modelled under loom (`tally`, `tracking`) come from
+//! here: std's normally, loom's under `cfg(loom)`, so that `cargo xtask loom` checks the crate's
+//! own code.
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
