@@ -50,7 +50,7 @@ mod fault;
 mod guard;
 #[cfg(not(loom))]
 mod instance;
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 mod loom_models;
 #[cfg(not(loom))]
 mod profile;
