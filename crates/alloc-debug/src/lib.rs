@@ -56,10 +56,14 @@ mod loom_models;
 mod profile;
 #[cfg(not(loom))]
 mod radix;
+// Under loom the protocols are used by the models alone (built for tests).
+#[cfg_attr(all(loom, not(test)), allow(dead_code))]
 mod sync;
+#[cfg_attr(all(loom, not(test)), allow(dead_code))]
 mod tally;
 #[cfg(not(loom))]
 pub mod tracing;
+#[cfg_attr(all(loom, not(test)), allow(dead_code))]
 mod tracking;
 
 #[cfg(not(loom))]
