@@ -1,6 +1,6 @@
 //! loom models of every protocol in `remote` (built and run only with `--cfg loom`; `cargo xtask
 //! loom` runs them with loom's default bounds, and the default test run a bounded set, see
-//! `tests/loom.rs`). Each model runs the crate's own protocol code on loom's atomics; blocks and
+//! `benches/tests/loom.rs`). Each model runs the crate's own protocol code on loom's atomics; blocks and
 //! pools are small structs whose links are loom cells, so a link read without the right
 //! happens-before edge is reported as a data race.
 

@@ -1,6 +1,6 @@
 //! loom models of the crate's lock-free protocols (built and run only with `--cfg loom`; `cargo
 //! xtask loom` runs them with loom's default bounds, the default test run a bounded set, see
-//! `tests/loom.rs`). Each runs the crate's own code on loom's atomics.
+//! `benches/tests/loom.rs`). Each runs the crate's own code on loom's atomics.
 
 use loom::sync::Arc;
 use loom::thread;

@@ -200,10 +200,10 @@ fn unwind(buf: &mut [usize], mut keep: Option<Keep>) -> usize {
     let marker = 0u8;
     let here = core::ptr::addr_of!(marker) as usize;
     let mut n = 0;
-    // SAFETY: on the platforms domalloc builds for, the unwinder behind `trace_unsynchronized`
-    // (libgcc's `_Unwind_Backtrace`, or `RtlVirtualUnwind` on 64-bit Windows) is safe to call
-    // from several threads at once; the callback neither panics nor allocates (classifying a
-    // frame the first time may resolve it, which allocates untraced: `frames::frame_is_plumbing`).
+    // The callback neither panics nor allocates (classifying a frame the first time resolves
+    // it, which allocates untraced: `frames::frame_is_plumbing`).
+    // SAFETY: the unwinder behind `trace_unsynchronized` (libgcc's `_Unwind_Backtrace`, or
+    // `RtlVirtualUnwind` on 64-bit Windows) is safe to call from several threads at once.
     unsafe {
         backtrace::trace_unsynchronized(|f| {
             // Frames of the unwinder and of this function lie below `marker`.
