@@ -6,8 +6,9 @@
 //!   root ──► middle ──► leaf of W words covering the chunk's 1 MiB
 //! ```
 //!
-//! Nodes come zeroed from the C library (never from a decorated allocator, so the tree cannot
-//! recurse into one), are published with a compare-exchange and kept until the tree is dropped.
+//! Nodes come zeroed from the OS (large ones, on unix) or the C library, never from a decorated
+//! allocator (so the tree cannot recurse into one), are published with a compare-exchange and
+//! kept until the tree is dropped.
 //! [`Claims`](crate::claims) keeps a bit per 16 bytes (leaves of 8 KiB), Tracing's records a word
 //! per 16 bytes (leaves of 512 KiB, whose untouched pages the OS never backs).
 
@@ -42,16 +43,48 @@ struct Root<const W: usize> {
     mids: [AtomicPtr<Mid<W>>; 1 << ROOT_BITS],
 }
 
-/// A zeroed node from the C library (all-zero bytes are null pointers and zero words), or null.
+/// Nodes this large are mapped from the OS on unix (its pages are zero until touched, and never
+/// backed while untouched); smaller ones come from the C library's `calloc`, which may clear a
+/// reused block by writing it.
+#[cfg(unix)]
+const MAPPED: usize = 64 << 10;
+
+/// A zeroed node (all-zero bytes are null pointers and zero words), or null.
 fn zeroed<T>() -> *mut T {
+    let size = core::mem::size_of::<T>();
+    #[cfg(unix)]
+    if size >= MAPPED {
+        // SAFETY: an anonymous private mapping of `size` bytes; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        return if p == libc::MAP_FAILED {
+            ptr::null_mut()
+        } else {
+            p.cast()
+        };
+    }
     System
-        .calloc(1, core::mem::size_of::<T>())
+        .calloc(1, size)
         .map_or(ptr::null_mut(), |p| p.as_ptr().cast())
 }
 
 /// # Safety
-/// `p` came from `zeroed` and is referred to by nothing.
+/// `p` came from `zeroed::<T>` and is referred to by nothing.
 unsafe fn release<T>(p: *mut T) {
+    #[cfg(unix)]
+    if core::mem::size_of::<T>() >= MAPPED {
+        // SAFETY: the caller's guarantee: a mapping `zeroed` made of exactly this size.
+        unsafe { libc::munmap(p.cast(), core::mem::size_of::<T>()) };
+        return;
+    }
     // SAFETY: the caller's guarantee: a block of the C library, freed once.
     unsafe { System.free(p.cast()) }
 }
