@@ -313,20 +313,17 @@ mod tests {
 
     #[test]
     fn counts_of_many_threads_add_up_exactly() {
-        let t: &'static Tallies<2> = Box::leak(Box::new(Tallies::new()));
-        let threads: Vec<_> = (0..SHARDS + 8)
-            .map(|_| {
-                std::thread::spawn(move || {
+        let t: Box<Tallies<2>> = Box::new(Tallies::new());
+        std::thread::scope(|s| {
+            for _ in 0..SHARDS + 8 {
+                s.spawn(|| {
                     for _ in 0..1000 {
                         t.slot().add(0, 1);
                         t.slot().add(1, 3u64.wrapping_neg());
                     }
-                })
-            })
-            .collect();
-        for h in threads {
-            h.join().unwrap();
-        }
+                });
+            }
+        });
         assert_eq!(t.sum(0), (SHARDS as u64 + 8) * 1000);
         assert_eq!(t.sum(1) as i64, -3 * (SHARDS as i64 + 8) * 1000);
     }

@@ -162,7 +162,8 @@ fn a_decorator_used_before_it_was_installed_cannot_claim_its_blocks_and_is_refus
     let d = Domain::new(id).unwrap();
     let p = d.malloc(8).unwrap();
     // Used directly first: its blocks went unremembered, so it cannot claim them later.
-    let used: &'static Guarded<System> = leak(Guarded::new(System));
+    static USED: Guarded<System> = Guarded::new(System);
+    let used: &'static Guarded<System> = &USED;
     let early = used.malloc(16).unwrap();
     assert!(matches!(
         set(id, used),
