@@ -5,9 +5,9 @@
 //! before the decorator was stacked on it). Reading a mark in front of a pointer is not an answer:
 //! the bytes may belong to another live block (never written, or being written by another thread).
 //! So the decorator remembers every live block it made, here: one bit per 16 bytes of address
-//! space, in a radix tree of bitmaps (a root of 2^14 entries, middles of 2^14, leaves of 8 KiB
-//! covering 1 MiB each), kept in the C library's memory (never in the decorated allocator, so it
-//! cannot recurse). Setting, clearing and testing a bit is a few dependent loads and one atomic
+//! space, in a radix tree of bitmaps (`crate::radix`: a root of 2^14 entries, middles of 2^14,
+//! leaves of 8 KiB covering 1 MiB each), whose nodes come from the OS or the C library (never
+//! from the decorated allocator, so it cannot recurse). Setting, clearing and testing a bit is a few dependent loads and one atomic
 //! read-modify-write: no lock and no hashing, from any thread. Nodes are made on first use and
 //! kept until the decorator is dropped (8 KiB per MiB of address space that ever held one of its
 //! blocks).

@@ -501,7 +501,7 @@ impl<A: DomainAllocator> Guarded<A> {
                 w
             });
             if data.sub(WORD).cast::<u64>().read_unaligned() == intact
-                && (n <= SIZE_TRUSTED || self.size_is_sane(data, n, plain))
+                && self.size_is_sane(data, n, plain)
                 && all_are(data.add(n), WORD, FORBIDDEN_BYTE)
             {
                 return match given {
