@@ -24,7 +24,12 @@ fn calibration_decides_the_method_and_each_method_names_the_allocating_line() {
         blocks.push(allocate_here(&t));
     }
     let decided = capture_method();
+    eprintln!("calibration chose {decided:?}");
     assert_ne!(decided, CaptureMethod::Undecided, "calibration decides");
+    // Where the cached tables' walk is built, it agrees with the unwinder in any build.
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        assert_ne!(decided, CaptureMethod::Unwind, "a fast walk agreed");
+    }
     // Set by `cargo xtask ci` for its build with `-C force-frame-pointers=yes`.
     if std::env::var_os("DOMALLOC_EXPECT_FRAME_POINTERS").is_some() {
         assert_eq!(
@@ -36,6 +41,10 @@ fn calibration_decides_the_method_and_each_method_names_the_allocating_line() {
     // Whichever it chose (the chain only where this build keeps frame pointers), and the
     // unwinder always, name this file.
     let mut methods = vec![decided, CaptureMethod::Unwind];
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        methods.push(CaptureMethod::UnwindTables);
+    }
+    methods.sort_by_key(|m| format!("{m:?}"));
     methods.dedup();
     for method in methods {
         set_capture_method(method);

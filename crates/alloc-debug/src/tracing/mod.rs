@@ -45,6 +45,8 @@
 //! manages (a C library's pool, a device's memory) is recorded with [`Tracing::track`] and
 //! [`Tracing::untrack`] under a domain of the program's choosing, as `PyTraceMalloc_Track`.
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod cfi;
 mod frames;
 mod leak;
 mod recent;

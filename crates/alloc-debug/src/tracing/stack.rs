@@ -1,26 +1,35 @@
 //! Capturing the calling stack as return addresses, without allocating: by the platform's
-//! unwinder, or by following frame pointers where the program keeps them.
+//! unwinder, by the unwind tables read once per return address, or by following frame pointers
+//! where the program keeps them.
 //!
 //! The unwinder (`backtrace::trace_unsynchronized`: libgcc's `_Unwind_Backtrace`, or
 //! `RtlVirtualUnwind` on 64-bit Windows) works for any code with unwind tables, and reads the
 //! call-frame information of every frame it steps over: about 150 ns a frame, microseconds per
-//! allocation. A program built with frame pointers (`-C force-frame-pointers=yes`; the standard
-//! library of current toolchains keeps them already) links its frames into a chain, and walking
-//! it is two loads a frame:
+//! allocation. Two faster walks give the same frames where they apply:
+//!
+//! * **Unwind tables, cached** (x86-64 Linux). What the unwinder finds for a return address (where
+//!   the caller's stack pointer is, whether the frame pointer was saved) depends on that address
+//!   alone, so it is read once (by [`cfi`](super::cfi)) and kept beside the address's
+//!   classification in one table: a frame then costs a lookup and a load or two, in any build.
+//! * **Frame pointers.** A program built with frame pointers (`-C force-frame-pointers=yes`; the
+//!   standard library of current toolchains keeps them already) links its frames into a chain,
+//!   and walking it is two loads a frame:
 //!
 //! ```text
 //!   fp ──► [ saved fp of the caller | return address ] ──► [ saved fp | return address ] ──► ...
 //! ```
 //!
-//! Whether the chain can be trusted is not known at compile time (a crate or a C library built
-//! without frame pointers uses the register for data), so the first captures of a process
-//! ([`CALIBRATION`] of them) are made both ways and compared: frame pointers are used from then on
-//! only if every one agreed with the unwinder on its frames. [`set_capture_method`] overrides the
-//! choice. The walk itself never leaves the thread's stack: each frame must lie above the
-//! previous one and below the stack's top (from the C library, once per thread), so a frame
-//! without a frame pointer ends the walk early instead of reading outside the stack.
+//! Whether either walk can be trusted is not known at compile time (a crate or a C library built
+//! without frame pointers uses the register for data; code may use rules the cached walk does not
+//! follow), so the first captures of a process ([`CALIBRATION`] of them) are made every way and
+//! compared: frame pointers are used from then on if every one of their walks agreed with the
+//! unwinder frame for frame, else the cached tables if theirs did, else the unwinder.
+//! [`set_capture_method`] overrides the choice. The walks never leave the thread's stack: each
+//! frame must lie above the previous one and below the stack's top (from the C library, once per
+//! thread), so a frame they cannot follow ends the walk early instead of reading outside the
+//! stack (and the cached walk then hands the capture to the unwinder).
 
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use super::frames::PLUMBING_FRAMES;
 
@@ -41,36 +50,49 @@ pub enum CaptureMethod {
     Unwind,
     /// The frame-pointer chain (fast; right only where every frame keeps its frame pointer).
     FramePointers,
+    /// The unwind tables, read once per return address and kept (fast in any build with unwind
+    /// tables; x86-64 Linux).
+    UnwindTables,
 }
 
 const UNDECIDED: u8 = 0;
 const UNWIND: u8 = 1;
 const FRAME_POINTERS: u8 = 2;
+const TABLES: u8 = 3;
 
 static METHOD: AtomicU8 = AtomicU8::new(UNDECIDED);
-static AGREED: AtomicUsize = AtomicUsize::new(0);
+/// Calibrating captures made since the method was last undecided.
+static CALIBRATED: AtomicUsize = AtomicUsize::new(0);
+/// Whether a calibrating capture found the frame-pointer chain, or the cached tables' walk,
+/// disagreeing with the unwinder.
+static CHAIN_FAILED: AtomicBool = AtomicBool::new(false);
+static TABLES_FAILED: AtomicBool = AtomicBool::new(!fp::TABLES);
 
 /// The method captures use now (decided by the first captures of the process, or set).
 pub fn capture_method() -> CaptureMethod {
     match METHOD.load(Ordering::Relaxed) {
         UNWIND => CaptureMethod::Unwind,
         FRAME_POINTERS => CaptureMethod::FramePointers,
+        TABLES => CaptureMethod::UnwindTables,
         _ => CaptureMethod::Undecided,
     }
 }
 
 /// Sets how call stacks are captured from now on: `Undecided` calibrates again. Setting
 /// `FramePointers` for a program whose frames do not keep them gives short or wrong tracebacks,
-/// never a crash (the walk stays on the thread's stack); on a platform without the walk, it means
-/// `Unwind`.
+/// never a crash (the walk stays on the thread's stack). On a platform without the walk asked
+/// for, it means `Unwind`.
 pub fn set_capture_method(method: CaptureMethod) {
     let m = match method {
         CaptureMethod::Undecided => UNDECIDED,
         CaptureMethod::Unwind => UNWIND,
         CaptureMethod::FramePointers if fp::SUPPORTED => FRAME_POINTERS,
-        CaptureMethod::FramePointers => UNWIND,
+        CaptureMethod::UnwindTables if fp::TABLES => TABLES,
+        CaptureMethod::FramePointers | CaptureMethod::UnwindTables => UNWIND,
     };
-    AGREED.store(0, Ordering::Relaxed);
+    CALIBRATED.store(0, Ordering::Relaxed);
+    CHAIN_FAILED.store(false, Ordering::Relaxed);
+    TABLES_FAILED.store(!fp::TABLES, Ordering::Relaxed);
     METHOD.store(m, Ordering::Relaxed);
 }
 
@@ -96,7 +118,14 @@ impl Keep {
     /// Whether the frame returning to `ip`, the next one out, belongs in the traceback.
     #[inline]
     fn offer(&mut self, ip: usize) -> bool {
-        if self.kept == 0 && self.skipped < PLUMBING_FRAMES && sites::is_plumbing(ip) {
+        self.offer_classified(|| sites::is_plumbing(ip))
+    }
+
+    /// As [`offer`](Self::offer), for a frame `plumbing` classifies (asked only while the
+    /// traceback has no frame yet).
+    #[inline]
+    fn offer_classified(&mut self, plumbing: impl FnOnce() -> bool) -> bool {
+        if self.kept == 0 && self.skipped < PLUMBING_FRAMES && plumbing() {
             self.skipped += 1;
             return false;
         }
@@ -126,71 +155,99 @@ impl Keep {
     }
 }
 
-/// Captures the traceback `keep` describes into `buf` (at least `depth + PLUMBING_FRAMES` long:
+/// Captures the traceback of `depth` frames into `buf` (at least `depth + PLUMBING_FRAMES` long:
 /// calibration fills it whole), most recent frame first; returns how many frames.
 ///
-/// The chain is walked by the same call, from the same frame state, whether frame pointers are
-/// trusted or still being calibrated, so that what calibration checks is what is used.
+/// Each walk is made by the same call, from the same frame state, whether it is trusted or still
+/// being calibrated, so that what calibration checks is what is used.
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize], depth: usize) -> usize {
     let method = METHOD.load(Ordering::Relaxed);
+    // The depth travels as a word (0: the whole chain), not as a `Keep`: a struct passed
+    // through memory is read back before its stores retire.
+    if method == TABLES {
+        // Black boxes keep each walk an ordinary call (not a tail call), as on the calibrating
+        // path.
+        if let Some(n) = core::hint::black_box(fp::walk_tables(buf, depth)) {
+            return n;
+        }
+        // A frame the cached rules do not follow: this capture is the unwinder's.
+        return unwind(buf, Some(Keep::new(depth)));
+    }
     if method == UNWIND || !fp::SUPPORTED {
         return unwind(buf, Some(Keep::new(depth)));
     }
-    let trusted = method == FRAME_POINTERS;
-    // The depth travels as a word (0: the whole chain), not as a `Keep`: a struct passed
-    // through memory is read back before its stores retire.
-    let m = fp::walk(buf, if trusted { depth } else { 0 });
-    // Keeps the walk an ordinary call (not a tail call), as it is on the calibrating path.
-    let m = core::hint::black_box(m);
-    if trusted {
-        return m;
+    if method == FRAME_POINTERS {
+        return core::hint::black_box(fp::walk(buf, depth));
     }
-    calibrate(buf, m, Keep::new(depth))
+    let m = core::hint::black_box(fp::walk(buf, 0));
+    let mut tables = [0usize; super::frames::CAPTURE_WORDS];
+    let t = core::hint::black_box(fp::walk_tables(&mut tables, 0)).unwrap_or(0);
+    calibrate(buf, m, &tables[..t], Keep::new(depth))
 }
 
-/// Compares the chain just walked whole (`buf[..m]`) with the unwinder's capture, and leaves the
-/// unwinder's traceback in `buf`; decides once [`CALIBRATION`] captures agreed, or at the first
-/// that did not.
+/// Compares the walks just made whole (the chain in `buf[..m]`, the cached tables' in `tables`)
+/// with the unwinder's capture, and leaves the unwinder's traceback in `buf`. Decides once
+/// [`CALIBRATION`] captures were made (or as soon as both walks failed one).
 #[inline(never)]
-fn calibrate(buf: &mut [usize], m: usize, keep: Keep) -> usize {
+fn calibrate(buf: &mut [usize], m: usize, tables: &[usize], keep: Keep) -> usize {
     let mut walked = [0usize; super::frames::CAPTURE_WORDS];
     let m = m.min(walked.len());
     walked[..m].copy_from_slice(&buf[..m]);
     let n = unwind(buf, None);
-    // The unwinder may report the frames of `capture` first; the chain starts at its caller.
-    let skip = buf[..n.min(3)]
-        .iter()
-        .position(|&ip| m > 0 && ip == walked[0])
-        .unwrap_or(n);
-    // A frame without a frame pointer cuts the chain short (or sends it elsewhere): the chain
-    // must reach as far as the unwinder, but for the last frames of a thread's entry (which the
-    // C library builds without frame pointers), and agree on every frame it has.
-    // (The unwinder ends on a null return address at the outermost frame: not a frame.)
-    let outer = buf[..n].iter().rev().take_while(|&&ip| ip == 0).count();
-    let want = (n - outer).saturating_sub(skip);
-    let common = want.min(m);
-    // The chain's first frame must be one of the unwinder's first (`skip < n`), or nothing
-    // was compared.
-    let agrees = m > 0
-        && skip < n
-        && m + ENTRY_FRAMES >= want
-        && walked[..common] == buf[skip..skip + common];
-    if !agrees {
-        METHOD.store(UNWIND, Ordering::Relaxed);
-    } else if AGREED.fetch_add(1, Ordering::Relaxed) + 1 >= CALIBRATION {
-        let _ = METHOD.compare_exchange(
-            UNDECIDED,
-            FRAME_POINTERS,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+    let unwound = &buf[..n];
+    if !agrees(&walked[..m], unwound) {
+        CHAIN_FAILED.store(true, Ordering::Relaxed);
     }
-    // The frames of `capture` the unwinder reported before the chain's first are not the
-    // program's (without a chain, the filter passes over them as the machinery's).
-    let lead = if skip < n { skip } else { 0 };
+    if !agrees(tables, unwound) {
+        TABLES_FAILED.store(true, Ordering::Relaxed);
+    }
+    let chain_failed = CHAIN_FAILED.load(Ordering::Relaxed);
+    let tables_failed = TABLES_FAILED.load(Ordering::Relaxed);
+    let decided = if chain_failed && tables_failed {
+        Some(UNWIND)
+    } else if CALIBRATED.fetch_add(1, Ordering::Relaxed) + 1 >= CALIBRATION {
+        Some(if !chain_failed {
+            FRAME_POINTERS
+        } else {
+            TABLES
+        })
+    } else {
+        None
+    };
+    if let Some(method) = decided {
+        let _ = METHOD.compare_exchange(UNDECIDED, method, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    // The frames of `capture` the unwinder reported before the walks' first are not the
+    // program's (without a walk, the filter passes over them as the machinery's).
+    let lead = lead(&walked[..m], unwound).or_else(|| lead(tables, unwound));
+    let lead = lead.unwrap_or(0);
     buf.copy_within(lead..n, 0);
     keep.filter(buf, n - lead)
+}
+
+/// Where the walk's first frame is among the unwinder's first: the unwinder may report the frames
+/// of `capture` first, and a walk starts at its caller.
+fn lead(walked: &[usize], unwound: &[usize]) -> Option<usize> {
+    let first = *walked.first()?;
+    unwound[..unwound.len().min(3)]
+        .iter()
+        .position(|&ip| ip == first)
+}
+
+/// Whether a walk agrees with the unwinder: it must reach as far as the unwinder, but for the last
+/// frames of a thread's entry (which the C library builds without frame pointers), and agree on
+/// every frame it has. The walk's first frame must be one of the unwinder's first, or nothing
+/// was compared. (The unwinder ends on a null return address at the outermost frame: not a
+/// frame.)
+fn agrees(walked: &[usize], unwound: &[usize]) -> bool {
+    let Some(skip) = lead(walked, unwound) else {
+        return false;
+    };
+    let outer = unwound.iter().rev().take_while(|&&ip| ip == 0).count();
+    let want = (unwound.len() - outer).saturating_sub(skip);
+    let common = want.min(walked.len());
+    walked.len() + ENTRY_FRAMES >= want && walked[..common] == unwound[skip..skip + common]
 }
 
 /// The unwinder's capture, filtered by `keep` (or whole); the frames of the unwinder and of the
@@ -223,22 +280,47 @@ fn unwind(buf: &mut [usize], mut keep: Option<Keep>) -> usize {
     n
 }
 
-/// Which return addresses belong to the allocation machinery, each resolved once per process.
+/// What is known of each return address a capture has met, each learned once per process: whether
+/// it belongs to the allocation machinery, and (for the cached tables' walk) how to find its
+/// caller's frame.
 ///
-/// An open-addressing table of words, `ip << 2 | class` (0: empty), written with a
-/// compare-exchange and never cleared: a return address is resolved the first time a capture
-/// meets it among a stack's leading frames (slow, once), then found in a few loads. Past the
-/// table's room, addresses are taken for the program's (nothing is lost: resolution strips the
-/// machinery's frames again when a report is made).
+/// An open-addressing table of two words a slot: the address (0: empty), claimed with a
+/// compare-exchange and never cleared, and what is known of it, bits set by `fetch_or` as they
+/// are learned (each a function of the address alone, so two threads learning it at once set the
+/// same bits). Past the table's room, addresses are taken for the program's and have no rule
+/// (nothing is lost: resolution strips the machinery's frames again when a report is made, and a
+/// frame without a rule is the unwinder's).
 mod sites {
-    use core::sync::atomic::{AtomicUsize, Ordering};
+    use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     const SLOTS: usize = 1 << 14;
     const PROBES: usize = 16;
-    const PROGRAM: usize = 1;
-    const PLUMBING: usize = 2;
 
-    static TABLE: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+    // The known bits: the class (2 bits), then the rule's state (2 bits) and the rule itself.
+    const CLASS: u64 = 0b11;
+    const PROGRAM: u64 = 0b01;
+    const PLUMBING: u64 = 0b10;
+    const RULE: u64 = 0b11 << 2;
+    const NO_RULE: u64 = 0b01 << 2;
+    const HAS_RULE: u64 = 0b10 << 2;
+
+    pub(super) struct Slot {
+        ip: AtomicUsize,
+        known: AtomicU64,
+    }
+
+    static TABLE: [Slot; SLOTS] = [const {
+        Slot {
+            ip: AtomicUsize::new(0),
+            known: AtomicU64::new(0),
+        }
+    }; SLOTS];
+
+    /// Stands for any address the table has no room for: it knows nothing and learns nothing.
+    static FULL: Slot = Slot {
+        ip: AtomicUsize::new(0),
+        known: AtomicU64::new(PROGRAM | NO_RULE),
+    };
 
     #[inline]
     fn home(ip: usize) -> usize {
@@ -248,41 +330,120 @@ mod sites {
             & (SLOTS - 1)
     }
 
-    /// Whether the frame returning to `ip` belongs to the allocation machinery.
+    /// The slot of return address `ip`, claimed for it if it had none.
     #[inline]
-    pub(super) fn is_plumbing(ip: usize) -> bool {
-        if ip >> (usize::BITS - 2) != 0 {
-            return false;
+    pub(super) fn slot(ip: usize) -> &'static Slot {
+        if ip == 0 {
+            return &FULL;
         }
         let start = home(ip);
         for k in 0..PROBES {
             let slot = &TABLE[(start + k) & (SLOTS - 1)];
-            // Relaxed: an entry is one word, complete when seen.
-            let e = slot.load(Ordering::Relaxed);
-            if e == 0 {
-                return learn(ip, start);
+            // Relaxed: the address is one word, complete when seen; what the slot knows is
+            // another, read on its own.
+            let e = slot.ip.load(Ordering::Relaxed);
+            if e == ip {
+                return slot;
             }
-            if e >> 2 == ip {
-                return e & 3 == PLUMBING;
+            if e == 0 {
+                match slot
+                    .ip
+                    .compare_exchange(0, ip, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    Ok(_) => return slot,
+                    Err(e) if e == ip => return slot,
+                    Err(_) => {}
+                }
             }
         }
-        false
+        &FULL
     }
 
-    /// Resolves `ip` and records what it is, in the first free slot from `start`.
-    #[cold]
-    fn learn(ip: usize, start: usize) -> bool {
-        let plumbing = super::super::frames::frame_is_plumbing(ip);
-        let entry = ip << 2 | if plumbing { PLUMBING } else { PROGRAM };
-        for k in 0..PROBES {
-            let slot = &TABLE[(start + k) & (SLOTS - 1)];
-            match slot.compare_exchange(0, entry, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(e) if e >> 2 == ip => break,
-                Err(_) => {}
+    /// Whether the frame returning to `ip` belongs to the allocation machinery.
+    #[inline]
+    pub(super) fn is_plumbing(ip: usize) -> bool {
+        slot(ip).is_plumbing(ip)
+    }
+
+    impl Slot {
+        /// Whether the frame returning to `ip` (this slot's address) belongs to the allocation
+        /// machinery.
+        #[inline]
+        pub(super) fn is_plumbing(&self, ip: usize) -> bool {
+            match self.known.load(Ordering::Relaxed) & CLASS {
+                PLUMBING => true,
+                PROGRAM => false,
+                _ => self.classify(ip),
             }
         }
-        plumbing
+
+        #[cold]
+        fn classify(&self, ip: usize) -> bool {
+            let plumbing = super::super::frames::frame_is_plumbing(ip);
+            self.known
+                .fetch_or(if plumbing { PLUMBING } else { PROGRAM }, Ordering::Relaxed);
+            plumbing
+        }
+
+        /// How to find the caller of the frame that returns to `ip` (this slot's address), as
+        /// [`Rule::pack`] packs it; `None` where the walk cannot follow it.
+        #[inline]
+        pub(super) fn rule(&self, ip: usize) -> Option<u64> {
+            let known = self.known.load(Ordering::Relaxed);
+            match known & RULE {
+                HAS_RULE => Some(known >> 16),
+                NO_RULE => None,
+                _ => self.learn_rule(ip),
+            }
+        }
+
+        #[cold]
+        fn learn_rule(&self, ip: usize) -> Option<u64> {
+            // The rule at the call (the return address may begin the next function's rows).
+            let packed = super::rules::at(ip.wrapping_sub(1));
+            let bits = match packed {
+                Some(p) => HAS_RULE | p << 16,
+                None => NO_RULE,
+            };
+            self.known.fetch_or(bits, Ordering::Relaxed);
+            packed
+        }
+    }
+}
+
+/// A call-frame rule in one word, for the cached tables' walk: bit 0, the CFA is the frame
+/// pointer (else the stack pointer) plus the offset in bits 16..32; bit 1, the caller's frame
+/// pointer is saved the offset in bits 32..48 below the CFA (else unchanged).
+mod rules {
+    pub(super) const FROM_FRAME_POINTER: u64 = 1;
+    pub(super) const SAVES_FRAME_POINTER: u64 = 2;
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    pub(super) fn at(pc: usize) -> Option<u64> {
+        let r = super::super::cfi::rule_at(pc)?;
+        let mut packed = u64::from(r.cfa_offset) << 16;
+        if r.from_frame_pointer {
+            packed |= FROM_FRAME_POINTER;
+        }
+        if let Some(k) = r.saved_frame_pointer {
+            packed |= SAVES_FRAME_POINTER | u64::from(k) << 32;
+        }
+        Some(packed)
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    pub(super) fn at(_pc: usize) -> Option<u64> {
+        None
+    }
+
+    #[inline]
+    pub(super) fn cfa_offset(packed: u64) -> usize {
+        (packed >> 16) as u16 as usize
+    }
+
+    #[inline]
+    pub(super) fn saved_at(packed: u64) -> usize {
+        (packed >> 32) as u16 as usize
     }
 }
 
@@ -292,8 +453,13 @@ mod sites {
 ))]
 mod fp {
     use core::cell::Cell;
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use super::rules;
 
     pub(super) const SUPPORTED: bool = true;
+    /// Whether the cached tables' walk is built.
+    pub(super) const TABLES: bool = cfg!(target_arch = "x86_64");
 
     std::thread_local! {
         /// This thread's stack as `(lowest, highest)` address; `(0, 0)` until first asked,
@@ -325,6 +491,17 @@ mod fp {
         found
     }
 
+    /// The top of this thread's stack, if `sp` lies on it (else 0).
+    #[inline]
+    fn stack_top(sp: usize) -> usize {
+        let (mut low, mut high) = BOUNDS.with(Cell::get);
+        if high == 0 && low == 0 {
+            (low, high) = bounds();
+            BOUNDS.with(|b| b.set((low, high)));
+        }
+        if (low..high).contains(&sp) { high } else { 0 }
+    }
+
     /// The frame pointer register (inlined into `walk`: its own frame, where it keeps one).
     #[inline(always)]
     fn frame_pointer() -> usize {
@@ -350,13 +527,9 @@ mod fp {
         let mut skip_own = true;
         let marker = 0u8;
         let sp = core::ptr::addr_of!(marker) as usize;
-        let (mut low, mut high) = BOUNDS.with(Cell::get);
-        if high == 0 && low == 0 {
-            (low, high) = bounds();
-            BOUNDS.with(|b| b.set((low, high)));
-        }
+        let high = stack_top(sp);
         // Not on the thread's stack (a signal's alternate stack), or no bounds: no walk.
-        if !(low..high).contains(&sp) {
+        if high == 0 {
             return 0;
         }
         let mut n = 0;
@@ -392,6 +565,103 @@ mod fp {
         core::hint::black_box(&marker);
         n
     }
+    /// The rule at the code address of [`walk_tables`]'s first frame (0: not read yet; 1: none).
+    #[cfg(target_arch = "x86_64")]
+    static OWN_RULE: AtomicU64 = AtomicU64::new(0);
+
+    /// Walks the stack by the cached unwind tables from the frame of its caller (its own frame,
+    /// whose return address points into the caller, is passed over), within the thread's stack.
+    /// `depth` 0 walks as far as the rules go (for calibration), and gives what it found;
+    /// otherwise the walk keeps the traceback [`Keep`](super::Keep) describes, and gives `None`
+    /// if it met a frame it cannot follow before the traceback was complete.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(never)]
+    pub(super) fn walk_tables(buf: &mut [usize], depth: usize) -> Option<usize> {
+        let (pc, mut sp, mut bp): (usize, usize, usize);
+        // SAFETY: reads three registers, all at one instruction (the rule read for `pc` holds
+        // for the registers there); touches no memory.
+        unsafe {
+            core::arch::asm!(
+                "lea {pc}, [rip]",
+                "mov {sp}, rsp",
+                "mov {bp}, rbp",
+                pc = out(reg) pc,
+                sp = out(reg) sp,
+                bp = out(reg) bp,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+        let whole = depth == 0;
+        let mut keep = (!whole).then(|| super::Keep::new(depth));
+        let high = stack_top(sp);
+        if high == 0 {
+            return if whole { Some(0) } else { None };
+        }
+        let mut rule = match OWN_RULE.load(Ordering::Relaxed) {
+            0 => {
+                let r = rules::at(pc);
+                OWN_RULE.store(r.map_or(1, |r| r << 2), Ordering::Relaxed);
+                r
+            }
+            1 => None,
+            r => Some(r >> 2),
+        };
+        let mut skip_own = true;
+        let mut n = 0;
+        // `None` where the walk could not follow a frame before it had the traceback.
+        let stuck = |n| if whole { Some(n) } else { None };
+        while n < buf.len() {
+            let Some(r) = rule else {
+                return stuck(n);
+            };
+            let base = if r & rules::FROM_FRAME_POINTER != 0 {
+                bp
+            } else {
+                sp
+            };
+            let cfa = base.wrapping_add(rules::cfa_offset(r));
+            // The caller's frame lies above this one and within the stack; the saved frame
+            // pointer, where there is one, between the two.
+            if cfa <= sp || cfa > high || base < sp {
+                return stuck(n);
+            }
+            // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)`, this thread's live stack
+            // (checked above), mapped and readable for as long as the thread runs.
+            let ret = unsafe { ((cfa - 8) as *const usize).read() };
+            if r & rules::SAVES_FRAME_POINTER != 0 {
+                let at = cfa.wrapping_sub(rules::saved_at(r));
+                if at < sp || at > cfa - 8 {
+                    return stuck(n);
+                }
+                // SAFETY: `[at, at + 8)` lies within `[sp, cfa)`, on the live stack as above.
+                bp = unsafe { (at as *const usize).read() };
+            }
+            sp = cfa;
+            if ret == 0 {
+                break;
+            }
+            let slot = super::sites::slot(ret);
+            if skip_own {
+                skip_own = false;
+            } else if keep
+                .as_mut()
+                .is_none_or(|k| k.offer_classified(|| slot.is_plumbing(ret)))
+            {
+                buf[n] = ret;
+                n += 1;
+                if keep.as_ref().is_some_and(super::Keep::done) {
+                    break;
+                }
+            }
+            rule = slot.rule(ret);
+        }
+        Some(n)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn walk_tables(_buf: &mut [usize], _depth: usize) -> Option<usize> {
+        None
+    }
 }
 
 #[cfg(not(all(
@@ -400,8 +670,13 @@ mod fp {
 )))]
 mod fp {
     pub(super) const SUPPORTED: bool = false;
+    pub(super) const TABLES: bool = false;
 
     pub(super) fn walk(_buf: &mut [usize], _depth: usize) -> usize {
         0
+    }
+
+    pub(super) fn walk_tables(_buf: &mut [usize], _depth: usize) -> Option<usize> {
+        None
     }
 }
