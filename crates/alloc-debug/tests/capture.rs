@@ -46,12 +46,27 @@ fn calibration_decides_the_method_and_each_method_names_the_allocating_line() {
     }
     methods.sort_by_key(|m| format!("{m:?}"));
     methods.dedup();
+    // And a deep traceback (more frames asked for than the stack has) is the unwinder's whole
+    // stack, whichever way it was walked.
+    let deep = Tracing::new(System).with_depth(32);
+    let mut whole = Vec::new();
     for method in methods {
         set_capture_method(method);
         let p = allocate_here(&t);
         let site = site_of(&t, p);
         assert!(site.contains("capture.rs"), "{method:?}: {site}");
         blocks.push(p);
+        let q = allocate_here(&deep);
+        whole.push((method, site_of(&deep, q)));
+        // SAFETY: a live block of `deep`, freed once.
+        unsafe { deep.free(q) };
+    }
+    let (_, unwound) = whole
+        .iter()
+        .find(|(m, _)| *m == CaptureMethod::Unwind)
+        .expect("the unwinder was asked");
+    for (method, stack) in &whole {
+        assert_eq!(stack, unwound, "{method:?} against the unwinder");
     }
     set_capture_method(CaptureMethod::Undecided);
     for _ in 0..CALIBRATION + 1 {

@@ -10,8 +10,9 @@
 //! Only the rules ordinary compiled code uses are taken: the CFA at a fixed offset from the stack
 //! pointer or from the frame pointer, the return address just below the CFA, and the frame pointer
 //! either unchanged or saved at a fixed offset from the CFA. Anything else (a CFA computed by an
-//! expression, a signal frame, the outermost frame whose return address is undefined) is
-//! [`None`]: a walk stops there, or hands the capture to the unwinder.
+//! expression, a signal frame) is [`None`]: a walk stops there, or hands the capture to the
+//! unwinder. The outermost frame of a stack (whose return address is undefined) has a rule that
+//! says so.
 
 use core::ffi::c_void;
 use core::slice;
@@ -24,6 +25,9 @@ use gimli::{
 /// How to find the caller's frame from a frame's registers, at one code address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Rule {
+    /// The frame is the outermost of its stack: its return address is undefined (`_start`, a
+    /// thread's entry), and a walk ends there.
+    pub(crate) outermost: bool,
     /// The CFA is the frame pointer plus the offset (else the stack pointer plus it).
     pub(crate) from_frame_pointer: bool,
     /// Bytes from the register to the CFA.
@@ -144,6 +148,14 @@ fn read_rule(
 
 /// The row's rules, if they are ones a walk follows.
 fn reduce<S: UnwindContextStorage<usize>>(row: &UnwindTableRow<usize, S>) -> Option<Rule> {
+    if matches!(row.register(X86_64::RA), Some(RegisterRule::Undefined)) {
+        return Some(Rule {
+            outermost: true,
+            from_frame_pointer: false,
+            cfa_offset: 0,
+            saved_frame_pointer: None,
+        });
+    }
     let CfaRule::RegisterAndOffset { register, offset } = *row.cfa() else {
         return None;
     };
@@ -162,6 +174,7 @@ fn reduce<S: UnwindContextStorage<usize>>(row: &UnwindTableRow<usize, S>) -> Opt
         Some(_) => return None,
     };
     Some(Rule {
+        outermost: false,
         from_frame_pointer,
         cfa_offset: u16::try_from(offset).ok().filter(|&o| o >= 8)?,
         saved_frame_pointer,
@@ -185,6 +198,7 @@ mod tests {
                 options(nomem, nostack, preserves_flags));
         }
         let rule = rule_at(pc).expect("compiled code has call-frame information");
+        assert!(!rule.outermost);
         let cfa = if rule.from_frame_pointer { fp } else { sp } + usize::from(rule.cfa_offset);
         // SAFETY: the CFA of this frame is its caller's stack pointer; the word below it is the
         // return address `call` pushed, on the live stack of this thread.

@@ -508,17 +508,17 @@ impl<A> Tracing<A> {
         }
         let depth = self.depth().min(MAX_DEPTH);
         // The common depths capture into a small buffer (less to clear on every allocation).
-        if depth <= SMALL_DEPTH {
-            self.capture_into::<{ SMALL_DEPTH + PLUMBING_FRAMES }>(depth)
-        } else {
-            self.capture_into::<CAPTURE_WORDS>(depth)
+        match depth {
+            0 | 1 => self.capture_into::<1>(depth),
+            ..=SMALL_DEPTH => self.capture_into::<SMALL_DEPTH>(depth),
+            _ => self.capture_into::<MAX_DEPTH>(depth),
         }
     }
 
     #[inline]
     fn capture_into<const N: usize>(&self, depth: usize) -> Option<TraceId> {
         let mut buf = [0usize; N];
-        let n = stack::capture(&mut buf[..depth + PLUMBING_FRAMES], depth);
+        let n = stack::capture(&mut buf[..depth.min(N)], depth);
         self.intern(Kind::Stack, &buf[..n])
     }
 

@@ -31,7 +31,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
-use super::frames::PLUMBING_FRAMES;
+use super::frames::{CAPTURE_WORDS, PLUMBING_FRAMES};
 
 /// Captures compared both ways before frame pointers are trusted.
 pub const CALIBRATION: usize = 8;
@@ -139,15 +139,15 @@ impl Keep {
         self.kept >= self.depth
     }
 
-    /// Keeps the frames of `buf[..n]` this traceback takes, in place; returns how many.
-    fn filter(mut self, buf: &mut [usize], n: usize) -> usize {
+    /// Copies the frames of `from` this traceback takes into `into`; returns how many.
+    fn filter(mut self, from: &[usize], into: &mut [usize]) -> usize {
         let mut k = 0;
-        for i in 0..n {
-            if self.done() {
+        for &ip in from {
+            if self.done() || k == into.len() {
                 break;
             }
-            if self.offer(buf[i]) {
-                buf[k] = buf[i];
+            if self.offer(ip) {
+                into[k] = ip;
                 k += 1;
             }
         }
@@ -155,12 +155,13 @@ impl Keep {
     }
 }
 
-/// Captures the traceback of `depth` frames into `buf` (at least `depth + PLUMBING_FRAMES` long:
-/// calibration fills it whole), most recent frame first; returns how many frames.
+/// Captures the traceback of `depth` frames into `buf` (at least `depth` long), most recent frame
+/// first; returns how many frames.
 ///
 /// Each walk is made by the same call, from the same frame state, whether it is trusted or still
-/// being calibrated, so that what calibration checks is what is used.
-#[inline(never)]
+/// being calibrated, so that what calibration checks is what is used. Inlined into the caller, so
+/// that the walks step out of one frame fewer.
+#[inline(always)]
 pub(crate) fn capture(buf: &mut [usize], depth: usize) -> usize {
     let method = METHOD.load(Ordering::Relaxed);
     // The depth travels as a word (0: the whole chain), not as a `Keep`: a struct passed
@@ -180,23 +181,22 @@ pub(crate) fn capture(buf: &mut [usize], depth: usize) -> usize {
     if method == FRAME_POINTERS {
         return core::hint::black_box(fp::walk(buf, depth));
     }
-    let m = core::hint::black_box(fp::walk(buf, 0));
-    let mut tables = [0usize; super::frames::CAPTURE_WORDS];
+    let mut chain = [0usize; CAPTURE_WORDS];
+    let m = core::hint::black_box(fp::walk(&mut chain, 0));
+    let mut tables = [0usize; CAPTURE_WORDS];
     let t = core::hint::black_box(fp::walk_tables(&mut tables, 0)).unwrap_or(0);
-    calibrate(buf, m, &tables[..t], Keep::new(depth))
+    calibrate(buf, &chain[..m], &tables[..t], Keep::new(depth))
 }
 
-/// Compares the walks just made whole (the chain in `buf[..m]`, the cached tables' in `tables`)
-/// with the unwinder's capture, and leaves the unwinder's traceback in `buf`. Decides once
+/// Compares the walks just made whole (the frame-pointer chain, and the cached tables' walk) with
+/// the unwinder's capture, and leaves the unwinder's traceback in `buf`. Decides once
 /// [`CALIBRATION`] captures were made (or as soon as both walks failed one).
 #[inline(never)]
-fn calibrate(buf: &mut [usize], m: usize, tables: &[usize], keep: Keep) -> usize {
-    let mut walked = [0usize; super::frames::CAPTURE_WORDS];
-    let m = m.min(walked.len());
-    walked[..m].copy_from_slice(&buf[..m]);
-    let n = unwind(buf, None);
-    let unwound = &buf[..n];
-    if !agrees(&walked[..m], unwound) {
+fn calibrate(buf: &mut [usize], chain: &[usize], tables: &[usize], keep: Keep) -> usize {
+    let mut all = [0usize; CAPTURE_WORDS];
+    let n = unwind(&mut all, None);
+    let unwound = &all[..n];
+    if !agrees(chain, unwound) {
         CHAIN_FAILED.store(true, Ordering::Relaxed);
     }
     if !agrees(tables, unwound) {
@@ -220,10 +220,8 @@ fn calibrate(buf: &mut [usize], m: usize, tables: &[usize], keep: Keep) -> usize
     }
     // The frames of `capture` the unwinder reported before the walks' first are not the
     // program's (without a walk, the filter passes over them as the machinery's).
-    let lead = lead(&walked[..m], unwound).or_else(|| lead(tables, unwound));
-    let lead = lead.unwrap_or(0);
-    buf.copy_within(lead..n, 0);
-    keep.filter(buf, n - lead)
+    let lead = lead(chain, unwound).or_else(|| lead(tables, unwound));
+    keep.filter(&unwound[lead.unwrap_or(0)..], buf)
 }
 
 /// Where the walk's first frame is among the unwinder's first: the unwinder may report the frames
@@ -290,17 +288,22 @@ fn unwind(buf: &mut [usize], mut keep: Option<Keep>) -> usize {
 /// same bits). Past the table's room, addresses are taken for the program's and have no rule
 /// (nothing is lost: resolution strips the machinery's frames again when a report is made, and a
 /// frame without a rule is the unwinder's).
+// Only x86-64 Linux builds the cached tables' walk, which asks for rules.
+#[cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64")),
+    allow(dead_code)
+)]
 mod sites {
     use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     const SLOTS: usize = 1 << 14;
     const PROBES: usize = 16;
 
-    // The known bits: the class (2 bits), then the rule's state (2 bits) and the rule itself.
+    // The known bits: the class (2 bits), then whether there is a rule (2 bits), and the rule
+    // itself from bit 16 (never 0: a rule has an offset, or is the outermost frame's).
     const CLASS: u64 = 0b11;
     const PROGRAM: u64 = 0b01;
     const PLUMBING: u64 = 0b10;
-    const RULE: u64 = 0b11 << 2;
     const NO_RULE: u64 = 0b01 << 2;
     const HAS_RULE: u64 = 0b10 << 2;
 
@@ -333,10 +336,20 @@ mod sites {
     /// The slot of return address `ip`, claimed for it if it had none.
     #[inline]
     pub(super) fn slot(ip: usize) -> &'static Slot {
+        let start = home(ip);
+        let first = &TABLE[start];
+        if first.ip.load(Ordering::Relaxed) == ip && ip != 0 {
+            return first;
+        }
+        probe(ip, start)
+    }
+
+    /// [`slot`] past its home.
+    #[inline(never)]
+    fn probe(ip: usize, start: usize) -> &'static Slot {
         if ip == 0 {
             return &FULL;
         }
-        let start = home(ip);
         for k in 0..PROBES {
             let slot = &TABLE[(start + k) & (SLOTS - 1)];
             // Relaxed: the address is one word, complete when seen; what the slot knows is
@@ -385,25 +398,28 @@ mod sites {
             plumbing
         }
 
-        /// How to find the caller of the frame that returns to `ip` (this slot's address), as
-        /// [`Rule::pack`] packs it; `None` where the walk cannot follow it.
+        /// How to find the caller of the frame that returns to `ip` (this slot's address),
+        /// packed as [`rules`](super::rules) says; 0 where the walk cannot follow it.
         #[inline]
-        pub(super) fn rule(&self, ip: usize) -> Option<u64> {
+        pub(super) fn rule(&self, ip: usize) -> u64 {
             let known = self.known.load(Ordering::Relaxed);
-            match known & RULE {
-                HAS_RULE => Some(known >> 16),
-                NO_RULE => None,
-                _ => self.learn_rule(ip),
+            if known & HAS_RULE != 0 {
+                return known >> 16;
             }
+            if known & NO_RULE != 0 {
+                return 0;
+            }
+            self.learn_rule(ip)
         }
 
         #[cold]
-        fn learn_rule(&self, ip: usize) -> Option<u64> {
+        fn learn_rule(&self, ip: usize) -> u64 {
             // The rule at the call (the return address may begin the next function's rows).
-            let packed = super::rules::at(ip.wrapping_sub(1));
-            let bits = match packed {
-                Some(p) => HAS_RULE | p << 16,
-                None => NO_RULE,
+            let packed = super::rules::at(ip.wrapping_sub(1)).unwrap_or(0);
+            let bits = if packed == 0 {
+                NO_RULE
+            } else {
+                HAS_RULE | packed << 16
             };
             self.known.fetch_or(bits, Ordering::Relaxed);
             packed
@@ -413,14 +429,23 @@ mod sites {
 
 /// A call-frame rule in one word, for the cached tables' walk: bit 0, the CFA is the frame
 /// pointer (else the stack pointer) plus the offset in bits 16..32; bit 1, the caller's frame
-/// pointer is saved the offset in bits 32..48 below the CFA (else unchanged).
+/// pointer is saved the offset in bits 32..48 below the CFA (else unchanged); bit 2, the frame
+/// is the stack's outermost (nothing beyond it).
+#[cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64")),
+    allow(dead_code)
+)]
 mod rules {
     pub(super) const FROM_FRAME_POINTER: u64 = 1;
     pub(super) const SAVES_FRAME_POINTER: u64 = 2;
+    pub(super) const OUTERMOST: u64 = 4;
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     pub(super) fn at(pc: usize) -> Option<u64> {
         let r = super::super::cfi::rule_at(pc)?;
+        if r.outermost {
+            return Some(OUTERMOST);
+        }
         let mut packed = u64::from(r.cfa_offset) << 16;
         if r.from_frame_pointer {
             packed |= FROM_FRAME_POINTER;
@@ -592,34 +617,45 @@ mod fp {
             );
         }
         let whole = depth == 0;
-        let mut keep = (!whole).then(|| super::Keep::new(depth));
-        let high = stack_top(sp);
-        if high == 0 {
-            return if whole { Some(0) } else { None };
-        }
-        let mut rule = match OWN_RULE.load(Ordering::Relaxed) {
-            0 => {
-                let r = rules::at(pc);
-                OWN_RULE.store(r.map_or(1, |r| r << 2), Ordering::Relaxed);
-                r
-            }
-            1 => None,
-            r => Some(r >> 2),
+        let want = if whole {
+            buf.len()
+        } else {
+            depth.min(buf.len())
         };
-        let mut skip_own = true;
-        let mut n = 0;
+        let high = stack_top(sp);
+        if high == 0 || want == 0 {
+            return if whole || want == 0 { Some(0) } else { None };
+        }
         // `None` where the walk could not follow a frame before it had the traceback.
         let stuck = |n| if whole { Some(n) } else { None };
-        while n < buf.len() {
-            let Some(r) = rule else {
+        // The rule of the frame being stepped out of (packed; 0: none).
+        let mut rule = match OWN_RULE.load(Ordering::Relaxed) {
+            0 => {
+                let r = rules::at(pc).unwrap_or(0);
+                OWN_RULE.store(if r == 0 { 1 } else { r << 2 }, Ordering::Relaxed);
+                r
+            }
+            1 => 0,
+            r => r >> 2,
+        };
+        // Passing over the walk's own frame, then (for a traceback) the machinery's.
+        let mut own = true;
+        let mut skipping = !whole;
+        let mut skipped = 0;
+        let mut n = 0;
+        loop {
+            if rule == 0 {
                 return stuck(n);
-            };
-            let base = if r & rules::FROM_FRAME_POINTER != 0 {
+            }
+            if rule & rules::OUTERMOST != 0 {
+                break;
+            }
+            let base = if rule & rules::FROM_FRAME_POINTER != 0 {
                 bp
             } else {
                 sp
             };
-            let cfa = base.wrapping_add(rules::cfa_offset(r));
+            let cfa = base.wrapping_add(rules::cfa_offset(rule));
             // The caller's frame lies above this one and within the stack; the saved frame
             // pointer, where there is one, between the two.
             if cfa <= sp || cfa > high || base < sp {
@@ -628,8 +664,8 @@ mod fp {
             // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)`, this thread's live stack
             // (checked above), mapped and readable for as long as the thread runs.
             let ret = unsafe { ((cfa - 8) as *const usize).read() };
-            if r & rules::SAVES_FRAME_POINTER != 0 {
-                let at = cfa.wrapping_sub(rules::saved_at(r));
+            if rule & rules::SAVES_FRAME_POINTER != 0 {
+                let at = cfa.wrapping_sub(rules::saved_at(rule));
                 if at < sp || at > cfa - 8 {
                     return stuck(n);
                 }
@@ -641,15 +677,15 @@ mod fp {
                 break;
             }
             let slot = super::sites::slot(ret);
-            if skip_own {
-                skip_own = false;
-            } else if keep
-                .as_mut()
-                .is_none_or(|k| k.offer_classified(|| slot.is_plumbing(ret)))
-            {
+            if own {
+                own = false;
+            } else if skipping && skipped < super::PLUMBING_FRAMES && slot.is_plumbing(ret) {
+                skipped += 1;
+            } else {
+                skipping = false;
                 buf[n] = ret;
                 n += 1;
-                if keep.as_ref().is_some_and(super::Keep::done) {
+                if n == want {
                     break;
                 }
             }
@@ -678,5 +714,44 @@ mod fp {
 
     pub(super) fn walk_tables(_buf: &mut [usize], _depth: usize) -> Option<usize> {
         None
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// The cached tables' walk of this thread's whole stack, asked for more frames than there
+    /// are (as a deep traceback does) and walked as far as it goes (as calibration does).
+    #[inline(never)]
+    fn walk_both() -> (Option<usize>, Option<usize>, Vec<usize>, Vec<usize>) {
+        let mut asked = [0usize; 256];
+        let mut whole = [0usize; 256];
+        let a = core::hint::black_box(fp::walk_tables(&mut asked, 200));
+        let w = core::hint::black_box(fp::walk_tables(&mut whole, 0));
+        (a, w, asked.to_vec(), whole.to_vec())
+    }
+
+    #[test]
+    fn the_tables_walk_reaches_the_outermost_frame_without_the_unwinder() {
+        let (asked, whole, a, w) = walk_both();
+        let whole = whole.expect("a walk as far as it goes gives what it found");
+        let asked = asked.expect("a stack shallower than asked is complete at its outermost frame");
+        assert!(whole > 3, "{whole} frames");
+        // The same frames but for the machinery's leading ones, which a traceback passes over.
+        assert!(asked <= whole);
+        assert_eq!(a[..asked], w[whole - asked..whole]);
+        let mut unwound = Vec::new();
+        backtrace::trace(|f| {
+            unwound.push(f.ip() as usize);
+            true
+        });
+        assert!(
+            unwound.ends_with(&w[whole - 3..whole])
+                || unwound[..unwound.len() - 1].ends_with(&w[whole - 3..whole]),
+            "the walk ends where the unwinder does: {:#x?} vs {:#x?}",
+            &w[..whole],
+            unwound
+        );
     }
 }
