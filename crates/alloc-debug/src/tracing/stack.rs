@@ -478,7 +478,6 @@ mod rules {
 ))]
 mod fp {
     use core::cell::Cell;
-    use core::sync::atomic::{AtomicU64, Ordering};
 
     use super::rules;
 
@@ -590,60 +589,81 @@ mod fp {
         core::hint::black_box(&marker);
         n
     }
-    /// The rule at the code address of [`walk_tables`]'s first frame (0: not read yet; 1: none).
-    #[cfg(target_arch = "x86_64")]
-    static OWN_RULE: AtomicU64 = AtomicU64::new(0);
-
-    /// Walks the stack by the cached unwind tables from the frame of its caller (its own frame,
-    /// whose return address points into the caller, is passed over), within the thread's stack.
+    /// Walks the stack by the cached unwind tables from the frame of its caller (whose own return
+    /// address, into the caller's caller, is the first it can keep), within the thread's stack.
     /// `depth` 0 walks as far as the rules go (for calibration), and gives what it found;
     /// otherwise the walk keeps the traceback [`Keep`](super::Keep) describes, and gives `None`
     /// if it met a frame it cannot follow before the traceback was complete.
     #[cfg(target_arch = "x86_64")]
-    #[inline(never)]
+    #[inline(always)]
     pub(super) fn walk_tables(buf: &mut [usize], depth: usize) -> Option<usize> {
-        let (pc, mut sp, mut bp): (usize, usize, usize);
-        // SAFETY: reads three registers, all at one instruction (the rule read for `pc` holds
-        // for the registers there); touches no memory.
-        unsafe {
-            core::arch::asm!(
-                "lea {pc}, [rip]",
-                "mov {sp}, rsp",
-                "mov {bp}, rbp",
-                pc = out(reg) pc,
-                sp = out(reg) sp,
-                bp = out(reg) bp,
-                options(nomem, nostack, preserves_flags)
-            );
-        }
+        // SAFETY: `buf` is valid for `buf.len()` writes of words, and `tables_entry` is called
+        // from this (inlined) function's caller, whose frame is where the walk begins.
+        let n = unsafe { tables_entry(buf.as_mut_ptr(), buf.len(), depth) };
+        (n != usize::MAX).then_some(n)
+    }
+
+    /// The tables walk's entry: passes the stack pointer at the call (where the return address
+    /// into the caller is) and the caller's frame pointer, untouched, to [`walk_from`], which
+    /// returns to the caller in its place.
+    ///
+    /// # Safety
+    ///
+    /// As [`walk_from`] for `buf`, `len` and `depth`.
+    #[cfg(target_arch = "x86_64")]
+    #[unsafe(naked)]
+    unsafe extern "sysv64" fn tables_entry(buf: *mut usize, len: usize, depth: usize) -> usize {
+        core::arch::naked_asm!(
+            "mov rcx, rsp",
+            "mov r8, rbp",
+            "jmp {walk}",
+            walk = sym walk_from,
+        )
+    }
+
+    /// The tables walk from a call's entry: `entry_sp` is the stack pointer just after the call
+    /// (the return address into the caller lies there), `entry_bp` the caller's frame pointer.
+    /// Returns how many frames it wrote to `buf`, or `usize::MAX` for `None`.
+    ///
+    /// # Safety
+    ///
+    /// `buf` is valid for `len` writes of words; `entry_sp` and `entry_bp` are the registers at
+    /// the entry of a call made on this thread, whose caller has not returned (only
+    /// [`tables_entry`] calls this, and nothing else may).
+    #[cfg(target_arch = "x86_64")]
+    unsafe extern "sysv64" fn walk_from(
+        buf: *mut usize,
+        len: usize,
+        depth: usize,
+        entry_sp: usize,
+        entry_bp: usize,
+    ) -> usize {
+        const STUCK: usize = usize::MAX;
         let whole = depth == 0;
-        let want = if whole {
-            buf.len()
-        } else {
-            depth.min(buf.len())
-        };
-        let high = stack_top(sp);
-        if high == 0 || want == 0 {
-            return if whole || want == 0 { Some(0) } else { None };
+        let want = if whole { len } else { depth.min(len) };
+        let high = stack_top(entry_sp);
+        if want == 0 {
+            return 0;
         }
         // `None` where the walk could not follow a frame before it had the traceback.
-        let stuck = |n| if whole { Some(n) } else { None };
-        // The rule of the frame being stepped out of (packed; 0: none).
-        let mut rule = match OWN_RULE.load(Ordering::Relaxed) {
-            0 => {
-                let r = rules::at(pc).unwrap_or(0);
-                OWN_RULE.store(if r == 0 { 1 } else { r << 2 }, Ordering::Relaxed);
-                r
-            }
-            1 => 0,
-            r => r >> 2,
-        };
-        // Passing over the walk's own frame, then (for a traceback) the machinery's.
-        let mut own = true;
+        let stuck = |n| if whole { n } else { STUCK };
+        if high == 0 || entry_sp > high - 8 {
+            return stuck(0);
+        }
+        // SAFETY: `[entry_sp, entry_sp + 8)` lies on this thread's stack (checked above): the
+        // return address the call pushed.
+        let mut ret = unsafe { (entry_sp as *const usize).read() };
+        // The caller's registers as they are after the call returns.
+        let mut sp = entry_sp + 8;
+        let mut bp = entry_bp;
+        let mut slot = super::sites::slot(ret);
+        // Passing over (for a traceback) the machinery's leading frames.
         let mut skipping = !whole;
         let mut skipped = 0;
         let mut n = 0;
         loop {
+            // Steps out of the frame `ret` returns into.
+            let rule = slot.rule(ret);
             if rule == 0 {
                 return stuck(n);
             }
@@ -663,7 +683,7 @@ mod fp {
             }
             // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)`, this thread's live stack
             // (checked above), mapped and readable for as long as the thread runs.
-            let ret = unsafe { ((cfa - 8) as *const usize).read() };
+            let next = unsafe { ((cfa - 8) as *const usize).read() };
             if rule & rules::SAVES_FRAME_POINTER != 0 {
                 let at = cfa.wrapping_sub(rules::saved_at(rule));
                 if at < sp || at > cfa - 8 {
@@ -673,25 +693,24 @@ mod fp {
                 bp = unsafe { (at as *const usize).read() };
             }
             sp = cfa;
-            if ret == 0 {
+            if next == 0 {
                 break;
             }
-            let slot = super::sites::slot(ret);
-            if own {
-                own = false;
-            } else if skipping && skipped < super::PLUMBING_FRAMES && slot.is_plumbing(ret) {
+            ret = next;
+            slot = super::sites::slot(ret);
+            if skipping && skipped < super::PLUMBING_FRAMES && slot.is_plumbing(ret) {
                 skipped += 1;
             } else {
                 skipping = false;
-                buf[n] = ret;
+                // SAFETY: `n < want <= len`: within `buf` (the caller's guarantee).
+                unsafe { buf.add(n).write(ret) };
                 n += 1;
                 if n == want {
                     break;
                 }
             }
-            rule = slot.rule(ret);
         }
-        Some(n)
+        n
     }
 
     #[cfg(not(target_arch = "x86_64"))]
