@@ -1,5 +1,6 @@
-//! How `Tracing` captures stacks: the first captures of the process calibrate (the unwinder and
-//! the frame-pointer chain must agree), and either way a traceback names the allocating line.
+//! How `Tracing` captures stacks: the first captures of the process calibrate (a fast walk, the
+//! frame-pointer chain or the cached unwind tables, must agree with the unwinder), and whichever
+//! way, a traceback names the allocating line.
 //! Its own test binary: the capture method is process-wide.
 
 use alloc_core::{DomainAllocator, System};

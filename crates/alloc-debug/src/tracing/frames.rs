@@ -1,8 +1,9 @@
 //! Call stacks: captured as return addresses without allocating, resolved to file and line only
 //! when a report is made.
 //!
-//! Capture ([`stack`](super::stack): the platform's unwinder, or the frame-pointer chain where
-//! the program keeps one; no lock, no allocation) keeps return addresses. An allocation made
+//! Capture ([`stack`](super::stack): the platform's unwinder, the unwind tables read once per
+//! return address, or the frame-pointer chain where the program keeps one; no lock, no
+//! allocation) keeps return addresses. An allocation made
 //! through `Vec::push` or `#[global_allocator]` passes through frames that say nothing about the
 //! program (the standard library's `alloc`, the global-allocator shims, domalloc's adapters and
 //! decorators): capture passes over up to [`PLUMBING_FRAMES`] of them at the top of the stack

@@ -19,8 +19,9 @@
 //!
 //! The fast path takes no lock and makes no atomic read-modify-write (once warm):
 //!
-//! * **capture** (`stack`): the frame-pointer chain where calibration trusts it, else the
-//!   unwinder; the leading frames of the allocation machinery (each return address classified
+//! * **capture** (`stack`): the frame-pointer chain where calibration trusts it, else the unwind
+//!   tables read once per return address (`cfi`, x86-64 Linux) where calibration trusts those,
+//!   else the unwinder; the leading frames of the allocation machinery (each return address classified
 //!   once per process, by resolving it) are passed over, and the walk stops at `depth` frames;
 //! * **intern** (`recent`): a hit in the thread's cache of recent tracebacks; a miss interns in
 //!   the sharded tables (`table`, behind spin locks) and fills the cache;
