@@ -40,6 +40,8 @@
 // Under `cfg(loom)` the crate builds only the lock-free protocols and their loom models
 // (`cargo xtask loom`): loom's atomics cannot be made in `const` contexts, which the decorators'
 // `const` constructors need.
+#[cfg_attr(all(loom, not(test)), allow(dead_code))]
+mod addresses;
 #[cfg(not(loom))]
 mod claims;
 #[cfg(not(loom))]

@@ -5,6 +5,7 @@
 use loom::sync::Arc;
 use loom::thread;
 
+use crate::addresses::Addresses;
 use crate::tally::{Balance, PEAK_SLACK, Tallies};
 use crate::tracking::Tracker;
 
@@ -67,5 +68,34 @@ fn track_races_the_first_block() {
         let covered = asker.join().unwrap();
         assert_eq!(covered, remembered);
         assert!(tracker.is_tracking());
+    });
+}
+
+/// Two threads look up the same two addresses, which share a home slot (so the second is found
+/// past the first), in opposite orders, each learning a fact of each: every address ends in one
+/// slot, the two in two slots, with every fact learned for it and none learned for the other.
+#[test]
+fn addresses_claimed_from_two_threads_have_one_slot_each() {
+    let a = 0x1000;
+    let b = (0x1001..)
+        .find(|&b| Addresses::<2>::home(b) == Addresses::<2>::home(a))
+        .unwrap();
+    loom::model(move || {
+        let t = Arc::new(Addresses::<2>::new());
+        let t1 = t.clone();
+        let other = thread::spawn(move || {
+            t1.slot(b).unwrap().learn(0b0100);
+            t1.slot(a).unwrap().learn(0b0001);
+        });
+        let sa = t.slot(a).unwrap();
+        sa.learn(0b0010);
+        let sb = t.slot(b).unwrap();
+        sb.learn(0b1000);
+        other.join().unwrap();
+        assert!(!core::ptr::eq(sa, sb));
+        assert!(core::ptr::eq(t.slot(a).unwrap(), sa));
+        assert!(core::ptr::eq(t.slot(b).unwrap(), sb));
+        assert_eq!(sa.known(), 0b0011);
+        assert_eq!(sb.known(), 0b1100);
     });
 }

@@ -280,24 +280,17 @@ fn unwind(buf: &mut [usize], mut keep: Option<Keep>) -> usize {
 
 /// What is known of each return address a capture has met, each learned once per process: whether
 /// it belongs to the allocation machinery, and (for the cached tables' walk) how to find its
-/// caller's frame.
-///
-/// An open-addressing table of two words a slot: the address (0: empty), claimed with a
-/// compare-exchange and never cleared, and what is known of it, bits set by `fetch_or` as they
-/// are learned (each a function of the address alone, so two threads learning it at once set the
-/// same bits). Past the table's room, addresses are taken for the program's and have no rule
-/// (nothing is lost: resolution strips the machinery's frames again when a report is made, and a
-/// frame without a rule is the unwinder's).
+/// caller's frame. The table and its protocol are [`crate::addresses`]'s (a loom model checks
+/// them); past the table's room, addresses are taken for the program's and have no rule (nothing
+/// is lost: resolution strips the machinery's frames again when a report is made, and a frame
+/// without a rule is the unwinder's).
 // Only x86-64 Linux builds the cached tables' walk, which asks for rules.
 #[cfg_attr(
     not(all(target_os = "linux", target_arch = "x86_64")),
     allow(dead_code)
 )]
 mod sites {
-    use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-    const SLOTS: usize = 1 << 14;
-    const PROBES: usize = 16;
+    use crate::addresses::{Addresses, Slot};
 
     // The known bits: the class (2 bits), then whether there is a rule (2 bits), and the rule
     // itself from bit 16 (never 0: a rule has an offset, or is the outermost frame's).
@@ -307,69 +300,16 @@ mod sites {
     const NO_RULE: u64 = 0b01 << 2;
     const HAS_RULE: u64 = 0b10 << 2;
 
-    pub(super) struct Slot {
-        ip: AtomicUsize,
-        known: AtomicU64,
-    }
+    static TABLE: Addresses<{ 1 << 14 }> = Addresses::new();
 
-    static TABLE: [Slot; SLOTS] = [const {
-        Slot {
-            ip: AtomicUsize::new(0),
-            known: AtomicU64::new(0),
-        }
-    }; SLOTS];
+    /// What is known of a return address: its slot, or nothing where the table has no room.
+    #[derive(Clone, Copy)]
+    pub(super) struct Site(Option<&'static Slot>);
 
-    /// Stands for any address the table has no room for: it knows nothing and learns nothing.
-    static FULL: Slot = Slot {
-        ip: AtomicUsize::new(0),
-        known: AtomicU64::new(PROGRAM | NO_RULE),
-    };
-
+    /// The site of return address `ip`.
     #[inline]
-    fn home(ip: usize) -> usize {
-        (ip as u64)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_shr(50) as usize
-            & (SLOTS - 1)
-    }
-
-    /// The slot of return address `ip`, claimed for it if it had none.
-    #[inline]
-    pub(super) fn slot(ip: usize) -> &'static Slot {
-        let start = home(ip);
-        let first = &TABLE[start];
-        if first.ip.load(Ordering::Relaxed) == ip && ip != 0 {
-            return first;
-        }
-        probe(ip, start)
-    }
-
-    /// [`slot`] past its home.
-    #[inline(never)]
-    fn probe(ip: usize, start: usize) -> &'static Slot {
-        if ip == 0 {
-            return &FULL;
-        }
-        for k in 0..PROBES {
-            let slot = &TABLE[(start + k) & (SLOTS - 1)];
-            // Relaxed: the address is one word, complete when seen; what the slot knows is
-            // another, read on its own.
-            let e = slot.ip.load(Ordering::Relaxed);
-            if e == ip {
-                return slot;
-            }
-            if e == 0 {
-                match slot
-                    .ip
-                    .compare_exchange(0, ip, Ordering::Relaxed, Ordering::Relaxed)
-                {
-                    Ok(_) => return slot,
-                    Err(e) if e == ip => return slot,
-                    Err(_) => {}
-                }
-            }
-        }
-        &FULL
+    pub(super) fn slot(ip: usize) -> Site {
+        Site(TABLE.slot(ip))
     }
 
     /// Whether the frame returning to `ip` belongs to the allocation machinery.
@@ -378,12 +318,17 @@ mod sites {
         slot(ip).is_plumbing(ip)
     }
 
-    impl Slot {
-        /// Whether the frame returning to `ip` (this slot's address) belongs to the allocation
+    impl Site {
+        #[inline]
+        fn known(self) -> u64 {
+            self.0.map_or(PROGRAM | NO_RULE, Slot::known)
+        }
+
+        /// Whether the frame returning to `ip` (this site's address) belongs to the allocation
         /// machinery.
         #[inline]
-        pub(super) fn is_plumbing(&self, ip: usize) -> bool {
-            match self.known.load(Ordering::Relaxed) & CLASS {
+        pub(super) fn is_plumbing(self, ip: usize) -> bool {
+            match self.known() & CLASS {
                 PLUMBING => true,
                 PROGRAM => false,
                 _ => self.classify(ip),
@@ -391,18 +336,19 @@ mod sites {
         }
 
         #[cold]
-        fn classify(&self, ip: usize) -> bool {
+        fn classify(self, ip: usize) -> bool {
             let plumbing = super::super::frames::frame_is_plumbing(ip);
-            self.known
-                .fetch_or(if plumbing { PLUMBING } else { PROGRAM }, Ordering::Relaxed);
+            if let Some(slot) = self.0 {
+                slot.learn(if plumbing { PLUMBING } else { PROGRAM });
+            }
             plumbing
         }
 
-        /// How to find the caller of the frame that returns to `ip` (this slot's address),
+        /// How to find the caller of the frame that returns to `ip` (this site's address),
         /// packed as [`rules`](super::rules) says; 0 where the walk cannot follow it.
         #[inline]
-        pub(super) fn rule(&self, ip: usize) -> u64 {
-            let known = self.known.load(Ordering::Relaxed);
+        pub(super) fn rule(self, ip: usize) -> u64 {
+            let known = self.known();
             if known & HAS_RULE != 0 {
                 return known >> 16;
             }
@@ -413,15 +359,16 @@ mod sites {
         }
 
         #[cold]
-        fn learn_rule(&self, ip: usize) -> u64 {
+        fn learn_rule(self, ip: usize) -> u64 {
             // The rule at the call (the return address may begin the next function's rows).
             let packed = super::rules::at(ip.wrapping_sub(1)).unwrap_or(0);
-            let bits = if packed == 0 {
-                NO_RULE
-            } else {
-                HAS_RULE | packed << 16
-            };
-            self.known.fetch_or(bits, Ordering::Relaxed);
+            if let Some(slot) = self.0 {
+                slot.learn(if packed == 0 {
+                    NO_RULE
+                } else {
+                    HAS_RULE | packed << 16
+                });
+            }
             packed
         }
     }

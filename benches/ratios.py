@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Overhead ratios of the decorators against the undecorated pool, measured interleaved.
+
+On a shared machine a subject measured a few seconds after its reference can land in another
+"mode" of the machine (criterion's groups run one subject after another). Here every round runs
+the reference and each subject once, back to back, as separate processes of the bench runner,
+and a ratio is taken only within a round; the report is the median and the spread of the
+per-round ratios.
+
+    cargo build --release -p domalloc-benches --bin domalloc-bench
+    python3 benches/ratios.py [--rounds 9] [--json out.json]
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+RUNNER = "target/release/domalloc-bench"
+SUBJECTS = ["guarded", "counting", "fault-off", "tracing"]
+CASES = [("pairs", "16"), ("pairs", "256"), ("churn", None)]
+
+
+def measure(allocator, workload, size, scale):
+    cmd = [RUNNER, "--allocator", allocator, "--workload", workload, "--samples", "3",
+           "--scale", str(scale), "--threads", "1"]
+    if size:
+        cmd += ["--sizes", size]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["median_ns"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--scale", type=float, default=0.2)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    results = []
+    for workload, size in CASES:
+        ratios = {s: [] for s in SUBJECTS}
+        for _ in range(args.rounds):
+            pool = measure("pool", workload, size, args.scale)
+            for s in SUBJECTS:
+                ratios[s].append(measure(s, workload, size, args.scale) / pool)
+        label = workload + (f" {size} B" if size else "")
+        for s in SUBJECTS:
+            r = sorted(ratios[s])
+            row = {"case": label, "subject": s, "median": statistics.median(r),
+                   "low": r[0], "high": r[-1], "rounds": len(r)}
+            results.append(row)
+            print(f"{label:12} {s:10} {row['median']:6.2f}x  (rounds {row['low']:.2f}-{row['high']:.2f}x)")
+        sys.stdout.flush()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": " ".join(sys.argv), "ratios": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
