@@ -2,8 +2,8 @@
 //! has allocated from before) finds its traceback's id without taking a table's lock.
 //!
 //! A small direct-mapped cache per thread, in a `const` thread-local (no allocation, no
-//! destructor): an entry holds the words of a traceback, the decorator and the generation it was
-//! interned under, and its id. A hit compares every word, so two tracebacks never share an entry's
+//! destructor): an entry holds the words of a traceback, the decorator, generation and kind it was
+//! interned under (one word), and its id. A hit compares every word, so two tracebacks never share an entry's
 //! id. [`Tracing::clear_traces`](super::Tracing::clear_traces) bumps the decorator's generation,
 //! which makes every cached id of it stale at once.
 
@@ -18,19 +18,15 @@ pub(crate) const WORDS: usize = 24;
 
 #[derive(Clone, Copy)]
 struct Entry {
-    /// The decorator's number (0: empty).
-    owner: u64,
-    generation: u64,
-    kind: Kind,
+    /// The decorator, its generation and the kind, in one word ([`stamp`]; 0: empty).
+    stamp: u64,
     len: usize,
     words: [usize; WORDS],
     id: TraceId,
 }
 
 const EMPTY: Entry = Entry {
-    owner: 0,
-    generation: 0,
-    kind: Kind::Stack,
+    stamp: 0,
     len: 0,
     words: [0; WORDS],
     id: TraceId::NONE,
@@ -40,13 +36,24 @@ std::thread_local! {
     static RECENT: UnsafeCell<[Entry; ENTRIES]> = const { UnsafeCell::new([EMPTY; ENTRIES]) };
 }
 
-/// The entry `words` maps to.
+/// Decorator `owner` (nonzero) at `generation` and `kind` as one word that names them exactly,
+/// or `None` past the numbers that fit (more than 2^39 decorators, or 2^24 clears of one): those
+/// are not cached.
 #[inline]
-fn slot(kind: Kind, words: &[usize]) -> usize {
-    let mut h = kind as u64;
-    for &w in words {
-        h = h.rotate_left(7) ^ w as u64;
-    }
+fn stamp(owner: u64, generation: u64, kind: Kind) -> Option<u64> {
+    (owner < 1 << 39 && generation < 1 << 24).then_some(owner << 25 | generation << 1 | kind as u64)
+}
+
+/// The entry `words` maps to under `stamp`.
+#[inline]
+fn slot(stamp: u64, words: &[usize]) -> usize {
+    let h = match *words {
+        // The common traceback: one frame.
+        [w] => stamp.rotate_left(7) ^ w as u64,
+        _ => words
+            .iter()
+            .fold(stamp, |h, &w| h.rotate_left(7) ^ w as u64),
+    };
     (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61) as usize & (ENTRIES - 1)
 }
 
@@ -54,26 +61,26 @@ fn slot(kind: Kind, words: &[usize]) -> usize {
 /// `memcmp` costs more than the comparison for the usual one to eight words).
 #[inline]
 fn same(a: &[usize], b: &[usize]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+    match (a, b) {
+        ([x], [y]) => x == y,
+        _ => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y),
+    }
 }
 
 /// The id this thread cached for `(kind, words)` of decorator `owner` at `generation`.
 #[inline]
 pub(crate) fn find(owner: u64, generation: u64, kind: Kind, words: &[usize]) -> Option<TraceId> {
+    let stamp = stamp(owner, generation, kind)?;
     if words.len() > WORDS {
         return None;
     }
-    let i = slot(kind, words);
+    let i = slot(stamp, words);
     RECENT
         .try_with(|r| {
             // SAFETY: this thread's cache; the reference lives only within this closure, which
             // calls nothing that could reach the cache again.
             let e = unsafe { &(*r.get())[i] };
-            (e.owner == owner
-                && e.generation == generation
-                && e.kind == kind
-                && same(&e.words[..e.len], words))
-            .then_some(e.id)
+            (e.stamp == stamp && same(&e.words[..e.len.min(WORDS)], words)).then_some(e.id)
         })
         .ok()
         .flatten()
@@ -81,16 +88,17 @@ pub(crate) fn find(owner: u64, generation: u64, kind: Kind, words: &[usize]) -> 
 
 /// Caches `id` for `(kind, words)` of decorator `owner` at `generation`.
 pub(crate) fn remember(owner: u64, generation: u64, kind: Kind, words: &[usize], id: TraceId) {
+    let Some(stamp) = stamp(owner, generation, kind) else {
+        return;
+    };
     if words.len() > WORDS {
         return;
     }
-    let i = slot(kind, words);
+    let i = slot(stamp, words);
     let _ = RECENT.try_with(|r| {
         // SAFETY: as in `find`.
         let e = unsafe { &mut (*r.get())[i] };
-        e.owner = owner;
-        e.generation = generation;
-        e.kind = kind;
+        e.stamp = stamp;
         e.len = words.len();
         e.words[..words.len()].copy_from_slice(words);
         e.id = id;
