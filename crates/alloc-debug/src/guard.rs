@@ -575,6 +575,7 @@ impl<A: DomainAllocator> Guarded<A> {
         kind: ViolationKind,
         data: *mut u8,
         plain: bool,
+        prefix: usize,
     ) -> Violation {
         let mut t = Text {
             buf: [0; REPORT_BYTES],
@@ -603,7 +604,8 @@ impl<A: DomainAllocator> Guarded<A> {
         };
         if !matches!(kind, ViolationKind::ForeignPointer) {
             let _ = write!(t, "    ");
-            let raw = data.wrapping_sub(HEADER);
+            // The inner block starts the prefix before the data.
+            let raw = data.wrapping_sub(prefix);
             if self.inner.write_origin(raw, &mut t) {
                 let _ = writeln!(t);
             } else {
@@ -771,14 +773,17 @@ impl<A: DomainAllocator> Guarded<A> {
         op: &str,
         data: *mut u8,
         given: Option<usize>,
-        plain: bool,
+        prefix: usize,
     ) -> Option<usize> {
+        // A plain block (from `malloc`) has only the header before its data; an aligned one, a
+        // prefix of its alignment.
+        let plain = prefix == HEADER;
         // SAFETY: the caller's guarantee; `check` reads only what ownership allows.
         match unsafe { self.check(data, given, plain) } {
             Ok(n) => Some(n),
             Err(kind) => {
                 // SAFETY: as above; `report` reads only the parts `kind` says are intact.
-                let mut v = unsafe { self.report(op, kind, data, plain) };
+                let mut v = unsafe { self.report(op, kind, data, plain, prefix) };
                 // A damaged block of ours with a readable size is withheld (not leaked silently):
                 // the program can release it after inspecting the report. (After a wrong size
                 // the block is intact and still the program's, to free with the right one.)
@@ -994,7 +999,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             return self.malloc(new_size);
         }
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        let n = unsafe { self.verify("realloc", ptr, None, true) }?;
+        let n = unsafe { self.verify("realloc", ptr, None, HEADER) }?;
         // Always move, as a fresh serial and a fresh address catch stale pointers sooner.
         let new = self.malloc(new_size)?;
         // SAFETY: both blocks are live and distinct; `n` bytes are readable at `ptr`.
@@ -1010,7 +1015,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             return;
         }
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        if let Some(n) = unsafe { self.verify("free", ptr, None, true) } {
+        if let Some(n) = unsafe { self.verify("free", ptr, None, HEADER) } {
             // SAFETY: a checked live block.
             unsafe { self.bury(ptr.sub(HEADER), ptr, n + HEADER + TRAILER, None) };
         }
@@ -1019,7 +1024,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
         let p = ptr.as_ptr();
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        if let Some(n) = unsafe { self.verify("free", p, Some(size), true) } {
+        if let Some(n) = unsafe { self.verify("free", p, Some(size), HEADER) } {
             // SAFETY: a checked live block.
             unsafe { self.bury(p.sub(HEADER), p, n + HEADER + TRAILER, None) };
         }
@@ -1055,9 +1060,10 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             return unsafe { self.free_sized(ptr, layout.size()) };
         }
         let p = ptr.as_ptr();
+        // Above MIN_ALIGN (checked above), so more than the header alone.
         let prefix = aligned_prefix(layout.align());
         // SAFETY: the program passes a block of ours made with `layout`; `verify` checks it.
-        if let Some(n) = unsafe { self.verify("free", p, Some(layout.size()), false) } {
+        if let Some(n) = unsafe { self.verify("free", p, Some(layout.size()), prefix) } {
             let total = prefix + n + TRAILER;
             let inner = Layout::from_size_align(total, layout.align()).ok();
             // SAFETY: a checked live block starting `prefix` bytes before `p`.
@@ -1091,6 +1097,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         "guarded"
     }
 
+    /// For a block of the `malloc` family (whose inner block starts the header before it); a
+    /// block from `malloc_aligned` with a larger alignment starts its inner block further back,
+    /// which a pointer alone does not say, and the inner allocator then finds no block there.
     fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
         self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
     }

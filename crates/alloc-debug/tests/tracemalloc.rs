@@ -851,6 +851,28 @@ mod beyond_tracemalloc {
     }
 
     #[test]
+    fn guarded_reports_where_a_damaged_aligned_block_was_allocated() {
+        let g = alloc_debug::Guarded::new(Tracing::new(System).with_depth(2))
+            .with_action(Action::Record);
+        let layout = core::alloc::Layout::from_size_align(24, 64).unwrap();
+        let p = g.malloc_aligned(layout).unwrap();
+        let line = line!() - 1;
+        // SAFETY: one byte past the 24 requested: the trailing guard, inside the inner block;
+        // the overflow is the error under test.
+        unsafe {
+            p.as_ptr().add(24).write(0);
+            g.free_aligned(p, layout);
+        }
+        let v = &g.violations()[0];
+        assert_eq!(v.kind, ViolationKind::BufferOverflow);
+        let r = v.report();
+        assert!(
+            r.contains(&format!("tests/tracemalloc.rs\", line {line}")),
+            "{r}"
+        );
+    }
+
+    #[test]
     fn traced_memory_is_exact_under_threads_freeing_each_others_blocks() {
         let t = Arc::new(Tracing::new(System));
         let barrier = Arc::new(Barrier::new(4));
