@@ -784,21 +784,28 @@ impl<A: DomainAllocator> Guarded<A> {
             Err(kind) => {
                 // SAFETY: as above; `report` reads only the parts `kind` says are intact.
                 let mut v = unsafe { self.report(op, kind, data, plain, prefix) };
-                // A damaged block of ours with a readable size is withheld (not leaked silently):
+                // A damaged block of ours with a known size is withheld (not leaked silently):
                 // the program can release it after inspecting the report. (After a wrong size
-                // the block is intact and still the program's, to free with the right one.)
-                if plain
-                    && v.size > 0
+                // the block is intact and still the program's, to free with the right one.) A
+                // plain block's size is the header's, where the report could read it; an aligned
+                // one's, the layout's its free gave (the only free of that family).
+                let size = if plain { v.size } else { given.unwrap_or(0) };
+                let total = prefix + size + TRAILER;
+                let aligned = (!plain)
+                    .then(|| Layout::from_size_align(total, prefix).ok())
+                    .flatten();
+                if size > 0
+                    && (plain || aligned.is_some())
                     && matches!(
                         kind,
                         ViolationKind::BufferOverflow | ViolationKind::BufferUnderflow
                     )
                 {
                     v.withheld = Some(Quarantined {
-                        raw: data.wrapping_sub(HEADER),
+                        raw: data.wrapping_sub(prefix),
                         data,
-                        total: v.size + HEADER + TRAILER,
-                        aligned: None,
+                        total,
+                        aligned,
                     });
                 }
                 self.act(v);

@@ -851,7 +851,7 @@ mod beyond_tracemalloc {
     }
 
     #[test]
-    fn guarded_reports_where_a_damaged_aligned_block_was_allocated() {
+    fn guarded_reports_where_a_damaged_aligned_block_was_allocated_and_withholds_it() {
         let g = alloc_debug::Guarded::new(Tracing::new(System).with_depth(2))
             .with_action(Action::Record);
         let layout = core::alloc::Layout::from_size_align(24, 64).unwrap();
@@ -869,6 +869,11 @@ mod beyond_tracemalloc {
         assert!(
             r.contains(&format!("tests/tracemalloc.rs\", line {line}")),
             "{r}"
+        );
+        assert_eq!(
+            g.release_withheld(),
+            1,
+            "the damaged aligned block was withheld, then released"
         );
     }
 
