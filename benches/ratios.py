@@ -13,11 +13,14 @@ per-round ratios.
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 
-RUNNER = "target/release/domalloc-bench"
+# The runner in the workspace's target directory (this file lives in `benches/`).
+RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release",
+                      "domalloc-bench")
 SUBJECTS = ["guarded", "counting", "fault-off", "tracing"]
 CASES = [("pairs", "16"), ("pairs", "256"), ("churn", None)]
 
