@@ -242,9 +242,24 @@ pub(crate) fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<
     }
 }
 
+pub(crate) fn calloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
+    if layout.align() <= MIN_ALIGN {
+        // Small alignments are the `malloc` family (see `malloc_aligned`).
+        return calloc(f, 1, layout.size());
+    }
+    let p = malloc_aligned(f, layout)?;
+    // SAFETY: a fresh block of `layout.size()` bytes.
+    unsafe { p.as_ptr().write_bytes(0, layout.size()) };
+    Some(p)
+}
+
 /// # Safety
-/// `ptr` is a live block of `f` from malloc_aligned/realloc_aligned with `layout`.
+/// `ptr` is a live block of `f` from malloc_aligned/calloc_aligned/realloc_aligned with `layout`.
 pub(crate) unsafe fn free_aligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
+    if layout.align() <= MIN_ALIGN {
+        // SAFETY: small alignments were made by `malloc` with this size (`malloc_aligned`).
+        return unsafe { free_sized(f, ptr, layout.size()) };
+    }
     if owned(f, ptr.as_ptr()) {
         match small_aligned_size(f.geometry(), layout) {
             Some(size) => {
@@ -359,6 +374,9 @@ macro_rules! domain_allocator_for_front {
             }
             fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
                 $crate::front::malloc_aligned(self, layout)
+            }
+            fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+                $crate::front::calloc_aligned(self, layout)
             }
             unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
                 // SAFETY: the caller's guarantee is the routing's.

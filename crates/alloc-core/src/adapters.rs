@@ -12,8 +12,11 @@ use crate::contract::{DomainAllocator, MIN_ALIGN};
 
 /// Makes any [`DomainAllocator`] a [`GlobalAlloc`], for `#[global_allocator]`.
 ///
-/// Layouts aligned to at most [`MIN_ALIGN`] use `malloc`/`calloc`/`realloc` and the sized free;
-/// larger alignments use the aligned entry points.
+/// Every layout goes through the aligned family (`malloc_aligned`, `calloc_aligned`,
+/// `realloc_aligned`, `free_aligned`), which knows each block's layout on both ends: for
+/// alignments up to [`MIN_ALIGN`] an allocator answers it with its `malloc` family and sized
+/// free, and a decorator that needs a block's size on an unsized free (a header) can do without
+/// one here.
 ///
 /// ```
 /// use alloc_core::{AsGlobalAlloc, System};
@@ -44,59 +47,36 @@ fn or_null(p: Option<NonNull<u8>>) -> *mut u8 {
     p.map_or(ptr::null_mut(), NonNull::as_ptr)
 }
 
-// SAFETY: every block comes from `A`, which (by its `unsafe impl`) returns valid, disjoint blocks
-// aligned to MIN_ALIGN, or to the layout through the aligned entry points; blocks are released
-// through the entry point family that made them (chosen by the same alignment test on both sides,
-// and GlobalAlloc's callers pass back the layout they allocated with).
+// SAFETY: every block comes from `A`'s aligned family (`malloc_aligned`, `calloc_aligned`,
+// `realloc_aligned`), which (by its `unsafe impl`) returns valid, disjoint blocks aligned to the
+// layout; each is released by `free_aligned` with the layout GlobalAlloc's caller passes back,
+// the layout it was allocated with (or, after `realloc`, its new size).
 unsafe impl<A: DomainAllocator> GlobalAlloc for AsGlobalAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= MIN_ALIGN {
-            or_null(self.0.malloc(layout.size()))
-        } else {
-            or_null(self.0.malloc_aligned(layout))
-        }
+        or_null(self.0.malloc_aligned(layout))
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= MIN_ALIGN {
-            return or_null(self.0.calloc(1, layout.size()));
-        }
-        let p = self.0.malloc_aligned(layout);
-        if let Some(p) = p {
-            // SAFETY: `p` is a fresh block of `layout.size()` bytes.
-            unsafe { p.as_ptr().write_bytes(0, layout.size()) };
-        }
-        or_null(p)
+        or_null(self.0.calloc_aligned(layout))
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: GlobalAlloc's caller passes a non-null block of this allocator with its layout.
-        let ptr = unsafe { NonNull::new_unchecked(ptr) };
-        if layout.align() <= MIN_ALIGN {
-            // SAFETY: small alignments were allocated with `malloc` (or `calloc`/`realloc`) of
-            // `layout.size()` bytes.
-            unsafe { self.0.free_sized(ptr, layout.size()) }
-        } else {
-            // SAFETY: large alignments were allocated with `malloc_aligned(layout)`.
-            unsafe { self.0.free_aligned(ptr, layout) }
-        }
+        // SAFETY: GlobalAlloc's caller passes a non-null block of this allocator with its layout,
+        // made by the aligned family.
+        unsafe { self.0.free_aligned(NonNull::new_unchecked(ptr), layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= MIN_ALIGN {
-            // SAFETY: small alignments were allocated with `malloc`/`calloc`/`realloc`.
-            or_null(unsafe { self.0.realloc(ptr, new_size) })
-        } else {
-            // SAFETY: GlobalAlloc's caller passes a non-null block made with `malloc_aligned(layout)`.
-            or_null(unsafe {
-                self.0
-                    .realloc_aligned(NonNull::new_unchecked(ptr), layout, new_size)
-            })
-        }
+        // SAFETY: GlobalAlloc's caller passes a non-null block made with `layout` by the aligned
+        // family.
+        or_null(unsafe {
+            self.0
+                .realloc_aligned(NonNull::new_unchecked(ptr), layout, new_size)
+        })
     }
 }
 
@@ -183,28 +163,13 @@ impl<A: DomainAllocator> AsAllocator<A> {
         new: Layout,
         zero_tail: bool,
     ) -> Result<NonNull<[u8]>, ApiAllocError> {
-        if old.align() <= MIN_ALIGN && new.align() <= MIN_ALIGN {
-            // SAFETY: small alignments were allocated with `malloc`/`calloc`/`realloc`.
-            let p = unsafe { self.0.realloc(ptr.as_ptr(), new.size()) };
-            let block = Self::block(p, new.size())?;
-            if zero_tail && new.size() > old.size() {
-                // SAFETY: the bytes from `old.size()` to `new.size()` lie inside the new block.
-                unsafe {
-                    block
-                        .cast::<u8>()
-                        .as_ptr()
-                        .add(old.size())
-                        .write_bytes(0, new.size() - old.size())
-                };
-            }
-            return Ok(block);
-        }
-        if old.align() == new.align() {
-            // SAFETY: `ptr` was allocated with `malloc_aligned(old)` (same alignment family).
+        // Alignments up to MIN_ALIGN are one (the contract), so such a block resizes in place.
+        if old.align() == new.align() || (old.align() <= MIN_ALIGN && new.align() <= MIN_ALIGN) {
+            // SAFETY: `ptr` was allocated with `old` by the aligned family.
             let p = unsafe { self.0.realloc_aligned(ptr, old, new.size()) };
             let block = Self::block(p, new.size())?;
             if zero_tail && new.size() > old.size() {
-                // SAFETY: as above.
+                // SAFETY: the bytes from `old.size()` to `new.size()` lie inside the new block.
                 unsafe {
                     block
                         .cast::<u8>()
@@ -220,41 +185,26 @@ impl<A: DomainAllocator> AsAllocator<A> {
     }
 }
 
-// SAFETY: blocks come from `A` (valid, disjoint, aligned as the contract says, to the layout through
-// the aligned entry points); each is released through the family that made it, chosen by the same
-// alignment test; `realloc` keeps contents, so grow/shrink preserve them as the trait requires.
+// SAFETY: blocks come from `A`'s aligned family (valid, disjoint, aligned to the layout); each
+// is released by `free_aligned` with the layout it has (alignments up to MIN_ALIGN being one);
+// `realloc_aligned` keeps contents, so grow/shrink preserve them as the trait requires.
 unsafe impl<A: DomainAllocator> Allocator for AsAllocator<A> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        let p = if layout.align() <= MIN_ALIGN {
-            self.0.malloc(layout.size())
-        } else {
-            self.0.malloc_aligned(layout)
-        };
-        Self::block(p, layout.size())
+        Self::block(self.0.malloc_aligned(layout), layout.size())
     }
 
     #[inline]
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        if layout.align() <= MIN_ALIGN {
-            return Self::block(self.0.calloc(1, layout.size()), layout.size());
-        }
-        let block = self.allocate(layout)?;
-        // SAFETY: the block is fresh and `layout.size()` bytes long.
-        unsafe { block.cast::<u8>().as_ptr().write_bytes(0, layout.size()) };
-        Ok(block)
+        Self::block(self.0.calloc_aligned(layout), layout.size())
     }
 
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if layout.align() <= MIN_ALIGN {
-            // SAFETY: the Allocator caller passes a live block allocated with `layout`: small
-            // alignments came from `malloc` with `layout.size()` bytes.
-            unsafe { self.0.free_sized(ptr, layout.size()) }
-        } else {
-            // SAFETY: large alignments came from `malloc_aligned(layout)`.
-            unsafe { self.0.free_aligned(ptr, layout) }
-        }
+        // SAFETY: the Allocator caller passes a live block allocated with `layout` (or a layout
+        // that fits it: the same alignment, or one up to MIN_ALIGN for a block made with one up to
+        // MIN_ALIGN), by the aligned family.
+        unsafe { self.0.free_aligned(ptr, layout) }
     }
 
     unsafe fn grow(

@@ -192,14 +192,32 @@ pub unsafe trait DomainAllocator {
         NonNull::new(aligned)
     }
 
-    /// Releases a block from [`malloc_aligned`](Self::malloc_aligned) or
-    /// [`realloc_aligned`](Self::realloc_aligned).
+    /// Allocates a zeroed block for `layout`, of the aligned family: released with
+    /// [`free_aligned`](Self::free_aligned), resized with
+    /// [`realloc_aligned`](Self::realloc_aligned). The provided implementation zeroes a block from
+    /// [`malloc_aligned`](Self::malloc_aligned) (so it keeps to that family whatever the
+    /// implementation does there); an allocator whose aligned family is its `malloc` family for
+    /// small alignments may answer with `calloc` instead, which can skip the zeroing of fresh
+    /// memory.
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let p = self.malloc_aligned(layout)?;
+        // SAFETY: a fresh block of `layout.size()` bytes.
+        unsafe { p.as_ptr().write_bytes(0, layout.size()) };
+        Some(p)
+    }
+
+    /// Releases a block from [`malloc_aligned`](Self::malloc_aligned),
+    /// [`calloc_aligned`](Self::calloc_aligned) or [`realloc_aligned`](Self::realloc_aligned).
+    ///
+    /// Alignments up to [`MIN_ALIGN`] are all one: a block made with one of them may be given
+    /// back, or resized, with a layout of another (every block is `MIN_ALIGN`-aligned anyway).
     ///
     /// # Safety
     ///
-    /// `ptr` is a live block returned by `malloc_aligned` (or `realloc_aligned`) of this allocator
-    /// with this `layout` (for `realloc_aligned`: the same alignment and the new size), and is not
-    /// used after this call.
+    /// `ptr` is a live block returned by `malloc_aligned`, `calloc_aligned` or `realloc_aligned`
+    /// of this allocator with this `layout` (its size, and its alignment or another up to
+    /// `MIN_ALIGN` when it was made with one up to `MIN_ALIGN`; for `realloc_aligned`: the new
+    /// size), and is not used after this call.
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.align() <= MIN_ALIGN {
             // SAFETY: blocks of small alignment came from `malloc` with this size.
@@ -219,8 +237,8 @@ pub unsafe trait DomainAllocator {
     ///
     /// # Safety
     ///
-    /// `ptr` is a live block from `malloc_aligned` (or `realloc_aligned`) of this allocator with this
-    /// `layout`. On success the old pointer must no longer be used.
+    /// `ptr` is a live block of the aligned family of this allocator with this `layout` (as for
+    /// [`free_aligned`](Self::free_aligned)). On success the old pointer must no longer be used.
     unsafe fn realloc_aligned(
         &self,
         ptr: NonNull<u8>,
@@ -288,6 +306,19 @@ pub unsafe trait DomainAllocator {
     fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {
         let _ = (ptr, out);
         false
+    }
+
+    /// [`write_origin`](Self::write_origin) for a block of the aligned family made with `layout`
+    /// (a decorator that lays out the two families differently finds its inner block by the
+    /// layout). The provided implementation asks `write_origin`.
+    fn write_origin_aligned(
+        &self,
+        ptr: *const u8,
+        layout: Layout,
+        out: &mut dyn core::fmt::Write,
+    ) -> bool {
+        let _ = layout;
+        self.write_origin(ptr, out)
     }
 
     /// Fork support, first half: called in the parent just before `fork()` (a `pthread_atfork`
@@ -392,6 +423,10 @@ unsafe impl<A: DomainAllocator + ?Sized> DomainAllocator for &A {
         (**self).malloc_aligned(layout)
     }
     #[inline]
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        (**self).calloc_aligned(layout)
+    }
+    #[inline]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: the caller's guarantee, forwarded unchanged.
         unsafe { (**self).free_aligned(ptr, layout) }
@@ -423,6 +458,14 @@ unsafe impl<A: DomainAllocator + ?Sized> DomainAllocator for &A {
     }
     fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {
         (**self).write_origin(ptr, out)
+    }
+    fn write_origin_aligned(
+        &self,
+        ptr: *const u8,
+        layout: Layout,
+        out: &mut dyn core::fmt::Write,
+    ) -> bool {
+        (**self).write_origin_aligned(ptr, layout, out)
     }
     fn prepare_fork(&self) {
         (**self).prepare_fork()

@@ -1,13 +1,17 @@
 //! `Counting<A>` (statistics) and `Limited<A>` (a budget of live bytes).
 //!
-//! Both need the size of a block when it is freed, and a C caller's `free` has none, so both keep
-//! it in a 16-byte header before the block (the size, then a tag) (which keeps the block 16-aligned; for alignments above
-//! 16 the header sits in an alignment-sized prefix). The bookkeeping is relaxed atomics: exact
-//! counts, no ordering with other memory.
+//! Both need the size of a block when it is freed. A C caller's `free` has none, so a block of the
+//! `malloc` family keeps it in a 16-byte header before the data (the size, then a tag; the data
+//! stays 16-aligned). A block of the aligned family (`malloc_aligned`, `calloc_aligned`,
+//! `realloc_aligned`, which is what `AsGlobalAlloc` and `AsAllocator` use for every layout) is
+//! always given back with its layout, so it has no header: it is the inner allocator's aligned
+//! block itself, and costs neither memory nor a size class. The bookkeeping is per-thread
+//! tallies (`Counting`) or relaxed atomics (`Limited`): exact counts, no ordering with other
+//! memory.
 
 use core::alloc::Layout;
 use core::fmt;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
@@ -19,15 +23,10 @@ const HEADER: usize = MIN_ALIGN;
 /// The second word of the header: marks a block as made by a sizing decorator.
 const TAG: usize = 0x5349_5a45_445f_424c; // "SIZED_BL"
 
-/// The header that records a block's requested size, shared by [`Counting`] and [`Limited`].
+/// The header that records a block's requested size, shared by [`Counting`] and [`Limited`]: the
+/// `malloc` family.
 mod sized {
     use super::*;
-
-    /// The prefix in front of the data of a block aligned to `align`.
-    #[inline]
-    pub(super) fn prefix(align: usize) -> usize {
-        align.max(HEADER)
-    }
 
     /// Allocates `size` bytes plus the header through `inner` and records the size.
     #[inline]
@@ -35,49 +34,25 @@ mod sized {
         inner: &A,
         claims: &Claims,
         size: usize,
-        align: usize,
         zeroed: bool,
     ) -> Option<NonNull<u8>> {
-        let pre = prefix(align);
-        let total = size.checked_add(pre)?;
-        let raw = if align > MIN_ALIGN {
-            let l = Layout::from_size_align(total, align).ok()?;
-            let p = inner.malloc_aligned(l)?;
-            if zeroed {
-                // SAFETY: a fresh block of `total` bytes.
-                unsafe { p.as_ptr().write_bytes(0, total) };
-            }
-            p
-        } else if zeroed {
+        let total = size.checked_add(HEADER)?;
+        let raw = if zeroed {
             inner.calloc(1, total)?
         } else {
             inner.malloc(total)?
         };
-        // SAFETY: the header lies in the block's first `pre` bytes; the data follows.
+        // SAFETY: the header is the block's first 16 bytes; the data follows.
         unsafe {
-            let data = raw.as_ptr().add(pre);
-            data.sub(HEADER).cast::<usize>().write(size);
-            data.sub(HEADER).cast::<usize>().add(1).write(TAG);
+            let data = raw.as_ptr().add(HEADER);
+            raw.as_ptr().cast::<usize>().write(size);
+            raw.as_ptr().cast::<usize>().add(1).write(TAG);
             if !claims.made(data as usize) {
                 // No memory to remember the block by: give it back, fail the request.
-                release(inner, raw, size + pre, align);
+                inner.free_sized(raw, total);
                 return None;
             }
             Some(NonNull::new_unchecked(data))
-        }
-    }
-
-    /// # Safety
-    /// `raw` is a live inner block of `total` bytes made with `align`.
-    #[inline]
-    unsafe fn release<A: DomainAllocator>(inner: &A, raw: NonNull<u8>, total: usize, align: usize) {
-        // SAFETY: the caller's guarantee; the alignment picks the family that made the block.
-        unsafe {
-            if align > MIN_ALIGN {
-                inner.free_aligned(raw, Layout::from_size_align_unchecked(total, align));
-            } else {
-                inner.free_sized(raw, total);
-            }
         }
     }
 
@@ -91,26 +66,22 @@ mod sized {
         unsafe { data.as_ptr().sub(HEADER).cast::<usize>().read() }
     }
 
-    /// Whether `data` is a live block made by [`alloc`]: once ownership is tracked every such
-    /// block is remembered, so the answer is exact and reads no memory (a block the inner
-    /// allocator made directly, or one of another decorator, is never claimed); `Unknown` before.
+    /// Whether `data` is a live block made by a sizing decorator (either family): once ownership
+    /// is tracked every such block is remembered, so the answer is exact and reads no memory (a
+    /// block the inner allocator made directly, or one of another decorator, is never claimed);
+    /// `Unknown` before.
     pub(super) fn owns(claims: &Claims, data: *const u8) -> Ownership {
         claims.owns(data)
     }
 
-    /// Releases a block made by [`alloc`] with `align`.
+    /// Releases a block made by [`alloc`].
     ///
     /// # Safety
-    /// `data` is a live block made by [`alloc`] with this alignment, not used afterwards.
+    /// `data` is a live block made by [`alloc`], not used afterwards.
     #[inline]
-    pub(super) unsafe fn free<A: DomainAllocator>(
-        inner: &A,
-        claims: &Claims,
-        data: NonNull<u8>,
-        align: usize,
-    ) {
+    pub(super) unsafe fn free<A: DomainAllocator>(inner: &A, claims: &Claims, data: NonNull<u8>) {
         // SAFETY: the caller's guarantee: the header holds the size.
-        unsafe { free_known(inner, claims, data, size_of(data), align) }
+        unsafe { free_known(inner, claims, data, size_of(data)) }
     }
 
     /// [`free`] of a block whose requested size the caller gives (a sized free): the header is
@@ -125,21 +96,19 @@ mod sized {
         claims: &Claims,
         data: NonNull<u8>,
         size: usize,
-        align: usize,
     ) {
-        // SAFETY: the caller's guarantee; the raw block starts `prefix` bytes before the data.
+        // SAFETY: the caller's guarantee; the raw block starts the header before the data.
         unsafe {
-            let pre = prefix(align);
-            let raw = NonNull::new_unchecked(data.as_ptr().sub(pre));
+            let raw = NonNull::new_unchecked(data.as_ptr().sub(HEADER));
             claims.given_up(data.as_ptr() as usize);
-            release(inner, raw, size + pre, align);
+            inner.free_sized(raw, size + HEADER);
         }
     }
 
-    /// Resizes a block made by [`alloc`] (alignment at most 16) through the inner realloc.
+    /// Resizes a block made by [`alloc`] through the inner realloc.
     ///
     /// # Safety
-    /// `data` is a live block made by [`alloc`] with alignment at most 16.
+    /// `data` is a live block made by [`alloc`].
     pub(super) unsafe fn realloc<A: DomainAllocator>(
         inner: &A,
         claims: &Claims,
@@ -151,45 +120,96 @@ mod sized {
         if !claims.ready_for_one() {
             return None;
         }
+        // Forgotten before the inner realloc frees the old block (whose address another thread
+        // may then get, and claim), remembered again if the realloc fails.
+        claims.given_up(data.as_ptr() as usize);
         // SAFETY: the caller's guarantee; the header is the first 16 bytes of the inner block.
         unsafe {
             let old_raw = data.as_ptr().sub(HEADER);
-            let raw = inner.realloc(old_raw, total)?;
+            let Some(raw) = inner.realloc(old_raw, total) else {
+                claims.made(data.as_ptr() as usize);
+                return None;
+            };
             raw.as_ptr().cast::<usize>().write(new_size);
             raw.as_ptr().cast::<usize>().add(1).write(TAG);
             let new = raw.as_ptr().add(HEADER);
-            claims.given_up(data.as_ptr() as usize);
             // The reservation above makes this succeed in all but a race for the last slot.
             claims.made(new as usize);
             Some(NonNull::new_unchecked(new))
         }
     }
+}
 
-    /// Moves an aligned block to a new size through allocate, copy, free.
-    ///
-    /// # Safety
-    /// `data` is a live block made by [`alloc`] with `align`.
-    pub(super) unsafe fn realloc_aligned<A: DomainAllocator>(
+/// The aligned family, shared by [`Counting`] and [`Limited`]: no header, the inner allocator's
+/// aligned block is the block (its layout comes back with every free and resize).
+mod bare {
+    use super::*;
+
+    /// Allocates for `layout` through the inner aligned family, and remembers the block.
+    #[inline]
+    pub(super) fn alloc<A: DomainAllocator>(
         inner: &A,
         claims: &Claims,
-        data: NonNull<u8>,
-        align: usize,
+        layout: Layout,
+        zeroed: bool,
+    ) -> Option<NonNull<u8>> {
+        let p = if zeroed {
+            inner.calloc_aligned(layout)?
+        } else {
+            inner.malloc_aligned(layout)?
+        };
+        if !claims.made(p.as_ptr() as usize) {
+            // SAFETY: `p` was just made with `layout` and is given back once.
+            unsafe { inner.free_aligned(p, layout) };
+            return None;
+        }
+        Some(p)
+    }
+
+    /// Releases a block made by [`alloc`] (or [`realloc`]) with `layout`.
+    ///
+    /// # Safety
+    /// `ptr` is such a live block, not used afterwards.
+    #[inline]
+    pub(super) unsafe fn free<A: DomainAllocator>(
+        inner: &A,
+        claims: &Claims,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) {
+        claims.given_up(ptr.as_ptr() as usize);
+        // SAFETY: the caller's guarantee: an inner aligned block with this layout.
+        unsafe { inner.free_aligned(ptr, layout) }
+    }
+
+    /// Resizes a block made by [`alloc`] with `layout` through the inner `realloc_aligned`.
+    ///
+    /// # Safety
+    /// As for [`free`]; on success the old pointer is no longer used.
+    pub(super) unsafe fn realloc<A: DomainAllocator>(
+        inner: &A,
+        claims: &Claims,
+        ptr: NonNull<u8>,
+        layout: Layout,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
-        let new = alloc(inner, claims, new_size, align, false)?;
-        // SAFETY: both blocks are live and distinct; the old one is released once.
-        unsafe {
-            let old = size_of(data);
-            ptr::copy_nonoverlapping(data.as_ptr(), new.as_ptr(), old.min(new_size));
-            free(inner, claims, data, align);
+        // As in the header family: room first, forgotten before the inner call frees the block.
+        if !claims.ready_for_one() {
+            return None;
         }
-        Some(new)
+        claims.given_up(ptr.as_ptr() as usize);
+        // SAFETY: the caller's guarantee.
+        let moved = unsafe { inner.realloc_aligned(ptr, layout, new_size) };
+        // The reservation above makes this succeed in all but a race for the last slot.
+        claims.made(moved.unwrap_or(ptr).as_ptr() as usize);
+        moved
     }
 }
 
-/// The queries both sizing decorators answer from the header: `usable_size` (the requested size),
-/// `owns` (the header's tag, or the remembered set), `name` and `write_origin` (asked of the inner
-/// allocator about the raw block).
+/// The queries both sizing decorators answer alike: `usable_size` (the requested size, from the
+/// header of a `malloc` block), `owns` (the remembered set), `name`, and `write_origin` (asked of
+/// the inner allocator about the inner block: one header before a `malloc` block, the block
+/// itself for the aligned family).
 macro_rules! sized_queries {
     ($name:literal) => {
         unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
@@ -208,6 +228,14 @@ macro_rules! sized_queries {
         }
         fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
             self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
+        }
+        fn write_origin_aligned(
+            &self,
+            ptr: *const u8,
+            layout: Layout,
+            out: &mut dyn fmt::Write,
+        ) -> bool {
+            self.inner.write_origin_aligned(ptr, layout, out)
         }
         fn prepare_fork(&self) {
             self.claims.prepare_fork();
@@ -448,24 +476,18 @@ impl<A> Counting<A> {
     }
 }
 
-// SAFETY: blocks are inner blocks with a 16-byte (or alignment-sized) prefix holding the size, so
-// the data keeps the inner alignment; realloc goes through the inner realloc (which keeps the
-// contents, header included) or allocate-copy-free for aligned blocks; usable_size is the
-// requested size.
+// SAFETY: a `malloc` block is an inner `malloc` block with a 16-byte size header in front, so the
+// data keeps the inner 16-byte alignment, and realloc goes through the inner realloc (which keeps
+// the contents, header included); an aligned block is the inner aligned block itself, made,
+// resized and released with the caller's layout; usable_size is the requested size.
 unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
     #[inline]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-        self.allocated(
-            sized::alloc(&self.inner, &self.claims, size, MIN_ALIGN, false),
-            size,
-        )
+        self.allocated(sized::alloc(&self.inner, &self.claims, size, false), size)
     }
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
         let size = alloc_core::checked_array_size(nelem, elsize).ok()?;
-        self.allocated(
-            sized::alloc(&self.inner, &self.claims, size, MIN_ALIGN, true),
-            size,
-        )
+        self.allocated(sized::alloc(&self.inner, &self.claims, size, true), size)
     }
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
         let Some(p) = NonNull::new(ptr) else {
@@ -483,7 +505,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         // SAFETY: a live block of ours (the caller's guarantee), released once.
         unsafe {
             self.freed(sized::size_of(p));
-            sized::free(&self.inner, &self.claims, p, MIN_ALIGN);
+            sized::free(&self.inner, &self.claims, p);
         }
     }
     #[inline]
@@ -491,30 +513,24 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         self.freed(size);
         // SAFETY: a live block of ours of `size` requested bytes (the caller's guarantee),
         // released once.
-        unsafe { sized::free_known(&self.inner, &self.claims, ptr, size, MIN_ALIGN) }
+        unsafe { sized::free_known(&self.inner, &self.claims, ptr, size) }
     }
+    #[inline]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = sized::alloc(
-            &self.inner,
-            &self.claims,
-            layout.size(),
-            layout.align(),
-            false,
-        );
+        let p = bare::alloc(&self.inner, &self.claims, layout, false);
         self.allocated(p, layout.size())
     }
+    #[inline]
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let p = bare::alloc(&self.inner, &self.claims, layout, true);
+        self.allocated(p, layout.size())
+    }
+    #[inline]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         self.freed(layout.size());
-        // SAFETY: a live block of ours made with `layout` (the caller's guarantee), released once.
-        unsafe {
-            sized::free_known(
-                &self.inner,
-                &self.claims,
-                ptr,
-                layout.size(),
-                layout.align(),
-            )
-        }
+        // SAFETY: a live aligned block of ours made with `layout` (the caller's guarantee),
+        // released once.
+        unsafe { bare::free(&self.inner, &self.claims, ptr, layout) }
     }
     unsafe fn realloc_aligned(
         &self,
@@ -522,17 +538,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         layout: Layout,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
-        if layout.align() <= MIN_ALIGN {
-            // SAFETY: small alignments come from malloc.
-            return unsafe { self.realloc(ptr.as_ptr(), new_size) };
-        }
-        // SAFETY: a live block of ours made with this alignment.
-        let old = unsafe { sized::size_of(ptr) };
-        // SAFETY: as above.
-        let moved = unsafe {
-            sized::realloc_aligned(&self.inner, &self.claims, ptr, layout.align(), new_size)
-        };
-        self.reallocated(moved, old, new_size)
+        // SAFETY: a live aligned block of ours made with `layout` (the caller's guarantee).
+        let moved = unsafe { bare::realloc(&self.inner, &self.claims, ptr, layout, new_size) };
+        self.reallocated(moved, layout.size(), new_size)
     }
     sized_queries!("counting");
 }
@@ -627,38 +635,33 @@ impl<A> Limited<A> {
 }
 
 impl<A: DomainAllocator> Limited<A> {
-    fn alloc(&self, size: usize, align: usize, zeroed: bool) -> Option<NonNull<u8>> {
+    /// Takes `size` from the budget and allocates (a `malloc` block, or an aligned one for
+    /// `layout`), or gives the bytes back.
+    fn alloc(&self, size: usize, layout: Option<Layout>, zeroed: bool) -> Option<NonNull<u8>> {
         if !self.reserve(size) {
             return None;
         }
-        let p = sized::alloc(&self.inner, &self.claims, size, align, zeroed);
+        let p = match layout {
+            None => sized::alloc(&self.inner, &self.claims, size, zeroed),
+            Some(l) => bare::alloc(&self.inner, &self.claims, l, zeroed),
+        };
         if p.is_none() {
             self.unreserve(size);
         }
         p
     }
-}
 
-// SAFETY: as for `Counting`: inner blocks with a size header in front; the budget only refuses.
-unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
-    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-        self.alloc(size, MIN_ALIGN, false)
-    }
-    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
-        let size = alloc_core::checked_array_size(nelem, elsize).ok()?;
-        self.alloc(size, MIN_ALIGN, true)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
-        let Some(p) = NonNull::new(ptr) else {
-            return self.malloc(new_size);
-        };
-        // SAFETY: a live block of ours (the caller's guarantee).
-        let old = unsafe { sized::size_of(p) };
+    /// A resize from `old` to `new_size` bytes through `resize`, within the budget.
+    fn resized(
+        &self,
+        old: usize,
+        new_size: usize,
+        resize: impl FnOnce() -> Option<NonNull<u8>>,
+    ) -> Option<NonNull<u8>> {
         if new_size > old && !self.reserve(new_size - old) {
             return None;
         }
-        // SAFETY: as above.
-        let new = unsafe { sized::realloc(&self.inner, &self.claims, p, new_size) };
+        let new = resize();
         match new {
             Some(_) if new_size < old => self.unreserve(old - new_size),
             None if new_size > old => self.unreserve(new_size - old),
@@ -666,37 +669,66 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
         }
         new
     }
+}
+
+// SAFETY: as for `Counting`: `malloc` blocks with a size header in front, aligned blocks that are
+// the inner ones; the budget only refuses.
+unsafe impl<A: DomainAllocator> DomainAllocator for Limited<A> {
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        self.alloc(size, None, false)
+    }
+    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        let size = alloc_core::checked_array_size(nelem, elsize).ok()?;
+        self.alloc(size, None, true)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        let Some(p) = NonNull::new(ptr) else {
+            return self.malloc(new_size);
+        };
+        // SAFETY: a live block of ours (the caller's guarantee).
+        let old = unsafe { sized::size_of(p) };
+        // SAFETY: as above.
+        self.resized(old, new_size, || unsafe {
+            sized::realloc(&self.inner, &self.claims, p, new_size)
+        })
+    }
     unsafe fn free(&self, ptr: *mut u8) {
         let Some(p) = NonNull::new(ptr) else { return };
         // SAFETY: a live block of ours, released once.
         unsafe {
             self.unreserve(sized::size_of(p));
-            sized::free(&self.inner, &self.claims, p, MIN_ALIGN);
+            sized::free(&self.inner, &self.claims, p);
         }
     }
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
         self.unreserve(size);
         // SAFETY: a live block of ours of `size` requested bytes (the caller's guarantee),
         // released once.
-        unsafe { sized::free_known(&self.inner, &self.claims, ptr, size, MIN_ALIGN) }
+        unsafe { sized::free_known(&self.inner, &self.claims, ptr, size) }
     }
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        self.alloc(layout.size(), layout.align(), false)
+        self.alloc(layout.size(), Some(layout), false)
+    }
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.alloc(layout.size(), Some(layout), true)
     }
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         self.unreserve(layout.size());
-        // SAFETY: a live block of ours made with `layout` (the caller's guarantee), released once.
-        unsafe {
-            sized::free_known(
-                &self.inner,
-                &self.claims,
-                ptr,
-                layout.size(),
-                layout.align(),
-            )
-        }
+        // SAFETY: a live aligned block of ours made with `layout` (the caller's guarantee),
+        // released once.
+        unsafe { bare::free(&self.inner, &self.claims, ptr, layout) }
     }
-    // `realloc_aligned` is the provided one: allocate, copy, `free_aligned` (each budgeted).
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: a live aligned block of ours made with `layout` (the caller's guarantee).
+        self.resized(layout.size(), new_size, || unsafe {
+            bare::realloc(&self.inner, &self.claims, ptr, layout, new_size)
+        })
+    }
 
     sized_queries!("limited");
 }

@@ -264,6 +264,12 @@ unsafe impl<A: DomainAllocator> DomainAllocator for FaultInjecting<A> {
         }
         self.inner.malloc_aligned(layout)
     }
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if self.should_fail(layout.size()) {
+            return None;
+        }
+        self.inner.calloc_aligned(layout)
+    }
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: the caller's guarantee, forwarded.
         unsafe { self.inner.free_aligned(ptr, layout) }
@@ -295,6 +301,14 @@ unsafe impl<A: DomainAllocator> DomainAllocator for FaultInjecting<A> {
     }
     fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
         self.inner.write_origin(ptr, out)
+    }
+    fn write_origin_aligned(
+        &self,
+        ptr: *const u8,
+        layout: Layout,
+        out: &mut dyn fmt::Write,
+    ) -> bool {
+        self.inner.write_origin_aligned(ptr, layout, out)
     }
     fn prepare_fork(&self) {
         self.inner.prepare_fork();

@@ -576,6 +576,7 @@ impl<A: DomainAllocator> Guarded<A> {
         data: *mut u8,
         plain: bool,
         prefix: usize,
+        given: Option<usize>,
     ) -> Violation {
         let mut t = Text {
             buf: [0; REPORT_BYTES],
@@ -604,9 +605,19 @@ impl<A: DomainAllocator> Guarded<A> {
         };
         if !matches!(kind, ViolationKind::ForeignPointer) {
             let _ = write!(t, "    ");
-            // The inner block starts the prefix before the data.
+            // The inner block starts the prefix before the data; an aligned one is asked about
+            // with its layout (from the size its free gave).
             let raw = data.wrapping_sub(prefix);
-            if self.inner.write_origin(raw, &mut t) {
+            let inner = (!plain)
+                .then(|| {
+                    given.and_then(|n| Layout::from_size_align(prefix + n + TRAILER, prefix).ok())
+                })
+                .flatten();
+            let found = match inner {
+                Some(layout) => self.inner.write_origin_aligned(raw, layout, &mut t),
+                None => self.inner.write_origin(raw, &mut t),
+            };
+            if found {
                 let _ = writeln!(t);
             } else {
                 let _ = writeln!(
@@ -783,7 +794,7 @@ impl<A: DomainAllocator> Guarded<A> {
             Ok(n) => Some(n),
             Err(kind) => {
                 // SAFETY: as above; `report` reads only the parts `kind` says are intact.
-                let mut v = unsafe { self.report(op, kind, data, plain, prefix) };
+                let mut v = unsafe { self.report(op, kind, data, plain, prefix, given) };
                 // A damaged block of ours with a known size is withheld (not leaked silently):
                 // the program can release it after inspecting the report. (After a wrong size
                 // the block is intact and still the program's, to free with the right one.) A
@@ -1037,6 +1048,17 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         }
     }
 
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if layout.align() <= MIN_ALIGN {
+            // Small alignments are `malloc` blocks here (zeroed by `calloc`, not 0xCD first).
+            return self.calloc(1, layout.size());
+        }
+        let p = self.malloc_aligned(layout)?;
+        // SAFETY: a fresh block of `layout.size()` bytes.
+        unsafe { p.as_ptr().write_bytes(0, layout.size()) };
+        Some(p)
+    }
+
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         if layout.align() <= MIN_ALIGN {
             return self.malloc(layout.size());
@@ -1105,10 +1127,33 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
     }
 
     /// For a block of the `malloc` family (whose inner block starts the header before it); a
-    /// block from `malloc_aligned` with a larger alignment starts its inner block further back,
-    /// which a pointer alone does not say, and the inner allocator then finds no block there.
+    /// block of the aligned family with a larger alignment starts its inner block further back,
+    /// which [`write_origin_aligned`](DomainAllocator::write_origin_aligned) finds by its layout.
     fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
         self.inner.write_origin(ptr.wrapping_sub(HEADER), out)
+    }
+
+    fn write_origin_aligned(
+        &self,
+        ptr: *const u8,
+        layout: Layout,
+        out: &mut dyn fmt::Write,
+    ) -> bool {
+        if layout.align() <= MIN_ALIGN {
+            // Small alignments are `malloc` blocks here.
+            return self.write_origin(ptr, out);
+        }
+        let prefix = aligned_prefix(layout.align());
+        let inner = layout
+            .size()
+            .checked_add(prefix + TRAILER)
+            .and_then(|total| Layout::from_size_align(total, layout.align()).ok());
+        match inner {
+            Some(inner) => self
+                .inner
+                .write_origin_aligned(ptr.wrapping_sub(prefix), inner, out),
+            None => false,
+        }
     }
     fn prepare_fork(&self) {
         // The three locks are leaves (none is held while another is taken, or while the inner

@@ -299,6 +299,11 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Profiling<A> {
         self.born(p, layout.size());
         Some(p)
     }
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let p = self.inner.calloc_aligned(layout)?;
+        self.born(p, layout.size());
+        Some(p)
+    }
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         self.died(ptr.as_ptr());
         // SAFETY: the caller's guarantee, forwarded.
@@ -330,6 +335,14 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Profiling<A> {
     }
     fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
         self.inner.write_origin(ptr, out)
+    }
+    fn write_origin_aligned(
+        &self,
+        ptr: *const u8,
+        layout: Layout,
+        out: &mut dyn fmt::Write,
+    ) -> bool {
+        self.inner.write_origin_aligned(ptr, layout, out)
     }
     fn prepare_fork(&self) {
         self.births.acquire_for_fork();

@@ -1,5 +1,6 @@
 //! `FaultInjecting`, `Counting` and `Limited`: each rule and each count, exactly.
 
+use core::alloc::Layout;
 use std::ptr::NonNull;
 
 use alloc_arena::PoolAllocator;
@@ -204,4 +205,136 @@ fn limited_refuses_past_the_budget_and_counts_it() {
         }
     }
     assert_eq!(a.live_bytes(), 0);
+}
+
+/// The C library, recording the last layout and pointer its aligned family was asked for, and
+/// counting its `malloc` family's calls.
+#[derive(Default)]
+struct Recording {
+    last: std::sync::Mutex<Option<(usize, Layout)>>,
+    plain: std::sync::atomic::AtomicUsize,
+}
+
+impl Recording {
+    fn last(&self) -> Option<(usize, Layout)> {
+        *self.last.lock().unwrap()
+    }
+    fn note(&self, p: Option<NonNull<u8>>, l: Layout) -> Option<NonNull<u8>> {
+        if let Some(p) = p {
+            *self.last.lock().unwrap() = Some((p.as_ptr() as usize, l));
+        }
+        p
+    }
+}
+
+// SAFETY: forwards to the C library, which upholds the contract; the records only observe.
+unsafe impl DomainAllocator for Recording {
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        self.plain
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        System.malloc(size)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        self.plain
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded.
+        unsafe { System.realloc(ptr, new_size) }
+    }
+    unsafe fn free(&self, ptr: *mut u8) {
+        // SAFETY: forwarded.
+        unsafe { System.free(ptr) }
+    }
+    fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.note(System.malloc_aligned(layout), layout)
+    }
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.note(System.calloc_aligned(layout), layout)
+    }
+    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        *self.last.lock().unwrap() = Some((ptr.as_ptr() as usize, layout));
+        // SAFETY: forwarded.
+        unsafe { System.free_aligned(ptr, layout) }
+    }
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded.
+        let p = unsafe { System.realloc_aligned(ptr, layout, new_size) };
+        self.note(
+            p,
+            Layout::from_size_align(new_size, layout.align()).unwrap(),
+        )
+    }
+}
+
+#[test]
+fn counting_keeps_no_header_on_the_aligned_family() {
+    let a = Counting::new(Recording::default());
+    for align in [1, 8, 16, 64, 4096] {
+        let l = Layout::from_size_align(24, align).unwrap();
+        let p = a.malloc_aligned(l).unwrap();
+        assert_eq!(
+            a.inner().last(),
+            Some((p.as_ptr() as usize, l)),
+            "the inner block itself"
+        );
+        assert_eq!(a.stats().bytes_live, 24);
+        // SAFETY: a live aligned block of `a` made with `l`; resized, then freed with its layout.
+        unsafe {
+            let p = a.realloc_aligned(p, l, 100).unwrap();
+            let grown = Layout::from_size_align(100, align).unwrap();
+            assert_eq!(a.inner().last(), Some((p.as_ptr() as usize, grown)));
+            assert_eq!(a.stats().bytes_live, 100);
+            a.free_aligned(p, grown);
+            assert_eq!(a.inner().last(), Some((p.as_ptr() as usize, grown)));
+        }
+        let z = a.calloc_aligned(l).unwrap();
+        // SAFETY: a fresh zeroed block of 24 bytes, then freed with its layout.
+        unsafe {
+            assert!(
+                core::slice::from_raw_parts(z.as_ptr(), 24)
+                    .iter()
+                    .all(|&b| b == 0)
+            );
+            a.free_aligned(z, l);
+        }
+    }
+    let s = a.stats();
+    assert_eq!(
+        (s.allocations, s.reallocs, s.frees, s.bytes_live),
+        (10, 5, 10, 0)
+    );
+    assert_eq!(
+        a.inner().plain.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no malloc call"
+    );
+    // A `malloc` block still has its header: 16 bytes more of the inner `malloc`.
+    let p = a.malloc(24).unwrap();
+    assert_eq!(
+        a.inner().plain.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // SAFETY: a live block of `a`, freed once.
+    unsafe { a.free(p.as_ptr()) };
+}
+
+#[test]
+fn limited_budgets_the_aligned_family_by_its_layouts() {
+    let a = Limited::new(Recording::default(), 1000);
+    let l = Layout::from_size_align(600, 64).unwrap();
+    let p = a.malloc_aligned(l).unwrap();
+    assert_eq!(a.inner().last(), Some((p.as_ptr() as usize, l)));
+    assert!(a.calloc_aligned(l).is_none(), "600 + 600 > 1000");
+    // SAFETY: a live aligned block of `a` made with `l`; resized within and past the budget.
+    unsafe {
+        assert!(a.realloc_aligned(p, l, 1001).is_none(), "past the budget");
+        let p = a.realloc_aligned(p, l, 900).unwrap();
+        assert_eq!(a.live_bytes(), 900);
+        a.free_aligned(p, Layout::from_size_align(900, 64).unwrap());
+    }
+    assert_eq!((a.live_bytes(), a.refused()), (0, 2));
 }

@@ -358,9 +358,44 @@ unsafe impl DomainAllocator for Bootstrap {
         // SAFETY: forwarded.
         unsafe { Domain(self.0).free(ptr) }
     }
+    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        start();
+        Domain(self.0).calloc(nelem, elsize)
+    }
+    unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
+        start();
+        // SAFETY: forwarded.
+        unsafe { Domain(self.0).free_sized(ptr, size) }
+    }
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         start();
         Domain(self.0).malloc_aligned(layout)
+    }
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        start();
+        Domain(self.0).calloc_aligned(layout)
+    }
+    // Every entry point forwards, so that a block is always released through the family of the
+    // allocator that made it (a provided one would answer with another family).
+    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        start();
+        // SAFETY: forwarded.
+        unsafe { Domain(self.0).free_aligned(ptr, layout) }
+    }
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        start();
+        // SAFETY: forwarded.
+        unsafe { Domain(self.0).realloc_aligned(ptr, layout, new_size) }
+    }
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        start();
+        // SAFETY: forwarded.
+        unsafe { Domain(self.0).usable_size(ptr) }
     }
     fn name(&self) -> &str {
         "bootstrap"
@@ -899,6 +934,9 @@ unsafe impl DomainAllocator for Domain {
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         self.alloc_side().malloc_aligned(layout)
     }
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.alloc_side().calloc_aligned(layout)
+    }
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: as for realloc.
         unsafe { owner_of(self.0, ptr.as_ptr()).free_aligned(ptr, layout) }
@@ -934,5 +972,13 @@ unsafe impl DomainAllocator for Domain {
     }
     fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {
         owner_of(self.0, ptr).write_origin(ptr, out)
+    }
+    fn write_origin_aligned(
+        &self,
+        ptr: *const u8,
+        layout: Layout,
+        out: &mut dyn core::fmt::Write,
+    ) -> bool {
+        owner_of(self.0, ptr).write_origin_aligned(ptr, layout, out)
     }
 }

@@ -745,6 +745,14 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         })
     }
 
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let p = self.inner.calloc_aligned(layout)?;
+        self.kept(p, layout.size(), None, |p| {
+            // SAFETY: `p` was just made by `inner.calloc_aligned(layout)`, given back once.
+            unsafe { self.inner.free_aligned(p, layout) }
+        })
+    }
+
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         self.remove(self.domain, ptr.as_ptr() as usize);
         // SAFETY: the caller's guarantee, forwarded.
@@ -847,5 +855,20 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
             Kind::Stack => frames::write_stack(&words[..n], self.depth(), out),
         };
         true
+    }
+
+    /// As [`write_origin`](DomainAllocator::write_origin) (a traced block is found by its
+    /// address, whatever its family); an untraced one is asked of the inner allocator with its
+    /// layout.
+    fn write_origin_aligned(
+        &self,
+        ptr: *const u8,
+        layout: Layout,
+        out: &mut dyn fmt::Write,
+    ) -> bool {
+        if self.record(self.domain, ptr as usize).is_some() {
+            return self.write_origin(ptr, out);
+        }
+        self.inner.write_origin_aligned(ptr, layout, out)
     }
 }
