@@ -242,17 +242,6 @@ pub(crate) fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<
     }
 }
 
-pub(crate) fn calloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
-    if layout.align() <= MIN_ALIGN {
-        // Small alignments are the `malloc` family (see `malloc_aligned`).
-        return calloc(f, 1, layout.size());
-    }
-    let p = malloc_aligned(f, layout)?;
-    // SAFETY: a fresh block of `layout.size()` bytes.
-    unsafe { p.as_ptr().write_bytes(0, layout.size()) };
-    Some(p)
-}
-
 /// # Safety
 /// `ptr` is a live block of `f` from malloc_aligned/calloc_aligned/realloc_aligned with `layout`.
 pub(crate) unsafe fn free_aligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
@@ -376,7 +365,8 @@ macro_rules! domain_allocator_for_front {
                 $crate::front::malloc_aligned(self, layout)
             }
             fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-                $crate::front::calloc_aligned(self, layout)
+                // Small alignments are the `malloc` family (see `malloc_aligned`).
+                alloc_core::calloc_aligned_via_calloc(self, layout)
             }
             unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
                 // SAFETY: the caller's guarantee is the routing's.

@@ -200,10 +200,7 @@ pub unsafe trait DomainAllocator {
     /// small alignments may answer with `calloc` instead, which can skip the zeroing of fresh
     /// memory.
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = self.malloc_aligned(layout)?;
-        // SAFETY: a fresh block of `layout.size()` bytes.
-        unsafe { p.as_ptr().write_bytes(0, layout.size()) };
-        Some(p)
+        zeroed(self.malloc_aligned(layout), layout.size())
     }
 
     /// Releases a block from [`malloc_aligned`](Self::malloc_aligned),
@@ -374,6 +371,28 @@ pub unsafe trait DomainAllocator {
             align: layout.align(),
         })
     }
+}
+
+/// [`calloc_aligned`](DomainAllocator::calloc_aligned) for an allocator whose aligned family, at
+/// alignments up to [`MIN_ALIGN`], is its `malloc` family (as the provided `malloc_aligned` makes
+/// it): `calloc` there, which may skip zeroing fresh memory, and a zeroed block from
+/// `malloc_aligned` above.
+pub fn calloc_aligned_via_calloc<A: DomainAllocator + ?Sized>(
+    a: &A,
+    layout: Layout,
+) -> Option<NonNull<u8>> {
+    if layout.align() <= MIN_ALIGN {
+        return a.calloc(1, layout.size());
+    }
+    zeroed(a.malloc_aligned(layout), layout.size())
+}
+
+/// `p`, a fresh block of `size` bytes if any, with its bytes zeroed.
+fn zeroed(p: Option<NonNull<u8>>, size: usize) -> Option<NonNull<u8>> {
+    let p = p?;
+    // SAFETY: a fresh block of `size` bytes (the callers').
+    unsafe { p.as_ptr().write_bytes(0, size) };
+    Some(p)
 }
 
 /// `nelem * elsize` if it fits in `isize::MAX`, as `calloc` needs.

@@ -49,7 +49,9 @@ pub mod testkit;
 
 pub use adapters::{AsAllocator, AsGlobalAlloc};
 pub use arena::ArenaProvider;
-pub use contract::{DomainAllocator, MIN_ALIGN, Ownership, checked_array_size};
+pub use contract::{
+    DomainAllocator, MIN_ALIGN, Ownership, calloc_aligned_via_calloc, checked_array_size,
+};
 pub use error::{AllocError, ArenaError};
 #[cfg(all(any(unix, windows), target_pointer_width = "64"))]
 pub use system::System;

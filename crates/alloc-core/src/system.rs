@@ -148,14 +148,8 @@ unsafe impl DomainAllocator for System {
     }
 
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        if layout.align() <= MIN_ALIGN {
-            // The aligned family is the `malloc` family here: `calloc` may skip zeroing fresh pages.
-            return self.calloc(1, layout.size());
-        }
-        let p = aligned_malloc(layout)?;
-        // SAFETY: a fresh block of `layout.size()` bytes.
-        unsafe { p.as_ptr().write_bytes(0, layout.size()) };
-        Some(p)
+        // The aligned family is the `malloc` family here for small alignments.
+        crate::calloc_aligned_via_calloc(self, layout)
     }
 
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {

@@ -387,6 +387,15 @@ fn aligned_prefix(align: usize) -> usize {
     align.max(HEADER)
 }
 
+/// The inner block of an aligned block of `size` bytes made with `align` (above `MIN_ALIGN`): the
+/// prefix, the data and the trailer, aligned as asked; `None` past the address space.
+fn aligned_inner(size: usize, align: usize) -> Option<Layout> {
+    let total = aligned_prefix(align)
+        .checked_add(size)?
+        .checked_add(TRAILER)?;
+    Layout::from_size_align(total, align).ok()
+}
+
 /// Serial numbers are taken from a decorator's counter this many at a time, by each thread.
 pub const SERIAL_BATCH: u64 = 64;
 
@@ -574,10 +583,10 @@ impl<A: DomainAllocator> Guarded<A> {
         op: &str,
         kind: ViolationKind,
         data: *mut u8,
-        plain: bool,
         prefix: usize,
-        given: Option<usize>,
+        inner: Option<Layout>,
     ) -> Violation {
+        let plain = prefix == HEADER;
         let mut t = Text {
             buf: [0; REPORT_BYTES],
             len: 0,
@@ -606,13 +615,8 @@ impl<A: DomainAllocator> Guarded<A> {
         if !matches!(kind, ViolationKind::ForeignPointer) {
             let _ = write!(t, "    ");
             // The inner block starts the prefix before the data; an aligned one is asked about
-            // with its layout (from the size its free gave).
+            // with its layout.
             let raw = data.wrapping_sub(prefix);
-            let inner = (!plain)
-                .then(|| {
-                    given.and_then(|n| Layout::from_size_align(prefix + n + TRAILER, prefix).ok())
-                })
-                .flatten();
             let found = match inner {
                 Some(layout) => self.inner.write_origin_aligned(raw, layout, &mut t),
                 None => self.inner.write_origin(raw, &mut t),
@@ -793,20 +797,23 @@ impl<A: DomainAllocator> Guarded<A> {
         match unsafe { self.check(data, given, plain) } {
             Ok(n) => Some(n),
             Err(kind) => {
+                // An aligned block's inner block, from the size its free gave (the only free of
+                // that family).
+                let inner = if plain {
+                    None
+                } else {
+                    given.and_then(|n| aligned_inner(n, prefix))
+                };
                 // SAFETY: as above; `report` reads only the parts `kind` says are intact.
-                let mut v = unsafe { self.report(op, kind, data, plain, prefix, given) };
+                let mut v = unsafe { self.report(op, kind, data, prefix, inner) };
                 // A damaged block of ours with a known size is withheld (not leaked silently):
                 // the program can release it after inspecting the report. (After a wrong size
                 // the block is intact and still the program's, to free with the right one.) A
                 // plain block's size is the header's, where the report could read it; an aligned
-                // one's, the layout's its free gave (the only free of that family).
+                // one's, its free's.
                 let size = if plain { v.size } else { given.unwrap_or(0) };
-                let total = prefix + size + TRAILER;
-                let aligned = (!plain)
-                    .then(|| Layout::from_size_align(total, prefix).ok())
-                    .flatten();
                 if size > 0
-                    && (plain || aligned.is_some())
+                    && (plain || inner.is_some())
                     && matches!(
                         kind,
                         ViolationKind::BufferOverflow | ViolationKind::BufferUnderflow
@@ -815,8 +822,8 @@ impl<A: DomainAllocator> Guarded<A> {
                     v.withheld = Some(Quarantined {
                         raw: data.wrapping_sub(prefix),
                         data,
-                        total,
-                        aligned,
+                        total: prefix + size + TRAILER,
+                        aligned: inner,
                     });
                 }
                 self.act(v);
@@ -1049,14 +1056,8 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
     }
 
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        if layout.align() <= MIN_ALIGN {
-            // Small alignments are `malloc` blocks here (zeroed by `calloc`, not 0xCD first).
-            return self.calloc(1, layout.size());
-        }
-        let p = self.malloc_aligned(layout)?;
-        // SAFETY: a fresh block of `layout.size()` bytes.
-        unsafe { p.as_ptr().write_bytes(0, layout.size()) };
-        Some(p)
+        // Small alignments are `malloc` blocks here (zeroed by `calloc`, not 0xCD first).
+        alloc_core::calloc_aligned_via_calloc(self, layout)
     }
 
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
@@ -1067,10 +1068,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             return None;
         }
         let prefix = aligned_prefix(layout.align());
-        let total = prefix.checked_add(layout.size())?.checked_add(TRAILER)?;
-        let inner = Layout::from_size_align(total, layout.align()).ok()?;
+        let inner = aligned_inner(layout.size(), layout.align())?;
         let raw = self.inner.malloc_aligned(inner)?;
-        // SAFETY: a fresh block of `total` bytes; the data lies `prefix` bytes in.
+        // SAFETY: a fresh block of `inner.size()` bytes; the data lies `prefix` bytes in.
         unsafe {
             raw.as_ptr().write_bytes(FORBIDDEN_BYTE, prefix - HEADER);
             let data = raw.as_ptr().add(prefix);
@@ -1093,10 +1093,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         let prefix = aligned_prefix(layout.align());
         // SAFETY: the program passes a block of ours made with `layout`; `verify` checks it.
         if let Some(n) = unsafe { self.verify("free", p, Some(layout.size()), prefix) } {
-            let total = prefix + n + TRAILER;
-            let inner = Layout::from_size_align(total, layout.align()).ok();
+            let inner = aligned_inner(n, layout.align());
             // SAFETY: a checked live block starting `prefix` bytes before `p`.
-            unsafe { self.bury(p.sub(prefix), p, total, inner) };
+            unsafe { self.bury(p.sub(prefix), p, prefix + n + TRAILER, inner) };
         }
     }
 
@@ -1144,16 +1143,10 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             return self.write_origin(ptr, out);
         }
         let prefix = aligned_prefix(layout.align());
-        let inner = layout
-            .size()
-            .checked_add(prefix + TRAILER)
-            .and_then(|total| Layout::from_size_align(total, layout.align()).ok());
-        match inner {
-            Some(inner) => self
-                .inner
-                .write_origin_aligned(ptr.wrapping_sub(prefix), inner, out),
-            None => false,
-        }
+        aligned_inner(layout.size(), layout.align()).is_some_and(|inner| {
+            self.inner
+                .write_origin_aligned(ptr.wrapping_sub(prefix), inner, out)
+        })
     }
     fn prepare_fork(&self) {
         // The three locks are leaves (none is held while another is taken, or while the inner

@@ -49,16 +49,11 @@ impl<T: gimli::ReaderOffset> UnwindContextStorage<T> for Small {
 struct Search {
     pc: usize,
     rule: Option<Rule>,
-    found: bool,
 }
 
 /// The rule at code address `pc` (for a return address, pass the address of the call: one less).
 pub(crate) fn rule_at(pc: usize) -> Option<Rule> {
-    let mut search = Search {
-        pc,
-        rule: None,
-        found: false,
-    };
+    let mut search = Search { pc, rule: None };
     // SAFETY: the callback reads only the program headers the loader passes it, for the duration
     // of the call, and `search` outlives the call.
     unsafe {
@@ -69,6 +64,11 @@ pub(crate) fn rule_at(pc: usize) -> Option<Rule> {
 
 /// `dl_iterate_phdr`'s callback: stops (returns 1) at the object whose loaded segments hold the
 /// address, after reading its rule.
+///
+/// # Safety
+///
+/// Called by `dl_iterate_phdr` only, with the `Search` [`rule_at`] passed as `data` and the
+/// loader's description of a loaded object as `info`.
 unsafe extern "C" fn visit(
     info: *mut libc::dl_phdr_info,
     _size: libc::size_t,
@@ -101,7 +101,6 @@ unsafe extern "C" fn visit(
     if segment_of(search.pc).is_none() {
         return 0;
     }
-    search.found = true;
     let Some(hdr) = headers.iter().find(|h| h.p_type == libc::PT_GNU_EH_FRAME) else {
         return 1;
     };

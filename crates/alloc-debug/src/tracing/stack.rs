@@ -118,14 +118,7 @@ impl Keep {
     /// Whether the frame returning to `ip`, the next one out, belongs in the traceback.
     #[inline]
     fn offer(&mut self, ip: usize) -> bool {
-        self.offer_classified(|| sites::is_plumbing(ip))
-    }
-
-    /// As [`offer`](Self::offer), for a frame `plumbing` classifies (asked only while the
-    /// traceback has no frame yet).
-    #[inline]
-    fn offer_classified(&mut self, plumbing: impl FnOnce() -> bool) -> bool {
-        if self.kept == 0 && self.skipped < PLUMBING_FRAMES && plumbing() {
+        if self.kept == 0 && self.skipped < PLUMBING_FRAMES && sites::is_plumbing(ip) {
             self.skipped += 1;
             return false;
         }
@@ -489,9 +482,9 @@ mod fp {
 
     /// Follows the frame-pointer chain from the frame of its caller (its own record, whose
     /// return address points into the caller, is passed over), within the thread's stack.
-    #[inline(never)]
     /// `depth` 0 walks the whole chain (for calibration); otherwise the walk keeps the traceback
     /// [`Keep`](super::Keep) describes.
+    #[inline(never)]
     pub(super) fn walk(buf: &mut [usize], depth: usize) -> usize {
         let mut keep = (depth > 0).then(|| super::Keep::new(depth));
         let mut fp = frame_pointer();
@@ -536,11 +529,13 @@ mod fp {
         core::hint::black_box(&marker);
         n
     }
+
     /// Walks the stack by the cached unwind tables from the frame of its caller (whose own return
     /// address, into the caller's caller, is the first it can keep), within the thread's stack.
     /// `depth` 0 walks as far as the rules go (for calibration), and gives what it found;
-    /// otherwise the walk keeps the traceback [`Keep`](super::Keep) describes, and gives `None`
-    /// if it met a frame it cannot follow before the traceback was complete.
+    /// otherwise the walk keeps the traceback [`Keep`](super::Keep) describes (inline: the class
+    /// and the rule of a frame come from one lookup), and gives `None` if it met a frame it cannot
+    /// follow before the traceback was complete.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(super) fn walk_tables(buf: &mut [usize], depth: usize) -> Option<usize> {
