@@ -232,10 +232,18 @@ pub(crate) unsafe fn realloc<F: Front>(
     unsafe { relocate(small(f, new_size), old, new_size, || f.large().free(ptr)) }
 }
 
+/// Small alignments are `malloc` (inlined, so a decorator's aligned call costs what `malloc` does);
+/// larger ones take [`malloc_overaligned`].
+#[inline(always)]
 pub(crate) fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
     if layout.align() <= MIN_ALIGN {
         return malloc(f, layout.size());
     }
+    malloc_overaligned(f, layout)
+}
+
+#[inline(never)]
+fn malloc_overaligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<u8>> {
     match small_aligned_size(f.geometry(), layout) {
         Some(size) => small(f, size),
         None => f.large().malloc_aligned(layout),
@@ -244,11 +252,20 @@ pub(crate) fn malloc_aligned<F: Front>(f: &F, layout: Layout) -> Option<NonNull<
 
 /// # Safety
 /// `ptr` is a live block of `f` from malloc_aligned/calloc_aligned/realloc_aligned with `layout`.
+#[inline(always)]
 pub(crate) unsafe fn free_aligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
     if layout.align() <= MIN_ALIGN {
         // SAFETY: small alignments were made by `malloc` with this size (`malloc_aligned`).
         return unsafe { free_sized(f, ptr, layout.size()) };
     }
+    // SAFETY: the caller's guarantee.
+    unsafe { free_overaligned(f, ptr, layout) }
+}
+
+/// # Safety
+/// As for [`free_aligned`], with an alignment above `MIN_ALIGN`.
+#[inline(never)]
+unsafe fn free_overaligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
     if owned(f, ptr.as_ptr()) {
         match small_aligned_size(f.geometry(), layout) {
             Some(size) => {
@@ -361,6 +378,7 @@ macro_rules! domain_allocator_for_front {
                 // SAFETY: the caller's guarantee is the routing's.
                 unsafe { $crate::front::free_sized(self, ptr, size) }
             }
+            #[inline]
             fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
                 $crate::front::malloc_aligned(self, layout)
             }
@@ -368,6 +386,7 @@ macro_rules! domain_allocator_for_front {
                 // Small alignments are the `malloc` family (see `malloc_aligned`).
                 alloc_core::calloc_aligned_via_calloc(self, layout)
             }
+            #[inline]
             unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
                 // SAFETY: the caller's guarantee is the routing's.
                 unsafe { $crate::front::free_aligned(self, ptr, layout) }

@@ -375,9 +375,10 @@ pub struct Counting<A> {
 const FREES: usize = HISTOGRAM_BUCKETS;
 const REALLOCS: usize = HISTOGRAM_BUCKETS + 1;
 const FAILURES: usize = HISTOGRAM_BUCKETS + 2;
-/// Bytes allocated minus bytes freed by the thread, not yet published (two's complement).
+/// Bytes allocated minus bytes freed by the thread, not yet published (two's complement); the
+/// next counter is its ceiling (see `tally::Balance`).
 const PENDING: usize = HISTOGRAM_BUCKETS + 3;
-const COUNTERS: usize = HISTOGRAM_BUCKETS + 4;
+const COUNTERS: usize = HISTOGRAM_BUCKETS + 5;
 
 impl<A> Counting<A> {
     /// Wraps `inner` with every count at zero.
@@ -429,22 +430,33 @@ impl<A> Counting<A> {
 
     /// Sets the peak back to the bytes live now.
     pub fn reset_peak(&self) {
-        self.bytes.reset_peak(self.bytes_live());
+        self.bytes.reset_peak(&self.tallies, PENDING);
     }
 
+    /// Counts an allocation of `size` bytes (or its failure). The common case, a success on a
+    /// thread that owns its home shard, is two plain counter updates and one compare.
     #[inline]
     fn allocated(&self, p: Option<NonNull<u8>>, size: usize) -> Option<NonNull<u8>> {
-        let slot = self.tallies.slot();
-        match p {
-            Some(_) => {
-                slot.add(bucket_of(size).0, 1);
-                self.bytes.grow(slot, PENDING, size as u64);
+        match (p, self.tallies.mine()) {
+            (Some(_), Some(m)) => {
+                m.add(bucket_of(size).0, 1);
+                self.bytes.grow_mine(m, PENDING, size as u64);
             }
-            None => {
-                slot.add(FAILURES, 1);
-            }
+            _ => self.allocated_elsewhere(p.is_some(), size),
         }
         p
+    }
+
+    /// [`allocated`](Self::allocated) for a failure, or on a thread that counts past its home.
+    #[cold]
+    fn allocated_elsewhere(&self, made: bool, size: usize) {
+        let slot = self.tallies.slot();
+        if made {
+            slot.add(bucket_of(size).0, 1);
+            self.bytes.grow(slot, PENDING, size as u64);
+        } else {
+            slot.add(FAILURES, 1);
+        }
     }
 
     /// Counts a realloc from `old` to `new_size` bytes (or its failure).
@@ -468,8 +480,20 @@ impl<A> Counting<A> {
         moved
     }
 
+    /// Counts a free of a block of `size` bytes.
     #[inline]
     fn freed(&self, size: usize) {
+        match self.tallies.mine() {
+            Some(m) => {
+                m.add(FREES, 1);
+                self.bytes.shrink_mine(m, PENDING, size as u64);
+            }
+            None => self.freed_elsewhere(size),
+        }
+    }
+
+    #[cold]
+    fn freed_elsewhere(&self, size: usize) {
         let slot = self.tallies.slot();
         slot.add(FREES, 1);
         self.bytes.shrink(slot, PENDING, size as u64);

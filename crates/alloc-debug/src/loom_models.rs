@@ -39,7 +39,7 @@ fn tally_threads_racing_for_one_shard_lose_no_count() {
 #[test]
 fn balances_published_from_two_threads_add_up() {
     loom::model(|| {
-        let t = Arc::new(Tallies::<1>::new());
+        let t = Arc::new(Tallies::<2>::new());
         let b = Arc::new(Balance::new());
         let big = PEAK_SLACK + 16;
         let (t1, b1) = (t.clone(), b.clone());
@@ -53,6 +53,28 @@ fn balances_published_from_two_threads_add_up() {
         shrinker.join().unwrap();
         assert_eq!(b.live(&t, 0), 8);
         assert!(b.peak(8) <= big + 8, "no peak above what was ever live");
+    });
+}
+
+/// A reset of the peak on one thread racing another thread's grows (past the slack, so it
+/// publishes and sets its ceiling while the reset drops it): no byte is lost, and the peak is
+/// never above what was live.
+#[test]
+fn a_peak_reset_racing_a_settle_keeps_the_bytes() {
+    loom::model(|| {
+        let t = Arc::new(Tallies::<2>::new());
+        let b = Arc::new(Balance::new());
+        let big = PEAK_SLACK + 16;
+        let (t1, b1) = (t.clone(), b.clone());
+        let grower = thread::spawn(move || {
+            b1.grow(t1.slot(), 0, big);
+            b1.shrink(t1.slot(), 0, big);
+            b1.grow(t1.slot(), 0, 8);
+        });
+        b.reset_peak(&t, 0);
+        grower.join().unwrap();
+        assert_eq!(b.live(&t, 0), 8);
+        assert!(b.peak(8) <= big, "no peak above what was ever live");
     });
 }
 

@@ -110,21 +110,56 @@ pub(crate) struct Slot<'a, const N: usize> {
     exclusive: bool,
 }
 
-impl<const N: usize> Slot<'_, N> {
+impl<'a, const N: usize> Slot<'a, N> {
     /// Adds `by` (wrapping: a two's-complement difference subtracts) to counter `i`; returns the
     /// new value.
     #[inline]
     pub(crate) fn add(self, i: usize, by: u64) -> u64 {
-        let c = &self.shard.counters[i];
         if self.exclusive {
-            // Relaxed load and store: this thread is the counter's only writer (module
-            // documentation), so nothing can come between them.
-            let v = c.load(Ordering::Relaxed).wrapping_add(by);
-            c.store(v, Ordering::Relaxed);
-            v
+            Mine(self.shard).add(i, by)
         } else {
-            c.fetch_add(by, Ordering::Relaxed).wrapping_add(by)
+            self.shard.counters[i]
+                .fetch_add(by, Ordering::Relaxed)
+                .wrapping_add(by)
         }
+    }
+
+    /// The thread's own shard, if it has one.
+    #[inline]
+    fn mine(self) -> Option<Mine<'a, N>> {
+        self.exclusive.then_some(Mine(self.shard))
+    }
+}
+
+/// A shard the calling thread owns: its counters are added to with a plain load and store.
+#[derive(Clone, Copy)]
+pub(crate) struct Mine<'a, const N: usize>(&'a Shard<N>);
+
+impl<const N: usize> Mine<'_, N> {
+    /// Adds `by` (wrapping) to counter `i`; returns the new value.
+    #[inline]
+    pub(crate) fn add(self, i: usize, by: u64) -> u64 {
+        let c = &self.0.counters[i];
+        // A load and a store: this thread is the counter's only writer (module documentation),
+        // so nothing can come between them. The store releases (a plain store on x86-64, as a
+        // relaxed one): a reader that sees it sees the publishes before it (`Balance::live`).
+        let v = c.load(Ordering::Relaxed).wrapping_add(by);
+        c.store(v, Ordering::Release);
+        v
+    }
+
+    #[inline]
+    fn get(self, i: usize) -> u64 {
+        self.0.counters[i].load(Ordering::Relaxed)
+    }
+
+    fn set(self, i: usize, v: u64) {
+        self.0.counters[i].store(v, Ordering::Relaxed);
+    }
+
+    /// Sets counter `i`, releasing what this thread wrote before (a publish, `Balance`).
+    fn set_release(self, i: usize, v: u64) {
+        self.0.counters[i].store(v, Ordering::Release);
     }
 }
 
@@ -145,22 +180,30 @@ impl<const N: usize> Tallies<N> {
         }
     }
 
-    /// Where the calling thread counts: its home shard in the common case (one load and a
-    /// compare).
+    /// The calling thread's home shard, if the thread owns it: the common case (one load and a
+    /// compare), the one a decorator's fast path takes.
     #[inline]
-    pub(crate) fn slot(&self) -> Slot<'_, N> {
+    pub(crate) fn mine(&self) -> Option<Mine<'_, N>> {
         let key = thread_key();
-        let start = home(key);
-        let shard = &self.shards[start];
+        let shard = &self.shards[home(key)];
         // Relaxed: only this thread ever stores its key (and the key of a thread that ended
         // before this one began, whose stores this thread sees: module documentation).
-        if shard.owner.load(Ordering::Relaxed) == key {
-            return Slot {
+        (shard.owner.load(Ordering::Relaxed) == key).then_some(Mine(shard))
+    }
+
+    /// Where the calling thread counts: its home shard, another it claimed, or the shared one.
+    #[inline]
+    pub(crate) fn slot(&self) -> Slot<'_, N> {
+        match self.mine() {
+            Some(Mine(shard)) => Slot {
                 shard,
                 exclusive: true,
-            };
+            },
+            None => {
+                let key = thread_key();
+                self.find(key, home(key))
+            }
         }
-        self.find(key, start)
     }
 
     /// The shard this thread claimed past its home, a free one claimed now, or the shared one.
@@ -204,7 +247,8 @@ impl<const N: usize> Tallies<N> {
             .iter()
             .chain(core::iter::once(&self.shared))
             .fold(0u64, |acc, s| {
-                acc.wrapping_add(s.counters[i].load(Ordering::Relaxed))
+                // Acquire: pairs with a balance's release when it is published (`Balance`).
+                acc.wrapping_add(s.counters[i].load(Ordering::Acquire))
             })
     }
 }
@@ -212,18 +256,32 @@ impl<const N: usize> Tallies<N> {
 /// How far a thread's unpublished balance of bytes may go before it adds it to the shared total.
 pub const PEAK_SLACK: u64 = 32 << 10;
 
-/// Bytes live and their peak over per-thread balances: each thread keeps its balance (bytes it
-/// allocated minus bytes it freed) in counter `i` of its shard and adds it to the shared total
-/// only once it passes ±[`PEAK_SLACK`], so the common update is a plain load and store. Bytes
-/// live (the total plus every balance) are exact once the threads are joined; the peak, checked
-/// against the total plus the calling thread's balance, is exact while one thread allocates and
-/// low by at most the slack per other thread.
+/// Bytes live and their peak over per-thread balances. Each thread keeps two counters of its
+/// shard: its balance (bytes it allocated minus bytes it freed, counter `i`) and its ceiling
+/// (counter `i + 1`), the balance up to which it cannot make a new peak:
+///
+/// ```text
+///   grow:   balance += bytes; balance > ceiling?  ─► publish past the slack, raise the peak,
+///   shrink: balance -= bytes; balance < -slack?   ─►   ceiling = min(peak - published, slack)
+/// ```
+///
+/// So the common update is a plain load and store and one compare. A balance is added to the
+/// shared total only once it passes ±[`PEAK_SLACK`] (the ceiling is never above the slack).
+/// Bytes live (the total plus every balance) are exact once the threads are joined. The peak is
+/// exact while one thread allocates (then only that thread moves the total, and a ceiling is
+/// room to the peak as it is), and with several it is low by at most the slack per other thread:
+/// a thread's own balance is checked against the peak whenever it passes its ceiling, at most
+/// the slack, and every other thread's published bytes were checked when it published them.
+/// [`reset_peak`](Self::reset_peak) drops every thread's ceiling.
 pub(crate) struct Balance {
     /// What the threads have published (two's complement: frees of blocks another thread made
     /// can take it below zero for a while).
     published: AtomicU64,
     peak: AtomicU64,
 }
+
+/// The slack as a signed balance.
+const SLACK: i64 = PEAK_SLACK as i64;
 
 // Under loom only what the models use is called.
 #[cfg_attr(loom, allow(dead_code))]
@@ -244,54 +302,127 @@ impl Balance {
         }
     }
 
-    /// Adds `delta` bytes (two's complement) to the thread's balance in counter `i`, publishing
-    /// it past the slack; returns what is left unpublished.
+    /// `bytes` more are live, counted in the calling thread's own shard.
     #[inline]
-    fn settle<const N: usize>(&self, slot: Slot<'_, N>, i: usize, delta: u64) -> i64 {
-        let pending = slot.add(i, delta) as i64;
-        if pending.unsigned_abs() > PEAK_SLACK {
-            self.publish(slot, i, pending);
-            return 0;
+    pub(crate) fn grow_mine<const N: usize>(&self, m: Mine<'_, N>, i: usize, bytes: u64) {
+        let balance = m.add(i, bytes) as i64;
+        if balance > m.get(i + 1) as i64 {
+            self.settle(m, i, balance);
         }
-        pending
     }
 
+    /// `bytes` fewer are live, counted in the calling thread's own shard.
+    #[inline]
+    pub(crate) fn shrink_mine<const N: usize>(&self, m: Mine<'_, N>, i: usize, bytes: u64) {
+        let balance = m.add(i, bytes.wrapping_neg()) as i64;
+        if balance < -SLACK {
+            self.settle(m, i, balance);
+        }
+    }
+
+    /// The thread's balance passed its ceiling or the slack below: publish it if it is past the
+    /// slack, raise the peak if this is one, and set the ceiling to the room left to the peak.
     #[cold]
-    fn publish<const N: usize>(&self, slot: Slot<'_, N>, i: usize, pending: i64) {
-        // Taken from the balance before it reaches the total: a reader in between sees too few
-        // bytes, never too many (the peak stays a peak that happened).
-        slot.add(i, (pending as u64).wrapping_neg());
-        self.published.fetch_add(pending as u64, Ordering::Relaxed);
+    fn settle<const N: usize>(&self, m: Mine<'_, N>, i: usize, balance: i64) {
+        let mut balance = balance;
+        if balance > SLACK {
+            // Out of the balance, then into the total (release): see `live` for why a reader
+            // then never counts these bytes twice.
+            m.set(i, 0);
+            self.published.fetch_add(balance as u64, Ordering::Release);
+            balance = 0;
+        } else if balance < -SLACK {
+            // Out of the total, then out of the balance (release): the mirror image.
+            self.published.fetch_add(balance as u64, Ordering::Relaxed);
+            m.set_release(i, 0);
+            balance = 0;
+        }
+        let published = self.published.load(Ordering::Relaxed) as i64;
+        let live = published.wrapping_add(balance);
+        let mut peak = self.peak.load(Ordering::Relaxed) as i64;
+        if live > peak {
+            self.peak.fetch_max(live as u64, Ordering::Relaxed);
+            peak = live;
+        }
+        m.set(i + 1, peak.wrapping_sub(published).min(SLACK) as u64);
     }
 
     /// `bytes` more are live; the peak follows.
     #[inline]
     pub(crate) fn grow<const N: usize>(&self, slot: Slot<'_, N>, i: usize, bytes: u64) {
-        let pending = self.settle(slot, i, bytes);
-        let live = (self.published.load(Ordering::Relaxed) as i64).wrapping_add(pending);
-        if live > self.peak.load(Ordering::Relaxed) as i64 {
-            self.peak.fetch_max(live as u64, Ordering::Relaxed);
+        match slot.mine() {
+            Some(m) => self.grow_mine(m, i, bytes),
+            None => self.grow_shared(slot, i, bytes),
         }
     }
 
     /// `bytes` fewer are live.
     #[inline]
     pub(crate) fn shrink<const N: usize>(&self, slot: Slot<'_, N>, i: usize, bytes: u64) {
-        self.settle(slot, i, bytes.wrapping_neg());
+        match slot.mine() {
+            Some(m) => self.shrink_mine(m, i, bytes),
+            None => self.shrink_shared_slot(slot, i, bytes),
+        }
     }
 
-    /// `bytes` fewer are live, taken from the shared total (for a bulk change, off the fast path).
+    /// [`grow`](Self::grow) in the shared shard (every shard claimed): its balance is everyone's,
+    /// so the peak is checked on every update.
+    #[cold]
+    fn grow_shared<const N: usize>(&self, slot: Slot<'_, N>, i: usize, bytes: u64) {
+        let pending = self.settle_shared(slot, i, bytes);
+        let live = (self.published.load(Ordering::Relaxed) as i64).wrapping_add(pending);
+        if live > self.peak.load(Ordering::Relaxed) as i64 {
+            self.peak.fetch_max(live as u64, Ordering::Relaxed);
+        }
+    }
+
+    #[cold]
+    fn shrink_shared_slot<const N: usize>(&self, slot: Slot<'_, N>, i: usize, bytes: u64) {
+        self.settle_shared(slot, i, bytes.wrapping_neg());
+    }
+
+    /// Adds `delta` to the shared shard's balance, publishing it past the slack; returns what is
+    /// left unpublished.
+    fn settle_shared<const N: usize>(&self, slot: Slot<'_, N>, i: usize, delta: u64) -> i64 {
+        let pending = slot.add(i, delta) as i64;
+        if pending.unsigned_abs() > PEAK_SLACK {
+            // Threads add to this balance concurrently, so it moves by a read-modify-write (and
+            // a reader may see the bytes in both places for a moment: the shared shard is used
+            // only once every private one is claimed).
+            slot.add(i, (pending as u64).wrapping_neg());
+            self.published.fetch_add(pending as u64, Ordering::Relaxed);
+            return 0;
+        }
+        pending
+    }
+
+    /// `bytes` fewer are live, taken from the shared total (for a bulk change, off the fast path;
+    /// it only adds room under every thread's ceiling).
     pub(crate) fn shrink_shared(&self, bytes: u64) {
         self.published
             .fetch_add(bytes.wrapping_neg(), Ordering::Relaxed);
     }
 
     /// Bytes live: the published total plus every thread's balance (counter `i` of `t`).
+    ///
+    /// A publish moves bytes between a balance and the total in two writes, the second a
+    /// release: into the total last when the balance is positive, out of the balance last when
+    /// negative. The total is read (acquire) before and after the balances (acquire), and the read
+    /// is taken again if it changed. So a publish in flight is never counted twice: seeing its
+    /// second write means seeing its first, and seeing the total change means trying again. A
+    /// read while at most one thread counts is therefore a value that was live; with more, the
+    /// shards are read one after another, and the sum can be one no single moment had.
     pub(crate) fn live<const N: usize>(&self, t: &Tallies<N>, i: usize) -> u64 {
-        let live = self
-            .published
-            .load(Ordering::Relaxed)
-            .wrapping_add(t.sum(i));
+        let mut total = self.published.load(Ordering::Acquire);
+        let mut live = total.wrapping_add(t.sum(i));
+        for _ in 0..8 {
+            let again = self.published.load(Ordering::Acquire);
+            if again == total {
+                break;
+            }
+            total = again;
+            live = total.wrapping_add(t.sum(i));
+        }
         // Read while threads count, the sum can lag a free behind its allocation.
         (live as i64).max(0) as u64
     }
@@ -301,9 +432,16 @@ impl Balance {
         self.peak.load(Ordering::Relaxed).max(live)
     }
 
-    /// Sets the peak back to `live`.
-    pub(crate) fn reset_peak(&self, live: u64) {
-        self.peak.store(live, Ordering::Relaxed);
+    /// Sets the peak back to the bytes live now (balances in counter `i` of `t`), and drops every
+    /// thread's ceiling (counter `i + 1`) so that each checks its next allocation against the new
+    /// peak. The ceiling is the one counter another thread stores to: a plain store, as its
+    /// owner's; an owner settling at the same moment may put back a ceiling of the old peak,
+    /// which is never above the slack.
+    pub(crate) fn reset_peak<const N: usize>(&self, t: &Tallies<N>, i: usize) {
+        self.peak.store(self.live(t, i), Ordering::Relaxed);
+        for s in &t.shards {
+            s.counters[i + 1].store(i64::MIN as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -326,6 +464,70 @@ mod tests {
         });
         assert_eq!(t.sum(0), (SHARDS as u64 + 8) * 1000);
         assert_eq!(t.sum(1) as i64, -3 * (SHARDS as i64 + 8) * 1000);
+    }
+
+    /// One thread's random grows and shrinks against a reference: bytes live and the peak are
+    /// exact at every step, across resets of the peak and past the slack both ways.
+    #[test]
+    fn one_thread_sees_the_exact_peak() {
+        let t: Box<Tallies<2>> = Box::new(Tallies::new());
+        let b = Balance::new();
+        let (mut live, mut peak) = (0u64, 0u64);
+        let mut sizes: Vec<u64> = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if step % 5000 == 4999 {
+                b.reset_peak(&t, 0);
+                peak = live;
+            } else if sizes.is_empty() || !x.is_multiple_of(3) {
+                let size = 1 + x % (PEAK_SLACK / 4);
+                b.grow(t.slot(), 0, size);
+                sizes.push(size);
+                live += size;
+            } else {
+                let size = sizes.swap_remove((x as usize / 3) % sizes.len());
+                b.shrink(t.slot(), 0, size);
+                live -= size;
+            }
+            peak = peak.max(live);
+            let seen = b.live(&t, 0);
+            assert_eq!((seen, b.peak(seen)), (live, peak), "step {step}");
+        }
+    }
+
+    /// A thread that made a peak and came back from it has room under its ceiling; a reset of
+    /// the peak made by another thread takes that room away, so its next allocation is a peak.
+    #[test]
+    fn a_reset_by_another_thread_drops_the_ceiling() {
+        let t: Box<Tallies<2>> = Box::new(Tallies::new());
+        let b = Balance::new();
+        let (t, b) = (&*t, &b);
+        let (to_worker, from_main) = std::sync::mpsc::channel::<()>();
+        let (to_main, from_worker) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                b.grow(t.slot(), 0, 1000);
+                b.shrink(t.slot(), 0, 1000);
+                to_main.send(()).unwrap();
+                from_main.recv().unwrap();
+                b.grow(t.slot(), 0, 500);
+            });
+            from_worker.recv().unwrap();
+            assert_eq!(b.peak(b.live(t, 0)), 1000);
+            b.reset_peak(t, 0);
+            assert_eq!(b.peak(b.live(t, 0)), 0);
+            to_worker.send(()).unwrap();
+        });
+        assert_eq!(b.live(t, 0), 500);
+        assert_eq!(b.peak(500), 500);
+        assert_eq!(
+            b.peak.load(Ordering::Relaxed),
+            500,
+            "the worker's 500 was seen as a peak"
+        );
     }
 
     #[test]

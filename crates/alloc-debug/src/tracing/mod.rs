@@ -159,8 +159,9 @@ pub struct Tracing<A> {
     domain: u32,
     tracing: AtomicBool,
     depth: AtomicUsize,
-    /// Per-thread balances of traced bytes (counter 0), summed with `traced` when read.
-    balances: Tallies<1>,
+    /// Per-thread balances of traced bytes (counter 0, its ceiling counter 1), summed with
+    /// `traced` when read.
+    balances: Tallies<2>,
     /// Traced bytes and their peak.
     traced: Balance,
     /// The live blocks of this decorator's domain (`records`: no lock).
@@ -300,7 +301,7 @@ impl<A> Tracing<A> {
 
     /// Sets the peak to the traced memory now (tracemalloc's `reset_peak`).
     pub fn reset_peak(&self) {
-        self.traced.reset_peak(self.traced.live(&self.balances, 0));
+        self.traced.reset_peak(&self.balances, 0);
     }
 
     /// Bytes the tracing tables hold in the C library's memory (tracemalloc's
