@@ -327,6 +327,7 @@ impl<A> Tracing<A> {
     /// Records memory this decorator did not allocate: `size` bytes at `ptr` in `domain`, with
     /// the caller's stack (or tag) as its traceback (tracemalloc's `PyTraceMalloc_Track`). A block
     /// already recorded at that address in that domain is replaced.
+    #[inline(never)]
     pub fn track(&self, domain: u32, ptr: *const u8, size: usize) -> Result<(), TracingError> {
         if !self.is_tracing() {
             return Err(TracingError::NotTracing);
@@ -626,7 +627,11 @@ impl<A> Tracing<A> {
     }
 
     /// Records a block just made, in this decorator's domain; false if it could not be.
-    #[inline]
+    ///
+    /// Never inlined (nor is [`track`](Self::track)), though the capture is inlined into it: the
+    /// walk starts from its caller's frame and never records the frame it starts in, which must
+    /// therefore be the decorator's own, not a program function the allocation was inlined into.
+    #[inline(never)]
     fn traced(&self, p: NonNull<u8>, size: usize, tag: Option<Tag>) -> bool {
         if !self.is_tracing() || Busy::active() {
             return true;
