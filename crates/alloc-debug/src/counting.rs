@@ -263,10 +263,16 @@ macro_rules! sized_queries {
 pub const HISTOGRAM_BUCKETS: usize = 32 + 11 + 1;
 
 /// The bucket of a request of `size` bytes, and the largest size in it (`usize::MAX` for the last).
+#[inline]
 pub fn bucket_of(size: usize) -> (usize, usize) {
-    if size <= 512 {
-        let b = size.saturating_sub(1) / 16;
+    // 1..=512 in one compare (0 wraps past it).
+    let below = size.wrapping_sub(1);
+    if below < 512 {
+        let b = below / 16;
         return (b, (b + 1) * 16);
+    }
+    if size == 0 {
+        return (0, 16);
     }
     let log = usize::BITS - (size - 1).leading_zeros(); // 2^log >= size, log >= 10
     let b = 32 + (log as usize - 10);
@@ -437,13 +443,14 @@ impl<A> Counting<A> {
     /// thread that owns its home shard, is two plain counter updates and one compare.
     #[inline]
     fn allocated(&self, p: Option<NonNull<u8>>, size: usize) -> Option<NonNull<u8>> {
-        match (p, self.tallies.mine()) {
-            (Some(_), Some(m)) => {
-                m.add(bucket_of(size).0, 1);
-                self.bytes.grow_mine(m, PENDING, size as u64);
-            }
-            _ => self.allocated_elsewhere(p.is_some(), size),
+        if p.is_some()
+            && let Some(m) = self.tallies.mine()
+        {
+            m.add(bucket_of(size).0, 1);
+            self.bytes.grow_mine(m, PENDING, size as u64);
+            return p;
         }
+        self.allocated_elsewhere(p.is_some(), size);
         p
     }
 

@@ -66,8 +66,9 @@ fn thread_key() -> usize {
 /// The shard a key tries first.
 #[inline]
 fn home(key: usize) -> usize {
-    ((key >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - 5))
-        & (SHARDS - 1)
+    // The product's top bits depend on every bit of the key (the low ones, alike in every
+    // thread's key, do not spoil them).
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - 5)) & (SHARDS - 1)
 }
 
 /// A set of `N` counters, kept per thread.
@@ -188,7 +189,11 @@ impl<const N: usize> Tallies<N> {
         let shard = &self.shards[home(key)];
         // Relaxed: only this thread ever stores its key (and the key of a thread that ended
         // before this one began, whose stores this thread sees: module documentation).
-        (shard.owner.load(Ordering::Relaxed) == key).then_some(Mine(shard))
+        if shard.owner.load(Ordering::Relaxed) == key {
+            Some(Mine(shard))
+        } else {
+            None
+        }
     }
 
     /// Where the calling thread counts: its home shard, another it claimed, or the shared one.
