@@ -341,6 +341,7 @@ impl<A: DomainAllocator> Guarded<A> {
 ///
 /// # Safety
 /// `at` is valid for `WORD` byte writes.
+#[inline]
 unsafe fn write_word(at: *mut u8, value: u64) {
     let bytes = (value as usize).to_be_bytes();
     // SAFETY: the caller's guarantee.
@@ -349,6 +350,7 @@ unsafe fn write_word(at: *mut u8, value: u64) {
 
 /// # Safety
 /// `at` is valid for `WORD` byte reads.
+#[inline]
 unsafe fn read_word(at: *const u8) -> usize {
     let mut bytes = [0u8; WORD];
     // SAFETY: the caller's guarantee.
@@ -358,6 +360,7 @@ unsafe fn read_word(at: *const u8) -> usize {
 
 /// # Safety
 /// `[at, at + len)` is readable; for `len == 7` (the lead guard) so is the byte before `at`.
+#[inline]
 unsafe fn all_are(at: *const u8, len: usize, byte: u8) -> bool {
     let pattern = u64::from_ne_bytes([byte; 8]);
     // The guards checked on every free are 7 and 8 bytes long: one unaligned word each.
@@ -443,6 +446,7 @@ impl<A: DomainAllocator> Guarded<A> {
     ///
     /// # Safety
     /// `[data - HEADER, data + n + TRAILER)` is a fresh block of ours.
+    #[inline]
     unsafe fn dress(&self, data: *mut u8, n: usize, fill: bool) {
         let serial = self.next_serial();
         // SAFETY: the caller's guarantee covers every byte written.
@@ -458,6 +462,7 @@ impl<A: DomainAllocator> Guarded<A> {
         }
     }
 
+    #[inline(always)]
     fn alloc_plain(&self, n: usize, zeroed: bool) -> Option<NonNull<u8>> {
         let total = n.checked_add(HEADER + TRAILER)?;
         let raw = if zeroed {
@@ -489,6 +494,7 @@ impl<A: DomainAllocator> Guarded<A> {
     /// # Safety
     /// If the inner allocator does not disown it, `data - HEADER` starts a readable header and, if
     /// the size in it is sane, the trailer after it is readable.
+    #[inline(always)]
     unsafe fn check(
         &self,
         data: *mut u8,
@@ -555,6 +561,7 @@ impl<A: DomainAllocator> Guarded<A> {
     ///
     /// # Safety
     /// For a plain block, `data - HEADER` is a live inner block.
+    #[inline]
     unsafe fn size_is_sane(&self, data: *mut u8, n: usize, plain: bool) -> bool {
         if n > isize::MAX as usize - HEADER - TRAILER - MAX_ALIGN_PREFIX {
             return false;
@@ -783,6 +790,7 @@ impl<A: DomainAllocator> Guarded<A> {
     ///
     /// # Safety
     /// `data` is a pointer the program passed to free/realloc of this allocator.
+    #[inline]
     unsafe fn verify(
         &self,
         op: &str,
@@ -796,40 +804,58 @@ impl<A: DomainAllocator> Guarded<A> {
         // SAFETY: the caller's guarantee; `check` reads only what ownership allows.
         match unsafe { self.check(data, given, plain) } {
             Ok(n) => Some(n),
-            Err(kind) => {
-                // An aligned block's inner block, from the size its free gave (the only free of
-                // that family).
-                let inner = if plain {
-                    None
-                } else {
-                    given.and_then(|n| aligned_inner(n, prefix))
-                };
-                // SAFETY: as above; `report` reads only the parts `kind` says are intact.
-                let mut v = unsafe { self.report(op, kind, data, prefix, inner) };
-                // A damaged block of ours with a known size is withheld (not leaked silently):
-                // the program can release it after inspecting the report. (After a wrong size
-                // the block is intact and still the program's, to free with the right one.) A
-                // plain block's size is the header's, where the report could read it; an aligned
-                // one's, its free's.
-                let size = if plain { v.size } else { given.unwrap_or(0) };
-                if size > 0
-                    && (plain || inner.is_some())
-                    && matches!(
-                        kind,
-                        ViolationKind::BufferOverflow | ViolationKind::BufferUnderflow
-                    )
-                {
-                    v.withheld = Some(Quarantined {
-                        raw: data.wrapping_sub(prefix),
-                        data,
-                        total: prefix + size + TRAILER,
-                        aligned: inner,
-                    });
-                }
-                self.act(v);
-                None
-            }
+            // SAFETY: the caller's guarantee.
+            Err(kind) => unsafe { self.violated(op, kind, data, given, prefix) },
         }
+    }
+
+    /// Reports the violation `kind` that [`verify`](Self::verify) found, withholds the block where
+    /// it can, and acts; `None` under [`Action::Record`] (the other actions do not return).
+    ///
+    /// # Safety
+    /// As for [`verify`](Self::verify).
+    #[cold]
+    #[inline(never)]
+    unsafe fn violated(
+        &self,
+        op: &str,
+        kind: ViolationKind,
+        data: *mut u8,
+        given: Option<usize>,
+        prefix: usize,
+    ) -> Option<usize> {
+        let plain = prefix == HEADER;
+        // An aligned block's inner block, from the size its free gave (the only free of
+        // that family).
+        let inner = if plain {
+            None
+        } else {
+            given.and_then(|n| aligned_inner(n, prefix))
+        };
+        // SAFETY: the caller's guarantee; `report` reads only the parts `kind` says are intact.
+        let mut v = unsafe { self.report(op, kind, data, prefix, inner) };
+        // A damaged block of ours with a known size is withheld (not leaked silently):
+        // the program can release it after inspecting the report. (After a wrong size
+        // the block is intact and still the program's, to free with the right one.) A
+        // plain block's size is the header's, where the report could read it; an aligned
+        // one's, its free's.
+        let size = if plain { v.size } else { given.unwrap_or(0) };
+        if size > 0
+            && (plain || inner.is_some())
+            && matches!(
+                kind,
+                ViolationKind::BufferOverflow | ViolationKind::BufferUnderflow
+            )
+        {
+            v.withheld = Some(Quarantined {
+                raw: data.wrapping_sub(prefix),
+                data,
+                total: prefix + size + TRAILER,
+                aligned: inner,
+            });
+        }
+        self.act(v);
+        None
     }
 
     /// Fills a checked block with 0xDD and releases it, through the quarantine if there is one.
@@ -837,6 +863,7 @@ impl<A: DomainAllocator> Guarded<A> {
     /// # Safety
     /// `raw..raw + total` is a checked live block of ours starting at `raw`, with `data` its data
     /// pointer; `aligned` is its inner layout if it came from `malloc_aligned`.
+    #[inline]
     unsafe fn bury(&self, raw: *mut u8, data: *mut u8, total: usize, aligned: Option<Layout>) {
         self.claims.given_up(data as usize);
         // SAFETY: the caller's guarantee.
@@ -852,6 +879,16 @@ impl<A: DomainAllocator> Guarded<A> {
             unsafe { self.release(entry) };
             return;
         }
+        // SAFETY: as above.
+        unsafe { self.quarantine(entry) }
+    }
+
+    /// Puts a freed, filled block in the quarantine, and releases the one it evicts.
+    ///
+    /// # Safety
+    /// As for [`bury`](Self::bury), with `entry` filled.
+    #[inline(never)]
+    unsafe fn quarantine(&self, entry: Quarantined) {
         let evicted = {
             let mut q = self.quarantine.lock();
             let evicted = if q.len == self.quarantine_capacity {
@@ -920,6 +957,7 @@ impl<A: DomainAllocator> Guarded<A> {
 
     /// # Safety
     /// `e` describes a live block of the inner allocator that nothing refers to any more.
+    #[inline]
     unsafe fn release(&self, e: Quarantined) {
         // SAFETY: the caller's guarantee; the entry records which family made the block.
         unsafe {
