@@ -174,6 +174,27 @@ mod tracemalloc_enabled {
         );
     }
 
+    /// The thread's cache of recent tracebacks must not hand out an id from before a clear: the
+    /// same site after `clear_traces` gets a traceback that is there.
+    #[test]
+    fn a_site_seen_before_a_clear_is_traced_after_it() {
+        let t = Tracing::new(System);
+        let alloc = |t: &Tracing<System>| t.malloc(40).unwrap();
+        let before = alloc(&t);
+        let site = t.traceback_of(before.as_ptr()).expect("traced");
+        for _ in 0..3 {
+            t.clear_traces();
+            let after = alloc(&t);
+            assert_eq!(
+                t.traceback_of(after.as_ptr()),
+                Some(site.clone()),
+                "the cached id is stale after a clear"
+            );
+            free(&t, after.as_ptr());
+        }
+        free(&t, before.as_ptr());
+    }
+
     #[test]
     fn is_tracing_follows_start_and_stop() {
         let t = Tracing::new(System);

@@ -176,7 +176,13 @@ pub struct Tracing<A> {
     id: InstanceId,
     /// Bumped by `clear_traces`: tracebacks cached before are stale.
     generation: AtomicU64,
+    /// `id` and `generation` in one word for the caches (`recent::base`); 0 until first asked,
+    /// [`NOT_CACHED`] past the numbers it holds.
+    cache_base: AtomicU64,
 }
+
+/// The cache base of a decorator whose tracebacks are not cached.
+const NOT_CACHED: u64 = u64::MAX;
 
 impl<A> Tracing<A> {
     /// Traces `inner` in domain 0, one frame per traceback, started.
@@ -200,6 +206,7 @@ impl<A> Tracing<A> {
             tracebacks: [const { ShardLock::new(None) }; SHARDS],
             id: InstanceId::new(),
             generation: AtomicU64::new(0),
+            cache_base: AtomicU64::new(0),
         }
     }
 
@@ -284,7 +291,13 @@ impl<A> Tracing<A> {
                 t.clear();
             }
         }
-        self.generation.fetch_add(1, Ordering::Relaxed);
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        // A plain store: it wins over a first `cache_base` racing it (that one only installs
+        // over 0), so no thread keeps caching under the old generation once this returns.
+        self.cache_base.store(
+            recent::base(self.id.get(), generation).unwrap_or(NOT_CACHED),
+            Ordering::Relaxed,
+        );
         self.reset_peak();
     }
 
@@ -527,16 +540,42 @@ impl<A> Tracing<A> {
 
     /// The id of `(kind, words)`: from this thread's cache of recent tracebacks, or interned in
     /// the tables (and cached).
-    #[inline]
+    #[inline(always)]
     fn intern(&self, kind: Kind, words: &[usize]) -> Option<TraceId> {
-        let owner = self.id.get();
-        let generation = self.generation.load(Ordering::Relaxed);
-        if let Some(id) = recent::find(owner, generation, kind, words) {
+        let base = self.cache_base();
+        if base != NOT_CACHED
+            && let Some(id) = recent::find(base, kind, words)
+        {
             return Some(id);
         }
         let id = self.intern_in_tables(kind, words)?;
-        recent::remember(owner, generation, kind, words, id);
+        if base != NOT_CACHED {
+            recent::remember(base, kind, words, id);
+        }
         Some(id)
+    }
+
+    /// This decorator's base in the threads' caches of recent tracebacks.
+    #[inline]
+    fn cache_base(&self) -> u64 {
+        match self.cache_base.load(Ordering::Relaxed) {
+            0 => self.first_cache_base(),
+            base => base,
+        }
+    }
+
+    #[cold]
+    fn first_cache_base(&self) -> u64 {
+        let generation = self.generation.load(Ordering::Relaxed);
+        let base = recent::base(self.id.get(), generation).unwrap_or(NOT_CACHED);
+        // Installed only over 0: a `clear_traces` that stored a newer base keeps it.
+        match self
+            .cache_base
+            .compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => base,
+            Err(newer) => newer,
+        }
     }
 
     fn intern_in_tables(&self, kind: Kind, words: &[usize]) -> Option<TraceId> {
@@ -549,6 +588,7 @@ impl<A> Tracing<A> {
 
     /// Records `size` bytes at `addr` in `domain`: in the records (this decorator's domain, the
     /// common case, without a lock) or in the hash tables; false if no memory could be had.
+    #[inline(always)]
     fn insert(&self, domain: u32, addr: usize, size: usize, trace: TraceId) -> bool {
         let old = if domain == self.domain && records::fits(addr, size) {
             match self.records.insert(addr, size, trace) {
@@ -567,12 +607,23 @@ impl<A> Tracing<A> {
             b.insert((domain, addr), Record { size, trace })
                 .map(|r| r.size)
         };
+        match (old, self.balances.mine()) {
+            (None, Some(m)) => self.traced.grow_mine(m, 0, size as u64),
+            _ => self.rebalance(old, size),
+        }
+        true
+    }
+
+    /// [`insert`](Self::insert)'s balance where the record replaced another, or on a thread that
+    /// counts past its home shard.
+    #[cold]
+    #[inline(never)]
+    fn rebalance(&self, old: Option<usize>, size: usize) {
         let slot = self.balances.slot();
         if let Some(old) = old {
             self.traced.shrink(slot, 0, old as u64);
         }
         self.traced.grow(slot, 0, size as u64);
-        true
     }
 
     /// The record of the block at `addr` in `domain`, wherever it is kept.
@@ -593,6 +644,7 @@ impl<A> Tracing<A> {
     }
 
     /// Forgets the block at `addr` in `domain`; returns its record if it had one.
+    #[inline(always)]
     fn take(&self, domain: u32, addr: usize) -> Option<Record> {
         let old = if domain == self.domain
             && let Some((size, trace)) = self.records.remove(addr)
@@ -607,11 +659,15 @@ impl<A> Tracing<A> {
                 .and_then(|b| b.remove(&(domain, addr)))
         };
         if let Some(r) = old {
-            self.traced.shrink(self.balances.slot(), 0, r.size as u64);
+            match self.balances.mine() {
+                Some(m) => self.traced.shrink_mine(m, 0, r.size as u64),
+                None => self.traced.shrink(self.balances.slot(), 0, r.size as u64),
+            }
         }
         old
     }
 
+    #[inline(always)]
     fn remove(&self, domain: u32, addr: usize) -> bool {
         self.take(domain, addr).is_some()
     }

@@ -3,7 +3,7 @@
 //!
 //! A small direct-mapped cache per thread, in a `const` thread-local (no allocation, no
 //! destructor): an entry holds the words of a traceback, the decorator, generation and kind it was
-//! interned under (one word), and its id. A hit compares every word, so two tracebacks never share an entry's
+//! interned under (one word, from the decorator's [`base`]), and its id. A hit compares every word, so two tracebacks never share an entry's
 //! id. [`Tracing::clear_traces`](super::Tracing::clear_traces) bumps the decorator's generation,
 //! which makes every cached id of it stale at once.
 
@@ -36,12 +36,17 @@ std::thread_local! {
     static RECENT: UnsafeCell<[Entry; ENTRIES]> = const { UnsafeCell::new([EMPTY; ENTRIES]) };
 }
 
-/// Decorator `owner` (nonzero) at `generation` and `kind` as one word that names them exactly,
-/// or `None` past the numbers that fit (more than 2^39 decorators, or 2^24 clears of one): those
-/// are not cached.
+/// Decorator `owner` (nonzero) at `generation` as one word that names them exactly (bit 0 left
+/// for the kind), or `None` past the numbers that fit (more than 2^39 decorators, or 2^24 clears
+/// of one): those are not cached. A decorator keeps its base, and makes it anew when it clears.
+pub(crate) fn base(owner: u64, generation: u64) -> Option<u64> {
+    (owner < 1 << 39 && generation < 1 << 24).then_some(owner << 25 | generation << 1)
+}
+
+/// An entry's stamp: its decorator's [`base`] and the kind (never 0: the owner is not).
 #[inline]
-fn stamp(owner: u64, generation: u64, kind: Kind) -> Option<u64> {
-    (owner < 1 << 39 && generation < 1 << 24).then_some(owner << 25 | generation << 1 | kind as u64)
+fn stamp(base: u64, kind: Kind) -> u64 {
+    base | kind as u64
 }
 
 /// The entry `words` maps to under `stamp`.
@@ -67,10 +72,10 @@ fn same(a: &[usize], b: &[usize]) -> bool {
     }
 }
 
-/// The id this thread cached for `(kind, words)` of decorator `owner` at `generation`.
+/// The id this thread cached for `(kind, words)` of the decorator and generation `base` names.
 #[inline]
-pub(crate) fn find(owner: u64, generation: u64, kind: Kind, words: &[usize]) -> Option<TraceId> {
-    let stamp = stamp(owner, generation, kind)?;
+pub(crate) fn find(base: u64, kind: Kind, words: &[usize]) -> Option<TraceId> {
+    let stamp = stamp(base, kind);
     if words.len() > WORDS {
         return None;
     }
@@ -86,11 +91,9 @@ pub(crate) fn find(owner: u64, generation: u64, kind: Kind, words: &[usize]) -> 
         .flatten()
 }
 
-/// Caches `id` for `(kind, words)` of decorator `owner` at `generation`.
-pub(crate) fn remember(owner: u64, generation: u64, kind: Kind, words: &[usize], id: TraceId) {
-    let Some(stamp) = stamp(owner, generation, kind) else {
-        return;
-    };
+/// Caches `id` for `(kind, words)` of the decorator and generation `base` names.
+pub(crate) fn remember(base: u64, kind: Kind, words: &[usize], id: TraceId) {
+    let stamp = stamp(base, kind);
     if words.len() > WORDS {
         return;
     }
