@@ -93,6 +93,13 @@ impl Claims {
         }
     }
 
+    /// Whether a block made now needs no note (see `Tracker::is_untracked`); when false,
+    /// [`made`](Self::made) says what to do.
+    #[inline]
+    pub(crate) fn needs_no_note(&self) -> bool {
+        self.tracker.is_untracked()
+    }
+
     /// Notes a block just made at `data`: remembered while tracking; otherwise the set records
     /// that a block went unremembered. Returns false if memory to remember it could not be had
     /// (the caller then gives the block back and fails the allocation).

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 
 use crate::claims::Claims;
-use crate::tally::{Balance, Tallies};
+use crate::tally::{Balance, Mine, Tallies};
 
 const HEADER: usize = MIN_ALIGN;
 /// The second word of the header: marks a block as made by a sizing decorator.
@@ -158,6 +158,17 @@ mod bare {
         } else {
             inner.malloc_aligned(layout)?
         };
+        noted(inner, claims, p, layout)
+    }
+
+    /// Notes `p`, just made by the inner aligned family with `layout`, in the ownership set; gives
+    /// it back and fails if it cannot be noted.
+    pub(super) fn noted<A: DomainAllocator>(
+        inner: &A,
+        claims: &Claims,
+        p: NonNull<u8>,
+        layout: Layout,
+    ) -> Option<NonNull<u8>> {
         if !claims.made(p.as_ptr() as usize) {
             // SAFETY: `p` was just made with `layout` and is given back once.
             unsafe { inner.free_aligned(p, layout) };
@@ -454,6 +465,13 @@ impl<A> Counting<A> {
         p
     }
 
+    /// Counts a block of `size` bytes made, in the thread's own shard.
+    #[inline]
+    fn counted(&self, m: Mine<'_, COUNTERS>, size: usize) {
+        m.add(bucket_of(size).0, 1);
+        self.bytes.grow_mine(m, PENDING, size as u64);
+    }
+
     /// [`allocated`](Self::allocated) for a failure, or on a thread that counts past its home.
     #[cold]
     fn allocated_elsewhere(&self, made: bool, size: usize) {
@@ -507,6 +525,18 @@ impl<A> Counting<A> {
     }
 }
 
+impl<A: DomainAllocator> Counting<A> {
+    /// The rest of `malloc_aligned` and `calloc_aligned` past their common case: the inner
+    /// block `p` is noted in the ownership set (or given back if it cannot be), and the
+    /// allocation or its failure counted.
+    #[cold]
+    #[inline(never)]
+    fn aligned_made(&self, p: Option<NonNull<u8>>, layout: Layout) -> Option<NonNull<u8>> {
+        let p = p.and_then(|p| bare::noted(&self.inner, &self.claims, p, layout));
+        self.allocated(p, layout.size())
+    }
+}
+
 // SAFETY: a `malloc` block is an inner `malloc` block with a 16-byte size header in front, so the
 // data keeps the inner 16-byte alignment, and realloc goes through the inner realloc (which keeps
 // the contents, header included); an aligned block is the inner aligned block itself, made,
@@ -548,13 +578,29 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
     }
     #[inline]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = bare::alloc(&self.inner, &self.claims, layout, false);
-        self.allocated(p, layout.size())
+        let p = self.inner.malloc_aligned(layout);
+        // The common case with nothing live across the inner call but the layout: a block made,
+        // no ownership set to note it in, and the thread's own shard.
+        if p.is_some()
+            && self.claims.needs_no_note()
+            && let Some(m) = self.tallies.mine()
+        {
+            self.counted(m, layout.size());
+            return p;
+        }
+        self.aligned_made(p, layout)
     }
     #[inline]
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = bare::alloc(&self.inner, &self.claims, layout, true);
-        self.allocated(p, layout.size())
+        let p = self.inner.calloc_aligned(layout);
+        if p.is_some()
+            && self.claims.needs_no_note()
+            && let Some(m) = self.tallies.mine()
+        {
+            self.counted(m, layout.size());
+            return p;
+        }
+        self.aligned_made(p, layout)
     }
     #[inline]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {

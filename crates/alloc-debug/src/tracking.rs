@@ -63,6 +63,13 @@ impl Tracker {
         self.state.load(Ordering::Relaxed) == TRACKING
     }
 
+    /// Whether blocks are made without being remembered, and the first was made already: then a
+    /// block made now needs nothing from the set (a decorator's fast path).
+    #[inline]
+    pub(crate) fn is_untracked(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == UNTRACKED
+    }
+
     /// A block is being made: whether it must be remembered.
     #[inline]
     pub(crate) fn made(&self) -> bool {

@@ -338,3 +338,42 @@ fn limited_budgets_the_aligned_family_by_its_layouts() {
     }
     assert_eq!((a.live_bytes(), a.refused()), (0, 2));
 }
+
+/// The aligned family's paths past its common case: a refused request is a failure, not an
+/// allocation; with ownership tracked every block is noted and forgotten; the first block of a
+/// fresh decorator (before tracking is decided) is counted like any other.
+#[test]
+fn counting_the_aligned_family_past_its_fast_path() {
+    let l = Layout::from_size_align(48, 8).unwrap();
+    let refusing = Counting::new(FaultInjecting::new(System));
+    refusing.inner().fail_every(1);
+    refusing.inner().enable();
+    assert!(refusing.malloc_aligned(l).is_none());
+    assert!(refusing.calloc_aligned(l).is_none());
+    let s = refusing.stats();
+    assert_eq!((s.allocations, s.failures, s.bytes_live), (0, 2, 0));
+
+    let tracked = Counting::new(System).with_ownership_tracking();
+    let p = tracked.malloc_aligned(l).unwrap();
+    let z = tracked.calloc_aligned(l).unwrap();
+    assert_eq!(tracked.owns(p.as_ptr()), alloc_core::Ownership::Owned);
+    assert_eq!(tracked.owns(z.as_ptr()), alloc_core::Ownership::Owned);
+    // SAFETY: live aligned blocks of `tracked` made with `l`, freed once each.
+    unsafe {
+        tracked.free_aligned(p, l);
+        tracked.free_aligned(z, l);
+    }
+    assert_eq!(tracked.owns(p.as_ptr()), alloc_core::Ownership::NotOwned);
+    let s = tracked.stats();
+    assert_eq!(
+        (s.allocations, s.frees, s.bytes_live, s.peak_bytes),
+        (2, 2, 0, 96)
+    );
+
+    let fresh = Counting::new(System);
+    let p = fresh.malloc_aligned(l).unwrap();
+    assert_eq!(fresh.stats().allocations, 1, "the first block, counted");
+    assert_eq!(fresh.owns(p.as_ptr()), alloc_core::Ownership::Unknown);
+    // SAFETY: a live aligned block of `fresh` made with `l`, freed once.
+    unsafe { fresh.free_aligned(p, l) };
+}
