@@ -7,7 +7,8 @@ the reference and each subject once, back to back, as separate processes of the 
 and a ratio is taken only within a round; the report is the median and the spread of the
 per-round ratios.
 
-    cargo build --release -p domalloc-benches --bin domalloc-bench
+    cargo build --profile bench -p domalloc-benches --bin domalloc-bench
+    # (the criterion benches' profile, thin LTO; its runner lands in target/release)
     python3 benches/ratios.py [--rounds 9] [--json out.json]
 """
 
