@@ -426,8 +426,9 @@ mod fp {
     pub(super) const TABLES: bool = cfg!(target_arch = "x86_64");
 
     std::thread_local! {
-        /// This thread's stack as `(lowest, highest)` address; `(0, 0)` until first asked,
-        /// `(1, 0)` where it could not be had.
+        /// This thread's stack as `(lowest address, room)`, the room being the size less 7 (so
+        /// that `sp - lowest < room` says that the word at `sp` lies on the stack); `(0, 0)` until
+        /// first asked, `(1, 0)` where it could not be had.
         static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     }
 
@@ -455,15 +456,38 @@ mod fp {
         found
     }
 
-    /// The top of this thread's stack, if `sp` lies on it (else 0).
+    /// The top of this thread's stack, if the word at `sp` lies on it (else 0): one compare,
+    /// once the bounds are known.
     #[inline]
-    fn stack_top(sp: usize) -> usize {
-        let (mut low, mut high) = BOUNDS.with(Cell::get);
-        if high == 0 && low == 0 {
-            (low, high) = bounds();
-            BOUNDS.with(|b| b.set((low, high)));
+    pub(super) fn stack_top(sp: usize) -> usize {
+        let (low, room) = BOUNDS.with(Cell::get);
+        if sp.wrapping_sub(low) < room {
+            return low + room + 7;
         }
-        if (low..high).contains(&sp) { high } else { 0 }
+        stack_top_first(sp, low, room)
+    }
+
+    /// [`stack_top`] where the word at `sp` is not within the bounds known: asks for them the
+    /// first time.
+    #[cold]
+    #[inline(never)]
+    fn stack_top_first(sp: usize, low: usize, room: usize) -> usize {
+        if (low, room) != (0, 0) {
+            return 0;
+        }
+        let (low, high) = bounds();
+        let room = if low < high && high - low >= 8 {
+            high - low - 7
+        } else {
+            0
+        };
+        // Unknowable bounds are kept as (1, 0), so that they are not asked for again.
+        BOUNDS.with(|b| b.set(if room == 0 { (1, 0) } else { (low, room) }));
+        if sp.wrapping_sub(low) < room {
+            low + room + 7
+        } else {
+            0
+        }
     }
 
     /// The frame pointer register (inlined into `walk`: its own frame, where it keeps one).
@@ -589,7 +613,8 @@ mod fp {
         }
         // `None` where the walk could not follow a frame before it had the traceback.
         let stuck = |n| if whole { n } else { STUCK };
-        if high == 0 || entry_sp > high - 8 {
+        // (A nonzero top means the word at `entry_sp` lies on the stack.)
+        if high == 0 {
             return stuck(0);
         }
         // SAFETY: `[entry_sp, entry_sp + 8)` lies on this thread's stack (checked above): the
@@ -681,6 +706,29 @@ mod fp {
 #[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
 mod tests {
     use super::*;
+
+    /// The stack's top is found for a word on this thread's stack (the first time and after),
+    /// and not for a word elsewhere: the heap, another thread's stack, or the last 7 bytes below
+    /// the top (a word there would cross it).
+    #[test]
+    fn the_stack_top_bounds_only_this_threads_stack() {
+        let here = 0u64;
+        let at = core::ptr::addr_of!(here) as usize;
+        let top = fp::stack_top(at);
+        assert!(top > at, "{top:#x} above {at:#x}");
+        assert_eq!(fp::stack_top(at), top, "the same once known");
+        assert_eq!(fp::stack_top(top - 8), top, "the last word");
+        assert_eq!(fp::stack_top(top - 7), 0, "a word crossing the top");
+        let heap = Box::new(0u64);
+        assert_eq!(fp::stack_top(core::ptr::addr_of!(*heap) as usize), 0);
+        let other = std::thread::spawn(|| {
+            let there = 0u64;
+            core::hint::black_box(core::ptr::addr_of!(there) as usize)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(fp::stack_top(other), 0, "another thread's stack");
+    }
 
     /// The cached tables' walk of this thread's whole stack, asked for more frames than there
     /// are (as a deep traceback does) and walked as far as it goes (as calibration does).
