@@ -53,7 +53,7 @@ fn alloc_arena_loom_models_with_bounded_preemptions() {
 fn alloc_debug_loom_models_with_bounded_preemptions() {
     let passed = models_of("alloc-debug");
     assert!(
-        passed >= 5,
-        "expected alloc-debug's five models to run, {passed} did"
+        passed >= 6,
+        "expected alloc-debug's six models to run, {passed} did"
     );
 }

@@ -307,7 +307,7 @@ pub struct CountingStats {
     pub failures: u64,
     /// Bytes requested by live blocks.
     pub bytes_live: u64,
-    /// The most bytes live at once (exact while one thread allocates; see [`Counting`]).
+    /// The most bytes live at once (exact while one thread counts; see [`Counting`]).
     pub peak_bytes: u64,
     /// Allocations per size bucket (see [`bucket_of`]).
     pub histogram: [u64; HISTOGRAM_BUCKETS],
@@ -360,11 +360,13 @@ impl fmt::Display for CountingStats {
 /// their peak, and a histogram of request sizes. One per domain gives per-domain statistics.
 ///
 /// Each thread counts in a shard of its own (see the `tally` module: no atomic read-modify-write
-/// on the fast path), and [`stats`](Counting::stats) sums the shards. Bytes live are exact; the
-/// peak is exact while one thread allocates, and with several it may miss what the other threads
-/// have not published yet: each thread adds its bytes to the shared total once its own balance
-/// passes ±32 KiB ([`PEAK_SLACK`](crate::PEAK_SLACK)), so the peak is low by at most that much per other thread. A
-/// `Counting` takes about 15 KiB (its shards).
+/// on the fast path), and [`stats`](Counting::stats) sums the shards. Bytes live are exact once
+/// the counting threads are joined. The peak is exact while one thread counts (allocates and
+/// frees); with several, each thread adds its bytes to the shared total only once its own balance
+/// passes ±32 KiB ([`PEAK_SLACK`](crate::PEAK_SLACK)), and checks the peak against the total and
+/// its own balance: the peak is off by at most that much per other thread, low by what the others
+/// allocated and have not published, high by what they freed (of blocks another thread made) and
+/// have not published. A `Counting` takes about 15 KiB (its shards).
 ///
 /// ```
 /// use alloc_core::{DomainAllocator, System};

@@ -121,3 +121,30 @@ fn addresses_claimed_from_two_threads_have_one_slot_each() {
         assert_eq!(sb.known(), 0b1100);
     });
 }
+
+/// A read of bytes live racing one thread that frees a block (publishing its balance below the
+/// slack), allocates a little and then enough to publish again: the total comes back to what it
+/// was, so only the publish counts can tell the reader that its total and its balances are from
+/// either side of two publishes. The read is a value that was live.
+#[test]
+fn a_read_of_bytes_live_never_sees_a_publish_half() {
+    loom::model(|| {
+        let t = Arc::new(Tallies::<2>::new());
+        let b = Arc::new(Balance::new());
+        let big = PEAK_SLACK + 8 * 1024 + 16;
+        b.grow(t.slot(), 0, big); // published: the total is `big`
+        let (t1, b1) = (t.clone(), b.clone());
+        let worker = thread::spawn(move || {
+            b1.shrink(t1.slot(), 0, big); // published: the total is 0
+            b1.grow(t1.slot(), 0, 10 * 1024); // the worker's balance
+            b1.grow(t1.slot(), 0, big - 10 * 1024); // published: the total is `big` again
+        });
+        let seen = b.live(&t, 0);
+        worker.join().unwrap();
+        assert!(
+            seen <= big,
+            "read {seen} bytes live, never more than {big} were"
+        );
+        assert_eq!(b.live(&t, 0), big);
+    });
+}

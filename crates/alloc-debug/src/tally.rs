@@ -17,9 +17,11 @@
 //!   free to compute (no allocation, no destructor, no lazy initialisation), so it can be asked
 //!   from inside a global allocator at any time, thread exit included.
 //! * **One writer per shard.** A shard is claimed by a compare-exchange of its owner word from 0
-//!   to the key, and never released; only its owner writes its counters, with a relaxed load and a
-//!   relaxed store, so no update is lost and no lock prefix is needed. Readers load each counter
-//!   (relaxed): every count is exact once the counting threads are joined, and about right while
+//!   to the key, and never released; only its owner adds to its counters, with a load and a store
+//!   (a release store, a plain one on x86-64: see `Balance`), so no update is lost and no lock
+//!   prefix is needed. (The one exception is a balance's ceiling, which a reset of the peak
+//!   overwrites; its owner only ever stores it, never adds to it.) Readers load each counter
+//!   (acquire): every count is exact once the counting threads are joined, and about right while
 //!   they run.
 //! * **Exited threads.** A thread that exits leaves its shard and its counts where they are (they
 //!   still add up). A later thread whose thread-local block lands where the dead one's was has the
@@ -31,7 +33,11 @@
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// Private shards per set: up to this many threads count without atomic read-modify-writes.
+#[cfg(not(loom))]
 pub(crate) const SHARDS: usize = 32;
+/// Under loom, fewer (every load of a sum is a branch of the model; two threads need two).
+#[cfg(loom)]
+pub(crate) const SHARDS: usize = 4;
 
 #[cfg(not(loom))]
 std::thread_local! {
@@ -272,21 +278,33 @@ pub const PEAK_SLACK: u64 = 32 << 10;
 ///
 /// So the common update is a plain load and store and one compare. A balance is added to the
 /// shared total only once it passes ±[`PEAK_SLACK`] (the ceiling is never above the slack).
-/// Bytes live (the total plus every balance) are exact once the threads are joined. The peak is
-/// exact while one thread allocates (then only that thread moves the total, and a ceiling is
-/// room to the peak as it is), and with several it is low by at most the slack per other thread:
-/// a thread's own balance is checked against the peak whenever it passes its ceiling, at most
-/// the slack, and every other thread's published bytes were checked when it published them.
-/// [`reset_peak`](Self::reset_peak) drops every thread's ceiling.
+///
+/// * **Bytes live** (the total plus every balance) are exact once the threads are joined; read
+///   while at most one thread counts, they are a value that was live (see [`live`](Self::live)).
+/// * **The peak** is exact while one thread counts: then only it moves the total, and its ceiling
+///   is the room to the peak as it is. With several, a thread checks the peak against the total
+///   and its own balance, not the others': the peak is off by at most the slack per other thread,
+///   low by what they allocated and have not published, or high by what they freed and have not
+///   published (a thread freeing blocks another made).
+/// * **A reset** ([`reset_peak`](Self::reset_peak)) drops every thread's ceiling, so that each
+///   checks its next allocation against the new peak; a thread settling at that very moment may
+///   put back a ceiling of the old peak, and miss up to the slack of a peak after the reset.
 pub(crate) struct Balance {
     /// What the threads have published (two's complement: frees of blocks another thread made
     /// can take it below zero for a while).
     published: AtomicU64,
+    /// Publishes begun and done: a reader that finds them equal before its read, and the first
+    /// unchanged after it, met no publish in flight (see [`live`](Self::live)).
+    begun: AtomicU64,
+    done: AtomicU64,
     peak: AtomicU64,
 }
 
 /// The slack as a signed balance.
 const SLACK: i64 = PEAK_SLACK as i64;
+
+/// Reads [`Balance::live`] takes at most while publishes keep meeting it.
+const READS: usize = 64;
 
 // Under loom only what the models use is called.
 #[cfg_attr(loom, allow(dead_code))]
@@ -295,6 +313,8 @@ impl Balance {
     pub(crate) const fn new() -> Self {
         Balance {
             published: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             peak: AtomicU64::new(0),
         }
     }
@@ -303,6 +323,8 @@ impl Balance {
     pub(crate) fn new() -> Self {
         Balance {
             published: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             peak: AtomicU64::new(0),
         }
     }
@@ -330,18 +352,17 @@ impl Balance {
     #[cold]
     fn settle<const N: usize>(&self, m: Mine<'_, N>, i: usize, balance: i64) {
         let mut balance = balance;
-        if balance > SLACK {
-            // Out of the balance, then into the total (release): see `live` for why a reader
-            // then never counts these bytes twice.
-            m.set(i, 0);
-            self.published.fetch_add(balance as u64, Ordering::Release);
-            balance = 0;
-        } else if balance < -SLACK {
-            // Out of the total, then out of the balance (release): the mirror image.
-            self.published.fetch_add(balance as u64, Ordering::Relaxed);
+        if balance.unsigned_abs() > PEAK_SLACK {
+            // Counted as begun, moved (both writes releasing it), counted as done: see `live`.
+            self.begun.fetch_add(1, Ordering::Relaxed);
             m.set_release(i, 0);
+            self.published.fetch_add(balance as u64, Ordering::Release);
+            self.done.fetch_add(1, Ordering::Release);
             balance = 0;
         }
+        // Acquire: a ceiling dropped by a reset (a release store, read by the caller) brings the
+        // reset's peak with it.
+        core::sync::atomic::fence(Ordering::Acquire);
         let published = self.published.load(Ordering::Relaxed) as i64;
         let live = published.wrapping_add(balance);
         let mut peak = self.peak.load(Ordering::Relaxed) as i64;
@@ -391,11 +412,13 @@ impl Balance {
     fn settle_shared<const N: usize>(&self, slot: Slot<'_, N>, i: usize, delta: u64) -> i64 {
         let pending = slot.add(i, delta) as i64;
         if pending.unsigned_abs() > PEAK_SLACK {
-            // Threads add to this balance concurrently, so it moves by a read-modify-write (and
-            // a reader may see the bytes in both places for a moment: the shared shard is used
-            // only once every private one is claimed).
+            // Threads add to this balance concurrently, so it moves by a read-modify-write, and
+            // by several threads at once (a reader may then see the bytes in both places for a
+            // moment: the shared shard is used only once every private one is claimed).
+            self.begun.fetch_add(1, Ordering::Relaxed);
             slot.add(i, (pending as u64).wrapping_neg());
-            self.published.fetch_add(pending as u64, Ordering::Relaxed);
+            self.published.fetch_add(pending as u64, Ordering::Release);
+            self.done.fetch_add(1, Ordering::Release);
             return 0;
         }
         pending
@@ -410,23 +433,27 @@ impl Balance {
 
     /// Bytes live: the published total plus every thread's balance (counter `i` of `t`).
     ///
-    /// A publish moves bytes between a balance and the total in two writes, the second a
-    /// release: into the total last when the balance is positive, out of the balance last when
-    /// negative. The total is read (acquire) before and after the balances (acquire), and the read
-    /// is taken again if it changed. So a publish in flight is never counted twice: seeing its
-    /// second write means seeing its first, and seeing the total change means trying again. A
-    /// read while at most one thread counts is therefore a value that was live; with more, the
-    /// shards are read one after another, and the sum can be one no single moment had.
+    /// A publish moves bytes between a balance and the total in two writes, both releasing, and
+    /// counts itself in `begun` before them and in `done` after (releasing). A read takes the
+    /// counts (acquire), the total and the balances (acquire), and `begun` again; it is taken
+    /// again when a publish was in flight at its start (`begun` ahead of `done`) or began during
+    /// it. A publish the read saw any write of is one whose `begun` it sees at the end, so no
+    /// publish is half seen: a read made while at most one thread counts is a value that was live.
+    /// (With more, the shards are read one after another, and the sum can be one no single moment
+    /// had.) After [`READS`] reads that each met a publish, the last is given as it is.
     pub(crate) fn live<const N: usize>(&self, t: &Tallies<N>, i: usize) -> u64 {
-        let mut total = self.published.load(Ordering::Acquire);
-        let mut live = total.wrapping_add(t.sum(i));
-        for _ in 0..8 {
-            let again = self.published.load(Ordering::Acquire);
-            if again == total {
+        let mut live = 0;
+        for _ in 0..READS {
+            let done = self.done.load(Ordering::Acquire);
+            let begun = self.begun.load(Ordering::Acquire);
+            live = self
+                .published
+                .load(Ordering::Acquire)
+                .wrapping_add(t.sum(i));
+            if begun == done && self.begun.load(Ordering::Acquire) == begun {
                 break;
             }
-            total = again;
-            live = total.wrapping_add(t.sum(i));
+            crate::sync::spin();
         }
         // Read while threads count, the sum can lag a free behind its allocation.
         (live as i64).max(0) as u64
@@ -440,12 +467,13 @@ impl Balance {
     /// Sets the peak back to the bytes live now (balances in counter `i` of `t`), and drops every
     /// thread's ceiling (counter `i + 1`) so that each checks its next allocation against the new
     /// peak. The ceiling is the one counter another thread stores to: a plain store, as its
-    /// owner's; an owner settling at the same moment may put back a ceiling of the old peak,
-    /// which is never above the slack.
+    /// owner's (who never adds to it); an owner settling at the same moment may put back a
+    /// ceiling of the old peak, which is never above the slack.
     pub(crate) fn reset_peak<const N: usize>(&self, t: &Tallies<N>, i: usize) {
         self.peak.store(self.live(t, i), Ordering::Relaxed);
         for s in &t.shards {
-            s.counters[i + 1].store(i64::MIN as u64, Ordering::Relaxed);
+            // Release: the thread that sees it settles with the new peak (`settle`'s fence).
+            s.counters[i + 1].store(i64::MIN as u64, Ordering::Release);
         }
     }
 }

@@ -305,8 +305,9 @@ impl<A> Tracing<A> {
     /// `get_traced_memory`).
     ///
     /// Each thread keeps its own balance and adds it to the total past 32 KiB
-    /// ([`PEAK_SLACK`](crate::PEAK_SLACK)), so the peak is exact while one thread allocates and low
-    /// by at most that much per other thread.
+    /// ([`PEAK_SLACK`](crate::PEAK_SLACK)), so the peak is exact while one thread allocates and
+    /// frees, and off by at most that much per other thread with several (low by what the others
+    /// allocated and have not published, high by what they freed and have not).
     pub fn traced_memory(&self) -> (usize, usize) {
         let current = self.traced.live(&self.balances, 0);
         (current as usize, self.traced.peak(current) as usize)
