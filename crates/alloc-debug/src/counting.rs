@@ -459,8 +459,7 @@ impl<A> Counting<A> {
         if p.is_some()
             && let Some(m) = self.tallies.mine()
         {
-            m.add(bucket_of(size).0, 1);
-            self.bytes.grow_mine(m, PENDING, size as u64);
+            self.counted(m, size);
             return p;
         }
         self.allocated_elsewhere(p.is_some(), size);
@@ -528,12 +527,26 @@ impl<A> Counting<A> {
 }
 
 impl<A: DomainAllocator> Counting<A> {
-    /// The rest of `malloc_aligned` and `calloc_aligned` past their common case: the inner
-    /// block `p` is noted in the ownership set (or given back if it cannot be), and the
-    /// allocation or its failure counted.
+    /// Counts the inner aligned block `p` just made for `layout` (or its failure). The common
+    /// case keeps nothing live across the inner call but the layout: a block made, no ownership
+    /// set to note it in, and the thread's own shard.
+    #[inline(always)]
+    fn aligned_made(&self, p: Option<NonNull<u8>>, layout: Layout) -> Option<NonNull<u8>> {
+        if p.is_some()
+            && self.claims.needs_no_note()
+            && let Some(m) = self.tallies.mine()
+        {
+            self.counted(m, layout.size());
+            return p;
+        }
+        self.aligned_noted(p, layout)
+    }
+
+    /// The rest of [`aligned_made`](Self::aligned_made): the block is noted in the ownership set
+    /// (or given back if it cannot be), and the allocation or its failure counted.
     #[cold]
     #[inline(never)]
-    fn aligned_made(&self, p: Option<NonNull<u8>>, layout: Layout) -> Option<NonNull<u8>> {
+    fn aligned_noted(&self, p: Option<NonNull<u8>>, layout: Layout) -> Option<NonNull<u8>> {
         let p = p.and_then(|p| bare::noted(&self.inner, &self.claims, p, layout));
         self.allocated(p, layout.size())
     }
@@ -580,29 +593,11 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
     }
     #[inline]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = self.inner.malloc_aligned(layout);
-        // The common case with nothing live across the inner call but the layout: a block made,
-        // no ownership set to note it in, and the thread's own shard.
-        if p.is_some()
-            && self.claims.needs_no_note()
-            && let Some(m) = self.tallies.mine()
-        {
-            self.counted(m, layout.size());
-            return p;
-        }
-        self.aligned_made(p, layout)
+        self.aligned_made(self.inner.malloc_aligned(layout), layout)
     }
     #[inline]
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = self.inner.calloc_aligned(layout);
-        if p.is_some()
-            && self.claims.needs_no_note()
-            && let Some(m) = self.tallies.mine()
-        {
-            self.counted(m, layout.size());
-            return p;
-        }
-        self.aligned_made(p, layout)
+        self.aligned_made(self.inner.calloc_aligned(layout), layout)
     }
     #[inline]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {

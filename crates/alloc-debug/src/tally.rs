@@ -30,7 +30,7 @@
 //!   counts its predecessor stored. When every shard is claimed, a thread counts in the shared
 //!   shard with atomic read-modify-writes: exact, at the old cost.
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, fence};
 
 /// Private shards per set: up to this many threads count without atomic read-modify-writes.
 #[cfg(not(loom))]
@@ -362,7 +362,7 @@ impl Balance {
         }
         // Acquire: a ceiling dropped by a reset (a release store, read by the caller) brings the
         // reset's peak with it.
-        core::sync::atomic::fence(Ordering::Acquire);
+        fence(Ordering::Acquire);
         let published = self.published.load(Ordering::Relaxed) as i64;
         let live = published.wrapping_add(balance);
         let mut peak = self.peak.load(Ordering::Relaxed) as i64;
