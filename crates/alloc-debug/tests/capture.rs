@@ -11,6 +11,14 @@ fn allocate_here(t: &Tracing<System>) -> *mut u8 {
     t.malloc(48).unwrap().as_ptr()
 }
 
+/// Two blocks from two lines of one function, one after the other.
+#[inline(never)]
+fn allocate_two(t: &Tracing<System>) -> [*mut u8; 2] {
+    let a = t.malloc(48).unwrap().as_ptr();
+    let b = t.malloc(48).unwrap().as_ptr();
+    [a, b]
+}
+
 fn site_of(t: &Tracing<System>, p: *mut u8) -> String {
     let tb = t.traceback_of(p).expect("traced");
     tb.to_string()
@@ -57,6 +65,21 @@ fn calibration_decides_the_method_and_each_method_names_the_allocating_line() {
         let site = site_of(&t, p);
         assert!(site.contains("capture.rs"), "{method:?}: {site}");
         blocks.push(p);
+        // One frame: each capture walks from the same call out of the decorator, to a caller
+        // alternating between two lines; what the walk keeps of one must not name the other.
+        let one = Tracing::new(System);
+        let mut sites = Vec::new();
+        for _ in 0..4 {
+            for p in allocate_two(&one) {
+                sites.push(site_of(&one, p));
+                // SAFETY: a live block of `one`, freed once.
+                unsafe { one.free(p) };
+            }
+        }
+        assert_ne!(sites[0], sites[1], "{method:?}: two lines");
+        for pair in sites.chunks(2) {
+            assert_eq!(pair, &sites[..2], "{method:?}");
+        }
         let q = allocate_here(&deep);
         whole.push((method, site_of(&deep, q)));
         // SAFETY: a live block of `deep`, freed once.

@@ -246,6 +246,34 @@ mod tracemalloc_enabled {
         }
     }
 
+    /// Every allocation walks from the same call out of the decorator, to a caller that
+    /// alternates between two lines: what the walk keeps of the last one must not name the
+    /// other.
+    #[test]
+    fn alternating_sites_are_told_apart() {
+        let t = Tracing::new(System);
+        let mut blocks = Vec::new();
+        let (mut line_a, mut line_b) = (0, 0);
+        for _ in 0..4 {
+            blocks.push(t.malloc(100).unwrap());
+            line_a = line!() - 1;
+            blocks.push(t.malloc(200).unwrap());
+            line_b = line!() - 1;
+        }
+        let stats = t
+            .take_snapshot()
+            .statistics(KeyType::Lineno, false)
+            .unwrap();
+        let got: Vec<_> = stats
+            .iter()
+            .map(|s| (s.size, s.count, site(&s.traceback).1))
+            .collect();
+        assert_eq!(got, [(800, 4, line_b), (400, 4, line_a)]);
+        for p in blocks {
+            free(&t, p.as_ptr());
+        }
+    }
+
     #[test]
     fn compare_to_shows_what_grew_between_two_snapshots() {
         let t = Tracing::new(System);

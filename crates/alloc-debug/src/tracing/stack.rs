@@ -432,6 +432,28 @@ mod fp {
         static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     }
 
+    #[cfg(target_arch = "x86_64")]
+    std::thread_local! {
+        /// What this thread's last one-frame walk by the cached tables looked up ([`Memo`]).
+        static MEMO: Cell<Memo> = const { Cell::new(Memo { entry: 0, rule: 0, first: 0 }) };
+    }
+
+    /// The two lookups of a one-frame walk that took one step, kept per thread so that the next
+    /// walk from the same call, to the same caller, makes neither: the rule of the return
+    /// address the walk starts from (`entry`), and that the next one out (`first`) is the
+    /// program's. Both are facts about the addresses alone (as the shared table's), so a walk
+    /// that uses them steps and checks exactly as one that looks them up.
+    #[cfg(target_arch = "x86_64")]
+    #[derive(Clone, Copy)]
+    struct Memo {
+        /// The return address at the walk's entry (0: no memo).
+        entry: usize,
+        /// Its rule: never 0 nor the outermost frame's.
+        rule: u64,
+        /// The return address one frame out, the program's (never 0).
+        first: usize,
+    }
+
     /// The calling thread's stack from the C library. `pthread_getattr_np` may allocate through
     /// `malloc` (for the main thread it reads `/proc/self/maps`), which may be this very
     /// allocator under `LD_PRELOAD`: Tracing's busy flag keeps that allocation untraced.
@@ -587,6 +609,41 @@ mod fp {
         )
     }
 
+    /// One step out of a frame by its `rule`: the frame's stack pointer `sp`, frame pointer `bp`
+    /// and the stack's top `high` give the caller's return address, stack pointer (the frame's
+    /// CFA) and frame pointer; `None` where the rule does not lead to a frame above this one and
+    /// within the stack (the saved frame pointer, where there is one, between the two).
+    ///
+    /// # Safety
+    ///
+    /// `[sp, high)` lies within this thread's live stack.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn step(rule: u64, sp: usize, bp: usize, high: usize) -> Option<(usize, usize, usize)> {
+        let base = if rule & rules::FROM_FRAME_POINTER != 0 {
+            bp
+        } else {
+            sp
+        };
+        let cfa = base.wrapping_add(rules::cfa_offset(rule));
+        if cfa <= sp || cfa > high || base < sp {
+            return None;
+        }
+        // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)` (checked above), live stack (the
+        // caller's guarantee), mapped and readable for as long as the thread runs.
+        let next = unsafe { ((cfa - 8) as *const usize).read() };
+        let mut bp = bp;
+        if rule & rules::SAVES_FRAME_POINTER != 0 {
+            let at = cfa.wrapping_sub(rules::saved_at(rule));
+            if at < sp || at > cfa - 8 {
+                return None;
+            }
+            // SAFETY: `[at, at + 8)` lies within `[sp, cfa)`, on the live stack as above.
+            bp = unsafe { (at as *const usize).read() };
+        }
+        Some((next, cfa, bp))
+    }
+
     /// The tables walk from a call's entry: `entry_sp` is the stack pointer just after the call
     /// (the return address into the caller lies there), `entry_bp` the caller's frame pointer.
     /// Returns how many frames it wrote to `buf`, or `usize::MAX` for `None`.
@@ -623,6 +680,24 @@ mod fp {
         // The caller's registers as they are after the call returns.
         let mut sp = entry_sp + 8;
         let mut bp = entry_bp;
+        // The common capture: one frame, from the same call to the same caller as the last.
+        let one = want == 1 && !whole;
+        if one {
+            let memo = MEMO.with(Cell::get);
+            // SAFETY: `sp` is the caller's stack pointer after the call, on this thread's stack
+            // (its word checked above), `high` the stack's top.
+            if ret == memo.entry
+                && let Some((next, _, _)) = unsafe { step(memo.rule, sp, bp, high) }
+                && next == memo.first
+            {
+                // SAFETY: `0 < want <= len`: within `buf` (the caller's guarantee).
+                unsafe { buf.write(memo.first) };
+                return 1;
+            }
+        }
+        let entry = ret;
+        let mut entry_rule = 0;
+        let mut steps = 0;
         let mut slot = super::sites::slot(ret);
         // Passing over (for a traceback) the machinery's leading frames.
         let mut skipping = !whole;
@@ -637,28 +712,16 @@ mod fp {
             if rule & rules::OUTERMOST != 0 {
                 break;
             }
-            let base = if rule & rules::FROM_FRAME_POINTER != 0 {
-                bp
-            } else {
-                sp
-            };
-            let cfa = base.wrapping_add(rules::cfa_offset(rule));
-            // The caller's frame lies above this one and within the stack; the saved frame
-            // pointer, where there is one, between the two.
-            if cfa <= sp || cfa > high || base < sp {
+            if steps == 0 {
+                entry_rule = rule;
+            }
+            steps += 1;
+            // SAFETY: `sp` is the stack pointer of a live frame on this thread's stack (the
+            // entry's, then each caller's, checked by `step`), `high` the stack's top.
+            let Some((next, cfa, saved)) = (unsafe { step(rule, sp, bp, high) }) else {
                 return stuck(n);
-            }
-            // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)`, this thread's live stack
-            // (checked above), mapped and readable for as long as the thread runs.
-            let next = unsafe { ((cfa - 8) as *const usize).read() };
-            if rule & rules::SAVES_FRAME_POINTER != 0 {
-                let at = cfa.wrapping_sub(rules::saved_at(rule));
-                if at < sp || at > cfa - 8 {
-                    return stuck(n);
-                }
-                // SAFETY: `[at, at + 8)` lies within `[sp, cfa)`, on the live stack as above.
-                bp = unsafe { (at as *const usize).read() };
-            }
+            };
+            bp = saved;
             sp = cfa;
             if next == 0 {
                 break;
@@ -673,6 +736,16 @@ mod fp {
                 unsafe { buf.add(n).write(ret) };
                 n += 1;
                 if n == want {
+                    // One step out of the entry's frame, to the program's: remembered.
+                    if one && steps == 1 {
+                        MEMO.with(|m| {
+                            m.set(Memo {
+                                entry,
+                                rule: entry_rule,
+                                first: ret,
+                            })
+                        });
+                    }
                     break;
                 }
             }
