@@ -684,9 +684,9 @@ mod fp {
         let one = want == 1 && !whole;
         if one {
             let memo = MEMO.with(Cell::get);
-            // SAFETY: `sp` is the caller's stack pointer after the call, on this thread's stack
-            // (its word checked above), `high` the stack's top.
             if ret == memo.entry
+                // SAFETY: `[sp, high)` is the live stack above the call's return address (whose
+                // word lies on this thread's stack, checked above), `high` the stack's top.
                 && let Some((next, _, _)) = unsafe { step(memo.rule, sp, bp, high) }
                 && next == memo.first
             {
