@@ -3,13 +3,13 @@
 
 On a shared machine a subject measured a few seconds after its reference can land in another
 "mode" of the machine (criterion's groups run one subject after another). Here every round runs
-the reference and each subject once, back to back, as separate processes of the bench runner,
-and a ratio is taken only within a round; the report is the median and the spread of the
-per-round ratios.
+each subject once, each right after a run of the reference of its own, as separate processes of
+the bench runner, and a ratio is taken only between such a pair; the report is the median and
+the spread of the per-round ratios.
 
     cargo build --profile bench -p domalloc-benches --bin domalloc-bench
     # (the criterion benches' profile, thin LTO; its runner lands in target/release)
-    python3 benches/ratios.py [--rounds 9] [--json out.json]
+    python3 benches/ratios.py [--rounds 9] [--json out.json] [--runner path]
 """
 
 import argparse
@@ -27,7 +27,7 @@ CASES = [("pairs", "16"), ("pairs", "256"), ("churn", None)]
 
 
 def measure(allocator, workload, size, scale):
-    cmd = [RUNNER, "--allocator", allocator, "--workload", workload, "--samples", "3",
+    cmd = [ARGS.runner, "--allocator", allocator, "--workload", workload, "--samples", "3",
            "--scale", str(scale), "--threads", "1"]
     if size:
         cmd += ["--sizes", size]
@@ -40,13 +40,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--scale", type=float, default=0.2)
     ap.add_argument("--json")
-    args = ap.parse_args()
+    ap.add_argument("--runner", default=RUNNER, help="the bench runner (a copy, to rebuild meanwhile)")
+    global ARGS
+    ARGS = args = ap.parse_args()
     results = []
     for workload, size in CASES:
         ratios = {s: [] for s in SUBJECTS}
         for _ in range(args.rounds):
-            pool = measure("pool", workload, size, args.scale)
             for s in SUBJECTS:
+                pool = measure("pool", workload, size, args.scale)
                 ratios[s].append(measure(s, workload, size, args.scale) / pool)
         label = workload + (f" {size} B" if size else "")
         for s in SUBJECTS:

@@ -518,7 +518,10 @@ impl<A> Tracing<A> {
         }
     }
 
-    /// The traceback of the current allocation: the thread's tag, or a captured stack.
+    /// The traceback of the current allocation: the thread's tag, or a captured stack. Inlined
+    /// into [`traced`](Self::traced) and [`track`](Self::track), so that the walk starts from
+    /// their frame (a frame of its own would be one more step to pass over).
+    #[inline(always)]
     fn site(&self, tag: Option<Tag>) -> Option<TraceId> {
         if let Some(tag) = tag.or_else(frames::current_tag) {
             return self.intern(Kind::Tag, &tag.words());
