@@ -160,6 +160,14 @@ pub(crate) fn capture(buf: &mut [usize], depth: usize) -> usize {
     // The depth travels as a word (0: the whole chain), not as a `Keep`: a struct passed
     // through memory is read back before its stores retire.
     if method == TABLES {
+        // The default depth: a step from here, without a call, where it can be made.
+        if depth == 1
+            && !buf.is_empty()
+            && let Some(ip) = fp::walk_here_one()
+        {
+            buf[0] = ip;
+            return 1;
+        }
         // Black boxes keep each walk an ordinary call (not a tail call), as on the calibrating
         // path.
         if let Some(n) = core::hint::black_box(fp::walk_tables(buf, depth)) {
@@ -434,23 +442,23 @@ mod fp {
 
     #[cfg(target_arch = "x86_64")]
     std::thread_local! {
-        /// What this thread's last one-frame walk by the cached tables looked up ([`Memo`]).
-        static MEMO: Cell<Memo> = const { Cell::new(Memo { entry: 0, rule: 0, first: 0 }) };
+        /// What this thread's last one-frame walk from here looked up ([`Here`]).
+        static HERE: Cell<Here> = const { Cell::new(Here { pc: 0, rule: 0, first: 0 }) };
     }
 
-    /// The two lookups of a one-frame walk that took one step, kept per thread so that the next
-    /// walk from the same call, to the same caller, makes neither: the rule of the return
-    /// address the walk starts from (`entry`), and that the next one out (`first`) is the
-    /// program's. Both are facts about the addresses alone (as the shared table's), so a walk
-    /// that uses them steps and checks exactly as one that looks them up.
+    /// The two lookups of a one-frame walk from the current frame ([`walk_here_one`]), kept per
+    /// thread so that the next walk from the same place to the same caller makes neither: the
+    /// rule at `pc`, and that `first`, the return address one frame out, is the program's. Both
+    /// are facts about the addresses alone (as the shared table's), so a walk that uses them
+    /// steps and checks exactly as one that looks them up.
     #[cfg(target_arch = "x86_64")]
     #[derive(Clone, Copy)]
-    struct Memo {
-        /// The return address at the walk's entry (0: no memo).
-        entry: usize,
-        /// Its rule: never 0 nor the outermost frame's.
+    struct Here {
+        /// Where the walk was made (0: nothing kept).
+        pc: usize,
+        /// The rule there: never 0 nor the outermost frame's.
         rule: u64,
-        /// The return address one frame out, the program's (never 0).
+        /// The return address one frame out, the program's.
         first: usize,
     }
 
@@ -609,6 +617,76 @@ mod fp {
         )
     }
 
+    /// The instruction pointer, stack pointer and frame pointer register where this is inlined.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn registers() -> (usize, usize, usize) {
+        let (pc, sp, bp): (usize, usize, usize);
+        // SAFETY: reads registers; touches no memory.
+        unsafe {
+            core::arch::asm!(
+                "lea {pc}, [rip]",
+                "mov {sp}, rsp",
+                "mov {bp}, rbp",
+                pc = out(reg) pc,
+                sp = out(reg) sp,
+                bp = out(reg) bp,
+                options(nomem, nostack, preserves_flags),
+            );
+        }
+        (pc, sp, bp)
+    }
+
+    /// A one-frame traceback walked by the cached tables from the frame this is inlined into:
+    /// one step, by the rule at the current instruction, to the return address into the caller,
+    /// kept if it is the program's. `None` where the step cannot be made there, or the caller is
+    /// the allocation machinery's (the whole walk passes over it then).
+    ///
+    /// The common capture (Tracing's default depth, from `traced`): no call, and per thread
+    /// ([`Here`]) neither lookup of the last walk from the same place to the same caller.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn walk_here_one() -> Option<usize> {
+        let (pc, sp, bp) = registers();
+        let high = stack_top(sp);
+        if high == 0 {
+            return None;
+        }
+        let memo = HERE.with(Cell::get);
+        let known = pc == memo.pc;
+        let rule = if known { memo.rule } else { rule_here(pc)? };
+        // SAFETY: `sp` is this frame's stack pointer, whose word lies on this thread's stack
+        // (`stack_top`), and `high` the stack's top: `[sp, high)` is live stack.
+        let (next, _, _) = unsafe { step(rule, sp, bp, high) }?;
+        if next == 0 {
+            return None;
+        }
+        if !known || next != memo.first {
+            if super::sites::slot(next).is_plumbing(next) {
+                return None;
+            }
+            HERE.with(|h| {
+                h.set(Here {
+                    pc,
+                    rule,
+                    first: next,
+                })
+            });
+        }
+        Some(next)
+    }
+
+    /// The rule at `pc`, if it leads to a caller: learned in the shared table under `pc + 1`,
+    /// as a return address whose call is at `pc` would be (the rule asked for is the same).
+    #[cfg(target_arch = "x86_64")]
+    #[cold]
+    #[inline(never)]
+    fn rule_here(pc: usize) -> Option<u64> {
+        let key = pc.wrapping_add(1);
+        let rule = super::sites::slot(key).rule(key);
+        (rule != 0 && rule & rules::OUTERMOST == 0).then_some(rule)
+    }
+
     /// One step out of a frame by its `rule`: the frame's stack pointer `sp`, frame pointer `bp`
     /// and the stack's top `high` give the caller's return address, stack pointer (the frame's
     /// CFA) and frame pointer; `None` where the rule does not lead to a frame above this one and
@@ -680,24 +758,6 @@ mod fp {
         // The caller's registers as they are after the call returns.
         let mut sp = entry_sp + 8;
         let mut bp = entry_bp;
-        // The common capture: one frame, from the same call to the same caller as the last.
-        let one = want == 1 && !whole;
-        if one {
-            let memo = MEMO.with(Cell::get);
-            if ret == memo.entry
-                // SAFETY: `[sp, high)` is the live stack above the call's return address (whose
-                // word lies on this thread's stack, checked above), `high` the stack's top.
-                && let Some((next, _, _)) = unsafe { step(memo.rule, sp, bp, high) }
-                && next == memo.first
-            {
-                // SAFETY: `0 < want <= len`: within `buf` (the caller's guarantee).
-                unsafe { buf.write(memo.first) };
-                return 1;
-            }
-        }
-        let entry = ret;
-        let mut entry_rule = 0;
-        let mut steps = 0;
         let mut slot = super::sites::slot(ret);
         // Passing over (for a traceback) the machinery's leading frames.
         let mut skipping = !whole;
@@ -712,10 +772,6 @@ mod fp {
             if rule & rules::OUTERMOST != 0 {
                 break;
             }
-            if steps == 0 {
-                entry_rule = rule;
-            }
-            steps += 1;
             // SAFETY: `sp` is the stack pointer of a live frame on this thread's stack (the
             // entry's, then each caller's, checked by `step`), `high` the stack's top.
             let Some((next, cfa, saved)) = (unsafe { step(rule, sp, bp, high) }) else {
@@ -736,16 +792,6 @@ mod fp {
                 unsafe { buf.add(n).write(ret) };
                 n += 1;
                 if n == want {
-                    // One step out of the entry's frame, to the program's: remembered.
-                    if one && steps == 1 {
-                        MEMO.with(|m| {
-                            m.set(Memo {
-                                entry,
-                                rule: entry_rule,
-                                first: ret,
-                            })
-                        });
-                    }
                     break;
                 }
             }
@@ -755,6 +801,11 @@ mod fp {
 
     #[cfg(not(target_arch = "x86_64"))]
     pub(super) fn walk_tables(_buf: &mut [usize], _depth: usize) -> Option<usize> {
+        None
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn walk_here_one() -> Option<usize> {
         None
     }
 }
@@ -772,6 +823,10 @@ mod fp {
     }
 
     pub(super) fn walk_tables(_buf: &mut [usize], _depth: usize) -> Option<usize> {
+        None
+    }
+
+    pub(super) fn walk_here_one() -> Option<usize> {
         None
     }
 }
