@@ -622,12 +622,13 @@ mod fp {
     #[inline(always)]
     fn registers() -> (usize, usize, usize) {
         let (pc, sp, bp): (usize, usize, usize);
-        // SAFETY: reads registers; touches no memory.
+        // SAFETY: reads registers; touches no memory. The frame pointer is read first: where
+        // the function keeps none, an output may be given its register.
         unsafe {
             core::arch::asm!(
-                "lea {pc}, [rip]",
-                "mov {sp}, rsp",
                 "mov {bp}, rbp",
+                "mov {sp}, rsp",
+                "lea {pc}, [rip]",
                 pc = out(reg) pc,
                 sp = out(reg) sp,
                 bp = out(reg) bp,
