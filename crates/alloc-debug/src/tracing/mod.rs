@@ -611,22 +611,30 @@ impl<A> Tracing<A> {
                 Err(()) => return false,
             }
         } else {
-            if domain == self.domain {
-                self.hashed.store(true, Ordering::Relaxed);
+            match self.insert_hashed(domain, addr, Record { size, trace }) {
+                Ok(old) => old,
+                Err(()) => return false,
             }
-            let mut s = self.blocks[shard_of(addr)].lock();
-            let b = s.get_or_insert_with(new_blocks);
-            if b.try_reserve(1).is_err() {
-                return false;
-            }
-            b.insert((domain, addr), Record { size, trace })
-                .map(|r| r.size)
         };
         match (old, self.balances.mine()) {
             (None, Some(m)) => self.traced.grow_mine(m, 0, size as u64),
             _ => self.rebalance(old, size),
         }
         true
+    }
+
+    /// [`insert`](Self::insert) into the hash tables: out of line, as
+    /// [`take_hashed`](Self::take_hashed). Returns the size of the record it replaced.
+    #[cold]
+    #[inline(never)]
+    fn insert_hashed(&self, domain: u32, addr: usize, record: Record) -> Result<Option<usize>, ()> {
+        if domain == self.domain {
+            self.hashed.store(true, Ordering::Relaxed);
+        }
+        let mut s = self.blocks[shard_of(addr)].lock();
+        let b = s.get_or_insert_with(new_blocks);
+        b.try_reserve(1).map_err(|_| ())?;
+        Ok(b.insert((domain, addr), record).map(|r| r.size))
     }
 
     /// [`insert`](Self::insert)'s balance where the record replaced another, or on a thread that
@@ -668,10 +676,7 @@ impl<A> Tracing<A> {
         } else if domain == self.domain && !self.hashed.load(Ordering::Relaxed) {
             None
         } else {
-            self.blocks[shard_of(addr)]
-                .lock()
-                .as_mut()
-                .and_then(|b| b.remove(&(domain, addr)))
+            self.take_hashed(domain, addr)
         };
         if let Some(r) = old {
             match self.balances.mine() {
@@ -680,6 +685,17 @@ impl<A> Tracing<A> {
             }
         }
         old
+    }
+
+    /// [`take`](Self::take) from the hash tables (memory tracked in other domains, and what the
+    /// records cannot hold): out of line, so that the common free keeps few registers.
+    #[cold]
+    #[inline(never)]
+    fn take_hashed(&self, domain: u32, addr: usize) -> Option<Record> {
+        self.blocks[shard_of(addr)]
+            .lock()
+            .as_mut()
+            .and_then(|b| b.remove(&(domain, addr)))
     }
 
     #[inline(always)]
