@@ -11,6 +11,9 @@
 //!   the caller's stack pointer is, whether the frame pointer was saved) depends on that address
 //!   alone, so it is read once (by [`cfi`](super::cfi)) and kept beside the address's
 //!   classification in one table: a frame then costs a lookup and a load or two, in any build.
+//!   A one-frame capture first tries a single step from the frame it is inlined into (Tracing's
+//!   entry), by the rule at the current instruction, as the same table and the same step give
+//!   it: where the caller is the program's, that is the traceback, with no call made.
 //! * **Frame pointers.** A program built with frame pointers (`-C force-frame-pointers=yes`; the
 //!   standard library of current toolchains keeps them already) links its frames into a chain,
 //!   and walking it is two loads a frame:
