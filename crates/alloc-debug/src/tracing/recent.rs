@@ -5,9 +5,11 @@
 //! destructor): an entry holds the words of a traceback, the decorator, generation and kind it was
 //! interned under (one word, from the decorator's [`base`]), and its id. A hit compares every word, so two tracebacks never share an entry's
 //! id. [`Tracing::clear_traces`](super::Tracing::clear_traces) bumps the decorator's generation,
-//! which makes every cached id of it stale at once.
+//! which makes every cached id of it stale at once. In front of the entries, the last one-frame
+//! traceback found or cached is kept on its own, under the same stamp: one compare of two words
+//! for a thread that allocates from one site again and again.
 
-use core::cell::UnsafeCell;
+use core::cell::{Cell, UnsafeCell};
 
 use super::table::{Kind, TraceId};
 
@@ -34,6 +36,9 @@ const EMPTY: Entry = Entry {
 
 std::thread_local! {
     static RECENT: UnsafeCell<[Entry; ENTRIES]> = const { UnsafeCell::new([EMPTY; ENTRIES]) };
+    /// The last one-word traceback this thread found or cached: `(stamp, word, id)`, looked at
+    /// before the entries (a thread allocating from one site again and again finds it here).
+    static LAST: Cell<(u64, usize, TraceId)> = const { Cell::new((0, 0, TraceId::NONE)) };
 }
 
 /// Decorator `owner` (nonzero) at `generation` as one word that names them exactly (bit 0 left
@@ -76,11 +81,17 @@ fn same(a: &[usize], b: &[usize]) -> bool {
 #[inline]
 pub(crate) fn find(base: u64, kind: Kind, words: &[usize]) -> Option<TraceId> {
     let stamp = stamp(base, kind);
+    if let [w] = *words {
+        let (s, last, id) = LAST.with(Cell::get);
+        if s == stamp && last == w {
+            return Some(id);
+        }
+    }
     if words.len() > WORDS {
         return None;
     }
     let i = slot(stamp, words);
-    RECENT
+    let found = RECENT
         .try_with(|r| {
             // SAFETY: this thread's cache; the reference lives only within this closure, which
             // calls nothing that could reach the cache again.
@@ -88,7 +99,11 @@ pub(crate) fn find(base: u64, kind: Kind, words: &[usize]) -> Option<TraceId> {
             (e.stamp == stamp && same(&e.words[..e.len.min(WORDS)], words)).then_some(e.id)
         })
         .ok()
-        .flatten()
+        .flatten();
+    if let (Some(id), [w]) = (found, words) {
+        LAST.with(|l| l.set((stamp, *w, id)));
+    }
+    found
 }
 
 /// Caches `id` for `(kind, words)` of the decorator and generation `base` names.
@@ -106,4 +121,7 @@ pub(crate) fn remember(base: u64, kind: Kind, words: &[usize], id: TraceId) {
         e.words[..words.len()].copy_from_slice(words);
         e.id = id;
     });
+    if let [w] = *words {
+        LAST.with(|l| l.set((stamp, w, id)));
+    }
 }

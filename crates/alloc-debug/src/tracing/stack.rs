@@ -661,7 +661,7 @@ mod fp {
         let rule = if known { memo.rule } else { rule_here(pc)? };
         // SAFETY: `sp` is this frame's stack pointer, whose word lies on this thread's stack
         // (`stack_top`), and `high` the stack's top: `[sp, high)` is live stack.
-        let (next, _, _) = unsafe { step(rule, sp, bp, high) }?;
+        let next = unsafe { return_address(rule, sp, bp, high) }?;
         if next == 0 {
             return None;
         }
@@ -689,6 +689,29 @@ mod fp {
         let key = pc.wrapping_add(1);
         let rule = super::sites::slot(key).rule(key);
         (rule != 0 && rule & rules::OUTERMOST == 0).then_some(rule)
+    }
+
+    /// The return address one step out of a frame by its `rule` gives, as [`step`] finds it
+    /// (the same checks), without the caller's frame pointer: for a walk that stops there.
+    ///
+    /// # Safety
+    ///
+    /// As [`step`].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn return_address(rule: u64, sp: usize, bp: usize, high: usize) -> Option<usize> {
+        let base = if rule & rules::FROM_FRAME_POINTER != 0 {
+            bp
+        } else {
+            sp
+        };
+        let cfa = base.wrapping_add(rules::cfa_offset(rule));
+        if cfa <= sp || cfa > high || base < sp {
+            return None;
+        }
+        // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)` (checked above), live stack (the
+        // caller's guarantee).
+        Some(unsafe { ((cfa - 8) as *const usize).read() })
     }
 
     /// One step out of a frame by its `rule`: the frame's stack pointer `sp`, frame pointer `bp`
