@@ -669,20 +669,35 @@ impl<A> Tracing<A> {
     /// Forgets the block at `addr` in `domain`; returns its record if it had one.
     #[inline(always)]
     fn take(&self, domain: u32, addr: usize) -> Option<Record> {
-        let old = if domain == self.domain
+        if domain == self.domain
             && let Some((size, trace)) = self.records.remove(addr)
         {
-            Some(Record { size, trace })
-        } else if domain == self.domain && !self.hashed.load(Ordering::Relaxed) {
-            None
-        } else {
-            self.take_hashed(domain, addr)
-        };
+            self.shrunk(size);
+            return Some(Record { size, trace });
+        }
+        self.take_elsewhere(domain, addr)
+    }
+
+    /// Counts `size` traced bytes forgotten.
+    #[inline(always)]
+    fn shrunk(&self, size: usize) {
+        match self.balances.mine() {
+            Some(m) => self.traced.shrink_mine(m, 0, size as u64),
+            None => self.traced.shrink(self.balances.slot(), 0, size as u64),
+        }
+    }
+
+    /// [`take`](Self::take) of a block the records do not hold: from the hash tables where it
+    /// may be there, with its bytes counted.
+    #[cold]
+    #[inline(never)]
+    fn take_elsewhere(&self, domain: u32, addr: usize) -> Option<Record> {
+        if domain == self.domain && !self.hashed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let old = self.take_hashed(domain, addr);
         if let Some(r) = old {
-            match self.balances.mine() {
-                Some(m) => self.traced.shrink_mine(m, 0, r.size as u64),
-                None => self.traced.shrink(self.balances.slot(), 0, r.size as u64),
-            }
+            self.shrunk(r.size);
         }
         old
     }
