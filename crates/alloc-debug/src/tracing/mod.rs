@@ -530,19 +530,8 @@ impl<A> Tracing<A> {
         // The common depths capture into a small buffer (less to clear on every allocation).
         match depth {
             0 | 1 => self.capture_into::<1>(depth),
-            _ => self.capture_deep(depth),
-        }
-    }
-
-    /// A capture of more than one frame, out of line, so that the common one-frame capture's
-    /// frame holds no buffer for the deep ones (its frame, `traced`'s caller's callee, is the
-    /// machinery's and passed over).
-    #[inline(never)]
-    fn capture_deep(&self, depth: usize) -> Option<TraceId> {
-        if depth <= SMALL_DEPTH {
-            self.capture_into::<SMALL_DEPTH>(depth)
-        } else {
-            self.capture_into::<MAX_DEPTH>(depth)
+            ..=SMALL_DEPTH => self.capture_into::<SMALL_DEPTH>(depth),
+            _ => self.capture_into::<MAX_DEPTH>(depth),
         }
     }
 
