@@ -67,9 +67,10 @@ fn ten_thousand_threads_leave_blocks_that_others_free() {
         arenas_highest <= 2 * heaps,
         "arenas grew to {arenas_highest}"
     );
-    // AddressSanitizer keeps freed thread stacks and malloc memory in quarantine: the RSS says
-    // nothing about the pool there.
-    let sanitized = std::env::var_os("ASAN_OPTIONS").is_some();
+    // AddressSanitizer and valgrind keep freed thread stacks and malloc memory in quarantine:
+    // the RSS says nothing about the pool there (`cargo xtask valgrind` says when it runs us).
+    let sanitized = std::env::var_os("ASAN_OPTIONS").is_some()
+        || std::env::var_os("DOMALLOC_UNDER_VALGRIND").is_some();
     if let (Some(before), Some(after), false) = (rss_before, rss_bytes(), sanitized) {
         eprintln!("RSS before {} KiB, after {} KiB", before >> 10, after >> 10);
         assert!(

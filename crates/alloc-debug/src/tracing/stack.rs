@@ -667,7 +667,8 @@ mod fp {
         }
         if !known || next != memo.first {
             if super::sites::slot(next).is_plumbing(next) {
-                return None;
+                // SAFETY: as above.
+                return unsafe { walk_on(rule, sp, bp, high) };
             }
             HERE.with(|h| {
                 h.set(Here {
@@ -678,6 +679,41 @@ mod fp {
             });
         }
         Some(next)
+    }
+
+    /// [`walk_here_one`] past a first caller of the machinery's: steps on, frame by frame by
+    /// the shared table, over at most [`PLUMBING_FRAMES`](super::PLUMBING_FRAMES) of them, to
+    /// the first return address of the program's; `None` where a step cannot be made (or past
+    /// them: the whole walk keeps a machinery frame there). Out of line, from a frame below the
+    /// ones it reads, which stay live while it runs.
+    ///
+    /// # Safety
+    ///
+    /// `rule` is the rule at the frame whose stack and frame pointer are `sp` and `bp`, and
+    /// `[sp, high)` is live stack of this thread.
+    #[cfg(target_arch = "x86_64")]
+    #[cold]
+    #[inline(never)]
+    unsafe fn walk_on(rule: u64, sp: usize, bp: usize, high: usize) -> Option<usize> {
+        let (mut rule, mut sp, mut bp) = (rule, sp, bp);
+        for _ in 0..=super::PLUMBING_FRAMES {
+            // SAFETY: `[sp, high)` is live stack: the caller's guarantee at first, then each
+            // frame `step` found above the last and below `high`.
+            let (next, cfa, saved) = unsafe { step(rule, sp, bp, high) }?;
+            if next == 0 {
+                return None;
+            }
+            let slot = super::sites::slot(next);
+            if !slot.is_plumbing(next) {
+                return Some(next);
+            }
+            rule = slot.rule(next);
+            if rule == 0 || rule & rules::OUTERMOST != 0 {
+                return None;
+            }
+            (sp, bp) = (cfa, saved);
+        }
+        None
     }
 
     /// The rule at `pc`, if it leads to a caller: learned in the shared table under `pc + 1`,
