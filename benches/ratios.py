@@ -26,8 +26,8 @@ SUBJECTS = ["guarded", "counting", "fault-off", "tracing"]
 CASES = [("pairs", "16"), ("pairs", "256"), ("churn", None)]
 
 
-def measure(allocator, workload, size, scale):
-    cmd = [ARGS.runner, "--allocator", allocator, "--workload", workload, "--samples", "3",
+def measure(runner, allocator, workload, size, scale):
+    cmd = [runner, "--allocator", allocator, "--workload", workload, "--samples", "3",
            "--scale", str(scale), "--threads", "1"]
     if size:
         cmd += ["--sizes", size]
@@ -41,15 +41,14 @@ def main():
     ap.add_argument("--scale", type=float, default=0.2)
     ap.add_argument("--json")
     ap.add_argument("--runner", default=RUNNER, help="the bench runner (a copy, to rebuild meanwhile)")
-    global ARGS
-    ARGS = args = ap.parse_args()
+    args = ap.parse_args()
     results = []
     for workload, size in CASES:
         ratios = {s: [] for s in SUBJECTS}
         for _ in range(args.rounds):
             for s in SUBJECTS:
-                pool = measure("pool", workload, size, args.scale)
-                ratios[s].append(measure(s, workload, size, args.scale) / pool)
+                pool = measure(args.runner, "pool", workload, size, args.scale)
+                ratios[s].append(measure(args.runner, s, workload, size, args.scale) / pool)
         label = workload + (f" {size} B" if size else "")
         for s in SUBJECTS:
             r = sorted(ratios[s])

@@ -613,7 +613,7 @@ impl<A> Tracing<A> {
     }
 
     /// [`insert`](Self::insert) into the hash tables: out of line, as
-    /// [`take_hashed`](Self::take_hashed). Returns the size of the record it replaced.
+    /// [`take_elsewhere`](Self::take_elsewhere). Returns the size of the record it replaced.
     #[cold]
     #[inline(never)]
     fn insert_hashed(&self, domain: u32, addr: usize, record: Record) -> Result<Option<usize>, ()> {
@@ -676,30 +676,23 @@ impl<A> Tracing<A> {
         }
     }
 
-    /// [`take`](Self::take) of a block the records do not hold: from the hash tables where it
-    /// may be there, with its bytes counted.
+    /// [`take`](Self::take) of a block the records do not hold: from the hash tables (memory
+    /// tracked in other domains, and what the records cannot hold) where it may be there, with
+    /// its bytes counted. Out of line, so that the common free keeps few registers.
     #[cold]
     #[inline(never)]
     fn take_elsewhere(&self, domain: u32, addr: usize) -> Option<Record> {
         if domain == self.domain && !self.hashed.load(Ordering::Relaxed) {
             return None;
         }
-        let old = self.take_hashed(domain, addr);
+        let old = self.blocks[shard_of(addr)]
+            .lock()
+            .as_mut()
+            .and_then(|b| b.remove(&(domain, addr)));
         if let Some(r) = old {
             self.shrunk(r.size);
         }
         old
-    }
-
-    /// [`take`](Self::take) from the hash tables (memory tracked in other domains, and what the
-    /// records cannot hold): out of line, so that the common free keeps few registers.
-    #[cold]
-    #[inline(never)]
-    fn take_hashed(&self, domain: u32, addr: usize) -> Option<Record> {
-        self.blocks[shard_of(addr)]
-            .lock()
-            .as_mut()
-            .and_then(|b| b.remove(&(domain, addr)))
     }
 
     #[inline(always)]

@@ -727,6 +727,22 @@ mod fp {
         (rule != 0 && rule & rules::OUTERMOST == 0).then_some(rule)
     }
 
+    /// The CFA of a frame by its `rule` (its stack pointer `sp`, frame pointer `bp`), if the
+    /// rule leads to a frame above this one and below the stack's top `high` (the base it
+    /// counts from not below `sp`): then `[cfa - 8, cfa)`, the return address into the caller,
+    /// lies within `[sp, high)`.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn cfa(rule: u64, sp: usize, bp: usize, high: usize) -> Option<usize> {
+        let base = if rule & rules::FROM_FRAME_POINTER != 0 {
+            bp
+        } else {
+            sp
+        };
+        let cfa = base.wrapping_add(rules::cfa_offset(rule));
+        (cfa > sp && cfa <= high && base >= sp).then_some(cfa)
+    }
+
     /// The return address one step out of a frame by its `rule` gives, as [`step`] finds it
     /// (the same checks), without the caller's frame pointer: for a walk that stops there.
     ///
@@ -736,17 +752,9 @@ mod fp {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn return_address(rule: u64, sp: usize, bp: usize, high: usize) -> Option<usize> {
-        let base = if rule & rules::FROM_FRAME_POINTER != 0 {
-            bp
-        } else {
-            sp
-        };
-        let cfa = base.wrapping_add(rules::cfa_offset(rule));
-        if cfa <= sp || cfa > high || base < sp {
-            return None;
-        }
-        // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)` (checked above), live stack (the
-        // caller's guarantee).
+        let cfa = cfa(rule, sp, bp, high)?;
+        // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)` (`cfa`), live stack (the caller's
+        // guarantee).
         Some(unsafe { ((cfa - 8) as *const usize).read() })
     }
 
@@ -761,17 +769,9 @@ mod fp {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn step(rule: u64, sp: usize, bp: usize, high: usize) -> Option<(usize, usize, usize)> {
-        let base = if rule & rules::FROM_FRAME_POINTER != 0 {
-            bp
-        } else {
-            sp
-        };
-        let cfa = base.wrapping_add(rules::cfa_offset(rule));
-        if cfa <= sp || cfa > high || base < sp {
-            return None;
-        }
-        // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)` (checked above), live stack (the
-        // caller's guarantee), mapped and readable for as long as the thread runs.
+        let cfa = cfa(rule, sp, bp, high)?;
+        // SAFETY: `[cfa - 8, cfa)` lies within `[sp, high)` (`cfa`), live stack (the caller's
+        // guarantee), mapped and readable for as long as the thread runs.
         let next = unsafe { ((cfa - 8) as *const usize).read() };
         let mut bp = bp;
         if rule & rules::SAVES_FRAME_POINTER != 0 {
@@ -898,9 +898,6 @@ mod fp {
 mod tests {
     use super::*;
 
-    /// The stack's top is found for a word on this thread's stack (the first time and after),
-    /// and not for a word elsewhere: the heap, another thread's stack, or the last 7 bytes below
-    /// the top (a word there would cross it).
     /// The stack pointer (a local's address may lie elsewhere: AddressSanitizer keeps locals in
     /// frames of its own, off the thread's stack).
     #[inline(always)]
@@ -911,6 +908,9 @@ mod tests {
         sp
     }
 
+    /// The stack's top is found for a word on this thread's stack (the first time and after),
+    /// and not for a word elsewhere: the heap, another thread's stack, or the last 7 bytes below
+    /// the top (a word there would cross it).
     #[test]
     fn the_stack_top_bounds_only_this_threads_stack() {
         let at = stack_pointer();
