@@ -72,7 +72,14 @@ fn children_forked_under_allocation_pressure_can_allocate() {
             })
         })
         .collect();
-    for round in 0..100 {
+    // Under valgrind (`cargo xtask valgrind`), which runs one thread at a time and starts every
+    // child afresh at its pace, a few rounds (each one a child that allocates under memcheck).
+    let rounds = if std::env::var_os("DOMALLOC_UNDER_VALGRIND").is_some() {
+        3
+    } else {
+        100
+    };
+    for round in 0..rounds {
         // SAFETY: the child only allocates through the domains (made usable by the handlers),
         // checks, and leaves with `_exit`, running no destructor of the parent's state.
         let pid = unsafe { libc::fork() };
