@@ -209,6 +209,29 @@ mod tracemalloc_enabled {
         assert_eq!(t.traced_memory(), (0, 0));
     }
 
+    /// "Tracing" and the depth are kept in one word: each survives changes of the other.
+    #[test]
+    fn the_depth_survives_stop_and_start_and_a_new_depth_does_not_start() {
+        let t = Tracing::new(System).with_depth(5);
+        t.stop();
+        assert_eq!(t.depth(), 5, "stop keeps the depth");
+        t.set_depth(3).unwrap();
+        assert!(!t.is_tracing(), "a new depth does not start tracing");
+        assert_eq!(t.depth(), 3);
+        t.start();
+        assert!(t.is_tracing());
+        assert_eq!(t.depth(), 3, "start keeps the depth");
+        let p = nested(&t, 6);
+        assert_eq!(t.traceback_of(p).unwrap().frames().len(), 3);
+        free(&t, p);
+        t.set_depth(1).unwrap();
+        assert!(t.is_tracing(), "a new depth keeps tracing on");
+        assert_eq!(t.depth(), 1);
+        let q = nested(&t, 6);
+        assert_eq!(t.traceback_of(q).unwrap().frames().len(), 1);
+        free(&t, q);
+    }
+
     #[test]
     fn a_snapshot_groups_live_blocks_by_line() {
         let t = Tracing::new(System);

@@ -157,8 +157,10 @@ const SMALL_DEPTH: usize = 8;
 pub struct Tracing<A> {
     inner: A,
     domain: u32,
-    tracing: AtomicBool,
-    depth: AtomicUsize,
+    /// Whether new blocks are traced (bit 0) and the frames they get (the rest: `depth << 1`),
+    /// in one word: an allocation reads both in one load, and the default (tracing, one frame)
+    /// is one compare, [`ONE_FRAME`].
+    state: AtomicUsize,
     /// Per-thread balances of traced bytes (counter 0, its ceiling counter 1), summed with
     /// `traced` when read.
     balances: Tallies<2>,
@@ -184,6 +186,11 @@ pub struct Tracing<A> {
 /// The cache base of a decorator whose tracebacks are not cached.
 const NOT_CACHED: u64 = u64::MAX;
 
+/// [`Tracing::state`]'s bit for "tracing".
+const ON: usize = 1;
+/// [`Tracing::state`] while tracing one frame per traceback.
+const ONE_FRAME: usize = 1 << 1 | ON;
+
 impl<A> Tracing<A> {
     /// Traces `inner` in domain 0, one frame per traceback, started.
     pub const fn new(inner: A) -> Self {
@@ -196,8 +203,7 @@ impl<A> Tracing<A> {
         Tracing {
             inner,
             domain,
-            tracing: AtomicBool::new(true),
-            depth: AtomicUsize::new(1),
+            state: AtomicUsize::new(ONE_FRAME),
             balances: Tallies::new(),
             traced: Balance::new(),
             records: Records::new(),
@@ -221,7 +227,7 @@ impl<A> Tracing<A> {
             depth >= 1 && depth <= MAX_DEPTH,
             "depth out of 1..=MAX_DEPTH"
         );
-        self.depth = AtomicUsize::new(depth);
+        self.state = AtomicUsize::new(depth << 1 | ON);
         self
     }
 
@@ -237,7 +243,7 @@ impl<A> Tracing<A> {
 
     /// Frames recorded per traceback (tracemalloc's `get_traceback_limit`).
     pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) >> 1
     }
 
     /// Changes the frames recorded for new blocks; blocks already traced keep theirs.
@@ -248,18 +254,23 @@ impl<A> Tracing<A> {
                 max: MAX_DEPTH,
             });
         }
-        self.depth.store(depth, Ordering::Relaxed);
+        // Relaxed: one word of its own; "tracing" is kept as it is.
+        let _ = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some(depth << 1 | (s & ON))
+            });
         Ok(())
     }
 
     /// Whether new blocks are being traced.
     pub fn is_tracing(&self) -> bool {
-        self.tracing.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) & ON != 0
     }
 
     /// Starts tracing new blocks (blocks made while stopped stay untraced).
     pub fn start(&self) {
-        self.tracing.store(true, Ordering::Relaxed);
+        self.state.fetch_or(ON, Ordering::Relaxed);
     }
 
     /// [`start`](Self::start) with a new depth (tracemalloc's `start(nframe)`).
@@ -271,7 +282,7 @@ impl<A> Tracing<A> {
 
     /// Stops tracing and forgets every trace, as tracemalloc's `stop`.
     pub fn stop(&self) {
-        self.tracing.store(false, Ordering::Relaxed);
+        self.state.fetch_and(!ON, Ordering::Relaxed);
         self.clear_traces();
     }
 
@@ -349,7 +360,8 @@ impl<A> Tracing<A> {
         if Busy::active() {
             return Ok(());
         }
-        let trace = self.site(None).ok_or(TracingError::NoMemory)?;
+        let state = self.state.load(Ordering::Relaxed);
+        let trace = self.site(None, state).ok_or(TracingError::NoMemory)?;
         if self.insert(domain, ptr as usize, size, trace) {
             Ok(())
         } else {
@@ -521,12 +533,16 @@ impl<A> Tracing<A> {
     /// The traceback of the current allocation: the thread's tag, or a captured stack. Inlined
     /// into [`traced`](Self::traced) and [`track`](Self::track), so that the walk starts from
     /// their frame (a frame of its own would be one more step to pass over).
+    /// `state` is [`state`](Self::state) as the caller read it.
     #[inline(always)]
-    fn site(&self, tag: Option<Tag>) -> Option<TraceId> {
+    fn site(&self, tag: Option<Tag>, state: usize) -> Option<TraceId> {
         if let Some(tag) = tag.or_else(frames::current_tag) {
             return self.intern(Kind::Tag, &tag.words());
         }
-        let depth = self.depth().min(MAX_DEPTH);
+        if state == ONE_FRAME {
+            return self.capture_into::<1>(1);
+        }
+        let depth = (state >> 1).min(MAX_DEPTH);
         // The common depths capture into a small buffer (less to clear on every allocation).
         match depth {
             0 | 1 => self.capture_into::<1>(depth),
@@ -715,12 +731,29 @@ impl<A> Tracing<A> {
     /// Never inlined (nor is [`track`](Self::track)), though the capture is inlined into it: the
     /// walk starts from its caller's frame and never records the frame it starts in, which must
     /// therefore be the decorator's own, not a program function the allocation was inlined into.
+    /// A tagged block goes through [`traced_tagged`](Self::traced_tagged), so that this one has no
+    /// tag to look at.
     #[inline(never)]
-    fn traced(&self, p: NonNull<u8>, size: usize, tag: Option<Tag>) -> bool {
-        if !self.is_tracing() || Busy::active() {
+    fn traced(&self, p: NonNull<u8>, size: usize) -> bool {
+        self.traced_at(p, size, None)
+    }
+
+    /// [`traced`](Self::traced) for a block with a caller-given tag (never inlined either).
+    #[inline(never)]
+    fn traced_tagged(&self, p: NonNull<u8>, size: usize, tag: Tag) -> bool {
+        self.traced_at(p, size, Some(tag))
+    }
+
+    /// What [`traced`](Self::traced) and [`traced_tagged`](Self::traced_tagged) do, inlined into
+    /// each (the walk starts from their frame).
+    #[inline(always)]
+    fn traced_at(&self, p: NonNull<u8>, size: usize, tag: Option<Tag>) -> bool {
+        // One load for "tracing?" and the depth.
+        let state = self.state.load(Ordering::Relaxed);
+        if state & ON == 0 || Busy::active() {
             return true;
         }
-        match self.site(tag) {
+        match self.site(tag, state) {
             Some(trace) => self.insert(self.domain, p.as_ptr() as usize, size, trace),
             None => false,
         }
@@ -748,7 +781,11 @@ impl<A: DomainAllocator> Tracing<A> {
         tag: Option<Tag>,
         undo: impl FnOnce(NonNull<u8>),
     ) -> Option<NonNull<u8>> {
-        if self.traced(p, size, tag) {
+        let kept = match tag {
+            None => self.traced(p, size),
+            Some(tag) => self.traced_tagged(p, size, tag),
+        };
+        if kept {
             Some(p)
         } else {
             undo(p);
@@ -768,7 +805,7 @@ impl<A: DomainAllocator> Tracing<A> {
     ) -> Option<NonNull<u8>> {
         match (p, old) {
             (Some(p), _) => {
-                let _ = self.traced(p, size, None);
+                let _ = self.traced(p, size);
             }
             (None, Some(r)) => {
                 let _ = self.insert(self.domain, ptr as usize, r.size, r.trace);

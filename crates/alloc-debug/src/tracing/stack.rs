@@ -159,18 +159,21 @@ impl Keep {
 /// that the walks step out of one frame fewer.
 #[inline(always)]
 pub(crate) fn capture(buf: &mut [usize], depth: usize) -> usize {
+    // The default depth by the default method, tested before anything else: a step from here,
+    // without a call, where it can be made. (The method is loaded again below: compared with one
+    // value, it would be compared with every method in turn, this one last.)
+    if METHOD.load(Ordering::Relaxed) == TABLES
+        && depth == 1
+        && !buf.is_empty()
+        && let Some(ip) = fp::walk_here_one()
+    {
+        buf[0] = ip;
+        return 1;
+    }
     let method = METHOD.load(Ordering::Relaxed);
     // The depth travels as a word (0: the whole chain), not as a `Keep`: a struct passed
     // through memory is read back before its stores retire.
     if method == TABLES {
-        // The default depth: a step from here, without a call, where it can be made.
-        if depth == 1
-            && !buf.is_empty()
-            && let Some(ip) = fp::walk_here_one()
-        {
-            buf[0] = ip;
-            return 1;
-        }
         // Black boxes keep each walk an ordinary call (not a tail call), as on the calibrating
         // path.
         if let Some(n) = core::hint::black_box(fp::walk_tables(buf, depth)) {
