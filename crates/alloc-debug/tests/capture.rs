@@ -3,7 +3,9 @@
 //! way, a traceback names the allocating line.
 //! Its own test binary: the capture method is process-wide.
 
-use alloc_core::{DomainAllocator, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use alloc_core::{AsGlobalAlloc, DomainAllocator, System};
 use alloc_debug::{CALIBRATION, CaptureMethod, Tracing, capture_method, set_capture_method};
 
 #[inline(never)]
@@ -17,6 +19,19 @@ fn allocate_two(t: &Tracing<System>) -> [*mut u8; 2] {
     let a = t.malloc(48).unwrap().as_ptr();
     let b = t.malloc(48).unwrap().as_ptr();
     [a, b]
+}
+
+/// Two blocks from two lines of one function: one straight through the decorator, one through
+/// an adapter's frame (a call through `dyn GlobalAlloc` is not inlined), which the walk passes
+/// over. The decorator's entry runs from one place in both.
+#[inline(never)]
+fn allocate_direct_and_adapted(a: &AsGlobalAlloc<Tracing<System>>) -> [*mut u8; 2] {
+    let direct = a.inner().malloc(48).unwrap().as_ptr();
+    let g: &dyn GlobalAlloc = std::hint::black_box(a);
+    // SAFETY: a layout of nonzero size; the block is freed by the caller with it.
+    let adapted = unsafe { g.alloc(Layout::from_size_align(48, 8).unwrap()) };
+    assert!(!adapted.is_null());
+    [direct, adapted]
 }
 
 fn site_of(t: &Tracing<System>, p: *mut u8) -> String {
@@ -75,6 +90,28 @@ fn calibration_decides_the_method_and_each_method_names_the_allocating_line() {
                 // SAFETY: a live block of `one`, freed once.
                 unsafe { one.free(p) };
             }
+        }
+        assert_ne!(sites[0], sites[1], "{method:?}: two lines");
+        for pair in sites.chunks(2) {
+            assert_eq!(pair, &sites[..2], "{method:?}");
+        }
+        // From the same place in the decorator, a caller of the program's, then one of the
+        // machinery's: what the walk kept of the first must not stand for the second.
+        let adapter = AsGlobalAlloc::new(Tracing::new(System));
+        let mut sites = Vec::new();
+        for _ in 0..3 {
+            let [direct, adapted] = allocate_direct_and_adapted(&adapter);
+            sites.push(site_of(adapter.inner(), direct));
+            sites.push(site_of(adapter.inner(), adapted));
+            // SAFETY: live blocks of `adapter`: one from `malloc`, one from the adapter's
+            // `alloc` with this layout; each freed once.
+            unsafe {
+                adapter.inner().free(direct);
+                adapter.dealloc(adapted, Layout::from_size_align(48, 8).unwrap());
+            }
+        }
+        for s in &sites {
+            assert!(s.contains("capture.rs"), "{method:?}: {s}");
         }
         assert_ne!(sites[0], sites[1], "{method:?}: two lines");
         for pair in sites.chunks(2) {

@@ -655,11 +655,31 @@ mod fp {
     #[inline(always)]
     pub(super) fn walk_here_one() -> Option<usize> {
         let (pc, sp, bp) = registers();
+        let memo = HERE.with(Cell::get);
+        if pc == memo.pc {
+            // SAFETY: this thread stepped out of this very instruction before, by its rule, to
+            // a CFA the checks found within this frame's stack (`memo` is kept only after
+            // them). The rule is the instruction's (the shared table's, learned once), and at
+            // one instruction of one function the frame has one layout: its CFA is again this
+            // frame's own top, and the word below it the return address the call into it
+            // pushed, on this thread's live stack while this frame runs.
+            let next = unsafe { own_return_address(memo.rule, sp, bp) };
+            if next == memo.first {
+                return Some(next);
+            }
+        }
+        walk_here_one_checked(pc, sp, bp, memo)
+    }
+
+    /// [`walk_here_one`] where the thread's note does not answer: the bounds of the stack and
+    /// of the step checked, the rule and the caller looked up where they are not the note's.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn walk_here_one_checked(pc: usize, sp: usize, bp: usize, memo: Here) -> Option<usize> {
         let high = stack_top(sp);
         if high == 0 {
             return None;
         }
-        let memo = HERE.with(Cell::get);
         let known = pc == memo.pc;
         let rule = if known { memo.rule } else { rule_here(pc)? };
         // SAFETY: `sp` is this frame's stack pointer, whose word lies on this thread's stack
@@ -744,6 +764,26 @@ mod fp {
         };
         let cfa = base.wrapping_add(rules::cfa_offset(rule));
         (cfa > sp && cfa <= high && base >= sp).then_some(cfa)
+    }
+
+    /// The return address of the frame `rule`, `sp` and `bp` describe, read without checks.
+    ///
+    /// # Safety
+    ///
+    /// `rule` is the rule at the calling frame's current instruction, and a step by it from
+    /// there was checked before ([`cfa`]): the word below the CFA is then this frame's return
+    /// address.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn own_return_address(rule: u64, sp: usize, bp: usize) -> usize {
+        let base = if rule & rules::FROM_FRAME_POINTER != 0 {
+            bp
+        } else {
+            sp
+        };
+        let cfa = base.wrapping_add(rules::cfa_offset(rule));
+        // SAFETY: the caller's guarantee.
+        unsafe { ((cfa - 8) as *const usize).read() }
     }
 
     /// The return address one step out of a frame by its `rule` gives, as [`step`] finds it
