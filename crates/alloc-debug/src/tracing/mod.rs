@@ -711,6 +711,29 @@ impl<A> Tracing<A> {
         old
     }
 
+    /// The common free, of a block the records hold on a thread with its own shard of balances
+    /// and room in it: forgotten and counted with no call (so the free that follows is a tail
+    /// call, and the entry keeps no register). False where anything else is to be done, with
+    /// nothing done: [`remove`](Self::remove) then, out of line.
+    #[inline(always)]
+    fn forgot_quickly(&self, addr: usize) -> bool {
+        let Some(m) = self.balances.mine() else {
+            return false;
+        };
+        self.records
+            .remove_if(addr, |size| self.traced.try_shrink_mine(m, 0, size as u64))
+    }
+
+    /// A free where [`forgot_quickly`](Self::forgot_quickly) did not apply, out of line: the
+    /// block forgotten by [`remove`](Self::remove), then `free` (the inner free) called, so
+    /// that the entry reaches either end by a tail call.
+    #[cold]
+    #[inline(never)]
+    fn forget_slowly(&self, addr: usize, free: impl FnOnce()) {
+        self.remove(self.domain, addr);
+        free();
+    }
+
     #[inline(always)]
     fn remove(&self, domain: u32, addr: usize) -> bool {
         self.take(domain, addr).is_some()
@@ -852,16 +875,24 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         if ptr.is_null() {
             return;
         }
-        self.remove(self.domain, ptr as usize);
-        // SAFETY: the caller's guarantee, forwarded.
-        unsafe { self.inner.free(ptr) }
+        if self.forgot_quickly(ptr as usize) {
+            // SAFETY: the caller's guarantee, forwarded.
+            return unsafe { self.inner.free(ptr) };
+        }
+        // SAFETY: as above.
+        self.forget_slowly(ptr as usize, move || unsafe { self.inner.free(ptr) })
     }
 
     #[inline]
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
-        self.remove(self.domain, ptr.as_ptr() as usize);
-        // SAFETY: the caller's guarantee, forwarded.
-        unsafe { self.inner.free_sized(ptr, size) }
+        if self.forgot_quickly(ptr.as_ptr() as usize) {
+            // SAFETY: the caller's guarantee, forwarded.
+            return unsafe { self.inner.free_sized(ptr, size) };
+        }
+        // SAFETY: as above.
+        self.forget_slowly(ptr.as_ptr() as usize, move || unsafe {
+            self.inner.free_sized(ptr, size)
+        })
     }
 
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
@@ -881,9 +912,14 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
     }
 
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
-        self.remove(self.domain, ptr.as_ptr() as usize);
-        // SAFETY: the caller's guarantee, forwarded.
-        unsafe { self.inner.free_aligned(ptr, layout) }
+        if self.forgot_quickly(ptr.as_ptr() as usize) {
+            // SAFETY: the caller's guarantee, forwarded.
+            return unsafe { self.inner.free_aligned(ptr, layout) };
+        }
+        // SAFETY: as above.
+        self.forget_slowly(ptr.as_ptr() as usize, move || unsafe {
+            self.inner.free_aligned(ptr, layout)
+        })
     }
 
     unsafe fn realloc_aligned(

@@ -85,6 +85,26 @@ impl Records {
         unpack(old)
     }
 
+    /// Forgets the block at `addr` if it has a record and `ok` (given its size) agrees; returns
+    /// whether it was forgotten (a block without a record, or one `ok` refused, is left as it
+    /// was).
+    #[inline(always)]
+    pub(crate) fn remove_if(&self, addr: usize, ok: impl FnOnce(usize) -> bool) -> bool {
+        let Some(leaf) = self.tree.leaf(addr) else {
+            return false;
+        };
+        let w = &leaf.words[index(addr)];
+        // As in `insert`: the freeing thread holds the block.
+        let Some((size, _)) = unpack(w.load(core::sync::atomic::Ordering::Relaxed)) else {
+            return false;
+        };
+        if !ok(size) {
+            return false;
+        }
+        w.store(0, core::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
     /// The record of the block at `addr`.
     #[inline]
     pub(crate) fn get(&self, addr: usize) -> Option<(usize, TraceId)> {
