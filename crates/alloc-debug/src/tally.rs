@@ -338,6 +338,25 @@ impl Balance {
         }
     }
 
+    /// [`grow_mine`](Self::grow_mine) where it needs no settling: `bytes` more are live, unless
+    /// that would take the balance past its ceiling; then nothing is changed, and false (the
+    /// caller grows the ordinary way). No call, as [`try_shrink_mine`](Self::try_shrink_mine).
+    #[inline]
+    pub(crate) fn try_grow_mine<const N: usize>(
+        &self,
+        m: Mine<'_, N>,
+        i: usize,
+        bytes: u64,
+    ) -> bool {
+        let balance = m.get(i).wrapping_add(bytes);
+        if balance as i64 > m.get(i + 1) as i64 {
+            return false;
+        }
+        // Released, as `Mine::add` stores it.
+        m.set_release(i, balance);
+        true
+    }
+
     /// `bytes` fewer are live, counted in the calling thread's own shard.
     #[inline]
     pub(crate) fn shrink_mine<const N: usize>(&self, m: Mine<'_, N>, i: usize, bytes: u64) {

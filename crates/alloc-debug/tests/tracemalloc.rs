@@ -809,6 +809,175 @@ mod snapshots {
 mod beyond_tracemalloc {
     use super::*;
 
+    /// Allocates `size` bytes from one line, always the same: after the first, the common
+    /// allocation (a place and a caller met before, the thread's last traceback).
+    #[inline(never)]
+    fn from_one_line<A: DomainAllocator>(t: &Tracing<A>, size: usize) -> *mut u8 {
+        t.malloc(size).unwrap().as_ptr()
+    }
+
+    /// The C library's allocator, except that a block handed to [`Reusing::keep`] (as if freed)
+    /// is what its next `malloc` of no more bytes returns: an inner allocator that reuses an
+    /// address whose free did not pass through the decorator above it.
+    struct Reusing {
+        kept: std::sync::Mutex<Option<(usize, usize)>>,
+    }
+
+    impl Reusing {
+        fn keep(&self, p: *mut u8, size: usize) {
+            *self.kept.lock().unwrap() = Some((p as usize, size));
+        }
+    }
+
+    // SAFETY: every block is the C library's; a kept block is handed out once, for a request
+    // no larger than the one it was made for, and is not freed meanwhile.
+    unsafe impl DomainAllocator for Reusing {
+        fn malloc(&self, size: usize) -> Option<core::ptr::NonNull<u8>> {
+            let mut kept = self.kept.lock().unwrap();
+            if let Some((p, made)) = *kept
+                && size <= made
+            {
+                *kept = None;
+                return core::ptr::NonNull::new(p as *mut u8);
+            }
+            drop(kept);
+            System.malloc(size)
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<core::ptr::NonNull<u8>> {
+            // SAFETY: the caller's guarantee: a live block of ours, the C library's.
+            unsafe { System.realloc(ptr, new_size) }
+        }
+        unsafe fn free(&self, ptr: *mut u8) {
+            // SAFETY: as above.
+            unsafe { System.free(ptr) }
+        }
+    }
+
+    /// Two decorators traced from the same place and line, one after the other: the thread's
+    /// last traceback is one decorator's, and never stands for the other's (whose tables number
+    /// their tracebacks in another order).
+    #[test]
+    fn the_last_traceback_of_one_decorator_is_not_anothers() {
+        let (a, b) = (Tracing::new(System), Tracing::new(System));
+        // `b` numbers another site first.
+        let other = b.malloc(8).unwrap().as_ptr();
+        let other_line = line!() - 1;
+        let mut live = Vec::new();
+        for _ in 0..alloc_debug::CALIBRATION + 4 {
+            live.push((from_one_line(&a, 64), from_one_line(&b, 64)));
+        }
+        // Room under both peaks, so that the allocations below are the common one.
+        for (p, q) in live.drain(..4) {
+            free(&a, p);
+            free(&b, q);
+        }
+        let line = site(&a.traceback_of(live[0].0).unwrap()).1;
+        assert_ne!(line, other_line);
+        for _ in 0..3 {
+            let (p, q) = (from_one_line(&a, 64), from_one_line(&b, 64));
+            assert_eq!(site(&a.traceback_of(p).unwrap()).1, line);
+            assert_eq!(
+                site(&b.traceback_of(q).unwrap()).1,
+                line,
+                "b's own traceback"
+            );
+            live.push((p, q));
+        }
+        assert_eq!(site(&b.traceback_of(other).unwrap()).1, other_line);
+        free(&b, other);
+        for (p, q) in live {
+            free(&a, p);
+            free(&b, q);
+        }
+        assert_eq!((a.traced_memory().0, b.traced_memory().0), (0, 0));
+    }
+
+    /// The common allocation onto an address that still has a record (its block was reused by
+    /// the inner allocator without a free through the decorator) replaces the record, and
+    /// counts its bytes once.
+    #[test]
+    fn the_common_allocation_replaces_a_stale_record() {
+        let t = Tracing::new(Reusing {
+            kept: std::sync::Mutex::new(None),
+        });
+        let mut warm: Vec<*mut u8> = (0..alloc_debug::CALIBRATION + 4)
+            .map(|_| from_one_line(&t, 40))
+            .collect();
+        // Room under the peak, so that the allocations below are the common one.
+        free(&t, warm.pop().unwrap());
+        free(&t, warm.pop().unwrap());
+        let n = warm.len();
+        assert_eq!(t.traced_memory().0, 40 * n);
+        let p = from_one_line(&t, 40);
+        t.inner().keep(p, 40);
+        let q = from_one_line(&t, 40);
+        assert_eq!(q, p, "the kept block, again");
+        assert_eq!(
+            t.traced_memory().0,
+            40 * (n + 1),
+            "the stale record replaced"
+        );
+        free(&t, q);
+        for p in warm {
+            free(&t, p);
+        }
+        assert_eq!(t.traced_memory().0, 0);
+    }
+
+    /// The common allocation, again and again from one line, keeps everything exact: traced
+    /// memory and its peak (also across a reset), the traceback (also across a clear, whose
+    /// cached tracebacks are stale), and a block the inner allocator reused without its free
+    /// passing here.
+    #[test]
+    fn the_common_allocation_from_one_line_is_traced_exactly() {
+        let t = Tracing::new(System);
+        // Past the calibration (the method is chosen by then) and into the thread's notes.
+        let mut live: Vec<*mut u8> = (0..alloc_debug::CALIBRATION + 4)
+            .map(|_| from_one_line(&t, 100))
+            .collect();
+        let site_of = |p: *mut u8| t.traceback_of(p).map(|tb| site(&tb).1);
+        let line = site_of(live[0]).expect("traced");
+        for &p in &live {
+            assert_eq!(site_of(p), Some(line));
+        }
+        let n = live.len();
+        assert_eq!(t.traced_memory(), (100 * n, 100 * n));
+        for _ in 0..n / 2 {
+            free(&t, live.pop().unwrap());
+        }
+        let half = 100 * live.len();
+        assert_eq!(t.traced_memory(), (half, 100 * n));
+        t.reset_peak();
+        for _ in 0..3 {
+            live.push(from_one_line(&t, 100));
+        }
+        assert_eq!(
+            t.traced_memory(),
+            (half + 300, half + 300),
+            "the peak rose again"
+        );
+        // Room under the peak, so that what follows is the common allocation, not a new peak.
+        while live.len() > 3 {
+            free(&t, live.pop().unwrap());
+        }
+        assert_eq!(t.traced_memory(), (300, half + 300));
+        let under = from_one_line(&t, 100);
+        assert_eq!(t.traced_memory(), (400, half + 300));
+        assert_eq!(site_of(under), Some(line));
+        free(&t, under);
+        // Cleared: the tracebacks cached before name nothing now.
+        t.clear_traces();
+        let p = from_one_line(&t, 40);
+        assert_eq!(site_of(p), Some(line), "traced anew after a clear");
+        assert_eq!(t.traced_memory().0, 40);
+        free(&t, p);
+        assert_eq!(t.traced_memory().0, 0);
+        for p in live {
+            // SAFETY: blocks of `t` made before the clear: untraced now, the inner allocator's.
+            unsafe { t.inner().free(p) };
+        }
+    }
+
     #[test]
     fn tags_name_sites_without_a_stack_walk() {
         let t = Tracing::new(System);

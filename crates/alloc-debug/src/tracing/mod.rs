@@ -186,6 +186,16 @@ pub struct Tracing<A> {
 /// The cache base of a decorator whose tracebacks are not cached.
 const NOT_CACHED: u64 = u64::MAX;
 
+/// Where [`Tracing::traced`]'s common allocation stopped, and what it had found.
+enum Slow {
+    /// Not tracing one frame by the cached tables, busy, or with a tag in scope.
+    Plain,
+    /// The step from the entry's place needs checking.
+    Walk(stack::Place),
+    /// The one-frame traceback is known; the rest did not apply.
+    Found(usize),
+}
+
 /// [`Tracing::state`]'s bit for "tracing".
 const ON: usize = 1;
 /// [`Tracing::state`] while tracing one frame per traceback.
@@ -756,9 +766,67 @@ impl<A> Tracing<A> {
     /// therefore be the decorator's own, not a program function the allocation was inlined into.
     /// A tagged block goes through [`traced_tagged`](Self::traced_tagged), so that this one has no
     /// tag to look at.
+    ///
+    /// The common allocation (tracing one frame, by the cached tables, from a place and to a
+    /// caller this thread met before, whose traceback it interned last, into a vacant record,
+    /// with room under its balance's ceiling) is made without a call; anything else goes out of
+    /// line whole, with what was found on the way.
     #[inline(never)]
     fn traced(&self, p: NonNull<u8>, size: usize) -> bool {
-        self.traced_at(p, size, None)
+        match self.traced_quickly(p, size) {
+            Ok(()) => true,
+            Err(slow) => self.traced_slowly(p, size, slow),
+        }
+    }
+
+    /// [`traced`](Self::traced)'s common allocation; `Err` with nothing done where it does not
+    /// apply.
+    #[inline(always)]
+    fn traced_quickly(&self, p: NonNull<u8>, size: usize) -> Result<(), Slow> {
+        if self.state.load(Ordering::Relaxed) != ONE_FRAME
+            || Busy::active()
+            || frames::current_tag().is_some()
+        {
+            return Err(Slow::Plain);
+        }
+        let ip = match stack::here_quick() {
+            Ok(ip) => ip,
+            Err(Some(place)) => return Err(Slow::Walk(place)),
+            Err(None) => return Err(Slow::Plain),
+        };
+        // Read as kept: a base not given yet (0) finds nothing (`recent::find_last`).
+        let base = self.cache_base.load(Ordering::Relaxed);
+        let (Some(trace), Some(word), Some(m)) = (
+            recent::find_last(base, Kind::Stack, ip),
+            self.records.vacant(p.as_ptr() as usize, size),
+            self.balances.mine(),
+        ) else {
+            return Err(Slow::Found(ip));
+        };
+        if !self.traced.try_grow_mine(m, 0, size as u64) {
+            return Err(Slow::Found(ip));
+        }
+        Records::fill(word, size, trace);
+        Ok(())
+    }
+
+    /// [`traced`](Self::traced) where its common allocation did not apply, from what it found.
+    #[cold]
+    #[inline(never)]
+    fn traced_slowly(&self, p: NonNull<u8>, size: usize, slow: Slow) -> bool {
+        let ip = match slow {
+            Slow::Plain => return self.traced_at(p, size, None),
+            // SAFETY: the place is the frame of `traced`, which called this function.
+            Slow::Walk(place) => match unsafe { stack::here_checked(place) } {
+                Some(ip) => ip,
+                None => return self.traced_at(p, size, None),
+            },
+            Slow::Found(ip) => ip,
+        };
+        match self.intern(Kind::Stack, &[ip]) {
+            Some(trace) => self.insert(self.domain, p.as_ptr() as usize, size, trace),
+            None => false,
+        }
     }
 
     /// [`traced`](Self::traced) for a block with a caller-given tag (never inlined either).

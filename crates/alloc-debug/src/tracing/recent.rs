@@ -77,6 +77,17 @@ fn same(a: &[usize], b: &[usize]) -> bool {
     }
 }
 
+/// The id of the one-frame traceback `w` of kind `kind`, if it is the thread's last one, kept
+/// under `base` (no other entry is looked at). `base` may be read as the decorator keeps it: 0
+/// (not given yet) and the base of a decorator whose tracebacks are not cached never match,
+/// since the last one is kept only under a base that was given, and a traceback's word is
+/// never 0.
+#[inline(always)]
+pub(crate) fn find_last(base: u64, kind: Kind, w: usize) -> Option<TraceId> {
+    let (s, last, id) = LAST.with(Cell::get);
+    (s == stamp(base, kind) && last == w).then_some(id)
+}
+
 /// The id this thread cached for `(kind, words)` of the decorator and generation `base` names.
 #[inline]
 pub(crate) fn find(base: u64, kind: Kind, words: &[usize]) -> Option<TraceId> {

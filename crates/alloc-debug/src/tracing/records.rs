@@ -18,6 +18,8 @@
 //! that ever held a traced block; only the pages holding records are ever touched, so the memory
 //! used is about 8 bytes per 16 bytes of densely traced small blocks, 4 KiB per large block.
 
+use core::sync::atomic::AtomicU64;
+
 use crate::radix::{LEAF_SHIFT, Radix};
 
 use super::table::TraceId;
@@ -83,6 +85,28 @@ impl Records {
             w.store(0, core::sync::atomic::Ordering::Relaxed);
         }
         unpack(old)
+    }
+
+    /// The word of a block of `size` bytes at `addr` that [`fits`], if its leaf is made and it
+    /// holds no record: for [`fill`](Self::fill) to record the block in, once the caller has
+    /// checked the rest of what it must (nothing is written here).
+    #[inline(always)]
+    pub(crate) fn vacant(&self, addr: usize, size: usize) -> Option<&AtomicU64> {
+        if !fits(addr, size) {
+            return None;
+        }
+        let w = &self.tree.leaf(addr)?.words[index(addr)];
+        // As in `insert`: the thread that holds the block is the only writer of its word.
+        (w.load(core::sync::atomic::Ordering::Relaxed) == 0).then_some(w)
+    }
+
+    /// Records a block of `size` bytes with `trace` in its [`vacant`](Self::vacant) word.
+    #[inline(always)]
+    pub(crate) fn fill(w: &AtomicU64, size: usize, trace: TraceId) {
+        w.store(
+            ((size as u64 + 1) << 32) | u64::from(trace.bits()),
+            core::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Forgets the block at `addr` if it has a record and `ok` (given its size) agrees; returns

@@ -151,6 +151,43 @@ impl Keep {
     }
 }
 
+/// Where a frame was when [`here_quick`] could not answer: its instruction, stack and frame
+/// pointers, for [`here_checked`] to step from (while that frame is live: from a function it
+/// calls).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct Place {
+    pc: usize,
+    sp: usize,
+    bp: usize,
+}
+
+/// The one-frame traceback of the frame this is inlined into, by the default method, where this
+/// thread stepped from the same instruction to the same caller before: the caller's return
+/// address, found with no call and no lookup. Otherwise (or by another method) the place to
+/// step from, checked, by [`here_checked`]; `None` where the default method is not chosen.
+#[inline(always)]
+pub(crate) fn here_quick() -> Result<usize, Option<Place>> {
+    if METHOD.load(Ordering::Relaxed) != TABLES {
+        return Err(None);
+    }
+    fp::here_quick()
+}
+
+/// [`here_quick`]'s step made with every check (and the thread's note of it kept, so that the
+/// next one from there is quick): `None` where the step cannot be made or leads past the
+/// machinery's frames.
+///
+/// # Safety
+///
+/// `place` came from [`here_quick`] in a frame that is still live: this function's caller, or
+/// one of its callers.
+#[inline(always)]
+pub(crate) unsafe fn here_checked(place: Place) -> Option<usize> {
+    // SAFETY: the caller's guarantee.
+    unsafe { fp::here_checked(place) }
+}
+
 /// Captures the traceback of `depth` frames into `buf` (at least `depth` long), most recent frame
 /// first; returns how many frames.
 ///
@@ -654,6 +691,17 @@ mod fp {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(super) fn walk_here_one() -> Option<usize> {
+        match here_quick() {
+            Ok(next) => Some(next),
+            // SAFETY: the place is this frame's, live.
+            Err(place) => unsafe { here_checked(place?) },
+        }
+    }
+
+    /// [`super::here_quick`] once the method is known to be the tables'.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn here_quick() -> Result<usize, Option<super::Place>> {
         let (pc, sp, bp) = registers();
         let memo = HERE.with(Cell::get);
         if pc == memo.pc {
@@ -665,10 +713,23 @@ mod fp {
             // pushed, on this thread's live stack while this frame runs.
             let next = unsafe { own_return_address(memo.rule, sp, bp) };
             if next == memo.first {
-                return Some(next);
+                return Ok(next);
             }
         }
-        walk_here_one_checked(pc, sp, bp, memo)
+        Err(Some(super::Place { pc, sp, bp }))
+    }
+
+    /// [`super::here_checked`].
+    ///
+    /// # Safety
+    ///
+    /// As there.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) unsafe fn here_checked(place: super::Place) -> Option<usize> {
+        let super::Place { pc, sp, bp } = place;
+        // The checks below make no assumption about the place but that its frame is live.
+        walk_here_one_checked(pc, sp, bp, HERE.with(Cell::get))
     }
 
     /// [`walk_here_one`] where the thread's note does not answer: the bounds of the stack and
@@ -914,6 +975,19 @@ mod fp {
     pub(super) fn walk_here_one() -> Option<usize> {
         None
     }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn here_quick() -> Result<usize, Option<super::Place>> {
+        Err(None)
+    }
+
+    /// # Safety
+    ///
+    /// As [`super::here_checked`].
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) unsafe fn here_checked(_place: super::Place) -> Option<usize> {
+        None
+    }
 }
 
 #[cfg(not(all(
@@ -933,6 +1007,17 @@ mod fp {
     }
 
     pub(super) fn walk_here_one() -> Option<usize> {
+        None
+    }
+
+    pub(super) fn here_quick() -> Result<usize, Option<super::Place>> {
+        Err(None)
+    }
+
+    /// # Safety
+    ///
+    /// As [`super::here_checked`].
+    pub(super) unsafe fn here_checked(_place: super::Place) -> Option<usize> {
         None
     }
 }
