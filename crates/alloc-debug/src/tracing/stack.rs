@@ -493,7 +493,8 @@ mod fp {
     /// thread so that the next walk from the same place to the same caller makes neither: the
     /// rule at `pc`, and that `first`, the return address one frame out, is the program's. Both
     /// are facts about the addresses alone (as the shared table's), so a walk that uses them
-    /// steps and checks exactly as one that looks them up.
+    /// steps exactly as one that looks them up; kept only after a step from `pc` was checked
+    /// within the stack, they also let the next step from `pc` skip the checks (`here_quick`).
     #[cfg(target_arch = "x86_64")]
     #[derive(Clone, Copy)]
     struct Here {
