@@ -155,7 +155,10 @@ impl Keep {
 /// pointers, for [`here_checked`] to step from (while that frame is live: from a function it
 /// calls).
 #[derive(Clone, Copy)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64")),
+    allow(dead_code)
+)]
 pub(crate) struct Place {
     pc: usize,
     sp: usize,
