@@ -947,7 +947,8 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
             // SAFETY: the caller's guarantee, forwarded.
             return unsafe { self.inner.free(ptr) };
         }
-        // SAFETY: as above.
+        // SAFETY: as above. (The closure is made here, not before the test above: made there,
+        // its captures are stored on every free.)
         self.forget_slowly(ptr as usize, move || unsafe { self.inner.free(ptr) })
     }
 

@@ -91,13 +91,12 @@ pub(crate) fn find_last(base: u64, kind: Kind, w: usize) -> Option<TraceId> {
 /// The id this thread cached for `(kind, words)` of the decorator and generation `base` names.
 #[inline]
 pub(crate) fn find(base: u64, kind: Kind, words: &[usize]) -> Option<TraceId> {
-    let stamp = stamp(base, kind);
-    if let [w] = *words {
-        let (s, last, id) = LAST.with(Cell::get);
-        if s == stamp && last == w {
-            return Some(id);
-        }
+    if let [w] = *words
+        && let Some(id) = find_last(base, kind, w)
+    {
+        return Some(id);
     }
+    let stamp = stamp(base, kind);
     if words.len() > WORDS {
         return None;
     }

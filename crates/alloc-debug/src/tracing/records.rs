@@ -68,10 +68,7 @@ impl Records {
         // Relaxed load and store: the thread that holds the block is the only writer of its
         // word (module documentation).
         let old = w.load(core::sync::atomic::Ordering::Relaxed);
-        w.store(
-            ((size as u64 + 1) << 32) | u64::from(trace.bits()),
-            core::sync::atomic::Ordering::Relaxed,
-        );
+        Self::fill(w, size, trace);
         Ok(unpack(old))
     }
 

@@ -822,13 +822,20 @@ mod fp {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn cfa(rule: u64, sp: usize, bp: usize, high: usize) -> Option<usize> {
+        let (base, cfa) = cfa_unchecked(rule, sp, bp);
+        (cfa > sp && cfa <= high && base >= sp).then_some(cfa)
+    }
+
+    /// The register a frame's `rule` counts its CFA from (`bp` or `sp`), and the CFA, unchecked.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn cfa_unchecked(rule: u64, sp: usize, bp: usize) -> (usize, usize) {
         let base = if rule & rules::FROM_FRAME_POINTER != 0 {
             bp
         } else {
             sp
         };
-        let cfa = base.wrapping_add(rules::cfa_offset(rule));
-        (cfa > sp && cfa <= high && base >= sp).then_some(cfa)
+        (base, base.wrapping_add(rules::cfa_offset(rule)))
     }
 
     /// The return address of the frame `rule`, `sp` and `bp` describe, read without checks.
@@ -841,12 +848,7 @@ mod fp {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn own_return_address(rule: u64, sp: usize, bp: usize) -> usize {
-        let base = if rule & rules::FROM_FRAME_POINTER != 0 {
-            bp
-        } else {
-            sp
-        };
-        let cfa = base.wrapping_add(rules::cfa_offset(rule));
+        let (_, cfa) = cfa_unchecked(rule, sp, bp);
         // SAFETY: the caller's guarantee.
         unsafe { ((cfa - 8) as *const usize).read() }
     }
