@@ -47,8 +47,10 @@ pub(crate) struct FreeBlock {
     pub(crate) next: *mut FreeBlock,
 }
 
-/// `PoolMeta::class` of an empty pool.
-pub(crate) const NO_CLASS: u8 = u8::MAX;
+/// `PoolMeta::class` of an empty pool: one past the last class, so that it indexes the heap's
+/// extra bin, which never has room (a free that reads it from a pool meta is refused by the bin,
+/// with no separate test).
+pub(crate) const NO_CLASS: u8 = crate::size_class::MAX_CLASSES as u8;
 
 /// The description of one pool, kept in its arena's header: two cache lines, the first for the
 /// owning heap only, the second for the frees of other threads.

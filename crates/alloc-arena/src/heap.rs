@@ -67,8 +67,11 @@ impl Bin {
     }
 }
 
-const fn bins_for(geo: &Geometry) -> [Bin; MAX_CLASSES] {
-    let mut bins = [const { Bin::new() }; MAX_CLASSES];
+/// One bin per class, and one for `NO_CLASS` whose limit stays 0.
+const BINS: usize = MAX_CLASSES + 1;
+
+const fn bins_for(geo: &Geometry) -> [Bin; BINS] {
+    let mut bins = [const { Bin::new() }; BINS];
     let mut c = 0;
     while c < geo.nclasses {
         bins[c].limit = bin_limit(geo.block_size(c));
@@ -84,7 +87,7 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     /// arena it maps, so that frees from other threads find where to send blocks.
     slot: *const SlotHeader,
     used: [*mut PoolMeta; MAX_CLASSES],
-    bins: [Bin; MAX_CLASSES],
+    bins: [Bin; BINS],
     usable: *mut ArenaHeader,
     last_with: [*mut ArenaHeader; MAX_POOLS_PER_ARENA + 1],
     all: *mut ArenaHeader,
@@ -235,6 +238,26 @@ impl<P: ArenaProvider> PoolCore<P> {
             return false;
         }
         // SAFETY: `len < limit <= BIN_CAPACITY` (`bin_limit` never exceeds it).
+        unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
+        bin.len += 1;
+        true
+    }
+
+    /// [`push_bin`](Self::push_bin) for a class read from the block's pool meta: `NO_CLASS` (an
+    /// empty pool, so not a live block) is refused like a full bin.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this core of class `class`, or `class` is `NO_CLASS`.
+    #[inline(always)]
+    pub(crate) unsafe fn push_bin_read_class(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
+        debug_assert!(class < self.geo.nclasses || class == NO_CLASS as usize);
+        // SAFETY: `class < nclasses` or `NO_CLASS`, both below `BINS`.
+        let bin = unsafe { self.bins.get_unchecked_mut(class) };
+        if bin.len >= bin.limit {
+            return false;
+        }
+        // SAFETY: `len < limit <= BIN_CAPACITY`; a bin with room is a class's (the caller's
+        // guarantee then makes `ptr` a live block of it).
         unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
         bin.len += 1;
         true

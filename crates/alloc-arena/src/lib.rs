@@ -56,6 +56,8 @@ extern crate std;
 #[cfg(not(loom))]
 mod arena;
 #[cfg(not(loom))]
+mod fast;
+#[cfg(not(loom))]
 #[macro_use]
 mod front;
 #[cfg(not(loom))]
@@ -84,6 +86,8 @@ mod threads;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+#[cfg(not(loom))]
+pub use fast::NO_KEY;
 #[cfg(not(loom))]
 pub use front::Heap;
 #[cfg(not(loom))]

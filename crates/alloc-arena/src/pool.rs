@@ -167,7 +167,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// As for `core_of`.
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
-    unsafe fn core_unrefreshed(&self, slot: *mut SlotHeader) -> &mut PoolCore<ProviderRef<P>> {
+    pub(crate) unsafe fn core_unrefreshed(
+        &self,
+        slot: *mut SlotHeader,
+    ) -> &mut PoolCore<ProviderRef<P>> {
         // SAFETY: a slot of this allocator holds a `HeapSlot<P>` (made by `new_heap`), and the
         // caller owns it, so this is the only reference to the core.
         unsafe { &mut *(*slot.cast::<HeapSlot<P>>()).core.get() }

@@ -95,7 +95,8 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 pub(crate) fn new_owner_id() -> u32 {
     loop {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        if id != 0 {
+        // 0 means "no owner"; `NO_KEY` is the fast paths' key that matches nothing.
+        if id != 0 && id != crate::NO_KEY {
             return id;
         }
     }

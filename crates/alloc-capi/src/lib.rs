@@ -29,8 +29,9 @@ use core::ffi::{c_char, c_int, c_void};
 use core::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+use alloc_arena::NO_KEY;
 use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership, System};
-use alloc_domains::{DomainId, MEM};
+use alloc_domains::{DomainId, MEM, mem_fast_path};
 
 mod api;
 
@@ -91,6 +92,18 @@ fn glibc_usable_size(p: *mut c_void) -> usize {
 /// C's contract for `malloc`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    let (pool, key) = mem_fast_path();
+    // SAFETY: the key the domain table gives for its pool.
+    if let Some(p) = unsafe { pool.malloc_fast(size, key) } {
+        return p.as_ptr().cast();
+    }
+    malloc_slow(size)
+}
+
+/// `malloc` the long way (`extern "C"`, so that `malloc` reaches it by a tail jump).
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_slow(size: usize) -> *mut c_void {
     match MEM.malloc(size) {
         Some(p) => p.as_ptr().cast(),
         None => oom(),
@@ -115,6 +128,29 @@ pub unsafe extern "C" fn calloc(nelem: usize, elsize: usize) -> *mut c_void {
 /// C's contract for `free`: `p` is null or a live block of this process's malloc family.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
+    let (pool, key) = mem_fast_path();
+    // SAFETY: the key the domain table gives for its pool; `p` is null or a live block of the
+    // process's malloc family, which the pool's fast path takes (it frees only its own blocks).
+    if unsafe { pool.free_fast(p.cast(), key) } {
+        return;
+    }
+    // SAFETY: the caller's guarantee.
+    unsafe { free_slow(p) }
+}
+
+/// `free` the long way: through the domain, or glibc's for blocks the domain does not claim.
+///
+/// # Safety
+/// As for `free`.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn free_slow(p: *mut c_void) {
+    let (pool, key) = mem_fast_path();
+    if key != NO_KEY {
+        // SAFETY: the pool is the mem domain's only allocator: it takes null, its blocks, and
+        // (handing them to glibc's free) every block it does not claim, as below.
+        return unsafe { pool.free(p.cast()) };
+    }
     if p.is_null() {
         return;
     }

@@ -57,6 +57,15 @@ impl<T> Lock<T> {
         }
         Held(self)
     }
+
+    /// Takes the lock if it is free now; `None` (at once) if another holder has it.
+    pub fn try_lock(&self) -> Option<Held<'_, T>> {
+        // Acquire: as in `lock`.
+        self.held
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then_some(Held(self))
+    }
 }
 
 impl<T> Lock<T> {

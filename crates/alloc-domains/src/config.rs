@@ -75,45 +75,96 @@ impl Preset {
     }
 }
 
-/// Reads `DOMALLOC` without allocating into `buf`; returns the value's bytes (empty if unset, or
-/// too long to be a preset name).
-pub(crate) fn read_env(buf: &mut [u8; 64]) -> &[u8] {
+/// The longest part of a bad `DOMALLOC` value a report shows.
+pub(crate) const SHOWN: usize = 64;
+
+/// An environment variable read without allocating: its first bytes, and whether it had more.
+pub(crate) struct EnvValue {
+    buf: [u8; SHOWN],
+    len: usize,
+    /// The value is longer than `buf` (and so no preset name).
+    pub(crate) cut: bool,
+}
+
+impl EnvValue {
+    /// The bytes read (all of the value unless `cut`).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Writes the value for a one-line report: printable ASCII as it is (`"` and `\` escaped),
+    /// every other byte as `\xNN` (control characters, bytes of non-ASCII text), and `…` after a
+    /// value cut at [`SHOWN`] bytes. Never allocates.
+    pub(crate) fn write_escaped(&self, out: &mut impl FnMut(&[u8])) {
+        for &b in self.bytes() {
+            match b {
+                b'"' => out(b"\\\""),
+                b'\\' => out(b"\\\\"),
+                0x20..=0x7e => out(&[b]),
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out(&[
+                        b'\\',
+                        b'x',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 15)],
+                    ]);
+                }
+            }
+        }
+        if self.cut {
+            out("\u{2026}".as_bytes());
+        }
+    }
+}
+
+/// Reads environment variable `name` without allocating; `None` if it is unset.
+pub(crate) fn read_env(name: &core::ffi::CStr) -> Option<EnvValue> {
+    let mut v = EnvValue {
+        buf: [0; SHOWN],
+        len: 0,
+        cut: false,
+    };
     #[cfg(unix)]
     {
         // SAFETY: a NUL-terminated name; getenv returns null or a NUL-terminated string that stays
         // valid while the environment is not modified (start-up: nothing modifies it yet).
-        let value = unsafe { libc::getenv(c"DOMALLOC".as_ptr()) };
+        let value = unsafe { libc::getenv(name.as_ptr()) };
         if value.is_null() {
-            return &buf[..0];
+            return None;
         }
         // SAFETY: as above.
         let bytes = unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes();
-        if bytes.len() > buf.len() {
-            buf.fill(b'?');
-            return &buf[..];
-        }
-        buf[..bytes.len()].copy_from_slice(bytes);
-        &buf[..bytes.len()]
+        v.len = bytes.len().min(SHOWN);
+        v.cut = bytes.len() > SHOWN;
+        v.buf[..v.len].copy_from_slice(&bytes[..v.len]);
+        Some(v)
     }
     #[cfg(windows)]
     {
+        let mut big = [0u8; 4 * SHOWN];
         // SAFETY: a NUL-terminated name and a buffer of the given length.
         let n = unsafe {
             windows_sys::Win32::System::Environment::GetEnvironmentVariableA(
-                c"DOMALLOC".as_ptr().cast(),
-                buf.as_mut_ptr(),
-                buf.len() as u32,
+                name.as_ptr().cast(),
+                big.as_mut_ptr(),
+                big.len() as u32,
             )
         } as usize;
-        if n >= buf.len() {
-            buf.fill(b'?');
-            return &buf[..];
+        if n == 0 {
+            return None;
         }
-        &buf[..n]
+        // Too long for the buffer: nothing was copied, only the length needed came back.
+        let copied = if n >= big.len() { 0 } else { n };
+        v.len = copied.min(SHOWN);
+        v.cut = n > SHOWN;
+        v.buf[..v.len].copy_from_slice(&big[..v.len]);
+        Some(v)
     }
     #[cfg(not(any(unix, windows)))]
     {
-        &buf[..0]
+        let _ = (name, &mut v);
+        None
     }
 }
 

@@ -36,14 +36,14 @@
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use alloc_arena::{DynArenaProvider, OsArenas, PoolAllocator, SwapError, SwappableArenas};
+use alloc_arena::{DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, SwapError, SwappableArenas};
 use alloc_core::{DomainAllocator, Ownership, System};
 use alloc_debug::Guarded;
 use thiserror::Error;
 
-use crate::config::{Preset, read_env};
+use crate::config::{EnvValue, Preset, read_env};
 
 /// An allocator a domain can use: any `DomainAllocator` shared between threads for the rest of the
 /// program.
@@ -193,7 +193,7 @@ static SYSTEM: System = System;
 static OS_ARENAS: OsArenas = OsArenas::new();
 static ARENAS: SwappableArenas = SwappableArenas::new(&OS_ARENAS);
 /// The mem domain's pool: large requests to the C library.
-type MemPool = PoolAllocator<&'static SwappableArenas, System>;
+pub type MemPool = PoolAllocator<&'static SwappableArenas, System>;
 static POOL: MemPool = PoolAllocator::with_parts(&ARENAS, System);
 /// The object domain's pool: large requests to whatever the mem domain has now (PEP 445's
 /// fallback of `PyObject_Malloc` on `PyMem_Malloc`), so a hook on mem sees them.
@@ -265,6 +265,18 @@ const START_UNDONE: u8 = 0;
 const START_RUNNING: u8 = 1;
 const START_DONE: u8 = 2;
 static START: AtomicU8 = AtomicU8::new(START_UNDONE);
+
+/// The standard pool's fast-path key (`PoolAllocator::fast_key`) while the mem domain's allocator
+/// is that pool (`REC_POOL`, with nothing before it) and the domain has served an allocation;
+/// `NO_KEY` otherwise. While it holds the key, every call on the mem domain goes to `POOL`
+/// directly, with no indirect call, and the C library's `malloc` and `free` take the pool's
+/// fast paths with it.
+///
+/// It is set only under the writer lock, after checking both facts, and cleared under the same
+/// lock before any other record is stored in the slot, so it never holds the key while another
+/// record is current. A thread that read the key just before a replacement calls `POOL`, which is
+/// what a thread that loaded the old record just before the replacement does too.
+static FAST_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
 static PRESET: AtomicU8 = AtomicU8::new(0);
 
 /// Configures the standard domains from `DOMALLOC`, once, without allocating.
@@ -286,12 +298,18 @@ fn start() {
         }
         return;
     }
-    let mut buf = [0u8; 64];
-    let value = read_env(&mut buf);
-    let preset = Preset::from_bytes(value).unwrap_or_else(|| {
-        report_unknown_preset(value);
-        Preset::default()
-    });
+    let value = read_env(c"DOMALLOC");
+    let preset = match &value {
+        None => Preset::default(),
+        Some(v) => match Preset::from_bytes(v.bytes()).filter(|_| !v.cut) {
+            Some(p) => p,
+            None => {
+                let strict = read_env(c"DOMALLOC_STRICT").is_some_and(|s| s.bytes() == b"1");
+                report_unknown_preset(v, strict);
+                Preset::default()
+            }
+        },
+    };
     let (raw, mem, object): (&'static Installed, &'static Installed, &'static Installed) =
         match preset {
             Preset::Malloc => (&REC_SYSTEM, &REC_SYSTEM, &REC_SYSTEM),
@@ -318,15 +336,39 @@ fn start() {
     START.store(START_DONE, Ordering::Release);
 }
 
-fn report_unknown_preset(value: &[u8]) {
+/// Reports a `DOMALLOC` value that names no preset: one line on stderr, written at once, with the
+/// value escaped and cut (see `EnvValue::write_escaped`); then, under `DOMALLOC_STRICT=1`, ends
+/// the process with status 1 before anything else runs (as `PYTHONMALLOC=bogus` does), and
+/// otherwise goes on with the default. Allocates nothing: it runs inside the first `malloc`.
+fn report_unknown_preset(value: &EnvValue, strict: bool) {
     use std::io::Write as _;
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(b"domalloc: unknown DOMALLOC value \"");
-    let _ = err.write_all(value);
-    let _ = err.write_all(
-        b"\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug. \
-          Using the default, pool.\n",
-    );
+    let mut line = [0u8; 512];
+    let mut len = 0;
+    let mut put = |b: &[u8]| {
+        let n = b.len().min(line.len() - len);
+        line[len..len + n].copy_from_slice(&b[..n]);
+        len += n;
+    };
+    put(b"domalloc: unknown DOMALLOC value \"");
+    value.write_escaped(&mut put);
+    put(b"\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug");
+    put(if strict {
+        b" (DOMALLOC_STRICT=1: stopping)\n"
+    } else {
+        b"; using the default, pool\n"
+    });
+    let _ = std::io::stderr().write_all(&line[..len]);
+    if strict {
+        // `_exit`, not `exit`: no atexit handler may run (one would allocate, and come back into
+        // the start-up this thread is in the middle of).
+        #[cfg(unix)]
+        // SAFETY: ends the process; nothing of it is used afterwards.
+        unsafe {
+            libc::_exit(1)
+        };
+        #[cfg(not(unix))]
+        std::process::abort();
+    }
 }
 
 /// The preset the standard domains started with (after start-up).
@@ -641,6 +683,10 @@ fn install(
         guards_all: new.debug_hook && !s.used.load(Ordering::Acquire),
         ..new
     });
+    if id == DomainId::MEM {
+        // Under the writer lock, before the new record is visible (see `FAST_MEM`).
+        FAST_MEM.store(NO_KEY, Ordering::Relaxed);
+    }
     // Release: publishes the record; paired with the Acquire of every reader.
     s.current.store(rec_ptr(rec), Ordering::Release);
     Ok(w.callbacks
@@ -888,7 +934,57 @@ impl Domain {
         if !s.used.load(Ordering::Relaxed) {
             s.used.store(true, Ordering::Release);
         }
-        current(self.0).alloc
+        let rec = current(self.0);
+        if self.0 == DomainId::MEM && ptr::eq(rec, &REC_POOL) {
+            enable_fast_mem();
+        }
+        rec.alloc
+    }
+
+    /// Whether this is the mem domain on its standard pool (see `FAST_MEM`). Relaxed: `POOL` is
+    /// a static, so there is nothing to acquire.
+    #[inline(always)]
+    fn fast_mem(self) -> bool {
+        self.0 == DomainId::MEM && FAST_MEM.load(Ordering::Relaxed) != NO_KEY
+    }
+}
+
+/// The mem domain's standard pool and the key of its fast paths (`PoolAllocator::malloc_fast`,
+/// `free_fast`): the pool's key while it is the domain's only allocator and has served it,
+/// [`NO_KEY`] otherwise (after any `set` or `hook` of the mem domain, under another preset, and
+/// before the domain's first allocation), which sends every fast call the long way. The C
+/// library's `malloc` and `free` start here.
+///
+/// ```
+/// use alloc_core::DomainAllocator;
+/// use alloc_domains::{MEM, mem_fast_path};
+///
+/// let p = MEM.malloc(64).unwrap();
+/// let (pool, key) = mem_fast_path();
+/// // SAFETY: the key is the pool's (or `NO_KEY`); `p` is a live block of the mem domain, freed
+/// // once: by the pool's fast path, or else by the domain.
+/// unsafe {
+///     if !pool.free_fast(p.as_ptr(), key) {
+///         MEM.free(p.as_ptr());
+///     }
+/// }
+/// ```
+#[inline(always)]
+pub fn mem_fast_path() -> (&'static MemPool, u32) {
+    (&POOL, FAST_MEM.load(Ordering::Relaxed))
+}
+
+/// Sets `FAST_MEM` if the mem domain has served allocations through the standard pool and still
+/// uses it. A writer holding the lock (it may allocate through this very domain) means "not now":
+/// the next allocation tries again.
+#[cold]
+#[inline(never)]
+fn enable_fast_mem() {
+    if let Some(_w) = WRITER.try_lock()
+        && ptr::eq(current(DomainId::MEM), &REC_POOL)
+        && TABLE[DomainId::MEM.index()].used.load(Ordering::Relaxed)
+    {
+        FAST_MEM.store(POOL.fast_key(), Ordering::Relaxed);
     }
 }
 
@@ -905,21 +1001,36 @@ pub const OBJECT: Domain = Domain(DomainId::OBJECT);
 unsafe impl DomainAllocator for Domain {
     #[inline]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        if self.fast_mem() {
+            return POOL.malloc(size);
+        }
         self.alloc_side().malloc(size)
     }
     #[inline]
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        if self.fast_mem() {
+            return POOL.calloc(nelem, elsize);
+        }
         self.alloc_side().calloc(nelem, elsize)
     }
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
         if ptr.is_null() {
             return self.malloc(new_size);
         }
+        if self.fast_mem() {
+            // SAFETY: the caller's guarantee; with `FAST_MEM` set, the pool made every block of
+            // the domain (it is the domain's only allocator).
+            return unsafe { POOL.realloc(ptr, new_size) };
+        }
         // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
         unsafe { owner_of(self.0, ptr).realloc(ptr, new_size) }
     }
     #[inline]
     unsafe fn free(&self, ptr: *mut u8) {
+        if self.fast_mem() {
+            // SAFETY: as for realloc (the pool's free takes null).
+            return unsafe { POOL.free(ptr) };
+        }
         if ptr.is_null() {
             return;
         }
@@ -928,16 +1039,27 @@ unsafe impl DomainAllocator for Domain {
     }
     #[inline]
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
+        if self.fast_mem() {
+            // SAFETY: as for realloc.
+            return unsafe { POOL.free_sized(ptr, size) };
+        }
         // SAFETY: as for realloc.
         unsafe { owner_of(self.0, ptr.as_ptr()).free_sized(ptr, size) }
     }
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if self.fast_mem() {
+            return POOL.malloc_aligned(layout);
+        }
         self.alloc_side().malloc_aligned(layout)
     }
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         self.alloc_side().calloc_aligned(layout)
     }
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        if self.fast_mem() {
+            // SAFETY: as for realloc.
+            return unsafe { POOL.free_aligned(ptr, layout) };
+        }
         // SAFETY: as for realloc.
         unsafe { owner_of(self.0, ptr.as_ptr()).free_aligned(ptr, layout) }
     }
@@ -951,6 +1073,10 @@ unsafe impl DomainAllocator for Domain {
         unsafe { owner_of(self.0, ptr.as_ptr()).realloc_aligned(ptr, layout, new_size) }
     }
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        if self.fast_mem() {
+            // SAFETY: as for realloc.
+            return unsafe { POOL.usable_size(ptr) };
+        }
         // SAFETY: as for realloc.
         unsafe { owner_of(self.0, ptr.as_ptr()).usable_size(ptr) }
     }

@@ -34,7 +34,7 @@ fn child_process_entry() {
     }
 }
 
-fn child(case: &str, domalloc: Option<&str>) -> std::process::Output {
+fn child_command(case: &str) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
     c.args([
         "--exact",
@@ -42,7 +42,14 @@ fn child(case: &str, domalloc: Option<&str>) -> std::process::Output {
         "--nocapture",
         "--test-threads=1",
     ])
-    .env(CHILD, case);
+    .env(CHILD, case)
+    .env_remove("DOMALLOC")
+    .env_remove("DOMALLOC_STRICT");
+    c
+}
+
+fn child(case: &str, domalloc: Option<&str>) -> std::process::Output {
+    let mut c = child_command(case);
     match domalloc {
         Some(v) => c.env("DOMALLOC", v),
         None => c.env_remove("DOMALLOC"),
@@ -84,12 +91,74 @@ fn an_unknown_value_is_reported_and_the_default_used() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success());
     assert!(
-        stderr.contains("domalloc: unknown DOMALLOC value \"tcmalloc\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug. Using the default, pool."),
+        stderr.contains("domalloc: unknown DOMALLOC value \"tcmalloc\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug; using the default, pool\n"),
         "{stderr}"
     );
+    assert_eq!(stderr.matches("domalloc:").count(), 1, "once: {stderr}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("preset=Pool allocators=system,pool,pool")
     );
+}
+
+/// The reported part of a bad value, from the child's one line.
+fn reported_value(stderr: &str) -> &str {
+    let start = stderr.find("value \"").expect("the report") + 7;
+    let end = stderr[start..]
+        .find("\"; accepted")
+        .expect("the report's end")
+        + start;
+    &stderr[start..end]
+}
+
+#[cfg(unix)]
+#[test]
+fn a_bad_value_is_shown_escaped_and_cut_never_as_question_marks() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let mut c = child_command("report");
+    c.env("DOMALLOC", OsStr::from_bytes(b"po\x1b[31mol\xc3\xa9\"\\"));
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        reported_value(&stderr),
+        r#"po\x1b[31mol\xc3\xa9\"\\"#,
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+
+    // A long value: its first 64 bytes and an ellipsis, even when the start is a preset's name.
+    let long = format!("pool{}", "x".repeat(200));
+    let out = child("report", Some(&long));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        reported_value(&stderr),
+        format!("{}\u{2026}", &long[..64]),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('?'), "{stderr}");
+}
+
+#[test]
+fn domalloc_strict_turns_a_bad_value_into_a_start_up_failure() {
+    let mut c = child_command("report");
+    c.env("DOMALLOC", "bogus").env("DOMALLOC_STRICT", "1");
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unknown DOMALLOC value \"bogus\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug (DOMALLOC_STRICT=1: stopping)"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("preset="),
+        "nothing ran"
+    );
+
+    // A good value is unaffected.
+    let mut c = child_command("report");
+    c.env("DOMALLOC", "malloc").env("DOMALLOC_STRICT", "1");
+    let out = c.output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("preset=Malloc"));
 }
 
 #[test]

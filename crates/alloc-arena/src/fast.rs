@@ -1,0 +1,123 @@
+//! The fast paths for a caller that knows which allocator it talks to: a `malloc` of a small
+//! block from the calling thread's bin, and a `free` of a block into it, with the allocator's
+//! pymalloc geometry as constants and every check folded into comparisons with one key.
+//!
+//! The exported C `malloc`/`free` (and the mem domain on its standard pool) take these first; any
+//! answer other than "done" sends the caller to the general routing (`front`), which does the
+//! same work the long way and everything else (empty bins, full bins, other threads' blocks,
+//! large blocks, foreign pointers, null).
+//!
+//! **The key.** [`PoolAllocator::fast_key`] is the allocator's registry id when the allocator
+//! uses the default geometry, and [`NO_KEY`] otherwise; a caller may pass [`NO_KEY`] to mean "not
+//! now" (the domain table does while a domain has another allocator). One comparison then
+//! answers several questions at once:
+//!
+//! * `malloc`: the thread's most recent heap (`ways[0]`) is this allocator's, and the caller
+//!   allows the fast path (no way holds [`NO_KEY`]: registry ids never take that value);
+//! * `free`: the registry maps the block's 1 MiB chunk to this allocator's arenas, and the caller
+//!   allows the fast path. Null and every pointer outside domalloc's arenas map to 0 or to
+//!   another id, so they go the long way.
+//!
+//! ```text
+//!   malloc(n): n <= 512 ─ ways[0].id == key ─ bin[(n-1)/16] not empty ─> pop      (else: front)
+//!   free(p):   registry[p >> 20] == key ─ heap(p).owner == me ─ bin not full ─> push (else: front)
+//! ```
+
+use core::ptr::NonNull;
+
+use alloc_core::{ArenaProvider, DomainAllocator};
+
+use crate::arena::ArenaHeader;
+use crate::front::{DEFAULT_GEOMETRY, Front, pool_meta};
+use crate::pool::PoolAllocator;
+use crate::registry;
+use crate::sync::Ordering;
+use crate::threads::{self, ThreadCache};
+
+/// The key that no allocator has: passed to the fast paths, it sends every call the long way.
+pub const NO_KEY: u32 = u32::MAX;
+
+impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
+    /// The key of this allocator's fast paths: its registry id if it has one and uses the
+    /// default geometry (the fast paths compute size classes and pool positions from it as
+    /// constants), [`NO_KEY`] otherwise.
+    pub fn fast_key(&self) -> u32 {
+        let g = self.geometry();
+        let d = &DEFAULT_GEOMETRY;
+        let id = self.owner_id().load(Ordering::Relaxed);
+        let default = g.class_shift == d.class_shift
+            && g.threshold == d.threshold
+            && g.pool_shift == d.pool_shift
+            && g.arena_size == d.arena_size
+            && g.nclasses == d.nclasses;
+        if id != 0 && default { id } else { NO_KEY }
+    }
+
+    /// A block of at least `size` bytes from the calling thread's bin of its class, or `None`
+    /// when the fast path cannot serve it (then call `malloc`, which always can).
+    ///
+    /// # Safety
+    /// `key` is [`NO_KEY`] or a value [`fast_key`](Self::fast_key) returned for this allocator.
+    #[inline(always)]
+    pub unsafe fn malloc_fast(&self, size: usize, key: u32) -> Option<NonNull<u8>> {
+        let g = &DEFAULT_GEOMETRY;
+        // `size - 1`, so that 0 wraps and goes the long way with the sizes above the threshold,
+        // and the class is one shift.
+        let below = size.wrapping_sub(1);
+        if below >= g.threshold {
+            return None;
+        }
+        let c = threads::cache_if_any();
+        if c.is_null() {
+            return None;
+        }
+        // SAFETY: the calling thread's cache, touched only by it.
+        let w = unsafe { (*c).ways[0] };
+        if w.id != key as usize {
+            return None;
+        }
+        // SAFETY: `ways[0]` holds a heap the calling thread owns, of the allocator whose id is
+        // `key`: this one (the caller's guarantee), with the default geometry, so `class_of` by
+        // the default geometry is the heap's class; no other reference to the core is alive.
+        unsafe { self.core_unrefreshed(w.slot) }.pop_bin(below >> g.class_shift)
+    }
+
+    /// Frees `ptr` into the calling thread's bin if it is a block of this allocator's pools in a
+    /// heap the thread owns and the bin has room; returns false, having done nothing, otherwise
+    /// (then call `free`, which takes any block, null included).
+    ///
+    /// # Safety
+    /// `key` is [`NO_KEY`] or a value [`fast_key`](Self::fast_key) returned for this allocator;
+    /// `ptr` is null or a live block of this allocator, or a pointer the allocator's `free` takes
+    /// (a block of its large-block allocator), not used after a true answer.
+    #[inline(always)]
+    pub unsafe fn free_fast(&self, ptr: *mut u8, key: u32) -> bool {
+        let g = &DEFAULT_GEOMETRY;
+        let addr = ptr as usize;
+        if registry::owner_of(addr) != key {
+            return false;
+        }
+        let arena = (addr & !(g.arena_size - 1)) as *const ArenaHeader;
+        // SAFETY: the registry maps the chunk to this allocator's arenas, and the caller says the
+        // block is live, so its arena is mapped and its heap pointer was written before any of
+        // its blocks was handed out.
+        let slot = unsafe { (*arena).slot }.cast_mut();
+        let c = threads::cache_if_any();
+        // SAFETY: heap slots are never unmapped. A heap whose owner is the calling thread's token
+        // is owned by this thread alone (tokens are the caches' addresses, unique among live
+        // threads; a thread gives its heaps up before its cache goes).
+        if c.is_null() || unsafe { (*slot).owner.get() } != ThreadCache::token(c) {
+            return false;
+        }
+        // SAFETY: a live block's pool meta is initialised; its class is the block's (`NO_CLASS`
+        // for a pool that is empty, so for a block that is not live: the bin refuses it).
+        let class = unsafe { (*pool_meta(g, addr)).class } as usize;
+        // SAFETY: this thread owns the heap (above); the block is a live block of it of `class`
+        // (the caller's guarantee and its pool's meta) or `class` is `NO_CLASS`; no other
+        // reference to the core is alive. `ptr` is not null: null maps to no owner.
+        unsafe {
+            self.core_unrefreshed(slot)
+                .push_bin_read_class(NonNull::new_unchecked(ptr), class)
+        }
+    }
+}
