@@ -28,6 +28,7 @@ use core::ptr::NonNull;
 use alloc_core::{ArenaProvider, DomainAllocator};
 
 use crate::arena::ArenaHeader;
+use crate::check;
 use crate::front::{DEFAULT_GEOMETRY, Front, pool_meta};
 use crate::pool::PoolAllocator;
 use crate::registry;
@@ -112,6 +113,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // SAFETY: a live block's pool meta is initialised; its class is the block's (`NO_CLASS`
         // for a pool that is empty, so for a block that is not live: the bin refuses it).
         let class = unsafe { (*pool_meta(g, addr)).class } as usize;
+        // The hardened default (see `check`): a pointer that does not start a block of its pool
+        // (or lies in an empty pool) goes the long way, which reports it.
+        if !check::is_block_start(addr & (g.pool_size - 1), class) {
+            return false;
+        }
         // SAFETY: this thread owns the heap (above); the block is a live block of it of `class`
         // (the caller's guarantee and its pool's meta) or `class` is `NO_CLASS`; no other
         // reference to the core is alive. `ptr` is not null: null maps to no owner.

@@ -78,6 +78,21 @@ pub(crate) fn pool_meta(g: &Geometry, addr: usize) -> *mut crate::arena::PoolMet
     unsafe { crate::arena::ArenaHeader::meta(arena, index) }
 }
 
+/// The class of a pointer the registry places in `f`'s arenas, or the hardened default's report
+/// and abort if it does not start a block of a pool in use (see `check`).
+///
+/// # Safety
+/// `ptr` lies in one of `f`'s live arenas.
+#[inline]
+pub(crate) unsafe fn checked_class<F: Front>(f: &F, op: &str, ptr: NonNull<u8>) -> usize {
+    let addr = ptr.as_ptr() as usize;
+    // SAFETY: the caller's guarantee.
+    match unsafe { crate::check::check_pointer(f.geometry(), addr) } {
+        Ok(class) => class,
+        Err(bad) => crate::check::bad_free(op, addr, bad),
+    }
+}
+
 #[inline]
 fn owned<F: Front>(f: &F, ptr: *const u8) -> bool {
     let id = f.owner_id().load(Ordering::Relaxed);
@@ -128,8 +143,10 @@ pub(crate) fn calloc<F: Front>(f: &F, nelem: usize, elsize: usize) -> Option<Non
 #[inline]
 unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
     if owned(f, ptr.as_ptr()) {
-        // SAFETY: the registry says the block lies in our arenas; the caller says it is live.
-        unsafe { f.free_block(ptr, None) };
+        // SAFETY: the registry says the block lies in our arenas.
+        let class = unsafe { checked_class(f, "free", ptr) };
+        // SAFETY: the caller says it is live; the check says it starts a block of `class`.
+        unsafe { f.free_block(ptr, Some(class)) };
     } else {
         // SAFETY: not in our arenas, so it came from `L` (the caller's guarantee).
         unsafe { f.large().free(ptr.as_ptr()) }
@@ -208,6 +225,8 @@ pub(crate) unsafe fn realloc<F: Front>(
     };
     let g = *f.geometry();
     if owned(f, ptr) {
+        // SAFETY: in our arenas (the registry).
+        unsafe { checked_class(f, "realloc", old) };
         // SAFETY: a live block of our pools (registry + the caller).
         let block = unsafe { pool_block_size(&g, old) };
         if fits_in_place(&g, block, new_size) {
@@ -332,6 +351,8 @@ pub(crate) unsafe fn realloc_aligned<F: Front>(
 /// `ptr` is a live block of `f`.
 pub(crate) unsafe fn usable_size<F: Front>(f: &F, ptr: NonNull<u8>) -> Option<usize> {
     if owned(f, ptr.as_ptr()) {
+        // SAFETY: in our arenas (the registry).
+        unsafe { checked_class(f, "malloc_usable_size", ptr) };
         // SAFETY: a live block of our pools.
         Some(unsafe { pool_block_size(f.geometry(), ptr) })
     } else {

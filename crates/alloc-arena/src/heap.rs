@@ -50,11 +50,30 @@ const fn bin_limit(block_size: usize) -> usize {
     }
 }
 
-/// A stack of freed blocks of one class.
+/// A stack of freed blocks of one class. `repr(C)` with `limit` just before `slots`: the word
+/// before `slots[len]` is always readable, the top block when `len > 0` and `limit` (a count,
+/// never a block's address) when the bin is empty, so a free can compare its block with the top
+/// without testing `len` first.
+#[repr(C)]
 struct Bin {
     len: usize,
     limit: usize,
     slots: [*mut u8; BIN_CAPACITY],
+}
+
+impl Bin {
+    /// The top block, or `limit` read as an address when the bin is empty (see the type).
+    #[inline(always)]
+    fn top_or_limit(&self) -> *mut u8 {
+        // SAFETY: `len <= BIN_CAPACITY`; word `1 + len` of the `repr(C)` bin is `limit` (len 0)
+        // or `slots[len - 1]`, inside the bin either way.
+        unsafe {
+            ptr::from_ref(self)
+                .cast::<*mut u8>()
+                .add(1 + self.len)
+                .read()
+        }
+    }
 }
 
 impl Bin {
@@ -256,11 +275,23 @@ impl<P: ArenaProvider> PoolCore<P> {
         if bin.len >= bin.limit {
             return false;
         }
+        // The usual double free, `free(p); free(p)`: the block is the bin's top. Refused, so
+        // that the caller's long way reports it (see `check`).
+        if bin.top_or_limit() == ptr.as_ptr() {
+            return false;
+        }
         // SAFETY: `len < limit <= BIN_CAPACITY`; a bin with room is a class's (the caller's
         // guarantee then makes `ptr` a live block of it).
         unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
         bin.len += 1;
         true
+    }
+
+    /// Whether the bin of `class` holds `ptr` (a double free of a block not yet handed back).
+    pub(crate) fn bin_holds(&self, ptr: *mut u8, class: usize) -> bool {
+        self.bins
+            .get(class)
+            .is_some_and(|b| b.slots[..b.len].contains(&ptr))
     }
 
     /// Allocates a block of `class`; `id` is the owner id of the front (assigned on first arena).

@@ -56,6 +56,8 @@ extern crate std;
 #[cfg(not(loom))]
 mod arena;
 #[cfg(not(loom))]
+mod check;
+#[cfg(not(loom))]
 mod fast;
 #[cfg(not(loom))]
 #[macro_use]

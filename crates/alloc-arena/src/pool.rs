@@ -370,6 +370,40 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { self.free_remote(slot, ptr) }
     }
 
+    /// `free` with the hardened default's whole check, for the C library's long way: a pointer
+    /// into the pools that does not start a block of a pool in use, or a block already in the
+    /// calling thread's bin, is reported on one line of stderr and the process aborts (see the
+    /// crate README); anything else is freed as `free` does.
+    ///
+    /// # Safety
+    /// As for `free`, except that a bad pointer into the pools is caught, not undefined.
+    pub unsafe fn free_checked(&self, ptr: *mut u8) {
+        let Some(p) = NonNull::new(ptr) else {
+            return;
+        };
+        if crate::front::owns(self, ptr) == Ownership::Owned
+            && registry::owner_of(ptr as usize) == self.id.load(Ordering::Relaxed)
+        {
+            // SAFETY: in our arenas (the registry).
+            let class = unsafe { crate::front::checked_class(self, "free", p) };
+            let arena =
+                (ptr as usize & !(self.geo.arena_size - 1)) as *const crate::arena::ArenaHeader;
+            // SAFETY: a block start of a pool in use, so its arena is live and its heap written.
+            let slot = unsafe { (*arena).slot }.cast_mut();
+            let c = threads::cache_if_any();
+            // SAFETY: heap slots are never unmapped; the calling thread owns the heap when its
+            // token is the owner, so it alone reads the bins.
+            if !c.is_null()
+                && unsafe { (*slot).owner.get() } == ThreadCache::token(c)
+                && unsafe { self.core_unrefreshed(slot) }.bin_holds(ptr, class)
+            {
+                crate::check::bad_free("free", ptr as usize, crate::check::BadFree::DoubleFree);
+            }
+        }
+        // SAFETY: the caller's guarantee, with the checks above.
+        unsafe { crate::front::free(self, ptr) }
+    }
+
     /// Statistics of the pools (per size class, arenas, bytes); see [`PoolStats`].
     ///
     /// Counts the calling thread's heap and every heap no thread owns now (taking each for a

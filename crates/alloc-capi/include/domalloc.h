@@ -2,6 +2,17 @@
  *
  * Link with -ldomalloc (libdomalloc.so or libdomalloc.a), or load the shared library with
  * LD_PRELOAD to make it the program's malloc. Every function may be called from any thread.
+ *
+ * The exported malloc family follows glibc (2.36) where C leaves a choice: realloc(p, 0) frees p
+ * and returns NULL; memalign and aligned_alloc round an alignment that is not a power of two up
+ * to the next one; posix_memalign refuses it with EINVAL. Deliberate differences:
+ *   - a bad free into domalloc's pools (a pointer inside a block or misaligned, a block freed
+ *     twice while still in the thread's cache, a block of a pool with nothing allocated) ends
+ *     the process with one line on stderr naming domalloc, the call and the address, where glibc
+ *     may go on; under DOMALLOC=debug, pool_debug or malloc_debug every pointer freed goes to the
+ *     debug hooks, which report it (block, serial, API id) rather than handing it to glibc;
+ *   - requests with an alignment above 16 are glibc's (they carry no guards under the debug
+ *     presets).
  */
 #ifndef DOMALLOC_H
 #define DOMALLOC_H

@@ -58,10 +58,12 @@ fn oom() -> *mut c_void {
     ptr::null_mut()
 }
 
-/// Whether the mem domain claims `p` (else it is glibc's).
+/// Whether `p` goes to the mem domain (else it is glibc's): the domain claims it, or a debug hook
+/// made every block of the domain (`DOMALLOC=debug` and the like), so that a pointer it does not
+/// claim is one to report (freed twice, inside a block, of another domain), never glibc's.
 #[inline]
 fn ours(p: *mut c_void) -> bool {
-    MEM.owns(p.cast()) == Ownership::Owned
+    MEM.owns(p.cast()) == Ownership::Owned || alloc_domains::guards_every_block(DomainId::MEM)
 }
 
 /// glibc's `malloc_usable_size`, found behind ours.
@@ -149,7 +151,7 @@ unsafe extern "C" fn free_slow(p: *mut c_void) {
     if key != NO_KEY {
         // SAFETY: the pool is the mem domain's only allocator: it takes null, its blocks, and
         // (handing them to glibc's free) every block it does not claim, as below.
-        return unsafe { pool.free(p.cast()) };
+        return unsafe { pool.free_checked(p.cast()) };
     }
     if p.is_null() {
         return;
@@ -249,20 +251,23 @@ fn errno() -> c_int {
     unsafe { *libc::__errno_location() }
 }
 
-/// `aligned_alloc(3)` (C11): `EINVAL` for an alignment that is not a power of two.
+/// `aligned_alloc(3)` (C11), glibc's way (2.36): an alignment that is not a power of two is
+/// rounded up to the next one (0 is malloc's); one above `SIZE_MAX / 2 + 1` is `EINVAL`.
 ///
 /// # Safety
 /// C's contract for `aligned_alloc`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    if !align.is_power_of_two() {
-        set_errno(libc::EINVAL);
-        return ptr::null_mut();
+    match align.max(1).checked_next_power_of_two() {
+        Some(align) => aligned(align, size),
+        None => {
+            set_errno(libc::EINVAL);
+            ptr::null_mut()
+        }
     }
-    aligned(align, size)
 }
 
-/// `memalign(3)`: `EINVAL` for an alignment that is not a power of two.
+/// `memalign(3)`: as `aligned_alloc` (glibc rounds a non-power-of-two alignment up).
 ///
 /// # Safety
 /// C's contract for `memalign`.

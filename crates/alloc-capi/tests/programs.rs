@@ -247,3 +247,100 @@ fn sqlite3_runs_a_script() {
     });
     assert!(out.contains("20000|"), "{out}");
 }
+
+/// Every bad free of `bad_free.c` against every preset it is caught under, each in a child
+/// process: the process aborts (SIGABRT), stderr names domalloc's report (the one-line check of
+/// the pools, or the debug hooks' report), never glibc's, and no block is handed out twice.
+#[test]
+fn every_bad_free_is_reported_by_domalloc_and_aborts() {
+    use std::os::unix::process::ExitStatusExt;
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let exe = compile(
+        "bad_free.c",
+        "bad_free",
+        &["-O0", "-Wno-free-nonheap-object"],
+    );
+    // (case, presets, what stderr must say under the plain pool, under the debug presets)
+    let pool_line = "domalloc: ";
+    let hook = "Fatal error in debug ";
+    let cases: &[(&str, &[&str], &str, &str)] = &[
+        (
+            "double_free_small",
+            &["pool", "pool_debug", "debug", "malloc_debug"],
+            "double free",
+            hook,
+        ),
+        (
+            "interior",
+            &["pool", "pool_debug", "debug", "malloc_debug"],
+            "invalid pointer (inside a block",
+            "",
+        ),
+        (
+            "misaligned",
+            &["pool", "pool_debug", "debug", "malloc_debug"],
+            "invalid pointer (inside a block",
+            "",
+        ),
+        (
+            "double_free_medium",
+            &["pool_debug", "debug", "malloc_debug"],
+            "",
+            hook,
+        ),
+        (
+            "realloc_freed",
+            &["pool_debug", "debug", "malloc_debug"],
+            "",
+            hook,
+        ),
+    ];
+    for &(case, presets, pool_says, debug_says) in cases {
+        for &preset in presets {
+            let out = Command::new(&exe)
+                .arg(case)
+                .env("LD_PRELOAD", library())
+                .env("DOMALLOC", preset)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let what = format!(
+                "{case} under DOMALLOC={preset}: {:?}\nstdout: {stdout}\nstderr: {stderr}",
+                out.status
+            );
+            assert_eq!(out.status.signal(), Some(libc_sigabrt()), "{what}");
+            assert!(!stdout.contains("handed out twice"), "{what}");
+            let says = if preset == "pool" {
+                pool_says
+            } else {
+                debug_says
+            };
+            assert!(stderr.contains(says), "{what}");
+            assert!(
+                stderr.contains(pool_line) || stderr.contains(hook),
+                "domalloc's report expected: {what}"
+            );
+            let others = stderr.lines().filter(|l| !l.starts_with(pool_line));
+            for line in others {
+                for glibc in [
+                    "free(): ",
+                    "double free or corruption",
+                    "munmap_chunk",
+                    "tcache",
+                ] {
+                    assert!(
+                        !line.contains(glibc),
+                        "glibc's report, not domalloc's: {what}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn libc_sigabrt() -> i32 {
+    6
+}

@@ -49,9 +49,9 @@ pub use config::{ENV_VAR, PRESET_NAMES, Preset, UnknownPreset};
 pub use table::{
     CallbackId, ChangeCallback, Domain, DomainError, DomainId, DomainInfo, DynAllocator,
     MAX_CALLBACKS, MAX_DOMAINS, MEM, MemPool, OBJECT, RAW, add_domain, after_fork_child,
-    after_fork_parent, arena_allocator, domains, find, get, hook, mem_fast_path, name, on_change,
-    pool_stats, prepare_fork, preset, remove_callback, set, set_arena_allocator, setup_debug_hooks,
-    trim_pools,
+    after_fork_parent, arena_allocator, domains, find, get, guards_every_block, hook,
+    mem_fast_path, name, on_change, pool_stats, prepare_fork, preset, remove_callback, set,
+    set_arena_allocator, setup_debug_hooks, trim_pools,
 };
 
 /// Routes Rust's global allocations through a domain (usually `MEM`):

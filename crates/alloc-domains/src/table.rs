@@ -499,6 +499,27 @@ fn route(newest: &'static Installed, ptr: *const u8) -> &'static DynAllocator {
     guard.or(imprecise).unwrap_or(oldest.alloc)
 }
 
+/// Whether every block of the domain was made through a debug hook that is still in its chain
+/// (`DOMALLOC=debug`, `pool_debug`, `malloc_debug`, or `setup_debug_hooks` before the domain's
+/// first allocation): then any pointer freed through the domain that its allocators do not
+/// claim (a block freed before, an interior pointer, another domain's block) is the hook's to
+/// report, never a block of the C library's. The C library's `free` sends every pointer to the
+/// domain then.
+pub fn guards_every_block(id: DomainId) -> bool {
+    start();
+    if slot(id).is_err() {
+        return false;
+    }
+    let mut r = Some(current(id));
+    while let Some(rec) = r {
+        if rec.guards_all {
+            return true;
+        }
+        r = rec.previous;
+    }
+    false
+}
+
 /// The allocator a domain uses now (PEP 445's `PyMem_GetAllocator`).
 pub fn get(id: DomainId) -> Result<&'static DynAllocator, DomainError> {
     start();

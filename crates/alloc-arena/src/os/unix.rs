@@ -121,6 +121,15 @@ pub(crate) fn advise_huge(ptr: NonNull<u8>, len: usize) {
     let _ = (ptr, len);
 }
 
+/// Writes `line` to stderr in one call and aborts the process (no allocation, no unwinding).
+pub(crate) fn fatal(line: &[u8]) -> ! {
+    // SAFETY: a valid buffer of `line.len()` bytes; abort has no preconditions.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::abort()
+    }
+}
+
 pub(crate) fn yield_now() {
     // SAFETY: sched_yield has no preconditions.
     unsafe { libc::sched_yield() };

@@ -109,6 +109,25 @@ pub(crate) unsafe fn commit(ptr: NonNull<u8>, len: usize) -> Result<(), ArenaErr
 
 pub(crate) fn advise_huge(_ptr: NonNull<u8>, _len: usize) {}
 
+/// Writes `line` to stderr and ends the process (no allocation, no unwinding).
+pub(crate) fn fatal(line: &[u8]) -> ! {
+    use windows_sys::Win32::Storage::FileSystem::WriteFile;
+    use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE};
+    let mut written = 0u32;
+    // SAFETY: the standard error handle (or an invalid one, which WriteFile refuses) and a valid
+    // buffer; FailFast-style termination after it.
+    unsafe {
+        WriteFile(
+            GetStdHandle(STD_ERROR_HANDLE),
+            line.as_ptr(),
+            line.len() as u32,
+            &mut written,
+            core::ptr::null_mut(),
+        );
+        windows_sys::Win32::System::Threading::ExitProcess(3)
+    }
+}
+
 pub(crate) fn yield_now() {
     // SAFETY: SwitchToThread has no preconditions.
     unsafe { SwitchToThread() };

@@ -1,0 +1,104 @@
+//! The hardened default: what the pools check of every pointer handed back to them, and the
+//! one-line report that ends the process when a check fails (as glibc's "free(): invalid pointer"
+//! and snmalloc's checks do). A bad free never corrupts the pools silently:
+//!
+//! * **Interior or misaligned pointers.** A pointer into a pool must start a block: its offset in
+//!   the pool is a multiple of the pool's block size. The fast path tests it with one multiply and
+//!   one compare (`is_block_start`: n is a multiple of d exactly when `n * ceil(2^64 / d)`, taken
+//!   mod 2^64, is below `ceil(2^64 / d)`, for n below 2^32); the other paths the same way.
+//! * **Blocks of empty pools.** A pool with no block allocated has no class (`NO_CLASS`): any
+//!   pointer into it is a block freed twice (or never made).
+//! * **Double frees still in the bin.** A free's fast path refuses a block that is the top of its
+//!   bin (the usual `free(p); free(p)`), and the C library's slow path looks through the whole bin
+//!   of the class before it frees. A block freed twice with the first free already handed back to
+//!   its pool, or with other frees of the class in between that pushed it out of the bin, is not
+//!   always caught: the check is exact for the common case and cheap, not complete.
+
+use crate::arena::NO_CLASS;
+use crate::size_class::{Geometry, MAX_CLASSES};
+
+/// `ceil(2^64 / d)` for each block size `d = (class + 1) * 16` of the default spacing, and 0 for
+/// `NO_CLASS` (0 passes no test).
+pub(crate) static BLOCK_MAGIC: [u64; MAX_CLASSES + 1] = {
+    let mut t = [0u64; MAX_CLASSES + 1];
+    let mut c = 0;
+    while c < MAX_CLASSES {
+        t[c] = u64::MAX / ((c as u64 + 1) * 16) + 1;
+        c += 1;
+    }
+    t
+};
+
+/// Whether `offset` (a pointer's offset in its pool, below 2^32) is a multiple of the block size
+/// of class `class` with the default 16-byte spacing; false for `NO_CLASS`. `class` is at most
+/// `MAX_CLASSES` (`NO_CLASS`).
+#[inline(always)]
+pub(crate) fn is_block_start(offset: usize, class: usize) -> bool {
+    debug_assert!(class <= MAX_CLASSES);
+    // SAFETY: a class read from a pool meta is below `MAX_CLASSES` or is `NO_CLASS`, the table's
+    // last entry.
+    let m = unsafe { *BLOCK_MAGIC.get_unchecked(class) };
+    (offset as u64).wrapping_mul(m) < m
+}
+
+/// What is wrong with a pointer into the pools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BadFree {
+    /// Inside a block, or not aligned to one.
+    Interior,
+    /// In a pool with no block allocated.
+    EmptyPool,
+    /// Already in the freeing thread's bin.
+    DoubleFree,
+}
+
+/// Checks a pointer the registry places in a live arena of geometry `g` (any geometry: the
+/// offset is divided here, off the fast path).
+///
+/// # Safety
+/// `addr` lies in a live arena of geometry `g`.
+#[inline]
+pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, BadFree> {
+    let meta = crate::front::pool_meta(g, addr);
+    // SAFETY: the caller's guarantee: the arena's metas are initialised.
+    let (class, block) = unsafe { ((*meta).class, (*meta).block_size) };
+    if class == NO_CLASS {
+        return Err(BadFree::EmptyPool);
+    }
+    // Blocks start at the pool's first byte (header pools hold no blocks).
+    let offset = addr & (g.pool_size - 1);
+    if block == 0 || offset % usize::from(block) != 0 {
+        return Err(BadFree::Interior);
+    }
+    Ok(usize::from(class))
+}
+
+/// Reports a bad pointer on one line of stderr and aborts. `op` is the call (`free`, `realloc`,
+/// `malloc_usable_size`).
+#[cold]
+#[inline(never)]
+pub(crate) fn bad_free(op: &str, addr: usize, what: BadFree) -> ! {
+    let mut line = [0u8; 160];
+    let mut len = 0;
+    let mut put = |b: &[u8]| {
+        let n = b.len().min(line.len() - len);
+        line[len..len + n].copy_from_slice(&b[..n]);
+        len += n;
+    };
+    put(b"domalloc: ");
+    put(op.as_bytes());
+    put(b"(): ");
+    put(match what {
+        BadFree::Interior => b"invalid pointer (inside a block or misaligned)",
+        BadFree::EmptyPool => b"invalid pointer (no block is allocated there: a double free?)",
+        BadFree::DoubleFree => b"double free (the block is already free)",
+    });
+    put(b" at 0x");
+    let mut hex = [0u8; 16];
+    for (i, h) in hex.iter_mut().enumerate() {
+        *h = b"0123456789abcdef"[(addr >> (60 - 4 * i)) & 15];
+    }
+    put(&hex);
+    put(b"; aborting\n");
+    crate::os::fatal(&line[..len])
+}

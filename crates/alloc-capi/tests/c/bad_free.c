@@ -1,0 +1,32 @@
+/* One misuse of the malloc family per run (the case is argv[1]); a misuse that is not caught
+ * goes on to allocate two blocks and print whether they are the same one (a block handed out
+ * twice). The matrix in programs.rs runs each case under each preset. */
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+    const char *c = argc > 1 ? argv[1] : "none";
+    char *volatile p = malloc(64);
+    memset(p, 1, 64);
+    if (!strcmp(c, "double_free_small")) {
+        char *volatile a = malloc(32);
+        free(a);
+        free(a);
+    } else if (!strcmp(c, "double_free_medium")) {
+        char *volatile a = malloc(2000);
+        free(a);
+        free(a);
+    } else if (!strcmp(c, "interior")) {
+        free(p + 16);
+    } else if (!strcmp(c, "misaligned")) {
+        free(p + 1);
+    } else if (!strcmp(c, "realloc_freed")) {
+        free(p);
+        p = realloc(p, 100);
+    }
+    char *x = malloc(64), *y = malloc(64);
+    printf("%s not caught: %s\n", c, x == y ? "a block handed out twice" : "distinct blocks");
+    return 0;
+}
