@@ -67,7 +67,7 @@ pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, B
     }
     // Blocks start at the pool's first byte (header pools hold no blocks).
     let offset = addr & (g.pool_size - 1);
-    if block == 0 || offset % usize::from(block) != 0 {
+    if block == 0 || !offset.is_multiple_of(usize::from(block)) {
         return Err(BadFree::Interior);
     }
     Ok(usize::from(class))

@@ -381,9 +381,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         let Some(p) = NonNull::new(ptr) else {
             return;
         };
-        if crate::front::owns(self, ptr) == Ownership::Owned
-            && registry::owner_of(ptr as usize) == self.id.load(Ordering::Relaxed)
-        {
+        let id = self.id.load(Ordering::Relaxed);
+        if id != 0 && registry::owner_of(ptr as usize) == id {
             // SAFETY: in our arenas (the registry).
             let class = unsafe { crate::front::checked_class(self, "free", p) };
             let arena =
@@ -391,12 +390,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             // SAFETY: a block start of a pool in use, so its arena is live and its heap written.
             let slot = unsafe { (*arena).slot }.cast_mut();
             let c = threads::cache_if_any();
-            // SAFETY: heap slots are never unmapped; the calling thread owns the heap when its
-            // token is the owner, so it alone reads the bins.
-            if !c.is_null()
-                && unsafe { (*slot).owner.get() } == ThreadCache::token(c)
-                && unsafe { self.core_unrefreshed(slot) }.bin_holds(ptr, class)
-            {
+            // SAFETY: heap slots are never unmapped.
+            let mine = !c.is_null() && unsafe { (*slot).owner.get() } == ThreadCache::token(c);
+            // SAFETY: the calling thread owns the heap (its token is the owner), so it alone
+            // reads the bins.
+            if mine && unsafe { self.core_unrefreshed(slot) }.bin_holds(ptr, class) {
                 crate::check::bad_free("free", ptr as usize, crate::check::BadFree::DoubleFree);
             }
         }

@@ -102,6 +102,13 @@ pub(crate) fn new_owner_id() -> u32 {
     }
 }
 
+/// Whether `ptr` lies in an arena of any pool allocator of the process (any pointer may be asked:
+/// nothing but the registry is read). Where this says yes, a pointer that no allocator claims as a
+/// live block is a bad free (freed before, or inside a block), never a block of the C library's.
+pub fn in_pool_arena(ptr: *const u8) -> bool {
+    owner_of(ptr as usize) != 0
+}
+
 #[inline]
 /// (root index, leaf slot) of the 1 MiB chunk holding `addr`, or `None` above the address range.
 pub(crate) fn split(addr: usize) -> Option<(usize, usize)> {

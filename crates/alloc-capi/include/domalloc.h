@@ -9,8 +9,8 @@
  *   - a bad free into domalloc's pools (a pointer inside a block or misaligned, a block freed
  *     twice while still in the thread's cache, a block of a pool with nothing allocated) ends
  *     the process with one line on stderr naming domalloc, the call and the address, where glibc
- *     may go on; under DOMALLOC=debug, pool_debug or malloc_debug every pointer freed goes to the
- *     debug hooks, which report it (block, serial, API id) rather than handing it to glibc;
+ *     may go on; under DOMALLOC=debug or pool_debug every pointer freed into the pools goes to
+ *     the debug hooks, which report it (block, serial, API id) rather than handing it to glibc;
  *   - requests with an alignment above 16 are glibc's (they carry no guards under the debug
  *     presets).
  */

@@ -58,12 +58,16 @@ fn oom() -> *mut c_void {
     ptr::null_mut()
 }
 
-/// Whether `p` goes to the mem domain (else it is glibc's): the domain claims it, or a debug hook
-/// made every block of the domain (`DOMALLOC=debug` and the like), so that a pointer it does not
-/// claim is one to report (freed twice, inside a block, of another domain), never glibc's.
+/// Whether `p` goes to the mem domain (else it is glibc's): the domain claims it, or it lies in
+/// domalloc's pools while a debug hook made every block of the domain (`DOMALLOC=debug` and the
+/// like), so that a pointer there that it does not claim is one to report (freed twice, inside a
+/// block, of another domain), never glibc's. Pointers elsewhere that the domain does not claim
+/// are glibc's (its aligned blocks, the pool's large blocks once freed).
 #[inline]
 fn ours(p: *mut c_void) -> bool {
-    MEM.owns(p.cast()) == Ownership::Owned || alloc_domains::guards_every_block(DomainId::MEM)
+    MEM.owns(p.cast()) == Ownership::Owned
+        || (alloc_arena::in_pool_arena(p.cast())
+            && alloc_domains::guards_every_block(DomainId::MEM))
 }
 
 /// glibc's `malloc_usable_size`, found behind ours.

@@ -268,34 +268,23 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
     let cases: &[(&str, &[&str], &str, &str)] = &[
         (
             "double_free_small",
-            &["pool", "pool_debug", "debug", "malloc_debug"],
+            &["pool", "pool_debug", "debug"],
             "double free",
             hook,
         ),
         (
             "interior",
-            &["pool", "pool_debug", "debug", "malloc_debug"],
+            &["pool", "pool_debug", "debug"],
             "invalid pointer (inside a block",
             "",
         ),
         (
             "misaligned",
-            &["pool", "pool_debug", "debug", "malloc_debug"],
+            &["pool", "pool_debug", "debug"],
             "invalid pointer (inside a block",
             "",
         ),
-        (
-            "double_free_medium",
-            &["pool_debug", "debug", "malloc_debug"],
-            "",
-            hook,
-        ),
-        (
-            "realloc_freed",
-            &["pool_debug", "debug", "malloc_debug"],
-            "",
-            hook,
-        ),
+        ("realloc_freed", &["pool_debug", "debug"], "", hook),
     ];
     for &(case, presets, pool_says, debug_says) in cases {
         for &preset in presets {
