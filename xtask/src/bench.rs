@@ -19,10 +19,18 @@ const QUICK_WORKLOADS: &[&str] = &[
     "prodcons",
     "larson",
     "python",
+    "capi",
 ];
 /// A workload run by xtask itself rather than the runner: `python3` under each allocator that can
 /// replace the C `malloc` (see `python_bench`).
 const PYTHON: &str = "python";
+/// The C programs under each preloaded allocator (see `capi_bench`), also run by xtask.
+const CAPI: &str = "capi";
+
+/// Whether xtask runs workload `w` itself (not the runner).
+fn by_xtask(w: &str) -> bool {
+    w == PYTHON || w == CAPI
+}
 /// The quick suite's allocators: the peers, the pool, and the pool through a domain.
 const QUICK_ALLOCATORS: &[&str] = &["system", "mimalloc", "jemalloc", "pool", "domain"];
 
@@ -94,6 +102,7 @@ fn parse(args: &[String], catalog: &Catalog) -> Result<Options> {
             "--full" => {
                 o.workloads = catalog.workloads.clone();
                 o.workloads.push(PYTHON.to_string());
+                o.workloads.push(CAPI.to_string());
                 o.allocators = catalog.allocators.clone();
                 let n = std::thread::available_parallelism().map_or(2, |n| n.get());
                 o.threads = if n > 2 {
@@ -118,7 +127,7 @@ fn parse(args: &[String], catalog: &Catalog) -> Result<Options> {
         }
     }
     for w in &o.workloads {
-        if !catalog.workloads.contains(w) && w != PYTHON {
+        if !catalog.workloads.contains(w) && !by_xtask(w) {
             return Err(format!(
                 "unknown workload {w:?}; known: {}",
                 catalog.workloads.join(", ")
@@ -202,7 +211,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     let catalog = catalog(&exe)?;
     let o = parse(args, &catalog)?;
 
-    let total = o.workloads.iter().filter(|w| *w != PYTHON).count() * o.allocators.len();
+    let total = o.workloads.iter().filter(|w| !by_xtask(w)).count() * o.allocators.len();
     let mut rows = Vec::new();
     let start = Instant::now();
     eprintln!(
@@ -213,7 +222,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         o.samples
     );
     let mut done = 0;
-    for w in o.workloads.iter().filter(|w| *w != PYTHON) {
+    for w in o.workloads.iter().filter(|w| !by_xtask(w)) {
         for a in &o.allocators {
             done += 1;
             if catalog.global_workloads.contains(w) && catalog.direct_only.contains(a) {
@@ -259,10 +268,19 @@ pub(crate) fn run(args: &[String]) -> Result {
         let lines = crate::python_bench::run(o.samples, &o.allocators)?;
         rows.extend(lines.iter().filter_map(|l| parse_row(l)));
     }
+    #[cfg(unix)]
+    if o.workloads.iter().any(|w| w == CAPI) {
+        let lines = crate::capi_bench::run(o.samples, &o.allocators)?;
+        rows.extend(lines.iter().filter_map(|l| parse_row(l)));
+    }
     if rows.is_empty() {
         return Err("no benchmark produced a result".into());
     }
-    let rank = |list: &[String], name: &str| list.iter().position(|x| x == name);
+    // The C programs' rows (`capi-pairs`, ...) sort where `capi` stands.
+    let rank = |list: &[String], name: &str| {
+        let name = if name.starts_with("capi-") { CAPI } else { name };
+        list.iter().position(|x| x == name)
+    };
     rows.sort_by_key(|r| {
         (
             rank(&o.workloads, &r.workload),
@@ -272,6 +290,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         )
     });
     print_table(&rows, &o);
+    print_instructions(&rows);
     write_report(&rows, &o)
 }
 
@@ -323,6 +342,26 @@ fn print_table(rows: &[Row], o: &Options) {
                 .map_or("-".to_string(), |v| v.to_string())
         );
         last = Some(key);
+    }
+}
+
+/// The instruction counts of the rows that have them (the C programs, under callgrind).
+fn print_instructions(rows: &[Row]) {
+    let counted: Vec<(&Row, f64)> = rows
+        .iter()
+        .filter_map(|r| {
+            field(&r.raw, "instructions_per_op")
+                .and_then(|v| v.parse().ok())
+                .map(|v| (r, v))
+        })
+        .collect();
+    if counted.is_empty() {
+        return;
+    }
+    println!("
+instructions per operation (callgrind; exact, where times are not)");
+    for (r, v) in counted {
+        println!("{:<12} {:>3} {:<12} {:>10.1}", r.workload, r.threads, r.allocator, v);
     }
 }
 

@@ -16,6 +16,8 @@ use std::time::Instant;
 
 mod bench;
 #[cfg(unix)]
+mod capi_bench;
+#[cfg(unix)]
 mod python_bench;
 mod tune;
 

@@ -2,8 +2,9 @@
 //! (`crates/alloc-capi/tests/py/churn.py`) with `PYTHONMALLOC=malloc`, so that every allocation of
 //! the interpreter goes to the C `malloc`, under each allocator that can replace it: glibc itself
 //! (`system`), domalloc's C library through its mem domain (`domain`, `LD_PRELOAD`), and jemalloc
-//! and mimalloc when a shared library of theirs is installed (skipped with a note otherwise).
-//! Time per run (wall clock) and the process's peak RSS (`wait4`).
+//! and mimalloc when a shared library of theirs is installed (skipped with a note otherwise), and
+//! CPython's own pymalloc (`pymalloc`: no preload, the default `PYTHONMALLOC`), the allocator
+//! domalloc's pool follows. Time per run (wall clock) and the process's peak RSS (`wait4`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -12,7 +13,7 @@ use std::time::Instant;
 use crate::{Result, cargo, root};
 
 /// Where distributions put the peers' shared libraries.
-const PEER_LIBS: &[(&str, &[&str])] = &[
+pub(crate) const PEER_LIBS: &[(&str, &[&str])] = &[
     (
         "jemalloc",
         &[
@@ -34,14 +35,25 @@ const PEER_LIBS: &[(&str, &[&str])] = &[
 ];
 
 /// One run: wall nanoseconds and peak RSS in KiB.
-fn run_once(preload: Option<&PathBuf>, script: &PathBuf, scale: &str) -> Result<(f64, u64)> {
+/// How python3 gets its memory in one row.
+enum Subject {
+    /// `PYTHONMALLOC=malloc`, with this library preloaded (or glibc).
+    Malloc(Option<PathBuf>),
+    /// CPython's own pymalloc (the default `PYTHONMALLOC`), nothing preloaded.
+    Pymalloc,
+}
+
+fn run_once(subject: &Subject, script: &PathBuf, scale: &str) -> Result<(f64, u64)> {
     let mut c = Command::new("python3");
     c.arg(script)
         .arg(scale)
-        .env("PYTHONMALLOC", "malloc")
+        .env_remove("PYTHONMALLOC")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if let Some(lib) = preload {
+    if let Subject::Malloc(_) = subject {
+        c.env("PYTHONMALLOC", "malloc");
+    }
+    if let Subject::Malloc(Some(lib)) = subject {
         c.env("LD_PRELOAD", lib).env("DOMALLOC", "pool");
     }
     let start = Instant::now();
@@ -73,25 +85,31 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
     crate::run("building libdomalloc (release)", build)?;
     let lib = root().join("target/release/libdomalloc.so");
     let script = root().join("crates/alloc-capi/tests/py/churn.py");
-    let mut subjects: Vec<(&str, Option<PathBuf>)> = vec![("system", None), ("domain", Some(lib))];
+    let mut subjects: Vec<(&str, Subject)> = vec![
+        ("system", Subject::Malloc(None)),
+        ("domain", Subject::Malloc(Some(lib))),
+        ("pymalloc", Subject::Pymalloc),
+    ];
     for (name, paths) in PEER_LIBS {
         match paths.iter().map(PathBuf::from).find(|p| p.exists()) {
-            Some(p) => subjects.push((name, Some(p))),
+            Some(p) => subjects.push((name, Subject::Malloc(Some(p)))),
             None => eprintln!(
                 "    python: no shared {name} library installed (looked in {}); skipped",
                 paths.join(", ")
             ),
         }
     }
-    let wanted = |name: &str| allocators.iter().any(|a| a == name) || name == "domain";
+    let wanted = |name: &str| {
+        allocators.iter().any(|a| a == name) || name == "domain" || name == "pymalloc"
+    };
     let mut lines = Vec::new();
-    for (name, preload) in subjects.into_iter().filter(|(n, _)| wanted(n)) {
+    for (name, subject) in subjects.into_iter().filter(|(n, _)| wanted(n)) {
         eprint!("\r    python on {name}...{:20}", "");
-        run_once(preload.as_ref(), &script, "1")?; // warm-up (page cache, .pyc files)
+        run_once(&subject, &script, "1")?; // warm-up (page cache, .pyc files)
         let mut ns = Vec::new();
         let mut peak = 0;
         for _ in 0..samples {
-            let (t, rss) = run_once(preload.as_ref(), &script, "1")?;
+            let (t, rss) = run_once(&subject, &script, "1")?;
             ns.push(t);
             peak = peak.max(rss);
         }

@@ -65,9 +65,15 @@ pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, B
     if class == NO_CLASS {
         return Err(BadFree::EmptyPool);
     }
-    // Blocks start at the pool's first byte (header pools hold no blocks).
+    // Blocks start at the pool's first byte (header pools hold no blocks). The default spacing
+    // takes the multiply of the fast path; other spacings divide.
     let offset = addr & (g.pool_size - 1);
-    if block == 0 || !offset.is_multiple_of(usize::from(block)) {
+    let start = if g.class_shift == 4 {
+        is_block_start(offset, usize::from(class))
+    } else {
+        block != 0 && offset.is_multiple_of(usize::from(block))
+    };
+    if !start {
         return Err(BadFree::Interior);
     }
     Ok(usize::from(class))
