@@ -278,12 +278,17 @@ pub(crate) fn run(args: &[String]) -> Result {
     }
     // The C programs' rows (`capi-pairs`, ...) sort where `capi` stands.
     let rank = |list: &[String], name: &str| {
-        let name = if name.starts_with("capi-") { CAPI } else { name };
+        let name = if name.starts_with("capi-") {
+            CAPI
+        } else {
+            name
+        };
         list.iter().position(|x| x == name)
     };
     rows.sort_by_key(|r| {
         (
             rank(&o.workloads, &r.workload),
+            r.workload.clone(),
             r.threads,
             r.size,
             rank(&o.allocators, &r.allocator),
@@ -358,10 +363,15 @@ fn print_instructions(rows: &[Row]) {
     if counted.is_empty() {
         return;
     }
-    println!("
-instructions per operation (callgrind; exact, where times are not)");
+    println!(
+        "
+instructions per operation (callgrind; exact, where times are not)"
+    );
     for (r, v) in counted {
-        println!("{:<12} {:>3} {:<12} {:>10.1}", r.workload, r.threads, r.allocator, v);
+        println!(
+            "{:<12} {:>3} {:<12} {:>10.1}",
+            r.workload, r.threads, r.allocator, v
+        );
     }
 }
 

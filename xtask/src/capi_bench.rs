@@ -127,7 +127,11 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
                 "    capi: {name} is missing: no shared library of it in {} (on Debian: apt-get \
                  install {}); its rows are left out",
                 paths.join(", "),
-                if *name == "mimalloc" { "libmimalloc2.0" } else { "libjemalloc2" }
+                if *name == "mimalloc" {
+                    "libmimalloc2.0"
+                } else {
+                    "libjemalloc2"
+                }
             ),
         }
     }

@@ -99,9 +99,8 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
             ),
         }
     }
-    let wanted = |name: &str| {
-        allocators.iter().any(|a| a == name) || name == "domain" || name == "pymalloc"
-    };
+    let wanted =
+        |name: &str| allocators.iter().any(|a| a == name) || name == "domain" || name == "pymalloc";
     let mut lines = Vec::new();
     for (name, subject) in subjects.into_iter().filter(|(n, _)| wanted(n)) {
         eprint!("\r    python on {name}...{:20}", "");

@@ -83,7 +83,7 @@ pub(crate) struct PoolMeta {
     /// stayed empty for `purge_delay_ms`.
     pub(crate) emptied_at: u32,
     /// Block size in bytes (valid while `class != NO_CLASS`).
-    pub(crate) block_size: u16,
+    pub(crate) block_size: u32,
     /// Size class, or [`NO_CLASS`] when empty.
     pub(crate) class: u8,
     /// Whether the pool is on its class's `used` list.

@@ -61,7 +61,7 @@ pub(crate) enum BadFree {
 pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, BadFree> {
     let meta = crate::front::pool_meta(g, addr);
     // SAFETY: the caller's guarantee: the arena's metas are initialised.
-    let (class, block) = unsafe { ((*meta).class, (*meta).block_size) };
+    let (class, block) = unsafe { ((*meta).class, (*meta).block_size as usize) };
     if class == NO_CLASS {
         return Err(BadFree::EmptyPool);
     }
@@ -71,7 +71,7 @@ pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, B
     let start = if g.class_shift == 4 {
         is_block_start(offset, usize::from(class))
     } else {
-        block != 0 && offset.is_multiple_of(usize::from(block))
+        block != 0 && offset.is_multiple_of(block)
     };
     if !start {
         return Err(BadFree::Interior);

@@ -12,14 +12,14 @@
 //! now" (the domain table does while a domain has another allocator). One comparison then
 //! answers several questions at once:
 //!
-//! * `malloc`: the thread's most recent heap (`ways[0]`) is this allocator's, and the caller
+//! * `malloc`: the thread's heap in this allocator's way of its cache is this allocator's, and the caller
 //!   allows the fast path (no way holds [`NO_KEY`]: registry ids never take that value);
 //! * `free`: the registry maps the block's 1 MiB chunk to this allocator's arenas, and the caller
 //!   allows the fast path. Null and every pointer outside domalloc's arenas map to 0 or to
 //!   another id, so they go the long way.
 //!
 //! ```text
-//!   malloc(n): n <= 512 ─ ways[0].id == key ─ bin[(n-1)/16] not empty ─> pop      (else: front)
+//!   malloc(n): n <= 512 ─ way.id == key ─ bin[(n-1)/16] not empty ─> pop      (else: front)
 //!   free(p):   registry[p >> 20] == key ─ heap(p).owner == me ─ bin not full ─> push (else: front)
 //! ```
 
@@ -39,13 +39,16 @@ use crate::threads::{self, ThreadCache};
 pub const NO_KEY: u32 = u32::MAX;
 
 impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
-    /// The key of this allocator's fast paths: its registry id if it has one and uses the
-    /// default geometry (the fast paths compute size classes and pool positions from it as
-    /// constants), [`NO_KEY`] otherwise.
+    /// The key of this allocator's fast paths: its registry id (assigned now if it has none yet)
+    /// if it uses the default geometry (the fast paths compute size classes and pool positions
+    /// from it as constants), [`NO_KEY`] otherwise.
     pub fn fast_key(&self) -> u32 {
         let g = self.geometry();
         let d = &DEFAULT_GEOMETRY;
-        let id = self.owner_id().load(Ordering::Relaxed);
+        let id = match self.owner_id().load(Ordering::Relaxed) {
+            0 => self.assign_id(),
+            id => id,
+        };
         let default = g.class_shift == d.class_shift
             && g.threshold == d.threshold
             && g.pool_shift == d.pool_shift
@@ -73,11 +76,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return None;
         }
         // SAFETY: the calling thread's cache, touched only by it.
-        let w = unsafe { (*c).ways[0] };
+        let w = unsafe { (*c).ways[ThreadCache::way_of(key as usize)] };
         if w.id != key as usize {
             return None;
         }
-        // SAFETY: `ways[0]` holds a heap the calling thread owns, of the allocator whose id is
+        // SAFETY: the way holds a heap the calling thread owns, of the allocator whose id is
         // `key`: this one (the caller's guarantee), with the default geometry, so `class_of` by
         // the default geometry is the heap's class; no other reference to the core is alive.
         unsafe { self.core_unrefreshed(w.slot) }.pop_bin(below >> g.class_shift)

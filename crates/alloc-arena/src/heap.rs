@@ -34,17 +34,19 @@ use crate::threads::SlotHeader;
 /// The most blocks a bin can hold.
 const BIN_CAPACITY: usize = 256;
 /// The most bytes a bin holds before it gives half back to the pools: bins of small classes hold
-/// `BIN_CAPACITY` blocks, bins of large ones fewer (at least 32), so all bins of a heap together
-/// keep well under a mebibyte away from the pools.
+/// `BIN_CAPACITY` blocks, bins of larger ones fewer (at least 32 up to 1 KiB blocks, then at least
+/// 2), so all bins of a heap together keep well under a mebibyte away from the pools with the
+/// default classes, and a few mebibytes with classes up to 64 KiB.
 const BIN_BYTES: usize = 32 << 10;
 
 /// How many blocks the bin of blocks of `block_size` bytes holds.
 const fn bin_limit(block_size: usize) -> usize {
     let n = BIN_BYTES / block_size;
+    let floor = if block_size <= 1024 { 32 } else { 2 };
     if n > BIN_CAPACITY {
         BIN_CAPACITY
-    } else if n < 32 {
-        32
+    } else if n < floor {
+        floor
     } else {
         n
     }
@@ -358,7 +360,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 if p.next_offset < p.end_offset {
                     // Lazy carving: one never-used block, handed out directly.
                     let block = p.base.add(p.next_offset as usize);
-                    p.next_offset += u32::from(p.block_size);
+                    p.next_offset += p.block_size;
                     p.used += 1;
                     return Some(NonNull::new_unchecked(block));
                 }
@@ -382,7 +384,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         unsafe {
             let p = &mut *pool;
             p.class = class as u8;
-            p.block_size = size as u16;
+            p.block_size = size as u32;
             p.capacity = capacity as u16;
             p.used = 1;
             p.free = ptr::null_mut();

@@ -108,6 +108,31 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
     }
 
+    /// A pool allocator with the parameters of `config`, in a `const` context (a `static`): an
+    /// invalid configuration is a compile-time error there (and a panic elsewhere); use
+    /// [`with_config`](Self::with_config) for a configuration known only at run time.
+    ///
+    /// ```
+    /// use alloc_arena::{OsArenas, PoolAllocator, PoolConfig};
+    /// use alloc_core::System;
+    ///
+    /// const MEDIUM: PoolConfig = PoolConfig {
+    ///     spacing: 128,
+    ///     threshold: 8 << 10,
+    ///     pool_size: 64 << 10,
+    ///     arena_size: 4 << 20,
+    ///     ..PoolConfig::DEFAULT
+    /// };
+    /// static POOL: PoolAllocator<OsArenas, System> =
+    ///     PoolAllocator::with_valid_config(MEDIUM, OsArenas::new(), System);
+    /// ```
+    pub const fn with_valid_config(config: PoolConfig, provider: P, large: L) -> Self {
+        match Geometry::new(config) {
+            Ok(g) => Self::from_geometry(g, provider, large),
+            Err(_) => panic!("an invalid PoolConfig"),
+        }
+    }
+
     /// A pool allocator with the parameters of `config`, or the reason they cannot work.
     ///
     /// ```
@@ -133,7 +158,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// This allocator's id, assigned on first use.
     #[cold]
-    fn assign_id(&self) -> u32 {
+    pub(crate) fn assign_id(&self) -> u32 {
         let fresh = registry::new_owner_id();
         // Relaxed: the id is only compared with itself (thread caches, the registry's slots,
         // which carry their own ordering).
@@ -184,7 +209,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if !c.is_null() {
             let id = self.id.load(Ordering::Relaxed) as usize;
             // SAFETY: the calling thread's cache, touched only by it.
-            let w = unsafe { (*c).ways[0] };
+            let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
             if w.id == id && id != 0 {
                 return w.slot;
             }
@@ -205,13 +230,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         let id = id as usize;
         // SAFETY: the calling thread's cache, touched only by it.
         let cache = unsafe { &mut *c };
-        if let Some(i) = cache
-            .ways
-            .iter()
-            .position(|w| w.id == id && !w.slot.is_null())
-        {
-            cache.promote(i);
-            return cache.ways[0].slot;
+        let w = cache.ways[ThreadCache::way_of(id)];
+        if w.id == id && !w.slot.is_null() {
+            return w.slot;
         }
         let token = ThreadCache::token(c);
         let slot = self
@@ -370,36 +391,56 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { self.free_remote(slot, ptr) }
     }
 
-    /// `free` with the hardened default's whole check, for the C library's long way: a pointer
-    /// into the pools that does not start a block of a pool in use, or a block already in the
-    /// calling thread's bin, is reported on one line of stderr and the process aborts (see the
-    /// crate README); anything else is freed as `free` does.
+    /// The hardened default's whole check of a pointer handed back to the pools, for the C
+    /// library's long way: `None` if `ptr` is not in this allocator's arenas; otherwise its class,
+    /// unless it does not start a block of a pool in use or is already in the calling thread's
+    /// bin, which is reported on one line of stderr (naming `op`) before the process aborts.
+    fn checked_live_class(&self, ptr: *const u8, op: &str) -> Option<usize> {
+        let p = NonNull::new(ptr.cast_mut())?;
+        let id = self.id.load(Ordering::Relaxed);
+        if id == 0 || registry::owner_of(ptr as usize) != id {
+            return None;
+        }
+        // SAFETY: in our arenas (the registry).
+        let class = unsafe { crate::front::checked_class(self, op, p) };
+        let arena = (ptr as usize & !(self.geo.arena_size - 1)) as *const crate::arena::ArenaHeader;
+        // SAFETY: a block start of a pool in use, so its arena is live and its heap written.
+        let slot = unsafe { (*arena).slot }.cast_mut();
+        let c = threads::cache_if_any();
+        // SAFETY: heap slots are never unmapped.
+        let mine = !c.is_null() && unsafe { (*slot).owner.get() } == ThreadCache::token(c);
+        // SAFETY: the calling thread owns the heap (its token is the owner), so it alone reads
+        // the bins.
+        if mine && unsafe { self.core_unrefreshed(slot) }.bin_holds(p.as_ptr(), class) {
+            crate::check::bad_free(op, ptr as usize, crate::check::BadFree::DoubleFree);
+        }
+        Some(class)
+    }
+
+    /// Whether `ptr` lies in this allocator's arenas, after the hardened default's whole check
+    /// of it (see [`free_checked`](Self::free_checked)): a bad pointer there ends the process
+    /// with one line on stderr naming `op`, the call the program made (`realloc`,
+    /// `malloc_usable_size`).
+    pub fn check_live(&self, ptr: *const u8, op: &str) -> bool {
+        self.checked_live_class(ptr, op).is_some()
+    }
+
+    /// Frees `ptr` if it lies in this allocator's arenas, with the hardened default's whole check
+    /// (for the C library's long way): a pointer there that does not start a block of a pool in
+    /// use, or a block already in the calling thread's bin, is reported on one line of stderr
+    /// and the process aborts (see the crate README). Returns false, having done nothing, for a
+    /// pointer elsewhere (null included).
     ///
     /// # Safety
-    /// As for `free`, except that a bad pointer into the pools is caught, not undefined.
-    pub unsafe fn free_checked(&self, ptr: *mut u8) {
-        let Some(p) = NonNull::new(ptr) else {
-            return;
+    /// `ptr` is null, a live block of this allocator's pools or a pointer elsewhere; a bad
+    /// pointer into the pools is caught, not undefined.
+    pub unsafe fn free_checked(&self, ptr: *mut u8) -> bool {
+        let Some(class) = self.checked_live_class(ptr, "free") else {
+            return false;
         };
-        let id = self.id.load(Ordering::Relaxed);
-        if id != 0 && registry::owner_of(ptr as usize) == id {
-            // SAFETY: in our arenas (the registry).
-            let class = unsafe { crate::front::checked_class(self, "free", p) };
-            let arena =
-                (ptr as usize & !(self.geo.arena_size - 1)) as *const crate::arena::ArenaHeader;
-            // SAFETY: a block start of a pool in use, so its arena is live and its heap written.
-            let slot = unsafe { (*arena).slot }.cast_mut();
-            let c = threads::cache_if_any();
-            // SAFETY: heap slots are never unmapped.
-            let mine = !c.is_null() && unsafe { (*slot).owner.get() } == ThreadCache::token(c);
-            // SAFETY: the calling thread owns the heap (its token is the owner), so it alone
-            // reads the bins.
-            if mine && unsafe { self.core_unrefreshed(slot) }.bin_holds(ptr, class) {
-                crate::check::bad_free("free", ptr as usize, crate::check::BadFree::DoubleFree);
-            }
-        }
-        // SAFETY: the caller's guarantee, with the checks above.
-        unsafe { crate::front::free(self, ptr) }
+        // SAFETY: a live block of our pools of `class` (the caller's guarantee, checked).
+        unsafe { self.free_block(NonNull::new_unchecked(ptr), Some(class)) };
+        true
     }
 
     /// Statistics of the pools (per size class, arenas, bytes); see [`PoolStats`].
@@ -534,9 +575,10 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
         let slot = unsafe { (*arena).slot }.cast_mut();
         let c = threads::cache_if_any();
         if !c.is_null() {
+            let id = self.id.load(Ordering::Relaxed) as usize;
             // SAFETY: the calling thread's cache.
-            let w = unsafe { (*c).ways[0] };
-            if w.slot == slot && w.id == self.id.load(Ordering::Relaxed) as usize {
+            let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
+            if w.slot == slot && w.id == id {
                 // SAFETY: the heap is ours (the current way of this allocator); the caller's
                 // guarantee makes the block a live block of it.
                 unsafe { self.free_local(slot, ptr, class) };

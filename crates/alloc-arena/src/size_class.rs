@@ -25,7 +25,7 @@ pub const MAX_POOLS_PER_ARENA: usize = 1024;
 /// benches: each of these can be changed and measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PoolConfig {
-    /// Distance between size classes in bytes: a power of two from 16 to 256. Default 16.
+    /// Distance between size classes in bytes: a power of two from 16 to 4096. Default 16.
     pub spacing: usize,
     /// The largest request served from pools; larger ones go to the large-block allocator.
     /// A multiple of `spacing`, at most `MAX_CLASSES * spacing` and a quarter of a pool. Default 512.
@@ -142,7 +142,7 @@ const fn min(a: usize, b: usize) -> usize {
 
 impl Geometry {
     pub(crate) const fn new(c: PoolConfig) -> Result<Geometry, ConfigError> {
-        if let Err(e) = check_pow2("spacing", c.spacing, 16, 256) {
+        if let Err(e) = check_pow2("spacing", c.spacing, 16, 4096) {
             return Err(e);
         }
         if let Err(e) = check_pow2("pool_size", c.pool_size, 4 << 10, 256 << 10) {

@@ -126,7 +126,8 @@ pub(crate) struct Way {
     pub(crate) slot: *mut SlotHeader,
 }
 
-/// A thread's heaps, most recently used first. Its address is the thread's token.
+/// A thread's heaps, one way per allocator id modulo `CACHE_WAYS`. Its address is the thread's
+/// token.
 pub(crate) struct ThreadCache {
     pub(crate) ways: [Way; CACHE_WAYS],
     /// The next free cache in the store (without `std`).
@@ -155,23 +156,25 @@ impl ThreadCache {
         this as usize
     }
 
-    /// Moves way `i` to the front.
-    pub(crate) fn promote(&mut self, i: usize) {
-        let w = self.ways[i];
-        self.ways.copy_within(0..i, 1);
-        self.ways[0] = w;
+    /// The way that holds allocator `id`'s heap, if the thread has one: the cache is direct
+    /// mapped, so that a thread that alternates between allocators (a program whose blocks span
+    /// the mem domain's three pools) finds each one's heap with one compare.
+    #[inline(always)]
+    pub(crate) const fn way_of(id: usize) -> usize {
+        id % CACHE_WAYS
     }
 
-    /// Puts `(id, slot)` in front, evicting the last way: its heap is abandoned (if the slot still
-    /// belongs to that allocator and this thread) and returned so the caller can collect it.
+    /// Puts `(id, slot)` in its way, evicting the heap there: that heap is abandoned (if the slot
+    /// still belongs to its allocator and this thread), and its allocator adopts a heap again
+    /// when the thread comes back to it.
     pub(crate) fn insert(&mut self, id: usize, slot: *mut SlotHeader) {
-        let last = self.ways[CACHE_WAYS - 1];
-        if !last.slot.is_null() {
+        let i = Self::way_of(id);
+        let old = self.ways[i];
+        if !old.slot.is_null() && old.id != id {
             // SAFETY: slot headers are never unmapped.
-            unsafe { abandon_way(last, ThreadCache::token(self)) };
+            unsafe { abandon_way(old, ThreadCache::token(self)) };
         }
-        self.ways.copy_within(0..CACHE_WAYS - 1, 1);
-        self.ways[0] = Way { id, slot };
+        self.ways[i] = Way { id, slot };
     }
 }
 

@@ -151,11 +151,11 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[cold]
 #[inline(never)]
 unsafe extern "C" fn free_slow(p: *mut c_void) {
-    let (pool, key) = mem_fast_path();
+    let (_, key) = mem_fast_path();
     if key != NO_KEY {
         // SAFETY: the pool is the mem domain's only allocator: it takes null, its blocks, and
         // (handing them to glibc's free) every block it does not claim, as below.
-        return unsafe { pool.free_checked(p.cast()) };
+        return unsafe { alloc_domains::free_standard_checked(p.cast()) };
     }
     if p.is_null() {
         return;
@@ -184,6 +184,9 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         // SAFETY: a live block, freed once.
         unsafe { free(p) };
         return ptr::null_mut();
+    }
+    if mem_fast_path().1 != NO_KEY {
+        alloc_domains::check_standard_live(p.cast(), "realloc");
     }
     if ours(p) {
         // SAFETY: a live block the domain claims.
@@ -318,6 +321,9 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     let Some(nn) = NonNull::new(p.cast::<u8>()) else {
         return 0;
     };
+    if mem_fast_path().1 != NO_KEY {
+        alloc_domains::check_standard_live(p.cast(), "malloc_usable_size");
+    }
     if ours(p) {
         // SAFETY: a live block the domain claims.
         if let Some(n) = unsafe { MEM.usable_size(nn) } {

@@ -25,6 +25,9 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "realloc_freed")) {
         free(p);
         p = realloc(p, 100);
+    } else if (!strcmp(c, "usable_size_freed")) {
+        free(p);
+        printf("%zu\n", malloc_usable_size(p));
     }
     char *x = malloc(64), *y = malloc(64);
     printf("%s not caught: %s\n", c, x == y ? "a block handed out twice" : "distinct blocks");
