@@ -78,6 +78,8 @@ mod remote;
 #[cfg(not(loom))]
 mod size_class;
 #[cfg(not(loom))]
+mod span;
+#[cfg(not(loom))]
 mod stats;
 #[cfg(not(loom))]
 mod swap;
@@ -102,6 +104,8 @@ pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionError};
 pub use registry::in_pool_arena;
 #[cfg(not(loom))]
 pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
+#[cfg(not(loom))]
+pub use span::Spans;
 #[cfg(not(loom))]
 pub use stats::{ClassStats, PoolStats};
 #[cfg(not(loom))]

@@ -49,7 +49,7 @@ pub use config::{ENV_VAR, PRESET_NAMES, Preset, UnknownPreset};
 pub use table::{
     CallbackId, ChangeCallback, Domain, DomainError, DomainId, DomainInfo, DynAllocator,
     LARGE_POOL, LargePool, MAX_CALLBACKS, MAX_DOMAINS, MEDIUM_POOL, MEM, MediumPool, MemPool,
-    OBJECT, RAW, add_domain, after_fork_child, after_fork_parent, arena_allocator,
+    MemSpans, OBJECT, RAW, add_domain, after_fork_child, after_fork_parent, arena_allocator,
     check_standard_live, domains, find, free_standard_checked, get, guards_every_block, hook,
     mem_fast_path, name, on_change, pool_stats, prepare_fork, preset, remove_callback, set,
     set_arena_allocator, setup_debug_hooks, trim_pools,

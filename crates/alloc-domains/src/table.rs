@@ -39,7 +39,8 @@ use core::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use alloc_arena::{
-    DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, PoolConfig, SwapError, SwappableArenas,
+    DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, PoolConfig, Spans, SwapError,
+    SwappableArenas,
 };
 use alloc_core::{DomainAllocator, Ownership, System};
 use alloc_debug::Guarded;
@@ -212,8 +213,10 @@ pub const LARGE_POOL: PoolConfig = PoolConfig {
     arena_size: 16 << 20,
     ..PoolConfig::DEFAULT
 };
-/// The mem domain's pool of blocks of 8 KiB to 64 KiB; above, the C library.
-pub type LargePool = PoolAllocator<&'static OsArenas, System>;
+/// The mem domain's blocks above 64 KiB: a span each, freed spans cached for reuse.
+pub type MemSpans = Spans<&'static OsArenas>;
+/// The mem domain's pool of blocks of 8 KiB to 64 KiB; above, [`MemSpans`].
+pub type LargePool = PoolAllocator<&'static OsArenas, &'static MemSpans>;
 /// The mem domain's pool of blocks of 513 bytes to 8 KiB; above, [`LargePool`].
 pub type MediumPool = PoolAllocator<&'static OsArenas, &'static LargePool>;
 /// The mem domain's pool: pymalloc's classes up to 512 bytes, then [`MediumPool`] (three pool
@@ -221,7 +224,8 @@ pub type MediumPool = PoolAllocator<&'static OsArenas, &'static LargePool>;
 /// remote frees). The medium and large pools take their arenas from the OS directly: PEP 445's
 /// arena allocator ([`set_arena_allocator`]) feeds the small-object pools, as CPython's does.
 pub type MemPool = PoolAllocator<&'static SwappableArenas, &'static MediumPool>;
-static LARGE: LargePool = PoolAllocator::with_valid_config(LARGE_POOL, &OS_ARENAS, System);
+static SPANS: MemSpans = Spans::with_provider(&OS_ARENAS);
+static LARGE: LargePool = PoolAllocator::with_valid_config(LARGE_POOL, &OS_ARENAS, &SPANS);
 static MEDIUM: MediumPool = PoolAllocator::with_valid_config(MEDIUM_POOL, &OS_ARENAS, &LARGE);
 static POOL: MemPool = PoolAllocator::with_parts(&ARENAS, &MEDIUM);
 /// The object domain's pool: large requests to whatever the mem domain has now (PEP 445's
@@ -643,6 +647,7 @@ pub fn trim_pools() {
     OBJECT_POOL.trim();
     MEDIUM.trim();
     LARGE.trim();
+    SPANS.trim();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1037,7 +1042,12 @@ pub unsafe fn free_standard_checked(ptr: *mut u8) {
     // SAFETY: the caller's guarantee, for each pool in turn.
     unsafe {
         if !(POOL.free_checked(ptr) || MEDIUM.free_checked(ptr) || LARGE.free_checked(ptr)) {
-            System.free(ptr);
+            // The spans check their own; anything else is glibc's.
+            if SPANS.owns(ptr) == Ownership::Owned {
+                SPANS.free(ptr);
+            } else {
+                System.free(ptr);
+            }
         }
     }
 }
