@@ -736,17 +736,22 @@ impl<P: ArenaProvider> PoolCore<P> {
                 self.last_with[nf + 1] = a;
             }
             if nf + 1 == arena.ntotal {
-                if self.empty_arenas < self.geo.keep_empty_arenas {
+                // Kept while the heap's empty memory is within what it retains (see
+                // `PoolConfig::retain_bytes`), or among the `keep_empty_arenas`.
+                if self.empty_arenas < self.geo.keep_empty_arenas
+                    || self.empty_committed <= self.geo.retain_pools
+                {
                     self.empty_arenas += 1;
                 } else {
                     self.release_arena(a);
                 }
             }
             // At most one purge per half delay (the arena, and `pool`, may be gone by now); when
-            // empty committed pools reach four times the budget, at once and regardless of age.
+            // empty committed pools pass four times the budget and what the heap retains, at once
+            // and regardless of age, down to half of what it retains.
             let budget = self.empty_pool_budget();
-            if self.empty_committed > 4 * budget {
-                self.purge(true, now);
+            if self.empty_committed > (4 * budget).max(self.geo.retain_pools) {
+                self.purge_down_to(self.geo.retain_pools / 2, now);
             } else if self.empty_committed > budget
                 && now.wrapping_sub(self.last_purge_ms) >= self.geo.purge_delay_ms / 2
             {
@@ -779,14 +784,39 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// delay (mimalloc's purge delay and jemalloc's decay work the same way), and `trim` gives it
     /// back at once.
     fn purge(&mut self, all: bool, now: u64) {
+        if all {
+            self.release_retained_and_purge(now);
+        } else {
+            self.purge_pools(false, 0, now);
+        }
+    }
+
+    /// The full purge of `trim`: what the heap holds back, then every committed empty pool.
+    fn release_retained_and_purge(&mut self, now: u64) {
+        if self.purging {
+            return;
+        }
+        self.purging = true;
+        self.release_retained();
+        self.purging = false;
+        self.purge_pools(true, 0, now);
+    }
+
+    /// Decommits committed empty pools, whatever their age, until at most `keep` are left (the
+    /// bins and the pools kept by their classes stay): a large free gives its memory back at once
+    /// past what the heap retains.
+    fn purge_down_to(&mut self, keep: usize, now: u64) {
+        self.purge_pools(true, keep, now);
+    }
+
+    /// Decommits empty pools: with `all`, any committed empty pool while more than `keep` are
+    /// committed; otherwise those empty for at least `purge_delay_ms`.
+    fn purge_pools(&mut self, all: bool, keep: usize, now: u64) {
         if self.purging {
             return;
         }
         self.purging = true;
         self.last_purge_ms = now;
-        if all {
-            self.release_retained();
-        }
         let delay = self.geo.purge_delay_ms as u32;
         let pool_size = self.geo.pool_size;
         // Only arenas on the usable list have empty pools, and only those with committed empty
@@ -805,12 +835,14 @@ impl<P: ArenaProvider> PoolCore<P> {
                 }
                 // Which pools to decommit, as a bitmap by index, so neighbours merge into runs.
                 let mut chosen = [0u64; MAX_POOLS_PER_ARENA / 64];
+                let mut over = self.empty_committed.saturating_sub(keep);
                 let mut p = arena.free_pools;
-                while !p.is_null() {
+                while !p.is_null() && (!all || over > 0) {
                     let pool = &mut *p;
                     if pool.committed
                         && (all || (now as u32).wrapping_sub(pool.emptied_at) >= delay)
                     {
+                        over = over.saturating_sub(1);
                         let i = (pool.base as usize - a as usize) / pool_size;
                         chosen[i / 64] |= 1 << (i % 64);
                     }
@@ -845,6 +877,9 @@ impl<P: ArenaProvider> PoolCore<P> {
                     }
                 }
                 a = next_arena;
+                if all && self.empty_committed <= keep {
+                    break;
+                }
             }
         }
         self.purging = false;

@@ -45,6 +45,13 @@ pub struct PoolConfig {
     /// How long an empty pool past the budget stays committed before a purge decommits it, in
     /// milliseconds. Default 1000. 0 decommits at the next purge.
     pub purge_delay_ms: u64,
+    /// Bytes of empty memory (empty pools with their pages, empty arenas) a heap keeps at once
+    /// after a large free, so that a program that frees a structure and builds the next one (a
+    /// parser's tree, a request's objects) reuses resident pages instead of faulting fresh ones;
+    /// past it, empty arenas go back to the OS and empty pools are decommitted down to half of
+    /// it, at once. Default 12 MiB: after freeing any amount, a heap's resident memory is within
+    /// that of what it holds live.
+    pub retain_bytes: usize,
 }
 
 impl PoolConfig {
@@ -57,6 +64,7 @@ impl PoolConfig {
         keep_empty_arenas: 1,
         keep_empty_pools: 64,
         purge_delay_ms: 1000,
+        retain_bytes: 12 << 20,
     };
 }
 
@@ -114,6 +122,8 @@ pub(crate) struct Geometry {
     pub(crate) keep_empty_arenas: usize,
     pub(crate) keep_empty_pools: usize,
     pub(crate) purge_delay_ms: u64,
+    /// `retain_bytes` in pools.
+    pub(crate) retain_pools: usize,
 }
 
 const fn check_pow2(
@@ -182,6 +192,7 @@ impl Geometry {
             keep_empty_arenas: c.keep_empty_arenas,
             keep_empty_pools: c.keep_empty_pools,
             purge_delay_ms: c.purge_delay_ms,
+            retain_pools: c.retain_bytes / c.pool_size,
         })
     }
 

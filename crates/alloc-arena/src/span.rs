@@ -399,7 +399,11 @@ mod tests {
         unsafe { spans.free(q.as_ptr()) };
         spans.trim();
         assert_eq!(spans.cached(), (0, 0));
-        assert_eq!(spans.owns(q.as_ptr()), Ownership::NotOwned, "unmapped and unregistered");
+        assert_eq!(
+            spans.owns(q.as_ptr()),
+            Ownership::NotOwned,
+            "unmapped and unregistered"
+        );
     }
 
     #[test]
@@ -433,9 +437,16 @@ mod tests {
             unsafe { spans.free(b.as_ptr()) };
         }
         let (n, bytes) = spans.cached();
-        assert!(n <= CACHE_SPANS && bytes <= CACHE_BYTES, "{n} spans, {bytes} bytes");
+        assert!(
+            n <= CACHE_SPANS && bytes <= CACHE_BYTES,
+            "{n} spans, {bytes} bytes"
+        );
         for b in &blocks[..8] {
-            assert_eq!(spans.owns(b.as_ptr()), Ownership::NotOwned, "the oldest went back");
+            assert_eq!(
+                spans.owns(b.as_ptr()),
+                Ownership::NotOwned,
+                "the oldest went back"
+            );
         }
         spans.trim();
     }

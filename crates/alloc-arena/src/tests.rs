@@ -19,6 +19,7 @@ alloc_core::conformance_tests!(
             keep_empty_arenas: 0,
             keep_empty_pools: 0,
             purge_delay_ms: 0,
+            retain_bytes: 0,
         },
         OsArenas::new(),
         System
@@ -170,9 +171,60 @@ fn pools_are_taken_from_the_fullest_arena() {
     heap.check_invariants();
 }
 
+/// A heap that retains nothing past `keep_empty_arenas` (see `retain_bytes`).
+fn heap_retaining_nothing() -> Heap {
+    let config = PoolConfig {
+        retain_bytes: 0,
+        ..PoolConfig::DEFAULT
+    };
+    Heap::with_config(config, OsArenas::new(), System).unwrap()
+}
+
+#[test]
+fn a_freed_structure_within_the_retained_bytes_is_rebuilt_without_new_arenas() {
+    let heap = Heap::new();
+    let build = || -> Vec<_> { (0..100_000).map(|_| heap.malloc(64).unwrap()).collect() };
+    let blocks = build();
+    let mapped = heap.stats().arenas_allocated;
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    let s = heap.stats();
+    assert_eq!(s.arenas_released, 0, "6.4 MB is within the 12 MiB retained");
+    assert_eq!(s.pools_decommitted, 0);
+    let again = build();
+    assert_eq!(heap.stats().arenas_allocated, mapped, "no new mapping");
+    for b in again {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    heap.check_invariants();
+}
+
+#[test]
+fn past_the_retained_bytes_a_large_free_goes_back_at_once() {
+    let heap = Heap::new();
+    let blocks: Vec<_> = (0..1_000_000).map(|_| heap.malloc(64).unwrap()).collect();
+    assert!(heap.stats().arenas >= 60);
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    let s = heap.stats();
+    let committed_empty = (s.arenas * 63).saturating_sub(s.pools_decommitted) << 14;
+    assert!(
+        committed_empty <= PoolConfig::DEFAULT.retain_bytes + (1 << 20),
+        "{} MiB of empty pools still committed in {} arenas",
+        committed_empty >> 20,
+        s.arenas
+    );
+    heap.check_invariants();
+}
+
 #[test]
 fn empty_arenas_are_returned_to_the_os_but_one_is_kept() {
-    let heap = Heap::new();
+    let heap = heap_retaining_nothing();
     let blocks: Vec<_> = (0..100_000).map(|_| heap.malloc(64).unwrap()).collect();
     let s = heap.stats();
     assert!(

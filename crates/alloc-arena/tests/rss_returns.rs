@@ -1,5 +1,6 @@
-//! Allocating then freeing 1 GiB of small blocks returns the process RSS to within 10% of where it
-//! started (empty pools decommitted, empty arenas returned to the OS). Linux only: it reads
+//! Allocating then freeing 1 GiB of small blocks returns the process RSS to within 16 MiB of where
+//! it started, with no call to `trim` (empty pools decommitted, empty arenas returned to the OS,
+//! past the 12 MiB a heap retains for reuse). Linux only: it reads
 //! `/proc/self/statm`. Its own test binary, so no other test's memory moves the RSS.
 
 #![cfg(target_os = "linux")]
@@ -54,8 +55,10 @@ fn freeing_a_gibibyte_of_small_blocks_returns_rss() {
         stats.arenas,
         stats.arenas_highest
     );
+    // Within 16 MiB of the start: the heap keeps up to `PoolConfig::retain_bytes` (12 MiB) of
+    // empty memory for the next structure, and gives the rest back at once.
     assert!(
-        (after as f64) <= before as f64 * 1.10 + (1 << 20) as f64,
+        after <= before + (16 << 20),
         "RSS after freeing is {} MiB, started at {} MiB",
         after >> 20,
         before >> 20
