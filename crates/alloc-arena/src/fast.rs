@@ -39,16 +39,22 @@ use crate::threads::{self, ThreadCache};
 pub const NO_KEY: u32 = u32::MAX;
 
 impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
-    /// The key of this allocator's fast paths: its registry id (assigned now if it has none yet)
-    /// if it uses the default geometry (the fast paths compute size classes and pool positions
-    /// from it as constants), [`NO_KEY`] otherwise.
+    /// The key of this allocator's fast paths: its registry id (assigned now if it has none yet,
+    /// one that maps to way 0 of the thread cache) if it uses the default geometry (the fast
+    /// paths compute size classes and pool positions from it as constants) and maps to way 0,
+    /// [`NO_KEY`] otherwise (an allocator whose id was assigned by its first allocation, before
+    /// this was asked, may not).
     pub fn fast_key(&self) -> u32 {
         let g = self.geometry();
         let d = &DEFAULT_GEOMETRY;
         let id = match self.owner_id().load(Ordering::Relaxed) {
-            0 => self.assign_id(),
+            0 => self.assign_id_for_way_zero(),
             id => id,
         };
+        // The fast path reads way 0 of the thread cache only (no index to compute).
+        if ThreadCache::way_of(id as usize) != 0 {
+            return NO_KEY;
+        }
         let default = g.class_shift == d.class_shift
             && g.threshold == d.threshold
             && g.pool_shift == d.pool_shift
@@ -76,7 +82,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return None;
         }
         // SAFETY: the calling thread's cache, touched only by it.
-        let w = unsafe { (*c).ways[ThreadCache::way_of(key as usize)] };
+        let w = unsafe { (*c).ways[0] };
         if w.id != key as usize {
             return None;
         }

@@ -118,13 +118,18 @@ fn small_aligned_size(g: &Geometry, layout: Layout) -> Option<usize> {
     (size <= g.threshold).then_some(size)
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn malloc<F: Front>(f: &F, size: usize) -> Option<NonNull<u8>> {
     if size <= f.geometry().threshold {
         small(f, size)
     } else {
-        f.large().malloc(size)
+        malloc_large(f, size)
     }
+}
+
+#[inline(never)]
+fn malloc_large<F: Front>(f: &F, size: usize) -> Option<NonNull<u8>> {
+    f.large().malloc(size)
 }
 
 pub(crate) fn calloc<F: Front>(f: &F, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {

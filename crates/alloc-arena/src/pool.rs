@@ -158,8 +158,25 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// This allocator's id, assigned on first use.
     #[cold]
-    pub(crate) fn assign_id(&self) -> u32 {
-        let fresh = registry::new_owner_id();
+    fn assign_id(&self) -> u32 {
+        self.install_id(registry::new_owner_id())
+    }
+
+    /// This allocator's id, assigned now if it has none, from the ids that map to way 0 of the
+    /// thread cache (see `fast_key`).
+    #[cold]
+    pub(crate) fn assign_id_for_way_zero(&self) -> u32 {
+        let fresh = loop {
+            let id = registry::new_owner_id();
+            if ThreadCache::way_of(id as usize) == 0 {
+                break id;
+            }
+        };
+        self.install_id(fresh)
+    }
+
+    /// Makes `fresh` this allocator's id unless another thread assigned one first; the id.
+    fn install_id(&self, fresh: u32) -> u32 {
         // Relaxed: the id is only compared with itself (thread caches, the registry's slots,
         // which carry their own ordering).
         match self
@@ -315,6 +332,25 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
     }
 
+    /// `alloc_class` when the bin cannot serve: makes or adopts the thread's heap if it has
+    /// none, then takes a block from the pools.
+    #[cold]
+    #[inline(never)]
+    fn alloc_class_slow(&self, class: usize) -> Option<NonNull<u8>> {
+        let slot = self.my_heap();
+        if slot.is_null() {
+            return None;
+        }
+        // SAFETY: the calling thread owns its heap; no other reference to the core is alive
+        // (the routing does not re-enter, and `P` / `L` must not call back into this allocator).
+        if let Some(p) = unsafe { self.core_unrefreshed(slot) }.pop_bin(class) {
+            return Some(p);
+        }
+        // SAFETY: as above.
+        let core = unsafe { self.core_of(slot) };
+        core.alloc(class, &self.id)
+    }
+
     /// Frees a block of a heap the calling thread does not own.
     ///
     /// # Safety
@@ -352,6 +388,22 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 return;
             }
         }
+        // SAFETY: the caller's guarantee.
+        unsafe { self.free_local_slow(slot, ptr, class) }
+    }
+
+    /// `free_local` when the bin has no room or the class is not known: through the pools.
+    ///
+    /// # Safety
+    /// As for `free_local`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_local_slow(
+        &self,
+        slot: *mut SlotHeader,
+        ptr: NonNull<u8>,
+        class: Option<usize>,
+    ) {
         // SAFETY: the caller's guarantee: our heap, no other reference to its core alive.
         let core = unsafe { self.core_of(slot) };
         match class {
@@ -550,20 +602,26 @@ impl<P: ArenaProvider, L: DomainAllocator> Drop for PoolAllocator<P, L> {
 impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
     front_fields!();
 
+    /// The fast path: the thread's heap of this allocator from its way, a block from its bin;
+    /// everything else (no heap yet, an empty bin) in `alloc_class_slow`, out of line, so that
+    /// this inlines into every caller.
     #[inline(always)]
     fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
-        let slot = self.my_heap();
-        if slot.is_null() {
-            return None;
+        let c = threads::cache_if_any();
+        if !c.is_null() {
+            let id = self.id.load(Ordering::Relaxed) as usize;
+            // SAFETY: the calling thread's cache, touched only by it.
+            let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
+            if w.id == id && id != 0 {
+                // SAFETY: a way of this allocator holds a heap the calling thread owns (a
+                // non-null slot: ways are filled in pairs); no other reference to the core is
+                // alive (the routing does not re-enter).
+                if let Some(p) = unsafe { self.core_unrefreshed(w.slot) }.pop_bin(class) {
+                    return Some(p);
+                }
+            }
         }
-        // SAFETY: the calling thread owns its heap; no other reference to the core is alive
-        // (the routing does not re-enter, and `P` / `L` must not call back into this allocator).
-        if let Some(p) = unsafe { self.core_unrefreshed(slot) }.pop_bin(class) {
-            return Some(p);
-        }
-        // SAFETY: as above.
-        let core = unsafe { self.core_of(slot) };
-        core.alloc(class, &self.id)
+        self.alloc_class_slow(class)
     }
 
     #[inline(always)]
