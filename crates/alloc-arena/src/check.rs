@@ -9,9 +9,9 @@
 //! * **Blocks of empty pools.** A pool with no block allocated has no class (`NO_CLASS`): any
 //!   pointer into it is a block freed twice (or never made).
 //! * **Double frees still in the bin.** A free's fast path refuses a block that is the top of its
-//!   bin (the usual `free(p); free(p)`), and the C library's slow path looks through the whole bin
-//!   of the class before it frees. A block freed twice with the first free already handed back to
-//!   its pool, or with other frees of the class in between that pushed it out of the bin, is not
+//!   bin (the usual `free(p); free(p)`), and the C library's slow path looks through the last 8
+//!   blocks of the bin before it frees. A block freed twice with the first free already handed back to
+//!   its pool, or with other frees of the class in between, is not
 //!   always caught: the check is exact for the common case and cheap, not complete.
 
 use crate::arena::NO_CLASS;
@@ -65,14 +65,14 @@ pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, B
     if class == NO_CLASS {
         return Err(BadFree::EmptyPool);
     }
-    // Blocks start at the pool's first byte (header pools hold no blocks). The default spacing
-    // takes the multiply of the fast path; other spacings divide.
+    // Blocks start at the pool's first byte (header pools hold no blocks).
     let offset = addr & (g.pool_size - 1);
-    let start = if g.class_shift == 4 {
-        is_block_start(offset, usize::from(class))
-    } else {
-        block != 0 && offset.is_multiple_of(block)
-    };
+    // A block of class c is (c + 1) * 16 * 2^k bytes for spacing 16 * 2^k: the offset's low k
+    // bits are zero and what is left is a multiple of (c + 1) * 16, tested by the multiply.
+    let k = g.class_shift.saturating_sub(4);
+    let start = block != 0
+        && offset & ((1 << k) - 1) == 0
+        && is_block_start(offset >> k, usize::from(class));
     if !start {
         return Err(BadFree::Interior);
     }

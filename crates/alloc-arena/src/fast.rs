@@ -135,4 +135,41 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 .push_bin_read_class(NonNull::new_unchecked(ptr), class)
         }
     }
+
+    /// [`free_fast`](Self::free_fast) for any geometry, for a pointer the caller already found
+    /// in this allocator's arenas (`arena_owner(ptr) == registry_id()`, one registry lookup for
+    /// several allocators): into the calling thread's bin if the thread owns the block's heap,
+    /// the pointer starts a block of a pool in use, is not the bin's top, and the bin has room;
+    /// false, having done nothing, otherwise (then call `free_checked`).
+    ///
+    /// # Safety
+    /// `ptr` lies in this allocator's arenas (the registry says so) and is a live block of it,
+    /// or a bad pointer the checks refuse; not used after a true answer.
+    #[inline]
+    pub unsafe fn free_fast_in_arenas(&self, ptr: *mut u8) -> bool {
+        let g = self.geometry();
+        let addr = ptr as usize;
+        let arena = (addr & !(g.arena_size - 1)) as *const ArenaHeader;
+        // SAFETY: the registry places `ptr` in one of our live arenas (the caller's guarantee),
+        // whose heap pointer was written before any block of it was handed out.
+        let slot = unsafe { (*arena).slot }.cast_mut();
+        let c = threads::cache_if_any();
+        // SAFETY: heap slots are never unmapped; the owner's token makes the heap ours alone.
+        if c.is_null() || unsafe { (*slot).owner.get() } != ThreadCache::token(c) {
+            return false;
+        }
+        // SAFETY: the arena is live, its metas initialised.
+        let class = unsafe { (*pool_meta(g, addr)).class } as usize;
+        let k = g.class_shift.saturating_sub(4);
+        let offset = addr & (g.pool_size - 1);
+        if offset & ((1 << k) - 1) != 0 || !check::is_block_start(offset >> k, class) {
+            return false;
+        }
+        // SAFETY: our heap; a block start of a pool of `class` in use (or `NO_CLASS`, refused
+        // by its bin); `ptr` is not null (null maps to no owner).
+        unsafe {
+            self.core_unrefreshed(slot)
+                .push_bin_read_class(NonNull::new_unchecked(ptr), class)
+        }
+    }
 }

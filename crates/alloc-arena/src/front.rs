@@ -172,7 +172,20 @@ pub(crate) unsafe fn free_sized<F: Front>(f: &F, ptr: NonNull<u8>, size: usize) 
         // SAFETY: a live pool block requested with `size` (above), whose class realloc keeps
         // equal to `class_of(size)` (it stays in place only within the class).
         unsafe { f.free_block(ptr, Some(class)) };
-    } else if owned(f, ptr.as_ptr()) {
+    } else {
+        // SAFETY: the caller's guarantee.
+        unsafe { free_sized_large(f, ptr, size) }
+    }
+}
+
+/// `free_sized` above the threshold, out of line (a large-block allocator's code inlined here
+/// would make every small free pay for its stack frame).
+///
+/// # Safety
+/// As for [`free_sized`], with `size` above the threshold.
+#[inline(never)]
+unsafe fn free_sized_large<F: Front>(f: &F, ptr: NonNull<u8>, size: usize) {
+    if owned(f, ptr.as_ptr()) {
         // SAFETY: a live block of our pools (a size above the threshold is a caller's error
         // that the class lookup tolerates).
         unsafe { f.free_block(ptr, None) };

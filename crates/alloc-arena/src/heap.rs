@@ -289,11 +289,14 @@ impl<P: ArenaProvider> PoolCore<P> {
         true
     }
 
-    /// Whether the bin of `class` holds `ptr` (a double free of a block not yet handed back).
-    pub(crate) fn bin_holds(&self, ptr: *mut u8, class: usize) -> bool {
+    /// Whether one of the `RECENT` blocks freed last into the bin of `class` is `ptr`: a double
+    /// free of a block freed a moment ago (the long way's check; the fast path looks at the top
+    /// only). Bounded, so that it costs a few compares and not a scan of the whole bin.
+    pub(crate) fn bin_recently_holds(&self, ptr: *mut u8, class: usize) -> bool {
+        const RECENT: usize = 8;
         self.bins
             .get(class)
-            .is_some_and(|b| b.slots[..b.len].contains(&ptr))
+            .is_some_and(|b| b.slots[b.len.saturating_sub(RECENT)..b.len].contains(&ptr))
     }
 
     /// Allocates a block of `class`; `id` is the owner id of the front (assigned on first arena).

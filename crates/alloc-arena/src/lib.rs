@@ -101,7 +101,7 @@ pub use pool::PoolAllocator;
 #[cfg(not(loom))]
 pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionError};
 #[cfg(not(loom))]
-pub use registry::in_pool_arena;
+pub use registry::{arena_owner, in_pool_arena};
 #[cfg(not(loom))]
 pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
 #[cfg(not(loom))]

@@ -445,8 +445,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// The hardened default's whole check of a pointer handed back to the pools, for the C
     /// library's long way: `None` if `ptr` is not in this allocator's arenas; otherwise its class,
-    /// unless it does not start a block of a pool in use or is already in the calling thread's
-    /// bin, which is reported on one line of stderr (naming `op`) before the process aborts.
+    /// unless it does not start a block of a pool in use or is among the last blocks freed into
+    /// the calling thread's bin, which is reported on one line of stderr (naming `op`) before the
+    /// process aborts.
     fn checked_live_class(&self, ptr: *const u8, op: &str) -> Option<usize> {
         let p = NonNull::new(ptr.cast_mut())?;
         let id = self.id.load(Ordering::Relaxed);
@@ -463,10 +464,16 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         let mine = !c.is_null() && unsafe { (*slot).owner.get() } == ThreadCache::token(c);
         // SAFETY: the calling thread owns the heap (its token is the owner), so it alone reads
         // the bins.
-        if mine && unsafe { self.core_unrefreshed(slot) }.bin_holds(p.as_ptr(), class) {
+        if mine && unsafe { self.core_unrefreshed(slot) }.bin_recently_holds(p.as_ptr(), class) {
             crate::check::bad_free(op, ptr as usize, crate::check::BadFree::DoubleFree);
         }
         Some(class)
+    }
+
+    /// This allocator's registry id: the owner [`arena_owner`](crate::arena_owner) answers for
+    /// a pointer into its arenas (0 until its first heap or fast key).
+    pub fn registry_id(&self) -> u32 {
+        self.id.load(Ordering::Relaxed)
     }
 
     /// Whether `ptr` lies in this allocator's arenas, after the hardened default's whole check

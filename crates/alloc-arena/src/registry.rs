@@ -102,6 +102,13 @@ pub(crate) fn new_owner_id() -> u32 {
     }
 }
 
+/// The registry id of the allocator whose arena (or span) holds `ptr`, 0 if none: compare it with
+/// `PoolAllocator::registry_id` to route a pointer among several allocators with one lookup.
+/// Any pointer may be asked: nothing but the registry is read.
+pub fn arena_owner(ptr: *const u8) -> u32 {
+    owner_of(ptr as usize)
+}
+
 /// Whether `ptr` lies in an arena of any pool allocator of the process (any pointer may be asked:
 /// nothing but the registry is read). Where this says yes, a pointer that no allocator claims as a
 /// live block is a bad free (freed before, or inside a block), never a block of the C library's.

@@ -11,6 +11,9 @@
 //!
 //! * **Ownership** is the registry's: every chunk of a span maps to the allocator's id while the
 //!   span is mapped (live or cached), so `owns` answers for any pointer and reads no memory.
+//!   A pointer outside the spans is the C library's (`System`): `free`, `realloc` and
+//!   `usable_size` hand it there and `owns` asks it, as the pools do with the blocks they pass to
+//!   their large-block allocator, so that a block nobody claims keeps meaning "the C library's".
 //! * **The header** holds the span's size and its state (live or cached). A free checks both: a
 //!   pointer that is not 64 bytes into a chunk-aligned span, or a span already cached, is a bad
 //!   free, reported on one line before the process aborts (the hardened default of `check`).
@@ -28,7 +31,7 @@
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
-use alloc_core::{ArenaProvider, DomainAllocator, Ownership};
+use alloc_core::{ArenaProvider, DomainAllocator, Ownership, System};
 
 use crate::check::{BadFree, bad_free};
 use crate::os::OsArenas;
@@ -276,6 +279,10 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
         let Some(old) = NonNull::new(ptr) else {
             return self.malloc(new_size);
         };
+        if !self.owned(ptr) {
+            // SAFETY: not a span: the C library's (the caller's guarantee).
+            return unsafe { System.realloc(ptr, new_size) };
+        }
         // SAFETY: the caller's guarantee: a live block of ours.
         let span = unsafe { (*self.header(ptr, "realloc")).size };
         if new_size <= span - HEADER && new_size + HEADER > span / 2 {
@@ -293,6 +300,10 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
     unsafe fn free(&self, ptr: *mut u8) {
         if ptr.is_null() {
             return;
+        }
+        if !self.owned(ptr) {
+            // SAFETY: not a span: the C library's (the caller's guarantee).
+            return unsafe { System.free(ptr) };
         }
         // SAFETY: the caller's guarantee: a live block of ours.
         let header = unsafe { self.header(ptr, "free") };
@@ -344,6 +355,10 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
     }
 
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        if !self.owned(ptr.as_ptr()) {
+            // SAFETY: not a span: the C library's (the caller's guarantee).
+            return unsafe { System.usable_size(ptr) };
+        }
         // SAFETY: the caller's guarantee: a live block of ours.
         Some(unsafe { (*self.header(ptr.as_ptr(), "malloc_usable_size")).size } - HEADER)
     }
@@ -352,7 +367,7 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
         if self.owned(ptr) {
             Ownership::Owned
         } else {
-            Ownership::NotOwned
+            System.owns(ptr)
         }
     }
 
@@ -399,9 +414,9 @@ mod tests {
         unsafe { spans.free(q.as_ptr()) };
         spans.trim();
         assert_eq!(spans.cached(), (0, 0));
-        assert_eq!(
+        assert_ne!(
             spans.owns(q.as_ptr()),
-            Ownership::NotOwned,
+            Ownership::Owned,
             "unmapped and unregistered"
         );
     }
@@ -442,9 +457,9 @@ mod tests {
             "{n} spans, {bytes} bytes"
         );
         for b in &blocks[..8] {
-            assert_eq!(
+            assert_ne!(
                 spans.owns(b.as_ptr()),
-                Ownership::NotOwned,
+                Ownership::Owned,
                 "the oldest went back"
             );
         }

@@ -110,7 +110,12 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 extern "C" fn malloc_slow(size: usize) -> *mut c_void {
-    match MEM.malloc(size) {
+    let p = if size > 512 && mem_fast_path().1 != NO_KEY {
+        alloc_domains::malloc_standard_large(size)
+    } else {
+        MEM.malloc(size)
+    };
+    match p {
         Some(p) => p.as_ptr().cast(),
         None => oom(),
     }

@@ -998,6 +998,23 @@ impl Domain {
         rec.alloc
     }
 
+    /// `malloc_aligned` through the domain's current allocator (out of line: the common case is
+    /// the standard pool, inlined into the caller).
+    #[inline(never)]
+    fn malloc_aligned_slow(self, layout: Layout) -> Option<NonNull<u8>> {
+        self.alloc_side().malloc_aligned(layout)
+    }
+
+    /// `free_aligned` through the allocator that made the block (out of line).
+    ///
+    /// # Safety
+    /// As for `DomainAllocator::free_aligned`.
+    #[inline(never)]
+    unsafe fn free_aligned_slow(self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
+        unsafe { owner_of(self.0, ptr.as_ptr()).free_aligned(ptr, layout) }
+    }
+
     /// Whether this is the mem domain on its standard pool (see `FAST_MEM`). Relaxed: `POOL` is
     /// a static, so there is nothing to acquire.
     #[inline(always)]
@@ -1039,16 +1056,32 @@ pub fn mem_fast_path() -> (&'static MemPool, u32) {
 /// The mem domain's fast path is on; `ptr` is null, a live block of the mem domain, or a block
 /// of glibc's; a bad pointer into the pools is caught (reported, then abort), not undefined.
 pub unsafe fn free_standard_checked(ptr: *mut u8) {
-    // SAFETY: the caller's guarantee, for each pool in turn.
+    let owner = alloc_arena::arena_owner(ptr);
+    // SAFETY: the caller's guarantee; each pool frees only a pointer in its own arenas.
     unsafe {
-        if !(POOL.free_checked(ptr) || MEDIUM.free_checked(ptr) || LARGE.free_checked(ptr)) {
-            // The spans check their own; anything else is glibc's.
-            if SPANS.owns(ptr) == Ownership::Owned {
-                SPANS.free(ptr);
-            } else {
-                System.free(ptr);
-            }
+        let done = owner != 0
+            && ((owner == POOL.registry_id() && POOL.free_checked(ptr))
+                || (owner == MEDIUM.registry_id()
+                    && (MEDIUM.free_fast_in_arenas(ptr) || MEDIUM.free_checked(ptr)))
+                || (owner == LARGE.registry_id()
+                    && (LARGE.free_fast_in_arenas(ptr) || LARGE.free_checked(ptr))));
+        if !done {
+            // The spans check their own, and hand anything else to glibc.
+            SPANS.free(ptr);
         }
+    }
+}
+
+/// The C library's long way into the mem domain's standard pools for a request above the
+/// small pool's 512 bytes, while they are its allocator ([`mem_fast_path`] gives a key): the
+/// pool of its size directly, not through each pool's large-block routing.
+pub fn malloc_standard_large(size: usize) -> Option<NonNull<u8>> {
+    if size <= MEDIUM_POOL.threshold {
+        MEDIUM.malloc(size)
+    } else if size <= LARGE_POOL.threshold {
+        LARGE.malloc(size)
+    } else {
+        SPANS.malloc(size)
     }
 }
 
@@ -1131,22 +1164,24 @@ unsafe impl DomainAllocator for Domain {
         // SAFETY: as for realloc.
         unsafe { owner_of(self.0, ptr.as_ptr()).free_sized(ptr, size) }
     }
+    #[inline(always)]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         if self.fast_mem() {
             return POOL.malloc_aligned(layout);
         }
-        self.alloc_side().malloc_aligned(layout)
+        self.malloc_aligned_slow(layout)
     }
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         self.alloc_side().calloc_aligned(layout)
     }
+    #[inline(always)]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         if self.fast_mem() {
             // SAFETY: as for realloc.
             return unsafe { POOL.free_aligned(ptr, layout) };
         }
         // SAFETY: as for realloc.
-        unsafe { owner_of(self.0, ptr.as_ptr()).free_aligned(ptr, layout) }
+        unsafe { self.free_aligned_slow(ptr, layout) }
     }
     unsafe fn realloc_aligned(
         &self,
