@@ -48,8 +48,11 @@ pub(crate) enum BadFree {
     Interior,
     /// In a pool with no block allocated.
     EmptyPool,
-    /// Already in the freeing thread's bin.
+    /// Already in the freeing thread's bin, or on its pool's free list.
     DoubleFree,
+    /// A free-list link that does not decode to a block of its pool (a secure heap): a freed
+    /// block was written to.
+    Corrupted,
 }
 
 /// Checks a pointer the registry places in a live arena of geometry `g` (any geometry: the
@@ -98,6 +101,9 @@ pub(crate) fn bad_free(op: &str, addr: usize, what: BadFree) -> ! {
         BadFree::Interior => b"invalid pointer (inside a block or misaligned)",
         BadFree::EmptyPool => b"invalid pointer (no block is allocated there: a double free?)",
         BadFree::DoubleFree => b"double free (the block is already free)",
+        BadFree::Corrupted => {
+            b"heap corruption (a freed block was written to: its free-list link is bad)"
+        }
     });
     put(b" at 0x");
     let mut hex = [0u8; 16];

@@ -55,7 +55,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if ThreadCache::way_of(id as usize) != 0 {
             return NO_KEY;
         }
-        let default = g.class_shift == d.class_shift
+        let default = !g.secure
+            && g.class_shift == d.class_shift
             && g.threshold == d.threshold
             && g.pool_shift == d.pool_shift
             && g.arena_size == d.arena_size

@@ -33,6 +33,9 @@ use crate::threads::SlotHeader;
 
 /// The most blocks a bin can hold.
 const BIN_CAPACITY: usize = 256;
+/// The most blocks of a new pool a secure heap shuffles (the order array lives on the stack); a
+/// pool of more blocks (a configuration with large pools of small blocks) is carved in order.
+const MAX_SHUFFLED: usize = 4096;
 /// The most bytes a bin holds before it gives half back to the pools: bins of small classes hold
 /// `BIN_CAPACITY` blocks, bins of larger ones fewer (at least 32 up to 1 KiB blocks, then at least
 /// 2), so all bins of a heap together keep well under a mebibyte away from the pools with the
@@ -94,7 +97,8 @@ const BINS: usize = MAX_CLASSES + 1;
 const fn bins_for(geo: &Geometry) -> [Bin; BINS] {
     let mut bins = [const { Bin::new() }; BINS];
     let mut c = 0;
-    while c < geo.nclasses {
+    // A secure heap has no bins (every limit 0): every free goes to its pool's checks.
+    while c < geo.nclasses && !geo.secure {
         bins[c].limit = bin_limit(geo.block_size(c));
         c += 1;
     }
@@ -120,6 +124,10 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     last_purge_ms: u64,
     /// A purge is running (pools it returns must not start another).
     purging: bool,
+    /// The key of a secure heap's free-list links (0 until its first arena; see `link`).
+    key: usize,
+    /// A secure heap's generator for the order of new pools' blocks (xorshift).
+    rng: u64,
     arenas: usize,
     arenas_highest: usize,
     arenas_allocated: usize,
@@ -146,6 +154,8 @@ impl<P: ArenaProvider> PoolCore<P> {
             empty_committed: 0,
             last_purge_ms: 0,
             purging: false,
+            key: 0,
+            rng: 0,
             arenas: 0,
             arenas_highest: 0,
             arenas_allocated: 0,
@@ -200,7 +210,17 @@ impl<P: ArenaProvider> PoolCore<P> {
                 };
                 let p = &mut *pool;
                 debug_assert!(p.class != NO_CLASS && n <= p.used);
-                (*tail).next = p.local_free;
+                if self.key != 0 {
+                    // A secure heap's links are encoded: those the freeing threads wrote are
+                    // plain, so each is re-encoded (blocks of this pool: the remote list's).
+                    let mut b = head;
+                    while b != tail {
+                        let next = (*b).next;
+                        self.link_store(b, next);
+                        b = next;
+                    }
+                }
+                self.link_store(tail, p.local_free);
                 p.local_free = head;
                 p.used -= n;
                 if p.used == 0 || !p.in_list {
@@ -327,8 +347,13 @@ impl<P: ArenaProvider> PoolCore<P> {
                     p.local_free = ptr::null_mut();
                 }
                 if !block.is_null() {
-                    p.free = (*block).next;
+                    p.free = self.link_load(block, p);
                     p.used += 1;
+                    if self.key != 0 {
+                        // A live block's first word must not decode to a link (see
+                        // `check_not_free`): the program may never write it.
+                        (*block).next = ptr::null_mut();
+                    }
                     return Some(NonNull::new_unchecked(block.cast()));
                 }
             }
@@ -395,8 +420,121 @@ impl<P: ArenaProvider> PoolCore<P> {
             p.next_offset = size as u32;
             p.end_offset = (capacity * size) as u32;
             self.link_used_front(pool);
+            if self.key != 0 && capacity <= MAX_SHUFFLED {
+                return Some(self.shuffle_new_pool(pool));
+            }
             Some(NonNull::new_unchecked(p.base))
         }
+    }
+
+    /// Writes the free-list link of `block`: plain, or for a secure heap encoded with the key and
+    /// the block's own address (so a link read from one block means nothing at another).
+    ///
+    /// # Safety
+    /// `block` is a free block of this core, writable.
+    #[inline(always)]
+    unsafe fn link_store(&self, block: *mut FreeBlock, next: *mut FreeBlock) {
+        let v = if self.key == 0 {
+            next
+        } else {
+            (next as usize ^ self.key ^ block as usize) as *mut FreeBlock
+        };
+        // SAFETY: the caller's guarantee.
+        unsafe { (*block).next = v };
+    }
+
+    /// Reads the free-list link of `block` in pool `p`; for a secure heap, decodes it and checks
+    /// that it is null or a block start of the same pool below its carved end, and reports heap
+    /// corruption (then aborts) if not: a freed block's contents are not trusted.
+    ///
+    /// # Safety
+    /// `block` is a free block of pool `p` of this core.
+    #[inline(always)]
+    unsafe fn link_load(&self, block: *mut FreeBlock, p: &PoolMeta) -> *mut FreeBlock {
+        // SAFETY: the caller's guarantee.
+        let raw = unsafe { (*block).next };
+        if self.key == 0 {
+            return raw;
+        }
+        let next = raw as usize ^ self.key ^ block as usize;
+        if next != 0 && !Self::starts_block(p, next) {
+            crate::check::bad_free("malloc", block as usize, crate::check::BadFree::Corrupted);
+        }
+        next as *mut FreeBlock
+    }
+
+    /// Whether `addr` is a block start of pool `p` below its carved end.
+    fn starts_block(p: &PoolMeta, addr: usize) -> bool {
+        let base = p.base as usize;
+        addr >= base
+            && addr < base + p.next_offset as usize
+            && (addr - base).is_multiple_of(p.block_size as usize)
+    }
+
+    /// For a secure heap: reports `block` (then aborts) if it is already on a free list of its
+    /// pool. Its first word is looked at first: a free block's decodes to a link of the pool
+    /// (null or a block start), a live block's almost never does, so the lists are walked only
+    /// then.
+    ///
+    /// # Safety
+    /// `block` is a block start of pool `p` of this core.
+    #[cold]
+    unsafe fn check_not_free(&self, block: *mut FreeBlock, p: &PoolMeta) {
+        // SAFETY: the caller's guarantee: the block is readable.
+        let word = unsafe { (*block).next } as usize ^ self.key ^ block as usize;
+        if word != 0 && !Self::starts_block(p, word) {
+            return;
+        }
+        for head in [p.free, p.local_free] {
+            let mut b = head;
+            let mut steps = 0;
+            while !b.is_null() && steps <= p.capacity as usize {
+                if b == block {
+                    crate::check::bad_free(
+                        "free",
+                        block as usize,
+                        crate::check::BadFree::DoubleFree,
+                    );
+                }
+                // SAFETY: a free block of the pool (links checked as they are read).
+                b = unsafe { self.link_load(b, p) };
+                steps += 1;
+            }
+        }
+    }
+
+    /// Hands out the first block of a secure heap's new pool `pool` chosen at random, and threads
+    /// the others onto its free list in random order (Fisher-Yates), so that the addresses a
+    /// program gets in a row do not follow one another.
+    ///
+    /// # Safety
+    /// `pool` was just given its class with one block used and nothing carved beyond the first.
+    #[cold]
+    unsafe fn shuffle_new_pool(&mut self, pool: *mut PoolMeta) -> NonNull<u8> {
+        // SAFETY: the caller's guarantee: a live pool of this core, committed.
+        let p = unsafe { &mut *pool };
+        let n = p.capacity as usize;
+        let mut order = [0u16; MAX_SHUFFLED];
+        for (i, o) in order.iter_mut().enumerate().take(n) {
+            *o = i as u16;
+        }
+        for i in (1..n).rev() {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            order.swap(i, (self.rng % (i as u64 + 1)) as usize);
+        }
+        let at = |i: u16| (p.base as usize + i as usize * p.block_size as usize) as *mut FreeBlock;
+        p.next_offset = p.end_offset;
+        let mut head: *mut FreeBlock = ptr::null_mut();
+        for &i in order[1..n].iter().rev() {
+            // SAFETY: a never-used block of the pool, now free.
+            unsafe { self.link_store(at(i), head) };
+            head = at(i);
+        }
+        p.free = head;
+        // SAFETY: a block start of the pool.
+        unsafe { NonNull::new_unchecked(at(order[0]).cast()) }
     }
 
     /// # Safety
@@ -490,6 +628,10 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// Maps a new arena, registers it under `id`, and makes it the usable list.
     #[cold]
     fn new_arena(&mut self, id: &AtomicU32) -> Option<()> {
+        if self.geo.secure && self.key == 0 {
+            self.key = (crate::os::random_u64() as usize) | 1;
+            self.rng = crate::os::random_u64() | 1;
+        }
         let mut owner = id.load(Ordering::Relaxed);
         if owner == 0 {
             owner = registry::new_owner_id();
@@ -570,6 +712,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             "sized free with a size of another class"
         );
         let bin = &mut self.bins[class];
+        if bin.limit == 0 {
+            // No bins (a secure heap): to the pool at once.
+            // SAFETY: the caller's guarantee.
+            return unsafe { self.pool_free(ptr) };
+        }
         if bin.len >= bin.limit {
             let half = bin.limit / 2;
             // SAFETY: the bin holds live blocks of this core.
@@ -627,7 +774,10 @@ impl<P: ArenaProvider> PoolCore<P> {
                 "free of a pointer that is not a block start"
             );
             let block = ptr.as_ptr().cast::<FreeBlock>();
-            (*block).next = p.local_free;
+            if self.key != 0 {
+                self.check_not_free(block, p);
+            }
+            self.link_store(block, p.local_free);
             p.local_free = block;
             p.used -= 1;
             if p.used == 0 || !p.in_list {

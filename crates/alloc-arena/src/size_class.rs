@@ -52,6 +52,13 @@ pub struct PoolConfig {
     /// it, at once. Default 12 MiB: after freeing any amount, a heap's resident memory is within
     /// that of what it holds live.
     pub retain_bytes: usize,
+    /// Hardened further, at a cost (`DOMALLOC=pool_secure`): free-list links encoded with a key
+    /// of the heap's and the block's address, and checked before use (a freed block's contents
+    /// are not trusted: a link that does not decode to a block of its pool is reported as heap
+    /// corruption); blocks of a new pool handed out in random order; no bins (every free goes to
+    /// its pool, where a second free of a block on a free list is found and reported); no fast
+    /// path for the C library. Default false.
+    pub secure: bool,
 }
 
 impl PoolConfig {
@@ -65,6 +72,7 @@ impl PoolConfig {
         keep_empty_pools: 64,
         purge_delay_ms: 1000,
         retain_bytes: 12 << 20,
+        secure: false,
     };
 }
 
@@ -124,6 +132,7 @@ pub(crate) struct Geometry {
     pub(crate) purge_delay_ms: u64,
     /// `retain_bytes` in pools.
     pub(crate) retain_pools: usize,
+    pub(crate) secure: bool,
 }
 
 const fn check_pow2(
@@ -193,6 +202,7 @@ impl Geometry {
             keep_empty_pools: c.keep_empty_pools,
             purge_delay_ms: c.purge_delay_ms,
             retain_pools: c.retain_bytes / c.pool_size,
+            secure: c.secure,
         })
     }
 

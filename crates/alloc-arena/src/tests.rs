@@ -20,6 +20,7 @@ alloc_core::conformance_tests!(
             keep_empty_pools: 0,
             purge_delay_ms: 0,
             retain_bytes: 0,
+            secure: false,
         },
         OsArenas::new(),
         System
@@ -525,4 +526,92 @@ fn empty_pools_are_decommitted_only_after_the_purge_delay() {
     );
     // SAFETY: live, freed once.
     unsafe { heap.free(pin.as_ptr()) };
+}
+
+/// `PoolConfig::secure`, with pymalloc's other values.
+const SECURE: PoolConfig = PoolConfig {
+    secure: true,
+    ..PoolConfig::DEFAULT
+};
+
+alloc_core::conformance_tests!(
+    secure_pool_conforms,
+    PoolAllocator::with_config(SECURE, OsArenas::new(), System).unwrap()
+);
+
+#[test]
+fn a_secure_heap_hands_out_a_new_pool_in_random_order() {
+    let heap = Heap::with_config(SECURE, OsArenas::new(), System).unwrap();
+    let blocks: Vec<_> = (0..64).map(|_| heap.malloc(64).unwrap()).collect();
+    let ascending = blocks.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!(
+        (10..54).contains(&ascending),
+        "{ascending} of 63 steps go up: not a random order"
+    );
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    heap.check_invariants();
+}
+
+/// The child side of the secure heap's abort tests: commits the misuse named by the variable.
+#[test]
+fn secure_child_entry() {
+    let Ok(case) = std::env::var("ALLOC_ARENA_SECURE_CHILD") else {
+        return;
+    };
+    let heap = Heap::with_config(SECURE, OsArenas::new(), System).unwrap();
+    let keep: Vec<_> = (0..8).map(|_| heap.malloc(48).unwrap()).collect();
+    let p = heap.malloc(48).unwrap();
+    // SAFETY: the misuses under test, which the secure heap detects and aborts on.
+    unsafe {
+        heap.free(p.as_ptr());
+        match case.as_str() {
+            "double_free" => {
+                heap.free(keep[3].as_ptr());
+                heap.free(p.as_ptr());
+            }
+            "write_after_free" => {
+                p.as_ptr().cast::<usize>().write(0x4141_4141_4141);
+                // Until the pool's free list runs dry and the freed block's link is read.
+                for _ in 0..400 {
+                    let _ = heap.malloc(48);
+                }
+            }
+            other => panic!("unknown case {other}"),
+        }
+    }
+    std::println!("NOT CAUGHT");
+}
+
+fn secure_child(case: &str) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "tests::secure_child_entry", "--nocapture"])
+        .env("ALLOC_ARENA_SECURE_CHILD", case)
+        .output()
+        .unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_secure_heap_reports_a_double_free_on_the_free_list() {
+    use std::os::unix::process::ExitStatusExt;
+    let out = secure_child("double_free");
+    let stderr = std::string::String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(6), "{stderr}");
+    assert!(stderr.contains("domalloc: free(): double free"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_secure_heap_does_not_trust_a_freed_block_that_was_written() {
+    use std::os::unix::process::ExitStatusExt;
+    let out = secure_child("write_after_free");
+    let stderr = std::string::String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("domalloc: malloc(): heap corruption"),
+        "{stderr}"
+    );
 }

@@ -268,38 +268,44 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
     let cases: &[(&str, &[&str], &str, &str)] = &[
         (
             "double_free_small",
-            &["pool", "pool_debug", "debug"],
+            &["pool", "pool_debug", "debug", "pool_secure"],
             "double free",
             hook,
         ),
         (
             "interior",
-            &["pool", "pool_debug", "debug"],
+            &["pool", "pool_debug", "debug", "pool_secure"],
             "invalid pointer (inside a block",
             "",
         ),
         (
             "misaligned",
-            &["pool", "pool_debug", "debug"],
+            &["pool", "pool_debug", "debug", "pool_secure"],
             "invalid pointer (inside a block",
             "",
         ),
         (
             "double_free_medium",
-            &["pool", "pool_debug", "debug"],
+            &["pool", "pool_debug", "debug", "pool_secure"],
             "double free",
             hook,
         ),
         (
             "realloc_freed",
-            &["pool", "pool_debug", "debug"],
-            "realloc(): double free",
+            &["pool", "pool_debug", "debug", "pool_secure"],
+            "double free",
             hook,
         ),
         (
             "usable_size_freed",
             &["pool"],
             "malloc_usable_size(): double free",
+            "",
+        ),
+        (
+            "double_free_later",
+            &["pool_secure"],
+            "free(): double free",
             "",
         ),
     ];
@@ -319,10 +325,10 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
             );
             assert_eq!(out.status.signal(), Some(libc_sigabrt()), "{what}");
             assert!(!stdout.contains("handed out twice"), "{what}");
-            let says = if preset == "pool" {
-                pool_says
-            } else {
+            let says = if preset.ends_with("debug") {
                 debug_says
+            } else {
+                pool_says
             };
             assert!(stderr.contains(says), "{what}");
             assert!(
@@ -369,7 +375,12 @@ fn a_million_random_operations_with_injected_misuse_are_all_caught() {
         &["-Wno-free-nonheap-object"],
     );
     let misuses = "interior,misaligned,double_free,double_free_medium,realloc_freed";
-    for (preset, seed) in [("pool", "11"), ("pool_debug", "12"), ("debug", "13")] {
+    for (preset, seed) in [
+        ("pool", "11"),
+        ("pool_debug", "12"),
+        ("debug", "13"),
+        ("pool_secure", "14"),
+    ] {
         let out = Command::new(&exe)
             .args(["1000000", "10000", seed, misuses])
             .env("LD_PRELOAD", library())

@@ -20,15 +20,26 @@ pub enum Preset {
     MallocDebug,
     /// The pool allocator under the debug hooks (`pool_debug`, CPython's `pymalloc_debug`).
     PoolDebug,
+    /// The pool allocator hardened further (`pool_secure`): encoded and checked free-list links,
+    /// new pools handed out in random order, no bins, every free checked against its pool's free
+    /// list (see `PoolConfig::secure`); no fast path.
+    PoolSecure,
 }
 
 /// The accepted values of `DOMALLOC`, as they are spelled.
-pub const PRESET_NAMES: &[&str] = &["malloc", "pool", "debug", "malloc_debug", "pool_debug"];
+pub const PRESET_NAMES: &[&str] = &[
+    "malloc",
+    "pool",
+    "debug",
+    "malloc_debug",
+    "pool_debug",
+    "pool_secure",
+];
 
 /// A `DOMALLOC` value that names no preset.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
-    "unknown allocator preset {value:?}: expected one of malloc, pool, debug, malloc_debug, pool_debug"
+    "unknown allocator preset {value:?}: expected one of malloc, pool, debug, malloc_debug, pool_debug, pool_secure"
 )]
 pub struct UnknownPreset {
     /// The value given.
@@ -57,6 +68,7 @@ impl Preset {
             b"debug" => Preset::Debug,
             b"malloc_debug" => Preset::MallocDebug,
             b"pool_debug" | b"pymalloc_debug" => Preset::PoolDebug,
+            b"pool_secure" => Preset::PoolSecure,
             _ => return None,
         })
     }

@@ -228,10 +228,23 @@ static SPANS: MemSpans = Spans::with_provider(&OS_ARENAS);
 static LARGE: LargePool = PoolAllocator::with_valid_config(LARGE_POOL, &OS_ARENAS, &SPANS);
 static MEDIUM: MediumPool = PoolAllocator::with_valid_config(MEDIUM_POOL, &OS_ARENAS, &LARGE);
 static POOL: MemPool = PoolAllocator::with_parts(&ARENAS, &MEDIUM);
+
+/// `PoolConfig::secure` over a configuration (`DOMALLOC=pool_secure`).
+const fn secure(c: PoolConfig) -> PoolConfig {
+    PoolConfig { secure: true, ..c }
+}
+static SECURE_LARGE: LargePool =
+    PoolAllocator::with_valid_config(secure(LARGE_POOL), &OS_ARENAS, &SPANS);
+static SECURE_MEDIUM: MediumPool =
+    PoolAllocator::with_valid_config(secure(MEDIUM_POOL), &OS_ARENAS, &SECURE_LARGE);
+static SECURE_POOL: MemPool =
+    PoolAllocator::with_valid_config(secure(PoolConfig::DEFAULT), &ARENAS, &SECURE_MEDIUM);
 /// The object domain's pool: large requests to whatever the mem domain has now (PEP 445's
 /// fallback of `PyObject_Malloc` on `PyMem_Malloc`), so a hook on mem sees them.
 type ObjectPool = PoolAllocator<&'static SwappableArenas, Domain>;
 static OBJECT_POOL: ObjectPool = PoolAllocator::with_parts(&ARENAS, Domain(DomainId::MEM));
+static SECURE_OBJECT_POOL: ObjectPool =
+    PoolAllocator::with_valid_config(secure(PoolConfig::DEFAULT), &ARENAS, Domain(DomainId::MEM));
 static RAW_DEBUG: Guarded<System> = Guarded::new(System)
     .with_api(b'r')
     .with_ownership_tracking();
@@ -263,6 +276,8 @@ static REC_SYSTEM: Installed = record(&SYSTEM, false, false);
 // hands to the C library (see the rule).
 static REC_POOL: Installed = record(&POOL, true, false);
 static REC_OBJECT_POOL: Installed = record(&OBJECT_POOL, true, false);
+static REC_SECURE_POOL: Installed = record(&SECURE_POOL, true, false);
+static REC_SECURE_OBJECT_POOL: Installed = record(&SECURE_OBJECT_POOL, true, false);
 static REC_RAW_DEBUG: Installed = record(&RAW_DEBUG, true, true);
 static REC_MEM_DEBUG_SYSTEM: Installed = record(&MEM_DEBUG_SYSTEM, true, true);
 static REC_OBJECT_DEBUG_SYSTEM: Installed = record(&OBJECT_DEBUG_SYSTEM, true, true);
@@ -347,6 +362,7 @@ fn start() {
         match preset {
             Preset::Malloc => (&REC_SYSTEM, &REC_SYSTEM, &REC_SYSTEM),
             Preset::Pool => (&REC_SYSTEM, &REC_POOL, &REC_OBJECT_POOL),
+            Preset::PoolSecure => (&REC_SYSTEM, &REC_SECURE_POOL, &REC_SECURE_OBJECT_POOL),
             Preset::Debug | Preset::PoolDebug => {
                 (&REC_RAW_DEBUG, &REC_MEM_DEBUG_POOL, &REC_OBJECT_DEBUG_POOL)
             }
@@ -384,7 +400,7 @@ fn report_unknown_preset(value: &EnvValue, strict: bool) {
     };
     put(b"domalloc: unknown DOMALLOC value \"");
     value.write_escaped(&mut put);
-    put(b"\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug");
+    put(b"\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug, pool_secure");
     put(if strict {
         b" (DOMALLOC_STRICT=1: stopping)\n"
     } else {
@@ -412,7 +428,8 @@ pub fn preset() -> Preset {
         1 => Preset::Pool,
         2 => Preset::Debug,
         3 => Preset::MallocDebug,
-        _ => Preset::PoolDebug,
+        4 => Preset::PoolDebug,
+        _ => Preset::PoolSecure,
     }
 }
 
@@ -648,6 +665,10 @@ pub fn trim_pools() {
     MEDIUM.trim();
     LARGE.trim();
     SPANS.trim();
+    SECURE_POOL.trim();
+    SECURE_OBJECT_POOL.trim();
+    SECURE_MEDIUM.trim();
+    SECURE_LARGE.trim();
 }
 
 // ---------------------------------------------------------------------------------------------

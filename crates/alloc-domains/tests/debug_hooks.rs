@@ -70,6 +70,7 @@ fn domalloc_selects_the_standard_allocators_at_start_up() {
             "guarded,guarded,guarded",
         ),
         (Some("pool_debug"), "PoolDebug", "guarded,guarded,guarded"),
+        (Some("pool_secure"), "PoolSecure", "system,pool,pool"),
     ] {
         let out = child("report", value);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -91,7 +92,7 @@ fn an_unknown_value_is_reported_and_the_default_used() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success());
     assert!(
-        stderr.contains("domalloc: unknown DOMALLOC value \"tcmalloc\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug; using the default, pool\n"),
+        stderr.contains("domalloc: unknown DOMALLOC value \"tcmalloc\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug, pool_secure; using the default, pool\n"),
         "{stderr}"
     );
     assert_eq!(stderr.matches("domalloc:").count(), 1, "once: {stderr}");
@@ -147,7 +148,7 @@ fn domalloc_strict_turns_a_bad_value_into_a_start_up_failure() {
     let out = c.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("unknown DOMALLOC value \"bogus\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug (DOMALLOC_STRICT=1: stopping)"), "{stderr}");
+    assert!(stderr.contains("unknown DOMALLOC value \"bogus\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug, pool_secure (DOMALLOC_STRICT=1: stopping)"), "{stderr}");
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("preset="),
         "nothing ran"

@@ -19,7 +19,7 @@ mod windows;
 #[cfg(windows)]
 use windows as imp;
 
-pub(crate) use imp::{fatal, now_ms, page_size, yield_now};
+pub(crate) use imp::{fatal, now_ms, page_size, random_u64, yield_now};
 
 /// An [`ArenaProvider`] that maps arenas from the operating system: `mmap`/`munmap` on unix,
 /// `VirtualAlloc`/`VirtualFree` on windows.

@@ -130,6 +130,28 @@ pub(crate) fn fatal(line: &[u8]) -> ! {
     }
 }
 
+/// 64 random bits for the secure pools' keys: `getrandom` where the OS has it (Linux), else the
+/// clock and an address mixed (not cryptographic; enough to keep links unguessable across runs).
+pub(crate) fn random_u64() -> u64 {
+    let mut v = 0u64;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: a valid 8-byte buffer; GRND_NONBLOCK never waits (it fails early at boot).
+        let n = unsafe { libc::getrandom(ptr::addr_of_mut!(v).cast(), 8, libc::GRND_NONBLOCK) };
+        if n == 8 {
+            return v;
+        }
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid place for the result.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    v ^= (ts.tv_sec as u64).rotate_left(32) ^ ts.tv_nsec as u64 ^ ptr::addr_of!(ts) as u64;
+    v
+}
+
 pub(crate) fn yield_now() {
     // SAFETY: sched_yield has no preconditions.
     unsafe { libc::sched_yield() };

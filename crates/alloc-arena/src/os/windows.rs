@@ -128,6 +128,14 @@ pub(crate) fn fatal(line: &[u8]) -> ! {
     }
 }
 
+/// 64 bits for the secure pools' keys: the tick count and an address mixed (not cryptographic).
+pub(crate) fn random_u64() -> u64 {
+    let local = 0u8;
+    // SAFETY: GetTickCount64 has no preconditions.
+    let t = unsafe { GetTickCount64() };
+    t.rotate_left(29) ^ (core::ptr::addr_of!(local) as u64)
+}
+
 pub(crate) fn yield_now() {
     // SAFETY: SwitchToThread has no preconditions.
     unsafe { SwitchToThread() };

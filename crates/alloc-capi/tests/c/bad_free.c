@@ -25,6 +25,14 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "realloc_freed")) {
         free(p);
         p = realloc(p, 100);
+    } else if (!strcmp(c, "double_free_later")) {
+        /* Freed twice with other frees of its size between: caught by pool_secure's check of the
+         * pool's free list, not by the default's look at the bin. */
+        char *volatile a = malloc(48), *volatile b = malloc(48), *volatile d = malloc(48);
+        free(a);
+        free(b);
+        free(d);
+        free(a);
     } else if (!strcmp(c, "usable_size_freed")) {
         free(p);
         printf("%zu\n", malloc_usable_size(p));
