@@ -5,11 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
+#include "bench.h"
 
 int main(int argc, char **argv) {
     long ops = argc > 1 ? atol(argv[1]) : 20000;

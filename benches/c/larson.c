@@ -9,16 +9,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
+
 #define SLOTS 1024
 static long ops;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char **exchange;
-
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
 
 static char **new_table(uint64_t *x) {
     char **t = calloc(SLOTS, sizeof *t);
@@ -62,10 +58,6 @@ static void *worker(void *arg) {
 int main(int argc, char **argv) {
     ops = argc > 1 ? atol(argv[1]) : 100000;
     int threads = argc > 2 ? atoi(argv[2]) : 2;
-    pthread_t t[64];
-    double t0 = now_ns();
-    for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1));
-    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
-    printf("ns_per_op=%.3f\n", (now_ns() - t0) / (double)ops);
+    printf("ns_per_op=%.3f\n", run_threads(worker, threads) / (double)ops);
     return 0;
 }

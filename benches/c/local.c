@@ -8,13 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-static long ops;
+#include "bench.h"
 
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
+static long ops;
 
 static void *worker(void *arg) {
     uint64_t x = 0x9e3779b97f4a7c15ull * (uintptr_t)arg + 1;
@@ -35,10 +31,6 @@ static void *worker(void *arg) {
 int main(int argc, char **argv) {
     ops = argc > 1 ? atol(argv[1]) : 100000;
     int threads = argc > 2 ? atoi(argv[2]) : 2;
-    pthread_t t[64];
-    double t0 = now_ns();
-    for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1));
-    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
-    printf("ns_per_op=%.3f\n", (now_ns() - t0) / (double)ops);
+    printf("ns_per_op=%.3f\n", run_threads(worker, threads) / (double)ops);
     return 0;
 }

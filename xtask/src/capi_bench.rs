@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::python_bench::PEER_LIBS;
+use crate::python_bench::installed_peers;
 use crate::{Result, cargo, root};
 
 /// (row name, source, threads, ops for a timed run, ops for the two callgrind runs).
@@ -120,20 +120,8 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
 
     let mut subjects: Vec<(&str, Option<PathBuf>)> = vec![("system", None), ("domain", Some(lib))];
-    for (name, paths) in PEER_LIBS {
-        match paths.iter().map(PathBuf::from).find(|p| p.exists()) {
-            Some(p) => subjects.push((name, Some(p))),
-            None => eprintln!(
-                "    capi: {name} is missing: no shared library of it in {} (on Debian: apt-get \
-                 install {}); its rows are left out",
-                paths.join(", "),
-                if *name == "mimalloc" {
-                    "libmimalloc2.0"
-                } else {
-                    "libjemalloc2"
-                }
-            ),
-        }
+    for (name, p) in installed_peers("capi") {
+        subjects.push((name, Some(p)));
     }
     let wanted = |name: &str| allocators.iter().any(|a| a == name) || name == "domain";
     let valgrind = have("valgrind", "--version");

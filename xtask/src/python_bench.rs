@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::{Result, cargo, root};
 
 /// Where distributions put the peers' shared libraries.
-pub(crate) const PEER_LIBS: &[(&str, &[&str])] = &[
+const PEER_LIBS: &[(&str, &[&str])] = &[
     (
         "jemalloc",
         &[
@@ -33,6 +33,28 @@ pub(crate) const PEER_LIBS: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// The peers whose shared library is installed, by name; each missing one is named on stderr for
+/// `workload`, with the Debian package that has it.
+pub(crate) fn installed_peers(workload: &str) -> Vec<(&'static str, PathBuf)> {
+    let mut found = Vec::new();
+    for &(name, paths) in PEER_LIBS {
+        match paths.iter().map(PathBuf::from).find(|p| p.exists()) {
+            Some(p) => found.push((name, p)),
+            None => eprintln!(
+                "    {workload}: {name} is missing: no shared library of it in {} (on Debian: \
+                 apt-get install {}); its rows are left out",
+                paths.join(", "),
+                if name == "mimalloc" {
+                    "libmimalloc2.0"
+                } else {
+                    "libjemalloc2"
+                }
+            ),
+        }
+    }
+    found
+}
 
 /// One run: wall nanoseconds and peak RSS in KiB.
 /// How python3 gets its memory in one row.
@@ -90,14 +112,8 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
         ("domain", Subject::Malloc(Some(lib))),
         ("pymalloc", Subject::Pymalloc),
     ];
-    for (name, paths) in PEER_LIBS {
-        match paths.iter().map(PathBuf::from).find(|p| p.exists()) {
-            Some(p) => subjects.push((name, Subject::Malloc(Some(p)))),
-            None => eprintln!(
-                "    python: no shared {name} library installed (looked in {}); skipped",
-                paths.join(", ")
-            ),
-        }
+    for (name, p) in installed_peers("python") {
+        subjects.push((name, Subject::Malloc(Some(p))));
     }
     let wanted =
         |name: &str| allocators.iter().any(|a| a == name) || name == "domain" || name == "pymalloc";

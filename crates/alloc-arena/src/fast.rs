@@ -32,6 +32,7 @@ use crate::check;
 use crate::front::{DEFAULT_GEOMETRY, Front, pool_meta};
 use crate::pool::PoolAllocator;
 use crate::registry;
+use crate::size_class::Geometry;
 use crate::sync::Ordering;
 use crate::threads::{self, ThreadCache};
 
@@ -103,38 +104,12 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// (a block of its large-block allocator), not used after a true answer.
     #[inline(always)]
     pub unsafe fn free_fast(&self, ptr: *mut u8, key: u32) -> bool {
-        let g = &DEFAULT_GEOMETRY;
-        let addr = ptr as usize;
-        if registry::owner_of(addr) != key {
+        if registry::owner_of(ptr as usize) != key {
             return false;
         }
-        let arena = (addr & !(g.arena_size - 1)) as *const ArenaHeader;
-        // SAFETY: the registry maps the chunk to this allocator's arenas, and the caller says the
-        // block is live, so its arena is mapped and its heap pointer was written before any of
-        // its blocks was handed out.
-        let slot = unsafe { (*arena).slot }.cast_mut();
-        let c = threads::cache_if_any();
-        // SAFETY: heap slots are never unmapped. A heap whose owner is the calling thread's token
-        // is owned by this thread alone (tokens are the caches' addresses, unique among live
-        // threads; a thread gives its heaps up before its cache goes).
-        if c.is_null() || unsafe { (*slot).owner.get() } != ThreadCache::token(c) {
-            return false;
-        }
-        // SAFETY: a live block's pool meta is initialised; its class is the block's (`NO_CLASS`
-        // for a pool that is empty, so for a block that is not live: the bin refuses it).
-        let class = unsafe { (*pool_meta(g, addr)).class } as usize;
-        // The hardened default (see `check`): a pointer that does not start a block of its pool
-        // (or lies in an empty pool) goes the long way, which reports it.
-        if !check::is_block_start(addr & (g.pool_size - 1), class) {
-            return false;
-        }
-        // SAFETY: this thread owns the heap (above); the block is a live block of it of `class`
-        // (the caller's guarantee and its pool's meta) or `class` is `NO_CLASS`; no other
-        // reference to the core is alive. `ptr` is not null: null maps to no owner.
-        unsafe {
-            self.core_unrefreshed(slot)
-                .push_bin_read_class(NonNull::new_unchecked(ptr), class)
-        }
+        // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id),
+        // whose geometry is the default one (the key's condition); the caller's guarantee.
+        unsafe { self.free_into_bin(&DEFAULT_GEOMETRY, ptr) }
     }
 
     /// [`free_fast`](Self::free_fast) for any geometry, for a pointer the caller already found
@@ -148,26 +123,45 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// or a bad pointer the checks refuse; not used after a true answer.
     #[inline]
     pub unsafe fn free_fast_in_arenas(&self, ptr: *mut u8) -> bool {
-        let g = self.geometry();
+        // SAFETY: the caller's guarantee; the allocator's own geometry.
+        unsafe { self.free_into_bin(self.geometry(), ptr) }
+    }
+
+    /// The body of both fast frees: `g` is this allocator's geometry (a constant for the
+    /// default one, so that the fast path computes positions from immediates).
+    ///
+    /// # Safety
+    /// The registry places `ptr` in this allocator's arenas, of geometry `g`; the block is live,
+    /// or a bad pointer the checks refuse; not used after a true answer.
+    #[inline(always)]
+    unsafe fn free_into_bin(&self, g: &Geometry, ptr: *mut u8) -> bool {
         let addr = ptr as usize;
         let arena = (addr & !(g.arena_size - 1)) as *const ArenaHeader;
-        // SAFETY: the registry places `ptr` in one of our live arenas (the caller's guarantee),
-        // whose heap pointer was written before any block of it was handed out.
+        // SAFETY: the arena is live (the registry maps its chunk to us), and its heap pointer was
+        // written before any of its blocks was handed out.
         let slot = unsafe { (*arena).slot }.cast_mut();
         let c = threads::cache_if_any();
-        // SAFETY: heap slots are never unmapped; the owner's token makes the heap ours alone.
+        // SAFETY: heap slots are never unmapped. A heap whose owner is the calling thread's token
+        // is owned by this thread alone (tokens are the caches' addresses, unique among live
+        // threads; a thread gives its heaps up before its cache goes).
         if c.is_null() || unsafe { (*slot).owner.get() } != ThreadCache::token(c) {
             return false;
         }
-        // SAFETY: the arena is live, its metas initialised.
+        // SAFETY: the arena's metas are initialised; a live block's class is its pool's
+        // (`NO_CLASS` for a pool that is empty, so for a block that is not live).
         let class = unsafe { (*pool_meta(g, addr)).class } as usize;
+        // The hardened default (see `check`): a pointer that does not start a block of its pool
+        // (or lies in an empty pool) goes the long way, which reports it. For a spacing of
+        // 16 * 2^k, the offset's low k bits must be zero and the rest a multiple of the class's
+        // size in 16-byte units.
         let k = g.class_shift.saturating_sub(4);
         let offset = addr & (g.pool_size - 1);
         if offset & ((1 << k) - 1) != 0 || !check::is_block_start(offset >> k, class) {
             return false;
         }
-        // SAFETY: our heap; a block start of a pool of `class` in use (or `NO_CLASS`, refused
-        // by its bin); `ptr` is not null (null maps to no owner).
+        // SAFETY: this thread owns the heap (above); a block start of a pool of `class` in use
+        // (or `NO_CLASS`, refused by its bin); no other reference to the core is alive; `ptr` is
+        // not null (null maps to no owner).
         unsafe {
             self.core_unrefreshed(slot)
                 .push_bin_read_class(NonNull::new_unchecked(ptr), class)
