@@ -298,9 +298,9 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
         ),
         (
             "usable_size_freed",
-            &["pool"],
-            "malloc_usable_size(): double free",
-            "",
+            &["pool", "pool_debug", "debug"],
+            "malloc_usable_size(): ",
+            "Fatal error in debug malloc_usable_size",
         ),
         (
             "double_free_later",

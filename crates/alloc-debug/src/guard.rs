@@ -1140,8 +1140,11 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
     // `realloc_aligned` is the provided one: allocate, copy, `free_aligned` (which checks).
 
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        // SAFETY: a live block of ours has its size in the header.
-        Some(unsafe { read_word(ptr.as_ptr().sub(HEADER)) })
+        // Checked like a free (CPython's hooks do not, but a size read from a freed or damaged
+        // header would be wrong): a block freed before, another API's, or a damaged one is
+        // reported; the answer is the size the program asked for.
+        // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
+        unsafe { self.verify("malloc_usable_size", ptr.as_ptr(), None, HEADER) }
     }
 
     /// Once ownership is tracked ([`track_ownership`](DomainAllocator::track_ownership), or
