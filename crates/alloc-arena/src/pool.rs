@@ -156,10 +156,18 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         f(&self.provider)
     }
 
-    /// This allocator's id, assigned on first use.
+    /// This allocator's id, assigned on first use: one that does not map to way 0 of the thread
+    /// cache, which is kept for the allocators with a fast-path key (`fast_key`), so that no
+    /// other allocator evicts the standard pool's heap from it.
     #[cold]
     fn assign_id(&self) -> u32 {
-        self.install_id(registry::new_owner_id())
+        let fresh = loop {
+            let id = registry::new_owner_id();
+            if ThreadCache::way_of(id as usize) != 0 {
+                break id;
+            }
+        };
+        self.install_id(fresh)
     }
 
     /// This allocator's id, assigned now if it has none, from the ids that map to way 0 of the
