@@ -11,8 +11,9 @@
  *     the process with one line on stderr naming domalloc, the call and the address, where glibc
  *     may go on; under DOMALLOC=debug or pool_debug every pointer freed into the pools goes to
  *     the debug hooks, which report it (block, serial, API id) rather than handing it to glibc;
- *   - requests with an alignment above 16 are glibc's (they carry no guards under the debug
- *     presets).
+ *   - requests with an alignment above 16 come from the pools under DOMALLOC=pool (alignments up
+ *     to 4 KiB, sizes up to 64 KiB) and from glibc otherwise; under the debug presets they are
+ *     glibc's and carry no guards.
  */
 #ifndef DOMALLOC_H
 #define DOMALLOC_H

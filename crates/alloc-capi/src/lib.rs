@@ -15,8 +15,9 @@
 //! `errno` set to `ENOMEM`; a bad alignment is `EINVAL`; `free(NULL)` does nothing;
 //! `realloc(p, 0)` frees `p` and returns null; a block the domain does not claim (made by glibc
 //! before the library was loaded, or by glibc's own entry points) goes back to glibc. Requests with
-//! an alignment above 16 are glibc's (`__libc_memalign`), so `free` finds them there whatever the
-//! domain holds.
+//! an alignment above 16 come from the standard pools while the mem domain uses them (up to 4 KiB
+//! alignment and 64 KiB: pool blocks of a multiple of the alignment, freed like any other), and
+//! from glibc (`__libc_memalign`) otherwise, so `free` finds them whatever the domain holds.
 //!
 //! Works from the first allocation (no Rust runtime or thread-local is needed before a call: the
 //! domain table configures itself from `DOMALLOC` on its first call, without allocating), through
@@ -222,12 +223,33 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, nelem: usize, elsize: usiz
     }
 }
 
-/// An aligned block: the domain for alignments up to 16, glibc above (its blocks are freed by
-/// `free` whatever the domain holds). Null with `errno` on failure.
+/// The largest alignment, and the largest size rounded to it, that the standard pools serve for
+/// an aligned request: their blocks of a size that is a multiple of the alignment are aligned to
+/// it (pools start at 16 KiB, 64 KiB and 256 KiB boundaries), and `free` finds them by the
+/// registry like any other block, with no alignment. Beyond (a span's block is only 64-aligned),
+/// glibc's.
+const POOL_ALIGN_MAX: usize = 4096;
+const POOL_ALIGNED_SIZE_MAX: usize = 64 << 10;
+
+/// An aligned block: the domain for alignments up to 16; above, the standard pools while the mem
+/// domain uses them (up to [`POOL_ALIGN_MAX`] and [`POOL_ALIGNED_SIZE_MAX`]), glibc otherwise (its
+/// blocks are freed by `free` whatever the domain holds). Null with `errno` on failure.
 fn aligned(align: usize, size: usize) -> *mut c_void {
     if align <= ALIGN {
         // SAFETY: as `malloc`.
         return unsafe { malloc(size) };
+    }
+    if align <= POOL_ALIGN_MAX
+        && size.max(1).next_multiple_of(align) <= POOL_ALIGNED_SIZE_MAX
+        && (mem_fast_path().1 != NO_KEY || alloc_domains::enable_mem_fast_path() != NO_KEY)
+        && let Ok(layout) = core::alloc::Layout::from_size_align(size, align)
+    {
+        // A block of the pools whose size is a multiple of `align` (the pools' aligned
+        // routing), so a plain block as far as `free`, `realloc` and the checks know.
+        return match mem_fast_path().0.malloc_aligned(layout) {
+            Some(p) => p.as_ptr().cast(),
+            None => oom(),
+        };
     }
     // SAFETY: a power-of-two alignment (checked by every caller); any size.
     let p = unsafe { __libc_memalign(align, size) };

@@ -1113,6 +1113,23 @@ pub fn check_standard_live(ptr: *const u8, op: &str) {
     let _ = POOL.check_live(ptr, op) || MEDIUM.check_live(ptr, op) || LARGE.check_live(ptr, op);
 }
 
+/// Turns the mem domain's fast path on now if the domain uses its standard pool alone (marking
+/// the domain as having allocated, as its first allocation would): for a caller about to allocate
+/// through the pool directly before any allocation went through the domain (the C library's
+/// aligned entry points). Returns the key, [`NO_KEY`] if the domain has another allocator.
+#[cold]
+pub fn enable_mem_fast_path() -> u32 {
+    start();
+    if ptr::eq(current(DomainId::MEM), &REC_POOL) {
+        let s = &TABLE[DomainId::MEM.index()];
+        if !s.used.load(Ordering::Relaxed) {
+            s.used.store(true, Ordering::Release);
+        }
+        enable_fast_mem();
+    }
+    FAST_MEM.load(Ordering::Relaxed)
+}
+
 /// Sets `FAST_MEM` if the mem domain has served allocations through the standard pool and still
 /// uses it. A writer holding the lock (it may allocate through this very domain) means "not now":
 /// the next allocation tries again.

@@ -1,8 +1,8 @@
 /* A randomized driver of the malloc family (argv: operations, misuse period, seed, misuses).
  *
  * It keeps 256 slots of live blocks and runs OPS random valid operations on them: malloc, calloc,
- * realloc, memalign, free and malloc_usable_size, every block filled with a pattern of its own
- * and checked before it is resized or freed (a valid operation disturbed by anything shows as a
+ * realloc, memalign (alignments of 16 B to 4 KiB), free and malloc_usable_size, every block
+ * filled with a pattern of its own and checked before it is resized or freed (a valid operation disturbed by anything shows as a
  * changed pattern: exit status 3). Every PERIOD operations it injects one misuse, drawn from the
  * comma-separated MISUSES, in a forked child: the child commits it and, if nothing stopped it,
  * prints "NOT CAUGHT" and exits 0. The parent waits for the child and requires an abort with
@@ -97,7 +97,18 @@ static void valid_op(void) {
             fill(k);
         }
         break;
-    case 3: release(k); slot[k] = memalign(16, n); len[k] = n; fill(k); break;
+    case 3: {
+        size_t align = (size_t)16 << (next() % 9); /* 16 B to 4 KiB */
+        release(k);
+        slot[k] = memalign(align, n);
+        if ((uintptr_t)slot[k] % align) {
+            printf("disturbed: memalign(%zu) gave %p\n", align, (void *)slot[k]);
+            exit(3);
+        }
+        len[k] = n;
+        fill(k);
+        break;
+    }
     case 4: release(k); break;
     default:
         if (slot[k] && malloc_usable_size(slot[k]) < len[k]) {
