@@ -53,6 +53,9 @@ pub(crate) enum BadFree {
     /// A free-list link that does not decode to a block of its pool (a secure heap): a freed
     /// block was written to.
     Corrupted,
+    /// In the arenas of another allocator than the one it was handed to (a block of another
+    /// domain given to the C library's `free`, say).
+    OtherAllocator,
 }
 
 /// Checks a pointer the registry places in a live arena of geometry `g` (any geometry: the
@@ -104,6 +107,7 @@ pub(crate) fn bad_free(op: &str, addr: usize, what: BadFree) -> ! {
         BadFree::Corrupted => {
             b"heap corruption (a freed block was written to: its free-list link is bad)"
         }
+        BadFree::OtherAllocator => b"invalid pointer (a block of another allocator or domain)",
     });
     put(b" at 0x");
     let mut hex = [0u8; 16];
@@ -113,4 +117,12 @@ pub(crate) fn bad_free(op: &str, addr: usize, what: BadFree) -> ! {
     put(&hex);
     put(b"; aborting\n");
     crate::os::fatal(&line[..len])
+}
+
+/// Reports a pointer that lies in the arenas of another pool allocator than the one it was handed
+/// to (a block of the object domain given to the C library's `free`, say) on one line of stderr,
+/// as the hardened checks do, and aborts. `op` names the call.
+#[cold]
+pub fn report_other_allocator(op: &str, ptr: *const u8) -> ! {
+    bad_free(op, ptr as usize, BadFree::OtherAllocator)
 }

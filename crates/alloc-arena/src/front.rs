@@ -244,16 +244,17 @@ pub(crate) unsafe fn realloc<F: Front>(
     let g = *f.geometry();
     if owned(f, ptr) {
         // SAFETY: in our arenas (the registry).
-        unsafe { checked_class(f, "realloc", old) };
-        // SAFETY: a live block of our pools (registry + the caller).
-        let block = unsafe { pool_block_size(&g, old) };
+        let class = unsafe { checked_class(f, "realloc", old) };
+        // A live block of our pools (registry + the caller) of `class`, checked above.
+        let block = g.block_size(class);
         if fits_in_place(&g, block, new_size) {
             return Some(old);
         }
-        // SAFETY: `old` holds `block` bytes; it is freed once after the copy.
+        // SAFETY: `old` holds `block` bytes; it is freed once after the copy, with its class
+        // (so through the bin, as a sized free).
         return unsafe {
             relocate(malloc(f, new_size), old, block.min(new_size), || {
-                f.free_block(old, None)
+                f.free_block(old, Some(class))
             })
         };
     }

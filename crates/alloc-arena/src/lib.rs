@@ -91,6 +91,8 @@ mod threads;
 mod tests;
 
 #[cfg(not(loom))]
+pub use check::report_other_allocator;
+#[cfg(not(loom))]
 pub use fast::NO_KEY;
 #[cfg(not(loom))]
 pub use front::Heap;

@@ -250,6 +250,12 @@ impl<P: ArenaProvider> Spans<P> {
         }
     }
 
+    /// The registry id of the spans (0 until the first span): what `arena_owner` answers for a
+    /// pointer into one.
+    pub fn registry_id(&self) -> u32 {
+        self.id.load(Ordering::Relaxed)
+    }
+
     /// How many freed spans, and how many bytes, the cache holds now.
     pub fn cached(&self) -> (usize, usize) {
         self.cache.with(|c| (c.len, c.bytes))

@@ -170,8 +170,18 @@ unsafe extern "C" fn free_slow(p: *mut c_void) {
         // SAFETY: a live block the domain claims.
         unsafe { MEM.free(p.cast()) }
     } else {
+        not_glibcs("free", p);
         // SAFETY: a live block of glibc's (nobody here claims it).
         unsafe { __libc_free(p) }
+    }
+}
+
+/// Reports and aborts if `p`, which the mem domain does not claim, lies in domalloc's arenas
+/// (another domain's block, say): such a pointer never goes to glibc, whose checks would read
+/// memory that is not its own.
+fn not_glibcs(op: &str, p: *mut c_void) {
+    if alloc_arena::in_pool_arena(p.cast()) {
+        alloc_arena::report_other_allocator(op, p.cast());
     }
 }
 
@@ -191,23 +201,30 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         unsafe { free(p) };
         return ptr::null_mut();
     }
-    if mem_fast_path().1 != NO_KEY {
-        alloc_domains::check_standard_live(p.cast(), "realloc");
-    }
-    if ours(p) {
+    let (pool, key) = mem_fast_path();
+    if key != NO_KEY {
+        // The pools' blocks (checked) to the pools directly, anything else to glibc.
+        if alloc_domains::check_standard_live(p.cast(), "realloc") {
+            // SAFETY: a live block of the standard pools or spans, the domain's only allocator.
+            return match unsafe { pool.realloc(p.cast(), size) } {
+                Some(q) => q.as_ptr().cast(),
+                None => oom(),
+            };
+        }
+    } else if ours(p) {
         // SAFETY: a live block the domain claims.
-        match unsafe { MEM.realloc(p.cast(), size) } {
+        return match unsafe { MEM.realloc(p.cast(), size) } {
             Some(q) => q.as_ptr().cast(),
             None => oom(),
-        }
-    } else {
-        // SAFETY: a live block of glibc's.
-        let q = unsafe { __libc_realloc(p, size) };
-        if q.is_null() {
-            set_errno(libc::ENOMEM);
-        }
-        q
+        };
     }
+    not_glibcs("realloc", p);
+    // SAFETY: a live block of glibc's.
+    let q = unsafe { __libc_realloc(p, size) };
+    if q.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    q
 }
 
 /// `reallocarray(3)`: `realloc(p, nelem * elsize)` with overflow checked (`ENOMEM`).
@@ -348,15 +365,19 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     let Some(nn) = NonNull::new(p.cast::<u8>()) else {
         return 0;
     };
-    if mem_fast_path().1 != NO_KEY {
-        alloc_domains::check_standard_live(p.cast(), "malloc_usable_size");
-    }
-    if ours(p) {
+    let (pool, key) = mem_fast_path();
+    if key != NO_KEY {
+        if alloc_domains::check_standard_live(p.cast(), "malloc_usable_size") {
+            // SAFETY: a live block of the standard pools or spans (checked).
+            return unsafe { pool.usable_size(nn) }.unwrap_or(0);
+        }
+    } else if ours(p) {
         // SAFETY: a live block the domain claims.
         if let Some(n) = unsafe { MEM.usable_size(nn) } {
             return n;
         }
     }
+    not_glibcs("malloc_usable_size", p);
     glibc_usable_size(p)
 }
 

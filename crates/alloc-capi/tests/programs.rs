@@ -260,7 +260,7 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
     let exe = compile(
         "bad_free.c",
         "bad_free",
-        &["-O0", "-Wno-free-nonheap-object"],
+        &["-O0", "-Wno-free-nonheap-object", "-ldl"],
     );
     // (case, presets, what stderr must say under the plain pool, under the debug presets)
     let pool_line = "domalloc: ";
@@ -294,6 +294,12 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
             "realloc_freed",
             &["pool", "pool_debug", "debug", "pool_secure"],
             "double free",
+            hook,
+        ),
+        (
+            "object_block_freed",
+            &["pool", "pool_debug", "debug", "pool_secure"],
+            "free(): invalid pointer (a block of another allocator or domain)",
             hook,
         ),
         (

@@ -1086,6 +1086,10 @@ pub unsafe fn free_standard_checked(ptr: *mut u8) {
                     && (MEDIUM.free_fast_in_arenas(ptr) || MEDIUM.free_checked(ptr)))
                 || (owner == LARGE.registry_id()
                     && (LARGE.free_fast_in_arenas(ptr) || LARGE.free_checked(ptr))));
+        if !done && owner != 0 && owner != SPANS.registry_id() {
+            // Another allocator's arena (the object domain's pool, a user domain's).
+            alloc_arena::report_other_allocator("free", ptr);
+        }
         if !done {
             // The spans check their own, and hand anything else to glibc.
             SPANS.free(ptr);
@@ -1107,10 +1111,27 @@ pub fn malloc_standard_large(size: usize) -> Option<NonNull<u8>> {
 }
 
 /// The hardened default's whole check of a pointer the C library is handed (`realloc`,
-/// `malloc_usable_size`: `op`) in the mem domain's standard pools; nothing for a pointer outside
-/// them. See [`free_standard_checked`].
-pub fn check_standard_live(ptr: *const u8, op: &str) {
-    let _ = POOL.check_live(ptr, op) || MEDIUM.check_live(ptr, op) || LARGE.check_live(ptr, op);
+/// `malloc_usable_size`: `op`) in the mem domain's standard pools and spans; returns whether the
+/// pointer lies there (one registry lookup routes it), false for a pointer elsewhere (glibc's,
+/// or another domain's). See [`free_standard_checked`].
+pub fn check_standard_live(ptr: *const u8, op: &str) -> bool {
+    let owner = alloc_arena::arena_owner(ptr);
+    if owner == 0 {
+        return false;
+    }
+    if owner == POOL.registry_id() {
+        POOL.check_live(ptr, op)
+    } else if owner == MEDIUM.registry_id() {
+        MEDIUM.check_live(ptr, op)
+    } else if owner == LARGE.registry_id() {
+        LARGE.check_live(ptr, op)
+    } else if owner == SPANS.registry_id() {
+        true
+    } else {
+        // Another allocator's arena (the object domain's pool, a user domain's): not a block
+        // of the mem domain, and not glibc's either.
+        alloc_arena::report_other_allocator(op, ptr)
+    }
 }
 
 /// Turns the mem domain's fast path on now if the domain uses its standard pool alone (marking

@@ -1,6 +1,7 @@
 /* One misuse of the malloc family per run (the case is argv[1]); a misuse that is not caught
  * goes on to allocate two blocks and print whether they are the same one (a block handed out
  * twice). The matrix in programs.rs runs each case under each preset. */
+#include <dlfcn.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,11 @@ int main(int argc, char **argv) {
         free(b);
         free(d);
         free(a);
+    } else if (!strcmp(c, "object_block_freed")) {
+        /* A block of the object domain (PyObject_Malloc) given to free(): API misuse. */
+        void *(*domain_malloc)(int, size_t) = (void *(*)(int, size_t))dlsym(RTLD_DEFAULT, "domalloc_malloc");
+        if (!domain_malloc) return 2;
+        free(domain_malloc(2, 32));
     } else if (!strcmp(c, "usable_size_freed")) {
         free(p);
         printf("%zu\n", malloc_usable_size(p));
