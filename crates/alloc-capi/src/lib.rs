@@ -14,7 +14,10 @@
 //! Rules the exports keep (glibc's, where C leaves a choice): a failed request returns null with
 //! `errno` set to `ENOMEM`; a bad alignment is `EINVAL`; `free(NULL)` does nothing;
 //! `realloc(p, 0)` frees `p` and returns null; a block the domain does not claim (made by glibc
-//! before the library was loaded, or by glibc's own entry points) goes back to glibc. Requests with
+//! before the library was loaded, or by glibc's own entry points) goes back to glibc, unless it
+//! lies in domalloc's arenas (another domain's block, one freed twice, a pointer inside a block),
+//! which is reported on one line before the process aborts (the hooks' full report under the
+//! debug presets). Requests with
 //! an alignment above 16 come from the standard pools while the mem domain uses them (up to 4 KiB
 //! alignment and 64 KiB: pool blocks of a multiple of the alignment, freed like any other), and
 //! from glibc (`__libc_memalign`) otherwise, so `free` finds them whatever the domain holds.
@@ -134,7 +137,9 @@ pub unsafe extern "C" fn calloc(nelem: usize, elsize: usize) -> *mut c_void {
     }
 }
 
-/// `free(3)`: a block the domain claims goes to it, any other to glibc.
+/// `free(3)`: a block the domain claims goes to it (through the pool's fast path while the mem
+/// domain has its standard pool), a pointer into domalloc's arenas that it does not claim is
+/// reported (see `not_glibcs`), any other goes to glibc.
 ///
 /// # Safety
 /// C's contract for `free`: `p` is null or a live block of this process's malloc family.
