@@ -21,8 +21,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::python_bench::installed_peers;
-use crate::{Result, cargo, root};
+use crate::python_bench::{build_libdomalloc, installed_peers, median_and_spread};
+use crate::{Result, root};
 
 /// (row name, source, threads, ops for a timed run, ops for the two callgrind runs).
 const PROGRAMS: &[(&str, &str, usize, u64, [u64; 2])] = &[
@@ -112,10 +112,7 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
         eprintln!("\n    capi: no C compiler (cc) is installed; the workload is skipped");
         return Ok(Vec::new());
     }
-    let mut build = cargo();
-    build.args(["build", "--release", "--quiet", "-p", "alloc-capi"]);
-    crate::run("building libdomalloc (release)", build)?;
-    let lib = root().join("target/release/libdomalloc.so");
+    let lib = build_libdomalloc()?;
     let out_dir = root().join("target/bench/capi");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
 
@@ -153,9 +150,7 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
                 ns.push(t);
                 peak = peak.max(rss);
             }
-            ns.sort_by(f64::total_cmp);
-            let median = ns[ns.len() / 2];
-            let spread = (ns[ns.len() - 1] - ns[0]) / median;
+            let (median, spread) = median_and_spread(&mut ns);
             let per_op = if valgrind {
                 let [small, big] = counted;
                 let run = |n| instructions(&exe, preload.as_ref(), &args(threads, n, source));

@@ -56,6 +56,21 @@ pub(crate) fn installed_peers(workload: &str) -> Vec<(&'static str, PathBuf)> {
     found
 }
 
+/// Builds `libdomalloc.so` (release) and returns its path.
+pub(crate) fn build_libdomalloc() -> Result<PathBuf> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--quiet", "-p", "alloc-capi"]);
+    crate::run("building libdomalloc (release)", build)?;
+    Ok(root().join("target/release/libdomalloc.so"))
+}
+
+/// The median of the samples (sorted in place) and their spread, (max - min) / median.
+pub(crate) fn median_and_spread(ns: &mut [f64]) -> (f64, f64) {
+    ns.sort_by(f64::total_cmp);
+    let median = ns[ns.len() / 2];
+    (median, (ns[ns.len() - 1] - ns[0]) / median)
+}
+
 /// One run: wall nanoseconds and peak RSS in KiB.
 /// How python3 gets its memory in one row.
 enum Subject {
@@ -102,10 +117,7 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
         eprintln!("\n    python: python3 is not installed; the workload is skipped");
         return Ok(Vec::new());
     }
-    let mut build = cargo();
-    build.args(["build", "--release", "--quiet", "-p", "alloc-capi"]);
-    crate::run("building libdomalloc (release)", build)?;
-    let lib = root().join("target/release/libdomalloc.so");
+    let lib = build_libdomalloc()?;
     let script = root().join("crates/alloc-capi/tests/py/churn.py");
     let mut subjects: Vec<(&str, Subject)> = vec![
         ("system", Subject::Malloc(None)),
@@ -128,9 +140,7 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
             ns.push(t);
             peak = peak.max(rss);
         }
-        ns.sort_by(f64::total_cmp);
-        let median = ns[ns.len() / 2];
-        let spread = (ns[ns.len() - 1] - ns[0]) / median;
+        let (median, spread) = median_and_spread(&mut ns);
         let samples_json: Vec<String> = ns.iter().map(|v| format!("{v:.0}")).collect();
         lines.push(format!(
             "{{\"workload\":\"python\",\"allocator\":\"{name}\",\"threads\":1,\"size\":null,\

@@ -41,6 +41,18 @@ pub(crate) fn is_block_start(offset: usize, class: usize) -> bool {
     (offset as u64).wrapping_mul(m) < m
 }
 
+/// Whether `addr`, in a pool of geometry `g` whose class is `class` (at most `MAX_CLASSES`, so
+/// `NO_CLASS` included, which fails), starts a block. Blocks start at the pool's first byte
+/// (header pools hold no blocks); a block of class c is (c + 1) * 16 * 2^k bytes for a spacing of
+/// 16 * 2^k, so the offset's low k bits are zero and what is left is a multiple of (c + 1) * 16,
+/// tested by the multiply. For the default geometry `g` is a constant and so is k (0).
+#[inline(always)]
+pub(crate) fn starts_block(g: &Geometry, addr: usize, class: usize) -> bool {
+    let offset = addr & (g.pool_size - 1);
+    let k = g.class_shift.saturating_sub(4);
+    offset & ((1 << k) - 1) == 0 && is_block_start(offset >> k, class)
+}
+
 /// What is wrong with a pointer into the pools.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BadFree {
@@ -67,19 +79,11 @@ pub(crate) enum BadFree {
 pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, BadFree> {
     let meta = crate::front::pool_meta(g, addr);
     // SAFETY: the caller's guarantee: the arena's metas are initialised.
-    let (class, block) = unsafe { ((*meta).class, (*meta).block_size as usize) };
+    let class = unsafe { (*meta).class };
     if class == NO_CLASS {
         return Err(BadFree::EmptyPool);
     }
-    // Blocks start at the pool's first byte (header pools hold no blocks).
-    let offset = addr & (g.pool_size - 1);
-    // A block of class c is (c + 1) * 16 * 2^k bytes for spacing 16 * 2^k: the offset's low k
-    // bits are zero and what is left is a multiple of (c + 1) * 16, tested by the multiply.
-    let k = g.class_shift.saturating_sub(4);
-    let start = block != 0
-        && offset & ((1 << k) - 1) == 0
-        && is_block_start(offset >> k, usize::from(class));
-    if !start {
+    if !starts_block(g, addr, usize::from(class)) {
         return Err(BadFree::Interior);
     }
     Ok(usize::from(class))

@@ -60,8 +60,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             && g.class_shift == d.class_shift
             && g.threshold == d.threshold
             && g.pool_shift == d.pool_shift
-            && g.arena_size == d.arena_size
-            && g.nclasses == d.nclasses;
+            && g.arena_size == d.arena_size;
         if id != 0 && default { id } else { NO_KEY }
     }
 
@@ -151,12 +150,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // (`NO_CLASS` for a pool that is empty, so for a block that is not live).
         let class = unsafe { (*pool_meta(g, addr)).class } as usize;
         // The hardened default (see `check`): a pointer that does not start a block of its pool
-        // (or lies in an empty pool) goes the long way, which reports it. For a spacing of
-        // 16 * 2^k, the offset's low k bits must be zero and the rest a multiple of the class's
-        // size in 16-byte units.
-        let k = g.class_shift.saturating_sub(4);
-        let offset = addr & (g.pool_size - 1);
-        if offset & ((1 << k) - 1) != 0 || !check::is_block_start(offset >> k, class) {
+        // (or lies in an empty pool) goes the long way, which reports it.
+        if !check::starts_block(g, addr, class) {
             return false;
         }
         // SAFETY: this thread owns the heap (above); a block start of a pool of `class` in use

@@ -79,9 +79,7 @@ impl Bin {
                 .read()
         }
     }
-}
 
-impl Bin {
     const fn new() -> Self {
         Bin {
             len: 0,

@@ -167,7 +167,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 break id;
             }
         };
-        self.install_id(fresh)
+        registry::install_id(&self.id, fresh)
     }
 
     /// This allocator's id, assigned now if it has none, from the ids that map to way 0 of the
@@ -180,20 +180,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 break id;
             }
         };
-        self.install_id(fresh)
-    }
-
-    /// Makes `fresh` this allocator's id unless another thread assigned one first; the id.
-    fn install_id(&self, fresh: u32) -> u32 {
-        // Relaxed: the id is only compared with itself (thread caches, the registry's slots,
-        // which carry their own ordering).
-        match self
-            .id
-            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => fresh,
-            Err(winner) => winner,
-        }
+        registry::install_id(&self.id, fresh)
     }
 
     /// The core of `slot`, with the provider pointer refreshed (the allocator may have moved).

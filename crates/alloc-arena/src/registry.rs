@@ -102,6 +102,16 @@ pub(crate) fn new_owner_id() -> u32 {
     }
 }
 
+/// Makes `fresh` the id in `slot` unless another thread put one there first; returns the id.
+/// Relaxed: an id is only compared with itself (thread caches, the registry's slots, which carry
+/// their own ordering).
+pub(crate) fn install_id(slot: &AtomicU32, fresh: u32) -> u32 {
+    match slot.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => fresh,
+        Err(winner) => winner,
+    }
+}
+
 /// The registry id of the allocator whose arena (or span) holds `ptr`, 0 if none: compare it with
 /// `PoolAllocator::registry_id` to route a pointer among several allocators with one lookup.
 /// Any pointer may be asked: nothing but the registry is read.

@@ -92,6 +92,7 @@ struct Cache {
 /// }
 /// let again = spans.malloc(200 << 10).unwrap(); // the cached span, no new mapping
 /// assert_eq!(again, p);
+/// # // SAFETY: a live block of `spans`, freed once.
 /// # unsafe { spans.free(again.as_ptr()) };
 /// ```
 pub struct Spans<P: ArenaProvider = OsArenas> {
@@ -137,16 +138,7 @@ impl<P: ArenaProvider> Spans<P> {
 
     fn id(&self) -> u32 {
         match self.id.load(Ordering::Relaxed) {
-            0 => {
-                let fresh = registry::new_owner_id();
-                match self
-                    .id
-                    .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
-                {
-                    Ok(_) => fresh,
-                    Err(won) => won,
-                }
-            }
+            0 => registry::install_id(&self.id, registry::new_owner_id()),
             id => id,
         }
     }

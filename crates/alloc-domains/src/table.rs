@@ -1008,10 +1008,7 @@ impl Domain {
 
     #[inline]
     fn alloc_side(self) -> &'static DynAllocator {
-        let s = &TABLE[self.0.index()];
-        if !s.used.load(Ordering::Relaxed) {
-            s.used.store(true, Ordering::Release);
-        }
+        mark_used(self.0);
         let rec = current(self.0);
         if self.0 == DomainId::MEM && ptr::eq(rec, &REC_POOL) {
             enable_fast_mem();
@@ -1077,21 +1074,17 @@ pub fn mem_fast_path() -> (&'static MemPool, u32) {
 /// The mem domain's fast path is on; `ptr` is null, a live block of the mem domain, or a block
 /// of glibc's; a bad pointer into the pools is caught (reported, then abort), not undefined.
 pub unsafe fn free_standard_checked(ptr: *mut u8) {
-    let owner = alloc_arena::arena_owner(ptr);
-    // SAFETY: the caller's guarantee; each pool frees only a pointer in its own arenas.
+    // SAFETY: the caller's guarantee; each pool is handed only a pointer in its own arenas, and
+    // the spans take their own and hand anything else to glibc.
     unsafe {
-        let done = owner != 0
-            && ((owner == POOL.registry_id() && POOL.free_checked(ptr))
-                || (owner == MEDIUM.registry_id()
-                    && (MEDIUM.free_fast_in_arenas(ptr) || MEDIUM.free_checked(ptr)))
-                || (owner == LARGE.registry_id()
-                    && (LARGE.free_fast_in_arenas(ptr) || LARGE.free_checked(ptr))));
-        if !done && owner != 0 && owner != SPANS.registry_id() {
-            // Another allocator's arena (the object domain's pool, a user domain's).
-            alloc_arena::report_other_allocator("free", ptr);
-        }
+        let done = match standard_owner(ptr) {
+            Standard::Small => POOL.free_checked(ptr),
+            Standard::Medium => MEDIUM.free_fast_in_arenas(ptr) || MEDIUM.free_checked(ptr),
+            Standard::Large => LARGE.free_fast_in_arenas(ptr) || LARGE.free_checked(ptr),
+            Standard::Other => alloc_arena::report_other_allocator("free", ptr),
+            Standard::Span | Standard::Outside => false,
+        };
         if !done {
-            // The spans check their own, and hand anything else to glibc.
             SPANS.free(ptr);
         }
     }
@@ -1115,22 +1108,13 @@ pub fn malloc_standard_large(size: usize) -> Option<NonNull<u8>> {
 /// pointer lies there (one registry lookup routes it), false for a pointer elsewhere (glibc's,
 /// or another domain's). See [`free_standard_checked`].
 pub fn check_standard_live(ptr: *const u8, op: &str) -> bool {
-    let owner = alloc_arena::arena_owner(ptr);
-    if owner == 0 {
-        return false;
-    }
-    if owner == POOL.registry_id() {
-        POOL.check_live(ptr, op)
-    } else if owner == MEDIUM.registry_id() {
-        MEDIUM.check_live(ptr, op)
-    } else if owner == LARGE.registry_id() {
-        LARGE.check_live(ptr, op)
-    } else if owner == SPANS.registry_id() {
-        true
-    } else {
-        // Another allocator's arena (the object domain's pool, a user domain's): not a block
-        // of the mem domain, and not glibc's either.
-        alloc_arena::report_other_allocator(op, ptr)
+    match standard_owner(ptr) {
+        Standard::Small => POOL.check_live(ptr, op),
+        Standard::Medium => MEDIUM.check_live(ptr, op),
+        Standard::Large => LARGE.check_live(ptr, op),
+        Standard::Span => true,
+        Standard::Other => alloc_arena::report_other_allocator(op, ptr),
+        Standard::Outside => false,
     }
 }
 
@@ -1142,13 +1126,42 @@ pub fn check_standard_live(ptr: *const u8, op: &str) -> bool {
 pub fn enable_mem_fast_path() -> u32 {
     start();
     if ptr::eq(current(DomainId::MEM), &REC_POOL) {
-        let s = &TABLE[DomainId::MEM.index()];
-        if !s.used.load(Ordering::Relaxed) {
-            s.used.store(true, Ordering::Release);
-        }
+        mark_used(DomainId::MEM);
         enable_fast_mem();
     }
     FAST_MEM.load(Ordering::Relaxed)
+}
+
+/// Records that domain `id` has served an allocation (the replacement rule reads it).
+#[inline]
+fn mark_used(id: DomainId) {
+    let s = &TABLE[id.index()];
+    if !s.used.load(Ordering::Relaxed) {
+        s.used.store(true, Ordering::Release);
+    }
+}
+
+/// Which of the mem domain's standard allocators holds a pointer, by one registry lookup.
+enum Standard {
+    Small,
+    Medium,
+    Large,
+    Span,
+    /// Another allocator's arena (the object domain's pool, a user domain's).
+    Other,
+    /// No arena of domalloc's: glibc's.
+    Outside,
+}
+
+fn standard_owner(ptr: *const u8) -> Standard {
+    match alloc_arena::arena_owner(ptr) {
+        0 => Standard::Outside,
+        o if o == POOL.registry_id() => Standard::Small,
+        o if o == MEDIUM.registry_id() => Standard::Medium,
+        o if o == LARGE.registry_id() => Standard::Large,
+        o if o == SPANS.registry_id() => Standard::Span,
+        _ => Standard::Other,
+    }
 }
 
 /// Sets `FAST_MEM` if the mem domain has served allocations through the standard pool and still
