@@ -388,6 +388,19 @@ pub(crate) fn owns<F: Front>(f: &F, ptr: *const u8) -> Ownership {
     }
 }
 
+/// `starts_block`: in our arenas, whether `ptr` starts a block of a pool in use (the hardened
+/// default's test); elsewhere, the large-block allocator's answer.
+pub(crate) fn starts_block<F: Front>(f: &F, ptr: *const u8) -> Ownership {
+    if !owned(f, ptr) {
+        return f.large().starts_block(ptr);
+    }
+    // SAFETY: the registry maps the pointer's chunk to our live arenas, of our geometry.
+    match unsafe { crate::check::check_pointer(f.geometry(), ptr as usize) } {
+        Ok(_) => Ownership::Owned,
+        Err(_) => Ownership::NotOwned,
+    }
+}
+
 /// Implements `DomainAllocator` for a front by forwarding to the shared routing above.
 macro_rules! domain_allocator_for_front {
     ($front:ident, $name:literal) => {
@@ -446,6 +459,9 @@ macro_rules! domain_allocator_for_front {
             }
             fn owns(&self, ptr: *const u8) -> Ownership {
                 $crate::front::owns(self, ptr)
+            }
+            fn starts_block(&self, ptr: *const u8) -> Ownership {
+                $crate::front::starts_block(self, ptr)
             }
             fn track_ownership(&self) -> bool {
                 // Pool blocks are known by their arenas; large ones are the large allocator's.

@@ -369,6 +369,23 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
         }
     }
 
+    /// A span's block starts `HEADER` bytes into it, while the span is live (a cached one holds
+    /// no block).
+    fn starts_block(&self, ptr: *const u8) -> Ownership {
+        if !self.owned(ptr) {
+            return System.starts_block(ptr);
+        }
+        let addr = ptr as usize;
+        if addr & (CHUNK - 1) != HEADER {
+            return Ownership::NotOwned;
+        }
+        // SAFETY: the span is mapped (registered), and its header was written when it was made.
+        match unsafe { (*((addr - HEADER) as *const SpanHeader)).state } {
+            LIVE => Ownership::Owned,
+            _ => Ownership::NotOwned,
+        }
+    }
+
     fn name(&self) -> &str {
         "spans"
     }

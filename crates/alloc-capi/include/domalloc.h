@@ -9,11 +9,13 @@
  *   - a bad free into domalloc's pools (a pointer inside a block or misaligned, a block freed
  *     twice while still in the thread's cache, a block of a pool with nothing allocated) ends
  *     the process with one line on stderr naming domalloc, the call and the address, where glibc
- *     may go on; under DOMALLOC=debug or pool_debug every pointer freed into the pools goes to
- *     the debug hooks, which report it (block, serial, API id) rather than handing it to glibc;
+ *     may go on; under DOMALLOC=debug, pool_debug and malloc_debug every pointer given to free,
+ *     realloc or malloc_usable_size goes to the debug hooks, which report a bad one (block,
+ *     serial, API id, what was violated) and abort, rather than handing it to glibc;
  *   - requests with an alignment above 16 come from the pools under DOMALLOC=pool (alignments up
- *     to 4 KiB, sizes up to 64 KiB) and from glibc otherwise; under the debug presets they are
- *     glibc's and carry no guards.
+ *     to 4 KiB, sizes up to 64 KiB), from the debug hooks under the debug presets (guarded like
+ *     any block, alignments up to 1 MiB; free, realloc and malloc_usable_size take them), and
+ *     from glibc otherwise.
  */
 #ifndef DOMALLOC_H
 #define DOMALLOC_H

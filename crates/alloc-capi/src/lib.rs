@@ -31,7 +31,6 @@
 
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, Ordering};
 
 use alloc_arena::NO_KEY;
 use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership, System};
@@ -62,38 +61,23 @@ fn oom() -> *mut c_void {
     ptr::null_mut()
 }
 
-/// Whether `p` goes to the mem domain (else it is glibc's): the domain claims it, or it lies in
-/// domalloc's pools while a debug hook made every block of the domain (`DOMALLOC=debug` and the
-/// like), so that a pointer there that it does not claim is one to report (freed twice, inside a
-/// block, of another domain), never glibc's. Pointers elsewhere that the domain does not claim
-/// are glibc's (its aligned blocks, the pool's large blocks once freed).
+/// Whether `p` goes to the mem domain (else it is glibc's): always while a debug hook made every
+/// block of the domain (`DOMALLOC=debug`, `pool_debug`, `malloc_debug`: aligned blocks too, see
+/// `aligned`), so that a pointer it does not claim is one for the hook to report (freed already,
+/// inside a block, of another domain, glibc's), never one for glibc's checks; otherwise when
+/// the domain claims it. Pointers elsewhere that the domain does not claim are glibc's (its
+/// aligned blocks, the pool's large blocks once freed).
 #[inline]
 fn ours(p: *mut c_void) -> bool {
-    MEM.owns(p.cast()) == Ownership::Owned
-        || (alloc_arena::in_pool_arena(p.cast())
-            && alloc_domains::guards_every_block(DomainId::MEM))
+    alloc_domains::guards_every_block(DomainId::MEM) || MEM.owns(p.cast()) == Ownership::Owned
 }
 
-/// glibc's `malloc_usable_size`, found behind ours.
-static GLIBC_USABLE_SIZE: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
-
+/// glibc's `malloc_usable_size` (the one behind ours, which `System` finds).
 fn glibc_usable_size(p: *mut c_void) -> usize {
-    let mut f = GLIBC_USABLE_SIZE.load(Ordering::Acquire);
-    if f.is_null() {
-        // glibc's RTLD_NEXT; `dlsym` may allocate, which comes back here through `malloc`
-        // (not through this function), so it cannot recurse.
-        let next = usize::MAX as *mut c_void;
-        // SAFETY: a NUL-terminated symbol name.
-        f = unsafe { libc::dlsym(next, c"malloc_usable_size".as_ptr()) };
-        if f.is_null() {
-            return 0;
-        }
-        GLIBC_USABLE_SIZE.store(f, Ordering::Release);
-    }
-    // SAFETY: glibc's `malloc_usable_size`, which takes any block of glibc's.
-    let f: unsafe extern "C" fn(*mut c_void) -> usize = unsafe { core::mem::transmute(f) };
-    // SAFETY: `p` is a live glibc block (the caller's guarantee to `malloc_usable_size`).
-    unsafe { f(p) }
+    NonNull::new(p.cast())
+        // SAFETY: `p` is a live glibc block (the caller's guarantee to `malloc_usable_size`).
+        .and_then(|p| unsafe { alloc_core::System.usable_size(p) })
+        .unwrap_or(0)
 }
 
 /// `malloc(3)` through the mem domain.
@@ -254,12 +238,23 @@ const POOL_ALIGN_MAX: usize = 4096;
 const POOL_ALIGNED_SIZE_MAX: usize = 64 << 10;
 
 /// An aligned block: the domain for alignments up to 16; above, the standard pools while the mem
-/// domain uses them (up to [`POOL_ALIGN_MAX`] and [`POOL_ALIGNED_SIZE_MAX`]), glibc otherwise (its
-/// blocks are freed by `free` whatever the domain holds). Null with `errno` on failure.
+/// domain uses them (up to [`POOL_ALIGN_MAX`] and [`POOL_ALIGNED_SIZE_MAX`]), the domain's debug
+/// hook while one made every block (its guards around the block, its alignment in the header,
+/// so that `free` and `realloc` need no layout), glibc otherwise (its blocks are freed by `free`
+/// whatever the domain holds). Null with `errno` on failure.
 fn aligned(align: usize, size: usize) -> *mut c_void {
     if align <= ALIGN {
         // SAFETY: as `malloc`.
         return unsafe { malloc(size) };
+    }
+    if alloc_domains::guards_every_block(DomainId::MEM) {
+        return match core::alloc::Layout::from_size_align(size, align)
+            .ok()
+            .and_then(|layout| MEM.malloc_aligned(layout))
+        {
+            Some(p) => p.as_ptr().cast(),
+            None => oom(),
+        };
     }
     if align <= POOL_ALIGN_MAX
         && size.max(1).next_multiple_of(align) <= POOL_ALIGNED_SIZE_MAX
@@ -403,8 +398,12 @@ extern "C" fn init() {
     }
     // SAFETY: plain functions that only call the domains' fork handlers.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-    // glibc's answer for null is 0; the call resolves the function while nothing else runs.
-    let _ = glibc_usable_size(ptr::null_mut());
+    // Resolves glibc's `malloc_usable_size` while nothing else runs, on a block of glibc's.
+    if let Some(p) = alloc_core::System.malloc(1) {
+        let _ = glibc_usable_size(p.as_ptr().cast());
+        // SAFETY: a live block of `System`, freed once.
+        unsafe { alloc_core::System.free(p.as_ptr()) };
+    }
 }
 
 #[used]

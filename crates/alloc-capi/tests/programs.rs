@@ -265,49 +265,45 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
     // (case, presets, what stderr must say under the plain pool, under the debug presets)
     let pool_line = "domalloc: ";
     let hook = "Fatal error in debug ";
+    let hook_free = "Fatal error in debug free: ";
+    let all = &["pool", "pool_debug", "debug", "malloc_debug", "pool_secure"][..];
+    let debug = &["pool_debug", "debug", "malloc_debug"][..];
     let cases: &[(&str, &[&str], &str, &str)] = &[
-        (
-            "double_free_small",
-            &["pool", "pool_debug", "debug", "pool_secure"],
-            "double free",
-            hook,
-        ),
+        ("double_free_small", all, "double free", hook_free),
         (
             "interior",
-            &["pool", "pool_debug", "debug", "pool_secure"],
+            all,
             "invalid pointer (inside a block",
-            "",
+            hook_free,
         ),
         (
             "misaligned",
-            &["pool", "pool_debug", "debug", "pool_secure"],
+            all,
             "invalid pointer (inside a block",
-            "",
+            hook_free,
         ),
-        (
-            "double_free_medium",
-            &["pool", "pool_debug", "debug", "pool_secure"],
-            "double free",
-            hook,
-        ),
+        ("double_free_medium", all, "double free", hook_free),
+        ("double_free_large", all, "double free", hook_free),
         (
             "realloc_freed",
-            &["pool", "pool_debug", "debug", "pool_secure"],
+            all,
             "double free",
-            hook,
+            "Fatal error in debug realloc",
         ),
         (
             "object_block_freed",
-            &["pool", "pool_debug", "debug", "pool_secure"],
+            all,
             "free(): invalid pointer (a block of another allocator or domain)",
-            hook,
+            "bad ID: Allocated using API 'o', verified using API 'm'",
         ),
         (
             "usable_size_freed",
-            &["pool", "pool_debug", "debug"],
+            &["pool", "pool_debug", "debug", "malloc_debug"],
             "malloc_usable_size(): ",
             "Fatal error in debug malloc_usable_size",
         ),
+        ("aligned_overflow", debug, "", "bad trailing pad byte"),
+        ("aligned_underflow", debug, "", "bad leading pad byte"),
         (
             "double_free_later",
             &["pool_secure"],
@@ -368,8 +364,7 @@ fn libc_sigabrt() -> i32 {
 /// to 265 KiB, every block's pattern checked), with a misuse injected every 10,000 operations in a
 /// forked child (a pointer inside a block, a misaligned one, a double free of a small and of a
 /// medium block, a realloc of a freed block). Every misuse must end its child with domalloc's
-/// report and an abort, and the valid operations must see every block intact. `malloc_debug` is
-/// left out: its blocks are glibc's memory, whose own checks answer first.
+/// report and an abort, and the valid operations must see every block intact.
 #[test]
 fn a_million_random_operations_with_injected_misuse_are_all_caught() {
     if !installed("gcc") {
@@ -386,6 +381,7 @@ fn a_million_random_operations_with_injected_misuse_are_all_caught() {
         ("pool_debug", "12"),
         ("debug", "13"),
         ("pool_secure", "14"),
+        ("malloc_debug", "15"),
     ] {
         let out = Command::new(&exe)
             .args(["1000000", "10000", seed, misuses])

@@ -274,6 +274,20 @@ pub unsafe trait DomainAllocator {
         Ownership::Unknown
     }
 
+    /// Whether a block of this allocator starts at `ptr`: [`Ownership::Owned`] where one does
+    /// (live, or freed in memory it still manages), [`Ownership::NotOwned`] where none can (memory
+    /// of its own where no block starts: inside a block, misaligned, a pool with no block in
+    /// use; or memory it does not manage), [`Ownership::Unknown`] when it cannot tell. Safe to
+    /// call with any pointer. The provided answer is [`owns`](Self::owns)'s, which an allocator
+    /// that knows where its blocks start narrows (the pools and spans do).
+    ///
+    /// A domain asks it to tell a block made before a debug hook was stacked on the allocator
+    /// (which the allocator frees) from a pointer into the allocator's memory that is no block
+    /// of it, such as a block the hook made and freed already (which the hook reports).
+    fn starts_block(&self, ptr: *const u8) -> Ownership {
+        self.owns(ptr)
+    }
+
     /// Asks the allocator to answer [`owns`](Self::owns) exactly from now on: `Owned` for every
     /// block it makes after this call, `NotOwned` for every pointer it did not make. Returns
     /// whether that holds for every live block it made, including those made before the call.
@@ -468,6 +482,9 @@ unsafe impl<A: DomainAllocator + ?Sized> DomainAllocator for &A {
     #[inline]
     fn owns(&self, ptr: *const u8) -> Ownership {
         (**self).owns(ptr)
+    }
+    fn starts_block(&self, ptr: *const u8) -> Ownership {
+        (**self).starts_block(ptr)
     }
     fn track_ownership(&self) -> bool {
         (**self).track_ownership()

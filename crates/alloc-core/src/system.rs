@@ -75,9 +75,39 @@ mod ffi {
         pub fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32;
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+        not(all(target_os = "linux", target_env = "gnu", feature = "glibc-direct"))
+    ))]
     unsafe extern "C" {
         pub fn malloc_usable_size(ptr: *mut c_void) -> usize;
+    }
+
+    /// glibc has no `__libc_` name for `malloc_usable_size`: with `glibc-direct`, the one that
+    /// follows the object `System` is linked into (domalloc's C library, whose own
+    /// `malloc_usable_size` answers for domalloc's blocks) is found once by `dlsym(RTLD_NEXT)`.
+    #[cfg(all(target_os = "linux", target_env = "gnu", feature = "glibc-direct"))]
+    pub unsafe fn malloc_usable_size(ptr: *mut c_void) -> usize {
+        use core::sync::atomic::{AtomicPtr, Ordering};
+        unsafe extern "C" {
+            fn dlsym(handle: *mut c_void, symbol: *const core::ffi::c_char) -> *mut c_void;
+        }
+        static NEXT: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+        let mut f = NEXT.load(Ordering::Acquire);
+        if f.is_null() {
+            // RTLD_NEXT is `(void *)-1` on glibc. `dlsym` may allocate, through `malloc`, which
+            // does not come back here.
+            // SAFETY: a NUL-terminated symbol name.
+            f = unsafe { dlsym(usize::MAX as *mut c_void, c"malloc_usable_size".as_ptr()) };
+            if f.is_null() {
+                return 0;
+            }
+            NEXT.store(f, Ordering::Release);
+        }
+        // SAFETY: glibc's `malloc_usable_size`, which takes any live block of glibc's.
+        let f: unsafe extern "C" fn(*mut c_void) -> usize = unsafe { core::mem::transmute(f) };
+        // SAFETY: the caller's guarantee: a live block of glibc's.
+        unsafe { f(ptr) }
     }
 
     #[cfg(target_vendor = "apple")]

@@ -93,6 +93,21 @@ impl Claims {
         }
     }
 
+    /// Whether `data` is a live block of ours as far as the set can say for certain: `Owned`
+    /// where it is remembered, `NotOwned` where it is not and every live block is remembered,
+    /// `Unknown` otherwise (not tracking, or blocks made before tracking began).
+    pub(crate) fn live(&self, data: *const u8) -> Ownership {
+        if !self.is_tracking() {
+            Ownership::Unknown
+        } else if self.contains(data as usize) {
+            Ownership::Owned
+        } else if self.tracker.is_complete() {
+            Ownership::NotOwned
+        } else {
+            Ownership::Unknown
+        }
+    }
+
     /// Whether a block made now needs no note (see `Tracker::is_untracked`); when false,
     /// [`made`](Self::made) says what to do.
     #[inline]

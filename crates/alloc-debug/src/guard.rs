@@ -56,6 +56,26 @@ const REPORT_BYTES: usize = 2048;
 const SIZE_TRUSTED: usize = 4096;
 /// No aligned prefix is larger than this (alignments past it are refused).
 const MAX_ALIGN_PREFIX: usize = 1 << 20;
+/// The header's size word holds the requested size below this bit and, above it, the base-2
+/// logarithm of the alignment of a block of the aligned family (0 for `malloc`'s blocks, whose
+/// header is CPython's): a free that is not given the layout (the C library's `free` of a
+/// `posix_memalign` block) finds the inner block by it. Larger sizes are refused.
+const SHIFT_AT: u32 = 56;
+const SIZE_MASK: usize = (1 << SHIFT_AT) - 1;
+
+/// The size and the prefix (the distance from the inner block's start to the data) a size word
+/// records; `None` for an alignment no block of ours has (a damaged header).
+fn split_size_word(word: usize) -> (usize, Option<usize>) {
+    let n = word & SIZE_MASK;
+    let prefix = match (word >> SHIFT_AT) as u32 {
+        0 => Some(HEADER),
+        s if (MIN_ALIGN.trailing_zeros() + 1..=MAX_ALIGN_PREFIX.trailing_zeros()).contains(&s) => {
+            Some(aligned_prefix(1 << s))
+        }
+        _ => None,
+    };
+    (n, prefix)
+}
 
 const _: () = assert!(HEADER == MIN_ALIGN, "the header keeps blocks 16-aligned");
 
@@ -90,7 +110,8 @@ pub enum ViolationKind {
     },
     /// The block was already freed.
     DoubleFree,
-    /// The pointer is not in memory the inner allocator owns: this allocator never made it.
+    /// The pointer is no live block of this allocator: it never made it (another allocator's
+    /// block, a pointer inside a block), or it was freed where the freed pattern cannot be read.
     ForeignPointer,
     /// A freed block (in the quarantine) was written to.
     UseAfterFree,
@@ -111,7 +132,9 @@ impl ViolationKind {
             ViolationKind::BufferUnderflow => "bad leading pad byte (buffer underflow)",
             ViolationKind::ApiMismatch { .. } => "bad ID (API misuse)",
             ViolationKind::DoubleFree => "the block was already freed (double free)",
-            ViolationKind::ForeignPointer => "the pointer was not allocated by this allocator",
+            ViolationKind::ForeignPointer => {
+                "the pointer is not a live block of this allocator (never allocated by it, or freed)"
+            }
             ViolationKind::UseAfterFree => "a freed block was written to (use after free)",
             ViolationKind::WrongSize { .. } => "sized free with a size the block was not made with",
         }
@@ -442,16 +465,22 @@ impl<A: DomainAllocator> Guarded<A> {
         })
     }
 
-    /// Writes header, fill and trailer around `n` bytes at `data`.
+    /// Writes header, fill and trailer around `n` bytes at `data` (`n` at most `SIZE_MASK`),
+    /// a block of the aligned family if `align` is above `MIN_ALIGN`.
     ///
     /// # Safety
     /// `[data - HEADER, data + n + TRAILER)` is a fresh block of ours.
     #[inline]
-    unsafe fn dress(&self, data: *mut u8, n: usize, fill: bool) {
+    unsafe fn dress(&self, data: *mut u8, n: usize, align: usize, fill: bool) {
         let serial = self.next_serial();
+        let shift = if align > MIN_ALIGN {
+            align.trailing_zeros()
+        } else {
+            0
+        };
         // SAFETY: the caller's guarantee covers every byte written.
         unsafe {
-            write_word(data.sub(HEADER), n as u64);
+            write_word(data.sub(HEADER), (n | (shift as usize) << SHIFT_AT) as u64);
             *data.sub(WORD) = self.api;
             data.sub(WORD - 1).write_bytes(FORBIDDEN_BYTE, WORD - 1);
             if fill {
@@ -464,7 +493,10 @@ impl<A: DomainAllocator> Guarded<A> {
 
     #[inline(always)]
     fn alloc_plain(&self, n: usize, zeroed: bool) -> Option<NonNull<u8>> {
-        let total = n.checked_add(HEADER + TRAILER)?;
+        if n > SIZE_MASK {
+            return None;
+        }
+        let total = n + HEADER + TRAILER;
         let raw = if zeroed {
             self.inner.calloc(1, total)?
         } else {
@@ -473,7 +505,7 @@ impl<A: DomainAllocator> Guarded<A> {
         // SAFETY: `raw` is a fresh block of `total` bytes.
         unsafe {
             let data = raw.as_ptr().add(HEADER);
-            self.dress(data, n, !zeroed);
+            self.dress(data, n, MIN_ALIGN, !zeroed);
             if !self.claim(data) {
                 self.inner.free_sized(raw, total);
                 return None;
@@ -489,7 +521,13 @@ impl<A: DomainAllocator> Guarded<A> {
     }
 
     /// Checks the block at `data`: ownership, freed pattern, API id, leading and trailing pads, and
-    /// the size of a sized free. Returns the requested size, or what is wrong.
+    /// the size of a sized free. Returns the requested size and the block's prefix (the distance
+    /// from its inner block's start to `data`), or what is wrong.
+    ///
+    /// `prefix` is the prefix the caller's family implies: `HEADER` for the `malloc` family, which
+    /// also takes a block of the aligned family (its header records its alignment), the
+    /// alignment's for `free_aligned`, which must match the block's. `plain` says the size may be
+    /// compared with the inner block's (a block of the `malloc` family given to its own calls).
     ///
     /// # Safety
     /// If the inner allocator does not disown it, `data - HEADER` starts a readable header and, if
@@ -499,23 +537,51 @@ impl<A: DomainAllocator> Guarded<A> {
         &self,
         data: *mut u8,
         given: Option<usize>,
+        prefix: usize,
         plain: bool,
-    ) -> Result<usize, ViolationKind> {
-        // SAFETY: pointer arithmetic only; nothing is read unless the inner allocator owns it.
+    ) -> Result<(usize, usize), ViolationKind> {
         let raw = data.wrapping_sub(HEADER);
-        if self.inner.owns(raw) == Ownership::NotOwned {
-            return Err(ViolationKind::ForeignPointer);
-        }
+        let remembered = match self.claims.live(data) {
+            // A live block of ours (remembered): its header is readable.
+            Ownership::Owned => true,
+            // Not a live block of ours: freed already, another allocator's, or no block at all.
+            // SAFETY: `not_live` reads only memory known to be mapped.
+            Ownership::NotOwned => return Err(unsafe { self.not_live(data) }),
+            // Blocks are not remembered: where the inner allocator says none of its blocks starts
+            // where ours would, this is no block of ours either.
+            Ownership::Unknown => {
+                // A `malloc`-family call may be given a block of the aligned family, whose header
+                // (in the inner allocator's memory, so readable) says where its inner block starts.
+                let start = if prefix == HEADER && self.inner.owns(raw) == Ownership::Owned {
+                    // SAFETY: the inner allocator's memory is mapped.
+                    split_size_word(unsafe { read_word(raw) })
+                        .1
+                        .unwrap_or(HEADER)
+                } else {
+                    prefix
+                };
+                if self.inner.starts_block(data.wrapping_sub(start)) == Ownership::NotOwned {
+                    // SAFETY: as above.
+                    return Err(unsafe { self.not_live(data) });
+                }
+                false
+            }
+        };
         // SAFETY: the caller's guarantee.
         unsafe {
-            let n = read_word(raw);
+            let (n, recorded) = split_size_word(read_word(raw));
+            // The `malloc` family's calls take blocks of both families; `free_aligned` only its
+            // own alignment's.
+            let found = recorded.filter(|&r| prefix == HEADER || r == prefix);
+            let plain = plain && found == Some(HEADER);
             // The common case in one compare: the API id and the lead pad intact.
             let intact = u64::from_ne_bytes({
                 let mut w = [FORBIDDEN_BYTE; WORD];
                 w[0] = self.api;
                 w
             });
-            if data.sub(WORD).cast::<u64>().read_unaligned() == intact
+            if let Some(found) = found
+                && data.sub(WORD).cast::<u64>().read_unaligned() == intact
                 && self.size_is_sane(data, n, plain)
                 && all_are(data.add(n), WORD, FORBIDDEN_BYTE)
             {
@@ -523,7 +589,7 @@ impl<A: DomainAllocator> Guarded<A> {
                     Some(given) if given != n => {
                         Err(ViolationKind::WrongSize { recorded: n, given })
                     }
-                    _ => Ok(n),
+                    _ => Ok((n, found)),
                 };
             }
             let id = *data.sub(WORD);
@@ -531,6 +597,11 @@ impl<A: DomainAllocator> Guarded<A> {
                 return Err(ViolationKind::DoubleFree);
             }
             if id != self.api {
+                // Not remembered, with neither an API id nor a lead pad: nothing says a debug
+                // hook made it (a pointer of another allocator; or a header overwritten whole).
+                if !remembered && !all_are(data.sub(WORD - 1), WORD - 1, FORBIDDEN_BYTE) {
+                    return Err(self.not_live(data));
+                }
                 return Err(ViolationKind::ApiMismatch {
                     allocated: id,
                     verified: self.api,
@@ -539,20 +610,66 @@ impl<A: DomainAllocator> Guarded<A> {
             if !all_are(data.sub(WORD - 1), WORD - 1, FORBIDDEN_BYTE) {
                 return Err(ViolationKind::BufferUnderflow);
             }
-            // A size that cannot be right means the header itself was overwritten.
+            // A size or an alignment that cannot be right means the header itself was
+            // overwritten.
+            let Some(found) = recorded else {
+                return Err(ViolationKind::BufferUnderflow);
+            };
             if !self.size_is_sane(data, n, plain) {
                 return Err(ViolationKind::BufferUnderflow);
             }
             if !all_are(data.add(n), WORD, FORBIDDEN_BYTE) {
                 return Err(ViolationKind::BufferOverflow);
             }
+            // An intact block of the other family, or of another alignment, given to
+            // `free_aligned`: freed with a layout it was not made with.
+            if found != prefix && prefix != HEADER {
+                return Err(ViolationKind::WrongSize {
+                    recorded: n,
+                    given: given.unwrap_or(0),
+                });
+            }
             if let Some(given) = given
                 && given != n
             {
                 return Err(ViolationKind::WrongSize { recorded: n, given });
             }
-            Ok(n)
+            Ok((n, found))
         }
+    }
+
+    /// What a pointer that is no live block of ours is, read from its header where that is
+    /// mapped memory (the inner allocator's, or a page the OS says is mapped): a block freed
+    /// already (the freed pattern), another API's block (an API id and an intact lead pad), or
+    /// none of ours ([`ViolationKind::ForeignPointer`]: never allocated here, or a pointer inside
+    /// a block).
+    ///
+    /// # Safety
+    /// None beyond the pointer being any value: nothing unmapped is read.
+    #[cold]
+    #[inline(never)]
+    unsafe fn not_live(&self, data: *mut u8) -> ViolationKind {
+        let raw = data.wrapping_sub(HEADER);
+        let readable = (data as usize) >= HEADER
+            && (self.inner.owns(raw) == Ownership::Owned || crate::os::mapped(raw, HEADER));
+        if !readable {
+            return ViolationKind::ForeignPointer;
+        }
+        // SAFETY: the header's 16 bytes are mapped (above).
+        unsafe {
+            let id = *data.sub(WORD);
+            let lead = data.sub(WORD - 1);
+            if id == DEAD_BYTE && all_are(lead, WORD - 1, DEAD_BYTE) {
+                return ViolationKind::DoubleFree;
+            }
+            if id != self.api && id.is_ascii_graphic() && all_are(lead, WORD - 1, FORBIDDEN_BYTE) {
+                return ViolationKind::ApiMismatch {
+                    allocated: id,
+                    verified: self.api,
+                };
+            }
+        }
+        ViolationKind::ForeignPointer
     }
 
     /// Whether `n` can be the size of the block at `data`: below `isize::MAX`, and, for a plain
@@ -604,8 +721,8 @@ impl<A: DomainAllocator> Guarded<A> {
         let _ = match kind {
             ViolationKind::ForeignPointer => writeln!(
                 t,
-                "Debug memory block at address p={data:p}: not allocated by this allocator \
-                 (API '{api}'): the inner allocator does not own p-{HEADER}"
+                "Debug memory block at address p={data:p}: not a live block of this allocator \
+                 (API '{api}'): never allocated by it, freed already, or not where a block starts"
             ),
             ViolationKind::DoubleFree => writeln!(
                 t,
@@ -682,7 +799,7 @@ impl<A: DomainAllocator> Guarded<A> {
         // the size fits the inner block.
         unsafe {
             let raw = data.sub(HEADER);
-            let n = read_word(raw);
+            let (n, _) = split_size_word(read_word(raw));
             let id = *data.sub(WORD) as char;
             writeln!(t, "Debug memory block at address p={data:p}: API '{id}'")?;
             writeln!(t, "    {n} bytes originally requested")?;
@@ -797,13 +914,13 @@ impl<A: DomainAllocator> Guarded<A> {
         data: *mut u8,
         given: Option<usize>,
         prefix: usize,
-    ) -> Option<usize> {
+    ) -> Option<(usize, usize)> {
         // A plain block (from `malloc`) has only the header before its data; an aligned one, a
         // prefix of its alignment.
         let plain = prefix == HEADER;
         // SAFETY: the caller's guarantee; `check` reads only what ownership allows.
-        match unsafe { self.check(data, given, plain) } {
-            Ok(n) => Some(n),
+        match unsafe { self.check(data, given, prefix, plain) } {
+            Ok(found) => Some(found),
             // SAFETY: the caller's guarantee.
             Err(kind) => unsafe { self.violated(op, kind, data, given, prefix) },
         }
@@ -823,14 +940,33 @@ impl<A: DomainAllocator> Guarded<A> {
         data: *mut u8,
         given: Option<usize>,
         prefix: usize,
-    ) -> Option<usize> {
+    ) -> Option<(usize, usize)> {
+        // Where the header's id and lead pad were found intact, its size word says which family
+        // the block is of (a `malloc`-family call takes both).
+        let header_read = matches!(
+            kind,
+            ViolationKind::BufferOverflow
+                | ViolationKind::BufferUnderflow
+                | ViolationKind::WrongSize { .. }
+        );
+        let mut prefix = prefix;
+        if header_read && prefix == HEADER {
+            // SAFETY: the header was read by `check` for these kinds.
+            let (_, recorded) = split_size_word(unsafe { read_word(data.sub(HEADER)) });
+            prefix = recorded.unwrap_or(HEADER);
+        }
         let plain = prefix == HEADER;
-        // An aligned block's inner block, from the size its free gave (the only free of
-        // that family).
+        // An aligned block's inner block, from the size its free gave, or its header's.
         let inner = if plain {
             None
         } else {
-            given.and_then(|n| aligned_inner(n, prefix))
+            given
+                .or_else(|| {
+                    // SAFETY: as above.
+                    let (n, _) = split_size_word(unsafe { read_word(data.sub(HEADER)) });
+                    header_read.then_some(n)
+                })
+                .and_then(|n| aligned_inner(n, prefix))
         };
         // SAFETY: the caller's guarantee; `report` reads only the parts `kind` says are intact.
         let mut v = unsafe { self.report(op, kind, data, prefix, inner) };
@@ -839,7 +975,11 @@ impl<A: DomainAllocator> Guarded<A> {
         // the block is intact and still the program's, to free with the right one.) A
         // plain block's size is the header's, where the report could read it; an aligned
         // one's, its free's.
-        let size = if plain { v.size } else { given.unwrap_or(0) };
+        let size = if plain {
+            v.size
+        } else {
+            given.unwrap_or(v.size)
+        };
         if size > 0
             && (plain || inner.is_some())
             && matches!(
@@ -856,6 +996,22 @@ impl<A: DomainAllocator> Guarded<A> {
         }
         self.act(v);
         None
+    }
+
+    /// [`bury`](Self::bury) for a block `check` found: `n` bytes at `data`, `prefix` bytes after
+    /// its inner block's start (`HEADER` for the `malloc` family).
+    ///
+    /// # Safety
+    /// As for `bury`: a checked live block of ours.
+    #[inline]
+    unsafe fn bury_found(&self, data: *mut u8, n: usize, prefix: usize) {
+        let inner = if prefix == HEADER {
+            None
+        } else {
+            aligned_inner(n, prefix)
+        };
+        // SAFETY: the caller's guarantee.
+        unsafe { self.bury(data.sub(prefix), data, prefix + n + TRAILER, inner) };
     }
 
     /// Fills a checked block with 0xDD and releases it, through the quarantine if there is one.
@@ -988,7 +1144,7 @@ impl<A: DomainAllocator> Guarded<A> {
         }
         // SAFETY: `check` reads nothing the inner allocator disowns; for other pointers the
         // documented requirement (still mapped) applies.
-        unsafe { self.check(data, None, false) }.is_err()
+        unsafe { self.check(data, None, HEADER, false) }.is_err()
     }
 
     /// Gives the damaged blocks withheld under [`Action::Record`] back to the inner allocator and
@@ -1062,13 +1218,13 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             return self.malloc(new_size);
         }
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        let n = unsafe { self.verify("realloc", ptr, None, HEADER) }?;
+        let (n, prefix) = unsafe { self.verify("realloc", ptr, None, HEADER) }?;
         // Always move, as a fresh serial and a fresh address catch stale pointers sooner.
         let new = self.malloc(new_size)?;
         // SAFETY: both blocks are live and distinct; `n` bytes are readable at `ptr`.
         unsafe {
             ptr::copy_nonoverlapping(ptr, new.as_ptr(), n.min(new_size));
-            self.bury(ptr.sub(HEADER), ptr, n + HEADER + TRAILER, None);
+            self.bury_found(ptr, n, prefix);
         }
         Some(new)
     }
@@ -1078,18 +1234,18 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
             return;
         }
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        if let Some(n) = unsafe { self.verify("free", ptr, None, HEADER) } {
+        if let Some((n, prefix)) = unsafe { self.verify("free", ptr, None, HEADER) } {
             // SAFETY: a checked live block.
-            unsafe { self.bury(ptr.sub(HEADER), ptr, n + HEADER + TRAILER, None) };
+            unsafe { self.bury_found(ptr, n, prefix) };
         }
     }
 
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
         let p = ptr.as_ptr();
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        if let Some(n) = unsafe { self.verify("free", p, Some(size), HEADER) } {
+        if let Some((n, prefix)) = unsafe { self.verify("free", p, Some(size), HEADER) } {
             // SAFETY: a checked live block.
-            unsafe { self.bury(p.sub(HEADER), p, n + HEADER + TRAILER, None) };
+            unsafe { self.bury_found(p, n, prefix) };
         }
     }
 
@@ -1102,7 +1258,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         if layout.align() <= MIN_ALIGN {
             return self.malloc(layout.size());
         }
-        if layout.align() > MAX_ALIGN_PREFIX {
+        if layout.align() > MAX_ALIGN_PREFIX || layout.size() > SIZE_MASK {
             return None;
         }
         let prefix = aligned_prefix(layout.align());
@@ -1112,7 +1268,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         unsafe {
             raw.as_ptr().write_bytes(FORBIDDEN_BYTE, prefix - HEADER);
             let data = raw.as_ptr().add(prefix);
-            self.dress(data, layout.size(), true);
+            self.dress(data, layout.size(), layout.align(), true);
             if !self.claim(data) {
                 self.inner.free_aligned(raw, inner);
                 return None;
@@ -1130,7 +1286,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         // Above MIN_ALIGN (checked above), so more than the header alone.
         let prefix = aligned_prefix(layout.align());
         // SAFETY: the program passes a block of ours made with `layout`; `verify` checks it.
-        if let Some(n) = unsafe { self.verify("free", p, Some(layout.size()), prefix) } {
+        if let Some((n, _)) = unsafe { self.verify("free", p, Some(layout.size()), prefix) } {
             let inner = aligned_inner(n, layout.align());
             // SAFETY: a checked live block starting `prefix` bytes before `p`.
             unsafe { self.bury(p.sub(prefix), p, prefix + n + TRAILER, inner) };
@@ -1144,7 +1300,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Guarded<A> {
         // header would be wrong): a block freed before, another API's, or a damaged one is
         // reported; the answer is the size the program asked for.
         // SAFETY: the program passes a block of ours (the contract); `verify` checks it.
-        unsafe { self.verify("malloc_usable_size", ptr.as_ptr(), None, HEADER) }
+        unsafe { self.verify("malloc_usable_size", ptr.as_ptr(), None, HEADER) }.map(|(n, _)| n)
     }
 
     /// Once ownership is tracked ([`track_ownership`](DomainAllocator::track_ownership), or

@@ -55,6 +55,8 @@ mod instance;
 #[cfg(all(loom, test))]
 mod loom_models;
 #[cfg(not(loom))]
+mod os;
+#[cfg(not(loom))]
 mod profile;
 #[cfg(not(loom))]
 mod radix;

@@ -90,6 +90,10 @@ fn track_races_the_first_block() {
         let covered = asker.join().unwrap();
         assert_eq!(covered, remembered);
         assert!(tracker.is_tracking());
+        // A tracker that missed the first block knows it for good (LATE), even after another ask.
+        assert_eq!(tracker.is_complete(), covered);
+        assert_eq!(tracker.track(), covered);
+        assert_eq!(tracker.is_complete(), covered);
     });
 }
 

@@ -1,13 +1,15 @@
-//! Whether a header decorator remembers its blocks: a byte with three states, switched on by
+//! Whether a header decorator remembers its blocks: a byte with four states, switched on by
 //! `DomainAllocator::track_ownership` (see `claims` for why it is off until asked).
 //!
 //! ```text
-//!   FRESH ──first block made──► UNTRACKED ──track()──► TRACKING (track() answers false)
+//!   FRESH ──first block made──► UNTRACKED ──track()──► LATE     (track() answers false)
 //!     └────────────track()───────────────────────────►  TRACKING (track() answers true)
 //! ```
 //!
 //! `track` answers whether every live block is remembered: true only from `FRESH` (no block was
-//! made before). The first block moves `FRESH` to `UNTRACKED` with a compare-exchange, so a block
+//! made before). `LATE` remembers every block from then on, like `TRACKING`, and also that blocks
+//! made before were not: a block it does not hold may still be one of those. The first block
+//! moves `FRESH` to `UNTRACKED` with a compare-exchange, so a block
 //! made while `track` runs is either remembered (the exchange failed: `track` came first) or makes
 //! `track` answer false. The loom model `loom_models::track_races_the_first_block` checks it.
 
@@ -17,8 +19,10 @@ use crate::sync::{AtomicU8, Ordering};
 const FRESH: u8 = 0;
 /// Blocks were made without being remembered.
 const UNTRACKED: u8 = 1;
-/// Every block made from now on is remembered.
+/// Every block is remembered.
 const TRACKING: u8 = 2;
+/// Every block made from now on is remembered, but blocks were made before without being.
+const LATE: u8 = 3;
 
 pub(crate) struct Tracker {
     state: AtomicU8,
@@ -49,17 +53,33 @@ impl Tracker {
     /// Switches remembering on; returns whether every live block is remembered (no block was made
     /// before while it was off).
     pub(crate) fn track(&self) -> bool {
-        // AcqRel: a block made before (its compare-exchange to UNTRACKED) is seen, and blocks
-        // made after see TRACKING.
-        matches!(
-            self.state.swap(TRACKING, Ordering::AcqRel),
-            FRESH | TRACKING
-        )
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match cur {
+                FRESH | TRACKING => TRACKING,
+                _ => LATE,
+            };
+            // AcqRel: a block made before (its compare-exchange to UNTRACKED) is seen, and blocks
+            // made after see TRACKING or LATE.
+            match self
+                .state
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return next == TRACKING,
+                Err(actual) => cur = actual,
+            }
+        }
     }
 
     /// Whether blocks are being remembered.
     #[inline]
     pub(crate) fn is_tracking(&self) -> bool {
+        matches!(self.state.load(Ordering::Relaxed), TRACKING | LATE)
+    }
+
+    /// Whether every live block is remembered (tracking since before the first block).
+    #[inline]
+    pub(crate) fn is_complete(&self) -> bool {
         self.state.load(Ordering::Relaxed) == TRACKING
     }
 
@@ -74,7 +94,7 @@ impl Tracker {
     #[inline]
     pub(crate) fn made(&self) -> bool {
         match self.state.load(Ordering::Relaxed) {
-            TRACKING => true,
+            TRACKING | LATE => true,
             UNTRACKED => false,
             _ => self.first_made(),
         }

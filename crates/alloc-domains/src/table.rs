@@ -16,7 +16,12 @@
 //! A free must reach the allocator that made the block. Each record keeps the one it replaced, so a
 //! domain has a chain of allocators, newest first. A free goes to the newest allocator that claims
 //! the block (`owns == Owned`); a block no allocator claims goes to the newest allocator that cannot
-//! tell its blocks from others', or else to the oldest (the one the domain started with).
+//! tell its blocks from others', or else to the newest debug hook, or else to the oldest (the one
+//! the domain started with). Debug hooks narrow this: once the walk passes a hook installed before
+//! the domain's first allocation, the hook made every block, so the block is its (to free or to
+//! report); an allocator older than a hook is given a pointer into its memory only where one of
+//! its blocks starts (`DomainAllocator::starts_block`), and any other pointer there (a hook's block
+//! freed already, a pointer inside a block) goes to the hook, which reports it.
 //!
 //! For that to be right, an allocator that cannot claim its own blocks (it answers `Unknown`, like
 //! the C library) may only become current in a domain that has not served an allocation yet. And
@@ -529,16 +534,27 @@ fn owner_of(id: DomainId, ptr: *const u8) -> &'static DynAllocator {
 
 #[cold]
 fn route(newest: &'static Installed, ptr: *const u8) -> &'static DynAllocator {
-    let mut guard: Option<&'static DynAllocator> = None;
+    let mut hook: Option<&'static DynAllocator> = None;
     let mut imprecise: Option<&'static DynAllocator> = None;
     let mut r = Some(newest);
     let mut oldest = newest;
     while let Some(rec) = r {
         if rec.alloc.owns(ptr) == Ownership::Owned {
+            // Below a debug hook, an allocator's memory holds the blocks it made before the hook
+            // and the hook's blocks (inside its own): a pointer there where none of its blocks
+            // starts (a hook's block freed already, a pointer inside a block) is the hook's to
+            // report.
+            return match hook {
+                Some(h) if rec.alloc.starts_block(ptr) == Ownership::NotOwned => h,
+                _ => rec.alloc,
+            };
+        }
+        if rec.guards_all {
+            // Every block of the domain was made through this hook: nothing older made any.
             return rec.alloc;
         }
-        if rec.guards_all && guard.is_none() {
-            guard = Some(rec.alloc);
+        if rec.debug_hook && hook.is_none() {
+            hook = Some(rec.alloc);
         }
         if !rec.precise && imprecise.is_none() {
             imprecise = Some(rec.alloc);
@@ -546,7 +562,23 @@ fn route(newest: &'static Installed, ptr: *const u8) -> &'static DynAllocator {
         oldest = rec;
         r = rec.previous;
     }
-    guard.or(imprecise).unwrap_or(oldest.alloc)
+    imprecise.or(hook).unwrap_or(oldest.alloc)
+}
+
+/// `Owned` if an allocator of the domain's chain answers `Owned` to `ask`, else `Unknown` if one
+/// cannot tell, else `NotOwned`.
+fn chain_answer(id: DomainId, ask: impl Fn(&DynAllocator) -> Ownership) -> Ownership {
+    let mut r = Some(current(id));
+    let mut answer = Ownership::NotOwned;
+    while let Some(rec) = r {
+        match ask(rec.alloc) {
+            Ownership::Owned => return Ownership::Owned,
+            Ownership::Unknown => answer = Ownership::Unknown,
+            Ownership::NotOwned => {}
+        }
+        r = rec.previous;
+    }
+    answer
 }
 
 /// Whether every block of the domain was made through a debug hook that is still in its chain
@@ -1273,17 +1305,10 @@ unsafe impl DomainAllocator for Domain {
         unsafe { owner_of(self.0, ptr.as_ptr()).usable_size(ptr) }
     }
     fn owns(&self, ptr: *const u8) -> Ownership {
-        let mut r = Some(current(self.0));
-        let mut answer = Ownership::NotOwned;
-        while let Some(rec) = r {
-            match rec.alloc.owns(ptr) {
-                Ownership::Owned => return Ownership::Owned,
-                Ownership::Unknown => answer = Ownership::Unknown,
-                Ownership::NotOwned => {}
-            }
-            r = rec.previous;
-        }
-        answer
+        chain_answer(self.0, |a| a.owns(ptr))
+    }
+    fn starts_block(&self, ptr: *const u8) -> Ownership {
+        chain_answer(self.0, |a| a.starts_block(ptr))
     }
     fn name(&self) -> &str {
         TABLE[self.0.index()].name()

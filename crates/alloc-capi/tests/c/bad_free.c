@@ -19,6 +19,16 @@ int main(int argc, char **argv) {
         char *volatile a = malloc(2000);
         free(a);
         free(a);
+    } else if (!strcmp(c, "double_free_large")) {
+        char *volatile a = malloc(1 << 20);
+        free(a);
+        free(a);
+    } else if (!strcmp(c, "aligned_overflow") || !strcmp(c, "aligned_underflow")) {
+        void *q = NULL;
+        if (posix_memalign(&q, 64, 100) || (size_t)q % 64) return 3;
+        char *volatile a = q;
+        if (!strcmp(c, "aligned_overflow")) a[100] = 0; else a[-1] = 0;
+        free(a);
     } else if (!strcmp(c, "interior")) {
         free(p + 16);
     } else if (!strcmp(c, "misaligned")) {
