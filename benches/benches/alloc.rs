@@ -47,5 +47,45 @@ fn arena_provider(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pairs, churn, arena_provider);
+/// PEP 445's hook pattern repeated: a domain hooked (a forwarding fault injector, disabled) and
+/// set back 100,000 times must cost what it cost before, small and large pairs alike (setting the
+/// wrapped allocator back takes the hook out of the chain). The same domain before and after, in
+/// the same run.
+fn hook_cycles(c: &mut Criterion) {
+    use alloc_arena::PoolAllocator;
+    use alloc_core::DomainAllocator;
+    use alloc_debug::FaultInjecting;
+    use alloc_domains::{Domain, DynAllocator, add_domain, get, hook_forwarding, set};
+    use criterion::BenchmarkId;
+
+    static POOL: PoolAllocator = PoolAllocator::new();
+    let id = add_domain("bench-hook-cycles", &POOL).expect("a free slot");
+    let d = Domain::new(id).expect("just added");
+    let mut g = c.benchmark_group("hook_cycles");
+    let run = |g: &mut criterion::BenchmarkGroup<'_, _>, when: &str| {
+        for size in [64usize, 100_000] {
+            g.bench_with_input(BenchmarkId::new(when, size), &size, |b, &size| {
+                b.iter(|| {
+                    let p = d.malloc(size).expect("memory");
+                    // SAFETY: a live block of the domain, freed once.
+                    unsafe { d.free(std::hint::black_box(p).as_ptr()) };
+                })
+            });
+        }
+    };
+    run(&mut g, "before");
+    for _ in 0..100_000 {
+        let old = get(id).expect("the domain");
+        hook_forwarding(id, |prev| {
+            let f: &'static DynAllocator = Box::leak(Box::new(FaultInjecting::new(prev)));
+            f
+        })
+        .expect("a forwarding hook is always accepted");
+        set(id, old).expect("set back");
+    }
+    run(&mut g, "after 100000 hook cycles");
+    g.finish();
+}
+
+criterion_group!(benches, pairs, churn, arena_provider, hook_cycles);
 criterion_main!(benches);

@@ -361,11 +361,13 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
         Some(unsafe { (*self.header(ptr.as_ptr(), "malloc_usable_size")).size } - HEADER)
     }
 
+    /// Exact: the spans it made are registered. (A pointer elsewhere that its `free` is given
+    /// goes to the C library, but it is not one of its blocks.)
     fn owns(&self, ptr: *const u8) -> Ownership {
         if self.owned(ptr) {
             Ownership::Owned
         } else {
-            System.owns(ptr)
+            Ownership::NotOwned
         }
     }
 
@@ -373,7 +375,7 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
     /// no block).
     fn starts_block(&self, ptr: *const u8) -> Ownership {
         if !self.owned(ptr) {
-            return System.starts_block(ptr);
+            return Ownership::NotOwned;
         }
         let addr = ptr as usize;
         if addr & (CHUNK - 1) != HEADER {

@@ -39,6 +39,7 @@ extern "C" {
                                             before the domain's first allocation */
 #define DOMALLOC_ERR_FULL (-3)           /* a table is full */
 #define DOMALLOC_ERR_INVALID (-4)        /* a null or malformed argument */
+#define DOMALLOC_ERR_EXISTS (-5)         /* a domain of that name exists already */
 
 /* PyMemAllocatorEx. The functions must be thread-safe and follow malloc's contract (16-byte
  * aligned blocks; realloc keeps the contents). */
@@ -54,13 +55,45 @@ typedef struct {
  * allocator directly (a wrapper installed with domalloc_set_allocator can forward to it). */
 int domalloc_get_allocator(int domain, DomallocAllocator *out);
 
-/* PyMem_SetAllocator. An allocator read with domalloc_get_allocator may be set back at any time;
- * any other C allocator only before the domain's first allocation (DOMALLOC_ERR_AMBIGUOUS). */
+/* PyMem_SetAllocator. An allocator read with domalloc_get_allocator may be set back at any time
+ * (setting back the allocator a hook was installed over removes the hook); any other C allocator
+ * only before the domain's first allocation (DOMALLOC_ERR_AMBIGUOUS: a C allocator cannot tell
+ * its blocks from the ones made before it). None of its functions is called by the set. */
 int domalloc_set_allocator(int domain, const DomallocAllocator *allocator);
+
+/* PEP 445's hook pattern, accepted at any time: writes the domain's current allocator to *old,
+ * then installs *wrapper, which declares that it forwards every call to *old and returns its
+ * blocks unchanged (a counting, tracing or fault-injecting hook). *old is written before the
+ * wrapper can be called, so wrapper->ctx may point at it. Every block of the domain, made before
+ * or after, is freed through the wrapper while it is installed; domalloc_set_allocator(domain,
+ * old) takes it out again. A wrapper that hands out blocks of its own must use
+ * domalloc_set_allocator instead. Returns DOMALLOC_OK, DOMALLOC_ERR_UNKNOWN_DOMAIN or
+ * DOMALLOC_ERR_INVALID (a null pointer or function). */
+int domalloc_hook_allocator(int domain, const DomallocAllocator *wrapper, DomallocAllocator *old);
 
 /* PyMem_SetupDebugHooks: guard bytes, fill patterns, serial numbers, API ids on every domain.
  * Returns how many domains refused (those that allocated through the C library already). */
 int domalloc_setup_debug_hooks(void);
+
+/* User domains. domalloc_add_domain adds one using the allocator the mem domain uses now (set or
+ * hook it like any other) and returns its id (3 and up), or DOMALLOC_ERR_INVALID (a null or
+ * empty name, not UTF-8), DOMALLOC_ERR_EXISTS or DOMALLOC_ERR_FULL. Domains are not removed.
+ * domalloc_domains writes up to cap ids of the existing domains, in id order, and returns how many
+ * exist; domalloc_domain_name copies a domain's name, NUL-terminated and truncated to cap, and
+ * returns the length of the whole name (0 for an unknown domain). */
+int domalloc_add_domain(const char *name);
+size_t domalloc_domains(int *ids, size_t cap);
+size_t domalloc_domain_name(int domain, char *buf, size_t cap);
+
+/* Change callbacks: callback(ctx, domain, now) runs at once with the domain's current allocator,
+ * then after every change of that domain (set, hook, debug hooks), on the thread that made the
+ * change, outside the table's lock (it may read the table). domalloc_on_change returns the
+ * callback's id (positive) or DOMALLOC_ERR_UNKNOWN_DOMAIN, DOMALLOC_ERR_FULL or
+ * DOMALLOC_ERR_INVALID (a null callback); domalloc_remove_change_callback returns DOMALLOC_OK or
+ * DOMALLOC_ERR_INVALID (not registered). */
+typedef void (*DomallocChangeCallback)(void *ctx, int domain, const DomallocAllocator *now);
+long long domalloc_on_change(int domain, DomallocChangeCallback callback, void *ctx);
+int domalloc_remove_change_callback(long long callback_id);
 
 /* PyMem_Malloc and friends, for a domain. */
 void *domalloc_malloc(int domain, size_t size);

@@ -23,9 +23,12 @@ pub const DOMALLOC_ERR_AMBIGUOUS: c_int = -2;
 pub const DOMALLOC_ERR_FULL: c_int = -3;
 /// A null or malformed argument.
 pub const DOMALLOC_ERR_INVALID: c_int = -4;
+/// A domain of that name exists already.
+pub const DOMALLOC_ERR_EXISTS: c_int = -5;
 
 fn code(e: &DomainError) -> c_int {
     match e {
+        DomainError::DuplicateName(_) => DOMALLOC_ERR_EXISTS,
         DomainError::UnknownDomain { .. } => DOMALLOC_ERR_UNKNOWN_DOMAIN,
         DomainError::AmbiguousOwnership { .. } => DOMALLOC_ERR_AMBIGUOUS,
         DomainError::TableFull { .. }
@@ -99,6 +102,11 @@ unsafe impl DomainAllocator for CAllocator {
             unsafe { (self.fns().3)(self.0.ctx, ptr.cast()) }
         }
     }
+    /// A C allocator cannot answer `owns`: it never claims blocks (asked, it says so, and is
+    /// never called to find out).
+    fn track_ownership(&self) -> bool {
+        false
+    }
     fn name(&self) -> &str {
         "c-allocator"
     }
@@ -108,14 +116,21 @@ unsafe impl DomainAllocator for CAllocator {
 static HANDLES: Lock<Vec<&'static &'static DynAllocator>> = Lock::new(Vec::new());
 
 fn handle(a: &'static DynAllocator) -> *mut c_void {
-    let mut h = HANDLES.lock();
+    handle_in(&HANDLES, a)
+}
+
+/// The one handle of `a` among `handles` (made on first use): a leaked `&'static T` whose
+/// address C holds as a context, found again by the address of `a`.
+fn handle_in<T: ?Sized>(handles: &Lock<Vec<&'static &'static T>>, a: &'static T) -> *mut c_void {
+    let mut h = handles.lock();
     if let Some(found) = h
         .iter()
-        .find(|x| ptr::addr_eq(**x as *const DynAllocator, a))
+        .copied()
+        .find(|&found: &&'static &'static T| ptr::addr_eq(ptr::from_ref(*found), a))
     {
-        return ptr::from_ref(*found).cast_mut().cast();
+        return ptr::from_ref(found).cast_mut().cast();
     }
-    let leaked: &'static &'static DynAllocator = Box::leak(Box::new(a));
+    let leaked: &'static &'static T = Box::leak(Box::new(a));
     h.push(leaked);
     ptr::from_ref(leaked).cast_mut().cast()
 }
@@ -163,19 +178,62 @@ pub unsafe extern "C" fn domalloc_get_allocator(id: c_int, out: *mut DomallocAll
     match alloc_domains::get(d) {
         Ok(a) => {
             // SAFETY: the caller's guarantee.
-            unsafe {
-                out.write(DomallocAllocator {
-                    ctx: handle(a),
-                    malloc: Some(handle_malloc),
-                    calloc: Some(handle_calloc),
-                    realloc: Some(handle_realloc),
-                    free: Some(handle_free),
-                })
-            };
+            unsafe { out.write(as_c(a)) };
             DOMALLOC_OK
         }
         Err(e) => code(&e),
     }
+}
+
+/// A Rust allocator as C function pointers (its handle as the context).
+fn as_c(a: &'static DynAllocator) -> DomallocAllocator {
+    DomallocAllocator {
+        ctx: handle(a),
+        malloc: Some(handle_malloc),
+        calloc: Some(handle_calloc),
+        realloc: Some(handle_realloc),
+        free: Some(handle_free),
+    }
+}
+
+/// PEP 445's hook pattern in one call: writes the domain's current allocator to `old`, then
+/// installs `wrapper`, which declares that it forwards every call to `old` and hands out its
+/// blocks unchanged (so it may be installed at any time: every block, made before or after, is
+/// freed through it while it is installed). `old` is written before the wrapper can be called,
+/// so the wrapper's context may point at it. `domalloc_set_allocator(domain, old)` removes the
+/// hook again.
+///
+/// # Safety
+/// `wrapper` is valid for a read and `old` for a write; the wrapper's functions honour PEP 445's
+/// contract from any thread, by forwarding to `old`'s.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn domalloc_hook_allocator(
+    id: c_int,
+    wrapper: *const DomallocAllocator,
+    old: *mut DomallocAllocator,
+) -> c_int {
+    // SAFETY: the caller's guarantee.
+    let Some(w) = (unsafe { wrapper.as_ref() }) else {
+        return DOMALLOC_ERR_INVALID;
+    };
+    if old.is_null()
+        || w.malloc.is_none()
+        || w.calloc.is_none()
+        || w.realloc.is_none()
+        || w.free.is_none()
+    {
+        return DOMALLOC_ERR_INVALID;
+    }
+    let Some(d) = domain(id) else {
+        return DOMALLOC_ERR_UNKNOWN_DOMAIN;
+    };
+    let c: &'static CAllocator = Box::leak(Box::new(CAllocator(*w)));
+    alloc_domains::hook_forwarding(d, |prev| {
+        // SAFETY: the caller's guarantee; written before the wrapper is installed.
+        unsafe { old.write(as_c(prev)) };
+        c
+    })
+    .map_or_else(|e| code(&e), |()| DOMALLOC_OK)
 }
 
 /// `PyMem_SetAllocator`: makes a C allocator the domain's (before its first allocation: a C
@@ -346,16 +404,7 @@ unsafe impl ArenaProvider for CArenas {
 static ARENA_HANDLES: Lock<Vec<&'static &'static DynArenaProvider>> = Lock::new(Vec::new());
 
 fn arena_handle(p: &'static DynArenaProvider) -> *mut c_void {
-    let mut h = ARENA_HANDLES.lock();
-    if let Some(found) = h
-        .iter()
-        .find(|x| ptr::addr_eq(**x as *const DynArenaProvider, p))
-    {
-        return ptr::from_ref(*found).cast_mut().cast();
-    }
-    let leaked: &'static &'static DynArenaProvider = Box::leak(Box::new(p));
-    h.push(leaked);
-    ptr::from_ref(leaked).cast_mut().cast()
+    handle_in(&ARENA_HANDLES, p)
 }
 
 /// Arenas handed to C through a provider handle are page-aligned.
@@ -518,7 +567,8 @@ pub extern "C" fn domalloc_tracing_start(depth: c_int) -> c_int {
             .map_or(DOMALLOC_ERR_INVALID, |()| DOMALLOC_OK);
     }
     let mut made: Option<&'static Tracing<&'static DynAllocator>> = None;
-    let r = alloc_domains::hook(alloc_domains::DomainId::MEM, |prev| {
+    // Tracing hands out the blocks it wraps unchanged: a forwarding hook, accepted at any time.
+    let r = alloc_domains::hook_forwarding(alloc_domains::DomainId::MEM, |prev| {
         let t: &'static Tracing<&'static DynAllocator> = Box::leak(Box::new(Tracing::new(prev)));
         made = Some(t);
         t
@@ -597,4 +647,131 @@ pub unsafe extern "C" fn domalloc_tracing_leak_report(buf: *mut c_char, cap: usi
     let text = tracer().map_or_else(String::new, |t| t.leak_report().to_string());
     // SAFETY: the caller's guarantee.
     unsafe { copy_out(&text, buf, cap) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// User domains and change callbacks.
+
+/// Adds a domain named `name` (NUL-terminated, copied), using the allocator the mem domain uses
+/// now; returns its id (3 and up), or `DOMALLOC_ERR_INVALID` (null or empty name, not UTF-8),
+/// `DOMALLOC_ERR_EXISTS` or `DOMALLOC_ERR_FULL`.
+///
+/// # Safety
+/// `name` is null or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn domalloc_add_domain(name: *const c_char) -> c_int {
+    if name.is_null() {
+        return DOMALLOC_ERR_INVALID;
+    }
+    // SAFETY: the caller's guarantee.
+    let Ok(text) = unsafe { core::ffi::CStr::from_ptr(name) }.to_str() else {
+        return DOMALLOC_ERR_INVALID;
+    };
+    if text.is_empty() {
+        return DOMALLOC_ERR_INVALID;
+    }
+    let Ok(mem) = alloc_domains::get(alloc_domains::DomainId::MEM) else {
+        return DOMALLOC_ERR_INVALID;
+    };
+    // Names live as long as the table: a domain is never removed.
+    let name: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    match alloc_domains::add_domain(name, mem) {
+        Ok(id) => c_int::from(id.index() as u8),
+        Err(e) => code(&e),
+    }
+}
+
+/// Writes the ids of the existing domains to `ids` (up to `cap` of them, in id order); returns
+/// how many exist.
+///
+/// # Safety
+/// `ids` is null (with `cap` 0) or valid for `cap` writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn domalloc_domains(ids: *mut c_int, cap: usize) -> usize {
+    let all = alloc_domains::domains();
+    if !ids.is_null() {
+        for (i, d) in all.iter().take(cap).enumerate() {
+            // SAFETY: the caller's guarantee: `i < cap`.
+            unsafe { ids.add(i).write(c_int::from(d.id.index() as u8)) };
+        }
+    }
+    all.len()
+}
+
+/// Copies the name of domain `id` into `buf` (NUL-terminated, truncated to `cap`); returns the
+/// bytes the whole name needs (without the NUL), or 0 for an unknown domain.
+///
+/// # Safety
+/// `buf` is null (with `cap` 0) or valid for `cap` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn domalloc_domain_name(id: c_int, buf: *mut c_char, cap: usize) -> usize {
+    match domain(id).map(alloc_domains::name) {
+        // SAFETY: the caller's guarantee.
+        Some(Ok(name)) => unsafe { copy_out(name, buf, cap) },
+        _ => 0,
+    }
+}
+
+/// A C change callback: `callback(ctx, domain, now)`, `now` the domain's allocator after the
+/// change, as C function pointers.
+pub type DomallocChangeCallback =
+    Option<unsafe extern "C" fn(*mut c_void, c_int, *const DomallocAllocator)>;
+
+/// The C callbacks registered, by the id given to C (positive, never reused).
+static C_CALLBACKS: Lock<Vec<(i64, alloc_domains::CallbackId)>> = Lock::new(Vec::new());
+static NEXT_C_CALLBACK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+
+/// Registers `callback` for domain `id`: called at once with the current allocator, then after
+/// every change of that domain (outside the table's lock, so it may read the table). Returns the
+/// callback's id (positive), or `DOMALLOC_ERR_UNKNOWN_DOMAIN`, `DOMALLOC_ERR_FULL` or
+/// `DOMALLOC_ERR_INVALID` (a null callback).
+///
+/// # Safety
+/// `callback` may be called from any thread that changes the domain, with `ctx`, until removed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn domalloc_on_change(
+    id: c_int,
+    callback: DomallocChangeCallback,
+    ctx: *mut c_void,
+) -> i64 {
+    let Some(cb) = callback else {
+        return i64::from(DOMALLOC_ERR_INVALID);
+    };
+    let Some(d) = domain(id) else {
+        return i64::from(DOMALLOC_ERR_UNKNOWN_DOMAIN);
+    };
+    let ctx = ctx as usize;
+    let f: &'static alloc_domains::ChangeCallback = Box::leak(Box::new(
+        move |d: alloc_domains::DomainId, now: &'static DynAllocator| {
+            let c = as_c(now);
+            // SAFETY: the caller's guarantee: the callback takes its context and a domain.
+            unsafe { cb(ctx as *mut c_void, c_int::from(d.index() as u8), &c) };
+        },
+    ));
+    match alloc_domains::on_change(d, f) {
+        Ok(cid) => {
+            let n = NEXT_C_CALLBACK.fetch_add(1, Ordering::Relaxed);
+            C_CALLBACKS.lock().push((n, cid));
+            n
+        }
+        Err(e) => i64::from(code(&e)),
+    }
+}
+
+/// Unregisters a callback `domalloc_on_change` returned; `DOMALLOC_OK`, or `DOMALLOC_ERR_INVALID`
+/// for an id that is not registered.
+#[unsafe(no_mangle)]
+pub extern "C" fn domalloc_remove_change_callback(callback_id: i64) -> c_int {
+    let cid = {
+        let mut l = C_CALLBACKS.lock();
+        let Some(i) = l.iter().position(|&(n, _)| n == callback_id) else {
+            return DOMALLOC_ERR_INVALID;
+        };
+        l.swap_remove(i).1
+    };
+    if alloc_domains::remove_callback(cid) {
+        DOMALLOC_OK
+    } else {
+        DOMALLOC_ERR_INVALID
+    }
 }

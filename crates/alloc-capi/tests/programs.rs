@@ -155,6 +155,58 @@ fn pep_445_api_from_c() {
     }
 }
 
+/// PEP 445's hook pattern from C (`hooks.c`): a forwarding hook installed after the domains
+/// have allocated, with no hidden call, then set back; an unrelated allocator refused; user
+/// domains, the list of domains and change callbacks from C, with a hook on a user domain; and
+/// tracemalloc's start and stop 200 times on raw, mem and object while threads allocate and free
+/// through every domain and through malloc/free, every block checked, the original allocators
+/// back at the end.
+#[test]
+fn c_hooks_start_and_stop_at_any_time_under_threads() {
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let lib_dir = library().parent().unwrap().to_path_buf();
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+    let exe = compile(
+        "hooks.c",
+        "hooks",
+        &[
+            &format!("-I{}", include.display()),
+            &format!("-L{}", lib_dir.display()),
+            "-ldomalloc",
+            "-lpthread",
+            &format!("-Wl,-rpath,{}", lib_dir.display()),
+        ],
+    );
+    for preset in ["pool", "pool_debug", "malloc"] {
+        eprintln!("hooks.c under DOMALLOC={preset}");
+        let out = Command::new(&exe)
+            .env("DOMALLOC", preset)
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "hooks.c under DOMALLOC={preset}: {:?}\n{text}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for part in [
+            "no hidden calls",
+            "refusal",
+            "user domains and change callbacks",
+            "tracemalloc start/stop under threads",
+        ] {
+            assert!(
+                text.contains(&format!("ok {part}")),
+                "{part} under {preset}:\n{text}"
+            );
+        }
+    }
+}
+
 #[test]
 fn python_object_churn_with_every_allocation_through_domalloc() {
     if !installed("python3") {

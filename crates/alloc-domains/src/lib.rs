@@ -51,8 +51,9 @@ pub use table::{
     LARGE_POOL, LargePool, MAX_CALLBACKS, MAX_DOMAINS, MEDIUM_POOL, MEM, MediumPool, MemPool,
     MemSpans, OBJECT, RAW, add_domain, after_fork_child, after_fork_parent, arena_allocator,
     check_standard_live, domains, enable_mem_fast_path, find, free_standard_checked, get,
-    guards_every_block, hook, malloc_standard_large, mem_fast_path, name, on_change, pool_stats,
-    prepare_fork, preset, remove_callback, set, set_arena_allocator, setup_debug_hooks, trim_pools,
+    guards_every_block, hook, hook_forwarding, malloc_standard_large, mem_fast_path, name,
+    on_change, pool_stats, prepare_fork, preset, remove_callback, set, set_arena_allocator,
+    setup_debug_hooks, trim_pools,
 };
 
 /// Routes Rust's global allocations through a domain (usually `MEM`):

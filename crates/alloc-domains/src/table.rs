@@ -15,29 +15,42 @@
 //!
 //! A free must reach the allocator that made the block. Each record keeps the one it replaced, so a
 //! domain has a chain of allocators, newest first. A free goes to the newest allocator that claims
-//! the block (`owns == Owned`); a block no allocator claims goes to the newest allocator that cannot
-//! tell its blocks from others', or else to the newest debug hook, or else to the oldest (the one
-//! the domain started with). Debug hooks narrow this: once the walk passes a hook installed before
-//! the domain's first allocation, the hook made every block, so the block is its (to free or to
-//! report); an allocator older than a hook is given a pointer into its memory only where one of
-//! its blocks starts (`DomainAllocator::starts_block`), and any other pointer there (a hook's block
-//! freed already, a pointer inside a block) goes to the hook, which reports it.
+//! the block: `owns == Owned`, and, since an allocator's memory may also hold the blocks of a
+//! header decorator stacked on it (a debug hook's blocks start inside the allocator's), one of its
+//! own blocks starts there (`DomainAllocator::starts_block`). Once the walk passes a debug hook
+//! installed before the domain's first allocation, the hook made every block, so the block is
+//! its (to free or to report). A pointer in some allocator's memory where no block of anyone's
+//! starts (a hook's block freed already, a pointer inside a block) goes to the newest debug hook,
+//! which reports it, or else to that allocator, whose own checks do. A block no allocator claims
+//! goes to the newest allocator that cannot tell its blocks from others', or else to the newest
+//! debug hook, or else to the oldest (the one the domain started with).
+//!
+//! **Forwarding hooks** ([`hook_forwarding`], PEP 445's hook pattern: a counting, tracing or
+//! fault-injecting wrapper) make no blocks: they hand out those of the allocator below them. They
+//! claim nothing, are accepted at any time, and a block of the allocator below them is freed
+//! through the newest of them, so the hook sees every free while it is installed. [`set`] with the
+//! allocator they were installed over takes them out of the chain again (the pattern's restore),
+//! so hooking and unhooking does not lengthen the chain. A chain whose records all forward down to
+//! the oldest routes every free to the current allocator with no lookup.
 //!
 //! For that to be right, an allocator that cannot claim its own blocks (it answers `Unknown`, like
-//! the C library) may only become current in a domain that has not served an allocation yet. And
-//! blocks nobody claims must mean the same to every allocator they may reach: here they are the C
-//! library's (its own blocks, and the large blocks the pool passes to it), and the C library, the
-//! pool and the decorators over them all hand such a block to the C library's `free`. A pool built
-//! over another large-block allocator, in a domain that also used the C library, would break that;
-//! do not mix them in one domain.
-//! [`set`] and [`hook`] check it: on a domain that has allocated, the new allocator must claim a
-//! block it makes (a probe allocation), or the call is refused with
-//! [`DomainError::AmbiguousOwnership`]. The pool allocator claims its blocks; so do the debug
+//! the C library) may only become current in a domain that has not served an allocation yet, or
+//! one whose chain holds it already (set back). And blocks nobody claims must mean the same to
+//! every allocator they may reach: here they are the C library's (its own blocks, and the large
+//! blocks a pool over it passes to it), and the C library, the pool and the decorators over them
+//! all hand such a block to the C library's `free`. A pool built over another large-block
+//! allocator, in a domain that also used the C library, would break that; do not mix them in one
+//! domain.
+//! [`set`] and [`hook`] check it: on a domain that has allocated, the new allocator must claim
+//! its blocks, or the call is refused with [`DomainError::AmbiguousOwnership`]. Whether it does is
+//! asked without calling it where it can say (it answers `NotOwned` for an address no allocator
+//! made); only one that answers `Unknown` there (a pool whose large blocks are the C library's)
+//! is asked for one probe block. The pool allocators claim their blocks; so do the debug
 //! decorators over anything (each remembers the blocks it made, once asked: every allocator is
 //! asked, with `DomainAllocator::track_ownership`, before it is installed, and one that made
 //! blocks before it was asked counts as not claiming them); a decorator that returns its inner
-//! blocks unchanged claims what its inner allocator claims. With a single allocator in the chain (the
-//! usual case) a free is one atomic load and one indirect call, like an allocation.
+//! blocks unchanged claims what its inner allocator claims. With a single allocator in the chain
+//! (the usual case) a free is one atomic load and one indirect call, like an allocation.
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -155,6 +168,13 @@ pub(crate) struct Installed {
     /// A debug hook installed before the domain's first allocation: every block of the domain was
     /// made through it, so a block nobody claims is foreign, and goes to it to be reported.
     guards_all: bool,
+    /// The allocator forwards every call to the one it replaced and hands out that one's blocks
+    /// unchanged ([`hook_forwarding`]): it makes no block of its own, claims none, and a block of
+    /// the allocator below it is freed through it (so the hook sees the free).
+    forwards: bool,
+    /// Every record of the chain from this one down forwards to the oldest (or this is the
+    /// oldest): the current allocator frees every block, with no lookup.
+    direct: bool,
 }
 
 struct Slot {
@@ -273,6 +293,8 @@ const fn record(alloc: &'static DynAllocator, precise: bool, debug_hook: bool) -
         debug_hook,
         // Records installed at start-up precede every allocation.
         guards_all: debug_hook,
+        forwards: false,
+        direct: true,
     }
 }
 
@@ -526,9 +548,10 @@ fn current(id: DomainId) -> &'static Installed {
 #[inline]
 fn owner_of(id: DomainId, ptr: *const u8) -> &'static DynAllocator {
     let rec = current(id);
-    match rec.previous {
-        None => rec.alloc,
-        Some(_) => route(rec, ptr),
+    if rec.direct {
+        rec.alloc
+    } else {
+        route(rec, ptr)
     }
 }
 
@@ -536,33 +559,48 @@ fn owner_of(id: DomainId, ptr: *const u8) -> &'static DynAllocator {
 fn route(newest: &'static Installed, ptr: *const u8) -> &'static DynAllocator {
     let mut hook: Option<&'static DynAllocator> = None;
     let mut imprecise: Option<&'static DynAllocator> = None;
+    let mut oldest = newest.alloc;
+    // The newest of the forwarding records just above the one being looked at: the allocator a
+    // block of that one is freed through.
+    let mut through: Option<&'static DynAllocator> = None;
+    // The first allocator whose memory holds `ptr` where none of its blocks starts.
+    let mut inside: Option<&'static DynAllocator> = None;
     let mut r = Some(newest);
-    let mut oldest = newest;
     while let Some(rec) = r {
+        r = rec.previous;
+        if rec.forwards {
+            through = through.or(Some(rec.alloc));
+            continue;
+        }
+        let freer = through.take().unwrap_or(rec.alloc);
         if rec.alloc.owns(ptr) == Ownership::Owned {
-            // Below a debug hook, an allocator's memory holds the blocks it made before the hook
-            // and the hook's blocks (inside its own): a pointer there where none of its blocks
-            // starts (a hook's block freed already, a pointer inside a block) is the hook's to
-            // report.
-            return match hook {
-                Some(h) if rec.alloc.starts_block(ptr) == Ownership::NotOwned => h,
-                _ => rec.alloc,
-            };
+            // An allocator's memory may also hold the blocks of a header decorator stacked on it
+            // (a debug hook: its blocks start inside the allocator's): a pointer there where none
+            // of the allocator's own blocks starts is the decorator's (it claims its live ones,
+            // further along), or a bad pointer for a debug hook to report, or for the allocator's
+            // own checks.
+            if rec.alloc.starts_block(ptr) != Ownership::NotOwned {
+                return freer;
+            }
+            inside = inside.or(Some(freer));
         }
         if rec.guards_all {
             // Every block of the domain was made through this hook: nothing older made any.
-            return rec.alloc;
+            return freer;
         }
         if rec.debug_hook && hook.is_none() {
-            hook = Some(rec.alloc);
+            hook = Some(freer);
         }
         if !rec.precise && imprecise.is_none() {
-            imprecise = Some(rec.alloc);
+            imprecise = Some(freer);
         }
-        oldest = rec;
-        r = rec.previous;
+        oldest = freer;
     }
-    imprecise.or(hook).unwrap_or(oldest.alloc)
+    match inside {
+        // In an allocator's memory, no block of anyone's: never the C library's.
+        Some(owner) => hook.unwrap_or(owner),
+        None => imprecise.or(hook).unwrap_or(oldest),
+    }
 }
 
 /// `Owned` if an allocator of the domain's chain answers `Owned` to `ask`, else `Unknown` if one
@@ -571,6 +609,11 @@ fn chain_answer(id: DomainId, ask: impl Fn(&DynAllocator) -> Ownership) -> Owner
     let mut r = Some(current(id));
     let mut answer = Ownership::NotOwned;
     while let Some(rec) = r {
+        if rec.forwards {
+            // Its blocks are those of the allocators below.
+            r = rec.previous;
+            continue;
+        }
         match ask(rec.alloc) {
             Ownership::Owned => return Ownership::Owned,
             Ownership::Unknown => answer = Ownership::Unknown,
@@ -760,17 +803,59 @@ fn leak(rec: Installed) -> &'static Installed {
     Box::leak(Box::new(rec))
 }
 
+/// An address no allocator made a block at (a static of this crate), for [`claims_its_blocks`].
+static NOBODYS: u8 = 0;
+
 /// Whether `alloc` claims the blocks it makes: asked to track its blocks (a header decorator
-/// remembers them only when asked), it must cover every live one, and claim a probe block.
+/// remembers them only when asked; an allocator that cannot claim blocks, a C allocator, says no),
+/// it must cover every live one; and it must tell a pointer it never made (`NotOwned` for an
+/// address of this crate's statics, which by the contract means it never disowns one of its
+/// own), asked without calling any of its allocation functions. Only an allocator that cannot
+/// tell there (`Unknown`: a pool whose large blocks are the C library's, an allocator that leaves
+/// `owns` to the provided answer) is asked for a probe block, to see whether it claims it. Hooks
+/// that forward ([`hook_forwarding`]) are never asked anything.
 fn claims_its_blocks(alloc: &DynAllocator) -> bool {
-    let covered = alloc.track_ownership();
-    let Some(p) = alloc.malloc(1) else {
+    if !alloc.track_ownership() {
         return false;
-    };
-    let owned = alloc.owns(p.as_ptr()) == Ownership::Owned;
-    // SAFETY: the probe block was just made by `alloc` and is freed once.
-    unsafe { alloc.free(p.as_ptr()) };
-    covered && owned
+    }
+    match alloc.owns(ptr::from_ref(&NOBODYS)) {
+        Ownership::NotOwned => true,
+        Ownership::Owned => false,
+        Ownership::Unknown => {
+            let Some(p) = alloc.malloc(1) else {
+                return false;
+            };
+            let owned = alloc.owns(p.as_ptr()) == Ownership::Owned;
+            // SAFETY: the probe block was just made by `alloc` and is freed once.
+            unsafe { alloc.free(p.as_ptr()) };
+            owned
+        }
+    }
+}
+
+/// Whether `alloc` is the allocator of a record of the chain from `rec` down.
+fn in_chain(rec: &'static Installed, alloc: &DynAllocator) -> bool {
+    let mut r = Some(rec);
+    while let Some(x) = r {
+        if ptr::addr_eq(x.alloc, alloc) {
+            return true;
+        }
+        r = x.previous;
+    }
+    false
+}
+
+/// The record of `alloc` if it is reached from `rec` through forwarding records only (the hook
+/// pattern's restore: `alloc` is what the hooks above it were installed over).
+fn under_forwarders(rec: &'static Installed, alloc: &DynAllocator) -> Option<&'static Installed> {
+    let mut r = rec;
+    while r.forwards {
+        r = r.previous?;
+        if ptr::addr_eq(r.alloc, alloc) {
+            return Some(r);
+        }
+    }
+    None
 }
 
 /// Installs `new` (a record whose `previous` is the current one) in `id` under the writer lock,
@@ -783,7 +868,9 @@ fn install(
     let s = slot(id)?;
     let old = current(id);
     let new = make(old);
-    if !new.precise && s.used.load(Ordering::Acquire) {
+    // An allocator that cannot claim its blocks is refused over live blocks of others, unless it
+    // is one of the chain already (set back: its blocks are told apart as they were before).
+    if !new.precise && s.used.load(Ordering::Acquire) && !in_chain(old, new.alloc) {
         return Err(DomainError::AmbiguousOwnership {
             domain: s.name(),
             allocator: new.alloc.name().to_string(),
@@ -791,21 +878,29 @@ fn install(
     }
     let rec = leak(Installed {
         guards_all: new.debug_hook && !s.used.load(Ordering::Acquire),
+        direct: new.forwards && old.direct,
         ..new
     });
+    Ok(publish(w, id, rec))
+}
+
+/// Makes `rec` the current record of `id` (under the writer lock); returns the callbacks to call.
+fn publish(w: &mut Writer, id: DomainId, rec: &'static Installed) -> Vec<&'static ChangeCallback> {
     if id == DomainId::MEM {
         // Under the writer lock, before the new record is visible (see `FAST_MEM`).
         FAST_MEM.store(NO_KEY, Ordering::Relaxed);
     }
     // Release: publishes the record; paired with the Acquire of every reader.
-    s.current.store(rec_ptr(rec), Ordering::Release);
-    Ok(w.callbacks
+    TABLE[id.index()]
+        .current
+        .store(rec_ptr(rec), Ordering::Release);
+    w.callbacks
         .slots
         .iter()
         .flatten()
         .filter(|(_, d, _)| *d == id)
         .map(|&(_, _, cb)| cb)
-        .collect())
+        .collect()
 }
 
 fn notify(id: DomainId, callbacks: Vec<&'static ChangeCallback>) {
@@ -817,18 +912,30 @@ fn notify(id: DomainId, callbacks: Vec<&'static ChangeCallback>) {
 
 /// Makes `alloc` the allocator of a domain (PEP 445's `PyMem_SetAllocator`), keeping the
 /// previous ones for the blocks they made; refused with [`DomainError::AmbiguousOwnership`] if the
-/// domain has served allocations and `alloc` does not claim its own blocks (module documentation).
-/// Change callbacks run after the switch, outside the table's lock.
+/// domain has served allocations and `alloc` does not claim its own blocks (module documentation),
+/// unless `alloc` is in the domain's chain already. Setting back the allocator that forwarding
+/// hooks ([`hook_forwarding`]) were installed over removes those hooks from the chain: their
+/// blocks are its blocks (PEP 445's hook pattern: read, wrap, later restore). None of `alloc`'s
+/// functions is called. Change callbacks run after the switch, outside the table's lock.
 pub fn set(id: DomainId, alloc: &'static DynAllocator) -> Result<(), DomainError> {
     start();
     let precise = claims_its_blocks(alloc);
-    let callbacks = install(&mut WRITER.lock(), id, |old| Installed {
-        alloc,
-        previous: Some(old),
-        precise,
-        debug_hook: false,
-        guards_all: false,
-    })?;
+    let callbacks = {
+        let mut w = WRITER.lock();
+        slot(id)?;
+        match under_forwarders(current(id), alloc) {
+            Some(rec) => publish(&mut w, id, rec),
+            None => install(&mut w, id, |old| Installed {
+                alloc,
+                previous: Some(old),
+                precise,
+                debug_hook: false,
+                guards_all: false,
+                forwards: false,
+                direct: false,
+            })?,
+        }
+    };
     notify(id, callbacks);
     Ok(())
 }
@@ -862,6 +969,57 @@ pub fn hook(
             precise,
             debug_hook: false,
             guards_all: false,
+            forwards: false,
+            direct: false,
+        })?
+    };
+    notify(id, callbacks);
+    Ok(())
+}
+
+/// Wraps the allocator of a domain with a hook that forwards every call to it and hands out its
+/// blocks unchanged (PEP 445's hook pattern, as tracemalloc and a counting or fault-injecting
+/// hook use it): accepted at any time, whether or not the domain has allocated, and whether or
+/// not the wrapper can claim blocks (a C wrapper cannot). `wrap` gets the current allocator and
+/// returns the hook; it runs under the table's lock (it may allocate, but must not call `set`,
+/// `hook`, `add_domain` or `on_change`). Every block of the wrapped allocator, made before or
+/// after, is freed through the hook while it is installed; [`set`] with the wrapped allocator
+/// puts it back and takes the hook out of the chain. None of the hook's functions is called here.
+///
+/// The declaration is the caller's promise: a wrapper that makes blocks of its own (a header
+/// decorator such as `Guarded` or `Counting`) must be installed with [`hook`] instead.
+///
+/// ```
+/// use alloc_core::DomainAllocator;
+/// use alloc_debug::FaultInjecting;
+/// use alloc_domains::{add_domain, get, hook_forwarding, set, Domain};
+///
+/// let d = add_domain("doc-forwarding", &alloc_core::System).unwrap();
+/// let early = Domain::new(d).unwrap().malloc(8).unwrap();
+/// let old = get(d).unwrap();
+/// hook_forwarding(d, |prev| Box::leak(Box::new(FaultInjecting::new(prev)))).unwrap();
+/// // SAFETY: a live block of the domain, freed once (through the hook, to the C library).
+/// unsafe { Domain::new(d).unwrap().free(early.as_ptr()) };
+/// set(d, old).unwrap(); // the hook is gone from the chain
+/// ```
+pub fn hook_forwarding(
+    id: DomainId,
+    wrap: impl FnOnce(&'static DynAllocator) -> &'static DynAllocator,
+) -> Result<(), DomainError> {
+    start();
+    let callbacks = {
+        let mut w = WRITER.lock();
+        slot(id)?;
+        let wrapped = wrap(current(id).alloc);
+        install(&mut w, id, |old| Installed {
+            alloc: wrapped,
+            previous: Some(old),
+            // It makes no block of its own: nothing to claim, nothing to refuse.
+            precise: true,
+            debug_hook: false,
+            guards_all: false,
+            forwards: true,
+            direct: false,
         })?
     };
     notify(id, callbacks);
@@ -899,6 +1057,8 @@ pub fn add_domain(
         precise,
         debug_hook: false,
         guards_all: false,
+        forwards: false,
+        direct: true,
     });
     s.current.store(rec_ptr(rec), Ordering::Release);
     Ok(DomainId(i as u8))
@@ -960,9 +1120,14 @@ pub fn remove_callback(id: CallbackId) -> bool {
 /// later leaves the blocks made before it to the allocators that made them, and so cannot tell a
 /// foreign block from an old one.
 ///
-/// Returns the domains it could not hook: those that have served allocations through an allocator
-/// whose blocks the hooks could not tell apart (the C library): hook those before their first
-/// allocation, or start with `DOMALLOC=debug`.
+/// A hook over the C library installed after its domain has allocated (raw, or any domain under
+/// `DOMALLOC=malloc`) hands every pointer it did not make to the C library, as the blocks made
+/// before it are the C library's: there, misuse is the C library's to find.
+///
+/// Returns the domains it could not hook: those whose allocator cannot say which blocks it made
+/// before (a decorator used before it was installed, asked to track its blocks, answers that it
+/// cannot cover them) and that have served allocations; none of the standard ones. Hook those
+/// before their first allocation, or start with `DOMALLOC=debug`.
 pub fn setup_debug_hooks() -> Vec<(DomainId, DomainError)> {
     start();
     let mut refused = Vec::new();
@@ -997,6 +1162,8 @@ pub fn setup_debug_hooks() -> Vec<(DomainId, DomainError)> {
                 precise,
                 debug_hook: true,
                 guards_all: false,
+                forwards: false,
+                direct: false,
             })
         };
         match result {

@@ -205,3 +205,25 @@ fn setup_debug_hooks_wraps_each_domain_once_with_its_api_id() {
     unsafe { MEM.free(before.as_ptr()) };
     assert_eq!(preset(), Preset::Pool);
 }
+
+/// `setup_debug_hooks` after every standard domain has allocated hooks each one (raw's C library
+/// included: the hook remembers its own blocks, and leaves every other pointer to the C library), and the
+/// blocks made before stay with the allocators that made them.
+#[test]
+fn debug_hooks_set_up_after_use_hook_every_domain() {
+    let before: Vec<_> = [RAW, MEM, OBJECT]
+        .iter()
+        .map(|d| (*d, d.malloc(48).unwrap()))
+        .collect();
+    assert!(setup_debug_hooks().is_empty());
+    for d in [DomainId::RAW, DomainId::MEM, DomainId::OBJECT] {
+        assert_eq!(get(d).unwrap().name(), "guarded", "{d:?}");
+    }
+    for (d, p) in before {
+        // SAFETY: made before the hooks, freed once: by the allocator that made it.
+        unsafe { d.free(p.as_ptr()) };
+        let q = d.malloc(48).unwrap();
+        // SAFETY: a hooked block, freed once through its domain.
+        unsafe { d.free(q.as_ptr()) };
+    }
+}
