@@ -72,23 +72,52 @@ fn loom(args: &[String]) -> Result {
         ),
         _ => return Err(format!("loom: unexpected arguments {args:?}")),
     };
+    let mut times = Vec::new();
     for krate in ["alloc-arena", "alloc-debug"] {
-        let mut cmd = cargo();
-        cmd.args([
-            "test",
-            "-p",
-            krate,
-            "--lib",
-            "--release",
-            "--target-dir",
-            "target/loom",
-            "loom_models",
-        ])
-        .env("RUSTFLAGS", "--cfg loom");
-        if let Some(n) = preemptions {
-            cmd.env("LOOM_MAX_PREEMPTIONS", n.to_string());
+        let test = |extra: &[&str]| {
+            let mut cmd = cargo();
+            cmd.args([
+                "test",
+                "-p",
+                krate,
+                "--lib",
+                "--release",
+                "--target-dir",
+                "target/loom",
+                "loom_models",
+            ])
+            .args(extra)
+            .env("RUSTFLAGS", "--cfg loom");
+            if let Some(n) = preemptions {
+                cmd.env("LOOM_MAX_PREEMPTIONS", n.to_string());
+            }
+            cmd
+        };
+        // The models' names, then each model on its own, timed.
+        let list = test(&["--", "--list", "--format", "terse"])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("loom models of {krate}: could not start: {e}"))?;
+        if !list.status.success() {
+            return Err(format!("loom models of {krate}: the build failed"));
         }
-        run(&format!("loom models of {krate}"), cmd)?;
+        let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test"))
+            .map(str::to_string)
+            .collect();
+        for name in names {
+            let start = Instant::now();
+            run(
+                &format!("loom model {krate}::{name}"),
+                test(&["--", "--exact", &name]),
+            )?;
+            times.push((format!("{krate}::{name}"), start.elapsed().as_secs_f64()));
+        }
+    }
+    eprintln!("\nloom models, each on its own:");
+    for (name, secs) in &times {
+        eprintln!("  {secs:8.1}s  {name}");
     }
     Ok(())
 }

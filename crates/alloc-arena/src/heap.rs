@@ -1,7 +1,7 @@
 //! The heap core: size-class lists, the usable-arena list, and the moves of pools between states.
 //!
 //! `PoolCore` is the single-owner engine behind both [`Heap`](crate::Heap) (one owner, no lock)
-//! and [`PoolAllocator`](crate::PoolAllocator) (shared behind a lock). Everything here runs with
+//! and [`PoolAllocator`](crate::PoolAllocator) (one core per thread's heap). Everything here runs with
 //! `&mut self`: exclusive access is the caller's business, which is what lets a heap be owned by one
 //! thread.
 //!

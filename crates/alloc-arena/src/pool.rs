@@ -1,7 +1,7 @@
 //! [`PoolAllocator`]: the pool allocator for any number of threads, a heap per thread.
 //!
-//! pymalloc relies on the GIL; this front shards instead (DESIGN.md section 3, mimalloc's free-list
-//! sharding at the granularity of pymalloc's heaps):
+//! pymalloc relies on the GIL; this front shards instead (mimalloc's free-list sharding, at the
+//! granularity of pymalloc's heaps; see `docs/ARCHITECTURE.md`):
 //!
 //! * Each thread that allocates gets a heap of its own: a `PoolCore` (bins, used pools, arenas)
 //!   that only it touches, found through its thread cache (`threads`). Allocation and a free by the

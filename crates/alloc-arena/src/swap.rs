@@ -124,6 +124,34 @@ impl SwappableArenas {
         }
     }
 
+    /// Fork support: takes the lock that arena acquisitions and releases hold (a leaf: nothing
+    /// else is taken while it is held), so that a `fork` does not copy it held by a thread the
+    /// child will not have. Release it with [`after_fork_parent`](Self::after_fork_parent) or
+    /// [`after_fork_child`](Self::after_fork_child).
+    pub fn prepare_fork(&self) {
+        self.providers.acquire_for_fork();
+    }
+
+    /// Fork support, in the parent after `fork()`: releases what
+    /// [`prepare_fork`](Self::prepare_fork) took.
+    ///
+    /// # Safety
+    /// Only on the thread that called `prepare_fork`, after it.
+    pub unsafe fn after_fork_parent(&self) {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.providers.release_after_fork() };
+    }
+
+    /// Fork support, in the child after `fork()`: releases what the parent's
+    /// [`prepare_fork`](Self::prepare_fork) took.
+    ///
+    /// # Safety
+    /// Only in the child, on the thread the fork returned in, after the parent's `prepare_fork`.
+    pub unsafe fn after_fork_child(&self) {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.providers.release_after_fork() };
+    }
+
     /// The provider new arenas come from (PEP 445's `PyObject_GetArenaAllocator`).
     pub fn get(&self) -> &'static DynArenaProvider {
         let p = self.providers.lock();

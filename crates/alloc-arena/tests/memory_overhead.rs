@@ -1,5 +1,6 @@
 //! For 10 million live 32-byte blocks, the bytes mapped for arenas are at most 1.05x the bytes
-//! requested (DESIGN.md's memory target). Its own test binary.
+//! requested (the pools' memory target: at most 5% over what the program asked for). Its own test
+//! binary.
 
 use alloc_arena::PoolAllocator;
 use alloc_core::DomainAllocator;

@@ -86,6 +86,7 @@ impl Tracker {
     /// Whether blocks are made without being remembered, and the first was made already: then a
     /// block made now needs nothing from the set (a decorator's fast path).
     #[inline]
+    #[cfg_attr(loom, allow(dead_code))] // the decorators are not built under loom
     pub(crate) fn is_untracked(&self) -> bool {
         self.state.load(Ordering::Relaxed) == UNTRACKED
     }

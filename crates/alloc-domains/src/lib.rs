@@ -3,12 +3,15 @@
 //! Allocations go through named **domains**, as in CPython since PEP 445: `raw` (any thread, any
 //! time; the C library by default), `mem` and `object` (the pool allocator by default), and domains
 //! a program adds. Each domain's allocator can be read ([`get`]), replaced ([`set`]), wrapped
-//! ([`hook`]), watched ([`on_change`]) and put under the debug hooks ([`setup_debug_hooks`]); the
-//! standard domains start from `DOMALLOC=` ([`Preset`], `PYTHONMALLOC`'s vocabulary).
+//! ([`hook_forwarding`] for PEP 445's hook pattern, [`hook`] for a wrapper with blocks of its own),
+//! watched ([`on_change`]) and put under the debug hooks ([`setup_debug_hooks`]); the standard
+//! domains start from `DOMALLOC=` ([`Preset`], `PYTHONMALLOC`'s vocabulary).
 //!
 //! * Allocation through a domain costs one atomic load, one indirect call, and a relaxed read of
 //!   the domain's "has allocated" flag (which the replacement rule needs); a free, one atomic load
-//!   and one indirect call.
+//!   and one indirect call while every record of the domain's chain forwards to its first. While
+//!   the mem domain has its standard pool and nothing else, its calls go to the pool directly,
+//!   with no indirect call.
 //! * Replacing an allocator while its blocks are live is safe: frees go to the allocator that made
 //!   the block (the rule is in [`table`'s documentation](crate#replacement-rule), and a replacement
 //!   that could not keep it is refused with a typed error).
@@ -36,11 +39,14 @@
 //! # Replacement rule
 //!
 //! Each domain keeps the chain of allocators it has used. A free goes to the newest allocator that
-//! claims the block (`owns == Owned`); a block nobody claims goes to the newest allocator that cannot
-//! tell its blocks apart, or else to the first one. So an allocator that cannot claim its own blocks
-//! (the C library answers "unknown") may only become current before the domain's first allocation;
-//! [`set`] and [`hook`] refuse it afterwards ([`DomainError::AmbiguousOwnership`]). The pool
-//! allocator, and the debug decorators over it, claim their blocks.
+//! claims the block (`owns == Owned`, and one of its blocks starts there); a block nobody claims
+//! goes to the newest allocator that cannot tell its blocks apart, or else to a debug hook, or else
+//! to the first one (the full rule, with debug hooks and forwarding hooks, is in the `table`
+//! module's documentation). So an allocator that cannot claim its own blocks (the C library
+//! answers "unknown") may only become current before the domain's first allocation, or when it is
+//! in the chain already; [`set`] and [`hook`] refuse it otherwise
+//! ([`DomainError::AmbiguousOwnership`]). The pool allocator, and the debug decorators over it,
+//! claim their blocks; forwarding hooks make none and are accepted at any time.
 
 mod config;
 mod table;

@@ -773,6 +773,8 @@ fn for_each_installed(mut f: impl FnMut(&'static DynAllocator)) {
 pub fn prepare_fork() {
     WRITER.acquire_for_fork();
     for_each_installed(|a| a.prepare_fork());
+    // Last: the standard pools' arena source, a leaf lock their arena acquisitions hold.
+    ARENAS.prepare_fork();
 }
 
 /// Fork support, in the parent after `fork()`: releases what [`prepare_fork`] took.
@@ -780,6 +782,8 @@ pub fn prepare_fork() {
 /// # Safety
 /// Only on the thread that called [`prepare_fork`], after it.
 pub unsafe fn after_fork_parent() {
+    // SAFETY: taken by `prepare_fork` on this thread (the caller's guarantee).
+    unsafe { ARENAS.after_fork_parent() };
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_parent() });
     // SAFETY: `prepare_fork` took it on this thread.
@@ -793,6 +797,8 @@ pub unsafe fn after_fork_parent() {
 /// Only in the child of a `fork()` whose parent called [`prepare_fork`] just before, on the
 /// thread the fork returned in.
 pub unsafe fn after_fork_child() {
+    // SAFETY: taken by the parent's `prepare_fork` (the caller's guarantee).
+    unsafe { ARENAS.after_fork_child() };
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_child() });
     // SAFETY: `prepare_fork` took it in the parent, on the thread that continues here.
