@@ -1242,7 +1242,18 @@ impl Domain {
     /// a static, so there is nothing to acquire.
     #[inline(always)]
     fn fast_mem(self) -> bool {
-        self.0 == DomainId::MEM && FAST_MEM.load(Ordering::Relaxed) != NO_KEY
+        self.fast_key() != NO_KEY
+    }
+
+    /// The standard pool's fast-path key if this is the mem domain on it (see `FAST_MEM`),
+    /// [`NO_KEY`] otherwise.
+    #[inline(always)]
+    fn fast_key(self) -> u32 {
+        if self.0 == DomainId::MEM {
+            FAST_MEM.load(Ordering::Relaxed)
+        } else {
+            NO_KEY
+        }
     }
 }
 
@@ -1396,7 +1407,12 @@ pub const OBJECT: Domain = Domain(DomainId::OBJECT);
 unsafe impl DomainAllocator for Domain {
     #[inline]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-        if self.fast_mem() {
+        let key = self.fast_key();
+        if key != NO_KEY {
+            // SAFETY: the key `FAST_MEM` holds is the pool's fast key.
+            if let Some(p) = unsafe { POOL.malloc_fast(size, key) } {
+                return Some(p);
+            }
             return POOL.malloc(size);
         }
         self.alloc_side().malloc(size)
@@ -1443,7 +1459,15 @@ unsafe impl DomainAllocator for Domain {
     }
     #[inline(always)]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        if self.fast_mem() {
+        let key = self.fast_key();
+        if key != NO_KEY {
+            // The pool's own fast path first (the key is its), as the C library's `malloc` does.
+            if layout.align() <= alloc_core::MIN_ALIGN
+                // SAFETY: the key `FAST_MEM` holds is the pool's fast key.
+                && let Some(p) = unsafe { POOL.malloc_fast(layout.size(), key) }
+            {
+                return Some(p);
+            }
             return POOL.malloc_aligned(layout);
         }
         self.malloc_aligned_slow(layout)
@@ -1454,7 +1478,8 @@ unsafe impl DomainAllocator for Domain {
     #[inline(always)]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         if self.fast_mem() {
-            // SAFETY: as for realloc.
+            // SAFETY: as for realloc. (The sized free reads no registry: cheaper here than the
+            // pool's `free_fast`, which the C library needs for unsized frees.)
             return unsafe { POOL.free_aligned(ptr, layout) };
         }
         // SAFETY: as for realloc.
