@@ -228,6 +228,21 @@ fn ci(skip_tests: bool) -> Result {
         .env("RUSTDOCFLAGS", "-D warnings");
     run("cargo doc --no-deps", doc)?;
 
+    // Every library crate packages and builds from its package, in dependency order (cargo
+    // resolves the earlier ones from the packages it just made).
+    let mut package = cargo();
+    package.args(["package", "--allow-dirty"]);
+    for krate in [
+        "alloc-core",
+        "alloc-arena",
+        "alloc-debug",
+        "alloc-domains",
+        "alloc-capi",
+    ] {
+        package.args(["-p", krate]);
+    }
+    run("cargo package (every library crate)", package)?;
+
     const WINDOWS: &str = "x86_64-pc-windows-gnu";
     if target_installed(WINDOWS) {
         let mut check = cargo();

@@ -15,6 +15,7 @@ pub const MAX_REGION_ARENAS: usize = 4096;
 
 /// Why a region cannot serve as arena memory: refused when the provider is made, never later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum RegionError {
     /// The region has no bytes.
     #[error("the region is empty (zero bytes)")]

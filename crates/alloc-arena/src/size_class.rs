@@ -84,6 +84,7 @@ impl Default for PoolConfig {
 
 /// A [`PoolConfig`] that cannot work, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A size that must be a power of two is not.
     #[error("{what} must be a power of two, not {value}")]

@@ -25,6 +25,7 @@ pub const MAX_PROVIDERS: usize = 16;
 
 /// Why a provider could not be installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SwapError {
     /// Every provider slot has been used.
     #[error("no room for another arena provider: at most {max} over the allocator's life")]

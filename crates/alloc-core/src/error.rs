@@ -5,6 +5,7 @@ use thiserror::Error;
 /// Why an allocation failed, for callers who report or recover (the `try_*` methods of
 /// [`DomainAllocator`](crate::DomainAllocator)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[non_exhaustive]
 pub enum AllocError {
     /// The allocator could not provide the memory. Free memory or ask for less.
     #[error("out of memory: {size} bytes aligned to {align} could not be allocated")]
@@ -27,6 +28,7 @@ pub enum AllocError {
 
 /// Why an [`ArenaProvider`](crate::ArenaProvider) could not provide or change an arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[non_exhaustive]
 pub enum ArenaError {
     /// The operating system refused the request (its error code is kept). Usually the address
     /// space or the commit limit is exhausted.

@@ -96,6 +96,7 @@ pub enum Action {
 
 /// What was violated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ViolationKind {
     /// The bytes after the block were overwritten.
     BufferOverflow,

@@ -7,6 +7,7 @@ pub const ENV_VAR: &str = "DOMALLOC";
 
 /// What the standard domains start with, as `PYTHONMALLOC` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Preset {
     /// Every domain uses the C library (`PYTHONMALLOC=malloc`).
     Malloc,

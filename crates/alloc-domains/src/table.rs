@@ -117,6 +117,7 @@ impl DomainId {
 
 /// What can go wrong with the table.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DomainError {
     /// A domain needs a name.
     #[error("a domain name must not be empty")]

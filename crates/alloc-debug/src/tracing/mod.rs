@@ -83,6 +83,7 @@ use records::Records;
 
 /// What a [`Tracing`] refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TracingError {
     /// A traceback depth outside `1..=MAX_DEPTH`.
     #[error("a traceback depth must be between 1 and {max} frames, not {depth}")]

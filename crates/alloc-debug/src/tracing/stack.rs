@@ -46,6 +46,7 @@ const ENTRY_FRAMES: usize = 3;
 
 /// How call stacks are captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CaptureMethod {
     /// Not decided yet: the next captures calibrate.
     Undecided,
