@@ -237,3 +237,205 @@ unsafe impl<A: DomainAllocator> Allocator for AsAllocator<A> {
         unsafe { self.resize(ptr, old, new, false) }
     }
 }
+
+/// Makes any [`GlobalAlloc`] (mimalloc, jemalloc, `std::alloc::System`, another crate's global
+/// allocator) a [`DomainAllocator`], so that the decorators (`Counting`, `Tracing`, `Guarded`)
+/// and the domain table can stand over it.
+///
+/// `GlobalAlloc` frees need the layout, which PEP 445's `free` does not give: a block of the
+/// `malloc` family carries its size in a 16-byte header before it (so it stays 16-aligned), and
+/// `free`, `realloc` and `usable_size` read it there. The aligned family (`malloc_aligned`,
+/// `free_aligned`, which Rust's own allocations use through [`AsGlobalAlloc`]) passes layouts
+/// straight through, with no header. `owns` answers `Unknown`: a `GlobalAlloc` cannot tell its
+/// blocks.
+///
+/// ```
+/// use alloc_core::{DomainAllocator, FromGlobalAlloc};
+///
+/// static STD: FromGlobalAlloc<std::alloc::System> = FromGlobalAlloc::new(std::alloc::System);
+///
+/// let p = STD.malloc(100).unwrap();
+/// // SAFETY: a live block of 100 bytes, freed once.
+/// unsafe {
+///     assert_eq!(STD.usable_size(p), Some(100));
+///     STD.free(p.as_ptr());
+/// }
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FromGlobalAlloc<G>(G);
+
+/// The header before a block of [`FromGlobalAlloc`]'s `malloc` family: the requested size, in
+/// `MIN_ALIGN` bytes so the block keeps its alignment.
+const SIZE_HEADER: usize = MIN_ALIGN;
+
+impl<G> FromGlobalAlloc<G> {
+    /// Wraps `allocator`.
+    pub const fn new(allocator: G) -> Self {
+        FromGlobalAlloc(allocator)
+    }
+
+    /// The wrapped allocator.
+    pub const fn inner(&self) -> &G {
+        &self.0
+    }
+}
+
+/// The inner layout of a `malloc`-family block of `size` bytes (header included).
+fn headed(size: usize) -> Option<Layout> {
+    let total = size.max(1).checked_add(SIZE_HEADER)?;
+    Layout::from_size_align(total, MIN_ALIGN).ok()
+}
+
+impl<G: GlobalAlloc> FromGlobalAlloc<G> {
+    /// Writes the header of a fresh inner block `raw` of `size` requested bytes; returns the
+    /// block's pointer.
+    ///
+    /// # Safety
+    /// `raw` is a live inner block of at least `SIZE_HEADER + size` bytes, aligned to `MIN_ALIGN`.
+    #[inline]
+    unsafe fn dress(raw: *mut u8, size: usize) -> NonNull<u8> {
+        // SAFETY: the caller's guarantee: the header's word is inside the block and aligned.
+        unsafe {
+            raw.cast::<usize>().write(size.max(1));
+            NonNull::new_unchecked(raw.add(SIZE_HEADER))
+        }
+    }
+
+    /// The inner block of a `malloc`-family block and its inner layout.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator's `malloc` family.
+    #[inline]
+    unsafe fn undress(ptr: *mut u8) -> (*mut u8, Layout) {
+        // SAFETY: the caller's guarantee: the header precedes the block.
+        unsafe {
+            let raw = ptr.sub(SIZE_HEADER);
+            let size = raw.cast::<usize>().read();
+            // The size was accepted by `headed` when the block was made.
+            let layout = Layout::from_size_align_unchecked(size + SIZE_HEADER, MIN_ALIGN);
+            (raw, layout)
+        }
+    }
+}
+
+// SAFETY: every block comes from `G` (whose `GlobalAlloc` contract gives valid, disjoint blocks
+// of the layout asked for): a `malloc`-family block lies `SIZE_HEADER` bytes into an inner block
+// of `size + SIZE_HEADER` bytes aligned to `MIN_ALIGN`, so it is 16-aligned and `size` bytes are
+// usable; it is released with the layout its header records, the one it was made with. Aligned
+// blocks are `G`'s own, released with the caller's layout (the contract's `free_aligned`).
+// `realloc` uses `G::realloc` with the recorded layout, which keeps the contents; `calloc` uses
+// `G::alloc_zeroed`. A 0-byte request asks for one byte, so blocks are unique.
+unsafe impl<G: GlobalAlloc> DomainAllocator for FromGlobalAlloc<G> {
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        let layout = headed(size)?;
+        if layout.size() > isize::MAX as usize - MIN_ALIGN {
+            return None;
+        }
+        // SAFETY: a non-zero size.
+        let raw = NonNull::new(unsafe { self.0.alloc(layout) })?;
+        // SAFETY: a fresh block of `layout`, which holds the header and `size` bytes.
+        Some(unsafe { Self::dress(raw.as_ptr(), size) })
+    }
+
+    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        let size = crate::checked_array_size(nelem, elsize).ok()?;
+        let layout = headed(size)?;
+        // SAFETY: a non-zero size.
+        let raw = NonNull::new(unsafe { self.0.alloc_zeroed(layout) })?;
+        // SAFETY: as in `malloc`; the data bytes stay zeroed (only the header is written).
+        Some(unsafe { Self::dress(raw.as_ptr(), size) })
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        if ptr.is_null() {
+            return self.malloc(new_size);
+        }
+        let new = headed(new_size)?;
+        // SAFETY: the caller's guarantee: a live block of the `malloc` family.
+        let (raw, old) = unsafe { Self::undress(ptr) };
+        // SAFETY: `raw` was allocated by `G` with `old`; `new.size()` is non-zero and fits.
+        let moved = NonNull::new(unsafe { self.0.realloc(raw, old, new.size()) })?;
+        // SAFETY: a live block of `new`'s size, its old contents (header included) kept.
+        Some(unsafe { Self::dress(moved.as_ptr(), new_size) })
+    }
+
+    unsafe fn free(&self, ptr: *mut u8) {
+        if ptr.is_null() {
+            return;
+        }
+        // SAFETY: the caller's guarantee: a live block of the `malloc` family, freed once.
+        unsafe {
+            let (raw, layout) = Self::undress(ptr);
+            self.0.dealloc(raw, layout);
+        }
+    }
+
+    fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        // PEP 445's 0-byte rule, and the contract's 16-byte minimum.
+        let layout =
+            Layout::from_size_align(layout.size().max(1), layout.align().max(MIN_ALIGN)).ok()?;
+        // SAFETY: a non-zero size.
+        NonNull::new(unsafe { self.0.alloc(layout) })
+    }
+
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let layout =
+            Layout::from_size_align(layout.size().max(1), layout.align().max(MIN_ALIGN)).ok()?;
+        // SAFETY: a non-zero size.
+        NonNull::new(unsafe { self.0.alloc_zeroed(layout) })
+    }
+
+    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        let layout = Layout::from_size_align(layout.size().max(1), layout.align().max(MIN_ALIGN))
+            .unwrap_or(layout);
+        // SAFETY: the caller's guarantee: made by `malloc_aligned` with `layout` (adjusted the
+        // same way), freed once.
+        unsafe { self.0.dealloc(ptr.as_ptr(), layout) }
+    }
+
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        let old =
+            Layout::from_size_align(layout.size().max(1), layout.align().max(MIN_ALIGN)).ok()?;
+        let new_size = new_size.max(1);
+        Layout::from_size_align(new_size, old.align()).ok()?;
+        // SAFETY: the caller's guarantee: made with `layout` (adjusted as above); the new size
+        // is non-zero and fits with the alignment.
+        NonNull::new(unsafe { self.0.realloc(ptr.as_ptr(), old, new_size) })
+    }
+
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        // SAFETY: the caller's guarantee: a live block of the `malloc` family.
+        let (_, layout) = unsafe { Self::undress(ptr.as_ptr()) };
+        Some(layout.size() - SIZE_HEADER)
+    }
+
+    fn name(&self) -> &str {
+        "global-alloc"
+    }
+}
+
+#[cfg(test)]
+mod from_global_alloc_tests {
+    use super::FromGlobalAlloc;
+
+    /// A `GlobalAlloc` over `std`'s allocator, as another crate's global allocator would be.
+    struct StdGlobal;
+    // SAFETY: forwards to `std::alloc::System`, which upholds the contract.
+    unsafe impl core::alloc::GlobalAlloc for StdGlobal {
+        unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+            // SAFETY: forwarded.
+            unsafe { std::alloc::GlobalAlloc::alloc(&std::alloc::System, layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+            // SAFETY: forwarded.
+            unsafe { std::alloc::GlobalAlloc::dealloc(&std::alloc::System, ptr, layout) }
+        }
+    }
+
+    crate::conformance_tests!(over_std_system, FromGlobalAlloc::new(StdGlobal));
+}

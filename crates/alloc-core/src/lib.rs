@@ -47,7 +47,7 @@ mod system;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
-pub use adapters::{AsAllocator, AsGlobalAlloc};
+pub use adapters::{AsAllocator, AsGlobalAlloc, FromGlobalAlloc};
 pub use arena::ArenaProvider;
 pub use contract::{
     DomainAllocator, MIN_ALIGN, Ownership, calloc_aligned_via_calloc, checked_array_size,
