@@ -1,8 +1,6 @@
 //! One measurement, as the runner prints it (a JSON object per line) and `cargo xtask bench`
 //! collects it into `target/bench/report.json`.
 
-use std::fmt::Write as _;
-
 /// One workload on one allocator: repeated samples of the time per operation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -53,37 +51,33 @@ impl Record {
         (max - min) / self.median()
     }
 
-    /// The record as one line of JSON.
+    /// The record as one line of JSON (with its median and spread), as `cargo xtask bench`
+    /// reads it.
     pub fn to_json(&self) -> String {
-        let mut s = String::new();
-        write!(
-            s,
-            "{{\"workload\":\"{}\",\"allocator\":\"{}\",\"threads\":{},\"size\":{},\
-             \"median_ns\":{:.3},\"spread\":{:.4},\"samples_ns\":[",
-            self.workload,
-            self.allocator,
-            self.threads,
-            self.size.map_or("null".to_string(), |v| v.to_string()),
-            self.median(),
-            self.spread(),
-        )
-        .expect("writing to a String");
-        for (i, v) in self.samples_ns.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            write!(s, "{v:.3}").expect("writing to a String");
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            workload: &'a str,
+            allocator: &'a str,
+            threads: usize,
+            size: Option<usize>,
+            median_ns: f64,
+            spread: f64,
+            samples_ns: &'a [f64],
+            peak_rss_kib: Option<u64>,
+            rss_after_free_kib: Option<u64>,
         }
-        write!(
-            s,
-            "],\"peak_rss_kib\":{},\"rss_after_free_kib\":{}}}",
-            self.peak_rss_kib
-                .map_or("null".to_string(), |v| v.to_string()),
-            self.rss_after_free_kib
-                .map_or("null".to_string(), |v| v.to_string())
-        )
-        .expect("writing to a String");
-        s
+        serde_json::to_string(&Line {
+            workload: &self.workload,
+            allocator: &self.allocator,
+            threads: self.threads,
+            size: self.size,
+            median_ns: self.median(),
+            spread: self.spread(),
+            samples_ns: &self.samples_ns,
+            peak_rss_kib: self.peak_rss_kib,
+            rss_after_free_kib: self.rss_after_free_kib,
+        })
+        .expect("a record serializes")
     }
 }
 
@@ -128,8 +122,15 @@ mod tests {
         assert_eq!(
             r.to_json(),
             "{\"workload\":\"pairs\",\"allocator\":\"system\",\"threads\":1,\"size\":64,\
-             \"median_ns\":2.000,\"spread\":1.0000,\"samples_ns\":[3.000,1.000,2.000],\
+             \"median_ns\":2.0,\"spread\":1.0,\"samples_ns\":[3.0,1.0,2.0],\
              \"peak_rss_kib\":null,\"rss_after_free_kib\":5}"
         );
+        // Names are escaped, never written raw.
+        let odd = Record {
+            workload: "a\"b".into(),
+            ..r
+        };
+        let back: serde_json::Value = serde_json::from_str(&odd.to_json()).unwrap();
+        assert_eq!(back["workload"], "a\"b");
     }
 }

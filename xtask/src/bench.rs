@@ -69,6 +69,61 @@ fn catalog(exe: &std::path::Path) -> Result<Catalog> {
     Ok(c)
 }
 
+/// The workloads the runner and xtask offer (checked again against the runner's `--list` once it
+/// is built).
+const WORKLOADS: &[&str] = &[
+    "pairs",
+    "churn",
+    "sweep",
+    "pyobjects",
+    "btree",
+    "json",
+    "prodcons",
+    "larson",
+    "python",
+    "capi",
+];
+/// The allocators the runner offers (likewise checked against its `--list`).
+const ALLOCATORS: &[&str] = &[
+    "system",
+    "mimalloc",
+    "jemalloc",
+    "pool",
+    "pool-heap",
+    "domain",
+    "guarded",
+    "counting",
+    "fault-off",
+    "tracing",
+    "core-system",
+];
+
+/// `cargo xtask bench`'s options.
+#[derive(clap::Args)]
+pub(crate) struct Request {
+    /// The quick suite (the default): 9 workloads on system, mimalloc, jemalloc, pool and domain,
+    /// 5 samples, 1 and 2 threads.
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// The long suite: every workload and allocator, 11 samples, full scale, up to every core.
+    #[arg(long)]
+    full: bool,
+    /// Only these workloads (comma-separated).
+    #[arg(long, visible_alias = "only", value_name = "LIST", value_delimiter = ',',
+          value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]
+    workloads: Option<Vec<String>>,
+    /// Only these allocators (comma-separated).
+    #[arg(long, value_name = "LIST", value_delimiter = ',',
+          value_parser = clap::builder::PossibleValuesParser::new(ALLOCATORS))]
+    allocators: Option<Vec<String>>,
+    /// Thread counts of the threaded workloads (comma-separated, e.g. 1,2,8).
+    #[arg(long, value_name = "LIST")]
+    threads: Option<String>,
+    /// Samples per (workload, allocator) pair; the median is reported.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    samples: Option<u32>,
+}
+
 struct Options {
     workloads: Vec<String>,
     allocators: Vec<String>,
@@ -79,7 +134,8 @@ struct Options {
     suite: &'static str,
 }
 
-fn parse(args: &[String], catalog: &Catalog) -> Result<Options> {
+fn parse(r: Request, catalog: &Catalog) -> Result<Options> {
+    let _ = r.quick;
     let mut o = Options {
         workloads: QUICK_WORKLOADS.iter().map(|s| s.to_string()).collect(),
         allocators: QUICK_ALLOCATORS.iter().map(|s| s.to_string()).collect(),
@@ -89,42 +145,33 @@ fn parse(args: &[String], catalog: &Catalog) -> Result<Options> {
         sizes: "16,64,256,512",
         suite: "quick",
     };
-    let list = |v: &str| v.split(',').map(str::to_string).collect::<Vec<_>>();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
+    if r.full {
+        o.workloads = catalog.workloads.clone();
+        o.workloads.push(PYTHON.to_string());
+        o.workloads.push(CAPI.to_string());
+        o.allocators = catalog.allocators.clone();
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        o.threads = if n > 2 {
+            format!("1,2,{n}")
+        } else {
+            "1,2".to_string()
         };
-        match flag.as_str() {
-            "--quick" => {}
-            "--full" => {
-                o.workloads = catalog.workloads.clone();
-                o.workloads.push(PYTHON.to_string());
-                o.workloads.push(CAPI.to_string());
-                o.allocators = catalog.allocators.clone();
-                let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-                o.threads = if n > 2 {
-                    format!("1,2,{n}")
-                } else {
-                    "1,2".to_string()
-                };
-                o.samples = 11;
-                o.scale = 1.0;
-                o.sizes = "16,32,64,128,256,512,4096,65536,1048576";
-                o.suite = "full";
-            }
-            "--workloads" | "--only" => o.workloads = list(&value()?),
-            "--threads" => o.threads = value()?,
-            "--allocators" => o.allocators = list(&value()?),
-            "--samples" => {
-                o.samples = value()?
-                    .parse()
-                    .map_err(|e| format!("bad --samples: {e}"))?
-            }
-            other => return Err(format!("unknown bench option {other:?}")),
-        }
+        o.samples = 11;
+        o.scale = 1.0;
+        o.sizes = "16,32,64,128,256,512,4096,65536,1048576";
+        o.suite = "full";
+    }
+    if let Some(w) = r.workloads {
+        o.workloads = w;
+    }
+    if let Some(a) = r.allocators {
+        o.allocators = a;
+    }
+    if let Some(t) = r.threads {
+        o.threads = t;
+    }
+    if let Some(n) = r.samples {
+        o.samples = n as usize;
     }
     for w in &o.workloads {
         if !catalog.workloads.contains(w) && !by_xtask(w) {
@@ -145,7 +192,7 @@ fn parse(args: &[String], catalog: &Catalog) -> Result<Options> {
     Ok(o)
 }
 
-/// One parsed record of the runner's output (only the fields the table needs; the raw line is kept
+/// One parsed record of the runner's output (the fields the table needs; the whole record is kept
 /// for the JSON report).
 struct Row {
     workload: String,
@@ -156,28 +203,63 @@ struct Row {
     spread: f64,
     peak_rss_kib: Option<u64>,
     rss_after_free_kib: Option<u64>,
-    raw: String,
-}
-
-pub(crate) fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let start = line.find(&pat)? + pat.len();
-    let rest = &line[start..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim_matches('"'))
+    raw: serde_json::Value,
 }
 
 fn parse_row(line: &str) -> Option<Row> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
     Some(Row {
-        workload: field(line, "workload")?.to_string(),
-        allocator: field(line, "allocator")?.to_string(),
-        threads: field(line, "threads")?.parse().ok()?,
-        size: field(line, "size")?.parse().ok(),
-        median_ns: field(line, "median_ns")?.parse().ok()?,
-        spread: field(line, "spread")?.parse().ok()?,
-        peak_rss_kib: field(line, "peak_rss_kib")?.parse().ok(),
-        rss_after_free_kib: field(line, "rss_after_free_kib").and_then(|v| v.parse().ok()),
-        raw: line.to_string(),
+        workload: v["workload"].as_str()?.to_string(),
+        allocator: v["allocator"].as_str()?.to_string(),
+        threads: usize::try_from(v["threads"].as_u64()?).ok()?,
+        size: v["size"].as_u64().and_then(|s| usize::try_from(s).ok()),
+        median_ns: v["median_ns"].as_f64()?,
+        spread: v["spread"].as_f64()?,
+        peak_rss_kib: v["peak_rss_kib"].as_u64(),
+        rss_after_free_kib: v["rss_after_free_kib"].as_u64(),
+        raw: v,
+    })
+}
+
+/// One record of a workload xtask runs itself (`capi`, `python`), in the runner's format.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_line(
+    workload: &str,
+    allocator: &str,
+    threads: usize,
+    median_ns: f64,
+    spread: f64,
+    samples_ns: &[f64],
+    peak_rss_kib: u64,
+    instructions_per_op: Option<f64>,
+) -> String {
+    let mut v = serde_json::json!({
+        "workload": workload,
+        "allocator": allocator,
+        "threads": threads,
+        "size": null,
+        "median_ns": median_ns,
+        "spread": spread,
+        "samples_ns": samples_ns,
+        "peak_rss_kib": peak_rss_kib,
+        "rss_after_free_kib": null,
+    });
+    if let Some(i) = instructions_per_op {
+        v["instructions_per_op"] = serde_json::json!(i);
+    }
+    v.to_string()
+}
+
+/// The first line a command prints, if it runs.
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
     })
 }
 
@@ -195,12 +277,11 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, {}", std::env::consts::OS)
 }
 
-pub(crate) fn run(args: &[String]) -> Result {
+pub(crate) fn run(request: Request) -> Result {
     let mut build = cargo();
     build.args([
         "build",
         "--release",
-        "--quiet",
         "-p",
         "domalloc-benches",
         "--bin",
@@ -209,17 +290,30 @@ pub(crate) fn run(args: &[String]) -> Result {
     crate::run("building the benchmark runner (release)", build)?;
     let exe = root().join("target/release/domalloc-bench");
     let catalog = catalog(&exe)?;
-    let o = parse(args, &catalog)?;
+    let o = parse(request, &catalog)?;
 
     let total = o.workloads.iter().filter(|w| !by_xtask(w)).count() * o.allocators.len();
     let mut rows = Vec::new();
     let start = Instant::now();
+    let by_xtask_now: Vec<&str> = o
+        .workloads
+        .iter()
+        .filter(|w| by_xtask(w))
+        .map(String::as_str)
+        .collect();
     eprintln!(
-        "\n==> {} suite: {} workloads x {} allocators, {} samples each, each in its own process",
+        "\n==> {} suite: {} runs ({} workloads of the runner x {} allocators), {} samples each, \
+         each in its own process{}",
         o.suite,
-        o.workloads.len(),
+        total,
+        o.workloads.len() - by_xtask_now.len(),
         o.allocators.len(),
-        o.samples
+        o.samples,
+        if by_xtask_now.is_empty() {
+            String::new()
+        } else {
+            format!("; then {}", by_xtask_now.join(" and "))
+        }
     );
     let mut done = 0;
     for w in o.workloads.iter().filter(|w| !by_xtask(w)) {
@@ -309,19 +403,21 @@ fn print_table(rows: &[Row], o: &Options) {
         o.samples
     );
     println!(
-        "{:<10} {:>3} {:>7} {:<12} {:>10} {:>8} {:>10} {:>8} {:>12} {:>12}",
+        "{:<10} {:>3} {:>7} {:<12} {:>10} {:<6} {:>8} {:>10} {:>8} {:>12} {:>12}",
         "workload",
         "thr",
         "size",
         "allocator",
-        "ns/op",
+        "median",
+        "unit",
         "spread",
         "vs mimal.",
         "vs best",
         "peak RSS KiB",
         "after free"
     );
-    println!("{}", "-".repeat(102));
+    println!("{}", "-".repeat(109));
+    let mut noisy = 0;
     let mut last = None;
     for r in rows {
         let key = (r.workload.clone(), r.threads, r.size, "ns_per_op");
@@ -332,13 +428,26 @@ fn print_table(rows: &[Row], o: &Options) {
             .get(&key)
             .map_or("-".to_string(), |m| format!("{:.2}x", r.median_ns / m));
         let vs_best = format!("{:.2}x", r.median_ns / best[&key]);
+        // A whole interpreter run is timed in milliseconds; everything else per operation.
+        let (median, unit) = if r.workload == PYTHON {
+            (r.median_ns / 1e6, "ms/run")
+        } else {
+            (r.median_ns, "ns/op")
+        };
+        let flag = if r.spread > NOISY_SPREAD {
+            noisy += 1;
+            '!'
+        } else {
+            ' '
+        };
         println!(
-            "{:<10} {:>3} {:>7} {:<12} {:>10.2} {:>7.1}% {:>10} {:>8} {:>12} {:>12}",
+            "{:<10} {:>3} {:>7} {:<12} {:>10.2} {:<6} {:>6.1}%{flag} {:>10} {:>8} {:>12} {:>12}",
             r.workload,
             r.threads,
             r.size.map_or("-".to_string(), |s| s.to_string()),
             r.allocator,
-            r.median_ns,
+            median,
+            unit,
             r.spread * 100.0,
             vs_mi,
             vs_best,
@@ -348,17 +457,28 @@ fn print_table(rows: &[Row], o: &Options) {
         );
         last = Some(key);
     }
+    if noisy > 0 {
+        println!(
+            "\n! {noisy} rows have samples spread over {:.0}% of their median (max - min): the machine \
+             was busy while they ran. Read them only against the peers of the same run, or run \
+             again with more --samples.",
+            NOISY_SPREAD * 100.0
+        );
+    }
+    println!(
+        "size: the block size in bytes for pairs and sweep's live blocks; '-' where a workload \
+         has none."
+    );
 }
+
+/// A row whose samples spread over this share of its median is flagged as noisy.
+const NOISY_SPREAD: f64 = 0.20;
 
 /// The instruction counts of the rows that have them (the C programs, under callgrind).
 fn print_instructions(rows: &[Row]) {
     let counted: Vec<(&Row, f64)> = rows
         .iter()
-        .filter_map(|r| {
-            field(&r.raw, "instructions_per_op")
-                .and_then(|v| v.parse().ok())
-                .map(|v| (r, v))
-        })
+        .filter_map(|r| r.raw["instructions_per_op"].as_f64().map(|v| (r, v)))
         .collect();
     if counted.is_empty() {
         return;
@@ -409,51 +529,40 @@ fn metric_baselines(rows: &[Row]) -> (BTreeMap<MetricKey, f64>, BTreeMap<MetricK
     (mimalloc, best)
 }
 
-fn json_num(v: Option<f64>) -> String {
-    v.filter(|v| v.is_finite())
-        .map_or("null".to_string(), |v| format!("{v:.4}"))
-}
-
 fn write_report(rows: &[Row], o: &Options) -> Result {
     let (mimalloc, best) = metric_baselines(rows);
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let mut json = String::new();
-    json.push_str(&format!(
-        "{{\"suite\":\"{}\",\"machine\":\"{}\",\"command\":\"cargo xtask bench {}\",\"records\":[\n",
-        o.suite,
-        machine().replace('"', "'"),
-        std::env::args().skip(2).collect::<Vec<_>>().join(" ")
-    ));
+    let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
     let mut records = Vec::new();
     for r in rows {
         for (name, v, lower) in metrics(r) {
             let key = (r.workload.clone(), r.threads, r.size, name);
             // Ratios are "how many times worse than": above 1 is worse, for every metric.
             let ratio = |base: f64| if lower { v / base } else { base / v };
-            records.push(format!(
-                "{{\"workload\":\"{}\",\"allocator\":\"{}\",\"threads\":{},\"size\":{},\
-                 \"metric\":\"{name}\",\"value\":{},\"ratio_vs_mimalloc\":{},\"ratio_vs_best\":{}}}",
-                r.workload,
-                r.allocator,
-                r.threads,
-                r.size.map_or("null".to_string(), |s| s.to_string()),
-                json_num(Some(v)),
-                json_num(mimalloc.get(&key).map(|&m| ratio(m))),
-                json_num(best.get(&key).map(|&b| ratio(b))),
-            ));
+            records.push(serde_json::json!({
+                "workload": r.workload,
+                "allocator": r.allocator,
+                "threads": r.threads,
+                "size": r.size,
+                "metric": name,
+                "value": finite(Some(v)),
+                "ratio_vs_mimalloc": finite(mimalloc.get(&key).map(|&m| ratio(m))),
+                "ratio_vs_best": finite(best.get(&key).map(|&b| ratio(b))),
+            }));
         }
     }
-    json.push_str(&records.join(",\n"));
-    json.push_str("\n],\"runs\":[\n");
-    json.push_str(
-        &rows
-            .iter()
-            .map(|r| r.raw.as_str())
-            .collect::<Vec<_>>()
-            .join(",\n"),
-    );
-    json.push_str("\n]}\n");
+    let report = serde_json::json!({
+        "suite": o.suite,
+        "command": format!("cargo xtask bench {}", std::env::args().skip(2).collect::<Vec<_>>().join(" ")),
+        "commit": output_of("git", &["rev-parse", "HEAD"]),
+        "date": output_of("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        "rustc": output_of("rustc", &["--version"]),
+        "machine": machine(),
+        "records": records,
+        "runs": rows.iter().map(|r| r.raw.clone()).collect::<Vec<_>>(),
+    });
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n";
     let path = dir.join("report.json");
     std::fs::write(&path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("\nreport: {}", path.display());

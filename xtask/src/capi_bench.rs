@@ -157,20 +157,15 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
                 match (run(small), run(big)) {
                     (Some(x), Some(y)) if y > x => {
                         let ops = (big - small) * threads as u64;
-                        format!("{:.1}", (y - x) as f64 / ops as f64)
+                        Some(((y - x) as f64 / ops as f64 * 10.0).round() / 10.0)
                     }
-                    _ => "null".to_string(),
+                    _ => None,
                 }
             } else {
-                "null".to_string()
+                None
             };
-            let samples_json: Vec<String> = ns.iter().map(|v| format!("{v:.3}")).collect();
-            lines.push(format!(
-                "{{\"workload\":\"{workload}\",\"allocator\":\"{name}\",\"threads\":{threads},\
-                 \"size\":null,\"median_ns\":{median:.3},\"spread\":{spread:.4},\
-                 \"samples_ns\":[{}],\"peak_rss_kib\":{peak},\"rss_after_free_kib\":null,\
-                 \"instructions_per_op\":{per_op}}}",
-                samples_json.join(",")
+            lines.push(crate::bench::record_line(
+                workload, name, threads, median, spread, &ns, peak, per_op,
             ));
         }
     }

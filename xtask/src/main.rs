@@ -4,9 +4,10 @@
 //! cargo xtask bench [--full] [--workloads pairs,churn,python] [--allocators system,mimalloc] [--samples N]
 //! cargo xtask ci [--skip-tests]
 //! cargo xtask loom [--preemptions N]   # the loom models, unbounded unless N is given
-//! cargo xtask tune [--workload W] [--full]   # profile, then pools with other parameters
+//! cargo xtask tune [--workloads W] [--full]   # profile, then pools with other parameters
 //! cargo xtask sanitize        # the unsafe core under AddressSanitizer
 //! cargo xtask valgrind        # the unsafe core under valgrind memcheck
+//! cargo xtask help [TASK]     # every option and its values, with nothing built
 //! ```
 
 use std::io::Write as _;
@@ -23,20 +24,50 @@ mod tune;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
+/// The project's tasks. Options are read before anything is built, so `--help` and a mistyped
+/// option cost nothing.
+#[derive(clap::Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(clap::Subcommand)]
+enum Task {
+    /// Runs the benchmark suite against the peer allocators (the quick suite by default), prints
+    /// the table and writes target/bench/report.json and the charts.
+    Bench(bench::Request),
+    /// What CI runs: fmt, clippy -D warnings, the test suite, the no_std build, docs, cargo
+    /// package, and the windows check.
+    Ci {
+        /// Everything but the test suite (CI runs the README's test command itself).
+        #[arg(long)]
+        skip_tests: bool,
+    },
+    /// The loom models of the cross-thread protocols, each on its own, timed.
+    Loom {
+        /// Bounds every model's search to N preemptions (unbounded by default).
+        #[arg(long, value_name = "N")]
+        preemptions: Option<u32>,
+    },
+    /// Profiles the workloads, then runs them on pools with other parameters.
+    Tune(tune::Request),
+    /// The unsafe crates' tests under AddressSanitizer.
+    Sanitize,
+    /// The unsafe crates' tests under valgrind memcheck.
+    Valgrind,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("bench") => bench::run(&args[1..]),
-        Some("ci") => ci(args[1..].iter().any(|a| a == "--skip-tests")),
-        Some("loom") => loom(&args[1..]),
-        Some("tune") => tune::run(&args[1..]),
-        Some("sanitize") => sanitize(),
-        Some("valgrind") => valgrind(),
-        Some("help") | Some("--help") | Some("-h") | None => {
-            print_help();
-            Ok(())
-        }
-        Some(other) => Err(format!("unknown task {other:?}; run `cargo xtask help`")),
+    let cli = <Cli as clap::Parser>::parse();
+    let result = match cli.task {
+        Task::Bench(r) => bench::run(r),
+        Task::Ci { skip_tests } => ci(skip_tests),
+        Task::Loom { preemptions } => loom(preemptions),
+        Task::Tune(r) => tune::run(r),
+        Task::Sanitize => sanitize(),
+        Task::Valgrind => valgrind(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,31 +78,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_help() {
-    println!(
-        "cargo xtask TASK\n\n\
-         tasks:\n  \
-         bench     run the benchmark suite (quick by default; --full for the long one)\n  \
-         ci        fmt, clippy -D warnings, the test suite, docs, and the windows check\n  \
-         loom      the loom models of the cross-thread protocols (--preemptions N to bound them)\n  \
-         tune      profile the workloads, then run them on pools with other parameters\n  \
-         sanitize  the unsafe crates' tests under AddressSanitizer\n  \
-         valgrind  the unsafe crates' tests under valgrind memcheck\n"
-    );
-}
-
 /// The loom models of the lock-free protocols (alloc-arena's cross-thread protocols, alloc-debug's
 /// tallies and ownership switch), built with `--cfg loom` in their own target directory; loom's
 /// full search unless `--preemptions N` bounds it.
-fn loom(args: &[String]) -> Result {
-    let preemptions = match args {
-        [] => None,
-        [flag, n] if flag == "--preemptions" => Some(
-            n.parse::<u32>()
-                .map_err(|_| format!("--preemptions wants a number, not {n:?}"))?,
-        ),
-        _ => return Err(format!("loom: unexpected arguments {args:?}")),
-    };
+fn loom(preemptions: Option<u32>) -> Result {
     let mut times = Vec::new();
     for krate in ["alloc-arena", "alloc-debug"] {
         let test = |extra: &[&str]| {

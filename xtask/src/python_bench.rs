@@ -59,7 +59,7 @@ pub(crate) fn installed_peers(workload: &str) -> Vec<(&'static str, PathBuf)> {
 /// Builds `libdomalloc.so` (release) and returns its path.
 pub(crate) fn build_libdomalloc() -> Result<PathBuf> {
     let mut build = cargo();
-    build.args(["build", "--release", "--quiet", "-p", "alloc-capi"]);
+    build.args(["build", "--release", "-p", "alloc-capi"]);
     crate::run("building libdomalloc (release)", build)?;
     Ok(root().join("target/release/libdomalloc.so"))
 }
@@ -141,12 +141,8 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
             peak = peak.max(rss);
         }
         let (median, spread) = median_and_spread(&mut ns);
-        let samples_json: Vec<String> = ns.iter().map(|v| format!("{v:.0}")).collect();
-        lines.push(format!(
-            "{{\"workload\":\"python\",\"allocator\":\"{name}\",\"threads\":1,\"size\":null,\
-             \"median_ns\":{median:.0},\"spread\":{spread:.4},\"samples_ns\":[{}],\
-             \"peak_rss_kib\":{peak},\"rss_after_free_kib\":null}}",
-            samples_json.join(",")
+        lines.push(crate::bench::record_line(
+            "python", name, 1, median, spread, &ns, peak, None,
         ));
     }
     eprintln!();

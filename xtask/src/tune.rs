@@ -4,10 +4,10 @@
 //! naming the best, or saying that the defaults should stand when no change gains more than the
 //! noise.
 
-use std::fmt::Write as _;
 use std::process::Command;
 
-use crate::bench::field;
+use serde_json::Value;
+
 use crate::{Result, cargo, root};
 
 const WORKLOADS: &[&str] = &["churn", "pyobjects", "btree", "json"];
@@ -63,52 +63,41 @@ const CONFIGS: &[Config] = &[
 /// configuration's median moves by several percent between runs on a shared machine.
 const NOISE: f64 = 0.05;
 
+/// `cargo xtask tune`'s options.
+#[derive(clap::Args)]
+pub(crate) struct Request {
+    /// Only these workloads (comma-separated).
+    #[arg(long, visible_alias = "workload", value_name = "LIST", value_delimiter = ',',
+          value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]
+    workloads: Option<Vec<String>>,
+    /// Samples per configuration; the median is compared.
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    samples: u32,
+    /// The share of each workload's full size to run (0 < scale <= 1).
+    #[arg(long, value_name = "X", default_value_t = 0.5)]
+    scale: f64,
+    /// Full size (scale 1).
+    #[arg(long)]
+    full: bool,
+}
+
 struct Options {
     workloads: Vec<String>,
     samples: usize,
     scale: f64,
 }
 
-fn parse(args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
-        samples: 5,
-        scale: 0.5,
+fn parse(r: Request) -> Result<Options> {
+    let o = Options {
+        workloads: r
+            .workloads
+            .unwrap_or_else(|| WORKLOADS.iter().map(|s| s.to_string()).collect()),
+        samples: r.samples as usize,
+        scale: if r.full { 1.0 } else { r.scale },
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--workload" | "--workloads" => {
-                let v = value()?;
-                o.workloads = v.split(',').map(str::to_string).collect();
-                if let Some(bad) = o
-                    .workloads
-                    .iter()
-                    .find(|w| !WORKLOADS.contains(&w.as_str()))
-                {
-                    return Err(format!(
-                        "unknown workload {bad:?} for tune; known: {}",
-                        WORKLOADS.join(", ")
-                    ));
-                }
-            }
-            "--samples" => {
-                o.samples = value()?
-                    .parse()
-                    .map_err(|e| format!("bad --samples: {e}"))?
-            }
-            "--scale" => o.scale = value()?.parse().map_err(|e| format!("bad --scale: {e}"))?,
-            "--full" => o.scale = 1.0,
-            other => return Err(format!("tune: unknown argument {other:?}")),
-        }
-    }
-    if o.samples == 0 || o.scale <= 0.0 {
-        return Err("--samples and --scale must be positive".into());
+    if !(o.scale > 0.0 && o.scale <= 1.0) {
+        return Err("--scale must be above 0 and at most 1".into());
     }
     Ok(o)
 }
@@ -135,26 +124,29 @@ fn runner(exe: &std::path::Path, env: &str, workload: &str, o: &Options) -> Resu
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The rounding waste a profile line reports for (spacing, threshold): (wasted, requested).
-fn waste(profile: &str, spacing: usize, threshold: usize) -> Option<(f64, f64)> {
-    let key = format!("{{\"spacing\":{spacing},\"threshold\":{threshold},");
-    let at = profile.find(&key)?;
-    let entry = &profile[at..];
-    let end = entry.find('}')? + 1;
-    let entry = &entry[..end];
+/// The rounding waste a profile reports for (spacing, threshold): (wasted, requested).
+fn waste(profile: &Value, spacing: usize, threshold: usize) -> Option<(f64, f64)> {
+    let entry = profile["waste"].as_array()?.iter().find(|e| {
+        e["spacing"].as_u64() == Some(spacing as u64)
+            && e["threshold"].as_u64() == Some(threshold as u64)
+    })?;
     Some((
-        field(entry, "wasted_bytes")?.parse().ok()?,
-        field(entry, "requested_bytes")?.parse().ok()?,
+        entry["wasted_bytes"].as_f64()?,
+        entry["requested_bytes"].as_f64()?,
     ))
 }
 
-pub(crate) fn run(args: &[String]) -> Result {
-    let o = parse(args)?;
+/// A runner's line as JSON.
+fn json(line: &str) -> Result<Value> {
+    serde_json::from_str(line).map_err(|e| format!("the runner printed {line:?}: {e}"))
+}
+
+pub(crate) fn run(request: Request) -> Result {
+    let o = parse(request)?;
     let mut build = cargo();
     build.args([
         "build",
         "--release",
-        "--quiet",
         "-p",
         "domalloc-benches",
         "--bin",
@@ -162,16 +154,12 @@ pub(crate) fn run(args: &[String]) -> Result {
     ]);
     crate::run("building the tuner's runner (release)", build)?;
     let exe = root().join("target/release/domalloc-tune");
-    let mut report = String::from("[\n");
+    let mut report = Vec::new();
     let mut verdicts = Vec::new();
     for workload in &o.workloads {
         eprint!("\n{workload}: profiling");
-        let profile = runner(&exe, "profile", workload, &o)?;
-        let num = |k: &str| {
-            field(&profile, k)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
+        let profile = json(&runner(&exe, "profile", workload, &o)?)?;
+        let num = |k: &str| profile[k].as_f64().unwrap_or(0.0);
         let requests = num("allocations") + num("reallocs");
         println!(
             "\n## {workload}: {} allocations and {} reallocs, {:.1}% of the requests at most 512 \
@@ -185,32 +173,27 @@ pub(crate) fn run(args: &[String]) -> Result {
         for c in CONFIGS {
             eprint!(", {}", c.name);
             let env = format!("{},{},{}", c.spacing, c.pool_size, c.threshold);
-            let line = runner(&exe, &env, workload, &o)?;
-            let ns: f64 = field(&line, "median_ns")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(f64::NAN);
-            let mapped: f64 = field(&line, "peak_mapped_bytes")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(f64::NAN);
+            let line = json(&runner(&exe, &env, workload, &o)?)?;
+            let ns = line["median_ns"].as_f64().unwrap_or(f64::NAN);
+            let mapped = line["peak_mapped_bytes"].as_f64().unwrap_or(f64::NAN);
             let (w, r) = waste(&profile, c.spacing, c.threshold).unwrap_or((f64::NAN, f64::NAN));
             rows.push((c, ns, mapped, w / r.max(1.0)));
-            let _ = writeln!(
-                report,
-                "  {{\"workload\":\"{workload}\",\"config\":\"{}\",\"spacing\":{},\"pool_size\":{},\
-                 \"threshold\":{},\"ns_per_op\":{ns:.3},\"peak_mapped_bytes\":{mapped},\
-                 \"rounding_waste\":{:.5}}},",
-                c.name,
-                c.spacing,
-                c.pool_size,
-                c.threshold,
-                w / r.max(1.0)
-            );
+            report.push(serde_json::json!({
+                "workload": workload,
+                "config": c.name,
+                "spacing": c.spacing,
+                "pool_size": c.pool_size,
+                "threshold": c.threshold,
+                "ns_per_op": ns,
+                "peak_mapped_bytes": mapped,
+                "rounding_waste": w / r.max(1.0),
+                "samples_ns": line["samples_ns"],
+            }));
         }
         // The default again, last: how far the same configuration moves within one run is the
         // noise a change has to beat.
-        let again = runner(&exe, "16,16384,512", workload, &o)?;
-        let again: f64 = field(&again, "median_ns")
-            .and_then(|v| v.parse().ok())
+        let again = json(&runner(&exe, "16,16384,512", workload, &o)?)?["median_ns"]
+            .as_f64()
             .unwrap_or(f64::NAN);
         eprintln!();
         let base = rows[0].1;
@@ -268,15 +251,11 @@ pub(crate) fn run(args: &[String]) -> Result {
         println!("{verdict}");
         verdicts.push(verdict);
     }
-    if report.ends_with(",\n") {
-        report.truncate(report.len() - 2);
-        report.push('\n');
-    }
-    report.push_str("]\n");
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("tune.json");
-    std::fs::write(&path, report).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     println!("\n{}", verdicts.join("\n"));
     println!("report: {}", path.display());
     Ok(())

@@ -36,7 +36,50 @@ const WORKLOADS: &[&str] = &[
     "larson",
 ];
 
+/// The benchmark runner: one workload on one allocator, one JSON record a line on standard output
+/// (`cargo xtask bench` runs it once per pair, each in its own process).
+#[derive(clap::Parser)]
+#[command(name = "domalloc-bench")]
 struct Args {
+    /// Prints the workloads and allocators, one list a line (`cargo xtask bench` reads it), and
+    /// exits.
+    #[arg(long, exclusive = true)]
+    list: bool,
+    /// The allocator under test.
+    #[arg(long, required_unless_present = "list",
+          value_parser = clap::builder::PossibleValuesParser::new(peers::ALL))]
+    allocator: Option<String>,
+    /// The workload.
+    #[arg(long, required_unless_present = "list",
+          value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]
+    workload: Option<String>,
+    /// Block sizes of `pairs` (bytes, comma-separated).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "16,64,256,512"
+    )]
+    sizes: Vec<usize>,
+    /// Thread counts of the threaded workloads (comma-separated).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "1,2"
+    )]
+    threads: Vec<usize>,
+    /// Samples (the first run, a warm-up, is not one of them).
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    samples: u32,
+    /// The share of each workload's full size to run.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    scale: f64,
+}
+
+/// What one run does, from the checked arguments.
+struct Run {
     allocator: String,
     workload: String,
     sizes: Vec<usize>,
@@ -45,79 +88,36 @@ struct Args {
     scale: f64,
 }
 
-fn parse() -> Result<Option<Args>, String> {
-    let mut args = Args {
-        allocator: String::new(),
-        workload: String::new(),
-        sizes: vec![16, 64, 256, 512],
-        threads: vec![1, 2],
-        samples: 5,
-        scale: 1.0,
+fn parse() -> Result<Option<Run>, String> {
+    let args = <Args as clap::Parser>::parse();
+    if args.list {
+        // Read by `cargo xtask bench`, which links no domalloc crate: one list a line.
+        println!("workloads: {}", WORKLOADS.join(" "));
+        println!("global-workloads: {}", GLOBAL_WORKLOADS.join(" "));
+        println!("allocators: {}", peers::ALL.join(" "));
+        println!("direct-only: {}", peers::DIRECT_ONLY.join(" "));
+        return Ok(None);
+    }
+    let run = Run {
+        allocator: args.allocator.unwrap_or_default(),
+        workload: args.workload.unwrap_or_default(),
+        sizes: args.sizes,
+        threads: args.threads,
+        samples: args.samples as usize,
+        scale: args.scale,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--list" => {
-                // Read by `cargo xtask bench`, which links no domalloc crate: one list a line.
-                println!("workloads: {}", WORKLOADS.join(" "));
-                println!("global-workloads: {}", GLOBAL_WORKLOADS.join(" "));
-                println!("allocators: {}", peers::ALL.join(" "));
-                println!("direct-only: {}", peers::DIRECT_ONLY.join(" "));
-                return Ok(None);
-            }
-            "--allocator" => args.allocator = value()?,
-            "--workload" => args.workload = value()?,
-            "--sizes" => {
-                args.sizes = value()?
-                    .split(',')
-                    .map(|s| s.parse().map_err(|e| format!("bad size {s:?}: {e}")))
-                    .collect::<Result<_, _>>()?
-            }
-            "--threads" => {
-                args.threads = value()?
-                    .split(',')
-                    .map(|s| {
-                        s.parse()
-                            .map_err(|e| format!("bad thread count {s:?}: {e}"))
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            "--samples" => {
-                args.samples = value()?
-                    .parse()
-                    .map_err(|e| format!("bad --samples: {e}"))?
-            }
-            "--scale" => args.scale = value()?.parse().map_err(|e| format!("bad --scale: {e}"))?,
-            other => return Err(format!("unknown argument {other:?} (try --list)")),
-        }
+    if run.scale <= 0.0 {
+        return Err("--scale must be positive".into());
     }
-    if !peers::ALL.contains(&args.allocator.as_str()) {
-        return Err(format!(
-            "unknown allocator {:?}; known: {}",
-            args.allocator,
-            peers::ALL.join(", ")
-        ));
-    }
-    if !WORKLOADS.contains(&args.workload.as_str()) {
-        return Err(format!(
-            "unknown workload {:?}; known: {}",
-            args.workload,
-            WORKLOADS.join(", ")
-        ));
-    }
-    if args.samples == 0 || args.scale <= 0.0 {
-        return Err("--samples and --scale must be positive".into());
-    }
-    if GLOBAL_WORKLOADS.contains(&args.workload.as_str()) && GLOBAL.chosen() != args.allocator {
+    if GLOBAL_WORKLOADS.contains(&run.workload.as_str()) && GLOBAL.chosen() != run.allocator {
         return Err(format!(
             "workload {} runs on the process's allocator: set {}={} (cargo xtask bench does)",
-            args.workload,
+            run.workload,
             dispatch::ENV,
-            args.allocator
+            run.allocator
         ));
     }
-    Ok(Some(args))
+    Ok(Some(run))
 }
 
 fn main() -> ExitCode {
@@ -193,7 +193,7 @@ fn main() -> ExitCode {
 
 /// Runs a workload written with `std` types: every sample builds and drops its data, so the RSS
 /// read after the last one is the RSS after everything was freed.
-fn run_global(args: &Args) -> Vec<Record> {
+fn run_global(args: &Run) -> Vec<Record> {
     let scale = args.scale;
     let n = |base: f64| ((base * scale) as usize).max(1);
     let measure = |threads: usize, size: Option<usize>, sample: &mut dyn FnMut() -> f64| {

@@ -194,54 +194,57 @@ fn run(workload: &str, scale: f64) -> f64 {
 }
 
 fn profile_json(workload: &str, p: &Profile) -> String {
-    let exact: Vec<String> = p.exact.iter().map(|(s, c)| format!("[{s},{c}]")).collect();
     let mut waste = Vec::new();
     for &s in SPACINGS {
         for &t in THRESHOLDS {
             let (w, r) = p.rounding_waste(s, t);
-            waste.push(format!(
-                "{{\"spacing\":{s},\"threshold\":{t},\"wasted_bytes\":{w},\"requested_bytes\":{r}}}"
-            ));
+            waste.push(serde_json::json!({
+                "spacing": s,
+                "threshold": t,
+                "wasted_bytes": w,
+                "requested_bytes": r,
+            }));
         }
     }
     let (small, small_bytes) = p.small_requests(512);
-    let lifetimes: Vec<String> = p.lifetimes.iter().map(u64::to_string).collect();
-    format!(
-        "{{\"workload\":\"{workload}\",\"mode\":\"profile\",\"allocations\":{},\"frees\":{},\
-         \"reallocs\":{},\"small_requests\":{small},\"small_bytes\":{small_bytes},\
-         \"median_lifetime\":{},\"lifetimes\":[{}],\"exact\":[{}],\"waste\":[{}]}}",
-        p.allocations,
-        p.frees,
-        p.reallocs,
-        p.median_lifetime(),
-        lifetimes.join(","),
-        exact.join(","),
-        waste.join(",")
-    )
+    serde_json::json!({
+        "workload": workload,
+        "mode": "profile",
+        "allocations": p.allocations,
+        "frees": p.frees,
+        "reallocs": p.reallocs,
+        "small_requests": small,
+        "small_bytes": small_bytes,
+        "median_lifetime": p.median_lifetime(),
+        "lifetimes": p.lifetimes.to_vec(),
+        "exact": p.exact.iter().map(|(s, c)| [*s as u64, *c]).collect::<Vec<_>>(),
+        "waste": waste,
+    })
+    .to_string()
+}
+
+/// The tuning runner: one workload under the profiling pool (`DOMALLOC_TUNE=profile`) or a pool
+/// with other parameters; one JSON record on standard output (`cargo xtask tune` runs it).
+#[derive(clap::Parser)]
+#[command(name = "domalloc-tune")]
+struct Args {
+    /// The workload.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]
+    workload: String,
+    /// Samples (after a warm-up run).
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    samples: u32,
+    /// The share of the workload's full size to run.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    scale: f64,
 }
 
 fn main() -> ExitCode {
-    let mut workload = String::new();
-    let mut samples = 5usize;
-    let mut scale = 1.0f64;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().unwrap_or_default();
-        match flag.as_str() {
-            "--workload" => workload = value,
-            "--samples" => samples = value.parse().unwrap_or(0),
-            "--scale" => scale = value.parse().unwrap_or(0.0),
-            _ => {
-                eprintln!("domalloc-tune: unknown argument {flag:?}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    if !WORKLOADS.contains(&workload.as_str()) || samples == 0 || scale <= 0.0 {
-        eprintln!(
-            "domalloc-tune: --workload one of {} (and positive --samples, --scale)",
-            WORKLOADS.join(", ")
-        );
+    let args = <Args as clap::Parser>::parse();
+    let (workload, samples, scale) = (args.workload, args.samples as usize, args.scale);
+    if scale <= 0.0 {
+        eprintln!("domalloc-tune: --scale must be positive");
         return ExitCode::from(2);
     }
     if GLOBAL.state() == PROFILE {
@@ -256,12 +259,16 @@ fn main() -> ExitCode {
     let pool = GLOBAL.pool().inner();
     let stats = pool.stats();
     let peak_mapped = stats.arenas_highest * stats.arena_size;
-    let samples_json: Vec<String> = ns.iter().map(|v| format!("{v:.3}")).collect();
     println!(
-        "{{\"workload\":\"{workload}\",\"mode\":\"run\",\"median_ns\":{median:.3},\
-         \"samples_ns\":[{}],\"peak_mapped_bytes\":{peak_mapped},\"large_name\":\"{}\"}}",
-        samples_json.join(","),
-        pool.large().name()
+        "{}",
+        serde_json::json!({
+            "workload": workload,
+            "mode": "run",
+            "median_ns": median,
+            "samples_ns": ns,
+            "peak_mapped_bytes": peak_mapped,
+            "large_name": pool.large().name(),
+        })
     );
     ExitCode::SUCCESS
 }

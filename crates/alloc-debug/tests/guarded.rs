@@ -504,12 +504,15 @@ fn a_foreign_pointer_through_an_untracked_stack_is_reported_as_foreign() {
     use alloc_debug::Counting;
     let pool = PoolAllocator::new();
     let g = recording(Counting::new(&pool), b'm');
-    let foreign = System.malloc(64).unwrap();
-    // SAFETY: the C library's block, given to the decorator: the misuse under test (recorded,
-    // not acted on); then freed by its maker.
+    // A pointer 16 bytes into a C library block: what an untracked decorator reads in front of
+    // it (where its header would be) is that block's memory, so the misuse stays inside memory
+    // the program owns (AddressSanitizer checks it).
+    let foreign = System.malloc(80).unwrap();
+    // SAFETY: the C library's block, zeroed; a pointer into it given to the decorator: the
+    // misuse under test (recorded, not acted on); then the block freed by its maker.
     unsafe {
-        foreign.as_ptr().write_bytes(0, 64);
-        g.free(foreign.as_ptr());
+        foreign.as_ptr().write_bytes(0, 80);
+        g.free(foreign.as_ptr().add(16));
         System.free(foreign.as_ptr());
     }
     let v = g.violations();
