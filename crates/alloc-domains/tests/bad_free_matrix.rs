@@ -88,7 +88,13 @@ fn misuse(way: &str, case: &str) {
             "large_mem_freed_as_object" => object.free(mem.malloc(3000).unwrap().as_ptr()),
             "object_freed_as_mem" => mem.free(object.malloc(32).unwrap().as_ptr()),
             "mem_freed_as_raw" => raw.free(p),
-            "foreign" => mem.free(libc::malloc(64).cast()),
+            // A pointer into a C library block (16 bytes in, so that what the hook reads in front
+            // of it is that block's memory: AddressSanitizer and memcheck check the tests).
+            "foreign" => {
+                let c = libc::malloc(80).cast::<u8>();
+                c.write_bytes(0, 80);
+                mem.free(c.add(16));
+            }
             "aligned_overflow" | "aligned_underflow" => {
                 let layout = Layout::from_size_align(100, 64).unwrap();
                 let a = mem.malloc_aligned(layout).unwrap();
