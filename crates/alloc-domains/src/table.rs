@@ -852,6 +852,25 @@ fn in_chain(rec: &'static Installed, alloc: &DynAllocator) -> bool {
     false
 }
 
+/// Records taken out of a chain by a set-back (see [`set`]): never freed, as a thread may still be
+/// in a call through one, and kept here so that they stay reachable (a leak checker sees them as
+/// held, which they are). Written under the writer lock.
+static RETIRED: alloc_core::lock::Lock<Vec<&'static Installed>> =
+    alloc_core::lock::Lock::new(Vec::new());
+
+/// Keeps the records from `top` down to (not including) `to` in [`RETIRED`].
+fn retire_above(top: &'static Installed, to: &'static Installed) {
+    let mut retired = RETIRED.lock();
+    let mut r = top;
+    while !ptr::eq(r, to) {
+        retired.push(r);
+        match r.previous {
+            Some(p) => r = p,
+            None => break,
+        }
+    }
+}
+
 /// The record of `alloc` if it is reached from `rec` through forwarding records only (the hook
 /// pattern's restore: `alloc` is what the hooks above it were installed over).
 fn under_forwarders(rec: &'static Installed, alloc: &DynAllocator) -> Option<&'static Installed> {
@@ -931,7 +950,10 @@ pub fn set(id: DomainId, alloc: &'static DynAllocator) -> Result<(), DomainError
         let mut w = WRITER.lock();
         slot(id)?;
         match under_forwarders(current(id), alloc) {
-            Some(rec) => publish(&mut w, id, rec),
+            Some(rec) => {
+                retire_above(current(id), rec);
+                publish(&mut w, id, rec)
+            }
             None => install(&mut w, id, |old| Installed {
                 alloc,
                 previous: Some(old),

@@ -192,7 +192,13 @@ fn raw_is_set_back_after_it_has_allocated_and_unrelated_allocators_are_still_ref
         RAW.free(p.as_ptr());
     }
     // An allocator that cannot claim its blocks and is not in the chain: refused, with why.
-    let unrelated = counter(&System);
+    static SYSTEM: System = System;
+    static UNRELATED: Counter = Counter {
+        inner: &SYSTEM,
+        calls: AtomicUsize::new(0),
+        frees: AtomicUsize::new(0),
+    };
+    let unrelated = &UNRELATED;
     assert!(matches!(
         set(DomainId::RAW, unrelated),
         Err(DomainError::AmbiguousOwnership { .. })
