@@ -112,47 +112,18 @@ fn a_c_program_with_threads_realloc_chains_aligned_blocks_and_fork() {
 
 #[test]
 fn pep_445_api_from_c() {
-    if !installed("gcc") {
-        return skip("gcc");
-    }
-    let lib_dir = library().parent().unwrap().to_path_buf();
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
-    let exe = compile(
+    run_against_library(
         "api.c",
-        "api",
+        &["pool", "pool_debug"],
         &[
-            &format!("-I{}", include.display()),
-            &format!("-L{}", lib_dir.display()),
-            "-ldomalloc",
-            &format!("-Wl,-rpath,{}", lib_dir.display()),
-        ],
-    );
-    for preset in ["pool", "pool_debug"] {
-        // Cargo's LD_LIBRARY_PATH would find another build of the library before the rpath.
-        let out = Command::new(&exe)
-            .env("DOMALLOC", preset)
-            .env_remove("LD_LIBRARY_PATH")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "api.c under DOMALLOC={preset}:\n{text}"
-        );
-        for part in [
             "domains",
             "get/set",
             "arena allocator",
             "statistics",
             "tracing",
             "debug hooks",
-        ] {
-            assert!(
-                text.contains(&format!("ok {part}")),
-                "{part} under {preset}:\n{text}"
-            );
-        }
-    }
+        ],
+    );
 }
 
 /// PEP 445's hook pattern from C (`hooks.c`): a forwarding hook installed after the domains
@@ -163,14 +134,29 @@ fn pep_445_api_from_c() {
 /// back at the end.
 #[test]
 fn c_hooks_start_and_stop_at_any_time_under_threads() {
+    run_against_library(
+        "hooks.c",
+        &["pool", "pool_debug", "malloc"],
+        &[
+            "no hidden calls",
+            "refusal",
+            "user domains and change callbacks",
+            "tracemalloc start/stop under threads",
+        ],
+    );
+}
+
+/// Compiles `source` (a program on `domalloc.h`) linked against the library, runs it under each
+/// preset, and checks that it succeeds and prints `ok PART` for every part.
+fn run_against_library(source: &str, presets: &[&str], parts: &[&str]) {
     if !installed("gcc") {
         return skip("gcc");
     }
     let lib_dir = library().parent().unwrap().to_path_buf();
     let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
     let exe = compile(
-        "hooks.c",
-        "hooks",
+        source,
+        source.trim_end_matches(".c"),
         &[
             &format!("-I{}", include.display()),
             &format!("-L{}", lib_dir.display()),
@@ -179,8 +165,9 @@ fn c_hooks_start_and_stop_at_any_time_under_threads() {
             &format!("-Wl,-rpath,{}", lib_dir.display()),
         ],
     );
-    for preset in ["pool", "pool_debug", "malloc"] {
-        eprintln!("hooks.c under DOMALLOC={preset}");
+    for preset in presets {
+        eprintln!("{source} under DOMALLOC={preset}");
+        // Cargo's LD_LIBRARY_PATH would find another build of the library before the rpath.
         let out = Command::new(&exe)
             .env("DOMALLOC", preset)
             .env_remove("LD_LIBRARY_PATH")
@@ -189,16 +176,11 @@ fn c_hooks_start_and_stop_at_any_time_under_threads() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "hooks.c under DOMALLOC={preset}: {:?}\n{text}\n{}",
+            "{source} under DOMALLOC={preset}: {:?}\n{text}\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        for part in [
-            "no hidden calls",
-            "refusal",
-            "user domains and change callbacks",
-            "tracemalloc start/stop under threads",
-        ] {
+        for part in parts {
             assert!(
                 text.contains(&format!("ok {part}")),
                 "{part} under {preset}:\n{text}"

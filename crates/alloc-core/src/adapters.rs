@@ -280,6 +280,12 @@ impl<G> FromGlobalAlloc<G> {
     }
 }
 
+/// The layout `G` gets for an aligned-family `layout`: PEP 445's 0-byte rule (one byte) and the
+/// contract's 16-byte minimum alignment; the same on allocation and on free.
+fn inner_layout(layout: Layout) -> Option<Layout> {
+    Layout::from_size_align(layout.size().max(1), layout.align().max(MIN_ALIGN)).ok()
+}
+
 /// The inner layout of a `malloc`-family block of `size` bytes (header included).
 fn headed(size: usize) -> Option<Layout> {
     let total = size.max(1).checked_add(SIZE_HEADER)?;
@@ -371,23 +377,19 @@ unsafe impl<G: GlobalAlloc> DomainAllocator for FromGlobalAlloc<G> {
     }
 
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        // PEP 445's 0-byte rule, and the contract's 16-byte minimum.
-        let layout =
-            Layout::from_size_align(layout.size().max(1), layout.align().max(MIN_ALIGN)).ok()?;
+        let layout = inner_layout(layout)?;
         // SAFETY: a non-zero size.
         NonNull::new(unsafe { self.0.alloc(layout) })
     }
 
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let layout =
-            Layout::from_size_align(layout.size().max(1), layout.align().max(MIN_ALIGN)).ok()?;
+        let layout = inner_layout(layout)?;
         // SAFETY: a non-zero size.
         NonNull::new(unsafe { self.0.alloc_zeroed(layout) })
     }
 
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
-        let layout = Layout::from_size_align(layout.size().max(1), layout.align().max(MIN_ALIGN))
-            .unwrap_or(layout);
+        let layout = inner_layout(layout).unwrap_or(layout);
         // SAFETY: the caller's guarantee: made by `malloc_aligned` with `layout` (adjusted the
         // same way), freed once.
         unsafe { self.0.dealloc(ptr.as_ptr(), layout) }
@@ -399,8 +401,7 @@ unsafe impl<G: GlobalAlloc> DomainAllocator for FromGlobalAlloc<G> {
         layout: Layout,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
-        let old =
-            Layout::from_size_align(layout.size().max(1), layout.align().max(MIN_ALIGN)).ok()?;
+        let old = inner_layout(layout)?;
         let new_size = new_size.max(1);
         Layout::from_size_align(new_size, old.align()).ok()?;
         // SAFETY: the caller's guarantee: made with `layout` (adjusted as above); the new size

@@ -884,28 +884,40 @@ fn under_forwarders(rec: &'static Installed, alloc: &DynAllocator) -> Option<&'s
     None
 }
 
-/// Installs `new` (a record whose `previous` is the current one) in `id` under the writer lock,
-/// checking the replacement rule; returns the callbacks to call.
+/// What a writer installs over a domain's current record; [`install`] derives the rest.
+struct Layer {
+    alloc: &'static DynAllocator,
+    precise: bool,
+    debug_hook: bool,
+    forwards: bool,
+}
+
+/// Installs `new` over the current record of `id` under the writer lock, checking the
+/// replacement rule; returns the callbacks to call.
 fn install(
     w: &mut Writer,
     id: DomainId,
-    make: impl FnOnce(&'static Installed) -> Installed,
+    new: Layer,
 ) -> Result<Vec<&'static ChangeCallback>, DomainError> {
     let s = slot(id)?;
     let old = current(id);
-    let new = make(old);
+    let used = s.used.load(Ordering::Acquire);
     // An allocator that cannot claim its blocks is refused over live blocks of others, unless it
     // is one of the chain already (set back: its blocks are told apart as they were before).
-    if !new.precise && s.used.load(Ordering::Acquire) && !in_chain(old, new.alloc) {
+    if !new.precise && used && !in_chain(old, new.alloc) {
         return Err(DomainError::AmbiguousOwnership {
             domain: s.name(),
             allocator: new.alloc.name().to_string(),
         });
     }
     let rec = leak(Installed {
-        guards_all: new.debug_hook && !s.used.load(Ordering::Acquire),
+        alloc: new.alloc,
+        previous: Some(old),
+        precise: new.precise,
+        debug_hook: new.debug_hook,
+        guards_all: new.debug_hook && !used,
+        forwards: new.forwards,
         direct: new.forwards && old.direct,
-        ..new
     });
     Ok(publish(w, id, rec))
 }
@@ -954,15 +966,16 @@ pub fn set(id: DomainId, alloc: &'static DynAllocator) -> Result<(), DomainError
                 retire_above(current(id), rec);
                 publish(&mut w, id, rec)
             }
-            None => install(&mut w, id, |old| Installed {
-                alloc,
-                previous: Some(old),
-                precise,
-                debug_hook: false,
-                guards_all: false,
-                forwards: false,
-                direct: false,
-            })?,
+            None => install(
+                &mut w,
+                id,
+                Layer {
+                    alloc,
+                    precise,
+                    debug_hook: false,
+                    forwards: false,
+                },
+            )?,
         }
     };
     notify(id, callbacks);
@@ -986,21 +999,33 @@ pub fn hook(
     id: DomainId,
     wrap: impl FnOnce(&'static DynAllocator) -> &'static DynAllocator,
 ) -> Result<(), DomainError> {
+    wrap_current(id, wrap, false)
+}
+
+/// The body of [`hook`] and [`hook_forwarding`]: `wrap` the current allocator under the writer
+/// lock and install the result; a forwarding wrapper makes no blocks of its own, so it is asked
+/// nothing (it claims nothing, and nothing is refused).
+fn wrap_current(
+    id: DomainId,
+    wrap: impl FnOnce(&'static DynAllocator) -> &'static DynAllocator,
+    forwards: bool,
+) -> Result<(), DomainError> {
     start();
     let callbacks = {
         let mut w = WRITER.lock();
         slot(id)?;
-        let wrapped = wrap(current(id).alloc);
-        let precise = claims_its_blocks(wrapped);
-        install(&mut w, id, |old| Installed {
-            alloc: wrapped,
-            previous: Some(old),
-            precise,
-            debug_hook: false,
-            guards_all: false,
-            forwards: false,
-            direct: false,
-        })?
+        let alloc = wrap(current(id).alloc);
+        let precise = forwards || claims_its_blocks(alloc);
+        install(
+            &mut w,
+            id,
+            Layer {
+                alloc,
+                precise,
+                debug_hook: false,
+                forwards,
+            },
+        )?
     };
     notify(id, callbacks);
     Ok(())
@@ -1035,24 +1060,7 @@ pub fn hook_forwarding(
     id: DomainId,
     wrap: impl FnOnce(&'static DynAllocator) -> &'static DynAllocator,
 ) -> Result<(), DomainError> {
-    start();
-    let callbacks = {
-        let mut w = WRITER.lock();
-        slot(id)?;
-        let wrapped = wrap(current(id).alloc);
-        install(&mut w, id, |old| Installed {
-            alloc: wrapped,
-            previous: Some(old),
-            // It makes no block of its own: nothing to claim, nothing to refuse.
-            precise: true,
-            debug_hook: false,
-            guards_all: false,
-            forwards: true,
-            direct: false,
-        })?
-    };
-    notify(id, callbacks);
-    Ok(())
+    wrap_current(id, wrap, true)
 }
 
 /// Adds a domain named `name` using `alloc`; standard domains are not special here, only in their
@@ -1080,15 +1088,7 @@ pub fn add_domain(
         .ok_or(DomainError::TableFull { max: MAX_DOMAINS })?;
     s.set_name(name);
     s.used.store(false, Ordering::Relaxed);
-    let rec = leak(Installed {
-        alloc,
-        previous: None,
-        precise,
-        debug_hook: false,
-        guards_all: false,
-        forwards: false,
-        direct: true,
-    });
+    let rec = leak(record(alloc, precise, false));
     s.current.store(rec_ptr(rec), Ordering::Release);
     Ok(DomainId(i as u8))
 }
@@ -1185,15 +1185,16 @@ pub fn setup_debug_hooks() -> Vec<(DomainId, DomainError)> {
                 None => Box::leak(Box::new(Guarded::new(cur.alloc).with_api(id.api_id()))),
             };
             let precise = ready.map_or_else(|| claims_its_blocks(alloc), |r| r.precise);
-            install(&mut w, id, |old| Installed {
-                alloc,
-                previous: Some(old),
-                precise,
-                debug_hook: true,
-                guards_all: false,
-                forwards: false,
-                direct: false,
-            })
+            install(
+                &mut w,
+                id,
+                Layer {
+                    alloc,
+                    precise,
+                    debug_hook: true,
+                    forwards: false,
+                },
+            )
         };
         match result {
             Ok(callbacks) => notify(id, callbacks),

@@ -56,6 +56,19 @@ fn pool() -> &'static DynAllocator {
     Box::leak(Box::new(PoolAllocator::new()))
 }
 
+/// Checks that a block of `d` still holds the pattern written into it, then frees it.
+fn check_and_free(d: Domain, (q, m): (NonNull<u8>, usize)) {
+    // SAFETY: a live block of `d` of `m` bytes (the callers' list), read, then freed once.
+    unsafe {
+        assert!(
+            std::slice::from_raw_parts(q.as_ptr(), m)
+                .iter()
+                .all(|&b| b == m as u8)
+        );
+        d.free(q.as_ptr());
+    }
+}
+
 /// The pattern on one domain that has allocated already, while `threads` threads allocate and
 /// free through it throughout (every block checked before it is freed).
 fn wrap_and_restore_under_threads(d: Domain, cycles: usize) {
@@ -74,28 +87,11 @@ fn wrap_and_restore_under_threads(d: Domain, cycles: usize) {
                     unsafe { p.as_ptr().write_bytes(n as u8, n) };
                     live.push((p, n));
                     if live.len() > 64 {
-                        let (q, m) = live.swap_remove(i % live.len());
-                        // SAFETY: a live block of `d` of `m` bytes, checked, then freed once.
-                        unsafe {
-                            assert!(
-                                std::slice::from_raw_parts(q.as_ptr(), m)
-                                    .iter()
-                                    .all(|&b| b == m as u8)
-                            );
-                            d.free(q.as_ptr());
-                        }
+                        check_and_free(d, live.swap_remove(i % live.len()));
                     }
                 }
-                for (q, m) in live {
-                    // SAFETY: as above.
-                    unsafe {
-                        assert!(
-                            std::slice::from_raw_parts(q.as_ptr(), m)
-                                .iter()
-                                .all(|&b| b == m as u8)
-                        );
-                        d.free(q.as_ptr());
-                    }
+                for b in live {
+                    check_and_free(d, b);
                 }
             });
         }

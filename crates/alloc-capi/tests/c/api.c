@@ -8,15 +8,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "check.h"
 #include "domalloc.h"
 
-#define CHECK(cond, what)                                   \
-    do {                                                    \
-        if (!(cond)) {                                      \
-            printf("FAILED: %s (line %d)\n", what, __LINE__); \
-            exit(1);                                        \
-        }                                                   \
-    } while (0)
 
 static size_t arenas_made, arenas_freed;
 static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;

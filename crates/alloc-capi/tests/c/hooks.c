@@ -12,15 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "domalloc.h"
 
-#define CHECK(cond, what)                                     \
-    do {                                                      \
-        if (!(cond)) {                                        \
-            printf("FAILED: %s (line %d)\n", what, __LINE__); \
-            exit(1);                                          \
-        }                                                     \
-    } while (0)
 
 /* A counting hook: its context is the allocator it wraps, which domalloc_hook_allocator writes
  * before the hook can be called. */
