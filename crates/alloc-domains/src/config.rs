@@ -138,47 +138,10 @@ pub(crate) fn read_env(name: &core::ffi::CStr) -> Option<EnvValue> {
         len: 0,
         cut: false,
     };
-    #[cfg(unix)]
-    {
-        // SAFETY: a NUL-terminated name; getenv returns null or a NUL-terminated string that stays
-        // valid while the environment is not modified (start-up: nothing modifies it yet).
-        let value = unsafe { libc::getenv(name.as_ptr()) };
-        if value.is_null() {
-            return None;
-        }
-        // SAFETY: as above.
-        let bytes = unsafe { core::ffi::CStr::from_ptr(value) }.to_bytes();
-        v.len = bytes.len().min(SHOWN);
-        v.cut = bytes.len() > SHOWN;
-        v.buf[..v.len].copy_from_slice(&bytes[..v.len]);
-        Some(v)
-    }
-    #[cfg(windows)]
-    {
-        let mut big = [0u8; 4 * SHOWN];
-        // SAFETY: a NUL-terminated name and a buffer of the given length.
-        let n = unsafe {
-            windows_sys::Win32::System::Environment::GetEnvironmentVariableA(
-                name.as_ptr().cast(),
-                big.as_mut_ptr(),
-                big.len() as u32,
-            )
-        } as usize;
-        if n == 0 {
-            return None;
-        }
-        // Too long for the buffer: nothing was copied, only the length needed came back.
-        let copied = if n >= big.len() { 0 } else { n };
-        v.len = copied.min(SHOWN);
-        v.cut = n > SHOWN;
-        v.buf[..v.len].copy_from_slice(&big[..v.len]);
-        Some(v)
-    }
-    #[cfg(not(any(unix, windows)))]
-    {
-        let _ = (name, &mut v);
-        None
-    }
+    let (copied, full) = crate::os::getenv(name, &mut v.buf)?;
+    v.len = copied;
+    v.cut = full > SHOWN;
+    Some(v)
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@
 //! claim their blocks; forwarding hooks make none and are accepted at any time.
 
 mod config;
+mod os;
 mod table;
 
 pub use config::{ENV_VAR, PRESET_NAMES, Preset, UnknownPreset};

@@ -1,0 +1,61 @@
+//! Fork: every lock an allocation can hold is taken before `fork()` and released after it.
+
+use super::*;
+
+// Fork: take every lock an allocation can hold, so that the child does not inherit one held by a
+// thread it does not have.
+
+/// Calls `f` on every allocator installed in any domain, current or kept for its blocks, newest
+/// first; an allocator installed twice is reached twice (fork handling is idempotent for that).
+pub(super) fn for_each_installed(mut f: impl FnMut(&'static DynAllocator)) {
+    for s in &TABLE {
+        // Acquire: pairs with the Release that published the record.
+        let p = s.current.load(Ordering::Acquire);
+        // SAFETY: installed records are statics or leaked boxes, never freed.
+        let mut r = unsafe { p.as_ref() };
+        while let Some(rec) = r {
+            f(rec.alloc);
+            r = rec.previous;
+        }
+    }
+}
+
+/// Fork support for a process whose allocations go through the domains: call it in the parent
+/// just before `fork()` (a `pthread_atfork` prepare handler). It takes the table's writer lock,
+/// then asks every installed allocator to take its own locks
+/// ([`DomainAllocator::prepare_fork`](alloc_core::DomainAllocator::prepare_fork)), so that the
+/// child does not inherit a lock held by a thread that does not exist there.
+pub fn prepare_fork() {
+    WRITER.acquire_for_fork();
+    for_each_installed(|a| a.prepare_fork());
+    // Last: the standard pools' arena source, a leaf lock their arena acquisitions hold.
+    ARENAS.prepare_fork();
+}
+
+/// Fork support, in the parent after `fork()`: releases what [`prepare_fork`] took.
+///
+/// # Safety
+/// Only on the thread that called [`prepare_fork`], after it.
+pub unsafe fn after_fork_parent() {
+    // SAFETY: taken by `prepare_fork` on this thread (the caller's guarantee).
+    unsafe { ARENAS.after_fork_parent() };
+    // SAFETY: the caller's guarantee, which is each allocator's.
+    for_each_installed(|a| unsafe { a.after_fork_parent() });
+    // SAFETY: `prepare_fork` took it on this thread.
+    unsafe { WRITER.release_after_fork() };
+}
+
+/// Fork support, in the child after `fork()`: releases what [`prepare_fork`] took in the parent
+/// and leaves every domain usable by the child's only thread.
+///
+/// # Safety
+/// Only in the child of a `fork()` whose parent called [`prepare_fork`] just before, on the
+/// thread the fork returned in.
+pub unsafe fn after_fork_child() {
+    // SAFETY: taken by the parent's `prepare_fork` (the caller's guarantee).
+    unsafe { ARENAS.after_fork_child() };
+    // SAFETY: the caller's guarantee, which is each allocator's.
+    for_each_installed(|a| unsafe { a.after_fork_child() });
+    // SAFETY: `prepare_fork` took it in the parent, on the thread that continues here.
+    unsafe { WRITER.release_after_fork() };
+}

@@ -1,0 +1,347 @@
+//! The domain handle ([`Domain`]), a `DomainAllocator` over the table, and the mem domain's
+//! fast path into its standard pool (what the C library's `malloc` and `free` start with).
+
+use super::*;
+
+// The handle.
+
+/// A domain as a [`DomainAllocator`], for generic code and for `#[global_allocator]` (through
+/// [`GlobalFront`](crate::GlobalFront)): every call goes to the allocator the domain uses at that
+/// moment, frees to the allocator that made the block.
+///
+/// ```
+/// use alloc_core::DomainAllocator;
+/// use alloc_domains::MEM;
+///
+/// let p = MEM.malloc(64).unwrap(); // PyMem_Malloc
+/// // SAFETY: a live block of the mem domain, freed once.
+/// unsafe { MEM.free(p.as_ptr()) };
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Domain(pub(crate) DomainId);
+
+impl Domain {
+    /// The handle of an existing domain.
+    pub fn new(id: DomainId) -> Result<Domain, DomainError> {
+        start();
+        slot(id)?;
+        Ok(Domain(id))
+    }
+
+    /// The domain's id.
+    pub const fn id(self) -> DomainId {
+        self.0
+    }
+
+    #[inline]
+    fn alloc_side(self) -> &'static DynAllocator {
+        mark_used(self.0);
+        let rec = current(self.0);
+        if self.0 == DomainId::MEM && ptr::eq(rec, &REC_POOL) {
+            enable_fast_mem();
+        }
+        rec.alloc
+    }
+
+    /// `malloc_aligned` through the domain's current allocator (out of line: the common case is
+    /// the standard pool, inlined into the caller).
+    #[inline(never)]
+    fn malloc_aligned_slow(self, layout: Layout) -> Option<NonNull<u8>> {
+        self.alloc_side().malloc_aligned(layout)
+    }
+
+    /// `free_aligned` through the allocator that made the block (out of line).
+    ///
+    /// # Safety
+    /// As for `DomainAllocator::free_aligned`.
+    #[inline(never)]
+    unsafe fn free_aligned_slow(self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
+        unsafe { owner_of(self.0, ptr.as_ptr()).free_aligned(ptr, layout) }
+    }
+
+    /// Whether this is the mem domain on its standard pool (see `FAST_MEM`). Relaxed: `POOL` is
+    /// a static, so there is nothing to acquire.
+    #[inline(always)]
+    fn fast_mem(self) -> bool {
+        self.fast_key() != NO_KEY
+    }
+
+    /// The standard pool's fast-path key if this is the mem domain on it (see `FAST_MEM`),
+    /// [`NO_KEY`] otherwise.
+    #[inline(always)]
+    fn fast_key(self) -> u32 {
+        if self.0 == DomainId::MEM {
+            FAST_MEM.load(Ordering::Relaxed)
+        } else {
+            NO_KEY
+        }
+    }
+}
+
+/// The mem domain's standard pool and the key of its fast paths (`PoolAllocator::malloc_fast`,
+/// `free_fast`): the pool's key while it is the domain's only allocator and has served it,
+/// [`NO_KEY`] otherwise (after any `set` or `hook` of the mem domain, under another preset, and
+/// before the domain's first allocation), which sends every fast call the long way. The C
+/// library's `malloc` and `free` start here.
+///
+/// ```
+/// use alloc_core::DomainAllocator;
+/// use alloc_domains::{MEM, mem_fast_path};
+///
+/// let p = MEM.malloc(64).unwrap();
+/// let (pool, key) = mem_fast_path();
+/// // SAFETY: the key is the pool's (or `NO_KEY`); `p` is a live block of the mem domain, freed
+/// // once: by the pool's fast path, or else by the domain.
+/// unsafe {
+///     if !pool.free_fast(p.as_ptr(), key) {
+///         MEM.free(p.as_ptr());
+///     }
+/// }
+/// ```
+#[inline(always)]
+pub fn mem_fast_path() -> (&'static MemPool, u32) {
+    (&POOL, FAST_MEM.load(Ordering::Relaxed))
+}
+
+/// The C library's long way into the mem domain's standard pools, while they are its allocator
+/// ([`mem_fast_path`] gives a key): `free` with the hardened default's whole check in whichever
+/// of the three pools holds `ptr`, glibc's `free` for a pointer elsewhere.
+///
+/// # Safety
+/// The mem domain's fast path is on; `ptr` is null, a live block of the mem domain, or a block
+/// of glibc's; a bad pointer into the pools is caught (reported, then abort), not undefined.
+pub unsafe fn free_standard_checked(ptr: *mut u8) {
+    // SAFETY: the caller's guarantee; each pool is handed only a pointer in its own arenas, and
+    // the spans take their own and hand anything else to glibc.
+    unsafe {
+        let done = match standard_owner(ptr) {
+            Standard::Small => POOL.free_checked(ptr),
+            Standard::Medium => MEDIUM.free_fast_in_arenas(ptr) || MEDIUM.free_checked(ptr),
+            Standard::Large => LARGE.free_fast_in_arenas(ptr) || LARGE.free_checked(ptr),
+            Standard::Other => alloc_arena::report_other_allocator("free", ptr),
+            Standard::Span | Standard::Outside => false,
+        };
+        if !done {
+            SPANS.free(ptr);
+        }
+    }
+}
+
+/// The C library's long way into the mem domain's standard pools for a request above the
+/// small pool's 512 bytes, while they are its allocator ([`mem_fast_path`] gives a key): the
+/// pool of its size directly, not through each pool's large-block routing.
+pub fn malloc_standard_large(size: usize) -> Option<NonNull<u8>> {
+    if size <= MEDIUM_POOL.threshold {
+        MEDIUM.malloc(size)
+    } else if size <= LARGE_POOL.threshold {
+        LARGE.malloc(size)
+    } else {
+        SPANS.malloc(size)
+    }
+}
+
+/// The hardened default's whole check of a pointer the C library is handed (`realloc`,
+/// `malloc_usable_size`: `op`) in the mem domain's standard pools and spans; returns whether the
+/// pointer lies there (one registry lookup routes it), false for a pointer elsewhere (glibc's,
+/// or another domain's). See [`free_standard_checked`].
+pub fn check_standard_live(ptr: *const u8, op: &str) -> bool {
+    match standard_owner(ptr) {
+        Standard::Small => POOL.check_live(ptr, op),
+        Standard::Medium => MEDIUM.check_live(ptr, op),
+        Standard::Large => LARGE.check_live(ptr, op),
+        Standard::Span => true,
+        Standard::Other => alloc_arena::report_other_allocator(op, ptr),
+        Standard::Outside => false,
+    }
+}
+
+/// Turns the mem domain's fast path on now if the domain uses its standard pool alone (marking
+/// the domain as having allocated, as its first allocation would): for a caller about to allocate
+/// through the pool directly before any allocation went through the domain (the C library's
+/// aligned entry points). Returns the key, [`NO_KEY`] if the domain has another allocator.
+#[cold]
+pub fn enable_mem_fast_path() -> u32 {
+    start();
+    if ptr::eq(current(DomainId::MEM), &REC_POOL) {
+        mark_used(DomainId::MEM);
+        enable_fast_mem();
+    }
+    FAST_MEM.load(Ordering::Relaxed)
+}
+
+/// Records that domain `id` has served an allocation (the replacement rule reads it).
+#[inline]
+pub(super) fn mark_used(id: DomainId) {
+    let s = &TABLE[id.index()];
+    if !s.used.load(Ordering::Relaxed) {
+        s.used.store(true, Ordering::Release);
+    }
+}
+
+/// Which of the mem domain's standard allocators holds a pointer, by one registry lookup.
+pub(super) enum Standard {
+    Small,
+    Medium,
+    Large,
+    Span,
+    /// Another allocator's arena (the object domain's pool, a user domain's).
+    Other,
+    /// No arena of domalloc's: glibc's.
+    Outside,
+}
+
+pub(super) fn standard_owner(ptr: *const u8) -> Standard {
+    match alloc_arena::arena_owner(ptr) {
+        0 => Standard::Outside,
+        o if o == POOL.registry_id() => Standard::Small,
+        o if o == MEDIUM.registry_id() => Standard::Medium,
+        o if o == LARGE.registry_id() => Standard::Large,
+        o if o == SPANS.registry_id() => Standard::Span,
+        _ => Standard::Other,
+    }
+}
+
+/// Sets `FAST_MEM` if the mem domain has served allocations through the standard pool and still
+/// uses it. A writer holding the lock (it may allocate through this very domain) means "not now":
+/// the next allocation tries again.
+#[cold]
+#[inline(never)]
+pub(super) fn enable_fast_mem() {
+    if let Some(_w) = WRITER.try_lock()
+        && ptr::eq(current(DomainId::MEM), &REC_POOL)
+        && TABLE[DomainId::MEM.index()].used.load(Ordering::Relaxed)
+    {
+        FAST_MEM.store(POOL.fast_key(), Ordering::Relaxed);
+    }
+}
+
+/// The raw domain (`PyMem_RawMalloc` and friends).
+pub const RAW: Domain = Domain(DomainId::RAW);
+/// The mem domain (`PyMem_Malloc` and friends).
+pub const MEM: Domain = Domain(DomainId::MEM);
+/// The object domain (`PyObject_Malloc` and friends).
+pub const OBJECT: Domain = Domain(DomainId::OBJECT);
+
+// SAFETY: every block comes from an allocator installed in the domain (each upholds the contract);
+// every free, realloc and size query goes to the allocator that made the block, by the rule in the
+// module documentation.
+unsafe impl DomainAllocator for Domain {
+    #[inline]
+    fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
+        let key = self.fast_key();
+        if key != NO_KEY {
+            // SAFETY: the key `FAST_MEM` holds is the pool's fast key.
+            if let Some(p) = unsafe { POOL.malloc_fast(size, key) } {
+                return Some(p);
+            }
+            return POOL.malloc(size);
+        }
+        self.alloc_side().malloc(size)
+    }
+    #[inline]
+    fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
+        if self.fast_mem() {
+            return POOL.calloc(nelem, elsize);
+        }
+        self.alloc_side().calloc(nelem, elsize)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        if ptr.is_null() {
+            return self.malloc(new_size);
+        }
+        if self.fast_mem() {
+            // SAFETY: the caller's guarantee; with `FAST_MEM` set, the pool made every block of
+            // the domain (it is the domain's only allocator).
+            return unsafe { POOL.realloc(ptr, new_size) };
+        }
+        // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
+        unsafe { owner_of(self.0, ptr).realloc(ptr, new_size) }
+    }
+    #[inline]
+    unsafe fn free(&self, ptr: *mut u8) {
+        if self.fast_mem() {
+            // SAFETY: as for realloc (the pool's free takes null).
+            return unsafe { POOL.free(ptr) };
+        }
+        if ptr.is_null() {
+            return;
+        }
+        // SAFETY: as for realloc.
+        unsafe { owner_of(self.0, ptr).free(ptr) }
+    }
+    #[inline]
+    unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
+        if self.fast_mem() {
+            // SAFETY: as for realloc.
+            return unsafe { POOL.free_sized(ptr, size) };
+        }
+        // SAFETY: as for realloc.
+        unsafe { owner_of(self.0, ptr.as_ptr()).free_sized(ptr, size) }
+    }
+    #[inline(always)]
+    fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let key = self.fast_key();
+        if key != NO_KEY {
+            // The pool's own fast path first (the key is its), as the C library's `malloc` does.
+            if layout.align() <= alloc_core::MIN_ALIGN
+                // SAFETY: the key `FAST_MEM` holds is the pool's fast key.
+                && let Some(p) = unsafe { POOL.malloc_fast(layout.size(), key) }
+            {
+                return Some(p);
+            }
+            return POOL.malloc_aligned(layout);
+        }
+        self.malloc_aligned_slow(layout)
+    }
+    fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.alloc_side().calloc_aligned(layout)
+    }
+    #[inline(always)]
+    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
+        if self.fast_mem() {
+            // SAFETY: as for realloc. (The sized free reads no registry: cheaper here than the
+            // pool's `free_fast`, which the C library needs for unsized frees.)
+            return unsafe { POOL.free_aligned(ptr, layout) };
+        }
+        // SAFETY: as for realloc.
+        unsafe { self.free_aligned_slow(ptr, layout) }
+    }
+    unsafe fn realloc_aligned(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: as for realloc.
+        unsafe { owner_of(self.0, ptr.as_ptr()).realloc_aligned(ptr, layout, new_size) }
+    }
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        if self.fast_mem() {
+            // SAFETY: as for realloc.
+            return unsafe { POOL.usable_size(ptr) };
+        }
+        // SAFETY: as for realloc.
+        unsafe { owner_of(self.0, ptr.as_ptr()).usable_size(ptr) }
+    }
+    fn owns(&self, ptr: *const u8) -> Ownership {
+        chain_answer(self.0, |a| a.owns(ptr))
+    }
+    fn starts_block(&self, ptr: *const u8) -> Ownership {
+        chain_answer(self.0, |a| a.starts_block(ptr))
+    }
+    fn name(&self) -> &str {
+        TABLE[self.0.index()].name()
+    }
+    fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {
+        owner_of(self.0, ptr).write_origin(ptr, out)
+    }
+    fn write_origin_aligned(
+        &self,
+        ptr: *const u8,
+        layout: Layout,
+        out: &mut dyn core::fmt::Write,
+    ) -> bool {
+        owner_of(self.0, ptr).write_origin_aligned(ptr, layout, out)
+    }
+}

@@ -1,0 +1,257 @@
+//! The domain table: which allocator each domain uses now, the chain of those it used before, the
+//! change callbacks, and the start-up configuration.
+//!
+//! # Reading is one atomic load
+//!
+//! Each domain's slot holds an `AtomicPtr` to an [`Installed`] record (the allocator, the record it
+//! replaced, whether it can tell its own blocks). Allocation loads the record (Acquire, paired with
+//! the Release that published it) and calls the allocator through its vtable: one atomic load and
+//! one indirect call, plus, on the allocating side, a relaxed read of the slot's `used` flag (set
+//! once, at the domain's first allocation; the replacement rule below needs it). Records are never
+//! freed: a record may be read by a thread that loaded it just
+//! before a replacement, and blocks its allocator made may outlive it.
+//!
+//! # Replacing is safe (the rule)
+//!
+//! A free must reach the allocator that made the block. Each record keeps the one it replaced, so a
+//! domain has a chain of allocators, newest first. A free goes to the newest allocator that claims
+//! the block: `owns == Owned`, and, since an allocator's memory may also hold the blocks of a
+//! header decorator stacked on it (a debug hook's blocks start inside the allocator's), one of its
+//! own blocks starts there (`DomainAllocator::starts_block`). Once the walk passes a debug hook
+//! installed before the domain's first allocation, the hook made every block, so the block is
+//! its (to free or to report). A pointer in some allocator's memory where no block of anyone's
+//! starts (a hook's block freed already, a pointer inside a block) goes to the newest debug hook,
+//! which reports it, or else to that allocator, whose own checks do. A block no allocator claims
+//! goes to the newest allocator that cannot tell its blocks from others', or else to the newest
+//! debug hook, or else to the oldest (the one the domain started with).
+//!
+//! **Forwarding hooks** ([`hook_forwarding`], PEP 445's hook pattern: a counting, tracing or
+//! fault-injecting wrapper) make no blocks: they hand out those of the allocator below them. They
+//! claim nothing, are accepted at any time, and a block of the allocator below them is freed
+//! through the newest of them, so the hook sees every free while it is installed. [`set`] with the
+//! allocator they were installed over takes them out of the chain again (the pattern's restore),
+//! so hooking and unhooking does not lengthen the chain. A chain whose records all forward down to
+//! the oldest routes every free to the current allocator with no lookup.
+//!
+//! For that to be right, an allocator that cannot claim its own blocks (it answers `Unknown`, like
+//! the C library) may only become current in a domain that has not served an allocation yet, or
+//! one whose chain holds it already (set back). And blocks nobody claims must mean the same to
+//! every allocator they may reach: here they are the C library's (its own blocks, and the large
+//! blocks a pool over it passes to it), and the C library, the pool and the decorators over them
+//! all hand such a block to the C library's `free`. A pool built over another large-block
+//! allocator, in a domain that also used the C library, would break that; do not mix them in one
+//! domain.
+//! [`set`] and [`hook`] check it: on a domain that has allocated, the new allocator must claim
+//! its blocks, or the call is refused with [`DomainError::AmbiguousOwnership`]. Whether it does is
+//! asked without calling it where it can say (it answers `NotOwned` for an address no allocator
+//! made); only one that answers `Unknown` there (a pool whose large blocks are the C library's)
+//! is asked for one probe block. The pool allocators claim their blocks; so do the debug
+//! decorators over anything (each remembers the blocks it made, once asked: every allocator is
+//! asked, with `DomainAllocator::track_ownership`, before it is installed, and one that made
+//! blocks before it was asked counts as not claiming them); a decorator that returns its inner
+//! blocks unchanged claims what its inner allocator claims. With a single allocator in the chain
+//! (the usual case) a free is one atomic load and one indirect call, like an allocation.
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use alloc_arena::{
+    DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, PoolConfig, Spans, SwapError,
+    SwappableArenas,
+};
+use alloc_core::{DomainAllocator, Ownership, System};
+use alloc_debug::Guarded;
+use thiserror::Error;
+
+use crate::config::{EnvValue, Preset, read_env};
+
+mod arenas;
+mod fork;
+mod handle;
+mod route;
+mod standard;
+mod write;
+
+pub use arenas::*;
+pub use fork::*;
+pub use handle::*;
+pub use route::*;
+pub use standard::*;
+pub use write::*;
+
+/// An allocator a domain can use: any `DomainAllocator` shared between threads for the rest of the
+/// program.
+pub type DynAllocator = dyn DomainAllocator + Send + Sync;
+
+/// A change callback: called with the domain and its allocator at registration and after each
+/// change.
+pub type ChangeCallback = dyn Fn(DomainId, &'static DynAllocator) + Send + Sync;
+
+/// The most domains a program can have (the three standard ones included).
+pub const MAX_DOMAINS: usize = 16;
+/// The most change callbacks registered at once.
+pub const MAX_CALLBACKS: usize = 32;
+
+/// A domain: an index into the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DomainId(u8);
+
+impl DomainId {
+    /// The raw domain (`PyMem_RawMalloc`): usable from any thread at any time; the C library by
+    /// default.
+    pub const RAW: DomainId = DomainId(0);
+    /// The mem domain (`PyMem_Malloc`): the pool allocator by default.
+    pub const MEM: DomainId = DomainId(1);
+    /// The object domain (`PyObject_Malloc`): the pool allocator by default.
+    pub const OBJECT: DomainId = DomainId(2);
+
+    /// The domain's index in the table.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The id with index `i` (for C callers and tables that store ids as numbers); whether a
+    /// domain has it is checked where it is used ([`DomainError::UnknownDomain`]).
+    pub const fn from_index(i: u8) -> DomainId {
+        DomainId(i)
+    }
+
+    /// The API id byte the debug hooks write for this domain: `'r'`, `'m'`, `'o'` for the standard
+    /// domains (as CPython), then `'A'`, `'B'`, ... for user domains.
+    pub const fn api_id(self) -> u8 {
+        match self.0 {
+            0 => b'r',
+            1 => b'm',
+            2 => b'o',
+            n => b'A' + (n - 3),
+        }
+    }
+}
+
+/// What can go wrong with the table.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DomainError {
+    /// A domain needs a name.
+    #[error("a domain name must not be empty")]
+    EmptyName,
+    /// Names are unique.
+    #[error("a domain named {0:?} already exists")]
+    DuplicateName(&'static str),
+    /// The table is full.
+    #[error("no room for another domain: the table holds {max}")]
+    TableFull {
+        /// [`MAX_DOMAINS`].
+        max: usize,
+    },
+    /// No domain has this id.
+    #[error("no domain has id {0}")]
+    UnknownDomain(u8),
+    /// The replacement could capture blocks of the allocators before it; see the module
+    /// documentation of the rule.
+    #[error(
+        "domain {domain:?} has served allocations, and allocator {allocator:?} cannot tell its \
+         blocks from those of the allocators before it; install it before the domain's first \
+         allocation, or wrap an allocator that can"
+    )]
+    AmbiguousOwnership {
+        /// The domain's name.
+        domain: &'static str,
+        /// The refused allocator's name.
+        allocator: String,
+    },
+    /// The arena allocator could not be installed.
+    #[error(transparent)]
+    ArenaAllocator(#[from] SwapError),
+    /// The callback table is full.
+    #[error("no room for another change callback: at most {max}")]
+    TooManyCallbacks {
+        /// [`MAX_CALLBACKS`].
+        max: usize,
+    },
+}
+
+/// One allocator installed in a domain.
+pub(crate) struct Installed {
+    alloc: &'static DynAllocator,
+    previous: Option<&'static Installed>,
+    /// Whether the allocator claims the blocks it makes (`owns == Owned`).
+    precise: bool,
+    /// Whether this is a debug hook put by `setup_debug_hooks`.
+    debug_hook: bool,
+    /// A debug hook installed before the domain's first allocation: every block of the domain was
+    /// made through it, so a block nobody claims is foreign, and goes to it to be reported.
+    guards_all: bool,
+    /// The allocator forwards every call to the one it replaced and hands out that one's blocks
+    /// unchanged ([`hook_forwarding`]): it makes no block of its own, claims none, and a block of
+    /// the allocator below it is freed through it (so the hook sees the free).
+    forwards: bool,
+    /// Every record of the chain from this one down forwards to the oldest (or this is the
+    /// oldest): the current allocator frees every block, with no lookup.
+    direct: bool,
+}
+
+struct Slot {
+    current: AtomicPtr<Installed>,
+    used: AtomicBool,
+    name: AtomicPtr<u8>,
+    name_len: AtomicU64,
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Slot {
+            current: AtomicPtr::new(ptr::null_mut()),
+            used: AtomicBool::new(false),
+            name: AtomicPtr::new(ptr::null_mut()),
+            name_len: AtomicU64::new(0),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        let p = self.name.load(Ordering::Acquire);
+        if p.is_null() {
+            return "";
+        }
+        let len = self.name_len.load(Ordering::Relaxed) as usize;
+        // SAFETY: name and length were stored together from a `&'static str` (length first, then
+        // the pointer with Release), and never change afterwards.
+        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(p, len)) }
+    }
+
+    fn set_name(&self, name: &'static str) {
+        self.name_len.store(name.len() as u64, Ordering::Relaxed);
+        self.name.store(name.as_ptr().cast_mut(), Ordering::Release);
+    }
+}
+
+const fn rec_ptr(r: &'static Installed) -> *mut Installed {
+    ptr::from_ref(r).cast_mut()
+}
+
+static TABLE: [Slot; MAX_DOMAINS] = {
+    let mut t = [const { Slot::new() }; MAX_DOMAINS];
+    t[0].current = AtomicPtr::new(rec_ptr(&REC_BOOT_RAW));
+    t[1].current = AtomicPtr::new(rec_ptr(&REC_BOOT_MEM));
+    t[2].current = AtomicPtr::new(rec_ptr(&REC_BOOT_OBJECT));
+    t
+};
+
+const START_UNDONE: u8 = 0;
+const START_RUNNING: u8 = 1;
+const START_DONE: u8 = 2;
+static START: AtomicU8 = AtomicU8::new(START_UNDONE);
+
+/// The standard pool's fast-path key (`PoolAllocator::fast_key`) while the mem domain's allocator
+/// is that pool (`REC_POOL`, with nothing before it) and the domain has served an allocation;
+/// `NO_KEY` otherwise. While it holds the key, every call on the mem domain goes to `POOL`
+/// directly, with no indirect call, and the C library's `malloc` and `free` take the pool's
+/// fast paths with it.
+///
+/// It is set only under the writer lock, after checking both facts, and cleared under the same
+/// lock before any other record is stored in the slot, so it never holds the key while another
+/// record is current. A thread that read the key just before a replacement calls `POOL`, which is
+/// what a thread that loaded the old record just before the replacement does too.
+static FAST_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
+static PRESET: AtomicU8 = AtomicU8::new(0);
