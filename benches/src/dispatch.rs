@@ -63,7 +63,14 @@ impl Default for Dispatch {
     }
 }
 
+/// The prefixes of the runner's allocation plumbing, for tracers to skip (`alloc_core::plumbing`).
+static FRAMES: alloc_core::plumbing::Prefixes =
+    &["domalloc_benches::peers", "domalloc_benches::dispatch"];
+
+/// The allocator named by the environment, chosen at the process's first allocation (which is
+/// also where the runner registers its frames for tracers).
 fn choose() -> u8 {
+    alloc_core::plumbing::register(&FRAMES);
     // SAFETY: a NUL-terminated name; the value, if any, is a NUL-terminated string that nothing
     // modifies while the process starts.
     let value = unsafe { libc::getenv(c"DOMALLOC_BENCH_ALLOCATOR".as_ptr()) };

@@ -91,8 +91,14 @@ unsafe fn discard_leaf(leaf: *mut Leaf) {
 /// Source of owner ids: 0 means "nobody".
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
-/// A fresh owner id (non-zero).
+/// The prefixes of this crate's functions, for tracers to skip (`alloc_core::plumbing`).
+static FRAMES: alloc_core::plumbing::Prefixes = &["alloc_arena::"];
+
+/// A fresh owner id (non-zero). Every pool and span allocator takes one before its first block,
+/// so this is where the crate registers its frames for tracers.
 pub(crate) fn new_owner_id() -> u32 {
+    #[cfg(not(loom))]
+    alloc_core::plumbing::register(&FRAMES);
     loop {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         // 0 means "no owner"; `NO_KEY` is the fast paths' key that matches nothing.

@@ -16,6 +16,10 @@
 //!   `hashbrown::HashMap::new_in` and `allocator_api2::vec::Vec::new_in` can use it.
 //! * [`ArenaProvider`], PEP 445's `PyObjectArenaAllocator`: large, aligned chunks for a pool allocator.
 //! * [`AllocError`] and [`ArenaError`], the typed errors.
+//! * [`forward_to_inner!`], which writes the methods a decorator passes to its inner allocator
+//!   unchanged (decorator forwarding, written once).
+//! * [`plumbing`], where each allocator crate registers the names of its own frames, for tracers
+//!   to skip.
 //! * [`lock::Lock`], a spin lock that never allocates, for allocator crates' slow paths.
 //! * With the `testkit` feature, `testkit`: the conformance suite every allocator runs on itself.
 //!
@@ -41,7 +45,9 @@ mod adapters;
 mod arena;
 mod contract;
 mod error;
+mod forward;
 pub mod lock;
+pub mod plumbing;
 #[cfg(all(any(unix, windows), target_pointer_width = "64"))]
 mod system;
 #[cfg(any(test, feature = "testkit"))]

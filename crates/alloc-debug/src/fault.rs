@@ -7,7 +7,7 @@ use core::fmt;
 use core::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use alloc_core::{DomainAllocator, Ownership};
+use alloc_core::DomainAllocator;
 
 /// A predicate on the requested size: return `true` to let the rules fail this request.
 pub type FaultPredicate = fn(usize) -> bool;
@@ -248,16 +248,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for FaultInjecting<A> {
         // SAFETY: the caller's guarantee, forwarded.
         unsafe { self.inner.realloc(ptr, new_size) }
     }
-    #[inline]
-    unsafe fn free(&self, ptr: *mut u8) {
-        // SAFETY: the caller's guarantee, forwarded.
-        unsafe { self.inner.free(ptr) }
-    }
-    #[inline]
-    unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
-        // SAFETY: the caller's guarantee, forwarded.
-        unsafe { self.inner.free_sized(ptr, size) }
-    }
+    alloc_core::forward_to_inner!(inner: free, free_sized, free_aligned, usable_size, ownership, origin, fork);
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         if self.should_fail(layout.size()) {
             return None;
@@ -269,10 +260,6 @@ unsafe impl<A: DomainAllocator> DomainAllocator for FaultInjecting<A> {
             return None;
         }
         self.inner.calloc_aligned(layout)
-    }
-    unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: the caller's guarantee, forwarded.
-        unsafe { self.inner.free_aligned(ptr, layout) }
     }
     unsafe fn realloc_aligned(
         &self,
@@ -286,39 +273,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for FaultInjecting<A> {
         // SAFETY: the caller's guarantee, forwarded.
         unsafe { self.inner.realloc_aligned(ptr, layout, new_size) }
     }
-    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        // SAFETY: the caller's guarantee, forwarded.
-        unsafe { self.inner.usable_size(ptr) }
-    }
-    fn owns(&self, ptr: *const u8) -> Ownership {
-        self.inner.owns(ptr)
-    }
-    fn track_ownership(&self) -> bool {
-        self.inner.track_ownership()
-    }
     fn name(&self) -> &str {
         "fault-injecting"
-    }
-    fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
-        self.inner.write_origin(ptr, out)
-    }
-    fn write_origin_aligned(
-        &self,
-        ptr: *const u8,
-        layout: Layout,
-        out: &mut dyn fmt::Write,
-    ) -> bool {
-        self.inner.write_origin_aligned(ptr, layout, out)
-    }
-    fn prepare_fork(&self) {
-        self.inner.prepare_fork();
-    }
-    unsafe fn after_fork_parent(&self) {
-        // SAFETY: the caller's guarantee, forwarded unchanged.
-        unsafe { self.inner.after_fork_parent() }
-    }
-    unsafe fn after_fork_child(&self) {
-        // SAFETY: the caller's guarantee, forwarded unchanged.
-        unsafe { self.inner.after_fork_child() }
     }
 }

@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloc_core::lock::Lock;
-use alloc_core::{AsAllocator, DomainAllocator, Ownership, System};
+use alloc_core::{AsAllocator, DomainAllocator, System};
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 /// Request sizes counted one by one: 0 to this many bytes.
@@ -320,30 +320,10 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Profiling<A> {
         self.moved(ptr.as_ptr(), p, new_size);
         Some(p)
     }
-    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        // SAFETY: forwarded.
-        unsafe { self.inner.usable_size(ptr) }
-    }
-    fn owns(&self, ptr: *const u8) -> Ownership {
-        self.inner.owns(ptr)
-    }
-    fn track_ownership(&self) -> bool {
-        self.inner.track_ownership()
-    }
     fn name(&self) -> &str {
         "profiling"
     }
-    fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
-        self.inner.write_origin(ptr, out)
-    }
-    fn write_origin_aligned(
-        &self,
-        ptr: *const u8,
-        layout: Layout,
-        out: &mut dyn fmt::Write,
-    ) -> bool {
-        self.inner.write_origin_aligned(ptr, layout, out)
-    }
+    alloc_core::forward_to_inner!(inner: usable_size, ownership, origin);
     fn prepare_fork(&self) {
         self.births.acquire_for_fork();
         self.inner.prepare_fork();

@@ -32,14 +32,11 @@ pub const PLUMBING_FRAMES: usize = 16;
 /// The most words a captured stack takes.
 pub(crate) const CAPTURE_WORDS: usize = MAX_DEPTH + PLUMBING_FRAMES;
 
-/// Function-name prefixes of the frames that allocate on a program's behalf.
+/// Function-name prefixes of the frames that allocate on a program's behalf, of this crate and
+/// the crates below it; the crates above it register their own (`alloc_core::plumbing`).
 const PLUMBING: &[&str] = &[
     "alloc_debug::",
     "alloc_core::",
-    "alloc_arena::",
-    "alloc_domains::",
-    "domalloc_benches::peers",
-    "domalloc_benches::dispatch",
     "alloc::",
     "core::alloc",
     "core::ptr",
@@ -258,10 +255,11 @@ const PLUMBING_SOURCES: &[&str] = &[
     "/library/std/src/sys/alloc/",
 ];
 
-/// Whether a function name belongs to the allocation machinery (see [`PLUMBING`]).
+/// Whether a function name belongs to the allocation machinery (see [`PLUMBING`] and the
+/// prefixes registered with `alloc_core::plumbing`).
 fn is_plumbing(name: &str) -> bool {
     let name = name.trim_start_matches('<');
-    PLUMBING.iter().any(|p| name.starts_with(p))
+    PLUMBING.iter().any(|p| name.starts_with(p)) || alloc_core::plumbing::is_plumbing(name)
 }
 
 /// Whether a frame belongs to the allocation machinery, by its function or its source file.

@@ -123,10 +123,14 @@ pub(super) static REC_BOOT_MEM: Installed = record(&BOOT_MEM, false, false);
 pub(super) static REC_BOOT_OBJECT: Installed = record(&BOOT_OBJECT, false, false);
 
 /// Configures the standard domains from `DOMALLOC`, once, without allocating.
+/// The prefixes of this crate's functions, for tracers to skip (`alloc_core::plumbing`).
+static FRAMES: alloc_core::plumbing::Prefixes = &["alloc_domains::"];
+
 pub(super) fn start() {
     if START.load(Ordering::Acquire) == START_DONE {
         return;
     }
+    alloc_core::plumbing::register(&FRAMES);
     if START
         .compare_exchange(
             START_UNDONE,
