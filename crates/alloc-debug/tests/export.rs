@@ -369,7 +369,7 @@ fn pprof_samples(p: &proto::Profile) -> BTreeMap<(i64, Stack), Vec<i64>> {
     );
     assert_eq!(s(p.default_sample_type), "inuse_space");
     let period = p.period_type.as_ref().unwrap();
-    assert_eq!(((s(period.r#type), s(period.unit))), ("space", "bytes"));
+    assert_eq!((s(period.r#type), s(period.unit)), ("space", "bytes"));
     assert_eq!(p.period, 1);
 
     let functions: BTreeMap<u64, &proto::Function> = p.function.iter().map(|f| (f.id, f)).collect();
