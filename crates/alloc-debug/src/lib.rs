@@ -19,7 +19,9 @@
 //!   stack resolved lazily, or a [`Tag`]); traced memory and its peak; [`Snapshot`]s with
 //!   statistics by file, line or traceback, comparisons and filters; a [`LeakReport`] and
 //!   [`Tracing::assert_no_growth`] for tests. Stacked under [`Guarded`], its violation reports say
-//!   where the block was allocated.
+//!   where the block was allocated. With the `export` feature (default), a snapshot is written as
+//!   a DHAT or pprof heap profile and dumped to a file and loaded back (`tracing::pprof`,
+//!   `DhatProfile`, `Snapshot::dump`).
 //!
 //! ```
 //! use alloc_core::{DomainAllocator, System};
@@ -87,4 +89,9 @@ pub use tracing::{
     CALIBRATION, CaptureMethod, DomainFilter, Filter, Frame, Growth, KeyType, LeakReport,
     MAX_DEPTH, PLUMBING_FRAMES, Snapshot, Statistic, StatisticDiff, Tag, Trace, TraceFilter,
     Traceback, Tracing, TracingError, capture_method, format_size, set_capture_method, with_tag,
+};
+#[cfg(all(not(loom), feature = "export"))]
+pub use tracing::{
+    DHAT_FILE_VERSION, DHAT_MODE, DhatProfile, DhatProgramPoint, SNAPSHOT_FILE_FORMAT,
+    SNAPSHOT_FILE_VERSION, SnapshotFileError, pprof,
 };

@@ -10,7 +10,10 @@
 //! [`Tracing::reset_peak`]); [`Snapshot`]s, with statistics by file, by line or by whole
 //! traceback ([`Snapshot::statistics`]), comparisons ([`Snapshot::compare_to`]) and filters
 //! ([`Snapshot::filter_traces`]); a [`LeakReport`] of what is still live; and
-//! [`Tracing::assert_no_growth`], which fails a test whose closure left memory behind.
+//! [`Tracing::assert_no_growth`], which fails a test whose closure left memory behind. With the
+//! `export` feature (on by default), a snapshot is also written as a heap profile that DHAT's
+//! viewer or pprof opens (`Snapshot::write_dhat`, `Snapshot::write_pprof`), and dumped to a file
+//! and loaded back (`Snapshot::dump`, `Snapshot::load`).
 //!
 //! ```text
 //!  malloc ─► inner.malloc ─► capture stack (or take the tag) ─► intern traceback ─► record block
@@ -48,6 +51,8 @@
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod cfi;
+#[cfg(feature = "export")]
+mod export;
 mod frames;
 mod leak;
 mod recent;
@@ -64,6 +69,11 @@ use std::vec::Vec;
 
 use alloc_core::{DomainAllocator, Ownership};
 
+#[cfg(feature = "export")]
+pub use export::{
+    DHAT_FILE_VERSION, DHAT_MODE, DhatProfile, DhatProgramPoint, SNAPSHOT_FILE_FORMAT,
+    SNAPSHOT_FILE_VERSION, SnapshotFileError, pprof,
+};
 pub use frames::{Frame, MAX_DEPTH, PLUMBING_FRAMES, Tag, Traceback};
 pub use leak::{Growth, LeakReport};
 pub use snapshot::{

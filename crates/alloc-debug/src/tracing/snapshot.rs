@@ -307,8 +307,9 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-/// The traces at one moment (tracemalloc's `Snapshot`).
-#[derive(Debug, Clone)]
+/// The traces at one moment (tracemalloc's `Snapshot`). Two snapshots are equal when they hold
+/// the same traces in the same order and the same traceback limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     traces: Vec<Trace>,
     traceback_limit: usize,
