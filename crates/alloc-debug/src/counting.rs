@@ -369,6 +369,21 @@ impl fmt::Display for CountingStats {
 /// allocated and have not published, high by what they freed (of blocks another thread made) and
 /// have not published. A `Counting` takes about 15 KiB (its shards).
 ///
+/// Why not an exact peak with several threads: the peak of a sum is not a function of the
+/// parts' histories. Per-thread (or per-CPU) counts folded on read give an exact total at any
+/// quiet moment, but the moment the total was highest is one no shard saw, so an exact global
+/// peak needs one global current, moved by an atomic read-modify-write on every allocation and
+/// free and offered to the peak each time (that is what a [`Scope`](crate::Scope) does, where
+/// only the scope's own allocations pay for it). Those two locked instructions per operation
+/// would cost more than the pool's whole malloc/free pair; so `Counting` keeps the sharded
+/// counts, exact totals, and a peak that is exact for one thread and bounded for several.
+///
+/// The fast path: the thread's note of the decorator it last counted in (its instance number
+/// and where its shard is, a constant thread-local, [`LAST`]) gives the shard with two loads and
+/// a compare; the histogram bucket (one compare), one counter, and the balance against its
+/// ceiling (one compare) follow, with no call: anything else (another decorator's note, a
+/// settle of the peak, an ownership set to keep) goes out of line whole.
+///
 /// ```
 /// use alloc_core::{DomainAllocator, System};
 /// use alloc_debug::Counting;
