@@ -379,7 +379,7 @@ impl fmt::Display for CountingStats {
 /// counts, exact totals, and a peak that is exact for one thread and bounded for several.
 ///
 /// The fast path: the thread's note of the decorator it last counted in (its instance number
-/// and where its shard is, a constant thread-local, [`LAST`]) gives the shard with two loads and
+/// and where its shard is, a constant thread-local) gives the shard with two loads and
 /// a compare; the histogram bucket (one compare), one counter, and the balance against its
 /// ceiling (one compare) follow, with no call: anything else (another decorator's note, a
 /// settle of the peak, an ownership set to keep) goes out of line whole.

@@ -1,53 +1,5 @@
-//! Scoped counts: what one piece of code allocates, exactly, while other threads allocate too.
-//!
-//! A [`Scope`] counts the allocations, frees and reallocs served by any [`Scoped`] decorator on
-//! the threads it is entered on, while it is: the thread that opened it, and every thread that
-//! entered it through a [`ScopeHandle`] (a `Send` copy of it), until the guard is dropped. So a
-//! test that opens a scope counts its own work and nothing that the test harness's other threads
-//! do at the same time:
-//!
-//! ```
-//! use alloc_core::{AsGlobalAlloc, System};
-//! use alloc_debug::{Scope, Scoped};
-//!
-//! #[global_allocator]
-//! static GLOBAL: AsGlobalAlloc<Scoped<System>> = AsGlobalAlloc::new(Scoped::new(System));
-//!
-//! let scope = Scope::open();
-//! let v: Vec<u64> = Vec::with_capacity(100);
-//! drop(v);
-//! let stats = scope.stats();
-//! stats.assert_allocations(1);
-//! stats.assert_no_leaks();
-//! assert_eq!(stats.peak_bytes, 800);
-//! ```
-//!
-//! How it is kept:
-//!
-//! * **Per thread**, the scopes entered on the thread: a count and a small stack of slot numbers
-//!   (`thread_local!` cells with constant initialisers and no destructor, so reading them never
-//!   allocates and works from a thread's first allocation to its last, thread exit included).
-//!   While the count is zero, which is the common case, a `Scoped` decorator reads it once per
-//!   call (one compare of the thread's block against zero) and forwards the call unchanged.
-//! * **Per scope**, a slot in a fixed table of [`MAX_SCOPES`] (a static: opening a scope
-//!   allocates nothing, and so counts nothing of its own), with counters that every entered thread
-//!   updates by atomic read-modify-writes. Only allocations made inside a scope pay for them.
-//! * **Exact.** Every update is a read-modify-write of the slot's own counters, so nothing is
-//!   lost however many threads count into one scope. The bytes the scope holds (`current_bytes`)
-//!   are one counter that each allocation and free moves by one `fetch_add`; the value it takes
-//!   after each move is offered to the peak by a `fetch_max`. The peak is therefore the largest
-//!   value the counter ever took, in its single modification order: exact, threads or not. (A
-//!   snapshot read while entered threads are still counting reads the counters one after
-//!   another; each is exact, the set as of about then.)
-//! * **Nesting.** Up to [`MAX_SCOPE_DEPTH`] scopes can be entered on a thread at once; an allocation
-//!   counts in each of them (once in a scope entered twice on the thread).
-//! * **What counts.** Frees count against the scope they happen in, whoever made the block: a
-//!   scope that frees memory allocated before it opened shows negative `current_bytes`. A realloc
-//!   counts once in `reallocs`, its growth in `bytes_allocated` or its shrinkage in
-//!   `bytes_freed`. The aligned family (every `GlobalAlloc` and allocator-api2 request) is
-//!   counted in requested bytes; the `malloc` family, whose `free` carries no size, in the inner
-//!   allocator's usable size of the block on both sides (so that allocations and frees balance;
-//!   requested bytes where the inner allocator cannot tell).
+//! Scoped counts: what one piece of code allocates, exactly, while other threads allocate too
+//! (see [`Scope`]).
 
 use core::alloc::Layout;
 use core::cell::Cell;
@@ -371,9 +323,56 @@ impl Drop for Hold {
     }
 }
 
-/// A scope: counts what `Scoped` decorators serve on the threads it is entered on (the opening
-/// thread until it is dropped, and any thread that enters a [`handle`](Scope::handle)). See the
-/// [module documentation](self).
+/// A scope: what one piece of code allocates, exactly, while other threads allocate too.
+///
+/// A [`Scope`] counts the allocations, frees and reallocs served by any [`Scoped`] decorator on
+/// the threads it is entered on, while it is: the thread that opened it, and every thread that
+/// entered it through a [`ScopeHandle`] (a `Send` copy of it), until the guard is dropped. So a
+/// test that opens a scope counts its own work and nothing that the test harness's other threads
+/// do at the same time:
+///
+/// ```
+/// use alloc_core::{AsGlobalAlloc, System};
+/// use alloc_debug::{Scope, Scoped};
+///
+/// #[global_allocator]
+/// static GLOBAL: AsGlobalAlloc<Scoped<System>> = AsGlobalAlloc::new(Scoped::new(System));
+///
+/// let scope = Scope::open();
+/// let v: Vec<u64> = Vec::with_capacity(100);
+/// drop(v);
+/// let stats = scope.stats();
+/// stats.assert_allocations(1);
+/// stats.assert_no_leaks();
+/// assert_eq!(stats.peak_bytes, 800);
+/// ```
+///
+/// How it is kept:
+///
+/// * **Per thread**, the scopes entered on the thread: a count and a small stack of slot numbers
+///   (`thread_local!` cells with constant initialisers and no destructor, so reading them never
+///   allocates and works from a thread's first allocation to its last, thread exit included).
+///   While the count is zero, which is the common case, a `Scoped` decorator reads it once per
+///   call (one compare of the thread's block against zero) and forwards the call unchanged.
+/// * **Per scope**, a slot in a fixed table of [`MAX_SCOPES`] (a static: opening a scope
+///   allocates nothing, and so counts nothing of its own), with counters that every entered thread
+///   updates by atomic read-modify-writes. Only allocations made inside a scope pay for them.
+/// * **Exact.** Every update is a read-modify-write of the slot's own counters, so nothing is
+///   lost however many threads count into one scope. The bytes the scope holds (`current_bytes`)
+///   are one counter that each allocation and free moves by one `fetch_add`; the value it takes
+///   after each move is offered to the peak by a `fetch_max`. The peak is therefore the largest
+///   value the counter ever took, in its single modification order: exact, threads or not. (A
+///   snapshot read while entered threads are still counting reads the counters one after
+///   another; each is exact, the set as of about then.)
+/// * **Nesting.** Up to [`MAX_SCOPE_DEPTH`] scopes can be entered on a thread at once; an allocation
+///   counts in each of them (once in a scope entered twice on the thread).
+/// * **What counts.** Frees count against the scope they happen in, whoever made the block: a
+///   scope that frees memory allocated before it opened shows negative `current_bytes`. A realloc
+///   counts once in `reallocs`, its growth in `bytes_allocated` or its shrinkage in
+///   `bytes_freed`. The aligned family (every `GlobalAlloc` and allocator-api2 request) is
+///   counted in requested bytes; the `malloc` family, whose `free` carries no size, in the inner
+///   allocator's usable size of the block on both sides (so that allocations and frees balance;
+///   requested bytes where the inner allocator cannot tell).
 pub struct Scope {
     // Dropped first: the thread leaves the scope before the scope gives up its slot.
     _guard: ScopeGuard,
@@ -566,7 +565,7 @@ impl<A> Scoped<A> {
 }
 
 impl<A: DomainAllocator> Scoped<A> {
-    /// The size a block of the `malloc` family is counted at (module documentation).
+    /// The size a block of the `malloc` family is counted at (see [`Scope`]).
     ///
     /// # Safety
     /// `p` is a live block of the inner allocator's `malloc` family.
@@ -701,7 +700,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Scoped<A> {
     #[inline]
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
         if any_entered() {
-            // Counted at the usable size, as its allocation was (module documentation).
+            // Counted at the usable size, as its allocation was (see [`Scope`]).
             // SAFETY: the caller's guarantee: a live block of the malloc family, released once.
             return unsafe { self.free_scoped(ptr) };
         }
