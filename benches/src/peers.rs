@@ -28,6 +28,10 @@ pub static TRACING: alloc_core::AsGlobalAlloc<alloc_debug::Tracing<alloc_arena::
 /// The pool with statistics.
 pub static COUNTING: alloc_core::AsGlobalAlloc<alloc_debug::Counting<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Counting::new(alloc_arena::PoolAllocator::new()));
+/// The pool under the decorator that feeds `alloc_debug::Scope`s (no scope open: what it costs
+/// everyone else).
+pub static SCOPED: alloc_core::AsGlobalAlloc<alloc_debug::Scoped<alloc_arena::PoolAllocator>> =
+    alloc_core::AsGlobalAlloc::new(alloc_debug::Scoped::new(alloc_arena::PoolAllocator::new()));
 /// The pool under a fault injector that is switched off.
 pub static FAULT_OFF: alloc_core::AsGlobalAlloc<
     alloc_debug::FaultInjecting<alloc_arena::PoolAllocator>,
@@ -55,6 +59,8 @@ pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
 ///   indirect call);
 /// * `guarded`, `counting`, `fault-off`: the pool under `Guarded`, `Counting`, and a disabled
 ///   `FaultInjecting` (what each decorator costs, against `pool`);
+/// * `scoped`: the pool under `Scoped` with no scope open (what scoped counts cost the code
+///   outside a scope);
 /// * `tracing`: the pool under `Tracing` capturing one frame per block (tracemalloc's default);
 /// * `core-system`: `alloc_core::System` through the adapter: what the adapter costs.
 pub const ALL: &[&str] = &[
@@ -68,6 +74,7 @@ pub const ALL: &[&str] = &[
     "counting",
     "fault-off",
     "tracing",
+    "scoped",
     "core-system",
 ];
 
@@ -119,6 +126,10 @@ macro_rules! with_allocator {
             }
             "tracing" => {
                 let $a = &$crate::peers::TRACING;
+                Some($body)
+            }
+            "scoped" => {
+                let $a = &$crate::peers::SCOPED;
                 Some($body)
             }
             "core-system" => {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 
 use crate::claims::Claims;
+use crate::instance::InstanceId;
 use crate::tally::{Balance, Mine, Tallies};
 
 const HEADER: usize = MIN_ALIGN;
@@ -368,6 +369,21 @@ impl fmt::Display for CountingStats {
 /// allocated and have not published, high by what they freed (of blocks another thread made) and
 /// have not published. A `Counting` takes about 15 KiB (its shards).
 ///
+/// Why not an exact peak with several threads: the peak of a sum is not a function of the
+/// parts' histories. Per-thread (or per-CPU) counts folded on read give an exact total at any
+/// quiet moment, but the moment the total was highest is one no shard saw, so an exact global
+/// peak needs one global current, moved by an atomic read-modify-write on every allocation and
+/// free and offered to the peak each time (that is what a [`Scope`](crate::Scope) does, where
+/// only the scope's own allocations pay for it). Those two locked instructions per operation
+/// would cost more than the pool's whole malloc/free pair; so `Counting` keeps the sharded
+/// counts, exact totals, and a peak that is exact for one thread and bounded for several.
+///
+/// The fast path: the thread's note of the decorator it last counted in (its instance number
+/// and where its shard is, a constant thread-local) gives the shard with two loads and
+/// a compare; the histogram bucket (one compare), one counter, and the balance against its
+/// ceiling (one compare) follow, with no call: anything else (another decorator's note, a
+/// settle of the peak, an ownership set to keep) goes out of line whole.
+///
 /// ```
 /// use alloc_core::{DomainAllocator, System};
 /// use alloc_debug::Counting;
@@ -388,6 +404,17 @@ pub struct Counting<A> {
     tallies: Tallies<COUNTERS>,
     /// Bytes live and their peak (the threads' balances are counter `PENDING` of their shards).
     bytes: Balance,
+    /// Names the decorator in the per-thread note of its shard ([`LAST`]).
+    id: InstanceId,
+}
+
+std::thread_local! {
+    /// The last `Counting` this thread counted in, by its number, and where its shard is in that
+    /// decorator's tallies (a byte offset, so that a decorator moved since still finds it). A
+    /// number is never given twice, so a note that names the decorator is its own; the initial
+    /// number is never given. A plain `Cell` with a constant initialiser and no destructor: read
+    /// with one load of the thread's block, from the first allocation of a thread to its last.
+    static LAST: core::cell::Cell<(u64, usize)> = const { core::cell::Cell::new((u64::MAX, 0)) };
 }
 
 // The counters of a shard: the histogram's buckets, then these.
@@ -407,6 +434,7 @@ impl<A> Counting<A> {
             claims: Claims::new(),
             tallies: Tallies::new(),
             bytes: Balance::new(),
+            id: InstanceId::new(),
         }
     }
 
@@ -420,6 +448,32 @@ impl<A> Counting<A> {
     /// The wrapped allocator.
     pub fn inner(&self) -> &A {
         &self.inner
+    }
+
+    /// The calling thread's own shard, if its note ([`LAST`]) names this decorator: two loads
+    /// and a compare, the fast paths' way in.
+    #[inline(always)]
+    fn mine(&self) -> Option<Mine<'_, COUNTERS>> {
+        let (id, offset) = LAST.with(core::cell::Cell::get);
+        if id == self.id.peek() {
+            // SAFETY: the note names this decorator (numbers are never given twice, and the
+            // initial note's number never), so it was made by `noted` on this thread, from
+            // `own_offset` of these tallies.
+            Some(unsafe { self.tallies.mine_at(offset) })
+        } else {
+            None
+        }
+    }
+
+    /// The calling thread's own shard, found (or claimed) in the tallies and noted in [`LAST`]
+    /// for the next call; `None` when every shard is held by other threads.
+    #[cold]
+    #[inline(never)]
+    fn noted(&self) -> Option<Mine<'_, COUNTERS>> {
+        let offset = self.tallies.own_offset()?;
+        LAST.with(|l| l.set((self.id.get(), offset)));
+        // SAFETY: just returned by `own_offset` on this thread, for these tallies.
+        Some(unsafe { self.tallies.mine_at(offset) })
     }
 
     /// Bytes requested by live blocks: the published total plus every thread's balance.
@@ -457,7 +511,7 @@ impl<A> Counting<A> {
     #[inline]
     fn allocated(&self, p: Option<NonNull<u8>>, size: usize) -> Option<NonNull<u8>> {
         if p.is_some()
-            && let Some(m) = self.tallies.mine()
+            && let Some(m) = self.mine()
         {
             self.counted(m, size);
             return p;
@@ -473,9 +527,14 @@ impl<A> Counting<A> {
         self.bytes.grow_mine(m, PENDING, size as u64);
     }
 
-    /// [`allocated`](Self::allocated) for a failure, or on a thread that counts past its home.
+    /// [`allocated`](Self::allocated) for a failure, or on a thread whose note names another
+    /// decorator (or none yet).
     #[cold]
     fn allocated_elsewhere(&self, made: bool, size: usize) {
+        if made && let Some(m) = self.noted() {
+            self.counted(m, size);
+            return;
+        }
         let slot = self.tallies.slot();
         if made {
             slot.add(bucket_of(size).0, 1);
@@ -509,7 +568,7 @@ impl<A> Counting<A> {
     /// Counts a free of a block of `size` bytes.
     #[inline]
     fn freed(&self, size: usize) {
-        match self.tallies.mine() {
+        match self.mine() {
             Some(m) => {
                 m.add(FREES, 1);
                 self.bytes.shrink_mine(m, PENDING, size as u64);
@@ -520,6 +579,11 @@ impl<A> Counting<A> {
 
     #[cold]
     fn freed_elsewhere(&self, size: usize) {
+        if let Some(m) = self.noted() {
+            m.add(FREES, 1);
+            self.bytes.shrink_mine(m, PENDING, size as u64);
+            return;
+        }
         let slot = self.tallies.slot();
         slot.add(FREES, 1);
         self.bytes.shrink(slot, PENDING, size as u64);
@@ -528,18 +592,35 @@ impl<A> Counting<A> {
 
 impl<A: DomainAllocator> Counting<A> {
     /// Counts the inner aligned block `p` just made for `layout` (or its failure). The common
-    /// case keeps nothing live across the inner call but the layout: a block made, no ownership
-    /// set to note it in, and the thread's own shard.
+    /// case keeps nothing live across the inner call but the layout, and makes no call: a block
+    /// made, no ownership set to note it in, the thread's shard in its note, and the balance
+    /// under its ceiling (no peak to settle). Anything else goes out of line whole.
     #[inline(always)]
     fn aligned_made(&self, p: Option<NonNull<u8>>, layout: Layout) -> Option<NonNull<u8>> {
+        let size = layout.size();
         if p.is_some()
             && self.claims.needs_no_note()
-            && let Some(m) = self.tallies.mine()
+            && let Some(m) = self.mine()
+            && self.bytes.try_grow_mine(m, PENDING, size as u64)
         {
-            self.counted(m, layout.size());
+            m.add(bucket_of(size).0, 1);
             return p;
         }
         self.aligned_noted(p, layout)
+    }
+
+    /// [`free_aligned`](DomainAllocator::free_aligned) past its common case: counted the ordinary
+    /// way, forgotten by the ownership set.
+    ///
+    /// # Safety
+    /// As for `free_aligned`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_aligned_counted(&self, ptr: NonNull<u8>, layout: Layout) {
+        self.freed(layout.size());
+        // SAFETY: the caller's guarantee: a live aligned block of ours made with `layout`,
+        // released once.
+        unsafe { bare::free(&self.inner, &self.claims, ptr, layout) }
     }
 
     /// The rest of [`aligned_made`](Self::aligned_made): the block is noted in the ownership set
@@ -601,10 +682,21 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
     }
     #[inline]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
-        self.freed(layout.size());
-        // SAFETY: a live aligned block of ours made with `layout` (the caller's guarantee),
-        // released once.
-        unsafe { bare::free(&self.inner, &self.claims, ptr, layout) }
+        // The common case makes no call before the inner free (so it keeps no register): no
+        // ownership set to forget the block in, the thread's shard in its note, the balance above
+        // the slack. Anything else goes out of line whole.
+        if self.claims.needs_no_note()
+            && let Some(m) = self.mine()
+            && self.bytes.try_shrink_mine(m, PENDING, layout.size() as u64)
+        {
+            m.add(FREES, 1);
+            // SAFETY: a live aligned block of ours made with `layout` (the caller's guarantee),
+            // released once; the ownership set remembers no block (untracked).
+            unsafe { self.inner.free_aligned(ptr, layout) }
+        } else {
+            // SAFETY: as above.
+            unsafe { self.free_aligned_counted(ptr, layout) }
+        }
     }
     unsafe fn realloc_aligned(
         &self,

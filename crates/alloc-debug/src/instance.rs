@@ -14,6 +14,12 @@ impl InstanceId {
         InstanceId(AtomicU64::new(0))
     }
 
+    /// The number if it was given, else 0.
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
     /// The number, given now if this is the first call.
     #[inline]
     pub(crate) fn get(&self) -> u64 {

@@ -12,6 +12,8 @@
 //! * [`FaultInjecting`]: fail chosen allocations (a range as CPython's `set_nomemory`, the Nth, every
 //!   Nth, a seeded probability, above a size, by predicate) to test out-of-memory handling.
 //! * [`Counting`]: allocations, frees, reallocs, failures, bytes live and peak, a size histogram.
+//! * [`Scoped`] and [`Scope`]: exact counts of what one piece of code allocates on its thread
+//!   (and on threads it hands the scope to), while other threads allocate too: parallel tests.
 //! * [`Limited`]: a budget of live bytes past which allocations fail.
 //! * [`Profiling`]: the exact request-size histogram and block lifetimes of a workload, the
 //!   evidence pymalloc's parameters should be tuned by (`cargo xtask tune`).
@@ -62,6 +64,8 @@ mod os;
 mod profile;
 #[cfg(not(loom))]
 mod radix;
+#[cfg(not(loom))]
+mod scope;
 // Under loom the protocols are used by the models alone (built for tests).
 #[cfg_attr(all(loom, not(test)), allow(dead_code))]
 mod sync;
@@ -83,6 +87,10 @@ pub use guard::{
 };
 #[cfg(not(loom))]
 pub use profile::{EXACT_SIZES, LOG_BUCKETS, Profile, Profiling, log_bucket};
+#[cfg(not(loom))]
+pub use scope::{
+    MAX_SCOPE_DEPTH, MAX_SCOPES, Scope, ScopeError, ScopeGuard, ScopeHandle, ScopeStats, Scoped,
+};
 pub use tally::PEAK_SLACK;
 #[cfg(not(loom))]
 pub use tracing::{

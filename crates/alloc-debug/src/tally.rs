@@ -217,6 +217,34 @@ impl<const N: usize> Tallies<N> {
         }
     }
 
+    /// Where the calling thread's own shard is (its home, another it claimed, or one it claims
+    /// now), as a byte offset from the set, for a per-thread note of it (`Counting`'s); `None`
+    /// when every shard is held by other threads.
+    #[cfg(not(loom))]
+    pub(crate) fn own_offset(&self) -> Option<usize> {
+        let slot = self.slot();
+        slot.exclusive
+            .then(|| core::ptr::from_ref(slot.shard) as usize - core::ptr::from_ref(self) as usize)
+    }
+
+    /// The shard at `offset`, which the calling thread owns.
+    ///
+    /// # Safety
+    /// `offset` was returned by [`own_offset`](Self::own_offset) on the calling thread, for this
+    /// set (which may have moved since: the offset is from wherever it is, and its shards, owners
+    /// included, moved with it).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) unsafe fn mine_at(&self, offset: usize) -> Mine<'_, N> {
+        // SAFETY: the caller's guarantee: a shard of this set lies at `offset` from its start.
+        Mine(unsafe {
+            &*core::ptr::from_ref(self)
+                .cast::<u8>()
+                .add(offset)
+                .cast::<Shard<N>>()
+        })
+    }
+
     /// The shard this thread claimed past its home, a free one claimed now, or the shared one.
     /// Owners are never cleared, so the probe meets this thread's shard before any free one.
     #[cold]
