@@ -254,25 +254,26 @@ fn ci(skip_tests: bool) -> Result {
     run("cargo package (every library crate)", package)?;
 
     const WINDOWS: &str = "x86_64-pc-windows-gnu";
-    if target_installed(WINDOWS) {
-        let mut check = cargo();
-        check.args([
-            "check",
-            "--target",
-            WINDOWS,
-            "-p",
-            "alloc-core",
-            "-p",
-            "alloc-arena",
-            "-p",
-            "alloc-debug",
-            "-p",
-            "alloc-domains",
-        ]);
-        run("cargo check --target x86_64-pc-windows-gnu", check)?;
-    } else {
-        eprintln!("\n==> windows check skipped: target {WINDOWS} is not installed");
+    if !target_installed(WINDOWS) {
+        return Err(format!(
+            "the windows check needs its target: rustup target add {WINDOWS}"
+        ));
     }
+    let mut check = cargo();
+    check.args([
+        "check",
+        "--target",
+        WINDOWS,
+        "-p",
+        "alloc-core",
+        "-p",
+        "alloc-arena",
+        "-p",
+        "alloc-debug",
+        "-p",
+        "alloc-domains",
+    ]);
+    run("cargo check --target x86_64-pc-windows-gnu", check)?;
     Ok(())
 }
 
