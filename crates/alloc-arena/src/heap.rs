@@ -179,55 +179,62 @@ impl<P: ArenaProvider> PoolCore<P> {
             return false;
         }
         // SAFETY: a heap's slot outlives its core.
-        let mut pool = unsafe { (*self.slot).notify.take_all() };
-        if pool.is_null() {
-            return false;
-        }
-        while !pool.is_null() {
-            // SAFETY: pools on the notification stack are live pools of this core with blocks
-            // waiting (so not empty); the link is read before the list is taken, after which the
-            // pool may be queued again by a new remote free.
-            unsafe {
-                let next = (*pool).notify_next;
-                let tail = (*pool).remote_tail;
-                let (head, count) = (*pool).remote.take();
-                let head = head.cast::<FreeBlock>();
-                // The list is spliced onto the pool's `local_free` whole, with the length kept in
-                // its head word: no block of it is read here (each would be a cache miss, another
-                // core wrote them), and the pool changes state once.
-                let n = if count != 0 {
-                    count as u16
-                } else {
-                    let mut n: u16 = 1;
-                    let mut b = head;
-                    while !(*b).next.is_null() {
-                        b = (*b).next;
-                        n += 1;
-                    }
-                    n
-                };
-                let p = &mut *pool;
-                debug_assert!(p.class != NO_CLASS && n <= p.used);
-                if self.key != 0 {
-                    // A secure heap's links are encoded: those the freeing threads wrote are
-                    // plain, so each is re-encoded (blocks of this pool: the remote list's).
-                    let mut b = head;
-                    while b != tail {
-                        let next = (*b).next;
-                        self.link_store(b, next);
-                        b = next;
-                    }
+        let notify = unsafe { &(*self.slot).notify };
+        let splice = |pool: *mut PoolMeta, head: *mut u8, count, tail: *mut u8| {
+            // SAFETY: a queued pool is a live pool of this core with blocks waiting (so it is not
+            // empty), and the list taken from it is ours now.
+            unsafe { self.splice_remote(pool, head.cast(), count, tail.cast()) }
+        };
+        // SAFETY: the caller owns this core's heap, whose queued pools are live pools of it.
+        unsafe { crate::remote::take_remote(notify, splice) }
+    }
+
+    /// Puts a pool's remote list (taken by `drain_remote`) onto its `local_free` whole, with the
+    /// length kept in its head word: no block of it is read (each would be a cache miss, another
+    /// core wrote them), and the pool changes state once.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of this core, `head` .. `tail` the list just taken from it, of
+    /// `count` blocks (0: unknown).
+    unsafe fn splice_remote(
+        &mut self,
+        pool: *mut PoolMeta,
+        head: *mut FreeBlock,
+        count: usize,
+        tail: *mut FreeBlock,
+    ) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let n = if count != 0 {
+                count as u16
+            } else {
+                let mut n: u16 = 1;
+                let mut b = head;
+                while !(*b).next.is_null() {
+                    b = (*b).next;
+                    n += 1;
                 }
-                self.link_store(tail, p.local_free);
-                p.local_free = head;
-                p.used -= n;
-                if p.used == 0 || !p.in_list {
-                    self.free_slow(pool);
+                n
+            };
+            let p = &mut *pool;
+            debug_assert!(p.class != NO_CLASS && n <= p.used);
+            if self.key != 0 {
+                // A secure heap's links are encoded: those the freeing threads wrote are
+                // plain, so each is re-encoded (blocks of this pool: the remote list's).
+                let mut b = head;
+                while b != tail {
+                    let next = (*b).next;
+                    self.link_store(b, next);
+                    b = next;
                 }
-                pool = next;
+            }
+            self.link_store(tail, p.local_free);
+            p.local_free = head;
+            p.used -= n;
+            if p.used == 0 || !p.in_list {
+                self.free_slow(pool);
             }
         }
-        true
     }
 
     /// The arena holding `addr`.
