@@ -16,7 +16,8 @@
 //!   `hashbrown::HashMap::new_in` and `allocator_api2::vec::Vec::new_in` can use it.
 //! * [`ArenaProvider`], PEP 445's `PyObjectArenaAllocator`: large, aligned chunks for a pool allocator.
 //! * [`AllocError`] and [`ArenaError`], the typed errors.
-//! * [`lock::Lock`], a spin lock that never allocates, for allocator crates' slow paths.
+//! * [`lock::Lock`], the workspace's spin lock: never allocates, for allocator crates' slow paths; its
+//!   waiting strategy ([`lock::Relax`]) is a type parameter.
 //! * With the `testkit` feature, `testkit`: the conformance suite every allocator runs on itself.
 //!
 //! ```
