@@ -1,4 +1,5 @@
-//! loom models of every protocol in `remote` (built and run only with `--cfg loom`; `cargo xtask
+//! loom models of every protocol in `remote`, and of the registry's leaf publication (alloc-core's
+//! `chunk_map::publish_once`), built and run only with `--cfg loom` (`cargo xtask
 //! loom` runs them with loom's default bounds, and the default test run a bounded set, see
 //! `benches/tests/loom.rs`). Each model runs the crate's own protocol code on loom's atomics; blocks and
 //! pools are small structs whose links are loom cells, so a link read without the right
@@ -14,10 +15,10 @@ use loom::sync::atomic::AtomicUsize;
 use loom::thread;
 
 use crate::remote::{
-    NotifyStack, Owner, PushList, RemoteList, RemotePool, publish_once, push_remote, run_unowned,
-    take_remote,
+    NotifyStack, Owner, PushList, RemoteList, RemotePool, push_remote, run_unowned, take_remote,
 };
 use crate::sync::{AtomicPtr, Ordering};
+use alloc_core::chunk_map::publish_once;
 
 /// A free block: its first word is the link, as in a pool.
 #[repr(C, align(16))]
@@ -252,7 +253,8 @@ fn abandon_vs_adopt() {
     });
 }
 
-/// Two threads map a registry leaf at once while a third looks an address up: both use the same
+/// Two threads map a registry leaf at once while a third looks an address up (`ChunkMap`'s
+/// publication, `alloc_core::chunk_map::publish_once`, on loom's atomics): both use the same
 /// leaf, the loser's copy is discarded, and a reader that sees the leaf sees it initialised.
 #[test]
 fn registry_lookup_vs_insertion() {
@@ -264,7 +266,7 @@ fn registry_lookup_vs_insertion() {
                 let (slot, discarded) = (slot.clone(), discarded.clone());
                 thread::spawn(move || {
                     let leaf = publish_once(
-                        &slot,
+                        &*slot,
                         || Box::into_raw(Box::new(UnsafeCell::new(7))),
                         |mine| {
                             // SAFETY: never published, ours to free.

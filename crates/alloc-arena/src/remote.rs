@@ -21,8 +21,6 @@
 //!   of them sees the other (the store-buffering pattern, in its fence form, which loom models):
 //!   a notification that arrives while the owner leaves is never stranded. [`run_unowned`] is a
 //!   visit of an unowned heap (claim, work, abandon, check for notifications).
-//! * **Publish once** ([`publish_once`]): a lazily made object (a registry leaf) is installed into
-//!   an empty slot by compare-exchange; the loser discards its own copy and uses the winner's.
 //! * **Push-only lists** ([`PushList`]): the heaps of a pool allocator, published once each and
 //!   never unlinked while the allocator lives; readers walk them with Acquire loads.
 
@@ -373,33 +371,6 @@ impl Owner {
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn set_fresh(&self, token: usize) {
         self.0.store(token, Ordering::Relaxed);
-    }
-}
-
-/// Installs what `make` returns into `slot` if it is still empty and returns the installed
-/// object: the caller's, or the one another thread installed first (then `discard` gets back the
-/// caller's). `make` returning null (out of memory) returns null and installs nothing.
-pub(crate) fn publish_once<T>(
-    slot: &AtomicPtr<T>,
-    make: impl FnOnce() -> *mut T,
-    discard: impl FnOnce(*mut T),
-) -> *mut T {
-    // Acquire: sees the contents of an object another thread published.
-    let cur = slot.load(Ordering::Acquire);
-    if !cur.is_null() {
-        return cur;
-    }
-    let mine = make();
-    if mine.is_null() {
-        return mine;
-    }
-    // AcqRel: Release publishes our object's contents; Acquire sees the winner's on failure.
-    match slot.compare_exchange(ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => mine,
-        Err(winner) => {
-            discard(mine);
-            winner
-        }
     }
 }
 

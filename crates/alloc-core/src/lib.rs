@@ -16,6 +16,8 @@
 //!   `hashbrown::HashMap::new_in` and `allocator_api2::vec::Vec::new_in` can use it.
 //! * [`ArenaProvider`], PEP 445's `PyObjectArenaAllocator`: large, aligned chunks for a pool allocator.
 //! * [`AllocError`] and [`ArenaError`], the typed errors.
+//! * [`chunk_map::ChunkMap`], a value per 1 MiB chunk of the address space in a two-level radix
+//!   tree (two dependent loads a lookup), for allocators' ownership maps.
 //! * [`lock::Lock`], the workspace's spin lock: never allocates, for allocator crates' slow paths; its
 //!   waiting strategy ([`lock::Relax`]) is a type parameter.
 //! * With the `testkit` feature, `testkit`: the conformance suite every allocator runs on itself.
@@ -40,6 +42,7 @@ extern crate std;
 
 mod adapters;
 mod arena;
+pub mod chunk_map;
 mod contract;
 mod error;
 pub mod lock;
