@@ -29,9 +29,9 @@ use alloc_core::{ArenaProvider, DomainAllocator};
 
 use crate::arena::ArenaHeader;
 use crate::check;
-use crate::front::{DEFAULT_GEOMETRY, Front, pool_meta};
 use crate::pool::PoolAllocator;
 use crate::registry;
+use crate::routing::{DEFAULT_GEOMETRY, Front, pool_meta};
 use crate::size_class::Geometry;
 use crate::sync::Ordering;
 use crate::threads::{self, ThreadCache};

@@ -59,9 +59,10 @@ mod arena;
 mod check;
 #[cfg(not(loom))]
 mod fast;
+// Before the fronts: its macros are theirs.
 #[cfg(not(loom))]
 #[macro_use]
-mod front;
+mod routing;
 #[cfg(not(loom))]
 mod heap;
 #[cfg(all(test, loom))]
@@ -70,6 +71,8 @@ mod loom_models;
 mod os;
 #[cfg(not(loom))]
 mod pool;
+#[cfg(not(loom))]
+mod pool_core;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
@@ -95,7 +98,7 @@ pub use check::report_other_allocator;
 #[cfg(not(loom))]
 pub use fast::NO_KEY;
 #[cfg(not(loom))]
-pub use front::Heap;
+pub use heap::Heap;
 #[cfg(not(loom))]
 pub use os::OsArenas;
 #[cfg(not(loom))]

@@ -22,11 +22,11 @@ use core::ptr::{self, NonNull};
 
 use alloc_core::{ArenaProvider, DomainAllocator, Ownership, System};
 
-use crate::front::{DEFAULT_GEOMETRY, Front};
-use crate::heap::PoolCore;
 use crate::os::OsArenas;
+use crate::pool_core::PoolCore;
 use crate::registry;
 use crate::remote::{self, DEAD, PushList};
+use crate::routing::{DEFAULT_GEOMETRY, Front};
 use crate::size_class::{ConfigError, Geometry, PoolConfig};
 use crate::stats::PoolStats;
 use crate::sync::{AtomicU32, Ordering};
@@ -349,7 +349,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// `ptr` is a live block of the pools of heap `slot` of this allocator.
     #[cold]
     unsafe fn free_remote(&self, slot: *mut SlotHeader, ptr: NonNull<u8>) {
-        let meta = crate::front::pool_meta(&self.geo, ptr.as_ptr() as usize);
+        let meta = crate::routing::pool_meta(&self.geo, ptr.as_ptr() as usize);
         // SAFETY: the block is live (so its pool and heap are), and from now on it is free:
         // nobody else writes it; the pool cannot be recycled while the block is not back.
         unsafe {
@@ -441,7 +441,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return None;
         }
         // SAFETY: in our arenas (the registry).
-        let class = unsafe { crate::front::checked_class(self, op, p) };
+        let class = unsafe { crate::routing::checked_class(self, op, p) };
         let arena = (ptr as usize & !(self.geo.arena_size - 1)) as *const crate::arena::ArenaHeader;
         // SAFETY: a block start of a pool in use, so its arena is live and its heap written.
         let slot = unsafe { (*arena).slot }.cast_mut();

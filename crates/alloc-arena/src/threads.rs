@@ -22,7 +22,7 @@ use core::ptr::{self, NonNull};
 
 use alloc_core::ArenaProvider;
 
-use crate::heap::PoolCore;
+use crate::pool_core::PoolCore;
 use crate::remote::{NotifyStack, Owner};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering, SpinLock};
 
