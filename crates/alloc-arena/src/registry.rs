@@ -142,8 +142,14 @@ pub fn in_pool_arena(ptr: *const u8) -> bool {
 /// The owner id of the arena covering `addr`, or 0: two dependent loads.
 #[inline]
 pub(crate) fn owner_of(addr: usize) -> u32 {
-    // Acquire: pairs with `register`'s Release (the arena's header is written before).
-    OWNERS.get(addr).map_or(0, |o| o.load(Ordering::Acquire))
+    let Some((root, slot)) = ChunkMap::<AtomicU32>::split(addr) else {
+        return 0;
+    };
+    match OWNERS.leaf(root) {
+        // Acquire: pairs with `register`'s Release (the arena's header is written before).
+        Some(leaf) => leaf.slots[slot].load(Ordering::Acquire),
+        None => 0,
+    }
 }
 
 /// Marks every 1 MiB chunk of `[base, base + size)` as owned by `id`.

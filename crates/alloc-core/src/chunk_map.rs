@@ -163,7 +163,7 @@ impl<V> ChunkMap<V> {
     }
 
     /// The (root index, leaf index) of the chunk holding `addr`, or `None` above the map's range.
-    #[inline(always)]
+    #[inline]
     pub fn split(addr: usize) -> Option<(usize, usize)> {
         if ADDRESS_BITS < usize::BITS && addr >> ADDRESS_BITS != 0 {
             return None;
@@ -174,14 +174,22 @@ impl<V> ChunkMap<V> {
 
     /// The value of the chunk holding `addr`, if its leaf exists: one load (the root slot), and
     /// the caller's load of the value is the second.
-    #[inline(always)]
+    #[inline]
     pub fn get(&self, addr: usize) -> Option<&V> {
         let (root, slot) = Self::split(addr)?;
+        self.leaf(root).map(|l| &l.slots[slot])
+    }
+
+    /// The leaf at `root` (the first index [`split`](Self::split) gives), if installed: one load.
+    /// A lookup on a hot path may split first and index the leaf itself (`leaf.slots[slot]`),
+    /// which keeps an out-of-range address on its own early exit.
+    #[inline]
+    pub fn leaf(&self, root: usize) -> Option<&Leaf<V>> {
         // Acquire: pairs with the Release that installed the leaf, so its zeroing is seen.
         let leaf = self.root[root].load(Ordering::Acquire);
         // SAFETY: an installed leaf is valid (zeroed by its source, then written only through
-        // `&V`) until `free_leaves`, which `&self` excludes; `slot < LEAF_LEN`.
-        unsafe { leaf.as_ref().map(|l| &l.slots[slot]) }
+        // `&V`) until `free_leaves`, which `&self` excludes.
+        unsafe { leaf.as_ref() }
     }
 
     /// Calls `f` with the first address of every installed leaf's range and the leaf, in address
