@@ -27,11 +27,15 @@
 //!   by default), checked into a typed [`ConfigError`].
 //! * [`PoolStats`]: `sys._debugmallocstats()` as a struct and a table.
 //!
-//! The modules follow the layers: `os` (the OS, one file per family), `registry` (which arena is
-//! whose), `size_class`, `arena` (layout and the life of a pool), `heap` (the lists and the moves
-//! of pools between states), `front` (routing of the `DomainAllocator` calls), `pool` (the
-//! threaded front), `threads` (thread caches, heap slots, thread exit), `remote` (every
-//! cross-thread protocol, with loom models in `loom_models`), `stats`.
+//! The modules follow the layers: `os` (every OS call: one file per family, the thread key, the
+//! native thread-local), `registry` (which arena is whose, over alloc-core's `ChunkMap`),
+//! `size_class`, `arena` (layout and the life of a pool), `pool_core` (the single-owner engine:
+//! the lists and the moves of pools between states), `routing` (the routing of the
+//! `DomainAllocator` calls both fronts share), `heap` (the one-owner front), `pool` (the threaded
+//! front), `threads` (thread caches, heap slots, thread exit), `remote` (every cross-thread
+//! protocol, both sides, with loom models in `loom_models`), `fast` (the fast paths for callers
+//! that know their allocator), `check` (the hardened checks), `span`, `region`, `swap`, `stats`,
+//! `sync` (atomics and the lock, swapped for loom's).
 //!
 //! ```
 //! use alloc_arena::PoolAllocator;
