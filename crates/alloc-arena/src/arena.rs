@@ -38,7 +38,7 @@
 use core::mem::{align_of, size_of};
 use core::ptr;
 
-use crate::remote::RemoteList;
+use crate::remote::{RemoteList, RemotePool};
 use crate::threads::SlotHeader;
 
 /// A free block: its first word links to the next free block of the same pool.
@@ -100,6 +100,35 @@ pub(crate) struct PoolMeta {
     /// The last block of the remote list, recorded by the thread that queues the pool (its block
     /// went onto an empty list), published with `notify_next`.
     pub(crate) remote_tail: *mut FreeBlock,
+}
+
+// The remote-free protocol's view of a pool (see `remote`).
+impl RemotePool for PoolMeta {
+    #[inline(always)]
+    unsafe fn remote<'a>(pool: *mut Self) -> &'a RemoteList {
+        // SAFETY: the caller's guarantee: a live pool.
+        unsafe { &(*pool).remote }
+    }
+    #[inline(always)]
+    unsafe fn set_notify_next(pool: *mut Self, next: *mut Self) {
+        // SAFETY: the caller's guarantee: the only writer now (see `RemotePool`).
+        unsafe { (*pool).notify_next = next }
+    }
+    #[inline(always)]
+    unsafe fn notify_next(pool: *mut Self) -> *mut Self {
+        // SAFETY: the caller's guarantee: published by the notification stack.
+        unsafe { (*pool).notify_next }
+    }
+    #[inline(always)]
+    unsafe fn set_remote_tail(pool: *mut Self, tail: *mut u8) {
+        // SAFETY: as for `set_notify_next`.
+        unsafe { (*pool).remote_tail = tail.cast() }
+    }
+    #[inline(always)]
+    unsafe fn remote_tail(pool: *mut Self) -> *mut u8 {
+        // SAFETY: as for `notify_next`.
+        unsafe { (*pool).remote_tail.cast() }
+    }
 }
 
 /// The description of one arena, at its first byte.

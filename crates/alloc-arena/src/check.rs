@@ -77,7 +77,7 @@ pub(crate) enum BadFree {
 /// `addr` lies in a live arena of geometry `g`.
 #[inline]
 pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, BadFree> {
-    let meta = crate::front::pool_meta(g, addr);
+    let meta = crate::routing::pool_meta(g, addr);
     // SAFETY: the caller's guarantee: the arena's metas are initialised.
     let class = unsafe { (*meta).class };
     if class == NO_CLASS {

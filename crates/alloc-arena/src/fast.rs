@@ -3,7 +3,7 @@
 //! pymalloc geometry as constants and every check folded into comparisons with one key.
 //!
 //! The exported C `malloc`/`free` (and the mem domain on its standard pool) take these first; any
-//! answer other than "done" sends the caller to the general routing (`front`), which does the
+//! answer other than "done" sends the caller to the general routing (`routing`), which does the
 //! same work the long way and everything else (empty bins, full bins, other threads' blocks,
 //! large blocks, foreign pointers, null).
 //!
@@ -29,9 +29,9 @@ use alloc_core::{ArenaProvider, DomainAllocator};
 
 use crate::arena::ArenaHeader;
 use crate::check;
-use crate::front::{DEFAULT_GEOMETRY, Front, pool_meta};
 use crate::pool::PoolAllocator;
 use crate::registry;
+use crate::routing::{DEFAULT_GEOMETRY, Front, pool_meta};
 use crate::size_class::Geometry;
 use crate::sync::Ordering;
 use crate::threads::{self, ThreadCache};

@@ -27,11 +27,15 @@
 //!   by default), checked into a typed [`ConfigError`].
 //! * [`PoolStats`]: `sys._debugmallocstats()` as a struct and a table.
 //!
-//! The modules follow the layers: `os` (the OS, one file per family), `registry` (which arena is
-//! whose), `size_class`, `arena` (layout and the life of a pool), `heap` (the lists and the moves
-//! of pools between states), `front` (routing of the `DomainAllocator` calls), `pool` (the
-//! threaded front), `threads` (thread caches, heap slots, thread exit), `remote` (every
-//! cross-thread protocol, with loom models in `loom_models`), `stats`.
+//! The modules follow the layers: `os` (every OS call: one file per family, the thread key, the
+//! native thread-local), `registry` (which arena is whose, over alloc-core's `ChunkMap`),
+//! `size_class`, `arena` (layout and the life of a pool), `pool_core` (the single-owner engine:
+//! the lists and the moves of pools between states), `routing` (the routing of the
+//! `DomainAllocator` calls both fronts share), `heap` (the one-owner front), `pool` (the threaded
+//! front), `threads` (thread caches, heap slots, thread exit), `remote` (every cross-thread
+//! protocol, both sides, with loom models in `loom_models`), `fast` (the fast paths for callers
+//! that know their allocator), `check` (the hardened checks), `span`, `region`, `swap`, `stats`,
+//! `sync` (atomics and the lock, swapped for loom's).
 //!
 //! ```
 //! use alloc_arena::PoolAllocator;
@@ -59,9 +63,10 @@ mod arena;
 mod check;
 #[cfg(not(loom))]
 mod fast;
+// Before the fronts: its macros are theirs.
 #[cfg(not(loom))]
 #[macro_use]
-mod front;
+mod routing;
 #[cfg(not(loom))]
 mod heap;
 #[cfg(all(test, loom))]
@@ -70,6 +75,8 @@ mod loom_models;
 mod os;
 #[cfg(not(loom))]
 mod pool;
+#[cfg(not(loom))]
+mod pool_core;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
@@ -95,7 +102,7 @@ pub use check::report_other_allocator;
 #[cfg(not(loom))]
 pub use fast::NO_KEY;
 #[cfg(not(loom))]
-pub use front::Heap;
+pub use heap::Heap;
 #[cfg(not(loom))]
 pub use os::OsArenas;
 #[cfg(not(loom))]

@@ -1,4 +1,5 @@
-//! loom models of every protocol in `remote` (built and run only with `--cfg loom`; `cargo xtask
+//! loom models of every protocol in `remote`, and of the registry's leaf publication (alloc-core's
+//! `chunk_map::publish_once`), built and run only with `--cfg loom` (`cargo xtask
 //! loom` runs them with loom's default bounds, and the default test run a bounded set, see
 //! `benches/tests/loom.rs`). Each model runs the crate's own protocol code on loom's atomics; blocks and
 //! pools are small structs whose links are loom cells, so a link read without the right
@@ -13,8 +14,11 @@ use loom::sync::Arc;
 use loom::sync::atomic::AtomicUsize;
 use loom::thread;
 
-use crate::remote::{NotifyStack, Owner, PushList, RemoteList, publish_once};
+use crate::remote::{
+    NotifyStack, Owner, PushList, RemoteList, RemotePool, push_remote, run_unowned, take_remote,
+};
 use crate::sync::{AtomicPtr, Ordering};
+use alloc_core::chunk_map::publish_once;
 
 /// A free block: its first word is the link, as in a pool.
 #[repr(C, align(16))]
@@ -50,6 +54,30 @@ struct Pool {
     remote_tail: UnsafeCell<*mut u8>,
 }
 
+// The pool allocator's protocol functions (`push_remote`, `take_remote`) run on this pool.
+impl RemotePool for Pool {
+    unsafe fn remote<'a>(pool: *mut Self) -> &'a RemoteList {
+        // SAFETY: the caller's guarantee: a live pool.
+        unsafe { &(*pool).remote }
+    }
+    unsafe fn set_notify_next(pool: *mut Self, next: *mut Self) {
+        // SAFETY: the caller's guarantee; loom checks the write races no read.
+        unsafe { (*pool).notify_next.with_mut(|n| *n = next) }
+    }
+    unsafe fn notify_next(pool: *mut Self) -> *mut Self {
+        // SAFETY: as above.
+        unsafe { (*pool).notify_next.with(|n| *n) }
+    }
+    unsafe fn set_remote_tail(pool: *mut Self, tail: *mut u8) {
+        // SAFETY: as above.
+        unsafe { (*pool).remote_tail.with_mut(|t| *t = tail) }
+    }
+    unsafe fn remote_tail(pool: *mut Self) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { (*pool).remote_tail.with(|t| *t) }
+    }
+}
+
 struct Heap {
     owner: Owner,
     notify: NotifyStack<Pool>,
@@ -75,66 +103,56 @@ impl Heap {
         }
     }
 
-    /// The remote free of `b` into pool `i` (as `PoolAllocator::free_remote` does it); returns
-    /// whether the freer must collect the heap (it was unowned after the notification).
+    /// The remote free of `b` into pool `i` (`PoolAllocator::free_remote`'s protocol call);
+    /// returns whether the freer must collect the heap (it was unowned after the notification).
     fn remote_free(&self, i: usize, b: usize) -> bool {
         let pool = &self.pools[i] as *const Pool as *mut Pool;
         // SAFETY: `b` is a block from `block()` handed to this thread; the pool lives in `self`.
         unsafe {
-            if (*pool)
-                .remote
-                .push(b as *mut u8, |blk, next| set_next(blk, next))
-            {
-                // The tagging push went onto an empty list: its block is the last.
-                (*pool).remote_tail.with_mut(|t| *t = b as *mut u8);
-                self.notify
-                    .push(pool, |p, next| (*p).notify_next.with_mut(|n| *n = next));
-                return self.owner.is_unowned();
-            }
+            push_remote(
+                &self.notify,
+                &self.owner,
+                pool,
+                b as *mut u8,
+                |blk, next| set_next(blk, next),
+            )
         }
-        false
     }
 
-    /// The owner's drain: every block waiting, freed (counted and dropped).
+    /// The owner's drain (`PoolCore::drain_remote`'s protocol call): every block waiting, freed
+    /// (counted and dropped).
     fn drain(&self) -> usize {
         let mut n = 0;
-        let mut pool = self.notify.take_all();
-        while !pool.is_null() {
-            // SAFETY: pools on the stack are pools of `self`, each queued by the pusher that
-            // tagged its list, with at least that pusher's block on it.
-            unsafe {
-                let next = (*pool).notify_next.with(|p| *p);
-                let tail = (*pool).remote_tail.with(|t| *t);
-                let (mut b, count) = (*pool).remote.take();
-                assert!(!b.is_null(), "a queued pool with no block");
-                let mut walked = 0;
-                let mut last = b;
-                while !b.is_null() {
-                    let following = next_of(b);
-                    last = b;
-                    drop(Box::from_raw(b.cast::<Block>()));
-                    walked += 1;
-                    b = following;
-                }
-                // What the pool allocator splices without walking: the length and the last block.
-                assert_eq!(walked, count, "the length kept in the head word");
-                assert_eq!(last, tail, "the recorded last block");
-                n += walked;
-                pool = next;
+        let free_all = |_, mut b: *mut u8, count, tail| {
+            assert!(!b.is_null(), "a queued pool with no block");
+            let mut walked = 0;
+            let mut last = b;
+            while !b.is_null() {
+                // SAFETY: blocks on a taken list are ours, their links published by the push.
+                let following = unsafe { next_of(b) };
+                last = b;
+                // SAFETY: made by `block()`, freed once.
+                drop(unsafe { Box::from_raw(b.cast::<Block>()) });
+                walked += 1;
+                b = following;
             }
-        }
+            // What the pool allocator splices without walking: the length and the last block.
+            assert_eq!(walked, count, "the length kept in the head word");
+            assert_eq!(last, tail, "the recorded last block");
+            n += walked;
+        };
+        // SAFETY: pools on the stack are pools of `self`, each queued by the pusher that tagged
+        // its list, with at least that pusher's block on it; the caller owns the heap.
+        unsafe { take_remote(&self.notify, free_all) };
         n
     }
 
     /// What a freer does when it finds the heap unowned (`PoolAllocator::collect`).
     fn collect(&self, token: usize, collected: &AtomicUsize) {
-        while self.owner.try_claim(token) {
+        let drain = || {
             collected.fetch_add(self.drain(), Ordering::Relaxed);
-            self.owner.abandon();
-            if !self.notify.is_pending() {
-                return;
-            }
-        }
+        };
+        while let Some(true) = run_unowned(&self.owner, &self.notify, token, drain) {}
     }
 }
 
@@ -235,7 +253,8 @@ fn abandon_vs_adopt() {
     });
 }
 
-/// Two threads map a registry leaf at once while a third looks an address up: both use the same
+/// Two threads map a registry leaf at once while a third looks an address up (`ChunkMap`'s
+/// publication, `alloc_core::chunk_map::publish_once`, on loom's atomics): both use the same
 /// leaf, the loser's copy is discarded, and a reader that sees the leaf sees it initialised.
 #[test]
 fn registry_lookup_vs_insertion() {
@@ -247,7 +266,7 @@ fn registry_lookup_vs_insertion() {
                 let (slot, discarded) = (slot.clone(), discarded.clone());
                 thread::spawn(move || {
                     let leaf = publish_once(
-                        &slot,
+                        &*slot,
                         || Box::into_raw(Box::new(UnsafeCell::new(7))),
                         |mine| {
                             // SAFETY: never published, ours to free.

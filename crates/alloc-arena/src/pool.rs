@@ -22,11 +22,11 @@ use core::ptr::{self, NonNull};
 
 use alloc_core::{ArenaProvider, DomainAllocator, Ownership, System};
 
-use crate::front::{DEFAULT_GEOMETRY, Front};
-use crate::heap::PoolCore;
 use crate::os::OsArenas;
+use crate::pool_core::PoolCore;
 use crate::registry;
-use crate::remote::{DEAD, PushList};
+use crate::remote::{self, DEAD, PushList};
+use crate::routing::{DEFAULT_GEOMETRY, Front};
 use crate::size_class::{ConfigError, Geometry, PoolConfig};
 use crate::stats::PoolStats;
 use crate::sync::{AtomicU32, Ordering};
@@ -311,8 +311,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         let token = ptr::addr_of!(marker) as usize;
         // SAFETY: heaps of a live allocator are valid slots.
         let hdr = unsafe { &*slot };
-        while hdr.owner.try_claim(token) {
-            // SAFETY: claimed above, so this is the only reference to the core.
+        let drain = || {
+            // SAFETY: run with the heap claimed, so this is the only reference to the core.
             let core = unsafe { self.core_of(slot) };
             if full {
                 core.trim();
@@ -320,11 +320,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 while core.drain_remote() {}
                 core.flush_bins();
             }
-            hdr.owner.abandon();
-            if !hdr.notify.is_pending() {
-                return;
-            }
-        }
+        };
+        while let Some(true) = remote::run_unowned(&hdr.owner, &hdr.notify, token, drain) {}
     }
 
     /// `alloc_class` when the bin cannot serve: makes or adopts the thread's heap if it has
@@ -352,21 +349,15 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// `ptr` is a live block of the pools of heap `slot` of this allocator.
     #[cold]
     unsafe fn free_remote(&self, slot: *mut SlotHeader, ptr: NonNull<u8>) {
-        let meta = crate::front::pool_meta(&self.geo, ptr.as_ptr() as usize);
+        let meta = crate::routing::pool_meta(&self.geo, ptr.as_ptr() as usize);
         // SAFETY: the block is live (so its pool and heap are), and from now on it is free:
         // nobody else writes it; the pool cannot be recycled while the block is not back.
         unsafe {
-            let tagged = (*meta)
-                .remote
-                .push(ptr.as_ptr(), |b, next| b.cast::<*mut u8>().write(next));
-            if tagged {
-                // Our block went onto an empty list: it is the list's last.
-                (*meta).remote_tail = ptr.as_ptr().cast();
-                let hdr = &*slot;
-                hdr.notify.push(meta, |m, next| (*m).notify_next = next);
-                if hdr.owner.is_unowned() {
-                    self.collect(slot, false);
-                }
+            let hdr = &*slot;
+            if remote::push_remote(&hdr.notify, &hdr.owner, meta, ptr.as_ptr(), |b, next| {
+                b.cast::<*mut u8>().write(next)
+            }) {
+                self.collect(slot, false);
             }
         }
     }
@@ -450,7 +441,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return None;
         }
         // SAFETY: in our arenas (the registry).
-        let class = unsafe { crate::front::checked_class(self, op, p) };
+        let class = unsafe { crate::routing::checked_class(self, op, p) };
         let arena = (ptr as usize & !(self.geo.arena_size - 1)) as *const crate::arena::ArenaHeader;
         // SAFETY: a block start of a pool in use, so its arena is live and its heap written.
         let slot = unsafe { (*arena).slot }.cast_mut();
@@ -548,13 +539,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             if h == mine {
                 // SAFETY: our own heap, not in use elsewhere on this thread.
                 f(unsafe { self.core_of(h) });
-            } else if hdr.owner.try_claim(token) {
-                // SAFETY: claimed above.
-                f(unsafe { self.core_of(h) });
-                hdr.owner.abandon();
-                if hdr.notify.is_pending() {
-                    self.collect(h, full);
-                }
+            } else if let Some(true) = remote::run_unowned(&hdr.owner, &hdr.notify, token, || {
+                // SAFETY: run with the heap claimed.
+                f(unsafe { self.core_of(h) })
+            }) {
+                self.collect(h, full);
             }
             h = hdr.next.load(Ordering::Acquire);
         }

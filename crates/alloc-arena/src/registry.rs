@@ -1,90 +1,103 @@
 //! The arena registry: which pool allocator, if any, owns the arena around an address.
 //!
 //! pymalloc's `address_in_range` answers "is this block mine?" with a radix tree over the address
-//! space (CPython 3.10+); so does this module, shared by every pool allocator of the process:
+//! space (CPython 3.10+); so does this module, shared by every pool allocator of the process. The
+//! tree is the workspace's [`ChunkMap`] (a value per 1 MiB chunk), in a static:
 //!
 //! ```text
 //!   address bits:  47 ........ 34 | 33 ........ 20 | 19 ........ 0
 //!                  root index     | leaf index     | offset in a 1 MiB chunk
 //!
-//!   ROOT: [AtomicPtr<Leaf>; 2^14]   (static, 128 KiB of zero pages)
-//!   Leaf: [AtomicU32; 2^14]          (64 KiB, mapped on first use, never freed; covers 16 GiB)
+//!   OWNERS: ChunkMap<AtomicU32>: root [AtomicPtr<Leaf>; 2^14] (static, 128 KiB of zero pages)
+//!   Leaf:   [AtomicU32; 2^14]    (64 KiB, mapped on first use, never freed; covers 16 GiB)
 //! ```
 //!
 //! A leaf slot holds the owner id (non-zero) of the allocator whose arena covers that 1 MiB chunk,
 //! or 0. Arenas are at least 1 MiB and aligned to their size, so every chunk belongs to at most one
-//! arena. A lookup never touches arena memory, so it is safe for any pointer, live or not.
+//! arena. A lookup is two dependent loads (the root slot, the owner) and never touches arena
+//! memory, so it is safe for any pointer, live or not.
 //!
-//! Concurrency: a leaf is installed once with a compare-exchange (Release; a lookup's Acquire load
-//! of the pointer sees the zeroed leaf); slots are written only by the owner of the arena while it
-//! maps or unmaps it: set (Release) after the arena is mapped, cleared before it is unmapped.
-//! A lookup of a block that is live is therefore exact; a lookup of a dangling pointer may answer
-//! either way, which callers only use for "unknown" pointers anyway.
+//! Concurrency: a leaf is installed once by the map (compare-exchange, Release; a lookup's Acquire
+//! load of the root slot sees the zeroed leaf) and never freed; slots are written only by the owner
+//! of the arena while it maps or unmaps it: set (Release) after the arena is mapped, cleared before
+//! it is unmapped. A lookup of a block that is live is therefore exact; a lookup of a dangling
+//! pointer may answer either way, which callers only use for "unknown" pointers anyway.
 
+use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use alloc_core::ArenaError;
+use alloc_core::chunk_map::{ChunkMap, ChunkMapError, LEAF_LEN, Leaf, LeafSource};
 
-use crate::sync::{AtomicPtr, AtomicU32, Ordering};
+use crate::sync::{AtomicU32, Ordering};
 
-/// Registry granularity: 1 MiB, the smallest arena size allowed.
-pub(crate) const CHUNK_SHIFT: u32 = 20;
+pub(crate) use alloc_core::chunk_map::CHUNK_SHIFT;
 
-#[cfg(target_pointer_width = "64")]
-const ADDRESS_BITS: u32 = 48;
-#[cfg(not(target_pointer_width = "64"))]
-const ADDRESS_BITS: u32 = usize::BITS;
-
-const INDEX_BITS: u32 = ADDRESS_BITS - CHUNK_SHIFT;
-const LEAF_BITS: u32 = if INDEX_BITS > 14 { 14 } else { INDEX_BITS };
-pub(crate) const ROOT_BITS: u32 = INDEX_BITS - LEAF_BITS;
-pub(crate) const LEAF_LEN: usize = 1 << LEAF_BITS;
-
-struct Leaf {
-    owners: [AtomicU32; LEAF_LEN],
-}
-
-static ROOT: [AtomicPtr<Leaf>; 1 << ROOT_BITS] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; 1 << ROOT_BITS];
+/// Chunk -> owner id.
+static OWNERS: ChunkMap<AtomicU32> = ChunkMap::new();
 
 /// Leaves kept in the program's zeroed data, used before any is mapped: a pool over a region
 /// handed over by the caller (`RegionArenas`) then registers its arenas with no OS call, as long
 /// as they lie within two 16 GiB ranges.
-static RESERVED: [Leaf; 2] = [const {
+static RESERVED: [Leaf<AtomicU32>; 2] = [const {
     Leaf {
-        owners: [const { AtomicU32::new(0) }; LEAF_LEN],
+        slots: [const { AtomicU32::new(0) }; LEAF_LEN],
     }
 }; 2];
 /// Which reserved leaves are taken (bit i: `RESERVED[i]`).
 static RESERVED_TAKEN: AtomicU32 = AtomicU32::new(0);
 
-/// A reserved leaf, if one is left.
-fn take_reserved() -> *mut Leaf {
-    for (i, leaf) in RESERVED.iter().enumerate() {
-        let bit = 1 << i;
-        // Relaxed: the leaf's contents are published by the root's compare-exchange, not by this.
-        if RESERVED_TAKEN.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
-            return ptr::from_ref(leaf).cast_mut();
-        }
-    }
-    ptr::null_mut()
+/// Leaves mapped from the OS for the rest of the process (the registry's maps and
+/// `SwappableArenas`' record of makers): an anonymous mapping is zero-filled.
+pub(crate) struct OsLeaves<V>(PhantomData<fn() -> V>);
+
+impl<V> OsLeaves<V> {
+    pub(crate) const NEW: Self = OsLeaves(PhantomData);
 }
 
-/// Gives back a leaf that lost the race to be installed.
-///
-/// # Safety
-/// `leaf` came from `take_reserved` or `map_forever` and was never published.
-unsafe fn discard_leaf(leaf: *mut Leaf) {
-    if let Some(i) = RESERVED.iter().position(|l| ptr::eq(l, leaf)) {
-        RESERVED_TAKEN.fetch_and(!(1 << i), Ordering::Relaxed);
-    } else {
-        // SAFETY: the caller's guarantee: a mapping of exactly one leaf, never published.
+// SAFETY: `map_forever` gives fresh zero-filled pages (page-aligned, so aligned for any leaf),
+// used by nobody else; `free_leaf` unmaps exactly what it gave.
+unsafe impl<V> LeafSource<V> for OsLeaves<V> {
+    fn alloc_leaf(&self) -> *mut Leaf<V> {
+        crate::os::map_forever(core::mem::size_of::<Leaf<V>>())
+            .map_or(ptr::null_mut(), |p| p.cast::<Leaf<V>>().as_ptr())
+    }
+
+    unsafe fn free_leaf(&self, leaf: *mut Leaf<V>) {
+        // SAFETY: the caller's guarantee: a mapping of exactly one leaf, referred to by nothing.
         unsafe {
             crate::os::unmap_forever(
                 NonNull::new_unchecked(leaf.cast()),
-                core::mem::size_of::<Leaf>(),
+                core::mem::size_of::<Leaf<V>>(),
             )
         };
+    }
+}
+
+/// The registry's leaves: a reserved one while any is left, then the OS's.
+struct RegistryLeaves;
+
+// SAFETY: a reserved leaf is static zeroed memory handed out once (its bit), and comes back only
+// when it lost the race to be installed (so it is still zero); the rest is `OsLeaves`.
+unsafe impl LeafSource<AtomicU32> for RegistryLeaves {
+    fn alloc_leaf(&self) -> *mut Leaf<AtomicU32> {
+        for (i, leaf) in RESERVED.iter().enumerate() {
+            let bit = 1 << i;
+            // Relaxed: the leaf's contents are published by the root's compare-exchange.
+            if RESERVED_TAKEN.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+                return ptr::from_ref(leaf).cast_mut();
+            }
+        }
+        OsLeaves::NEW.alloc_leaf()
+    }
+
+    unsafe fn free_leaf(&self, leaf: *mut Leaf<AtomicU32>) {
+        if let Some(i) = RESERVED.iter().position(|l| ptr::eq(l, leaf)) {
+            RESERVED_TAKEN.fetch_and(!(1 << i), Ordering::Relaxed);
+        } else {
+            // SAFETY: the caller's guarantee; not a reserved leaf, so one of the OS's.
+            unsafe { OsLeaves::NEW.free_leaf(leaf) };
+        }
     }
 }
 
@@ -132,60 +145,17 @@ pub fn in_pool_arena(ptr: *const u8) -> bool {
     owner_of(ptr as usize) != 0
 }
 
-#[inline]
-/// (root index, leaf slot) of the 1 MiB chunk holding `addr`, or `None` above the address range.
-pub(crate) fn split(addr: usize) -> Option<(usize, usize)> {
-    if ADDRESS_BITS < usize::BITS && addr >> ADDRESS_BITS != 0 {
-        return None;
-    }
-    let chunk = addr >> CHUNK_SHIFT;
-    Some((chunk >> LEAF_BITS, chunk & (LEAF_LEN - 1)))
-}
-
-/// The owner id of the arena covering `addr`, or 0.
+/// The owner id of the arena covering `addr`, or 0: two dependent loads.
 #[inline]
 pub(crate) fn owner_of(addr: usize) -> u32 {
-    let Some((root, slot)) = split(addr) else {
+    let Some((root, slot)) = ChunkMap::<AtomicU32>::split(addr) else {
         return 0;
     };
-    // Acquire: pairs with the Release that installed the leaf.
-    let leaf = ROOT[root].load(Ordering::Acquire);
-    if leaf.is_null() {
-        return 0;
+    match OWNERS.leaf(root) {
+        // Acquire: pairs with `register`'s Release (the arena's header is written before).
+        Some(leaf) => leaf.slots[slot].load(Ordering::Acquire),
+        None => 0,
     }
-    // SAFETY: installed leaves are never freed, and `slot < LEAF_LEN`.
-    unsafe { (*leaf).owners[slot].load(Ordering::Acquire) }
-}
-
-fn leaf_for(root: usize) -> Result<&'static Leaf, ArenaError> {
-    let current = ROOT[root].load(Ordering::Acquire);
-    if !current.is_null() {
-        // SAFETY: installed leaves live for the rest of the process.
-        return Ok(unsafe { &*current });
-    }
-    let size = core::mem::size_of::<Leaf>();
-    let leaf = crate::remote::publish_once(
-        &ROOT[root],
-        || {
-            let reserved = take_reserved();
-            if !reserved.is_null() {
-                return reserved;
-            }
-            crate::os::map_forever(size).map_or(ptr::null_mut(), |p| p.cast::<Leaf>().as_ptr())
-        },
-        // SAFETY: our leaf was never published.
-        |mine| unsafe { discard_leaf(mine) },
-    );
-    if leaf.is_null() {
-        return Err(ArenaError::Os {
-            operation: "map",
-            size,
-            code: 0,
-        });
-    }
-    // SAFETY: zero-filled memory is a valid array of AtomicU32 zeros; installed leaves are never
-    // freed.
-    Ok(unsafe { &*leaf })
 }
 
 /// Marks every 1 MiB chunk of `[base, base + size)` as owned by `id`.
@@ -197,18 +167,22 @@ pub(crate) fn register(base: usize, size: usize, id: u32) -> Result<(), ArenaErr
     let chunks = size >> CHUNK_SHIFT;
     for i in 0..chunks {
         let addr = base + (i << CHUNK_SHIFT);
-        let result = split(addr)
-            .ok_or(ArenaError::Unsupported {
-                size,
-                align: size,
-                reason: "the arena lies above the registry's address range",
-            })
-            .and_then(|(root, slot)| Ok((leaf_for(root)?, slot)));
-        match result {
-            Ok((leaf, slot)) => leaf.owners[slot].store(id, Ordering::Release),
+        match OWNERS.get_or_insert(addr, &RegistryLeaves) {
+            Ok(owner) => owner.store(id, Ordering::Release),
             Err(e) => {
                 unregister(base, i << CHUNK_SHIFT);
-                return Err(e);
+                return Err(match e {
+                    ChunkMapError::NoMemory { size } => ArenaError::Os {
+                        operation: "map",
+                        size,
+                        code: 0,
+                    },
+                    _ => ArenaError::Unsupported {
+                        size,
+                        align: size,
+                        reason: "the arena lies above the registry's address range",
+                    },
+                });
             }
         }
     }
@@ -218,13 +192,8 @@ pub(crate) fn register(base: usize, size: usize, id: u32) -> Result<(), ArenaErr
 /// Clears the chunks of `[base, base + size)`; called before the arena is unmapped.
 pub(crate) fn unregister(base: usize, size: usize) {
     for i in 0..size >> CHUNK_SHIFT {
-        let addr = base + (i << CHUNK_SHIFT);
-        if let Some((root, slot)) = split(addr) {
-            let leaf = ROOT[root].load(Ordering::Acquire);
-            if !leaf.is_null() {
-                // SAFETY: installed leaves are never freed.
-                unsafe { (*leaf).owners[slot].store(0, Ordering::Release) };
-            }
+        if let Some(owner) = OWNERS.get(base + (i << CHUNK_SHIFT)) {
+            owner.store(0, Ordering::Release);
         }
     }
 }
@@ -248,6 +217,7 @@ mod tests {
 
     #[test]
     fn addresses_beyond_the_registry_are_refused() {
+        use alloc_core::chunk_map::ADDRESS_BITS;
         if ADDRESS_BITS < usize::BITS {
             let high = 1usize << ADDRESS_BITS;
             assert_eq!(owner_of(high), 0);

@@ -9,6 +9,9 @@
 //!   that races with the owner's swap either lands in the list the owner took or starts a new one
 //!   and queues the pool again. No block is ever lost: the owner reads a list only after the swap
 //!   that detached it, and a pusher links its block before publishing it (Release / Acquire).
+//!   Both sides are here whole: [`push_remote`] (the freer) and [`take_remote`] (the owner), over
+//!   any pool type that gives its fields through [`RemotePool`] (the pool allocator's `PoolMeta`,
+//!   the models' pool).
 //! * **Ownership of a heap** ([`Owner`]): a heap is owned by one thread (a non-zero token) or by
 //!   none (0). A thread takes an unowned heap by compare-exchange 0 → token (adopting an abandoned
 //!   heap, or collecting one for a moment); an exiting thread abandons its heap by storing 0. An
@@ -16,9 +19,8 @@
 //!   notification, then reads the owner; the exiting owner stores 0, then reads the notification
 //!   stack. A `SeqCst` fence sits between the write and the read on both sides, so at least one
 //!   of them sees the other (the store-buffering pattern, in its fence form, which loom models):
-//!   a notification that arrives while the owner leaves is never stranded.
-//! * **Publish once** ([`publish_once`]): a lazily made object (a registry leaf) is installed into
-//!   an empty slot by compare-exchange; the loser discards its own copy and uses the winner's.
+//!   a notification that arrives while the owner leaves is never stranded. [`run_unowned`] is a
+//!   visit of an unowned heap (claim, work, abandon, check for notifications).
 //! * **Push-only lists** ([`PushList`]): the heaps of a pool allocator, published once each and
 //!   never unlinked while the allocator lives; readers walk them with Acquire loads.
 
@@ -185,6 +187,121 @@ impl<T> NotifyStack<T> {
     }
 }
 
+/// What the remote-free protocol needs of a pool: its remote list, its link on the notification
+/// stack, and the last block of its list (recorded by the pusher that queued it).
+///
+/// The two fields are plain memory: the queueing pusher writes them before its `NotifyStack::push`
+/// (Release), the owner reads them after `NotifyStack::take_all` (Acquire) and before
+/// `RemoteList::take`, after which the pool may be queued again.
+pub(crate) trait RemotePool {
+    /// The pool's list of blocks freed by other threads.
+    ///
+    /// # Safety
+    /// `pool` is a live pool.
+    unsafe fn remote<'a>(pool: *mut Self) -> &'a RemoteList;
+    /// Writes the pool's link on the notification stack.
+    ///
+    /// # Safety
+    /// `pool` is live and the caller queues it (it tagged its list), or owns its heap.
+    unsafe fn set_notify_next(pool: *mut Self, next: *mut Self);
+    /// Reads the pool's link on the notification stack.
+    ///
+    /// # Safety
+    /// `pool` is live and was taken off the notification stack by its heap's owner.
+    unsafe fn notify_next(pool: *mut Self) -> *mut Self;
+    /// Records the last block of the pool's remote list.
+    ///
+    /// # Safety
+    /// As for `set_notify_next`.
+    unsafe fn set_remote_tail(pool: *mut Self, tail: *mut u8);
+    /// The last block of the pool's remote list.
+    ///
+    /// # Safety
+    /// As for `notify_next`.
+    unsafe fn remote_tail(pool: *mut Self) -> *mut u8;
+}
+
+/// The freeing side of a remote free: pushes `block` onto `pool`'s remote list (linking it with
+/// `link(block, next)`); the first push after the owner took the list records the block as the
+/// list's last and queues the pool on its heap's notification stack `notify`. Returns true if the
+/// heap had no owner after the pool was queued: the caller must then collect the heap
+/// (`run_unowned`), since no owner will.
+///
+/// # Safety
+/// `pool` is a live pool of the heap whose notification stack is `notify` and whose owner is
+/// `owner`; `block` is a free block of that pool, as `RemoteList::push` requires.
+#[inline]
+pub(crate) unsafe fn push_remote<P: RemotePool>(
+    notify: &NotifyStack<P>,
+    owner: &Owner,
+    pool: *mut P,
+    block: *mut u8,
+    link: impl Fn(*mut u8, *mut u8),
+) -> bool {
+    // SAFETY: the caller's guarantee.
+    let remote = unsafe { P::remote(pool) };
+    // SAFETY: the caller's guarantee.
+    if !unsafe { remote.push(block, link) } {
+        return false;
+    }
+    // SAFETY: our push tagged the list, so we alone queue the pool until the owner takes it; the
+    // tagging push went onto an empty list, so its block is the list's last.
+    unsafe {
+        P::set_remote_tail(pool, block);
+        notify.push(pool, |p, next| P::set_notify_next(p, next));
+    }
+    owner.is_unowned()
+}
+
+/// The owner's side of the remote frees: takes the whole notification stack, then each queued
+/// pool's whole list, and calls `f(pool, first block, length, last block)` for each (the length
+/// is 0 where the head word cannot keep it). Returns whether any pool was waiting.
+///
+/// # Safety
+/// Called by the owner of the heap whose notification stack is `notify`, whose queued pools are
+/// live.
+#[inline]
+pub(crate) unsafe fn take_remote<P: RemotePool>(
+    notify: &NotifyStack<P>,
+    mut f: impl FnMut(*mut P, *mut u8, usize, *mut u8),
+) -> bool {
+    let mut pool = notify.take_all();
+    if pool.is_null() {
+        return false;
+    }
+    while !pool.is_null() {
+        // SAFETY: the caller's guarantee; the link and the tail are read before the list is
+        // taken, after which the pool may be queued again by a new remote free.
+        unsafe {
+            let next = P::notify_next(pool);
+            let tail = P::remote_tail(pool);
+            let (head, count) = P::remote(pool).take();
+            f(pool, head, count, tail);
+            pool = next;
+        }
+    }
+    true
+}
+
+/// Runs `f` with the heap claimed for `token` if nobody owns it, then abandons it again. `None`
+/// if another thread owns it (that one will see the notifications); otherwise whether
+/// notifications arrived meanwhile, which the caller must then take care of (claiming again:
+/// `while let Some(true) = run_unowned(..) {}`), since a freer that saw the heap owned did not.
+#[inline]
+pub(crate) fn run_unowned<P>(
+    owner: &Owner,
+    notify: &NotifyStack<P>,
+    token: usize,
+    f: impl FnOnce(),
+) -> Option<bool> {
+    if !owner.try_claim(token) {
+        return None;
+    }
+    f();
+    owner.abandon();
+    Some(notify.is_pending())
+}
+
 /// Who owns a heap: a thread token, or 0.
 pub(crate) struct Owner(AtomicUsize);
 
@@ -254,33 +371,6 @@ impl Owner {
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn set_fresh(&self, token: usize) {
         self.0.store(token, Ordering::Relaxed);
-    }
-}
-
-/// Installs what `make` returns into `slot` if it is still empty and returns the installed
-/// object: the caller's, or the one another thread installed first (then `discard` gets back the
-/// caller's). `make` returning null (out of memory) returns null and installs nothing.
-pub(crate) fn publish_once<T>(
-    slot: &AtomicPtr<T>,
-    make: impl FnOnce() -> *mut T,
-    discard: impl FnOnce(*mut T),
-) -> *mut T {
-    // Acquire: sees the contents of an object another thread published.
-    let cur = slot.load(Ordering::Acquire);
-    if !cur.is_null() {
-        return cur;
-    }
-    let mine = make();
-    if mine.is_null() {
-        return mine;
-    }
-    // AcqRel: Release publishes our object's contents; Acquire sees the winner's on failure.
-    match slot.compare_exchange(ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => mine,
-        Err(winner) => {
-            discard(mine);
-            winner
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! `PyObject_SetArenaAllocator`) as an [`ArenaProvider`] whose source can be replaced at run time.
 //!
 //! Every arena goes back to the provider that made it, never to one installed later: the index of
-//! the maker is recorded per 1 MiB chunk in a radix map (like the registry's), written when the
+//! the maker is recorded per 1 MiB chunk in a [`ChunkMap`] (as the registry's owners are), written when the
 //! arena is made and read when it is freed, decommitted or committed. Only arena acquisition and
 //! release reach this type; a pool's allocations and frees never do.
 
@@ -13,8 +13,11 @@ use alloc_core::lock::Lock;
 use alloc_core::{ArenaError, ArenaProvider};
 use thiserror::Error;
 
-use crate::registry::{CHUNK_SHIFT, LEAF_LEN, ROOT_BITS, split};
-use crate::sync::{AtomicPtr, Ordering};
+use alloc_core::chunk_map::ChunkMap;
+use core::sync::atomic::AtomicU8;
+
+use crate::registry::{CHUNK_SHIFT, OsLeaves};
+use crate::sync::Ordering;
 
 /// An arena provider that can be installed in a [`SwappableArenas`]: shared by every thread.
 pub type DynArenaProvider = dyn ArenaProvider + Sync;
@@ -36,51 +39,30 @@ pub enum SwapError {
 }
 
 /// Per chunk: the index plus one of the provider that made the arena covering it (0: none).
-struct Leaf {
-    makers: [core::sync::atomic::AtomicU8; LEAF_LEN],
-}
-
-static ROOT: [AtomicPtr<Leaf>; 1 << ROOT_BITS] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; 1 << ROOT_BITS];
-
-fn leaf(root: usize, make: bool) -> Option<&'static Leaf> {
-    let size = core::mem::size_of::<Leaf>();
-    let p = if make {
-        crate::remote::publish_once(
-            &ROOT[root],
-            || crate::os::map_forever(size).map_or(ptr::null_mut(), |p| p.cast().as_ptr()),
-            // SAFETY: never published; exactly what map_forever returned.
-            |mine| unsafe { crate::os::unmap_forever(NonNull::new_unchecked(mine.cast()), size) },
-        )
-    } else {
-        // Acquire: pairs with the publication.
-        ROOT[root].load(Ordering::Acquire)
-    };
-    // SAFETY: published leaves are zero-initialised maps that live for the rest of the process.
-    unsafe { p.as_ref() }
-}
+static MAKERS: ChunkMap<AtomicU8> = ChunkMap::new();
 
 /// Records `maker` (index plus one, or 0 to clear) for every chunk of `[base, base + size)`.
 fn record(base: usize, size: usize, maker: u8) -> bool {
     let chunks = size.div_ceil(1 << CHUNK_SHIFT).max(1);
     for i in 0..chunks {
-        let Some((root, slot)) = split(base + (i << CHUNK_SHIFT)) else {
-            return false;
+        let addr = base + (i << CHUNK_SHIFT);
+        let slot = if maker != 0 {
+            MAKERS.get_or_insert(addr, &OsLeaves::NEW).ok()
+        } else {
+            MAKERS.get(addr)
         };
-        let Some(l) = leaf(root, maker != 0) else {
+        let Some(slot) = slot else {
             return false;
         };
         // Release: pairs with `maker_of`'s Acquire (the free of an arena follows its making).
-        l.makers[slot].store(maker, Ordering::Release);
+        slot.store(maker, Ordering::Release);
     }
     true
 }
 
 /// The index plus one of the provider that made the arena holding `addr` (0: unknown).
 fn maker_of(addr: usize) -> u8 {
-    split(addr)
-        .and_then(|(root, slot)| leaf(root, false).map(|l| l.makers[slot].load(Ordering::Acquire)))
-        .unwrap_or(0)
+    MAKERS.get(addr).map_or(0, |m| m.load(Ordering::Acquire))
 }
 
 struct Providers {

@@ -22,7 +22,7 @@ use core::ptr::{self, NonNull};
 
 use alloc_core::ArenaProvider;
 
-use crate::heap::PoolCore;
+use crate::pool_core::PoolCore;
 use crate::remote::{NotifyStack, Owner};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering, SpinLock};
 
@@ -134,7 +134,7 @@ pub(crate) struct ThreadCache {
     #[cfg_attr(feature = "std", allow(dead_code))]
     next_free: *mut ThreadCache,
     /// Whether the OS slot holds this cache (so that the thread's end is heard of).
-    registered: bool,
+    pub(crate) registered: bool,
 }
 
 const NO_WAYS: [Way; CACHE_WAYS] = [Way {
@@ -144,7 +144,7 @@ const NO_WAYS: [Way; CACHE_WAYS] = [Way {
 
 impl ThreadCache {
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
-    const EMPTY: ThreadCache = ThreadCache {
+    pub(crate) const EMPTY: ThreadCache = ThreadCache {
         ways: NO_WAYS,
         next_free: ptr::null_mut(),
         registered: false,
@@ -258,7 +258,7 @@ unsafe fn give_back_cache(c: *mut ThreadCache) {
 ///
 /// # Safety
 /// `c` is the ending thread's cache, used by nobody else.
-unsafe fn thread_ended(c: *mut ThreadCache) {
+pub(crate) unsafe fn thread_ended(c: *mut ThreadCache) {
     let token = ThreadCache::token(c);
     // SAFETY: the cache is the ending thread's, so nobody else touches it.
     let ways = unsafe { (*c).ways };
@@ -324,11 +324,11 @@ pub(crate) fn cache() -> *mut ThreadCache {
 pub(crate) fn cache_if_any() -> *mut ThreadCache {
     #[cfg(feature = "std")]
     {
-        fast::cache()
+        crate::os::thread_local::cache()
     }
     #[cfg(not(feature = "std"))]
     {
-        tls::get()
+        crate::os::thread_key::get()
     }
 }
 
@@ -344,7 +344,7 @@ fn make_cache(current: *mut ThreadCache) -> *mut ThreadCache {
     if c.is_null() {
         return c;
     }
-    if !tls::set(c) {
+    if !crate::os::thread_key::set(c) {
         #[cfg(not(feature = "std"))]
         // SAFETY: never published.
         unsafe {
@@ -355,188 +355,4 @@ fn make_cache(current: *mut ThreadCache) -> *mut ThreadCache {
     // SAFETY: the calling thread's cache.
     unsafe { (*c).registered = true };
     c
-}
-
-/// With `std`, each thread's cache lives in a native thread-local (`const`-initialised, no
-/// destructor, no registration with std, no allocation: its address is one instruction away), and
-/// the OS slot serves only to hear of the thread's end. Without `std`, caches come from a store
-/// and the OS slot is read on every call.
-#[cfg(all(feature = "std", not(all(target_arch = "x86_64", target_os = "linux"))))]
-mod fast {
-    use core::cell::UnsafeCell;
-
-    std::thread_local! {
-        static CACHE: UnsafeCell<super::ThreadCache> =
-            const { UnsafeCell::new(super::ThreadCache::EMPTY) };
-    }
-
-    #[inline(always)]
-    pub(super) fn cache() -> *mut super::ThreadCache {
-        CACHE.with(UnsafeCell::get)
-    }
-}
-
-/// On x86-64 Linux the cache is a thread-local of the initial-exec model, declared here rather
-/// than by `thread_local!`: in a shared library (`libdomalloc.so`) `thread_local!` takes the
-/// general-dynamic model, where every read calls `__tls_get_addr`; initial-exec reads the
-/// variable's offset from the GOT and adds the thread pointer, two instructions and no call, in a
-/// program and in a library alike. (A library with initial-exec TLS is placed in the static TLS
-/// block at load; glibc keeps room for that, which is how mimalloc and jemalloc do the same.)
-#[cfg(all(feature = "std", target_arch = "x86_64", target_os = "linux"))]
-mod fast {
-    use super::ThreadCache;
-
-    const SIZE: usize = core::mem::size_of::<ThreadCache>();
-    const ALIGN: usize = core::mem::align_of::<ThreadCache>();
-
-    // The variable: zero bytes in `.tbss`, each thread's copy made by the C library when the
-    // thread starts. All zeros is `ThreadCache::EMPTY` (ids 0, null slots, not registered).
-    // Hidden: it is the library's own, never exported nor interposed.
-    core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".balign {align}",
-        ".globl alloc_arena_thread_cache",
-        ".hidden alloc_arena_thread_cache",
-        ".type alloc_arena_thread_cache,@object",
-        ".size alloc_arena_thread_cache,{size}",
-        "alloc_arena_thread_cache:",
-        ".zero {size}",
-        ".popsection",
-        size = const SIZE,
-        align = const ALIGN,
-    );
-
-    const _: () = {
-        // What `.tbss` holds at a thread's start must be the empty cache.
-        assert!(ThreadCache::EMPTY.ways[0].id == 0 && !ThreadCache::EMPTY.registered);
-    };
-
-    #[inline(always)]
-    pub(super) fn cache() -> *mut ThreadCache {
-        let p: *mut ThreadCache;
-        // SAFETY: `fs:0` holds the thread pointer on x86-64 Linux (the TCB's self pointer), and
-        // the GOT entry (`@GOTTPOFF`) the variable's offset from it, fixed for the process: the
-        // sum is the calling thread's copy of the variable, valid for the thread's life. Neither
-        // value changes while the thread runs, so the asm is pure and reads no Rust memory.
-        unsafe {
-            core::arch::asm!(
-                "mov {p}, qword ptr fs:[0]",
-                "add {p}, qword ptr [rip + alloc_arena_thread_cache@GOTTPOFF]",
-                p = out(reg) p,
-                options(pure, nomem, nostack),
-            );
-            // SAFETY: a thread-local's address is never null.
-            core::hint::assert_unchecked(!p.is_null());
-        }
-        p
-    }
-}
-
-#[cfg(unix)]
-mod tls {
-    use super::ThreadCache;
-    use crate::sync::{AtomicUsize, Ordering};
-
-    /// The pthread key plus one (0: not created yet).
-    static KEY: AtomicUsize = AtomicUsize::new(0);
-
-    extern "C" fn on_thread_exit(value: *mut libc::c_void) {
-        // SAFETY: the OS passes the value this thread stored: its cache; the thread is ending.
-        unsafe { super::thread_ended(value.cast()) }
-    }
-
-    fn key() -> Option<libc::pthread_key_t> {
-        let k = KEY.load(Ordering::Acquire);
-        if k != 0 {
-            return Some((k - 1) as libc::pthread_key_t);
-        }
-        let mut fresh: libc::pthread_key_t = 0;
-        // SAFETY: a valid out-pointer and an `extern "C"` destructor.
-        if unsafe { libc::pthread_key_create(&mut fresh, Some(on_thread_exit)) } != 0 {
-            return None;
-        }
-        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Some(fresh),
-            Err(winner) => {
-                // SAFETY: our key was never used.
-                unsafe { libc::pthread_key_delete(fresh) };
-                Some((winner - 1) as libc::pthread_key_t)
-            }
-        }
-    }
-
-    #[cfg_attr(feature = "std", allow(dead_code))]
-    #[inline]
-    pub(super) fn get() -> *mut ThreadCache {
-        let k = KEY.load(Ordering::Relaxed);
-        if k == 0 {
-            return core::ptr::null_mut();
-        }
-        // SAFETY: a key made by `key()` (KEY is only set to created keys).
-        unsafe { libc::pthread_getspecific((k - 1) as libc::pthread_key_t).cast() }
-    }
-
-    /// Makes `c` the calling thread's cache (null: forget it).
-    pub(super) fn set(c: *mut ThreadCache) -> bool {
-        let Some(k) = key() else { return false };
-        // SAFETY: a created key; the value is this thread's cache.
-        unsafe { libc::pthread_setspecific(k, c.cast()) == 0 }
-    }
-}
-
-#[cfg(windows)]
-mod tls {
-    use super::ThreadCache;
-    use crate::sync::{AtomicUsize, Ordering};
-    use windows_sys::Win32::System::Threading::{
-        FLS_OUT_OF_INDEXES, FlsAlloc, FlsFree, FlsGetValue, FlsSetValue,
-    };
-
-    /// The fiber-local index plus one (0: not made yet).
-    static KEY: AtomicUsize = AtomicUsize::new(0);
-
-    unsafe extern "system" fn on_thread_exit(value: *const core::ffi::c_void) {
-        if !value.is_null() {
-            // SAFETY: the OS passes the value this thread stored: its cache; the thread is ending.
-            unsafe { super::thread_ended(value.cast_mut().cast()) }
-        }
-    }
-
-    fn key() -> Option<u32> {
-        let k = KEY.load(Ordering::Acquire);
-        if k != 0 {
-            return Some((k - 1) as u32);
-        }
-        // SAFETY: registers a plain callback.
-        let fresh = unsafe { FlsAlloc(Some(on_thread_exit)) };
-        if fresh == FLS_OUT_OF_INDEXES {
-            return None;
-        }
-        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Some(fresh),
-            Err(winner) => {
-                // SAFETY: our index was never used.
-                unsafe { FlsFree(fresh) };
-                Some((winner - 1) as u32)
-            }
-        }
-    }
-
-    #[cfg_attr(feature = "std", allow(dead_code))]
-    #[inline]
-    pub(super) fn get() -> *mut ThreadCache {
-        let k = KEY.load(Ordering::Relaxed);
-        if k == 0 {
-            return core::ptr::null_mut();
-        }
-        // SAFETY: an index made by `key()`.
-        unsafe { FlsGetValue((k - 1) as u32).cast() }
-    }
-
-    /// Makes `c` the calling thread's cache (null: forget it).
-    pub(super) fn set(c: *mut ThreadCache) -> bool {
-        let Some(k) = key() else { return false };
-        // SAFETY: a made index; the value is this thread's cache.
-        unsafe { FlsSetValue(k, c.cast_const().cast()) != 0 }
-    }
 }

@@ -20,7 +20,10 @@
 //!   unchanged (decorator forwarding, written once).
 //! * [`plumbing`], where each allocator crate registers the names of its own frames, for tracers
 //!   to skip.
-//! * [`lock::Lock`], a spin lock that never allocates, for allocator crates' slow paths.
+//! * [`chunk_map::ChunkMap`], a value per 1 MiB chunk of the address space in a two-level radix
+//!   tree (two dependent loads a lookup), for allocators' ownership maps.
+//! * [`lock::Lock`], the workspace's spin lock: never allocates, for allocator crates' slow paths; its
+//!   waiting strategy ([`lock::Relax`]) is a type parameter.
 //! * With the `testkit` feature, `testkit`: the conformance suite every allocator runs on itself.
 //!
 //! ```
@@ -43,6 +46,7 @@ extern crate std;
 
 mod adapters;
 mod arena;
+pub mod chunk_map;
 mod contract;
 mod error;
 mod forward;

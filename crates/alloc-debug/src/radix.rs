@@ -3,8 +3,12 @@
 //!
 //! ```text
 //!   address: | root (ROOT_BITS) | middle (14 bits) | 1 MiB chunk offset (20 bits) |
-//!   root ──► middle ──► leaf of W words covering the chunk's 1 MiB
+//!   map ──► ChunkMap root slot ──► its leaf's value for the chunk ──► leaf of W words
 //! ```
+//!
+//! The upper two levels are the workspace's [`ChunkMap`] (alloc-core), whose value per 1 MiB
+//! chunk is a pointer to the chunk's words; the map itself is made on first use, so a tree that
+//! is never written costs one null pointer.
 //!
 //! Nodes come zeroed from the OS (large ones, on unix) or the C library, never from a decorated
 //! allocator (so the tree cannot recurse into one), are published with a compare-exchange and
@@ -15,33 +19,21 @@
 use core::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+use alloc_core::chunk_map::{self, ChunkMap, LeafSource};
 use alloc_core::{DomainAllocator, System};
 
-/// A leaf covers 1 MiB of addresses.
-pub(crate) const LEAF_SHIFT: u32 = 20;
-#[cfg(target_pointer_width = "64")]
-const ADDRESS_BITS: u32 = 48;
-#[cfg(not(target_pointer_width = "64"))]
-const ADDRESS_BITS: u32 = usize::BITS;
-const MID_BITS: u32 = if ADDRESS_BITS - LEAF_SHIFT > 14 {
-    14
-} else {
-    ADDRESS_BITS - LEAF_SHIFT
-};
-const ROOT_BITS: u32 = ADDRESS_BITS - LEAF_SHIFT - MID_BITS;
+/// A leaf covers 1 MiB of addresses (a chunk of the map).
+pub(crate) const LEAF_SHIFT: u32 = chunk_map::CHUNK_SHIFT;
 
 /// The words covering one 1 MiB chunk.
 pub(crate) struct Leaf<const W: usize> {
     pub(crate) words: [AtomicU64; W],
 }
 
-struct Mid<const W: usize> {
-    leaves: [AtomicPtr<Leaf<W>>; 1 << MID_BITS],
-}
-
-struct Root<const W: usize> {
-    mids: [AtomicPtr<Mid<W>>; 1 << ROOT_BITS],
-}
+/// The upper levels: the workspace's chunk map, whose value per chunk points to its words.
+type Map<const W: usize> = ChunkMap<AtomicPtr<Leaf<W>>>;
+/// A leaf of the chunk map: the word leaves of a 16 GiB range.
+type Mid<const W: usize> = chunk_map::Leaf<AtomicPtr<Leaf<W>>>;
 
 /// Nodes this large are mapped from the OS on unix (its pages are zero until touched, and never
 /// backed while untouched); smaller ones come from the C library's `calloc`, which may clear a
@@ -140,19 +132,34 @@ fn reserve<T>(spare: &AtomicPtr<T>) -> bool {
     true
 }
 
-/// The (root, middle) indices of the chunk holding `addr`, or `None` beyond the address range.
-#[inline]
-fn chunk(addr: usize) -> Option<(usize, usize)> {
-    if ADDRESS_BITS < usize::BITS && addr >> ADDRESS_BITS != 0 {
-        return None;
+/// The chunk map's leaves: the spare one first (see `Radix::reserve_one`), else a fresh zeroed
+/// node; one given back goes to the spare slot if that is empty, else to where it came from.
+struct Mids<'a, const W: usize>(&'a AtomicPtr<Mid<W>>);
+
+// SAFETY: every leaf handed out is a `zeroed` node (the spare too: made by `zeroed`, never
+// published), used by nobody else; one given back is kept unpublished or released once.
+unsafe impl<const W: usize> LeafSource<AtomicPtr<Leaf<W>>> for Mids<'_, W> {
+    fn alloc_leaf(&self) -> *mut Mid<W> {
+        let spare = self.0.swap(ptr::null_mut(), Ordering::AcqRel);
+        if spare.is_null() { zeroed() } else { spare }
     }
-    let c = addr >> LEAF_SHIFT;
-    Some((c >> MID_BITS, c & ((1 << MID_BITS) - 1)))
+
+    unsafe fn free_leaf(&self, leaf: *mut Mid<W>) {
+        if self
+            .0
+            .compare_exchange(ptr::null_mut(), leaf, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            // SAFETY: the caller's guarantee: a `zeroed` node referred to by nothing.
+            unsafe { release(leaf) };
+        }
+    }
 }
 
 /// The tree: leaves of `W` words.
 pub(crate) struct Radix<const W: usize> {
-    root: AtomicPtr<Root<W>>,
+    /// The chunk map, made on first use.
+    map: AtomicPtr<Map<W>>,
     /// Nodes made ahead of need (`reserve_one`), so that the make that follows cannot fail.
     spare_mid: AtomicPtr<Mid<W>>,
     spare_leaf: AtomicPtr<Leaf<W>>,
@@ -161,23 +168,22 @@ pub(crate) struct Radix<const W: usize> {
 impl<const W: usize> Radix<W> {
     pub(crate) const fn new() -> Self {
         Radix {
-            root: AtomicPtr::new(ptr::null_mut()),
+            map: AtomicPtr::new(ptr::null_mut()),
             spare_mid: AtomicPtr::new(ptr::null_mut()),
             spare_leaf: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
-    /// The leaf covering `addr`, if it exists: three dependent loads.
+    /// The leaf covering `addr`, if it exists: three dependent loads (the map, its root slot, the
+    /// chunk's value).
     #[inline]
     pub(crate) fn leaf(&self, addr: usize) -> Option<&Leaf<W>> {
-        let (r, m) = chunk(addr)?;
-        // Acquire: each node was published with Release after it was zeroed.
-        // SAFETY: published nodes are zeroed and live until the tree is dropped.
-        let root = unsafe { self.root.load(Ordering::Acquire).as_ref()? };
-        // SAFETY: as above.
-        let mid = unsafe { root.mids[r].load(Ordering::Acquire).as_ref()? };
-        // SAFETY: as above.
-        unsafe { mid.leaves[m].load(Ordering::Acquire).as_ref() }
+        // Acquire: the map was published with Release after it was zeroed.
+        // SAFETY: a published map is zeroed (an empty map) and lives until the tree is dropped.
+        let map = unsafe { self.map.load(Ordering::Acquire).as_ref()? };
+        // Acquire: a word leaf was published with Release after it was zeroed.
+        // SAFETY: published word leaves are zeroed and live until the tree is dropped.
+        unsafe { map.get(addr)?.load(Ordering::Acquire).as_ref() }
     }
 
     /// The leaf covering `addr`, made on the way if need be; `None` if no memory could be had or
@@ -192,22 +198,20 @@ impl<const W: usize> Radix<W> {
 
     #[cold]
     fn make(&self, addr: usize) -> Option<&Leaf<W>> {
-        let (r, m) = chunk(addr)?;
         let spare = AtomicPtr::new(ptr::null_mut());
-        // SAFETY: published nodes are zeroed and live until the tree is dropped.
-        let root = unsafe { node(&self.root, &spare).as_ref()? };
-        // SAFETY: as above.
-        let mid = unsafe { node(&root.mids[r], &self.spare_mid).as_ref()? };
-        // SAFETY: as above.
-        unsafe { node(&mid.leaves[m], &self.spare_leaf).as_ref() }
+        // SAFETY: a published map is zeroed (an empty map) and lives until the tree is dropped.
+        let map = unsafe { node(&self.map, &spare).as_ref()? };
+        let slot = map.get_or_insert(addr, &Mids(&self.spare_mid)).ok()?;
+        // SAFETY: published word leaves are zeroed and live until the tree is dropped.
+        unsafe { node(slot, &self.spare_leaf).as_ref() }
     }
 
     /// Makes room for one more leaf, so that the next `leaf_or_make` cannot fail for want of
     /// memory (while no other thread makes one meanwhile); false if the memory could not be had.
     pub(crate) fn reserve_one(&self) -> bool {
-        if self.root.load(Ordering::Acquire).is_null() {
+        if self.map.load(Ordering::Acquire).is_null() {
             let spare = AtomicPtr::new(ptr::null_mut());
-            if node(&self.root, &spare).is_null() {
+            if node(&self.map, &spare).is_null() {
                 return false;
             }
         }
@@ -217,21 +221,17 @@ impl<const W: usize> Radix<W> {
     /// Calls `f` with the first address of every leaf's chunk and the leaf.
     pub(crate) fn for_each_leaf(&self, mut f: impl FnMut(usize, &Leaf<W>)) {
         // SAFETY: as in `leaf`.
-        let Some(root) = (unsafe { self.root.load(Ordering::Acquire).as_ref() }) else {
+        let Some(map) = (unsafe { self.map.load(Ordering::Acquire).as_ref() }) else {
             return;
         };
-        for (r, mid) in root.mids.iter().enumerate() {
-            // SAFETY: as above.
-            let Some(mid) = (unsafe { mid.load(Ordering::Acquire).as_ref() }) else {
-                continue;
-            };
-            for (m, leaf) in mid.leaves.iter().enumerate() {
-                // SAFETY: as above.
+        map.for_each_leaf(|start, mid| {
+            for (m, leaf) in mid.slots.iter().enumerate() {
+                // SAFETY: as in `leaf`.
                 if let Some(leaf) = unsafe { leaf.load(Ordering::Acquire).as_ref() } {
-                    f(((r << MID_BITS) | m) << LEAF_SHIFT, leaf);
+                    f(start + (m << LEAF_SHIFT), leaf);
                 }
             }
-        }
+        });
     }
 
     /// Leaves made so far.
@@ -244,24 +244,22 @@ impl<const W: usize> Radix<W> {
 
 impl<const W: usize> Drop for Radix<W> {
     fn drop(&mut self) {
-        let root = *self.root.get_mut();
+        let map = *self.map.get_mut();
         // SAFETY: `&mut self`: nobody else reaches the nodes; each was made by `zeroed` and is
-        // released once.
+        // released once (the map's leaves through `Mids`, which keeps at most one as the spare,
+        // released last).
         unsafe {
-            if let Some(root) = root.as_mut() {
-                for mid in root.mids.iter_mut() {
-                    let mid = *mid.get_mut();
-                    if let Some(m) = mid.as_mut() {
-                        for leaf in m.leaves.iter_mut() {
-                            let leaf = *leaf.get_mut();
-                            if !leaf.is_null() {
-                                release(leaf);
-                            }
+            if let Some(m) = map.as_mut() {
+                m.for_each_leaf(|_, mid| {
+                    for leaf in &mid.slots {
+                        let leaf = leaf.load(Ordering::Relaxed);
+                        if !leaf.is_null() {
+                            release(leaf);
                         }
-                        release(mid);
                     }
-                }
-                release(root);
+                });
+                m.free_leaves(&Mids(&self.spare_mid));
+                release(map);
             }
             let mid = *self.spare_mid.get_mut();
             if !mid.is_null() {

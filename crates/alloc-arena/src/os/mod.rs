@@ -1,8 +1,11 @@
 //! The operating system, behind one provider type: `OsArenas`.
 //!
 //! Every OS difference lives in `unix.rs` or `windows.rs`; both offer the same private functions
-//! (`map_aligned`, `unmap`, `decommit`, `commit`, `page_size`, `advise_huge`, `yield_now`) and this
-//! module builds the public [`OsArenas`] from them.
+//! (`map_aligned`, `unmap`, `decommit`, `commit`, `page_size`, `advise_huge`, `yield_now`, `fatal`,
+//! `now_ms`, `random_u64`) and the `thread_key` module (the OS's per-thread slot, whose destructor
+//! reports a thread's end), and this module builds the public [`OsArenas`] from them.
+//! `thread_local` holds the `std` build's native thread-local (hand-written initial-exec TLS on
+//! x86-64 Linux). No other module of the crate calls the OS.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -19,7 +22,10 @@ mod windows;
 #[cfg(windows)]
 use windows as imp;
 
-pub(crate) use imp::{fatal, now_ms, page_size, random_u64, yield_now};
+pub(crate) use imp::{fatal, now_ms, page_size, random_u64, thread_key, yield_now};
+
+#[cfg(feature = "std")]
+pub(crate) mod thread_local;
 
 /// An [`ArenaProvider`] that maps arenas from the operating system: `mmap`/`munmap` on unix,
 /// `VirtualAlloc`/`VirtualFree` on windows.

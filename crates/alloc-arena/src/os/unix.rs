@@ -171,3 +171,56 @@ pub(crate) fn now_ms() -> u64 {
     unsafe { libc::clock_gettime(CLOCK, &mut ts) };
     (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
+
+/// The OS's thread-specific slot for the calling thread's cache (a pthread key), whose destructor
+/// tells `threads` that the thread ended.
+pub(crate) mod thread_key {
+    use crate::sync::{AtomicUsize, Ordering};
+    use crate::threads::ThreadCache;
+
+    /// The pthread key plus one (0: not created yet).
+    static KEY: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn on_thread_exit(value: *mut libc::c_void) {
+        // SAFETY: the OS passes the value this thread stored: its cache; the thread is ending.
+        unsafe { crate::threads::thread_ended(value.cast()) }
+    }
+
+    fn key() -> Option<libc::pthread_key_t> {
+        let k = KEY.load(Ordering::Acquire);
+        if k != 0 {
+            return Some((k - 1) as libc::pthread_key_t);
+        }
+        let mut fresh: libc::pthread_key_t = 0;
+        // SAFETY: a valid out-pointer and an `extern "C"` destructor.
+        if unsafe { libc::pthread_key_create(&mut fresh, Some(on_thread_exit)) } != 0 {
+            return None;
+        }
+        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Some(fresh),
+            Err(winner) => {
+                // SAFETY: our key was never used.
+                unsafe { libc::pthread_key_delete(fresh) };
+                Some((winner - 1) as libc::pthread_key_t)
+            }
+        }
+    }
+
+    #[cfg_attr(feature = "std", allow(dead_code))]
+    #[inline]
+    pub(crate) fn get() -> *mut ThreadCache {
+        let k = KEY.load(Ordering::Relaxed);
+        if k == 0 {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: a key made by `key()` (KEY is only set to created keys).
+        unsafe { libc::pthread_getspecific((k - 1) as libc::pthread_key_t).cast() }
+    }
+
+    /// Makes `c` the calling thread's cache (null: forget it).
+    pub(crate) fn set(c: *mut ThreadCache) -> bool {
+        let Some(k) = key() else { return false };
+        // SAFETY: a created key; the value is this thread's cache.
+        unsafe { libc::pthread_setspecific(k, c.cast()) == 0 }
+    }
+}

@@ -146,3 +146,61 @@ pub(crate) fn now_ms() -> u64 {
     // SAFETY: GetTickCount64 has no preconditions.
     unsafe { GetTickCount64() }
 }
+
+/// The OS's fiber-local slot for the calling thread's cache (an FLS index), whose callback tells
+/// `threads` that the thread ended.
+pub(crate) mod thread_key {
+    use crate::sync::{AtomicUsize, Ordering};
+    use crate::threads::ThreadCache;
+    use windows_sys::Win32::System::Threading::{
+        FLS_OUT_OF_INDEXES, FlsAlloc, FlsFree, FlsGetValue, FlsSetValue,
+    };
+
+    /// The fiber-local index plus one (0: not made yet).
+    static KEY: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "system" fn on_thread_exit(value: *const core::ffi::c_void) {
+        if !value.is_null() {
+            // SAFETY: the OS passes the value this thread stored: its cache; the thread is ending.
+            unsafe { crate::threads::thread_ended(value.cast_mut().cast()) }
+        }
+    }
+
+    fn key() -> Option<u32> {
+        let k = KEY.load(Ordering::Acquire);
+        if k != 0 {
+            return Some((k - 1) as u32);
+        }
+        // SAFETY: registers a plain callback.
+        let fresh = unsafe { FlsAlloc(Some(on_thread_exit)) };
+        if fresh == FLS_OUT_OF_INDEXES {
+            return None;
+        }
+        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Some(fresh),
+            Err(winner) => {
+                // SAFETY: our index was never used.
+                unsafe { FlsFree(fresh) };
+                Some((winner - 1) as u32)
+            }
+        }
+    }
+
+    #[cfg_attr(feature = "std", allow(dead_code))]
+    #[inline]
+    pub(crate) fn get() -> *mut ThreadCache {
+        let k = KEY.load(Ordering::Relaxed);
+        if k == 0 {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: an index made by `key()`.
+        unsafe { FlsGetValue((k - 1) as u32).cast() }
+    }
+
+    /// Makes `c` the calling thread's cache (null: forget it).
+    pub(crate) fn set(c: *mut ThreadCache) -> bool {
+        let Some(k) = key() else { return false };
+        // SAFETY: a made index; the value is this thread's cache.
+        unsafe { FlsSetValue(k, c.cast_const().cast()) != 0 }
+    }
+}

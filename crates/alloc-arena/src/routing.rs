@@ -1,5 +1,7 @@
-//! The allocator fronts: [`Heap`] (one owner, no lock) and [`PoolAllocator`] (shared), and the one
-//! routing of the `DomainAllocator` calls both use.
+//! The one routing of the `DomainAllocator` calls that both fronts use, [`Heap`](crate::Heap)
+//! (one owner, no lock, in `heap`) and [`PoolAllocator`](crate::PoolAllocator) (shared, in
+//! `pool`): the `Front` trait each implements, and the `domain_allocator_for_front!` macro that
+//! makes a front a `DomainAllocator`.
 //!
 //! Routing, for both:
 //!
@@ -12,16 +14,12 @@
 //!   and `L` across the threshold.
 
 use core::alloc::Layout;
-use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
-use alloc_core::{ArenaProvider, DomainAllocator, MIN_ALIGN, Ownership, System};
+use alloc_core::{ArenaProvider, DomainAllocator, MIN_ALIGN, Ownership};
 
-use crate::heap::PoolCore;
-use crate::os::OsArenas;
 use crate::registry;
-use crate::size_class::{ConfigError, Geometry, PoolConfig};
-use crate::stats::PoolStats;
+use crate::size_class::{Geometry, PoolConfig};
 use crate::sync::{AtomicU32, Ordering};
 
 pub(crate) const DEFAULT_GEOMETRY: Geometry = match Geometry::new(PoolConfig::DEFAULT) {
@@ -412,28 +410,28 @@ macro_rules! domain_allocator_for_front {
         unsafe impl<P: ArenaProvider, L: DomainAllocator> DomainAllocator for $front<P, L> {
             #[inline]
             fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-                $crate::front::malloc(self, size)
+                $crate::routing::malloc(self, size)
             }
             fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
-                $crate::front::calloc(self, nelem, elsize)
+                $crate::routing::calloc(self, nelem, elsize)
             }
             unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { $crate::front::realloc(self, ptr, new_size) }
+                unsafe { $crate::routing::realloc(self, ptr, new_size) }
             }
             #[inline]
             unsafe fn free(&self, ptr: *mut u8) {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { $crate::front::free(self, ptr) }
+                unsafe { $crate::routing::free(self, ptr) }
             }
             #[inline]
             unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { $crate::front::free_sized(self, ptr, size) }
+                unsafe { $crate::routing::free_sized(self, ptr, size) }
             }
             #[inline]
             fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-                $crate::front::malloc_aligned(self, layout)
+                $crate::routing::malloc_aligned(self, layout)
             }
             fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
                 // Small alignments are the `malloc` family (see `malloc_aligned`).
@@ -442,7 +440,7 @@ macro_rules! domain_allocator_for_front {
             #[inline]
             unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { $crate::front::free_aligned(self, ptr, layout) }
+                unsafe { $crate::routing::free_aligned(self, ptr, layout) }
             }
             unsafe fn realloc_aligned(
                 &self,
@@ -451,17 +449,17 @@ macro_rules! domain_allocator_for_front {
                 new_size: usize,
             ) -> Option<NonNull<u8>> {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { $crate::front::realloc_aligned(self, ptr, layout, new_size) }
+                unsafe { $crate::routing::realloc_aligned(self, ptr, layout, new_size) }
             }
             unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
                 // SAFETY: the caller's guarantee is the routing's.
-                unsafe { $crate::front::usable_size(self, ptr) }
+                unsafe { $crate::routing::usable_size(self, ptr) }
             }
             fn owns(&self, ptr: *const u8) -> Ownership {
-                $crate::front::owns(self, ptr)
+                $crate::routing::owns(self, ptr)
             }
             fn starts_block(&self, ptr: *const u8) -> Ownership {
-                $crate::front::starts_block(self, ptr)
+                $crate::routing::starts_block(self, ptr)
             }
             fn track_ownership(&self) -> bool {
                 // Pool blocks are known by their arenas; large ones are the large allocator's.
@@ -512,115 +510,3 @@ macro_rules! front_fields {
         }
     };
 }
-
-/// The pool allocator for one owner at a time: the same pools, arenas and routing as
-/// [`PoolAllocator`](crate::PoolAllocator) with no thread machinery. It is `Send` but not `Sync`:
-/// move it to a thread, use it there.
-///
-/// ```
-/// use alloc_arena::Heap;
-/// use alloc_core::{AsAllocator, DomainAllocator};
-///
-/// let heap = Heap::new();
-/// let alloc = AsAllocator::new(&heap);
-/// let mut v = alloc_core::allocator_api2::vec::Vec::new_in(&alloc);
-/// v.extend([1u32, 2, 3]);
-/// assert_eq!(heap.stats().blocks_in_use(), 1);
-/// ```
-pub struct Heap<P: ArenaProvider = OsArenas, L: DomainAllocator = System> {
-    geo: Geometry,
-    id: AtomicU32,
-    core: UnsafeCell<PoolCore<P>>,
-    large: L,
-}
-
-// SAFETY: all state moves with the value (arenas are owned by it); `P` and `L` move with it.
-unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Send> Send for Heap<P, L> {}
-
-impl Heap {
-    /// A heap with pymalloc's parameters over OS arenas, large requests to the C library.
-    pub const fn new() -> Self {
-        Heap::with_parts(OsArenas::new(), System)
-    }
-}
-
-impl Default for Heap {
-    fn default() -> Self {
-        Heap::new()
-    }
-}
-
-impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
-    /// A heap with pymalloc's parameters over `provider`, large requests to `large`.
-    pub const fn with_parts(provider: P, large: L) -> Self {
-        Self::from_geometry(DEFAULT_GEOMETRY, provider, large)
-    }
-
-    const fn from_geometry(geo: Geometry, provider: P, large: L) -> Self {
-        Heap {
-            geo,
-            id: AtomicU32::new(0),
-            core: UnsafeCell::new(PoolCore::new(geo, provider)),
-            large,
-        }
-    }
-
-    /// A heap with the parameters of `config`, or the reason they cannot work.
-    pub fn with_config(config: PoolConfig, provider: P, large: L) -> Result<Self, ConfigError> {
-        Ok(Self::from_geometry(Geometry::new(config)?, provider, large))
-    }
-
-    /// Statistics of the pools; see [`PoolStats`].
-    pub fn stats(&self) -> PoolStats {
-        self.with_core(|core, _| core.stats())
-    }
-
-    /// Gives back everything kept for reuse; see [`PoolAllocator::trim`](crate::PoolAllocator::trim).
-    pub fn trim(&self) {
-        self.with_core(|core, _| core.trim());
-    }
-
-    /// Runs `f` on the arena provider.
-    pub fn with_provider<R>(&self, f: impl FnOnce(&P) -> R) -> R {
-        self.with_core(|core, _| f(core.provider_mut()))
-    }
-
-    /// The large-block allocator.
-    pub fn large(&self) -> &L {
-        &self.large
-    }
-
-    #[cfg(test)]
-    pub(crate) fn check_invariants(&self) {
-        self.with_core(|core, _| core.check_invariants());
-    }
-}
-
-impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
-    #[inline]
-    fn with_core<R>(&self, f: impl FnOnce(&mut PoolCore<P>, &AtomicU32) -> R) -> R {
-        // SAFETY: `Heap` is not `Sync`, so only this thread can reach the core, and the routing
-        // never calls `with_core` while inside it (the provider and `L` must not call back into
-        // this heap), so this is the only reference.
-        f(unsafe { &mut *self.core.get() }, &self.id)
-    }
-}
-
-impl<P: ArenaProvider, L: DomainAllocator> Front for Heap<P, L> {
-    front_fields!();
-    #[inline]
-    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
-        self.with_core(|core, id| core.alloc(class, id))
-    }
-    #[inline]
-    unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>) {
-        self.with_core(|core, _| match class {
-            // SAFETY: the caller's guarantee: a live block of ours of this class.
-            Some(c) => unsafe { core.free_in_class(ptr, c) },
-            // SAFETY: the caller's guarantee: a live block of ours.
-            None => unsafe { core.free(ptr) },
-        })
-    }
-}
-
-domain_allocator_for_front!(Heap, "pool-heap");

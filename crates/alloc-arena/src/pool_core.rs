@@ -1,0 +1,1272 @@
+//! The heap core: size-class lists, the usable-arena list, and the moves of pools between states.
+//!
+//! `PoolCore` is the single-owner engine behind both [`Heap`](crate::Heap) (one owner, no lock)
+//! and [`PoolAllocator`](crate::PoolAllocator) (one core per thread's heap). Everything here runs with
+//! `&mut self`: exclusive access is the caller's business, which is what lets a heap be owned by one
+//! thread.
+//!
+//! * `bins[class]`: a small stack of freed blocks of each class, the first place a free goes and an
+//!   allocation looks (jemalloc's tcache, as an array): a free then writes nothing into the freed
+//!   block, which may be cold in the cache, and an alloc-free-alloc sequence reuses the hottest block.
+//!   Blocks in a bin still count as allocated in their pool; a full bin gives its older half back
+//!   to the pools, and `trim` empties the bins.
+//! * `used[class]`: the **used** pools of each class (doubly linked, head first). The head is where
+//!   the next block of that class comes from: pymalloc's `usedpools`, O(1).
+//! * `usable`: arenas with at least one pool to give, sorted by `nfree` ascending, so pools are
+//!   taken from the fullest arena and the emptiest arenas drain and can be returned to the OS.
+//!   `last_with[n]` is the last arena on the list with `nfree == n` (CPython's `nfp2lasta`), which
+//!   keeps the list sorted in O(1) when an arena gains a pool.
+//! * `all`: every arena, for statistics and for returning everything on drop.
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+use alloc_core::ArenaProvider;
+
+use crate::arena::{ArenaHeader, FreeBlock, NO_CLASS, PoolMeta};
+use crate::registry;
+use crate::remote::RemoteList;
+use crate::size_class::{Geometry, MAX_CLASSES, MAX_POOLS_PER_ARENA};
+use crate::stats::{ClassStats, PoolStats};
+use crate::sync::{AtomicU32, Ordering};
+use crate::threads::SlotHeader;
+
+/// The most blocks a bin can hold.
+const BIN_CAPACITY: usize = 256;
+/// The most blocks of a new pool a secure heap shuffles (the order array lives on the stack); a
+/// pool of more blocks (a configuration with large pools of small blocks) is carved in order.
+const MAX_SHUFFLED: usize = 4096;
+/// The most bytes a bin holds before it gives half back to the pools: bins of small classes hold
+/// `BIN_CAPACITY` blocks, bins of larger ones fewer (at least 32 up to 1 KiB blocks, then at least
+/// 2), so all bins of a heap together keep well under a mebibyte away from the pools with the
+/// default classes, and a few mebibytes with classes up to 64 KiB.
+const BIN_BYTES: usize = 32 << 10;
+
+/// How many blocks the bin of blocks of `block_size` bytes holds.
+const fn bin_limit(block_size: usize) -> usize {
+    let n = BIN_BYTES / block_size;
+    let floor = if block_size <= 1024 { 32 } else { 2 };
+    if n > BIN_CAPACITY {
+        BIN_CAPACITY
+    } else if n < floor {
+        floor
+    } else {
+        n
+    }
+}
+
+/// A stack of freed blocks of one class. `repr(C)` with `limit` just before `slots`: the word
+/// before `slots[len]` is always readable, the top block when `len > 0` and `limit` (a count,
+/// never a block's address) when the bin is empty, so a free can compare its block with the top
+/// without testing `len` first.
+#[repr(C)]
+struct Bin {
+    len: usize,
+    limit: usize,
+    slots: [*mut u8; BIN_CAPACITY],
+}
+
+impl Bin {
+    /// The top block, or `limit` read as an address when the bin is empty (see the type).
+    #[inline(always)]
+    fn top_or_limit(&self) -> *mut u8 {
+        // SAFETY: `len <= BIN_CAPACITY`; word `1 + len` of the `repr(C)` bin is `limit` (len 0)
+        // or `slots[len - 1]`, inside the bin either way.
+        unsafe {
+            ptr::from_ref(self)
+                .cast::<*mut u8>()
+                .add(1 + self.len)
+                .read()
+        }
+    }
+
+    const fn new() -> Self {
+        Bin {
+            len: 0,
+            limit: 0,
+            slots: [ptr::null_mut(); BIN_CAPACITY],
+        }
+    }
+}
+
+/// One bin per class, and one for `NO_CLASS` whose limit stays 0.
+const BINS: usize = MAX_CLASSES + 1;
+
+const fn bins_for(geo: &Geometry) -> [Bin; BINS] {
+    let mut bins = [const { Bin::new() }; BINS];
+    let mut c = 0;
+    // A secure heap has no bins (every limit 0): every free goes to its pool's checks.
+    while c < geo.nclasses && !geo.secure {
+        bins[c].limit = bin_limit(geo.block_size(c));
+        c += 1;
+    }
+    bins
+}
+
+pub(crate) struct PoolCore<P: ArenaProvider> {
+    geo: Geometry,
+    provider: P,
+    /// The per-thread heap this core is the engine of (null for a `Heap`): written into every
+    /// arena it maps, so that frees from other threads find where to send blocks.
+    slot: *const SlotHeader,
+    used: [*mut PoolMeta; MAX_CLASSES],
+    bins: [Bin; BINS],
+    usable: *mut ArenaHeader,
+    last_with: [*mut ArenaHeader; MAX_POOLS_PER_ARENA + 1],
+    all: *mut ArenaHeader,
+    /// Completely empty arenas kept mapped.
+    empty_arenas: usize,
+    /// Empty pools with committed pages, over all arenas.
+    empty_committed: usize,
+    /// When the last purge ran (`os::now_ms`).
+    last_purge_ms: u64,
+    /// A purge is running (pools it returns must not start another).
+    purging: bool,
+    /// The key of a secure heap's free-list links (0 until its first arena; see `link`).
+    key: usize,
+    /// A secure heap's generator for the order of new pools' blocks (xorshift).
+    rng: u64,
+    arenas: usize,
+    arenas_highest: usize,
+    arenas_allocated: usize,
+    arenas_released: usize,
+    pools_decommitted: usize,
+}
+
+// SAFETY: the raw pointers point into arenas that the core owns exclusively; moving the core to
+// another thread moves that ownership with it. `P` must be `Send` to move with it.
+unsafe impl<P: ArenaProvider + Send> Send for PoolCore<P> {}
+
+impl<P: ArenaProvider> PoolCore<P> {
+    pub(crate) const fn new(geo: Geometry, provider: P) -> Self {
+        PoolCore {
+            geo,
+            provider,
+            slot: ptr::null(),
+            used: [ptr::null_mut(); MAX_CLASSES],
+            bins: bins_for(&geo),
+            usable: ptr::null_mut(),
+            last_with: [ptr::null_mut(); MAX_POOLS_PER_ARENA + 1],
+            all: ptr::null_mut(),
+            empty_arenas: 0,
+            empty_committed: 0,
+            last_purge_ms: 0,
+            purging: false,
+            key: 0,
+            rng: 0,
+            arenas: 0,
+            arenas_highest: 0,
+            arenas_allocated: 0,
+            arenas_released: 0,
+            pools_decommitted: 0,
+        }
+    }
+
+    pub(crate) fn provider_mut(&mut self) -> &mut P {
+        &mut self.provider
+    }
+
+    /// Makes this core the engine of a per-thread heap (before it maps any arena).
+    pub(crate) fn set_slot(&mut self, slot: *const SlotHeader) {
+        debug_assert!(self.all.is_null());
+        self.slot = slot;
+    }
+
+    /// Takes back the blocks other threads freed into this core's pools (see `remote`); returns
+    /// whether there were any pools waiting.
+    pub(crate) fn drain_remote(&mut self) -> bool {
+        if self.slot.is_null() {
+            return false;
+        }
+        // SAFETY: a heap's slot outlives its core.
+        let notify = unsafe { &(*self.slot).notify };
+        let splice = |pool: *mut PoolMeta, head: *mut u8, count, tail: *mut u8| {
+            // SAFETY: a queued pool is a live pool of this core with blocks waiting (so it is not
+            // empty), and the list taken from it is ours now.
+            unsafe { self.splice_remote(pool, head.cast(), count, tail.cast()) }
+        };
+        // SAFETY: the caller owns this core's heap, whose queued pools are live pools of it.
+        unsafe { crate::remote::take_remote(notify, splice) }
+    }
+
+    /// Puts a pool's remote list (taken by `drain_remote`) onto its `local_free` whole, with the
+    /// length kept in its head word: no block of it is read (each would be a cache miss, another
+    /// core wrote them), and the pool changes state once.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of this core, `head` .. `tail` the list just taken from it, of
+    /// `count` blocks (0: unknown).
+    unsafe fn splice_remote(
+        &mut self,
+        pool: *mut PoolMeta,
+        head: *mut FreeBlock,
+        count: usize,
+        tail: *mut FreeBlock,
+    ) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let n = if count != 0 {
+                count as u16
+            } else {
+                let mut n: u16 = 1;
+                let mut b = head;
+                while !(*b).next.is_null() {
+                    b = (*b).next;
+                    n += 1;
+                }
+                n
+            };
+            let p = &mut *pool;
+            debug_assert!(p.class != NO_CLASS && n <= p.used);
+            if self.key != 0 {
+                // A secure heap's links are encoded: those the freeing threads wrote are
+                // plain, so each is re-encoded (blocks of this pool: the remote list's).
+                let mut b = head;
+                while b != tail {
+                    let next = (*b).next;
+                    self.link_store(b, next);
+                    b = next;
+                }
+            }
+            self.link_store(tail, p.local_free);
+            p.local_free = head;
+            p.used -= n;
+            if p.used == 0 || !p.in_list {
+                self.free_slow(pool);
+            }
+        }
+    }
+
+    /// The arena holding `addr`.
+    #[inline]
+    fn arena_of(&self, addr: usize) -> *mut ArenaHeader {
+        (addr & !(self.geo.arena_size - 1)) as *mut ArenaHeader
+    }
+
+    /// The meta of the pool holding `addr`, which must lie in one of this core's arenas.
+    #[inline]
+    fn meta_of(&self, addr: usize) -> *mut PoolMeta {
+        let arena = self.arena_of(addr);
+        let index = (addr - arena as usize) >> self.geo.pool_shift;
+        // SAFETY: the address lies in a live arena of this core (callers check ownership), and
+        // `index < pools_per_arena` because the offset is below the arena size.
+        unsafe { ArenaHeader::meta(arena, index) }
+    }
+
+    /// A block of `class` from its bin, if the bin has one (touches nothing else: no provider, no
+    /// pool). `class` must be below the geometry's class count.
+    #[inline(always)]
+    pub(crate) fn pop_bin(&mut self, class: usize) -> Option<NonNull<u8>> {
+        debug_assert!(class < self.geo.nclasses);
+        // SAFETY: `class < nclasses <= MAX_CLASSES` (the routing takes it from `class_of` of a
+        // size within the threshold).
+        let bin = unsafe { self.bins.get_unchecked_mut(class) };
+        if bin.len == 0 {
+            return None;
+        }
+        bin.len -= 1;
+        // SAFETY: `len < limit <= BIN_CAPACITY`, and slots below `len` hold blocks of this class
+        // (pushed by `free`).
+        Some(unsafe { NonNull::new_unchecked(*bin.slots.get_unchecked(bin.len)) })
+    }
+
+    /// Puts a freed block of `class` in its bin if the bin has room; false if it is full (the
+    /// caller then frees through `free_in_class`, which makes room).
+    ///
+    /// # Safety
+    /// As for [`free_in_class`](Self::free_in_class).
+    #[inline(always)]
+    pub(crate) unsafe fn push_bin(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
+        debug_assert!(class < self.geo.nclasses);
+        // SAFETY: the caller's guarantee: `class` is the block's class, below `nclasses`.
+        let bin = unsafe { self.bins.get_unchecked_mut(class) };
+        if bin.len >= bin.limit {
+            return false;
+        }
+        // SAFETY: `len < limit <= BIN_CAPACITY` (`bin_limit` never exceeds it).
+        unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
+        bin.len += 1;
+        true
+    }
+
+    /// [`push_bin`](Self::push_bin) for a class read from the block's pool meta: `NO_CLASS` (an
+    /// empty pool, so not a live block) is refused like a full bin.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this core of class `class`, or `class` is `NO_CLASS`.
+    #[inline(always)]
+    pub(crate) unsafe fn push_bin_read_class(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
+        debug_assert!(class < self.geo.nclasses || class == NO_CLASS as usize);
+        // SAFETY: `class < nclasses` or `NO_CLASS`, both below `BINS`.
+        let bin = unsafe { self.bins.get_unchecked_mut(class) };
+        if bin.len >= bin.limit {
+            return false;
+        }
+        // The usual double free, `free(p); free(p)`: the block is the bin's top. Refused, so
+        // that the caller's long way reports it (see `check`).
+        if bin.top_or_limit() == ptr.as_ptr() {
+            return false;
+        }
+        // SAFETY: `len < limit <= BIN_CAPACITY`; a bin with room is a class's (the caller's
+        // guarantee then makes `ptr` a live block of it).
+        unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
+        bin.len += 1;
+        true
+    }
+
+    /// Whether one of the `RECENT` blocks freed last into the bin of `class` is `ptr`: a double
+    /// free of a block freed a moment ago (the long way's check; the fast path looks at the top
+    /// only). Bounded, so that it costs a few compares and not a scan of the whole bin.
+    pub(crate) fn bin_recently_holds(&self, ptr: *mut u8, class: usize) -> bool {
+        const RECENT: usize = 8;
+        self.bins
+            .get(class)
+            .is_some_and(|b| b.slots[b.len.saturating_sub(RECENT)..b.len].contains(&ptr))
+    }
+
+    /// Allocates a block of `class`; `id` is the owner id of the front (assigned on first arena).
+    #[inline]
+    pub(crate) fn alloc(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+        debug_assert!(class < self.geo.nclasses);
+        let bin = &mut self.bins[class];
+        if bin.len > 0 {
+            bin.len -= 1;
+            // SAFETY: slots below `len` hold blocks of this class (pushed by `free`).
+            return Some(unsafe { NonNull::new_unchecked(bin.slots[bin.len]) });
+        }
+        self.pool_alloc(class, id)
+    }
+
+    /// Allocates a block of `class` from its pools.
+    #[inline]
+    fn pool_alloc(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+        let pool = self.used[class];
+        if !pool.is_null() {
+            // SAFETY: pools on a used list are live; blocks on their free list lie inside them.
+            unsafe {
+                let p = &mut *pool;
+                let mut block = p.free;
+                if block.is_null() {
+                    // The blocks freed since `free` ran dry become the free list.
+                    block = p.local_free;
+                    p.local_free = ptr::null_mut();
+                }
+                if !block.is_null() {
+                    p.free = self.link_load(block, p);
+                    p.used += 1;
+                    if self.key != 0 {
+                        // A live block's first word must not decode to a link (see
+                        // `check_not_free`): the program may never write it.
+                        (*block).next = ptr::null_mut();
+                    }
+                    return Some(NonNull::new_unchecked(block.cast()));
+                }
+            }
+        }
+        self.alloc_slow(class, id)
+    }
+
+    /// The head pool's free list is empty (or there is no pool): swap in the blocks freed
+    /// meanwhile, carve a never-used block, retire full pools, or take a new pool.
+    #[cold]
+    fn alloc_slow(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+        loop {
+            let pool = self.used[class];
+            if pool.is_null() {
+                // Blocks other threads gave back come before a new pool.
+                if self.drain_remote() {
+                    continue;
+                }
+                return self.alloc_from_new_pool(class, id);
+            }
+            // SAFETY: pools on a used list are live; carved offsets stay below `end_offset`.
+            unsafe {
+                let p = &mut *pool;
+                if !p.free.is_null() {
+                    break;
+                }
+                if !p.local_free.is_null() {
+                    p.free = p.local_free;
+                    p.local_free = ptr::null_mut();
+                    break;
+                }
+                if p.next_offset < p.end_offset {
+                    // Lazy carving: one never-used block, handed out directly.
+                    let block = p.base.add(p.next_offset as usize);
+                    p.next_offset += p.block_size;
+                    p.used += 1;
+                    return Some(NonNull::new_unchecked(block));
+                }
+                // Full: off the used list (it is the head); the first free brings it back.
+                debug_assert_eq!(p.used, p.capacity);
+                self.unlink_used(pool);
+            }
+        }
+        self.pool_alloc(class, id)
+    }
+
+    #[cold]
+    fn alloc_from_new_pool(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+        if self.usable.is_null() {
+            self.new_arena(id)?;
+        }
+        let pool = self.take_pool()?;
+        let size = self.geo.block_size(class);
+        let capacity = self.geo.pool_size / size;
+        // SAFETY: `take_pool` returned an empty pool of a live arena, committed.
+        unsafe {
+            let p = &mut *pool;
+            p.class = class as u8;
+            p.block_size = size as u32;
+            p.capacity = capacity as u16;
+            p.used = 1;
+            p.free = ptr::null_mut();
+            p.local_free = ptr::null_mut();
+            p.next_offset = size as u32;
+            p.end_offset = (capacity * size) as u32;
+            self.link_used_front(pool);
+            if self.key != 0 && capacity <= MAX_SHUFFLED {
+                return Some(self.shuffle_new_pool(pool));
+            }
+            Some(NonNull::new_unchecked(p.base))
+        }
+    }
+
+    /// Writes the free-list link of `block`: plain, or for a secure heap encoded with the key and
+    /// the block's own address (so a link read from one block means nothing at another).
+    ///
+    /// # Safety
+    /// `block` is a free block of this core, writable.
+    #[inline(always)]
+    unsafe fn link_store(&self, block: *mut FreeBlock, next: *mut FreeBlock) {
+        let v = if self.key == 0 {
+            next
+        } else {
+            (next as usize ^ self.key ^ block as usize) as *mut FreeBlock
+        };
+        // SAFETY: the caller's guarantee.
+        unsafe { (*block).next = v };
+    }
+
+    /// Reads the free-list link of `block` in pool `p`; for a secure heap, decodes it and checks
+    /// that it is null or a block start of the same pool below its carved end, and reports heap
+    /// corruption (then aborts) if not: a freed block's contents are not trusted.
+    ///
+    /// # Safety
+    /// `block` is a free block of pool `p` of this core.
+    #[inline(always)]
+    unsafe fn link_load(&self, block: *mut FreeBlock, p: &PoolMeta) -> *mut FreeBlock {
+        // SAFETY: the caller's guarantee.
+        let raw = unsafe { (*block).next };
+        if self.key == 0 {
+            return raw;
+        }
+        let next = raw as usize ^ self.key ^ block as usize;
+        if next != 0 && !Self::starts_block(p, next) {
+            crate::check::bad_free("malloc", block as usize, crate::check::BadFree::Corrupted);
+        }
+        next as *mut FreeBlock
+    }
+
+    /// Whether `addr` is a block start of pool `p` below its carved end.
+    fn starts_block(p: &PoolMeta, addr: usize) -> bool {
+        let base = p.base as usize;
+        addr >= base
+            && addr < base + p.next_offset as usize
+            && (addr - base).is_multiple_of(p.block_size as usize)
+    }
+
+    /// For a secure heap: reports `block` (then aborts) if it is already on a free list of its
+    /// pool. Its first word is looked at first: a free block's decodes to a link of the pool
+    /// (null or a block start), a live block's almost never does, so the lists are walked only
+    /// then.
+    ///
+    /// # Safety
+    /// `block` is a block start of pool `p` of this core.
+    #[cold]
+    unsafe fn check_not_free(&self, block: *mut FreeBlock, p: &PoolMeta) {
+        // SAFETY: the caller's guarantee: the block is readable.
+        let word = unsafe { (*block).next } as usize ^ self.key ^ block as usize;
+        if word != 0 && !Self::starts_block(p, word) {
+            return;
+        }
+        for head in [p.free, p.local_free] {
+            let mut b = head;
+            let mut steps = 0;
+            while !b.is_null() && steps <= p.capacity as usize {
+                if b == block {
+                    crate::check::bad_free(
+                        "free",
+                        block as usize,
+                        crate::check::BadFree::DoubleFree,
+                    );
+                }
+                // SAFETY: a free block of the pool (links checked as they are read).
+                b = unsafe { self.link_load(b, p) };
+                steps += 1;
+            }
+        }
+    }
+
+    /// Hands out the first block of a secure heap's new pool `pool` chosen at random, and threads
+    /// the others onto its free list in random order (Fisher-Yates), so that the addresses a
+    /// program gets in a row do not follow one another.
+    ///
+    /// # Safety
+    /// `pool` was just given its class with one block used and nothing carved beyond the first.
+    #[cold]
+    unsafe fn shuffle_new_pool(&mut self, pool: *mut PoolMeta) -> NonNull<u8> {
+        // SAFETY: the caller's guarantee: a live pool of this core, committed.
+        let p = unsafe { &mut *pool };
+        let n = p.capacity as usize;
+        let mut order = [0u16; MAX_SHUFFLED];
+        for (i, o) in order.iter_mut().enumerate().take(n) {
+            *o = i as u16;
+        }
+        for i in (1..n).rev() {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            order.swap(i, (self.rng % (i as u64 + 1)) as usize);
+        }
+        let at = |i: u16| (p.base as usize + i as usize * p.block_size as usize) as *mut FreeBlock;
+        p.next_offset = p.end_offset;
+        let mut head: *mut FreeBlock = ptr::null_mut();
+        for &i in order[1..n].iter().rev() {
+            // SAFETY: a never-used block of the pool, now free.
+            unsafe { self.link_store(at(i), head) };
+            head = at(i);
+        }
+        p.free = head;
+        // SAFETY: a block start of the pool.
+        unsafe { NonNull::new_unchecked(at(order[0]).cast()) }
+    }
+
+    /// # Safety
+    /// `pool` is a live pool with a class, on no list.
+    #[inline]
+    unsafe fn link_used_front(&mut self, pool: *mut PoolMeta) {
+        // SAFETY: the caller's guarantee; the head is a live used pool or null.
+        unsafe {
+            let p = &mut *pool;
+            let class = p.class as usize;
+            p.prev = ptr::null_mut();
+            p.next = self.used[class];
+            if !p.next.is_null() {
+                (*p.next).prev = pool;
+            }
+            self.used[class] = pool;
+            p.in_list = true;
+        }
+    }
+
+    /// Takes an empty pool from the head of the usable list (the fullest arena).
+    fn take_pool(&mut self) -> Option<*mut PoolMeta> {
+        let a = self.usable;
+        debug_assert!(!a.is_null());
+        // SAFETY: `a` is a live arena on the usable list, so it has a pool to give.
+        unsafe {
+            let arena = &mut *a;
+            let pool = if !arena.free_pools.is_null() {
+                let pool = arena.free_pools;
+                if !(*pool).committed {
+                    self.provider
+                        .commit(NonNull::new_unchecked((*pool).base), self.geo.pool_size)
+                        .ok()?;
+                    (*pool).committed = true;
+                } else {
+                    arena.empty_committed -= 1;
+                    self.empty_committed -= 1;
+                }
+                arena.free_pools = (*pool).next;
+                pool
+            } else {
+                let index = arena.next_unused;
+                debug_assert!(index < self.geo.pools_per_arena);
+                arena.next_unused += 1;
+                let pool = ArenaHeader::meta(a, index);
+                pool.write(PoolMeta {
+                    free: ptr::null_mut(),
+                    local_free: ptr::null_mut(),
+                    next: ptr::null_mut(),
+                    prev: ptr::null_mut(),
+                    base: a.cast::<u8>().add(index << self.geo.pool_shift),
+                    next_offset: 0,
+                    end_offset: 0,
+                    used: 0,
+                    capacity: 0,
+                    emptied_at: 0,
+                    block_size: 0,
+                    class: NO_CLASS,
+                    in_list: false,
+                    committed: true,
+                    remote: RemoteList::new(),
+                    notify_next: ptr::null_mut(),
+                    remote_tail: ptr::null_mut(),
+                });
+                pool
+            };
+            let nf = arena.nfree;
+            if nf == arena.ntotal {
+                self.empty_arenas -= 1;
+            }
+            // The head has the smallest `nfree`, so it is the only arena with `nf` if it is the
+            // last with `nf`, and no arena has `nf - 1`.
+            if self.last_with[nf] == a {
+                self.last_with[nf] = ptr::null_mut();
+            }
+            arena.nfree = nf - 1;
+            if nf == 1 {
+                self.usable = arena.next;
+                if !arena.next.is_null() {
+                    (*arena.next).prev = ptr::null_mut();
+                }
+                arena.next = ptr::null_mut();
+                arena.usable = false;
+            } else {
+                self.last_with[nf - 1] = a;
+            }
+            Some(pool)
+        }
+    }
+
+    /// Maps a new arena, registers it under `id`, and makes it the usable list.
+    #[cold]
+    fn new_arena(&mut self, id: &AtomicU32) -> Option<()> {
+        if self.geo.secure && self.key == 0 {
+            self.key = (crate::os::random_u64() as usize) | 1;
+            self.rng = crate::os::random_u64() | 1;
+        }
+        let mut owner = id.load(Ordering::Relaxed);
+        if owner == 0 {
+            owner = registry::new_owner_id();
+            // Relaxed: written under exclusive access to the core; readers only compare it with the
+            // registry's answer for blocks this core handed out after this point.
+            id.store(owner, Ordering::Relaxed);
+        }
+        let layout = self.arena_layout();
+        let base = self.provider.alloc(layout).ok()?;
+        if registry::register(base.as_ptr() as usize, self.geo.arena_size, owner).is_err() {
+            // SAFETY: the arena was just made with this layout and never used.
+            unsafe { self.provider.free(base, layout) };
+            return None;
+        }
+        // SAFETY: a fresh arena aligned to its size, which holds the header (Geometry checked).
+        let a = unsafe {
+            ArenaHeader::init(
+                base.as_ptr(),
+                self.geo.pools_per_arena,
+                self.geo.header_pools,
+            )
+        };
+        // SAFETY: `a` is the fresh header; `all` and `usable` hold live arenas or null.
+        unsafe {
+            (*a).slot = self.slot;
+            (*a).all_next = self.all;
+            if !self.all.is_null() {
+                (*self.all).all_prev = a;
+            }
+            self.all = a;
+            debug_assert!(self.usable.is_null());
+            (*a).usable = true;
+            self.usable = a;
+            self.last_with[(*a).ntotal] = a;
+        }
+        self.empty_arenas += 1;
+        self.arenas += 1;
+        self.arenas_allocated += 1;
+        self.arenas_highest = self.arenas_highest.max(self.arenas);
+        Some(())
+    }
+
+    fn arena_layout(&self) -> Layout {
+        // Geometry guarantees a power-of-two size, valid as size and alignment.
+        Layout::from_size_align(self.geo.arena_size, self.geo.arena_size)
+            .unwrap_or_else(|_| unreachable!("arena size is a checked power of two"))
+    }
+
+    /// Frees a block of this core: onto its class's bin, or, when the bin is full, half the bin
+    /// back to the pools first.
+    ///
+    /// # Safety
+    /// `ptr` is a live block allocated by this core, not used afterwards.
+    #[inline(always)]
+    pub(crate) unsafe fn free(&mut self, ptr: NonNull<u8>) {
+        let pool = self.meta_of(ptr.as_ptr() as usize);
+        // SAFETY: the caller guarantees a live block, so its pool has a class.
+        let class = unsafe { (*pool).class } as usize;
+        // SAFETY: the class was just read from the block's pool.
+        unsafe { self.free_in_class(ptr, class) }
+    }
+
+    /// Frees a block whose class the caller knows (from the size it requested): the sized free
+    /// that reads no pool metadata, so a free touches neither the block nor its pool.
+    ///
+    /// # Safety
+    /// `ptr` is a live block allocated by this core in size class `class`, not used afterwards.
+    #[inline(always)]
+    pub(crate) unsafe fn free_in_class(&mut self, ptr: NonNull<u8>, class: usize) {
+        debug_assert!(
+            class < self.geo.nclasses,
+            "free of a block in an empty pool"
+        );
+        debug_assert_eq!(
+            // SAFETY: debug check of the caller's guarantee.
+            unsafe { (*self.meta_of(ptr.as_ptr() as usize)).class } as usize,
+            class,
+            "sized free with a size of another class"
+        );
+        let bin = &mut self.bins[class];
+        if bin.limit == 0 {
+            // No bins (a secure heap): to the pool at once.
+            // SAFETY: the caller's guarantee.
+            return unsafe { self.pool_free(ptr) };
+        }
+        if bin.len >= bin.limit {
+            let half = bin.limit / 2;
+            // SAFETY: the bin holds live blocks of this core.
+            unsafe { self.flush_bin(class, half) };
+        }
+        let bin = &mut self.bins[class];
+        bin.slots[bin.len] = ptr.as_ptr();
+        bin.len += 1;
+    }
+
+    /// Gives every bin's blocks back to their pools (an abandoned heap's, when it is collected).
+    pub(crate) fn flush_bins(&mut self) {
+        for class in 0..self.geo.nclasses {
+            if self.bins[class].len > 0 {
+                // SAFETY: bins hold blocks of this core.
+                unsafe { self.flush_bin(class, BIN_CAPACITY) };
+            }
+        }
+    }
+
+    /// Gives the oldest `count` blocks of a bin back to their pools.
+    ///
+    /// # Safety
+    /// The bin's blocks are blocks of this core, allocated as far as the pools know.
+    #[cold]
+    unsafe fn flush_bin(&mut self, class: usize, count: usize) {
+        // The blocks leave the bin before any goes to its pool: a pool that empties may start a
+        // purge, which flushes every bin, this one included, and must find it consistent.
+        let mut batch = [ptr::null_mut::<u8>(); BIN_CAPACITY];
+        let bin = &mut self.bins[class];
+        let count = count.min(bin.len);
+        batch[..count].copy_from_slice(&bin.slots[..count]);
+        bin.slots.copy_within(count..bin.len, 0);
+        bin.len -= count;
+        for &block in &batch[..count] {
+            // SAFETY: the caller's guarantee; each block left the bin once, above.
+            unsafe { self.pool_free(NonNull::new_unchecked(block)) };
+        }
+    }
+
+    /// Frees a block of this core back to its pool.
+    ///
+    /// # Safety
+    /// `ptr` is a block allocated by this core (as far as its pool knows), not used afterwards.
+    #[inline]
+    unsafe fn pool_free(&mut self, ptr: NonNull<u8>) {
+        let pool = self.meta_of(ptr.as_ptr() as usize);
+        // SAFETY: the caller guarantees a live block, so its pool is used or full and `ptr` is a
+        // block boundary inside it.
+        unsafe {
+            let p = &mut *pool;
+            debug_assert!(p.class != NO_CLASS, "free of a block in an empty pool");
+            debug_assert!(
+                (ptr.as_ptr() as usize - p.base as usize).is_multiple_of(p.block_size as usize),
+                "free of a pointer that is not a block start"
+            );
+            let block = ptr.as_ptr().cast::<FreeBlock>();
+            if self.key != 0 {
+                self.check_not_free(block, p);
+            }
+            self.link_store(block, p.local_free);
+            p.local_free = block;
+            p.used -= 1;
+            if p.used == 0 || !p.in_list {
+                self.free_slow(pool);
+            }
+        }
+    }
+
+    /// A free left its pool empty, or the pool was full: move it between states.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of this core with a class.
+    #[cold]
+    unsafe fn free_slow(&mut self, pool: *mut PoolMeta) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let p = &mut *pool;
+            if p.used == 0 {
+                if p.in_list && p.prev.is_null() && p.next.is_null() {
+                    // The only pool of its class stays with the class, empty (hysteresis, like
+                    // mimalloc's page retire): a class that swings between zero and a few blocks
+                    // must not take a pool from its arena and give it back every time.
+                    // `trim` returns such pools.
+                    return;
+                }
+                if p.in_list {
+                    self.unlink_used(pool);
+                }
+                self.return_pool(pool);
+            } else if !p.in_list {
+                // It was full; back to the front of its class: the next allocation uses it.
+                self.link_used_front(pool);
+            }
+        }
+    }
+
+    /// # Safety
+    /// `pool` is on its class's used list.
+    unsafe fn unlink_used(&mut self, pool: *mut PoolMeta) {
+        // SAFETY: the caller guarantees `pool` and its neighbours are live used pools.
+        unsafe {
+            let p = &mut *pool;
+            if p.prev.is_null() {
+                self.used[p.class as usize] = p.next;
+            } else {
+                (*p.prev).next = p.next;
+            }
+            if !p.next.is_null() {
+                (*p.next).prev = p.prev;
+            }
+            p.in_list = false;
+        }
+    }
+
+    /// A pool became empty: back to its arena, maybe decommitted, and the arena moved along the
+    /// usable list (or returned to the OS).
+    ///
+    /// # Safety
+    /// `pool` is a pool of this core with no allocated block, on no list.
+    unsafe fn return_pool(&mut self, pool: *mut PoolMeta) {
+        // SAFETY: `pool` is live (the caller); its arena is live; list neighbours are live arenas.
+        unsafe {
+            let a = self.arena_of(pool as usize);
+            let arena = &mut *a;
+            let p = &mut *pool;
+            p.class = NO_CLASS;
+            p.next = arena.free_pools;
+            arena.free_pools = pool;
+            let now = crate::os::now_ms();
+            if p.committed {
+                p.emptied_at = now as u32;
+                arena.empty_committed += 1;
+                self.empty_committed += 1;
+            }
+
+            let nf = arena.nfree;
+            arena.nfree = nf + 1;
+            if nf == 0 {
+                // It was full, so not on the list; with one free pool it is the fullest: the head.
+                arena.prev = ptr::null_mut();
+                arena.next = self.usable;
+                if !self.usable.is_null() {
+                    (*self.usable).prev = a;
+                }
+                self.usable = a;
+                arena.usable = true;
+            } else {
+                let last = self.last_with[nf];
+                if last == a {
+                    let prev = arena.prev;
+                    self.last_with[nf] = if !prev.is_null() && (*prev).nfree == nf {
+                        prev
+                    } else {
+                        ptr::null_mut()
+                    };
+                } else {
+                    // Move `a` after the last arena with its old count: it is then the first with
+                    // the new count, and the list stays sorted.
+                    self.unlink_usable(a);
+                    arena.prev = last;
+                    arena.next = (*last).next;
+                    if !arena.next.is_null() {
+                        (*arena.next).prev = a;
+                    }
+                    (*last).next = a;
+                }
+            }
+            if self.last_with[nf + 1].is_null() {
+                self.last_with[nf + 1] = a;
+            }
+            if nf + 1 == arena.ntotal {
+                // Kept while the heap's empty memory is within what it retains (see
+                // `PoolConfig::retain_bytes`), or among the `keep_empty_arenas`.
+                if self.empty_arenas < self.geo.keep_empty_arenas
+                    || self.empty_committed <= self.geo.retain_pools
+                {
+                    self.empty_arenas += 1;
+                } else {
+                    self.release_arena(a);
+                }
+            }
+            // At most one purge per half delay (the arena, and `pool`, may be gone by now); when
+            // empty committed pools pass four times the budget and what the heap retains, at once
+            // and regardless of age, down to half of what it retains.
+            let budget = self.empty_pool_budget();
+            if self.empty_committed > (4 * budget).max(self.geo.retain_pools) {
+                self.purge_down_to(self.geo.retain_pools / 2, now);
+            } else if self.empty_committed > budget
+                && now.wrapping_sub(self.last_purge_ms) >= self.geo.purge_delay_ms / 2
+            {
+                self.purge(false, now);
+            }
+        }
+    }
+
+    /// Empty pools kept committed before purges start: `keep_empty_pools`, or an eighth of the
+    /// pools mapped when that is more, so that a large heap whose live set fluctuates keeps a
+    /// proportional slack instead of decommitting and refaulting pools (each a system call and
+    /// page faults) at every swing.
+    #[inline]
+    fn empty_pool_budget(&self) -> usize {
+        let mapped = self.arenas * (self.geo.pools_per_arena - self.geo.header_pools);
+        self.geo.keep_empty_pools.max(mapped / 8)
+    }
+
+    /// Decommits empty pools, merging neighbours into one call per run. With `all`, first gives
+    /// back what the heap retains (bins, the empty pool of each class) and then decommits every
+    /// committed empty pool; otherwise it decommits those empty for at least `purge_delay_ms`.
+    ///
+    /// Purges run only while more than the budget of empty pools are committed (see
+    /// `empty_pool_budget`), at most once per half delay, from the rare path where a pool empties;
+    /// at four times the budget (a heap that is mostly free, as after freeing a large structure) a
+    /// full purge runs at once.
+    /// A pool that empties and is taken again soon (a churning program, or one that frees a large
+    /// structure and builds another) is never decommitted, so it costs no system call and no page
+    /// faults; memory that stays unused is given back on the allocator's next activity after the
+    /// delay (mimalloc's purge delay and jemalloc's decay work the same way), and `trim` gives it
+    /// back at once.
+    fn purge(&mut self, all: bool, now: u64) {
+        if all {
+            self.release_retained_and_purge(now);
+        } else {
+            self.purge_pools(false, 0, now);
+        }
+    }
+
+    /// The full purge of `trim`: what the heap holds back, then every committed empty pool.
+    fn release_retained_and_purge(&mut self, now: u64) {
+        if self.purging {
+            return;
+        }
+        self.purging = true;
+        self.release_retained();
+        self.purging = false;
+        self.purge_pools(true, 0, now);
+    }
+
+    /// Decommits committed empty pools, whatever their age, until at most `keep` are left (the
+    /// bins and the pools kept by their classes stay): a large free gives its memory back at once
+    /// past what the heap retains.
+    fn purge_down_to(&mut self, keep: usize, now: u64) {
+        self.purge_pools(true, keep, now);
+    }
+
+    /// Decommits empty pools: with `all`, any committed empty pool while more than `keep` are
+    /// committed; otherwise those empty for at least `purge_delay_ms`.
+    fn purge_pools(&mut self, all: bool, keep: usize, now: u64) {
+        if self.purging {
+            return;
+        }
+        self.purging = true;
+        self.last_purge_ms = now;
+        let delay = self.geo.purge_delay_ms as u32;
+        let pool_size = self.geo.pool_size;
+        // Only arenas on the usable list have empty pools, and only those with committed empty
+        // pools need a visit; within one, only the empty-pool stack is walked (never every pool:
+        // a purge must not sweep the metadata of the whole heap through the cache).
+        let mut a = self.usable;
+        while !a.is_null() {
+            // SAFETY: arenas on the usable list are live; pools on an arena's free stack are its
+            // empty pools with initialised metas; the ranges decommitted are whole empty pools.
+            unsafe {
+                let arena = &mut *a;
+                let next_arena = arena.next;
+                if arena.empty_committed == 0 {
+                    a = next_arena;
+                    continue;
+                }
+                // Which pools to decommit, as a bitmap by index, so neighbours merge into runs.
+                let mut chosen = [0u64; MAX_POOLS_PER_ARENA / 64];
+                let mut over = self.empty_committed.saturating_sub(keep);
+                let mut p = arena.free_pools;
+                while !p.is_null() && (!all || over > 0) {
+                    let pool = &mut *p;
+                    if pool.committed
+                        && (all || (now as u32).wrapping_sub(pool.emptied_at) >= delay)
+                    {
+                        over = over.saturating_sub(1);
+                        let i = (pool.base as usize - a as usize) / pool_size;
+                        chosen[i / 64] |= 1 << (i % 64);
+                    }
+                    p = pool.next;
+                }
+                let mut i = 0;
+                while i < arena.next_unused {
+                    if chosen[i / 64] == 0 {
+                        i = (i / 64 + 1) * 64;
+                        continue;
+                    }
+                    if chosen[i / 64] & (1 << (i % 64)) == 0 {
+                        i += 1;
+                        continue;
+                    }
+                    let first = i;
+                    while i < arena.next_unused && chosen[i / 64] & (1 << (i % 64)) != 0 {
+                        i += 1;
+                    }
+                    let n = i - first;
+                    let start = a.cast::<u8>().add(first * pool_size);
+                    if self
+                        .provider
+                        .decommit(NonNull::new_unchecked(start), n * pool_size)
+                    {
+                        for j in first..i {
+                            (*ArenaHeader::meta(a, j)).committed = false;
+                        }
+                        arena.empty_committed -= n;
+                        self.empty_committed -= n;
+                        self.pools_decommitted += n;
+                    }
+                }
+                a = next_arena;
+                if all && self.empty_committed <= keep {
+                    break;
+                }
+            }
+        }
+        self.purging = false;
+    }
+
+    /// # Safety
+    /// `a` is on the usable list.
+    unsafe fn unlink_usable(&mut self, a: *mut ArenaHeader) {
+        // SAFETY: the caller guarantees `a` and its neighbours are live arenas on the list.
+        unsafe {
+            let arena = &mut *a;
+            if arena.prev.is_null() {
+                self.usable = arena.next;
+            } else {
+                (*arena.prev).next = arena.next;
+            }
+            if !arena.next.is_null() {
+                (*arena.next).prev = arena.prev;
+            }
+        }
+    }
+
+    /// Returns a completely empty arena to the provider.
+    ///
+    /// # Safety
+    /// `a` is a live, completely empty arena of this core on the usable list.
+    unsafe fn release_arena(&mut self, a: *mut ArenaHeader) {
+        // SAFETY: the caller's guarantee; after unlinking, nothing refers to the arena.
+        unsafe {
+            let arena = &mut *a;
+            let n = arena.ntotal;
+            if self.last_with[n] == a {
+                let prev = arena.prev;
+                self.last_with[n] = if !prev.is_null() && (*prev).nfree == n {
+                    prev
+                } else {
+                    ptr::null_mut()
+                };
+            }
+            self.unlink_usable(a);
+            self.unlink_all(a);
+            self.empty_committed -= arena.empty_committed;
+            self.arenas -= 1;
+            self.arenas_released += 1;
+            let layout = self.arena_layout();
+            registry::unregister(a as usize, layout.size());
+            self.provider.free(NonNull::new_unchecked(a.cast()), layout);
+        }
+    }
+
+    /// # Safety
+    /// `a` is on the list of all arenas.
+    unsafe fn unlink_all(&mut self, a: *mut ArenaHeader) {
+        // SAFETY: the caller guarantees `a` and its neighbours are live arenas on the list.
+        unsafe {
+            let arena = &mut *a;
+            if arena.all_prev.is_null() {
+                self.all = arena.all_next;
+            } else {
+                (*arena.all_prev).all_next = arena.all_next;
+            }
+            if !arena.all_next.is_null() {
+                (*arena.all_next).all_prev = arena.all_prev;
+            }
+        }
+    }
+
+    /// Gives back everything kept for reuse, like `malloc_trim(0)`: the empty pools kept by their
+    /// class, the empty arenas kept mapped, and the pages of every empty pool.
+    pub(crate) fn trim(&mut self) {
+        while self.drain_remote() {}
+        let (keep_arenas, keep_pools) = (self.geo.keep_empty_arenas, self.geo.keep_empty_pools);
+        self.geo.keep_empty_arenas = 0;
+        self.geo.keep_empty_pools = 0;
+        self.purge(true, crate::os::now_ms());
+        // SAFETY: the usable list holds live arenas; the link is read before an arena leaves.
+        unsafe {
+            let mut a = self.usable;
+            while !a.is_null() {
+                let next = (*a).next;
+                if (*a).nfree == (*a).ntotal {
+                    self.empty_arenas -= 1;
+                    self.release_arena(a);
+                }
+                a = next;
+            }
+        }
+        self.geo.keep_empty_arenas = keep_arenas;
+        self.geo.keep_empty_pools = keep_pools;
+    }
+
+    /// Gives the pools what the heap holds back for speed: every bin's blocks, and the empty pool
+    /// each class keeps. Pools that empty go to their arenas, arenas that empty are released (past
+    /// `keep_empty_arenas`).
+    fn release_retained(&mut self) {
+        for class in 0..self.geo.nclasses {
+            // SAFETY: bins hold blocks of this core.
+            unsafe { self.flush_bin(class, BIN_CAPACITY) };
+        }
+        // SAFETY: every list holds live pools of this core. The next link is read before a pool
+        // leaves its list; returning a pool can release only its own arena, which then held no
+        // other pool of any list (all its pools were empty), and purges are off meanwhile.
+        unsafe {
+            for class in 0..self.geo.nclasses {
+                let mut p = self.used[class];
+                while !p.is_null() {
+                    let next = (*p).next;
+                    if (*p).used == 0 {
+                        self.unlink_used(p);
+                        self.return_pool(p);
+                    }
+                    p = next;
+                }
+            }
+        }
+    }
+
+    /// Statistics, by walking every arena's pool metas (nothing is counted on the fast paths).
+    pub(crate) fn stats(&self) -> PoolStats {
+        let g = &self.geo;
+        let mut s = PoolStats {
+            classes: [ClassStats::default(); MAX_CLASSES],
+            nclasses: g.nclasses,
+            pool_size: g.pool_size,
+            arena_size: g.arena_size,
+            arenas: self.arenas,
+            arenas_highest: self.arenas_highest,
+            arenas_allocated: self.arenas_allocated,
+            arenas_released: self.arenas_released,
+            pools_decommitted_total: self.pools_decommitted,
+            ..PoolStats::default()
+        };
+        for (c, cs) in s.classes.iter_mut().enumerate().take(g.nclasses) {
+            cs.block_size = g.block_size(c);
+        }
+        let mut a = self.all;
+        while !a.is_null() {
+            // SAFETY: every arena on the `all` list is live; metas below `next_unused` are
+            // initialised.
+            unsafe {
+                let arena = &*a;
+                s.pools_unused += self.geo.pools_per_arena - arena.next_unused;
+                for i in g.header_pools..arena.next_unused {
+                    let p = &*ArenaHeader::meta(a, i);
+                    if p.class == NO_CLASS {
+                        s.pools_empty += 1;
+                        if !p.committed {
+                            s.pools_decommitted += 1;
+                        }
+                        continue;
+                    }
+                    let cs = &mut s.classes[p.class as usize];
+                    cs.pools += 1;
+                    cs.blocks_in_use += p.used as usize;
+                    cs.blocks_free += (p.capacity - p.used) as usize;
+                }
+                a = arena.all_next;
+            }
+        }
+        for (cs, bin) in s.classes.iter_mut().zip(&self.bins).take(g.nclasses) {
+            // Blocks waiting in a bin are free to the program, allocated to their pool.
+            cs.blocks_in_use -= bin.len;
+            cs.blocks_free += bin.len;
+        }
+        for cs in &s.classes[..g.nclasses] {
+            s.bytes_in_use += cs.blocks_in_use * cs.block_size;
+            s.bytes_free_in_pools += cs.blocks_free * cs.block_size;
+        }
+        s.bytes_mapped = s.arenas * g.arena_size;
+        s
+    }
+
+    /// Checks every structural invariant (lists sorted and consistent, counts matching the pools);
+    /// panics naming the first broken one. For tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        // SAFETY: all lists hold live arenas and pools of this core.
+        unsafe {
+            let mut a = self.usable;
+            let mut prev: *mut ArenaHeader = ptr::null_mut();
+            while !a.is_null() {
+                let arena = &*a;
+                assert!(arena.usable, "arena on the usable list not marked usable");
+                assert!(
+                    arena.nfree > 0,
+                    "arena with no free pool on the usable list"
+                );
+                assert_eq!(arena.prev, prev, "usable list back link broken");
+                if !prev.is_null() {
+                    assert!((*prev).nfree <= arena.nfree, "usable list not sorted");
+                }
+                let last = self.last_with[arena.nfree];
+                let is_last = arena.next.is_null() || (*arena.next).nfree != arena.nfree;
+                assert_eq!(is_last, last == a, "last_with[{}] is wrong", arena.nfree);
+                prev = a;
+                a = arena.next;
+            }
+            for class in 0..self.geo.nclasses {
+                let mut p = self.used[class];
+                let mut prev: *mut PoolMeta = ptr::null_mut();
+                while !p.is_null() {
+                    let pool = &*p;
+                    assert_eq!(pool.class as usize, class, "pool on the wrong class list");
+                    assert!(pool.in_list, "pool on a used list not marked so");
+                    assert!(
+                        pool.used <= pool.capacity,
+                        "pool with more blocks used than it has"
+                    );
+                    assert_eq!(pool.prev, prev, "used list back link broken");
+                    prev = p;
+                    p = pool.next;
+                }
+            }
+        }
+    }
+}
+
+impl<P: ArenaProvider> Drop for PoolCore<P> {
+    fn drop(&mut self) {
+        let layout = self.arena_layout();
+        let mut a = self.all;
+        while !a.is_null() {
+            // SAFETY: every arena on the list is live and ours; its link is read before it is freed.
+            unsafe {
+                let next = (*a).all_next;
+                registry::unregister(a as usize, layout.size());
+                self.provider.free(NonNull::new_unchecked(a.cast()), layout);
+                a = next;
+            }
+        }
+    }
+}
