@@ -29,8 +29,8 @@ use thiserror::Error;
 use crate::os::{faults, pages};
 use slots::{FREE, FREEING, Header, LIVE, NONE, QUARANTINED, RESERVED, Slots};
 
-pub use slots::{GUARD_FRAMES, REGISTERED};
 pub(crate) use slots::report_fault;
+pub use slots::{GUARD_FRAMES, REGISTERED};
 
 /// One allocation in this many is guarded by default: cheap enough to leave on (see the crate's
 /// README for the cost).
@@ -367,7 +367,11 @@ impl<A> GuardPages<A> {
 
     /// Whether `ptr` is a live guarded block (the start of one).
     pub fn is_guarded(&self, ptr: *const u8) -> bool {
-        self.in_area(ptr) && self.slots().and_then(|s| s.live_block(ptr as usize)).is_some()
+        self.in_area(ptr)
+            && self
+                .slots()
+                .and_then(|s| s.live_block(ptr as usize))
+                .is_some()
     }
 
     /// Whether `ptr` lies in the slot area: one subtraction and one compare.
@@ -555,7 +559,10 @@ impl<A> GuardPages<A> {
         r.next.store(NONE, Ordering::Relaxed);
         match pool.quarantine_tail {
             NONE => pool.quarantine_head = slot as u32,
-            tail => s.record(tail as usize).next.store(slot as u32, Ordering::Relaxed),
+            tail => s
+                .record(tail as usize)
+                .next
+                .store(slot as u32, Ordering::Relaxed),
         }
         pool.quarantine_tail = slot as u32;
         pool.stats.live -= 1;
@@ -762,7 +769,10 @@ unsafe impl<A: DomainAllocator> DomainAllocator for GuardPages<A> {
     }
     fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
         if self.in_area(ptr) {
-            return match self.slots().and_then(|s| s.live_block(ptr as usize).map(|k| (s, k))) {
+            return match self
+                .slots()
+                .and_then(|s| s.live_block(ptr as usize).map(|k| (s, k)))
+            {
                 Some((s, slot)) => slots::write_origin(s, slot, out),
                 None => false,
             };

@@ -165,14 +165,7 @@ impl Slots {
     pub(super) fn record(&self, slot: usize) -> &Record {
         debug_assert!(slot < self.header().slots);
         // SAFETY: `slot < slots`: the record lies in the header pages, after the header.
-        unsafe {
-            &*self
-                .0
-                .as_ptr()
-                .add(1)
-                .cast::<Record>()
-                .add(slot)
-        }
+        unsafe { &*self.0.as_ptr().add(1).cast::<Record>().add(slot) }
     }
 
     /// The first byte of slot `slot`'s data pages.
@@ -378,10 +371,7 @@ pub(super) fn describe(s: Slots, addr: usize, access: Access, out: &mut Report) 
                     out.block(r, is_freed(r.state.load(Ordering::Relaxed)));
                 }
                 None => {
-                    let _ = writeln!(
-                        out,
-                        "{what} at {addr:#x}, in a guard page next to no block"
-                    );
+                    let _ = writeln!(out, "{what} at {addr:#x}, in a guard page next to no block");
                 }
             }
         }

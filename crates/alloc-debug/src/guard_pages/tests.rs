@@ -73,7 +73,10 @@ fn underflow_mode_starts_blocks_at_their_slot() {
         assert_eq!(p as usize % pages::page_size(), 0);
         let text = describe_text(&g, p as usize - 1);
         assert!(text.contains("buffer underflow: a write at"), "{text}");
-        assert!(text.contains("offset -1, 1 byte(s) before its start"), "{text}");
+        assert!(
+            text.contains("offset -1, 1 byte(s) before its start"),
+            "{text}"
+        );
         assert!(text.contains(&format!("block: {p:p}, 24 bytes")), "{text}");
         // SAFETY: a live block, freed once.
         unsafe { g.free(p) };
@@ -88,7 +91,10 @@ fn a_fault_past_a_block_is_described_as_an_overflow_and_after_free_as_a_use_afte
         let text = describe_text(&g, p as usize + 32);
         assert!(text.contains("buffer overflow: a write at"), "{text}");
         assert!(text.contains("offset 32, 1 byte(s) past its end"), "{text}");
-        assert!(text.contains(&format!("block: {p:p}, 32 bytes\n")), "{text}");
+        assert!(
+            text.contains(&format!("block: {p:p}, 32 bytes\n")),
+            "{text}"
+        );
         assert!(text.contains("allocated at: 0x"), "{text}");
         // SAFETY: a live block, freed once.
         unsafe { g.free(p) };
@@ -217,8 +223,14 @@ fn parameters_are_checked() {
         Err(GuardPagesError::SlotPages { .. })
     ));
     let e = b.slots(8).quarantine(9).build(System).unwrap_err();
-    assert_eq!(e.to_string(), "a quarantine of 9 slots does not fit in a pool of 8");
-    assert_eq!(GuardPagesConfig::default().check(), Ok(GuardPagesConfig::DEFAULT));
+    assert_eq!(
+        e.to_string(),
+        "a quarantine of 9 slots does not fit in a pool of 8"
+    );
+    assert_eq!(
+        GuardPagesConfig::default().check(),
+        Ok(GuardPagesConfig::DEFAULT)
+    );
 }
 
 #[test]
