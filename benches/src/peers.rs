@@ -28,6 +28,13 @@ pub static TRACING: alloc_core::AsGlobalAlloc<alloc_debug::Tracing<alloc_arena::
 /// The pool with statistics.
 pub static COUNTING: alloc_core::AsGlobalAlloc<alloc_debug::Counting<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Counting::new(alloc_arena::PoolAllocator::new()));
+/// The pool under sampled guard pages at their default rate (one allocation in
+/// `alloc_debug::DEFAULT_SAMPLE_RATE`).
+pub static GUARD_PAGES: alloc_core::AsGlobalAlloc<
+    alloc_debug::GuardPages<alloc_arena::PoolAllocator>,
+> = alloc_core::AsGlobalAlloc::new(alloc_debug::GuardPages::new(
+    alloc_arena::PoolAllocator::new(),
+));
 /// The pool under a fault injector that is switched off.
 pub static FAULT_OFF: alloc_core::AsGlobalAlloc<
     alloc_debug::FaultInjecting<alloc_arena::PoolAllocator>,
@@ -56,6 +63,7 @@ pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
 /// * `guarded`, `counting`, `fault-off`: the pool under `Guarded`, `Counting`, and a disabled
 ///   `FaultInjecting` (what each decorator costs, against `pool`);
 /// * `tracing`: the pool under `Tracing` capturing one frame per block (tracemalloc's default);
+/// * `guard-pages`: the pool under `GuardPages` at its default sample rate;
 /// * `core-system`: `alloc_core::System` through the adapter: what the adapter costs.
 pub const ALL: &[&str] = &[
     "system",
@@ -68,6 +76,7 @@ pub const ALL: &[&str] = &[
     "counting",
     "fault-off",
     "tracing",
+    "guard-pages",
     "core-system",
 ];
 
@@ -119,6 +128,10 @@ macro_rules! with_allocator {
             }
             "tracing" => {
                 let $a = &$crate::peers::TRACING;
+                Some($body)
+            }
+            "guard-pages" => {
+                let $a = &$crate::peers::GUARD_PAGES;
                 Some($body)
             }
             "core-system" => {

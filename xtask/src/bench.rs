@@ -95,6 +95,7 @@ const ALLOCATORS: &[&str] = &[
     "counting",
     "fault-off",
     "tracing",
+    "guard-pages",
     "core-system",
 ];
 

@@ -91,7 +91,8 @@ impl Preset {
 /// The environment variable that puts sampled guard pages (`alloc_debug::GuardPages`) over the
 /// mem domain's allocator at start-up: one allocation in N is guarded (0: off, the default;
 /// 1: every allocation while the guarded slots last). Read with `DOMALLOC`, at the first
-/// allocation; works with every preset.
+/// allocation; works with every preset. `DOMALLOC_GUARD_UNDERFLOW=1` beside it places the blocks
+/// against the start of their slots (underflows fault instead of overflows).
 pub const GUARD_SAMPLE_VAR: &str = "DOMALLOC_GUARD_SAMPLE";
 
 /// A `DOMALLOC_GUARD_SAMPLE` value: a decimal number of at most 9 digits; `None` otherwise.

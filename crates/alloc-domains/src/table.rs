@@ -430,6 +430,7 @@ fn start() {
 /// The mem domain's record under `DOMALLOC_GUARD_SAMPLE=N` with N > 0: sampled guard pages
 /// (`GuardPages`, one allocation in N) over the preset's mem allocator. `None` when the variable
 /// is unset or 0; a value that is no number is reported as a bad `DOMALLOC` is (and ignored).
+/// `DOMALLOC_GUARD_UNDERFLOW=1` chooses underflow mode.
 fn guard_pages_over(preset: Preset) -> Option<&'static Installed> {
     let value = read_env(c"DOMALLOC_GUARD_SAMPLE")?;
     let Some(n) = parse_guard_sample(value.bytes()).filter(|_| !value.cut) else {
@@ -446,27 +447,22 @@ fn guard_pages_over(preset: Preset) -> Option<&'static Installed> {
     if n == 0 {
         return None;
     }
+    let underflow = read_env(c"DOMALLOC_GUARD_UNDERFLOW").is_some_and(|v| v.bytes() == b"1");
+    macro_rules! configured {
+        ($guard:expr, $record:expr) => {{
+            $guard.set_sample_rate(n);
+            $guard.set_underflow(underflow);
+            &$record
+        }};
+    }
     Some(match preset {
-        Preset::Pool => {
-            MEM_GUARD_POOL.set_sample_rate(n);
-            &REC_MEM_GUARD_POOL
-        }
-        Preset::PoolSecure => {
-            MEM_GUARD_SECURE_POOL.set_sample_rate(n);
-            &REC_MEM_GUARD_SECURE_POOL
-        }
-        Preset::Malloc => {
-            MEM_GUARD_SYSTEM.set_sample_rate(n);
-            &REC_MEM_GUARD_SYSTEM
-        }
+        Preset::Pool => configured!(MEM_GUARD_POOL, REC_MEM_GUARD_POOL),
+        Preset::PoolSecure => configured!(MEM_GUARD_SECURE_POOL, REC_MEM_GUARD_SECURE_POOL),
+        Preset::Malloc => configured!(MEM_GUARD_SYSTEM, REC_MEM_GUARD_SYSTEM),
         Preset::Debug | Preset::PoolDebug => {
-            MEM_GUARD_DEBUG_POOL.set_sample_rate(n);
-            &REC_MEM_GUARD_DEBUG_POOL
+            configured!(MEM_GUARD_DEBUG_POOL, REC_MEM_GUARD_DEBUG_POOL)
         }
-        Preset::MallocDebug => {
-            MEM_GUARD_DEBUG_SYSTEM.set_sample_rate(n);
-            &REC_MEM_GUARD_DEBUG_SYSTEM
-        }
+        Preset::MallocDebug => configured!(MEM_GUARD_DEBUG_SYSTEM, REC_MEM_GUARD_DEBUG_SYSTEM),
     })
 }
 

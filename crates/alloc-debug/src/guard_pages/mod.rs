@@ -20,7 +20,7 @@ use core::alloc::Layout;
 use core::cell::Cell;
 use core::fmt;
 use core::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use alloc_core::lock::Lock;
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
@@ -298,6 +298,8 @@ pub struct GuardPages<A> {
     inner: A,
     config: GuardPagesConfig,
     rate: AtomicU32,
+    /// Underflow mode, as the pool is mapped with it (settable until then).
+    underflow: AtomicBool,
     /// The slot area, `[lo, lo + span)`; `span` is 0 until the pool is mapped, so the test of a
     /// pointer is one subtraction and one compare.
     lo: AtomicUsize,
@@ -314,6 +316,7 @@ impl<A> GuardPages<A> {
             inner,
             config: GuardPagesConfig::DEFAULT,
             rate: AtomicU32::new(DEFAULT_SAMPLE_RATE),
+            underflow: AtomicBool::new(false),
             lo: AtomicUsize::new(0),
             span: AtomicUsize::new(0),
             header: AtomicPtr::new(ptr::null_mut()),
@@ -335,6 +338,7 @@ impl<A> GuardPages<A> {
 
     fn with_config(mut self, config: GuardPagesConfig) -> Self {
         self.rate = AtomicU32::new(config.sample_rate);
+        self.underflow = AtomicBool::new(config.underflow);
         self.config = config;
         self
     }
@@ -344,9 +348,25 @@ impl<A> GuardPages<A> {
         &self.inner
     }
 
-    /// The parameters (the sample rate as it was built; see [`sample_rate`](Self::sample_rate)).
+    /// The parameters: as built, with the sample rate and the mode of now.
     pub fn config(&self) -> GuardPagesConfig {
-        self.config
+        GuardPagesConfig {
+            sample_rate: self.sample_rate(),
+            underflow: self.underflow.load(Ordering::Relaxed),
+            ..self.config
+        }
+    }
+
+    /// Chooses underflow mode (blocks against the start of their slot) or overflow mode, for a
+    /// decorator made with [`new`](Self::new) (a static, say) before its first guarded block:
+    /// whether the mode could still be chosen (the pool, once mapped, keeps its mode).
+    pub fn set_underflow(&self, on: bool) -> bool {
+        let pool = self.pool.lock();
+        if pool.slots.is_some() {
+            return on == self.underflow.load(Ordering::Relaxed);
+        }
+        self.underflow.store(on, Ordering::Relaxed);
+        true
     }
 
     /// One allocation in how many is guarded now.
@@ -506,7 +526,8 @@ impl<A> GuardPages<A> {
     /// Maps the pool, installs the fault handler and publishes the slot area (under the lock).
     fn map(&self) -> Option<Slots> {
         let c = self.config;
-        let s = Slots::map(c.slots as usize, c.slot_pages as usize, c.underflow)?;
+        let underflow = self.underflow.load(Ordering::Relaxed);
+        let s = Slots::map(c.slots as usize, c.slot_pages as usize, underflow)?;
         // Without a handler (or a place in the registry) faults are not reported, but the
         // blocks are still guarded: the process still dies at the bad access.
         let _ = faults::install();
