@@ -10,7 +10,8 @@ ratio of them is exact and repeatable.
 
     cargo build --profile bench -p domalloc-benches --bin domalloc-bench
     # (the criterion benches' profile, thin LTO; its runner lands in target/release)
-    python3 benches/instructions.py [--json out.json] [--subjects pool,guard-pages] [--runner PATH]
+    python3 benches/instructions.py [--json out.json] [--subjects pool,guard-pages] [--scales 0.2,0.4]
+                                     [--runner PATH]
 """
 
 import argparse
@@ -48,9 +49,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
     ap.add_argument("--subjects", help="comma-separated allocators (pool first); default: all")
+    ap.add_argument("--scales", help="the two scales, comma-separated (default: 0.02,0.04)")
     ap.add_argument("--runner", help="the runner binary (default: target/release/domalloc-bench)")
     args = ap.parse_args()
-    global RUNNER, SUBJECTS
+    global RUNNER, SUBJECTS, SCALES
+    if args.scales:
+        SCALES = tuple(float(x) for x in args.scales.split(","))
     if args.runner:
         RUNNER = args.runner
     if args.subjects:

@@ -45,7 +45,10 @@ fn blocks_end_at_their_guard_page_rounded_to_their_alignment() {
         for align in [32usize, 64, 256, 4096] {
             let layout = Layout::from_size_align(40, align).unwrap();
             let p = g.malloc_aligned(layout).unwrap().as_ptr();
-            assert!(g.is_guarded(p) && p as usize % align == 0, "{align}");
+            assert!(
+                g.is_guarded(p) && (p as usize).is_multiple_of(align),
+                "{align}"
+            );
             assert!(page - (p as usize % page) - 40 < align, "{align}");
             // SAFETY: a live block of this layout, freed once.
             unsafe { g.free_aligned(NonNull::new(p).unwrap(), layout) };
