@@ -10,7 +10,8 @@ ratio of them is exact and repeatable.
 
     cargo build --profile bench -p domalloc-benches --bin domalloc-bench
     # (the criterion benches' profile, thin LTO; its runner lands in target/release)
-    python3 benches/instructions.py [--json out.json]
+    python3 benches/instructions.py [--json out.json] [--subjects pool,guard-pages] [--scales 0.2,0.4]
+                                     [--runner PATH]
 """
 
 import argparse
@@ -23,7 +24,7 @@ import sys
 
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release",
                       "domalloc-bench")
-SUBJECTS = ["pool", "fault-off", "counting", "guarded", "tracing"]
+SUBJECTS = ["pool", "fault-off", "counting", "guarded", "tracing", "guard-pages"]
 # (workload, size, operations per unit of --scale per sample): pairs make 2,000,000 pairs per
 # unit, churn 1,000,000 replacements; one sample plus the warm-up run.
 CASES = [("pairs", "16", 2_000_000), ("pairs", "256", 2_000_000), ("churn", None, 1_000_000)]
@@ -47,7 +48,19 @@ def total(allocator, workload, size, scale):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
+    ap.add_argument("--subjects", help="comma-separated allocators (pool first); default: all")
+    ap.add_argument("--scales", help="the two scales, comma-separated (default: 0.02,0.04)")
+    ap.add_argument("--runner", help="the runner binary (default: target/release/domalloc-bench)")
     args = ap.parse_args()
+    global RUNNER, SUBJECTS, SCALES
+    if args.scales:
+        SCALES = tuple(float(x) for x in args.scales.split(","))
+    if args.runner:
+        RUNNER = args.runner
+    if args.subjects:
+        SUBJECTS = args.subjects.split(",")
+        if SUBJECTS[0] != "pool":
+            sys.exit("instructions.py: the first subject must be pool (the ratios' base)")
     if not shutil.which("valgrind"):
         sys.exit("instructions.py: needs valgrind")
     results = []

@@ -14,7 +14,7 @@ use crate::peers;
 pub const ENV: &str = "DOMALLOC_BENCH_ALLOCATOR";
 
 const UNSET: u8 = u8::MAX;
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 11] = [
     "system",
     "mimalloc",
     "jemalloc",
@@ -25,6 +25,7 @@ const NAMES: [&str; 10] = [
     "fault-off",
     "tracing",
     "scoped",
+    "guard-pages",
 ];
 
 /// Forwards to the allocator named by [`ENV`] (the C library if unset or unknown).
@@ -123,6 +124,10 @@ macro_rules! forward {
             }
             9 => {
                 let $a = &peers::SCOPED;
+                $body
+            }
+            10 => {
+                let $a = &peers::GUARD_PAGES;
                 $body
             }
             _ => {

@@ -32,6 +32,14 @@ pub static COUNTING: alloc_core::AsGlobalAlloc<alloc_debug::Counting<alloc_arena
 /// everyone else).
 pub static SCOPED: alloc_core::AsGlobalAlloc<alloc_debug::Scoped<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Scoped::new(alloc_arena::PoolAllocator::new()));
+
+/// The pool under sampled guard pages at their default rate (one allocation in
+/// `alloc_debug::DEFAULT_SAMPLE_RATE`).
+pub static GUARD_PAGES: alloc_core::AsGlobalAlloc<
+    alloc_debug::GuardPages<alloc_arena::PoolAllocator>,
+> = alloc_core::AsGlobalAlloc::new(alloc_debug::GuardPages::new(
+    alloc_arena::PoolAllocator::new(),
+));
 /// The pool under a fault injector that is switched off.
 pub static FAULT_OFF: alloc_core::AsGlobalAlloc<
     alloc_debug::FaultInjecting<alloc_arena::PoolAllocator>,
@@ -62,6 +70,7 @@ pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
 /// * `scoped`: the pool under `Scoped` with no scope open (what scoped counts cost the code
 ///   outside a scope);
 /// * `tracing`: the pool under `Tracing` capturing one frame per block (tracemalloc's default);
+/// * `guard-pages`: the pool under `GuardPages` at its default sample rate;
 /// * `core-system`: `alloc_core::System` through the adapter: what the adapter costs.
 pub const ALL: &[&str] = &[
     "system",
@@ -75,6 +84,7 @@ pub const ALL: &[&str] = &[
     "fault-off",
     "tracing",
     "scoped",
+    "guard-pages",
     "core-system",
 ];
 
@@ -130,6 +140,10 @@ macro_rules! with_allocator {
             }
             "scoped" => {
                 let $a = &$crate::peers::SCOPED;
+                Some($body)
+            }
+            "guard-pages" => {
+                let $a = &$crate::peers::GUARD_PAGES;
                 Some($body)
             }
             "core-system" => {

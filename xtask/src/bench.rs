@@ -96,6 +96,7 @@ const ALLOCATORS: &[&str] = &[
     "fault-off",
     "tracing",
     "scoped",
+    "guard-pages",
     "core-system",
 ];
 

@@ -435,3 +435,136 @@ fn a_million_random_operations_with_injected_misuse_are_all_caught() {
         );
     }
 }
+
+/// `DOMALLOC_GUARD_SAMPLE=1`: a C program's one-byte overflow, underflow (with
+/// `DOMALLOC_GUARD_UNDERFLOW=1`) and use after free on a guarded block die by SIGSEGV at the
+/// access, after a report naming the block, its size, the offset and where it was allocated.
+#[test]
+fn guard_pages_catch_a_c_programs_overflow_underflow_and_use_after_free() {
+    use std::os::unix::process::ExitStatusExt;
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let exe = compile("guard_pages.c", "guard_pages", &[]);
+    for (case, first_line, facts) in [
+        (
+            "overflow",
+            "domalloc: guard pages: buffer overflow: a write at",
+            "offset 32, 1 byte(s) past its end",
+        ),
+        (
+            "underflow",
+            "domalloc: guard pages: buffer underflow: a write at",
+            "offset -1, 1 byte(s) before its start",
+        ),
+        (
+            "use_after_free",
+            "domalloc: guard pages: use after free: a read at",
+            "offset 5 in a freed block",
+        ),
+    ] {
+        let out = Command::new(&exe)
+            .arg(case)
+            .env("LD_PRELOAD", library())
+            .env("DOMALLOC_GUARD_SAMPLE", "1")
+            .env(
+                "DOMALLOC_GUARD_UNDERFLOW",
+                if case == "underflow" { "1" } else { "0" },
+            )
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGSEGV),
+            "{case}: {:?}\n{stdout}\n{stderr}",
+            out.status
+        );
+        let block = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("block "))
+            .unwrap_or_else(|| panic!("{case}: {stdout}"));
+        assert!(stderr.contains(first_line), "{case}: {stderr}");
+        assert!(stderr.contains(facts), "{case}: {stderr}");
+        assert!(
+            stderr.contains(&format!("block: {block}, 32 bytes")),
+            "{case}: {stderr}"
+        );
+        assert!(stderr.contains("allocated at: 0x"), "{case}: {stderr}");
+        if case == "use_after_free" {
+            assert!(stderr.contains("freed at: 0x"), "{case}: {stderr}");
+        }
+    }
+}
+
+/// `python3` (object churn, every allocation through malloc) and `git` (a repository and a
+/// commit) print the same with every block guarded while slots last (`DOMALLOC_GUARD_SAMPLE=1`)
+/// as without the library.
+#[test]
+fn python_and_git_print_the_same_under_guard_pages() {
+    let guarded = |mut c: Command| {
+        c.env("LD_PRELOAD", library())
+            .env("DOMALLOC_GUARD_SAMPLE", "1");
+        c
+    };
+    if installed("python3") {
+        let script = "import collections\n\
+                      d = {}\n\
+                      for i in range(200000):\n    \
+                          d[str(i)] = [i, str(i) * 3, (i, i + 1)]\n    \
+                          if i % 3 == 0: del d[str(i // 2)]\n\
+                      c = collections.Counter(len(v[1]) for v in d.values())\n\
+                      print(len(d), sorted(c.items())[:5], sum(v[0] for v in d.values()))";
+        let make = || {
+            let mut c = Command::new("python3");
+            c.args(["-c", script]).env("PYTHONMALLOC", "malloc");
+            c
+        };
+        compare_with_plain("python3 -c (churn)", make, guarded);
+    } else {
+        skip("python3");
+    }
+    if installed("git") {
+        let dir = scratch().join("guard-git");
+        let _ = std::fs::remove_dir_all(&dir);
+        let make = || {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("file.txt"), "guarded\n").unwrap();
+            let mut c = Command::new("sh");
+            c.current_dir(&dir).args([
+                "-c",
+                "git init -q . && git add file.txt && \
+                 git -c user.name=t -c user.email=t@t commit -q -m first && \
+                 git log --format=%s && git cat-file -p HEAD^{tree} && git --version",
+            ]);
+            c
+        };
+        compare_with_plain("git", make, guarded);
+    } else {
+        skip("git");
+    }
+}
+
+/// Runs `make()` without the library and `wrap(make())` under it; asserts both succeed and print
+/// the same.
+fn compare_with_plain(what: &str, make: impl Fn() -> Command, wrap: impl Fn(Command) -> Command) {
+    let plain = make().output().expect("the program runs");
+    assert!(
+        plain.status.success(),
+        "{what} fails without the library: {plain:?}"
+    );
+    let got = wrap(make()).output().expect("the program runs");
+    assert!(
+        got.status.success(),
+        "{what} under guard pages: {:?}\nstderr: {}",
+        got.status,
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        String::from_utf8_lossy(&plain.stdout),
+        "{what} printed something else under guard pages"
+    );
+}

@@ -9,6 +9,9 @@
 //!   and underflow, API misuse between domains, double free and foreign pointers, with a report that
 //!   names the block, its serial and its domain, then abort, panic or record; an optional quarantine
 //!   catches writes after free; [`Guarded::is_freed`] is CPython's `_PyObject_IsFreed`.
+//! * [`GuardPages`]: sampled guard pages (as GWP-ASan): one allocation in N placed against an
+//!   inaccessible page, and kept inaccessible for a while once freed, so that an overflow, an
+//!   underflow or a use after free of it faults at once, with a report; cheap enough to leave on.
 //! * [`FaultInjecting`]: fail chosen allocations (a range as CPython's `set_nomemory`, the Nth, every
 //!   Nth, a seeded probability, above a size, by predicate) to test out-of-memory handling.
 //! * [`Counting`]: allocations, frees, reallocs, failures, bytes live and peak, a size histogram.
@@ -55,6 +58,8 @@ mod fault;
 #[cfg(not(loom))]
 mod guard;
 #[cfg(not(loom))]
+mod guard_pages;
+#[cfg(not(loom))]
 mod instance;
 #[cfg(all(loom, test))]
 mod loom_models;
@@ -84,6 +89,12 @@ pub use fault::{FaultInjecting, FaultPredicate};
 pub use guard::{
     Action, CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE, Guarded, MAX_QUARANTINE, RECORDED_VIOLATIONS,
     SERIAL_BATCH, Violation, ViolationKind,
+};
+#[cfg(not(loom))]
+pub use guard_pages::{
+    DEFAULT_QUARANTINE, DEFAULT_SAMPLE_RATE, DEFAULT_SLOT_PAGES, DEFAULT_SLOTS, GUARD_FRAMES,
+    GuardPages, GuardPagesBuilder, GuardPagesConfig, GuardPagesError, GuardPagesStats,
+    MAX_SLOT_PAGES, MAX_SLOTS, REGISTERED,
 };
 #[cfg(not(loom))]
 pub use profile::{EXACT_SIZES, LOG_BUCKETS, Profile, Profiling, log_bucket};

@@ -55,3 +55,44 @@ alloc_core::allocator_conformance_tests!(
     tracing_as_allocator,
     alloc_core::AsAllocator::new(Tracing::new(PoolAllocator::new()))
 );
+alloc_core::conformance_tests!(
+    guard_pages_every_block,
+    alloc_debug::GuardPages::builder()
+        .sample_rate(1)
+        .slots(64)
+        .quarantine(16)
+        .build(PoolAllocator::new())
+        .unwrap()
+);
+alloc_core::conformance_tests!(
+    guard_pages_one_in_three_underflow,
+    alloc_debug::GuardPages::builder()
+        .sample_rate(3)
+        .slots(16)
+        .quarantine(4)
+        .underflow(true)
+        .build(System)
+        .unwrap()
+);
+alloc_core::conformance_tests!(
+    stacked_guarded_guard_pages_pool,
+    Guarded::new(
+        alloc_debug::GuardPages::builder()
+            .sample_rate(2)
+            .slots(32)
+            .quarantine(8)
+            .build(PoolAllocator::new())
+            .unwrap()
+    )
+);
+alloc_core::global_alloc_conformance_tests!(
+    guard_pages_as_global_alloc,
+    alloc_core::AsGlobalAlloc::new(
+        alloc_debug::GuardPages::builder()
+            .sample_rate(1)
+            .slots(64)
+            .quarantine(16)
+            .build(PoolAllocator::new())
+            .unwrap()
+    )
+);

@@ -88,6 +88,25 @@ impl Preset {
     }
 }
 
+/// The environment variable that puts sampled guard pages (`alloc_debug::GuardPages`) over the
+/// mem domain's allocator at start-up: one allocation in N is guarded (0: off, the default;
+/// 1: every allocation while the guarded slots last). Read with `DOMALLOC`, at the first
+/// allocation; works with every preset. `DOMALLOC_GUARD_UNDERFLOW=1` beside it places the blocks
+/// against the start of their slots (underflows fault instead of overflows).
+pub const GUARD_SAMPLE_VAR: &str = "DOMALLOC_GUARD_SAMPLE";
+
+/// A `DOMALLOC_GUARD_SAMPLE` value: a decimal number of at most 9 digits; `None` otherwise.
+pub(crate) fn parse_guard_sample(value: &[u8]) -> Option<u32> {
+    if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        value
+            .iter()
+            .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')),
+    )
+}
+
 /// The longest part of a bad `DOMALLOC` value a report shows.
 pub(crate) const SHOWN: usize = 64;
 
@@ -160,5 +179,15 @@ mod tests {
         assert!(e.to_string().contains("malloc_debug"));
         assert!(Preset::Debug.debug_hooks() && !Preset::Pool.debug_hooks());
         assert!(!Preset::MallocDebug.uses_pool() && Preset::PoolDebug.uses_pool());
+    }
+
+    #[test]
+    fn guard_sample_values_are_decimal_numbers() {
+        assert_eq!(parse_guard_sample(b"0"), Some(0));
+        assert_eq!(parse_guard_sample(b"5000"), Some(5000));
+        assert_eq!(parse_guard_sample(b"999999999"), Some(999_999_999));
+        for bad in [&b""[..], b"-1", b"1e3", b" 1", b"1000000000", b"one"] {
+            assert_eq!(parse_guard_sample(bad), None, "{bad:?}");
+        }
     }
 }

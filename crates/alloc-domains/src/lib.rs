@@ -52,7 +52,7 @@ mod config;
 mod os;
 mod table;
 
-pub use config::{ENV_VAR, PRESET_NAMES, Preset, UnknownPreset};
+pub use config::{ENV_VAR, GUARD_SAMPLE_VAR, PRESET_NAMES, Preset, UnknownPreset};
 pub use table::{
     CallbackId, ChangeCallback, Domain, DomainError, DomainId, DomainInfo, DynAllocator,
     LARGE_POOL, LargePool, MAX_CALLBACKS, MAX_DOMAINS, MEDIUM_POOL, MEM, MediumPool, MemPool,

@@ -44,7 +44,8 @@ fn child_command(case: &str) -> Command {
     ])
     .env(CHILD, case)
     .env_remove("DOMALLOC")
-    .env_remove("DOMALLOC_STRICT");
+    .env_remove("DOMALLOC_STRICT")
+    .env_remove("DOMALLOC_GUARD_SAMPLE");
     c
 }
 
@@ -84,6 +85,61 @@ fn domalloc_selects_the_standard_allocators_at_start_up() {
             "{value:?}: {stdout}"
         );
     }
+}
+
+#[test]
+fn domalloc_guard_sample_puts_guard_pages_over_the_mem_domain_of_every_preset() {
+    for (value, sample, preset, allocators) in [
+        (None, "1", "Pool", "system,guard-pages,pool"),
+        (Some("pool"), "5000", "Pool", "system,guard-pages,pool"),
+        (Some("malloc"), "1", "Malloc", "system,guard-pages,system"),
+        (
+            Some("pool_secure"),
+            "7",
+            "PoolSecure",
+            "system,guard-pages,pool",
+        ),
+        (
+            Some("pool_debug"),
+            "1",
+            "PoolDebug",
+            "guarded,guard-pages,guarded",
+        ),
+        (
+            Some("malloc_debug"),
+            "1",
+            "MallocDebug",
+            "guarded,guard-pages,guarded",
+        ),
+        (None, "0", "Pool", "system,pool,pool"),
+    ] {
+        let mut c = child_command("report");
+        if let Some(v) = value {
+            c.env("DOMALLOC", v);
+        }
+        let out = c.env("DOMALLOC_GUARD_SAMPLE", sample).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{value:?} {sample}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("preset={preset} allocators={allocators}")),
+            "{value:?} {sample}: {stdout}"
+        );
+    }
+    let mut c = child_command("report");
+    let out = c.env("DOMALLOC_GUARD_SAMPLE", "often").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        stderr.contains("domalloc: unknown DOMALLOC_GUARD_SAMPLE value \"often\"; accepted values: a number (one allocation in N guarded; 0: off); using off\n"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("preset=Pool allocators=system,pool,pool")
+    );
 }
 
 #[test]

@@ -91,6 +91,15 @@ use crate::instance::InstanceId;
 use crate::tally::{Balance, Tallies};
 use records::Records;
 
+/// Captures up to `buf.len()` return addresses of the calling code into `buf`, the frames of the
+/// allocation machinery passed over (as a traceback's), by the process's capture method; returns
+/// how many. For the other decorators' one-off captures (`GuardPages`).
+#[inline(always)]
+pub(crate) fn capture_frames(buf: &mut [usize]) -> usize {
+    let depth = buf.len();
+    stack::capture(buf, depth)
+}
+
 /// What a [`Tracing`] refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -61,10 +61,10 @@ use alloc_arena::{
     SwappableArenas,
 };
 use alloc_core::{DomainAllocator, Ownership, System};
-use alloc_debug::Guarded;
+use alloc_debug::{GuardPages, Guarded};
 use thiserror::Error;
 
-use crate::config::{EnvValue, Preset, read_env};
+use crate::config::{EnvValue, Preset, parse_guard_sample, read_env};
 
 mod arenas;
 mod fork;

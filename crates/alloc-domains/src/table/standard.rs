@@ -110,6 +110,19 @@ pub(super) static REC_OBJECT_DEBUG_SYSTEM: Installed = record(&OBJECT_DEBUG_SYST
 pub(super) static REC_MEM_DEBUG_POOL: Installed = record(&MEM_DEBUG_POOL, true, true);
 pub(super) static REC_OBJECT_DEBUG_POOL: Installed = record(&OBJECT_DEBUG_POOL, true, true);
 
+// `DOMALLOC_GUARD_SAMPLE=N`: sampled guard pages over each preset's mem allocator (mapped at the
+// first sample only). Their records keep the flags of the allocator they wrap.
+static MEM_GUARD_POOL: GuardPages<&MemPool> = GuardPages::new(&POOL);
+static MEM_GUARD_SECURE_POOL: GuardPages<&MemPool> = GuardPages::new(&SECURE_POOL);
+static MEM_GUARD_SYSTEM: GuardPages<System> = GuardPages::new(System);
+static MEM_GUARD_DEBUG_POOL: GuardPages<&Guarded<&MemPool>> = GuardPages::new(&MEM_DEBUG_POOL);
+static MEM_GUARD_DEBUG_SYSTEM: GuardPages<&Guarded<System>> = GuardPages::new(&MEM_DEBUG_SYSTEM);
+static REC_MEM_GUARD_POOL: Installed = record(&MEM_GUARD_POOL, true, false);
+static REC_MEM_GUARD_SECURE_POOL: Installed = record(&MEM_GUARD_SECURE_POOL, true, false);
+static REC_MEM_GUARD_SYSTEM: Installed = record(&MEM_GUARD_SYSTEM, false, false);
+static REC_MEM_GUARD_DEBUG_POOL: Installed = record(&MEM_GUARD_DEBUG_POOL, true, true);
+static REC_MEM_GUARD_DEBUG_SYSTEM: Installed = record(&MEM_GUARD_DEBUG_SYSTEM, true, true);
+
 /// Before start-up, each standard domain holds a bootstrap allocator that configures the table
 /// from the environment on its first call, then forwards to what it installed. After start-up no
 /// call reaches it, so the fast path never checks whether the table is ready.
@@ -171,6 +184,7 @@ pub(super) fn start() {
                 &REC_OBJECT_DEBUG_SYSTEM,
             ),
         };
+    let mem = guard_pages_over(preset).unwrap_or(mem);
     PRESET.store(preset as u8, Ordering::Relaxed);
     for (slot, rec, name) in [
         (&TABLE[0], raw, "raw"),
@@ -184,11 +198,68 @@ pub(super) fn start() {
     START.store(START_DONE, Ordering::Release);
 }
 
-/// Reports a `DOMALLOC` value that names no preset: one line on stderr, written at once, with the
-/// value escaped and cut (see `EnvValue::write_escaped`); then, under `DOMALLOC_STRICT=1`, ends
-/// the process with status 1 before anything else runs (as `PYTHONMALLOC=bogus` does), and
-/// otherwise goes on with the default. Allocates nothing: it runs inside the first `malloc`.
+/// The mem domain's record under `DOMALLOC_GUARD_SAMPLE=N` with N > 0: sampled guard pages
+/// (`GuardPages`, one allocation in N) over the preset's mem allocator. `None` when the variable
+/// is unset or 0; a value that is no number is reported as a bad `DOMALLOC` is (and ignored).
+/// `DOMALLOC_GUARD_UNDERFLOW=1` chooses underflow mode.
+pub(super) fn guard_pages_over(preset: Preset) -> Option<&'static Installed> {
+    let value = read_env(c"DOMALLOC_GUARD_SAMPLE")?;
+    let Some(n) = parse_guard_sample(value.bytes()).filter(|_| !value.cut) else {
+        let strict = read_env(c"DOMALLOC_STRICT").is_some_and(|s| s.bytes() == b"1");
+        report_bad_value(
+            b"DOMALLOC_GUARD_SAMPLE",
+            &value,
+            b"a number (one allocation in N guarded; 0: off)",
+            b"off",
+            strict,
+        );
+        return None;
+    };
+    if n == 0 {
+        return None;
+    }
+    let underflow = read_env(c"DOMALLOC_GUARD_UNDERFLOW").is_some_and(|v| v.bytes() == b"1");
+    macro_rules! configured {
+        ($guard:expr, $record:expr) => {{
+            $guard.set_sample_rate(n);
+            $guard.set_underflow(underflow);
+            &$record
+        }};
+    }
+    Some(match preset {
+        Preset::Pool => configured!(MEM_GUARD_POOL, REC_MEM_GUARD_POOL),
+        Preset::PoolSecure => configured!(MEM_GUARD_SECURE_POOL, REC_MEM_GUARD_SECURE_POOL),
+        Preset::Malloc => configured!(MEM_GUARD_SYSTEM, REC_MEM_GUARD_SYSTEM),
+        Preset::Debug | Preset::PoolDebug => {
+            configured!(MEM_GUARD_DEBUG_POOL, REC_MEM_GUARD_DEBUG_POOL)
+        }
+        Preset::MallocDebug => configured!(MEM_GUARD_DEBUG_SYSTEM, REC_MEM_GUARD_DEBUG_SYSTEM),
+    })
+}
+
+/// Reports a `DOMALLOC` value that names no preset (see [`report_bad_value`]).
 pub(super) fn report_unknown_preset(value: &EnvValue, strict: bool) {
+    report_bad_value(
+        b"DOMALLOC",
+        value,
+        b"malloc, pool, debug, malloc_debug, pool_debug, pool_secure",
+        b"the default, pool",
+        strict,
+    );
+}
+
+/// Reports a bad value of the environment variable `var`: one line on stderr, written at once,
+/// with the value escaped and cut (see `EnvValue::write_escaped`); then, under
+/// `DOMALLOC_STRICT=1`, ends the process with status 1 before anything else runs (as
+/// `PYTHONMALLOC=bogus` does), and otherwise goes on with `fallback`. Allocates nothing: it runs
+/// inside the first `malloc`.
+pub(super) fn report_bad_value(
+    var: &[u8],
+    value: &EnvValue,
+    accepted: &[u8],
+    fallback: &[u8],
+    strict: bool,
+) {
     use std::io::Write as _;
     let mut line = [0u8; 512];
     let mut len = 0;
@@ -197,14 +268,19 @@ pub(super) fn report_unknown_preset(value: &EnvValue, strict: bool) {
         line[len..len + n].copy_from_slice(&b[..n]);
         len += n;
     };
-    put(b"domalloc: unknown DOMALLOC value \"");
+    put(b"domalloc: unknown ");
+    put(var);
+    put(b" value \"");
     value.write_escaped(&mut put);
-    put(b"\"; accepted values: malloc, pool, debug, malloc_debug, pool_debug, pool_secure");
-    put(if strict {
-        b" (DOMALLOC_STRICT=1: stopping)\n"
+    put(b"\"; accepted values: ");
+    put(accepted);
+    if strict {
+        put(b" (DOMALLOC_STRICT=1: stopping)\n");
     } else {
-        b"; using the default, pool\n"
-    });
+        put(b"; using ");
+        put(fallback);
+        put(b"\n");
+    }
     let _ = std::io::stderr().write_all(&line[..len]);
     if strict {
         crate::os::exit_now(1);

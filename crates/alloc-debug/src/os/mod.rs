@@ -1,4 +1,8 @@
-//! What the decorators ask of the operating system, off their fast paths.
+//! What the decorators ask of the operating system, off their fast paths: whether memory is
+//! mapped (below), and the pages and the fault handler of `GuardPages` (`pages`, `faults`).
+
+pub(crate) mod faults;
+pub(crate) mod pages;
 
 /// Whether the `len` bytes at `addr` lie in mapped memory, so that reading them cannot fault:
 /// asked of the kernel on unix (`mincore` fails for a range with an unmapped page); assumed
