@@ -95,6 +95,12 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
     pub(crate) fn check_invariants(&self) {
         self.with_core(|core, _| core.check_invariants());
     }
+
+    /// How many state transitions the debug checks have seen (see `PoolCore::check_transition`).
+    #[cfg(all(test, debug_assertions))]
+    pub(crate) fn transitions_checked(&self) -> u32 {
+        self.with_core(|core, _| core.transitions_checked())
+    }
 }
 
 impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
@@ -110,11 +116,11 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
 impl<P: ArenaProvider, L: DomainAllocator> Front for Heap<P, L> {
     front_fields!();
     #[inline]
-    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
-        self.with_core(|core, id| core.alloc(class, id))
+    fn alloc_class_fast(&self, class: usize) -> Option<NonNull<u8>> {
+        self.with_core(|core, id| core.alloc_fast(class, id))
     }
     #[inline]
-    unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>) {
+    unsafe fn free_block_fast(&self, ptr: NonNull<u8>, class: Option<usize>) {
         self.with_core(|core, _| match class {
             // SAFETY: the caller's guarantee: a live block of ours of this class.
             Some(c) => unsafe { core.free_in_class(ptr, c) },
