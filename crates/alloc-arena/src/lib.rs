@@ -61,7 +61,7 @@ extern crate std;
 mod arena;
 #[cfg(not(loom))]
 mod check;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 mod fast;
 // Before the fronts: its macros are theirs.
 #[cfg(not(loom))]
@@ -69,11 +69,13 @@ mod fast;
 mod routing;
 #[cfg(not(loom))]
 mod heap;
+#[cfg(not(loom))]
+mod locked;
 #[cfg(all(test, loom))]
 mod loom_models;
 #[cfg(not(loom))]
 mod os;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 mod pool;
 #[cfg(not(loom))]
 mod pool_core;
@@ -88,7 +90,7 @@ mod size_class;
 mod span;
 #[cfg(not(loom))]
 mod stats;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 mod swap;
 mod sync;
 #[cfg(not(loom))]
@@ -99,16 +101,18 @@ mod tests;
 
 #[cfg(not(loom))]
 pub use check::report_other_allocator;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 pub use fast::NO_KEY;
 #[cfg(not(loom))]
 pub use heap::Heap;
 #[cfg(not(loom))]
+pub use locked::LockedHeap;
+#[cfg(all(not(loom), any(unix, windows)))]
 pub use os::OsArenas;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 pub use pool::PoolAllocator;
 #[cfg(not(loom))]
-pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionError};
+pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionBuffer, RegionError};
 #[cfg(not(loom))]
 pub use registry::{arena_owner, in_pool_arena};
 #[cfg(not(loom))]
@@ -117,5 +121,25 @@ pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
 pub use span::Spans;
 #[cfg(not(loom))]
 pub use stats::{ClassStats, PoolStats};
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 pub use swap::{DynArenaProvider, MAX_PROVIDERS, SwapError, SwappableArenas};
+
+/// The arena provider of [`Heap`], [`LockedHeap`], `PoolAllocator` and [`Spans`] when none is
+/// named: [`OsArenas`] where there is an OS (unix, windows).
+#[cfg(all(not(loom), any(unix, windows)))]
+pub type DefaultArenas = OsArenas;
+/// The arena provider of [`Heap`], [`LockedHeap`] and [`Spans`] when none is named: with no OS
+/// to map from, a [`RegionArenas`] in a `static`, shared by the pools and their large blocks.
+#[cfg(all(not(loom), not(any(unix, windows))))]
+pub type DefaultArenas = &'static RegionArenas;
+
+/// The large-block allocator of [`Heap`], [`LockedHeap`] and `PoolAllocator` when none is named:
+/// the C library's (`System`) where it is the 64-bit unix or windows one that `alloc_core`
+/// wraps; [`Spans`] over the default arenas elsewhere (no OS, or 32-bit), which need no C library.
+#[cfg(all(not(loom), any(unix, windows), target_pointer_width = "64"))]
+pub type DefaultLarge = alloc_core::System;
+/// The large-block allocator of [`Heap`], [`LockedHeap`] and `PoolAllocator` when none is named:
+/// the C library's (`System`) where it is the 64-bit unix or windows one that `alloc_core`
+/// wraps; [`Spans`] over the default arenas elsewhere (no OS, or 32-bit), which need no C library.
+#[cfg(all(not(loom), not(all(any(unix, windows), target_pointer_width = "64"))))]
+pub type DefaultLarge = Spans<DefaultArenas>;

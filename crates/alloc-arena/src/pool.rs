@@ -20,9 +20,8 @@ use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
-use alloc_core::{ArenaProvider, DomainAllocator, Ownership, System};
+use alloc_core::{ArenaProvider, DomainAllocator, Ownership};
 
-use crate::os::OsArenas;
 use crate::pool_core::PoolCore;
 use crate::registry;
 use crate::remote::{self, DEAD, PushList};
@@ -58,7 +57,10 @@ use crate::threads::{self, HeapSlot, ProviderRef, SLOT_BYTES, SlotHeader, Thread
 /// #[global_allocator]
 /// static GLOBAL: AsGlobalAlloc<PoolAllocator> = AsGlobalAlloc::new(PoolAllocator::new());
 /// ```
-pub struct PoolAllocator<P: ArenaProvider = OsArenas, L: DomainAllocator = System> {
+pub struct PoolAllocator<
+    P: ArenaProvider = crate::DefaultArenas,
+    L: DomainAllocator = crate::DefaultLarge,
+> {
     geo: Geometry,
     /// The registry id of this allocator's arenas, and the key of its heaps in thread caches
     /// (0 until the first heap is made).
@@ -77,15 +79,17 @@ unsafe impl<P: ArenaProvider + Sync, L: DomainAllocator + Sync> Sync for PoolAll
 // moves that ownership.
 unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Send> Send for PoolAllocator<P, L> {}
 
+#[cfg(target_pointer_width = "64")]
 impl PoolAllocator {
     /// A pool allocator with pymalloc's parameters over OS arenas, passing large requests to the C
     /// library. `const`, so it can initialise a `static` (`#[global_allocator]`); nothing is mapped
     /// until the first allocation.
     pub const fn new() -> Self {
-        PoolAllocator::with_parts(OsArenas::new(), System)
+        PoolAllocator::with_parts(crate::OsArenas::new(), alloc_core::System)
     }
 }
 
+#[cfg(target_pointer_width = "64")]
 impl Default for PoolAllocator {
     fn default() -> Self {
         PoolAllocator::new()

@@ -73,6 +73,8 @@ struct Bin {
 
 impl Bin {
     /// The top block, or `limit` read as an address when the bin is empty (see the type).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline(always)]
     fn top_or_limit(&self) -> *mut u8 {
         // SAFETY: `len <= BIN_CAPACITY`; word `1 + len` of the `repr(C)` bin is `limit` (len 0)
@@ -178,6 +180,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     }
 
     /// Makes this core the engine of a per-thread heap (before it maps any arena).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     pub(crate) fn set_slot(&mut self, slot: *const SlotHeader) {
         debug_assert!(self.all.is_null());
         self.slot = slot;
@@ -266,6 +270,8 @@ impl<P: ArenaProvider> PoolCore<P> {
 
     /// A block of `class` from its bin, if the bin has one (touches nothing else: no provider, no
     /// pool). `class` must be below the geometry's class count.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline(always)]
     pub(crate) fn pop_bin(&mut self, class: usize) -> Option<NonNull<u8>> {
         debug_assert!(class < self.geo.nclasses);
@@ -286,6 +292,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     ///
     /// # Safety
     /// As for [`free_in_class`](Self::free_in_class).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline(always)]
     pub(crate) unsafe fn push_bin(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
         debug_assert!(class < self.geo.nclasses);
@@ -305,6 +313,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     ///
     /// # Safety
     /// `ptr` is a live block of this core of class `class`, or `class` is `NO_CLASS`.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline(always)]
     pub(crate) unsafe fn push_bin_read_class(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
         debug_assert!(class < self.geo.nclasses || class == NO_CLASS as usize);
@@ -328,6 +338,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// Whether one of the `RECENT` blocks freed last into the bin of `class` is `ptr`: a double
     /// free of a block freed a moment ago (the long way's check; the fast path looks at the top
     /// only). Bounded, so that it costs a few compares and not a scan of the whole bin.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     pub(crate) fn bin_recently_holds(&self, ptr: *mut u8, class: usize) -> bool {
         const RECENT: usize = 8;
         self.bins
@@ -748,6 +760,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     }
 
     /// Gives every bin's blocks back to their pools (an abandoned heap's, when it is collected).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     pub(crate) fn flush_bins(&mut self) {
         for class in 0..self.geo.nclasses {
             if self.bins[class].len > 0 {

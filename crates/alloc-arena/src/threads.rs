@@ -17,6 +17,10 @@
 //! * **Eviction**: a cache holds `CACHE_WAYS` allocators; a thread that uses more abandons the heap
 //!   of the one it evicts (it adopts a heap again when it comes back).
 
+// Without an OS only the heap slot's types are used (by `pool_core`): `PoolAllocator`, which
+// uses the rest, needs one.
+#![cfg_attr(not(any(unix, windows)), allow(dead_code))]
+
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
