@@ -174,8 +174,9 @@ fn target_installed(triple: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The checks CI runs: the README's test command plus fmt, clippy, the `no_std` build, the
-/// frame-pointer capture test, docs and the windows build.
+/// The checks CI runs: the README's test command plus fmt, clippy, the host `no_std` build, the
+/// bare-metal build (thumbv7em-none-eabihf), the frame-pointer capture test, docs and the windows
+/// build.
 fn ci(skip_tests: bool) -> Result {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
@@ -198,7 +199,9 @@ fn ci(skip_tests: bool) -> Result {
         run("cargo test --workspace (the README's test command)", test)?;
     }
 
-    // The pool crates without `std` (the embedded configuration of `RegionArenas`).
+    // The pool crates without `std` on the host: an OS but no standard library (the thread key
+    // and its cache store instead of the native thread-local). The bare-metal build below has
+    // neither, and does not build this configuration.
     let mut no_std = cargo();
     no_std.args([
         "build",
@@ -213,6 +216,52 @@ fn ci(skip_tests: bool) -> Result {
     run(
         "cargo build -p alloc-core -p alloc-arena --no-default-features",
         no_std,
+    )?;
+
+    // A real `no_std` target: a Cortex-M4F with no OS, no C library and no 64-bit atomics. The
+    // pool over a region with its large blocks from the region (`LockedHeap`, `Spans`), and the
+    // decorators that need no OS; then the example whose `#[global_allocator]` is that pool.
+    const EMBEDDED: &str = "thumbv7em-none-eabihf";
+    if !target_installed(EMBEDDED) {
+        return Err(format!(
+            "the embedded check needs its target: rustup target add {EMBEDDED}"
+        ));
+    }
+    let mut embedded = cargo();
+    embedded.args([
+        "build",
+        "--target",
+        EMBEDDED,
+        "-p",
+        "alloc-core",
+        "-p",
+        "alloc-arena",
+        "-p",
+        "alloc-debug",
+        "--no-default-features",
+        "--target-dir",
+        "target/embedded",
+    ]);
+    run(
+        "cargo build --target thumbv7em-none-eabihf -p alloc-core -p alloc-arena -p alloc-debug --no-default-features",
+        embedded,
+    )?;
+    let mut example = cargo();
+    example.args([
+        "check",
+        "--target",
+        EMBEDDED,
+        "-p",
+        "alloc-arena",
+        "--no-default-features",
+        "--example",
+        "embedded",
+        "--target-dir",
+        "target/embedded",
+    ]);
+    run(
+        "cargo check --target thumbv7em-none-eabihf --example embedded",
+        example,
     )?;
 
     // Tracing's frame-pointer capture, in a build that keeps frame pointers: calibration must

@@ -160,8 +160,14 @@ pub(crate) struct ArenaHeader {
 }
 
 // One pool's description fills exactly two cache lines, the remote list on the second.
+#[cfg(target_pointer_width = "64")]
 const _: () = assert!(size_of::<PoolMeta>() == 128);
+#[cfg(target_pointer_width = "64")]
 const _: () = assert!(core::mem::offset_of!(PoolMeta, remote) == 64);
+// With 32-bit pointers it fits one line of 64 bytes (the remote list shares it: cores of such
+// targets rarely free each other's blocks, and memory is scarcer there).
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(size_of::<PoolMeta>() == 64);
 
 const fn metas_offset() -> usize {
     size_of::<ArenaHeader>().next_multiple_of(align_of::<PoolMeta>())

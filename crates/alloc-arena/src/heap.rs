@@ -5,9 +5,8 @@ use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
-use alloc_core::{ArenaProvider, DomainAllocator, Ownership, System};
+use alloc_core::{ArenaProvider, DomainAllocator, Ownership};
 
-use crate::os::OsArenas;
 use crate::pool_core::PoolCore;
 use crate::routing::{DEFAULT_GEOMETRY, Front};
 use crate::size_class::{ConfigError, Geometry, PoolConfig};
@@ -15,8 +14,9 @@ use crate::stats::PoolStats;
 use crate::sync::AtomicU32;
 
 /// The pool allocator for one owner at a time: the same pools, arenas and routing as
-/// [`PoolAllocator`](crate::PoolAllocator) with no thread machinery. It is `Send` but not `Sync`:
-/// move it to a thread, use it there.
+/// `PoolAllocator` with no thread machinery. It is `Send` but not `Sync`: move it to a thread,
+/// use it there, or share it behind a lock ([`LockedHeap`](crate::LockedHeap)), which needs no
+/// OS.
 ///
 /// ```
 /// use alloc_arena::Heap;
@@ -28,7 +28,7 @@ use crate::sync::AtomicU32;
 /// v.extend([1u32, 2, 3]);
 /// assert_eq!(heap.stats().blocks_in_use(), 1);
 /// ```
-pub struct Heap<P: ArenaProvider = OsArenas, L: DomainAllocator = System> {
+pub struct Heap<P: ArenaProvider = crate::DefaultArenas, L: DomainAllocator = crate::DefaultLarge> {
     geo: Geometry,
     id: AtomicU32,
     core: UnsafeCell<PoolCore<P>>,
@@ -38,13 +38,15 @@ pub struct Heap<P: ArenaProvider = OsArenas, L: DomainAllocator = System> {
 // SAFETY: all state moves with the value (arenas are owned by it); `P` and `L` move with it.
 unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Send> Send for Heap<P, L> {}
 
+#[cfg(all(any(unix, windows), target_pointer_width = "64"))]
 impl Heap {
     /// A heap with pymalloc's parameters over OS arenas, large requests to the C library.
     pub const fn new() -> Self {
-        Heap::with_parts(OsArenas::new(), System)
+        Heap::with_parts(crate::OsArenas::new(), alloc_core::System)
     }
 }
 
+#[cfg(all(any(unix, windows), target_pointer_width = "64"))]
 impl Default for Heap {
     fn default() -> Self {
         Heap::new()
@@ -76,7 +78,9 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
         self.with_core(|core, _| core.stats())
     }
 
-    /// Gives back everything kept for reuse; see [`PoolAllocator::trim`](crate::PoolAllocator::trim).
+    /// Gives back everything kept for reuse, like `malloc_trim(0)`: the empty pools kept by their
+    /// size class, empty arenas kept (returned to the provider), and the pages of every empty
+    /// pool (decommitted).
     pub fn trim(&self) {
         self.with_core(|core, _| core.trim());
     }
@@ -95,6 +99,12 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
     pub(crate) fn check_invariants(&self) {
         self.with_core(|core, _| core.check_invariants());
     }
+
+    /// How many state transitions the debug checks have seen (see `PoolCore::check_transition`).
+    #[cfg(all(test, debug_assertions))]
+    pub(crate) fn transitions_checked(&self) -> u32 {
+        self.with_core(|core, _| core.transitions_checked())
+    }
 }
 
 impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
@@ -110,11 +120,11 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
 impl<P: ArenaProvider, L: DomainAllocator> Front for Heap<P, L> {
     front_fields!();
     #[inline]
-    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
-        self.with_core(|core, id| core.alloc(class, id))
+    fn alloc_class_fast(&self, class: usize) -> Option<NonNull<u8>> {
+        self.with_core(|core, id| core.alloc_fast(class, id))
     }
     #[inline]
-    unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>) {
+    unsafe fn free_block_fast(&self, ptr: NonNull<u8>, class: Option<usize>) {
         self.with_core(|core, _| match class {
             // SAFETY: the caller's guarantee: a live block of ours of this class.
             Some(c) => unsafe { core.free_in_class(ptr, c) },

@@ -22,7 +22,12 @@
 //!   registry, requests above the threshold passed to a large-block allocator `L`.
 //!   For any number of threads: a heap per thread, no lock on any allocation or free, frees from
 //!   other threads through lock-free lists (see `pool` and `remote`, and the README).
-//! * [`Heap`]: the same allocator for one owner at a time, with no thread machinery.
+//! * [`Heap`]: the same allocator for one owner at a time, with no thread machinery;
+//!   [`LockedHeap`]: a `Heap` behind a spin lock, `Sync` with no OS (a bare-metal
+//!   `#[global_allocator]`).
+//! * [`RegionArenas`]: arenas carved from a caller's memory, no OS call; over a
+//!   [`RegionBuffer`] it is made in a `const` context, so a pool over a static buffer can be a
+//!   `static`. [`Spans`]: large blocks in whole-mebibyte spans of any provider.
 //! * [`PoolConfig`]: threshold, class spacing, pool and arena sizes as parameters (pymalloc's values
 //!   by default), checked into a typed [`ConfigError`].
 //! * [`PoolStats`]: `sys._debugmallocstats()` as a struct and a table.
@@ -35,7 +40,35 @@
 //! front), `threads` (thread caches, heap slots, thread exit), `remote` (every cross-thread
 //! protocol, both sides, with loom models in `loom_models`), `fast` (the fast paths for callers
 //! that know their allocator), `check` (the hardened checks), `span`, `region`, `swap`, `stats`,
-//! `sync` (atomics and the lock, swapped for loom's).
+//! `sync` (atomics and the lock, swapped for loom's), `locked` (`LockedHeap`).
+//!
+//! # Targets
+//!
+//! With an OS (unix, windows) everything is built; `std` (default) adds a native thread-local for
+//! the thread cache. Without an OS (`target_os = "none"`, checked on `thumbv7em-none-eabihf`:
+//! 32-bit, no 64-bit atomics) there is no `OsArenas`, `PoolAllocator` (its per-thread heaps need
+//! an OS thread key) or `SwappableArenas`: [`Heap`] and [`LockedHeap`] run over
+//! [`RegionArenas`], with [`Spans`] of the same region as their large-block allocator (the
+//! defaults [`DefaultArenas`] and [`DefaultLarge`] there). A bad free panics (the program's panic
+//! handler decides) instead of printing and aborting; there is no clock, so purges by age and the
+//! spans' cache are off. See `examples/embedded.rs`.
+//!
+//! # Conventions
+//!
+//! A path split for speed is a pair named after snmalloc's `SNMALLOC_FAST_PATH` / `_slow`:
+//! `X_fast`, inlined (`#[inline]` or `#[inline(always)]`), handles the common case and ends by
+//! calling `X_slow`, `#[cold]` and `#[inline(never)]`, which does the rest
+//! (`PoolCore::pool_alloc_fast` / `pool_alloc_slow`, `pool_free_fast` / `pool_free_slow`,
+//! `PoolAllocator::my_heap_fast` / `my_heap_slow`, `free_local_fast` / `free_local_slow`, the
+//! fronts' `alloc_class_fast` / `free_block_fast`). A function named `_slow` is always cold and
+//! never inlined, and one with a `_slow` continuation is always `_fast`. Public entry points keep
+//! the names their callers use (`malloc_fast`, `free_fast`, `free_fast_in_arenas`, `fast_key`,
+//! and the `DomainAllocator` methods). Two other kinds are not pairs: cold operations with a
+//! meaning of their own, called from several slow paths (`new_arena`, `flush_bin`, `bad_free`),
+//! are `#[cold]` and named for what they do; out-of-line paths that are not rare (large and
+//! over-aligned requests: `malloc_large`, `free_overaligned`) are `#[inline(never)]` without
+//! `#[cold]` and named for their case. Under `debug_assertions`, every move of a pool or an
+//! arena between states checks its invariants (`PoolCore::check_transition`).
 //!
 //! ```
 //! use alloc_arena::PoolAllocator;
@@ -61,7 +94,7 @@ extern crate std;
 mod arena;
 #[cfg(not(loom))]
 mod check;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 mod fast;
 // Before the fronts: its macros are theirs.
 #[cfg(not(loom))]
@@ -69,11 +102,13 @@ mod fast;
 mod routing;
 #[cfg(not(loom))]
 mod heap;
+#[cfg(not(loom))]
+mod locked;
 #[cfg(all(test, loom))]
 mod loom_models;
 #[cfg(not(loom))]
 mod os;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 mod pool;
 #[cfg(not(loom))]
 mod pool_core;
@@ -88,7 +123,7 @@ mod size_class;
 mod span;
 #[cfg(not(loom))]
 mod stats;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 mod swap;
 mod sync;
 #[cfg(not(loom))]
@@ -99,16 +134,18 @@ mod tests;
 
 #[cfg(not(loom))]
 pub use check::report_other_allocator;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 pub use fast::NO_KEY;
 #[cfg(not(loom))]
 pub use heap::Heap;
 #[cfg(not(loom))]
+pub use locked::LockedHeap;
+#[cfg(all(not(loom), any(unix, windows)))]
 pub use os::OsArenas;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 pub use pool::PoolAllocator;
 #[cfg(not(loom))]
-pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionError};
+pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionBuffer, RegionError};
 #[cfg(not(loom))]
 pub use registry::{arena_owner, in_pool_arena};
 #[cfg(not(loom))]
@@ -117,5 +154,25 @@ pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
 pub use span::Spans;
 #[cfg(not(loom))]
 pub use stats::{ClassStats, PoolStats};
-#[cfg(not(loom))]
+#[cfg(all(not(loom), any(unix, windows)))]
 pub use swap::{DynArenaProvider, MAX_PROVIDERS, SwapError, SwappableArenas};
+
+/// The arena provider of [`Heap`], [`LockedHeap`], `PoolAllocator` and [`Spans`] when none is
+/// named: [`OsArenas`] where there is an OS (unix, windows).
+#[cfg(all(not(loom), any(unix, windows)))]
+pub type DefaultArenas = OsArenas;
+/// The arena provider of [`Heap`], [`LockedHeap`] and [`Spans`] when none is named: with no OS
+/// to map from, a [`RegionArenas`] in a `static`, shared by the pools and their large blocks.
+#[cfg(all(not(loom), not(any(unix, windows))))]
+pub type DefaultArenas = &'static RegionArenas;
+
+/// The large-block allocator of [`Heap`], [`LockedHeap`] and `PoolAllocator` when none is named:
+/// the C library's (`System`) where it is the 64-bit unix or windows one that `alloc_core`
+/// wraps; [`Spans`] over the default arenas elsewhere (no OS, or 32-bit), which need no C library.
+#[cfg(all(not(loom), any(unix, windows), target_pointer_width = "64"))]
+pub type DefaultLarge = alloc_core::System;
+/// The large-block allocator of [`Heap`], [`LockedHeap`] and `PoolAllocator` when none is named:
+/// the C library's (`System`) where it is the 64-bit unix or windows one that `alloc_core`
+/// wraps; [`Spans`] over the default arenas elsewhere (no OS, or 32-bit), which need no C library.
+#[cfg(all(not(loom), not(all(any(unix, windows), target_pointer_width = "64"))))]
+pub type DefaultLarge = Spans<DefaultArenas>;

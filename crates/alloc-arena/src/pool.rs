@@ -20,9 +20,8 @@ use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
-use alloc_core::{ArenaProvider, DomainAllocator, Ownership, System};
+use alloc_core::{ArenaProvider, DomainAllocator, Ownership};
 
-use crate::os::OsArenas;
 use crate::pool_core::PoolCore;
 use crate::registry;
 use crate::remote::{self, DEAD, PushList};
@@ -58,7 +57,10 @@ use crate::threads::{self, HeapSlot, ProviderRef, SLOT_BYTES, SlotHeader, Thread
 /// #[global_allocator]
 /// static GLOBAL: AsGlobalAlloc<PoolAllocator> = AsGlobalAlloc::new(PoolAllocator::new());
 /// ```
-pub struct PoolAllocator<P: ArenaProvider = OsArenas, L: DomainAllocator = System> {
+pub struct PoolAllocator<
+    P: ArenaProvider = crate::DefaultArenas,
+    L: DomainAllocator = crate::DefaultLarge,
+> {
     geo: Geometry,
     /// The registry id of this allocator's arenas, and the key of its heaps in thread caches
     /// (0 until the first heap is made).
@@ -77,15 +79,17 @@ unsafe impl<P: ArenaProvider + Sync, L: DomainAllocator + Sync> Sync for PoolAll
 // moves that ownership.
 unsafe impl<P: ArenaProvider + Send, L: DomainAllocator + Send> Send for PoolAllocator<P, L> {}
 
+#[cfg(target_pointer_width = "64")]
 impl PoolAllocator {
     /// A pool allocator with pymalloc's parameters over OS arenas, passing large requests to the C
     /// library. `const`, so it can initialise a `static` (`#[global_allocator]`); nothing is mapped
     /// until the first allocation.
     pub const fn new() -> Self {
-        PoolAllocator::with_parts(OsArenas::new(), System)
+        PoolAllocator::with_parts(crate::OsArenas::new(), alloc_core::System)
     }
 }
 
+#[cfg(target_pointer_width = "64")]
 impl Default for PoolAllocator {
     fn default() -> Self {
         PoolAllocator::new()
@@ -216,7 +220,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// The calling thread's heap of this allocator, made or adopted if it has none; null if the
     /// OS refuses the memory for it.
     #[inline(always)]
-    fn my_heap(&self) -> *mut SlotHeader {
+    fn my_heap_fast(&self) -> *mut SlotHeader {
         let c = threads::cache_if_any();
         if !c.is_null() {
             let id = self.id.load(Ordering::Relaxed) as usize;
@@ -230,8 +234,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     }
 
     #[cold]
+    #[inline(never)]
     fn my_heap_slow(&self) -> *mut SlotHeader {
-        let c = threads::cache();
+        let c = threads::cache_fast();
         if c.is_null() {
             return ptr::null_mut();
         }
@@ -324,12 +329,12 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         while let Some(true) = remote::run_unowned(&hdr.owner, &hdr.notify, token, drain) {}
     }
 
-    /// `alloc_class` when the bin cannot serve: makes or adopts the thread's heap if it has
+    /// `alloc_class_fast` when the bin cannot serve: makes or adopts the thread's heap if it has
     /// none, then takes a block from the pools.
     #[cold]
     #[inline(never)]
     fn alloc_class_slow(&self, class: usize) -> Option<NonNull<u8>> {
-        let slot = self.my_heap();
+        let slot = self.my_heap_fast();
         if slot.is_null() {
             return None;
         }
@@ -340,7 +345,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
         // SAFETY: as above.
         let core = unsafe { self.core_of(slot) };
-        core.alloc(class, &self.id)
+        core.alloc_fast(class, &self.id)
     }
 
     /// Frees a block of a heap the calling thread does not own.
@@ -367,7 +372,12 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// # Safety
     /// The calling thread owns `slot`, and `ptr` is a live block of it (of `class`, if given).
     #[inline(always)]
-    unsafe fn free_local(&self, slot: *mut SlotHeader, ptr: NonNull<u8>, class: Option<usize>) {
+    unsafe fn free_local_fast(
+        &self,
+        slot: *mut SlotHeader,
+        ptr: NonNull<u8>,
+        class: Option<usize>,
+    ) {
         if let Some(k) = class {
             // SAFETY: the caller's guarantee: our heap, a live block of class `k`.
             if unsafe { self.core_unrefreshed(slot).push_bin(ptr, k) } {
@@ -378,10 +388,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { self.free_local_slow(slot, ptr, class) }
     }
 
-    /// `free_local` when the bin has no room or the class is not known: through the pools.
+    /// `free_local_fast` when the bin has no room or the class is not known: through the pools.
     ///
     /// # Safety
-    /// As for `free_local`.
+    /// As for `free_local_fast`.
     #[cold]
     #[inline(never)]
     unsafe fn free_local_slow(
@@ -421,7 +431,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             let ways = unsafe { &(*c).ways };
             if ways.iter().any(|w| w.slot == slot && w.id == id) {
                 // SAFETY: a current way of this allocator: the heap is ours.
-                unsafe { self.free_local(slot, ptr, class) };
+                unsafe { self.free_local_fast(slot, ptr, class) };
                 return;
             }
         }
@@ -484,7 +494,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return false;
         };
         // SAFETY: a live block of our pools of `class` (the caller's guarantee, checked).
-        unsafe { self.free_block(NonNull::new_unchecked(ptr), Some(class)) };
+        unsafe { self.free_block_fast(NonNull::new_unchecked(ptr), Some(class)) };
         true
     }
 
@@ -597,7 +607,7 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
     /// everything else (no heap yet, an empty bin) in `alloc_class_slow`, out of line, so that
     /// this inlines into every caller.
     #[inline(always)]
-    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>> {
+    fn alloc_class_fast(&self, class: usize) -> Option<NonNull<u8>> {
         let c = threads::cache_if_any();
         if !c.is_null() {
             let id = self.id.load(Ordering::Relaxed) as usize;
@@ -616,7 +626,7 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
     }
 
     #[inline(always)]
-    unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>) {
+    unsafe fn free_block_fast(&self, ptr: NonNull<u8>, class: Option<usize>) {
         let arena = (ptr.as_ptr() as usize & !(self.geo.arena_size - 1))
             as *const crate::arena::ArenaHeader;
         // SAFETY: a live block's arena is live; its heap pointer was written before any of its
@@ -630,7 +640,7 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
             if w.slot == slot && w.id == id {
                 // SAFETY: the heap is ours (the current way of this allocator); the caller's
                 // guarantee makes the block a live block of it.
-                unsafe { self.free_local(slot, ptr, class) };
+                unsafe { self.free_local_fast(slot, ptr, class) };
                 return;
             }
         }

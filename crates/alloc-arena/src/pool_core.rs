@@ -31,6 +31,11 @@ use crate::stats::{ClassStats, PoolStats};
 use crate::sync::{AtomicU32, Ordering};
 use crate::threads::SlotHeader;
 
+/// Under `debug_assertions`, every how many checked transitions the whole heap is checked too
+/// (`PoolCore::check_invariants`, O(heap)); each transition checks its pool and arena (O(pool),
+/// O(arena)).
+#[cfg(debug_assertions)]
+const HEAP_CHECK_EVERY: u32 = 256;
 /// The most blocks a bin can hold.
 const BIN_CAPACITY: usize = 256;
 /// The most blocks of a new pool a secure heap shuffles (the order array lives on the stack); a
@@ -68,6 +73,8 @@ struct Bin {
 
 impl Bin {
     /// The top block, or `limit` read as an address when the bin is empty (see the type).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline(always)]
     fn top_or_limit(&self) -> *mut u8 {
         // SAFETY: `len <= BIN_CAPACITY`; word `1 + len` of the `repr(C)` bin is `limit` (len 0)
@@ -131,6 +138,10 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     arenas_allocated: usize,
     arenas_released: usize,
     pools_decommitted: usize,
+    /// Transitions checked so far (debug builds): every `HEAP_CHECK_EVERY`th also checks the
+    /// whole heap.
+    #[cfg(debug_assertions)]
+    transitions: u32,
 }
 
 // SAFETY: the raw pointers point into arenas that the core owns exclusively; moving the core to
@@ -159,6 +170,8 @@ impl<P: ArenaProvider> PoolCore<P> {
             arenas_allocated: 0,
             arenas_released: 0,
             pools_decommitted: 0,
+            #[cfg(debug_assertions)]
+            transitions: 0,
         }
     }
 
@@ -167,6 +180,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     }
 
     /// Makes this core the engine of a per-thread heap (before it maps any arena).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     pub(crate) fn set_slot(&mut self, slot: *const SlotHeader) {
         debug_assert!(self.all.is_null());
         self.slot = slot;
@@ -232,7 +247,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             p.local_free = head;
             p.used -= n;
             if p.used == 0 || !p.in_list {
-                self.free_slow(pool);
+                self.pool_free_slow(pool);
             }
         }
     }
@@ -255,6 +270,8 @@ impl<P: ArenaProvider> PoolCore<P> {
 
     /// A block of `class` from its bin, if the bin has one (touches nothing else: no provider, no
     /// pool). `class` must be below the geometry's class count.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline(always)]
     pub(crate) fn pop_bin(&mut self, class: usize) -> Option<NonNull<u8>> {
         debug_assert!(class < self.geo.nclasses);
@@ -275,6 +292,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     ///
     /// # Safety
     /// As for [`free_in_class`](Self::free_in_class).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline(always)]
     pub(crate) unsafe fn push_bin(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
         debug_assert!(class < self.geo.nclasses);
@@ -294,6 +313,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     ///
     /// # Safety
     /// `ptr` is a live block of this core of class `class`, or `class` is `NO_CLASS`.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline(always)]
     pub(crate) unsafe fn push_bin_read_class(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
         debug_assert!(class < self.geo.nclasses || class == NO_CLASS as usize);
@@ -317,6 +338,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// Whether one of the `RECENT` blocks freed last into the bin of `class` is `ptr`: a double
     /// free of a block freed a moment ago (the long way's check; the fast path looks at the top
     /// only). Bounded, so that it costs a few compares and not a scan of the whole bin.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     pub(crate) fn bin_recently_holds(&self, ptr: *mut u8, class: usize) -> bool {
         const RECENT: usize = 8;
         self.bins
@@ -326,7 +349,7 @@ impl<P: ArenaProvider> PoolCore<P> {
 
     /// Allocates a block of `class`; `id` is the owner id of the front (assigned on first arena).
     #[inline]
-    pub(crate) fn alloc(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc_fast(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         debug_assert!(class < self.geo.nclasses);
         let bin = &mut self.bins[class];
         if bin.len > 0 {
@@ -334,12 +357,12 @@ impl<P: ArenaProvider> PoolCore<P> {
             // SAFETY: slots below `len` hold blocks of this class (pushed by `free`).
             return Some(unsafe { NonNull::new_unchecked(bin.slots[bin.len]) });
         }
-        self.pool_alloc(class, id)
+        self.pool_alloc_fast(class, id)
     }
 
     /// Allocates a block of `class` from its pools.
     #[inline]
-    fn pool_alloc(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+    fn pool_alloc_fast(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         let pool = self.used[class];
         if !pool.is_null() {
             // SAFETY: pools on a used list are live; blocks on their free list lie inside them.
@@ -363,13 +386,14 @@ impl<P: ArenaProvider> PoolCore<P> {
                 }
             }
         }
-        self.alloc_slow(class, id)
+        self.pool_alloc_slow(class, id)
     }
 
     /// The head pool's free list is empty (or there is no pool): swap in the blocks freed
     /// meanwhile, carve a never-used block, retire full pools, or take a new pool.
     #[cold]
-    fn alloc_slow(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+    #[inline(never)]
+    fn pool_alloc_slow(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         loop {
             let pool = self.used[class];
             if pool.is_null() {
@@ -400,9 +424,10 @@ impl<P: ArenaProvider> PoolCore<P> {
                 // Full: off the used list (it is the head); the first free brings it back.
                 debug_assert_eq!(p.used, p.capacity);
                 self.unlink_used(pool);
+                self.check_transition(pool, ptr::null_mut());
             }
         }
-        self.pool_alloc(class, id)
+        self.pool_alloc_fast(class, id)
     }
 
     #[cold]
@@ -425,6 +450,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             p.next_offset = size as u32;
             p.end_offset = (capacity * size) as u32;
             self.link_used_front(pool);
+            self.check_transition(pool, self.arena_of(pool as usize));
             if self.key != 0 && capacity <= MAX_SHUFFLED {
                 return Some(self.shuffle_new_pool(pool));
             }
@@ -676,6 +702,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         self.arenas += 1;
         self.arenas_allocated += 1;
         self.arenas_highest = self.arenas_highest.max(self.arenas);
+        self.check_transition(ptr::null_mut(), a);
         Some(())
     }
 
@@ -720,7 +747,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         if bin.limit == 0 {
             // No bins (a secure heap): to the pool at once.
             // SAFETY: the caller's guarantee.
-            return unsafe { self.pool_free(ptr) };
+            return unsafe { self.pool_free_fast(ptr) };
         }
         if bin.len >= bin.limit {
             let half = bin.limit / 2;
@@ -733,6 +760,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     }
 
     /// Gives every bin's blocks back to their pools (an abandoned heap's, when it is collected).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     pub(crate) fn flush_bins(&mut self) {
         for class in 0..self.geo.nclasses {
             if self.bins[class].len > 0 {
@@ -758,7 +787,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         bin.len -= count;
         for &block in &batch[..count] {
             // SAFETY: the caller's guarantee; each block left the bin once, above.
-            unsafe { self.pool_free(NonNull::new_unchecked(block)) };
+            unsafe { self.pool_free_fast(NonNull::new_unchecked(block)) };
         }
     }
 
@@ -767,7 +796,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// # Safety
     /// `ptr` is a block allocated by this core (as far as its pool knows), not used afterwards.
     #[inline]
-    unsafe fn pool_free(&mut self, ptr: NonNull<u8>) {
+    unsafe fn pool_free_fast(&mut self, ptr: NonNull<u8>) {
         let pool = self.meta_of(ptr.as_ptr() as usize);
         // SAFETY: the caller guarantees a live block, so its pool is used or full and `ptr` is a
         // block boundary inside it.
@@ -786,7 +815,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             p.local_free = block;
             p.used -= 1;
             if p.used == 0 || !p.in_list {
-                self.free_slow(pool);
+                self.pool_free_slow(pool);
             }
         }
     }
@@ -796,7 +825,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// # Safety
     /// `pool` is a live pool of this core with a class.
     #[cold]
-    unsafe fn free_slow(&mut self, pool: *mut PoolMeta) {
+    #[inline(never)]
+    unsafe fn pool_free_slow(&mut self, pool: *mut PoolMeta) {
         // SAFETY: the caller's guarantee.
         unsafe {
             let p = &mut *pool;
@@ -806,6 +836,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     // mimalloc's page retire): a class that swings between zero and a few blocks
                     // must not take a pool from its arena and give it back every time.
                     // `trim` returns such pools.
+                    self.check_transition(pool, ptr::null_mut());
                     return;
                 }
                 if p.in_list {
@@ -815,6 +846,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             } else if !p.in_list {
                 // It was full; back to the front of its class: the next allocation uses it.
                 self.link_used_front(pool);
+                self.check_transition(pool, ptr::null_mut());
             }
         }
     }
@@ -893,6 +925,10 @@ impl<P: ArenaProvider> PoolCore<P> {
             if self.last_with[nf + 1].is_null() {
                 self.last_with[nf + 1] = a;
             }
+            // The pool is empty on its arena's stack, the arena in its place on the usable list
+            // (whether an arena that emptied is kept is decided next, and counted then).
+            self.check_pool(pool);
+            self.check_arena(a);
             if nf + 1 == arena.ntotal {
                 // Kept while the heap's empty memory is within what it retains (see
                 // `PoolConfig::retain_bytes`), or among the `keep_empty_arenas`.
@@ -904,6 +940,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     self.release_arena(a);
                 }
             }
+            self.check_transition(ptr::null_mut(), ptr::null_mut());
             // At most one purge per half delay (the arena, and `pool`, may be gone by now); when
             // empty committed pools pass four times the budget and what the heap retains, at once
             // and regardless of age, down to half of what it retains.
@@ -1034,6 +1071,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                         self.pools_decommitted += n;
                     }
                 }
+                self.check_arena(a);
                 a = next_arena;
                 if all && self.empty_committed <= keep {
                     break;
@@ -1077,8 +1115,11 @@ impl<P: ArenaProvider> PoolCore<P> {
                     ptr::null_mut()
                 };
             }
+            let (prev, next) = (arena.prev, arena.next);
             self.unlink_usable(a);
             self.unlink_all(a);
+            self.check_arena(prev);
+            self.check_arena(next);
             self.empty_committed -= arena.empty_committed;
             self.arenas -= 1;
             self.arenas_released += 1;
@@ -1210,14 +1251,228 @@ impl<P: ArenaProvider> PoolCore<P> {
         s
     }
 
-    /// Checks every structural invariant (lists sorted and consistent, counts matching the pools);
-    /// panics naming the first broken one. For tests.
-    #[cfg(test)]
+    /// Checks what a state transition must leave true of `pool` and of arena `a` (either may be
+    /// null), then counts the transition; every [`HEAP_CHECK_EVERY`]th one also checks the whole
+    /// heap ([`check_invariants`](Self::check_invariants)). Compiled out without
+    /// `debug_assertions`.
+    #[inline(always)]
+    fn check_transition(&mut self, pool: *mut PoolMeta, a: *mut ArenaHeader) {
+        self.check_pool(pool);
+        self.check_arena(a);
+        #[cfg(debug_assertions)]
+        {
+            self.transitions = self.transitions.wrapping_add(1);
+            if self.transitions.is_multiple_of(HEAP_CHECK_EVERY) {
+                self.check_invariants();
+            }
+        }
+    }
+
+    /// How many transitions `check_transition` has checked.
+    #[cfg(all(test, debug_assertions))]
+    pub(crate) fn transitions_checked(&self) -> u32 {
+        self.transitions
+    }
+
+    /// The invariants of one pool, in O(pool) (pymalloc's states: a pool is used, full or
+    /// empty), as `debug_assert`s; `pool` is null or a pool of this core below its arena's
+    /// `next_unused`, between transitions:
+    ///
+    /// * its free blocks (`free`, `local_free`, and those not carved yet) are `capacity - used`;
+    /// * a pool with a class is on its class's `used` list, linked both ways, or full and on none;
+    /// * an empty pool (`NO_CLASS`) is on no used list (its arena's stack: `check_arena`).
+    #[inline(always)]
+    fn check_pool(&self, pool: *mut PoolMeta) {
+        #[cfg(debug_assertions)]
+        if !pool.is_null() {
+            // SAFETY: the caller's guarantee: a live, initialised pool meta of this core, whose
+            // list neighbours are live pools of its class.
+            unsafe { self.check_pool_now(pool) };
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = pool;
+    }
+
+    /// # Safety
+    /// `pool` is a live, initialised pool meta of this core.
+    #[cfg(debug_assertions)]
+    unsafe fn check_pool_now(&self, pool: *mut PoolMeta) {
+        // SAFETY: the caller's guarantee; list neighbours and free-list blocks are checked to be
+        // of the pool's class and pool before they are followed further.
+        unsafe {
+            let p = &*pool;
+            if p.class == NO_CLASS {
+                debug_assert!(!p.in_list, "an empty pool on a used list");
+                return;
+            }
+            let class = usize::from(p.class);
+            debug_assert!(class < self.geo.nclasses, "a pool of no class of the heap");
+            debug_assert_eq!(p.block_size as usize, self.geo.block_size(class));
+            debug_assert!(p.used <= p.capacity, "more blocks used than the pool has");
+            debug_assert!(p.next_offset <= p.end_offset);
+            let uncarved = ((p.end_offset - p.next_offset) / p.block_size) as usize;
+            let listed = self.free_list_len(p, p.free) + self.free_list_len(p, p.local_free);
+            debug_assert_eq!(
+                listed + uncarved,
+                usize::from(p.capacity - p.used),
+                "free blocks of a pool (lists and uncarved) differ from capacity - used"
+            );
+            if p.in_list {
+                if p.prev.is_null() {
+                    debug_assert!(self.used[class] == pool, "a list head that is not the head");
+                } else {
+                    debug_assert!((*p.prev).next == pool, "used list forward link broken");
+                    debug_assert_eq!((*p.prev).class, p.class, "used list mixes classes");
+                }
+                if !p.next.is_null() {
+                    debug_assert!((*p.next).prev == pool, "used list back link broken");
+                    debug_assert_eq!((*p.next).class, p.class, "used list mixes classes");
+                }
+            } else {
+                debug_assert_eq!(
+                    p.used, p.capacity,
+                    "a pool off its class's list that is not full"
+                );
+                debug_assert!(
+                    self.used[class] != pool,
+                    "the list head not marked on the list"
+                );
+            }
+        }
+    }
+
+    /// The length of the free list from `head` in pool `p`, checking that every link is a block
+    /// start of the pool (decoded for a secure heap) and that the list ends.
+    ///
+    /// # Safety
+    /// `head` is null or a free block of pool `p` of this core.
+    #[cfg(debug_assertions)]
+    unsafe fn free_list_len(&self, p: &PoolMeta, head: *mut FreeBlock) -> usize {
+        let mut n = 0;
+        let mut b = head;
+        while !b.is_null() {
+            debug_assert!(
+                Self::starts_block(p, b as usize),
+                "a free-list link outside its pool's carved blocks"
+            );
+            n += 1;
+            debug_assert!(
+                n <= usize::from(p.capacity),
+                "a free list longer than its pool"
+            );
+            // SAFETY: a block start of the pool (checked above): readable.
+            let raw = unsafe { (*b).next } as usize;
+            b = if self.key == 0 {
+                raw
+            } else {
+                raw ^ self.key ^ b as usize
+            } as *mut FreeBlock;
+        }
+        n
+    }
+
+    /// The invariants of one arena, in O(arena) (pymalloc's states: an arena is usable, full or
+    /// free), as `debug_assert`s; `a` is null or a live arena of this core, between transitions:
+    ///
+    /// * `nfree` is its empty pools (its `free_pools` stack, each with no class and on no list)
+    ///   plus its never-used ones, and `empty_committed` the committed ones among the first;
+    /// * it is on the usable list exactly when `nfree > 0`, linked both ways, in order of `nfree`
+    ///   with its neighbours, and `last_with[nfree]` is it exactly when it is the last with its
+    ///   count; a full arena is on no list.
+    #[inline(always)]
+    fn check_arena(&self, a: *mut ArenaHeader) {
+        #[cfg(debug_assertions)]
+        if !a.is_null() {
+            // SAFETY: the caller's guarantee: a live arena of this core.
+            unsafe { self.check_arena_now(a) };
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = a;
+    }
+
+    /// # Safety
+    /// `a` is a live arena of this core.
+    #[cfg(debug_assertions)]
+    unsafe fn check_arena_now(&self, a: *mut ArenaHeader) {
+        // SAFETY: the caller's guarantee; pools on the stack are initialised metas of the arena
+        // (checked to lie in it before they are read), and list neighbours are live arenas.
+        unsafe {
+            let arena = &*a;
+            let g = &self.geo;
+            debug_assert_eq!(arena.ntotal, g.pools_per_arena - g.header_pools);
+            debug_assert!(arena.next_unused <= g.pools_per_arena);
+            let (mut stacked, mut committed) = (0, 0);
+            let mut p = arena.free_pools;
+            while !p.is_null() {
+                debug_assert!(
+                    self.arena_of(p as usize) == a,
+                    "a pool on another arena's stack"
+                );
+                let pool = &*p;
+                debug_assert_eq!(
+                    pool.class, NO_CLASS,
+                    "a pool with a class on the empty stack"
+                );
+                debug_assert!(
+                    !pool.in_list,
+                    "a pool on the empty stack and on a used list"
+                );
+                stacked += 1;
+                committed += usize::from(pool.committed);
+                debug_assert!(
+                    stacked <= arena.ntotal,
+                    "an empty stack longer than the arena"
+                );
+                p = pool.next;
+            }
+            debug_assert_eq!(
+                arena.nfree,
+                stacked + (g.pools_per_arena - arena.next_unused),
+                "an arena's nfree differs from its empty and never-used pools"
+            );
+            debug_assert_eq!(arena.empty_committed, committed);
+            debug_assert_eq!(arena.usable, arena.nfree > 0, "usable list membership");
+            if !arena.usable {
+                debug_assert!(arena.prev.is_null() && arena.next.is_null() && self.usable != a);
+                return;
+            }
+            if arena.prev.is_null() {
+                debug_assert!(
+                    self.usable == a,
+                    "a usable arena with no predecessor not the head"
+                );
+            } else {
+                debug_assert!((*arena.prev).next == a, "usable list forward link broken");
+                debug_assert!((*arena.prev).nfree <= arena.nfree, "usable list not sorted");
+            }
+            let next = arena.next;
+            if !next.is_null() {
+                debug_assert!((*next).prev == a, "usable list back link broken");
+                debug_assert!(arena.nfree <= (*next).nfree, "usable list not sorted");
+            }
+            let is_last = next.is_null() || (*next).nfree != arena.nfree;
+            debug_assert_eq!(
+                self.last_with[arena.nfree] == a,
+                is_last,
+                "last_with[{}] is wrong",
+                arena.nfree
+            );
+        }
+    }
+
+    /// Checks every structural invariant of the heap, in O(heap): every arena and every pool as
+    /// at a transition (`check_arena`, `check_pool`), the usable list sorted with `last_with`
+    /// naming exactly the last arena of each count, the used lists, and the heap's counters
+    /// against the arenas. Panics naming the first broken one. Run by tests, and under
+    /// `debug_assertions` at every [`HEAP_CHECK_EVERY`]th transition.
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn check_invariants(&self) {
-        // SAFETY: all lists hold live arenas and pools of this core.
+        // SAFETY: all lists hold live arenas and pools of this core; metas below an arena's
+        // `next_unused` are initialised.
         unsafe {
             let mut a = self.usable;
             let mut prev: *mut ArenaHeader = ptr::null_mut();
+            let mut lasts = 0;
             while !a.is_null() {
                 let arena = &*a;
                 assert!(arena.usable, "arena on the usable list not marked usable");
@@ -1232,9 +1487,15 @@ impl<P: ArenaProvider> PoolCore<P> {
                 let last = self.last_with[arena.nfree];
                 let is_last = arena.next.is_null() || (*arena.next).nfree != arena.nfree;
                 assert_eq!(is_last, last == a, "last_with[{}] is wrong", arena.nfree);
+                lasts += usize::from(is_last);
                 prev = a;
                 a = arena.next;
             }
+            assert_eq!(
+                self.last_with.iter().filter(|l| !l.is_null()).count(),
+                lasts,
+                "last_with names an arena that is not the last of its count on the list"
+            );
             for class in 0..self.geo.nclasses {
                 let mut p = self.used[class];
                 let mut prev: *mut PoolMeta = ptr::null_mut();
@@ -1251,6 +1512,31 @@ impl<P: ArenaProvider> PoolCore<P> {
                     p = pool.next;
                 }
             }
+            for (class, bin) in self.bins.iter().enumerate() {
+                assert!(
+                    bin.len <= bin.limit,
+                    "bin {class} holds more than its limit"
+                );
+            }
+            let (mut arenas, mut empty, mut committed) = (0, 0, 0);
+            let mut a = self.all;
+            while !a.is_null() {
+                let arena = &*a;
+                arenas += 1;
+                empty += usize::from(arena.nfree == arena.ntotal);
+                committed += arena.empty_committed;
+                #[cfg(debug_assertions)]
+                {
+                    self.check_arena_now(a);
+                    for i in self.geo.header_pools..arena.next_unused {
+                        self.check_pool_now(ArenaHeader::meta(a, i));
+                    }
+                }
+                a = arena.all_next;
+            }
+            assert_eq!(arenas, self.arenas, "arena count");
+            assert_eq!(empty, self.empty_arenas, "empty arenas kept");
+            assert_eq!(committed, self.empty_committed, "committed empty pools");
         }
     }
 }
@@ -1268,5 +1554,33 @@ impl<P: ArenaProvider> Drop for PoolCore<P> {
                 a = next;
             }
         }
+    }
+}
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use alloc_core::{DomainAllocator, System};
+
+    use crate::routing::{DEFAULT_GEOMETRY, pool_meta};
+    use crate::{Heap, OsArenas};
+
+    /// The debug checks are live: a pool whose count of used blocks disagrees with its free
+    /// lists is caught at its next transition.
+    #[test]
+    #[should_panic(expected = "free blocks of a pool")]
+    fn a_pool_count_that_disagrees_with_its_free_lists_is_caught_at_the_next_transition() {
+        let heap = Heap::with_parts(OsArenas::new(), System);
+        // 32 blocks of 512 bytes fill a 16 KiB pool; the 33rd finds it full and retires it.
+        let blocks: std::vec::Vec<_> = (0..33).map(|_| heap.malloc(512).unwrap()).collect();
+        // SAFETY: a test-only corruption of the count of the full pool's meta, made while no
+        // other reference to the core is alive; nothing reads the count but the pool's own code.
+        unsafe { (*pool_meta(&DEFAULT_GEOMETRY, blocks[0].as_ptr() as usize)).used -= 1 };
+        for b in &blocks[..32] {
+            // SAFETY: live blocks, each freed once (into the bin).
+            unsafe { heap.free(b.as_ptr()) };
+        }
+        // The bin goes back to the pools: the first block moves the full pool back to its
+        // class's list, a transition whose check finds one block too few in use.
+        heap.trim();
     }
 }

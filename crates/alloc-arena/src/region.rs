@@ -3,6 +3,7 @@
 //! embedded devices with low memory".
 
 use core::alloc::Layout;
+use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 
 use alloc_core::{ArenaError, ArenaProvider};
@@ -79,13 +80,87 @@ struct FreeMap {
 /// unsafe { heap.free(p.as_ptr()) };
 /// ```
 pub struct RegionArenas {
-    base: usize,
+    /// The region's first byte (a pointer, not an address, so that `from_buffer` is `const`).
+    base: *mut u8,
     arena_size: usize,
     arenas: usize,
     map: SpinLock<FreeMap>,
 }
 
+// SAFETY: the region is this provider's alone (the constructors' contract), and every change to
+// which arenas are handed out is made under the free map's lock; `base` is only an address to
+// compute arenas from.
+unsafe impl Send for RegionArenas {}
+// SAFETY: as for `Send`: `&self` methods read fixed fields or take the lock.
+unsafe impl Sync for RegionArenas {}
+
+/// The default arena size (1 MiB), which a [`RegionBuffer`] is aligned to.
+const BUFFER_ARENA: usize = 1 << 20;
+
+/// A memory region for [`RegionArenas`] as a `static`: `N` bytes aligned to the default arena
+/// size (1 MiB), zero-initialised (so it costs no space in a program's image), for
+/// [`RegionArenas::from_buffer`] in a `const` context, so that a `#[global_allocator]` static
+/// can be a pool over it.
+///
+/// ```
+/// use alloc_arena::{RegionArenas, RegionBuffer};
+///
+/// static BUFFER: RegionBuffer<{ 2 << 20 }> = RegionBuffer::new();
+/// // SAFETY: `BUFFER` is handed to this provider only.
+/// static ARENAS: RegionArenas = unsafe { RegionArenas::from_buffer(&BUFFER) };
+/// assert_eq!(ARENAS.arenas_total(), 2);
+/// ```
+#[repr(C, align(1048576))]
+pub struct RegionBuffer<const N: usize>(UnsafeCell<[u8; N]>);
+
+// SAFETY: the bytes are reached only through the one `RegionArenas` the buffer is handed to
+// (`from_buffer`'s contract), which hands each arena to one owner at a time.
+unsafe impl<const N: usize> Sync for RegionBuffer<N> {}
+
+impl<const N: usize> RegionBuffer<N> {
+    /// A zeroed buffer.
+    pub const fn new() -> Self {
+        RegionBuffer(UnsafeCell::new([0; N]))
+    }
+}
+
+impl<const N: usize> Default for RegionBuffer<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RegionArenas {
+    /// Arenas of 1 MiB (the pool's default arena size) over `buffer`, in a `const` context: the
+    /// buffer's type guarantees the alignment, and a buffer smaller than one arena is a
+    /// compile-time error. Regions past `MAX_REGION_ARENAS` arenas are used up to that many.
+    ///
+    /// # Safety
+    /// The buffer is handed to this provider alone: no other `RegionArenas` is made over it, and
+    /// nothing else reads or writes it while the provider or an arena it handed out is alive.
+    pub const unsafe fn from_buffer<const N: usize>(buffer: &'static RegionBuffer<N>) -> Self {
+        const {
+            assert!(
+                N >= BUFFER_ARENA,
+                "a RegionBuffer must hold one 1 MiB arena"
+            )
+        };
+        let arenas = N / BUFFER_ARENA;
+        RegionArenas {
+            base: buffer.0.get().cast::<u8>(),
+            arena_size: BUFFER_ARENA,
+            arenas: if arenas > MAX_REGION_ARENAS {
+                MAX_REGION_ARENAS
+            } else {
+                arenas
+            },
+            map: SpinLock::new(FreeMap {
+                taken: [0; MAX_REGION_ARENAS / 64],
+                count: 0,
+            }),
+        }
+    }
+
     /// Arenas of 1 MiB (the pool's default arena size) over `region`.
     pub fn new(region: &'static mut [u8]) -> Result<Self, RegionError> {
         Self::with_arena_size(region, 1 << 20)
@@ -124,7 +199,7 @@ impl RegionArenas {
             return Err(RegionError::TooSmall { len, arena_size });
         }
         Ok(RegionArenas {
-            base: addr,
+            base,
             arena_size,
             arenas: (len / arena_size).min(MAX_REGION_ARENAS),
             map: SpinLock::new(FreeMap {
@@ -151,8 +226,8 @@ impl RegionArenas {
 
     /// Whether `ptr` lies in the region's arenas.
     pub fn contains(&self, ptr: *const u8) -> bool {
-        let a = ptr as usize;
-        a >= self.base && a < self.base + self.arenas * self.arena_size
+        let (a, base) = (ptr as usize, self.base as usize);
+        a >= base && a < base + self.arenas * self.arena_size
     }
 }
 
@@ -188,9 +263,8 @@ unsafe impl ArenaProvider for RegionArenas {
         });
         match slot {
             Some(i) => {
-                let p = (self.base + i * self.arena_size) as *mut u8;
-                // SAFETY: an address inside the region, which is not null.
-                Ok(unsafe { NonNull::new_unchecked(p) })
+                // SAFETY: arena `i < arenas` lies inside the region, which is not null.
+                Ok(unsafe { NonNull::new_unchecked(self.base.add(i * self.arena_size)) })
             }
             None => Err(ArenaError::Exhausted {
                 size: layout.size(),
@@ -200,7 +274,7 @@ unsafe impl ArenaProvider for RegionArenas {
     }
 
     unsafe fn free(&self, ptr: NonNull<u8>, _layout: Layout) {
-        let i = (ptr.as_ptr() as usize - self.base) / self.arena_size;
+        let i = (ptr.as_ptr() as usize - self.base as usize) / self.arena_size;
         debug_assert!(i < self.arenas, "an arena that is not the region's");
         self.map.with(|m| {
             let (w, bit) = (i / 64, i % 64);

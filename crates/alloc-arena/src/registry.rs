@@ -27,7 +27,7 @@ use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use alloc_core::ArenaError;
-use alloc_core::chunk_map::{ChunkMap, ChunkMapError, LEAF_LEN, Leaf, LeafSource};
+use alloc_core::chunk_map::{ChunkMap, ChunkMapError, LEAF_LEN, Leaf, LeafSource, ROOT_LEN};
 
 use crate::sync::{AtomicU32, Ordering};
 
@@ -38,12 +38,13 @@ static OWNERS: ChunkMap<AtomicU32> = ChunkMap::new();
 
 /// Leaves kept in the program's zeroed data, used before any is mapped: a pool over a region
 /// handed over by the caller (`RegionArenas`) then registers its arenas with no OS call, as long
-/// as they lie within two 16 GiB ranges.
-static RESERVED: [Leaf<AtomicU32>; 2] = [const {
+/// as they lie within two 16 GiB ranges. With 32-bit addresses one leaf covers them all.
+const RESERVED_LEAVES: usize = if ROOT_LEN == 1 { 1 } else { 2 };
+static RESERVED: [Leaf<AtomicU32>; RESERVED_LEAVES] = [const {
     Leaf {
         slots: [const { AtomicU32::new(0) }; LEAF_LEN],
     }
-}; 2];
+}; RESERVED_LEAVES];
 /// Which reserved leaves are taken (bit i: `RESERVED[i]`).
 static RESERVED_TAKEN: AtomicU32 = AtomicU32::new(0);
 
@@ -114,8 +115,8 @@ pub(crate) fn new_owner_id() -> u32 {
     alloc_core::plumbing::register(&FRAMES);
     loop {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        // 0 means "no owner"; `NO_KEY` is the fast paths' key that matches nothing.
-        if id != 0 && id != crate::NO_KEY {
+        // 0 means "no owner"; `u32::MAX` is `NO_KEY`, the fast paths' key that matches nothing.
+        if id != 0 && id != u32::MAX {
             return id;
         }
     }

@@ -24,8 +24,9 @@
 //! * **Push-only lists** ([`PushList`]): the heaps of a pool allocator, published once each and
 //!   never unlinked while the allocator lives; readers walk them with Acquire loads.
 
-// Under `cfg(loom)` the library itself uses none of it: only the models do.
-#![cfg_attr(loom, allow(dead_code))]
+// Under `cfg(loom)` the library itself uses none of it: only the models do; without an OS
+// (no `PoolAllocator`), only the owner's side is built into the pools.
+#![cfg_attr(any(loom, not(any(unix, windows))), allow(dead_code))]
 
 use core::ptr;
 

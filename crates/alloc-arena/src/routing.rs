@@ -35,12 +35,12 @@ pub(crate) trait Front {
     fn owner_id(&self) -> &AtomicU32;
     fn large(&self) -> &Self::L;
     /// A block of size class `class` from the pools.
-    fn alloc_class(&self, class: usize) -> Option<NonNull<u8>>;
+    fn alloc_class_fast(&self, class: usize) -> Option<NonNull<u8>>;
     /// Frees a pool block; `class` is its size class when the caller knows it.
     ///
     /// # Safety
     /// `ptr` is a live block of this front's pools (of `class`, if given), not used afterwards.
-    unsafe fn free_block(&self, ptr: NonNull<u8>, class: Option<usize>);
+    unsafe fn free_block_fast(&self, ptr: NonNull<u8>, class: Option<usize>);
     /// Takes the front's locks for a fork (none for a heap).
     fn lock_for_fork(&self) {}
     /// Releases what `lock_for_fork` took.
@@ -99,7 +99,7 @@ fn owned<F: Front>(f: &F, ptr: *const u8) -> bool {
 
 #[inline]
 fn small<F: Front>(f: &F, size: usize) -> Option<NonNull<u8>> {
-    f.alloc_class(f.geometry().class_of(size))
+    f.alloc_class_fast(f.geometry().class_of(size))
 }
 
 /// The block size to ask the pools for an aligned request, if the pools can serve it: the size
@@ -149,7 +149,7 @@ unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
         // SAFETY: the registry says the block lies in our arenas.
         let class = unsafe { checked_class(f, "free", ptr) };
         // SAFETY: the caller says it is live; the check says it starts a block of `class`.
-        unsafe { f.free_block(ptr, Some(class)) };
+        unsafe { f.free_block_fast(ptr, Some(class)) };
     } else {
         // SAFETY: not in our arenas, so it came from `L` (the caller's guarantee).
         unsafe { f.large().free(ptr.as_ptr()) }
@@ -169,7 +169,7 @@ pub(crate) unsafe fn free_sized<F: Front>(f: &F, ptr: NonNull<u8>, size: usize) 
         let class = g.class_of(size);
         // SAFETY: a live pool block requested with `size` (above), whose class realloc keeps
         // equal to `class_of(size)` (it stays in place only within the class).
-        unsafe { f.free_block(ptr, Some(class)) };
+        unsafe { f.free_block_fast(ptr, Some(class)) };
     } else {
         // SAFETY: the caller's guarantee.
         unsafe { free_sized_large(f, ptr, size) }
@@ -186,7 +186,7 @@ unsafe fn free_sized_large<F: Front>(f: &F, ptr: NonNull<u8>, size: usize) {
     if owned(f, ptr.as_ptr()) {
         // SAFETY: a live block of our pools (a size above the threshold is a caller's error
         // that the class lookup tolerates).
-        unsafe { f.free_block(ptr, None) };
+        unsafe { f.free_block_fast(ptr, None) };
     } else {
         // SAFETY: not in our arenas, so a live block of `L` with this size.
         unsafe { f.large().free_sized(ptr, size) }
@@ -252,7 +252,7 @@ pub(crate) unsafe fn realloc<F: Front>(
         // (so through the bin, as a sized free).
         return unsafe {
             relocate(malloc(f, new_size), old, block.min(new_size), || {
-                f.free_block(old, Some(class))
+                f.free_block_fast(old, Some(class))
             })
         };
     }
@@ -307,10 +307,10 @@ unsafe fn free_overaligned<F: Front>(f: &F, ptr: NonNull<u8>, layout: Layout) {
             Some(size) => {
                 let class = f.geometry().class_of(size);
                 // SAFETY: a live pool block made by `malloc_aligned(layout)`, so of this class.
-                unsafe { f.free_block(ptr, Some(class)) };
+                unsafe { f.free_block_fast(ptr, Some(class)) };
             }
             // SAFETY: a live block of our pools.
-            None => unsafe { f.free_block(ptr, None) },
+            None => unsafe { f.free_block_fast(ptr, None) },
         }
     } else {
         // SAFETY: a live block of `L` made with `layout` (malloc_aligned routes the same way).
@@ -345,7 +345,7 @@ pub(crate) unsafe fn realloc_aligned<F: Front>(
                 malloc_aligned(f, new_layout),
                 ptr,
                 layout.size().min(new_size),
-                || f.free_block(ptr, None),
+                || f.free_block_fast(ptr, None),
             )
         };
     }

@@ -14,6 +14,7 @@
 //!   A pointer outside the spans is the C library's (`System`): `free`, `realloc` and
 //!   `usable_size` hand it there and `owns` asks it, as the pools do with the blocks they pass to
 //!   their large-block allocator, so that a block nobody claims keeps meaning "the C library's".
+//!   Without a C library (an embedded target), such a pointer is reported as a bad free.
 //! * **The header** holds the span's size and its state (live or cached). A free checks both: a
 //!   pointer that is not 64 bytes into a chunk-aligned span, or a span already cached, is a bad
 //!   free, reported on one line before the process aborts (the hardened default of `check`).
@@ -21,7 +22,8 @@
 //!   a cached span of the size it needs, or one up to twice that; a free puts its span in the
 //!   cache and unmaps the spans that have stayed there longer than `DECAY_MS`, or that do not fit
 //!   the bounds, oldest first. Cached memory therefore goes back to the OS within about a second
-//!   of the program's last large free, and at once on [`Spans::trim`].
+//!   of the program's last large free, and at once on [`Spans::trim`]. Without an OS there is
+//!   no cache: a freed span goes back to its provider (a region the pools share) at once.
 //! * **realloc** stays in place while the new size fits the span (a growing buffer costs no copy
 //!   until it crosses a mebibyte), and moves otherwise.
 //!
@@ -31,10 +33,9 @@
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
-use alloc_core::{ArenaProvider, DomainAllocator, Ownership, System};
+use alloc_core::{ArenaProvider, DomainAllocator, Ownership};
 
 use crate::check::{BadFree, bad_free};
-use crate::os::OsArenas;
 use crate::registry;
 use crate::sync::{AtomicU32, Ordering, SpinLock};
 
@@ -44,15 +45,29 @@ const CHUNK: usize = 1 << registry::CHUNK_SHIFT;
 const HEADER: usize = 64;
 /// Freed spans kept for reuse, at most.
 const CACHE_SPANS: usize = 32;
-/// Bytes of freed spans kept for reuse, at most.
-const CACHE_BYTES: usize = 64 << 20;
+/// Bytes of freed spans kept for reuse, at most. Without an OS there is no clock to let cached
+/// spans decay, and the provider is a region the pools draw from too: nothing is cached, a freed
+/// span goes back to the provider at once.
+const CACHE_BYTES: usize = if cfg!(any(unix, windows)) {
+    64 << 20
+} else {
+    0
+};
 /// How long a freed span stays cached before it is unmapped.
 const DECAY_MS: u64 = 1000;
 
 /// `SpanHeader::state` of a span holding a live block.
+#[cfg(target_pointer_width = "64")]
 const LIVE: usize = 0x5ba4_11fe_0000_0001;
 /// `SpanHeader::state` of a span in the cache.
+#[cfg(target_pointer_width = "64")]
 const CACHED: usize = 0x5ba4_11fe_0000_0002;
+/// `SpanHeader::state` of a span holding a live block.
+#[cfg(not(target_pointer_width = "64"))]
+const LIVE: usize = 0x5ba4_0001;
+/// `SpanHeader::state` of a span in the cache.
+#[cfg(not(target_pointer_width = "64"))]
+const CACHED: usize = 0x5ba4_0002;
 
 #[repr(C)]
 struct SpanHeader {
@@ -95,7 +110,7 @@ struct Cache {
 /// # // SAFETY: a live block of `spans`, freed once.
 /// # unsafe { spans.free(again.as_ptr()) };
 /// ```
-pub struct Spans<P: ArenaProvider = OsArenas> {
+pub struct Spans<P: ArenaProvider = crate::DefaultArenas> {
     provider: P,
     /// The registry id of the spans (0 until the first span).
     id: AtomicU32,
@@ -105,13 +120,15 @@ pub struct Spans<P: ArenaProvider = OsArenas> {
 // SAFETY: the cache is behind its lock; spans are owned by the blocks' holders; `P` is shared.
 unsafe impl<P: ArenaProvider + Sync> Sync for Spans<P> {}
 
+#[cfg(any(unix, windows))]
 impl Spans {
     /// Spans mapped from the OS.
     pub const fn new() -> Self {
-        Spans::with_provider(OsArenas::new())
+        Spans::with_provider(crate::OsArenas::new())
     }
 }
 
+#[cfg(any(unix, windows))]
 impl Default for Spans {
     fn default() -> Self {
         Spans::new()
@@ -259,6 +276,64 @@ impl<P: ArenaProvider> Spans<P> {
     }
 }
 
+/// Where a pointer outside the spans goes: the C library's allocator where `alloc_core` has it
+/// (`System`), which made it; elsewhere nothing else can have made it, so it is a bad pointer.
+#[cfg(all(any(unix, windows), target_pointer_width = "64"))]
+mod foreign {
+    use alloc_core::{DomainAllocator, System};
+    use core::ptr::NonNull;
+
+    /// # Safety
+    /// `ptr` is a live block of the C library's allocator.
+    #[inline(always)]
+    pub(super) unsafe fn realloc(ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: the caller's guarantee.
+        unsafe { System.realloc(ptr, new_size) }
+    }
+
+    /// # Safety
+    /// As for `realloc`.
+    #[inline(always)]
+    pub(super) unsafe fn free(ptr: *mut u8) {
+        // SAFETY: the caller's guarantee.
+        unsafe { System.free(ptr) }
+    }
+
+    /// # Safety
+    /// As for `realloc`.
+    #[inline(always)]
+    pub(super) unsafe fn usable_size(ptr: NonNull<u8>) -> Option<usize> {
+        // SAFETY: the caller's guarantee.
+        unsafe { System.usable_size(ptr) }
+    }
+}
+
+/// Where a pointer outside the spans goes: with no C library, nothing else can have made it, so
+/// it is reported as a bad pointer (then the process ends: see `check`).
+#[cfg(not(all(any(unix, windows), target_pointer_width = "64")))]
+mod foreign {
+    use crate::check::{BadFree, bad_free};
+    use core::ptr::NonNull;
+
+    /// # Safety
+    /// None needed: the pointer is reported, never read.
+    pub(super) unsafe fn realloc(ptr: *mut u8, _new_size: usize) -> Option<NonNull<u8>> {
+        bad_free("realloc", ptr as usize, BadFree::OtherAllocator)
+    }
+
+    /// # Safety
+    /// None needed: the pointer is reported, never read.
+    pub(super) unsafe fn free(ptr: *mut u8) {
+        bad_free("free", ptr as usize, BadFree::OtherAllocator)
+    }
+
+    /// # Safety
+    /// None needed: the pointer is never read.
+    pub(super) unsafe fn usable_size(_ptr: NonNull<u8>) -> Option<usize> {
+        None
+    }
+}
+
 // SAFETY: each block lies in a span of its own, mapped (or reused from the cache) for it and
 // 64-byte aligned within it; the header before it records the span, so free and realloc need no
 // size; a span returns to the cache or the OS only from `free` (or `realloc` moving), once: the
@@ -279,7 +354,7 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
         };
         if !self.owned(ptr) {
             // SAFETY: not a span: the C library's (the caller's guarantee).
-            return unsafe { System.realloc(ptr, new_size) };
+            return unsafe { foreign::realloc(ptr, new_size) };
         }
         // SAFETY: the caller's guarantee: a live block of ours.
         let span = unsafe { (*self.header(ptr, "realloc")).size };
@@ -301,7 +376,7 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
         }
         if !self.owned(ptr) {
             // SAFETY: not a span: the C library's (the caller's guarantee).
-            return unsafe { System.free(ptr) };
+            return unsafe { foreign::free(ptr) };
         }
         // SAFETY: the caller's guarantee: a live block of ours.
         let header = unsafe { self.header(ptr, "free") };
@@ -330,6 +405,8 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
                 c.spans.copy_within(1..c.len, 0);
                 c.len -= 1;
             }
+            // `CACHE_BYTES` is 0 without an OS: then no span is ever cached.
+            #[allow(clippy::absurd_extreme_comparisons)]
             if size <= CACHE_BYTES {
                 c.spans[c.len] = Cached {
                     base: header as usize,
@@ -355,7 +432,7 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         if !self.owned(ptr.as_ptr()) {
             // SAFETY: not a span: the C library's (the caller's guarantee).
-            return unsafe { System.usable_size(ptr) };
+            return unsafe { foreign::usable_size(ptr) };
         }
         // SAFETY: the caller's guarantee: a live block of ours.
         Some(unsafe { (*self.header(ptr.as_ptr(), "malloc_usable_size")).size } - HEADER)

@@ -90,6 +90,7 @@ impl Default for PoolStats {
 
 impl PoolStats {
     /// Statistics of nothing, for a pool allocator of geometry `g` (the sum of no heaps).
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))] // `PoolAllocator`'s
     pub(crate) fn empty(g: &crate::size_class::Geometry) -> Self {
         let mut s = PoolStats {
             nclasses: g.nclasses,

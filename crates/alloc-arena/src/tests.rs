@@ -615,3 +615,56 @@ fn a_secure_heap_does_not_trust_a_freed_block_that_was_written() {
         "{stderr}"
     );
 }
+
+/// Every state change of pools (empty to used, used to full, full to used, used to empty, the
+/// last pool of a class kept) and of arenas (mapped, usable to full, full to usable, free and
+/// kept, free and released, decommitted) on a heap with nothing corrupted, in a plain heap and a
+/// secure one: under `debug_assertions` each runs the transition checks of `pool_core` (and
+/// every 256th the whole-heap check), which must all hold.
+#[test]
+fn every_pool_and_arena_transition_passes_the_debug_checks() {
+    for secure in [false, true] {
+        let config = PoolConfig {
+            keep_empty_arenas: 0,
+            keep_empty_pools: 0,
+            purge_delay_ms: 0,
+            retain_bytes: 0,
+            secure,
+            ..PoolConfig::DEFAULT
+        };
+        let heap = Heap::with_config(config, OsArenas::new(), System).unwrap();
+        // Three arenas of 512-byte blocks (32 a pool, 63 pools an arena): pools fill and are
+        // retired, arenas fill and leave the usable list.
+        let mut blocks: Vec<_> = (0..3 * 63 * 32)
+            .map(|_| heap.malloc(512).unwrap())
+            .collect();
+        assert_eq!(heap.stats().arenas, 3);
+        // One block of every pool back: each full pool returns to its class's list.
+        for i in (0..blocks.len()).step_by(32).rev() {
+            // SAFETY: live, freed once.
+            unsafe { heap.free(blocks.swap_remove(i).as_ptr()) };
+        }
+        heap.trim();
+        heap.check_invariants();
+        // Other classes meanwhile, so that emptied pools are taken by another class.
+        let small: Vec<_> = (0..5000)
+            .map(|i| heap.malloc(16 + i % 200).unwrap())
+            .collect();
+        // Everything back: pools empty, arenas empty and released (nothing is retained).
+        for b in blocks.into_iter().chain(small) {
+            // SAFETY: live, freed once.
+            unsafe { heap.free(b.as_ptr()) };
+        }
+        heap.trim();
+        heap.check_invariants();
+        let s = heap.stats();
+        assert_eq!((s.arenas, s.blocks_in_use()), (0, 0), "secure: {secure}");
+        assert!(s.arenas_released >= 3);
+        #[cfg(debug_assertions)]
+        assert!(
+            heap.transitions_checked() > 3 * 63 * 2,
+            "{} transitions checked",
+            heap.transitions_checked()
+        );
+    }
+}

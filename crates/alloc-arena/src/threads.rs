@@ -17,6 +17,10 @@
 //! * **Eviction**: a cache holds `CACHE_WAYS` allocators; a thread that uses more abandons the heap
 //!   of the one it evicts (it adopts a heap again when it comes back).
 
+// Without an OS only the heap slot's types are used (by `pool_core`): `PoolAllocator`, which
+// uses the rest, needs one.
+#![cfg_attr(not(any(unix, windows)), allow(dead_code))]
+
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
@@ -309,13 +313,13 @@ pub(crate) unsafe fn unlock_after_fork() {
 
 /// The calling thread's cache, registered with the OS on first use; null if the OS refuses.
 #[inline]
-pub(crate) fn cache() -> *mut ThreadCache {
+pub(crate) fn cache_fast() -> *mut ThreadCache {
     let c = cache_if_any();
     // SAFETY: a non-null cache is the calling thread's.
     if !c.is_null() && unsafe { (*c).registered } {
         return c;
     }
-    make_cache(c)
+    cache_slow(c)
 }
 
 /// The calling thread's cache if it has one (null otherwise; with `std` always one, perhaps
@@ -333,7 +337,8 @@ pub(crate) fn cache_if_any() -> *mut ThreadCache {
 }
 
 #[cold]
-fn make_cache(current: *mut ThreadCache) -> *mut ThreadCache {
+#[inline(never)]
+fn cache_slow(current: *mut ThreadCache) -> *mut ThreadCache {
     #[cfg(feature = "std")]
     let c = current;
     #[cfg(not(feature = "std"))]

@@ -30,7 +30,9 @@
 //!   allocator from its first call (a static map with leaves from the OS or from static memory).
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(target_has_atomic = "64")]
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 
 use thiserror::Error;
 
@@ -65,6 +67,7 @@ unsafe impl ZeroIsEmpty for AtomicU8 {}
 // SAFETY: zero is a valid integer.
 unsafe impl ZeroIsEmpty for AtomicU32 {}
 // SAFETY: zero is a valid integer.
+#[cfg(target_has_atomic = "64")]
 unsafe impl ZeroIsEmpty for AtomicU64 {}
 // SAFETY: zero is a valid integer.
 unsafe impl ZeroIsEmpty for AtomicUsize {}
@@ -198,7 +201,9 @@ impl<V> ChunkMap<V> {
         for (r, slot) in self.root.iter().enumerate() {
             // SAFETY: as in `get`.
             if let Some(leaf) = unsafe { slot.load(Ordering::Acquire).as_ref() } {
-                f(r << (LEAF_BITS + CHUNK_SHIFT), leaf);
+                // In 64 bits: with 32-bit addresses the root has one slot, and a shift by the
+                // whole width would not compile.
+                f(((r as u64) << (LEAF_BITS + CHUNK_SHIFT)) as usize, leaf);
             }
         }
     }

@@ -5,9 +5,46 @@
 use core::alloc::Layout;
 use core::fmt;
 use core::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(target_has_atomic = "64")]
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+#[cfg(not(target_has_atomic = "64"))]
+use wide::AtomicU64;
 
 use alloc_core::DomainAllocator;
+
+/// A `u64` behind the workspace's spin lock, for targets without 64-bit atomics (32-bit Arm
+/// microcontrollers): the operations `FaultInjecting` uses, with their signatures (the lock orders
+/// every access at least as strongly as the orderings asked for). Never allocates.
+#[cfg(not(target_has_atomic = "64"))]
+mod wide {
+    use alloc_core::lock::Lock;
+    use core::sync::atomic::Ordering;
+
+    pub(super) struct AtomicU64(Lock<u64>);
+
+    impl AtomicU64 {
+        pub(super) const fn new(v: u64) -> Self {
+            AtomicU64(Lock::new(v))
+        }
+
+        pub(super) fn load(&self, _order: Ordering) -> u64 {
+            self.0.with(|v| *v)
+        }
+
+        pub(super) fn store(&self, v: u64, _order: Ordering) {
+            self.0.with(|x| *x = v);
+        }
+
+        pub(super) fn fetch_add(&self, d: u64, _order: Ordering) -> u64 {
+            self.0.with(|x| {
+                let old = *x;
+                *x = old.wrapping_add(d);
+                old
+            })
+        }
+    }
+}
 
 /// A predicate on the requested size: return `true` to let the rules fail this request.
 pub type FaultPredicate = fn(usize) -> bool;

@@ -44,66 +44,75 @@
 //! never allocates, so the decorators can sit under `#[global_allocator]` (with [`Action::Abort`] or
 //! [`Action::Record`]; a global allocator must not unwind, so not with [`Action::Panic`]).
 
+// Without `std` (an embedded target) only what needs no OS is built: `FaultInjecting`. The other
+// decorators need thread-locals, OS-mapped tables or stack capture.
+#![cfg_attr(not(feature = "std"), no_std)]
+
 // Under `cfg(loom)` the crate builds only the lock-free protocols and their loom models
 // (`cargo xtask loom`): loom's atomics cannot be made in `const` contexts, which the decorators'
 // `const` constructors need.
+#[cfg(feature = "std")]
 #[cfg_attr(all(loom, not(test)), allow(dead_code))]
 mod addresses;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 mod claims;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 mod counting;
 #[cfg(not(loom))]
 mod fault;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 mod guard;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 mod guard_pages;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 mod instance;
 #[cfg(all(loom, test))]
 mod loom_models;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 mod os;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 mod profile;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 mod radix;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 mod scope;
 // Under loom the protocols are used by the models alone (built for tests).
+#[cfg(feature = "std")]
 #[cfg_attr(all(loom, not(test)), allow(dead_code))]
 mod sync;
+#[cfg(feature = "std")]
 #[cfg_attr(all(loom, not(test)), allow(dead_code))]
 mod tally;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub mod tracing;
+#[cfg(feature = "std")]
 #[cfg_attr(all(loom, not(test)), allow(dead_code))]
 mod tracking;
 
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub use counting::{Counting, CountingStats, HISTOGRAM_BUCKETS, Limited, bucket_of};
 #[cfg(not(loom))]
 pub use fault::{FaultInjecting, FaultPredicate};
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub use guard::{
     Action, CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE, Guarded, MAX_QUARANTINE, RECORDED_VIOLATIONS,
     SERIAL_BATCH, Violation, ViolationKind,
 };
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub use guard_pages::{
     DEFAULT_QUARANTINE, DEFAULT_SAMPLE_RATE, DEFAULT_SLOT_PAGES, DEFAULT_SLOTS, GUARD_FRAMES,
     GuardPages, GuardPagesBuilder, GuardPagesConfig, GuardPagesError, GuardPagesStats,
     MAX_SLOT_PAGES, MAX_SLOTS, REGISTERED,
 };
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub use profile::{EXACT_SIZES, LOG_BUCKETS, Profile, Profiling, log_bucket};
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub use scope::{
     MAX_SCOPE_DEPTH, MAX_SCOPES, Scope, ScopeError, ScopeGuard, ScopeHandle, ScopeStats, Scoped,
 };
+#[cfg(feature = "std")]
 pub use tally::PEAK_SLACK;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub use tracing::{
     CALIBRATION, CaptureMethod, DomainFilter, Filter, Frame, Growth, KeyType, LeakReport,
     MAX_DEPTH, PLUMBING_FRAMES, Snapshot, Statistic, StatisticDiff, Tag, Trace, TraceFilter,

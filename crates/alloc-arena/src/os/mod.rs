@@ -5,11 +5,16 @@
 //! `now_ms`, `random_u64`) and the `thread_key` module (the OS's per-thread slot, whose destructor
 //! reports a thread's end), and this module builds the public [`OsArenas`] from them.
 //! `thread_local` holds the `std` build's native thread-local (hand-written initial-exec TLS on
-//! x86-64 Linux). No other module of the crate calls the OS.
+//! x86-64 Linux). No other module of the crate calls the OS. On a target with neither (an
+//! embedded `target_os = "none"`), `none.rs` gives the same functions without one: nothing is
+//! mapped, there is no clock and no thread key, and `OsArenas` (with `PoolAllocator`, whose
+//! per-thread heaps need the OS) does not exist.
 
+#[cfg(any(unix, windows))]
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+#[cfg(any(unix, windows))]
 use alloc_core::{ArenaError, ArenaProvider};
 
 #[cfg(unix)]
@@ -21,6 +26,11 @@ use unix as imp;
 mod windows;
 #[cfg(windows)]
 use windows as imp;
+
+#[cfg(not(any(unix, windows)))]
+mod none;
+#[cfg(not(any(unix, windows)))]
+use none as imp;
 
 pub(crate) use imp::{fatal, now_ms, page_size, random_u64, thread_key, yield_now};
 
@@ -49,11 +59,13 @@ pub(crate) mod thread_local;
 /// // SAFETY: the arena was just made with this layout and is not used afterwards.
 /// unsafe { OsArenas::new().free(arena, layout) };
 /// ```
+#[cfg(any(unix, windows))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OsArenas {
     huge_pages: bool,
 }
 
+#[cfg(any(unix, windows))]
 impl OsArenas {
     /// A provider with default settings (no huge-page advice).
     pub const fn new() -> Self {
@@ -77,6 +89,7 @@ impl OsArenas {
 // aligned to `layout.align()` (map_aligned trims the over-allocation); mappings never overlap; they
 // stay valid until unmapped in `free`. Decommitted ranges come back zeroed on first touch (unix) or
 // after `commit` (windows).
+#[cfg(any(unix, windows))]
 unsafe impl ArenaProvider for OsArenas {
     fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, ArenaError> {
         let page = page_size();
