@@ -60,8 +60,12 @@ pub(crate) fn installed_peers(workload: &str) -> Vec<(&'static str, PathBuf)> {
 pub(crate) fn build_libdomalloc() -> Result<PathBuf> {
     let mut build = cargo();
     build.args(["build", "--release", "-p", "alloc-capi"]);
-    crate::run("building libdomalloc (release)", build)?;
-    Ok(root().join("target/release/libdomalloc.so"))
+    crate::build(
+        "building libdomalloc (release)",
+        build,
+        "domalloc",
+        ".so",
+    )
 }
 
 /// The median of the samples (sorted in place) and their spread, (max - min) / median.
