@@ -117,8 +117,9 @@ pub(crate) struct Request {
           value_parser = clap::builder::PossibleValuesParser::new(ALLOCATORS))]
     allocators: Option<Vec<String>>,
     /// Thread counts of the threaded workloads (comma-separated, e.g. 1,2,8).
-    #[arg(long, value_name = "LIST")]
-    threads: Option<String>,
+    #[arg(long, value_name = "LIST", value_delimiter = ',',
+          value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<Vec<u32>>,
     /// Samples per (workload, allocator) pair; the median is reported.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     samples: Option<u32>,
@@ -168,7 +169,7 @@ fn parse(r: Request, catalog: &Catalog) -> Result<Options> {
         o.allocators = a;
     }
     if let Some(t) = r.threads {
-        o.threads = t;
+        o.threads = t.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     }
     if let Some(n) = r.samples {
         o.samples = n as usize;
@@ -371,10 +372,12 @@ pub(crate) fn run(request: Request) -> Result {
         }
     );
     let mut done = 0;
+    let mut skipped = 0;
     for w in o.workloads.iter().filter(|w| !by_xtask(w)) {
         for a in &o.allocators {
             done += 1;
             if catalog.global_workloads.contains(w) && catalog.direct_only.contains(a) {
+                skipped += 1;
                 eprintln!(
                     "\r    [{done}/{total}] {w} on {a}: skipped ({a} cannot be the process's allocator)"
                 );
@@ -408,8 +411,13 @@ pub(crate) fn run(request: Request) -> Result {
         }
     }
     eprintln!(
-        "\r    {total} runs in {:.1}s{:30}",
+        "\r    {total} runs in {:.1}s{}{:30}",
         start.elapsed().as_secs_f64(),
+        if skipped > 0 {
+            format!(" ({skipped} skipped)")
+        } else {
+            String::new()
+        },
         ""
     );
     #[cfg(unix)]
@@ -457,7 +465,7 @@ fn print_table(rows: &[Row], o: &Options, provenance: &Provenance) {
         o.suite, provenance.machine, o.samples
     );
     println!(
-        "{:<10} {:>3} {:>10} {:<12} {:>10} {:<6} {:>8} {:>10} {:>8} {:>12} {:>12}",
+        "{:<12} {:>3} {:>10} {:<12} {:>10} {:<6} {:>8} {:>10} {:>8} {:>12} {:>12}",
         "workload",
         "thr",
         "blocks",
@@ -470,7 +478,7 @@ fn print_table(rows: &[Row], o: &Options, provenance: &Provenance) {
         "peak RSS KiB",
         "after free"
     );
-    println!("{}", "-".repeat(112));
+    println!("{}", "-".repeat(114));
     let mut noisy = 0;
     let mut last = None;
     for r in rows {
@@ -490,7 +498,7 @@ fn print_table(rows: &[Row], o: &Options, provenance: &Provenance) {
             ' '
         };
         println!(
-            "{:<10} {:>3} {:>10} {:<12} {:>10.2} {:<6} {:>6.1}%{flag} {:>10} {:>8} {:>12} {:>12}",
+            "{:<12} {:>3} {:>10} {:<12} {:>10.2} {:<6} {:>6.1}%{flag} {:>10} {:>8} {:>12} {:>12}",
             r.workload,
             r.threads,
             r.blocks_cell(),
@@ -590,6 +598,8 @@ fn metric_baselines(rows: &[Row]) -> (BTreeMap<MetricKey, f64>, BTreeMap<MetricK
 /// Where and when a run was made: report.json records it, and every chart's caption shows it.
 struct Provenance {
     commit: Option<String>,
+    /// Whether the work tree had changes the commit does not hold.
+    uncommitted_changes: Option<bool>,
     date: Option<String>,
     rustc: Option<String>,
     machine: String,
@@ -599,6 +609,13 @@ impl Provenance {
     fn here() -> Provenance {
         Provenance {
             commit: output_of("git", &["rev-parse", "HEAD"]),
+            uncommitted_changes: Command::new("git")
+                .args(["status", "--porcelain", "--untracked-files=no"])
+                .current_dir(root())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| !o.stdout.is_empty()),
             date: output_of("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
             rustc: output_of("rustc", &["--version"]),
             machine: machine(),
@@ -609,8 +626,13 @@ impl Provenance {
     fn caption(&self) -> String {
         let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
         format!(
-            "commit {} \u{b7} {} \u{b7} {}",
+            "commit {}{} \u{b7} {} \u{b7} {}",
             or_unknown(&self.commit),
+            if self.uncommitted_changes == Some(true) {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            },
             or_unknown(&self.date),
             self.machine
         )
@@ -648,6 +670,7 @@ fn write_report(rows: &[Row], o: &Options, provenance: &Provenance) -> Result {
         "suite": o.suite,
         "command": format!("cargo xtask bench {}", std::env::args().skip(2).collect::<Vec<_>>().join(" ")),
         "commit": provenance.commit,
+        "uncommitted_changes": provenance.uncommitted_changes,
         "date": provenance.date,
         "rustc": provenance.rustc,
         "machine": provenance.machine,
@@ -670,7 +693,7 @@ fn write_report(rows: &[Row], o: &Options, provenance: &Provenance) -> Result {
     let path = dir.join("report.json");
     std::fs::write(&path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("\nreport: {}", path.display());
-    for metric in CHARTS {
+    for &metric in CHARTS {
         let svg = chart(rows, &o.allocators, metric, &mimalloc, provenance)?;
         let path = dir.join(format!("{metric}.svg"));
         std::fs::write(&path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -682,13 +705,17 @@ fn write_report(rows: &[Row], o: &Options, provenance: &Provenance) -> Result {
 /// The bars of one metric: each row's median as a ratio against mimalloc's median in its case,
 /// with the lowest and highest sample's ratio where the row has samples of the metric (time; the
 /// RSS is read once per run).
-fn bars(rows: &[Row], metric: &str, mimalloc: &BTreeMap<MetricKey, f64>) -> Vec<chart::Bar> {
+fn bars(
+    rows: &[Row],
+    metric: &'static str,
+    mimalloc: &BTreeMap<MetricKey, f64>,
+) -> Vec<chart::Bar> {
     let mut out = Vec::new();
     for r in rows {
-        let Some((name, v, _)) = metrics(r).into_iter().find(|m| m.0 == metric) else {
+        let Some((_, v, _)) = metrics(r).into_iter().find(|m| m.0 == metric) else {
             continue;
         };
-        let Some(&m) = mimalloc.get(&(r.case(), name)) else {
+        let Some(&m) = mimalloc.get(&(r.case(), metric)) else {
             continue;
         };
         let range = (metric == "ns_per_op" && !r.samples_ns.is_empty()).then(|| {
@@ -711,7 +738,7 @@ fn bars(rows: &[Row], metric: &str, mimalloc: &BTreeMap<MetricKey, f64>) -> Vec<
 fn chart(
     rows: &[Row],
     allocators: &[String],
-    metric: &str,
+    metric: &'static str,
     mimalloc: &BTreeMap<MetricKey, f64>,
     provenance: &Provenance,
 ) -> Result<String> {
@@ -733,9 +760,26 @@ fn chart(
     } else {
         "The RSS is read once per run: no whiskers. ".to_string()
     } + &format!(
-        "A bar past {}x is cut at the top and marked with a triangle and its value.",
+        "A bar past {}x is cut at the top and marked with a triangle and its value; a whisker, \
+         with an open triangle.",
         chart::MAX_RATIO
     );
+    let mut missing: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            metrics(r).iter().any(|m| m.0 == metric) && !mimalloc.contains_key(&(r.case(), metric))
+        })
+        .map(Row::label)
+        .collect();
+    missing.dedup();
+    let note = if missing.is_empty() {
+        note
+    } else {
+        format!(
+            "{note} No mimalloc row, so left out: {}.",
+            missing.join(", ")
+        )
+    };
     chart::svg(&chart::Chart {
         title: format!("{metric}: ratio against mimalloc (1 = mimalloc; lower is better)"),
         caption: provenance.caption(),
@@ -771,6 +815,7 @@ mod tests {
     fn provenance() -> Provenance {
         Provenance {
             commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            uncommitted_changes: Some(false),
             date: Some("2026-12-06T10:00:00Z".into()),
             rustc: Some("rustc 1.91.0".into()),
             machine: "Test CPU @ 1.00GHz, 2 cores, linux".into(),
@@ -786,6 +831,8 @@ mod tests {
             row("pairs", "system", Some(64), &[60.0, 55.0, 70.0]),
             row("churn", "mimalloc", None, &[20.0, 19.0, 21.0]),
             row("churn", "pool", None, &[30.0, 29.0, 31.0]),
+            // 30 / 20 = 1.5x, a sample at 100 / 20 = 5x: the whisker is cut, not the bar.
+            row("churn", "system", None, &[30.0, 29.0, 100.0]),
         ];
         let allocators: Vec<String> = ["system", "mimalloc", "pool"]
             .iter()
@@ -793,7 +840,7 @@ mod tests {
             .collect();
         let (mimalloc, _) = metric_baselines(&rows);
         let bars = bars(&rows, "ns_per_op", &mimalloc);
-        assert_eq!(bars.len(), 5);
+        assert_eq!(bars.len(), 6);
         assert_eq!(bars[1].case, "pairs 64 B");
         assert_eq!(bars[1].median, 0.8);
         assert_eq!(bars[1].range, Some((0.7, 0.95)));
@@ -814,12 +861,12 @@ mod tests {
             .lines()
             .filter(|l| l.contains("<circle") && l.contains(whisker))
             .count();
-        assert_eq!(dots, 5, "{svg}");
+        assert_eq!(dots, 6, "{svg}");
         assert_eq!(
             svg.lines()
                 .filter(|l| l.contains("<line") && l.contains(whisker))
                 .count(),
-            15,
+            18,
             "{svg}"
         );
         // The cut bar: one triangle in the marks' colour, and its value.
@@ -828,17 +875,62 @@ mod tests {
             .filter(|l| l.contains("<polygon") && l.contains("fill=\"#C00020\""))
             .count();
         assert_eq!(marks, 1, "{svg}");
-        assert!(svg.contains(">\n6.00x\n<") || svg.contains("6.00x"), "{svg}");
+        assert!(svg.contains(">\n6.00x\n<"), "{svg}");
+        // The cut whisker: an open triangle in the marks' colour.
+        let open = svg
+            .lines()
+            .filter(|l| l.contains("<polyline") && l.contains("stroke=\"#C00020\""))
+            .count();
+        assert_eq!(open, 1, "{svg}");
         // Both cases are labelled, and the legend names every allocator.
         for text in ["pairs 64 B", "churn", "system", "mimalloc", "pool"] {
             assert!(svg.contains(text), "{text} missing from {svg}");
         }
 
         // The RSS charts: no whiskers (one reading per run), nothing cut.
-        let rss = chart(&rows, &allocators, "peak_rss_bytes", &mimalloc, &provenance()).unwrap();
+        let rss = chart(
+            &rows,
+            &allocators,
+            "peak_rss_bytes",
+            &mimalloc,
+            &provenance(),
+        )
+        .unwrap();
         assert!(!rss.contains("<circle"), "{rss}");
         assert!(!rss.contains("<polygon"), "{rss}");
         assert!(rss.contains("no whiskers"), "{rss}");
+    }
+
+    /// The quoted names of the `&[&str]` constant `name` in a source file of the workspace.
+    fn names_in(path: &str, name: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(root().join(path)).unwrap();
+        let start = format!("const {name}: &[&str] = &[");
+        let from = text
+            .find(&start)
+            .unwrap_or_else(|| panic!("{path} has no {start}"))
+            + start.len();
+        let list = &text[from..from + text[from..].find("];").unwrap()];
+        list.split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `--help` lists the runner's workloads and allocators without building it, from copies:
+    /// they must match what the runner offers (an allocator added to the runner is added here).
+    #[test]
+    fn the_options_offer_what_the_runner_offers() {
+        assert_eq!(ALLOCATORS, names_in("benches/src/peers.rs", "ALL"));
+        let mut workloads = names_in("benches/src/bin/domalloc-bench.rs", "WORKLOADS");
+        workloads.extend([PYTHON.to_string(), CAPI.to_string()]);
+        assert_eq!(WORKLOADS, workloads);
+        for w in QUICK_WORKLOADS {
+            assert!(WORKLOADS.contains(w), "{w}");
+        }
+        for a in QUICK_ALLOCATORS {
+            assert!(ALLOCATORS.contains(a), "{a}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The bench charts: one bar per (case, allocator), its height the median ratio against mimalloc,
 //! its error bar the samples' lowest and highest ratio, drawn with plotters' SVG backend (text is
 //! written as SVG text, so no system font is read). A bar past the axis is cut at the axis and
-//! marked with a triangle and its value; the caption says which commit ran, when, and where.
+//! marked with a triangle and its value (a whisker past it, with an open triangle); the caption
+//! says which commit ran, when, and where.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -84,7 +85,13 @@ pub(crate) fn svg(chart: &Chart) -> Result<String> {
     let case_px = per_case as u32 * BAR_PX + GAP_PX;
     let longest = cases.iter().map(|(c, _)| c.len()).max().unwrap_or(4) as u32;
     let label_px = 14 + longest * 7;
-    let width = LEFT_PX + (cases.len().max(1) as u32) * case_px + LEGEND_PX;
+    // Wide enough for the bars and for the longest line of text (about 7 pixels a character).
+    let text_px = [&chart.title, &chart.caption, &chart.note]
+        .iter()
+        .map(|t| t.chars().count() as u32 * 7 + 20)
+        .max()
+        .unwrap_or(0);
+    let width = (LEFT_PX + (cases.len().max(1) as u32) * case_px + LEGEND_PX).max(text_px);
     let height = TOP_PX + PLOT_PX + label_px + BOTTOM_PX;
     // The axis: a little above the highest whisker, between 1.5x and MAX_RATIO.
     let highest = chart
@@ -127,6 +134,7 @@ fn draw(
     plot.configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
+        .y_max_light_lines(1)
         .y_label_formatter(&|y| format!("{y:.1}x"))
         .y_desc("ratio against mimalloc")
         .draw()?;
@@ -156,6 +164,7 @@ fn draw(
         PALETTE[i % PALETTE.len()]
     };
     let mut cut = Vec::new();
+    let mut cut_whiskers = Vec::new();
     for (c, (_, bars)) in cases.iter().enumerate() {
         for (i, b) in bars.iter().enumerate() {
             let x0 = c as f64 + 0.1 + i as f64 * bar_w;
@@ -175,8 +184,11 @@ fn draw(
                     5,
                 )))?;
             }
+            let at_top = plot.backend_coord(&(mid - bar_w * 0.05, top));
             if b.median > top {
-                cut.push((plot.backend_coord(&(mid - bar_w * 0.05, top)), b.median));
+                cut.push((at_top, b.median));
+            } else if b.range.is_some_and(|(_, high)| high > top) {
+                cut_whiskers.push(at_top);
             }
         }
     }
@@ -199,6 +211,14 @@ fn draw(
         ))?;
     }
 
+    // A whisker past the top (its bar is not): an open triangle where it is cut.
+    for (x, y) in cut_whiskers {
+        root.draw(&PathElement::new(
+            vec![(x - 4, y - 1), (x + 4, y - 1), (x, y - 8), (x - 4, y - 1)],
+            CLIPPED.stroke_width(1),
+        ))?;
+    }
+
     let title = ("sans-serif", 16).into_font();
     root.draw(&Text::new(chart.title.clone(), (10, 8), title))?;
     let small = ("sans-serif", 12).into_font();
@@ -208,7 +228,11 @@ fn draw(
         (10, bottom - 36),
         small.clone(),
     ))?;
-    root.draw(&Text::new(chart.note.clone(), (10, bottom - 20), small.clone()))?;
+    root.draw(&Text::new(
+        chart.note.clone(),
+        (10, bottom - 20),
+        small.clone(),
+    ))?;
 
     for (i, a) in chart.allocators.iter().enumerate() {
         let y = TOP_PX as i32 + 16 * i as i32;

@@ -16,9 +16,9 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 mod bench;
-mod chart;
 #[cfg(unix)]
 mod capi_bench;
+mod chart;
 #[cfg(unix)]
 mod python_bench;
 mod tune;
@@ -186,11 +186,15 @@ pub(crate) fn build(what: &str, mut cmd: Command, name: &str, suffix: &str) -> R
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
         .flat_map(|m| {
             let files = m["filenames"].as_array().cloned().unwrap_or_default();
-            m["executable"].as_str().map(str::to_string).into_iter().chain(
-                files
-                    .into_iter()
-                    .filter_map(|f| f.as_str().map(str::to_string)),
-            )
+            m["executable"]
+                .as_str()
+                .map(str::to_string)
+                .into_iter()
+                .chain(
+                    files
+                        .into_iter()
+                        .filter_map(|f| f.as_str().map(str::to_string)),
+                )
         })
         .find(|f| f.ends_with(suffix))
         .map(PathBuf::from)

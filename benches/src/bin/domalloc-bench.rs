@@ -39,7 +39,14 @@ const WORKLOADS: &[&str] = &[
 /// The benchmark runner: one workload on one allocator, one JSON record a line on standard output
 /// (`cargo xtask bench` runs it once per pair, each in its own process).
 #[derive(clap::Parser)]
-#[command(name = "domalloc-bench")]
+#[command(
+    name = "domalloc-bench",
+    after_help = "The workloads written with std types (pyobjects, btree, json, prodcons, larson) \
+                  run on the process's global allocator: set DOMALLOC_BENCH_ALLOCATOR to the \
+                  --allocator's name (cargo xtask bench does). Each record is one JSON line: \
+                  workload, allocator, threads, block_bytes (pairs), live_blocks (sweep), \
+                  median_ns, spread, samples_ns, peak_rss_kib, rss_after_free_kib."
+)]
 struct Args {
     /// Prints the workloads and allocators, one list a line (`cargo xtask bench` reads it), and
     /// exits.
@@ -215,9 +222,7 @@ fn run_global(args: &Run) -> Vec<Record> {
     match args.workload.as_str() {
         "pyobjects" => {
             let per_wave = n(200_000.0);
-            vec![measure(1, &mut || {
-                workloads::pyobjects(10, per_wave, 5)
-            })]
+            vec![measure(1, &mut || workloads::pyobjects(10, per_wave, 5))]
         }
         "btree" => {
             let keys = n(200_000.0);
@@ -226,9 +231,7 @@ fn run_global(args: &Run) -> Vec<Record> {
         "json" => {
             let records = n(100_000.0);
             let text = workloads::json_text(records, 3);
-            vec![measure(1, &mut || {
-                workloads::json(&text, records)
-            })]
+            vec![measure(1, &mut || workloads::json(&text, records))]
         }
         "prodcons" => args
             .threads
@@ -237,9 +240,7 @@ fn run_global(args: &Run) -> Vec<Record> {
                 // `t` producer-consumer pairs: 2t threads.
                 let pairs = t.max(1);
                 let messages = n(400_000.0) / pairs;
-                measure(2 * pairs, &mut || {
-                    workloads::prodcons(pairs, messages)
-                })
+                measure(2 * pairs, &mut || workloads::prodcons(pairs, messages))
             })
             .collect(),
         "larson" => args

@@ -6,8 +6,8 @@
 //! note.
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
-use std::path::{Path, PathBuf};
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
