@@ -10,8 +10,12 @@ pub struct Record {
     pub allocator: String,
     /// Threads that ran the workload.
     pub threads: usize,
-    /// Block size in bytes, for workloads with one size.
-    pub size: Option<usize>,
+    /// The size of each block in bytes, for a workload that allocates blocks of one size
+    /// (`pairs`); `None` elsewhere.
+    pub block_bytes: Option<usize>,
+    /// How many blocks the workload keeps live, for a workload run at several such counts
+    /// (`sweep`); `None` elsewhere.
+    pub live_blocks: Option<usize>,
     /// Nanoseconds per operation, one per sample.
     pub samples_ns: Vec<f64>,
     /// Peak resident set size of the process in KiB, where the platform tells.
@@ -59,7 +63,8 @@ impl Record {
             workload: &'a str,
             allocator: &'a str,
             threads: usize,
-            size: Option<usize>,
+            block_bytes: Option<usize>,
+            live_blocks: Option<usize>,
             median_ns: f64,
             spread: f64,
             samples_ns: &'a [f64],
@@ -70,7 +75,8 @@ impl Record {
             workload: &self.workload,
             allocator: &self.allocator,
             threads: self.threads,
-            size: self.size,
+            block_bytes: self.block_bytes,
+            live_blocks: self.live_blocks,
             median_ns: self.median(),
             spread: self.spread(),
             samples_ns: &self.samples_ns,
@@ -112,7 +118,8 @@ mod tests {
             workload: "pairs".into(),
             allocator: "system".into(),
             threads: 1,
-            size: Some(64),
+            block_bytes: Some(64),
+            live_blocks: None,
             samples_ns: vec![3.0, 1.0, 2.0],
             peak_rss_kib: None,
             rss_after_free_kib: Some(5),
@@ -121,7 +128,8 @@ mod tests {
         assert_eq!(r.spread(), 1.0);
         assert_eq!(
             r.to_json(),
-            "{\"workload\":\"pairs\",\"allocator\":\"system\",\"threads\":1,\"size\":64,\
+            "{\"workload\":\"pairs\",\"allocator\":\"system\",\"threads\":1,\"block_bytes\":64,\
+             \"live_blocks\":null,\
              \"median_ns\":2.0,\"spread\":1.0,\"samples_ns\":[3.0,1.0,2.0],\
              \"peak_rss_kib\":null,\"rss_after_free_kib\":5}"
         );

@@ -5,12 +5,20 @@
 //! directory. `cargo xtask loom` runs them with loom's default, unbounded search. (It lives here,
 //! in the crate that depends on every other, so that no library's tests name another.)
 
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// Runs the loom models of `krate`; returns how many passed.
 fn models_of(krate: &str) -> usize {
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Said on the terminal itself (the harness captures `eprintln!`, not a write to stderr), and
+    // cargo's progress passes through: the build with `--cfg loom` takes minutes the first time.
+    let _ = writeln!(
+        std::io::stderr(),
+        "building and running the loom models of {krate}: cargo test -p {krate} --lib --release \
+         --target-dir target/loom (RUSTFLAGS=--cfg loom; minutes the first time)"
+    );
     let out = Command::new(env!("CARGO"))
         .current_dir(&workspace)
         .args([
@@ -26,13 +34,15 @@ fn models_of(krate: &str) -> usize {
         .env("RUSTFLAGS", "--cfg loom")
         .env("LOOM_MAX_PREEMPTIONS", "2")
         .env_remove("CARGO_TARGET_DIR")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
         .output()
         .expect("cargo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "loom models of {krate} failed:\n{stdout}\n{stderr}"
+        "loom models of {krate} failed ({}; cargo's errors are above):\n{stdout}",
+        out.status
     );
     stdout
         .lines()

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::{Result, cargo, root};
+use crate::{Result, cargo, chart, root};
 
 /// The quick suite's workloads (the sweep is long; `--full` or `--only sweep` runs it).
 const QUICK_WORKLOADS: &[&str] = &[
@@ -119,8 +119,9 @@ pub(crate) struct Request {
           value_parser = clap::builder::PossibleValuesParser::new(ALLOCATORS))]
     allocators: Option<Vec<String>>,
     /// Thread counts of the threaded workloads (comma-separated, e.g. 1,2,8).
-    #[arg(long, value_name = "LIST")]
-    threads: Option<String>,
+    #[arg(long, value_name = "LIST", value_delimiter = ',',
+          value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<Vec<u32>>,
     /// Samples per (workload, allocator) pair; the median is reported.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     samples: Option<u32>,
@@ -170,7 +171,7 @@ fn parse(r: Request, catalog: &Catalog) -> Result<Options> {
         o.allocators = a;
     }
     if let Some(t) = r.threads {
-        o.threads = t;
+        o.threads = t.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     }
     if let Some(n) = r.samples {
         o.samples = n as usize;
@@ -200,23 +201,72 @@ struct Row {
     workload: String,
     allocator: String,
     threads: usize,
-    size: Option<usize>,
+    /// The size of each block, for a workload of blocks of one size (`pairs`).
+    block_bytes: Option<usize>,
+    /// The blocks kept live, for a workload run at several such counts (`sweep`).
+    live_blocks: Option<usize>,
     median_ns: f64,
     spread: f64,
+    samples_ns: Vec<f64>,
     peak_rss_kib: Option<u64>,
     rss_after_free_kib: Option<u64>,
     raw: serde_json::Value,
 }
 
+/// What a row measured: (workload, threads, block bytes, live blocks). Rows of one case are
+/// compared with each other.
+type Case = (String, usize, Option<usize>, Option<usize>);
+
+impl Row {
+    fn case(&self) -> Case {
+        (
+            self.workload.clone(),
+            self.threads,
+            self.block_bytes,
+            self.live_blocks,
+        )
+    }
+
+    /// The case in a few words: `pairs 64 B`, `sweep 4096 live`, `larson x2`.
+    fn label(&self) -> String {
+        let mut l = self.workload.clone();
+        if let Some(b) = self.block_bytes {
+            l += &format!(" {b} B");
+        }
+        if let Some(n) = self.live_blocks {
+            l += &format!(" {n} live");
+        }
+        if self.threads != 1 {
+            l += &format!(" x{}", self.threads);
+        }
+        l
+    }
+
+    /// The table's `blocks` cell: the block size or the live blocks, with its unit.
+    fn blocks_cell(&self) -> String {
+        match (self.block_bytes, self.live_blocks) {
+            (Some(b), _) => format!("{b} B"),
+            (None, Some(n)) => format!("{n} live"),
+            (None, None) => "-".to_string(),
+        }
+    }
+}
+
 fn parse_row(line: &str) -> Option<Row> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let count = |key: &str| v[key].as_u64().and_then(|s| usize::try_from(s).ok());
     Some(Row {
         workload: v["workload"].as_str()?.to_string(),
         allocator: v["allocator"].as_str()?.to_string(),
         threads: usize::try_from(v["threads"].as_u64()?).ok()?,
-        size: v["size"].as_u64().and_then(|s| usize::try_from(s).ok()),
+        block_bytes: count("block_bytes"),
+        live_blocks: count("live_blocks"),
         median_ns: v["median_ns"].as_f64()?,
         spread: v["spread"].as_f64()?,
+        samples_ns: v["samples_ns"]
+            .as_array()
+            .map(|s| s.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default(),
         peak_rss_kib: v["peak_rss_kib"].as_u64(),
         rss_after_free_kib: v["rss_after_free_kib"].as_u64(),
         raw: v,
@@ -239,7 +289,8 @@ pub(crate) fn record_line(
         "workload": workload,
         "allocator": allocator,
         "threads": threads,
-        "size": null,
+        "block_bytes": null,
+        "live_blocks": null,
         "median_ns": median_ns,
         "spread": spread,
         "samples_ns": samples_ns,
@@ -289,10 +340,15 @@ pub(crate) fn run(request: Request) -> Result {
         "--bin",
         "domalloc-bench",
     ]);
-    crate::run("building the benchmark runner (release)", build)?;
-    let exe = root().join("target/release/domalloc-bench");
+    let exe = crate::build(
+        "building the benchmark runner (release)",
+        build,
+        "domalloc-bench",
+        "",
+    )?;
     let catalog = catalog(&exe)?;
     let o = parse(request, &catalog)?;
+    let provenance = Provenance::here();
 
     let total = o.workloads.iter().filter(|w| !by_xtask(w)).count() * o.allocators.len();
     let mut rows = Vec::new();
@@ -318,10 +374,12 @@ pub(crate) fn run(request: Request) -> Result {
         }
     );
     let mut done = 0;
+    let mut skipped = 0;
     for w in o.workloads.iter().filter(|w| !by_xtask(w)) {
         for a in &o.allocators {
             done += 1;
             if catalog.global_workloads.contains(w) && catalog.direct_only.contains(a) {
+                skipped += 1;
                 eprintln!(
                     "\r    [{done}/{total}] {w} on {a}: skipped ({a} cannot be the process's allocator)"
                 );
@@ -355,8 +413,13 @@ pub(crate) fn run(request: Request) -> Result {
         }
     }
     eprintln!(
-        "\r    {total} runs in {:.1}s{:30}",
+        "\r    {total} runs in {:.1}s{}{:30}",
         start.elapsed().as_secs_f64(),
+        if skipped > 0 {
+            format!(" ({skipped} skipped)")
+        } else {
+            String::new()
+        },
         ""
     );
     #[cfg(unix)]
@@ -386,29 +449,28 @@ pub(crate) fn run(request: Request) -> Result {
             rank(&o.workloads, &r.workload),
             r.workload.clone(),
             r.threads,
-            r.size,
+            r.block_bytes,
+            r.live_blocks,
             rank(&o.allocators, &r.allocator),
         )
     });
-    print_table(&rows, &o);
+    print_table(&rows, &o, &provenance);
     print_instructions(&rows);
-    write_report(&rows, &o)
+    write_report(&rows, &o, &provenance)
 }
 
-fn print_table(rows: &[Row], o: &Options) {
+fn print_table(rows: &[Row], o: &Options, provenance: &Provenance) {
     let (mimalloc, best) = metric_baselines(rows);
     println!();
     println!(
-        "domalloc bench ({} suite) on {}; ns per operation, median of {} samples",
-        o.suite,
-        machine(),
-        o.samples
+        "domalloc bench ({} suite) on {}; median of {} samples",
+        o.suite, provenance.machine, o.samples
     );
     println!(
-        "{:<10} {:>3} {:>7} {:<12} {:>10} {:<6} {:>8} {:>10} {:>8} {:>12} {:>12}",
+        "{:<12} {:>3} {:>10} {:<12} {:>10} {:<6} {:>8} {:>10} {:>8} {:>12} {:>12}",
         "workload",
         "thr",
-        "size",
+        "blocks",
         "allocator",
         "median",
         "unit",
@@ -418,11 +480,11 @@ fn print_table(rows: &[Row], o: &Options) {
         "peak RSS KiB",
         "after free"
     );
-    println!("{}", "-".repeat(109));
+    println!("{}", "-".repeat(114));
     let mut noisy = 0;
     let mut last = None;
     for r in rows {
-        let key = (r.workload.clone(), r.threads, r.size, "ns_per_op");
+        let key = (r.case(), "ns_per_op");
         if last.as_ref().is_some_and(|l| *l != key) {
             println!();
         }
@@ -430,12 +492,7 @@ fn print_table(rows: &[Row], o: &Options) {
             .get(&key)
             .map_or("-".to_string(), |m| format!("{:.2}x", r.median_ns / m));
         let vs_best = format!("{:.2}x", r.median_ns / best[&key]);
-        // A whole interpreter run is timed in milliseconds; everything else per operation.
-        let (median, unit) = if r.workload == PYTHON {
-            (r.median_ns / 1e6, "ms/run")
-        } else {
-            (r.median_ns, "ns/op")
-        };
+        let (median, unit) = unit_of(r);
         let flag = if r.spread > NOISY_SPREAD {
             noisy += 1;
             '!'
@@ -443,10 +500,10 @@ fn print_table(rows: &[Row], o: &Options) {
             ' '
         };
         println!(
-            "{:<10} {:>3} {:>7} {:<12} {:>10.2} {:<6} {:>6.1}%{flag} {:>10} {:>8} {:>12} {:>12}",
+            "{:<12} {:>3} {:>10} {:<12} {:>10.2} {:<6} {:>6.1}%{flag} {:>10} {:>8} {:>12} {:>12}",
             r.workload,
             r.threads,
-            r.size.map_or("-".to_string(), |s| s.to_string()),
+            r.blocks_cell(),
             r.allocator,
             median,
             unit,
@@ -467,10 +524,22 @@ fn print_table(rows: &[Row], o: &Options) {
             NOISY_SPREAD * 100.0
         );
     }
-    println!(
-        "size: the block size in bytes for pairs and sweep's live blocks; '-' where a workload \
-         has none."
-    );
+    println!("{BLOCKS_NOTE}");
+}
+
+/// What the table's `blocks` column holds (the README and report.json say the same).
+const BLOCKS_NOTE: &str = "blocks: the size of each block for pairs (B; `block_bytes` in \
+                           report.json), the blocks kept live for sweep (live; `live_blocks`); \
+                           '-' for the workloads with neither.";
+
+/// The row's median in its unit: a whole interpreter run is timed in milliseconds, everything
+/// else per operation.
+fn unit_of(r: &Row) -> (f64, &'static str) {
+    if r.workload == PYTHON {
+        (r.median_ns / 1e6, "ms/run")
+    } else {
+        (r.median_ns, "ns/op")
+    }
 }
 
 /// A row whose samples spread over this share of its median is flagged as noisy.
@@ -485,10 +554,7 @@ fn print_instructions(rows: &[Row]) {
     if counted.is_empty() {
         return;
     }
-    println!(
-        "
-instructions per operation (callgrind; exact, where times are not)"
-    );
+    println!("\ninstructions per operation (callgrind; exact, where times are not)");
     for (r, v) in counted {
         println!(
             "{:<12} {:>3} {:<12} {:>10.1}",
@@ -512,15 +578,15 @@ fn metrics(r: &Row) -> Vec<(&'static str, f64, bool)> {
     m
 }
 
-type MetricKey = (String, usize, Option<usize>, &'static str);
+type MetricKey = (Case, &'static str);
 
-/// For each (workload, threads, size, metric): mimalloc's value and the best value of the run.
+/// For each (case, metric): mimalloc's value and the best value of the run.
 fn metric_baselines(rows: &[Row]) -> (BTreeMap<MetricKey, f64>, BTreeMap<MetricKey, f64>) {
     let mut mimalloc = BTreeMap::new();
     let mut best: BTreeMap<MetricKey, f64> = BTreeMap::new();
     for r in rows {
         for (name, v, lower) in metrics(r) {
-            let key = (r.workload.clone(), r.threads, r.size, name);
+            let key = (r.case(), name);
             if r.allocator == "mimalloc" {
                 mimalloc.insert(key.clone(), v);
             }
@@ -531,7 +597,54 @@ fn metric_baselines(rows: &[Row]) -> (BTreeMap<MetricKey, f64>, BTreeMap<MetricK
     (mimalloc, best)
 }
 
-fn write_report(rows: &[Row], o: &Options) -> Result {
+/// Where and when a run was made: report.json records it, and every chart's caption shows it.
+struct Provenance {
+    commit: Option<String>,
+    /// Whether the work tree had changes the commit does not hold.
+    uncommitted_changes: Option<bool>,
+    date: Option<String>,
+    rustc: Option<String>,
+    machine: String,
+}
+
+impl Provenance {
+    fn here() -> Provenance {
+        Provenance {
+            commit: output_of("git", &["rev-parse", "HEAD"]),
+            uncommitted_changes: Command::new("git")
+                .args(["status", "--porcelain", "--untracked-files=no"])
+                .current_dir(root())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| !o.stdout.is_empty()),
+            date: output_of("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+            rustc: output_of("rustc", &["--version"]),
+            machine: machine(),
+        }
+    }
+
+    /// The charts' caption: `commit C · date D · machine M`.
+    fn caption(&self) -> String {
+        let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+        format!(
+            "commit {}{} \u{b7} {} \u{b7} {}",
+            or_unknown(&self.commit),
+            if self.uncommitted_changes == Some(true) {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            },
+            or_unknown(&self.date),
+            self.machine
+        )
+    }
+}
+
+/// The charts: one metric each, as a ratio against mimalloc.
+const CHARTS: &[&str] = &["ns_per_op", "peak_rss_bytes", "rss_after_free_bytes"];
+
+fn write_report(rows: &[Row], o: &Options, provenance: &Provenance) -> Result {
     let (mimalloc, best) = metric_baselines(rows);
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -539,14 +652,15 @@ fn write_report(rows: &[Row], o: &Options) -> Result {
     let mut records = Vec::new();
     for r in rows {
         for (name, v, lower) in metrics(r) {
-            let key = (r.workload.clone(), r.threads, r.size, name);
+            let key = (r.case(), name);
             // Ratios are "how many times worse than": above 1 is worse, for every metric.
             let ratio = |base: f64| if lower { v / base } else { base / v };
             records.push(serde_json::json!({
                 "workload": r.workload,
                 "allocator": r.allocator,
                 "threads": r.threads,
-                "size": r.size,
+                "block_bytes": r.block_bytes,
+                "live_blocks": r.live_blocks,
                 "metric": name,
                 "value": finite(Some(v)),
                 "ratio_vs_mimalloc": finite(mimalloc.get(&key).map(|&m| ratio(m))),
@@ -557,10 +671,23 @@ fn write_report(rows: &[Row], o: &Options) -> Result {
     let report = serde_json::json!({
         "suite": o.suite,
         "command": format!("cargo xtask bench {}", std::env::args().skip(2).collect::<Vec<_>>().join(" ")),
-        "commit": output_of("git", &["rev-parse", "HEAD"]),
-        "date": output_of("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
-        "rustc": output_of("rustc", &["--version"]),
-        "machine": machine(),
+        "commit": provenance.commit,
+        "uncommitted_changes": provenance.uncommitted_changes,
+        "date": provenance.date,
+        "rustc": provenance.rustc,
+        "machine": provenance.machine,
+        "how_to_read": {
+            "ratio_vs_mimalloc": "the metric over mimalloc's in the same case; above 1 is worse, for every metric",
+            "ratio_vs_best": "the metric over the best allocator's in the same case; 1 is the best",
+            "spread": format!(
+                "(max - min) / median of the samples; a row over {:.0}% ran on a busy machine: \
+                 read it only against the peers of the same run",
+                NOISY_SPREAD * 100.0
+            ),
+            "block_bytes": "the size of each block, for pairs; null for the other workloads",
+            "live_blocks": "the blocks kept live, for sweep; null for the other workloads",
+            "samples_ns": "every sample of the row (in `runs`): ns per operation, or per run for python",
+        },
         "records": records,
         "runs": rows.iter().map(|r| r.raw.clone()).collect::<Vec<_>>(),
     });
@@ -568,8 +695,8 @@ fn write_report(rows: &[Row], o: &Options) -> Result {
     let path = dir.join("report.json");
     std::fs::write(&path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("\nreport: {}", path.display());
-    for metric in ["ns_per_op", "peak_rss_bytes", "rss_after_free_bytes"] {
-        let svg = chart(rows, o, metric, &mimalloc);
+    for &metric in CHARTS {
+        let svg = chart(rows, &o.allocators, metric, &mimalloc, provenance)?;
         let path = dir.join(format!("{metric}.svg"));
         std::fs::write(&path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
         println!("chart:  {}", path.display());
@@ -577,101 +704,247 @@ fn write_report(rows: &[Row], o: &Options) -> Result {
     Ok(())
 }
 
-/// A bar chart of one metric as a ratio against mimalloc (1.0 = mimalloc; lower is better), one
-/// group of bars per (workload, threads, size), one bar per allocator.
-fn chart(
+/// The bars of one metric: each row's median as a ratio against mimalloc's median in its case,
+/// with the lowest and highest sample's ratio where the row has samples of the metric (time; the
+/// RSS is read once per run).
+fn bars(
     rows: &[Row],
-    o: &Options,
     metric: &'static str,
     mimalloc: &BTreeMap<MetricKey, f64>,
-) -> String {
-    let colors = [
-        "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-        "#9c755f",
-    ];
-    let mut groups: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+) -> Vec<chart::Bar> {
+    let mut out = Vec::new();
     for r in rows {
         let Some((_, v, _)) = metrics(r).into_iter().find(|m| m.0 == metric) else {
             continue;
         };
-        let key = (r.workload.clone(), r.threads, r.size, metric);
-        let Some(&m) = mimalloc.get(&key) else {
+        let Some(&m) = mimalloc.get(&(r.case(), metric)) else {
             continue;
         };
-        let label = match (r.size, r.threads) {
-            (Some(s), 1) => format!("{} {s}", r.workload),
-            (Some(s), t) => format!("{} {s} x{t}", r.workload),
-            (None, 1) => r.workload.clone(),
-            (None, t) => format!("{} x{t}", r.workload),
-        };
-        let a = o
-            .allocators
-            .iter()
-            .position(|x| *x == r.allocator)
-            .unwrap_or(0);
-        match groups.last_mut() {
-            Some((l, bars)) if *l == label => bars.push((a, v / m)),
-            _ => groups.push((label, vec![(a, v / m)])),
+        let range = (metric == "ns_per_op" && !r.samples_ns.is_empty()).then(|| {
+            let low = r.samples_ns.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = r.samples_ns.iter().copied().fold(0.0, f64::max);
+            (low / m, high / m)
+        });
+        out.push(chart::Bar {
+            case: r.label(),
+            allocator: r.allocator.clone(),
+            median: v / m,
+            range,
+        });
+    }
+    out
+}
+
+/// A bar chart of one metric as a ratio against mimalloc (1.0 = mimalloc; lower is better), one
+/// group of bars per case, one bar per allocator.
+fn chart(
+    rows: &[Row],
+    allocators: &[String],
+    metric: &'static str,
+    mimalloc: &BTreeMap<MetricKey, f64>,
+    provenance: &Provenance,
+) -> Result<String> {
+    let bars = bars(rows, metric, mimalloc);
+    // The legend: the allocators asked for, then any other a workload of xtask's added
+    // (`pymalloc`), each only if it has a bar.
+    let mut legend: Vec<String> = allocators
+        .iter()
+        .filter(|a| bars.iter().any(|b| &b.allocator == *a))
+        .cloned()
+        .collect();
+    for b in &bars {
+        if !legend.contains(&b.allocator) {
+            legend.push(b.allocator.clone());
         }
     }
-    let (bar, gap, top, height, left) = (9.0, 14.0, 40.0, 260.0, 50.0);
-    let max_ratio = 4.0f64;
-    let width = left
-        + groups
-            .iter()
-            .map(|(_, b)| b.len() as f64 * bar + gap)
-            .sum::<f64>()
-        + 160.0;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{}\" \
-         font-family=\"sans-serif\" font-size=\"10\">\n\
-         <text x=\"{left}\" y=\"16\" font-size=\"13\">{metric}: ratio against mimalloc \
-         (lower is better; bars cut at {max_ratio}x)</text>\n",
-        top + height + 90.0
+    let note = if metric == "ns_per_op" {
+        "Bar: the median's ratio; whisker: the lowest and highest sample's. ".to_string()
+    } else {
+        "The RSS is read once per run: no whiskers. ".to_string()
+    } + &format!(
+        "A bar past {}x is cut at the top and marked with a triangle and its value; a whisker, \
+         with an open triangle.",
+        chart::MAX_RATIO
     );
-    let y = |r: f64| top + height - (r.min(max_ratio) / max_ratio) * height;
-    for tick in [0.5, 1.0, 2.0, 3.0, 4.0] {
-        svg.push_str(&format!(
-            "<line x1=\"{left}\" x2=\"{:.0}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{color}\"/>\
-             <text x=\"4\" y=\"{ty:.1}\">{tick}x</text>\n",
-            width - 150.0,
-            y = y(tick),
-            color = if tick == 1.0 { "#000" } else { "#ddd" },
-            ty = y(tick) + 3.0
-        ));
+    let mut missing: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            metrics(r).iter().any(|m| m.0 == metric) && !mimalloc.contains_key(&(r.case(), metric))
+        })
+        .map(Row::label)
+        .collect();
+    missing.dedup();
+    let note = if missing.is_empty() {
+        note
+    } else {
+        format!(
+            "{note} No mimalloc row, so left out: {}.",
+            missing.join(", ")
+        )
+    };
+    chart::svg(&chart::Chart {
+        title: format!("{metric}: ratio against mimalloc (1 = mimalloc; lower is better)"),
+        caption: provenance.caption(),
+        note,
+        allocators: &legend,
+        bars,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(workload: &str, allocator: &str, block: Option<usize>, samples: &[f64]) -> Row {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let line = serde_json::json!({
+            "workload": workload,
+            "allocator": allocator,
+            "threads": 1,
+            "block_bytes": block,
+            "live_blocks": null,
+            "median_ns": median,
+            "spread": (sorted[sorted.len() - 1] - sorted[0]) / median,
+            "samples_ns": samples,
+            "peak_rss_kib": 1000,
+            "rss_after_free_kib": 900,
+        });
+        parse_row(&line.to_string()).expect("a runner's line parses")
     }
-    let mut x = left;
-    for (label, bars) in &groups {
-        let x0 = x;
-        for &(a, ratio) in bars {
-            svg.push_str(&format!(
-                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar}\" height=\"{:.1}\" fill=\"{}\">\
-                 <title>{} {label}: {ratio:.2}x</title></rect>\n",
-                y(ratio),
-                top + height - y(ratio),
-                colors[a % colors.len()],
-                o.allocators[a]
-            ));
-            x += bar;
+
+    fn provenance() -> Provenance {
+        Provenance {
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            uncommitted_changes: Some(false),
+            date: Some("2026-12-06T10:00:00Z".into()),
+            rustc: Some("rustc 1.91.0".into()),
+            machine: "Test CPU @ 1.00GHz, 2 cores, linux".into(),
         }
-        svg.push_str(&format!(
-            "<text transform=\"translate({:.1},{:.1}) rotate(60)\">{label}</text>\n",
-            x0 + 2.0,
-            top + height + 6.0
-        ));
-        x += gap;
     }
-    for (i, a) in o.allocators.iter().enumerate() {
-        let ly = top + 14.0 * i as f64;
-        svg.push_str(&format!(
-            "<rect x=\"{:.0}\" y=\"{ly:.0}\" width=\"10\" height=\"10\" fill=\"{}\"/>\
-             <text x=\"{:.0}\" y=\"{:.0}\">{a}</text>\n",
-            width - 140.0,
-            colors[i % colors.len()],
-            width - 125.0,
-            ly + 9.0
-        ));
+
+    #[test]
+    fn a_chart_has_its_caption_a_whisker_per_bar_and_marks_a_cut_bar() {
+        let rows = vec![
+            row("pairs", "mimalloc", Some(64), &[10.0, 9.0, 11.0]),
+            row("pairs", "pool", Some(64), &[8.0, 7.0, 9.5]),
+            // 60 / 10 = 6x: past the axis.
+            row("pairs", "system", Some(64), &[60.0, 55.0, 70.0]),
+            row("churn", "mimalloc", None, &[20.0, 19.0, 21.0]),
+            row("churn", "pool", None, &[30.0, 29.0, 31.0]),
+            // 30 / 20 = 1.5x, a sample at 100 / 20 = 5x: the whisker is cut, not the bar.
+            row("churn", "system", None, &[30.0, 29.0, 100.0]),
+        ];
+        let allocators: Vec<String> = ["system", "mimalloc", "pool"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (mimalloc, _) = metric_baselines(&rows);
+        let bars = bars(&rows, "ns_per_op", &mimalloc);
+        assert_eq!(bars.len(), 6);
+        assert_eq!(bars[1].case, "pairs 64 B");
+        assert_eq!(bars[1].median, 0.8);
+        assert_eq!(bars[1].range, Some((0.7, 0.95)));
+
+        let svg = chart(&rows, &allocators, "ns_per_op", &mimalloc, &provenance()).unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(
+            svg.contains(
+                "commit 0123456789abcdef0123456789abcdef01234567 \u{b7} 2026-12-06T10:00:00Z \
+                 \u{b7} Test CPU @ 1.00GHz, 2 cores, linux"
+            ),
+            "{svg}"
+        );
+        // An error bar is drawn as a vertical line with a cap at each end and a dot at the
+        // median: the dot is the only circle of the chart, in the whiskers' colour.
+        let whisker = "stroke=\"#222222\"";
+        let dots = svg
+            .lines()
+            .filter(|l| l.contains("<circle") && l.contains(whisker))
+            .count();
+        assert_eq!(dots, 6, "{svg}");
+        assert_eq!(
+            svg.lines()
+                .filter(|l| l.contains("<line") && l.contains(whisker))
+                .count(),
+            18,
+            "{svg}"
+        );
+        // The cut bar: one triangle in the marks' colour, and its value.
+        let marks = svg
+            .lines()
+            .filter(|l| l.contains("<polygon") && l.contains("fill=\"#C00020\""))
+            .count();
+        assert_eq!(marks, 1, "{svg}");
+        assert!(svg.contains(">\n6.00x\n<"), "{svg}");
+        // The cut whisker: an open triangle in the marks' colour.
+        let open = svg
+            .lines()
+            .filter(|l| l.contains("<polyline") && l.contains("stroke=\"#C00020\""))
+            .count();
+        assert_eq!(open, 1, "{svg}");
+        // Both cases are labelled, and the legend names every allocator.
+        for text in ["pairs 64 B", "churn", "system", "mimalloc", "pool"] {
+            assert!(svg.contains(text), "{text} missing from {svg}");
+        }
+
+        // The RSS charts: no whiskers (one reading per run), nothing cut.
+        let rss = chart(
+            &rows,
+            &allocators,
+            "peak_rss_bytes",
+            &mimalloc,
+            &provenance(),
+        )
+        .unwrap();
+        assert!(!rss.contains("<circle"), "{rss}");
+        assert!(!rss.contains("<polygon"), "{rss}");
+        assert!(rss.contains("no whiskers"), "{rss}");
     }
-    svg.push_str("</svg>\n");
-    svg
+
+    /// The quoted names of the `&[&str]` constant `name` in a source file of the workspace.
+    fn names_in(path: &str, name: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(root().join(path)).unwrap();
+        let start = format!("const {name}: &[&str] = &[");
+        let from = text
+            .find(&start)
+            .unwrap_or_else(|| panic!("{path} has no {start}"))
+            + start.len();
+        let list = &text[from..from + text[from..].find("];").unwrap()];
+        list.split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `--help` lists the runner's workloads and allocators without building it, from copies:
+    /// they must match what the runner offers (an allocator added to the runner is added here).
+    #[test]
+    fn the_options_offer_what_the_runner_offers() {
+        assert_eq!(ALLOCATORS, names_in("benches/src/peers.rs", "ALL"));
+        let mut workloads = names_in("benches/src/bin/domalloc-bench.rs", "WORKLOADS");
+        workloads.extend([PYTHON.to_string(), CAPI.to_string()]);
+        assert_eq!(WORKLOADS, workloads);
+        for w in QUICK_WORKLOADS {
+            assert!(WORKLOADS.contains(w), "{w}");
+        }
+        for a in QUICK_ALLOCATORS {
+            assert!(ALLOCATORS.contains(a), "{a}");
+        }
+    }
+
+    #[test]
+    fn the_blocks_column_names_its_unit() {
+        let pairs = row("pairs", "pool", Some(64), &[1.0]);
+        assert_eq!(pairs.blocks_cell(), "64 B");
+        assert_eq!(pairs.label(), "pairs 64 B");
+        let mut sweep = row("sweep", "pool", None, &[1.0]);
+        sweep.live_blocks = Some(4096);
+        assert_eq!(sweep.blocks_cell(), "4096 live");
+        let churn = row("churn", "pool", None, &[1.0]);
+        assert_eq!(churn.blocks_cell(), "-");
+        assert_eq!(churn.label(), "churn");
+    }
 }

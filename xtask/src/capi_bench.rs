@@ -126,6 +126,25 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
         eprintln!("    capi: valgrind is not installed; no instruction counts");
     }
 
+    let subjects: Vec<&(&str, Option<PathBuf>)> =
+        subjects.iter().filter(|(n, _)| wanted(n)).collect();
+    let total = PROGRAMS.len() * subjects.len();
+    eprintln!(
+        "\n==> capi: {total} runs ({} C programs x {} allocators: {}), {samples} samples each{}",
+        PROGRAMS.len(),
+        subjects.len(),
+        subjects
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", "),
+        if valgrind {
+            ", and two runs under callgrind"
+        } else {
+            ""
+        }
+    );
+    let mut done = 0;
     let mut lines = Vec::new();
     for &(workload, source, threads, ops, counted) in PROGRAMS {
         let exe = out_dir.join(source.trim_end_matches(".c"));
@@ -139,8 +158,10 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
         if !status.success() {
             return Err(format!("cc could not compile {}", src.display()));
         }
-        for (name, preload) in subjects.iter().filter(|(n, _)| wanted(n)) {
-            eprint!("\r    {workload} on {name}...{:20}", "");
+        for (name, preload) in subjects.iter().copied() {
+            done += 1;
+            eprint!("\r    [{done}/{total}] {workload} on {name}...{:20}", "");
+            let _ = std::io::Write::flush(&mut std::io::stderr());
             let a = args(threads, ops, source);
             timed(&exe, preload.as_ref(), &a)?; // warm-up
             let mut ns = Vec::new();

@@ -18,6 +18,7 @@ use std::time::Instant;
 mod bench;
 #[cfg(unix)]
 mod capi_bench;
+mod chart;
 #[cfg(unix)]
 mod python_bench;
 mod tune;
@@ -160,6 +161,46 @@ pub(crate) fn run(what: &str, mut cmd: Command) -> Result {
     }
     eprintln!("    ok in {:.1}s", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Builds with `cmd` (a `cargo build`), cargo's progress and diagnostics on the terminal, and
+/// returns the file cargo made for target `name` whose name ends with `suffix` (the executable of
+/// a binary: `suffix` ""). Cargo says where it put it, so a `CARGO_TARGET_DIR` or a
+/// `build.target-dir` is followed.
+pub(crate) fn build(what: &str, mut cmd: Command, name: &str, suffix: &str) -> Result<PathBuf> {
+    eprintln!("\n==> {what}");
+    let _ = std::io::stderr().flush();
+    let start = Instant::now();
+    let out = cmd
+        .arg("--message-format=json-render-diagnostics")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{what}: could not start: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{what}: failed ({})", out.status));
+    }
+    let found = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .flat_map(|m| {
+            let files = m["filenames"].as_array().cloned().unwrap_or_default();
+            m["executable"]
+                .as_str()
+                .map(str::to_string)
+                .into_iter()
+                .chain(
+                    files
+                        .into_iter()
+                        .filter_map(|f| f.as_str().map(str::to_string)),
+                )
+        })
+        .find(|f| f.ends_with(suffix))
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("{what}: cargo named no file of {name} ending in {suffix:?}"))?;
+    eprintln!("    ok in {:.1}s", start.elapsed().as_secs_f64());
+    Ok(found)
 }
 
 fn target_installed(triple: &str) -> bool {

@@ -60,8 +60,7 @@ pub(crate) fn installed_peers(workload: &str) -> Vec<(&'static str, PathBuf)> {
 pub(crate) fn build_libdomalloc() -> Result<PathBuf> {
     let mut build = cargo();
     build.args(["build", "--release", "-p", "alloc-capi"]);
-    crate::run("building libdomalloc (release)", build)?;
-    Ok(root().join("target/release/libdomalloc.so"))
+    crate::build("building libdomalloc (release)", build, "domalloc", ".so")
 }
 
 /// The median of the samples (sorted in place) and their spread, (max - min) / median.
@@ -129,9 +128,20 @@ pub(crate) fn run(samples: usize, allocators: &[String]) -> Result<Vec<String>> 
     }
     let wanted =
         |name: &str| allocators.iter().any(|a| a == name) || name == "domain" || name == "pymalloc";
+    let subjects: Vec<(&str, Subject)> = subjects.into_iter().filter(|(n, _)| wanted(n)).collect();
+    let total = subjects.len();
+    eprintln!(
+        "\n==> python: {total} runs (churn.py under {}), {samples} samples each",
+        subjects
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut lines = Vec::new();
-    for (name, subject) in subjects.into_iter().filter(|(n, _)| wanted(n)) {
-        eprint!("\r    python on {name}...{:20}", "");
+    for (done, (name, subject)) in subjects.into_iter().enumerate() {
+        eprint!("\r    [{}/{total}] python on {name}...{:20}", done + 1, "");
+        let _ = std::io::Write::flush(&mut std::io::stderr());
         run_once(&subject, &script, "1")?; // warm-up (page cache, .pyc files)
         let mut ns = Vec::new();
         let mut peak = 0;

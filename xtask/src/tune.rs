@@ -152,8 +152,12 @@ pub(crate) fn run(request: Request) -> Result {
         "--bin",
         "domalloc-tune",
     ]);
-    crate::run("building the tuner's runner (release)", build)?;
-    let exe = root().join("target/release/domalloc-tune");
+    let exe = crate::build(
+        "building the tuner's runner (release)",
+        build,
+        "domalloc-tune",
+        "",
+    )?;
     let mut report = Vec::new();
     let mut verdicts = Vec::new();
     for workload in &o.workloads {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! domalloc-bench --allocator mimalloc --workload pairs --sizes 16,64,512 --samples 7 --scale 1.0
-//! domalloc-bench --allocator pool --workload sweep      # churn at 1k..4M live blocks; size = live
+//! domalloc-bench --allocator pool --workload sweep      # churn at 1k..4M live blocks (live_blocks)
 //! DOMALLOC_BENCH_ALLOCATOR=jemalloc domalloc-bench --allocator jemalloc --workload larson --threads 1,2,16
 //! domalloc-bench --list
 //! ```
@@ -39,7 +39,14 @@ const WORKLOADS: &[&str] = &[
 /// The benchmark runner: one workload on one allocator, one JSON record a line on standard output
 /// (`cargo xtask bench` runs it once per pair, each in its own process).
 #[derive(clap::Parser)]
-#[command(name = "domalloc-bench")]
+#[command(
+    name = "domalloc-bench",
+    after_help = "The workloads written with std types (pyobjects, btree, json, prodcons, larson) \
+                  run on the process's global allocator: set DOMALLOC_BENCH_ALLOCATOR to the \
+                  --allocator's name (cargo xtask bench does). Each record is one JSON line: \
+                  workload, allocator, threads, block_bytes (pairs), live_blocks (sweep), \
+                  median_ns, spread, samples_ns, peak_rss_kib, rss_after_free_kib."
+)]
 struct Args {
     /// Prints the workloads and allocators, one list a line (`cargo xtask bench` reads it), and
     /// exits.
@@ -53,7 +60,7 @@ struct Args {
     #[arg(long, required_unless_present = "list",
           value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]
     workload: Option<String>,
-    /// Block sizes of `pairs` (bytes, comma-separated).
+    /// Block sizes of `pairs` (bytes, comma-separated); each is a record with its `block_bytes`.
     #[arg(
         long,
         value_name = "LIST",
@@ -138,14 +145,16 @@ fn main() -> ExitCode {
     }
     debug_assert!(DIRECT.contains(&args.workload.as_str()));
     let records: Vec<Record> = with_allocator!(args.allocator.as_str(), |a| {
-        let record = |size: Option<usize>, mut sample: Box<dyn FnMut() -> f64>| {
+        // (block_bytes, live_blocks): what the record's case is, where the workload has one.
+        let record = |case: (Option<usize>, Option<usize>), mut sample: Box<dyn FnMut() -> f64>| {
             sample(); // warm-up, not recorded
             let samples_ns = (0..args.samples).map(|_| sample()).collect();
             Record {
                 workload: args.workload.clone(),
                 allocator: args.allocator.clone(),
                 threads: 1,
-                size,
+                block_bytes: case.0,
+                live_blocks: case.1,
                 samples_ns,
                 peak_rss_kib: peak_rss_kib(),
                 rss_after_free_kib: rss_kib(),
@@ -159,7 +168,7 @@ fn main() -> ExitCode {
                     // Large sizes cost far more per pair (page faults, mmap): fewer iterations.
                     let iters = scaled(2_000_000.0 / (1 + size / 4096) as f64);
                     record(
-                        Some(size),
+                        (Some(size), None),
                         Box::new(move || workloads::pairs(a, size, iters)),
                     )
                 })
@@ -167,7 +176,7 @@ fn main() -> ExitCode {
             "churn" => {
                 let replaces = scaled(1_000_000.0);
                 vec![record(
-                    None,
+                    (None, None),
                     Box::new(move || workloads::churn(a, 100_000, replaces, 42)),
                 )]
             }
@@ -176,7 +185,7 @@ fn main() -> ExitCode {
                 .map(|&live| {
                     let replaces = scaled(1_000_000.0);
                     record(
-                        Some(live),
+                        (None, Some(live)),
                         Box::new(move || workloads::churn(a, live, replaces, 7)),
                     )
                 })
@@ -196,14 +205,15 @@ fn main() -> ExitCode {
 fn run_global(args: &Run) -> Vec<Record> {
     let scale = args.scale;
     let n = |base: f64| ((base * scale) as usize).max(1);
-    let measure = |threads: usize, size: Option<usize>, sample: &mut dyn FnMut() -> f64| {
+    let measure = |threads: usize, sample: &mut dyn FnMut() -> f64| {
         sample(); // warm-up
         let samples_ns = (0..args.samples).map(|_| sample()).collect();
         Record {
             workload: args.workload.clone(),
             allocator: args.allocator.clone(),
             threads,
-            size,
+            block_bytes: None,
+            live_blocks: None,
             samples_ns,
             peak_rss_kib: peak_rss_kib(),
             rss_after_free_kib: rss_kib(),
@@ -212,20 +222,16 @@ fn run_global(args: &Run) -> Vec<Record> {
     match args.workload.as_str() {
         "pyobjects" => {
             let per_wave = n(200_000.0);
-            vec![measure(1, None, &mut || {
-                workloads::pyobjects(10, per_wave, 5)
-            })]
+            vec![measure(1, &mut || workloads::pyobjects(10, per_wave, 5))]
         }
         "btree" => {
             let keys = n(200_000.0);
-            vec![measure(1, Some(keys), &mut || workloads::btree(keys, 9))]
+            vec![measure(1, &mut || workloads::btree(keys, 9))]
         }
         "json" => {
             let records = n(100_000.0);
             let text = workloads::json_text(records, 3);
-            vec![measure(1, Some(records), &mut || {
-                workloads::json(&text, records)
-            })]
+            vec![measure(1, &mut || workloads::json(&text, records))]
         }
         "prodcons" => args
             .threads
@@ -234,9 +240,7 @@ fn run_global(args: &Run) -> Vec<Record> {
                 // `t` producer-consumer pairs: 2t threads.
                 let pairs = t.max(1);
                 let messages = n(400_000.0) / pairs;
-                measure(2 * pairs, None, &mut || {
-                    workloads::prodcons(pairs, messages)
-                })
+                measure(2 * pairs, &mut || workloads::prodcons(pairs, messages))
             })
             .collect(),
         "larson" => args
@@ -244,7 +248,7 @@ fn run_global(args: &Run) -> Vec<Record> {
             .iter()
             .map(|&t| {
                 let replaces = n(2_000_000.0) / t.max(1);
-                measure(t, None, &mut || workloads::larson(t, 10_000, replaces))
+                measure(t, &mut || workloads::larson(t, 10_000, replaces))
             })
             .collect(),
         other => unreachable!("{other} is not a global workload"),

@@ -226,7 +226,13 @@ fn profile_json(workload: &str, p: &Profile) -> String {
 /// The tuning runner: one workload under the profiling pool (`DOMALLOC_TUNE=profile`) or a pool
 /// with other parameters; one JSON record on standard output (`cargo xtask tune` runs it).
 #[derive(clap::Parser)]
-#[command(name = "domalloc-tune")]
+#[command(
+    name = "domalloc-tune",
+    after_help = "DOMALLOC_TUNE chooses the global allocator, read at the first allocation: \
+                  `profile` (the default pool under the profiler: prints the profile), or \
+                  SPACING,POOL_SIZE,THRESHOLD in bytes (a pool with those parameters, e.g. \
+                  16,16384,512: prints the timing); unset, the default pool."
+)]
 struct Args {
     /// The workload.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]

@@ -6,8 +6,9 @@
 //! note.
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 const PRESETS: &[&str] = &["pool", "pool_debug"];
@@ -25,21 +26,33 @@ fn library() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let target = workspace().join("target/capi");
-        let out = Command::new(env!("CARGO"))
+        announce(&format!(
+            "building libdomalloc (release) for the C tests: cargo build --release -p alloc-capi \
+             --target-dir {} (minutes the first time)",
+            target.display()
+        ));
+        // Cargo's progress goes straight to the terminal.
+        let status = Command::new(env!("CARGO"))
             .current_dir(workspace())
             .args(["build", "--release", "-p", "alloc-capi", "--target-dir"])
             .arg(&target)
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("RUSTFLAGS")
-            .output()
+            .stdin(Stdio::null())
+            .status()
             .expect("cargo runs");
         assert!(
-            out.status.success(),
-            "building libdomalloc failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            status.success(),
+            "building libdomalloc failed ({status}): cargo's errors are above"
         );
         target.join("release/libdomalloc.so")
     })
+}
+
+/// Says what is about to be built, on the terminal itself (the test harness captures `eprintln!`
+/// but not a write to stderr): a nested build can take a while.
+fn announce(what: &str) {
+    let _ = writeln!(std::io::stderr(), "{what}");
 }
 
 fn installed(program: &str) -> bool {
@@ -87,6 +100,7 @@ fn compile(source: &str, out: &str, extra: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/c")
         .join(source);
+    announce(&format!("compiling tests/c/{source} with gcc"));
     let status = Command::new("gcc")
         .args(["-O1", "-pthread", "-Wno-alloc-size-larger-than", "-o"])
         .arg(&exe)
