@@ -330,6 +330,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Profiling<A> {
     fn track_ownership(&self) -> bool {
         self.inner.track_ownership()
     }
+    fn declares_ownership(&self) -> bool {
+        self.inner.declares_ownership()
+    }
     fn name(&self) -> &str {
         "profiling"
     }

@@ -33,21 +33,53 @@ impl Domain {
         self.0
     }
 
+    /// The allocator to allocate with: the domain's current one ([`VACANT`]'s for a stale id).
     #[inline]
     fn alloc_side(self) -> &'static DynAllocator {
         mark_used(self.0);
-        let rec = current(self.0);
-        if self.0 == DomainId::MEM && ptr::eq(rec, &REC_POOL) {
+        let alloc = {
+            let s = section();
+            let rec = current(&s, self.0);
+            if rec.generation != self.0.generation {
+                return &VACANT;
+            }
+            rec.alloc
+        };
+        if self.0 == DomainId::MEM && is_current(DomainId::MEM, &REC_POOL) {
             enable_fast_mem();
         }
-        rec.alloc
+        alloc
+    }
+
+    /// Whether this is a user domain, whose live blocks the table counts (for
+    /// [`remove_domain`]).
+    #[inline(always)]
+    fn counts(self) -> bool {
+        self.0.index() >= STANDARD_DOMAINS
+    }
+
+    /// Counts a block made through a user domain.
+    #[inline(always)]
+    fn made(self, p: Option<NonNull<u8>>) -> Option<NonNull<u8>> {
+        if self.counts() && p.is_some() {
+            TABLE[self.0.index()].live.fetch_add(1, Ordering::Relaxed);
+        }
+        p
+    }
+
+    /// Counts a block freed through a user domain, by `owner` (not a removed domain's).
+    #[inline(always)]
+    fn freed(self, owner: &DynAllocator) {
+        if self.counts() && !ptr::addr_eq(owner, &VACANT) {
+            TABLE[self.0.index()].live.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// `malloc_aligned` through the domain's current allocator (out of line: the common case is
     /// the standard pool, inlined into the caller).
     #[inline(never)]
     fn malloc_aligned_slow(self, layout: Layout) -> Option<NonNull<u8>> {
-        self.alloc_side().malloc_aligned(layout)
+        self.made(self.alloc_side().malloc_aligned(layout))
     }
 
     /// `free_aligned` through the allocator that made the block (out of line).
@@ -56,8 +88,10 @@ impl Domain {
     /// As for `DomainAllocator::free_aligned`.
     #[inline(never)]
     unsafe fn free_aligned_slow(self, ptr: NonNull<u8>, layout: Layout) {
+        let owner = owner_of(self.0, ptr.as_ptr());
+        self.freed(owner);
         // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
-        unsafe { owner_of(self.0, ptr.as_ptr()).free_aligned(ptr, layout) }
+        unsafe { owner.free_aligned(ptr, layout) }
     }
 
     /// Whether this is the mem domain on its standard pool (see `FAST_MEM`). Relaxed: `POOL` is
@@ -163,11 +197,18 @@ pub fn check_standard_live(ptr: *const u8, op: &str) -> bool {
 #[cold]
 pub fn enable_mem_fast_path() -> u32 {
     start();
-    if ptr::eq(current(DomainId::MEM), &REC_POOL) {
+    if is_current(DomainId::MEM, &REC_POOL) {
         mark_used(DomainId::MEM);
         enable_fast_mem();
     }
     FAST_MEM.load(Ordering::Relaxed)
+}
+
+/// Whether `rec` is the current record of domain `id` (a comparison of addresses: nothing is
+/// read from the record).
+#[inline]
+pub(super) fn is_current(id: DomainId, rec: &'static Installed) -> bool {
+    ptr::eq(TABLE[id.index()].current.load(Ordering::Relaxed), rec)
 }
 
 /// Records that domain `id` has served an allocation (the replacement rule reads it).
@@ -209,7 +250,7 @@ pub(super) fn standard_owner(ptr: *const u8) -> Standard {
 #[inline(never)]
 pub(super) fn enable_fast_mem() {
     if let Some(_w) = WRITER.try_lock()
-        && ptr::eq(current(DomainId::MEM), &REC_POOL)
+        && is_current(DomainId::MEM, &REC_POOL)
         && TABLE[DomainId::MEM.index()].used.load(Ordering::Relaxed)
     {
         FAST_MEM.store(POOL.fast_key(), Ordering::Relaxed);
@@ -237,14 +278,14 @@ unsafe impl DomainAllocator for Domain {
             }
             return POOL.malloc(size);
         }
-        self.alloc_side().malloc(size)
+        self.made(self.alloc_side().malloc(size))
     }
     #[inline]
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
         if self.fast_mem() {
             return POOL.calloc(nelem, elsize);
         }
-        self.alloc_side().calloc(nelem, elsize)
+        self.made(self.alloc_side().calloc(nelem, elsize))
     }
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
         if ptr.is_null() {
@@ -267,8 +308,10 @@ unsafe impl DomainAllocator for Domain {
         if ptr.is_null() {
             return;
         }
+        let owner = owner_of(self.0, ptr);
+        self.freed(owner);
         // SAFETY: as for realloc.
-        unsafe { owner_of(self.0, ptr).free(ptr) }
+        unsafe { owner.free(ptr) }
     }
     #[inline]
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
@@ -276,8 +319,10 @@ unsafe impl DomainAllocator for Domain {
             // SAFETY: as for realloc.
             return unsafe { POOL.free_sized(ptr, size) };
         }
+        let owner = owner_of(self.0, ptr.as_ptr());
+        self.freed(owner);
         // SAFETY: as for realloc.
-        unsafe { owner_of(self.0, ptr.as_ptr()).free_sized(ptr, size) }
+        unsafe { owner.free_sized(ptr, size) }
     }
     #[inline(always)]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
@@ -295,7 +340,7 @@ unsafe impl DomainAllocator for Domain {
         self.malloc_aligned_slow(layout)
     }
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        self.alloc_side().calloc_aligned(layout)
+        self.made(self.alloc_side().calloc_aligned(layout))
     }
     #[inline(always)]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
@@ -331,6 +376,9 @@ unsafe impl DomainAllocator for Domain {
         chain_answer(self.0, |a| a.starts_block(ptr))
     }
     fn name(&self) -> &str {
+        if slot(self.0).is_err() {
+            return VACANT.name();
+        }
         TABLE[self.0.index()].name()
     }
     fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {

@@ -54,7 +54,9 @@
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering,
+};
 
 use alloc_arena::{
     DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, PoolConfig, Spans, SwapError,
@@ -65,6 +67,9 @@ use alloc_debug::Guarded;
 use thiserror::Error;
 
 use crate::config::{EnvValue, Preset, read_env};
+use crate::reclaim::{READERS, Section};
+pub use crate::record::DynAllocator;
+use crate::record::{Installed, LIVE, Retired, retire};
 
 mod arenas;
 mod fork;
@@ -80,10 +85,6 @@ pub use route::*;
 pub use standard::*;
 pub use write::*;
 
-/// An allocator a domain can use: any `DomainAllocator` shared between threads for the rest of the
-/// program.
-pub type DynAllocator = dyn DomainAllocator + Send + Sync;
-
 /// A change callback: called with the domain and its allocator at registration and after each
 /// change.
 pub type ChangeCallback = dyn Fn(DomainId, &'static DynAllocator) + Send + Sync;
@@ -92,35 +93,72 @@ pub type ChangeCallback = dyn Fn(DomainId, &'static DynAllocator) + Send + Sync;
 pub const MAX_DOMAINS: usize = 16;
 /// The most change callbacks registered at once.
 pub const MAX_CALLBACKS: usize = 32;
+/// How many standard domains there are (raw, mem, object): ids below it are theirs.
+pub const STANDARD_DOMAINS: usize = 3;
 
-/// A domain: an index into the table.
+/// The generation no domain has: the mark of a removed domain's slot ([`remove_domain`]).
+pub(super) const NO_GENERATION: u16 = u16::MAX;
+
+/// A domain: an index into the table, and the generation of the slot it names. A slot's
+/// generation grows each time its domain is removed ([`remove_domain`]), so an id kept from
+/// before is told apart from the id of a domain added there later
+/// ([`DomainError::Removed`]); the standard domains are of generation 0, never removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DomainId(u8);
+pub struct DomainId {
+    index: u8,
+    generation: u16,
+}
 
 impl DomainId {
     /// The raw domain (`PyMem_RawMalloc`): usable from any thread at any time; the C library by
     /// default.
-    pub const RAW: DomainId = DomainId(0);
+    pub const RAW: DomainId = DomainId::from_index(0);
     /// The mem domain (`PyMem_Malloc`): the pool allocator by default.
-    pub const MEM: DomainId = DomainId(1);
+    pub const MEM: DomainId = DomainId::from_index(1);
     /// The object domain (`PyObject_Malloc`): the pool allocator by default.
-    pub const OBJECT: DomainId = DomainId(2);
+    pub const OBJECT: DomainId = DomainId::from_index(2);
 
     /// The domain's index in the table.
     pub const fn index(self) -> usize {
-        self.0 as usize
+        self.index as usize
     }
 
-    /// The id with index `i` (for C callers and tables that store ids as numbers); whether a
-    /// domain has it is checked where it is used ([`DomainError::UnknownDomain`]).
+    /// The generation of the domain's slot this id names.
+    pub const fn generation(self) -> u16 {
+        self.generation
+    }
+
+    /// The id with index `i` and generation 0 (the standard domains, and the first domain added
+    /// at each index); whether a domain has it is checked where it is used
+    /// ([`DomainError::UnknownDomain`]).
     pub const fn from_index(i: u8) -> DomainId {
-        DomainId(i)
+        DomainId {
+            index: i,
+            generation: 0,
+        }
+    }
+
+    /// The id as one number, for C callers: the index in the low 8 bits, the generation above
+    /// (so the first domain at each index has the number of its index).
+    pub const fn to_raw(self) -> u32 {
+        self.index as u32 | (self.generation as u32) << 8
+    }
+
+    /// The id [`to_raw`](Self::to_raw) made the number of; `None` for a number no id has.
+    pub const fn from_raw(raw: u32) -> Option<DomainId> {
+        if raw >> 24 != 0 {
+            return None;
+        }
+        Some(DomainId {
+            index: raw as u8,
+            generation: (raw >> 8) as u16,
+        })
     }
 
     /// The API id byte the debug hooks write for this domain: `'r'`, `'m'`, `'o'` for the standard
     /// domains (as CPython), then `'A'`, `'B'`, ... for user domains.
     pub const fn api_id(self) -> u8 {
-        match self.0 {
+        match self.index {
             0 => b'r',
             1 => b'm',
             2 => b'o',
@@ -148,6 +186,26 @@ pub enum DomainError {
     /// No domain has this id.
     #[error("no domain has id {0}")]
     UnknownDomain(u8),
+    /// The id names a domain that was removed ([`remove_domain`]); another domain may have its
+    /// index now, under another generation.
+    #[error("domain {index} (generation {generation}) was removed")]
+    Removed {
+        /// The id's index.
+        index: u8,
+        /// The id's generation.
+        generation: u16,
+    },
+    /// The standard domains (raw, mem, object) are never removed.
+    #[error("domain {0:?} is a standard domain, which cannot be removed")]
+    StandardDomain(&'static str),
+    /// A domain is removed only once it owns no live block.
+    #[error("domain {domain:?} still has {live} live blocks")]
+    LiveBlocks {
+        /// The domain's name.
+        domain: &'static str,
+        /// How many blocks made through the domain are not freed yet.
+        live: isize,
+    },
     /// The replacement could capture blocks of the allocators before it; see the module
     /// documentation of the rule.
     #[error(
@@ -172,31 +230,19 @@ pub enum DomainError {
     },
 }
 
-/// One allocator installed in a domain.
-pub(crate) struct Installed {
-    alloc: &'static DynAllocator,
-    previous: Option<&'static Installed>,
-    /// Whether the allocator claims the blocks it makes (`owns == Owned`).
-    precise: bool,
-    /// Whether this is a debug hook put by `setup_debug_hooks`.
-    debug_hook: bool,
-    /// A debug hook installed before the domain's first allocation: every block of the domain was
-    /// made through it, so a block nobody claims is foreign, and goes to it to be reported.
-    guards_all: bool,
-    /// The allocator forwards every call to the one it replaced and hands out that one's blocks
-    /// unchanged ([`hook_forwarding`]): it makes no block of its own, claims none, and a block of
-    /// the allocator below it is freed through it (so the hook sees the free).
-    forwards: bool,
-    /// Every record of the chain from this one down forwards to the oldest (or this is the
-    /// oldest): the current allocator frees every block, with no lookup.
-    direct: bool,
-}
-
 struct Slot {
+    /// The current record: null for a slot never used, `REC_VACANT` for a removed domain's.
     current: AtomicPtr<Installed>,
     used: AtomicBool,
     name: AtomicPtr<u8>,
     name_len: AtomicU64,
+    /// The name's version: odd while it is written.
+    name_seq: AtomicU32,
+    /// The generation of the domain in the slot, or of the next one added there.
+    generation: AtomicU16,
+    /// Blocks made through the domain and not freed yet; kept for user domains only (the
+    /// standard ones are never removed), read by [`remove_domain`].
+    live: AtomicIsize,
 }
 
 impl Slot {
@@ -206,23 +252,55 @@ impl Slot {
             used: AtomicBool::new(false),
             name: AtomicPtr::new(ptr::null_mut()),
             name_len: AtomicU64::new(0),
+            name_seq: AtomicU32::new(0),
+            generation: AtomicU16::new(0),
+            live: AtomicIsize::new(0),
         }
     }
 
+    /// The name (a seqlock over the pointer and the length: a slot's name changes when a domain
+    /// is added where one was removed).
     fn name(&self) -> &'static str {
-        let p = self.name.load(Ordering::Acquire);
-        if p.is_null() {
-            return "";
+        loop {
+            // Acquire: the name's words read below are at least those of this version.
+            let before = self.name_seq.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let p = self.name.load(Ordering::Relaxed);
+            let len = self.name_len.load(Ordering::Relaxed) as usize;
+            // Acquire: the words above are read before the version is read again.
+            core::sync::atomic::fence(Ordering::Acquire);
+            if self.name_seq.load(Ordering::Relaxed) != before {
+                continue;
+            }
+            if p.is_null() {
+                return "";
+            }
+            // SAFETY: pointer and length were stored together from one `&'static str` (the
+            // version did not change while they were read, and is even: no writer was between
+            // them).
+            return unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(p, len)) };
         }
-        let len = self.name_len.load(Ordering::Relaxed) as usize;
-        // SAFETY: name and length were stored together from a `&'static str` (length first, then
-        // the pointer with Release), and never change afterwards.
-        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(p, len)) }
     }
 
+    /// Sets the name (under the writer lock).
     fn set_name(&self, name: &'static str) {
+        let v = self.name_seq.load(Ordering::Relaxed);
+        self.name_seq.store(v + 1, Ordering::Relaxed);
+        // Release: a reader that sees a word below sees the odd version first.
+        core::sync::atomic::fence(Ordering::Release);
         self.name_len.store(name.len() as u64, Ordering::Relaxed);
-        self.name.store(name.as_ptr().cast_mut(), Ordering::Release);
+        self.name.store(name.as_ptr().cast_mut(), Ordering::Relaxed);
+        // Release: publishes the words with the even version.
+        self.name_seq.store(v + 2, Ordering::Release);
+    }
+
+    /// Whether a domain is in the slot now.
+    fn occupied(&self) -> bool {
+        let p = self.current.load(Ordering::Acquire);
+        !p.is_null() && !ptr::eq(p, &REC_VACANT)
     }
 }
 
