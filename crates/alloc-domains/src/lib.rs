@@ -58,7 +58,7 @@ mod os;
 // `const` atomics in statics, which loom's are not, and the crates it builds on are reduced too.
 #[cfg_attr(all(loom, not(test)), allow(dead_code))]
 mod reclaim;
-#[cfg_attr(all(loom, not(test)), allow(dead_code))]
+#[cfg_attr(loom, allow(dead_code))]
 mod record;
 mod sync;
 #[cfg(not(loom))]
