@@ -74,7 +74,7 @@ pub use table::{
     arena_allocator, check_standard_live, domains, enable_mem_fast_path, find,
     free_standard_checked, get, guards_every_block, hook, hook_forwarding, malloc_standard_large,
     mem_fast_path, name, on_change, pool_stats, prepare_fork, preset, remove_callback,
-    remove_domain, set, set_arena_allocator, setup_debug_hooks, trim_pools,
+    remove_domain, set, set_arena_allocator, setup_debug_hooks, table_records, trim_pools,
 };
 
 /// Routes Rust's global allocations through a domain (usually `MEM`):

@@ -21,9 +21,22 @@ pub(super) static WRITER: alloc_core::lock::Lock<Writer> = alloc_core::lock::Loc
     },
 });
 
+/// How many records made by `Box` are not freed yet (see [`table_records`]).
+static RECORDS: AtomicUsize = AtomicUsize::new(0);
+
 /// A record made by `Box`, for the table (freed after a grace period once taken out of it).
 pub(super) fn boxed(rec: Installed) -> *mut Installed {
+    RECORDS.fetch_add(1, Ordering::Relaxed);
     Box::into_raw(Box::new(Installed { heap: true, ..rec }))
+}
+
+/// How many records the table holds in memory beyond its statics: one per allocator installed
+/// with [`set`], [`hook`], [`hook_forwarding`], [`add_domain`] or [`setup_debug_hooks`], until a
+/// set-back takes it out of its domain's chain or its domain is removed and a grace period has
+/// passed. For diagnostics and tests: hooking and unhooking a domain any number of times leaves
+/// it where it was.
+pub fn table_records() -> usize {
+    RECORDS.load(Ordering::Relaxed)
 }
 
 /// An address no allocator made a block at (a static of this crate), for [`claims_its_blocks`].
@@ -74,7 +87,9 @@ pub(super) fn reclaim_pending() {
         return;
     }
     let batch = core::mem::take(&mut *PENDING.lock());
+    let n = batch.len();
     let kept = crate::record::reclaim(&READERS, batch);
+    RECORDS.fetch_sub(n - kept.len(), Ordering::Relaxed);
     if !kept.is_empty() {
         PENDING.lock().extend(kept);
     }
