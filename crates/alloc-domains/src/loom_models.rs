@@ -109,7 +109,10 @@ fn free_during_set_back_and_reclaim() {
         // SAFETY: `hook` was just taken out of the slot, once.
         unsafe { retire(hook, base, &mut batch) };
         let kept = reclaim(&readers, batch);
-        assert!(kept.is_empty(), "no section of the writer: the grace period ends");
+        assert!(
+            kept.is_empty(),
+            "no section of the writer: the grace period ends"
+        );
 
         let owner = reader.join().unwrap();
         // Through the hook while it was current, to the allocator below once set back.

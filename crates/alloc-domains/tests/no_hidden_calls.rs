@@ -29,7 +29,10 @@ fn used_domain(name: &'static str) -> (Domain, core::ptr::NonNull<u8>) {
 
 /// The program's first request through `d` fails (the injector's first), its second succeeds.
 fn first_request_fails(d: Domain, f: &FaultInjecting<impl DomainAllocator>) {
-    assert!(d.malloc(48).is_none(), "the program's first request is the injector's first");
+    assert!(
+        d.malloc(48).is_none(),
+        "the program's first request is the injector's first"
+    );
     assert_eq!((f.requests(), f.failures()), (1, 1));
     let p = d.malloc(48).unwrap();
     // SAFETY: a live block of the domain, freed once.

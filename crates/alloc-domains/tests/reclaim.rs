@@ -32,7 +32,11 @@ fn hook_cycles_free_their_records_while_other_threads_free_through_them() {
             std::thread::spawn(move || {
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) {
-                    let size = if (i + t) % 7 == 0 { 100_000 } else { 8 + i % 500 };
+                    let size = if (i + t) % 7 == 0 {
+                        100_000
+                    } else {
+                        8 + i % 500
+                    };
                     let p = d.malloc(size).unwrap();
                     // SAFETY: a live block of the domain, written within its size.
                     unsafe { p.as_ptr().write(1) };
@@ -68,7 +72,10 @@ fn hook_cycles_free_their_records_while_other_threads_free_through_them() {
             f
         })
         .unwrap();
-        assert!(table_records() <= before + 2, "records are freed as they go");
+        assert!(
+            table_records() <= before + 2,
+            "records are freed as they go"
+        );
         set(id, old).unwrap();
     }
     short_lived.join().unwrap();
@@ -89,5 +96,9 @@ fn hook_cycles_free_their_records_while_other_threads_free_through_them() {
     // SAFETY: the block made before every hook, freed once.
     unsafe { d.free(early.as_ptr()) };
     remove_domain(id).unwrap();
-    assert_eq!(table_records(), before - 1, "the removed domain's record is freed");
+    assert_eq!(
+        table_records(),
+        before - 1,
+        "the removed domain's record is freed"
+    );
 }

@@ -33,16 +33,34 @@ fn a_domain_with_live_blocks_is_not_removed() {
         let a = d.realloc(a.as_ptr(), 4000).unwrap();
         d.free(a.as_ptr());
         d.free(b.as_ptr());
-        assert!(matches!(remove_domain(id), Err(DomainError::LiveBlocks { live: 1, .. })));
+        assert!(matches!(
+            remove_domain(id),
+            Err(DomainError::LiveBlocks { live: 1, .. })
+        ));
         d.free_aligned(c, core::alloc::Layout::from_size_align(64, 64).unwrap());
     }
     remove_domain(id).unwrap();
 }
 
 #[test]
+fn frees_are_counted_over_the_tables_own_c_library() {
+    // The raw domain's allocator is the table's own `System` static (zero-sized, like the
+    // removed domains' allocator): a free to it must be counted as any other.
+    let id = add_domain("remove-raw-system", get(DomainId::RAW).unwrap()).unwrap();
+    let d = Domain::new(id).unwrap();
+    let p = d.malloc(64).unwrap();
+    // SAFETY: a live block of the domain, freed once.
+    unsafe { d.free(p.as_ptr()) };
+    remove_domain(id).unwrap();
+}
+
+#[test]
 fn standard_domains_are_not_removed() {
     for id in [DomainId::RAW, DomainId::MEM, DomainId::OBJECT] {
-        assert!(matches!(remove_domain(id), Err(DomainError::StandardDomain(_))));
+        assert!(matches!(
+            remove_domain(id),
+            Err(DomainError::StandardDomain(_))
+        ));
         assert!(Domain::new(id).is_ok());
     }
 }
@@ -74,7 +92,11 @@ fn a_removed_domain_is_gone_and_its_ids_are_stale() {
     assert_eq!(name(id), Err(removed.clone()));
     assert_eq!(set(id, &System), Err(removed.clone()));
     assert_eq!(find("remove-gone"), None);
-    assert!(domains().iter().all(|d| d.id != id && d.name != "remove-gone"));
+    assert!(
+        domains()
+            .iter()
+            .all(|d| d.id != id && d.name != "remove-gone")
+    );
     // A stale handle reaches no allocator.
     assert!(stale.malloc(8).is_none());
     assert!(stale.calloc(1, 8).is_none());
@@ -86,7 +108,10 @@ fn a_removed_domain_is_gone_and_its_ids_are_stale() {
     assert_ne!(again, id);
     assert_eq!(find("remove-gone"), Some(again));
     assert_eq!(Domain::new(id), Err(removed));
-    assert!(stale.malloc(8).is_none(), "a stale handle never reaches the new domain");
+    assert!(
+        stale.malloc(8).is_none(),
+        "a stale handle never reaches the new domain"
+    );
     let fresh = Domain::new(again).unwrap();
     let p = fresh.malloc(8).unwrap();
     // SAFETY: a live block of the new domain, freed once.

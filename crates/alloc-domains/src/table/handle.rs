@@ -67,12 +67,15 @@ impl Domain {
         p
     }
 
-    /// Counts a block freed through a user domain, by `owner` (not a removed domain's).
+    /// The allocator to free `ptr` with, the block counted as freed (user domains); `None` for
+    /// a stale id (a removed domain owned no live block: the pointer is none of its).
     #[inline(always)]
-    fn freed(self, owner: &DynAllocator) {
-        if self.counts() && !ptr::addr_eq(owner, &VACANT) {
+    fn freer(self, ptr: *const u8) -> Option<&'static DynAllocator> {
+        let owner = live_owner_of(self.0, ptr)?;
+        if self.counts() {
             TABLE[self.0.index()].live.fetch_sub(1, Ordering::Relaxed);
         }
+        Some(owner)
     }
 
     /// `malloc_aligned` through the domain's current allocator (out of line: the common case is
@@ -88,10 +91,10 @@ impl Domain {
     /// As for `DomainAllocator::free_aligned`.
     #[inline(never)]
     unsafe fn free_aligned_slow(self, ptr: NonNull<u8>, layout: Layout) {
-        let owner = owner_of(self.0, ptr.as_ptr());
-        self.freed(owner);
-        // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
-        unsafe { owner.free_aligned(ptr, layout) }
+        if let Some(owner) = self.freer(ptr.as_ptr()) {
+            // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
+            unsafe { owner.free_aligned(ptr, layout) }
+        }
     }
 
     /// Whether this is the mem domain on its standard pool (see `FAST_MEM`). Relaxed: `POOL` is
@@ -308,10 +311,10 @@ unsafe impl DomainAllocator for Domain {
         if ptr.is_null() {
             return;
         }
-        let owner = owner_of(self.0, ptr);
-        self.freed(owner);
-        // SAFETY: as for realloc.
-        unsafe { owner.free(ptr) }
+        if let Some(owner) = self.freer(ptr) {
+            // SAFETY: as for realloc.
+            unsafe { owner.free(ptr) }
+        }
     }
     #[inline]
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
@@ -319,10 +322,10 @@ unsafe impl DomainAllocator for Domain {
             // SAFETY: as for realloc.
             return unsafe { POOL.free_sized(ptr, size) };
         }
-        let owner = owner_of(self.0, ptr.as_ptr());
-        self.freed(owner);
-        // SAFETY: as for realloc.
-        unsafe { owner.free_sized(ptr, size) }
+        if let Some(owner) = self.freer(ptr.as_ptr()) {
+            // SAFETY: as for realloc.
+            unsafe { owner.free_sized(ptr, size) }
+        }
     }
     #[inline(always)]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {

@@ -56,12 +56,18 @@ pub(super) fn current_locked<'w>(_w: &'w Writer, id: DomainId) -> &'w Installed 
 /// allocator ([`REC_VACANT`]'s) for a stale id.
 #[inline]
 pub(super) fn owner_of(id: DomainId, ptr: *const u8) -> &'static DynAllocator {
+    live_owner_of(id, ptr).unwrap_or(REC_VACANT.alloc)
+}
+
+/// [`owner_of`], `None` for a stale id (a removed domain's).
+#[inline]
+pub(super) fn live_owner_of(id: DomainId, ptr: *const u8) -> Option<&'static DynAllocator> {
     let s = section();
     let rec = current(&s, id);
     if rec.generation != id.generation {
-        return REC_VACANT.alloc;
+        return None;
     }
-    rec.owner(ptr)
+    Some(rec.owner(ptr))
 }
 
 /// `Owned` if an allocator of the domain's chain answers `Owned` to `ask`, else `Unknown` if one
