@@ -32,7 +32,7 @@ fn hook_cycles_free_their_records_while_other_threads_free_through_them() {
             std::thread::spawn(move || {
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) {
-                    let size = if (i + t) % 7 == 0 {
+                    let size = if (i + t).is_multiple_of(7) {
                         100_000
                     } else {
                         8 + i % 500

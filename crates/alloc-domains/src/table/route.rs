@@ -46,7 +46,7 @@ pub(super) fn current<'s>(_in: &'s Section<'_>, id: DomainId) -> &'s Installed {
 
 /// The current record of domain `id`, read under the writer lock (no record reachable from the
 /// table is freed while it is held: records are retired under it, before they are freed).
-pub(super) fn current_locked<'w>(_w: &'w Writer, id: DomainId) -> &'w Installed {
+pub(super) fn current_locked(_w: &Writer, id: DomainId) -> &Installed {
     let p = TABLE[id.index()].current.load(Ordering::Acquire);
     // SAFETY: as for `current`: only records taken out of the table under the lock are freed.
     unsafe { &*p }
