@@ -1,15 +1,38 @@
 //! The domain table: which allocator each domain uses now, the chain of those it used before, the
 //! change callbacks, and the start-up configuration.
 //!
-//! # Reading is one atomic load
+//! # Reading: one atomic load inside a section
 //!
 //! Each domain's slot holds an `AtomicPtr` to an [`Installed`] record (the allocator, the record it
 //! replaced, whether it can tell its own blocks). Allocation loads the record (Acquire, paired with
 //! the Release that published it) and calls the allocator through its vtable: one atomic load and
 //! one indirect call, plus, on the allocating side, a relaxed read of the slot's `used` flag (set
-//! once, at the domain's first allocation; the replacement rule below needs it). Records are never
-//! freed: a record may be read by a thread that loaded it just
-//! before a replacement, and blocks its allocator made may outlive it.
+//! once, at the domain's first allocation; the replacement rule below needs it), and, for user
+//! domains only, a relaxed count of live blocks ([`remove_domain`] reads it). The record is read
+//! inside a **section** of the table's readers (`crate::reclaim`): a thread-local read, a store
+//! to the thread's announcement slot and a compiler fence on entry, a Release store on exit;
+//! nothing allocates, locks or waits. The record's fields are read inside the section, the
+//! allocator (`'static`) is called after it ends (a free's walk down the chain calls `owns` and
+//! `starts_block` inside it).
+//!
+//! # Records are freed after a grace period (the invariant)
+//!
+//! **A record is freed only after it is unreachable from the table and every section that was
+//! running when it became unreachable has ended.** Records leave the table two ways, both under
+//! the writer lock: a set-back ([`set`] with the allocator forwarding hooks were installed over)
+//! takes the hooks' records off the top of the chain, and [`remove_domain`] takes the whole chain.
+//! Nothing else links to them (a record belongs to one chain; a record's predecessor leaves no
+//! earlier than the record), so after the store that unlinks them only a section already running
+//! can reach them. They wait in a pending list; the writer, after it releases the writer lock and
+//! if it is not itself inside a section, waits for a grace period (`Readers::synchronize`: a
+//! `membarrier` on Linux, a `SeqCst` fence elsewhere, then each active announcement slot until it
+//! changes) and frees them. A writer that cannot have one (inside a section, or a reader beyond
+//! the slots that stays busy) leaves them for the next writer: never freed early, only late.
+//! While the writer lock is held nothing reachable from the table is freed, so writers and the
+//! fork handlers read chains under the lock without a section. Other records stay for as long as
+//! their domain does: their allocators may own blocks still to be freed. The protocol is checked
+//! by loom models running this code (`loom_models`: a free mid-route while a set-back or a
+//! removal reclaims; test builds also assert, on every record read, that it was not reclaimed).
 //!
 //! # Replacing is safe (the rule)
 //!
@@ -43,9 +66,11 @@
 //! domain.
 //! [`set`] and [`hook`] check it: on a domain that has allocated, the new allocator must claim
 //! its blocks, or the call is refused with [`DomainError::AmbiguousOwnership`]. Whether it does is
-//! asked without calling it where it can say (it answers `NotOwned` for an address no allocator
-//! made); only one that answers `Unknown` there (a pool whose large blocks are the C library's)
-//! is asked for one probe block. The pool allocators claim their blocks; so do the debug
+//! asked without calling any of its allocation functions (installing calls none): it answers
+//! `NotOwned` for an address no allocator made, or, where it cannot tell there (`Unknown`: a pool
+//! whose large blocks are the C library's), it declares that it claims its own blocks
+//! (`DomainAllocator::declares_ownership`; the safe default is no). The pool allocators claim
+//! their blocks; so do the debug
 //! decorators over anything (each remembers the blocks it made, once asked: every allocator is
 //! asked, with `DomainAllocator::track_ownership`, before it is installed, and one that made
 //! blocks before it was asked counts as not claiming them); a decorator that returns its inner
