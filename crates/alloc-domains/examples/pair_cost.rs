@@ -12,8 +12,15 @@ static POOL: PoolAllocator = PoolAllocator::new();
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    let size = if args.next().as_deref() == Some("large") { 100_000 } else { 64 };
+    let n: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let size = if args.next().as_deref() == Some("large") {
+        100_000
+    } else {
+        64
+    };
     let d = Domain::new(add_domain("pair-cost", &POOL).unwrap()).unwrap();
     for _ in 0..n {
         let p = d.malloc(size).unwrap();

@@ -57,16 +57,105 @@ const SHARED: usize = usize::MAX;
 
 #[cfg(not(loom))]
 std::thread_local! {
-    /// The calling thread's slot (const-initialised, no destructor: no registration with std and
-    /// no allocation).
-    static MINE: Cell<usize> = const { Cell::new(0) };
-    /// How deep the calling thread is in sections counted in the shared counter.
+    /// How deep the calling thread is in sections counted in the shared counter
+    /// (const-initialised, no destructor: no registration with std and no allocation).
     static SHARED_DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 #[cfg(loom)]
 loom::thread_local! {
     static MINE: Cell<usize> = Cell::new(0);
     static SHARED_DEPTH: Cell<usize> = Cell::new(0);
+}
+
+/// The calling thread's slot (0 none yet, `i + 1` slot `i`, [`SHARED`]).
+#[inline(always)]
+fn mine() -> usize {
+    #[cfg(loom)]
+    return MINE.with(Cell::get);
+    #[cfg(not(loom))]
+    mine::get()
+}
+
+/// Sets the calling thread's slot.
+#[inline]
+fn set_mine(v: usize) {
+    #[cfg(loom)]
+    MINE.with(|m| m.set(v));
+    #[cfg(not(loom))]
+    mine::set(v);
+}
+
+/// The calling thread's slot number, in a native thread-local (`const`-initialised, no
+/// destructor: no registration with std, no allocation).
+#[cfg(all(not(loom), not(all(target_arch = "x86_64", target_os = "linux"))))]
+mod mine {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static MINE: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[inline(always)]
+    pub(super) fn get() -> usize {
+        MINE.with(Cell::get)
+    }
+
+    #[inline]
+    pub(super) fn set(v: usize) {
+        MINE.with(|m| m.set(v));
+    }
+}
+
+/// On x86-64 Linux the slot number is a thread-local of the initial-exec model, declared here
+/// rather than by `thread_local!` (as alloc-arena's thread cache is): in a shared library
+/// (`libdomalloc.so`) `thread_local!` takes the general-dynamic model, a call to
+/// `__tls_get_addr` on every read; initial-exec is two instructions, in a program and in a
+/// library alike.
+#[cfg(all(not(loom), target_arch = "x86_64", target_os = "linux"))]
+mod mine {
+    // The variable: 8 zero bytes in `.tbss` (0: no slot yet), each thread's copy made by the C
+    // library when the thread starts. Hidden: the library's own, never exported nor interposed.
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".balign 8",
+        ".globl alloc_domains_reader_slot",
+        ".hidden alloc_domains_reader_slot",
+        ".type alloc_domains_reader_slot,@object",
+        ".size alloc_domains_reader_slot,8",
+        "alloc_domains_reader_slot:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    #[inline(always)]
+    fn addr() -> *mut usize {
+        let p: *mut usize;
+        // SAFETY: `fs:0` holds the thread pointer on x86-64 Linux, and the GOT entry
+        // (`@GOTTPOFF`) the variable's offset from it, fixed for the process: the sum is the
+        // calling thread's copy, valid for the thread's life. Neither value changes while the
+        // thread runs, so the asm is pure and reads no Rust memory.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr fs:[0]",
+                "add {p}, qword ptr [rip + alloc_domains_reader_slot@GOTTPOFF]",
+                p = out(reg) p,
+                options(pure, nomem, nostack),
+            );
+        }
+        p
+    }
+
+    #[inline(always)]
+    pub(super) fn get() -> usize {
+        // SAFETY: the calling thread's own variable, aligned, only ever accessed by it.
+        unsafe { addr().read() }
+    }
+
+    #[inline]
+    pub(super) fn set(v: usize) {
+        // SAFETY: as in `get`.
+        unsafe { addr().write(v) }
+    }
 }
 
 /// One thread's announcement.
@@ -157,7 +246,7 @@ impl Readers {
     /// table is freed. Allocates nothing and never waits.
     #[inline]
     pub(crate) fn enter(&self) -> Section<'_> {
-        let mine = MINE.with(Cell::get);
+        let mine = mine();
         if let Some(slot) = self.slots.get(mine.wrapping_sub(1)) {
             let now = slot.count.load(Ordering::Relaxed);
             if now & 1 == 1 {
@@ -206,19 +295,19 @@ impl Readers {
             {
                 // Set before the exit watch is armed: arming it may allocate (a high pthread
                 // key), and that allocation's section must find the thread registered.
-                MINE.with(|m| m.set(i + 1));
+                set_mine(i + 1);
                 #[cfg(not(loom))]
                 exit::watch(i);
                 return true;
             }
         }
-        MINE.with(|m| m.set(SHARED));
+        set_mine(SHARED);
         false
     }
 
     /// Whether the calling thread is inside a section.
     pub(crate) fn in_section(&self) -> bool {
-        let mine = MINE.with(Cell::get);
+        let mine = mine();
         match self.slots.get(mine.wrapping_sub(1)) {
             Some(slot) => slot.count.load(Ordering::Relaxed) & 1 == 1,
             None => SHARED_DEPTH.with(Cell::get) > 0,
@@ -272,7 +361,7 @@ impl Readers {
     /// Only in the child of a `fork`, before it starts a thread.
     #[cfg(not(loom))]
     pub(crate) unsafe fn after_fork_child(&self) {
-        let mine = MINE.with(Cell::get);
+        let mine = mine();
         for (i, slot) in self.slots.iter().enumerate() {
             if i + 1 != mine {
                 let c = slot.count.load(Ordering::Relaxed);
@@ -369,7 +458,7 @@ mod exit {
         // The value is the slot's index plus one (never null).
         super::READERS.release(value as usize - 1);
         // Sections after this one (other destructors freeing memory) use the shared counter.
-        super::MINE.with(|m| m.set(super::SHARED));
+        super::set_mine(super::SHARED);
     }
 
     fn key() -> Option<libc::pthread_key_t> {
@@ -416,7 +505,7 @@ mod exit {
     unsafe extern "system" fn on_thread_exit(value: *const core::ffi::c_void) {
         if !value.is_null() {
             super::READERS.release(value as usize - 1);
-            super::MINE.with(|m| m.set(super::SHARED));
+            super::set_mine(super::SHARED);
         }
     }
 

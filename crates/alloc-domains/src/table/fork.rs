@@ -29,6 +29,8 @@ pub(super) fn for_each_installed(mut f: impl FnMut(&'static DynAllocator)) {
 /// child does not inherit a lock held by a thread that does not exist there.
 pub fn prepare_fork() {
     WRITER.acquire_for_fork();
+    // The records waiting for a grace period (a writer takes it after `WRITER`, or alone).
+    PENDING.acquire_for_fork();
     for_each_installed(|a| a.prepare_fork());
     // Last: the standard pools' arena source, a leaf lock their arena acquisitions hold.
     ARENAS.prepare_fork();
@@ -43,8 +45,11 @@ pub unsafe fn after_fork_parent() {
     unsafe { ARENAS.after_fork_parent() };
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_parent() });
-    // SAFETY: `prepare_fork` took it on this thread.
-    unsafe { WRITER.release_after_fork() };
+    // SAFETY: `prepare_fork` took both on this thread.
+    unsafe {
+        PENDING.release_after_fork();
+        WRITER.release_after_fork();
+    }
 }
 
 /// Fork support, in the child after `fork()`: releases what [`prepare_fork`] took in the parent
@@ -64,6 +69,9 @@ pub unsafe fn after_fork_child() {
     unsafe { ARENAS.after_fork_child() };
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_child() });
-    // SAFETY: `prepare_fork` took it in the parent, on the thread that continues here.
-    unsafe { WRITER.release_after_fork() };
+    // SAFETY: `prepare_fork` took both in the parent, on the thread that continues here.
+    unsafe {
+        PENDING.release_after_fork();
+        WRITER.release_after_fork();
+    }
 }
