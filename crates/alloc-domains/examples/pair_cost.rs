@@ -1,12 +1,13 @@
-//! A `malloc` + `free` pair through a user domain over a pool, `N` times (the first argument):
-//! the subject of the instruction counts in `benches/RESULTS.md` (run it under
-//! `valgrind --tool=callgrind` at two values of `N`; the difference of the totals over the
-//! difference of `N` is one pair's cost). Sizes alternate between 64 and 100,000 bytes when the
-//! second argument is `large`.
+//! A `malloc` + `free` pair through a user domain over a pool, `N` times (the first argument),
+//! after `C` cycles of PEP 445's hook pattern on the domain (the third argument: a forwarding
+//! hook installed, then the wrapped allocator set back): the subject of the instruction counts
+//! in `benches/RESULTS.md`. Run it under `valgrind --tool=callgrind` at two values of `N`; the
+//! difference of the totals over the difference of `N` is one pair's cost. The size (second
+//! argument) is 64 bytes, or 100,000 with `large`.
 
 use alloc_arena::PoolAllocator;
 use alloc_core::DomainAllocator;
-use alloc_domains::{Domain, add_domain};
+use alloc_domains::{Domain, DynAllocator, add_domain, get, hook_forwarding, set};
 
 static POOL: PoolAllocator = PoolAllocator::new();
 
@@ -21,10 +22,25 @@ fn main() {
     } else {
         64
     };
-    let d = Domain::new(add_domain("pair-cost", &POOL).unwrap()).unwrap();
+    let cycles: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let id = add_domain("pair-cost", &POOL).unwrap();
+    let d = Domain::new(id).unwrap();
+    let first = d.malloc(size).unwrap();
+    for _ in 0..cycles {
+        let old = get(id).unwrap();
+        hook_forwarding(id, |prev| {
+            let f: &'static DynAllocator =
+                Box::leak(Box::new(alloc_debug::FaultInjecting::new(prev)));
+            f
+        })
+        .unwrap();
+        set(id, old).unwrap();
+    }
     for _ in 0..n {
         let p = d.malloc(size).unwrap();
         // SAFETY: a live block of the domain, freed once.
         unsafe { d.free(std::hint::black_box(p).as_ptr()) };
     }
+    // SAFETY: a live block of the domain, freed once.
+    unsafe { d.free(first.as_ptr()) };
 }

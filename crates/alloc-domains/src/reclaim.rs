@@ -158,12 +158,18 @@ mod mine {
     }
 }
 
-/// One thread's announcement.
+/// How many domains the per-thread live-block counts cover (the table's `MAX_DOMAINS`).
+pub(crate) const DOMAINS: usize = if cfg!(loom) { 1 } else { 16 };
+
+/// One thread's announcement, and its counts of live blocks per domain.
 #[repr(align(128))]
 pub(crate) struct Slot {
     taken: AtomicBool,
     /// Odd while the owning thread is in a section; written only by that thread.
     count: AtomicU64,
+    /// Blocks made minus blocks freed through each domain by the threads that held this slot
+    /// (wrapping); written only by the owning thread, summed by [`Readers::live_sum`].
+    live: [AtomicU64; DOMAINS],
 }
 
 impl Slot {
@@ -172,6 +178,7 @@ impl Slot {
         Slot {
             taken: AtomicBool::new(false),
             count: AtomicU64::new(0),
+            live: [const { AtomicU64::new(0) }; DOMAINS],
         }
     }
     #[cfg(loom)]
@@ -179,6 +186,7 @@ impl Slot {
         Slot {
             taken: AtomicBool::new(false),
             count: AtomicU64::new(0),
+            live: core::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -188,37 +196,64 @@ pub(crate) struct Readers {
     slots: [Slot; SLOTS],
     /// How many sections of threads without a slot are running.
     shared: AtomicUsize,
-}
-
-/// How a section was entered, so that leaving undoes exactly that.
-enum Entered {
-    /// Inside another section of the same thread: nothing to undo.
-    Nested,
-    /// Slot `0`, whose counter becomes `1` (even) on leaving.
-    Slot(usize, u64),
-    /// Counted in the shared counter.
-    Shared,
+    /// The live-block counts of threads without a slot.
+    shared_live: [AtomicU64; DOMAINS],
 }
 
 /// A section: while it lives, no record reachable from the table is freed. Leaving it (drop)
 /// ends the thread's announcement.
 #[must_use]
 pub(crate) struct Section<'r> {
+    /// The thread's slot (`None`: a section counted in the shared counter).
+    slot: Option<&'r Slot>,
+    /// What leaving does: [`NESTED`] nothing, [`SHARED_EXIT`] leave the shared counter, else the
+    /// count to store in the slot.
+    leave: u64,
     readers: &'r Readers,
-    entered: Entered,
 }
 
+/// `Section::leave` of a nested section.
+const NESTED: u64 = 0;
+/// `Section::leave` of a section counted in the shared counter.
+const SHARED_EXIT: u64 = 1;
+
 impl Drop for Section<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
-        match self.entered {
-            Entered::Nested => {}
+        if self.leave > SHARED_EXIT
+            && let Some(slot) = self.slot
+        {
             // Release: every read of the section happens before a writer's Acquire load that
             // sees the new count (and so before it frees what the section read).
-            Entered::Slot(i, next) => self.readers.slots[i].count.store(next, Ordering::Release),
-            Entered::Shared => {
-                SHARED_DEPTH.with(|d| d.set(d.get() - 1));
-                self.readers.shared.fetch_sub(1, Ordering::Release);
+            slot.count.store(self.leave, Ordering::Release);
+        } else if self.leave == SHARED_EXIT {
+            self.leave_shared();
+        }
+    }
+}
+
+impl Section<'_> {
+    #[cold]
+    fn leave_shared(&self) {
+        SHARED_DEPTH.with(|d| d.set(d.get() - 1));
+        self.readers.shared.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Adds `delta` (wrapping) to the calling thread's count of live blocks of domain `d`, as
+    /// [`Readers::count`] does, through the slot the section already holds.
+    #[inline(always)]
+    pub(crate) fn count(&self, d: usize, delta: u64) {
+        match self.slot {
+            Some(slot) => {
+                let c = &slot.live[d];
+                // Only the slot's owner writes it: a load and a store are an increment.
+                c.store(
+                    c.load(Ordering::Relaxed).wrapping_add(delta),
+                    Ordering::Relaxed,
+                );
+            }
+            None => {
+                self.readers.shared_live[d].fetch_add(delta, Ordering::Relaxed);
             }
         }
     }
@@ -231,6 +266,7 @@ impl Readers {
         Readers {
             slots: [const { Slot::new() }; SLOTS],
             shared: AtomicUsize::new(0),
+            shared_live: [const { AtomicU64::new(0) }; DOMAINS],
         }
     }
     /// No thread registered.
@@ -239,20 +275,21 @@ impl Readers {
         Readers {
             slots: core::array::from_fn(|_| Slot::new()),
             shared: AtomicUsize::new(0),
+            shared_live: core::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
     /// Enters a section: until the returned guard drops, no record the thread reaches from the
     /// table is freed. Allocates nothing and never waits.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn enter(&self) -> Section<'_> {
-        let mine = mine();
-        if let Some(slot) = self.slots.get(mine.wrapping_sub(1)) {
+        if let Some(slot) = self.slots.get(mine().wrapping_sub(1)) {
             let now = slot.count.load(Ordering::Relaxed);
             if now & 1 == 1 {
                 return Section {
+                    slot: Some(slot),
+                    leave: NESTED,
                     readers: self,
-                    entered: Entered::Nested,
                 };
             }
             // Relaxed, then the light fence: the announcement is ordered before the table's
@@ -260,17 +297,18 @@ impl Readers {
             slot.count.store(now + 1, Ordering::Relaxed);
             light_fence();
             return Section {
+                slot: Some(slot),
+                leave: now + 2,
                 readers: self,
-                entered: Entered::Slot(mine - 1, now + 2),
             };
         }
-        self.enter_slow(mine)
+        self.enter_slow()
     }
 
     #[cold]
     #[inline(never)]
-    fn enter_slow(&self, mine: usize) -> Section<'_> {
-        if mine == 0 && self.register() {
+    fn enter_slow(&self) -> Section<'_> {
+        if mine() == 0 && self.register() {
             return self.enter();
         }
         SHARED_DEPTH.with(|d| d.set(d.get() + 1));
@@ -278,9 +316,42 @@ impl Readers {
         // Always a full fence here: the shared counter is the rare path.
         fence(Ordering::SeqCst);
         Section {
+            slot: None,
+            leave: SHARED_EXIT,
             readers: self,
-            entered: Entered::Shared,
         }
+    }
+
+    /// Adds `delta` (wrapping: `u64::MAX` is -1) to the calling thread's count of live blocks of
+    /// domain `d`: a load and a store to its own slot (no read-modify-write), or, for a thread
+    /// without a slot, an atomic add to the shared count. Needs no section.
+    #[inline(always)]
+    pub(crate) fn count(&self, d: usize, delta: u64) {
+        match self.slots.get(mine().wrapping_sub(1)) {
+            Some(slot) => {
+                let c = &slot.live[d];
+                // Only the slot's owner writes it: a load and a store are an increment.
+                c.store(
+                    c.load(Ordering::Relaxed).wrapping_add(delta),
+                    Ordering::Relaxed,
+                );
+            }
+            None => {
+                self.shared_live[d].fetch_add(delta, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The sum (wrapping) of every thread's count of live blocks of domain `d`, ever: the
+    /// difference of two sums is what was made and not freed between them.
+    pub(crate) fn live_sum(&self, d: usize) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| s.live[d].load(Ordering::Acquire))
+            .fold(
+                self.shared_live[d].load(Ordering::Acquire),
+                u64::wrapping_add,
+            )
     }
 
     /// Takes a free slot for the calling thread; false (and the thread uses the shared counter

@@ -34,6 +34,8 @@ impl Domain {
     }
 
     /// The allocator to allocate with: the domain's current one ([`VACANT`]'s for a stale id).
+    /// For a user domain the block about to be made is counted live here (inside the section,
+    /// through its slot); [`made`](Self::made) takes it back if the allocation fails.
     #[inline]
     fn alloc_side(self) -> &'static DynAllocator {
         mark_used(self.0);
@@ -42,6 +44,9 @@ impl Domain {
             let rec = current(&s, self.0);
             if rec.generation != self.0.generation {
                 return &VACANT;
+            }
+            if self.counts() {
+                s.count(self.0.index(), 1);
             }
             rec.alloc
         };
@@ -58,11 +63,12 @@ impl Domain {
         self.0.index() >= STANDARD_DOMAINS
     }
 
-    /// Counts a block made through a user domain.
+    /// Takes back the count [`alloc_side`](Self::alloc_side) made, if the allocation failed
+    /// (not for a stale id, which counted nothing).
     #[inline(always)]
     fn made(self, p: Option<NonNull<u8>>) -> Option<NonNull<u8>> {
-        if self.counts() && p.is_some() {
-            TABLE[self.0.index()].live.fetch_add(1, Ordering::Relaxed);
+        if p.is_none() && self.counts() && slot(self.0).is_ok() {
+            READERS.count(self.0.index(), u64::MAX);
         }
         p
     }
@@ -71,11 +77,15 @@ impl Domain {
     /// a stale id (a removed domain owned no live block: the pointer is none of its).
     #[inline(always)]
     fn freer(self, ptr: *const u8) -> Option<&'static DynAllocator> {
-        let owner = live_owner_of(self.0, ptr)?;
-        if self.counts() {
-            TABLE[self.0.index()].live.fetch_sub(1, Ordering::Relaxed);
+        let s = section();
+        let rec = current(&s, self.0);
+        if rec.generation != self.0.generation {
+            return None;
         }
-        Some(owner)
+        if self.counts() {
+            s.count(self.0.index(), u64::MAX);
+        }
+        Some(rec.owner(ptr))
     }
 
     /// `malloc_aligned` through the domain's current allocator (out of line: the common case is

@@ -80,8 +80,7 @@
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use std::sync::atomic::{
-    AtomicBool, AtomicIsize, AtomicPtr, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
-    Ordering,
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 
 use alloc_arena::{
@@ -116,7 +115,7 @@ pub use write::*;
 pub type ChangeCallback = dyn Fn(DomainId, &'static DynAllocator) + Send + Sync;
 
 /// The most domains a program can have (the three standard ones included).
-pub const MAX_DOMAINS: usize = 16;
+pub const MAX_DOMAINS: usize = crate::reclaim::DOMAINS;
 /// The most change callbacks registered at once.
 pub const MAX_CALLBACKS: usize = 32;
 /// How many standard domains there are (raw, mem, object): ids below it are theirs.
@@ -266,9 +265,11 @@ struct Slot {
     name_seq: AtomicU32,
     /// The generation of the domain in the slot, or of the next one added there.
     generation: AtomicU16,
-    /// Blocks made through the domain and not freed yet; kept for user domains only (the
-    /// standard ones are never removed), read by [`remove_domain`].
-    live: AtomicIsize,
+    /// The sum of the per-thread live-block counts of the slot's index when the domain was
+    /// added (`Readers::live_sum`): the counts of user domains (the standard ones are never
+    /// removed) minus it are the domain's blocks made and not freed yet, which
+    /// [`remove_domain`] reads.
+    live_base: AtomicU64,
 }
 
 impl Slot {
@@ -280,7 +281,7 @@ impl Slot {
             name_len: AtomicU64::new(0),
             name_seq: AtomicU32::new(0),
             generation: AtomicU16::new(0),
-            live: AtomicIsize::new(0),
+            live_base: AtomicU64::new(0),
         }
     }
 

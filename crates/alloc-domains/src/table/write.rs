@@ -337,7 +337,7 @@ pub fn add_domain(
     };
     s.set_name(name);
     s.used.store(false, Ordering::Relaxed);
-    s.live.store(0, Ordering::Relaxed);
+    s.live_base.store(READERS.live_sum(i), Ordering::Relaxed);
     let rec = boxed(Installed {
         generation: id.generation,
         ..record(alloc, precise, false)
@@ -381,7 +381,9 @@ pub fn remove_domain(id: DomainId) -> Result<(), DomainError> {
         if id.index() < STANDARD_DOMAINS {
             return Err(DomainError::StandardDomain(s.name()));
         }
-        let live = s.live.load(Ordering::Acquire);
+        let live = READERS
+            .live_sum(id.index())
+            .wrapping_sub(s.live_base.load(Ordering::Relaxed)) as i64 as isize;
         if live != 0 {
             return Err(DomainError::LiveBlocks {
                 domain: s.name(),
