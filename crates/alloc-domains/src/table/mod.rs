@@ -8,7 +8,8 @@
 //! the Release that published it) and calls the allocator through its vtable: one atomic load and
 //! one indirect call, plus, on the allocating side, a relaxed read of the slot's `used` flag (set
 //! once, at the domain's first allocation; the replacement rule below needs it), and, for user
-//! domains only, a relaxed count of live blocks ([`remove_domain`] reads it). The record is read
+//! domains only, a count of live blocks in the thread's own slot (a load and a store;
+//! [`remove_domain`] sums them). The record is read
 //! inside a **section** of the table's readers (`crate::reclaim`): a thread-local read, a store
 //! to the thread's announcement slot and a compiler fence on entry, a Release store on exit;
 //! nothing allocates, locks or waits. The record's fields are read inside the section, the
