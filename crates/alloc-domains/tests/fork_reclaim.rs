@@ -81,10 +81,8 @@ fn a_child_forked_while_a_thread_is_mid_route_reclaims_records() {
     let other = add_domain("fork-other", &System).unwrap();
 
     // SAFETY: registering plain functions that only call the domains' fork handlers.
-    assert_eq!(
-        unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) },
-        0
-    );
+    let registered = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    assert_eq!(registered, 0);
     let addr = block.as_ptr() as usize;
     let worker = std::thread::spawn(move || {
         // SAFETY: a live block of the domain, freed once (the free parks in `owns` first).
