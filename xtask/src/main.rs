@@ -80,11 +80,12 @@ fn main() -> ExitCode {
 }
 
 /// The loom models of the lock-free protocols (alloc-arena's cross-thread protocols, alloc-debug's
-/// tallies and ownership switch), built with `--cfg loom` in their own target directory; loom's
+/// tallies and ownership switch, alloc-domains' reclamation of domain records), built with
+/// `--cfg loom` in their own target directory; loom's
 /// full search unless `--preemptions N` bounds it.
 fn loom(preemptions: Option<u32>) -> Result {
     let mut times = Vec::new();
-    for krate in ["alloc-arena", "alloc-debug"] {
+    for krate in ["alloc-arena", "alloc-debug", "alloc-domains"] {
         let test = |extra: &[&str]| {
             let mut cmd = cargo();
             cmd.args([

@@ -465,6 +465,11 @@ macro_rules! domain_allocator_for_front {
                 // Pool blocks are known by their arenas; large ones are the large allocator's.
                 self.large().track_ownership()
             }
+            fn declares_ownership(&self) -> bool {
+                // Every pool block is `Owned` (by its arena); large blocks are the C library's or
+                // the large allocator's, which claims them or answers `Unknown` (the C library).
+                true
+            }
             fn name(&self) -> &str {
                 $name
             }

@@ -40,6 +40,8 @@ extern "C" {
 #define DOMALLOC_ERR_FULL (-3)           /* a table is full */
 #define DOMALLOC_ERR_INVALID (-4)        /* a null or malformed argument */
 #define DOMALLOC_ERR_EXISTS (-5)         /* a domain of that name exists already */
+#define DOMALLOC_ERR_LIVE_BLOCKS (-6)    /* the domain still has live blocks */
+#define DOMALLOC_ERR_STANDARD (-7)       /* raw, mem and object are never removed */
 
 /* PyMemAllocatorEx. The functions must be thread-safe and follow malloc's contract (16-byte
  * aligned blocks; realloc keeps the contents). */
@@ -77,11 +79,19 @@ int domalloc_setup_debug_hooks(void);
 
 /* User domains. domalloc_add_domain adds one using the allocator the mem domain uses now (set or
  * hook it like any other) and returns its id (3 and up), or DOMALLOC_ERR_INVALID (a null or
- * empty name, not UTF-8), DOMALLOC_ERR_EXISTS or DOMALLOC_ERR_FULL. Domains are not removed.
+ * empty name, not UTF-8), DOMALLOC_ERR_EXISTS or DOMALLOC_ERR_FULL.
+ * domalloc_remove_domain removes a user domain once it owns no live block (every block
+ * allocated through it was freed through it), and returns DOMALLOC_OK, DOMALLOC_ERR_UNKNOWN_DOMAIN
+ * (no domain has this id, or it was removed already), DOMALLOC_ERR_STANDARD (raw, mem, object)
+ * or DOMALLOC_ERR_LIVE_BLOCKS; it calls none of the domain's allocator's functions. A removed
+ * domain's id is never valid again: a domain added later in its place gets another id (the
+ * index in the low 8 bits, a generation above), every function given the old id returns
+ * DOMALLOC_ERR_UNKNOWN_DOMAIN (domalloc_malloc: NULL), and its change callbacks are removed.
  * domalloc_domains writes up to cap ids of the existing domains, in id order, and returns how many
  * exist; domalloc_domain_name copies a domain's name, NUL-terminated and truncated to cap, and
  * returns the length of the whole name (0 for an unknown domain). */
 int domalloc_add_domain(const char *name);
+int domalloc_remove_domain(int domain);
 size_t domalloc_domains(int *ids, size_t cap);
 size_t domalloc_domain_name(int domain, char *buf, size_t cap);
 

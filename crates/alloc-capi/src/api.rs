@@ -25,11 +25,19 @@ pub const DOMALLOC_ERR_FULL: c_int = -3;
 pub const DOMALLOC_ERR_INVALID: c_int = -4;
 /// A domain of that name exists already.
 pub const DOMALLOC_ERR_EXISTS: c_int = -5;
+/// The domain still has live blocks (it cannot be removed).
+pub const DOMALLOC_ERR_LIVE_BLOCKS: c_int = -6;
+/// A standard domain (raw, mem, object): never removed.
+pub const DOMALLOC_ERR_STANDARD: c_int = -7;
 
 fn code(e: &DomainError) -> c_int {
     match e {
         DomainError::DuplicateName(_) => DOMALLOC_ERR_EXISTS,
-        DomainError::UnknownDomain { .. } => DOMALLOC_ERR_UNKNOWN_DOMAIN,
+        DomainError::UnknownDomain { .. } | DomainError::Removed { .. } => {
+            DOMALLOC_ERR_UNKNOWN_DOMAIN
+        }
+        DomainError::LiveBlocks { .. } => DOMALLOC_ERR_LIVE_BLOCKS,
+        DomainError::StandardDomain(_) => DOMALLOC_ERR_STANDARD,
         DomainError::AmbiguousOwnership { .. } => DOMALLOC_ERR_AMBIGUOUS,
         DomainError::TableFull { .. }
         | DomainError::TooManyCallbacks { .. }
@@ -652,9 +660,14 @@ pub unsafe extern "C" fn domalloc_tracing_leak_report(buf: *mut c_char, cap: usi
 // ---------------------------------------------------------------------------------------------
 // User domains and change callbacks.
 
+/// The names given to `domalloc_add_domain`, each kept once for the rest of the program (a
+/// domain's name is `&'static`): adding and removing domains of the same names reuses them.
+static C_NAMES: Lock<Vec<&'static str>> = Lock::new(Vec::new());
+
 /// Adds a domain named `name` (NUL-terminated, copied), using the allocator the mem domain uses
-/// now; returns its id (3 and up), or `DOMALLOC_ERR_INVALID` (null or empty name, not UTF-8),
-/// `DOMALLOC_ERR_EXISTS` or `DOMALLOC_ERR_FULL`.
+/// now; returns its id (3 and up; an id of a removed domain is not given again), or
+/// `DOMALLOC_ERR_INVALID` (null or empty name, not UTF-8), `DOMALLOC_ERR_EXISTS` or
+/// `DOMALLOC_ERR_FULL`.
 ///
 /// # Safety
 /// `name` is null or a NUL-terminated string.
@@ -673,12 +686,39 @@ pub unsafe extern "C" fn domalloc_add_domain(name: *const c_char) -> c_int {
     let Ok(mem) = alloc_domains::get(alloc_domains::DomainId::MEM) else {
         return DOMALLOC_ERR_INVALID;
     };
-    // Names live as long as the table: a domain is never removed.
-    let name: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    let name: &'static str = {
+        let mut names = C_NAMES.lock();
+        match names.iter().find(|n| **n == text) {
+            Some(n) => n,
+            None => {
+                let n: &'static str = Box::leak(text.to_owned().into_boxed_str());
+                names.push(n);
+                n
+            }
+        }
+    };
     match alloc_domains::add_domain(name, mem) {
-        Ok(id) => c_int::from(id.index() as u8),
+        Ok(id) => c_id(id),
         Err(e) => code(&e),
     }
+}
+
+/// The number C knows a domain by (see `DomainId::to_raw`: the first domain at an index has the
+/// index's number).
+fn c_id(id: alloc_domains::DomainId) -> c_int {
+    id.to_raw() as c_int
+}
+
+/// Removes a user domain that owns no live block (`alloc_domains::remove_domain`): its id is
+/// never valid again. Returns `DOMALLOC_OK`, `DOMALLOC_ERR_UNKNOWN_DOMAIN` (no domain has this
+/// id, or it was removed already), `DOMALLOC_ERR_STANDARD` (raw, mem or object) or
+/// `DOMALLOC_ERR_LIVE_BLOCKS` (a block made through the domain is not freed yet).
+#[unsafe(no_mangle)]
+pub extern "C" fn domalloc_remove_domain(id: c_int) -> c_int {
+    let Some(d) = domain(id) else {
+        return DOMALLOC_ERR_UNKNOWN_DOMAIN;
+    };
+    alloc_domains::remove_domain(d).map_or_else(|e| code(&e), |()| DOMALLOC_OK)
 }
 
 /// Writes the ids of the existing domains to `ids` (up to `cap` of them, in id order); returns
@@ -692,7 +732,7 @@ pub unsafe extern "C" fn domalloc_domains(ids: *mut c_int, cap: usize) -> usize 
     if !ids.is_null() {
         for (i, d) in all.iter().take(cap).enumerate() {
             // SAFETY: the caller's guarantee: `i < cap`.
-            unsafe { ids.add(i).write(c_int::from(d.id.index() as u8)) };
+            unsafe { ids.add(i).write(c_id(d.id)) };
         }
     }
     all.len()
@@ -745,7 +785,7 @@ pub unsafe extern "C" fn domalloc_on_change(
         move |d: alloc_domains::DomainId, now: &'static DynAllocator| {
             let c = as_c(now);
             // SAFETY: the caller's guarantee: the callback takes its context and a domain.
-            unsafe { cb(ctx as *mut c_void, c_int::from(d.index() as u8), &c) };
+            unsafe { cb(ctx as *mut c_void, c_id(d), &c) };
         },
     ));
     match alloc_domains::on_change(d, f) {

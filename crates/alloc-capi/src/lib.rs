@@ -412,7 +412,7 @@ static INIT: extern "C" fn() = init;
 
 /// The domain with C id `id` (0 raw, 1 mem, 2 object, then user domains in the order added).
 fn domain(id: c_int) -> Option<DomainId> {
-    u8::try_from(id).ok().map(DomainId::from_index)
+    u32::try_from(id).ok().and_then(DomainId::from_raw)
 }
 
 /// Copies `text` into `buf` (NUL-terminated, truncated to `cap`); returns the bytes the whole

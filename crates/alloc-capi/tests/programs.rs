@@ -142,7 +142,8 @@ fn pep_445_api_from_c() {
 
 /// PEP 445's hook pattern from C (`hooks.c`): a forwarding hook installed after the domains
 /// have allocated, with no hidden call, then set back; an unrelated allocator refused; user
-/// domains, the list of domains and change callbacks from C, with a hook on a user domain; and
+/// domains, the list of domains and change callbacks from C, with a hook on a user domain; user
+/// domains removed (refused while a block is live, the old id stale afterwards); and
 /// tracemalloc's start and stop 200 times on raw, mem and object while threads allocate and free
 /// through every domain and through malloc/free, every block checked, the original allocators
 /// back at the end.
@@ -155,6 +156,7 @@ fn c_hooks_start_and_stop_at_any_time_under_threads() {
             "no hidden calls",
             "refusal",
             "user domains and change callbacks",
+            "removing domains",
             "tracemalloc start/stop under threads",
         ],
     );

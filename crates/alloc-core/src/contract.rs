@@ -304,6 +304,21 @@ pub unsafe trait DomainAllocator {
         true
     }
 
+    /// Whether this allocator declares that, once [`track_ownership`](Self::track_ownership)
+    /// returned `true`, [`owns`](Self::owns) answers `Owned` for every block it makes, except the
+    /// blocks it takes from the C library unchanged (a pool's large blocks over `System`), which
+    /// every allocator of a domain hands back to the C library's `free`. A domain reads it, and
+    /// calls nothing else, to decide whether frees may be routed by `owns` when the allocator
+    /// cannot tell about a pointer it never made (it answers `Unknown` there, as a pool over the
+    /// C library does).
+    ///
+    /// The provided answer is `false`, the safe one: such an allocator is accepted by a domain
+    /// only before the domain's first allocation. The pools declare `true`; a decorator that
+    /// hands out its inner allocator's blocks unchanged forwards the question.
+    fn declares_ownership(&self) -> bool {
+        false
+    }
+
     /// A short name for reports and listings; the provided one is the type's name.
     fn name(&self) -> &str {
         core::any::type_name::<Self>()
@@ -488,6 +503,9 @@ unsafe impl<A: DomainAllocator + ?Sized> DomainAllocator for &A {
     }
     fn track_ownership(&self) -> bool {
         (**self).track_ownership()
+    }
+    fn declares_ownership(&self) -> bool {
+        (**self).declares_ownership()
     }
     fn name(&self) -> &str {
         (**self).name()

@@ -7,9 +7,9 @@
 ///
 /// * any single method of the trait except `name` (`malloc`, `calloc`, `realloc`, `free`,
 ///   `free_sized`, `malloc_aligned`, `calloc_aligned`, `free_aligned`, `realloc_aligned`,
-///   `usable_size`, `owns`, `starts_block`, `track_ownership`, `write_origin`,
+///   `usable_size`, `owns`, `starts_block`, `track_ownership`, `declares_ownership`, `write_origin`,
 ///   `write_origin_aligned`, `prepare_fork`, `after_fork_parent`, `after_fork_child`);
-/// * `ownership`: `owns`, `starts_block` and `track_ownership` (a decorator that hands out its inner
+/// * `ownership`: `owns`, `starts_block`, `track_ownership` and `declares_ownership` (a decorator that hands out its inner
 ///   allocator's blocks unchanged claims exactly what its inner allocator claims);
 /// * `origin`: both `write_origin` methods;
 /// * `fork`: the three fork methods (a decorator with no lock of its own).
@@ -59,6 +59,7 @@ macro_rules! __forward_one {
         $crate::__forward_one!($f owns);
         $crate::__forward_one!($f starts_block);
         $crate::__forward_one!($f track_ownership);
+        $crate::__forward_one!($f declares_ownership);
     };
     ($f:ident origin) => {
         $crate::__forward_one!($f write_origin);
@@ -163,6 +164,11 @@ macro_rules! __forward_one {
     ($f:ident starts_block) => {
         fn starts_block(&self, ptr: *const u8) -> $crate::Ownership {
             self.$f.starts_block(ptr)
+        }
+    };
+    ($f:ident declares_ownership) => {
+        fn declares_ownership(&self) -> bool {
+            self.$f.declares_ownership()
         }
     };
     ($f:ident track_ownership) => {

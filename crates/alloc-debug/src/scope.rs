@@ -757,6 +757,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Scoped<A> {
     fn track_ownership(&self) -> bool {
         self.inner.track_ownership()
     }
+    fn declares_ownership(&self) -> bool {
+        self.inner.declares_ownership()
+    }
     fn name(&self) -> &str {
         "scoped"
     }

@@ -48,19 +48,33 @@
 //! ([`DomainError::AmbiguousOwnership`]). The pool allocator, and the debug decorators over it,
 //! claim their blocks; forwarding hooks make none and are accepted at any time.
 
+#[cfg(not(loom))]
 mod config;
+#[cfg(all(test, loom))]
+mod loom_models;
+#[cfg(not(loom))]
 mod os;
+// Under loom only the record reclamation protocol and its models are built: the table needs
+// `const` atomics in statics, which loom's are not, and the crates it builds on are reduced too.
+#[cfg_attr(all(loom, not(test)), allow(dead_code))]
+mod reclaim;
+#[cfg_attr(loom, allow(dead_code))]
+mod record;
+mod sync;
+#[cfg(not(loom))]
 mod table;
 
+#[cfg(not(loom))]
 pub use config::{ENV_VAR, GUARD_SAMPLE_VAR, PRESET_NAMES, Preset, UnknownPreset};
+#[cfg(not(loom))]
 pub use table::{
     CallbackId, ChangeCallback, Domain, DomainError, DomainId, DomainInfo, DynAllocator,
     LARGE_POOL, LargePool, MAX_CALLBACKS, MAX_DOMAINS, MEDIUM_POOL, MEM, MediumPool, MemPool,
-    MemSpans, OBJECT, RAW, add_domain, after_fork_child, after_fork_parent, arena_allocator,
-    check_standard_live, domains, enable_mem_fast_path, find, free_standard_checked, get,
-    guards_every_block, hook, hook_forwarding, malloc_standard_large, mem_fast_path, name,
-    on_change, pool_stats, prepare_fork, preset, remove_callback, set, set_arena_allocator,
-    setup_debug_hooks, trim_pools,
+    MemSpans, OBJECT, RAW, STANDARD_DOMAINS, add_domain, after_fork_child, after_fork_parent,
+    arena_allocator, check_standard_live, domains, enable_mem_fast_path, find,
+    free_standard_checked, get, guards_every_block, hook, hook_forwarding, malloc_standard_large,
+    mem_fast_path, name, on_change, pool_stats, prepare_fork, preset, remove_callback,
+    remove_domain, set, set_arena_allocator, setup_debug_hooks, table_records, trim_pools,
 };
 
 /// Routes Rust's global allocations through a domain (usually `MEM`):
@@ -76,4 +90,5 @@ pub use table::{
 ///     assert_eq!(v.len(), 100);
 /// }
 /// ```
+#[cfg(not(loom))]
 pub type GlobalFront = alloc_core::AsGlobalAlloc<Domain>;

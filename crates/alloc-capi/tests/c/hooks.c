@@ -151,6 +151,41 @@ int main(void) {
     CHECK(domalloc_set_allocator(u, &uh.old) == DOMALLOC_OK, "set back again");
     printf("ok user domains and change callbacks\n");
 
+    /* Removing user domains: refused while a block is live and for the standard domains; the
+     * old id is never valid again, even once another domain has its place. */
+    long long rcid = domalloc_on_change(u, on_change, NULL);
+    CHECK(rcid > 0, "a callback on the domain to remove");
+    int before = atomic_load(&changes);
+    void *kept = domalloc_malloc(u, 64);
+    CHECK(kept != NULL, "a block of the user domain");
+    CHECK(domalloc_remove_domain(u) == DOMALLOC_ERR_LIVE_BLOCKS, "refused while a block is live");
+    CHECK(domalloc_remove_domain(DOMALLOC_DOMAIN_MEM) == DOMALLOC_ERR_STANDARD, "a standard domain stays");
+    CHECK(domalloc_remove_domain(DOMALLOC_DOMAIN_RAW) == DOMALLOC_ERR_STANDARD, "raw stays");
+    CHECK(domalloc_remove_domain(99) == DOMALLOC_ERR_UNKNOWN_DOMAIN && domalloc_remove_domain(-1) == DOMALLOC_ERR_UNKNOWN_DOMAIN, "no such domain");
+    domalloc_free(u, kept);
+    CHECK(domalloc_remove_domain(u) == DOMALLOC_OK, "removed once its blocks are freed");
+    CHECK(domalloc_remove_domain(u) == DOMALLOC_ERR_UNKNOWN_DOMAIN, "removed once");
+    CHECK(domalloc_malloc(u, 8) == NULL, "no allocation through a removed domain");
+    CHECK(domalloc_domain_name(u, name, sizeof name) == 0, "no name for a removed domain");
+    DomallocAllocator gone;
+    CHECK(domalloc_get_allocator(u, &gone) == DOMALLOC_ERR_UNKNOWN_DOMAIN, "no allocator for a removed domain");
+    CHECK(domalloc_on_change(u, on_change, NULL) == DOMALLOC_ERR_UNKNOWN_DOMAIN, "no callback on a removed domain");
+    n = domalloc_domains(ids, 64);
+    for (size_t i = 0; i < n; i++) CHECK(ids[i] != u, "a removed domain is not listed");
+    int u2 = domalloc_add_domain("c-user");
+    CHECK(u2 >= 3 && u2 != u && (u2 & 0xff) == (u & 0xff), "its place and name are free again, under another id");
+    CHECK(domalloc_malloc(u, 8) == NULL, "the old id does not reach the new domain");
+    void *fresh = domalloc_malloc(u2, 8);
+    CHECK(fresh != NULL, "the new domain allocates");
+    domalloc_free(u2, fresh);
+    Hook h2 = {0};
+    DomallocAllocator w2 = {&h2, h_malloc, h_calloc, h_realloc, h_free};
+    CHECK(domalloc_hook_allocator(u2, &w2, &h2.old) == DOMALLOC_OK && domalloc_set_allocator(u2, &h2.old) == DOMALLOC_OK, "hook the new domain");
+    CHECK(atomic_load(&changes) == before, "the removed domain's callback is gone");
+    CHECK(domalloc_remove_change_callback(rcid) == DOMALLOC_ERR_INVALID, "removed with its domain");
+    CHECK(domalloc_remove_domain(u2) == DOMALLOC_OK, "the new domain removed too");
+    printf("ok removing domains\n");
+
     /* tracemalloc's start and stop, over threads that allocate throughout. */
     pthread_t t[4];
     for (int d = 0; d < 4; d++) CHECK(pthread_create(&t[d], NULL, worker, (void *)(intptr_t)d) == 0, "thread");

@@ -787,6 +787,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for GuardPages<A> {
         // the rest.
         self.inner.track_ownership()
     }
+    fn declares_ownership(&self) -> bool {
+        self.inner.declares_ownership()
+    }
     fn name(&self) -> &str {
         "guard-pages"
     }

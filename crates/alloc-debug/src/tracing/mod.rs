@@ -1048,6 +1048,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
     fn track_ownership(&self) -> bool {
         self.inner.track_ownership()
     }
+    fn declares_ownership(&self) -> bool {
+        self.inner.declares_ownership()
+    }
 
     fn name(&self) -> &str {
         "tracing"

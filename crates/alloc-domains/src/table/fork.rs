@@ -7,15 +7,17 @@ use super::*;
 
 /// Calls `f` on every allocator installed in any domain, current or kept for its blocks, newest
 /// first; an allocator installed twice is reached twice (fork handling is idempotent for that).
+/// Only while the writer lock is held for the fork (records reachable from the table are freed
+/// only after being taken out of it under that lock).
 pub(super) fn for_each_installed(mut f: impl FnMut(&'static DynAllocator)) {
     for s in &TABLE {
         // Acquire: pairs with the Release that published the record.
         let p = s.current.load(Ordering::Acquire);
-        // SAFETY: installed records are statics or leaked boxes, never freed.
+        // SAFETY: the writer lock is held (see above), so the record is not freed meanwhile.
         let mut r = unsafe { p.as_ref() };
         while let Some(rec) = r {
             f(rec.alloc);
-            r = rec.previous;
+            r = rec.previous();
         }
     }
 }
@@ -27,6 +29,8 @@ pub(super) fn for_each_installed(mut f: impl FnMut(&'static DynAllocator)) {
 /// child does not inherit a lock held by a thread that does not exist there.
 pub fn prepare_fork() {
     WRITER.acquire_for_fork();
+    // The records waiting for a grace period (a writer takes it after `WRITER`, or alone).
+    PENDING.acquire_for_fork();
     for_each_installed(|a| a.prepare_fork());
     // Last: the standard pools' arena source, a leaf lock their arena acquisitions hold.
     ARENAS.prepare_fork();
@@ -41,8 +45,11 @@ pub unsafe fn after_fork_parent() {
     unsafe { ARENAS.after_fork_parent() };
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_parent() });
-    // SAFETY: `prepare_fork` took it on this thread.
-    unsafe { WRITER.release_after_fork() };
+    // SAFETY: `prepare_fork` took both on this thread.
+    unsafe {
+        PENDING.release_after_fork();
+        WRITER.release_after_fork();
+    }
 }
 
 /// Fork support, in the child after `fork()`: releases what [`prepare_fork`] took in the parent
@@ -52,10 +59,19 @@ pub unsafe fn after_fork_parent() {
 /// Only in the child of a `fork()` whose parent called [`prepare_fork`] just before, on the
 /// thread the fork returned in.
 pub unsafe fn after_fork_child() {
+    // The parent's other threads do not exist here: their announcement slots are given back (one
+    // may have been inside a section), and the barrier registration, which a child does not
+    // inherit, is made again.
+    crate::reclaim::mode::init();
+    // SAFETY: in the child of a fork, on its only thread (the caller's guarantee).
+    unsafe { READERS.after_fork_child() };
     // SAFETY: taken by the parent's `prepare_fork` (the caller's guarantee).
     unsafe { ARENAS.after_fork_child() };
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_child() });
-    // SAFETY: `prepare_fork` took it in the parent, on the thread that continues here.
-    unsafe { WRITER.release_after_fork() };
+    // SAFETY: `prepare_fork` took both in the parent, on the thread that continues here.
+    unsafe {
+        PENDING.release_after_fork();
+        WRITER.release_after_fork();
+    }
 }

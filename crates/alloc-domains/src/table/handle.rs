@@ -33,21 +33,66 @@ impl Domain {
         self.0
     }
 
+    /// The allocator to allocate with: the domain's current one ([`VACANT`]'s for a stale id).
+    /// For a user domain the block about to be made is counted live here (inside the section,
+    /// through its slot); [`made`](Self::made) takes it back if the allocation fails.
     #[inline]
     fn alloc_side(self) -> &'static DynAllocator {
         mark_used(self.0);
-        let rec = current(self.0);
-        if self.0 == DomainId::MEM && ptr::eq(rec, &REC_POOL) {
+        let alloc = {
+            let s = section();
+            let rec = current(&s, self.0);
+            if rec.generation != self.0.generation {
+                return &VACANT;
+            }
+            if self.counts() {
+                s.count(self.0.index(), 1);
+            }
+            rec.alloc
+        };
+        if self.0 == DomainId::MEM && is_current(DomainId::MEM, &REC_POOL) {
             enable_fast_mem();
         }
-        rec.alloc
+        alloc
+    }
+
+    /// Whether this is a user domain, whose live blocks the table counts (for
+    /// [`remove_domain`]).
+    #[inline(always)]
+    fn counts(self) -> bool {
+        self.0.index() >= STANDARD_DOMAINS
+    }
+
+    /// Takes back the count [`alloc_side`](Self::alloc_side) made, if the allocation failed
+    /// (not for a stale id, which counted nothing).
+    #[inline(always)]
+    fn made(self, p: Option<NonNull<u8>>) -> Option<NonNull<u8>> {
+        if p.is_none() && self.counts() && slot(self.0).is_ok() {
+            READERS.count(self.0.index(), u64::MAX);
+        }
+        p
+    }
+
+    /// The allocator to free `ptr` with, the block counted as freed (user domains); `None` for
+    /// a stale id (a removed domain owned no live block: the pointer is none of its).
+    #[inline(always)]
+    fn freer(self, ptr: *const u8) -> Option<&'static DynAllocator> {
+        let s = section();
+        let rec = current(&s, self.0);
+        if rec.generation != self.0.generation {
+            return None;
+        }
+        if self.counts() {
+            s.count(self.0.index(), u64::MAX);
+        }
+        Some(rec.owner(ptr))
     }
 
     /// `malloc_aligned` through the domain's current allocator (out of line: the common case is
     /// the standard pool, inlined into the caller).
     #[inline(never)]
     fn malloc_aligned_slow(self, layout: Layout) -> Option<NonNull<u8>> {
-        self.alloc_side().malloc_aligned(layout)
+        self.made(self.alloc_side().malloc_aligned(layout))
     }
 
     /// `free_aligned` through the allocator that made the block (out of line).
@@ -56,8 +101,10 @@ impl Domain {
     /// As for `DomainAllocator::free_aligned`.
     #[inline(never)]
     unsafe fn free_aligned_slow(self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
-        unsafe { owner_of(self.0, ptr.as_ptr()).free_aligned(ptr, layout) }
+        if let Some(owner) = self.freer(ptr.as_ptr()) {
+            // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
+            unsafe { owner.free_aligned(ptr, layout) }
+        }
     }
 
     /// Whether this is the mem domain on its standard pool (see `FAST_MEM`). Relaxed: `POOL` is
@@ -163,11 +210,18 @@ pub fn check_standard_live(ptr: *const u8, op: &str) -> bool {
 #[cold]
 pub fn enable_mem_fast_path() -> u32 {
     start();
-    if ptr::eq(current(DomainId::MEM), &REC_POOL) {
+    if is_current(DomainId::MEM, &REC_POOL) {
         mark_used(DomainId::MEM);
         enable_fast_mem();
     }
     FAST_MEM.load(Ordering::Relaxed)
+}
+
+/// Whether `rec` is the current record of domain `id` (a comparison of addresses: nothing is
+/// read from the record).
+#[inline]
+pub(super) fn is_current(id: DomainId, rec: &'static Installed) -> bool {
+    ptr::eq(TABLE[id.index()].current.load(Ordering::Relaxed), rec)
 }
 
 /// Records that domain `id` has served an allocation (the replacement rule reads it).
@@ -209,7 +263,7 @@ pub(super) fn standard_owner(ptr: *const u8) -> Standard {
 #[inline(never)]
 pub(super) fn enable_fast_mem() {
     if let Some(_w) = WRITER.try_lock()
-        && ptr::eq(current(DomainId::MEM), &REC_POOL)
+        && is_current(DomainId::MEM, &REC_POOL)
         && TABLE[DomainId::MEM.index()].used.load(Ordering::Relaxed)
     {
         FAST_MEM.store(POOL.fast_key(), Ordering::Relaxed);
@@ -237,14 +291,14 @@ unsafe impl DomainAllocator for Domain {
             }
             return POOL.malloc(size);
         }
-        self.alloc_side().malloc(size)
+        self.made(self.alloc_side().malloc(size))
     }
     #[inline]
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
         if self.fast_mem() {
             return POOL.calloc(nelem, elsize);
         }
-        self.alloc_side().calloc(nelem, elsize)
+        self.made(self.alloc_side().calloc(nelem, elsize))
     }
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
         if ptr.is_null() {
@@ -267,8 +321,10 @@ unsafe impl DomainAllocator for Domain {
         if ptr.is_null() {
             return;
         }
-        // SAFETY: as for realloc.
-        unsafe { owner_of(self.0, ptr).free(ptr) }
+        if let Some(owner) = self.freer(ptr) {
+            // SAFETY: as for realloc.
+            unsafe { owner.free(ptr) }
+        }
     }
     #[inline]
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
@@ -276,8 +332,10 @@ unsafe impl DomainAllocator for Domain {
             // SAFETY: as for realloc.
             return unsafe { POOL.free_sized(ptr, size) };
         }
-        // SAFETY: as for realloc.
-        unsafe { owner_of(self.0, ptr.as_ptr()).free_sized(ptr, size) }
+        if let Some(owner) = self.freer(ptr.as_ptr()) {
+            // SAFETY: as for realloc.
+            unsafe { owner.free_sized(ptr, size) }
+        }
     }
     #[inline(always)]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
@@ -295,7 +353,7 @@ unsafe impl DomainAllocator for Domain {
         self.malloc_aligned_slow(layout)
     }
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        self.alloc_side().calloc_aligned(layout)
+        self.made(self.alloc_side().calloc_aligned(layout))
     }
     #[inline(always)]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
@@ -331,6 +389,9 @@ unsafe impl DomainAllocator for Domain {
         chain_answer(self.0, |a| a.starts_block(ptr))
     }
     fn name(&self) -> &str {
+        if slot(self.0).is_err() {
+            return VACANT.name();
+        }
         TABLE[self.0.index()].name()
     }
     fn write_origin(&self, ptr: *const u8, out: &mut dyn core::fmt::Write) -> bool {

@@ -1,15 +1,39 @@
 //! The domain table: which allocator each domain uses now, the chain of those it used before, the
 //! change callbacks, and the start-up configuration.
 //!
-//! # Reading is one atomic load
+//! # Reading: one atomic load inside a section
 //!
 //! Each domain's slot holds an `AtomicPtr` to an [`Installed`] record (the allocator, the record it
 //! replaced, whether it can tell its own blocks). Allocation loads the record (Acquire, paired with
 //! the Release that published it) and calls the allocator through its vtable: one atomic load and
 //! one indirect call, plus, on the allocating side, a relaxed read of the slot's `used` flag (set
-//! once, at the domain's first allocation; the replacement rule below needs it). Records are never
-//! freed: a record may be read by a thread that loaded it just
-//! before a replacement, and blocks its allocator made may outlive it.
+//! once, at the domain's first allocation; the replacement rule below needs it), and, for user
+//! domains only, a count of live blocks in the thread's own slot (a load and a store;
+//! [`remove_domain`] sums them). The record is read
+//! inside a **section** of the table's readers (`crate::reclaim`): a thread-local read, a store
+//! to the thread's announcement slot and a compiler fence on entry, a Release store on exit;
+//! nothing allocates, locks or waits. The record's fields are read inside the section, the
+//! allocator (`'static`) is called after it ends (a free's walk down the chain calls `owns` and
+//! `starts_block` inside it).
+//!
+//! # Records are freed after a grace period (the invariant)
+//!
+//! **A record is freed only after it is unreachable from the table and every section that was
+//! running when it became unreachable has ended.** Records leave the table two ways, both under
+//! the writer lock: a set-back ([`set`] with the allocator forwarding hooks were installed over)
+//! takes the hooks' records off the top of the chain, and [`remove_domain`] takes the whole chain.
+//! Nothing else links to them (a record belongs to one chain; a record's predecessor leaves no
+//! earlier than the record), so after the store that unlinks them only a section already running
+//! can reach them. They wait in a pending list; the writer, after it releases the writer lock and
+//! if it is not itself inside a section, waits for a grace period (`Readers::synchronize`: a
+//! `membarrier` on Linux, a `SeqCst` fence elsewhere, then each active announcement slot until it
+//! changes) and frees them. A writer that cannot have one (inside a section, or a reader beyond
+//! the slots that stays busy) leaves them for the next writer: never freed early, only late.
+//! While the writer lock is held nothing reachable from the table is freed, so writers and the
+//! fork handlers read chains under the lock without a section. Other records stay for as long as
+//! their domain does: their allocators may own blocks still to be freed. The protocol is checked
+//! by loom models running this code (`loom_models`: a free mid-route while a set-back or a
+//! removal reclaims; test builds also assert, on every record read, that it was not reclaimed).
 //!
 //! # Replacing is safe (the rule)
 //!
@@ -43,9 +67,11 @@
 //! domain.
 //! [`set`] and [`hook`] check it: on a domain that has allocated, the new allocator must claim
 //! its blocks, or the call is refused with [`DomainError::AmbiguousOwnership`]. Whether it does is
-//! asked without calling it where it can say (it answers `NotOwned` for an address no allocator
-//! made); only one that answers `Unknown` there (a pool whose large blocks are the C library's)
-//! is asked for one probe block. The pool allocators claim their blocks; so do the debug
+//! asked without calling any of its allocation functions (installing calls none): it answers
+//! `NotOwned` for an address no allocator made, or, where it cannot tell there (`Unknown`: a pool
+//! whose large blocks are the C library's), it declares that it claims its own blocks
+//! (`DomainAllocator::declares_ownership`; the safe default is no). The pool allocators claim
+//! their blocks; so do the debug
 //! decorators over anything (each remembers the blocks it made, once asked: every allocator is
 //! asked, with `DomainAllocator::track_ownership`, before it is installed, and one that made
 //! blocks before it was asked counts as not claiming them); a decorator that returns its inner
@@ -54,7 +80,9 @@
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 use alloc_arena::{
     DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, PoolConfig, Spans, SwapError,
@@ -65,6 +93,9 @@ use alloc_debug::{GuardPages, Guarded};
 use thiserror::Error;
 
 use crate::config::{EnvValue, Preset, parse_guard_sample, read_env};
+use crate::reclaim::{READERS, Section};
+pub use crate::record::DynAllocator;
+use crate::record::{Installed, LIVE, Retired, retire};
 
 mod arenas;
 mod fork;
@@ -80,47 +111,80 @@ pub use route::*;
 pub use standard::*;
 pub use write::*;
 
-/// An allocator a domain can use: any `DomainAllocator` shared between threads for the rest of the
-/// program.
-pub type DynAllocator = dyn DomainAllocator + Send + Sync;
-
 /// A change callback: called with the domain and its allocator at registration and after each
 /// change.
 pub type ChangeCallback = dyn Fn(DomainId, &'static DynAllocator) + Send + Sync;
 
 /// The most domains a program can have (the three standard ones included).
-pub const MAX_DOMAINS: usize = 16;
+pub const MAX_DOMAINS: usize = crate::reclaim::DOMAINS;
 /// The most change callbacks registered at once.
 pub const MAX_CALLBACKS: usize = 32;
+/// How many standard domains there are (raw, mem, object): ids below it are theirs.
+pub const STANDARD_DOMAINS: usize = 3;
 
-/// A domain: an index into the table.
+/// The generation no domain has: the mark of a removed domain's slot ([`remove_domain`]).
+pub(super) const NO_GENERATION: u16 = u16::MAX;
+
+/// A domain: an index into the table, and the generation of the slot it names. A slot's
+/// generation grows each time its domain is removed ([`remove_domain`]), so an id kept from
+/// before is told apart from the id of a domain added there later
+/// ([`DomainError::Removed`]); the standard domains are of generation 0, never removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DomainId(u8);
+pub struct DomainId {
+    index: u8,
+    generation: u16,
+}
 
 impl DomainId {
     /// The raw domain (`PyMem_RawMalloc`): usable from any thread at any time; the C library by
     /// default.
-    pub const RAW: DomainId = DomainId(0);
+    pub const RAW: DomainId = DomainId::from_index(0);
     /// The mem domain (`PyMem_Malloc`): the pool allocator by default.
-    pub const MEM: DomainId = DomainId(1);
+    pub const MEM: DomainId = DomainId::from_index(1);
     /// The object domain (`PyObject_Malloc`): the pool allocator by default.
-    pub const OBJECT: DomainId = DomainId(2);
+    pub const OBJECT: DomainId = DomainId::from_index(2);
 
     /// The domain's index in the table.
     pub const fn index(self) -> usize {
-        self.0 as usize
+        self.index as usize
     }
 
-    /// The id with index `i` (for C callers and tables that store ids as numbers); whether a
-    /// domain has it is checked where it is used ([`DomainError::UnknownDomain`]).
+    /// The generation of the domain's slot this id names.
+    pub const fn generation(self) -> u16 {
+        self.generation
+    }
+
+    /// The id with index `i` and generation 0 (the standard domains, and the first domain added
+    /// at each index); whether a domain has it is checked where it is used
+    /// ([`DomainError::UnknownDomain`]).
     pub const fn from_index(i: u8) -> DomainId {
-        DomainId(i)
+        DomainId {
+            index: i,
+            generation: 0,
+        }
+    }
+
+    /// The id as one number, for C callers: the index in the low 8 bits, the generation above
+    /// (so the first domain at each index has the number of its index).
+    pub const fn to_raw(self) -> u32 {
+        self.index as u32 | (self.generation as u32) << 8
+    }
+
+    /// The id [`to_raw`](Self::to_raw) made the number of; `None` for a number no id has.
+    pub const fn from_raw(raw: u32) -> Option<DomainId> {
+        if raw >> 24 != 0 {
+            return None;
+        }
+        Some(DomainId {
+            index: raw as u8,
+            generation: (raw >> 8) as u16,
+        })
     }
 
     /// The API id byte the debug hooks write for this domain: `'r'`, `'m'`, `'o'` for the standard
     /// domains (as CPython), then `'A'`, `'B'`, ... for user domains.
     pub const fn api_id(self) -> u8 {
-        match self.0 {
+        match self.index {
             0 => b'r',
             1 => b'm',
             2 => b'o',
@@ -148,6 +212,26 @@ pub enum DomainError {
     /// No domain has this id.
     #[error("no domain has id {0}")]
     UnknownDomain(u8),
+    /// The id names a domain that was removed ([`remove_domain`]); another domain may have its
+    /// index now, under another generation.
+    #[error("domain {index} (generation {generation}) was removed")]
+    Removed {
+        /// The id's index.
+        index: u8,
+        /// The id's generation.
+        generation: u16,
+    },
+    /// The standard domains (raw, mem, object) are never removed.
+    #[error("domain {0:?} is a standard domain, which cannot be removed")]
+    StandardDomain(&'static str),
+    /// A domain is removed only once it owns no live block.
+    #[error("domain {domain:?} still has {live} live blocks")]
+    LiveBlocks {
+        /// The domain's name.
+        domain: &'static str,
+        /// How many blocks made through the domain are not freed yet.
+        live: isize,
+    },
     /// The replacement could capture blocks of the allocators before it; see the module
     /// documentation of the rule.
     #[error(
@@ -172,31 +256,21 @@ pub enum DomainError {
     },
 }
 
-/// One allocator installed in a domain.
-pub(crate) struct Installed {
-    alloc: &'static DynAllocator,
-    previous: Option<&'static Installed>,
-    /// Whether the allocator claims the blocks it makes (`owns == Owned`).
-    precise: bool,
-    /// Whether this is a debug hook put by `setup_debug_hooks`.
-    debug_hook: bool,
-    /// A debug hook installed before the domain's first allocation: every block of the domain was
-    /// made through it, so a block nobody claims is foreign, and goes to it to be reported.
-    guards_all: bool,
-    /// The allocator forwards every call to the one it replaced and hands out that one's blocks
-    /// unchanged ([`hook_forwarding`]): it makes no block of its own, claims none, and a block of
-    /// the allocator below it is freed through it (so the hook sees the free).
-    forwards: bool,
-    /// Every record of the chain from this one down forwards to the oldest (or this is the
-    /// oldest): the current allocator frees every block, with no lookup.
-    direct: bool,
-}
-
 struct Slot {
+    /// The current record: null for a slot never used, `REC_VACANT` for a removed domain's.
     current: AtomicPtr<Installed>,
     used: AtomicBool,
     name: AtomicPtr<u8>,
     name_len: AtomicU64,
+    /// The name's version: odd while it is written.
+    name_seq: AtomicU32,
+    /// The generation of the domain in the slot, or of the next one added there.
+    generation: AtomicU16,
+    /// The sum of the per-thread live-block counts of the slot's index when the domain was
+    /// added (`Readers::live_sum`): the counts of user domains (the standard ones are never
+    /// removed) minus it are the domain's blocks made and not freed yet, which
+    /// [`remove_domain`] reads.
+    live_base: AtomicU64,
 }
 
 impl Slot {
@@ -206,23 +280,55 @@ impl Slot {
             used: AtomicBool::new(false),
             name: AtomicPtr::new(ptr::null_mut()),
             name_len: AtomicU64::new(0),
+            name_seq: AtomicU32::new(0),
+            generation: AtomicU16::new(0),
+            live_base: AtomicU64::new(0),
         }
     }
 
+    /// The name (a seqlock over the pointer and the length: a slot's name changes when a domain
+    /// is added where one was removed).
     fn name(&self) -> &'static str {
-        let p = self.name.load(Ordering::Acquire);
-        if p.is_null() {
-            return "";
+        loop {
+            // Acquire: the name's words read below are at least those of this version.
+            let before = self.name_seq.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let p = self.name.load(Ordering::Relaxed);
+            let len = self.name_len.load(Ordering::Relaxed) as usize;
+            // Acquire: the words above are read before the version is read again.
+            core::sync::atomic::fence(Ordering::Acquire);
+            if self.name_seq.load(Ordering::Relaxed) != before {
+                continue;
+            }
+            if p.is_null() {
+                return "";
+            }
+            // SAFETY: pointer and length were stored together from one `&'static str` (the
+            // version did not change while they were read, and is even: no writer was between
+            // them).
+            return unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(p, len)) };
         }
-        let len = self.name_len.load(Ordering::Relaxed) as usize;
-        // SAFETY: name and length were stored together from a `&'static str` (length first, then
-        // the pointer with Release), and never change afterwards.
-        unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(p, len)) }
     }
 
+    /// Sets the name (under the writer lock).
     fn set_name(&self, name: &'static str) {
+        let v = self.name_seq.load(Ordering::Relaxed);
+        self.name_seq.store(v + 1, Ordering::Relaxed);
+        // Release: a reader that sees a word below sees the odd version first.
+        core::sync::atomic::fence(Ordering::Release);
         self.name_len.store(name.len() as u64, Ordering::Relaxed);
-        self.name.store(name.as_ptr().cast_mut(), Ordering::Release);
+        self.name.store(name.as_ptr().cast_mut(), Ordering::Relaxed);
+        // Release: publishes the words with the even version.
+        self.name_seq.store(v + 2, Ordering::Release);
+    }
+
+    /// Whether a domain is in the slot now.
+    fn occupied(&self) -> bool {
+        let p = self.current.load(Ordering::Acquire);
+        !p.is_null() && !ptr::eq(p, &REC_VACANT)
     }
 }
 

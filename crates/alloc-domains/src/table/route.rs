@@ -3,106 +3,82 @@
 
 use super::*;
 
-// Reading.
+// Reading. Every read of a record is inside a section of `READERS` (or under the writer lock):
+// records taken out of the table are freed only after a grace period (`crate::reclaim`).
 
+/// The slot of an existing domain of this generation.
 pub(super) fn slot(id: DomainId) -> Result<&'static Slot, DomainError> {
     let s = TABLE
         .get(id.index())
-        .ok_or(DomainError::UnknownDomain(id.0))?;
-    if s.current.load(Ordering::Acquire).is_null() {
-        return Err(DomainError::UnknownDomain(id.0));
+        .ok_or(DomainError::UnknownDomain(id.index))?;
+    if s.generation.load(Ordering::Acquire) != id.generation {
+        return Err(DomainError::Removed {
+            index: id.index,
+            generation: id.generation,
+        });
+    }
+    if !s.occupied() {
+        return Err(DomainError::UnknownDomain(id.index));
     }
     Ok(s)
 }
 
+/// A section of the table's readers: records read inside it are not freed before it ends.
+#[inline(always)]
+pub(super) fn section() -> Section<'static> {
+    READERS.enter()
+}
+
+/// The current record of domain `id` (its index: the caller checks the generation where it
+/// matters), valid while the section lasts.
 #[inline]
-pub(super) fn current(id: DomainId) -> &'static Installed {
+pub(super) fn current<'s>(_in: &'s Section<'_>, id: DomainId) -> &'s Installed {
     // Acquire: pairs with the Release that published the record.
     let p = TABLE[id.index()].current.load(Ordering::Acquire);
-    debug_assert!(!p.is_null(), "domain {} is not in the table", id.0);
-    // SAFETY: installed records are statics or leaked boxes, never freed; the slot of an existing
-    // domain never holds null (handles are only made for existing domains).
+    debug_assert!(!p.is_null(), "domain {} is not in the table", id.index);
+    // SAFETY: the slot of a domain a handle or id was made for is never null again (a removed
+    // domain's holds the static `REC_VACANT`); the record is freed only after a grace period
+    // that waits for this section (`crate::reclaim`).
+    let rec = unsafe { &*p };
+    rec.check();
+    rec
+}
+
+/// The current record of domain `id`, read under the writer lock (no record reachable from the
+/// table is freed while it is held: records are retired under it, before they are freed).
+pub(super) fn current_locked(_w: &Writer, id: DomainId) -> &Installed {
+    let p = TABLE[id.index()].current.load(Ordering::Acquire);
+    // SAFETY: as for `current`: only records taken out of the table under the lock are freed.
     unsafe { &*p }
 }
 
-/// The allocator that made `ptr`, by the rule in the module documentation.
+/// The allocator that made `ptr`, by the rule in the module documentation; the removed domain's
+/// allocator ([`REC_VACANT`]'s) for a stale id.
 #[inline]
 pub(super) fn owner_of(id: DomainId, ptr: *const u8) -> &'static DynAllocator {
-    let rec = current(id);
-    if rec.direct {
-        rec.alloc
-    } else {
-        route(rec, ptr)
-    }
+    live_owner_of(id, ptr).unwrap_or(REC_VACANT.alloc)
 }
 
-#[cold]
-pub(super) fn route(newest: &'static Installed, ptr: *const u8) -> &'static DynAllocator {
-    let mut hook: Option<&'static DynAllocator> = None;
-    let mut imprecise: Option<&'static DynAllocator> = None;
-    let mut oldest = newest.alloc;
-    // The newest of the forwarding records just above the one being looked at: the allocator a
-    // block of that one is freed through.
-    let mut through: Option<&'static DynAllocator> = None;
-    // The first allocator whose memory holds `ptr` where none of its blocks starts.
-    let mut inside: Option<&'static DynAllocator> = None;
-    let mut r = Some(newest);
-    while let Some(rec) = r {
-        r = rec.previous;
-        if rec.forwards {
-            through = through.or(Some(rec.alloc));
-            continue;
-        }
-        let freer = through.take().unwrap_or(rec.alloc);
-        if rec.alloc.owns(ptr) == Ownership::Owned {
-            // An allocator's memory may also hold the blocks of a header decorator stacked on it
-            // (a debug hook: its blocks start inside the allocator's): a pointer there where none
-            // of the allocator's own blocks starts is the decorator's (it claims its live ones,
-            // further along), or a bad pointer for a debug hook to report, or for the allocator's
-            // own checks.
-            if rec.alloc.starts_block(ptr) != Ownership::NotOwned {
-                return freer;
-            }
-            inside = inside.or(Some(freer));
-        }
-        if rec.guards_all {
-            // Every block of the domain was made through this hook: nothing older made any.
-            return freer;
-        }
-        if rec.debug_hook && hook.is_none() {
-            hook = Some(freer);
-        }
-        if !rec.precise && imprecise.is_none() {
-            imprecise = Some(freer);
-        }
-        oldest = freer;
+/// [`owner_of`], `None` for a stale id (a removed domain's).
+#[inline]
+pub(super) fn live_owner_of(id: DomainId, ptr: *const u8) -> Option<&'static DynAllocator> {
+    let s = section();
+    let rec = current(&s, id);
+    if rec.generation != id.generation {
+        return None;
     }
-    match inside {
-        // In an allocator's memory, no block of anyone's: never the C library's.
-        Some(owner) => hook.unwrap_or(owner),
-        None => imprecise.or(hook).unwrap_or(oldest),
-    }
+    Some(rec.owner(ptr))
 }
 
 /// `Owned` if an allocator of the domain's chain answers `Owned` to `ask`, else `Unknown` if one
 /// cannot tell, else `NotOwned`.
 pub(super) fn chain_answer(id: DomainId, ask: impl Fn(&DynAllocator) -> Ownership) -> Ownership {
-    let mut r = Some(current(id));
-    let mut answer = Ownership::NotOwned;
-    while let Some(rec) = r {
-        if rec.forwards {
-            // Its blocks are those of the allocators below.
-            r = rec.previous;
-            continue;
-        }
-        match ask(rec.alloc) {
-            Ownership::Owned => return Ownership::Owned,
-            Ownership::Unknown => answer = Ownership::Unknown,
-            Ownership::NotOwned => {}
-        }
-        r = rec.previous;
+    let s = section();
+    let rec = current(&s, id);
+    if rec.generation != id.generation {
+        return Ownership::NotOwned;
     }
-    answer
+    rec.answer(ask)
 }
 
 /// Whether every block of the domain was made through a debug hook that is still in its chain
@@ -116,12 +92,13 @@ pub fn guards_every_block(id: DomainId) -> bool {
     if slot(id).is_err() {
         return false;
     }
-    let mut r = Some(current(id));
+    let s = section();
+    let mut r = Some(current(&s, id));
     while let Some(rec) = r {
         if rec.guards_all {
             return true;
         }
-        r = rec.previous;
+        r = rec.previous();
     }
     false
 }
@@ -130,7 +107,8 @@ pub fn guards_every_block(id: DomainId) -> bool {
 pub fn get(id: DomainId) -> Result<&'static DynAllocator, DomainError> {
     start();
     slot(id)?;
-    Ok(current(id).alloc)
+    let s = section();
+    Ok(current(&s, id).alloc)
 }
 
 /// The name of a domain.
@@ -155,11 +133,27 @@ pub fn domains() -> Vec<DomainInfo> {
     start();
     (0..MAX_DOMAINS)
         .filter_map(|i| {
-            let id = DomainId(i as u8);
-            slot(id).ok().map(|s| DomainInfo {
+            let slot = &TABLE[i];
+            let id = DomainId {
+                index: i as u8,
+                generation: slot.generation.load(Ordering::Acquire),
+            };
+            // The allocator's name is read (and copied) outside the section: a `String` is made.
+            let alloc = {
+                let s = section();
+                if !slot.occupied() {
+                    return None;
+                }
+                let rec = current(&s, id);
+                if rec.generation != id.generation {
+                    return None;
+                }
+                rec.alloc
+            };
+            Some(DomainInfo {
                 id,
-                name: s.name(),
-                allocator: current(id).alloc.name().to_string(),
+                name: slot.name(),
+                allocator: alloc.name().to_string(),
             })
         })
         .collect()

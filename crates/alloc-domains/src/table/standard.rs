@@ -86,15 +86,67 @@ pub(super) const fn record(
 ) -> Installed {
     Installed {
         alloc,
-        previous: None,
+        previous: ptr::null_mut(),
         precise,
         debug_hook,
         // Records installed at start-up precede every allocation.
         guards_all: debug_hook,
         forwards: false,
         direct: true,
+        heap: false,
+        generation: 0,
+        mark: AtomicU8::new(LIVE),
     }
 }
+
+/// The allocator of a removed domain ([`remove_domain`]), which a stale handle reaches: it makes
+/// no block (every allocation fails), owns none, and a free through it does nothing (the domain
+/// owned no live block when it was removed, so the pointer is none of its).
+pub(super) struct Vacant;
+
+pub(super) static VACANT: Vacant = Vacant;
+
+// SAFETY: it returns no block at all.
+unsafe impl DomainAllocator for Vacant {
+    fn malloc(&self, _size: usize) -> Option<NonNull<u8>> {
+        None
+    }
+    fn calloc(&self, _nelem: usize, _elsize: usize) -> Option<NonNull<u8>> {
+        None
+    }
+    unsafe fn realloc(&self, _ptr: *mut u8, _new_size: usize) -> Option<NonNull<u8>> {
+        None
+    }
+    unsafe fn free(&self, _ptr: *mut u8) {}
+    fn malloc_aligned(&self, _layout: Layout) -> Option<NonNull<u8>> {
+        None
+    }
+    fn calloc_aligned(&self, _layout: Layout) -> Option<NonNull<u8>> {
+        None
+    }
+    unsafe fn free_aligned(&self, _ptr: NonNull<u8>, _layout: Layout) {}
+    unsafe fn realloc_aligned(
+        &self,
+        _ptr: NonNull<u8>,
+        _layout: Layout,
+        _new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        None
+    }
+    fn owns(&self, _ptr: *const u8) -> Ownership {
+        Ownership::NotOwned
+    }
+    fn name(&self) -> &str {
+        "removed"
+    }
+}
+
+/// The record of a removed domain's slot: of no generation, so that every id of the slot's
+/// earlier domains sees a removed domain.
+pub(super) static REC_VACANT: Installed = Installed {
+    generation: NO_GENERATION,
+    ..record(&VACANT, true, false)
+};
 
 pub(super) static REC_SYSTEM: Installed = record(&SYSTEM, false, false);
 // The pool claims its blocks; its large ones are the C library's, which every allocator here
@@ -158,6 +210,8 @@ pub(super) fn start() {
         }
         return;
     }
+    // The grace periods' fence mode (a system call, no allocation).
+    crate::reclaim::mode::init();
     let value = read_env(c"DOMALLOC");
     let preset = match &value {
         None => Preset::default(),

@@ -21,21 +21,35 @@ pub(super) static WRITER: alloc_core::lock::Lock<Writer> = alloc_core::lock::Loc
     },
 });
 
-pub(super) fn leak(rec: Installed) -> &'static Installed {
-    Box::leak(Box::new(rec))
+/// How many records made by `Box` are not freed yet (see [`table_records`]).
+static RECORDS: AtomicUsize = AtomicUsize::new(0);
+
+/// A record made by `Box`, for the table (freed after a grace period once taken out of it).
+pub(super) fn boxed(rec: Installed) -> *mut Installed {
+    RECORDS.fetch_add(1, Ordering::Relaxed);
+    Box::into_raw(Box::new(Installed { heap: true, ..rec }))
+}
+
+/// How many records the table holds in memory beyond its statics: one per allocator installed
+/// with [`set`], [`hook`], [`hook_forwarding`], [`add_domain`] or [`setup_debug_hooks`], until a
+/// set-back takes it out of its domain's chain or its domain is removed and a grace period has
+/// passed. For diagnostics and tests: hooking and unhooking a domain any number of times leaves
+/// it where it was.
+pub fn table_records() -> usize {
+    RECORDS.load(Ordering::Relaxed)
 }
 
 /// An address no allocator made a block at (a static of this crate), for [`claims_its_blocks`].
 pub(super) static NOBODYS: u8 = 0;
 
-/// Whether `alloc` claims the blocks it makes: asked to track its blocks (a header decorator
-/// remembers them only when asked; an allocator that cannot claim blocks, a C allocator, says no),
-/// it must cover every live one; and it must tell a pointer it never made (`NotOwned` for an
-/// address of this crate's statics, which by the contract means it never disowns one of its
-/// own), asked without calling any of its allocation functions. Only an allocator that cannot
-/// tell there (`Unknown`: a pool whose large blocks are the C library's, an allocator that leaves
-/// `owns` to the provided answer) is asked for a probe block, to see whether it claims it. Hooks
-/// that forward ([`hook_forwarding`]) are never asked anything.
+/// Whether `alloc` claims the blocks it makes, asked without calling any of its allocation
+/// functions: asked to track its blocks (a header decorator remembers them only when asked; an
+/// allocator that cannot claim blocks, a C allocator, says no), it must cover every live one; and
+/// it must tell a pointer it never made (`NotOwned` for an address of this crate's statics, which
+/// by the contract means it never disowns one of its own), or, where it cannot tell there
+/// (`Unknown`: a pool whose large blocks are the C library's), declare that it claims every block
+/// of its own (`DomainAllocator::declares_ownership`). Hooks that forward ([`hook_forwarding`])
+/// are never asked anything.
 pub(super) fn claims_its_blocks(alloc: &DynAllocator) -> bool {
     if !alloc.track_ownership() {
         return false;
@@ -43,60 +57,58 @@ pub(super) fn claims_its_blocks(alloc: &DynAllocator) -> bool {
     match alloc.owns(ptr::from_ref(&NOBODYS)) {
         Ownership::NotOwned => true,
         Ownership::Owned => false,
-        Ownership::Unknown => {
-            let Some(p) = alloc.malloc(1) else {
-                return false;
-            };
-            let owned = alloc.owns(p.as_ptr()) == Ownership::Owned;
-            // SAFETY: the probe block was just made by `alloc` and is freed once.
-            unsafe { alloc.free(p.as_ptr()) };
-            owned
-        }
+        Ownership::Unknown => alloc.declares_ownership(),
     }
 }
 
 /// Whether `alloc` is the allocator of a record of the chain from `rec` down.
-pub(super) fn in_chain(rec: &'static Installed, alloc: &DynAllocator) -> bool {
+pub(super) fn in_chain(rec: &Installed, alloc: &DynAllocator) -> bool {
     let mut r = Some(rec);
     while let Some(x) = r {
         if ptr::addr_eq(x.alloc, alloc) {
             return true;
         }
-        r = x.previous;
+        r = x.previous();
     }
     false
 }
 
-/// Records taken out of a chain by a set-back (see [`set`]): never freed, as a thread may still be
-/// in a call through one, and kept here so that they stay reachable (a leak checker sees them as
-/// held, which they are). Written under the writer lock.
-pub(super) static RETIRED: alloc_core::lock::Lock<Vec<&'static Installed>> =
+/// Records taken out of the table (by a set-back, [`set`], or a removal, [`remove_domain`]) whose
+/// grace period has not been had yet: freed by the next writer that can have one. Written under
+/// its own lock, taken after the writer lock or alone.
+pub(super) static PENDING: alloc_core::lock::Lock<Vec<Retired>> =
     alloc_core::lock::Lock::new(Vec::new());
 
-/// Keeps the records from `top` down to (not including) `to` in [`RETIRED`].
-pub(super) fn retire_above(top: &'static Installed, to: &'static Installed) {
-    let mut retired = RETIRED.lock();
-    let mut r = top;
-    while !ptr::eq(r, to) {
-        retired.push(r);
-        match r.previous {
-            Some(p) => r = p,
-            None => break,
-        }
+/// Frees the records waiting in [`PENDING`] after a grace period, if one can be had now (not
+/// from inside a section of the calling thread: a writer called from an allocator's `owns`, say);
+/// otherwise they wait for the next writer. Called by writers after they release the writer lock.
+pub(super) fn reclaim_pending() {
+    if READERS.in_section() {
+        return;
+    }
+    let batch = core::mem::take(&mut *PENDING.lock());
+    let n = batch.len();
+    let kept = crate::record::reclaim(&READERS, batch);
+    RECORDS.fetch_sub(n - kept.len(), Ordering::Relaxed);
+    if !kept.is_empty() {
+        PENDING.lock().extend(kept);
     }
 }
 
-/// The record of `alloc` if it is reached from `rec` through forwarding records only (the hook
-/// pattern's restore: `alloc` is what the hooks above it were installed over).
+/// The record of `alloc` if it is reached from the current record of `id` through forwarding
+/// records only (the hook pattern's restore: `alloc` is what the hooks above it were installed
+/// over).
 pub(super) fn under_forwarders(
-    rec: &'static Installed,
+    w: &Writer,
+    id: DomainId,
     alloc: &DynAllocator,
-) -> Option<&'static Installed> {
-    let mut r = rec;
+) -> Option<*mut Installed> {
+    let mut r = current_locked(w, id);
     while r.forwards {
-        r = r.previous?;
+        let below = r.previous;
+        r = r.previous()?;
         if ptr::addr_eq(r.alloc, alloc) {
-            return Some(r);
+            return Some(below);
         }
     }
     None
@@ -118,7 +130,7 @@ pub(super) fn install(
     new: Layer,
 ) -> Result<Vec<&'static ChangeCallback>, DomainError> {
     let s = slot(id)?;
-    let old = current(id);
+    let old = current_locked(w, id);
     let used = s.used.load(Ordering::Acquire);
     // An allocator that cannot claim its blocks is refused over live blocks of others, unless it
     // is one of the chain already (set back: its blocks are told apart as they were before).
@@ -128,14 +140,17 @@ pub(super) fn install(
             allocator: new.alloc.name().to_string(),
         });
     }
-    let rec = leak(Installed {
+    let rec = boxed(Installed {
         alloc: new.alloc,
-        previous: Some(old),
+        previous: TABLE[id.index()].current.load(Ordering::Relaxed),
         precise: new.precise,
         debug_hook: new.debug_hook,
         guards_all: new.debug_hook && !used,
         forwards: new.forwards,
         direct: new.forwards && old.direct,
+        heap: true,
+        generation: id.generation,
+        mark: AtomicU8::new(LIVE),
     });
     Ok(publish(w, id, rec))
 }
@@ -144,16 +159,14 @@ pub(super) fn install(
 pub(super) fn publish(
     w: &mut Writer,
     id: DomainId,
-    rec: &'static Installed,
+    rec: *mut Installed,
 ) -> Vec<&'static ChangeCallback> {
     if id == DomainId::MEM {
         // Under the writer lock, before the new record is visible (see `FAST_MEM`).
         FAST_MEM.store(NO_KEY, Ordering::Relaxed);
     }
     // Release: publishes the record; paired with the Acquire of every reader.
-    TABLE[id.index()]
-        .current
-        .store(rec_ptr(rec), Ordering::Release);
+    TABLE[id.index()].current.store(rec, Ordering::Release);
     w.callbacks
         .slots
         .iter()
@@ -164,7 +177,10 @@ pub(super) fn publish(
 }
 
 pub(super) fn notify(id: DomainId, callbacks: Vec<&'static ChangeCallback>) {
-    let alloc = current(id).alloc;
+    if callbacks.is_empty() {
+        return;
+    }
+    let alloc = current(&section(), id).alloc;
     for cb in callbacks {
         cb(id, alloc);
     }
@@ -177,16 +193,24 @@ pub(super) fn notify(id: DomainId, callbacks: Vec<&'static ChangeCallback>) {
 /// hooks ([`hook_forwarding`]) were installed over removes those hooks from the chain: their
 /// blocks are its blocks (PEP 445's hook pattern: read, wrap, later restore). None of `alloc`'s
 /// functions is called. Change callbacks run after the switch, outside the table's lock.
+///
+/// The records of the hooks a set-back takes out are freed once no thread can be reading them
+/// (after a grace period: see the module documentation), so hooking and unhooking a domain any
+/// number of times keeps its memory and its cost bounded.
 pub fn set(id: DomainId, alloc: &'static DynAllocator) -> Result<(), DomainError> {
     start();
     let precise = claims_its_blocks(alloc);
     let callbacks = {
         let mut w = WRITER.lock();
         slot(id)?;
-        match under_forwarders(current(id), alloc) {
+        match under_forwarders(&w, id, alloc) {
             Some(rec) => {
-                retire_above(current(id), rec);
-                publish(&mut w, id, rec)
+                let top = TABLE[id.index()].current.load(Ordering::Relaxed);
+                let callbacks = publish(&mut w, id, rec);
+                // SAFETY: under the writer lock; the records above `rec` were just taken out of
+                // the table (nothing else links to them: a record is in one chain), once.
+                unsafe { retire(top, rec, &mut PENDING.lock()) };
+                callbacks
             }
             None => install(
                 &mut w,
@@ -200,6 +224,7 @@ pub fn set(id: DomainId, alloc: &'static DynAllocator) -> Result<(), DomainError
             )?,
         }
     };
+    reclaim_pending();
     notify(id, callbacks);
     Ok(())
 }
@@ -236,7 +261,7 @@ pub(super) fn wrap_current(
     let callbacks = {
         let mut w = WRITER.lock();
         slot(id)?;
-        let alloc = wrap(current(id).alloc);
+        let alloc = wrap(current_locked(&w, id).alloc);
         let precise = forwards || claims_its_blocks(alloc);
         install(
             &mut w,
@@ -286,7 +311,8 @@ pub fn hook_forwarding(
 }
 
 /// Adds a domain named `name` using `alloc`; standard domains are not special here, only in their
-/// defaults.
+/// defaults. The id has the index of the first free slot (a removed domain's slot is free again)
+/// and that slot's generation, so that ids of a domain removed from it are told from it.
 pub fn add_domain(
     name: &'static str,
     alloc: &'static DynAllocator,
@@ -297,22 +323,91 @@ pub fn add_domain(
     }
     let precise = claims_its_blocks(alloc);
     let _w = WRITER.lock();
-    if TABLE
-        .iter()
-        .any(|s| !s.current.load(Ordering::Acquire).is_null() && s.name() == name)
-    {
+    if TABLE.iter().any(|s| s.occupied() && s.name() == name) {
         return Err(DomainError::DuplicateName(name));
     }
     let (i, s) = TABLE
         .iter()
         .enumerate()
-        .find(|(_, s)| s.current.load(Ordering::Acquire).is_null())
+        .find(|(_, s)| !s.occupied())
         .ok_or(DomainError::TableFull { max: MAX_DOMAINS })?;
+    let id = DomainId {
+        index: i as u8,
+        generation: s.generation.load(Ordering::Relaxed),
+    };
     s.set_name(name);
     s.used.store(false, Ordering::Relaxed);
-    let rec = leak(record(alloc, precise, false));
-    s.current.store(rec_ptr(rec), Ordering::Release);
-    Ok(DomainId(i as u8))
+    s.live_base.store(READERS.live_sum(i), Ordering::Relaxed);
+    let rec = boxed(Installed {
+        generation: id.generation,
+        ..record(alloc, precise, false)
+    });
+    s.current.store(rec, Ordering::Release);
+    Ok(id)
+}
+
+/// Removes a user domain that owns no live block: its id (and every handle made from it) then
+/// names no domain ([`DomainError::Removed`]), `find` and `domains` no longer list it, its
+/// change callbacks are unregistered, and its records are freed once no thread can be reading
+/// them (after a grace period). A domain added later may have its index, under a new generation.
+///
+/// Refused with [`DomainError::StandardDomain`] for raw, mem and object, and with
+/// [`DomainError::LiveBlocks`] while a block made through the domain is not freed: the table
+/// counts, for user domains only, the blocks made and freed through the domain's handle (a block
+/// freed directly by the allocator, not through the domain, stays counted, and keeps the domain
+/// from being removed). None of the domain's allocators is called. A call through the domain
+/// that runs while it is removed is the caller's race: it reaches the old allocator, or fails as
+/// on a removed domain.
+///
+/// ```
+/// use alloc_core::DomainAllocator;
+/// use alloc_domains::{Domain, DomainError, add_domain, remove_domain};
+///
+/// let id = add_domain("doc-remove", &alloc_core::System).unwrap();
+/// let d = Domain::new(id).unwrap();
+/// let p = d.malloc(16).unwrap();
+/// assert!(matches!(remove_domain(id), Err(DomainError::LiveBlocks { live: 1, .. })));
+/// // SAFETY: a live block of the domain, freed once.
+/// unsafe { d.free(p.as_ptr()) };
+/// remove_domain(id).unwrap();
+/// assert!(matches!(Domain::new(id), Err(DomainError::Removed { .. })));
+/// assert!(d.malloc(16).is_none()); // a stale handle reaches no allocator
+/// ```
+pub fn remove_domain(id: DomainId) -> Result<(), DomainError> {
+    start();
+    {
+        let mut w = WRITER.lock();
+        let s = slot(id)?;
+        if id.index() < STANDARD_DOMAINS {
+            return Err(DomainError::StandardDomain(s.name()));
+        }
+        let live = READERS
+            .live_sum(id.index())
+            .wrapping_sub(s.live_base.load(Ordering::Relaxed)) as i64 as isize;
+        if live != 0 {
+            return Err(DomainError::LiveBlocks {
+                domain: s.name(),
+                live,
+            });
+        }
+        let top = s.current.load(Ordering::Relaxed);
+        s.current.store(rec_ptr(&REC_VACANT), Ordering::Release);
+        let next = id.generation.wrapping_add(1);
+        s.generation.store(
+            if next == NO_GENERATION { 0 } else { next },
+            Ordering::Release,
+        );
+        for c in &mut w.callbacks.slots {
+            if c.is_some_and(|(_, d, _)| d == id) {
+                *c = None;
+            }
+        }
+        // SAFETY: under the writer lock; the domain's whole chain was just taken out of the
+        // table (its records are in no other chain), once.
+        unsafe { retire(top, ptr::null_mut(), &mut PENDING.lock()) };
+    }
+    reclaim_pending();
+    Ok(())
 }
 
 /// A registered change callback, for [`remove_callback`].
@@ -341,7 +436,8 @@ pub fn on_change(
         w.callbacks.slots[free] = Some((cid, id, callback));
         cid
     };
-    callback(id, current(id).alloc);
+    let alloc = current(&section(), id).alloc;
+    callback(id, alloc);
     Ok(CallbackId(cid))
 }
 
@@ -382,14 +478,17 @@ pub fn remove_callback(id: CallbackId) -> bool {
 pub fn setup_debug_hooks() -> Vec<(DomainId, DomainError)> {
     start();
     let mut refused = Vec::new();
-    for i in 0..MAX_DOMAINS {
-        let id = DomainId(i as u8);
-        if slot(id).is_err() {
-            continue;
-        }
+    for (i, s) in TABLE.iter().enumerate() {
+        let id = DomainId {
+            index: i as u8,
+            generation: s.generation.load(Ordering::Acquire),
+        };
         let result = {
             let mut w = WRITER.lock();
-            let cur = current(id);
+            if slot(id).is_err() {
+                continue;
+            }
+            let cur = current_locked(&w, id);
             if cur.debug_hook {
                 continue;
             }
