@@ -84,7 +84,8 @@ pub use profile::{EXACT_SIZES, LOG_BUCKETS, Profile, Profiling, log_bucket};
 pub use tally::PEAK_SLACK;
 #[cfg(not(loom))]
 pub use tracing::{
-    CALIBRATION, CaptureMethod, DomainFilter, Filter, Frame, Growth, KeyType, LeakReport,
-    MAX_DEPTH, PLUMBING_FRAMES, Snapshot, Statistic, StatisticDiff, Tag, Trace, TraceFilter,
-    Traceback, Tracing, TracingError, capture_method, format_size, set_capture_method, with_tag,
+    CALIBRATION, CaptureMethod, DEFAULT_SAMPLE_INTERVAL, DomainFilter, Filter, Frame, Growth,
+    KeyType, LeakReport, MAX_DEPTH, MAX_SAMPLE_INTERVAL, PLUMBING_FRAMES, Snapshot, Statistic,
+    StatisticDiff, Tag, Trace, TraceFilter, Traceback, Tracing, TracingError, capture_method,
+    format_size, seed_sampling, set_capture_method, with_tag,
 };
