@@ -349,7 +349,8 @@ impl<A> Tracing<A> {
                 });
             }
         };
-        if interval == self.sample_interval.load(Ordering::Relaxed) {
+        let old = self.sample_interval.load(Ordering::Relaxed);
+        if interval == old {
             return Ok(());
         }
         if interval == 0 {
@@ -365,7 +366,8 @@ impl<A> Tracing<A> {
             self.sample_base
                 .store(sampler::fresh_base(), Ordering::Release);
         }
-        self.clear_traces();
+        // The records were weighed under the old mode.
+        self.clear_weighed(old);
         Ok(())
     }
 
@@ -423,12 +425,20 @@ impl<A> Tracing<A> {
 
     /// Forgets every trace and traceback; the traced memory and its peak go back to 0.
     pub fn clear_traces(&self) {
-        self.traced
-            .shrink_shared(self.records.clear(|size| self.weigh(size)));
+        self.clear_weighed(self.sample_interval.load(Ordering::Relaxed));
+    }
+
+    /// [`clear_traces`](Self::clear_traces) of records weighed at `interval` (0: not sampled).
+    fn clear_weighed(&self, interval: usize) {
+        let weigh = |size: usize| match interval {
+            0 => size as u64,
+            i => Weights::new(i).whole_bytes(size),
+        };
+        self.traced.shrink_shared(self.records.clear(weigh));
         for shard in &self.blocks {
             let mut s = shard.lock();
             if let Some(b) = s.as_mut() {
-                let bytes: u64 = b.values().map(|r| self.weigh(r.size)).sum();
+                let bytes: u64 = b.values().map(|r| weigh(r.size)).sum();
                 b.clear();
                 self.traced.shrink_shared(bytes);
             }
@@ -1013,7 +1023,7 @@ impl<A> Tracing<A> {
         if base == 0 {
             return None;
         }
-        Some(sampler::unsampled(base, size) || self.sample_slowly(size))
+        Some(!sampler::unsampled(base, size) && self.sample_slowly(size))
     }
 
     /// Where the countdown ran out (or belongs to another decorator): whether this allocation is

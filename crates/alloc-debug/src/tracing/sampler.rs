@@ -13,8 +13,8 @@
 //! it counts for:
 //!
 //! ```text
-//!   COUNTDOWN = tag << 40 | bytes left        tag: the decorator and its interval (never 0)
-//!   fast path:  left = COUNTDOWN - base - size;  left < 2^40 ?  COUNTDOWN -= size : slow path
+//!   COUNTDOWN = tag << 40 | bytes left        tag: the decorator and its interval (1..2^23)
+//!   fast path:  left = COUNTDOWN - base - size;  left < 2^39 ?  COUNTDOWN -= size : slow path
 //! ```
 //!
 //! where `base` is the decorator's `tag << 40`. The one unsigned compare fails both when the bytes
@@ -45,16 +45,25 @@ use alloc_core::{DomainAllocator, System};
 /// The default mean distance between samples: 512 KiB, as tcmalloc's and jemalloc's defaults.
 pub const DEFAULT_SAMPLE_INTERVAL: usize = 512 << 10;
 
-/// The largest interval accepted: the longest distance drawn (about 37 times the mean, from 53
-/// random bits) must stay under [`LEFT_LIMIT`].
-pub const MAX_SAMPLE_INTERVAL: usize = 1 << 34;
+/// The largest interval accepted (4 GiB): the longest distance drawn (about 37 times the mean,
+/// from 53 random bits) stays under [`DRAW_LIMIT`].
+pub const MAX_SAMPLE_INTERVAL: usize = 1 << 32;
 
-/// Bits of the countdown word that hold the bytes left.
+/// Bits of the countdown word under the tag.
 const LEFT_BITS: u32 = 40;
-/// Bytes left are always below this.
+/// The low bits of the countdown word.
 const LEFT_LIMIT: u64 = 1 << LEFT_BITS;
-/// Tags are taken from this many (wrapping, skipping 0).
-const TAG_MASK: u64 = (1 << (64 - LEFT_BITS)) - 1;
+/// Bytes left are always below this.
+const DRAW_LIMIT: u64 = 1 << 38;
+/// The fast path accepts a difference below this, and counts sizes at most this less one (a
+/// larger block is always sampled all the same: it is larger than any distance drawn). A word of
+/// another tag then always gives a difference at or above it: a higher tag at least
+/// `2^40 - size`, a lower one (or bytes left short of the size) a difference that wrapped.
+const FAST_LIMIT: u64 = 1 << 39;
+/// Tags are taken from `1..=TAG_MASK` (wrapping, skipping 0). Every base is then at most 2^63, so
+/// the fast path's subtraction cannot wrap into the range of bytes left for a word of another
+/// tag (that would take a size over 2^62, which no allocation has).
+const TAG_MASK: u64 = (1 << (63 - LEFT_BITS)) - 1;
 
 std::thread_local! {
     /// This thread's countdown: `tag << 40 | bytes left` (0: none yet).
@@ -71,15 +80,15 @@ static SEEDED: AtomicU64 = AtomicU64::new(0);
 /// The base of a decorator made sampling by a `const` constructor, before its first sample: no
 /// countdown carries its tag (never handed out), so its first allocation takes the slow path, which
 /// gives it a tag of its own.
-pub(crate) const PENDING_BASE: u64 = TAG_MASK << LEFT_BITS;
+pub(crate) const PENDING_BASE: u64 = (TAG_MASK + 1) << LEFT_BITS;
 
-/// A fresh tag, as a countdown base (`tag << 40`, never 0). Tags wrap after 2^24 changes of
+/// A fresh tag, as a countdown base (`tag << 40`, never 0). Tags wrap after 2^23 changes of
 /// interval in a process; a thread whose countdown was left under a reused tag then finishes that
 /// countdown before drawing a fresh one.
 pub(crate) fn fresh_base() -> u64 {
     loop {
         let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed) & TAG_MASK;
-        if tag != 0 && tag != TAG_MASK {
+        if tag != 0 {
             return tag << LEFT_BITS;
         }
     }
@@ -90,11 +99,12 @@ pub(crate) fn fresh_base() -> u64 {
 /// compare. `false` means "ask [`sample_slow`]", with nothing counted.
 #[inline(always)]
 pub(crate) fn unsampled(base: u64, size: usize) -> bool {
+    let size = (size as u64).min(FAST_LIMIT - 1);
     COUNTDOWN.with(|c| {
         let v = c.get();
-        let left = v.wrapping_sub(base).wrapping_sub(size as u64);
-        if left < LEFT_LIMIT {
-            c.set(v - size as u64);
+        let left = v.wrapping_sub(base).wrapping_sub(size);
+        if left < FAST_LIMIT {
+            c.set(v - size);
             true
         } else {
             false
@@ -155,12 +165,12 @@ fn next_u64() -> u64 {
 }
 
 /// A distance to the next sampled byte: exponential with mean `interval`, rounded down, below
-/// [`LEFT_LIMIT`].
+/// [`DRAW_LIMIT`].
 fn draw(interval: usize) -> u64 {
     // Uniform in (0, 1]: 53 random bits, never 0, so the logarithm is finite.
     let u = ((next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
     let d = -u.ln() * interval as f64;
-    (d as u64).min(LEFT_LIMIT - 1)
+    (d as u64).min(DRAW_LIMIT - 1)
 }
 
 /// What a sampled block stands for, at one interval.
