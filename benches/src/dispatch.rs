@@ -14,7 +14,7 @@ use crate::peers;
 pub const ENV: &str = "DOMALLOC_BENCH_ALLOCATOR";
 
 const UNSET: u8 = u8::MAX;
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 10] = [
     "system",
     "mimalloc",
     "jemalloc",
@@ -24,6 +24,7 @@ const NAMES: [&str; 9] = [
     "counting",
     "fault-off",
     "tracing",
+    "sampling",
 ];
 
 /// Forwards to the allocator named by [`ENV`] (the C library if unset or unknown).
@@ -111,6 +112,10 @@ macro_rules! forward {
             }
             8 => {
                 let $a = &peers::TRACING;
+                $body
+            }
+            9 => {
+                let $a = &peers::SAMPLING;
                 $body
             }
             _ => {

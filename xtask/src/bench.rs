@@ -95,6 +95,7 @@ const ALLOCATORS: &[&str] = &[
     "counting",
     "fault-off",
     "tracing",
+    "sampling",
     "core-system",
 ];
 

@@ -38,6 +38,9 @@ const PLUMBING: &[&str] = &[
     "alloc_core::",
     "alloc_arena::",
     "alloc_domains::",
+    // libdomalloc (the crate `alloc-capi`): its internals, and PEP 445's C API.
+    "domalloc::",
+    "domalloc_",
     "domalloc_benches::peers",
     "domalloc_benches::dispatch",
     "alloc::",
@@ -258,8 +261,26 @@ const PLUMBING_SOURCES: &[&str] = &[
     "/library/std/src/sys/alloc/",
 ];
 
+/// Function names of the malloc family, as libdomalloc exports them (whole names: a program's
+/// `malloc_wrapper` is the program's).
+const PLUMBING_EXPORTS: &[&str] = &[
+    "malloc",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "free",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+];
+
 /// Whether a function name belongs to the allocation machinery (see [`PLUMBING`]).
 fn is_plumbing(name: &str) -> bool {
+    if PLUMBING_EXPORTS.contains(&name) {
+        return true;
+    }
     let name = name.trim_start_matches('<');
     PLUMBING.iter().any(|p| name.starts_with(p))
 }
@@ -429,6 +450,12 @@ mod tests {
         assert!(is_plumbing("__rustc::__rust_alloc"));
         assert!(!is_plumbing("myapp::parse"));
         assert!(!is_plumbing("<myapp::Parser as core::ops::Drop>::drop"));
+        // libdomalloc's exports and internals, but not a program's own wrapper.
+        assert!(is_plumbing("malloc"));
+        assert!(is_plumbing("domalloc::malloc_slow"));
+        assert!(is_plumbing("domalloc_malloc"));
+        assert!(!is_plumbing("malloc_wrapper"));
+        assert!(!is_plumbing("hold_buffers"));
     }
 
     #[test]
