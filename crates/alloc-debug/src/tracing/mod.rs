@@ -1104,29 +1104,67 @@ impl<A: DomainAllocator> Tracing<A> {
     /// [`malloc`](DomainAllocator::malloc) with the block recorded at `tag` instead of a
     /// captured stack.
     pub fn malloc_tagged(&self, size: usize, tag: Tag) -> Option<NonNull<u8>> {
-        let p = self.inner.malloc(size)?;
-        self.kept(p, size, Some(tag), |p| {
+        self.made(
+            size,
+            Some(tag),
+            || self.inner.malloc(size),
             // SAFETY: `p` was just made by `inner.malloc` and is given back once.
-            unsafe { self.inner.free(p.as_ptr()) }
-        })
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+        )
     }
 
-    /// Returns `p` if it could be recorded; otherwise gives it back (`undo`) and fails, as
-    /// tracemalloc fails an allocation it cannot trace.
-    #[inline]
-    fn kept(
+    /// The block of `size` bytes `make` makes, recorded (every block, or a sample); a block
+    /// that should be recorded and cannot be is given back (`undo`), and the allocation fails,
+    /// as tracemalloc fails an allocation it cannot trace.
+    ///
+    /// While sampling, the countdown is taken before the block is made, so that an allocation
+    /// that is not sampled is the inner allocator's alone, reached by a tail call (nothing is
+    /// kept across it). A request the inner allocator then refuses has counted its bytes all the
+    /// same.
+    #[inline(always)]
+    fn made(
         &self,
-        p: NonNull<u8>,
         size: usize,
         tag: Option<Tag>,
+        make: impl FnOnce() -> Option<NonNull<u8>>,
         undo: impl FnOnce(NonNull<u8>),
     ) -> Option<NonNull<u8>> {
-        if self.traced_any(p, size, tag) {
+        let base = self.sample_base.load(Ordering::Relaxed);
+        if base != 0 {
+            if sampler::unsampled(base, size) {
+                return make();
+            }
+            return self.made_sampled(size, tag, make, undo);
+        }
+        let p = make()?;
+        let kept = match tag {
+            None => self.traced(p, size),
+            Some(tag) => self.traced_tagged(p, size, tag),
+        };
+        if kept {
             Some(p)
         } else {
             undo(p);
             None
         }
+    }
+
+    /// [`made`](Self::made) where the countdown ran out: the block made, then recorded if it is
+    /// sampled. Never inlined, as [`traced`](Self::traced): the walk starts here.
+    #[inline(never)]
+    fn made_sampled(
+        &self,
+        size: usize,
+        tag: Option<Tag>,
+        make: impl FnOnce() -> Option<NonNull<u8>>,
+        undo: impl FnOnce(NonNull<u8>),
+    ) -> Option<NonNull<u8>> {
+        let p = make()?;
+        if !self.sample_slowly(size) || self.traced_at(p, size, tag) {
+            return Some(p);
+        }
+        undo(p);
+        None
     }
 
     /// Records a block moved by realloc (its old record, `old`, forgotten by the caller before
@@ -1156,19 +1194,24 @@ impl<A: DomainAllocator> Tracing<A> {
 unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
     #[inline]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-        let p = self.inner.malloc(size)?;
-        self.kept(p, size, None, |p| {
+        self.made(
+            size,
+            None,
+            || self.inner.malloc(size),
             // SAFETY: `p` was just made by `inner.malloc` and is given back once.
-            unsafe { self.inner.free(p.as_ptr()) }
-        })
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+        )
     }
 
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
-        let p = self.inner.calloc(nelem, elsize)?;
-        self.kept(p, nelem * elsize, None, |p| {
+        // An overflowing product fails in the inner allocator; it counts as the most bytes here.
+        self.made(
+            nelem.saturating_mul(elsize),
+            None,
+            || self.inner.calloc(nelem, elsize),
             // SAFETY: `p` was just made by `inner.calloc` and is given back once.
-            unsafe { self.inner.free(p.as_ptr()) }
-        })
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+        )
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
@@ -1210,19 +1253,23 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
     }
 
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = self.inner.malloc_aligned(layout)?;
-        self.kept(p, layout.size(), None, |p| {
+        self.made(
+            layout.size(),
+            None,
+            || self.inner.malloc_aligned(layout),
             // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
-            unsafe { self.inner.free_aligned(p, layout) }
-        })
+            |p| unsafe { self.inner.free_aligned(p, layout) },
+        )
     }
 
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = self.inner.calloc_aligned(layout)?;
-        self.kept(p, layout.size(), None, |p| {
+        self.made(
+            layout.size(),
+            None,
+            || self.inner.calloc_aligned(layout),
             // SAFETY: `p` was just made by `inner.calloc_aligned(layout)`, given back once.
-            unsafe { self.inner.free_aligned(p, layout) }
-        })
+            |p| unsafe { self.inner.free_aligned(p, layout) },
+        )
     }
 
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
