@@ -41,6 +41,12 @@
 //! not the allocation machinery's, so one site reached by several call paths may be interned
 //! several times; statistics group by the resolved frames and count it once.
 //!
+//! Sampling ([`Tracing::with_sampling`], [`Tracing::set_sampling`]; `sampler`): only a sample of
+//! the blocks is recorded, a block of `s` bytes with probability `1 - exp(-s / interval)` (bytes
+//! sampled as a Poisson process, by a per-thread countdown taken before the inner allocation),
+//! and every figure estimates all the blocks from the samples. A free looks at one counter of a
+//! filter of live samples first, and goes straight to the inner allocator where it is 0.
+//!
 //! Domains: every block made through a `Tracing` is recorded in its domain
 //! ([`Tracing::with_domain`], 0 by default, tracemalloc's `domain`); memory another allocator
 //! manages (a C library's pool, a device's memory) is recorded with [`Tracing::track`] and
@@ -1131,11 +1137,20 @@ impl<A: DomainAllocator> Tracing<A> {
     ) -> Option<NonNull<u8>> {
         let base = self.sample_base.load(Ordering::Relaxed);
         if base != 0 {
-            if sampler::unsampled(base, size) {
-                return make();
-            }
-            return self.made_sampled(size, tag, make, undo);
+            return self.made_counted(base, size, tag, make, undo);
         }
+        self.made_exactly(size, tag, make, undo)
+    }
+
+    /// [`made`](Self::made) while every block is recorded.
+    #[inline(always)]
+    fn made_exactly(
+        &self,
+        size: usize,
+        tag: Option<Tag>,
+        make: impl FnOnce() -> Option<NonNull<u8>>,
+        undo: impl FnOnce(NonNull<u8>),
+    ) -> Option<NonNull<u8>> {
         let p = make()?;
         let kept = match tag {
             None => self.traced(p, size),
@@ -1147,6 +1162,81 @@ impl<A: DomainAllocator> Tracing<A> {
             undo(p);
             None
         }
+    }
+
+    /// [`made`](Self::made) while sampling, out of line and reached by a tail call: the entry then
+    /// saves no register on this path (what the path that records every block needs is saved on
+    /// that path alone), and this function keeps nothing across a call either: the countdown,
+    /// then the inner allocation or [`made_sampled`](Self::made_sampled), each by a tail call.
+    #[inline(never)]
+    fn made_counted(
+        &self,
+        base: u64,
+        size: usize,
+        tag: Option<Tag>,
+        make: impl FnOnce() -> Option<NonNull<u8>>,
+        undo: impl FnOnce(NonNull<u8>),
+    ) -> Option<NonNull<u8>> {
+        if sampler::unsampled(base, size) {
+            return make();
+        }
+        self.made_sampled(size, tag, make, undo)
+    }
+
+    /// `malloc` while every block is recorded. Never inlined: its frame is the decorator's own,
+    /// the one [`traced`](Self::traced)'s walk steps from.
+    #[inline(never)]
+    fn malloc_exactly(&self, size: usize) -> Option<NonNull<u8>> {
+        self.made_exactly(
+            size,
+            None,
+            || self.inner.malloc(size),
+            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+        )
+    }
+
+    /// [`malloc_exactly`](Self::malloc_exactly) for `malloc_aligned`.
+    #[inline(never)]
+    fn malloc_aligned_exactly(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.made_exactly(
+            layout.size(),
+            None,
+            || self.inner.malloc_aligned(layout),
+            // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
+            |p| unsafe { self.inner.free_aligned(p, layout) },
+        )
+    }
+
+    /// [`made_counted`](Self::made_counted) for `malloc`, with nothing but registers to pass (the
+    /// common entries of a program's allocations: `malloc`, and the adapters' `malloc_aligned`).
+    #[inline]
+    fn malloc_counted(&self, base: u64, size: usize) -> Option<NonNull<u8>> {
+        if sampler::unsampled(base, size) {
+            return self.inner.malloc(size);
+        }
+        self.made_sampled(
+            size,
+            None,
+            || self.inner.malloc(size),
+            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+        )
+    }
+
+    /// [`malloc_counted`](Self::malloc_counted) for `malloc_aligned`.
+    #[inline]
+    fn malloc_aligned_counted(&self, base: u64, layout: Layout) -> Option<NonNull<u8>> {
+        if sampler::unsampled(base, layout.size()) {
+            return self.inner.malloc_aligned(layout);
+        }
+        self.made_sampled(
+            layout.size(),
+            None,
+            || self.inner.malloc_aligned(layout),
+            // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
+            |p| unsafe { self.inner.free_aligned(p, layout) },
+        )
     }
 
     /// [`made`](Self::made) where the countdown ran out: the block made, then recorded if it is
@@ -1192,15 +1282,16 @@ impl<A: DomainAllocator> Tracing<A> {
 
 // SAFETY: every block is the inner allocator's, unchanged; the decorator only records them.
 unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
+    /// One load and a call: [`malloc_counted`](Tracing::malloc_counted) while sampling,
+    /// `malloc_exactly` otherwise, each out of line, so that this entry inlines into its caller
+    /// and neither path pays for the other's registers.
     #[inline]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-        self.made(
-            size,
-            None,
-            || self.inner.malloc(size),
-            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
-            |p| unsafe { self.inner.free(p.as_ptr()) },
-        )
+        let base = self.sample_base.load(Ordering::Relaxed);
+        if base != 0 {
+            return self.malloc_counted(base, size);
+        }
+        self.malloc_exactly(size)
     }
 
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
@@ -1252,14 +1343,14 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         })
     }
 
+    /// As [`malloc`](DomainAllocator::malloc): one load and a call.
+    #[inline]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        self.made(
-            layout.size(),
-            None,
-            || self.inner.malloc_aligned(layout),
-            // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
-            |p| unsafe { self.inner.free_aligned(p, layout) },
-        )
+        let base = self.sample_base.load(Ordering::Relaxed);
+        if base != 0 {
+            return self.malloc_aligned_counted(base, layout);
+        }
+        self.malloc_aligned_exactly(layout)
     }
 
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
@@ -1272,6 +1363,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         )
     }
 
+    #[inline]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         if self.forgot_quickly(ptr.as_ptr() as usize) {
             // SAFETY: the caller's guarantee, forwarded.
