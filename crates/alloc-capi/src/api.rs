@@ -588,10 +588,7 @@ pub(crate) fn tracing_start(depth: c_int, interval: Option<usize>) -> c_int {
             Err(code) => return code,
         },
     };
-    match t
-        .set_depth(depth)
-        .and_then(|()| t.set_sampling(interval))
-    {
+    match t.set_depth(depth).and_then(|()| t.set_sampling(interval)) {
         Ok(()) => {
             t.start();
             DOMALLOC_OK

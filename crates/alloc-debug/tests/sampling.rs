@@ -425,12 +425,20 @@ fn the_mode_changes_and_large_blocks_are_always_sampled() {
     unsafe { t.free(exact.as_ptr()) };
     let big = t.malloc(1 << 20).unwrap();
     let snap = t.take_snapshot();
-    assert_eq!(snap.traces().len(), 1, "a block of 256 intervals is sampled");
+    assert_eq!(
+        snap.traces().len(),
+        1,
+        "a block of 256 intervals is sampled"
+    );
     assert_eq!(snap.total_size(), 1 << 20);
     assert_eq!(snap.total_blocks(), 1);
     assert_eq!(t.traced_memory().0, 1 << 20);
     t.set_sampling(Some(4096)).unwrap();
-    assert_eq!(t.traced_memory().0, 1 << 20, "the same mode: nothing forgotten");
+    assert_eq!(
+        t.traced_memory().0,
+        1 << 20,
+        "the same mode: nothing forgotten"
+    );
     t.set_sampling(None).unwrap();
     assert_eq!(t.traced_memory().0, 0);
     // SAFETY: as above.

@@ -121,7 +121,11 @@ pub(crate) fn sample_slow(base: u64, interval: usize, size: usize) -> bool {
     let size = size as u64;
     let v = COUNTDOWN.with(Cell::get);
     let mine = v & !(LEFT_LIMIT - 1) == base;
-    let left = if mine { v & (LEFT_LIMIT - 1) } else { draw(interval) };
+    let left = if mine {
+        v & (LEFT_LIMIT - 1)
+    } else {
+        draw(interval)
+    };
     let (sampled, left) = if left < size {
         (true, draw(interval))
     } else {
