@@ -195,7 +195,7 @@ fn churn_shape() {
     ];
     let both = Both::new(2);
     let mut rng = Rng(0x1234_5678_9abc_def1);
-    let mut make = |rng: &mut Rng| {
+    let make = |rng: &mut Rng| {
         let size = 16 * (1 + rng.below(32));
         both.alloc(SITES[(size - 1) / 128], size)
     };
@@ -224,7 +224,7 @@ fn pyobjects_shape() {
     let per_wave = 100_000;
     let survivors_list = both.alloc(SURVIVORS, per_wave / 10 * 32);
     let mut survivors: Vec<Block> = Vec::new();
-    let mut object = |rng: &mut Rng, i: usize| match rng.below(10) {
+    let object = |rng: &mut Rng, i: usize| match rng.below(10) {
         0..=3 => both.alloc(INT, 24),
         4..=6 => both.alloc(TUPLE, 48),
         7..=8 => both.alloc(STR, 10),
@@ -295,7 +295,7 @@ fn btree_shape() {
                 let key = both.alloc(KEY, 12);
                 let values = both.alloc(VALUES, 4 * 8);
                 map.insert(k, (key, values, 1));
-                if map.len() % 8 == 0 {
+                if map.len().is_multiple_of(8) {
                     nodes.push(both.alloc(NODE, 536));
                 }
                 strings.push(both.alloc(VALUE, 14 + k % 3));

@@ -1208,8 +1208,10 @@ impl<A: DomainAllocator> Tracing<A> {
         )
     }
 
-    /// [`made_counted`](Self::made_counted) for `malloc`, with nothing but registers to pass (the
-    /// common entries of a program's allocations: `malloc`, and the adapters' `malloc_aligned`).
+    /// [`made_counted`](Self::made_counted) for `malloc`, inlined into the entry (and so into the
+    /// program's loop, where the inner allocator's invariants are hoisted as they are without a
+    /// decorator): the common entries of a program's allocations, `malloc` and the adapters'
+    /// `malloc_aligned`, sampled with no call unless the countdown runs out.
     #[inline]
     fn malloc_counted(&self, base: u64, size: usize) -> Option<NonNull<u8>> {
         if sampler::unsampled(base, size) {
@@ -1282,9 +1284,9 @@ impl<A: DomainAllocator> Tracing<A> {
 
 // SAFETY: every block is the inner allocator's, unchanged; the decorator only records them.
 unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
-    /// One load and a call: [`malloc_counted`](Tracing::malloc_counted) while sampling,
-    /// `malloc_exactly` otherwise, each out of line, so that this entry inlines into its caller
-    /// and neither path pays for the other's registers.
+    /// One load, then the countdown and the inner allocation (inlined) while sampling, or the
+    /// path that records every block (out of line, so that this entry inlines into its caller
+    /// and the sampled path does not pay for that path's registers).
     #[inline]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
         let base = self.sample_base.load(Ordering::Relaxed);
@@ -1343,7 +1345,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         })
     }
 
-    /// As [`malloc`](DomainAllocator::malloc): one load and a call.
+    /// As [`malloc`](DomainAllocator::malloc).
     #[inline]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         let base = self.sample_base.load(Ordering::Relaxed);

@@ -46,7 +46,7 @@ use alloc_core::{DomainAllocator, System};
 pub const DEFAULT_SAMPLE_INTERVAL: usize = 512 << 10;
 
 /// The largest interval accepted (4 GiB): the longest distance drawn (about 37 times the mean,
-/// from 53 random bits) stays under [`DRAW_LIMIT`].
+/// from 53 random bits) stays under 2^38 bytes, what the countdown word holds.
 pub const MAX_SAMPLE_INTERVAL: usize = 1 << 32;
 
 /// Bits of the countdown word under the tag.
