@@ -862,6 +862,18 @@ impl<A> Tracing<A> {
         self.take_elsewhere(domain, addr)
     }
 
+    /// Forgets the block at `addr` that a realloc is about to move: while sampling, only where
+    /// the filter says a sampled block may be there.
+    #[inline]
+    fn take_moving(&self, addr: usize) -> Option<Record> {
+        if let Some(f) = self.filter.active()
+            && !f.may_hold(addr)
+        {
+            return None;
+        }
+        self.take(self.domain, addr)
+    }
+
     /// Counts the record of `size` bytes at `addr` in `domain` forgotten.
     #[inline(always)]
     fn shrunk(&self, domain: u32, addr: usize, size: usize) {
@@ -1313,7 +1325,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         }
         // Forgotten before the inner realloc frees the old block (whose address another thread
         // may then get, and record), put back if the realloc fails.
-        let old = self.take(self.domain, ptr as usize);
+        let old = self.take_moving(ptr as usize);
         // SAFETY: the caller's guarantee, forwarded.
         let moved = unsafe { self.inner.realloc(ptr, new_size) };
         self.retraced(moved, new_size, ptr, old)
@@ -1384,7 +1396,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         new_size: usize,
     ) -> Option<NonNull<u8>> {
         // As in `realloc`.
-        let old = self.take(self.domain, ptr.as_ptr() as usize);
+        let old = self.take_moving(ptr.as_ptr() as usize);
         // SAFETY: the caller's guarantee, forwarded.
         let moved = unsafe { self.inner.realloc_aligned(ptr, layout, new_size) };
         self.retraced(moved, new_size, ptr.as_ptr(), old)
