@@ -38,9 +38,8 @@ const PLUMBING: &[&str] = &[
     "alloc_core::",
     "alloc_arena::",
     "alloc_domains::",
-    // libdomalloc (the crate `alloc-capi`): its internals, and PEP 445's C API.
+    // libdomalloc's internals (the crate `alloc-capi`); its C API: `is_plumbing`.
     "domalloc::",
-    "domalloc_",
     "domalloc_benches::peers",
     "domalloc_benches::dispatch",
     "alloc::",
@@ -278,7 +277,9 @@ const PLUMBING_EXPORTS: &[&str] = &[
 
 /// Whether a function name belongs to the allocation machinery (see [`PLUMBING`]).
 fn is_plumbing(name: &str) -> bool {
-    if PLUMBING_EXPORTS.contains(&name) {
+    // The malloc family, and PEP 445's C API (`domalloc_malloc`...: C names, no path; a Rust
+    // crate named `domalloc_*` has paths, and is the program's unless listed above).
+    if PLUMBING_EXPORTS.contains(&name) || (name.starts_with("domalloc_") && !name.contains("::")) {
         return true;
     }
     let name = name.trim_start_matches('<');
@@ -456,6 +457,7 @@ mod tests {
         assert!(is_plumbing("domalloc_malloc"));
         assert!(!is_plumbing("malloc_wrapper"));
         assert!(!is_plumbing("hold_buffers"));
+        assert!(!is_plumbing("domalloc_benches::workloads::pairs"));
     }
 
     #[test]
