@@ -10,8 +10,8 @@ ratio of them is exact and repeatable.
 
     cargo build --profile bench -p domalloc-benches --bin domalloc-bench
     # (the criterion benches' profile, thin LTO; its runner lands in target/release)
-    python3 benches/instructions.py [--json out.json] [--subjects pool,guard-pages] [--scales 0.2,0.4]
-                                     [--runner PATH]
+    python3 benches/instructions.py [--json out.json] [--runner path] [--subjects pool,sampling]
+                                     [--scales 0.2,0.4]
 """
 
 import argparse
@@ -24,7 +24,7 @@ import sys
 
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release",
                       "domalloc-bench")
-SUBJECTS = ["pool", "fault-off", "counting", "guarded", "tracing", "guard-pages"]
+SUBJECTS = ["pool", "fault-off", "counting", "guarded", "tracing", "sampling", "guard-pages"]
 # (workload, size, operations per unit of --scale per sample): pairs make 2,000,000 pairs per
 # unit, churn 1,000,000 replacements; one sample plus the warm-up run.
 CASES = [("pairs", "16", 2_000_000), ("pairs", "256", 2_000_000), ("churn", None, 1_000_000)]
@@ -32,8 +32,8 @@ SCALES = (0.02, 0.04)
 RUNS = 2  # the warm-up and one sample
 
 
-def total(allocator, workload, size, scale):
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", RUNNER,
+def total(runner, allocator, workload, size, scale):
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", runner,
            "--allocator", allocator, "--workload", workload, "--samples", "1",
            "--scale", str(scale), "--threads", "1"]
     if size:
@@ -48,30 +48,25 @@ def total(allocator, workload, size, scale):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
-    ap.add_argument("--subjects", help="comma-separated allocators (pool first); default: all")
+    ap.add_argument("--runner", default=RUNNER)
+    ap.add_argument("--subjects", help="comma-separated allocators, pool first (default: all)")
     ap.add_argument("--scales", help="the two scales, comma-separated (default: 0.02,0.04)")
-    ap.add_argument("--runner", help="the runner binary (default: target/release/domalloc-bench)")
     args = ap.parse_args()
-    global RUNNER, SUBJECTS, SCALES
+    global SCALES
     if args.scales:
         SCALES = tuple(float(x) for x in args.scales.split(","))
-    if args.runner:
-        RUNNER = args.runner
-    if args.subjects:
-        SUBJECTS = args.subjects.split(",")
-        if SUBJECTS[0] != "pool":
-            sys.exit("instructions.py: the first subject must be pool (the ratios' base)")
+    subjects = args.subjects.split(",") if args.subjects else SUBJECTS
     if not shutil.which("valgrind"):
         sys.exit("instructions.py: needs valgrind")
     results = []
     for workload, size, per_unit in CASES:
         ops = (SCALES[1] - SCALES[0]) * per_unit * RUNS
         per_op = {}
-        for s in SUBJECTS:
-            low, high = (total(s, workload, size, sc) for sc in SCALES)
+        for s in subjects:
+            low, high = (total(args.runner, s, workload, size, sc) for sc in SCALES)
             per_op[s] = (high - low) / ops
         label = workload + (f" {size} B" if size else "")
-        for s in SUBJECTS:
+        for s in subjects:
             row = {"case": label, "subject": s, "instructions": round(per_op[s], 1),
                    "ratio": round(per_op[s] / per_op["pool"], 3)}
             results.append(row)

@@ -14,7 +14,7 @@ use crate::peers;
 pub const ENV: &str = "DOMALLOC_BENCH_ALLOCATOR";
 
 const UNSET: u8 = u8::MAX;
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
     "system",
     "mimalloc",
     "jemalloc",
@@ -26,6 +26,7 @@ const NAMES: [&str; 11] = [
     "tracing",
     "scoped",
     "guard-pages",
+    "sampling",
 ];
 
 /// Forwards to the allocator named by [`ENV`] (the C library if unset or unknown).
@@ -128,6 +129,10 @@ macro_rules! forward {
             }
             10 => {
                 let $a = &peers::GUARD_PAGES;
+                $body
+            }
+            11 => {
+                let $a = &peers::SAMPLING;
                 $body
             }
             _ => {

@@ -25,6 +25,13 @@ pub static GUARDED: alloc_core::AsGlobalAlloc<alloc_debug::Guarded<alloc_arena::
 /// The pool under tracemalloc's decorator, one frame per traceback.
 pub static TRACING: alloc_core::AsGlobalAlloc<alloc_debug::Tracing<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Tracing::new(alloc_arena::PoolAllocator::new()));
+/// The pool under tracemalloc's decorator sampling every 512 KiB on average (one frame per
+/// sampled block): what heap profiling left on in production costs.
+pub static SAMPLING: alloc_core::AsGlobalAlloc<alloc_debug::Tracing<alloc_arena::PoolAllocator>> =
+    alloc_core::AsGlobalAlloc::new(
+        alloc_debug::Tracing::new(alloc_arena::PoolAllocator::new())
+            .with_sampling(alloc_debug::DEFAULT_SAMPLE_INTERVAL),
+    );
 /// The pool with statistics.
 pub static COUNTING: alloc_core::AsGlobalAlloc<alloc_debug::Counting<alloc_arena::PoolAllocator>> =
     alloc_core::AsGlobalAlloc::new(alloc_debug::Counting::new(alloc_arena::PoolAllocator::new()));
@@ -71,6 +78,8 @@ pub fn pool_heap() -> &'static alloc_core::AsGlobalAlloc<alloc_arena::Heap> {
 ///   outside a scope);
 /// * `tracing`: the pool under `Tracing` capturing one frame per block (tracemalloc's default);
 /// * `guard-pages`: the pool under `GuardPages` at its default sample rate;
+/// * `sampling`: the pool under `Tracing` sampling every 512 KiB on average (one frame per sampled
+///   block);
 /// * `core-system`: `alloc_core::System` through the adapter: what the adapter costs.
 pub const ALL: &[&str] = &[
     "system",
@@ -85,6 +94,7 @@ pub const ALL: &[&str] = &[
     "tracing",
     "scoped",
     "guard-pages",
+    "sampling",
     "core-system",
 ];
 
@@ -144,6 +154,10 @@ macro_rules! with_allocator {
             }
             "guard-pages" => {
                 let $a = &$crate::peers::GUARD_PAGES;
+                Some($body)
+            }
+            "sampling" => {
+                let $a = &$crate::peers::SAMPLING;
                 Some($body)
             }
             "core-system" => {

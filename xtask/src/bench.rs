@@ -97,6 +97,7 @@ const ALLOCATORS: &[&str] = &[
     "tracing",
     "scoped",
     "guard-pages",
+    "sampling",
     "core-system",
 ];
 

@@ -42,6 +42,7 @@ extern "C" {
 #define DOMALLOC_ERR_EXISTS (-5)         /* a domain of that name exists already */
 #define DOMALLOC_ERR_LIVE_BLOCKS (-6)    /* the domain still has live blocks */
 #define DOMALLOC_ERR_STANDARD (-7)       /* raw, mem and object are never removed */
+#define DOMALLOC_ERR_NOMEM (-8)          /* no memory (the tracing tables) */
 
 /* PyMemAllocatorEx. The functions must be thread-safe and follow malloc's contract (16-byte
  * aligned blocks; realloc keeps the contents). */
@@ -144,6 +145,16 @@ void domalloc_trim(void);
 
 /* tracemalloc on the mem domain (hooked the first time tracing starts). */
 int domalloc_tracing_start(int nframe);
+/* Sampled tracing: bytes are sampled every interval_bytes on average (a Poisson process), so a
+ * block of s bytes is recorded with probability 1 - exp(-s / interval_bytes), and every figure
+ * below (traced memory, top, leak report) is an unbiased estimate of all the blocks. Returns
+ * DOMALLOC_OK, DOMALLOC_ERR_INVALID (nframe out of 1..=64, interval_bytes 0 or above
+ * DOMALLOC_MAX_SAMPLE_INTERVAL) or DOMALLOC_ERR_NOMEM. Switching between exact and sampled tracing,
+ * or to another interval, forgets the traces. Under LD_PRELOAD, DOMALLOC_TRACE_SAMPLE=BYTES starts
+ * it at load and writes a profile at exit (see the crate's README). */
+#define DOMALLOC_DEFAULT_SAMPLE_INTERVAL ((size_t)512 * 1024)
+#define DOMALLOC_MAX_SAMPLE_INTERVAL ((size_t)1 << 32)
+int domalloc_tracing_start_sampled(int nframe, size_t interval_bytes);
 void domalloc_tracing_stop(void);
 int domalloc_tracing_is_tracing(void);
 void domalloc_tracing_traced_memory(size_t *current, size_t *peak);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use alloc_arena::DynArenaProvider;
 use alloc_core::lock::Lock;
 use alloc_core::{ArenaError, ArenaProvider, DomainAllocator};
-use alloc_debug::{KeyType, Tracing};
+use alloc_debug::{KeyType, Tracing, TracingError};
 use alloc_domains::{Domain, DomainError, DynAllocator};
 
 use crate::{copy_out, domain};
@@ -29,6 +29,8 @@ pub const DOMALLOC_ERR_EXISTS: c_int = -5;
 pub const DOMALLOC_ERR_LIVE_BLOCKS: c_int = -6;
 /// A standard domain (raw, mem, object): never removed.
 pub const DOMALLOC_ERR_STANDARD: c_int = -7;
+/// No memory could be had (the tracing tables).
+pub const DOMALLOC_ERR_NOMEM: c_int = -8;
 
 fn code(e: &DomainError) -> c_int {
     match e {
@@ -557,23 +559,55 @@ pub extern "C" fn domalloc_trim() {
 /// The tracer hooked on the mem domain by `domalloc_tracing_start`.
 static TRACER: AtomicPtr<Tracing<&'static DynAllocator>> = AtomicPtr::new(ptr::null_mut());
 
-fn tracer() -> Option<&'static Tracing<&'static DynAllocator>> {
+pub(crate) fn tracer() -> Option<&'static Tracing<&'static DynAllocator>> {
     // SAFETY: a leaked tracer, published with Release.
     unsafe { TRACER.load(Ordering::Acquire).as_ref() }
 }
 
-/// tracemalloc's `start(nframe)`: traces the mem domain (hooking it the first time) with
-/// `depth` frames per traceback.
+/// tracemalloc's `start(nframe)`: traces every block of the mem domain (hooking it the first
+/// time) with `depth` frames per traceback.
 #[unsafe(no_mangle)]
 pub extern "C" fn domalloc_tracing_start(depth: c_int) -> c_int {
+    tracing_start(depth, None)
+}
+
+/// [`domalloc_tracing_start`], recording only a sample of the blocks: bytes are sampled every
+/// `interval` bytes on average (a block of `s` bytes with probability `1 - exp(-s / interval)`),
+/// and every figure (traced memory, top, leak report) estimates all the blocks. An `interval` of
+/// 0 or above `DOMALLOC_MAX_SAMPLE_INTERVAL` is `DOMALLOC_ERR_INVALID`. Changing between exact
+/// and sampled tracing, or the interval, forgets the traces.
+#[unsafe(no_mangle)]
+pub extern "C" fn domalloc_tracing_start_sampled(depth: c_int, interval: usize) -> c_int {
+    if interval == 0 {
+        return DOMALLOC_ERR_INVALID;
+    }
+    tracing_start(depth, Some(interval))
+}
+
+/// Starts the mem domain's tracer (hooked the first time) with `depth` frames, sampled or not.
+pub(crate) fn tracing_start(depth: c_int, interval: Option<usize>) -> c_int {
     let Ok(depth) = usize::try_from(depth) else {
         return DOMALLOC_ERR_INVALID;
     };
-    if let Some(t) = tracer() {
-        return t
-            .start_with_depth(depth)
-            .map_or(DOMALLOC_ERR_INVALID, |()| DOMALLOC_OK);
+    let t = match tracer() {
+        Some(t) => t,
+        None => match hook_tracer() {
+            Ok(t) => t,
+            Err(code) => return code,
+        },
+    };
+    match t.set_depth(depth).and_then(|()| t.set_sampling(interval)) {
+        Ok(()) => {
+            t.start();
+            DOMALLOC_OK
+        }
+        Err(TracingError::NoMemory) => DOMALLOC_ERR_NOMEM,
+        Err(_) => DOMALLOC_ERR_INVALID,
     }
+}
+
+/// Hooks a tracer on the mem domain.
+fn hook_tracer() -> Result<&'static Tracing<&'static DynAllocator>, c_int> {
     let mut made: Option<&'static Tracing<&'static DynAllocator>> = None;
     // Tracing hands out the blocks it wraps unchanged: a forwarding hook, accepted at any time.
     let r = alloc_domains::hook_forwarding(alloc_domains::DomainId::MEM, |prev| {
@@ -584,11 +618,10 @@ pub extern "C" fn domalloc_tracing_start(depth: c_int) -> c_int {
     match (r, made) {
         (Ok(()), Some(t)) => {
             TRACER.store(ptr::from_ref(t).cast_mut(), Ordering::Release);
-            t.start_with_depth(depth)
-                .map_or(DOMALLOC_ERR_INVALID, |()| DOMALLOC_OK)
+            Ok(t)
         }
-        (Err(e), _) => code(&e),
-        _ => DOMALLOC_ERR_INVALID,
+        (Err(e), _) => Err(code(&e)),
+        _ => Err(DOMALLOC_ERR_INVALID),
     }
 }
 

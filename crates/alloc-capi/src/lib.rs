@@ -26,6 +26,10 @@
 //! domain table configures itself from `DOMALLOC` on its first call, without allocating), through
 //! thread creation and exit (the pool's per-thread heaps are abandoned and adopted), and through
 //! `fork` (the library's constructor registers the domains' fork handlers with `pthread_atfork`).
+//!
+//! `DOMALLOC_TRACE_SAMPLE=BYTES` starts sampled tracing of the mem domain when the library loads
+//! and writes a profile when the program exits (to `DOMALLOC_TRACE_OUT`, by default
+//! `domalloc-trace.<pid>.txt`); see `trace_env`.
 
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
@@ -37,6 +41,7 @@ use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership, System};
 use alloc_domains::{DomainId, MEM, mem_fast_path};
 
 mod api;
+mod trace_env;
 
 /// The library's own Rust allocations (a leaked allocator record, a report's text) go straight to
 /// glibc, never through its own exports.
@@ -381,9 +386,30 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     glibc_usable_size(p)
 }
 
-/// The library's constructor: registers the domains' fork handlers and finds glibc's
-/// `malloc_usable_size` (both may allocate, which comes back through the exports, ready by then).
+/// The library's own frames, for tracers to skip (`alloc_core::plumbing`): its Rust functions
+/// (the crate is named `domalloc`) ...
+static FRAMES: alloc_core::plumbing::Prefixes = &["domalloc::"];
+/// ... and its C exports: the malloc family and PEP 445's C API.
+static EXPORTS: alloc_core::plumbing::Prefixes = &[
+    "malloc",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "free",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "domalloc_*",
+];
+
+/// The library's constructor: registers its frames for tracers and the domains' fork handlers,
+/// finds glibc's `malloc_usable_size` and starts sampled tracing if the environment asks (each
+/// may allocate, which comes back through the exports, ready by then).
 extern "C" fn init() {
+    alloc_core::plumbing::register(&FRAMES);
+    alloc_core::plumbing::register_c_names(&EXPORTS);
     extern "C" fn prepare() {
         alloc_domains::prepare_fork();
     }
@@ -404,6 +430,8 @@ extern "C" fn init() {
         // SAFETY: a live block of `System`, freed once.
         unsafe { alloc_core::System.free(p.as_ptr()) };
     }
+    // `DOMALLOC_TRACE_SAMPLE`: sampled tracing from here, a profile at exit.
+    trace_env::start_from_env();
 }
 
 #[used]

@@ -135,6 +135,7 @@ fn pep_445_api_from_c() {
             "arena allocator",
             "statistics",
             "tracing",
+            "sampled tracing",
             "debug hooks",
         ],
     );
@@ -583,4 +584,115 @@ fn compare_with_plain(what: &str, make: impl Fn() -> Command, wrap: impl Fn(Comm
         String::from_utf8_lossy(&plain.stdout),
         "{what} printed something else under guard pages"
     );
+}
+
+/// `DOMALLOC_TRACE_SAMPLE` under `LD_PRELOAD`: sampled tracing from the library's load, a
+/// profile written at exit to `DOMALLOC_TRACE_OUT`, whose estimate of the 32 MiB the program
+/// holds at exit is within a quarter (about 500 samples at 64 KiB); a bad value is reported and
+/// traces nothing.
+#[test]
+fn sampled_tracing_from_the_environment_writes_a_profile_at_exit() {
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let exe = compile("trace_env.c", "trace_env", &["-g"]);
+    let dir = scratch().join("trace_env-profiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    for preset in PRESETS {
+        let out_path = dir.join(format!("profile-{preset}.txt"));
+        let _ = std::fs::remove_file(&out_path);
+        let out = Command::new(&exe)
+            .env("LD_PRELOAD", library())
+            .env("DOMALLOC", preset)
+            .env("DOMALLOC_TRACE_SAMPLE", "64k")
+            .env("DOMALLOC_TRACE_OUT", &out_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok held"),
+            "trace_env under DOMALLOC={preset}: {out:?}"
+        );
+        let profile = std::fs::read_to_string(&out_path)
+            .unwrap_or_else(|e| panic!("no profile under DOMALLOC={preset}: {e}"));
+        assert!(
+            profile.contains("one sample every 65536 bytes"),
+            "{profile}"
+        );
+        let estimate: f64 = profile
+            .split("estimated: ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no estimate in the profile:\n{profile}"));
+        let held = (8192 * 4096) as f64;
+        assert!(
+            (estimate - held).abs() < held / 4.0,
+            "estimated {estimate} bytes at exit, 32 MiB held:\n{profile}"
+        );
+        assert!(profile.contains("Top "), "{profile}");
+        // The top site is the program's line, past libdomalloc's own frames.
+        let top = profile
+            .lines()
+            .find(|l| l.starts_with("#1: "))
+            .unwrap_or_else(|| panic!("no top site:\n{profile}"));
+        assert!(top.contains("trace_env.c:"), "{profile}");
+        assert!(profile.contains("Total allocated size"), "{profile}");
+        eprintln!("{profile}");
+    }
+    // A value that is not a size: one line on stderr, no profile.
+    let out_path = dir.join("profile-bad.txt");
+    let _ = std::fs::remove_file(&out_path);
+    let out = Command::new(&exe)
+        .env("LD_PRELOAD", library())
+        .env("DOMALLOC_TRACE_SAMPLE", "lots")
+        .env("DOMALLOC_TRACE_OUT", &out_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DOMALLOC_TRACE_SAMPLE=lots is not a size"),
+        "{stderr}"
+    );
+    assert!(!out_path.exists(), "a bad value traces nothing");
+}
+
+/// `DOMALLOC_TRACE_OUT` chooses the profile's format by its name: DHAT's JSON for `.json`,
+/// pprof's gzipped protobuf for `.pb.gz`; both name the program's allocating line.
+#[test]
+fn the_profile_at_exit_takes_the_format_its_name_asks_for() {
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let exe = compile("trace_env.c", "trace_env", &["-g"]);
+    let dir = scratch().join("trace_env-formats");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["profile.json", "profile.pb.gz"] {
+        let out_path = dir.join(name);
+        let _ = std::fs::remove_file(&out_path);
+        let out = Command::new(&exe)
+            .env("LD_PRELOAD", library())
+            .env("DOMALLOC_TRACE_SAMPLE", "64k")
+            .env("DOMALLOC_TRACE_OUT", &out_path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {out:?}");
+        let bytes = std::fs::read(&out_path).unwrap_or_else(|e| panic!("no {name}: {e}"));
+        if name.ends_with(".json") {
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(text.contains("\"dhatFileVersion\":2"), "{text}");
+            assert!(text.contains("trace_env.c:"), "{text}");
+        } else {
+            assert_eq!(&bytes[..2], &[0x1f, 0x8b], "{name} is gzip");
+            let unzipped = Command::new("gzip")
+                .args(["-dc"])
+                .arg(&out_path)
+                .output()
+                .unwrap();
+            assert!(unzipped.status.success());
+            let raw = String::from_utf8_lossy(&unzipped.stdout);
+            assert!(raw.contains("inuse_space"), "{raw}");
+            assert!(raw.contains("trace_env.c"), "{raw}");
+        }
+    }
 }

@@ -24,6 +24,10 @@ pub const MAX_GROUPS: usize = 16;
 static GROUPS: [AtomicPtr<Prefixes>; MAX_GROUPS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; MAX_GROUPS];
 
+/// Groups of C function names (see [`register_c_names`]).
+static C_GROUPS: [AtomicPtr<Prefixes>; MAX_GROUPS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_GROUPS];
+
 /// Registers `group`, a static holding a crate's function-name prefixes; registering the same
 /// static again does nothing. Returns `false` if the table is full.
 ///
@@ -33,8 +37,30 @@ static GROUPS: [AtomicPtr<Prefixes>; MAX_GROUPS] =
 /// assert!(alloc_core::plumbing::is_plumbing("my_allocator::Pool::malloc"));
 /// ```
 pub fn register(group: &'static Prefixes) -> bool {
+    add(&GROUPS, group)
+}
+
+/// Registers `group`, a static holding C function names that allocate on a program's behalf (a
+/// C library's exported `malloc` family, its C API): each matches a name with no `::` path,
+/// exactly, or, ending in `*`, as a prefix (`"domalloc_*"`), so that a program's
+/// `malloc_wrapper` or a Rust crate named `domalloc_x` stays the program's. Registering the same
+/// static again does nothing; returns `false` if the table is full.
+///
+/// ```
+/// static EXPORTS: alloc_core::plumbing::Prefixes = &["my_malloc", "my_api_*"];
+/// assert!(alloc_core::plumbing::register_c_names(&EXPORTS));
+/// assert!(alloc_core::plumbing::is_plumbing("my_malloc"));
+/// assert!(alloc_core::plumbing::is_plumbing("my_api_trace"));
+/// assert!(!alloc_core::plumbing::is_plumbing("my_malloc_wrapper"));
+/// assert!(!alloc_core::plumbing::is_plumbing("my_api_x::run"));
+/// ```
+pub fn register_c_names(group: &'static Prefixes) -> bool {
+    add(&C_GROUPS, group)
+}
+
+fn add(table: &[AtomicPtr<Prefixes>; MAX_GROUPS], group: &'static Prefixes) -> bool {
     let want = ptr::from_ref(group).cast_mut();
-    for slot in &GROUPS {
+    for slot in table {
         // Acquire: a group read here was published whole (it is a static; the store publishes it).
         let cur = slot.load(Ordering::Acquire);
         if cur == want {
@@ -52,12 +78,24 @@ pub fn register(group: &'static Prefixes) -> bool {
 }
 
 /// Whether function `name` starts with a registered prefix (a leading `<` of a trait
-/// implementation's name is passed over).
+/// implementation's name is passed over), or is a registered C name.
 pub fn is_plumbing(name: &str) -> bool {
-    let name = name.trim_start_matches('<');
-    GROUPS.iter().any(|slot| {
+    let path = name.trim_start_matches('<');
+    if any_in(&GROUPS, |p| path.starts_with(p)) {
+        return true;
+    }
+    !name.contains("::")
+        && any_in(&C_GROUPS, |c| match c.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == c,
+        })
+}
+
+/// Whether an entry of a group registered in `table` satisfies `hit`.
+fn any_in(table: &[AtomicPtr<Prefixes>; MAX_GROUPS], hit: impl Fn(&str) -> bool) -> bool {
+    table.iter().any(|slot| {
         let g = slot.load(Ordering::Acquire);
-        // SAFETY: a non-null slot holds a pointer made from a `&'static Prefixes` by `register`.
-        !g.is_null() && unsafe { *g }.iter().any(|p| name.starts_with(p))
+        // SAFETY: a non-null slot holds a pointer made from a `&'static Prefixes` by `add`.
+        !g.is_null() && unsafe { *g }.iter().any(|p| hit(p))
     })
 }

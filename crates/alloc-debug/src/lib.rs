@@ -114,9 +114,10 @@ pub use scope::{
 pub use tally::PEAK_SLACK;
 #[cfg(all(not(loom), feature = "std"))]
 pub use tracing::{
-    CALIBRATION, CaptureMethod, DomainFilter, Filter, Frame, Growth, KeyType, LeakReport,
-    MAX_DEPTH, PLUMBING_FRAMES, Snapshot, Statistic, StatisticDiff, Tag, Trace, TraceFilter,
-    Traceback, Tracing, TracingError, capture_method, format_size, set_capture_method, with_tag,
+    CALIBRATION, CaptureMethod, DEFAULT_SAMPLE_INTERVAL, DomainFilter, Filter, Frame, Growth,
+    KeyType, LeakReport, MAX_DEPTH, MAX_SAMPLE_INTERVAL, PLUMBING_FRAMES, Snapshot, Statistic,
+    StatisticDiff, Tag, Trace, TraceFilter, Traceback, Tracing, TracingError, capture_method,
+    format_size, seed_sampling, set_capture_method, with_tag,
 };
 #[cfg(all(not(loom), feature = "export"))]
 pub use tracing::{

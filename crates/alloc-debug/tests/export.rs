@@ -639,3 +639,20 @@ fn a_bad_snapshot_file_is_refused_with_what_is_wrong() {
         "not a snapshot file: its format is \"pickle\", not \"domalloc-tracemalloc-snapshot\""
     );
 }
+
+#[test]
+fn a_sampled_snapshot_keeps_its_interval_through_a_file() {
+    let s = sample();
+    let sampled = Snapshot::sampled(s.traces().to_vec(), s.traceback_limit(), 4096);
+    let mut out = Vec::new();
+    sampled.dump_to(&mut out).unwrap();
+    let loaded = Snapshot::load_from(&out[..]).unwrap();
+    assert_eq!(loaded, sampled);
+    assert_eq!(loaded.sample_interval(), Some(4096));
+    assert_ne!(
+        loaded, s,
+        "an exact snapshot of the same traces is another snapshot"
+    );
+    // The estimates computed from it are the same too.
+    assert_eq!(loaded.total_size(), sampled.total_size());
+}

@@ -119,6 +119,28 @@ int main(void) {
     CHECK(!domalloc_tracing_is_tracing(), "stopped");
     printf("ok tracing\n");
 
+    /* sampled tracing: 4000 blocks of 1000 bytes, sampled every 4 KiB on average (about 870
+     * samples), estimated to within a quarter */
+    CHECK(domalloc_tracing_start_sampled(1, 0) == DOMALLOC_ERR_INVALID, "interval 0 refused");
+    CHECK(domalloc_tracing_start_sampled(0, 4096) == DOMALLOC_ERR_INVALID, "depth 0 refused");
+    CHECK(domalloc_tracing_start_sampled(1, DOMALLOC_MAX_SAMPLE_INTERVAL + 1) == DOMALLOC_ERR_INVALID,
+          "interval too large refused");
+    CHECK(domalloc_tracing_start_sampled(1, 4096) == DOMALLOC_OK, "tracing_start_sampled");
+    CHECK(domalloc_tracing_is_tracing(), "sampled is_tracing");
+    static void *sampled[4000];
+    for (int i = 0; i < 4000; i++) sampled[i] = domalloc_malloc(DOMALLOC_DOMAIN_MEM, 1000);
+    size_t estimate = 0;
+    domalloc_tracing_traced_memory(&estimate, NULL);
+    CHECK(estimate > 3000000 && estimate < 5000000, "sampled traced memory estimates 4 MB");
+    domalloc_tracing_top(top, sizeof top, 3);
+    CHECK(strstr(top, "Total allocated size") != NULL, "sampled top");
+    for (int i = 0; i < 4000; i++) domalloc_free(DOMALLOC_DOMAIN_MEM, sampled[i]);
+    domalloc_tracing_traced_memory(&after, NULL);
+    CHECK(after < estimate / 10, "sampled blocks forgotten at their free");
+    CHECK(domalloc_tracing_start(1) == DOMALLOC_OK, "back to exact tracing");
+    domalloc_tracing_stop();
+    printf("ok sampled tracing\n");
+
     CHECK(domalloc_setup_debug_hooks() >= 0, "debug hooks");
     void *g = domalloc_malloc(DOMALLOC_DOMAIN_OBJECT, 10);
     domalloc_free(DOMALLOC_DOMAIN_OBJECT, g);

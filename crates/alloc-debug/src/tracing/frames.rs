@@ -256,10 +256,11 @@ const PLUMBING_SOURCES: &[&str] = &[
 ];
 
 /// Whether a function name belongs to the allocation machinery (see [`PLUMBING`] and the
-/// prefixes registered with `alloc_core::plumbing`).
+/// names registered with `alloc_core::plumbing`: the pools', the domain table's, libdomalloc's
+/// exports and C API, the bench runner's).
 fn is_plumbing(name: &str) -> bool {
-    let name = name.trim_start_matches('<');
-    PLUMBING.iter().any(|p| name.starts_with(p)) || alloc_core::plumbing::is_plumbing(name)
+    let path = name.trim_start_matches('<');
+    PLUMBING.iter().any(|p| path.starts_with(p)) || alloc_core::plumbing::is_plumbing(name)
 }
 
 /// Whether a frame belongs to the allocation machinery, by its function or its source file.
@@ -427,6 +428,18 @@ mod tests {
         assert!(is_plumbing("__rustc::__rust_alloc"));
         assert!(!is_plumbing("myapp::parse"));
         assert!(!is_plumbing("<myapp::Parser as core::ops::Drop>::drop"));
+        // A crate above this one registers its own frames, as libdomalloc does at load: its
+        // exports and internals then pass, but not a program's own wrapper.
+        static RUST: alloc_core::plumbing::Prefixes = &["domalloc::"];
+        static C: alloc_core::plumbing::Prefixes = &["malloc", "domalloc_*"];
+        alloc_core::plumbing::register(&RUST);
+        alloc_core::plumbing::register_c_names(&C);
+        assert!(is_plumbing("malloc"));
+        assert!(is_plumbing("domalloc::malloc_slow"));
+        assert!(is_plumbing("domalloc_malloc"));
+        assert!(!is_plumbing("malloc_wrapper"));
+        assert!(!is_plumbing("hold_buffers"));
+        assert!(!is_plumbing("domalloc_benches::workloads::pairs"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ impl LeakReport {
             .statistics(KeyType::Lineno, false)
             .expect("non-cumulative statistics always group");
         LeakReport {
-            blocks: snapshot.traces().len(),
+            blocks: snapshot.total_blocks(),
             bytes: snapshot.total_size(),
             sites,
         }
@@ -67,7 +67,7 @@ impl Growth {
     /// The growth from `before` to `after`, or `None` if neither bytes nor blocks grew.
     pub fn between(before: &Snapshot, after: &Snapshot) -> Option<Growth> {
         let bytes = after.total_size() as isize - before.total_size() as isize;
-        let blocks = after.traces().len() as isize - before.traces().len() as isize;
+        let blocks = after.total_blocks() as isize - before.total_blocks() as isize;
         if bytes <= 0 && blocks <= 0 {
             return None;
         }

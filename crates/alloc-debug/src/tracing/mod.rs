@@ -44,6 +44,12 @@
 //! not the allocation machinery's, so one site reached by several call paths may be interned
 //! several times; statistics group by the resolved frames and count it once.
 //!
+//! Sampling ([`Tracing::with_sampling`], [`Tracing::set_sampling`]; `sampler`): only a sample of
+//! the blocks is recorded, a block of `s` bytes with probability `1 - exp(-s / interval)` (bytes
+//! sampled as a Poisson process, by a per-thread countdown taken before the inner allocation),
+//! and every figure estimates all the blocks from the samples. A free looks at one counter of a
+//! filter of live samples first, and goes straight to the inner allocator where it is 0.
+//!
 //! Domains: every block made through a `Tracing` is recorded in its domain
 //! ([`Tracing::with_domain`], 0 by default, tracemalloc's `domain`); memory another allocator
 //! manages (a C library's pool, a device's memory) is recorded with [`Tracing::track`] and
@@ -57,6 +63,7 @@ mod frames;
 mod leak;
 mod recent;
 mod records;
+mod sampler;
 mod snapshot;
 mod stack;
 mod table;
@@ -76,6 +83,7 @@ pub use export::{
 };
 pub use frames::{Frame, MAX_DEPTH, PLUMBING_FRAMES, Tag, Traceback};
 pub use leak::{Growth, LeakReport};
+pub use sampler::{DEFAULT_SAMPLE_INTERVAL, MAX_SAMPLE_INTERVAL, seed_sampling};
 pub use snapshot::{
     DomainFilter, Filter, KeyType, Snapshot, Statistic, StatisticDiff, Trace, TraceFilter,
     format_size,
@@ -90,6 +98,7 @@ use table::{TableVec, table_alloc, table_copy};
 use crate::instance::InstanceId;
 use crate::tally::{Balance, Tallies};
 use records::Records;
+use sampler::{FilterCell, PENDING_BASE, Weights};
 
 /// Captures up to `buf.len()` return addresses of the calling code into `buf`, the frames of the
 /// allocation machinery passed over (as a traceback's), by the process's capture method; returns
@@ -123,6 +132,14 @@ pub enum TracingError {
     /// The C library refused memory for the tables.
     #[error("no memory for the tracing tables")]
     NoMemory,
+    /// A sampling interval outside `1..=MAX_SAMPLE_INTERVAL`.
+    #[error("a sampling interval must be between 1 and {max} bytes, not {interval}")]
+    SampleInterval {
+        /// The interval asked for.
+        interval: usize,
+        /// [`MAX_SAMPLE_INTERVAL`].
+        max: usize,
+    },
 }
 
 /// Runs `f` with every allocation this thread makes through any [`Tracing`] recorded at `tag`
@@ -201,6 +218,13 @@ pub struct Tracing<A> {
     /// `id` and `generation` in one word for the caches (`recent::base`); 0 until first asked,
     /// [`NOT_CACHED`] past the numbers it holds.
     cache_base: AtomicU64,
+    /// 0 while every block is traced; while sampling, the threads' countdown base for this
+    /// decorator and interval (`sampler`), or [`PENDING_BASE`] until the first sample is drawn.
+    sample_base: AtomicU64,
+    /// The mean bytes between samples; 0 while every block is traced.
+    sample_interval: AtomicUsize,
+    /// Counts of the live sampled blocks by bucket of address, for frees (`sampler::Filter`).
+    filter: FilterCell,
 }
 
 /// The cache base of a decorator whose tracebacks are not cached.
@@ -243,7 +267,28 @@ impl<A> Tracing<A> {
             id: InstanceId::new(),
             generation: AtomicU64::new(0),
             cache_base: AtomicU64::new(0),
+            sample_base: AtomicU64::new(0),
+            sample_interval: AtomicUsize::new(0),
+            filter: FilterCell::new(),
         }
+    }
+
+    /// Records only a sample of the blocks: a block of `s` bytes with probability
+    /// `1 - exp(-s / interval)` (bytes sampled as a Poisson process with a mean distance of
+    /// `interval` bytes, as jemalloc's and tcmalloc's heap profilers do; see
+    /// [`set_sampling`](Self::set_sampling)).
+    ///
+    /// # Panics
+    ///
+    /// If `interval` is not in `1..=MAX_SAMPLE_INTERVAL` (at compile time in a `static`).
+    pub const fn with_sampling(mut self, interval: usize) -> Self {
+        assert!(
+            interval >= 1 && interval <= MAX_SAMPLE_INTERVAL,
+            "sampling interval out of 1..=MAX_SAMPLE_INTERVAL"
+        );
+        self.sample_base = AtomicU64::new(PENDING_BASE);
+        self.sample_interval = AtomicUsize::new(interval);
+        self
     }
 
     /// Records `depth` frames per traceback.
@@ -293,6 +338,93 @@ impl<A> Tracing<A> {
         Ok(())
     }
 
+    /// The mean bytes between samples while sampling; `None` while every block is traced.
+    pub fn sample_interval(&self) -> Option<usize> {
+        match self.sample_interval.load(Ordering::Relaxed) {
+            0 => None,
+            i => Some(i),
+        }
+    }
+
+    /// Traces a sample of the new blocks (`Some(interval)`) or every one (`None`).
+    ///
+    /// Sampled, a block of `s` bytes is recorded with probability `1 - exp(-s / interval)`: each
+    /// thread counts down the bytes it allocates to its next sampled byte, drawn from an
+    /// exponential distribution of mean `interval` (a Poisson process over the bytes, as in
+    /// jemalloc's `prof` and tcmalloc). The allocations that are not sampled cost a subtraction
+    /// and a compare, and their frees a look at one counter. Every figure drawn from the records
+    /// is then an unbiased estimate: a recorded block of `s` bytes stands for
+    /// `s / (1 - exp(-s / interval))` bytes and `1 / (1 - exp(-s / interval))` blocks in
+    /// [`traced_memory`](Self::traced_memory) and in snapshots' statistics, totals and comparisons.
+    /// [`track`](Self::track)ed memory is sampled alike. [`DEFAULT_SAMPLE_INTERVAL`] (512 KiB) is
+    /// a common choice; [`seed_sampling`] makes a thread's samples repeatable.
+    ///
+    /// Records made under one mode cannot be weighed under another, so a change of mode or of
+    /// interval forgets every trace (as [`clear_traces`](Self::clear_traces); a block allocated
+    /// by another thread while the mode changes may keep a record it should not, as a snapshot
+    /// taken meanwhile may show). Setting the mode already in force does nothing.
+    pub fn set_sampling(&self, interval: Option<usize>) -> Result<(), TracingError> {
+        let interval = match interval {
+            None => 0,
+            Some(i) if (1..=MAX_SAMPLE_INTERVAL).contains(&i) => i,
+            Some(i) => {
+                return Err(TracingError::SampleInterval {
+                    interval: i,
+                    max: MAX_SAMPLE_INTERVAL,
+                });
+            }
+        };
+        let old = self.sample_interval.load(Ordering::Relaxed);
+        if interval == old {
+            return Ok(());
+        }
+        if interval == 0 {
+            self.filter.activate(false);
+            self.sample_interval.store(0, Ordering::Relaxed);
+            self.sample_base.store(0, Ordering::Release);
+        } else {
+            self.filter.get_or_make().ok_or(TracingError::NoMemory)?;
+            self.filter.activate(true);
+            self.sample_interval.store(interval, Ordering::Relaxed);
+            // Release: an allocation that sees the base (acquire, on its slow path) sees the
+            // interval and the filter.
+            self.sample_base
+                .store(sampler::fresh_base(), Ordering::Release);
+        }
+        // The records were weighed under the old mode.
+        self.clear_weighed(old);
+        Ok(())
+    }
+
+    /// [`start_with_depth`](Self::start_with_depth), sampling every `interval` bytes on average
+    /// ([`set_sampling`](Self::set_sampling)).
+    pub fn start_sampled(&self, depth: usize, interval: usize) -> Result<(), TracingError> {
+        self.set_depth(depth)?;
+        self.set_sampling(Some(interval))?;
+        self.start();
+        Ok(())
+    }
+
+    /// What a record of `size` bytes adds to the traced memory: its size, or while sampling the
+    /// bytes it stands for.
+    #[inline]
+    fn weigh(&self, size: usize) -> u64 {
+        match self.sample_interval.load(Ordering::Relaxed) {
+            0 => size as u64,
+            i => Weights::new(i).whole_bytes(size),
+        }
+    }
+
+    /// The filter of sampled blocks, while sampling and for blocks of this decorator's domain.
+    #[inline]
+    fn filter_for(&self, domain: u32) -> Option<&sampler::Filter> {
+        if domain == self.domain {
+            self.filter.active()
+        } else {
+            None
+        }
+    }
+
     /// Whether new blocks are being traced.
     pub fn is_tracing(&self) -> bool {
         self.state.load(Ordering::Relaxed) & ON != 0
@@ -318,14 +450,26 @@ impl<A> Tracing<A> {
 
     /// Forgets every trace and traceback; the traced memory and its peak go back to 0.
     pub fn clear_traces(&self) {
-        self.traced.shrink_shared(self.records.clear() as u64);
+        self.clear_weighed(self.sample_interval.load(Ordering::Relaxed));
+    }
+
+    /// [`clear_traces`](Self::clear_traces) of records weighed at `interval` (0: not sampled).
+    fn clear_weighed(&self, interval: usize) {
+        let weigh = |size: usize| match interval {
+            0 => size as u64,
+            i => Weights::new(i).whole_bytes(size),
+        };
+        self.traced.shrink_shared(self.records.clear(weigh));
         for shard in &self.blocks {
             let mut s = shard.lock();
             if let Some(b) = s.as_mut() {
-                let bytes: usize = b.values().map(|r| r.size).sum();
+                let bytes: u64 = b.values().map(|r| weigh(r.size)).sum();
                 b.clear();
-                self.traced.shrink_shared(bytes as u64);
+                self.traced.shrink_shared(bytes);
             }
+        }
+        if let Some(f) = self.filter.made() {
+            f.clear();
         }
         for shard in &self.tracebacks {
             if let Some(t) = shard.lock().as_mut() {
@@ -376,7 +520,7 @@ impl<A> Tracing<A> {
             .iter()
             .map(|s| s.lock().as_ref().map_or(0, Tracebacks::footprint))
             .sum();
-        self.records.footprint() + blocks + tracebacks
+        self.records.footprint() + blocks + tracebacks + self.filter.footprint()
     }
 
     /// Records memory this decorator did not allocate: `size` bytes at `ptr` in `domain`, with
@@ -388,6 +532,11 @@ impl<A> Tracing<A> {
             return Err(TracingError::NotTracing);
         }
         if Busy::active() {
+            return Ok(());
+        }
+        if let Some(sampled) = self.sample_now(size)
+            && !sampled
+        {
             return Ok(());
         }
         let state = self.state.load(Ordering::Relaxed);
@@ -520,7 +669,10 @@ impl<A> Tracing<A> {
                     .unwrap_or_else(|| unknown.clone()),
             })
             .collect();
-        Snapshot::new(traces, depth)
+        match self.sample_interval() {
+            Some(interval) => Snapshot::sampled(traces, depth, interval),
+            None => Snapshot::new(traces, depth),
+        }
     }
 
     /// What is live now, grouped by site (file and line), largest first: the report to print at
@@ -640,19 +792,35 @@ impl<A> Tracing<A> {
     /// common case, without a lock) or in the hash tables; false if no memory could be had.
     #[inline(always)]
     fn insert(&self, domain: u32, addr: usize, size: usize, trace: TraceId) -> bool {
+        // Counted in the filter before the record is written (`sampler::Filter`).
+        let filter = self.filter_for(domain);
+        if let Some(f) = filter {
+            f.add(addr);
+        }
         let old = if domain == self.domain && records::fits(addr, size) {
-            match self.records.insert(addr, size, trace) {
-                Ok(old) => old.map(|(size, _)| size),
-                Err(()) => return false,
-            }
+            self.records
+                .insert(addr, size, trace)
+                .map(|old| old.map(|(size, _)| size))
         } else {
-            match self.insert_hashed(domain, addr, Record { size, trace }) {
-                Ok(old) => old,
-                Err(()) => return false,
+            self.insert_hashed(domain, addr, Record { size, trace })
+        };
+        let old = match (old, filter) {
+            (Ok(old), None) => old,
+            (Ok(old), Some(f)) => {
+                if old.is_some() {
+                    f.remove(addr);
+                }
+                old
+            }
+            (Err(()), f) => {
+                if let Some(f) = f {
+                    f.remove(addr);
+                }
+                return false;
             }
         };
         match (old, self.balances.mine()) {
-            (None, Some(m)) => self.traced.grow_mine(m, 0, size as u64),
+            (None, Some(m)) => self.traced.grow_mine(m, 0, self.weigh(size)),
             _ => self.rebalance(old, size),
         }
         true
@@ -679,9 +847,9 @@ impl<A> Tracing<A> {
     fn rebalance(&self, old: Option<usize>, size: usize) {
         let slot = self.balances.slot();
         if let Some(old) = old {
-            self.traced.shrink(slot, 0, old as u64);
+            self.traced.shrink(slot, 0, self.weigh(old));
         }
-        self.traced.grow(slot, 0, size as u64);
+        self.traced.grow(slot, 0, self.weigh(size));
     }
 
     /// The record of the block at `addr` in `domain`, wherever it is kept.
@@ -707,18 +875,34 @@ impl<A> Tracing<A> {
         if domain == self.domain
             && let Some((size, trace)) = self.records.remove(addr)
         {
-            self.shrunk(size);
+            self.shrunk(domain, addr, size);
             return Some(Record { size, trace });
         }
         self.take_elsewhere(domain, addr)
     }
 
-    /// Counts `size` traced bytes forgotten.
+    /// Forgets the block at `addr` that a realloc is about to move: while sampling, only where
+    /// the filter says a sampled block may be there.
+    #[inline]
+    fn take_moving(&self, addr: usize) -> Option<Record> {
+        if let Some(f) = self.filter.active()
+            && !f.may_hold(addr)
+        {
+            return None;
+        }
+        self.take(self.domain, addr)
+    }
+
+    /// Counts the record of `size` bytes at `addr` in `domain` forgotten.
     #[inline(always)]
-    fn shrunk(&self, size: usize) {
+    fn shrunk(&self, domain: u32, addr: usize, size: usize) {
+        if let Some(f) = self.filter_for(domain) {
+            f.remove(addr);
+        }
+        let bytes = self.weigh(size);
         match self.balances.mine() {
-            Some(m) => self.traced.shrink_mine(m, 0, size as u64),
-            None => self.traced.shrink(self.balances.slot(), 0, size as u64),
+            Some(m) => self.traced.shrink_mine(m, 0, bytes),
+            None => self.traced.shrink(self.balances.slot(), 0, bytes),
         }
     }
 
@@ -736,7 +920,7 @@ impl<A> Tracing<A> {
             .as_mut()
             .and_then(|b| b.remove(&(domain, addr)));
         if let Some(r) = old {
-            self.shrunk(r.size);
+            self.shrunk(domain, addr, r.size);
         }
         old
     }
@@ -745,8 +929,14 @@ impl<A> Tracing<A> {
     /// and room in it: forgotten and counted with no call (so the free that follows is a tail
     /// call, and the entry keeps no register). False where anything else is to be done, with
     /// nothing done: [`remove`](Self::remove) then, out of line.
+    ///
+    /// While sampling, a block that cannot have been sampled (its bucket of the filter holds no
+    /// sampled block) counts as forgotten: nothing was recorded for it.
     #[inline(always)]
     fn forgot_quickly(&self, addr: usize) -> bool {
+        if let Some(f) = self.filter.active() {
+            return !f.may_hold(addr);
+        }
         let Some(m) = self.balances.mine() else {
             return false;
         };
@@ -849,6 +1039,82 @@ impl<A> Tracing<A> {
         }
     }
 
+    /// Records a block just made, sampled or not as the mode says; false if it could not be.
+    #[inline(always)]
+    fn traced_any(&self, p: NonNull<u8>, size: usize, tag: Option<Tag>) -> bool {
+        let base = self.sample_base.load(Ordering::Relaxed);
+        if base != 0 {
+            return sampler::unsampled(base, size) || self.traced_if_sampled(p, size, tag);
+        }
+        match tag {
+            None => self.traced(p, size),
+            Some(tag) => self.traced_tagged(p, size, tag),
+        }
+    }
+
+    /// While sampling: whether the allocation of `size` bytes being made is sampled (its bytes
+    /// counted down); `None` while every block is traced.
+    #[inline(always)]
+    fn sample_now(&self, size: usize) -> Option<bool> {
+        let base = self.sample_base.load(Ordering::Relaxed);
+        if base == 0 {
+            return None;
+        }
+        Some(!sampler::unsampled(base, size) && self.sample_slowly(size))
+    }
+
+    /// Where the countdown ran out (or belongs to another decorator): whether this allocation is
+    /// sampled. A decorator made sampling by [`with_sampling`](Self::with_sampling) gets its
+    /// filter and its base here, at its first allocation.
+    #[cold]
+    #[inline(never)]
+    fn sample_slowly(&self, size: usize) -> bool {
+        // Acquire: pairs with `set_sampling`'s release (the interval and the filter).
+        let mut base = self.sample_base.load(Ordering::Acquire);
+        if base == PENDING_BASE {
+            base = self.first_sample_base();
+        }
+        let interval = self.sample_interval.load(Ordering::Relaxed);
+        match (base, interval) {
+            // The mode changed to tracing every block meanwhile: trace this one.
+            (0, _) | (_, 0) => true,
+            // No memory for the filter: nothing can be sampled.
+            (PENDING_BASE, _) => false,
+            (base, interval) => sampler::sample_slow(base, interval, size),
+        }
+    }
+
+    /// The base of a decorator made sampling by a `const` constructor, given now with its filter
+    /// ([`PENDING_BASE`] if no memory could be had for the filter).
+    #[cold]
+    fn first_sample_base(&self) -> u64 {
+        if self.filter.get_or_make().is_none() {
+            return PENDING_BASE;
+        }
+        self.filter.activate(true);
+        let fresh = sampler::fresh_base();
+        // Installed only over the pending base: a `set_sampling` meanwhile keeps its own.
+        match self.sample_base.compare_exchange(
+            PENDING_BASE,
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(newer) => newer,
+        }
+    }
+
+    /// [`traced_any`](Self::traced_any) where the countdown ran out: the block recorded if it is
+    /// sampled (true if not). Never inlined, as [`traced`](Self::traced): the walk starts here.
+    #[inline(never)]
+    fn traced_if_sampled(&self, p: NonNull<u8>, size: usize, tag: Option<Tag>) -> bool {
+        if !self.sample_slowly(size) {
+            return true;
+        }
+        self.traced_at(p, size, tag)
+    }
+
     /// [`traced`](Self::traced) for a block with a caller-given tag (never inlined either).
     #[inline(never)]
     fn traced_tagged(&self, p: NonNull<u8>, size: usize, tag: Tag) -> bool {
@@ -875,23 +1141,48 @@ impl<A: DomainAllocator> Tracing<A> {
     /// [`malloc`](DomainAllocator::malloc) with the block recorded at `tag` instead of a
     /// captured stack.
     pub fn malloc_tagged(&self, size: usize, tag: Tag) -> Option<NonNull<u8>> {
-        let p = self.inner.malloc(size)?;
-        self.kept(p, size, Some(tag), |p| {
+        self.made(
+            size,
+            Some(tag),
+            || self.inner.malloc(size),
             // SAFETY: `p` was just made by `inner.malloc` and is given back once.
-            unsafe { self.inner.free(p.as_ptr()) }
-        })
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+        )
     }
 
-    /// Returns `p` if it could be recorded; otherwise gives it back (`undo`) and fails, as
-    /// tracemalloc fails an allocation it cannot trace.
-    #[inline]
-    fn kept(
+    /// The block of `size` bytes `make` makes, recorded (every block, or a sample); a block
+    /// that should be recorded and cannot be is given back (`undo`), and the allocation fails,
+    /// as tracemalloc fails an allocation it cannot trace.
+    ///
+    /// While sampling, the countdown is taken before the block is made, so that an allocation
+    /// that is not sampled is the inner allocator's alone, reached by a tail call (nothing is
+    /// kept across it). A request the inner allocator then refuses has counted its bytes all the
+    /// same.
+    #[inline(always)]
+    fn made(
         &self,
-        p: NonNull<u8>,
         size: usize,
         tag: Option<Tag>,
+        make: impl FnOnce() -> Option<NonNull<u8>>,
         undo: impl FnOnce(NonNull<u8>),
     ) -> Option<NonNull<u8>> {
+        let base = self.sample_base.load(Ordering::Relaxed);
+        if base != 0 {
+            return self.made_counted(base, size, tag, make, undo);
+        }
+        self.made_exactly(size, tag, make, undo)
+    }
+
+    /// [`made`](Self::made) while every block is recorded.
+    #[inline(always)]
+    fn made_exactly(
+        &self,
+        size: usize,
+        tag: Option<Tag>,
+        make: impl FnOnce() -> Option<NonNull<u8>>,
+        undo: impl FnOnce(NonNull<u8>),
+    ) -> Option<NonNull<u8>> {
+        let p = make()?;
         let kept = match tag {
             None => self.traced(p, size),
             Some(tag) => self.traced_tagged(p, size, tag),
@@ -902,6 +1193,101 @@ impl<A: DomainAllocator> Tracing<A> {
             undo(p);
             None
         }
+    }
+
+    /// [`made`](Self::made) while sampling, out of line and reached by a tail call: the entry then
+    /// saves no register on this path (what the path that records every block needs is saved on
+    /// that path alone), and this function keeps nothing across a call either: the countdown,
+    /// then the inner allocation or [`made_sampled`](Self::made_sampled), each by a tail call.
+    #[inline(never)]
+    fn made_counted(
+        &self,
+        base: u64,
+        size: usize,
+        tag: Option<Tag>,
+        make: impl FnOnce() -> Option<NonNull<u8>>,
+        undo: impl FnOnce(NonNull<u8>),
+    ) -> Option<NonNull<u8>> {
+        if sampler::unsampled(base, size) {
+            return make();
+        }
+        self.made_sampled(size, tag, make, undo)
+    }
+
+    /// `malloc` while every block is recorded. Never inlined: its frame is the decorator's own,
+    /// the one [`traced`](Self::traced)'s walk steps from.
+    #[inline(never)]
+    fn malloc_exactly(&self, size: usize) -> Option<NonNull<u8>> {
+        self.made_exactly(
+            size,
+            None,
+            || self.inner.malloc(size),
+            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+        )
+    }
+
+    /// [`malloc_exactly`](Self::malloc_exactly) for `malloc_aligned`.
+    #[inline(never)]
+    fn malloc_aligned_exactly(&self, layout: Layout) -> Option<NonNull<u8>> {
+        self.made_exactly(
+            layout.size(),
+            None,
+            || self.inner.malloc_aligned(layout),
+            // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
+            |p| unsafe { self.inner.free_aligned(p, layout) },
+        )
+    }
+
+    /// [`made_counted`](Self::made_counted) for `malloc`, inlined into the entry (and so into the
+    /// program's loop, where the inner allocator's invariants are hoisted as they are without a
+    /// decorator): the common entries of a program's allocations, `malloc` and the adapters'
+    /// `malloc_aligned`, sampled with no call unless the countdown runs out.
+    #[inline]
+    fn malloc_counted(&self, base: u64, size: usize) -> Option<NonNull<u8>> {
+        if sampler::unsampled(base, size) {
+            return self.inner.malloc(size);
+        }
+        self.made_sampled(
+            size,
+            None,
+            || self.inner.malloc(size),
+            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+        )
+    }
+
+    /// [`malloc_counted`](Self::malloc_counted) for `malloc_aligned`.
+    #[inline]
+    fn malloc_aligned_counted(&self, base: u64, layout: Layout) -> Option<NonNull<u8>> {
+        if sampler::unsampled(base, layout.size()) {
+            return self.inner.malloc_aligned(layout);
+        }
+        self.made_sampled(
+            layout.size(),
+            None,
+            || self.inner.malloc_aligned(layout),
+            // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
+            |p| unsafe { self.inner.free_aligned(p, layout) },
+        )
+    }
+
+    /// [`made`](Self::made) where the countdown ran out: the block made, then recorded if it is
+    /// sampled. Never inlined, as [`traced`](Self::traced): the walk starts here.
+    #[inline(never)]
+    fn made_sampled(
+        &self,
+        size: usize,
+        tag: Option<Tag>,
+        make: impl FnOnce() -> Option<NonNull<u8>>,
+        undo: impl FnOnce(NonNull<u8>),
+    ) -> Option<NonNull<u8>> {
+        let p = make()?;
+        if !self.sample_slowly(size) || self.traced_at(p, size, tag) {
+            return Some(p);
+        }
+        undo(p);
+        None
     }
 
     /// Records a block moved by realloc (its old record, `old`, forgotten by the caller before
@@ -916,7 +1302,7 @@ impl<A: DomainAllocator> Tracing<A> {
     ) -> Option<NonNull<u8>> {
         match (p, old) {
             (Some(p), _) => {
-                let _ = self.traced(p, size);
+                let _ = self.traced_any(p, size, None);
             }
             (None, Some(r)) => {
                 let _ = self.insert(self.domain, ptr as usize, r.size, r.trace);
@@ -929,21 +1315,27 @@ impl<A: DomainAllocator> Tracing<A> {
 
 // SAFETY: every block is the inner allocator's, unchanged; the decorator only records them.
 unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
+    /// One load, then the countdown and the inner allocation (inlined) while sampling, or the
+    /// path that records every block (out of line, so that this entry inlines into its caller
+    /// and the sampled path does not pay for that path's registers).
     #[inline]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-        let p = self.inner.malloc(size)?;
-        self.kept(p, size, None, |p| {
-            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
-            unsafe { self.inner.free(p.as_ptr()) }
-        })
+        let base = self.sample_base.load(Ordering::Relaxed);
+        if base != 0 {
+            return self.malloc_counted(base, size);
+        }
+        self.malloc_exactly(size)
     }
 
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
-        let p = self.inner.calloc(nelem, elsize)?;
-        self.kept(p, nelem * elsize, None, |p| {
+        // An overflowing product fails in the inner allocator; it counts as the most bytes here.
+        self.made(
+            nelem.saturating_mul(elsize),
+            None,
+            || self.inner.calloc(nelem, elsize),
             // SAFETY: `p` was just made by `inner.calloc` and is given back once.
-            unsafe { self.inner.free(p.as_ptr()) }
-        })
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+        )
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
@@ -952,7 +1344,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         }
         // Forgotten before the inner realloc frees the old block (whose address another thread
         // may then get, and record), put back if the realloc fails.
-        let old = self.take(self.domain, ptr as usize);
+        let old = self.take_moving(ptr as usize);
         // SAFETY: the caller's guarantee, forwarded.
         let moved = unsafe { self.inner.realloc(ptr, new_size) };
         self.retraced(moved, new_size, ptr, old)
@@ -984,22 +1376,27 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         })
     }
 
+    /// As [`malloc`](DomainAllocator::malloc).
+    #[inline]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = self.inner.malloc_aligned(layout)?;
-        self.kept(p, layout.size(), None, |p| {
-            // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
-            unsafe { self.inner.free_aligned(p, layout) }
-        })
+        let base = self.sample_base.load(Ordering::Relaxed);
+        if base != 0 {
+            return self.malloc_aligned_counted(base, layout);
+        }
+        self.malloc_aligned_exactly(layout)
     }
 
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let p = self.inner.calloc_aligned(layout)?;
-        self.kept(p, layout.size(), None, |p| {
+        self.made(
+            layout.size(),
+            None,
+            || self.inner.calloc_aligned(layout),
             // SAFETY: `p` was just made by `inner.calloc_aligned(layout)`, given back once.
-            unsafe { self.inner.free_aligned(p, layout) }
-        })
+            |p| unsafe { self.inner.free_aligned(p, layout) },
+        )
     }
 
+    #[inline]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         if self.forgot_quickly(ptr.as_ptr() as usize) {
             // SAFETY: the caller's guarantee, forwarded.
@@ -1018,7 +1415,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         new_size: usize,
     ) -> Option<NonNull<u8>> {
         // As in `realloc`.
-        let old = self.take(self.domain, ptr.as_ptr() as usize);
+        let old = self.take_moving(ptr.as_ptr() as usize);
         // SAFETY: the caller's guarantee, forwarded.
         let moved = unsafe { self.inner.realloc_aligned(ptr, layout, new_size) };
         self.retraced(moved, new_size, ptr.as_ptr(), old)

@@ -144,14 +144,15 @@ impl Records {
         });
     }
 
-    /// Forgets every record; returns the bytes they held. A block freed by another thread
-    /// meanwhile may be counted by both (the traced total then reads low until it is freed).
-    pub(crate) fn clear(&self) -> usize {
+    /// Forgets every record; returns what `weigh` gives for their sizes, summed. A block freed by
+    /// another thread meanwhile may be counted by both (the traced total then reads low until it
+    /// is freed).
+    pub(crate) fn clear(&self, mut weigh: impl FnMut(usize) -> u64) -> u64 {
         let mut bytes = 0;
         self.tree.for_each_leaf(|_, leaf| {
             for w in &leaf.words {
                 if let Some((size, _)) = unpack(w.swap(0, core::sync::atomic::Ordering::Relaxed)) {
-                    bytes += size;
+                    bytes += weigh(size);
                 }
             }
         });
@@ -185,7 +186,7 @@ mod tests {
         assert_eq!(r.remove(a), None);
         r.insert(a, 7, id).unwrap();
         r.insert(a + (3 << 20), 9, id).unwrap();
-        assert_eq!(r.clear(), 16);
+        assert_eq!(r.clear(|size| size as u64), 16);
         assert_eq!(r.get(a), None);
         assert_eq!(r.footprint(), 2 * WORDS * 8);
     }

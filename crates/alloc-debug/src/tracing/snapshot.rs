@@ -13,6 +13,7 @@ use hashbrown::{HashMap, HashSet};
 
 use super::TracingError;
 use super::frames::{Frame, Traceback};
+use super::sampler::Weights;
 
 /// One traced block: its domain, its size and where it was allocated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,11 +309,16 @@ fn glob(pattern: &str, text: &str) -> bool {
 }
 
 /// The traces at one moment (tracemalloc's `Snapshot`). Two snapshots are equal when they hold
-/// the same traces in the same order and the same traceback limit.
+/// the same traces in the same order, the same traceback limit and the same sample interval.
+///
+/// A snapshot of a sampling [`Tracing`](super::Tracing) holds the sampled blocks, each with its
+/// real size, and the interval they were sampled at; its statistics, comparisons and total then
+/// estimate the bytes and blocks of every block, sampled or not (see [`Snapshot::sampled`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     traces: Vec<Trace>,
     traceback_limit: usize,
+    sample_interval: Option<usize>,
 }
 
 impl Snapshot {
@@ -321,6 +327,36 @@ impl Snapshot {
         Snapshot {
             traces,
             traceback_limit,
+            sample_interval: None,
+        }
+    }
+
+    /// A snapshot of traces sampled every `interval` bytes on average: a trace of `s` bytes
+    /// counts for `s / (1 - exp(-s / interval))` bytes and `1 / (1 - exp(-s / interval))` blocks
+    /// in [`statistics`](Self::statistics), [`compare_to`](Self::compare_to),
+    /// [`total_size`](Self::total_size) and [`total_blocks`](Self::total_blocks) (each sum rounded
+    /// to whole bytes and blocks).
+    pub fn sampled(traces: Vec<Trace>, traceback_limit: usize, interval: usize) -> Self {
+        Snapshot {
+            traces,
+            traceback_limit,
+            sample_interval: Some(interval.max(1)),
+        }
+    }
+
+    /// The mean bytes between samples, for a snapshot of sampled traces.
+    pub fn sample_interval(&self) -> Option<usize> {
+        self.sample_interval
+    }
+
+    /// Bytes and blocks a trace of `size` bytes stands for.
+    fn weight(&self, size: usize) -> (f64, f64) {
+        match self.sample_interval {
+            None => (size as f64, 1.0),
+            Some(i) => {
+                let w = Weights::new(i);
+                (w.bytes(size), w.blocks(size))
+            }
         }
     }
 
@@ -334,9 +370,30 @@ impl Snapshot {
         self.traceback_limit
     }
 
-    /// Bytes of all traces.
+    /// Bytes of all traces (estimated, for sampled traces).
     pub fn total_size(&self) -> usize {
-        self.traces.iter().map(|t| t.size).sum()
+        match self.sample_interval {
+            None => self.traces.iter().map(|t| t.size).sum(),
+            Some(_) => self
+                .traces
+                .iter()
+                .map(|t| self.weight(t.size).0)
+                .sum::<f64>()
+                .round() as usize,
+        }
+    }
+
+    /// Blocks of all traces: their number, or for sampled traces the blocks they stand for.
+    pub fn total_blocks(&self) -> usize {
+        match self.sample_interval {
+            None => self.traces.len(),
+            Some(_) => self
+                .traces
+                .iter()
+                .map(|t| self.weight(t.size).1)
+                .sum::<f64>()
+                .round() as usize,
+        }
     }
 
     /// A snapshot of the traces that pass `filters`: any inclusive filter (if there is one) and
@@ -351,7 +408,11 @@ impl Snapshot {
             .filter(|t| exclude.iter().all(|f| f.matches(t)))
             .cloned()
             .collect();
-        Snapshot::new(traces, self.traceback_limit)
+        Snapshot {
+            traces,
+            traceback_limit: self.traceback_limit,
+            sample_interval: self.sample_interval,
+        }
     }
 
     /// The keys a trace counts under: one, or with `cumulative` one per distinct frame.
@@ -383,6 +444,21 @@ impl Snapshot {
     ) -> Result<HashMap<Traceback, (usize, usize)>, TracingError> {
         if cumulative && key == KeyType::Traceback {
             return Err(TracingError::CumulativeTraceback);
+        }
+        if self.sample_interval.is_some() {
+            let mut groups: HashMap<Traceback, (f64, f64)> = HashMap::new();
+            for t in &self.traces {
+                let (bytes, blocks) = self.weight(t.size);
+                for k in Self::keys(t, key, cumulative) {
+                    let g = groups.entry(k).or_default();
+                    g.0 += bytes;
+                    g.1 += blocks;
+                }
+            }
+            return Ok(groups
+                .into_iter()
+                .map(|(k, (bytes, blocks))| (k, (bytes.round() as usize, blocks.round() as usize)))
+                .collect());
         }
         let mut groups: HashMap<Traceback, (usize, usize)> = HashMap::new();
         for t in &self.traces {

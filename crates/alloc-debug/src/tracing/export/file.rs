@@ -52,6 +52,9 @@ struct SnapshotFile {
     format: String,
     version: u32,
     traceback_limit: usize,
+    /// The mean bytes between samples of a sampled snapshot (absent: exact traces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sample_interval: Option<usize>,
     frames: Vec<FileFrame>,
     tracebacks: Vec<Vec<usize>>,
     traces: Vec<FileTrace>,
@@ -93,6 +96,7 @@ impl SnapshotFile {
             format: SNAPSHOT_FILE_FORMAT.into(),
             version: SNAPSHOT_FILE_VERSION,
             traceback_limit: snapshot.traceback_limit(),
+            sample_interval: snapshot.sample_interval(),
             frames,
             tracebacks,
             traces,
@@ -149,7 +153,10 @@ impl SnapshotFile {
                 })
             })
             .collect::<Result<Vec<Trace>, SnapshotFileError>>()?;
-        Ok(Snapshot::new(traces, self.traceback_limit))
+        Ok(match self.sample_interval {
+            Some(interval) => Snapshot::sampled(traces, self.traceback_limit, interval),
+            None => Snapshot::new(traces, self.traceback_limit),
+        })
     }
 }
 

@@ -1,0 +1,480 @@
+//! Sampled tracing: which allocations a sampling [`Tracing`](super::Tracing) records, and what
+//! each recorded block stands for.
+//!
+//! **Which.** Bytes are sampled as a Poisson process along each thread's stream of allocated bytes,
+//! as jemalloc's `prof` and tcmalloc's sampler do: the distance from one sampled byte to the next
+//! is drawn from an exponential distribution whose mean is the interval, and a block is recorded
+//! when a sampled byte falls inside it. A block of `s` bytes is therefore recorded with probability
+//! `1 - exp(-s / interval)`: large blocks nearly always, a 16-byte block once in about
+//! `interval / 16`.
+//!
+//! Each thread keeps the bytes left to its next sample in one `const` thread-local word (no
+//! allocation, no destructor, as the crate's other per-thread state), together with the decorator
+//! it counts for:
+//!
+//! ```text
+//!   COUNTDOWN = tag << 40 | bytes left        tag: the decorator and its interval (1..2^23)
+//!   fast path:  left = COUNTDOWN - base - size;  left < 2^39 ?  COUNTDOWN -= size : slow path
+//! ```
+//!
+//! where `base` is the decorator's `tag << 40`. The one unsigned compare fails both when the bytes
+//! left run out (the subtraction wraps) and when the word belongs to another decorator or to an
+//! older interval of this one (another tag); the slow path then draws a fresh distance from the
+//! thread's generator (xorshift, seeded per thread, or by [`seed_sampling`]). Starting afresh at
+//! any allocation is exact for a Poisson process (it has no memory), so threads that alternate
+//! between two sampling decorators are sampled correctly, only more slowly.
+//!
+//! **What it stands for.** The standard unbiasing: a recorded block of `s` bytes stands for
+//! `s / (1 - exp(-s / interval))` bytes and `1 / (1 - exp(-s / interval))` blocks ([`Weights`]),
+//! whose expectations over the sampling are exactly `s` and 1. The traced memory, snapshots'
+//! statistics, comparisons and totals all use these estimates.
+//!
+//! **Frees.** A free must find out cheaply that its block was not sampled, which is nearly every
+//! free. The records (a radix tree of words) would answer, but their leaf for a block is in cold
+//! memory. The [`Filter`] answers first: a counter per bucket of addresses (hashed) of the live
+//! sampled blocks, in one array; a free whose bucket holds 0 has no record to forget. Counters are
+//! changed only for sampled blocks (an atomic add each, rare by design).
+
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+#[cfg(not(unix))]
+use alloc_core::{DomainAllocator, System};
+
+/// The default mean distance between samples: 512 KiB, as tcmalloc's and jemalloc's defaults.
+pub const DEFAULT_SAMPLE_INTERVAL: usize = 512 << 10;
+
+/// The largest interval accepted (4 GiB): the longest distance drawn (about 37 times the mean,
+/// from 53 random bits) stays under 2^38 bytes, what the countdown word holds.
+pub const MAX_SAMPLE_INTERVAL: usize = 1 << 32;
+
+/// Bits of the countdown word under the tag.
+const LEFT_BITS: u32 = 40;
+/// The low bits of the countdown word.
+const LEFT_LIMIT: u64 = 1 << LEFT_BITS;
+/// Bytes left are always below this.
+const DRAW_LIMIT: u64 = 1 << 38;
+/// The fast path accepts a difference below this, and counts sizes at most this less one (a
+/// larger block is always sampled all the same: it is larger than any distance drawn). A word of
+/// another tag then always gives a difference at or above it: a higher tag at least
+/// `2^40 - size`, a lower one (or bytes left short of the size) a difference that wrapped.
+const FAST_LIMIT: u64 = 1 << 39;
+/// Tags are taken from `1..=TAG_MASK` (wrapping, skipping 0). Every base is then at most 2^63, so
+/// the fast path's subtraction cannot wrap into the range of bytes left for a word of another
+/// tag (that would take a size over 2^62, which no allocation has).
+const TAG_MASK: u64 = (1 << (63 - LEFT_BITS)) - 1;
+
+std::thread_local! {
+    /// This thread's countdown: `tag << 40 | bytes left` (0: none yet).
+    static COUNTDOWN: Cell<u64> = const { Cell::new(0) };
+    /// This thread's generator state (0: not seeded yet).
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Tags handed out so far.
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+/// Threads seeded so far (mixed into their seeds).
+static SEEDED: AtomicU64 = AtomicU64::new(0);
+
+/// The base of a decorator made sampling by a `const` constructor, before its first sample: no
+/// countdown carries its tag (never handed out), so its first allocation takes the slow path, which
+/// gives it a tag of its own.
+pub(crate) const PENDING_BASE: u64 = (TAG_MASK + 1) << LEFT_BITS;
+
+/// A fresh tag, as a countdown base (`tag << 40`, never 0). Tags wrap after 2^23 changes of
+/// interval in a process; a thread whose countdown was left under a reused tag then finishes that
+/// countdown before drawing a fresh one.
+pub(crate) fn fresh_base() -> u64 {
+    loop {
+        let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed) & TAG_MASK;
+        if tag != 0 {
+            return tag << LEFT_BITS;
+        }
+    }
+}
+
+/// Whether an allocation of `size` bytes on this thread goes unsampled under the decorator whose
+/// countdown base is `base` (nonzero), counting its bytes: the common case, one subtraction and a
+/// compare. `false` means "ask [`sample_slow`]", with nothing counted.
+#[inline(always)]
+pub(crate) fn unsampled(base: u64, size: usize) -> bool {
+    let size = (size as u64).min(FAST_LIMIT - 1);
+    COUNTDOWN.with(|c| {
+        let v = c.get();
+        let left = v.wrapping_sub(base).wrapping_sub(size);
+        if left < FAST_LIMIT {
+            c.set(v - size);
+            true
+        } else {
+            false
+        }
+    })
+}
+
+/// Where [`unsampled`] failed: whether this allocation of `size` bytes is sampled, with the
+/// countdown drawn afresh (from the end of this allocation if it is sampled, from its start if the
+/// countdown was another decorator's or another interval's).
+#[cold]
+#[inline(never)]
+pub(crate) fn sample_slow(base: u64, interval: usize, size: usize) -> bool {
+    let size = size as u64;
+    let v = COUNTDOWN.with(Cell::get);
+    let mine = v & !(LEFT_LIMIT - 1) == base;
+    let left = if mine {
+        v & (LEFT_LIMIT - 1)
+    } else {
+        draw(interval)
+    };
+    let (sampled, left) = if left < size {
+        (true, draw(interval))
+    } else {
+        (false, left - size)
+    };
+    COUNTDOWN.with(|c| c.set(base | left));
+    sampled
+}
+
+/// Seeds the calling thread's sampling generator and drops its countdown, so that the same
+/// allocations on this thread, through sampling [`Tracing`](super::Tracing)s, are sampled the
+/// same way again (a test's fixed seed). Threads are otherwise seeded from their own address and
+/// the number of threads seeded before them.
+pub fn seed_sampling(seed: u64) {
+    RNG.with(|r| r.set(mix(seed) | 1));
+    COUNTDOWN.with(|c| c.set(0));
+}
+
+/// A 64-bit finaliser (splitmix64's): every input bit moves every output bit.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The next 64 random bits of this thread's generator (xorshift64*).
+fn next_u64() -> u64 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        if x == 0 {
+            let here = ptr::from_ref(r) as u64;
+            x = mix(here ^ mix(SEEDED.fetch_add(1, Ordering::Relaxed))) | 1;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+/// A distance to the next sampled byte: exponential with mean `interval`, rounded down, below
+/// [`DRAW_LIMIT`].
+fn draw(interval: usize) -> u64 {
+    // Uniform in (0, 1]: 53 random bits, never 0, so the logarithm is finite.
+    let u = ((next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+    let d = -u.ln() * interval as f64;
+    (d as u64).min(DRAW_LIMIT - 1)
+}
+
+/// What a sampled block stands for, at one interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Weights {
+    interval: f64,
+}
+
+impl Weights {
+    pub(crate) fn new(interval: usize) -> Self {
+        Weights {
+            interval: interval as f64,
+        }
+    }
+
+    /// The probability that a block of `size` bytes is sampled.
+    fn probability(self, size: usize) -> f64 {
+        -(-(size as f64) / self.interval).exp_m1()
+    }
+
+    /// Blocks a sampled block of `size` bytes stands for (0 for a block of no bytes, which is
+    /// never sampled).
+    pub(crate) fn blocks(self, size: usize) -> f64 {
+        if size == 0 {
+            0.0
+        } else {
+            1.0 / self.probability(size)
+        }
+    }
+
+    /// Bytes a sampled block of `size` bytes stands for.
+    pub(crate) fn bytes(self, size: usize) -> f64 {
+        size as f64 * self.blocks(size)
+    }
+
+    /// [`bytes`](Self::bytes) rounded, for the traced-memory balances (the same for the same size,
+    /// so a block's free takes back exactly what its record added).
+    pub(crate) fn whole_bytes(self, size: usize) -> u64 {
+        self.bytes(size).round() as u64
+    }
+}
+
+/// Buckets of the [`Filter`]: with `n` live sampled blocks, a free of an unsampled block looks
+/// further (at the records) about `n / BUCKETS` of the time.
+const BUCKETS: usize = 1 << 15;
+
+/// Counts of live sampled blocks by bucket of address: a free of a block whose bucket holds 0 has
+/// no record. Never gives a false "no" for a block whose record was made before the free (its
+/// count was added before its record was written, by the thread that made it, and the free
+/// follows that thread's allocation).
+pub(crate) struct Filter {
+    counts: [AtomicU32; BUCKETS],
+}
+
+impl Filter {
+    /// A zeroed filter from the OS (on unix) or the C library; null if no memory could be had.
+    pub(crate) fn make() -> *mut Filter {
+        let size = size_of::<Filter>();
+        #[cfg(unix)]
+        {
+            // SAFETY: an anonymous private mapping of `size` bytes; no existing memory is touched.
+            let p = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    size,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                ptr::null_mut()
+            } else {
+                p.cast()
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            System
+                .calloc(1, size)
+                .map_or(ptr::null_mut(), |p| p.as_ptr().cast())
+        }
+    }
+
+    /// Gives back a filter [`make`](Self::make) made.
+    ///
+    /// # Safety
+    ///
+    /// `p` came from `make`, is not null, and nothing refers to it any more.
+    pub(crate) unsafe fn release(p: *mut Filter) {
+        #[cfg(unix)]
+        // SAFETY: the caller's guarantee: a mapping `make` made of exactly this size.
+        unsafe {
+            libc::munmap(p.cast(), size_of::<Filter>());
+        }
+        #[cfg(not(unix))]
+        // SAFETY: the caller's guarantee: a block of the C library, freed once.
+        unsafe {
+            System.free(p.cast());
+        }
+    }
+
+    #[inline(always)]
+    fn bucket(addr: usize) -> usize {
+        ((addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 15)) as usize
+    }
+
+    /// Whether a sampled block may live at `addr` (false: certainly none).
+    #[inline(always)]
+    pub(crate) fn may_hold(&self, addr: usize) -> bool {
+        // Relaxed: the count of a block this thread may free was added before the block reached
+        // this thread (see the type's documentation).
+        self.counts[Self::bucket(addr)].load(Ordering::Relaxed) != 0
+    }
+
+    /// Counts a sampled block at `addr`, before its record is written.
+    pub(crate) fn add(&self, addr: usize) {
+        self.counts[Self::bucket(addr)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes back the count of a sampled block whose record was forgotten.
+    pub(crate) fn remove(&self, addr: usize) {
+        // Never below 0: a record forgotten here was counted (or, made in a race with a change of
+        // mode, is let go of without a count, and the bucket stays as it is).
+        let _ = self.counts[Self::bucket(addr)].fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |c| c.checked_sub(1),
+        );
+    }
+
+    /// Zeroes every count (the records were all forgotten).
+    pub(crate) fn clear(&self) {
+        for c in &self.counts {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A decorator's filter: made at most once (on its first sampled configuration), kept until the
+/// decorator is dropped, and `active` (read by every free) only while the decorator samples.
+pub(crate) struct FilterCell {
+    made: core::sync::atomic::AtomicPtr<Filter>,
+    active: core::sync::atomic::AtomicPtr<Filter>,
+}
+
+impl FilterCell {
+    pub(crate) const fn new() -> Self {
+        FilterCell {
+            made: core::sync::atomic::AtomicPtr::new(ptr::null_mut()),
+            active: core::sync::atomic::AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// The filter, made now if need be; `None` if no memory could be had.
+    pub(crate) fn get_or_make(&self) -> Option<&Filter> {
+        let mut p = self.made.load(Ordering::Acquire);
+        if p.is_null() {
+            let fresh = Filter::make();
+            if fresh.is_null() {
+                return None;
+            }
+            p = match self.made.compare_exchange(
+                ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => fresh,
+                Err(winner) => {
+                    // SAFETY: made just now and never published.
+                    unsafe { Filter::release(fresh) };
+                    winner
+                }
+            };
+        }
+        // SAFETY: published filters are zeroed (valid counters) and live until the cell is dropped.
+        Some(unsafe { &*p })
+    }
+
+    /// The filter made so far, if any.
+    pub(crate) fn made(&self) -> Option<&Filter> {
+        // SAFETY: as in `get_or_make`.
+        unsafe { self.made.load(Ordering::Acquire).as_ref() }
+    }
+
+    /// Makes the filter the one frees look at (`on`), or none.
+    pub(crate) fn activate(&self, on: bool) {
+        let p = if on {
+            self.made.load(Ordering::Acquire)
+        } else {
+            ptr::null_mut()
+        };
+        self.active.store(p, Ordering::Release);
+    }
+
+    /// The filter frees look at: `None` unless the decorator samples.
+    #[inline(always)]
+    pub(crate) fn active(&self) -> Option<&Filter> {
+        // Relaxed: a free sees the mode its block's allocation saw (the block reached the freeing
+        // thread after that); one that sees no filter takes the exact path, which also finds
+        // whether the block has a record. SAFETY: as in `get_or_make`.
+        unsafe { self.active.load(Ordering::Relaxed).as_ref() }
+    }
+
+    /// Bytes the filter takes.
+    pub(crate) fn footprint(&self) -> usize {
+        if self.made().is_some() {
+            size_of::<Filter>()
+        } else {
+            0
+        }
+    }
+}
+
+impl Drop for FilterCell {
+    fn drop(&mut self) {
+        let p = *self.made.get_mut();
+        if !p.is_null() {
+            // SAFETY: `&mut self`: nothing refers to the filter any more; made by `make`.
+            unsafe { Filter::release(p) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_are_unbiased_and_tend_to_the_size_for_large_blocks() {
+        let w = Weights::new(1024);
+        // A block as large as many intervals is nearly always sampled, and stands for itself.
+        assert!((w.bytes(1 << 20) - (1 << 20) as f64).abs() < 1.0);
+        assert!((w.blocks(1 << 20) - 1.0).abs() < 1e-9);
+        // A tiny block stands for about interval / size blocks.
+        assert!((w.blocks(1) - 1024.5).abs() < 0.01, "{}", w.blocks(1));
+        assert_eq!(w.blocks(0), 0.0);
+        // Expectation: p(s) * weight(s) == s.
+        for s in [1usize, 16, 100, 1024, 5000] {
+            assert!((w.probability(s) * w.bytes(s) - s as f64).abs() < 1e-6);
+        }
+        assert_eq!(w.whole_bytes(16), w.bytes(16).round() as u64);
+    }
+
+    #[test]
+    fn the_countdown_samples_at_the_interval_and_restarts_for_another_decorator() {
+        let (a, b) = (fresh_base(), fresh_base());
+        assert_ne!(a, b);
+        seed_sampling(7);
+        let interval = 4096;
+        let mut sampled = 0u64;
+        let n = 400_000u64;
+        for _ in 0..n {
+            if !unsampled(a, 64) && sample_slow(a, interval, 64) {
+                sampled += 1;
+            }
+        }
+        // Expected n * (1 - exp(-64/4096)) = 6200; the spread is about 80.
+        let expected = n as f64 * -(-64.0f64 / 4096.0).exp_m1();
+        assert!(
+            (sampled as f64 - expected).abs() < 5.0 * expected.sqrt(),
+            "{sampled} samples, {expected} expected"
+        );
+        // Another decorator's word: the fast path refuses, the slow path draws afresh.
+        assert!(!unsampled(b, 1));
+        let _ = sample_slow(b, interval, 1);
+        assert_eq!(COUNTDOWN.with(Cell::get) & !(LEFT_LIMIT - 1), b);
+        // The same seed samples the same allocations again.
+        let run = || {
+            seed_sampling(99);
+            (0..10_000)
+                .filter(|_| !unsampled(a, 100) && sample_slow(a, interval, 100))
+                .count()
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn the_filter_counts_blocks_by_bucket() {
+        let p = Filter::make();
+        assert!(!p.is_null());
+        // SAFETY: made just now, zeroed, released below once.
+        let f = unsafe { &*p };
+        let a = 0x7f12_3456_7890usize;
+        assert!(!f.may_hold(a));
+        f.add(a);
+        f.add(a);
+        assert!(f.may_hold(a));
+        f.remove(a);
+        assert!(f.may_hold(a));
+        f.remove(a);
+        assert!(!f.may_hold(a));
+        f.remove(a);
+        assert!(!f.may_hold(a), "never below zero");
+        f.add(a);
+        f.clear();
+        assert!(!f.may_hold(a));
+        // SAFETY: made by `make`, no longer referred to.
+        unsafe { Filter::release(p) };
+    }
+}
