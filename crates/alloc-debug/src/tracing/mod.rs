@@ -933,7 +933,7 @@ impl<A> Tracing<A> {
     /// While sampling, a block that cannot have been sampled (its bucket of the filter holds no
     /// sampled block) counts as forgotten: nothing was recorded for it.
     #[inline(always)]
-    fn forgot_quickly(&self, addr: usize) -> bool {
+    fn forget_fast(&self, addr: usize) -> bool {
         if let Some(f) = self.filter.active() {
             return !f.may_hold(addr);
         }
@@ -944,12 +944,12 @@ impl<A> Tracing<A> {
             .remove_if(addr, |size| self.traced.try_shrink_mine(m, 0, size as u64))
     }
 
-    /// A free where [`forgot_quickly`](Self::forgot_quickly) did not apply, out of line: the
+    /// A free where [`forget_fast`](Self::forget_fast) did not apply, out of line: the
     /// block forgotten by [`remove`](Self::remove), then `free` (the inner free) called, so
     /// that the entry reaches either end by a tail call.
     #[cold]
     #[inline(never)]
-    fn forget_slowly(&self, addr: usize, free: impl FnOnce()) {
+    fn forget_slow(&self, addr: usize, free: impl FnOnce()) {
         self.remove(self.domain, addr);
         free();
     }
@@ -983,23 +983,23 @@ impl<A> Tracing<A> {
     /// line whole, with what was found on the way.
     #[inline(never)]
     fn traced(&self, p: NonNull<u8>, size: usize) -> bool {
-        match self.traced_quickly(p, size) {
+        match self.trace_fast(p, size) {
             Ok(()) => true,
-            Err(slow) => self.traced_slowly(p, size, slow),
+            Err(slow) => self.trace_slow(p, size, slow),
         }
     }
 
     /// [`traced`](Self::traced)'s common allocation; `Err` with nothing done where it does not
     /// apply.
     #[inline(always)]
-    fn traced_quickly(&self, p: NonNull<u8>, size: usize) -> Result<(), Slow> {
+    fn trace_fast(&self, p: NonNull<u8>, size: usize) -> Result<(), Slow> {
         if self.state.load(Ordering::Relaxed) != ONE_FRAME
             || Busy::active()
             || frames::current_tag().is_some()
         {
             return Err(Slow::Plain);
         }
-        let ip = match stack::here_quick() {
+        let ip = match stack::here_fast() {
             Ok(ip) => ip,
             Err(Some(place)) => return Err(Slow::Walk(place)),
             Err(None) => return Err(Slow::Plain),
@@ -1023,7 +1023,7 @@ impl<A> Tracing<A> {
     /// [`traced`](Self::traced) where its common allocation did not apply, from what it found.
     #[cold]
     #[inline(never)]
-    fn traced_slowly(&self, p: NonNull<u8>, size: usize, slow: Slow) -> bool {
+    fn trace_slow(&self, p: NonNull<u8>, size: usize, slow: Slow) -> bool {
         let ip = match slow {
             Slow::Plain => return self.traced_at(p, size, None),
             // SAFETY: the place is the frame of `traced`, which called this function.
@@ -1355,23 +1355,23 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         if ptr.is_null() {
             return;
         }
-        if self.forgot_quickly(ptr as usize) {
+        if self.forget_fast(ptr as usize) {
             // SAFETY: the caller's guarantee, forwarded.
             return unsafe { self.inner.free(ptr) };
         }
         // SAFETY: as above. (The closure is made here, not before the test above: made there,
         // its captures are stored on every free.)
-        self.forget_slowly(ptr as usize, move || unsafe { self.inner.free(ptr) })
+        self.forget_slow(ptr as usize, move || unsafe { self.inner.free(ptr) })
     }
 
     #[inline]
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
-        if self.forgot_quickly(ptr.as_ptr() as usize) {
+        if self.forget_fast(ptr.as_ptr() as usize) {
             // SAFETY: the caller's guarantee, forwarded.
             return unsafe { self.inner.free_sized(ptr, size) };
         }
         // SAFETY: as above.
-        self.forget_slowly(ptr.as_ptr() as usize, move || unsafe {
+        self.forget_slow(ptr.as_ptr() as usize, move || unsafe {
             self.inner.free_sized(ptr, size)
         })
     }
@@ -1398,12 +1398,12 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
 
     #[inline]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
-        if self.forgot_quickly(ptr.as_ptr() as usize) {
+        if self.forget_fast(ptr.as_ptr() as usize) {
             // SAFETY: the caller's guarantee, forwarded.
             return unsafe { self.inner.free_aligned(ptr, layout) };
         }
         // SAFETY: as above.
-        self.forget_slowly(ptr.as_ptr() as usize, move || unsafe {
+        self.forget_slow(ptr.as_ptr() as usize, move || unsafe {
             self.inner.free_aligned(ptr, layout)
         })
     }

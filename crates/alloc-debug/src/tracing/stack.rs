@@ -152,7 +152,7 @@ impl Keep {
     }
 }
 
-/// Where a frame was when [`here_quick`] could not answer: its instruction, stack and frame
+/// Where a frame was when [`here_fast`] could not answer: its instruction, stack and frame
 /// pointers, for [`here_checked`] to step from (while that frame is live: from a function it
 /// calls).
 #[derive(Clone, Copy)]
@@ -171,20 +171,20 @@ pub(crate) struct Place {
 /// address, found with no call and no lookup. Otherwise (or by another method) the place to
 /// step from, checked, by [`here_checked`]; `None` where the default method is not chosen.
 #[inline(always)]
-pub(crate) fn here_quick() -> Result<usize, Option<Place>> {
+pub(crate) fn here_fast() -> Result<usize, Option<Place>> {
     if METHOD.load(Ordering::Relaxed) != TABLES {
         return Err(None);
     }
-    fp::here_quick()
+    fp::here_fast()
 }
 
-/// [`here_quick`]'s step made with every check (and the thread's note of it kept, so that the
+/// [`here_fast`]'s step made with every check (and the thread's note of it kept, so that the
 /// next one from there is quick): `None` where the step cannot be made or leads past the
 /// machinery's frames.
 ///
 /// # Safety
 ///
-/// `place` came from [`here_quick`] in a frame that is still live: this function's caller, or
+/// `place` came from [`here_fast`] in a frame that is still live: this function's caller, or
 /// one of its callers.
 #[inline(always)]
 pub(crate) unsafe fn here_checked(place: Place) -> Option<usize> {
@@ -498,7 +498,7 @@ mod fp {
     /// rule at `pc`, and that `first`, the return address one frame out, is the program's. Both
     /// are facts about the addresses alone (as the shared table's), so a walk that uses them
     /// steps exactly as one that looks them up; kept only after a step from `pc` was checked
-    /// within the stack, they also let the next step from `pc` skip the checks (`here_quick`).
+    /// within the stack, they also let the next step from `pc` skip the checks (`here_fast`).
     #[cfg(target_arch = "x86_64")]
     #[derive(Clone, Copy)]
     struct Here {
@@ -696,17 +696,17 @@ mod fp {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(super) fn walk_here_one() -> Option<usize> {
-        match here_quick() {
+        match here_fast() {
             Ok(next) => Some(next),
             // SAFETY: the place is this frame's, live.
             Err(place) => unsafe { here_checked(place?) },
         }
     }
 
-    /// [`super::here_quick`] once the method is known to be the tables'.
+    /// [`super::here_fast`] once the method is known to be the tables'.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    pub(super) fn here_quick() -> Result<usize, Option<super::Place>> {
+    pub(super) fn here_fast() -> Result<usize, Option<super::Place>> {
         let (pc, sp, bp) = registers();
         let memo = HERE.with(Cell::get);
         if pc == memo.pc {
@@ -984,7 +984,7 @@ mod fp {
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    pub(super) fn here_quick() -> Result<usize, Option<super::Place>> {
+    pub(super) fn here_fast() -> Result<usize, Option<super::Place>> {
         Err(None)
     }
 
@@ -1017,7 +1017,7 @@ mod fp {
         None
     }
 
-    pub(super) fn here_quick() -> Result<usize, Option<super::Place>> {
+    pub(super) fn here_fast() -> Result<usize, Option<super::Place>> {
         Err(None)
     }
 

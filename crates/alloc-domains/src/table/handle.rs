@@ -88,10 +88,11 @@ impl Domain {
         Some(rec.owner(ptr))
     }
 
-    /// `malloc_aligned` through the domain's current allocator (out of line: the common case is
-    /// the standard pool, inlined into the caller).
+    /// `malloc_aligned` through the domain's current allocator, by dynamic dispatch: out of line,
+    /// as the mem domain's common case is its standard pool, inlined into the caller; not `_slow`
+    /// (cold), as it is every other domain's common case.
     #[inline(never)]
-    fn malloc_aligned_slow(self, layout: Layout) -> Option<NonNull<u8>> {
+    fn malloc_aligned_dyn(self, layout: Layout) -> Option<NonNull<u8>> {
         self.made(self.alloc_side().malloc_aligned(layout))
     }
 
@@ -100,7 +101,7 @@ impl Domain {
     /// # Safety
     /// As for `DomainAllocator::free_aligned`.
     #[inline(never)]
-    unsafe fn free_aligned_slow(self, ptr: NonNull<u8>, layout: Layout) {
+    unsafe fn free_aligned_dyn(self, ptr: NonNull<u8>, layout: Layout) {
         if let Some(owner) = self.freer(ptr.as_ptr()) {
             // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
             unsafe { owner.free_aligned(ptr, layout) }
@@ -350,7 +351,7 @@ unsafe impl DomainAllocator for Domain {
             }
             return POOL.malloc_aligned(layout);
         }
-        self.malloc_aligned_slow(layout)
+        self.malloc_aligned_dyn(layout)
     }
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         self.made(self.alloc_side().calloc_aligned(layout))
@@ -363,7 +364,7 @@ unsafe impl DomainAllocator for Domain {
             return unsafe { POOL.free_aligned(ptr, layout) };
         }
         // SAFETY: as for realloc.
-        unsafe { self.free_aligned_slow(ptr, layout) }
+        unsafe { self.free_aligned_dyn(ptr, layout) }
     }
     unsafe fn realloc_aligned(
         &self,
