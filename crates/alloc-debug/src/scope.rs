@@ -8,7 +8,7 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-use alloc_core::{DomainAllocator, Ownership};
+use alloc_core::DomainAllocator;
 
 /// How many scopes can be open (or held by a handle) at once in a process.
 pub const MAX_SCOPES: usize = 256;
@@ -744,45 +744,8 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Scoped<A> {
         // SAFETY: the caller's guarantee.
         unsafe { self.inner.realloc_aligned(ptr, layout, new_size) }
     }
-    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        // SAFETY: the caller's guarantee.
-        unsafe { self.inner.usable_size(ptr) }
-    }
-    fn owns(&self, ptr: *const u8) -> Ownership {
-        self.inner.owns(ptr)
-    }
-    fn starts_block(&self, ptr: *const u8) -> Ownership {
-        self.inner.starts_block(ptr)
-    }
-    fn track_ownership(&self) -> bool {
-        self.inner.track_ownership()
-    }
-    fn declares_ownership(&self) -> bool {
-        self.inner.declares_ownership()
-    }
     fn name(&self) -> &str {
         "scoped"
     }
-    fn write_origin(&self, ptr: *const u8, out: &mut dyn fmt::Write) -> bool {
-        self.inner.write_origin(ptr, out)
-    }
-    fn write_origin_aligned(
-        &self,
-        ptr: *const u8,
-        layout: Layout,
-        out: &mut dyn fmt::Write,
-    ) -> bool {
-        self.inner.write_origin_aligned(ptr, layout, out)
-    }
-    fn prepare_fork(&self) {
-        self.inner.prepare_fork();
-    }
-    unsafe fn after_fork_parent(&self) {
-        // SAFETY: the caller's guarantee, passed on.
-        unsafe { self.inner.after_fork_parent() }
-    }
-    unsafe fn after_fork_child(&self) {
-        // SAFETY: the caller's guarantee, passed on.
-        unsafe { self.inner.after_fork_child() }
-    }
+    alloc_core::forward_to_inner!(inner: usable_size, ownership, origin, fork);
 }

@@ -53,7 +53,7 @@ pub(crate) const SLOTS: usize = if cfg!(loom) { 3 } else { 128 };
 const OVERFLOW_ROUNDS: u32 = if cfg!(loom) { 4 } else { 10_000 };
 
 /// The calling thread's slot: 0 none yet, `i + 1` slot `i`, [`SHARED`] the shared counter.
-const SHARED: usize = usize::MAX;
+pub(crate) const SHARED: usize = usize::MAX;
 
 #[cfg(not(loom))]
 std::thread_local! {
@@ -73,89 +73,16 @@ fn mine() -> usize {
     #[cfg(loom)]
     return MINE.with(Cell::get);
     #[cfg(not(loom))]
-    mine::get()
+    crate::os::thread_slot::get()
 }
 
 /// Sets the calling thread's slot.
 #[inline]
-fn set_mine(v: usize) {
+pub(crate) fn set_mine(v: usize) {
     #[cfg(loom)]
     MINE.with(|m| m.set(v));
     #[cfg(not(loom))]
-    mine::set(v);
-}
-
-/// The calling thread's slot number, in a native thread-local (`const`-initialised, no
-/// destructor: no registration with std, no allocation).
-#[cfg(all(not(loom), not(all(target_arch = "x86_64", target_os = "linux"))))]
-mod mine {
-    use core::cell::Cell;
-
-    std::thread_local! {
-        static MINE: Cell<usize> = const { Cell::new(0) };
-    }
-
-    #[inline(always)]
-    pub(super) fn get() -> usize {
-        MINE.with(Cell::get)
-    }
-
-    #[inline]
-    pub(super) fn set(v: usize) {
-        MINE.with(|m| m.set(v));
-    }
-}
-
-/// On x86-64 Linux the slot number is a thread-local of the initial-exec model, declared here
-/// rather than by `thread_local!` (as alloc-arena's thread cache is): in a shared library
-/// (`libdomalloc.so`) `thread_local!` takes the general-dynamic model, a call to
-/// `__tls_get_addr` on every read; initial-exec is two instructions, in a program and in a
-/// library alike.
-#[cfg(all(not(loom), target_arch = "x86_64", target_os = "linux"))]
-mod mine {
-    // The variable: 8 zero bytes in `.tbss` (0: no slot yet), each thread's copy made by the C
-    // library when the thread starts. Hidden: the library's own, never exported nor interposed.
-    core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".balign 8",
-        ".globl alloc_domains_reader_slot",
-        ".hidden alloc_domains_reader_slot",
-        ".type alloc_domains_reader_slot,@object",
-        ".size alloc_domains_reader_slot,8",
-        "alloc_domains_reader_slot:",
-        ".zero 8",
-        ".popsection",
-    );
-
-    #[inline(always)]
-    fn addr() -> *mut usize {
-        let p: *mut usize;
-        // SAFETY: `fs:0` holds the thread pointer on x86-64 Linux, and the GOT entry
-        // (`@GOTTPOFF`) the variable's offset from it, fixed for the process: the sum is the
-        // calling thread's copy, valid for the thread's life. Neither value changes while the
-        // thread runs, so the asm is pure and reads no Rust memory.
-        unsafe {
-            core::arch::asm!(
-                "mov {p}, qword ptr fs:[0]",
-                "add {p}, qword ptr [rip + alloc_domains_reader_slot@GOTTPOFF]",
-                p = out(reg) p,
-                options(pure, nomem, nostack),
-            );
-        }
-        p
-    }
-
-    #[inline(always)]
-    pub(super) fn get() -> usize {
-        // SAFETY: the calling thread's own variable, aligned, only ever accessed by it.
-        unsafe { addr().read() }
-    }
-
-    #[inline]
-    pub(super) fn set(v: usize) {
-        // SAFETY: as in `get`.
-        unsafe { addr().write(v) }
-    }
+    crate::os::thread_slot::set(v);
 }
 
 /// How many domains the per-thread live-block counts cover (the table's `MAX_DOMAINS`).
@@ -368,7 +295,7 @@ impl Readers {
                 // key), and that allocation's section must find the thread registered.
                 set_mine(i + 1);
                 #[cfg(not(loom))]
-                exit::watch(i);
+                crate::os::thread_exit::watch(i);
                 return true;
             }
         }
@@ -420,7 +347,7 @@ impl Readers {
 
     /// Gives slot `i` back (its thread has ended, outside any section).
     #[cfg(not(loom))]
-    fn release(&self, i: usize) {
+    pub(crate) fn release(&self, i: usize) {
         self.slots[i].taken.store(false, Ordering::Release);
     }
 
@@ -450,7 +377,7 @@ impl Readers {
 #[inline(always)]
 fn light_fence() {
     #[cfg(not(loom))]
-    if mode::membarrier() {
+    if crate::os::membarrier::registered() {
         compiler_fence(Ordering::SeqCst);
         return;
     }
@@ -461,157 +388,12 @@ fn light_fence() {
 fn heavy_fence() -> bool {
     fence(Ordering::SeqCst);
     #[cfg(not(loom))]
-    if mode::membarrier() {
-        return mode::expedited();
+    if crate::os::membarrier::registered() {
+        return crate::os::membarrier::expedited();
     }
     true
-}
-
-/// The fence mode: `membarrier` (Linux, once registered) or `SeqCst` fences.
-#[cfg(not(loom))]
-pub(crate) mod mode {
-    use core::sync::atomic::{AtomicBool, Ordering};
-
-    /// Set once the process registered for `MEMBARRIER_CMD_PRIVATE_EXPEDITED`.
-    static MEMBARRIER: AtomicBool = AtomicBool::new(false);
-
-    #[inline(always)]
-    pub(super) fn membarrier() -> bool {
-        MEMBARRIER.load(Ordering::Relaxed)
-    }
-
-    #[cfg(target_os = "linux")]
-    const CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
-    #[cfg(target_os = "linux")]
-    const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
-
-    /// Registers the process for expedited private barriers and switches readers to compiler
-    /// fences; called at start-up (the first allocation) and in a child after `fork` (the
-    /// registration is not inherited). Makes a system call, allocates nothing.
-    pub(crate) fn init() {
-        #[cfg(target_os = "linux")]
-        {
-            // SAFETY: the membarrier system call with a command and no pointer arguments.
-            let r = unsafe {
-                libc::syscall(libc::SYS_membarrier, CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0)
-            };
-            // Release: the registration precedes every reader that reads the mode as set.
-            MEMBARRIER.store(r == 0, Ordering::Release);
-        }
-    }
-
-    /// One expedited barrier: every running thread of the process has run a full fence when it
-    /// returns true.
-    pub(super) fn expedited() -> bool {
-        #[cfg(target_os = "linux")]
-        {
-            // SAFETY: as in `init`.
-            unsafe { libc::syscall(libc::SYS_membarrier, CMD_PRIVATE_EXPEDITED, 0, 0) == 0 }
-        }
-        #[cfg(not(target_os = "linux"))]
-        false
-    }
 }
 
 /// The process's readers of the table.
 #[cfg(not(loom))]
 pub(crate) static READERS: Readers = Readers::new();
-
-/// Hearing of a thread's end, to give its slot back.
-#[cfg(all(not(loom), unix))]
-mod exit {
-    use core::sync::atomic::{AtomicUsize, Ordering};
-
-    /// The pthread key plus one (0: not created yet).
-    static KEY: AtomicUsize = AtomicUsize::new(0);
-
-    extern "C" fn on_thread_exit(value: *mut libc::c_void) {
-        // The value is the slot's index plus one (never null).
-        super::READERS.release(value as usize - 1);
-        // Sections after this one (other destructors freeing memory) use the shared counter.
-        super::set_mine(super::SHARED);
-    }
-
-    fn key() -> Option<libc::pthread_key_t> {
-        let k = KEY.load(Ordering::Acquire);
-        if k != 0 {
-            return Some((k - 1) as libc::pthread_key_t);
-        }
-        let mut fresh: libc::pthread_key_t = 0;
-        // SAFETY: a valid out-pointer and an `extern "C"` destructor.
-        if unsafe { libc::pthread_key_create(&mut fresh, Some(on_thread_exit)) } != 0 {
-            return None;
-        }
-        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Some(fresh),
-            Err(winner) => {
-                // SAFETY: our key was never used.
-                unsafe { libc::pthread_key_delete(fresh) };
-                Some((winner - 1) as libc::pthread_key_t)
-            }
-        }
-    }
-
-    /// Arms the calling thread's exit destructor for slot `i`; without a key, the slot stays
-    /// taken after the thread ends (a slot lost, never a wrong answer).
-    pub(super) fn watch(i: usize) {
-        if let Some(k) = key() {
-            // SAFETY: a created key; the value is a non-null tag, never dereferenced.
-            unsafe { libc::pthread_setspecific(k, (i + 1) as *const libc::c_void) };
-        }
-    }
-}
-
-/// Hearing of a thread's end, to give its slot back.
-#[cfg(all(not(loom), windows))]
-mod exit {
-    use core::sync::atomic::{AtomicUsize, Ordering};
-    use windows_sys::Win32::System::Threading::{
-        FLS_OUT_OF_INDEXES, FlsAlloc, FlsFree, FlsSetValue,
-    };
-
-    /// The fiber-local index plus one (0: not made yet).
-    static KEY: AtomicUsize = AtomicUsize::new(0);
-
-    unsafe extern "system" fn on_thread_exit(value: *const core::ffi::c_void) {
-        if !value.is_null() {
-            super::READERS.release(value as usize - 1);
-            super::set_mine(super::SHARED);
-        }
-    }
-
-    fn key() -> Option<u32> {
-        let k = KEY.load(Ordering::Acquire);
-        if k != 0 {
-            return Some((k - 1) as u32);
-        }
-        // SAFETY: registers a plain callback.
-        let fresh = unsafe { FlsAlloc(Some(on_thread_exit)) };
-        if fresh == FLS_OUT_OF_INDEXES {
-            return None;
-        }
-        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Some(fresh),
-            Err(winner) => {
-                // SAFETY: our index was never used.
-                unsafe { FlsFree(fresh) };
-                Some((winner - 1) as u32)
-            }
-        }
-    }
-
-    /// Arms the calling thread's exit callback for slot `i`.
-    pub(super) fn watch(i: usize) {
-        if let Some(k) = key() {
-            // SAFETY: a made index; the value is a non-null tag, never dereferenced.
-            unsafe { FlsSetValue(k, (i + 1) as *const core::ffi::c_void) };
-        }
-    }
-}
-
-/// Elsewhere, a thread's slot is never given back: a slot lost per thread, then the shared
-/// counter.
-#[cfg(all(not(loom), not(unix), not(windows)))]
-mod exit {
-    pub(super) fn watch(_i: usize) {}
-}

@@ -782,14 +782,9 @@ unsafe impl<A: DomainAllocator> DomainAllocator for GuardPages<A> {
         }
         self.inner.starts_block(ptr)
     }
-    fn track_ownership(&self) -> bool {
-        // Guarded blocks are told by address from the first: the inner allocator answers for
-        // the rest.
-        self.inner.track_ownership()
-    }
-    fn declares_ownership(&self) -> bool {
-        self.inner.declares_ownership()
-    }
+    // Guarded blocks are told by address from the first: the inner allocator answers for the
+    // rest.
+    alloc_core::forward_to_inner!(inner: track_ownership, declares_ownership);
     fn name(&self) -> &str {
         "guard-pages"
     }

@@ -62,7 +62,7 @@ pub unsafe fn after_fork_child() {
     // The parent's other threads do not exist here: their announcement slots are given back (one
     // may have been inside a section), and the barrier registration, which a child does not
     // inherit, is made again.
-    crate::reclaim::mode::init();
+    crate::os::membarrier::init();
     // SAFETY: in the child of a fork, on its only thread (the caller's guarantee).
     unsafe { READERS.after_fork_child() };
     // SAFETY: taken by the parent's `prepare_fork` (the caller's guarantee).

@@ -211,7 +211,7 @@ pub(super) fn start() {
         return;
     }
     // The grace periods' fence mode (a system call, no allocation).
-    crate::reclaim::mode::init();
+    crate::os::membarrier::init();
     let value = read_env(c"DOMALLOC");
     let preset = match &value {
         None => Preset::default(),

@@ -1,5 +1,14 @@
 //! The platform calls of the crate, in one place: reading the environment without allocating,
-//! and ending the process without running exit handlers.
+//! ending the process without running exit handlers (here), a thread's reader slot in a
+//! thread-local (`thread_slot`), hearing of a thread's end (`thread_exit`), and the expedited
+//! process-wide barrier the table's reclamation uses (`membarrier`).
+
+#[cfg(not(loom))]
+pub(crate) mod membarrier;
+#[cfg(not(loom))]
+pub(crate) mod thread_exit;
+#[cfg(not(loom))]
+pub(crate) mod thread_slot;
 
 /// Copies the value of environment variable `name` into `buf` (as much as fits) without
 /// allocating; returns how many bytes were copied and the value's full length (more than
