@@ -331,15 +331,10 @@ fn ci(skip_tests: bool) -> Result {
 
     // Every library crate packages and builds from its package, in dependency order (cargo
     // resolves the earlier ones from the packages it just made).
+    forget_unpacked_packages(&LIBRARY_CRATES);
     let mut package = cargo();
     package.args(["package", "--allow-dirty"]);
-    for krate in [
-        "alloc-core",
-        "alloc-arena",
-        "alloc-debug",
-        "alloc-domains",
-        "alloc-capi",
-    ] {
+    for krate in LIBRARY_CRATES {
         package.args(["-p", krate]);
     }
     run("cargo package (every library crate)", package)?;
@@ -366,6 +361,50 @@ fn ci(skip_tests: bool) -> Result {
     ]);
     run("cargo check --target x86_64-pc-windows-gnu", check)?;
     Ok(())
+}
+
+/// The library crates, in dependency order.
+const LIBRARY_CRATES: [&str; 5] = [
+    "alloc-core",
+    "alloc-arena",
+    "alloc-debug",
+    "alloc-domains",
+    "alloc-capi",
+];
+
+/// Removes the sources cargo unpacked from this workspace's own packages by an earlier
+/// `cargo package` (under `$CARGO_HOME/registry/src/-<hash>/`, the local registry cargo verifies
+/// packages against): cargo unpacks a package only if its directory is absent, so a package of
+/// the same version made from older code would be built in place of the new one.
+fn forget_unpacked_packages(crates: &[&str]) {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        // The local registries of packaged workspaces are named `-<hash>`; crates.io's are not.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(unpacked) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for dir in unpacked.flatten() {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if crates.iter().any(|c| {
+                name.strip_prefix(c).is_some_and(|v| {
+                    v.starts_with('-') && v[1..].starts_with(|d: char| d.is_ascii_digit())
+                })
+            }) {
+                let _ = std::fs::remove_dir_all(dir.path());
+            }
+        }
+    }
 }
 
 const HOST: &str = "x86_64-unknown-linux-gnu";
