@@ -331,9 +331,14 @@ fn ci(skip_tests: bool) -> Result {
 
     // Every library crate packages and builds from its package, in dependency order (cargo
     // resolves the earlier ones from the packages it just made).
+    // Cargo takes a registry package as immutable, so it reuses what it built from an earlier
+    // package of the same version (its unpacked sources, its build in the target directory):
+    // both are forgotten first, and the verification builds in a directory of its own.
+    const VERIFY_DIR: &str = "target/package-verify";
     forget_unpacked_packages(&LIBRARY_CRATES);
+    forget_builds_of(Path::new(VERIFY_DIR), &LIBRARY_CRATES);
     let mut package = cargo();
-    package.args(["package", "--allow-dirty"]);
+    package.args(["package", "--allow-dirty", "--target-dir", VERIFY_DIR]);
     for krate in LIBRARY_CRATES {
         package.args(["-p", krate]);
     }
@@ -403,6 +408,24 @@ fn forget_unpacked_packages(crates: &[&str]) {
             }) {
                 let _ = std::fs::remove_dir_all(dir.path());
             }
+        }
+    }
+}
+
+/// Removes the fingerprints of `crates` in target directory `dir`, so that cargo builds them again
+/// (a package verified earlier has the same version, and so the same fingerprint, as the new one).
+fn forget_builds_of(dir: &Path, crates: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(dir.join("debug").join(".fingerprint")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if crates.iter().any(|c| {
+            name.strip_prefix(c)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|hash| hash.chars().all(|ch| ch.is_ascii_hexdigit()))
+        }) {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
