@@ -148,7 +148,13 @@ fn freed_slots_wait_in_a_fifo_quarantine() {
         let c = g.malloc(64).unwrap().as_ptr();
         let d = g.malloc(64).unwrap().as_ptr();
         assert!(g.is_guarded(c) && g.is_guarded(d));
-        assert!(!g.is_guarded(g.malloc(64).unwrap().as_ptr()));
+        let e = g.malloc(64).unwrap().as_ptr();
+        assert!(
+            !g.is_guarded(e),
+            "no slot is free: the inner allocator's block"
+        );
+        // SAFETY: a live block (of the inner allocator), freed once.
+        unsafe { g.free(e) };
         // Freeing c pushes a, the oldest, out of the quarantine: its slot is the next one.
         // SAFETY: a live block, freed once.
         unsafe { g.free(c) };

@@ -1,8 +1,16 @@
 //! What the decorators ask of the operating system, off their fast paths: whether memory is
-//! mapped (below), and the pages and the fault handler of `GuardPages` (`pages`, `faults`).
+//! mapped (below), the pages and the fault handler of `GuardPages` (`pages`, `faults`), and, for
+//! Tracing's stack walks, the loaded objects (`loaded`) and the thread's stack (`stack`).
 
 pub(crate) mod faults;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod loaded;
 pub(crate) mod pages;
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub(crate) mod stack;
 
 /// Whether the `len` bytes at `addr` lie in mapped memory, so that reading them cannot fault:
 /// asked of the kernel on unix (`mincore` fails for a range with an unmapped page); assumed

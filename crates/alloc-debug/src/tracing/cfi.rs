@@ -14,7 +14,6 @@
 //! unwinder. The outermost frame of a stack (whose return address is undefined) has a rule that
 //! says so.
 
-use core::ffi::c_void;
 use core::slice;
 
 use gimli::{
@@ -45,71 +44,13 @@ impl<T: gimli::ReaderOffset> UnwindContextStorage<T> for Small {
     type Stack = [UnwindTableRow<T, Self>; 2];
 }
 
-/// What `dl_iterate_phdr`'s callback looks for and finds.
-struct Search {
-    pc: usize,
-    rule: Option<Rule>,
-}
-
 /// The rule at code address `pc` (for a return address, pass the address of the call: one less).
 pub(crate) fn rule_at(pc: usize) -> Option<Rule> {
-    let mut search = Search { pc, rule: None };
-    // SAFETY: the callback reads only the program headers the loader passes it, for the duration
-    // of the call, and `search` outlives the call.
-    unsafe {
-        libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast::<c_void>());
-    }
-    search.rule
-}
-
-/// `dl_iterate_phdr`'s callback: stops (returns 1) at the object whose loaded segments hold the
-/// address, after reading its rule.
-///
-/// # Safety
-///
-/// Called by `dl_iterate_phdr` only, with the `Search` [`rule_at`] passed as `data` and the
-/// loader's description of a loaded object as `info`.
-unsafe extern "C" fn visit(
-    info: *mut libc::dl_phdr_info,
-    _size: libc::size_t,
-    data: *mut c_void,
-) -> libc::c_int {
-    // SAFETY: `data` is the `Search` `rule_at` passed, alive and not otherwise borrowed during
-    // the iteration; `info` is the loader's description of one loaded object, valid during the
-    // callback, whose `dlpi_phdr` points at `dlpi_phnum` program headers.
-    let (search, base, headers) = unsafe {
-        let info = &*info;
-        let headers = if info.dlpi_phdr.is_null() {
-            &[][..]
-        } else {
-            slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
-        };
-        (
-            &mut *data.cast::<Search>(),
-            info.dlpi_addr as usize,
-            headers,
-        )
-    };
-    let loaded = |h: &&libc::Elf64_Phdr| h.p_type == libc::PT_LOAD;
-    let segment_of = |addr: usize| {
-        headers.iter().filter(loaded).find_map(|h| {
-            let start = base.wrapping_add(h.p_vaddr as usize);
-            let end = start.wrapping_add(h.p_memsz as usize);
-            (start..end).contains(&addr).then_some((start, end))
-        })
-    };
-    if segment_of(search.pc).is_none() {
-        return 0;
-    }
-    let Some(hdr) = headers.iter().find(|h| h.p_type == libc::PT_GNU_EH_FRAME) else {
-        return 1;
-    };
-    let hdr_start = base.wrapping_add(hdr.p_vaddr as usize);
-    // SAFETY: the object's `.eh_frame_hdr` segment is mapped and readable for as long as the
-    // object is loaded, which it is while the loader's lock is held during this callback.
-    let hdr_bytes = unsafe { slice::from_raw_parts(hdr_start as *const u8, hdr.p_memsz as usize) };
-    search.rule = read_rule(search.pc, hdr_start, hdr_bytes, segment_of);
-    1
+    crate::os::loaded::with_object_of(pc, |object| {
+        let (hdr_start, hdr_bytes) = object.eh_frame_hdr()?;
+        read_rule(pc, hdr_start, hdr_bytes, |addr| object.segment_of(addr))
+    })
+    .flatten()
 }
 
 /// The rule at `pc` from the object's `.eh_frame_hdr` (at `hdr_start`), whose `.eh_frame` lies

@@ -516,22 +516,7 @@ mod fp {
     #[cold]
     fn bounds() -> (usize, usize) {
         let _busy = super::super::frames::Busy::enter();
-        let mut found = (1, 0);
-        // SAFETY: `attr` is initialised by `pthread_getattr_np` before it is read, and destroyed
-        // once; the out-pointers are valid locals.
-        unsafe {
-            let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
-                let mut addr: *mut libc::c_void = core::ptr::null_mut();
-                let mut size: libc::size_t = 0;
-                if libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0 && !addr.is_null()
-                {
-                    found = (addr as usize, addr as usize + size);
-                }
-                libc::pthread_attr_destroy(&mut attr);
-            }
-        }
-        found
+        crate::os::stack::thread_stack().unwrap_or((1, 0))
     }
 
     /// The top of this thread's stack, if the word at `sp` lies on it (else 0): one compare,
