@@ -454,7 +454,13 @@ fn sanitize() -> Result {
     ])
     .env("RUSTC_BOOTSTRAP", "1")
     .env("RUSTFLAGS", "-Zsanitizer=address")
-    .env("ASAN_OPTIONS", "detect_leaks=1:allocator_may_return_null=1")
+    // `handle_segv=0`: `GuardPages`' tests die by the fault they provoke, after its own report,
+    // which the sanitizer's handler would turn into an exit. `fast_unwind_on_malloc=0`: whole
+    // allocation stacks, so that the suppressions below match frames past the decorators.
+    .env(
+        "ASAN_OPTIONS",
+        "detect_leaks=1:allocator_may_return_null=1:handle_segv=0:fast_unwind_on_malloc=0",
+    )
     .env(
         "LSAN_OPTIONS",
         format!(
