@@ -129,7 +129,9 @@ fn raw_ids_carry_the_generation() {
     remove_domain(id).unwrap();
     let again = add_domain("remove-raw-2", &System).unwrap();
     if again.index() == id.index() {
-        assert_eq!(again.generation(), id.generation() + 1);
+        // Newer: other tests running beside this one may have taken and removed the index in
+        // between, each time with a generation more.
+        assert!(again.generation() > id.generation());
         assert_ne!(again.to_raw(), id.to_raw());
     }
     assert_eq!(DomainId::from_raw(u32::MAX), None);
