@@ -257,6 +257,20 @@ unsafe fn give_back_cache(c: *mut ThreadCache) {
     });
 }
 
+/// The OS's per-thread slot that holds each thread's cache; a thread's end gives the cache up.
+static CACHE_KEY: crate::os::ExitKey<CacheEnds> = crate::os::ExitKey::new();
+
+/// What [`CACHE_KEY`] does at a thread's end.
+struct CacheEnds;
+
+impl crate::os::ThreadExit for CacheEnds {
+    fn ended(value: *mut core::ffi::c_void) {
+        // SAFETY: the value is the one the ending thread stored: its cache, which nobody else
+        // uses.
+        unsafe { thread_ended(value.cast()) }
+    }
+}
+
 /// Runs when a thread with a cache ends: abandons its heaps and forgets them (a cache in the
 /// native thread-local) or recycles the cache (one from the store).
 ///
@@ -332,7 +346,7 @@ pub(crate) fn cache_if_any() -> *mut ThreadCache {
     }
     #[cfg(not(feature = "std"))]
     {
-        crate::os::thread_key::get()
+        CACHE_KEY.get().cast()
     }
 }
 
@@ -349,7 +363,7 @@ fn cache_slow(current: *mut ThreadCache) -> *mut ThreadCache {
     if c.is_null() {
         return c;
     }
-    if !crate::os::thread_key::set(c) {
+    if !CACHE_KEY.set(c.cast()) {
         #[cfg(not(feature = "std"))]
         // SAFETY: never published.
         unsafe {

@@ -2,7 +2,7 @@
 //!
 //! Every OS difference lives in `unix.rs` or `windows.rs`; both offer the same private functions
 //! (`map_aligned`, `unmap`, `decommit`, `commit`, `page_size`, `advise_huge`, `yield_now`, `fatal`,
-//! `now_ms`, `random_u64`) and the `thread_key` module (the OS's per-thread slot, whose destructor
+//! `now_ms`, `random_u64`) and the public [`ExitKey`] (the OS's per-thread slot, whose destructor
 //! reports a thread's end), and this module builds the public [`OsArenas`] from them.
 //! `thread_local` holds the `std` build's native thread-local (hand-written initial-exec TLS on
 //! x86-64 Linux). No other module of the crate calls the OS. On a target with neither (an
@@ -32,7 +32,54 @@ mod none;
 #[cfg(not(any(unix, windows)))]
 use none as imp;
 
-pub(crate) use imp::{fatal, now_ms, page_size, random_u64, thread_key, yield_now};
+pub use imp::ExitKey;
+pub(crate) use imp::{fatal, now_ms, page_size, random_u64, yield_now};
+
+/// What an [`ExitKey`] does when a thread that stored a value in it ends.
+///
+/// An `ExitKey<H>` is one slot per thread for a pointer-sized value, kept by the OS (a pthread
+/// key on unix, a fiber-local index on windows) and created at its first `set`, with no
+/// allocation by this crate and no destructor of its own; when a thread that stored a non-null
+/// value ends, the OS calls `H::ended` with it. The pools hear of a thread's end this way (to
+/// give its heaps up), and so can a crate above them (alloc-domains gives a reader slot back).
+/// Without an OS the key stores nothing and no end is heard.
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use alloc_arena::{ExitKey, ThreadExit};
+/// use core::sync::atomic::{AtomicUsize, Ordering};
+///
+/// static ENDED: AtomicUsize = AtomicUsize::new(0);
+/// struct Count;
+/// impl ThreadExit for Count {
+///     fn ended(value: *mut core::ffi::c_void) {
+///         ENDED.fetch_add(value as usize, Ordering::SeqCst);
+///     }
+/// }
+/// static KEY: ExitKey<Count> = ExitKey::new();
+///
+/// std::thread::spawn(|| {
+///     assert!(KEY.set(7 as *mut _));
+///     assert_eq!(KEY.get() as usize, 7);
+/// })
+/// .join()
+/// .unwrap();
+/// assert_eq!(ENDED.load(Ordering::SeqCst), 7);
+/// assert!(KEY.get().is_null()); // this thread stored nothing
+/// # }
+/// ```
+pub trait ThreadExit {
+    /// Called on the ending thread, with the non-null value it stored last. It runs among the
+    /// thread's other destructors: it must not rely on thread-locals that may be gone, and
+    /// what it allocates, it frees.
+    fn ended(value: *mut core::ffi::c_void);
+}
+
+impl<H: ThreadExit> Default for ExitKey<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 #[cfg(feature = "std")]
 pub(crate) mod thread_local;

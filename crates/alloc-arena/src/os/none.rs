@@ -2,10 +2,14 @@
 //! (`target_os = "none"` and other targets that are neither unix nor windows): no memory is ever
 //! mapped (arenas come from a [`RegionArenas`](crate::RegionArenas)), no clock, no thread key.
 
-use core::ptr::NonNull;
+use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use alloc_core::ArenaError;
+
+use super::ThreadExit;
 
 /// The unit `map_forever` rounds to (nothing is mapped: see `map_aligned`).
 pub(crate) fn page_size() -> usize {
@@ -59,17 +63,29 @@ pub(crate) fn now_ms() -> u64 {
     0
 }
 
-/// No thread key: no thread ever has a cache (nothing here builds `PoolAllocator`, whose
-/// per-thread heaps need one; `LockedHeap` is the shared front on such a target).
-pub(crate) mod thread_key {
-    use crate::threads::ThreadCache;
+/// No thread key without an OS: nothing is stored and no thread's end is heard (nothing here
+/// builds `PoolAllocator`, whose per-thread heaps need one; `LockedHeap` is the shared front on
+/// such a target).
+pub struct ExitKey<H> {
+    handler: PhantomData<fn() -> H>,
+}
 
-    #[inline]
-    pub(crate) fn get() -> *mut ThreadCache {
-        core::ptr::null_mut()
+impl<H: ThreadExit> ExitKey<H> {
+    /// The key (there is nothing to create).
+    pub const fn new() -> Self {
+        ExitKey {
+            handler: PhantomData,
+        }
     }
 
-    pub(crate) fn set(_c: *mut ThreadCache) -> bool {
+    /// Always null: no value is ever stored.
+    #[inline]
+    pub fn get(&self) -> *mut c_void {
+        ptr::null_mut()
+    }
+
+    /// Always false: there is no place to store a value.
+    pub fn set(&self, _value: *mut c_void) -> bool {
         false
     }
 }

@@ -1,9 +1,13 @@
 //! unix: `mmap`, `munmap`, `madvise`.
 
 use crate::sync::{AtomicUsize, Ordering};
+use core::ffi::c_void;
+use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use alloc_core::ArenaError;
+
+use super::ThreadExit;
 
 fn errno() -> i32 {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "emscripten"))]
@@ -172,31 +176,43 @@ pub(crate) fn now_ms() -> u64 {
     (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
-/// The OS's thread-specific slot for the calling thread's cache (a pthread key), whose destructor
-/// tells `threads` that the thread ended.
-pub(crate) mod thread_key {
-    use crate::sync::{AtomicUsize, Ordering};
-    use crate::threads::ThreadCache;
+/// A pthread key whose destructor calls `H::ended` (see [`ExitKey`](super::ExitKey)).
+pub struct ExitKey<H> {
+    /// The pthread key plus one (0: not created yet). A plain atomic, not the loom shim's: a
+    /// handle made once, in no protocol the models check.
+    key: core::sync::atomic::AtomicUsize,
+    handler: PhantomData<fn() -> H>,
+}
 
-    /// The pthread key plus one (0: not created yet).
-    static KEY: AtomicUsize = AtomicUsize::new(0);
-
-    extern "C" fn on_thread_exit(value: *mut libc::c_void) {
-        // SAFETY: the OS passes the value this thread stored: its cache; the thread is ending.
-        unsafe { crate::threads::thread_ended(value.cast()) }
+impl<H: ThreadExit> ExitKey<H> {
+    /// A key not created yet (it is, at the first [`set`](Self::set)).
+    pub const fn new() -> Self {
+        ExitKey {
+            key: core::sync::atomic::AtomicUsize::new(0),
+            handler: PhantomData,
+        }
     }
 
-    fn key() -> Option<libc::pthread_key_t> {
-        let k = KEY.load(Ordering::Acquire);
+    extern "C" fn destructor(value: *mut libc::c_void) {
+        // The OS calls a key's destructor only for a non-null value, the one `set` stored.
+        H::ended(value.cast());
+    }
+
+    fn key(&self) -> Option<libc::pthread_key_t> {
+        use core::sync::atomic::Ordering;
+        let k = self.key.load(Ordering::Acquire);
         if k != 0 {
             return Some((k - 1) as libc::pthread_key_t);
         }
         let mut fresh: libc::pthread_key_t = 0;
         // SAFETY: a valid out-pointer and an `extern "C"` destructor.
-        if unsafe { libc::pthread_key_create(&mut fresh, Some(on_thread_exit)) } != 0 {
+        if unsafe { libc::pthread_key_create(&mut fresh, Some(Self::destructor)) } != 0 {
             return None;
         }
-        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
+        match self
+            .key
+            .compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => Some(fresh),
             Err(winner) => {
                 // SAFETY: our key was never used.
@@ -206,21 +222,22 @@ pub(crate) mod thread_key {
         }
     }
 
-    #[cfg_attr(feature = "std", allow(dead_code))]
+    /// The calling thread's value (null if it set none, or if the key was never created).
     #[inline]
-    pub(crate) fn get() -> *mut ThreadCache {
-        let k = KEY.load(Ordering::Relaxed);
+    pub fn get(&self) -> *mut c_void {
+        let k = self.key.load(core::sync::atomic::Ordering::Relaxed);
         if k == 0 {
-            return core::ptr::null_mut();
+            return ptr::null_mut();
         }
-        // SAFETY: a key made by `key()` (KEY is only set to created keys).
+        // SAFETY: a key made by `key()` (the field holds created keys only).
         unsafe { libc::pthread_getspecific((k - 1) as libc::pthread_key_t).cast() }
     }
 
-    /// Makes `c` the calling thread's cache (null: forget it).
-    pub(crate) fn set(c: *mut ThreadCache) -> bool {
-        let Some(k) = key() else { return false };
-        // SAFETY: a created key; the value is this thread's cache.
-        unsafe { libc::pthread_setspecific(k, c.cast()) == 0 }
+    /// Stores the calling thread's value (null: no call at its end); false if the OS has no key
+    /// left, or refused the value.
+    pub fn set(&self, value: *mut c_void) -> bool {
+        let Some(k) = self.key() else { return false };
+        // SAFETY: a created key; the value is only handed back (to `get` and `H::ended`).
+        unsafe { libc::pthread_setspecific(k, value.cast_const().cast()) == 0 }
     }
 }

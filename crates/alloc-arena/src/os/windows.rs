@@ -2,6 +2,7 @@
 
 use crate::sync::{AtomicUsize, Ordering};
 use core::ffi::c_void;
+use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 
 use alloc_core::ArenaError;
@@ -11,7 +12,11 @@ use windows_sys::Win32::System::Memory::{
     VirtualAlloc, VirtualFree,
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, GetTickCount64, SYSTEM_INFO};
-use windows_sys::Win32::System::Threading::SwitchToThread;
+use windows_sys::Win32::System::Threading::{
+    FLS_OUT_OF_INDEXES, FlsAlloc, FlsFree, FlsGetValue, FlsSetValue, SwitchToThread,
+};
+
+use super::ThreadExit;
 
 fn last_error() -> i32 {
     // SAFETY: GetLastError has no preconditions.
@@ -147,36 +152,45 @@ pub(crate) fn now_ms() -> u64 {
     unsafe { GetTickCount64() }
 }
 
-/// The OS's fiber-local slot for the calling thread's cache (an FLS index), whose callback tells
-/// `threads` that the thread ended.
-pub(crate) mod thread_key {
-    use crate::sync::{AtomicUsize, Ordering};
-    use crate::threads::ThreadCache;
-    use windows_sys::Win32::System::Threading::{
-        FLS_OUT_OF_INDEXES, FlsAlloc, FlsFree, FlsGetValue, FlsSetValue,
-    };
+/// A fiber-local index whose callback calls `H::ended` (see [`ExitKey`](super::ExitKey)).
+pub struct ExitKey<H> {
+    /// The fiber-local index plus one (0: not made yet). A plain atomic, not the loom shim's: a
+    /// handle made once, in no protocol the models check.
+    key: core::sync::atomic::AtomicUsize,
+    handler: PhantomData<fn() -> H>,
+}
 
-    /// The fiber-local index plus one (0: not made yet).
-    static KEY: AtomicUsize = AtomicUsize::new(0);
-
-    unsafe extern "system" fn on_thread_exit(value: *const core::ffi::c_void) {
-        if !value.is_null() {
-            // SAFETY: the OS passes the value this thread stored: its cache; the thread is ending.
-            unsafe { crate::threads::thread_ended(value.cast_mut().cast()) }
+impl<H: ThreadExit> ExitKey<H> {
+    /// An index not made yet (it is, at the first [`set`](Self::set)).
+    pub const fn new() -> Self {
+        ExitKey {
+            key: core::sync::atomic::AtomicUsize::new(0),
+            handler: PhantomData,
         }
     }
 
-    fn key() -> Option<u32> {
-        let k = KEY.load(Ordering::Acquire);
+    unsafe extern "system" fn callback(value: *const c_void) {
+        // Windows calls the callback for every fiber-local index, null values included.
+        if !value.is_null() {
+            H::ended(value.cast_mut());
+        }
+    }
+
+    fn key(&self) -> Option<u32> {
+        use core::sync::atomic::Ordering;
+        let k = self.key.load(Ordering::Acquire);
         if k != 0 {
             return Some((k - 1) as u32);
         }
         // SAFETY: registers a plain callback.
-        let fresh = unsafe { FlsAlloc(Some(on_thread_exit)) };
+        let fresh = unsafe { FlsAlloc(Some(Self::callback)) };
         if fresh == FLS_OUT_OF_INDEXES {
             return None;
         }
-        match KEY.compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire) {
+        match self
+            .key
+            .compare_exchange(0, fresh as usize + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => Some(fresh),
             Err(winner) => {
                 // SAFETY: our index was never used.
@@ -186,21 +200,22 @@ pub(crate) mod thread_key {
         }
     }
 
-    #[cfg_attr(feature = "std", allow(dead_code))]
+    /// The calling thread's value (null if it set none, or if the index was never made).
     #[inline]
-    pub(crate) fn get() -> *mut ThreadCache {
-        let k = KEY.load(Ordering::Relaxed);
+    pub fn get(&self) -> *mut c_void {
+        let k = self.key.load(core::sync::atomic::Ordering::Relaxed);
         if k == 0 {
-            return core::ptr::null_mut();
+            return ptr::null_mut();
         }
         // SAFETY: an index made by `key()`.
         unsafe { FlsGetValue((k - 1) as u32).cast() }
     }
 
-    /// Makes `c` the calling thread's cache (null: forget it).
-    pub(crate) fn set(c: *mut ThreadCache) -> bool {
-        let Some(k) = key() else { return false };
-        // SAFETY: a made index; the value is this thread's cache.
-        unsafe { FlsSetValue(k, c.cast_const().cast()) != 0 }
+    /// Stores the calling thread's value (null: no call at its end); false if the OS has no
+    /// index left, or refused the value.
+    pub fn set(&self, value: *mut c_void) -> bool {
+        let Some(k) = self.key() else { return false };
+        // SAFETY: a made index; the value is only handed back (to `get` and `H::ended`).
+        unsafe { FlsSetValue(k, value.cast_const()) != 0 }
     }
 }
