@@ -66,11 +66,15 @@ pub(crate) struct PoolMeta {
     pub(crate) free: *mut FreeBlock,
     /// Blocks freed since `free` last ran dry.
     pub(crate) local_free: *mut FreeBlock,
-    /// Links on the class's `used` list, or (`next` only) on the arena's `free_pools` stack.
+    /// Links on the class's `used` list, or (`next` only) on the arena's `free_pools` stack
+    /// (`prev` is on the second line, with the other fields the fast paths never read).
     pub(crate) next: *mut PoolMeta,
-    pub(crate) prev: *mut PoolMeta,
     /// The pool's first byte.
     pub(crate) base: *mut u8,
+    /// `check::start_magic(block_size)` while the pool has a class, 0 when it is empty (or was
+    /// never taken: arena memory starts zeroed): the fast free's test that a pointer starts a
+    /// block, with no table to read (see `check::starts_block_at`).
+    pub(crate) start_magic: u64,
     /// Offset of the next never-used block.
     pub(crate) next_offset: u32,
     /// Offset past the last whole block.
@@ -79,9 +83,6 @@ pub(crate) struct PoolMeta {
     pub(crate) used: u16,
     /// Blocks the pool holds when all are carved.
     pub(crate) capacity: u16,
-    /// When the pool last became empty (`os::now_ms`, wrapping): purges decommit pools that have
-    /// stayed empty for `purge_delay_ms`.
-    pub(crate) emptied_at: u32,
     /// Block size in bytes (valid while `class != NO_CLASS`).
     pub(crate) block_size: u32,
     /// Size class, or [`NO_CLASS`] when empty.
@@ -94,6 +95,11 @@ pub(crate) struct PoolMeta {
     /// `remote::QUEUED` while the pool waits on its heap's notification stack. Written by any
     /// thread (compare-exchange), taken whole by the owner (swap).
     pub(crate) remote: RemoteList,
+    /// The previous pool on the class's `used` list.
+    pub(crate) prev: *mut PoolMeta,
+    /// When the pool last became empty (`os::now_ms`, wrapping): purges decommit pools that have
+    /// stayed empty for `purge_delay_ms`.
+    pub(crate) emptied_at: u32,
     /// The next pool on the heap's notification stack (written by the thread that queues the pool,
     /// published by the stack's compare-exchange).
     pub(crate) notify_next: *mut PoolMeta,

@@ -4,8 +4,10 @@
 //!
 //! * **Interior or misaligned pointers.** A pointer into a pool must start a block: its offset in
 //!   the pool is a multiple of the pool's block size. The fast path tests it with one multiply and
-//!   one compare (`is_block_start`: n is a multiple of d exactly when `n * ceil(2^64 / d)`, taken
-//!   mod 2^64, is below `ceil(2^64 / d)`, for n below 2^32); the other paths the same way.
+//!   one compare (`starts_block_at`: n is a multiple of d exactly when `n * ceil(2^64 / d)`, taken
+//!   mod 2^64, is below `ceil(2^64 / d)`, for n below 2^32), with the multiplier read from the
+//!   pool's meta next to its class (0 for an empty pool, which fails); the other paths the same
+//!   way with the multiplier from a table by class.
 //! * **Blocks of empty pools.** A pool with no block allocated has no class (`NO_CLASS`): any
 //!   pointer into it is a block freed twice (or never made).
 //! * **Double frees still in the bin.** A free's fast path refuses a block that is the top of its
@@ -39,6 +41,24 @@ pub(crate) fn is_block_start(offset: usize, class: usize) -> bool {
     // last entry.
     let m = unsafe { *BLOCK_MAGIC.get_unchecked(class) };
     (offset as u64).wrapping_mul(m) < m
+}
+
+/// The multiplier of the block-start test for blocks of `block_size` bytes (any size from 1 to
+/// 2^32): `ceil(2^64 / block_size)`, kept in each pool's meta while the pool has a class.
+pub(crate) const fn start_magic(block_size: usize) -> u64 {
+    u64::MAX / block_size as u64 + 1
+}
+
+/// Whether `addr` starts a block of a pool whose meta holds `magic` ([`start_magic`] of its
+/// block size, or 0 for an empty pool, which fails): the pool's offset times the multiplier,
+/// below the multiplier (the test of [`is_block_start`], exact for offsets below 2^32). Pools are
+/// smaller than 4 GiB, so any geometry's offset qualifies.
+// Used by the fast paths (an OS is needed) alone.
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn starts_block_at(g: &Geometry, addr: usize, magic: u64) -> bool {
+    let offset = (addr & (g.pool_size - 1)) as u64;
+    offset.wrapping_mul(magic) < magic
 }
 
 /// Whether `addr`, in a pool of geometry `g` whose class is `class` (at most `MAX_CLASSES`, so

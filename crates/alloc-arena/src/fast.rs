@@ -23,7 +23,7 @@
 //!   free(p):   registry[p >> 20] == key ─ heap(p).owner == me ─ bin not full ─> push (else: front)
 //! ```
 
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 
 use alloc_core::{ArenaProvider, DomainAllocator};
 
@@ -103,7 +103,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// (a block of its large-block allocator), not used after a true answer.
     #[inline(always)]
     pub unsafe fn free_fast(&self, ptr: *mut u8, key: u32) -> bool {
-        if registry::owner_of(ptr as usize) != key {
+        // Where the flat table does not cover `ptr` this answers no, and the long way asks the
+        // tree.
+        if !registry::owned_by_fast(ptr as usize, key) {
             return false;
         }
         // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id),
@@ -146,12 +148,21 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if c.is_null() || unsafe { (*slot).owner.get() } != ThreadCache::token(c) {
             return false;
         }
-        // SAFETY: the arena's metas are initialised; a live block's class is its pool's
-        // (`NO_CLASS` for a pool that is empty, so for a block that is not live).
-        let class = unsafe { (*pool_meta(g, addr)).class } as usize;
+        let meta = pool_meta(g, addr);
+        // SAFETY: the arena's metas are initialised (or zero: never taken); a live block's class
+        // is its pool's (`NO_CLASS` for a pool that is empty, so for a block that is not live).
+        // The class is read before the test (a volatile read is not moved past it), so that the
+        // load keeps the meta's address in its operand instead of computing it apart.
+        let (class, magic) = unsafe {
+            (
+                ptr::read_volatile(ptr::addr_of!((*meta).class)) as usize,
+                (*meta).start_magic,
+            )
+        };
         // The hardened default (see `check`): a pointer that does not start a block of its pool
-        // (or lies in an empty pool) goes the long way, which reports it.
-        if !check::starts_block(g, addr, class) {
+        // (or lies in an empty pool or one never taken: multiplier 0) goes the long way, which
+        // reports it.
+        if !check::starts_block_at(g, addr, magic) {
             return false;
         }
         // SAFETY: this thread owns the heap (above); a block start of a pool of `class` in use

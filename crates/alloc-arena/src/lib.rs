@@ -142,6 +142,7 @@ pub use heap::Heap;
 pub use locked::LockedHeap;
 #[cfg(all(not(loom), any(unix, windows)))]
 pub use os::OsArenas;
+#[cfg(not(loom))]
 pub use os::{ExitKey, ThreadExit};
 #[cfg(all(not(loom), any(unix, windows)))]
 pub use pool::PoolAllocator;

@@ -24,6 +24,7 @@ use core::ptr::{self, NonNull};
 use alloc_core::ArenaProvider;
 
 use crate::arena::{ArenaHeader, FreeBlock, NO_CLASS, PoolMeta};
+use crate::check;
 use crate::registry;
 use crate::remote::RemoteList;
 use crate::size_class::{Geometry, MAX_CLASSES, MAX_POOLS_PER_ARENA};
@@ -442,6 +443,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         unsafe {
             let p = &mut *pool;
             p.class = class as u8;
+            p.start_magic = check::start_magic(size);
             p.block_size = size as u32;
             p.capacity = capacity as u16;
             p.used = 1;
@@ -617,6 +619,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     next: ptr::null_mut(),
                     prev: ptr::null_mut(),
                     base: a.cast::<u8>().add(index << self.geo.pool_shift),
+                    start_magic: 0,
                     next_offset: 0,
                     end_offset: 0,
                     used: 0,
@@ -881,6 +884,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             let arena = &mut *a;
             let p = &mut *pool;
             p.class = NO_CLASS;
+            p.start_magic = 0;
             p.next = arena.free_pools;
             arena.free_pools = pool;
             let now = crate::os::now_ms();
@@ -1303,11 +1307,16 @@ impl<P: ArenaProvider> PoolCore<P> {
             let p = &*pool;
             if p.class == NO_CLASS {
                 debug_assert!(!p.in_list, "an empty pool on a used list");
+                debug_assert_eq!(
+                    p.start_magic, 0,
+                    "an empty pool passes the block-start test"
+                );
                 return;
             }
             let class = usize::from(p.class);
             debug_assert!(class < self.geo.nclasses, "a pool of no class of the heap");
             debug_assert_eq!(p.block_size as usize, self.geo.block_size(class));
+            debug_assert_eq!(p.start_magic, check::start_magic(p.block_size as usize));
             debug_assert!(p.used <= p.capacity, "more blocks used than the pool has");
             debug_assert!(p.next_offset <= p.end_offset);
             let uncarved = ((p.end_offset - p.next_offset) / p.block_size) as usize;

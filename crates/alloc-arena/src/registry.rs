@@ -17,7 +17,14 @@
 //! arena. A lookup is two dependent loads (the root slot, the owner) and never touches arena
 //! memory, so it is safe for any pointer, live or not.
 //!
-//! Concurrency: a leaf is installed once by the map (compare-exchange, Release; a lookup's Acquire
+//! On 64-bit unix the chunks below 2^47 (every address the kernel hands out by default) are
+//! recorded instead in a flat table (`flat`): one `u32` per chunk in 512 MiB of reserved,
+//! read-only zero pages, opened for writing a page at a time as arenas register. A lookup there
+//! is one compare and one load, which is what every `free` pays first; the tree keeps the rest
+//! (and everything, where the OS refuses the reservation).
+//!
+//! Concurrency: the flat table is mapped once, under a lock, at the first registration, and
+//! published by its bound (`LIMIT`, Release after the base); a leaf is installed once by the map (compare-exchange, Release; a lookup's Acquire
 //! load of the root slot sees the zeroed leaf) and never freed; slots are written only by the owner
 //! of the arena while it maps or unmaps it: set (Release) after the arena is mapped, cleared before
 //! it is unmapped. A lookup of a block that is live is therefore exact; a lookup of a dangling
@@ -146,9 +153,34 @@ pub fn in_pool_arena(ptr: *const u8) -> bool {
     owner_of(ptr as usize) != 0
 }
 
-/// The owner id of the arena covering `addr`, or 0: two dependent loads.
+/// The owner id of the arena covering `addr`, or 0: one load from the flat table where there is
+/// one (unix, 64-bit, an address below 2^47), else two dependent loads in the tree.
 #[inline]
 pub(crate) fn owner_of(addr: usize) -> u32 {
+    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
+    if let Some(owner) = flat::lookup(addr >> CHUNK_SHIFT) {
+        return owner;
+    }
+    owner_in_tree(addr)
+}
+
+/// Whether the owner of `addr` is `id`, for a fast path, with no call: false where the flat table
+/// does not cover `addr` (the caller then takes its long way, which asks [`owner_of`]). Without a
+/// flat table, the tree answers.
+// Used by the fast paths (an OS is needed) alone.
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn owned_by_fast(addr: usize, id: u32) -> bool {
+    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
+    return matches!(flat::lookup(addr >> CHUNK_SHIFT), Some(owner) if owner == id);
+    #[cfg(not(all(unix, target_pointer_width = "64", not(loom))))]
+    return owner_in_tree(addr) == id;
+}
+
+/// [`owner_of`] in the tree: where there is a flat table, only for the addresses it does not cover
+/// (out of line: off the fast paths).
+#[cfg_attr(all(unix, target_pointer_width = "64", not(loom)), cold, inline(never))]
+fn owner_in_tree(addr: usize) -> u32 {
     let Some((root, slot)) = ChunkMap::<AtomicU32>::split(addr) else {
         return 0;
     };
@@ -159,31 +191,59 @@ pub(crate) fn owner_of(addr: usize) -> u32 {
     }
 }
 
+/// The slot that holds the owner of the chunk at `addr`, made (a leaf mapped, a page of the flat
+/// table opened) if need be.
+fn slot_to_write(addr: usize) -> Result<&'static AtomicU32, ArenaError> {
+    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
+    match flat::entry(addr >> CHUNK_SHIFT) {
+        Ok(Some(entry)) => return Ok(entry),
+        Ok(None) => {}
+        Err(size) => {
+            return Err(ArenaError::Os {
+                operation: "protect",
+                size,
+                code: 0,
+            });
+        }
+    }
+    OWNERS
+        .get_or_insert(addr, &RegistryLeaves)
+        .map_err(|e| match e {
+            ChunkMapError::NoMemory { size } => ArenaError::Os {
+                operation: "map",
+                size,
+                code: 0,
+            },
+            _ => ArenaError::Unsupported {
+                size: 1 << CHUNK_SHIFT,
+                align: 1 << CHUNK_SHIFT,
+                reason: "the arena lies above the registry's address range",
+            },
+        })
+}
+
+/// The slot that holds the owner of the chunk at `addr`, if one was ever made.
+fn slot_written(addr: usize) -> Option<&'static AtomicU32> {
+    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
+    if let Some(entry) = flat::entry_if_covered(addr >> CHUNK_SHIFT) {
+        return Some(entry);
+    }
+    OWNERS.get(addr)
+}
+
 /// Marks every 1 MiB chunk of `[base, base + size)` as owned by `id`.
 ///
-/// Fails (leaving nothing registered) if the range lies outside the registry's address space or a
-/// leaf cannot be mapped.
+/// Fails (leaving nothing registered) if the range lies outside the registry's address space or
+/// the OS refuses the memory to record it in.
 pub(crate) fn register(base: usize, size: usize, id: u32) -> Result<(), ArenaError> {
     debug_assert!(id != 0 && base.is_multiple_of(1 << CHUNK_SHIFT));
     let chunks = size >> CHUNK_SHIFT;
     for i in 0..chunks {
-        let addr = base + (i << CHUNK_SHIFT);
-        match OWNERS.get_or_insert(addr, &RegistryLeaves) {
+        match slot_to_write(base + (i << CHUNK_SHIFT)) {
             Ok(owner) => owner.store(id, Ordering::Release),
             Err(e) => {
                 unregister(base, i << CHUNK_SHIFT);
-                return Err(match e {
-                    ChunkMapError::NoMemory { size } => ArenaError::Os {
-                        operation: "map",
-                        size,
-                        code: 0,
-                    },
-                    _ => ArenaError::Unsupported {
-                        size,
-                        align: size,
-                        reason: "the arena lies above the registry's address range",
-                    },
-                });
+                return Err(e);
             }
         }
     }
@@ -193,8 +253,125 @@ pub(crate) fn register(base: usize, size: usize, id: u32) -> Result<(), ArenaErr
 /// Clears the chunks of `[base, base + size)`; called before the arena is unmapped.
 pub(crate) fn unregister(base: usize, size: usize) {
     for i in 0..size >> CHUNK_SHIFT {
-        if let Some(owner) = OWNERS.get(base + (i << CHUNK_SHIFT)) {
+        // A slot that holds 0 is left alone: in the flat table its page may not be open for
+        // writing (a chunk never registered).
+        if let Some(owner) = slot_written(base + (i << CHUNK_SHIFT))
+            && owner.load(Ordering::Relaxed) != 0
+        {
             owner.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// The flat table: on 64-bit unix, the owner of every 1 MiB chunk below 2^47 (the user address
+/// space of x86-64 and aarch64 Linux with four-level page tables) in one array of 2^27 `u32`s,
+/// so that a lookup is one load after one compare, against the tree's two dependent loads and
+/// its checks.
+///
+/// The array is 512 MiB of address space reserved read-only at the first registration, which
+/// costs no memory and no commit charge: its pages read as zeros (the kernel's shared zero page)
+/// until a registration opens one for writing (`mprotect`), once per page; one page of entries
+/// covers 1 GiB of addresses, and arenas cluster, so a process opens a handful. If the OS refuses
+/// the reservation (an address-space limit), the refusal is for good: the tree then records every
+/// chunk, and lookups go to it (`LIMIT` stays 0), so no chunk is ever recorded in one structure
+/// and looked up in the other. Chunks at or above 2^47 are always the tree's.
+#[cfg(all(unix, target_pointer_width = "64", not(loom)))]
+mod flat {
+    use core::ptr::{self, NonNull};
+    use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+    use alloc_core::lock::Lock;
+
+    use super::CHUNK_SHIFT;
+
+    /// Address bits the table covers.
+    const BITS: u32 = 47;
+    /// Entries of the table: one per chunk below 2^47.
+    const CHUNKS: usize = 1 << (BITS - CHUNK_SHIFT);
+    /// Bytes of the table.
+    const BYTES: usize = CHUNKS * core::mem::size_of::<AtomicU32>();
+    /// The unit `OPENED` counts in (the smallest page size).
+    const UNIT: usize = 4096;
+
+    /// Entries a lookup may read: 0 until the table is mapped, then `CHUNKS`.
+    static LIMIT: AtomicUsize = AtomicUsize::new(0);
+    /// The table (null until mapped; never unmapped).
+    static BASE: AtomicPtr<AtomicU32> = AtomicPtr::new(ptr::null_mut());
+    /// Whether the table was asked of the OS (made or refused), under a lock so that one thread
+    /// asks.
+    static TRIED: Lock<bool> = Lock::new(false);
+    /// Which units of the table are writable (bit i: bytes `[i * UNIT, (i + 1) * UNIT)`).
+    static OPENED: [AtomicU64; BYTES / UNIT / 64] =
+        [const { AtomicU64::new(0) }; BYTES / UNIT / 64];
+
+    /// The owner of chunk `index` if the table covers it (it is mapped and `index` is below
+    /// 2^27); `None` sends the caller to the tree.
+    #[inline(always)]
+    pub(super) fn lookup(index: usize) -> Option<u32> {
+        // Acquire: pairs with the Release store of `LIMIT`, made after `BASE`'s.
+        if index < LIMIT.load(Ordering::Acquire) {
+            // SAFETY: `LIMIT` is non-zero only once `BASE` holds the table, whose `CHUNKS` entries
+            // (zero pages or written ones) stay mapped and readable for the process.
+            let entry = unsafe { &*BASE.load(Ordering::Relaxed).add(index) };
+            // Acquire: pairs with `register`'s Release (the arena's header is written before).
+            Some(entry.load(Ordering::Acquire))
+        } else {
+            None
+        }
+    }
+
+    /// The table, mapped at the first call; `None` if the OS refused it (then, for good).
+    fn table() -> Option<NonNull<AtomicU32>> {
+        if let Some(base) = NonNull::new(BASE.load(Ordering::Acquire)) {
+            return Some(base);
+        }
+        let mut tried = TRIED.lock();
+        if !*tried {
+            *tried = true;
+            if let Some(p) = crate::os::reserve_zeroed(BYTES) {
+                BASE.store(p.as_ptr().cast(), Ordering::Release);
+                LIMIT.store(CHUNKS, Ordering::Release);
+            }
+        }
+        NonNull::new(BASE.load(Ordering::Acquire))
+    }
+
+    /// The entry of chunk `index`, writable, if the table records it: `Ok(None)` when the tree
+    /// does (beyond 2^47, or no table), `Err(bytes)` when the OS refused to open its page.
+    pub(super) fn entry(index: usize) -> Result<Option<&'static AtomicU32>, usize> {
+        if index >= CHUNKS {
+            return Ok(None);
+        }
+        let Some(base) = table() else { return Ok(None) };
+        // SAFETY: `index < CHUNKS`: within the table.
+        let entry = unsafe { base.as_ptr().add(index) };
+        let page = crate::os::page_size();
+        let start = entry as usize & !(page - 1);
+        let unit = (entry as usize - base.as_ptr() as usize) / UNIT;
+        let (word, bit) = (&OPENED[unit / 64], 1u64 << (unit % 64));
+        // Acquire: a unit marked open was opened (the `mprotect` returned) before it was marked.
+        if word.load(Ordering::Acquire) & bit == 0 {
+            // SAFETY: a page-aligned page of the table, our own reservation (the table starts on
+            // a page, so the page of an entry lies in it).
+            let opened =
+                unsafe { crate::os::make_writable(NonNull::new_unchecked(start as *mut u8), page) };
+            if !opened {
+                return Err(page);
+            }
+            word.fetch_or(bit, Ordering::Release);
+        }
+        // SAFETY: within the table, now writable; entries are atomics, never moved.
+        Ok(Some(unsafe { &*entry }))
+    }
+
+    /// The entry of chunk `index` if the table records it, for reading (its page may be closed
+    /// to writes: only a chunk that was registered, so holds an owner, has an open page).
+    pub(super) fn entry_if_covered(index: usize) -> Option<&'static AtomicU32> {
+        if index < LIMIT.load(Ordering::Acquire) {
+            // SAFETY: as in `lookup`.
+            Some(unsafe { &*BASE.load(Ordering::Relaxed).add(index) })
+        } else {
+            None
         }
     }
 }
@@ -214,6 +391,36 @@ mod tests {
         assert_eq!(owner_of(base - 1), 0);
         unregister(base, 2 << CHUNK_SHIFT);
         assert_eq!(owner_of(base + 5), 0);
+    }
+
+    #[test]
+    fn chunks_on_both_sides_of_the_flat_table_answer_their_owner() {
+        let id = new_owner_id();
+        // Below 2^47 (the flat table where there is one) and above (the tree always).
+        for base in [0x10_0000_0000usize, (1usize << 47) + (3 << CHUNK_SHIFT)] {
+            if base >> alloc_core::chunk_map::ADDRESS_BITS != 0 {
+                continue;
+            }
+            register(base, 3 << CHUNK_SHIFT, id).unwrap();
+            assert_eq!(owner_of(base + (2 << CHUNK_SHIFT) + 7), id);
+            assert_eq!(owner_of(base - 1), 0);
+            assert_eq!(owner_of(base + (3 << CHUNK_SHIFT)), 0);
+            unregister(base, 3 << CHUNK_SHIFT);
+            assert_eq!(owner_of(base), 0);
+        }
+    }
+
+    #[test]
+    fn clearing_chunks_never_registered_is_harmless() {
+        // Registers something first, so that the flat table exists; then clears a range whose
+        // page of the table was never opened (a write there would fault).
+        let id = new_owner_id();
+        let base = 0x20_0000_0000usize;
+        register(base, 1 << CHUNK_SHIFT, id).unwrap();
+        unregister(0x5000_0000_0000, 4 << CHUNK_SHIFT);
+        assert_eq!(owner_of(0x5000_0000_0000), 0);
+        assert_eq!(owner_of(base), id);
+        unregister(base, 1 << CHUNK_SHIFT);
     }
 
     #[test]

@@ -176,6 +176,40 @@ pub(crate) fn now_ms() -> u64 {
     (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
+/// Reserves `len` bytes (a multiple of the page size) of address space that reads as zeros and
+/// costs neither memory nor commit charge until written: a private anonymous mapping that is
+/// read-only (the kernel backs reads with its shared zero page). [`make_writable`] opens the pages
+/// about to be written. `None` if the OS refuses (an address-space limit, say).
+#[cfg_attr(any(loom, not(target_pointer_width = "64")), allow(dead_code))]
+pub(crate) fn reserve_zeroed(len: usize) -> Option<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing has no
+    // preconditions; failure is MAP_FAILED.
+    let raw = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return None;
+    }
+    NonNull::new(raw.cast())
+}
+
+/// Makes the pages of `[ptr, ptr + len)` writable (idempotent); false if the OS refuses.
+///
+/// # Safety
+/// The range lies in a mapping made by [`reserve_zeroed`], and `ptr` is page-aligned.
+#[cfg_attr(any(loom, not(target_pointer_width = "64")), allow(dead_code))]
+pub(crate) unsafe fn make_writable(ptr: NonNull<u8>, len: usize) -> bool {
+    // SAFETY: the caller's guarantee: pages of our own reservation.
+    unsafe { libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+}
+
 /// A pthread key whose destructor calls `H::ended` (see [`ExitKey`](super::ExitKey)).
 pub struct ExitKey<H> {
     /// The pthread key plus one (0: not created yet). A plain atomic, not the loom shim's: a
