@@ -1,5 +1,6 @@
 //! The loom models of the workspace's lock-free protocols (alloc-arena's cross-thread protocols in
-//! its `src/loom_models.rs`, alloc-debug's tallies, ownership switch and address table in its own), run with a
+//! its `src/loom_models.rs`, alloc-debug's tallies, ownership switch, address table, guard-page
+//! slot states and scope slot table in its own), run with a
 //! bounded search (at most two preemptions per execution) as part of the default test run. They
 //! need the crates built with `--cfg loom`, so this test builds them that way in their own target
 //! directory. `cargo xtask loom` runs them with loom's default, unbounded search. (It lives here,
@@ -63,7 +64,7 @@ fn alloc_arena_loom_models_with_bounded_preemptions() {
 fn alloc_debug_loom_models_with_bounded_preemptions() {
     let passed = models_of("alloc-debug");
     assert!(
-        passed >= 6,
-        "expected alloc-debug's six models to run, {passed} did"
+        passed >= 11,
+        "expected alloc-debug's eleven models to run, {passed} did"
     );
 }

@@ -80,7 +80,8 @@ fn main() -> ExitCode {
 }
 
 /// The loom models of the lock-free protocols (alloc-arena's cross-thread protocols, alloc-debug's
-/// tallies and ownership switch, alloc-domains' reclamation of domain records), built with
+/// tallies, ownership switch, address table, guard-page slot states and scope slot table,
+/// alloc-domains' reclamation of domain records), built with
 /// `--cfg loom` in their own target directory; loom's
 /// full search unless `--preemptions N` bounds it.
 fn loom(preemptions: Option<u32>) -> Result {

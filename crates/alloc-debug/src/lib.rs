@@ -64,6 +64,9 @@ mod fault;
 mod guard;
 #[cfg(all(not(loom), feature = "std"))]
 mod guard_pages;
+#[cfg(feature = "std")]
+#[cfg_attr(all(loom, not(test)), allow(dead_code))]
+mod guard_slots;
 #[cfg(all(not(loom), feature = "std"))]
 mod instance;
 #[cfg(all(loom, test))]
@@ -76,6 +79,9 @@ mod profile;
 mod radix;
 #[cfg(all(not(loom), feature = "std"))]
 mod scope;
+#[cfg(feature = "std")]
+#[cfg_attr(all(loom, not(test)), allow(dead_code))]
+mod scope_table;
 // Under loom the protocols are used by the models alone (built for tests).
 #[cfg(feature = "std")]
 #[cfg_attr(all(loom, not(test)), allow(dead_code))]

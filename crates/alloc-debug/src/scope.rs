@@ -1,14 +1,14 @@
 //! Scoped counts: what one piece of code allocates, exactly, while other threads allocate too
 //! (see [`Scope`]).
 
+use alloc_core::DomainAllocator;
 use core::alloc::Layout;
 use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-use alloc_core::DomainAllocator;
+use crate::scope_table::{Counts, Slot, Table};
 
 /// How many scopes can be open (or held by a handle) at once in a process.
 pub const MAX_SCOPES: usize = 256;
@@ -26,62 +26,8 @@ pub enum ScopeError {
     TooDeep,
 }
 
-/// One scope's counters.
-struct Slot {
-    /// Holders: the scope, its handles and their guards; 0 while the slot is free.
-    refs: AtomicUsize,
-    allocations: AtomicU64,
-    frees: AtomicU64,
-    reallocs: AtomicU64,
-    failures: AtomicU64,
-    bytes_allocated: AtomicU64,
-    bytes_freed: AtomicU64,
-    current: AtomicI64,
-    peak: AtomicI64,
-}
-
-impl Slot {
-    const fn new() -> Self {
-        Slot {
-            refs: AtomicUsize::new(0),
-            allocations: AtomicU64::new(0),
-            frees: AtomicU64::new(0),
-            reallocs: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            bytes_allocated: AtomicU64::new(0),
-            bytes_freed: AtomicU64::new(0),
-            current: AtomicI64::new(0),
-            peak: AtomicI64::new(0),
-        }
-    }
-
-    /// The scope holds `delta` bytes more (or fewer); the peak follows.
-    fn moved(&self, delta: i64) {
-        let now = self
-            .current
-            .fetch_add(delta, Ordering::Relaxed)
-            .wrapping_add(delta);
-        self.peak.fetch_max(now, Ordering::Relaxed);
-    }
-
-    fn reset(&self) {
-        for c in [
-            &self.allocations,
-            &self.frees,
-            &self.reallocs,
-            &self.failures,
-            &self.bytes_allocated,
-            &self.bytes_freed,
-        ] {
-            c.store(0, Ordering::Relaxed);
-        }
-        self.current.store(0, Ordering::Relaxed);
-        self.peak.store(0, Ordering::Relaxed);
-    }
-}
-
 /// The process's scopes (a static: opening one allocates nothing).
-static SLOTS: [Slot; MAX_SCOPES] = [const { Slot::new() }; MAX_SCOPES];
+static SLOTS: Table<MAX_SCOPES> = Table::new();
 
 /// An entry of a thread's stack: nothing (a guard dropped out of order).
 const EMPTY: u16 = 0;
@@ -110,7 +56,7 @@ fn each_entered(mut f: impl FnMut(&Slot)) {
         for e in &stack[..depth] {
             let v = e.get();
             if v != EMPTY && v != AGAIN {
-                f(&SLOTS[usize::from(v) - 1]);
+                f(SLOTS.slot(usize::from(v) - 1));
             }
         }
     });
@@ -120,47 +66,21 @@ fn each_entered(mut f: impl FnMut(&Slot)) {
 #[cold]
 #[inline(never)]
 fn count_alloc(made: bool, bytes: usize) {
-    each_entered(|s| {
-        if made {
-            s.allocations.fetch_add(1, Ordering::Relaxed);
-            s.bytes_allocated.fetch_add(bytes as u64, Ordering::Relaxed);
-            s.moved(bytes as i64);
-        } else {
-            s.failures.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    each_entered(|s| s.allocated(made, bytes));
 }
 
 /// A free of a block of `bytes` on this thread.
 #[cold]
 #[inline(never)]
 fn count_free(bytes: usize) {
-    each_entered(|s| {
-        s.frees.fetch_add(1, Ordering::Relaxed);
-        s.bytes_freed.fetch_add(bytes as u64, Ordering::Relaxed);
-        s.moved(-(bytes as i64));
-    });
+    each_entered(|s| s.freed(bytes));
 }
 
 /// A realloc from `old` to `new` bytes (`None`: refused) on this thread.
 #[cold]
 #[inline(never)]
 fn count_realloc(made: bool, old: usize, new: usize) {
-    each_entered(|s| {
-        if !made {
-            s.failures.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        s.reallocs.fetch_add(1, Ordering::Relaxed);
-        if new >= old {
-            s.bytes_allocated
-                .fetch_add((new - old) as u64, Ordering::Relaxed);
-        } else {
-            s.bytes_freed
-                .fetch_add((old - new) as u64, Ordering::Relaxed);
-        }
-        s.moved(new as i64 - old as i64);
-    });
+    each_entered(|s| s.reallocated(made, old, new));
 }
 
 /// A snapshot of a scope's counts.
@@ -252,6 +172,21 @@ impl ScopeStats {
     }
 }
 
+impl From<Counts> for ScopeStats {
+    fn from(c: Counts) -> Self {
+        ScopeStats {
+            allocations: c.allocations,
+            frees: c.frees,
+            reallocs: c.reallocs,
+            failures: c.failures,
+            bytes_allocated: c.bytes_allocated,
+            bytes_freed: c.bytes_freed,
+            current_bytes: c.current,
+            peak_bytes: c.peak.max(0) as u64,
+        }
+    }
+}
+
 impl fmt::Display for ScopeStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -275,51 +210,32 @@ struct Hold(u16);
 
 impl Hold {
     fn slot(&self) -> &'static Slot {
-        &SLOTS[usize::from(self.0)]
+        SLOTS.slot(usize::from(self.0))
     }
 
     /// Claims a free slot, its counters at zero.
     fn claim() -> Result<Hold, ScopeError> {
-        for (i, s) in SLOTS.iter().enumerate() {
-            // Acquire: the last holder's release (its drop) comes before this reset.
-            if s.refs.load(Ordering::Relaxed) == 0
-                && s.refs
-                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                s.reset();
-                return Ok(Hold(i as u16));
-            }
-        }
-        Err(ScopeError::Exhausted)
+        SLOTS
+            .claim()
+            .map(|i| Hold(i as u16))
+            .ok_or(ScopeError::Exhausted)
     }
 
     fn stats(&self) -> ScopeStats {
-        let s = self.slot();
-        ScopeStats {
-            allocations: s.allocations.load(Ordering::Relaxed),
-            frees: s.frees.load(Ordering::Relaxed),
-            reallocs: s.reallocs.load(Ordering::Relaxed),
-            failures: s.failures.load(Ordering::Relaxed),
-            bytes_allocated: s.bytes_allocated.load(Ordering::Relaxed),
-            bytes_freed: s.bytes_freed.load(Ordering::Relaxed),
-            current_bytes: s.current.load(Ordering::Relaxed),
-            peak_bytes: s.peak.load(Ordering::Relaxed).max(0) as u64,
-        }
+        ScopeStats::from(self.slot().counts())
     }
 }
 
 impl Clone for Hold {
     fn clone(&self) -> Self {
-        self.slot().refs.fetch_add(1, Ordering::Relaxed);
+        self.slot().hold();
         Hold(self.0)
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        // Release: the counts this holder's threads made come before a later claim's reset.
-        self.slot().refs.fetch_sub(1, Ordering::Release);
+        self.slot().release();
     }
 }
 

@@ -26,11 +26,13 @@ use alloc_core::lock::Lock;
 use alloc_core::{DomainAllocator, MIN_ALIGN, Ownership};
 use thiserror::Error;
 
+use crate::guard_slots::{self, Lists};
 use crate::os::{faults, pages};
-use slots::{FREE, FREEING, Header, LIVE, NONE, QUARANTINED, RESERVED, Slots};
+use slots::{Header, Slots};
 
+pub use crate::guard_slots::GUARD_FRAMES;
+pub use slots::REGISTERED;
 pub(crate) use slots::report_fault;
-pub use slots::{GUARD_FRAMES, REGISTERED};
 
 /// One allocation in this many is guarded by default: cheap enough to leave on. A sample costs
 /// two `mprotect` calls and a stack capture (about 9 µs on the development machine, whose system
@@ -203,15 +205,18 @@ pub struct GuardPagesStats {
     pub quarantined: u32,
 }
 
-/// The slot lists, under the decorator's lock.
+/// The pool, under the decorator's lock.
 struct Pool {
     slots: Option<Slots>,
     /// Mapping failed once: not tried again.
     failed: bool,
-    free: u32,
-    quarantine_head: u32,
-    quarantine_tail: u32,
-    stats: GuardPagesStats,
+    lists: Lists,
+}
+
+impl AsMut<Lists> for Pool {
+    fn as_mut(&mut self) -> &mut Lists {
+        &mut self.lists
+    }
 }
 
 std::thread_local! {
@@ -325,15 +330,7 @@ impl<A> GuardPages<A> {
             pool: Lock::new(Pool {
                 slots: None,
                 failed: false,
-                free: 0,
-                quarantine_head: NONE,
-                quarantine_tail: NONE,
-                stats: GuardPagesStats {
-                    guarded: 0,
-                    missed: 0,
-                    live: 0,
-                    quarantined: 0,
-                },
+                lists: Lists::new(),
             }),
         }
     }
@@ -384,7 +381,13 @@ impl<A> GuardPages<A> {
 
     /// What was guarded so far.
     pub fn stats(&self) -> GuardPagesStats {
-        self.pool.lock().stats
+        let pool = self.pool.lock();
+        GuardPagesStats {
+            guarded: pool.lists.guarded,
+            missed: pool.lists.missed,
+            live: pool.lists.live,
+            quarantined: pool.lists.quarantined,
+        }
     }
 
     /// Whether `ptr` is a live guarded block (the start of one).
@@ -472,14 +475,8 @@ impl<A> GuardPages<A> {
             unsafe { (addr as *mut u8).write_bytes(0, size) };
         }
         let r = slots.record(slot);
-        r.addr.store(addr, Ordering::Relaxed);
-        r.size.store(size, Ordering::Relaxed);
         capture(&r.allocated);
-        for f in &r.freed {
-            f.store(0, Ordering::Relaxed);
-        }
-        // Release: a thread that sees the block live sees its record.
-        r.state.store(LIVE, Ordering::Release);
+        r.publish(addr, size);
         NonNull::new(addr as *mut u8)
     }
 
@@ -492,6 +489,7 @@ impl<A> GuardPages<A> {
             None => match self.map() {
                 Some(s) => {
                     pool.slots = Some(s);
+                    pool.lists.link(s.records());
                     s
                 }
                 None => {
@@ -500,29 +498,13 @@ impl<A> GuardPages<A> {
                 }
             },
         };
-        if pool.free == NONE {
-            pool.stats.missed += 1;
-            return None;
-        }
-        let slot = pool.free as usize;
-        let r = slots.record(slot);
-        pool.free = r.next.load(Ordering::Relaxed);
-        r.state.store(RESERVED, Ordering::Relaxed);
-        pool.stats.guarded += 1;
-        pool.stats.live += 1;
+        let slot = pool.lists.take(slots.records())?;
         Some((slots, slot))
     }
 
     /// Gives back a slot taken by [`take_slot`](Self::take_slot) that could not be opened.
     fn put_back(&self, slots: Slots, slot: usize) {
-        let mut pool = self.pool.lock();
-        let r = slots.record(slot);
-        r.state.store(FREE, Ordering::Relaxed);
-        r.next.store(pool.free, Ordering::Relaxed);
-        pool.free = slot as u32;
-        pool.stats.guarded -= 1;
-        pool.stats.live -= 1;
-        pool.stats.missed += 1;
+        self.pool.lock().lists.put_back(slots.records(), slot);
     }
 
     /// Maps the pool, installs the fault handler and publishes the slot area (under the lock).
@@ -562,46 +544,24 @@ impl<A> GuardPages<A> {
     #[inline(never)]
     unsafe fn free_guarded(&self, ptr: *mut u8) {
         let (s, slot) = self.live_slot(ptr, "free");
-        let r = s.record(slot);
-        if r.state
-            .compare_exchange(LIVE, FREEING, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
+        let freed = guard_slots::free(
+            s.records(),
+            slot,
+            ptr as usize,
+            self.config.quarantine,
+            |r| {
+                if let Some(_busy) = Busy::enter() {
+                    capture(&r.freed);
+                }
+                // SAFETY: the slot's data pages, opened when the block was placed. A failure
+                // leaves them open: the block is then not guarded after its free.
+                let _ = unsafe { pages::close(s.start(slot) as *mut u8, s.header().data) };
+            },
+            || self.pool.lock(),
+        );
+        if !freed {
             // Freed by another thread at the same time.
             slots::bad_pointer(s, "free", ptr as usize);
-        }
-        if let Some(_busy) = Busy::enter() {
-            capture(&r.freed);
-        }
-        let start = s.start(slot);
-        // SAFETY: the slot's data pages, opened when the block was placed. A failure leaves
-        // them open: the block is then not guarded after its free.
-        let _ = unsafe { pages::close(start as *mut u8, s.header().data) };
-        let mut pool = self.pool.lock();
-        r.state.store(QUARANTINED, Ordering::Release);
-        r.next.store(NONE, Ordering::Relaxed);
-        match pool.quarantine_tail {
-            NONE => pool.quarantine_head = slot as u32,
-            tail => s
-                .record(tail as usize)
-                .next
-                .store(slot as u32, Ordering::Relaxed),
-        }
-        pool.quarantine_tail = slot as u32;
-        pool.stats.live -= 1;
-        pool.stats.quarantined += 1;
-        if pool.stats.quarantined > self.config.quarantine {
-            // The oldest leaves the quarantine for the free list (its pages stay closed).
-            let oldest = pool.quarantine_head as usize;
-            let o = s.record(oldest);
-            pool.quarantine_head = o.next.load(Ordering::Relaxed);
-            if pool.quarantine_head == NONE {
-                pool.quarantine_tail = NONE;
-            }
-            pool.stats.quarantined -= 1;
-            o.state.store(FREE, Ordering::Release);
-            o.next.store(pool.free, Ordering::Relaxed);
-            pool.free = oldest as u32;
         }
     }
 }

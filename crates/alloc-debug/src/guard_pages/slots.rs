@@ -18,41 +18,11 @@
 
 use core::fmt::{self, Write as _};
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+use crate::guard_slots::{FREE, FREEING, GUARD_FRAMES, QUARANTINED, Record, UNUSED};
 use crate::os::faults::{self, Access};
 use crate::os::pages;
-
-/// Return addresses kept per slot for its allocation and for its free.
-pub const GUARD_FRAMES: usize = 4;
-/// The end of a slot list.
-pub(super) const NONE: u32 = u32::MAX;
-
-/// Never held a block.
-pub(super) const UNUSED: u32 = 0;
-/// Taken for a block being placed.
-pub(super) const RESERVED: u32 = 1;
-/// Holds a live block (its pages are open).
-pub(super) const LIVE: u32 = 2;
-/// Its block is being freed.
-pub(super) const FREEING: u32 = 3;
-/// Its block was freed; in the quarantine (pages closed).
-pub(super) const QUARANTINED: u32 = 4;
-/// Its block was freed and it left the quarantine: on the free list (pages closed).
-pub(super) const FREE: u32 = 5;
-
-/// A slot's record.
-#[repr(C)]
-pub(super) struct Record {
-    pub(super) state: AtomicU32,
-    /// The next slot of the list the slot is on (free list or quarantine), under the lock.
-    pub(super) next: AtomicU32,
-    /// The block's address and requested size (those of the last block, once freed).
-    pub(super) addr: AtomicUsize,
-    pub(super) size: AtomicUsize,
-    pub(super) allocated: [AtomicUsize; GUARD_FRAMES],
-    pub(super) freed: [AtomicUsize; GUARD_FRAMES],
-}
 
 const MAGIC: usize = 0x4755_4152_4450_4753; // "GUARDPGS"
 
@@ -93,8 +63,8 @@ pub(super) struct Slots(NonNull<Header>);
 unsafe impl Send for Slots {}
 
 impl Slots {
-    /// Maps a reservation of `slots` slots of `slot_pages` data pages each, every slot closed,
-    /// all of them on the free list (0, 1, ... linked in order); `None` if the OS refuses.
+    /// Maps a reservation of `slots` slots of `slot_pages` data pages each, every slot closed and
+    /// unused (on no list yet); `None` if the OS refuses.
     pub(super) fn map(slots: usize, slot_pages: usize, underflow: bool) -> Option<Slots> {
         let page = pages::page_size();
         let meta = size_of::<Header>().checked_add(slots.checked_mul(size_of::<Record>())?)?;
@@ -128,12 +98,7 @@ impl Slots {
                 underflow,
             });
         }
-        let s = Slots(header);
-        for i in 0..slots {
-            let next = if i + 1 < slots { i as u32 + 1 } else { NONE };
-            s.record(i).next.store(next, Ordering::Relaxed);
-        }
-        Some(s)
+        Some(Slots(header))
     }
 
     /// Gives the reservation back.
@@ -162,10 +127,20 @@ impl Slots {
         unsafe { self.0.as_ref() }
     }
 
+    /// The slots' records, slot 0 first.
+    pub(super) fn records(&self) -> &[Record] {
+        // SAFETY: the header pages hold the `slots` records right after the header (see `map`),
+        // and live as long as the header.
+        unsafe {
+            core::slice::from_raw_parts(
+                self.0.as_ptr().add(1).cast::<Record>(),
+                self.header().slots,
+            )
+        }
+    }
+
     pub(super) fn record(&self, slot: usize) -> &Record {
-        debug_assert!(slot < self.header().slots);
-        // SAFETY: `slot < slots`: the record lies in the header pages, after the header.
-        unsafe { &*self.0.as_ptr().add(1).cast::<Record>().add(slot) }
+        &self.records()[slot]
     }
 
     /// The first byte of slot `slot`'s data pages.
@@ -195,11 +170,7 @@ impl Slots {
     /// The slot whose live block starts at `addr`.
     pub(super) fn live_block(&self, addr: usize) -> Option<usize> {
         match self.place(addr)? {
-            Place::Data { slot } => {
-                let r = self.record(slot);
-                (r.state.load(Ordering::Acquire) == LIVE && r.addr.load(Ordering::Relaxed) == addr)
-                    .then_some(slot)
-            }
+            Place::Data { slot } => self.record(slot).holds(addr).then_some(slot),
             Place::Guard { .. } => None,
         }
     }
@@ -315,7 +286,7 @@ pub(super) fn describe(s: Slots, addr: usize, access: Access, out: &mut Report) 
     match s.place(addr) {
         Some(Place::Data { slot }) => {
             let r = s.record(slot);
-            let state = r.state.load(Ordering::Relaxed);
+            let state = r.state();
             if is_freed(state) {
                 let block = r.addr.load(Ordering::Relaxed);
                 let off = addr as isize - block as isize;
@@ -343,9 +314,8 @@ pub(super) fn describe(s: Slots, addr: usize, access: Access, out: &mut Report) 
                 let r = s.record(before);
                 (before, r.addr.load(Ordering::Relaxed).saturating_sub(addr))
             });
-            let used = |c: &Option<(usize, usize)>| {
-                c.filter(|&(k, _)| s.record(k).state.load(Ordering::Relaxed) != UNUSED)
-            };
+            let used =
+                |c: &Option<(usize, usize)>| c.filter(|&(k, _)| s.record(k).state() != UNUSED);
             let chosen = match (used(&below), used(&above)) {
                 (Some(b), Some(a)) => Some(if b.1 <= a.1 { (b, true) } else { (a, false) }),
                 (Some(b), None) => Some((b, true)),
@@ -368,7 +338,7 @@ pub(super) fn describe(s: Slots, addr: usize, access: Access, out: &mut Report) 
                         out,
                         "{kind}: {what} at {addr:#x}, offset {off}, {bytes} byte(s) {side}"
                     );
-                    out.block(r, is_freed(r.state.load(Ordering::Relaxed)));
+                    out.block(r, is_freed(r.state()));
                 }
                 None => {
                     let _ = writeln!(out, "{what} at {addr:#x}, in a guard page next to no block");
@@ -410,7 +380,7 @@ pub(super) fn bad_pointer(s: Slots, op: &str, addr: usize) -> ! {
     match s.place(addr) {
         Some(Place::Data { slot }) => {
             let r = s.record(slot);
-            let state = r.state.load(Ordering::Relaxed);
+            let state = r.state();
             let block = r.addr.load(Ordering::Relaxed);
             if block == addr && is_freed(state) {
                 let _ = writeln!(
