@@ -125,6 +125,60 @@ fn a_c_program_with_threads_realloc_chains_aligned_blocks_and_fork() {
 }
 
 #[test]
+fn the_registry_serves_every_free_with_its_flat_table_and_without_it() {
+    use std::os::unix::process::ExitStatusExt;
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let exe = compile("registry.c", "registry", &[]);
+    let bad = compile(
+        "bad_free.c",
+        "bad_free_registry",
+        &["-O0", "-Wno-free-nonheap-object", "-ldl"],
+    );
+    // An address-space limit of 384 MiB leaves the program room, but not the table's 512 MiB
+    // reservation: the registry then records every chunk in its tree.
+    let limited = |program: &Path, arg: Option<&str>, limit: bool| {
+        let mut c = Command::new("sh");
+        let script = if limit {
+            "ulimit -v 393216; exec \"$0\" \"$@\""
+        } else {
+            "exec \"$0\" \"$@\""
+        };
+        c.arg("-c").arg(script).arg(program).args(arg);
+        c.env("LD_PRELOAD", library()).env("DOMALLOC", "pool");
+        c.output().expect("the program runs")
+    };
+    for (limit, table) in [(false, "yes"), (true, "no")] {
+        let out = limited(&exe, None, limit);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "limit {limit}: {out:?}");
+        assert!(stdout.contains("blocks: ok"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("flat table: {table}")),
+            "limit {limit}: {stdout}"
+        );
+        // The hardened default's reports come from either structure.
+        for (case, says) in [
+            ("double_free_small", "double free"),
+            ("interior", "invalid pointer (inside a block"),
+        ] {
+            let out = limited(&bad, Some(case), limit);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.signal(),
+                Some(6),
+                "{case}, limit {limit}: {out:?}"
+            );
+            assert!(
+                stderr.contains("domalloc: ") && stderr.contains(says),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
 fn pep_445_api_from_c() {
     run_against_library(
         "api.c",
