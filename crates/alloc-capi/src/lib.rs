@@ -71,10 +71,20 @@ fn oom() -> *mut c_void {
 /// `aligned`), so that a pointer it does not claim is one for the hook to report (freed already,
 /// inside a block, of another domain, glibc's), never one for glibc's checks; otherwise when
 /// the domain claims it. Pointers elsewhere that the domain does not claim are glibc's (its
-/// aligned blocks, the pool's large blocks once freed).
+/// aligned blocks, the pool's large blocks once freed). While the mem domain counts its
+/// statistics (`DOMALLOC_STATS=1`), a pointer the domain cannot tell apart (`Unknown`: the C
+/// library is its allocator, `DOMALLOC=malloc`) goes to it too, so that the free is counted:
+/// the domain hands it to glibc's `free` all the same.
 #[inline]
 fn ours(p: *mut c_void) -> bool {
-    alloc_domains::guards_every_block(DomainId::MEM) || MEM.owns(p.cast()) == Ownership::Owned
+    if alloc_domains::guards_every_block(DomainId::MEM) {
+        return true;
+    }
+    match MEM.owns(p.cast()) {
+        Ownership::Owned => true,
+        Ownership::Unknown => MEM.stats_enabled(),
+        Ownership::NotOwned => false,
+    }
 }
 
 /// glibc's `malloc_usable_size` (the one behind ours, which `System` finds).

@@ -33,27 +33,47 @@ impl Domain {
         self.0
     }
 
-    /// The allocator to allocate with: the domain's current one ([`VACANT`]'s for a stale id).
-    /// For a user domain the block about to be made is counted live here (inside the section,
-    /// through its slot); [`made`](Self::made) takes it back if the allocation fails.
+    /// The allocator to allocate with: the domain's current one ([`VACANT`]'s for a stale id),
+    /// and the domain's counters if it counts (`None` for a stale id, and for a bootstrap
+    /// allocator, which forwards to a call that counts). For a user domain the block about to be
+    /// made is counted live here (inside the section, through its slot); [`made`](Self::made)
+    /// takes it back if the allocation fails.
     #[inline]
-    fn alloc_side(self) -> &'static DynAllocator {
+    fn alloc_side(self) -> (&'static DynAllocator, Option<&'static Counters>) {
         mark_used(self.0);
-        let alloc = {
+        let (alloc, counters) = {
             let s = section();
             let rec = current(&s, self.0);
             if rec.generation != self.0.generation {
-                return &VACANT;
+                return (&VACANT, None);
             }
             if self.counts() {
                 s.count(self.0.index(), 1);
             }
-            rec.alloc
+            let counters = self.counters().filter(|_| !is_bootstrap(rec.alloc));
+            (rec.alloc, counters)
         };
-        if self.0 == DomainId::MEM && is_current(DomainId::MEM, &REC_POOL) {
+        if self.0 == DomainId::MEM && counters.is_none() && is_current(DomainId::MEM, &REC_POOL) {
             enable_fast_mem();
         }
-        alloc
+        (alloc, counters)
+    }
+
+    /// The allocation `alloc` just made (or failed to make) through the domain: the user
+    /// domain's count taken back on failure ([`made`](Self::made)), the block counted in the
+    /// domain's statistics with the size `size` gives for it.
+    #[inline(always)]
+    fn made_counted(
+        self,
+        p: Option<NonNull<u8>>,
+        counters: Option<&'static Counters>,
+        size: impl FnOnce(NonNull<u8>) -> usize,
+    ) -> Option<NonNull<u8>> {
+        let p = self.made(p);
+        if let (Some(c), Some(p)) = (counters, p) {
+            c.made(size(p));
+        }
+        p
     }
 
     /// Whether this is a user domain, whose live blocks the table counts (for
@@ -88,12 +108,23 @@ impl Domain {
         Some(rec.owner(ptr))
     }
 
+    /// The allocator that made `ptr` (as [`owner_of`]), and the domain's counters if it counts
+    /// and the id is not stale.
+    #[inline(always)]
+    fn owner_counted(self, ptr: *const u8) -> (&'static DynAllocator, Option<&'static Counters>) {
+        match live_owner_of(self.0, ptr) {
+            Some(owner) => (owner, self.counters()),
+            None => (REC_VACANT.alloc, None),
+        }
+    }
+
     /// `malloc_aligned` through the domain's current allocator, by dynamic dispatch: out of line,
     /// as the mem domain's common case is its standard pool, inlined into the caller; not `_slow`
     /// (cold), as it is every other domain's common case.
     #[inline(never)]
     fn malloc_aligned_dyn(self, layout: Layout) -> Option<NonNull<u8>> {
-        self.made(self.alloc_side().malloc_aligned(layout))
+        let (alloc, counters) = self.alloc_side();
+        self.made_counted(alloc.malloc_aligned(layout), counters, |_| layout.size())
     }
 
     /// `free_aligned` through the allocator that made the block (out of line).
@@ -105,6 +136,33 @@ impl Domain {
         if let Some(owner) = self.freer(ptr.as_ptr()) {
             // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
             unsafe { owner.free_aligned(ptr, layout) }
+            if let Some(c) = self.counters() {
+                c.freed(layout.size());
+            }
+        }
+    }
+
+    /// A free of a block of the malloc family (`free`, `free_sized`) through `owner`, the
+    /// allocator that made it, counted with its usable size (asked before the free) if the
+    /// domain counts.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of the malloc family that `owner` made, freed once by `free`.
+    #[inline(always)]
+    unsafe fn free_counted(
+        self,
+        owner: &'static DynAllocator,
+        ptr: NonNull<u8>,
+        free: impl FnOnce(&'static DynAllocator),
+    ) {
+        match self.counters() {
+            None => free(owner),
+            Some(c) => {
+                // SAFETY: the caller's guarantee: a live block of the malloc family of `owner`.
+                let bytes = unsafe { owner.usable_size(ptr) }.unwrap_or(0);
+                free(owner);
+                c.freed(bytes);
+            }
         }
     }
 
@@ -225,13 +283,13 @@ pub(super) fn is_current(id: DomainId, rec: &'static Installed) -> bool {
     ptr::eq(TABLE[id.index()].current.load(Ordering::Relaxed), rec)
 }
 
-/// Records that domain `id` has served an allocation (the replacement rule reads it).
+/// The usable size of a block of the malloc family that `alloc` made just now (0 if it cannot
+/// tell), for the statistics.
 #[inline]
-pub(super) fn mark_used(id: DomainId) {
-    let s = &TABLE[id.index()];
-    if !s.used.load(Ordering::Relaxed) {
-        s.used.store(true, Ordering::Release);
-    }
+fn usable(alloc: &'static DynAllocator, p: NonNull<u8>) -> usize {
+    // SAFETY: `p` is a live block of the malloc family that `alloc` returned just now (its
+    // caller's block, not freed before this call returns to it).
+    unsafe { alloc.usable_size(p) }.unwrap_or(0)
 }
 
 /// Which of the mem domain's standard allocators holds a pointer, by one registry lookup.
@@ -264,6 +322,7 @@ pub(super) fn standard_owner(ptr: *const u8) -> Standard {
 #[inline(never)]
 pub(super) fn enable_fast_mem() {
     if let Some(_w) = WRITER.try_lock()
+        && !STATS[DomainId::MEM.index()].on()
         && is_current(DomainId::MEM, &REC_POOL)
         && TABLE[DomainId::MEM.index()].used.load(Ordering::Relaxed)
     {
@@ -292,14 +351,16 @@ unsafe impl DomainAllocator for Domain {
             }
             return POOL.malloc(size);
         }
-        self.made(self.alloc_side().malloc(size))
+        let (alloc, counters) = self.alloc_side();
+        self.made_counted(alloc.malloc(size), counters, |p| usable(alloc, p))
     }
     #[inline]
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
         if self.fast_mem() {
             return POOL.calloc(nelem, elsize);
         }
-        self.made(self.alloc_side().calloc(nelem, elsize))
+        let (alloc, counters) = self.alloc_side();
+        self.made_counted(alloc.calloc(nelem, elsize), counters, |p| usable(alloc, p))
     }
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
         if ptr.is_null() {
@@ -310,8 +371,18 @@ unsafe impl DomainAllocator for Domain {
             // the domain (it is the domain's only allocator).
             return unsafe { POOL.realloc(ptr, new_size) };
         }
-        // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
-        unsafe { owner_of(self.0, ptr).realloc(ptr, new_size) }
+        let (owner, counters) = self.owner_counted(ptr);
+        let Some(c) = counters else {
+            // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
+            return unsafe { owner.realloc(ptr, new_size) };
+        };
+        // SAFETY: the caller's guarantee: a live block of the malloc family, which `owner` made
+        // (non-null: checked above).
+        let old = unsafe { owner.usable_size(NonNull::new_unchecked(ptr)) }.unwrap_or(0);
+        // SAFETY: as above.
+        let q = unsafe { owner.realloc(ptr, new_size) }?;
+        c.resized(old, usable(owner, q));
+        Some(q)
     }
     #[inline]
     unsafe fn free(&self, ptr: *mut u8) {
@@ -323,8 +394,10 @@ unsafe impl DomainAllocator for Domain {
             return;
         }
         if let Some(owner) = self.freer(ptr) {
-            // SAFETY: as for realloc.
-            unsafe { owner.free(ptr) }
+            // SAFETY: as for realloc; `ptr` is not null (checked above).
+            unsafe {
+                self.free_counted(owner, NonNull::new_unchecked(ptr), |o| o.free(ptr));
+            }
         }
     }
     #[inline]
@@ -335,7 +408,7 @@ unsafe impl DomainAllocator for Domain {
         }
         if let Some(owner) = self.freer(ptr.as_ptr()) {
             // SAFETY: as for realloc.
-            unsafe { owner.free_sized(ptr, size) }
+            unsafe { self.free_counted(owner, ptr, |o| o.free_sized(ptr, size)) }
         }
     }
     #[inline(always)]
@@ -354,7 +427,8 @@ unsafe impl DomainAllocator for Domain {
         self.malloc_aligned_dyn(layout)
     }
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        self.made(self.alloc_side().calloc_aligned(layout))
+        let (alloc, counters) = self.alloc_side();
+        self.made_counted(alloc.calloc_aligned(layout), counters, |_| layout.size())
     }
     #[inline(always)]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
@@ -372,8 +446,13 @@ unsafe impl DomainAllocator for Domain {
         layout: Layout,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
+        let (owner, counters) = self.owner_counted(ptr.as_ptr());
         // SAFETY: as for realloc.
-        unsafe { owner_of(self.0, ptr.as_ptr()).realloc_aligned(ptr, layout, new_size) }
+        let q = unsafe { owner.realloc_aligned(ptr, layout, new_size) }?;
+        if let Some(c) = counters {
+            c.resized(layout.size(), new_size);
+        }
+        Some(q)
     }
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         if self.fast_mem() {

@@ -102,6 +102,7 @@ mod fork;
 mod handle;
 mod route;
 mod standard;
+mod stats;
 mod write;
 
 pub use arenas::*;
@@ -109,6 +110,8 @@ pub use fork::*;
 pub use handle::*;
 pub use route::*;
 pub use standard::*;
+use stats::*;
+pub use stats::{DomainStats, STATS_VAR, StatsError};
 pub use write::*;
 
 /// A change callback: called with the domain and its allocator at registration and after each

@@ -338,6 +338,7 @@ pub fn add_domain(
     s.set_name(name);
     s.used.store(false, Ordering::Relaxed);
     s.live_base.store(READERS.live_sum(i), Ordering::Relaxed);
+    reset_stats(i);
     let rec = boxed(Installed {
         generation: id.generation,
         ..record(alloc, precise, false)
