@@ -580,7 +580,7 @@ fn stats_code(e: &StatsError) -> c_int {
 }
 
 /// The handle of domain `id`, or `DOMALLOC_ERR_UNKNOWN_DOMAIN`.
-fn handle(id: c_int) -> Result<Domain, c_int> {
+fn domain_handle(id: c_int) -> Result<Domain, c_int> {
     domain(id)
         .and_then(|d| Domain::new(d).ok())
         .ok_or(DOMALLOC_ERR_UNKNOWN_DOMAIN)
@@ -590,7 +590,7 @@ fn handle(id: c_int) -> Result<Domain, c_int> {
 /// on already), `DOMALLOC_ERR_UNKNOWN_DOMAIN` or `DOMALLOC_ERR_USED`.
 #[unsafe(no_mangle)]
 pub extern "C" fn domalloc_domain_stats_enable(id: c_int) -> c_int {
-    match handle(id).map(|d| d.enable_stats()) {
+    match domain_handle(id).map(|d| d.enable_stats()) {
         Ok(Ok(())) => DOMALLOC_OK,
         Ok(Err(e)) => stats_code(&e),
         Err(code) => code,
@@ -607,7 +607,7 @@ pub unsafe extern "C" fn domalloc_domain_stats(id: c_int, out: *mut DomallocDoma
     if out.is_null() {
         return DOMALLOC_ERR_INVALID;
     }
-    let s = match handle(id).map(|d| d.stats()) {
+    let s = match domain_handle(id).map(|d| d.stats()) {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return stats_code(&e),
         Err(code) => return code,

@@ -170,6 +170,12 @@ unsafe extern "C" fn free_slow(p: *mut c_void) {
     if p.is_null() {
         return;
     }
+    if alloc_domains::mem_counts_on_pool() {
+        // The domain counts its statistics on its standard pools: their blocks (checked and
+        // counted) to the pools, anything else to glibc.
+        // SAFETY: as above, with the counting twin of the key.
+        return unsafe { alloc_domains::free_standard_counted(p.cast()) };
+    }
     if ours(p) {
         // SAFETY: a live block the domain claims.
         unsafe { MEM.free(p.cast()) }

@@ -11,7 +11,7 @@ use alloc_arena::{NO_KEY, PoolAllocator};
 use alloc_core::{DomainAllocator, System};
 use alloc_domains::{
     Domain, DomainError, DomainStats, GlobalFront, MEM, OBJECT, RAW, StatsError, add_domain,
-    mem_fast_path, remove_domain,
+    mem_counts_on_pool, mem_fast_path, remove_domain,
 };
 
 const CHILD: &str = "DOMALLOC_STATS_TEST_CHILD";
@@ -238,6 +238,61 @@ fn child_process_entry() {
             let after = MEM.stats().unwrap();
             assert_eq!(after.frees - before.frees, 199);
             assert_eq!(after.live_bytes, before.live_bytes);
+            // The counting path into the standard pool, malloc family, from threads that free
+            // each other's blocks: usable sizes, exact.
+            assert!(mem_counts_on_pool());
+            let made: Vec<Vec<usize>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..4)
+                    .map(|t| {
+                        s.spawn(move || {
+                            (0..3000)
+                                .map(|i| {
+                                    let n = 1 + (t * 97 + i * 13) % 20_000;
+                                    let p = if i % 3 == 0 {
+                                        MEM.calloc(1, n)
+                                    } else {
+                                        MEM.malloc(n)
+                                    };
+                                    p.unwrap().as_ptr() as usize
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let bytes: u64 = made
+                .iter()
+                .flatten()
+                .map(|&p| usable(&MEM, std::ptr::NonNull::new(p as *mut u8).unwrap()))
+                .sum();
+            let mid = MEM.stats().unwrap();
+            assert_eq!(mid.allocations - after.allocations, 12_000);
+            assert_eq!(mid.live_bytes - after.live_bytes, bytes);
+            assert!(mid.peak_live_bytes >= mid.live_bytes);
+            std::thread::scope(|s| {
+                for (t, blocks) in made.iter().enumerate() {
+                    s.spawn(move || {
+                        for (i, &p) in blocks.iter().enumerate() {
+                            // SAFETY: live blocks of the mem domain made on another thread, each
+                            // freed once (every other one grown first).
+                            unsafe {
+                                let p = if (t + i) % 2 == 0 {
+                                    MEM.realloc(p as *mut u8, 700).unwrap().as_ptr()
+                                } else {
+                                    p as *mut u8
+                                };
+                                MEM.free(p);
+                            }
+                        }
+                    });
+                }
+            });
+            let end = MEM.stats().unwrap();
+            assert_eq!(end.frees - after.frees, 12_000);
+            assert_eq!(end.allocations - after.allocations, 12_000);
+            assert_eq!(end.live_bytes, after.live_bytes);
+            assert_eq!(end.live_blocks, after.live_blocks);
             println!("child: ok");
         }
         "bad" => {

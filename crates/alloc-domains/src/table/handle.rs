@@ -53,7 +53,7 @@ impl Domain {
             let counters = self.counters().filter(|_| !is_bootstrap(rec.alloc));
             (rec.alloc, counters)
         };
-        if self.0 == DomainId::MEM && counters.is_none() && is_current(DomainId::MEM, &REC_POOL) {
+        if self.0 == DomainId::MEM && is_current(DomainId::MEM, &REC_POOL) {
             enable_fast_mem();
         }
         (alloc, counters)
@@ -123,6 +123,16 @@ impl Domain {
     /// (cold), as it is every other domain's common case.
     #[inline(never)]
     fn malloc_aligned_dyn(self, layout: Layout) -> Option<NonNull<u8>> {
+        if let Some((key, c)) = self.counted_key() {
+            return counted_malloc_aligned(key, c, layout);
+        }
+        self.malloc_aligned_table(layout)
+    }
+
+    /// [`malloc_aligned_dyn`](Self::malloc_aligned_dyn) through the table (its own function, so
+    /// that the counting path above it saves no registers).
+    #[inline(never)]
+    fn malloc_aligned_table(self, layout: Layout) -> Option<NonNull<u8>> {
         let (alloc, counters) = self.alloc_side();
         self.made_counted(alloc.malloc_aligned(layout), counters, |_| layout.size())
     }
@@ -133,6 +143,21 @@ impl Domain {
     /// As for `DomainAllocator::free_aligned`.
     #[inline(never)]
     unsafe fn free_aligned_dyn(self, ptr: NonNull<u8>, layout: Layout) {
+        if let Some((_, c)) = self.counted_key() {
+            // SAFETY: the caller's guarantee; with `COUNTED_MEM` set the pool made every block
+            // of the domain.
+            return unsafe { counted_free_aligned(c, ptr, layout) };
+        }
+        // SAFETY: the caller's guarantee.
+        unsafe { self.free_aligned_table(ptr, layout) }
+    }
+
+    /// [`free_aligned_dyn`](Self::free_aligned_dyn) through the table.
+    ///
+    /// # Safety
+    /// As for `DomainAllocator::free_aligned`.
+    #[inline(never)]
+    unsafe fn free_aligned_table(self, ptr: NonNull<u8>, layout: Layout) {
         if let Some(owner) = self.freer(ptr.as_ptr()) {
             // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
             unsafe { owner.free_aligned(ptr, layout) }
@@ -183,6 +208,20 @@ impl Domain {
             NO_KEY
         }
     }
+
+    /// The standard pool's fast-path key and the domain's counters if this is the mem domain on
+    /// it, counting its statistics (see `COUNTED_MEM`): the counting path calls `POOL` directly.
+    #[inline(always)]
+    fn counted_key(self) -> Option<(u32, &'static Counters)> {
+        if self.0 != DomainId::MEM {
+            return None;
+        }
+        let key = COUNTED_MEM.load(Ordering::Relaxed);
+        if key == NO_KEY {
+            return None;
+        }
+        Some((key, &STATS[DomainId::MEM.index()]))
+    }
 }
 
 /// The mem domain's standard pool and the key of its fast paths (`PoolAllocator::malloc_fast`,
@@ -208,6 +247,53 @@ impl Domain {
 #[inline(always)]
 pub fn mem_fast_path() -> (&'static MemPool, u32) {
     (&POOL, FAST_MEM.load(Ordering::Relaxed))
+}
+
+/// Whether the mem domain counts its statistics while its standard pool is its only allocator
+/// (and has served it): then [`mem_fast_path`] gives no key, the handle's counting path calls
+/// the pool directly, and the C library sends the pools' blocks ([`check_standard_live`]) to
+/// [`MEM`](crate::MEM), which counts, and other pointers to glibc.
+#[inline]
+pub fn mem_counts_on_pool() -> bool {
+    COUNTED_MEM.load(Ordering::Relaxed) != NO_KEY
+}
+
+/// The C library's `free` while the mem domain counts its statistics on its standard pools
+/// ([`mem_counts_on_pool`]): as [`free_standard_checked`] (the hardened default's checks, glibc's
+/// `free` for a pointer outside domalloc's arenas), the block counted as freed with its usable
+/// size (asked before the free, as the domain's counting path asks it).
+///
+/// # Safety
+/// As for [`free_standard_checked`], while [`mem_counts_on_pool`] holds.
+pub unsafe fn free_standard_counted(ptr: *mut u8) {
+    let Some(block) = NonNull::new(ptr) else {
+        return;
+    };
+    let owner = standard_owner(ptr);
+    let bytes = match owner {
+        Standard::Outside => None,
+        Standard::Other => alloc_arena::report_other_allocator("free", ptr),
+        // The pool's usable size routes by the registry to the pool, or allocator below it,
+        // that made the block, with the hardened default's check.
+        _ => Some(pool_usable(block)),
+    };
+    // SAFETY: the caller's guarantee; each pool is handed only a pointer in its own arenas (the
+    // small pool's into the thread's bin when it can, as the C library's fast path does), and
+    // the spans take their own and hand anything else to glibc.
+    unsafe {
+        let done = match owner {
+            Standard::Small => POOL.free_fast_in_arenas(ptr) || POOL.free_checked(ptr),
+            Standard::Medium => MEDIUM.free_fast_in_arenas(ptr) || MEDIUM.free_checked(ptr),
+            Standard::Large => LARGE.free_fast_in_arenas(ptr) || LARGE.free_checked(ptr),
+            Standard::Other | Standard::Span | Standard::Outside => false,
+        };
+        if !done {
+            SPANS.free(ptr);
+        }
+    }
+    if let Some(bytes) = bytes {
+        STATS[DomainId::MEM.index()].freed(bytes);
+    }
 }
 
 /// The C library's long way into the mem domain's standard pools, while they are its allocator
@@ -283,6 +369,56 @@ pub(super) fn is_current(id: DomainId, rec: &'static Installed) -> bool {
     ptr::eq(TABLE[id.index()].current.load(Ordering::Relaxed), rec)
 }
 
+/// The mem domain's `malloc_aligned` on its standard pool while it counts (`COUNTED_MEM` holds
+/// `key`): the pool's fast path first, as with `FAST_MEM`, the request's size counted. Out of
+/// line, so that the handle's inlined paths stay small.
+#[inline(never)]
+fn counted_malloc_aligned(key: u32, c: &Counters, layout: Layout) -> Option<NonNull<u8>> {
+    let p = if layout.align() <= alloc_core::MIN_ALIGN
+        // SAFETY: the key `COUNTED_MEM` holds is the pool's fast key.
+        && let Some(p) = unsafe { POOL.malloc_fast(layout.size(), key) }
+    {
+        p
+    } else {
+        POOL.malloc_aligned(layout)?
+    };
+    c.made(layout.size());
+    Some(p)
+}
+
+/// The mem domain's `free_aligned` on its standard pool while it counts (`COUNTED_MEM` holds a
+/// key), the layout's size counted.
+///
+/// # Safety
+/// As for `DomainAllocator::free_aligned`, on a block of the mem domain while `COUNTED_MEM`
+/// holds a key (the pool made every block of the domain).
+#[inline(never)]
+unsafe fn counted_free_aligned(c: &Counters, ptr: NonNull<u8>, layout: Layout) {
+    // SAFETY: the caller's guarantee.
+    unsafe { POOL.free_aligned(ptr, layout) };
+    c.freed(layout.size());
+}
+
+/// The size of the block `p` the pool's `malloc_fast` just returned for `size` bytes: the fast
+/// key is only given to a pool of the default geometry, whose block for `size` (1 to the
+/// threshold: `malloc_fast` serves no other) holds `size` rounded up to the class spacing, which
+/// is what its `usable_size` answers (checked in debug builds).
+#[inline(always)]
+fn fast_block_size(size: usize, p: NonNull<u8>) -> usize {
+    let spacing = alloc_arena::PoolConfig::DEFAULT.spacing;
+    let bytes = (size - 1) / spacing * spacing + spacing;
+    debug_assert_eq!(bytes, pool_usable(p));
+    bytes
+}
+
+/// The usable size of a live block of the mem domain's standard pool (its malloc family), for
+/// the statistics: what the domain's ordinary path asks the pool for through its vtable.
+#[inline]
+fn pool_usable(p: NonNull<u8>) -> usize {
+    // SAFETY: the callers pass a live block of the malloc family that `POOL` made.
+    unsafe { POOL.usable_size(p) }.unwrap_or(0)
+}
+
 /// The usable size of a block of the malloc family that `alloc` made just now (0 if it cannot
 /// tell), for the statistics.
 #[inline]
@@ -315,18 +451,21 @@ pub(super) fn standard_owner(ptr: *const u8) -> Standard {
     }
 }
 
-/// Sets `FAST_MEM` if the mem domain has served allocations through the standard pool and still
-/// uses it. A writer holding the lock (it may allocate through this very domain) means "not now":
+/// Sets `FAST_MEM` (`COUNTED_MEM` while the domain counts its statistics) if the mem domain has
+/// served allocations through the standard pool and still uses it. A writer holding the lock (it may allocate through this very domain) means "not now":
 /// the next allocation tries again.
 #[cold]
 #[inline(never)]
 pub(super) fn enable_fast_mem() {
     if let Some(_w) = WRITER.try_lock()
-        && !STATS[DomainId::MEM.index()].on()
         && is_current(DomainId::MEM, &REC_POOL)
         && TABLE[DomainId::MEM.index()].used.load(Ordering::Relaxed)
     {
-        FAST_MEM.store(POOL.fast_key(), Ordering::Relaxed);
+        if STATS[DomainId::MEM.index()].on() {
+            COUNTED_MEM.store(POOL.fast_key(), Ordering::Relaxed);
+        } else {
+            FAST_MEM.store(POOL.fast_key(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -351,6 +490,16 @@ unsafe impl DomainAllocator for Domain {
             }
             return POOL.malloc(size);
         }
+        if let Some((key, c)) = self.counted_key() {
+            // SAFETY: the key `COUNTED_MEM` holds is the pool's fast key.
+            if let Some(p) = unsafe { POOL.malloc_fast(size, key) } {
+                c.made(fast_block_size(size, p));
+                return Some(p);
+            }
+            let p = POOL.malloc(size)?;
+            c.made(pool_usable(p));
+            return Some(p);
+        }
         let (alloc, counters) = self.alloc_side();
         self.made_counted(alloc.malloc(size), counters, |p| usable(alloc, p))
     }
@@ -358,6 +507,11 @@ unsafe impl DomainAllocator for Domain {
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
         if self.fast_mem() {
             return POOL.calloc(nelem, elsize);
+        }
+        if let Some((_, c)) = self.counted_key() {
+            let p = POOL.calloc(nelem, elsize)?;
+            c.made(pool_usable(p));
+            return Some(p);
         }
         let (alloc, counters) = self.alloc_side();
         self.made_counted(alloc.calloc(nelem, elsize), counters, |p| usable(alloc, p))
@@ -370,6 +524,15 @@ unsafe impl DomainAllocator for Domain {
             // SAFETY: the caller's guarantee; with `FAST_MEM` set, the pool made every block of
             // the domain (it is the domain's only allocator).
             return unsafe { POOL.realloc(ptr, new_size) };
+        }
+        if let Some((_, c)) = self.counted_key() {
+            // SAFETY: not null (checked above); with `COUNTED_MEM` set the pool made every block
+            // of the domain (as with `FAST_MEM`).
+            let old = pool_usable(unsafe { NonNull::new_unchecked(ptr) });
+            // SAFETY: as above.
+            let q = unsafe { POOL.realloc(ptr, new_size) }?;
+            c.resized(old, pool_usable(q));
+            return Some(q);
         }
         let (owner, counters) = self.owner_counted(ptr);
         let Some(c) = counters else {
@@ -390,14 +553,19 @@ unsafe impl DomainAllocator for Domain {
             // SAFETY: as for realloc (the pool's free takes null).
             return unsafe { POOL.free(ptr) };
         }
-        if ptr.is_null() {
+        let Some(block) = NonNull::new(ptr) else {
+            return;
+        };
+        if let Some((_, c)) = self.counted_key() {
+            let bytes = pool_usable(block);
+            // SAFETY: as for realloc, with `COUNTED_MEM`.
+            unsafe { POOL.free(ptr) };
+            c.freed(bytes);
             return;
         }
         if let Some(owner) = self.freer(ptr) {
-            // SAFETY: as for realloc; `ptr` is not null (checked above).
-            unsafe {
-                self.free_counted(owner, NonNull::new_unchecked(ptr), |o| o.free(ptr));
-            }
+            // SAFETY: as for realloc.
+            unsafe { self.free_counted(owner, block, |o| o.free(ptr)) }
         }
     }
     #[inline]
@@ -405,6 +573,13 @@ unsafe impl DomainAllocator for Domain {
         if self.fast_mem() {
             // SAFETY: as for realloc.
             return unsafe { POOL.free_sized(ptr, size) };
+        }
+        if let Some((_, c)) = self.counted_key() {
+            let bytes = pool_usable(ptr);
+            // SAFETY: as for realloc, with `COUNTED_MEM`.
+            unsafe { POOL.free_sized(ptr, size) };
+            c.freed(bytes);
+            return;
         }
         if let Some(owner) = self.freer(ptr.as_ptr()) {
             // SAFETY: as for realloc.
