@@ -145,12 +145,12 @@ int domalloc_pool_stats(DomallocPoolStats *out);
 size_t domalloc_pool_stats_text(char *buf, size_t cap);
 /* Per-domain statistics, kept by the domain table with no hook installed. Off by default (the
  * exported malloc and free keep their fast path): DOMALLOC_STATS=1 in the environment turns them
- * on for every domain from its first allocation (the mem domain, which the exported malloc family
- * uses, can only be counted this way: it has allocated before main), and
+ * on for every domain from its first allocation (the way for the mem domain, which the exported
+ * malloc family uses and which has usually allocated before main), and
  * domalloc_domain_stats_enable for one domain that has not allocated yet (a user domain just
- * added). While the mem domain counts, the exported malloc and free go through the domain rather
- * than straight to the pool (slower: see the README). Counts are exact, across threads and frees
- * made on another thread.
+ * added). While the mem domain counts, the exported malloc and free take a counting path into
+ * the pools instead of their fast path (slower: see benches/RESULTS.md). Counts are exact,
+ * across threads and frees made on another thread.
  *   allocations      successful allocations through the domain (the exported malloc, calloc and
  *                    realloc(NULL, n) for the mem domain; domalloc_malloc, domalloc_calloc)
  *   frees            frees of non-NULL blocks through the domain (realloc counts as neither)

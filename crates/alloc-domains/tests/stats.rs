@@ -295,6 +295,20 @@ fn child_process_entry() {
             assert_eq!(end.live_blocks, after.live_blocks);
             println!("child: ok");
         }
+        "malloc" => {
+            // The mem domain on the C library (`System`, of zero size): counted like any other.
+            let before = MEM.stats().unwrap();
+            let p = MEM.malloc(10).unwrap();
+            let mid = MEM.stats().unwrap();
+            assert_eq!(mid.allocations - before.allocations, 1);
+            assert_eq!(mid.live_bytes - before.live_bytes, usable(&System, p));
+            // SAFETY: a live block of the mem domain, freed once.
+            unsafe { MEM.free(p.as_ptr()) };
+            let after = MEM.stats().unwrap();
+            assert_eq!(after.frees - before.frees, 1);
+            assert_eq!(after.live_bytes, before.live_bytes);
+            println!("child: ok");
+        }
         "bad" => {
             assert!(!MEM.stats_enabled());
             assert!(MEM.stats().is_err());
@@ -305,6 +319,10 @@ fn child_process_entry() {
 }
 
 fn child(case: &str, value: &str) -> std::process::Output {
+    child_under(case, value, "pool")
+}
+
+fn child_under(case: &str, value: &str, preset: &str) -> std::process::Output {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -314,7 +332,7 @@ fn child(case: &str, value: &str) -> std::process::Output {
         ])
         .env(CHILD, case)
         .env("DOMALLOC_STATS", value)
-        .env_remove("DOMALLOC")
+        .env("DOMALLOC", preset)
         .env_remove("DOMALLOC_STRICT")
         .env_remove("DOMALLOC_GUARD_SAMPLE")
         .output()
@@ -324,6 +342,17 @@ fn child(case: &str, value: &str) -> std::process::Output {
 #[test]
 fn domalloc_stats_turns_every_domain_on_at_start_up() {
     let out = child("on", "1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("child: ok"),
+        "{out:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_mem_domain_on_the_c_library_counts_too() {
+    let out = child_under("malloc", "1", "malloc");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("child: ok"),

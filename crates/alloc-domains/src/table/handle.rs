@@ -50,7 +50,7 @@ impl Domain {
             if self.counts() {
                 s.count(self.0.index(), 1);
             }
-            let counters = self.counters().filter(|_| !is_bootstrap(rec.alloc));
+            let counters = self.counters().filter(|_| !is_bootstrap(rec));
             (rec.alloc, counters)
         };
         if self.0 == DomainId::MEM && is_current(DomainId::MEM, &REC_POOL) {

@@ -10,8 +10,10 @@
 //! call, user domains from [`add_domain`]), or when [`Domain::enable_stats`] was called before the
 //! domain's first allocation. Later is refused ([`StatsError::AlreadyAllocated`]): the figures are
 //! exact, and a block made before counting started would make them wrong when it is freed. While
-//! the mem domain counts, its fast path stays off (`FAST_MEM` holds no key), so every call, the
-//! C library's included, goes through the counting path of the handle.
+//! the mem domain counts, its fast path stays off (`FAST_MEM` holds no key): while its standard
+//! pool is its only allocator, `COUNTED_MEM` holds the key instead, and the handle's counting
+//! path calls the pool directly and counts (the C library's `free` through
+//! [`free_standard_counted`]); otherwise every call goes through the table and counts there.
 //!
 //! # What is counted
 //!
@@ -234,13 +236,12 @@ pub(super) fn reset_stats(index: usize) {
     STATS[index].reset(STATS_DEFAULT.load(Ordering::Relaxed));
 }
 
-/// Whether `alloc` is one of the bootstrap allocators (whose calls are counted by the handle
-/// call they forward to, not twice).
+/// Whether `rec` is one of the bootstrap records (whose calls are counted by the handle call
+/// they forward to, not twice). The records are compared, not their allocators: an allocator of
+/// zero size (`System`) may share its address with another static.
 #[inline]
-pub(super) fn is_bootstrap(alloc: &DynAllocator) -> bool {
-    ptr::addr_eq(alloc, &BOOT_RAW)
-        || ptr::addr_eq(alloc, &BOOT_MEM)
-        || ptr::addr_eq(alloc, &BOOT_OBJECT)
+pub(super) fn is_bootstrap(rec: &Installed) -> bool {
+    ptr::eq(rec, &REC_BOOT_RAW) || ptr::eq(rec, &REC_BOOT_MEM) || ptr::eq(rec, &REC_BOOT_OBJECT)
 }
 
 impl Domain {
