@@ -45,7 +45,7 @@
 use super::*;
 
 /// Per-domain statistics, as [`Domain::stats`] reads them: counted from the domain's first
-/// allocation (see the [module documentation](self) for what is counted).
+/// allocation (what is counted is described there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct DomainStats {
@@ -289,6 +289,19 @@ impl Domain {
 
     /// The domain's statistics now (see [`DomainStats`]); [`StatsError::NotEnabled`] if it does
     /// not count.
+    ///
+    /// Every call through the domain's handle is counted ([`Domain`],
+    /// [`GlobalFront`](crate::GlobalFront), the C library's exports): a successful allocation is
+    /// one allocation, a free of a non-null block one free, a `realloc` neither (only its bytes
+    /// change), a failed call nothing; a block freed directly by an allocator, not through the
+    /// domain, stays counted live. Live bytes are the allocator's usable size
+    /// (`DomainAllocator::usable_size`, 0 where it cannot tell) for blocks of the malloc family
+    /// (`malloc`, `calloc`, `realloc`, `free`, `free_sized`: a C `free` carries no size), and the
+    /// requested size (`Layout::size`) for the aligned family (Rust's `GlobalAlloc`, whose frees
+    /// carry the layout). The counters are atomics: exact across threads (frees on another
+    /// thread included) with no lock or allocation, the peak the exact maximum of the live
+    /// bytes; read while other threads run, each field is exact at the moment it is read
+    /// (frees before allocations, so `live_blocks` is never negative).
     pub fn stats(self) -> Result<DomainStats, StatsError> {
         start();
         let s = slot(self.0)?;
