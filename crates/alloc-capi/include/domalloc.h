@@ -21,6 +21,7 @@
 #define DOMALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,6 +44,8 @@ extern "C" {
 #define DOMALLOC_ERR_LIVE_BLOCKS (-6)    /* the domain still has live blocks */
 #define DOMALLOC_ERR_STANDARD (-7)       /* raw, mem and object are never removed */
 #define DOMALLOC_ERR_NOMEM (-8)          /* no memory (the tracing tables) */
+#define DOMALLOC_ERR_STATS_OFF (-9)      /* the domain's statistics are off */
+#define DOMALLOC_ERR_USED (-10)          /* the domain has allocated already */
 
 /* PyMemAllocatorEx. The functions must be thread-safe and follow malloc's contract (16-byte
  * aligned blocks; realloc keeps the contents). */
@@ -140,6 +143,38 @@ int domalloc_pool_stats(DomallocPoolStats *out);
 /* sys._debugmallocstats()'s table, NUL-terminated into buf (truncated to cap); returns the length
  * of the whole text, so a caller can retry with a larger buffer. */
 size_t domalloc_pool_stats_text(char *buf, size_t cap);
+/* Per-domain statistics, kept by the domain table with no hook installed. Off by default (the
+ * exported malloc and free keep their fast path): DOMALLOC_STATS=1 in the environment turns them
+ * on for every domain from its first allocation (the way for the mem domain, which the exported
+ * malloc family uses and which has usually allocated before main), and
+ * domalloc_domain_stats_enable for one domain that has not allocated yet (a user domain just
+ * added). While the mem domain counts, the exported malloc and free take a counting path into
+ * the pools instead of their fast path (slower: see benches/RESULTS.md). Counts are exact,
+ * across threads and frees made on another thread.
+ *   allocations      successful allocations through the domain (the exported malloc, calloc and
+ *                    realloc(NULL, n) for the mem domain; domalloc_malloc, domalloc_calloc)
+ *   frees            frees of non-NULL blocks through the domain (realloc counts as neither)
+ *   live_blocks      allocations - frees
+ *   live_bytes       the usable sizes (malloc_usable_size) of the live blocks
+ *   peak_live_bytes  the most live_bytes at any moment since counting started
+ * Blocks with an alignment above 16 that come from glibc (see the top of this file) are not the
+ * domain's and are not counted; under DOMALLOC=malloc their free is, so the figures are exact
+ * there only for programs that do not free such blocks.
+ * domalloc_domain_stats_enable returns DOMALLOC_OK (also when on already),
+ * DOMALLOC_ERR_UNKNOWN_DOMAIN or DOMALLOC_ERR_USED. domalloc_domain_stats returns DOMALLOC_OK,
+ * DOMALLOC_ERR_INVALID (out is NULL), DOMALLOC_ERR_UNKNOWN_DOMAIN or DOMALLOC_ERR_STATS_OFF, and
+ * writes *out only on success. */
+typedef struct {
+    uint64_t allocations;
+    uint64_t frees;
+    uint64_t live_blocks;
+    uint64_t live_bytes;
+    uint64_t peak_live_bytes;
+} DomallocDomainStats;
+
+int domalloc_domain_stats_enable(int domain);
+int domalloc_domain_stats(int domain, DomallocDomainStats *out);
+
 /* malloc_trim(0) for the pools. */
 void domalloc_trim(void);
 

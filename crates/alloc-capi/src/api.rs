@@ -9,7 +9,7 @@ use alloc_arena::DynArenaProvider;
 use alloc_core::lock::Lock;
 use alloc_core::{ArenaError, ArenaProvider, DomainAllocator};
 use alloc_debug::{KeyType, Tracing, TracingError};
-use alloc_domains::{Domain, DomainError, DynAllocator};
+use alloc_domains::{Domain, DomainError, DynAllocator, StatsError};
 
 use crate::{copy_out, domain};
 
@@ -31,6 +31,10 @@ pub const DOMALLOC_ERR_LIVE_BLOCKS: c_int = -6;
 pub const DOMALLOC_ERR_STANDARD: c_int = -7;
 /// No memory could be had (the tracing tables).
 pub const DOMALLOC_ERR_NOMEM: c_int = -8;
+/// The domain's statistics are off.
+pub const DOMALLOC_ERR_STATS_OFF: c_int = -9;
+/// The domain has allocated already (statistics are turned on before its first allocation).
+pub const DOMALLOC_ERR_USED: c_int = -10;
 
 fn code(e: &DomainError) -> c_int {
     match e {
@@ -548,6 +552,77 @@ pub unsafe extern "C" fn domalloc_pool_stats_text(buf: *mut c_char, cap: usize) 
     let text = alloc_domains::pool_stats().to_string();
     // SAFETY: the caller's guarantee.
     unsafe { copy_out(&text, buf, cap) }
+}
+
+/// A domain's statistics (`alloc_domains::DomainStats`): counted from the domain's first
+/// allocation while it counts (`DOMALLOC_STATS=1`, `domalloc_domain_stats_enable`).
+#[repr(C)]
+pub struct DomallocDomainStats {
+    /// Allocations that succeeded through the domain.
+    pub allocations: u64,
+    /// Frees of non-null blocks through the domain.
+    pub frees: u64,
+    /// Blocks made and not freed yet.
+    pub live_blocks: u64,
+    /// Bytes of the live blocks (usable sizes: `malloc_usable_size`'s).
+    pub live_bytes: u64,
+    /// The most live bytes at any moment since counting started.
+    pub peak_live_bytes: u64,
+}
+
+fn stats_code(e: &StatsError) -> c_int {
+    match e {
+        StatsError::NotEnabled(_) => DOMALLOC_ERR_STATS_OFF,
+        StatsError::AlreadyAllocated(_) => DOMALLOC_ERR_USED,
+        StatsError::Domain(e) => code(e),
+        _ => DOMALLOC_ERR_INVALID,
+    }
+}
+
+/// The handle of domain `id`, or `DOMALLOC_ERR_UNKNOWN_DOMAIN`.
+fn domain_handle(id: c_int) -> Result<Domain, c_int> {
+    domain(id)
+        .and_then(|d| Domain::new(d).ok())
+        .ok_or(DOMALLOC_ERR_UNKNOWN_DOMAIN)
+}
+
+/// Turns a domain's statistics on, before its first allocation: `DOMALLOC_OK` (also if they are
+/// on already), `DOMALLOC_ERR_UNKNOWN_DOMAIN` or `DOMALLOC_ERR_USED`.
+#[unsafe(no_mangle)]
+pub extern "C" fn domalloc_domain_stats_enable(id: c_int) -> c_int {
+    match domain_handle(id).map(|d| d.enable_stats()) {
+        Ok(Ok(())) => DOMALLOC_OK,
+        Ok(Err(e)) => stats_code(&e),
+        Err(code) => code,
+    }
+}
+
+/// Fills `out` with a domain's statistics: `DOMALLOC_OK`, `DOMALLOC_ERR_INVALID` (null `out`),
+/// `DOMALLOC_ERR_UNKNOWN_DOMAIN` or `DOMALLOC_ERR_STATS_OFF` (`out` untouched on error).
+///
+/// # Safety
+/// `out` is null or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn domalloc_domain_stats(id: c_int, out: *mut DomallocDomainStats) -> c_int {
+    if out.is_null() {
+        return DOMALLOC_ERR_INVALID;
+    }
+    let s = match domain_handle(id).map(|d| d.stats()) {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return stats_code(&e),
+        Err(code) => return code,
+    };
+    // SAFETY: the caller's guarantee (not null: checked above).
+    unsafe {
+        out.write(DomallocDomainStats {
+            allocations: s.allocations,
+            frees: s.frees,
+            live_blocks: s.live_blocks,
+            live_bytes: s.live_bytes,
+            peak_live_bytes: s.peak_live_bytes,
+        })
+    };
+    DOMALLOC_OK
 }
 
 /// `malloc_trim(0)` for the standard pools.

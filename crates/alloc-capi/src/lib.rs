@@ -71,10 +71,20 @@ fn oom() -> *mut c_void {
 /// `aligned`), so that a pointer it does not claim is one for the hook to report (freed already,
 /// inside a block, of another domain, glibc's), never one for glibc's checks; otherwise when
 /// the domain claims it. Pointers elsewhere that the domain does not claim are glibc's (its
-/// aligned blocks, the pool's large blocks once freed).
+/// aligned blocks, the pool's large blocks once freed). While the mem domain counts its
+/// statistics (`DOMALLOC_STATS=1`), a pointer the domain cannot tell apart (`Unknown`: the C
+/// library is its allocator, `DOMALLOC=malloc`) goes to it too, so that the free is counted:
+/// the domain hands it to glibc's `free` all the same.
 #[inline]
 fn ours(p: *mut c_void) -> bool {
-    alloc_domains::guards_every_block(DomainId::MEM) || MEM.owns(p.cast()) == Ownership::Owned
+    if alloc_domains::guards_every_block(DomainId::MEM) {
+        return true;
+    }
+    match MEM.owns(p.cast()) {
+        Ownership::Owned => true,
+        Ownership::Unknown => MEM.stats_enabled(),
+        Ownership::NotOwned => false,
+    }
 }
 
 /// glibc's `malloc_usable_size` (the one behind ours, which `System` finds).
@@ -159,6 +169,12 @@ unsafe extern "C" fn free_slow(p: *mut c_void) {
     }
     if p.is_null() {
         return;
+    }
+    if alloc_domains::mem_counts_on_pool() {
+        // The domain counts its statistics on its standard pools: their blocks (checked and
+        // counted) to the pools, anything else to glibc.
+        // SAFETY: as above, with the counting twin of the key.
+        return unsafe { alloc_domains::free_standard_counted(p.cast()) };
     }
     if ours(p) {
         // SAFETY: a live block the domain claims.

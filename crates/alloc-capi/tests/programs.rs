@@ -217,9 +217,47 @@ fn c_hooks_start_and_stop_at_any_time_under_threads() {
     );
 }
 
+/// Per-domain statistics from C (`stats.c`): off by default (`DOMALLOC_ERR_STATS_OFF`, and
+/// too late to turn on for the mem domain once it has allocated), on for every domain under
+/// `DOMALLOC_STATS=1` (the exported `malloc` and `free` counted exactly in the mem domain); a
+/// user domain turned on before its first allocation, with exact counts, bytes and peak from one
+/// thread and from four threads whose blocks the main thread frees.
+#[test]
+fn per_domain_statistics_from_c() {
+    let off = [
+        "off by default",
+        "user domain, one thread",
+        "user domain, threads",
+    ];
+    run_against_library_with("stats.c", &["pool", "pool_debug"], &["off"], &[], &off);
+    let on = [
+        "mem domain through malloc and free",
+        "user domain, one thread",
+        "user domain, threads",
+    ];
+    run_against_library_with(
+        "stats.c",
+        &["pool", "pool_debug", "malloc"],
+        &["on"],
+        &[("DOMALLOC_STATS", "1")],
+        &on,
+    );
+}
+
 /// Compiles `source` (a program on `domalloc.h`) linked against the library, runs it under each
 /// preset, and checks that it succeeds and prints `ok PART` for every part.
 fn run_against_library(source: &str, presets: &[&str], parts: &[&str]) {
+    run_against_library_with(source, presets, &[], &[], parts);
+}
+
+/// [`run_against_library`] with arguments and environment variables for the program.
+fn run_against_library_with(
+    source: &str,
+    presets: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+    parts: &[&str],
+) {
     if !installed("gcc") {
         return skip("gcc");
     }
@@ -240,6 +278,8 @@ fn run_against_library(source: &str, presets: &[&str], parts: &[&str]) {
         eprintln!("{source} under DOMALLOC={preset}");
         // Cargo's LD_LIBRARY_PATH would find another build of the library before the rpath.
         let out = Command::new(&exe)
+            .args(args)
+            .envs(env.iter().copied())
             .env("DOMALLOC", preset)
             .env_remove("LD_LIBRARY_PATH")
             .output()

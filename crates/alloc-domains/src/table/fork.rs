@@ -31,6 +31,8 @@ pub fn prepare_fork() {
     WRITER.acquire_for_fork();
     // The records waiting for a grace period (a writer takes it after `WRITER`, or alone).
     PENDING.acquire_for_fork();
+    // A domain's first allocation holds it (briefly, alone).
+    GATE.acquire_for_fork();
     for_each_installed(|a| a.prepare_fork());
     // Last: the standard pools' arena source, a leaf lock their arena acquisitions hold.
     ARENAS.prepare_fork();
@@ -45,8 +47,9 @@ pub unsafe fn after_fork_parent() {
     unsafe { ARENAS.after_fork_parent() };
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_parent() });
-    // SAFETY: `prepare_fork` took both on this thread.
+    // SAFETY: `prepare_fork` took them on this thread.
     unsafe {
+        GATE.release_after_fork();
         PENDING.release_after_fork();
         WRITER.release_after_fork();
     }
@@ -69,8 +72,9 @@ pub unsafe fn after_fork_child() {
     unsafe { ARENAS.after_fork_child() };
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_child() });
-    // SAFETY: `prepare_fork` took both in the parent, on the thread that continues here.
+    // SAFETY: `prepare_fork` took them in the parent, on the thread that continues here.
     unsafe {
+        GATE.release_after_fork();
         PENDING.release_after_fork();
         WRITER.release_after_fork();
     }

@@ -33,27 +33,47 @@ impl Domain {
         self.0
     }
 
-    /// The allocator to allocate with: the domain's current one ([`VACANT`]'s for a stale id).
-    /// For a user domain the block about to be made is counted live here (inside the section,
-    /// through its slot); [`made`](Self::made) takes it back if the allocation fails.
+    /// The allocator to allocate with: the domain's current one ([`VACANT`]'s for a stale id),
+    /// and the domain's counters if it counts (`None` for a stale id, and for a bootstrap
+    /// allocator, which forwards to a call that counts). For a user domain the block about to be
+    /// made is counted live here (inside the section, through its slot); [`made`](Self::made)
+    /// takes it back if the allocation fails.
     #[inline]
-    fn alloc_side(self) -> &'static DynAllocator {
+    fn alloc_side(self) -> (&'static DynAllocator, Option<&'static Counters>) {
         mark_used(self.0);
-        let alloc = {
+        let (alloc, counters) = {
             let s = section();
             let rec = current(&s, self.0);
             if rec.generation != self.0.generation {
-                return &VACANT;
+                return (&VACANT, None);
             }
             if self.counts() {
                 s.count(self.0.index(), 1);
             }
-            rec.alloc
+            let counters = self.counters().filter(|_| !is_bootstrap(rec));
+            (rec.alloc, counters)
         };
         if self.0 == DomainId::MEM && is_current(DomainId::MEM, &REC_POOL) {
             enable_fast_mem();
         }
-        alloc
+        (alloc, counters)
+    }
+
+    /// The allocation `alloc` just made (or failed to make) through the domain: the user
+    /// domain's count taken back on failure ([`made`](Self::made)), the block counted in the
+    /// domain's statistics with the size `size` gives for it.
+    #[inline(always)]
+    fn made_counted(
+        self,
+        p: Option<NonNull<u8>>,
+        counters: Option<&'static Counters>,
+        size: impl FnOnce(NonNull<u8>) -> usize,
+    ) -> Option<NonNull<u8>> {
+        let p = self.made(p);
+        if let (Some(c), Some(p)) = (counters, p) {
+            c.made(size(p));
+        }
+        p
     }
 
     /// Whether this is a user domain, whose live blocks the table counts (for
@@ -88,12 +108,33 @@ impl Domain {
         Some(rec.owner(ptr))
     }
 
+    /// The allocator that made `ptr` (as [`owner_of`]), and the domain's counters if it counts
+    /// and the id is not stale.
+    #[inline(always)]
+    fn owner_counted(self, ptr: *const u8) -> (&'static DynAllocator, Option<&'static Counters>) {
+        match live_owner_of(self.0, ptr) {
+            Some(owner) => (owner, self.counters()),
+            None => (REC_VACANT.alloc, None),
+        }
+    }
+
     /// `malloc_aligned` through the domain's current allocator, by dynamic dispatch: out of line,
     /// as the mem domain's common case is its standard pool, inlined into the caller; not `_slow`
     /// (cold), as it is every other domain's common case.
     #[inline(never)]
     fn malloc_aligned_dyn(self, layout: Layout) -> Option<NonNull<u8>> {
-        self.made(self.alloc_side().malloc_aligned(layout))
+        if let Some((key, c)) = self.counted_key() {
+            return counted_malloc_aligned(key, c, layout);
+        }
+        self.malloc_aligned_table(layout)
+    }
+
+    /// [`malloc_aligned_dyn`](Self::malloc_aligned_dyn) through the table (its own function, so
+    /// that the counting path above it saves no registers).
+    #[inline(never)]
+    fn malloc_aligned_table(self, layout: Layout) -> Option<NonNull<u8>> {
+        let (alloc, counters) = self.alloc_side();
+        self.made_counted(alloc.malloc_aligned(layout), counters, |_| layout.size())
     }
 
     /// `free_aligned` through the allocator that made the block (out of line).
@@ -102,9 +143,51 @@ impl Domain {
     /// As for `DomainAllocator::free_aligned`.
     #[inline(never)]
     unsafe fn free_aligned_dyn(self, ptr: NonNull<u8>, layout: Layout) {
+        if let Some((_, c)) = self.counted_key() {
+            // SAFETY: the caller's guarantee; with `COUNTED_MEM` set the pool made every block
+            // of the domain.
+            return unsafe { counted_free_aligned(c, ptr, layout) };
+        }
+        // SAFETY: the caller's guarantee.
+        unsafe { self.free_aligned_table(ptr, layout) }
+    }
+
+    /// [`free_aligned_dyn`](Self::free_aligned_dyn) through the table.
+    ///
+    /// # Safety
+    /// As for `DomainAllocator::free_aligned`.
+    #[inline(never)]
+    unsafe fn free_aligned_table(self, ptr: NonNull<u8>, layout: Layout) {
         if let Some(owner) = self.freer(ptr.as_ptr()) {
             // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
             unsafe { owner.free_aligned(ptr, layout) }
+            if let Some(c) = self.counters() {
+                c.freed(layout.size());
+            }
+        }
+    }
+
+    /// A free of a block of the malloc family (`free`, `free_sized`) through `owner`, the
+    /// allocator that made it, counted with its usable size (asked before the free) if the
+    /// domain counts.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of the malloc family that `owner` made, freed once by `free`.
+    #[inline(always)]
+    unsafe fn free_counted(
+        self,
+        owner: &'static DynAllocator,
+        ptr: NonNull<u8>,
+        free: impl FnOnce(&'static DynAllocator),
+    ) {
+        match self.counters() {
+            None => free(owner),
+            Some(c) => {
+                // SAFETY: the caller's guarantee: a live block of the malloc family of `owner`.
+                let bytes = unsafe { owner.usable_size(ptr) }.unwrap_or(0);
+                free(owner);
+                c.freed(bytes);
+            }
         }
     }
 
@@ -124,6 +207,20 @@ impl Domain {
         } else {
             NO_KEY
         }
+    }
+
+    /// The standard pool's fast-path key and the domain's counters if this is the mem domain on
+    /// it, counting its statistics (see `COUNTED_MEM`): the counting path calls `POOL` directly.
+    #[inline(always)]
+    fn counted_key(self) -> Option<(u32, &'static Counters)> {
+        if self.0 != DomainId::MEM {
+            return None;
+        }
+        let key = COUNTED_MEM.load(Ordering::Relaxed);
+        if key == NO_KEY {
+            return None;
+        }
+        Some((key, &STATS[DomainId::MEM.index()]))
     }
 }
 
@@ -150,6 +247,53 @@ impl Domain {
 #[inline(always)]
 pub fn mem_fast_path() -> (&'static MemPool, u32) {
     (&POOL, FAST_MEM.load(Ordering::Relaxed))
+}
+
+/// Whether the mem domain counts its statistics while its standard pool is its only allocator
+/// (and has served it): then [`mem_fast_path`] gives no key, the handle's counting path calls
+/// the pool directly, and the C library sends the pools' blocks ([`check_standard_live`]) to
+/// [`MEM`](crate::MEM), which counts, and other pointers to glibc.
+#[inline]
+pub fn mem_counts_on_pool() -> bool {
+    COUNTED_MEM.load(Ordering::Relaxed) != NO_KEY
+}
+
+/// The C library's `free` while the mem domain counts its statistics on its standard pools
+/// ([`mem_counts_on_pool`]): as [`free_standard_checked`] (the hardened default's checks, glibc's
+/// `free` for a pointer outside domalloc's arenas), the block counted as freed with its usable
+/// size (asked before the free, as the domain's counting path asks it).
+///
+/// # Safety
+/// As for [`free_standard_checked`], while [`mem_counts_on_pool`] holds.
+pub unsafe fn free_standard_counted(ptr: *mut u8) {
+    let Some(block) = NonNull::new(ptr) else {
+        return;
+    };
+    let owner = standard_owner(ptr);
+    let bytes = match owner {
+        Standard::Outside => None,
+        Standard::Other => alloc_arena::report_other_allocator("free", ptr),
+        // The pool's usable size routes by the registry to the pool, or allocator below it,
+        // that made the block, with the hardened default's check.
+        _ => Some(pool_usable(block)),
+    };
+    // SAFETY: the caller's guarantee; each pool is handed only a pointer in its own arenas (the
+    // small pool's into the thread's bin when it can, as the C library's fast path does), and
+    // the spans take their own and hand anything else to glibc.
+    unsafe {
+        let done = match owner {
+            Standard::Small => POOL.free_fast_in_arenas(ptr) || POOL.free_checked(ptr),
+            Standard::Medium => MEDIUM.free_fast_in_arenas(ptr) || MEDIUM.free_checked(ptr),
+            Standard::Large => LARGE.free_fast_in_arenas(ptr) || LARGE.free_checked(ptr),
+            Standard::Other | Standard::Span | Standard::Outside => false,
+        };
+        if !done {
+            SPANS.free(ptr);
+        }
+    }
+    if let Some(bytes) = bytes {
+        STATS[DomainId::MEM.index()].freed(bytes);
+    }
 }
 
 /// The C library's long way into the mem domain's standard pools, while they are its allocator
@@ -225,13 +369,63 @@ pub(super) fn is_current(id: DomainId, rec: &'static Installed) -> bool {
     ptr::eq(TABLE[id.index()].current.load(Ordering::Relaxed), rec)
 }
 
-/// Records that domain `id` has served an allocation (the replacement rule reads it).
+/// The mem domain's `malloc_aligned` on its standard pool while it counts (`COUNTED_MEM` holds
+/// `key`): the pool's fast path first, as with `FAST_MEM`, the request's size counted. Out of
+/// line, so that the handle's inlined paths stay small.
+#[inline(never)]
+fn counted_malloc_aligned(key: u32, c: &Counters, layout: Layout) -> Option<NonNull<u8>> {
+    let p = if layout.align() <= alloc_core::MIN_ALIGN
+        // SAFETY: the key `COUNTED_MEM` holds is the pool's fast key.
+        && let Some(p) = unsafe { POOL.malloc_fast(layout.size(), key) }
+    {
+        p
+    } else {
+        POOL.malloc_aligned(layout)?
+    };
+    c.made(layout.size());
+    Some(p)
+}
+
+/// The mem domain's `free_aligned` on its standard pool while it counts (`COUNTED_MEM` holds a
+/// key), the layout's size counted.
+///
+/// # Safety
+/// As for `DomainAllocator::free_aligned`, on a block of the mem domain while `COUNTED_MEM`
+/// holds a key (the pool made every block of the domain).
+#[inline(never)]
+unsafe fn counted_free_aligned(c: &Counters, ptr: NonNull<u8>, layout: Layout) {
+    // SAFETY: the caller's guarantee.
+    unsafe { POOL.free_aligned(ptr, layout) };
+    c.freed(layout.size());
+}
+
+/// The size of the block `p` the pool's `malloc_fast` just returned for `size` bytes: the fast
+/// key is only given to a pool of the default geometry, whose block for `size` (1 to the
+/// threshold: `malloc_fast` serves no other) holds `size` rounded up to the class spacing, which
+/// is what its `usable_size` answers (checked in debug builds).
+#[inline(always)]
+fn fast_block_size(size: usize, p: NonNull<u8>) -> usize {
+    let spacing = alloc_arena::PoolConfig::DEFAULT.spacing;
+    let bytes = (size - 1) / spacing * spacing + spacing;
+    debug_assert_eq!(bytes, pool_usable(p));
+    bytes
+}
+
+/// The usable size of a live block of the mem domain's standard pool (its malloc family), for
+/// the statistics: what the domain's ordinary path asks the pool for through its vtable.
 #[inline]
-pub(super) fn mark_used(id: DomainId) {
-    let s = &TABLE[id.index()];
-    if !s.used.load(Ordering::Relaxed) {
-        s.used.store(true, Ordering::Release);
-    }
+fn pool_usable(p: NonNull<u8>) -> usize {
+    // SAFETY: the callers pass a live block of the malloc family that `POOL` made.
+    unsafe { POOL.usable_size(p) }.unwrap_or(0)
+}
+
+/// The usable size of a block of the malloc family that `alloc` made just now (0 if it cannot
+/// tell), for the statistics.
+#[inline]
+fn usable(alloc: &'static DynAllocator, p: NonNull<u8>) -> usize {
+    // SAFETY: `p` is a live block of the malloc family that `alloc` returned just now (its
+    // caller's block, not freed before this call returns to it).
+    unsafe { alloc.usable_size(p) }.unwrap_or(0)
 }
 
 /// Which of the mem domain's standard allocators holds a pointer, by one registry lookup.
@@ -257,8 +451,8 @@ pub(super) fn standard_owner(ptr: *const u8) -> Standard {
     }
 }
 
-/// Sets `FAST_MEM` if the mem domain has served allocations through the standard pool and still
-/// uses it. A writer holding the lock (it may allocate through this very domain) means "not now":
+/// Sets `FAST_MEM` (`COUNTED_MEM` while the domain counts its statistics) if the mem domain has
+/// served allocations through the standard pool and still uses it. A writer holding the lock (it may allocate through this very domain) means "not now":
 /// the next allocation tries again.
 #[cold]
 #[inline(never)]
@@ -267,7 +461,11 @@ pub(super) fn enable_fast_mem() {
         && is_current(DomainId::MEM, &REC_POOL)
         && TABLE[DomainId::MEM.index()].used.load(Ordering::Relaxed)
     {
-        FAST_MEM.store(POOL.fast_key(), Ordering::Relaxed);
+        if STATS[DomainId::MEM.index()].on() {
+            COUNTED_MEM.store(POOL.fast_key(), Ordering::Relaxed);
+        } else {
+            FAST_MEM.store(POOL.fast_key(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -292,14 +490,31 @@ unsafe impl DomainAllocator for Domain {
             }
             return POOL.malloc(size);
         }
-        self.made(self.alloc_side().malloc(size))
+        if let Some((key, c)) = self.counted_key() {
+            // SAFETY: the key `COUNTED_MEM` holds is the pool's fast key.
+            if let Some(p) = unsafe { POOL.malloc_fast(size, key) } {
+                c.made(fast_block_size(size, p));
+                return Some(p);
+            }
+            let p = POOL.malloc(size)?;
+            c.made(pool_usable(p));
+            return Some(p);
+        }
+        let (alloc, counters) = self.alloc_side();
+        self.made_counted(alloc.malloc(size), counters, |p| usable(alloc, p))
     }
     #[inline]
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
         if self.fast_mem() {
             return POOL.calloc(nelem, elsize);
         }
-        self.made(self.alloc_side().calloc(nelem, elsize))
+        if let Some((_, c)) = self.counted_key() {
+            let p = POOL.calloc(nelem, elsize)?;
+            c.made(pool_usable(p));
+            return Some(p);
+        }
+        let (alloc, counters) = self.alloc_side();
+        self.made_counted(alloc.calloc(nelem, elsize), counters, |p| usable(alloc, p))
     }
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
         if ptr.is_null() {
@@ -310,8 +525,27 @@ unsafe impl DomainAllocator for Domain {
             // the domain (it is the domain's only allocator).
             return unsafe { POOL.realloc(ptr, new_size) };
         }
-        // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
-        unsafe { owner_of(self.0, ptr).realloc(ptr, new_size) }
+        if let Some((_, c)) = self.counted_key() {
+            // SAFETY: not null (checked above); with `COUNTED_MEM` set the pool made every block
+            // of the domain (as with `FAST_MEM`).
+            let old = pool_usable(unsafe { NonNull::new_unchecked(ptr) });
+            // SAFETY: as above.
+            let q = unsafe { POOL.realloc(ptr, new_size) }?;
+            c.resized(old, pool_usable(q));
+            return Some(q);
+        }
+        let (owner, counters) = self.owner_counted(ptr);
+        let Some(c) = counters else {
+            // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
+            return unsafe { owner.realloc(ptr, new_size) };
+        };
+        // SAFETY: the caller's guarantee: a live block of the malloc family, which `owner` made
+        // (non-null: checked above).
+        let old = unsafe { owner.usable_size(NonNull::new_unchecked(ptr)) }.unwrap_or(0);
+        // SAFETY: as above.
+        let q = unsafe { owner.realloc(ptr, new_size) }?;
+        c.resized(old, usable(owner, q));
+        Some(q)
     }
     #[inline]
     unsafe fn free(&self, ptr: *mut u8) {
@@ -319,12 +553,19 @@ unsafe impl DomainAllocator for Domain {
             // SAFETY: as for realloc (the pool's free takes null).
             return unsafe { POOL.free(ptr) };
         }
-        if ptr.is_null() {
+        let Some(block) = NonNull::new(ptr) else {
+            return;
+        };
+        if let Some((_, c)) = self.counted_key() {
+            let bytes = pool_usable(block);
+            // SAFETY: as for realloc, with `COUNTED_MEM`.
+            unsafe { POOL.free(ptr) };
+            c.freed(bytes);
             return;
         }
         if let Some(owner) = self.freer(ptr) {
             // SAFETY: as for realloc.
-            unsafe { owner.free(ptr) }
+            unsafe { self.free_counted(owner, block, |o| o.free(ptr)) }
         }
     }
     #[inline]
@@ -333,9 +574,16 @@ unsafe impl DomainAllocator for Domain {
             // SAFETY: as for realloc.
             return unsafe { POOL.free_sized(ptr, size) };
         }
+        if let Some((_, c)) = self.counted_key() {
+            let bytes = pool_usable(ptr);
+            // SAFETY: as for realloc, with `COUNTED_MEM`.
+            unsafe { POOL.free_sized(ptr, size) };
+            c.freed(bytes);
+            return;
+        }
         if let Some(owner) = self.freer(ptr.as_ptr()) {
             // SAFETY: as for realloc.
-            unsafe { owner.free_sized(ptr, size) }
+            unsafe { self.free_counted(owner, ptr, |o| o.free_sized(ptr, size)) }
         }
     }
     #[inline(always)]
@@ -354,7 +602,8 @@ unsafe impl DomainAllocator for Domain {
         self.malloc_aligned_dyn(layout)
     }
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        self.made(self.alloc_side().calloc_aligned(layout))
+        let (alloc, counters) = self.alloc_side();
+        self.made_counted(alloc.calloc_aligned(layout), counters, |_| layout.size())
     }
     #[inline(always)]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
@@ -372,8 +621,13 @@ unsafe impl DomainAllocator for Domain {
         layout: Layout,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
+        let (owner, counters) = self.owner_counted(ptr.as_ptr());
         // SAFETY: as for realloc.
-        unsafe { owner_of(self.0, ptr.as_ptr()).realloc_aligned(ptr, layout, new_size) }
+        let q = unsafe { owner.realloc_aligned(ptr, layout, new_size) }?;
+        if let Some(c) = counters {
+            c.resized(layout.size(), new_size);
+        }
+        Some(q)
     }
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         if self.fast_mem() {

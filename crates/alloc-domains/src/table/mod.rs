@@ -102,6 +102,7 @@ mod fork;
 mod handle;
 mod route;
 mod standard;
+mod stats;
 mod write;
 
 pub use arenas::*;
@@ -109,6 +110,8 @@ pub use fork::*;
 pub use handle::*;
 pub use route::*;
 pub use standard::*;
+use stats::*;
+pub use stats::{DomainStats, STATS_VAR, StatsError};
 pub use write::*;
 
 /// A change callback: called with the domain and its allocator at registration and after each
@@ -360,4 +363,10 @@ static START: AtomicU8 = AtomicU8::new(START_UNDONE);
 /// record is current. A thread that read the key just before a replacement calls `POOL`, which is
 /// what a thread that loaded the old record just before the replacement does too.
 static FAST_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
+/// `FAST_MEM`'s twin while the mem domain counts its statistics: the standard pool's fast key
+/// under the same two facts (set and cleared with `FAST_MEM`, under the same lock), for the
+/// handle's counting path into the pool (`Domain::counted_key`), which calls `POOL` directly and
+/// counts. At most one of the two holds a key: counting is on for good before the domain's
+/// first allocation, or never.
+static COUNTED_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
 static PRESET: AtomicU8 = AtomicU8::new(0);

@@ -164,6 +164,7 @@ pub(super) fn publish(
     if id == DomainId::MEM {
         // Under the writer lock, before the new record is visible (see `FAST_MEM`).
         FAST_MEM.store(NO_KEY, Ordering::Relaxed);
+        COUNTED_MEM.store(NO_KEY, Ordering::Relaxed);
     }
     // Release: publishes the record; paired with the Acquire of every reader.
     TABLE[id.index()].current.store(rec, Ordering::Release);
@@ -338,6 +339,7 @@ pub fn add_domain(
     s.set_name(name);
     s.used.store(false, Ordering::Relaxed);
     s.live_base.store(READERS.live_sum(i), Ordering::Relaxed);
+    reset_stats(i);
     let rec = boxed(Installed {
         generation: id.generation,
         ..record(alloc, precise, false)
