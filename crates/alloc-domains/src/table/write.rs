@@ -61,11 +61,19 @@ pub(super) fn claims_its_blocks(alloc: &DynAllocator) -> bool {
     }
 }
 
+/// Whether `a` and `b` are the same allocator. Their addresses decide, except for allocators of
+/// no size: a zero-sized static (`System`, say) may share its address with another static, so
+/// those must also have the same type (the same vtable; were a type's vtable duplicated, the answer
+/// is "not the same", which a caller turns into a refusal, never into a wrong route).
+fn same_allocator(a: &DynAllocator, b: &DynAllocator) -> bool {
+    ptr::addr_eq(a, b) && (core::mem::size_of_val(a) != 0 || ptr::eq(a, b))
+}
+
 /// Whether `alloc` is the allocator of a record of the chain from `rec` down.
 pub(super) fn in_chain(rec: &Installed, alloc: &DynAllocator) -> bool {
     let mut r = Some(rec);
     while let Some(x) = r {
-        if ptr::addr_eq(x.alloc, alloc) {
+        if same_allocator(x.alloc, alloc) {
             return true;
         }
         r = x.previous();
@@ -107,7 +115,7 @@ pub(super) fn under_forwarders(
     while r.forwards {
         let below = r.previous;
         r = r.previous()?;
-        if ptr::addr_eq(r.alloc, alloc) {
+        if same_allocator(r.alloc, alloc) {
             return Some(below);
         }
     }
@@ -525,4 +533,46 @@ pub fn setup_debug_hooks() -> Vec<(DomainId, DomainError)> {
         }
     }
     refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc_core::System;
+
+    /// Another allocator of no size, of another type than `System`.
+    struct OtherZst;
+
+    // SAFETY: every call goes to `System`, which upholds the contract.
+    unsafe impl DomainAllocator for OtherZst {
+        fn malloc(&self, size: usize) -> Option<core::ptr::NonNull<u8>> {
+            System.malloc(size)
+        }
+        unsafe fn free(&self, ptr: *mut u8) {
+            // SAFETY: the caller's guarantee; the block is `System`'s.
+            unsafe { System.free(ptr) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<core::ptr::NonNull<u8>> {
+            // SAFETY: as for free.
+            unsafe { System.realloc(ptr, new_size) }
+        }
+        fn calloc(&self, nelem: usize, elsize: usize) -> Option<core::ptr::NonNull<u8>> {
+            System.calloc(nelem, elsize)
+        }
+    }
+
+    static SYSTEM: System = System;
+    static OTHER: OtherZst = OtherZst;
+
+    #[test]
+    fn allocators_of_no_size_are_told_apart_by_type_even_at_one_address() {
+        let a: &DynAllocator = &SYSTEM;
+        let b: &DynAllocator = &OTHER;
+        assert!(same_allocator(a, a));
+        assert!(same_allocator(b, b));
+        // Whether or not the two statics share an address (they may: both have no size), they
+        // are different allocators.
+        assert!(!same_allocator(a, b));
+        assert!(!same_allocator(b, a));
+    }
 }
