@@ -432,7 +432,8 @@ fn forget_builds_of(dir: &Path, crates: &[&str]) {
 
 const HOST: &str = "x86_64-unknown-linux-gnu";
 
-/// The unsafe crates' tests under AddressSanitizer (stable compiler, bootstrap flag).
+/// The unsafe crates' tests under AddressSanitizer (stable compiler, bootstrap flag), with the
+/// pools' `asan` feature on.
 fn sanitize() -> Result {
     let mut c = cargo();
     c.args([
@@ -451,6 +452,10 @@ fn sanitize() -> Result {
         "alloc-domains",
         "--lib",
         "--tests",
+        // The pools poison their free blocks and unused memory: ASan sees inside them too (and
+        // alloc-arena's `asan` tests check that it reports a use after free and an overflow).
+        "--features",
+        "alloc-arena/asan",
     ])
     .env("RUSTC_BOOTSTRAP", "1")
     .env("RUSTFLAGS", "-Zsanitizer=address")

@@ -37,6 +37,9 @@ pub(crate) use imp::{fatal, now_ms, page_size, random_u64, thread_key, yield_now
 #[cfg(feature = "std")]
 pub(crate) mod thread_local;
 
+#[cfg(feature = "valgrind")]
+pub(crate) mod valgrind;
+
 /// An [`ArenaProvider`] that maps arenas from the operating system: `mmap`/`munmap` on unix,
 /// `VirtualAlloc`/`VirtualFree` on windows.
 ///
