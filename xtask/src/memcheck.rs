@@ -48,7 +48,10 @@ pub(crate) fn same_reports_as_glibc() -> Result {
     if !status.success() {
         return Err(format!("cc could not compile {}", src.display()));
     }
-    eprintln!("\n==> memcheck on {} under glibc and under domalloc", src.display());
+    eprintln!(
+        "\n==> memcheck on {} under glibc and under domalloc",
+        src.display()
+    );
     let glibc = memcheck(&exe, None)?;
     let domalloc = memcheck(&exe, Some(&lib))?;
     let _ = std::fs::remove_dir_all(&dir);

@@ -63,7 +63,13 @@ pub(crate) fn block_allocated(p: *mut u8, size: usize, zeroed: bool) {
     #[cfg(feature = "asan")]
     asan::unpoison(p, size);
     #[cfg(feature = "valgrind")]
-    vg::request(vg::MALLOCLIKE_BLOCK, p as usize, size, 0, usize::from(zeroed));
+    vg::request(
+        vg::MALLOCLIKE_BLOCK,
+        p as usize,
+        size,
+        0,
+        usize::from(zeroed),
+    );
     let _ = (p, size, zeroed);
 }
 

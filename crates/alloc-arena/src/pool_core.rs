@@ -642,7 +642,9 @@ impl<P: ArenaProvider> PoolCore<P> {
                     local_free: ptr::null_mut(),
                     next: ptr::null_mut(),
                     prev: ptr::null_mut(),
-                    base_stored: PoolMeta::store_base(a.cast::<u8>().add(index << self.geo.pool_shift)),
+                    base_stored: PoolMeta::store_base(
+                        a.cast::<u8>().add(index << self.geo.pool_shift),
+                    ),
                     next_offset: 0,
                     end_offset: 0,
                     used: 0,

@@ -34,10 +34,7 @@ fn run_child(name: &str) -> Output {
 /// The child's stderr, after checking that ASan ended it.
 fn asan_report(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "the child survived its bug:\n{err}"
-    );
+    assert!(!out.status.success(), "the child survived its bug:\n{err}");
     assert!(
         err.contains("ERROR: AddressSanitizer: use-after-poison"),
         "no ASan report of poisoned memory:\n{err}"
