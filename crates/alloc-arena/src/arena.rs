@@ -116,7 +116,13 @@ impl PoolMeta {
     /// The pool's first byte.
     #[inline(always)]
     pub(crate) fn base(&self) -> *mut u8 {
-        self.base_stored.map_addr(|a| a ^ BASE_MASK)
+        Self::load_base(self.base_stored)
+    }
+
+    /// The first byte of a pool whose `base_stored` is `stored`.
+    #[inline(always)]
+    pub(crate) fn load_base(stored: *mut u8) -> *mut u8 {
+        stored.map_addr(|a| a ^ BASE_MASK)
     }
 
     /// What `base_stored` holds for a pool whose first byte is `base`.
