@@ -6,7 +6,8 @@
 //! cargo xtask loom [--preemptions N]   # the loom models, unbounded unless N is given
 //! cargo xtask tune [--workloads W] [--full]   # profile, then pools with other parameters
 //! cargo xtask sanitize        # the unsafe core under AddressSanitizer
-//! cargo xtask valgrind        # the unsafe core under valgrind memcheck
+//! cargo xtask valgrind [--programs-only]   # memcheck: a C program's bugs under glibc and
+//!                                          # domalloc alike, then the unsafe core's tests
 //! cargo xtask help [TASK]     # every option and its values, with nothing built
 //! ```
 
@@ -19,6 +20,8 @@ mod bench;
 #[cfg(unix)]
 mod capi_bench;
 mod chart;
+#[cfg(unix)]
+mod memcheck;
 #[cfg(unix)]
 mod python_bench;
 mod tune;
@@ -56,8 +59,14 @@ enum Task {
     Tune(tune::Request),
     /// The unsafe crates' tests under AddressSanitizer.
     Sanitize,
-    /// The unsafe crates' tests under valgrind memcheck.
-    Valgrind,
+    /// Memcheck reports a C program's bugs (use after free, overflow, uninitialised read, leak)
+    /// alike under glibc and under libdomalloc built with `--features valgrind`; then the unsafe
+    /// crates' tests under valgrind memcheck.
+    Valgrind {
+        /// Only the C program's comparison, not the crates' tests.
+        #[arg(long)]
+        programs_only: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,7 +77,7 @@ fn main() -> ExitCode {
         Task::Loom { preemptions } => loom(preemptions),
         Task::Tune(r) => tune::run(r),
         Task::Sanitize => sanitize(),
-        Task::Valgrind => valgrind(),
+        Task::Valgrind { programs_only } => valgrind(programs_only),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -433,7 +442,8 @@ fn forget_builds_of(dir: &Path, crates: &[&str]) {
 
 const HOST: &str = "x86_64-unknown-linux-gnu";
 
-/// The unsafe crates' tests under AddressSanitizer (stable compiler, bootstrap flag).
+/// The unsafe crates' tests under AddressSanitizer (stable compiler, bootstrap flag), with the
+/// pools' `asan` feature on.
 fn sanitize() -> Result {
     let mut c = cargo();
     c.args([
@@ -452,6 +462,10 @@ fn sanitize() -> Result {
         "alloc-domains",
         "--lib",
         "--tests",
+        // The pools poison their free blocks and unused memory: ASan sees inside them too (and
+        // alloc-arena's `asan` tests check that it reports a use after free and an overflow).
+        "--features",
+        "alloc-arena/asan",
     ])
     .env("RUSTC_BOOTSTRAP", "1")
     .env("RUSTFLAGS", "-Zsanitizer=address")
@@ -472,8 +486,14 @@ fn sanitize() -> Result {
     run("tests under AddressSanitizer", c)
 }
 
-/// The unsafe crates' tests under valgrind memcheck.
-fn valgrind() -> Result {
+/// Memcheck sees inside the pools as inside glibc's heap (`memcheck`), then the unsafe crates'
+/// tests under valgrind memcheck (unless `programs_only`).
+fn valgrind(programs_only: bool) -> Result {
+    #[cfg(unix)]
+    memcheck::same_reports_as_glibc()?;
+    if programs_only {
+        return Ok(());
+    }
     let mut c = cargo();
     c.args([
         "test",

@@ -69,8 +69,9 @@ pub(crate) struct PoolMeta {
     /// Links on the class's `used` list, or (`next` only) on the arena's `free_pools` stack
     /// (`prev` is on the second line, with the other fields the fast paths never read).
     pub(crate) next: *mut PoolMeta,
-    /// The pool's first byte.
-    pub(crate) base: *mut u8,
+    /// The pool's first byte, as [`PoolMeta::store_base`] keeps it (read it with
+    /// [`PoolMeta::base`]).
+    pub(crate) base_stored: *mut u8,
     /// `check::start_magic(block_size)` while the pool has a class, 0 when it is empty (or was
     /// never taken: arena memory starts zeroed): the fast free's test that a pointer starts a
     /// block, with no table to read (see `check::starts_block_at`).
@@ -106,6 +107,35 @@ pub(crate) struct PoolMeta {
     /// The last block of the remote list, recorded by the thread that queues the pool (its block
     /// went onto an empty list), published with `notify_next`.
     pub(crate) remote_tail: *mut FreeBlock,
+}
+
+/// What `PoolMeta::base_stored` holds: the address itself, or with the `valgrind` feature its
+/// complement, so that memcheck's leak check does not take it for a reference to the pool's first
+/// block (which would keep that block reachable when the program leaks it).
+const BASE_MASK: usize = if cfg!(feature = "valgrind") {
+    usize::MAX
+} else {
+    0
+};
+
+impl PoolMeta {
+    /// The pool's first byte.
+    #[inline(always)]
+    pub(crate) fn base(&self) -> *mut u8 {
+        Self::load_base(self.base_stored)
+    }
+
+    /// The first byte of a pool whose `base_stored` is `stored`.
+    #[inline(always)]
+    pub(crate) fn load_base(stored: *mut u8) -> *mut u8 {
+        stored.map_addr(|a| a ^ BASE_MASK)
+    }
+
+    /// What `base_stored` holds for a pool whose first byte is `base`.
+    #[inline(always)]
+    pub(crate) fn store_base(base: *mut u8) -> *mut u8 {
+        base.map_addr(|a| a ^ BASE_MASK)
+    }
 }
 
 // The remote-free protocol's view of a pool (see `remote`).

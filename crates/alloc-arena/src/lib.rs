@@ -103,6 +103,8 @@ mod routing;
 #[cfg(not(loom))]
 mod heap;
 #[cfg(not(loom))]
+mod instrument;
+#[cfg(not(loom))]
 mod locked;
 #[cfg(all(test, loom))]
 mod loom_models;

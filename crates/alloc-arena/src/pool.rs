@@ -358,9 +358,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // SAFETY: the block is live (so its pool and heap are), and from now on it is free:
         // nobody else writes it; the pool cannot be recycled while the block is not back.
         unsafe {
+            crate::instrument::block_freed(ptr.as_ptr(), (*meta).block_size as usize);
             let hdr = &*slot;
             if remote::push_remote(&hdr.notify, &hdr.owner, meta, ptr.as_ptr(), |b, next| {
-                b.cast::<*mut u8>().write(next)
+                crate::instrument::with_link(b, || b.cast::<*mut u8>().write(next))
             }) {
                 self.collect(slot, false);
             }

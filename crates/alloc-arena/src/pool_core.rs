@@ -25,6 +25,7 @@ use alloc_core::ArenaProvider;
 
 use crate::arena::{ArenaHeader, FreeBlock, NO_CLASS, PoolMeta};
 use crate::check;
+use crate::instrument;
 use crate::registry;
 use crate::remote::RemoteList;
 use crate::size_class::{Geometry, MAX_CLASSES, MAX_POOLS_PER_ARENA};
@@ -226,8 +227,12 @@ impl<P: ArenaProvider> PoolCore<P> {
             } else {
                 let mut n: u16 = 1;
                 let mut b = head;
-                while !(*b).next.is_null() {
-                    b = (*b).next;
+                loop {
+                    let next = instrument::with_link(b.cast(), || (*b).next);
+                    if next.is_null() {
+                        break;
+                    }
+                    b = next;
                     n += 1;
                 }
                 n
@@ -239,7 +244,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 // plain, so each is re-encoded (blocks of this pool: the remote list's).
                 let mut b = head;
                 while b != tail {
-                    let next = (*b).next;
+                    let next = instrument::with_link(b.cast(), || (*b).next);
                     self.link_store(b, next);
                     b = next;
                 }
@@ -285,7 +290,14 @@ impl<P: ArenaProvider> PoolCore<P> {
         bin.len -= 1;
         // SAFETY: `len < limit <= BIN_CAPACITY`, and slots below `len` hold blocks of this class
         // (pushed by `free`).
-        Some(unsafe { NonNull::new_unchecked(*bin.slots.get_unchecked(bin.len)) })
+        let slot = unsafe { bin.slots.get_unchecked_mut(bin.len) };
+        let p = *slot;
+        if instrument::CLEAR_STALE {
+            *slot = ptr::null_mut();
+        }
+        instrument::block_allocated(p, self.geo.block_size(class), false);
+        // SAFETY: bins hold blocks, never null.
+        Some(unsafe { NonNull::new_unchecked(p) })
     }
 
     /// Puts a freed block of `class` in its bin if the bin has room; false if it is full (the
@@ -306,6 +318,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         // SAFETY: `len < limit <= BIN_CAPACITY` (`bin_limit` never exceeds it).
         unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
         bin.len += 1;
+        instrument::block_freed(ptr.as_ptr(), self.geo.block_size(class));
         true
     }
 
@@ -333,6 +346,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         // guarantee then makes `ptr` a live block of it).
         unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
         bin.len += 1;
+        instrument::block_freed(ptr.as_ptr(), self.geo.block_size(class));
         true
     }
 
@@ -355,10 +369,20 @@ impl<P: ArenaProvider> PoolCore<P> {
         let bin = &mut self.bins[class];
         if bin.len > 0 {
             bin.len -= 1;
+            let p = bin.slots[bin.len];
+            if instrument::CLEAR_STALE {
+                bin.slots[bin.len] = ptr::null_mut();
+            }
+            instrument::block_allocated(p, self.geo.block_size(class), false);
             // SAFETY: slots below `len` hold blocks of this class (pushed by `free`).
-            return Some(unsafe { NonNull::new_unchecked(bin.slots[bin.len]) });
+            return Some(unsafe { NonNull::new_unchecked(p) });
         }
-        self.pool_alloc_fast(class, id)
+        let p = self.pool_alloc_fast(class, id);
+        // Nothing to test when no checker is told (the call stays a tail call).
+        if let Some(b) = p {
+            instrument::block_allocated(b.as_ptr(), self.geo.block_size(class), false);
+        }
+        p
     }
 
     /// Allocates a block of `class` from its pools.
@@ -381,7 +405,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     if self.key != 0 {
                         // A live block's first word must not decode to a link (see
                         // `check_not_free`): the program may never write it.
-                        (*block).next = ptr::null_mut();
+                        instrument::with_link(block.cast(), || (*block).next = ptr::null_mut());
                     }
                     return Some(NonNull::new_unchecked(block.cast()));
                 }
@@ -417,7 +441,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 }
                 if p.next_offset < p.end_offset {
                     // Lazy carving: one never-used block, handed out directly.
-                    let block = p.base.add(p.next_offset as usize);
+                    let block = p.base().add(p.next_offset as usize);
                     p.next_offset += p.block_size;
                     p.used += 1;
                     return Some(NonNull::new_unchecked(block));
@@ -456,7 +480,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             if self.key != 0 && capacity <= MAX_SHUFFLED {
                 return Some(self.shuffle_new_pool(pool));
             }
-            Some(NonNull::new_unchecked(p.base))
+            Some(NonNull::new_unchecked(p.base()))
         }
     }
 
@@ -473,7 +497,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             (next as usize ^ self.key ^ block as usize) as *mut FreeBlock
         };
         // SAFETY: the caller's guarantee.
-        unsafe { (*block).next = v };
+        instrument::with_link(block.cast(), || unsafe { (*block).next = v });
     }
 
     /// Reads the free-list link of `block` in pool `p`; for a secure heap, decodes it and checks
@@ -485,7 +509,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     #[inline(always)]
     unsafe fn link_load(&self, block: *mut FreeBlock, p: &PoolMeta) -> *mut FreeBlock {
         // SAFETY: the caller's guarantee.
-        let raw = unsafe { (*block).next };
+        let raw = instrument::with_link(block.cast(), || unsafe { (*block).next });
         if self.key == 0 {
             return raw;
         }
@@ -498,7 +522,7 @@ impl<P: ArenaProvider> PoolCore<P> {
 
     /// Whether `addr` is a block start of pool `p` below its carved end.
     fn starts_block(p: &PoolMeta, addr: usize) -> bool {
-        let base = p.base as usize;
+        let base = p.base() as usize;
         addr >= base
             && addr < base + p.next_offset as usize
             && (addr - base).is_multiple_of(p.block_size as usize)
@@ -514,7 +538,9 @@ impl<P: ArenaProvider> PoolCore<P> {
     #[cold]
     unsafe fn check_not_free(&self, block: *mut FreeBlock, p: &PoolMeta) {
         // SAFETY: the caller's guarantee: the block is readable.
-        let word = unsafe { (*block).next } as usize ^ self.key ^ block as usize;
+        let word = instrument::with_link(block.cast(), || unsafe { (*block).next }) as usize
+            ^ self.key
+            ^ block as usize;
         if word != 0 && !Self::starts_block(p, word) {
             return;
         }
@@ -557,7 +583,10 @@ impl<P: ArenaProvider> PoolCore<P> {
             self.rng ^= self.rng << 17;
             order.swap(i, (self.rng % (i as u64 + 1)) as usize);
         }
-        let at = |i: u16| (p.base as usize + i as usize * p.block_size as usize) as *mut FreeBlock;
+        let at = |i: u16| {
+            (PoolMeta::load_base(p.base_stored) as usize + i as usize * p.block_size as usize)
+                as *mut FreeBlock
+        };
         p.next_offset = p.end_offset;
         let mut head: *mut FreeBlock = ptr::null_mut();
         for &i in order[1..n].iter().rev() {
@@ -599,8 +628,10 @@ impl<P: ArenaProvider> PoolCore<P> {
                 let pool = arena.free_pools;
                 if !(*pool).committed {
                     self.provider
-                        .commit(NonNull::new_unchecked((*pool).base), self.geo.pool_size)
+                        .commit(NonNull::new_unchecked((*pool).base()), self.geo.pool_size)
                         .ok()?;
+                    // No block until one is carved (a provider may map the pages anew).
+                    instrument::region_noaccess((*pool).base(), self.geo.pool_size);
                     (*pool).committed = true;
                 } else {
                     arena.empty_committed -= 1;
@@ -618,7 +649,9 @@ impl<P: ArenaProvider> PoolCore<P> {
                     local_free: ptr::null_mut(),
                     next: ptr::null_mut(),
                     prev: ptr::null_mut(),
-                    base: a.cast::<u8>().add(index << self.geo.pool_shift),
+                    base_stored: PoolMeta::store_base(
+                        a.cast::<u8>().add(index << self.geo.pool_shift),
+                    ),
                     start_magic: 0,
                     next_offset: 0,
                     end_offset: 0,
@@ -688,6 +721,13 @@ impl<P: ArenaProvider> PoolCore<P> {
                 self.geo.header_pools,
             )
         };
+        // Everything past the header holds no block until blocks are carved.
+        let header = crate::arena::header_bytes(self.geo.pools_per_arena);
+        // SAFETY: the header lies inside the arena (Geometry checked).
+        instrument::region_noaccess(
+            unsafe { base.as_ptr().add(header) },
+            self.geo.arena_size - header,
+        );
         // SAFETY: `a` is the fresh header; `all` and `usable` hold live arenas or null.
         unsafe {
             (*a).slot = self.slot;
@@ -746,6 +786,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             class,
             "sized free with a size of another class"
         );
+        instrument::block_freed(ptr.as_ptr(), self.geo.block_size(class));
         let bin = &mut self.bins[class];
         if bin.limit == 0 {
             // No bins (a secure heap): to the pool at once.
@@ -787,6 +828,9 @@ impl<P: ArenaProvider> PoolCore<P> {
         let count = count.min(bin.len);
         batch[..count].copy_from_slice(&bin.slots[..count]);
         bin.slots.copy_within(count..bin.len, 0);
+        if instrument::CLEAR_STALE {
+            bin.slots[bin.len - count..bin.len].fill(ptr::null_mut());
+        }
         bin.len -= count;
         for &block in &batch[..count] {
             // SAFETY: the caller's guarantee; each block left the bin once, above.
@@ -807,7 +851,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             let p = &mut *pool;
             debug_assert!(p.class != NO_CLASS, "free of a block in an empty pool");
             debug_assert!(
-                (ptr.as_ptr() as usize - p.base as usize).is_multiple_of(p.block_size as usize),
+                (ptr.as_ptr() as usize - p.base() as usize).is_multiple_of(p.block_size as usize),
                 "free of a pointer that is not a block start"
             );
             let block = ptr.as_ptr().cast::<FreeBlock>();
@@ -883,6 +927,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             let a = self.arena_of(pool as usize);
             let arena = &mut *a;
             let p = &mut *pool;
+            instrument::region_noaccess(p.base(), self.geo.pool_size);
             p.class = NO_CLASS;
             p.start_magic = 0;
             p.next = arena.free_pools;
@@ -1042,7 +1087,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                         && (all || (now as u32).wrapping_sub(pool.emptied_at) >= delay)
                     {
                         over = over.saturating_sub(1);
-                        let i = (pool.base as usize - a as usize) / pool_size;
+                        let i = (pool.base() as usize - a as usize) / pool_size;
                         chosen[i / 64] |= 1 << (i % 64);
                     }
                     p = pool.next;
@@ -1070,6 +1115,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                         for j in first..i {
                             (*ArenaHeader::meta(a, j)).committed = false;
                         }
+                        instrument::region_noaccess(start, n * pool_size);
                         arena.empty_committed -= n;
                         self.empty_committed -= n;
                         self.pools_decommitted += n;
@@ -1129,6 +1175,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             self.arenas_released += 1;
             let layout = self.arena_layout();
             registry::unregister(a as usize, layout.size());
+            instrument::region_accessible(a.cast(), layout.size());
             self.provider.free(NonNull::new_unchecked(a.cast()), layout);
         }
     }
@@ -1370,7 +1417,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 "a free list longer than its pool"
             );
             // SAFETY: a block start of the pool (checked above): readable.
-            let raw = unsafe { (*b).next } as usize;
+            let raw = instrument::with_link(b.cast(), || unsafe { (*b).next }) as usize;
             b = if self.key == 0 {
                 raw
             } else {
@@ -1559,6 +1606,7 @@ impl<P: ArenaProvider> Drop for PoolCore<P> {
             unsafe {
                 let next = (*a).all_next;
                 registry::unregister(a as usize, layout.size());
+                instrument::region_accessible(a.cast(), layout.size());
                 self.provider.free(NonNull::new_unchecked(a.cast()), layout);
                 a = next;
             }

@@ -196,6 +196,8 @@ impl<P: ArenaProvider> Spans<P> {
     /// Unregisters and unmaps a span nobody can reach any more.
     fn release(&self, s: Cached) {
         registry::unregister(s.base, s.size);
+        // Its block was marked free: the memory goes back to the provider accessible.
+        crate::instrument::region_accessible(s.base as *mut u8, s.size);
         if let Some(layout) = Self::layout(s.size) {
             // SAFETY: mapped by `take` with this layout; out of the cache, so unreachable.
             unsafe {
@@ -216,7 +218,11 @@ impl<P: ArenaProvider> Spans<P> {
                 state: LIVE,
             });
             let p = (base + HEADER) as *mut u8;
-            if zeroed && (reused || !self.provider.fresh_memory_is_zeroed()) {
+            // The whole usable part of the span is the block (`usable_size`, and realloc in
+            // place); a fresh span's memory is zero where the provider says so.
+            let fresh_zero = !reused && self.provider.fresh_memory_is_zeroed();
+            crate::instrument::block_allocated(p, span - HEADER, fresh_zero);
+            if zeroed && !fresh_zero {
                 p.write_bytes(0, size);
             }
             NonNull::new(p)
@@ -385,6 +391,7 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
             (*header).state = CACHED;
             (*header).size
         };
+        crate::instrument::block_freed(ptr, size - HEADER);
         let now = crate::os::now_ms();
         let mut victims = [Cached {
             base: 0,

@@ -56,9 +56,16 @@ fn freeing_a_gibibyte_of_small_blocks_returns_rss() {
         stats.arenas_highest
     );
     // Within 16 MiB of the start: the heap keeps up to `PoolConfig::retain_bytes` (12 MiB) of
-    // empty memory for the next structure, and gives the rest back at once.
+    // empty memory for the next structure, and gives the rest back at once. With the `asan`
+    // feature the pools also write ASan's shadow of every arena they poison (an eighth of its
+    // bytes), and ASan does not give all of it back when the arena goes: that much more.
+    let shadow = if cfg!(feature = "asan") {
+        (peak - before) / 8
+    } else {
+        0
+    };
     assert!(
-        after <= before + (16 << 20),
+        after <= before + (16 << 20) + shadow,
         "RSS after freeing is {} MiB, started at {} MiB",
         after >> 20,
         before >> 20

@@ -202,6 +202,14 @@ fn every_bad_free_gets_the_hooks_report_by_every_way_into_them() {
                 continue;
             }
             let (signal, text) = run(way, case);
+            // Under `cargo xtask sanitize` the pools poison the blocks they free (alloc-arena's
+            // `asan` feature): ASan then stops the hooks' own read of a freed block's fill
+            // pattern, and reports the bad free itself.
+            if std::env::var_os("ASAN_OPTIONS").is_some()
+                && text.contains("ERROR: AddressSanitizer: use-after-poison")
+            {
+                continue;
+            }
             let last = text
                 .lines()
                 .rfind(|l| l.starts_with("Fatal error in debug"))
@@ -214,7 +222,9 @@ fn every_bad_free_gets_the_hooks_report_by_every_way_into_them() {
             }
             lines.push((way, last));
         }
-        let first = &lines[0].1;
+        let Some((_, first)) = lines.first() else {
+            continue;
+        };
         if lines.iter().any(|(_, l)| l != first) {
             failures.push(format!("{case}: the ways disagree: {lines:#?}"));
         }

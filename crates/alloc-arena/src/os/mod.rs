@@ -86,6 +86,9 @@ impl<H: ThreadExit> Default for ExitKey<H> {
 #[cfg(feature = "std")]
 pub(crate) mod thread_local;
 
+#[cfg(feature = "valgrind")]
+pub(crate) mod valgrind;
+
 /// An [`ArenaProvider`] that maps arenas from the operating system: `mmap`/`munmap` on unix,
 /// `VirtualAlloc`/`VirtualFree` on windows.
 ///
