@@ -113,6 +113,47 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { self.free_into_bin(&DEFAULT_GEOMETRY, ptr) }
     }
 
+    /// Frees a block of `size` requested bytes (a sized free: Rust's `dealloc`) into the calling
+    /// thread's bin if the size is within the pools' threshold, the thread's heap in way 0 of its
+    /// cache is this allocator's (`key`) and holds the block, and the bin has room; returns false,
+    /// having done nothing, otherwise (then call `free_sized` or `free_aligned`, which take any
+    /// block). No registry and no geometry are read: the size gives the class, as for
+    /// `free_sized`, which trusts it the same way.
+    ///
+    /// # Safety
+    /// `key` is [`NO_KEY`] or a value [`fast_key`](Self::fast_key) returned for this allocator;
+    /// `ptr` is a live block of this allocator made for `size` bytes with an alignment of at most
+    /// 16 (by `malloc`, `calloc`, `realloc` or `malloc_aligned`), not used after a true answer.
+    #[inline(always)]
+    pub unsafe fn free_sized_fast(&self, ptr: NonNull<u8>, size: usize, key: u32) -> bool {
+        let g = &DEFAULT_GEOMETRY;
+        let below = size.wrapping_sub(1);
+        if below >= g.threshold {
+            return false;
+        }
+        let c = threads::cache_if_any();
+        if c.is_null() {
+            return false;
+        }
+        // SAFETY: the calling thread's cache, touched only by it.
+        let w = unsafe { (*c).ways[0] };
+        let arena = (ptr.as_ptr() as usize & !(g.arena_size - 1)) as *const ArenaHeader;
+        // SAFETY: a live block's arena is live; its heap pointer was written before any of its
+        // blocks was handed out.
+        let slot = unsafe { (*arena).slot };
+        if w.id != key as usize || !ptr::eq(slot, w.slot) {
+            return false;
+        }
+        // SAFETY: the way holds a heap the calling thread owns, of this allocator (the key), with
+        // the default geometry, and the block is of that heap (its arena's slot); a block made for
+        // `size <= threshold` bytes at an alignment of at most 16 is of class `class_of(size)`
+        // (realloc keeps it so); no other reference to the core is alive.
+        unsafe {
+            self.core_unrefreshed(w.slot)
+                .push_bin(ptr, below >> g.class_shift)
+        }
+    }
+
     /// [`free_fast`](Self::free_fast) for any geometry, for a pointer the caller already found
     /// in this allocator's arenas (`arena_owner(ptr) == registry_id()`, one registry lookup for
     /// several allocators): into the calling thread's bin if the thread owns the block's heap,
@@ -171,6 +212,45 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe {
             self.core_unrefreshed(slot)
                 .push_bin_read_class(NonNull::new_unchecked(ptr), class)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use alloc_core::DomainAllocator;
+
+    #[test]
+    fn a_sized_fast_free_takes_this_threads_small_blocks_and_refuses_the_rest() {
+        let pool: &'static PoolAllocator =
+            std::boxed::Box::leak(std::boxed::Box::new(PoolAllocator::new()));
+        let key = pool.fast_key();
+        assert_ne!(
+            key, NO_KEY,
+            "a default pool whose id maps to way 0 has a key"
+        );
+        let p = pool.malloc(64).unwrap();
+        // SAFETY (each call below): blocks of this pool, made for the sizes given, freed once.
+        unsafe {
+            // Into this thread's bin, whence the next allocation of the class takes it back.
+            assert!(pool.free_sized_fast(p, 64, key));
+            assert_eq!(pool.malloc_fast(64, key), Some(p));
+            // Not with another key, nor for a size above the threshold (the block is untouched:
+            // freed the long way after each refusal).
+            assert!(!pool.free_sized_fast(p, 64, NO_KEY));
+            let big = pool.malloc(600).unwrap();
+            assert!(!pool.free_sized_fast(big, 600, key));
+            pool.free_sized(big, 600);
+            // Not a block of another thread's heap: that goes to its owner the long way.
+            let q = std::thread::spawn(move || pool.malloc(64).unwrap().as_ptr() as usize)
+                .join()
+                .unwrap();
+            let q = NonNull::new(q as *mut u8).unwrap();
+            assert!(!pool.free_sized_fast(q, 64, key));
+            pool.free_sized(q, 64);
+            pool.free_sized(p, 64);
         }
     }
 }

@@ -296,6 +296,21 @@ pub unsafe fn free_standard_counted(ptr: *mut u8) {
     }
 }
 
+/// The mem domain's sized free into its standard pool past the pool's sized fast path (a full
+/// bin, another thread's block, a block above the small pool's threshold or aligned above 16
+/// bytes): out of line and cold, so that the fast path inlined into every caller stays small
+/// (cold: the inliner then keeps the fast path inlined whole; a free of a block above 512 bytes
+/// pays a call for it).
+///
+/// # Safety
+/// As for `DomainAllocator::free_aligned` of the pool: a live block of it made with `layout`.
+#[cold]
+#[inline(never)]
+unsafe fn pool_free_aligned_slow(ptr: NonNull<u8>, layout: Layout) {
+    // SAFETY: the caller's guarantee.
+    unsafe { POOL.free_aligned(ptr, layout) }
+}
+
 /// The C library's long way into the mem domain's standard pools, while they are its allocator
 /// ([`mem_fast_path`] gives a key): `free` with the hardened default's whole check in whichever
 /// of the three pools holds `ptr`, glibc's `free` for a pointer elsewhere.
@@ -607,10 +622,20 @@ unsafe impl DomainAllocator for Domain {
     }
     #[inline(always)]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
-        if self.fast_mem() {
-            // SAFETY: as for realloc. (The sized free reads no registry: cheaper here than the
-            // pool's `free_fast`, which the C library needs for unsized frees.)
-            return unsafe { POOL.free_aligned(ptr, layout) };
+        let key = self.fast_key();
+        if key != NO_KEY {
+            // The pool's sized fast path first (the key is its; it reads no registry, and no
+            // geometry: the size gives the class), then its whole sized free.
+            if layout.align() <= alloc_core::MIN_ALIGN
+                // SAFETY: as for realloc; the key `FAST_MEM` holds is the pool's fast key; a
+                // block of at most 16-byte alignment was made for `layout.size()` bytes by the
+                // pool (the domain's only allocator).
+                && unsafe { POOL.free_sized_fast(ptr, layout.size(), key) }
+            {
+                return;
+            }
+            // SAFETY: as for realloc.
+            return unsafe { pool_free_aligned_slow(ptr, layout) };
         }
         // SAFETY: as for realloc.
         unsafe { self.free_aligned_dyn(ptr, layout) }
