@@ -232,7 +232,8 @@ mod tests {
             "a default pool whose id maps to way 0 has a key"
         );
         let p = pool.malloc(64).unwrap();
-        // SAFETY (each call below): blocks of this pool, made for the sizes given, freed once.
+        // SAFETY: every block below is this pool's, made for the size it is freed with, and freed
+        // once (a refused fast free does nothing); the key is the pool's.
         unsafe {
             // Into this thread's bin, whence the next allocation of the class takes it back.
             assert!(pool.free_sized_fast(p, 64, key));
