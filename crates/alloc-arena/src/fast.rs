@@ -224,8 +224,9 @@ mod tests {
 
     #[test]
     fn a_sized_fast_free_takes_this_threads_small_blocks_and_refuses_the_rest() {
-        let pool: &'static PoolAllocator =
-            std::boxed::Box::leak(std::boxed::Box::new(PoolAllocator::new()));
+        static POOL: PoolAllocator = PoolAllocator::new();
+        let pool = &POOL;
+        std::boxed::Box::leak(std::boxed::Box::new(PoolAllocator::new()));
         let key = pool.fast_key();
         assert_ne!(
             key, NO_KEY,
