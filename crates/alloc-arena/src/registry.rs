@@ -231,6 +231,25 @@ fn slot_written(addr: usize) -> Option<&'static AtomicU32> {
     OWNERS.get(addr)
 }
 
+/// Takes the registry's one lock (the flat table's, held only while the table is mapped, once)
+/// for a fork: the pools' fork handler calls this before `fork`.
+pub(crate) fn lock_for_fork() {
+    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
+    flat::lock_for_fork();
+}
+
+/// Releases what [`lock_for_fork`] took, in the parent or the child.
+///
+/// # Safety
+/// On the thread that called [`lock_for_fork`] (in the child: the thread the fork returned in).
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: the caller's guarantee.
+    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
+    unsafe {
+        flat::unlock_after_fork()
+    };
+}
+
 /// Marks every 1 MiB chunk of `[base, base + size)` as owned by `id`.
 ///
 /// Fails (leaving nothing registered) if the range lies outside the registry's address space or
@@ -298,8 +317,22 @@ mod flat {
     /// The table (null until mapped; never unmapped).
     static BASE: AtomicPtr<AtomicU32> = AtomicPtr::new(ptr::null_mut());
     /// Whether the table was asked of the OS (made or refused), under a lock so that one thread
-    /// asks.
+    /// asks. A fork waits for it (`lock_for_fork`), so that a child never inherits it held.
     static TRIED: Lock<bool> = Lock::new(false);
+
+    /// Takes the table's lock for a fork (the pools' fork handler calls this).
+    pub(crate) fn lock_for_fork() {
+        TRIED.acquire_for_fork();
+    }
+
+    /// Releases the table's lock after a fork, in the parent or the child.
+    ///
+    /// # Safety
+    /// As for `Lock::release_after_fork`: on the thread that called [`lock_for_fork`].
+    pub(crate) unsafe fn unlock_after_fork() {
+        // SAFETY: the caller's guarantee.
+        unsafe { TRIED.release_after_fork() }
+    }
     /// Which units of the table are writable (bit i: bytes `[i * UNIT, (i + 1) * UNIT)`).
     static OPENED: [AtomicU64; BYTES / UNIT / 64] =
         [const { AtomicU64::new(0) }; BYTES / UNIT / 64];

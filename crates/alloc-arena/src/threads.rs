@@ -317,6 +317,7 @@ pub(crate) fn lock_for_fork() {
     FREE_SLOTS.acquire_for_fork();
     #[cfg(not(feature = "std"))]
     CACHES.acquire_for_fork();
+    crate::registry::lock_for_fork();
 }
 
 /// # Safety
@@ -324,6 +325,7 @@ pub(crate) fn lock_for_fork() {
 pub(crate) unsafe fn unlock_after_fork() {
     // SAFETY: the caller's guarantee.
     unsafe {
+        crate::registry::unlock_after_fork();
         #[cfg(not(feature = "std"))]
         CACHES.release_after_fork();
         FREE_SLOTS.release_after_fork();
