@@ -300,13 +300,24 @@ pub unsafe fn free_standard_counted(ptr: *mut u8) {
 /// bin, another thread's block, a block above the small pool's threshold or aligned above 16
 /// bytes): out of line and cold, so that the fast path inlined into every caller stays small
 /// (cold: the inliner then keeps the fast path inlined whole; a free of a block above 512 bytes
-/// pays a call for it).
+/// pays a call for it, and saves the small pool's registry lookup: such a block is the medium
+/// pool's chain's).
 ///
 /// # Safety
 /// As for `DomainAllocator::free_aligned` of the pool: a live block of it made with `layout`.
 #[cold]
 #[inline(never)]
 unsafe fn pool_free_aligned_slow(ptr: NonNull<u8>, layout: Layout) {
+    if layout.align() <= alloc_core::MIN_ALIGN
+        && layout.size() > alloc_arena::PoolConfig::DEFAULT.threshold
+    {
+        // SAFETY: the caller's guarantee. The small pool serves a request of at most 16-byte
+        // alignment above its threshold from its large-block allocator, the medium pool (whose
+        // own chain goes on to the large pool and the spans), and never holds such a block
+        // (realloc moves a block out of the pools when it grows past the threshold); so the
+        // block is the medium pool's chain's, made with `layout`.
+        return unsafe { MEDIUM.free_aligned(ptr, layout) };
+    }
     // SAFETY: the caller's guarantee.
     unsafe { POOL.free_aligned(ptr, layout) }
 }
