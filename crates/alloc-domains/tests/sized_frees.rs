@@ -105,7 +105,7 @@ fn churn(seed: u64, ops: usize, handoff: &mut Vec<Block>) {
     }
     // Half goes to another thread to free, half is freed here.
     for (i, b) in live.into_iter().enumerate() {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             handoff.push(b);
         } else {
             free(b);
