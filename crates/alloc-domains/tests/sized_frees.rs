@@ -55,7 +55,7 @@ fn check(b: &Block, len: usize) {
 }
 
 fn make(rng: &mut Rng) -> Block {
-    let align = if rng.next() % 8 == 0 { 64 } else { 8 };
+    let align = if rng.next().is_multiple_of(8) { 64 } else { 8 };
     let layout = Layout::from_size_align(rng.size(), align).unwrap();
     // SAFETY: a non-zero size.
     let ptr = unsafe { FRONT.alloc(layout) };
