@@ -157,7 +157,6 @@ pub fn in_pool_arena(ptr: *const u8) -> bool {
 /// one (unix, 64-bit, an address below 2^47), else two dependent loads in the tree.
 #[inline]
 pub(crate) fn owner_of(addr: usize) -> u32 {
-    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
     if let Some(owner) = flat::lookup(addr >> CHUNK_SHIFT) {
         return owner;
     }
@@ -171,10 +170,11 @@ pub(crate) fn owner_of(addr: usize) -> u32 {
 #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn owned_by_fast(addr: usize, id: u32) -> bool {
-    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
-    return matches!(flat::lookup(addr >> CHUNK_SHIFT), Some(owner) if owner == id);
-    #[cfg(not(all(unix, target_pointer_width = "64", not(loom))))]
-    return owner_in_tree(addr) == id;
+    match flat::lookup(addr >> CHUNK_SHIFT) {
+        Some(owner) => owner == id,
+        None if flat::PRESENT => false,
+        None => owner_in_tree(addr) == id,
+    }
 }
 
 /// [`owner_of`] in the tree: where there is a flat table, only for the addresses it does not cover
@@ -194,7 +194,6 @@ fn owner_in_tree(addr: usize) -> u32 {
 /// The slot that holds the owner of the chunk at `addr`, made (a leaf mapped, a page of the flat
 /// table opened) if need be.
 fn slot_to_write(addr: usize) -> Result<&'static AtomicU32, ArenaError> {
-    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
     match flat::entry(addr >> CHUNK_SHIFT) {
         Ok(Some(entry)) => return Ok(entry),
         Ok(None) => {}
@@ -224,7 +223,6 @@ fn slot_to_write(addr: usize) -> Result<&'static AtomicU32, ArenaError> {
 
 /// The slot that holds the owner of the chunk at `addr`, if one was ever made.
 fn slot_written(addr: usize) -> Option<&'static AtomicU32> {
-    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
     if let Some(entry) = flat::entry_if_covered(addr >> CHUNK_SHIFT) {
         return Some(entry);
     }
@@ -234,7 +232,6 @@ fn slot_written(addr: usize) -> Option<&'static AtomicU32> {
 /// Takes the registry's one lock (the flat table's, held only while the table is mapped, once)
 /// for a fork: the pools' fork handler calls this before `fork`.
 pub(crate) fn lock_for_fork() {
-    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
     flat::lock_for_fork();
 }
 
@@ -244,10 +241,7 @@ pub(crate) fn lock_for_fork() {
 /// On the thread that called [`lock_for_fork`] (in the child: the thread the fork returned in).
 pub(crate) unsafe fn unlock_after_fork() {
     // SAFETY: the caller's guarantee.
-    #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
-    unsafe {
-        flat::unlock_after_fork()
-    };
+    unsafe { flat::unlock_after_fork() }
 }
 
 /// Marks every 1 MiB chunk of `[base, base + size)` as owned by `id`.
@@ -302,6 +296,9 @@ mod flat {
     use alloc_core::lock::Lock;
 
     use super::CHUNK_SHIFT;
+
+    /// There is a flat table on this target.
+    pub(super) const PRESENT: bool = true;
 
     /// Address bits the table covers.
     const BITS: u32 = 47;
@@ -407,6 +404,35 @@ mod flat {
             None
         }
     }
+}
+
+/// No flat table on this target (not 64-bit unix, or a loom build): the tree records and answers
+/// everything, and these answer "not covered".
+#[cfg(not(all(unix, target_pointer_width = "64", not(loom))))]
+mod flat {
+    use core::sync::atomic::AtomicU32;
+
+    /// There is no flat table on this target.
+    pub(super) const PRESENT: bool = false;
+
+    #[inline(always)]
+    pub(super) fn lookup(_index: usize) -> Option<u32> {
+        None
+    }
+
+    pub(super) fn entry(_index: usize) -> Result<Option<&'static AtomicU32>, usize> {
+        Ok(None)
+    }
+
+    pub(super) fn entry_if_covered(_index: usize) -> Option<&'static AtomicU32> {
+        None
+    }
+
+    pub(super) fn lock_for_fork() {}
+
+    /// # Safety
+    /// None needed: there is no lock.
+    pub(super) unsafe fn unlock_after_fork() {}
 }
 
 #[cfg(test)]
