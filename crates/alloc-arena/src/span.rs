@@ -19,7 +19,8 @@
 //!   pointer that is not 64 bytes into a chunk-aligned span, or a span already cached, is a bad
 //!   free, reported on one line before the process aborts (the hardened default of `check`).
 //! * **The cache** holds up to `CACHE_SPANS` freed spans and `CACHE_BYTES` bytes. A request takes
-//!   a cached span of the size it needs, or one up to twice that; a free puts its span in the
+//!   a cached span of the size it needs, or one up to twice that (the smallest, and among equals
+//!   the most recently freed, whose pages are resident in the shape the program last used); a free puts its span in the
 //!   cache and unmaps the spans that have stayed there longer than `DECAY_MS`, or that do not fit
 //!   the bounds, oldest first. Cached memory therefore goes back to the OS within about a second
 //!   of the program's last large free, and at once on [`Spans::trim`]. Without an OS there is
@@ -170,7 +171,9 @@ impl<P: ArenaProvider> Spans<P> {
         let cached = self.cache.with(|c| {
             let i = (0..c.len)
                 .filter(|&i| c.spans[i].size >= need && c.spans[i].size <= 2 * need)
-                .min_by_key(|&i| c.spans[i].size)?;
+                // The smallest that fits; among those, the most recently freed, whose pages are
+                // the likeliest to be resident already in the shape the program last used.
+                .min_by_key(|&i| (c.spans[i].size, core::cmp::Reverse(i)))?;
             let s = c.spans[i];
             c.spans.copy_within(i + 1..c.len, i);
             c.len -= 1;
@@ -563,6 +566,41 @@ mod tests {
                 Ownership::Owned,
                 "the oldest went back"
             );
+        }
+        spans.trim();
+    }
+
+    #[test]
+    fn a_request_takes_the_most_recently_freed_of_equal_spans() {
+        // A program that frees a sparse buffer and a dense one of the same size, then asks for
+        // them again in the order it freed them, gets each back: the cache reuses last in, first
+        // out, so pages stay resident where they were (and no more of them become so).
+        let spans = Spans::new();
+        let a = spans.malloc(300 << 10).unwrap();
+        let b = spans.malloc(300 << 10).unwrap();
+        let c = spans.malloc(300 << 10).unwrap();
+        // SAFETY: live blocks, each freed once.
+        unsafe {
+            spans.free(a.as_ptr());
+            spans.free(b.as_ptr());
+            spans.free(c.as_ptr());
+        }
+        let first = spans.malloc(300 << 10).unwrap();
+        let second = spans.malloc(300 << 10).unwrap();
+        assert_eq!((first, second), (c, b), "newest first");
+        // A smaller span that fits still wins over a newer, larger one.
+        let big = spans.malloc(1500 << 10).unwrap();
+        // SAFETY: live blocks, each freed once.
+        unsafe {
+            spans.free(first.as_ptr());
+            spans.free(big.as_ptr());
+        }
+        let third = spans.malloc(900 << 10).unwrap();
+        assert_eq!(third, c, "the newest of the smallest that fit");
+        // SAFETY: live blocks, each freed once.
+        unsafe {
+            spans.free(second.as_ptr());
+            spans.free(third.as_ptr());
         }
         spans.trim();
     }
