@@ -100,6 +100,12 @@ impl<P: ArenaProvider, L: DomainAllocator> Heap<P, L> {
         self.with_core(|core, _| core.check_invariants());
     }
 
+    /// How many blocks the bin of `class` holds, and its limit.
+    #[cfg(test)]
+    pub(crate) fn bin_fill(&self, class: usize) -> (usize, usize) {
+        self.with_core(|core, _| core.bin_fill(class))
+    }
+
     /// How many state transitions the debug checks have seen (see `PoolCore::check_transition`).
     #[cfg(all(test, debug_assertions))]
     pub(crate) fn transitions_checked(&self) -> u32 {

@@ -381,8 +381,66 @@ impl<P: ArenaProvider> PoolCore<P> {
         // Nothing to test when no checker is told (the call stays a tail call).
         if let Some(b) = p {
             instrument::block_allocated(b.as_ptr(), self.geo.block_size(class), false);
+            self.refill_bin(class);
         }
         p
+    }
+
+    /// How many blocks the bin of `class` holds, and its limit.
+    #[cfg(test)]
+    pub(crate) fn bin_fill(&self, class: usize) -> (usize, usize) {
+        (self.bins[class].len, self.bins[class].limit)
+    }
+
+    /// The bin of `class` ran empty and the caller just took a block from the class's head
+    /// pool: moves up to a quarter of the bin's limit more blocks of that pool into the bin, from
+    /// its free lists and then from its never-carved tail, so that the next allocations of the
+    /// class pop the bin (the fast path) instead of coming here one block at a time. A program
+    /// that allocates many blocks in a row (building a structure, or a pool emptied and taken
+    /// again, which carves afresh) then pays the pool's path once per batch.
+    ///
+    /// The blocks stay allocated as far as their pool knows (its `used` counts them), exactly as
+    /// blocks freed into a bin do, and are free as far as checkers know. Only the head pool is
+    /// looked at: its list changes are left to the next call of `pool_alloc_slow`. A secure heap
+    /// has no bins (every limit 0) and never gets here with room.
+    #[inline]
+    fn refill_bin(&mut self, class: usize) {
+        let bin = &self.bins[class];
+        let want = bin.limit / 4;
+        let pool = self.used[class];
+        if want == 0 || bin.len != 0 || pool.is_null() {
+            return;
+        }
+        // SAFETY: pools on a used list are live, with blocks on their free lists and carved
+        // offsets below `end_offset`; the bin is empty with `want < limit <= BIN_CAPACITY` slots.
+        unsafe {
+            let p = &mut *pool;
+            let mut n = 0;
+            while n < want {
+                let mut block = p.free;
+                if block.is_null() {
+                    block = p.local_free;
+                    if block.is_null() {
+                        break;
+                    }
+                    p.local_free = ptr::null_mut();
+                }
+                p.free = self.link_load(block, p);
+                *self.bins[class].slots.get_unchecked_mut(n) = block.cast();
+                n += 1;
+            }
+            let size = p.block_size;
+            while n < want && p.next_offset < p.end_offset {
+                *self.bins[class].slots.get_unchecked_mut(n) = p.base().add(p.next_offset as usize);
+                p.next_offset += size;
+                n += 1;
+            }
+            p.used += n as u16;
+            let bin = &mut self.bins[class];
+            // Popped from the top: in the order the list had (or in address order, carved).
+            bin.slots[..n].reverse();
+            bin.len = n;
+        }
     }
 
     /// Allocates a block of `class` from its pools.
@@ -823,18 +881,59 @@ impl<P: ArenaProvider> PoolCore<P> {
     unsafe fn flush_bin(&mut self, class: usize, count: usize) {
         // The blocks leave the bin before any goes to its pool: a pool that empties may start a
         // purge, which flushes every bin, this one included, and must find it consistent.
-        let mut batch = [ptr::null_mut::<u8>(); BIN_CAPACITY];
+        // Not initialised: only the `count` words copied in are read.
+        let mut batch = [core::mem::MaybeUninit::<*mut u8>::uninit(); BIN_CAPACITY];
         let bin = &mut self.bins[class];
         let count = count.min(bin.len);
-        batch[..count].copy_from_slice(&bin.slots[..count]);
+        // SAFETY: `count <= len <= BIN_CAPACITY` words, from the bin to the batch (apart).
+        unsafe {
+            ptr::copy_nonoverlapping(bin.slots.as_ptr(), batch.as_mut_ptr().cast(), count);
+        }
         bin.slots.copy_within(count..bin.len, 0);
         if instrument::CLEAR_STALE {
             bin.slots[bin.len - count..bin.len].fill(ptr::null_mut());
         }
         bin.len -= count;
-        for &block in &batch[..count] {
-            // SAFETY: the caller's guarantee; each block left the bin once, above.
-            unsafe { self.pool_free_fast(NonNull::new_unchecked(block)) };
+        // The geometry and the key in locals: the loop's stores into pools cannot change them,
+        // but the compiler cannot tell, and would read them again for every block.
+        let geo = self.geo;
+        let secure = self.key != 0;
+        for b in &batch[..count] {
+            // SAFETY: the caller's guarantee; each block left the bin once, above (a word copied
+            // in, so initialised).
+            unsafe {
+                let block = NonNull::new_unchecked(b.assume_init());
+                if secure {
+                    self.pool_free_fast(block);
+                } else {
+                    self.pool_free_plain(&geo, block);
+                }
+            }
+        }
+    }
+
+    /// [`pool_free_fast`](Self::pool_free_fast) for a heap that is not secure (plain links, no
+    /// check that the block is not free already), with the geometry passed in (`self.geo`).
+    ///
+    /// # Safety
+    /// As for `pool_free_fast`; the heap's key is 0 and `geo` is its geometry.
+    #[inline(always)]
+    unsafe fn pool_free_plain(&mut self, geo: &Geometry, ptr: NonNull<u8>) {
+        debug_assert_eq!(self.key, 0);
+        let pool = crate::routing::pool_meta(geo, ptr.as_ptr() as usize);
+        // SAFETY: the caller guarantees a live block of this core, so its pool is used or full
+        // and `ptr` is a block boundary inside it.
+        unsafe {
+            let p = &mut *pool;
+            debug_assert!(p.class != NO_CLASS, "free of a block in an empty pool");
+            let block = ptr.as_ptr().cast::<FreeBlock>();
+            let next = p.local_free;
+            instrument::with_link(block.cast(), || (*block).next = next);
+            p.local_free = block;
+            p.used -= 1;
+            if p.used == 0 || !p.in_list {
+                self.pool_free_slow(pool);
+            }
         }
     }
 

@@ -55,6 +55,36 @@ fn blocks_of_a_fresh_pool_are_carved_in_address_order() {
 }
 
 #[test]
+fn an_empty_bin_is_refilled_in_one_batch_in_address_order() {
+    let heap = Heap::new();
+    let class = 1; // 32-byte blocks
+    let first = heap.malloc(32).unwrap();
+    let (held, limit) = heap.bin_fill(class);
+    assert_eq!(
+        held,
+        limit / 4,
+        "the first allocation fills a quarter of the bin"
+    );
+    // The batch, then the next: one run of consecutive blocks, the pool's path taken once more.
+    let mut blocks = std::vec![first];
+    blocks.extend((0..held + 1).map(|_| heap.malloc(32).unwrap()));
+    for w in blocks.windows(2) {
+        assert_eq!(w[1].as_ptr() as usize - w[0].as_ptr() as usize, 32);
+    }
+    assert_eq!(heap.bin_fill(class).0, limit / 4);
+    // The pool counts the bin's blocks as taken, the statistics as free.
+    let s = heap.stats();
+    assert_eq!(s.classes()[class].blocks_in_use, blocks.len());
+    heap.check_invariants();
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+    heap.check_invariants();
+    assert_eq!(heap.stats().classes()[class].blocks_in_use, 0);
+}
+
+#[test]
 fn a_freed_block_is_the_next_one_allocated_in_its_class() {
     let heap = Heap::new();
     let a = heap.malloc(100).unwrap();
