@@ -92,6 +92,11 @@ pub(crate) struct PoolMeta {
     pub(crate) in_list: bool,
     /// Whether the pool's pages are committed (false after a decommit, until it is taken again).
     pub(crate) committed: bool,
+    /// While the pool has a class: where the bin of its class lies in the owning heap's slot,
+    /// in bytes from the slot's header, so that the fast free finds the bin with one addition
+    /// (no multiplication by the bin's size). Meaningless while the pool is empty (the fast free
+    /// refuses such a pool first, by its `start_magic` of 0).
+    pub(crate) bin_at: u32,
     /// Blocks freed by other threads: a list linked through the blocks, its head tagged with
     /// `remote::QUEUED` while the pool waits on its heap's notification stack. Written by any
     /// thread (compare-exchange), taken whole by the owner (swap).

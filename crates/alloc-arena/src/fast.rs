@@ -184,34 +184,37 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         let slot = unsafe { (*arena).slot }.cast_mut();
         let c = threads::cache_if_any();
         // SAFETY: heap slots are never unmapped. A heap whose owner is the calling thread's token
-        // is owned by this thread alone (tokens are the caches' addresses, unique among live
+        // is owned by this thread alone (tokens, `ThreadCache::token`, are unique among live
         // threads; a thread gives its heaps up before its cache goes).
         if c.is_null() || unsafe { (*slot).owner.get() } != ThreadCache::token(c) {
             return false;
         }
         let meta = pool_meta(g, addr);
-        // SAFETY: the arena's metas are initialised (or zero: never taken); a live block's class
-        // is its pool's (`NO_CLASS` for a pool that is empty, so for a block that is not live).
-        // The class is read before the test (a volatile read is not moved past it), so that the
-        // load keeps the meta's address in its operand instead of computing it apart.
-        let (class, magic) = unsafe {
+        // SAFETY: the arena's metas are initialised (or zero: never taken). The bin's place is
+        // read before the test (a volatile read is not moved past it), so that the load keeps
+        // the meta's address in its operand instead of computing it apart.
+        let (bin_at, magic) = unsafe {
             (
-                ptr::read_volatile(ptr::addr_of!((*meta).class)) as usize,
+                ptr::read_volatile(ptr::addr_of!((*meta).bin_at)),
                 (*meta).start_magic,
             )
         };
         // The hardened default (see `check`): a pointer that does not start a block of its pool
         // (or lies in an empty pool or one never taken: multiplier 0) goes the long way, which
-        // reports it.
+        // reports it. A pool that passes has a class, so `bin_at` is its bin's.
         if !check::starts_block_at(g, addr, magic) {
             return false;
         }
-        // SAFETY: this thread owns the heap (above); a block start of a pool of `class` in use
-        // (or `NO_CLASS`, refused by its bin); no other reference to the core is alive; `ptr` is
-        // not null (null maps to no owner).
+        // SAFETY: this thread owns the heap (above), whose core no other reference reaches; a
+        // block start of a pool in use of that heap, whose bin lies `bin_at` into the slot;
+        // `ptr` is not null (null maps to no owner).
         unsafe {
-            self.core_unrefreshed(slot)
-                .push_bin_read_class(NonNull::new_unchecked(ptr), class)
+            crate::pool_core::push_bin_at(
+                slot,
+                bin_at,
+                NonNull::new_unchecked(ptr),
+                (*meta).block_size as usize,
+            )
         }
     }
 }

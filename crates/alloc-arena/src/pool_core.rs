@@ -98,6 +98,41 @@ impl Bin {
     }
 }
 
+/// Puts a freed block in its bin, for the fast free: the bin is found by its place in the heap's
+/// slot (`PoolMeta::bin_at`, one addition) rather than by its class. False, having done nothing,
+/// if the bin is full or the block is its top (then the caller's long way frees or reports it).
+///
+/// # Safety
+/// `slot` is the header of a heap slot whose core the calling thread owns, with no other
+/// reference to it alive; `bin_at` is `PoolMeta::bin_at` of a pool of that core with a
+/// class, and `ptr` a live block of that pool, of `block_size` bytes.
+// Used by `PoolAllocator` (an OS is needed) alone.
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) unsafe fn push_bin_at(
+    slot: *mut SlotHeader,
+    bin_at: u32,
+    ptr: NonNull<u8>,
+    block_size: usize,
+) -> bool {
+    // SAFETY: the caller's guarantee: the bin of the pool's class in the core of the slot,
+    // touched by the calling thread alone.
+    let bin = unsafe { &mut *slot.cast::<u8>().add(bin_at as usize).cast::<Bin>() };
+    if bin.len >= bin.limit {
+        return false;
+    }
+    // The usual double free, `free(p); free(p)`: the block is the bin's top. Refused, so that
+    // the caller's long way reports it (see `check`).
+    if bin.top_or_limit() == ptr.as_ptr() {
+        return false;
+    }
+    // SAFETY: `len < limit <= BIN_CAPACITY`.
+    unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
+    bin.len += 1;
+    instrument::block_freed(ptr.as_ptr(), block_size);
+    true
+}
+
 /// One bin per class, and one for `NO_CLASS` whose limit stays 0.
 const BINS: usize = MAX_CLASSES + 1;
 
@@ -322,34 +357,6 @@ impl<P: ArenaProvider> PoolCore<P> {
         true
     }
 
-    /// [`push_bin`](Self::push_bin) for a class read from the block's pool meta: `NO_CLASS` (an
-    /// empty pool, so not a live block) is refused like a full bin.
-    ///
-    /// # Safety
-    /// `ptr` is a live block of this core of class `class`, or `class` is `NO_CLASS`.
-    // Used by `PoolAllocator` (an OS is needed) alone.
-    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
-    #[inline(always)]
-    pub(crate) unsafe fn push_bin_read_class(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
-        debug_assert!(class < self.geo.nclasses || class == NO_CLASS as usize);
-        // SAFETY: `class < nclasses` or `NO_CLASS`, both below `BINS`.
-        let bin = unsafe { self.bins.get_unchecked_mut(class) };
-        if bin.len >= bin.limit {
-            return false;
-        }
-        // The usual double free, `free(p); free(p)`: the block is the bin's top. Refused, so
-        // that the caller's long way reports it (see `check`).
-        if bin.top_or_limit() == ptr.as_ptr() {
-            return false;
-        }
-        // SAFETY: `len < limit <= BIN_CAPACITY`; a bin with room is a class's (the caller's
-        // guarantee then makes `ptr` a live block of it).
-        unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
-        bin.len += 1;
-        instrument::block_freed(ptr.as_ptr(), self.geo.block_size(class));
-        true
-    }
-
     /// Whether one of the `RECENT` blocks freed last into the bin of `class` is `ptr`: a double
     /// free of a block freed a moment ago (the long way's check; the fast path looks at the top
     /// only). Bounded, so that it costs a few compares and not a scan of the whole bin.
@@ -384,6 +391,18 @@ impl<P: ArenaProvider> PoolCore<P> {
             self.refill_bin(class);
         }
         p
+    }
+
+    /// Where the bin of `class` lies, in bytes from the header of the heap slot this core is the
+    /// engine of (`PoolMeta::bin_at`); 0 for a core of no slot (a `Heap`, whose frees never
+    /// take the fast path that reads it).
+    fn bin_at(&self, class: usize) -> u32 {
+        if self.slot.is_null() {
+            return 0;
+        }
+        let at = (ptr::addr_of!(self.bins[class]) as usize).wrapping_sub(self.slot as usize);
+        debug_assert!(at < crate::threads::SLOT_BYTES, "the core lies in its slot");
+        at as u32
     }
 
     /// How many blocks the bin of `class` holds, and its limit.
@@ -525,6 +544,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         unsafe {
             let p = &mut *pool;
             p.class = class as u8;
+            p.bin_at = self.bin_at(class);
             p.start_magic = check::start_magic(size);
             p.block_size = size as u32;
             p.capacity = capacity as u16;
@@ -718,6 +738,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     emptied_at: 0,
                     block_size: 0,
                     class: NO_CLASS,
+                    bin_at: 0,
                     in_list: false,
                     committed: true,
                     remote: RemoteList::new(),
@@ -1463,6 +1484,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             debug_assert!(class < self.geo.nclasses, "a pool of no class of the heap");
             debug_assert_eq!(p.block_size as usize, self.geo.block_size(class));
             debug_assert_eq!(p.start_magic, check::start_magic(p.block_size as usize));
+            debug_assert_eq!(p.bin_at, self.bin_at(class), "the pool's bin is elsewhere");
             debug_assert!(p.used <= p.capacity, "more blocks used than the pool has");
             debug_assert!(p.next_offset <= p.end_offset);
             let uncarved = ((p.end_offset - p.next_offset) / p.block_size) as usize;

@@ -33,7 +33,7 @@ use crate::sync::{AtomicPtr, AtomicUsize, Ordering, SpinLock};
 /// The part of a per-thread heap that other threads touch.
 #[repr(C)]
 pub(crate) struct SlotHeader {
-    /// Who owns the heap: a thread token (its cache's address), 0, or `remote::DEAD`.
+    /// Who owns the heap: a thread token (`ThreadCache::token`), 0, or `remote::DEAD`.
     pub(crate) owner: Owner,
     /// The registry id of the pool allocator the heap belongs to (0 while the slot is free).
     pub(crate) instance: AtomicUsize,
@@ -159,10 +159,21 @@ impl ThreadCache {
         registered: false,
     };
 
-    /// The token that marks heaps this thread owns.
-    #[inline]
+    /// The token that marks heaps this thread owns; `this` is the calling thread's cache. With
+    /// `std` it is `os::thread_local::token` (on x86-64 Linux the thread pointer, which the
+    /// fast free reads in one instruction; elsewhere the cache's address), without `std` the
+    /// cache's address (caches then come from a store, one per live thread).
+    #[inline(always)]
     pub(crate) fn token(this: *const ThreadCache) -> usize {
-        this as usize
+        #[cfg(feature = "std")]
+        {
+            debug_assert!(ptr::eq(this, crate::os::thread_local::cache()));
+            crate::os::thread_local::token()
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            this as usize
+        }
     }
 
     /// The way that holds allocator `id`'s heap, if the thread has one: the cache is direct

@@ -19,6 +19,12 @@ pub(crate) mod imp {
     pub(crate) fn cache() -> *mut crate::threads::ThreadCache {
         CACHE.with(UnsafeCell::get)
     }
+
+    /// The calling thread's token: its cache's address.
+    #[inline(always)]
+    pub(crate) fn token() -> usize {
+        cache() as usize
+    }
 }
 
 /// On x86-64 Linux the cache is a thread-local of the initial-exec model, declared here rather
@@ -75,7 +81,26 @@ pub(crate) mod imp {
         }
         p
     }
+
+    /// The calling thread's token: its thread pointer (`fs:0`), one instruction. The thread's
+    /// cache lies at a fixed offset from it, so tokens are as unique among live threads as the
+    /// caches' addresses, and change hands the same way (the C library reuses a thread's block,
+    /// TCB and static TLS together, only after the thread is gone).
+    #[inline(always)]
+    pub(crate) fn token() -> usize {
+        let tp: usize;
+        // SAFETY: `fs:0` holds the thread pointer on x86-64 Linux, fixed for the thread's life:
+        // the asm is pure and reads no Rust memory.
+        unsafe {
+            core::arch::asm!(
+                "mov {tp}, qword ptr fs:[0]",
+                tp = out(reg) tp,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        tp
+    }
 }
 
 #[cfg(feature = "std")]
-pub(crate) use imp::cache;
+pub(crate) use imp::{cache, token};
