@@ -384,8 +384,15 @@ impl<P: ArenaProvider> PoolCore<P> {
             // SAFETY: slots below `len` hold blocks of this class (pushed by `free`).
             return Some(unsafe { NonNull::new_unchecked(p) });
         }
+        self.alloc_and_refill(class, id)
+    }
+
+    /// `alloc_fast` when the bin of `class` is empty: a block from the pools, and the bin
+    /// refilled from the same pool (`refill_bin`). Out of line, so that the bin's path stays a
+    /// leaf that saves no registers.
+    #[inline(never)]
+    fn alloc_and_refill(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         let p = self.pool_alloc_fast(class, id);
-        // Nothing to test when no checker is told (the call stays a tail call).
         if let Some(b) = p {
             instrument::block_allocated(b.as_ptr(), self.geo.block_size(class), false);
             self.refill_bin(class);
@@ -422,6 +429,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// blocks freed into a bin do, and are free as far as checkers know. Only the head pool is
     /// looked at: its list changes are left to the next call of `pool_alloc_slow`. A secure heap
     /// has no bins (every limit 0) and never gets here with room.
+    ///
     #[inline]
     fn refill_bin(&mut self, class: usize) {
         let bin = &self.bins[class];
