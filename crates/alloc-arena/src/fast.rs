@@ -87,10 +87,12 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if w.id != key as usize {
             return None;
         }
-        // SAFETY: the way holds a heap the calling thread owns, of the allocator whose id is
-        // `key`: this one (the caller's guarantee), with the default geometry, so `class_of` by
-        // the default geometry is the heap's class; no other reference to the core is alive.
-        unsafe { self.core_unrefreshed(w.slot) }.pop_bin(below >> g.class_shift)
+        let class = below >> g.class_shift;
+        // SAFETY: the way holds a heap the calling thread owns, and its bins, of the allocator
+        // whose id is `key`: this one (the caller's guarantee), with the default geometry, so
+        // `class_of` by the default geometry is the heap's class; no other reference to the core
+        // is alive.
+        unsafe { crate::pool_core::pop_bin_in(w.bins, class, g.block_size(class)) }
     }
 
     /// Frees `ptr` into the calling thread's bin if it is a block of this allocator's pools in a
@@ -148,10 +150,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // the default geometry, and the block is of that heap (its arena's slot); a block made for
         // `size <= threshold` bytes at an alignment of at most 16 is of class `class_of(size)`
         // (realloc keeps it so); no other reference to the core is alive.
-        unsafe {
-            self.core_unrefreshed(w.slot)
-                .push_bin(ptr, below >> g.class_shift)
-        }
+        let class = below >> g.class_shift;
+        unsafe { crate::pool_core::push_bin_in(w.bins, class, ptr, g.block_size(class)) }
     }
 
     /// [`free_fast`](Self::free_fast) for any geometry, for a pointer the caller already found

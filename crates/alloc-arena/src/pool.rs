@@ -256,7 +256,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             .adopt(token)
             .unwrap_or_else(|| self.new_heap(id, token));
         if !slot.is_null() {
-            cache.insert(id, slot);
+            // SAFETY: the calling thread owns the heap it just adopted or made; no other
+            // reference to the core is alive.
+            let bins = unsafe { self.core_unrefreshed(slot) }.bins_base();
+            cache.insert(id, slot, bins);
         }
         slot
     }
@@ -615,10 +618,13 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
             // SAFETY: the calling thread's cache, touched only by it.
             let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
             if w.id == id && id != 0 {
-                // SAFETY: a way of this allocator holds a heap the calling thread owns (a
-                // non-null slot: ways are filled in pairs); no other reference to the core is
-                // alive (the routing does not re-enter).
-                if let Some(p) = unsafe { self.core_unrefreshed(w.slot) }.pop_bin(class) {
+                // SAFETY: a way of this allocator holds a heap the calling thread owns and its
+                // bins (a non-null slot: ways are filled whole); no other reference to the core
+                // is alive (the routing does not re-enter); `class` is the front's, below its
+                // class count.
+                if let Some(p) = unsafe {
+                    crate::pool_core::pop_bin_in(w.bins, class, self.geo.block_size(class))
+                } {
                     return Some(p);
                 }
             }

@@ -133,6 +133,72 @@ pub(crate) unsafe fn push_bin_at(
     true
 }
 
+/// The bin of `class` among the bins starting at `bins` (`PoolCore::bins_base`).
+///
+/// # Safety
+/// `bins` is the first bin of a core the calling thread owns, with no other reference to it
+/// alive, and `class` is below that core's class count.
+#[inline(always)]
+unsafe fn bin_in<'a>(bins: *mut u8, class: usize) -> &'a mut Bin {
+    // SAFETY: the caller's guarantee: the bins are an array of `Bin`, `class` within it.
+    unsafe { &mut *bins.add(class * core::mem::size_of::<Bin>()).cast::<Bin>() }
+}
+
+/// [`PoolCore::pop_bin`] for the fast paths, from the bins at `bins` (a thread's cache way):
+/// the bin is one addition away. `block_size` is the class's (for the checkers only).
+///
+/// # Safety
+/// As for [`bin_in`].
+// Used by `PoolAllocator` (an OS is needed) alone.
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) unsafe fn pop_bin_in(
+    bins: *mut u8,
+    class: usize,
+    block_size: usize,
+) -> Option<NonNull<u8>> {
+    // SAFETY: the caller's guarantee.
+    let bin = unsafe { bin_in(bins, class) };
+    if bin.len == 0 {
+        return None;
+    }
+    bin.len -= 1;
+    // SAFETY: `len < limit <= BIN_CAPACITY`, and slots below `len` hold blocks of this class.
+    let slot = unsafe { bin.slots.get_unchecked_mut(bin.len) };
+    let p = *slot;
+    if instrument::CLEAR_STALE {
+        *slot = ptr::null_mut();
+    }
+    instrument::block_allocated(p, block_size, false);
+    // SAFETY: bins hold blocks, never null.
+    Some(unsafe { NonNull::new_unchecked(p) })
+}
+
+/// [`PoolCore::push_bin`] for the fast paths, into the bins at `bins` (a thread's cache way).
+///
+/// # Safety
+/// As for [`bin_in`], and `ptr` is a live block of that core of `class`, of `block_size` bytes.
+// Used by `PoolAllocator` (an OS is needed) alone.
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) unsafe fn push_bin_in(
+    bins: *mut u8,
+    class: usize,
+    ptr: NonNull<u8>,
+    block_size: usize,
+) -> bool {
+    // SAFETY: the caller's guarantee.
+    let bin = unsafe { bin_in(bins, class) };
+    if bin.len >= bin.limit {
+        return false;
+    }
+    // SAFETY: `len < limit <= BIN_CAPACITY`.
+    unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
+    bin.len += 1;
+    instrument::block_freed(ptr.as_ptr(), block_size);
+    true
+}
+
 /// One bin per class, and one for `NO_CLASS` whose limit stays 0.
 const BINS: usize = MAX_CLASSES + 1;
 
@@ -307,6 +373,14 @@ impl<P: ArenaProvider> PoolCore<P> {
         // SAFETY: the address lies in a live arena of this core (callers check ownership), and
         // `index < pools_per_arena` because the offset is below the arena size.
         unsafe { ArenaHeader::meta(arena, index) }
+    }
+
+    /// The address of the first bin, for a thread's cache way (`threads::Way::bins`): the bin
+    /// of `class` lies `class * size_of::<Bin>()` bytes further (see [`pop_bin_in`]).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    pub(crate) fn bins_base(&mut self) -> *mut u8 {
+        self.bins.as_mut_ptr().cast()
     }
 
     /// A block of `class` from its bin, if the bin has one (touches nothing else: no provider, no

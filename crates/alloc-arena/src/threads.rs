@@ -128,6 +128,9 @@ pub(crate) const CACHE_WAYS: usize = 8;
 pub(crate) struct Way {
     pub(crate) id: usize,
     pub(crate) slot: *mut SlotHeader,
+    /// The first bin of the heap's core (`PoolCore::bins_base`), so that the fast paths reach
+    /// a class's bin with one addition from what they load.
+    pub(crate) bins: *mut u8,
 }
 
 /// A thread's heaps, one way per allocator id modulo `CACHE_WAYS`. Its address is the thread's
@@ -144,6 +147,7 @@ pub(crate) struct ThreadCache {
 const NO_WAYS: [Way; CACHE_WAYS] = [Way {
     id: 0,
     slot: ptr::null_mut(),
+    bins: ptr::null_mut(),
 }; CACHE_WAYS];
 
 impl ThreadCache {
@@ -184,17 +188,17 @@ impl ThreadCache {
         id % CACHE_WAYS
     }
 
-    /// Puts `(id, slot)` in its way, evicting the heap there: that heap is abandoned (if the slot
-    /// still belongs to its allocator and this thread), and its allocator adopts a heap again
-    /// when the thread comes back to it.
-    pub(crate) fn insert(&mut self, id: usize, slot: *mut SlotHeader) {
+    /// Puts `(id, slot)` in its way, with the first bin of the slot's core (`bins`), evicting the
+    /// heap there: that heap is abandoned (if the slot still belongs to its allocator and this
+    /// thread), and its allocator adopts a heap again when the thread comes back to it.
+    pub(crate) fn insert(&mut self, id: usize, slot: *mut SlotHeader, bins: *mut u8) {
         let i = Self::way_of(id);
         let old = self.ways[i];
         if !old.slot.is_null() && old.id != id {
             // SAFETY: slot headers are never unmapped.
             unsafe { abandon_way(old, ThreadCache::token(self)) };
         }
-        self.ways[i] = Way { id, slot };
+        self.ways[i] = Way { id, slot, bins };
     }
 }
 
