@@ -146,11 +146,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if w.id != key as usize || !ptr::eq(slot, w.slot) {
             return false;
         }
-        // SAFETY: the way holds a heap the calling thread owns, of this allocator (the key), with
-        // the default geometry, and the block is of that heap (its arena's slot); a block made for
-        // `size <= threshold` bytes at an alignment of at most 16 is of class `class_of(size)`
-        // (realloc keeps it so); no other reference to the core is alive.
         let class = below >> g.class_shift;
+        // SAFETY: the way holds a heap the calling thread owns and its bins, of this allocator
+        // (the key), with the default geometry, and the block is of that heap (its arena's slot);
+        // a block made for `size <= threshold` bytes at an alignment of at most 16 is of class
+        // `class_of(size)` (realloc keeps it so); no other reference to the core is alive.
         unsafe { crate::pool_core::push_bin_in(w.bins, class, ptr, g.block_size(class)) }
     }
 
