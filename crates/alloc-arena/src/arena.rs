@@ -95,7 +95,9 @@ pub(crate) struct PoolMeta {
     /// While the pool has a class: where the bin of its class lies in the owning heap's slot,
     /// in bytes from the slot's header, so that the fast free finds the bin with one addition
     /// (no multiplication by the bin's size). Meaningless while the pool is empty (the fast free
-    /// refuses such a pool first, by its `start_magic` of 0).
+    /// refuses such a pool first, by its `start_magic` of 0). Not kept with 32-bit pointers,
+    /// where the meta fills one line without it: the fast free computes the place from `class`.
+    #[cfg(target_pointer_width = "64")]
     pub(crate) bin_at: u32,
     /// Blocks freed by other threads: a list linked through the blocks, its head tagged with
     /// `remote::QUEUED` while the pool waits on its heap's notification stack. Written by any

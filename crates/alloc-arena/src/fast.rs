@@ -190,28 +190,44 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return false;
         }
         let meta = pool_meta(g, addr);
-        // SAFETY: the arena's metas are initialised (or zero: never taken). The bin's place is
-        // read before the test (a volatile read is not moved past it), so that the load keeps
-        // the meta's address in its operand instead of computing it apart.
+        // SAFETY: the arena's metas are initialised (or zero: never taken). The bin's place (or,
+        // with 32-bit pointers, the class) is read before the test (a volatile read is not moved
+        // past it), so that the load keeps the meta's address in its operand instead of
+        // computing it apart.
+        #[cfg(target_pointer_width = "64")]
         let (bin_at, magic) = unsafe {
             (
-                ptr::read_volatile(ptr::addr_of!((*meta).bin_at)),
+                ptr::read_volatile(ptr::addr_of!((*meta).bin_at)) as usize,
+                (*meta).start_magic,
+            )
+        };
+        // SAFETY: as above.
+        #[cfg(not(target_pointer_width = "64"))]
+        let (class, magic) = unsafe {
+            (
+                ptr::read_volatile(ptr::addr_of!((*meta).class)) as usize,
                 (*meta).start_magic,
             )
         };
         // The hardened default (see `check`): a pointer that does not start a block of its pool
         // (or lies in an empty pool or one never taken: multiplier 0) goes the long way, which
-        // reports it. A pool that passes has a class, so `bin_at` is its bin's.
+        // reports it. A pool that passes has a class, so `bin_at` (or `class`) is its bin's.
         if !check::starts_block_at(g, addr, magic) {
             return false;
         }
         // SAFETY: this thread owns the heap (above), whose core no other reference reaches; a
-        // block start of a pool in use of that heap, whose bin lies `bin_at` into the slot;
-        // `ptr` is not null (null maps to no owner).
+        // block start of a pool in use of that heap, whose bin lies `bin_at` into the slot (the
+        // bin of `class` among the core's bins); `ptr` is not null (null maps to no owner).
         unsafe {
+            #[cfg(target_pointer_width = "64")]
+            let bin = slot.cast::<u8>().add(bin_at);
+            #[cfg(not(target_pointer_width = "64"))]
+            let bin = self
+                .core_unrefreshed(slot)
+                .bins_base()
+                .add(class * crate::pool_core::BIN_STRIDE);
             crate::pool_core::push_bin_at(
-                slot,
-                bin_at,
+                bin,
                 NonNull::new_unchecked(ptr),
                 (*meta).block_size as usize,
             )

@@ -98,26 +98,20 @@ impl Bin {
     }
 }
 
-/// Puts a freed block in its bin, for the fast free: the bin is found by its place in the heap's
-/// slot (`PoolMeta::bin_at`, one addition) rather than by its class. False, having done nothing,
-/// if the bin is full or the block is its top (then the caller's long way frees or reports it).
+/// Puts a freed block in its bin, for the fast free, which has the bin's address (from the
+/// pool's `PoolMeta::bin_at`, or from its class with 32-bit pointers) rather than a core. False,
+/// having done nothing, if the bin is full or the block is its top (then the caller's long way
+/// frees or reports it).
 ///
 /// # Safety
-/// `slot` is the header of a heap slot whose core the calling thread owns, with no other
-/// reference to it alive; `bin_at` is `PoolMeta::bin_at` of a pool of that core with a
-/// class, and `ptr` a live block of that pool, of `block_size` bytes.
+/// `bin` is the bin of a pool's class in a core the calling thread owns, with no other reference
+/// to the core alive, and `ptr` a live block of that pool, of `block_size` bytes.
 // Used by `PoolAllocator` (an OS is needed) alone.
 #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
 #[inline(always)]
-pub(crate) unsafe fn push_bin_at(
-    slot: *mut SlotHeader,
-    bin_at: u32,
-    ptr: NonNull<u8>,
-    block_size: usize,
-) -> bool {
-    // SAFETY: the caller's guarantee: the bin of the pool's class in the core of the slot,
-    // touched by the calling thread alone.
-    let bin = unsafe { &mut *slot.cast::<u8>().add(bin_at as usize).cast::<Bin>() };
+pub(crate) unsafe fn push_bin_at(bin: *mut u8, ptr: NonNull<u8>, block_size: usize) -> bool {
+    // SAFETY: the caller's guarantee: touched by the calling thread alone.
+    let bin = unsafe { &mut *bin.cast::<Bin>() };
     if bin.len >= bin.limit {
         return false;
     }
@@ -132,6 +126,14 @@ pub(crate) unsafe fn push_bin_at(
     instrument::block_freed(ptr.as_ptr(), block_size);
     true
 }
+
+/// Bytes from one bin to the next (`PoolCore::bins_base` plus `class` times this is the bin of
+/// `class`).
+#[cfg_attr(
+    any(target_pointer_width = "64", not(any(unix, windows))),
+    allow(dead_code)
+)]
+pub(crate) const BIN_STRIDE: usize = core::mem::size_of::<Bin>();
 
 /// The bin of `class` among the bins starting at `bins` (`PoolCore::bins_base`).
 ///
@@ -477,6 +479,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// Where the bin of `class` lies, in bytes from the header of the heap slot this core is the
     /// engine of (`PoolMeta::bin_at`); 0 for a core of no slot (a `Heap`, whose frees never
     /// take the fast path that reads it).
+    #[cfg(target_pointer_width = "64")]
     fn bin_at(&self, class: usize) -> u32 {
         if self.slot.is_null() {
             return 0;
@@ -626,7 +629,10 @@ impl<P: ArenaProvider> PoolCore<P> {
         unsafe {
             let p = &mut *pool;
             p.class = class as u8;
-            p.bin_at = self.bin_at(class);
+            #[cfg(target_pointer_width = "64")]
+            {
+                p.bin_at = self.bin_at(class);
+            }
             p.start_magic = check::start_magic(size);
             p.block_size = size as u32;
             p.capacity = capacity as u16;
@@ -820,6 +826,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     emptied_at: 0,
                     block_size: 0,
                     class: NO_CLASS,
+                    #[cfg(target_pointer_width = "64")]
                     bin_at: 0,
                     in_list: false,
                     committed: true,
@@ -1566,6 +1573,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             debug_assert!(class < self.geo.nclasses, "a pool of no class of the heap");
             debug_assert_eq!(p.block_size as usize, self.geo.block_size(class));
             debug_assert_eq!(p.start_magic, check::start_magic(p.block_size as usize));
+            #[cfg(target_pointer_width = "64")]
             debug_assert_eq!(p.bin_at, self.bin_at(class), "the pool's bin is elsewhere");
             debug_assert!(p.used <= p.capacity, "more blocks used than the pool has");
             debug_assert!(p.next_offset <= p.end_offset);
