@@ -20,7 +20,11 @@ fn freeing_a_gibibyte_of_small_blocks_returns_rss() {
     // The pointer table is allocated (and touched) before the baseline is taken.
     let target = 1usize << 30;
     let mut blocks: Vec<*mut u8> = Vec::with_capacity(target / 16 / 8);
-    blocks.resize(blocks.capacity(), std::ptr::null_mut());
+    // Filled with a nonzero word, and seen: an optimised build would otherwise turn a fill with
+    // nulls into a zeroed allocation that touches nothing, or drop it (the vector is cleared
+    // unread), and the table's pages would become resident only after the baseline.
+    blocks.resize(blocks.capacity(), std::ptr::NonNull::dangling().as_ptr());
+    std::hint::black_box(&blocks);
     blocks.clear();
     let before = rss_bytes();
 
