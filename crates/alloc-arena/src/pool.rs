@@ -17,7 +17,6 @@
 //!   arenas, and nothing is stranded in a heap nobody owns.
 
 use core::alloc::Layout;
-use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 
 use alloc_core::{ArenaProvider, DomainAllocator, Ownership};
@@ -285,7 +284,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             assert!(core::mem::size_of::<HeapSlot<P>>() <= SLOT_BYTES);
             assert!(core::mem::align_of::<HeapSlot<P>>() <= 4096);
         };
-        let slot = threads::take_slot_memory();
+        let (slot, zeroed) = threads::take_slot_memory();
         if slot.is_null() {
             return slot;
         }
@@ -298,10 +297,14 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             hdr.instance.store(id, Ordering::Release);
             let heap = slot.cast::<HeapSlot<P>>();
             let core = ptr::addr_of_mut!((*heap).core);
-            core.write(UnsafeCell::new(PoolCore::new(
+            // In place, leaving a fresh slot's bins untouched (see `PoolCore::init_in_slot`);
+            // `UnsafeCell<T>` has `T`'s layout.
+            PoolCore::init_in_slot(
+                core.cast::<PoolCore<ProviderRef<P>>>(),
                 self.geo,
                 ProviderRef(&self.provider),
-            )));
+                zeroed,
+            );
             (*(*core).get()).set_slot(slot);
             self.heaps.push(slot, |n, next| {
                 (*n).next.store(next, Ordering::Relaxed);
@@ -573,6 +576,16 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             h = unsafe { (*h).next.load(Ordering::Acquire) };
         }
         n
+    }
+
+    /// How many blocks the calling thread's bin of `class` holds, and its limit (its heap made
+    /// if it has none).
+    #[cfg(test)]
+    pub(crate) fn my_bin_fill(&self, class: usize) -> (usize, usize) {
+        let slot = self.my_heap_fast();
+        assert!(!slot.is_null());
+        // SAFETY: the calling thread owns its heap; no other reference to the core is alive.
+        unsafe { self.core_unrefreshed(slot) }.bin_fill(class)
     }
 
     #[cfg(test)]

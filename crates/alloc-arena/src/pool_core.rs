@@ -280,6 +280,95 @@ impl<P: ArenaProvider> PoolCore<P> {
         }
     }
 
+    /// Writes a core at `dst`, for a per-thread heap's slot: [`new`](Self::new)'s state, except
+    /// that every bin is unarmed (limit 0: it takes nothing) until its class is first used on a
+    /// slow path ([`arm_bin`](Self::arm_bin)). With `zeroed` (fresh memory from the OS) the bins
+    /// are not written at all, all zero bytes being an empty unarmed bin: their 130 KiB, 2 KiB
+    /// apart, then become resident only for the classes the thread uses, where writing them all
+    /// made every page of them resident in every heap of every thread.
+    ///
+    /// # Safety
+    /// `dst` is valid for writes of a `PoolCore<P>` and aligned; with `zeroed`, its bytes are
+    /// all zero. Bin slots above a bin's `len` are never read, so their bytes need only be
+    /// initialised (zero from the OS, or an earlier core's).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    pub(crate) unsafe fn init_in_slot(dst: *mut Self, geo: Geometry, provider: P, zeroed: bool) {
+        use core::ptr::addr_of_mut;
+        // SAFETY: the caller's guarantee: each field is written in place, the bins' headers
+        // unless their bytes are zero already.
+        unsafe {
+            addr_of_mut!((*dst).geo).write(geo);
+            addr_of_mut!((*dst).provider).write(provider);
+            addr_of_mut!((*dst).slot).write(ptr::null());
+            addr_of_mut!((*dst).used).write([ptr::null_mut(); MAX_CLASSES]);
+            if !zeroed {
+                let bins = addr_of_mut!((*dst).bins).cast::<Bin>();
+                for i in 0..BINS {
+                    let b = bins.add(i);
+                    addr_of_mut!((*b).len).write(0);
+                    addr_of_mut!((*b).limit).write(0);
+                }
+            }
+            addr_of_mut!((*dst).usable).write(ptr::null_mut());
+            addr_of_mut!((*dst).last_with).write([ptr::null_mut(); MAX_POOLS_PER_ARENA + 1]);
+            addr_of_mut!((*dst).all).write(ptr::null_mut());
+            addr_of_mut!((*dst).empty_arenas).write(0);
+            addr_of_mut!((*dst).empty_committed).write(0);
+            addr_of_mut!((*dst).last_purge_ms).write(0);
+            addr_of_mut!((*dst).purging).write(false);
+            addr_of_mut!((*dst).key).write(0);
+            addr_of_mut!((*dst).rng).write(0);
+            addr_of_mut!((*dst).arenas).write(0);
+            addr_of_mut!((*dst).arenas_highest).write(0);
+            addr_of_mut!((*dst).arenas_allocated).write(0);
+            addr_of_mut!((*dst).arenas_released).write(0);
+            addr_of_mut!((*dst).pools_decommitted).write(0);
+            #[cfg(debug_assertions)]
+            addr_of_mut!((*dst).transitions).write(0);
+        }
+    }
+
+    /// Names every field without `..`: a field added to `PoolCore` fails to compile here until
+    /// [`init_in_slot`](Self::init_in_slot) writes it too.
+    #[allow(dead_code)]
+    fn every_field_is_written_by_init_in_slot(self) {
+        let PoolCore {
+            geo: _,
+            provider: _,
+            slot: _,
+            used: _,
+            bins: _,
+            usable: _,
+            last_with: _,
+            all: _,
+            empty_arenas: _,
+            empty_committed: _,
+            last_purge_ms: _,
+            purging: _,
+            key: _,
+            rng: _,
+            arenas: _,
+            arenas_highest: _,
+            arenas_allocated: _,
+            arenas_released: _,
+            pools_decommitted: _,
+            #[cfg(debug_assertions)]
+                transitions: _,
+        } = self;
+    }
+
+    /// Gives the bin of `class` its limit if it has none yet: a core made by
+    /// [`init_in_slot`](Self::init_in_slot) arms each bin at the first slow-path visit of its
+    /// class (an allocation that found the bin empty, a free that found it full). A secure heap's
+    /// bins stay at 0.
+    #[inline]
+    fn arm_bin(&mut self, class: usize) {
+        if self.bins[class].limit == 0 && !self.geo.secure {
+            self.bins[class].limit = bin_limit(self.geo.block_size(class));
+        }
+    }
+
     pub(crate) fn provider_mut(&mut self) -> &mut P {
         &mut self.provider
     }
@@ -471,6 +560,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         let p = self.pool_alloc_fast(class, id);
         if let Some(b) = p {
             instrument::block_allocated(b.as_ptr(), self.geo.block_size(class), false);
+            self.arm_bin(class);
             self.refill_bin(class);
         }
         p
@@ -948,6 +1038,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             "sized free with a size of another class"
         );
         instrument::block_freed(ptr.as_ptr(), self.geo.block_size(class));
+        self.arm_bin(class);
         let bin = &mut self.bins[class];
         if bin.limit == 0 {
             // No bins (a secure heap): to the pool at once.

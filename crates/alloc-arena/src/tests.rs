@@ -85,6 +85,44 @@ fn an_empty_bin_is_refilled_in_one_batch_in_address_order() {
 }
 
 #[test]
+fn a_threads_bins_are_armed_by_the_first_use_of_their_class() {
+    // A heap made for a thread leaves its bins unarmed (limit 0: their pages untouched) until a
+    // slow path of their class arms them; blocks then come and go through the bin as ever.
+    let pool = PoolAllocator::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(pool.my_bin_fill(1), (0, 0), "a fresh heap's bin is unarmed");
+            let p = pool.malloc(32).unwrap();
+            let (held, limit) = pool.my_bin_fill(1);
+            assert!(
+                limit > 0 && held == limit / 4,
+                "armed and refilled: {held} of {limit}"
+            );
+            assert_eq!(
+                pool.my_bin_fill(10),
+                (0, 0),
+                "a class never used stays unarmed"
+            );
+            // SAFETY: live, freed once; the same block comes back from the bin.
+            unsafe { pool.free(p.as_ptr()) };
+            assert_eq!(pool.malloc(32), Some(p));
+            // SAFETY: live, freed once.
+            unsafe { pool.free(p.as_ptr()) };
+            // Another class: armed by its first allocation, then used as the first one.
+            let q = pool.malloc(200).unwrap();
+            let class = (200 - 1) >> 4;
+            assert!(pool.my_bin_fill(class).1 > 0);
+            // SAFETY: live, freed once.
+            unsafe { pool.free(q.as_ptr()) };
+            assert_eq!(pool.malloc(200), Some(q));
+            // SAFETY: live, freed once.
+            unsafe { pool.free(q.as_ptr()) };
+        });
+    });
+    pool.check_invariants();
+}
+
+#[test]
 fn a_freed_block_is_the_next_one_allocated_in_its_class() {
     let heap = Heap::new();
     let a = heap.malloc(100).unwrap();

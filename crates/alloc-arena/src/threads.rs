@@ -89,8 +89,9 @@ unsafe impl Send for FreeSlots {}
 
 static FREE_SLOTS: SpinLock<FreeSlots> = SpinLock::new(FreeSlots(ptr::null_mut()));
 
-/// Memory for one slot: a recycled one, or a fresh mapping (zeroed). Null if the OS refuses.
-pub(crate) fn take_slot_memory() -> *mut SlotHeader {
+/// Memory for one slot and whether it is a fresh mapping (all zero bytes) rather than a recycled
+/// slot. Null if the OS refuses.
+pub(crate) fn take_slot_memory() -> (*mut SlotHeader, bool) {
     let recycled = FREE_SLOTS.with(|f| {
         let s = f.0;
         if !s.is_null() {
@@ -100,9 +101,10 @@ pub(crate) fn take_slot_memory() -> *mut SlotHeader {
         s
     });
     if !recycled.is_null() {
-        return recycled;
+        return (recycled, false);
     }
-    crate::os::map_forever(SLOT_BYTES).map_or(ptr::null_mut(), |p| p.cast().as_ptr())
+    let fresh = crate::os::map_forever(SLOT_BYTES).map_or(ptr::null_mut(), |p| p.cast().as_ptr());
+    (fresh, true)
 }
 
 /// Puts a slot whose heap was dropped on the free list. Its header stays valid memory for ever.
