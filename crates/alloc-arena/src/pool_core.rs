@@ -96,6 +96,39 @@ impl Bin {
             slots: [ptr::null_mut(); BIN_CAPACITY],
         }
     }
+
+    /// Takes the top block, if any. `block_size` is the class's (for the checkers only).
+    #[inline(always)]
+    fn pop(&mut self, block_size: usize) -> Option<NonNull<u8>> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: `len < limit <= BIN_CAPACITY`, and slots below `len` hold blocks of the bin's
+        // class (pushed by frees, or carved by `refill_bin`).
+        let slot = unsafe { self.slots.get_unchecked_mut(self.len) };
+        let p = *slot;
+        if instrument::CLEAR_STALE {
+            *slot = ptr::null_mut();
+        }
+        instrument::block_allocated(p, block_size, false);
+        // SAFETY: bins hold blocks, never null.
+        Some(unsafe { NonNull::new_unchecked(p) })
+    }
+
+    /// Pushes a freed block of `block_size` bytes if the bin has room; false, having done
+    /// nothing, if it is full.
+    #[inline(always)]
+    fn push(&mut self, ptr: NonNull<u8>, block_size: usize) -> bool {
+        if self.len >= self.limit {
+            return false;
+        }
+        // SAFETY: `len < limit <= BIN_CAPACITY` (`bin_limit` never exceeds it).
+        unsafe { *self.slots.get_unchecked_mut(self.len) = ptr.as_ptr() };
+        self.len += 1;
+        instrument::block_freed(ptr.as_ptr(), block_size);
+        true
+    }
 }
 
 /// Puts a freed block in its bin, for the fast free, which has the bin's address (from the
@@ -112,19 +145,12 @@ impl Bin {
 pub(crate) unsafe fn push_bin_at(bin: *mut u8, ptr: NonNull<u8>, block_size: usize) -> bool {
     // SAFETY: the caller's guarantee: touched by the calling thread alone.
     let bin = unsafe { &mut *bin.cast::<Bin>() };
-    if bin.len >= bin.limit {
-        return false;
-    }
     // The usual double free, `free(p); free(p)`: the block is the bin's top. Refused, so that
     // the caller's long way reports it (see `check`).
     if bin.top_or_limit() == ptr.as_ptr() {
         return false;
     }
-    // SAFETY: `len < limit <= BIN_CAPACITY`.
-    unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
-    bin.len += 1;
-    instrument::block_freed(ptr.as_ptr(), block_size);
-    true
+    bin.push(ptr, block_size)
 }
 
 /// Bytes from one bin to the next (`PoolCore::bins_base` plus `class` times this is the bin of
@@ -160,20 +186,7 @@ pub(crate) unsafe fn pop_bin_in(
     block_size: usize,
 ) -> Option<NonNull<u8>> {
     // SAFETY: the caller's guarantee.
-    let bin = unsafe { bin_in(bins, class) };
-    if bin.len == 0 {
-        return None;
-    }
-    bin.len -= 1;
-    // SAFETY: `len < limit <= BIN_CAPACITY`, and slots below `len` hold blocks of this class.
-    let slot = unsafe { bin.slots.get_unchecked_mut(bin.len) };
-    let p = *slot;
-    if instrument::CLEAR_STALE {
-        *slot = ptr::null_mut();
-    }
-    instrument::block_allocated(p, block_size, false);
-    // SAFETY: bins hold blocks, never null.
-    Some(unsafe { NonNull::new_unchecked(p) })
+    unsafe { bin_in(bins, class) }.pop(block_size)
 }
 
 /// [`PoolCore::push_bin`] for the fast paths, into the bins at `bins` (a thread's cache way).
@@ -190,15 +203,7 @@ pub(crate) unsafe fn push_bin_in(
     block_size: usize,
 ) -> bool {
     // SAFETY: the caller's guarantee.
-    let bin = unsafe { bin_in(bins, class) };
-    if bin.len >= bin.limit {
-        return false;
-    }
-    // SAFETY: `len < limit <= BIN_CAPACITY`.
-    unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
-    bin.len += 1;
-    instrument::block_freed(ptr.as_ptr(), block_size);
-    true
+    unsafe { bin_in(bins, class) }.push(ptr, block_size)
 }
 
 /// One bin per class, and one for `NO_CLASS` whose limit stays 0.
@@ -484,20 +489,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         // SAFETY: `class < nclasses <= MAX_CLASSES` (the routing takes it from `class_of` of a
         // size within the threshold).
         let bin = unsafe { self.bins.get_unchecked_mut(class) };
-        if bin.len == 0 {
-            return None;
-        }
-        bin.len -= 1;
-        // SAFETY: `len < limit <= BIN_CAPACITY`, and slots below `len` hold blocks of this class
-        // (pushed by `free`).
-        let slot = unsafe { bin.slots.get_unchecked_mut(bin.len) };
-        let p = *slot;
-        if instrument::CLEAR_STALE {
-            *slot = ptr::null_mut();
-        }
-        instrument::block_allocated(p, self.geo.block_size(class), false);
-        // SAFETY: bins hold blocks, never null.
-        Some(unsafe { NonNull::new_unchecked(p) })
+        bin.pop(self.geo.block_size(class))
     }
 
     /// Puts a freed block of `class` in its bin if the bin has room; false if it is full (the
@@ -512,14 +504,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         debug_assert!(class < self.geo.nclasses);
         // SAFETY: the caller's guarantee: `class` is the block's class, below `nclasses`.
         let bin = unsafe { self.bins.get_unchecked_mut(class) };
-        if bin.len >= bin.limit {
-            return false;
-        }
-        // SAFETY: `len < limit <= BIN_CAPACITY` (`bin_limit` never exceeds it).
-        unsafe { *bin.slots.get_unchecked_mut(bin.len) = ptr.as_ptr() };
-        bin.len += 1;
-        instrument::block_freed(ptr.as_ptr(), self.geo.block_size(class));
-        true
+        bin.push(ptr, self.geo.block_size(class))
     }
 
     /// Whether one of the `RECENT` blocks freed last into the bin of `class` is `ptr`: a double
@@ -538,16 +523,9 @@ impl<P: ArenaProvider> PoolCore<P> {
     #[inline]
     pub(crate) fn alloc_fast(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         debug_assert!(class < self.geo.nclasses);
-        let bin = &mut self.bins[class];
-        if bin.len > 0 {
-            bin.len -= 1;
-            let p = bin.slots[bin.len];
-            if instrument::CLEAR_STALE {
-                bin.slots[bin.len] = ptr::null_mut();
-            }
-            instrument::block_allocated(p, self.geo.block_size(class), false);
-            // SAFETY: slots below `len` hold blocks of this class (pushed by `free`).
-            return Some(unsafe { NonNull::new_unchecked(p) });
+        let block_size = self.geo.block_size(class);
+        if let Some(p) = self.bins[class].pop(block_size) {
+            return Some(p);
         }
         self.alloc_and_refill(class, id)
     }
@@ -1095,39 +1073,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         for b in &batch[..count] {
             // SAFETY: the caller's guarantee; each block left the bin once, above (a word copied
             // in, so initialised).
-            unsafe {
-                let block = NonNull::new_unchecked(b.assume_init());
-                if secure {
-                    self.pool_free_fast(block);
-                } else {
-                    self.pool_free_plain(&geo, block);
-                }
-            }
-        }
-    }
-
-    /// [`pool_free_fast`](Self::pool_free_fast) for a heap that is not secure (plain links, no
-    /// check that the block is not free already), with the geometry passed in (`self.geo`).
-    ///
-    /// # Safety
-    /// As for `pool_free_fast`; the heap's key is 0 and `geo` is its geometry.
-    #[inline(always)]
-    unsafe fn pool_free_plain(&mut self, geo: &Geometry, ptr: NonNull<u8>) {
-        debug_assert_eq!(self.key, 0);
-        let pool = crate::routing::pool_meta(geo, ptr.as_ptr() as usize);
-        // SAFETY: the caller guarantees a live block of this core, so its pool is used or full
-        // and `ptr` is a block boundary inside it.
-        unsafe {
-            let p = &mut *pool;
-            debug_assert!(p.class != NO_CLASS, "free of a block in an empty pool");
-            let block = ptr.as_ptr().cast::<FreeBlock>();
-            let next = p.local_free;
-            instrument::with_link(block.cast(), || (*block).next = next);
-            p.local_free = block;
-            p.used -= 1;
-            if p.used == 0 || !p.in_list {
-                self.pool_free_slow(pool);
-            }
+            unsafe { self.pool_free_in(&geo, secure, NonNull::new_unchecked(b.assume_init())) };
         }
     }
 
@@ -1137,7 +1083,22 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// `ptr` is a block allocated by this core (as far as its pool knows), not used afterwards.
     #[inline]
     unsafe fn pool_free_fast(&mut self, ptr: NonNull<u8>) {
-        let pool = self.meta_of(ptr.as_ptr() as usize);
+        let geo = self.geo;
+        let secure = self.key != 0;
+        // SAFETY: the caller's guarantee; the core's own geometry and key.
+        unsafe { self.pool_free_in(&geo, secure, ptr) }
+    }
+
+    /// [`pool_free_fast`](Self::pool_free_fast) with the geometry and whether the heap is secure
+    /// (its key not 0) passed in, so that a loop of frees (`flush_bin`) keeps them in registers:
+    /// the compiler cannot tell that the stores into pools leave them unchanged.
+    ///
+    /// # Safety
+    /// As for `pool_free_fast`; `geo` is the core's geometry and `secure` is `self.key != 0`.
+    #[inline(always)]
+    unsafe fn pool_free_in(&mut self, geo: &Geometry, secure: bool, ptr: NonNull<u8>) {
+        debug_assert_eq!(secure, self.key != 0);
+        let pool = crate::routing::pool_meta(geo, ptr.as_ptr() as usize);
         // SAFETY: the caller guarantees a live block, so its pool is used or full and `ptr` is a
         // block boundary inside it.
         unsafe {
@@ -1148,10 +1109,13 @@ impl<P: ArenaProvider> PoolCore<P> {
                 "free of a pointer that is not a block start"
             );
             let block = ptr.as_ptr().cast::<FreeBlock>();
-            if self.key != 0 {
+            if secure {
                 self.check_not_free(block, p);
+                self.link_store(block, p.local_free);
+            } else {
+                let next = p.local_free;
+                instrument::with_link(block.cast(), || (*block).next = next);
             }
-            self.link_store(block, p.local_free);
             p.local_free = block;
             p.used -= 1;
             if p.used == 0 || !p.in_list {
