@@ -52,62 +52,72 @@ pub(crate) struct FreeBlock {
 /// with no separate test).
 pub(crate) const NO_CLASS: u8 = crate::size_class::MAX_CLASSES as u8;
 
-/// The description of one pool, kept in its arena's header: two cache lines, the first for the
-/// owning heap only, the second for the frees of other threads.
+/// The description of one pool, kept in its arena's header: with 64-bit pointers two cache
+/// lines, the first read by every free (whatever thread makes it) and written only when the pool
+/// changes state, the second for the owning heap's blocks and the frees of other threads.
 ///
 /// Freed blocks go onto `local_free`, allocations come from `free`; when `free` runs dry the two
 /// lists are swapped (mimalloc's free-list sharding). A free then never writes the list head the
 /// next allocation reads, which keeps an alloc-free-alloc sequence off a store-to-load chain.
-/// A free from a thread that does not own the pool's heap goes onto `remote` instead (see
-/// `remote`), and the owner takes those blocks back on its slow path.
+/// A block that a thread which does not own the pool's heap frees goes into that thread's bin,
+/// and from there, when the bin is flushed, onto `remote` (see `remote`); the owner takes those
+/// blocks back on its slow path.
+///
+/// The first line holds what the free of a block reads before it knows whose the block is
+/// (`start_magic`, `bin_at`, `class`, `block_size`): were it on the line of `free`, `local_free`
+/// and `used`, which the owner writes with every block, each free by another thread would take
+/// that line from the owner's core and give it back.
 #[repr(C, align(64))]
 pub(crate) struct PoolMeta {
-    /// Carved blocks ready to be allocated.
-    pub(crate) free: *mut FreeBlock,
-    /// Blocks freed since `free` last ran dry.
-    pub(crate) local_free: *mut FreeBlock,
-    /// Links on the class's `used` list, or (`next` only) on the arena's `free_pools` stack
-    /// (`prev` is on the second line, with the other fields the fast paths never read).
-    pub(crate) next: *mut PoolMeta,
-    /// The pool's first byte, as [`PoolMeta::store_base`] keeps it (read it with
-    /// [`PoolMeta::base`]).
-    pub(crate) base_stored: *mut u8,
     /// `check::start_magic(block_size)` while the pool has a class, 0 when it is empty (or was
     /// never taken: arena memory starts zeroed): the fast free's test that a pointer starts a
     /// block, with no table to read (see `check::starts_block_at`).
     pub(crate) start_magic: u64,
-    /// Offset of the next never-used block.
-    pub(crate) next_offset: u32,
-    /// Offset past the last whole block.
-    pub(crate) end_offset: u32,
-    /// Blocks allocated.
-    pub(crate) used: u16,
-    /// Blocks the pool holds when all are carved.
-    pub(crate) capacity: u16,
-    /// Block size in bytes (valid while `class != NO_CLASS`).
-    pub(crate) block_size: u32,
-    /// Size class, or [`NO_CLASS`] when empty.
-    pub(crate) class: u8,
-    /// Whether the pool is on its class's `used` list.
-    pub(crate) in_list: bool,
-    /// Whether the pool's pages are committed (false after a decommit, until it is taken again).
-    pub(crate) committed: bool,
-    /// While the pool has a class: where the bin of its class lies in the owning heap's slot,
-    /// in bytes from the slot's header, so that the fast free finds the bin with one addition
-    /// (no multiplication by the bin's size). Meaningless while the pool is empty (the fast free
-    /// refuses such a pool first, by its `start_magic` of 0). Not kept with 32-bit pointers,
-    /// where the meta fills one line without it: the fast free computes the place from `class`.
-    #[cfg(target_pointer_width = "64")]
-    pub(crate) bin_at: u32,
-    /// Blocks freed by other threads: a list linked through the blocks, its head tagged with
-    /// `remote::QUEUED` while the pool waits on its heap's notification stack. Written by any
-    /// thread (compare-exchange), taken whole by the owner (swap).
-    pub(crate) remote: RemoteList,
+    /// The pool's first byte, as [`PoolMeta::store_base`] keeps it (read it with
+    /// [`PoolMeta::base`]).
+    pub(crate) base_stored: *mut u8,
     /// The previous pool on the class's `used` list.
     pub(crate) prev: *mut PoolMeta,
+    /// Offset past the last whole block.
+    pub(crate) end_offset: u32,
+    /// Block size in bytes (valid while `class != NO_CLASS`).
+    pub(crate) block_size: u32,
     /// When the pool last became empty (`os::now_ms`, wrapping): purges decommit pools that have
     /// stayed empty for `purge_delay_ms`.
     pub(crate) emptied_at: u32,
+    /// Blocks the pool holds when all are carved.
+    pub(crate) capacity: u16,
+    /// Size class, or [`NO_CLASS`] when empty.
+    pub(crate) class: u8,
+    /// Whether the pool's pages are committed (false after a decommit, until it is taken again).
+    pub(crate) committed: bool,
+    /// While the pool has a class: where the bin of its class lies in a heap's slot, in bytes
+    /// from the slot's header (the same in every heap of the allocator), so that the fast free
+    /// finds the bin with one addition (no multiplication by the bin's size). Meaningless while
+    /// the pool is empty (the fast free refuses such a pool first, by its `start_magic` of 0).
+    /// Not kept with 32-bit pointers, where the meta fills one line without it: the fast free
+    /// computes the place from `class`.
+    #[cfg(target_pointer_width = "64")]
+    pub(crate) bin_at: u32,
+    /// The rest of the first line.
+    #[cfg(target_pointer_width = "64")]
+    pub(crate) _line: [u8; 20],
+    /// Carved blocks ready to be allocated.
+    pub(crate) free: *mut FreeBlock,
+    /// Blocks freed since `free` last ran dry.
+    pub(crate) local_free: *mut FreeBlock,
+    /// Links on the class's `used` list, or on the arena's `free_pools` stack.
+    pub(crate) next: *mut PoolMeta,
+    /// Offset of the next never-used block.
+    pub(crate) next_offset: u32,
+    /// Blocks allocated (blocks in a bin included).
+    pub(crate) used: u16,
+    /// Whether the pool is on its class's `used` list.
+    pub(crate) in_list: bool,
+    /// Blocks given back by other threads' bins: a list linked through the blocks, its head
+    /// tagged with `remote::QUEUED` while the pool waits on its heap's notification stack.
+    /// Written by any thread (compare-exchange), taken whole by the owner (swap).
+    pub(crate) remote: RemoteList,
     /// The next pool on the heap's notification stack (written by the thread that queues the pool,
     /// published by the stack's compare-exchange).
     pub(crate) notify_next: *mut PoolMeta,
@@ -202,11 +212,12 @@ pub(crate) struct ArenaHeader {
     pub(crate) usable: bool,
 }
 
-// One pool's description fills exactly two cache lines, the remote list on the second.
+// One pool's description fills exactly two cache lines: what every free reads on the first, the
+// lists on the second.
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(size_of::<PoolMeta>() == 128);
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(core::mem::offset_of!(PoolMeta, remote) == 64);
+const _: () = assert!(core::mem::offset_of!(PoolMeta, free) == 64);
 // With 32-bit pointers it fits one line of 64 bytes (the remote list shares it: cores of such
 // targets rarely free each other's blocks, and memory is scarcer there).
 #[cfg(target_pointer_width = "32")]

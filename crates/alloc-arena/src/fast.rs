@@ -111,8 +111,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return false;
         }
         // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id),
-        // whose geometry is the default one (the key's condition); the caller's guarantee.
-        unsafe { self.free_into_bin(&DEFAULT_GEOMETRY, ptr) }
+        // whose geometry is the default one (the key's condition), and whose heaps are in way 0
+        // of thread caches (the key's condition too); the caller's guarantee.
+        unsafe { self.free_into_bin(&DEFAULT_GEOMETRY, ptr, key as usize, 0) }
     }
 
     /// Frees a block of `size` requested bytes (a sized free: Rust's `dealloc`) into the calling
@@ -165,30 +166,39 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// or a bad pointer the checks refuse; not used after a true answer.
     #[inline]
     pub unsafe fn free_fast_in_arenas(&self, ptr: *mut u8) -> bool {
-        // SAFETY: the caller's guarantee; the allocator's own geometry.
-        unsafe { self.free_into_bin(self.geometry(), ptr) }
+        let id = self.owner_id().load(Ordering::Relaxed) as usize;
+        // SAFETY: the caller's guarantee; the allocator's own geometry, id and way.
+        unsafe { self.free_into_bin(self.geometry(), ptr, id, ThreadCache::way_of(id)) }
     }
 
     /// The body of both fast frees: `g` is this allocator's geometry (a constant for the
-    /// default one, so that the fast path computes positions from immediates).
+    /// default one, so that the fast path computes positions from immediates), `id` its registry
+    /// id and `way` the way of the thread cache that holds its heaps.
+    ///
+    /// The block goes into the calling thread's own bin of its class, whichever heap it belongs
+    /// to: a block of another thread's heap is reused here while it is in this thread's cache,
+    /// and goes home when the bin is flushed (`PoolCore::send_home`). The pool's `bin_at` is the
+    /// same in every heap.
     ///
     /// # Safety
     /// The registry places `ptr` in this allocator's arenas, of geometry `g`; the block is live,
-    /// or a bad pointer the checks refuse; not used after a true answer.
+    /// or a bad pointer the checks refuse; not used after a true answer. `id` is this
+    /// allocator's registry id, not 0, and `way` is `ThreadCache::way_of(id)`.
     #[inline(always)]
-    unsafe fn free_into_bin(&self, g: &Geometry, ptr: *mut u8) -> bool {
+    unsafe fn free_into_bin(&self, g: &Geometry, ptr: *mut u8, id: usize, way: usize) -> bool {
         let addr = ptr as usize;
-        let arena = (addr & !(g.arena_size - 1)) as *const ArenaHeader;
-        // SAFETY: the arena is live (the registry maps its chunk to us), and its heap pointer was
-        // written before any of its blocks was handed out.
-        let slot = unsafe { (*arena).slot }.cast_mut();
         let c = threads::cache_if_any();
-        // SAFETY: heap slots are never unmapped. A heap whose owner is the calling thread's token
-        // is owned by this thread alone (tokens, `ThreadCache::token`, are unique among live
-        // threads; a thread gives its heaps up before its cache goes).
-        if c.is_null() || unsafe { (*slot).owner.get() } != ThreadCache::token(c) {
+        if c.is_null() {
             return false;
         }
+        // SAFETY: the calling thread's cache, touched only by it.
+        let w = unsafe { (*c).ways[way] };
+        // A way of this allocator holds a heap that the calling thread owns (a thread gives a
+        // heap up when its way changes, and before its cache goes).
+        if w.id != id {
+            return false;
+        }
+        let slot = w.slot;
         let meta = pool_meta(g, addr);
         // SAFETY: the arena's metas are initialised (or zero: never taken). The bin's place (or,
         // with 32-bit pointers, the class) is read before the test (a volatile read is not moved
@@ -215,17 +225,15 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if !check::starts_block_at(g, addr, magic) {
             return false;
         }
-        // SAFETY: this thread owns the heap (above), whose core no other reference reaches; a
-        // block start of a pool in use of that heap, whose bin lies `bin_at` into the slot (the
-        // bin of `class` among the core's bins); `ptr` is not null (null maps to no owner).
+        // SAFETY: this thread owns the heap of the way (above), whose core no other reference
+        // reaches; a block start of a pool in use of a heap of this allocator, whose bin lies
+        // `bin_at` into every heap's slot (the bin of `class` among the core's bins: `w.bins`
+        // is the first); `ptr` is not null (null maps to no owner).
         unsafe {
             #[cfg(target_pointer_width = "64")]
             let bin = slot.cast::<u8>().add(bin_at);
             #[cfg(not(target_pointer_width = "64"))]
-            let bin = self
-                .core_unrefreshed(slot)
-                .bins_base()
-                .add(class * crate::pool_core::BIN_STRIDE);
+            let bin = w.bins.add(class * crate::pool_core::BIN_STRIDE);
             crate::pool_core::push_bin_at(
                 bin,
                 NonNull::new_unchecked(ptr),

@@ -316,13 +316,14 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// Takes back the blocks freed into an abandoned heap, and the blocks its bins hold, then
     /// abandons it again; repeats while notifications arrive meanwhile. Returns at once if another
     /// thread owns the heap (it will see the notifications).
-    fn collect(&self, slot: *mut SlotHeader, full: bool) {
+    fn collect(&self, slot: *mut SlotHeader, full: bool) -> bool {
         let marker = 0u8;
         // A token unique to this call: the address of a local of the running thread.
         let token = ptr::addr_of!(marker) as usize;
         // SAFETY: heaps of a live allocator are valid slots.
         let hdr = unsafe { &*slot };
-        let drain = || {
+        let mut orphans = false;
+        let mut drain = || {
             // SAFETY: run with the heap claimed, so this is the only reference to the core.
             let core = unsafe { self.core_of(slot) };
             if full {
@@ -331,8 +332,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 while core.drain_remote() {}
                 core.flush_bins();
             }
+            // Its bins' blocks of other heaps went home; some of those may be unowned too.
+            orphans |= !core.take_orphans().0.is_null();
         };
-        while let Some(true) = remote::run_unowned(&hdr.owner, &hdr.notify, token, drain) {}
+        while let Some(true) = remote::run_unowned(&hdr.owner, &hdr.notify, token, &mut drain) {}
+        orphans
     }
 
     /// `alloc_class_fast` when the bin cannot serve: makes or adopts the thread's heap if it has
@@ -351,7 +355,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
         // SAFETY: as above.
         let core = unsafe { self.core_of(slot) };
-        core.alloc_fast(class, &self.id)
+        let p = core.alloc_fast(class, &self.id);
+        self.settle(slot, false);
+        p
     }
 
     /// Frees a block of a heap the calling thread does not own.
@@ -368,8 +374,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             let hdr = &*slot;
             if remote::push_remote(&hdr.notify, &hdr.owner, meta, ptr.as_ptr(), |b, next| {
                 crate::instrument::with_link(b, || b.cast::<*mut u8>().write(next))
-            }) {
-                self.collect(slot, false);
+            }) && self.collect(slot, false)
+            {
+                self.collect_all_orphans(false);
             }
         }
     }
@@ -415,6 +422,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             // SAFETY: the caller's guarantee.
             None => unsafe { core.free(ptr) },
         }
+        self.settle(slot, false);
     }
 
     /// A free whose heap is not the calling thread's most recent one: another heap of ours in its
@@ -441,9 +449,94 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 unsafe { self.free_local_fast(slot, ptr, class) };
                 return;
             }
+            let w = ways[ThreadCache::way_of(id)];
+            if w.id == id && id != 0 {
+                // SAFETY: the heap of the current way is ours; the block is another heap's
+                // (above), live (the caller's guarantee).
+                if unsafe { self.free_into_my_bin(w.slot, ptr, class) } {
+                    return;
+                }
+            }
         }
         // SAFETY: the caller's guarantee; the heap is another thread's, or nobody's.
         unsafe { self.free_remote(slot, ptr) }
+    }
+
+    /// A free of another heap's block into the calling thread's own heap `mine`: the block
+    /// joins the bin of its class there, to be reused by this thread while it is in its cache,
+    /// or sent home in a batch when the bin is flushed (`PoolCore::free_foreign`). False,
+    /// having done nothing, where the bins take no such blocks (a secure heap).
+    ///
+    /// # Safety
+    /// The calling thread owns `mine`, a heap of this allocator; `ptr` is a live block of
+    /// another heap of this allocator (of `class`, if given).
+    unsafe fn free_into_my_bin(
+        &self,
+        mine: *mut SlotHeader,
+        ptr: NonNull<u8>,
+        class: Option<usize>,
+    ) -> bool {
+        let class = match class {
+            Some(k) => k,
+            // SAFETY: a live block's pool has a class (the caller's guarantee).
+            None => unsafe {
+                (*crate::routing::pool_meta(&self.geo, ptr.as_ptr() as usize)).class as usize
+            },
+        };
+        // SAFETY: the caller's guarantee: our heap, no other reference to its core alive.
+        let core = unsafe { self.core_unrefreshed(mine) };
+        // SAFETY: the caller's guarantee.
+        if unsafe { core.push_bin(ptr, class) } {
+            return true;
+        }
+        // SAFETY: as above; the bin is full or unarmed: the core makes room (a flush may send
+        // blocks home, and find heaps to collect).
+        let core = unsafe { self.core_of(mine) };
+        // SAFETY: the caller's guarantee.
+        if !unsafe { core.free_foreign(ptr, class) } {
+            return false;
+        }
+        self.settle(mine, false);
+        true
+    }
+
+    /// Collects the heaps that the core of `mine` found unowned while it sent blocks home (see
+    /// `PoolCore::take_orphans`): with more than one, every unowned heap with notifications
+    /// waiting, until none is left; with `full`, each is trimmed (see `collect`).
+    ///
+    /// Called after every call into a core that can flush a bin. The calling thread owns `mine`
+    /// (or holds it claimed), a heap of this allocator.
+    fn settle(&self, mine: *mut SlotHeader, full: bool) {
+        // SAFETY: the caller's guarantee.
+        let (orphan, more) = unsafe { self.core_unrefreshed(mine) }.take_orphans();
+        if orphan.is_null() {
+            return;
+        }
+        if self.collect(orphan.cast_mut(), full) || more {
+            self.collect_all_orphans(full);
+        }
+    }
+
+    /// Collects every heap nobody owns whose notifications wait, until a round finds none: for
+    /// the rare case of a thread that ended while blocks of its heap waited in other threads'
+    /// bins, when a flush found more than one such heap, or a collection found another.
+    #[cold]
+    fn collect_all_orphans(&self, full: bool) {
+        loop {
+            let mut again = false;
+            let mut h = self.heaps.head();
+            while !h.is_null() {
+                // SAFETY: heaps on the list are valid slots while the allocator lives.
+                let hdr = unsafe { &*h };
+                if hdr.owner.is_unowned() && hdr.notify.is_pending() {
+                    again |= self.collect(h, full);
+                }
+                h = hdr.next.load(Ordering::Acquire);
+            }
+            if !again {
+                return;
+            }
+        }
     }
 
     /// The hardened default's whole check of a pointer handed back to the pools, for the C
@@ -459,16 +552,20 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
         // SAFETY: in our arenas (the registry).
         let class = unsafe { crate::routing::checked_class(self, op, p) };
-        let arena = (ptr as usize & !(self.geo.arena_size - 1)) as *const crate::arena::ArenaHeader;
-        // SAFETY: a block start of a pool in use, so its arena is live and its heap written.
-        let slot = unsafe { (*arena).slot }.cast_mut();
+        // A block freed a moment ago waits in the calling thread's bin, whichever heap it comes
+        // from (a free puts every block of this allocator there).
         let c = threads::cache_if_any();
-        // SAFETY: heap slots are never unmapped.
-        let mine = !c.is_null() && unsafe { (*slot).owner.get() } == ThreadCache::token(c);
-        // SAFETY: the calling thread owns the heap (its token is the owner), so it alone reads
-        // the bins.
-        if mine && unsafe { self.core_unrefreshed(slot) }.bin_recently_holds(p.as_ptr(), class) {
-            crate::check::bad_free(op, ptr as usize, crate::check::BadFree::DoubleFree);
+        if !c.is_null() {
+            let id = id as usize;
+            // SAFETY: the calling thread's cache.
+            let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
+            if w.id == id
+                // SAFETY: a way of this allocator holds a heap the calling thread owns, so it
+                // alone reads the bins.
+                && unsafe { self.core_unrefreshed(w.slot) }.bin_recently_holds(p.as_ptr(), class)
+            {
+                crate::check::bad_free(op, ptr as usize, crate::check::BadFree::DoubleFree);
+            }
         }
         Some(class)
     }
@@ -525,6 +622,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// pool (decommitted).
     pub fn trim(&self) {
         self.for_each_reachable_heap(true, |core| core.trim());
+        // A heap's bins may hold blocks of heaps trimmed before it, which its trim sent home
+        // (`PoolCore::send_home`): a second round takes them back, with every bin now empty.
+        self.for_each_reachable_heap(true, |core| core.trim());
     }
 
     /// Runs `f` on the core of the calling thread's heap and of every unowned heap (abandoned
@@ -556,11 +656,21 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             if h == mine {
                 // SAFETY: our own heap, not in use elsewhere on this thread.
                 f(unsafe { self.core_of(h) });
-            } else if let Some(true) = remote::run_unowned(&hdr.owner, &hdr.notify, token, || {
-                // SAFETY: run with the heap claimed.
-                f(unsafe { self.core_of(h) })
-            }) {
-                self.collect(h, full);
+                self.settle(h, full);
+            } else {
+                let mut orphans = false;
+                let visit = || {
+                    // SAFETY: run with the heap claimed.
+                    let core = unsafe { self.core_of(h) };
+                    f(core);
+                    orphans = !core.take_orphans().0.is_null();
+                };
+                if let Some(true) = remote::run_unowned(&hdr.owner, &hdr.notify, token, visit) {
+                    orphans |= self.collect(h, full);
+                }
+                if orphans {
+                    self.collect_all_orphans(full);
+                }
             }
             h = hdr.next.load(Ordering::Acquire);
         }
@@ -586,6 +696,20 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         assert!(!slot.is_null());
         // SAFETY: the calling thread owns its heap; no other reference to the core is alive.
         unsafe { self.core_unrefreshed(slot) }.bin_fill(class)
+    }
+
+    /// How many heaps nobody owns have remote frees waiting (a collection leaves none).
+    #[cfg(test)]
+    pub(crate) fn unowned_heaps_waiting(&self) -> usize {
+        let mut n = 0;
+        let mut h = self.heaps.head();
+        while !h.is_null() {
+            // SAFETY: heaps on the list are valid slots while the allocator lives.
+            let hdr = unsafe { &*h };
+            n += usize::from(hdr.owner.is_unowned() && hdr.notify.is_pending());
+            h = hdr.next.load(Ordering::Acquire);
+        }
+        n
     }
 
     #[cfg(test)]

@@ -248,6 +248,12 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     arenas_allocated: usize,
     arenas_released: usize,
     pools_decommitted: usize,
+    /// A heap that nobody owned when a flush sent it blocks of its pools (see
+    /// [`flush_bin`](Self::flush_bin)): its owner-to-be must collect it (`PoolAllocator`
+    /// takes it with [`take_orphans`](Self::take_orphans)). Null if none.
+    orphan: *const SlotHeader,
+    /// More than one such heap was met since the last `take_orphans`.
+    orphans_more: bool,
     /// Transitions checked so far (debug builds): every `HEAP_CHECK_EVERY`th also checks the
     /// whole heap.
     #[cfg(debug_assertions)]
@@ -280,6 +286,8 @@ impl<P: ArenaProvider> PoolCore<P> {
             arenas_allocated: 0,
             arenas_released: 0,
             pools_decommitted: 0,
+            orphan: ptr::null(),
+            orphans_more: false,
             #[cfg(debug_assertions)]
             transitions: 0,
         }
@@ -329,6 +337,8 @@ impl<P: ArenaProvider> PoolCore<P> {
             addr_of_mut!((*dst).arenas_allocated).write(0);
             addr_of_mut!((*dst).arenas_released).write(0);
             addr_of_mut!((*dst).pools_decommitted).write(0);
+            addr_of_mut!((*dst).orphan).write(ptr::null());
+            addr_of_mut!((*dst).orphans_more).write(false);
             #[cfg(debug_assertions)]
             addr_of_mut!((*dst).transitions).write(0);
         }
@@ -358,6 +368,8 @@ impl<P: ArenaProvider> PoolCore<P> {
             arenas_allocated: _,
             arenas_released: _,
             pools_decommitted: _,
+            orphan: _,
+            orphans_more: _,
             #[cfg(debug_assertions)]
                 transitions: _,
         } = self;
@@ -889,6 +901,8 @@ impl<P: ArenaProvider> PoolCore<P> {
                     class: NO_CLASS,
                     #[cfg(target_pointer_width = "64")]
                     bin_at: 0,
+                    #[cfg(target_pointer_width = "64")]
+                    _line: [0; 20],
                     in_list: false,
                     committed: true,
                     remote: RemoteList::new(),
@@ -1070,11 +1084,84 @@ impl<P: ArenaProvider> PoolCore<P> {
         // but the compiler cannot tell, and would read them again for every block.
         let geo = self.geo;
         let secure = self.key != 0;
+        let me = self.slot;
         for b in &batch[..count] {
             // SAFETY: the caller's guarantee; each block left the bin once, above (a word copied
             // in, so initialised).
-            unsafe { self.pool_free_in(&geo, secure, NonNull::new_unchecked(b.assume_init())) };
+            let ptr = unsafe { NonNull::new_unchecked(b.assume_init()) };
+            let arena = (ptr.as_ptr() as usize & !(geo.arena_size - 1)) as *const ArenaHeader;
+            // SAFETY: a live block's arena is live; its heap is written before any of its blocks
+            // is handed out.
+            let home = unsafe { (*arena).slot };
+            if home == me {
+                // SAFETY: a block of this core (the caller's guarantee).
+                unsafe { self.pool_free_in(&geo, secure, ptr) };
+            } else {
+                // SAFETY: a live block of another heap of the same allocator (the caller's
+                // guarantee), free from now on.
+                unsafe { self.send_home(&geo, home, ptr) };
+            }
         }
+    }
+
+    /// Gives a block of another heap's pool back to it, by that pool's remote list (`remote`),
+    /// as a free from another thread would: a bin of a per-thread heap takes the blocks its
+    /// thread frees whatever heap they come from, so that the thread reuses them while they are
+    /// in its cache. A heap that nobody owns is noted for collection (`take_orphans`).
+    ///
+    /// # Safety
+    /// `ptr` is a block of a pool of heap `home` (not this core's), of the same allocator,
+    /// allocated as far as its pool knows, and not used afterwards.
+    #[cold]
+    unsafe fn send_home(&mut self, geo: &Geometry, home: *const SlotHeader, ptr: NonNull<u8>) {
+        let meta = crate::routing::pool_meta(geo, ptr.as_ptr() as usize);
+        // SAFETY: the caller's guarantee: a live block of heap `home`, free from now on; the pool
+        // cannot be recycled while the block is not back. Slots are never unmapped.
+        let unowned = unsafe {
+            let hdr = &*home;
+            crate::remote::push_remote(&hdr.notify, &hdr.owner, meta, ptr.as_ptr(), |b, next| {
+                instrument::with_link(b, || b.cast::<*mut u8>().write(next))
+            })
+        };
+        if unowned {
+            if self.orphan.is_null() || self.orphan == home {
+                self.orphan = home;
+            } else {
+                self.orphans_more = true;
+            }
+        }
+    }
+
+    /// The heap that a flush found unowned when it sent blocks home, if any, and whether there
+    /// were more than one; clears both. The caller (`PoolAllocator`) collects them: nobody else
+    /// would, as a free into an unowned heap is collected by the thread that made it.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    #[inline]
+    pub(crate) fn take_orphans(&mut self) -> (*const SlotHeader, bool) {
+        let taken = (self.orphan, self.orphans_more);
+        self.orphan = ptr::null();
+        self.orphans_more = false;
+        taken
+    }
+
+    /// Frees a block of another heap of the same allocator into this core's bin of `class`
+    /// (see [`send_home`](Self::send_home)); false, having done nothing, if this core takes no
+    /// such blocks (a secure heap's bins take nothing).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of class `class` of another heap of the allocator this core's heap
+    /// belongs to, not used afterwards; the calling thread owns this core's heap.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    pub(crate) unsafe fn free_foreign(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
+        if self.geo.secure || self.slot.is_null() {
+            return false;
+        }
+        // SAFETY: the caller's guarantee; `free_in_class` arms the bin (not secure), so the
+        // block goes to the bin, whose flush sends it home.
+        unsafe { self.free_in_class(ptr, class) };
+        true
     }
 
     /// Frees a block of this core back to its pool.
@@ -1547,9 +1634,18 @@ impl<P: ArenaProvider> PoolCore<P> {
             }
         }
         for (cs, bin) in s.classes.iter_mut().zip(&self.bins).take(g.nclasses) {
-            // Blocks waiting in a bin are free to the program, allocated to their pool.
-            cs.blocks_in_use -= bin.len;
-            cs.blocks_free += bin.len;
+            // Blocks waiting in a bin are free to the program, allocated to their pool. Those of
+            // other heaps' pools (see `send_home`) are counted by their own heap, as in use.
+            let own = bin.slots[..bin.len]
+                .iter()
+                .filter(|&&b| {
+                    let arena = (b as usize & !(g.arena_size - 1)) as *const ArenaHeader;
+                    // SAFETY: a block in a bin is live to its pool, so its arena is live.
+                    ptr::eq(unsafe { (*arena).slot }, self.slot)
+                })
+                .count();
+            cs.blocks_in_use -= own;
+            cs.blocks_free += own;
         }
         for cs in &s.classes[..g.nclasses] {
             s.bytes_in_use += cs.blocks_in_use * cs.block_size;

@@ -123,6 +123,69 @@ fn a_threads_bins_are_armed_by_the_first_use_of_their_class() {
 }
 
 #[test]
+fn a_block_another_thread_frees_is_reused_by_that_thread_and_goes_home_later() {
+    // A free puts the block in the freeing thread's bin, whichever heap it comes from: that
+    // thread's next allocation of the class takes it (still in its cache). When the thread ends
+    // with it in a bin, a trim sends it home.
+    let pool = PoolAllocator::new();
+    let p = pool.malloc(48).unwrap().as_ptr() as usize;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let q = pool.malloc(48).unwrap();
+            // SAFETY: `p` is live (made by the main thread), freed once here.
+            unsafe { pool.free(p as *mut u8) };
+            assert_eq!(pool.malloc(48).unwrap().as_ptr() as usize, p);
+            // SAFETY: both live, each freed once.
+            unsafe {
+                pool.free(p as *mut u8);
+                pool.free(q.as_ptr());
+            }
+        });
+    });
+    pool.trim();
+    let s = pool.stats();
+    assert_eq!(s.blocks_in_use(), 0, "{s}");
+    pool.check_invariants();
+}
+
+#[test]
+fn blocks_sent_home_to_an_ended_threads_heap_are_collected_at_once() {
+    // A thread makes blocks and ends (its heap abandoned); this thread, whose heap was made
+    // first (so it does not adopt that one), frees them all. They fill its bin, whose flushes
+    // send them home to a heap nobody owns: the flushing thread collects that heap at once, as
+    // it would a free straight into it.
+    let pool = PoolAllocator::new();
+    let mine = pool.malloc(32).unwrap();
+    let blocks: Vec<usize> = std::thread::scope(|s| {
+        s.spawn(|| {
+            (0..2000)
+                .map(|_| pool.malloc(32).unwrap().as_ptr() as usize)
+                .collect()
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(pool.heaps(), 2);
+    for &b in &blocks {
+        // SAFETY: live blocks of the ended thread's heap, each freed once.
+        unsafe { pool.free(b as *mut u8) };
+    }
+    assert_eq!(pool.unowned_heaps_waiting(), 0, "a notification stranded");
+    let (held, limit) = pool.my_bin_fill(1);
+    assert!(held <= limit && limit > 0);
+    // In use: this thread's block, and the ended thread's blocks still in this bin (in use as
+    // far as their heap knows).
+    let s = pool.stats();
+    assert_eq!(s.blocks_in_use(), 1 + held, "{s}");
+    // SAFETY: live, freed once.
+    unsafe { pool.free(mine.as_ptr()) };
+    pool.trim();
+    let s = pool.stats();
+    assert_eq!((s.blocks_in_use(), s.arenas), (0, 0), "{s}");
+    pool.check_invariants();
+}
+
+#[test]
 fn a_freed_block_is_the_next_one_allocated_in_its_class() {
     let heap = Heap::new();
     let a = heap.malloc(100).unwrap();

@@ -30,18 +30,36 @@ use crate::pool_core::PoolCore;
 use crate::remote::{NotifyStack, Owner};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering, SpinLock};
 
-/// The part of a per-thread heap that other threads touch.
-#[repr(C)]
+/// The part of a per-thread heap that other threads touch, in two cache lines: the first is
+/// read by every free (`owner`) and written almost never; the second (`notify`) is written by
+/// other threads' remote frees. Apart, and apart from the owner's core after them, a remote
+/// free's notification does not take from the owner's core the line that its every free reads,
+/// nor does the owner's work take from a remote freer the line holding `owner`.
+#[repr(C, align(64))]
 pub(crate) struct SlotHeader {
     /// Who owns the heap: a thread token (`ThreadCache::token`), 0, or `remote::DEAD`.
     pub(crate) owner: Owner,
     /// The registry id of the pool allocator the heap belongs to (0 while the slot is free).
     pub(crate) instance: AtomicUsize,
-    /// Pools with remote frees waiting.
-    pub(crate) notify: NotifyStack<crate::arena::PoolMeta>,
     /// The next heap of the same allocator (a push-only list), or the next free slot.
     pub(crate) next: AtomicPtr<SlotHeader>,
+    /// Pools with remote frees waiting (on a line of its own).
+    pub(crate) notify: NotifyLine,
 }
+
+/// `SlotHeader::notify`, alone on its cache line.
+#[repr(C, align(64))]
+pub(crate) struct NotifyLine(pub(crate) NotifyStack<crate::arena::PoolMeta>);
+
+impl core::ops::Deref for NotifyLine {
+    type Target = NotifyStack<crate::arena::PoolMeta>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<SlotHeader>() == 128);
+const _: () = assert!(core::mem::offset_of!(SlotHeader, notify) == 64);
 
 /// A provider reached through a pointer that the owning front refreshes on every entry: a heap
 /// lives apart from its `PoolAllocator`, which may move between calls.
