@@ -20,14 +20,18 @@
 //!
 //! ```text
 //!   malloc(n): n <= 512 ─ way.id == key ─ bin[(n-1)/16] not empty ─> pop      (else: front)
-//!   free(p):   registry[p >> 20] == key ─ heap(p).owner == me ─ bin not full ─> push (else: front)
+//!   free(p):   registry[p >> 20] == key ─ way.id == key ─ block start ─ bin not full ─> push
+//!                                                                                  (else: front)
 //! ```
+//!
+//! A free puts the block into the calling thread's own bin of its class, whichever thread's heap
+//! it comes from: the thread reuses it while it is in its cache, and a bin's flush sends other
+//! heaps' blocks home (see `PoolCore::send_home`).
 
 use core::ptr::{self, NonNull};
 
 use alloc_core::{ArenaProvider, DomainAllocator};
 
-use crate::arena::ArenaHeader;
 use crate::check;
 use crate::pool::PoolAllocator;
 use crate::registry;
@@ -95,8 +99,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { crate::pool_core::pop_bin_in(w.bins, class, g.block_size(class)) }
     }
 
-    /// Frees `ptr` into the calling thread's bin if it is a block of this allocator's pools in a
-    /// heap the thread owns and the bin has room; returns false, having done nothing, otherwise
+    /// Frees `ptr` into the calling thread's bin if it is a block of this allocator's pools, the
+    /// thread has a heap of this allocator and the bin has room; returns false, having done nothing, otherwise
     /// (then call `free`, which takes any block, null included).
     ///
     /// # Safety
@@ -118,10 +122,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// Frees a block of `size` requested bytes (a sized free: Rust's `dealloc`) into the calling
     /// thread's bin if the size is within the pools' threshold, the thread's heap in way 0 of its
-    /// cache is this allocator's (`key`) and holds the block, and the bin has room; returns false,
-    /// having done nothing, otherwise (then call `free_sized` or `free_aligned`, which take any
-    /// block). No registry and no geometry are read: the size gives the class, as for
-    /// `free_sized`, which trusts it the same way.
+    /// cache is this allocator's (`key`), and the bin has room; returns false, having done
+    /// nothing, otherwise (then call `free_sized` or `free_aligned`, which take any block). No
+    /// registry, no geometry and no pool are read: the size gives the class, as for
+    /// `free_sized`, which trusts it the same way. A block of another thread's heap joins this
+    /// thread's bin too (see [`free_fast`](Self::free_fast)).
     ///
     /// # Safety
     /// `key` is [`NO_KEY`] or a value [`fast_key`](Self::fast_key) returned for this allocator;
@@ -140,18 +145,15 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
         // SAFETY: the calling thread's cache, touched only by it.
         let w = unsafe { (*c).ways[0] };
-        let arena = (ptr.as_ptr() as usize & !(g.arena_size - 1)) as *const ArenaHeader;
-        // SAFETY: a live block's arena is live; its heap pointer was written before any of its
-        // blocks was handed out.
-        let slot = unsafe { (*arena).slot };
-        if w.id != key as usize || !ptr::eq(slot, w.slot) {
+        if w.id != key as usize {
             return false;
         }
         let class = below >> g.class_shift;
         // SAFETY: the way holds a heap the calling thread owns and its bins, of this allocator
-        // (the key), with the default geometry, and the block is of that heap (its arena's slot);
-        // a block made for `size <= threshold` bytes at an alignment of at most 16 is of class
-        // `class_of(size)` (realloc keeps it so); no other reference to the core is alive.
+        // (the key), with the default geometry; the block is of a heap of this allocator (the
+        // caller's guarantee); a block made for `size <= threshold` bytes at an alignment of at
+        // most 16 is of class `class_of(size)` (realloc keeps it so); no other reference to the
+        // core is alive.
         unsafe { crate::pool_core::push_bin_in(w.bins, class, ptr, g.block_size(class)) }
     }
 
@@ -250,7 +252,7 @@ mod tests {
     use alloc_core::DomainAllocator;
 
     #[test]
-    fn a_sized_fast_free_takes_this_threads_small_blocks_and_refuses_the_rest() {
+    fn a_sized_fast_free_takes_small_blocks_of_any_heap_and_refuses_the_rest() {
         static POOL: PoolAllocator = PoolAllocator::new();
         let pool = &POOL;
         std::boxed::Box::leak(std::boxed::Box::new(PoolAllocator::new()));
@@ -272,12 +274,13 @@ mod tests {
             let big = pool.malloc(600).unwrap();
             assert!(!pool.free_sized_fast(big, 600, key));
             pool.free_sized(big, 600);
-            // Not a block of another thread's heap: that goes to its owner the long way.
+            // A block of another thread's heap joins this thread's bin too, and is reused here.
             let q = std::thread::spawn(move || pool.malloc(64).unwrap().as_ptr() as usize)
                 .join()
                 .unwrap();
             let q = NonNull::new(q as *mut u8).unwrap();
-            assert!(!pool.free_sized_fast(q, 64, key));
+            assert!(pool.free_sized_fast(q, 64, key));
+            assert_eq!(pool.malloc_fast(64, key), Some(q));
             pool.free_sized(q, 64);
             pool.free_sized(p, 64);
         }

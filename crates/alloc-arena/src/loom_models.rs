@@ -106,16 +106,24 @@ impl Heap {
     /// The remote free of `b` into pool `i` (`PoolAllocator::free_remote`'s protocol call);
     /// returns whether the freer must collect the heap (it was unowned after the notification).
     fn remote_free(&self, i: usize, b: usize) -> bool {
+        self.send_home(i, &[b])
+    }
+
+    /// Blocks `bs` of pool `i` sent home as one chain, as a bin's flush does
+    /// (`PoolCore::send_home`'s protocol call): linked first, then pushed at once.
+    fn send_home(&self, i: usize, bs: &[usize]) -> bool {
         let pool = &self.pools[i] as *const Pool as *mut Pool;
-        // SAFETY: `b` is a block from `block()` handed to this thread; the pool lives in `self`.
+        for w in bs.windows(2) {
+            // SAFETY: blocks from `block()` handed to this thread, not yet published.
+            unsafe { set_next(w[0] as *mut u8, w[1] as *mut u8) };
+        }
+        let chain = (bs[0] as *mut u8, bs[bs.len() - 1] as *mut u8, bs.len());
+        // SAFETY: the blocks are from `block()` handed to this thread, linked above; the pool
+        // lives in `self`.
         unsafe {
-            push_remote(
-                &self.notify,
-                &self.owner,
-                pool,
-                b as *mut u8,
-                |blk, next| set_next(blk, next),
-            )
+            push_remote(&self.notify, &self.owner, pool, chain, |blk, next| {
+                set_next(blk, next)
+            })
         }
     }
 
@@ -156,9 +164,10 @@ impl Heap {
     }
 }
 
-/// Two threads free blocks into two pools of a heap while its owner drains: every block comes
-/// back exactly once, no link is read before it is written, and a pool taken off the stack always
-/// has blocks.
+/// Two threads free blocks into two pools of a heap while its owner drains, one of them sending
+/// a chain of two blocks home at once (a bin's flush): every block comes back exactly once, no
+/// link is read before it is written, the length and last block recorded are the list's, and a
+/// pool taken off the stack always has blocks.
 #[test]
 fn remote_free_vs_owner_reclaim() {
     loom::model(|| {
@@ -167,8 +176,13 @@ fn remote_free_vs_owner_reclaim() {
             .map(|t| {
                 let heap = heap.clone();
                 let (b1, b2) = (block() as usize, block() as usize);
+                let b3 = if t == 0 { block() as usize } else { 0 };
                 thread::spawn(move || {
-                    assert!(!heap.remote_free(t, b1));
+                    if t == 0 {
+                        assert!(!heap.send_home(t, &[b1, b3]));
+                    } else {
+                        assert!(!heap.remote_free(t, b1));
+                    }
                     assert!(!heap.remote_free(1 - t, b2));
                 })
             })
@@ -178,7 +192,7 @@ fn remote_free_vs_owner_reclaim() {
             f.join().unwrap();
         }
         got += heap.drain();
-        assert_eq!(got, 4);
+        assert_eq!(got, 5);
         assert!(heap.pools.iter().all(|p| p.remote.is_idle()));
     });
 }

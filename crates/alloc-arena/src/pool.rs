@@ -7,14 +7,17 @@
 //!   that only it touches, found through its thread cache (`threads`). Allocation and a free by the
 //!   owner run exactly the single-owner code of [`Heap`](crate::Heap): no lock, no atomic
 //!   read-modify-write.
-//! * A heap's arenas carry a pointer to the heap. A free by another thread pushes the block onto
-//!   its pool's remote list and, the first time, the pool onto the heap's notification stack
-//!   (`remote`); the owner takes them back when a size class runs out of pools, before it takes a
-//!   new pool, and on `trim`.
+//! * A free puts the block into the calling thread's own bin of its class, whichever thread's
+//!   heap made it, so that the thread reuses it while it is in its cache (jemalloc's tcache
+//!   does the same). A heap's arenas carry a pointer to the heap: when a bin is flushed, the
+//!   blocks of other heaps go home, each pushed onto its pool's remote list and, the first time,
+//!   the pool onto the heap's notification stack (`remote`); the owner takes them back when a
+//!   size class runs out of pools, before it takes a new pool, and on `trim`. A thread with no
+//!   heap here (or a secure heap, whose bins hold nothing) pushes such a block home at once.
 //! * A thread that ends abandons its heap whole (pools, bins, live blocks); the next thread that
-//!   needs a heap adopts it. A free into an abandoned heap is collected at once by the freeing
-//!   thread, which takes the heap for a moment. So thread churn reuses heaps instead of mapping new
-//!   arenas, and nothing is stranded in a heap nobody owns.
+//!   needs a heap adopts it. A block sent home to an abandoned heap is collected at once by the
+//!   sending thread, which takes the heap for a moment. So thread churn reuses heaps instead of
+//!   mapping new arenas, and nothing is stranded in a heap nobody owns.
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -372,7 +375,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe {
             crate::instrument::block_freed(ptr.as_ptr(), (*meta).block_size as usize);
             let hdr = &*slot;
-            if remote::push_remote(&hdr.notify, &hdr.owner, meta, ptr.as_ptr(), |b, next| {
+            let one = (ptr.as_ptr(), ptr.as_ptr(), 1);
+            if remote::push_remote(&hdr.notify, &hdr.owner, meta, one, |b, next| {
                 crate::instrument::with_link(b, || b.cast::<*mut u8>().write(next))
             }) && self.collect(slot, false)
             {
@@ -381,10 +385,12 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
     }
 
-    /// Frees a block of a heap the calling thread owns.
+    /// Frees a block into a heap the calling thread owns.
     ///
     /// # Safety
-    /// The calling thread owns `slot`, and `ptr` is a live block of it (of `class`, if given).
+    /// The calling thread owns `slot`, and `ptr` is a live block of it (of `class`, if given),
+    /// or, with `class` given, a live block of class `class` of another heap of this allocator
+    /// (it joins the bin: see `PoolCore::free_in_class`).
     #[inline(always)]
     unsafe fn free_local_fast(
         &self,
@@ -453,9 +459,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             if w.id == id && id != 0 {
                 // SAFETY: the heap of the current way is ours; the block is another heap's
                 // (above), live (the caller's guarantee).
-                if unsafe { self.free_into_my_bin(w.slot, ptr, class) } {
-                    return;
-                }
+                unsafe { self.free_into_my_bin(w.slot, ptr, class) };
+                return;
             }
         }
         // SAFETY: the caller's guarantee; the heap is another thread's, or nobody's.
@@ -464,8 +469,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// A free of another heap's block into the calling thread's own heap `mine`: the block
     /// joins the bin of its class there, to be reused by this thread while it is in its cache,
-    /// or sent home in a batch when the bin is flushed (`PoolCore::free_foreign`). False,
-    /// having done nothing, where the bins take no such blocks (a secure heap).
+    /// and goes home when the bin is flushed (`PoolCore::free_in_class`).
     ///
     /// # Safety
     /// The calling thread owns `mine`, a heap of this allocator; `ptr` is a live block of
@@ -475,7 +479,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         mine: *mut SlotHeader,
         ptr: NonNull<u8>,
         class: Option<usize>,
-    ) -> bool {
+    ) {
         let class = match class {
             Some(k) => k,
             // SAFETY: a live block's pool has a class (the caller's guarantee).
@@ -483,21 +487,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 (*crate::routing::pool_meta(&self.geo, ptr.as_ptr() as usize)).class as usize
             },
         };
-        // SAFETY: the caller's guarantee: our heap, no other reference to its core alive.
-        let core = unsafe { self.core_unrefreshed(mine) };
-        // SAFETY: the caller's guarantee.
-        if unsafe { core.push_bin(ptr, class) } {
-            return true;
-        }
-        // SAFETY: as above; the bin is full or unarmed: the core makes room (a flush may send
-        // blocks home, and find heaps to collect).
-        let core = unsafe { self.core_of(mine) };
-        // SAFETY: the caller's guarantee.
-        if !unsafe { core.free_foreign(ptr, class) } {
-            return false;
-        }
-        self.settle(mine, false);
-        true
+        // SAFETY: the caller's guarantee: our heap, a live block of class `class` of the same
+        // allocator.
+        unsafe { self.free_local_fast(mine, ptr, Some(class)) }
     }
 
     /// Collects the heaps that the core of `mine` found unowned while it sent blocks home (see
@@ -698,15 +690,16 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { self.core_unrefreshed(slot) }.bin_fill(class)
     }
 
-    /// How many heaps nobody owns have remote frees waiting (a collection leaves none).
+    /// How many heaps nobody owns (`waiting`: with remote frees waiting, which a collection
+    /// leaves none of).
     #[cfg(test)]
-    pub(crate) fn unowned_heaps_waiting(&self) -> usize {
+    pub(crate) fn unowned_heaps(&self, waiting: bool) -> usize {
         let mut n = 0;
         let mut h = self.heaps.head();
         while !h.is_null() {
             // SAFETY: heaps on the list are valid slots while the allocator lives.
             let hdr = unsafe { &*h };
-            n += usize::from(hdr.owner.is_unowned() && hdr.notify.is_pending());
+            n += usize::from(hdr.owner.is_unowned() && (!waiting || hdr.notify.is_pending()));
             h = hdr.next.load(Ordering::Acquire);
         }
         n
@@ -781,10 +774,14 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
             let id = self.id.load(Ordering::Relaxed) as usize;
             // SAFETY: the calling thread's cache.
             let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
-            if w.slot == slot && w.id == id {
+            // A block of this allocator joins the calling thread's bin of its class, whichever
+            // heap it comes from (see `PoolCore::free_in_class`); without its class known, only
+            // a block of that heap takes the fast way.
+            if w.id == id && (w.slot == slot || class.is_some()) {
                 // SAFETY: the heap is ours (the current way of this allocator); the caller's
-                // guarantee makes the block a live block of it.
-                unsafe { self.free_local_fast(slot, ptr, class) };
+                // guarantee makes the block a live block of this allocator, of that heap when
+                // its class is not given.
+                unsafe { self.free_local_fast(w.slot, ptr, class) };
                 return;
             }
         }

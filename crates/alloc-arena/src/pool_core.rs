@@ -220,6 +220,27 @@ const fn bins_for(geo: &Geometry) -> [Bin; BINS] {
     bins
 }
 
+/// Blocks of one pool of another heap on their way home (`PoolCore::send_home`), linked from
+/// `first` to `last` through their first words.
+#[derive(Clone, Copy)]
+struct Chain {
+    home: *const SlotHeader,
+    pool: *mut PoolMeta,
+    first: *mut u8,
+    last: *mut u8,
+    n: usize,
+}
+
+impl Chain {
+    const EMPTY: Chain = Chain {
+        home: ptr::null(),
+        pool: ptr::null_mut(),
+        first: ptr::null_mut(),
+        last: ptr::null_mut(),
+        n: 0,
+    };
+}
+
 pub(crate) struct PoolCore<P: ArenaProvider> {
     geo: Geometry,
     provider: P,
@@ -1015,8 +1036,13 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// Frees a block whose class the caller knows (from the size it requested): the sized free
     /// that reads no pool metadata, so a free touches neither the block nor its pool.
     ///
+    /// A block of another heap of the same allocator (a per-thread heap's free takes those too)
+    /// joins the bin all the same, and goes home when the bin is flushed (`send_home`); without
+    /// bins (a secure heap) it goes home at once.
+    ///
     /// # Safety
-    /// `ptr` is a live block allocated by this core in size class `class`, not used afterwards.
+    /// `ptr` is a live block of size class `class`, allocated by this core or by another heap of
+    /// the allocator this core's heap belongs to, not used afterwards.
     #[inline(always)]
     pub(crate) unsafe fn free_in_class(&mut self, ptr: NonNull<u8>, class: usize) {
         debug_assert!(
@@ -1033,9 +1059,24 @@ impl<P: ArenaProvider> PoolCore<P> {
         self.arm_bin(class);
         let bin = &mut self.bins[class];
         if bin.limit == 0 {
-            // No bins (a secure heap): to the pool at once.
-            // SAFETY: the caller's guarantee.
-            return unsafe { self.pool_free_fast(ptr) };
+            // No bins (a secure heap): to the pool at once, or home if another heap's.
+            let geo = self.geo;
+            let home = self.home_of(&geo, ptr);
+            if home == self.slot {
+                // SAFETY: the caller's guarantee; a block of this core.
+                return unsafe { self.pool_free_fast(ptr) };
+            }
+            let pool = crate::routing::pool_meta(&geo, ptr.as_ptr() as usize);
+            let block = ptr.as_ptr();
+            let chain = Chain {
+                home,
+                pool,
+                first: block,
+                last: block,
+                n: 1,
+            };
+            // SAFETY: the caller's guarantee; a block of another heap of the same allocator.
+            return unsafe { self.send_home(chain) };
         }
         if bin.len >= bin.limit {
             let half = bin.limit / 2;
@@ -1085,41 +1126,77 @@ impl<P: ArenaProvider> PoolCore<P> {
         let geo = self.geo;
         let secure = self.key != 0;
         let me = self.slot;
+        // Blocks of another heap's pool that follow each other in the bin (a thread freeing what
+        // another made, in the order it was made) go home as one chain: one compare-exchange.
+        let mut chain = Chain::EMPTY;
         for b in &batch[..count] {
             // SAFETY: the caller's guarantee; each block left the bin once, above (a word copied
             // in, so initialised).
             let ptr = unsafe { NonNull::new_unchecked(b.assume_init()) };
-            let arena = (ptr.as_ptr() as usize & !(geo.arena_size - 1)) as *const ArenaHeader;
-            // SAFETY: a live block's arena is live; its heap is written before any of its blocks
-            // is handed out.
-            let home = unsafe { (*arena).slot };
+            let home = self.home_of(&geo, ptr);
             if home == me {
                 // SAFETY: a block of this core (the caller's guarantee).
                 unsafe { self.pool_free_in(&geo, secure, ptr) };
-            } else {
-                // SAFETY: a live block of another heap of the same allocator (the caller's
-                // guarantee), free from now on.
-                unsafe { self.send_home(&geo, home, ptr) };
+                continue;
             }
+            let pool = crate::routing::pool_meta(&geo, ptr.as_ptr() as usize);
+            let block = ptr.as_ptr();
+            if pool == chain.pool {
+                // SAFETY: a free block of the chain's pool (the caller's guarantee), which only
+                // this thread holds.
+                unsafe {
+                    instrument::with_link(block, || block.cast::<*mut u8>().write(chain.first))
+                };
+                chain.first = block;
+                chain.n += 1;
+            } else {
+                if chain.n > 0 {
+                    // SAFETY: a chain of free blocks of another heap's pool, linked above.
+                    unsafe { self.send_home(chain) };
+                }
+                chain = Chain {
+                    home,
+                    pool,
+                    first: block,
+                    last: block,
+                    n: 1,
+                };
+            }
+        }
+        if chain.n > 0 {
+            // SAFETY: as above.
+            unsafe { self.send_home(chain) };
         }
     }
 
-    /// Gives a block of another heap's pool back to it, by that pool's remote list (`remote`),
+    /// The heap whose pools hold `ptr`, a live block of this core's allocator (null for a
+    /// `Heap`'s block).
+    #[inline(always)]
+    fn home_of(&self, geo: &Geometry, ptr: NonNull<u8>) -> *const SlotHeader {
+        let arena = (ptr.as_ptr() as usize & !(geo.arena_size - 1)) as *const ArenaHeader;
+        // SAFETY: a live block's arena is live; its heap is written before any of its blocks is
+        // handed out.
+        unsafe { (*arena).slot }
+    }
+
+    /// Gives blocks of another heap's pool back to it, by that pool's remote list (`remote`),
     /// as a free from another thread would: a bin of a per-thread heap takes the blocks its
     /// thread frees whatever heap they come from, so that the thread reuses them while they are
     /// in its cache. A heap that nobody owns is noted for collection (`take_orphans`).
     ///
     /// # Safety
-    /// `ptr` is a block of a pool of heap `home` (not this core's), of the same allocator,
-    /// allocated as far as its pool knows, and not used afterwards.
+    /// The chain's blocks are blocks of its pool, of heap `chain.home` (not this core's), of the
+    /// same allocator, allocated as far as the pool knows, linked from `first` to `last`, and not
+    /// used afterwards.
     #[cold]
-    unsafe fn send_home(&mut self, geo: &Geometry, home: *const SlotHeader, ptr: NonNull<u8>) {
-        let meta = crate::routing::pool_meta(geo, ptr.as_ptr() as usize);
-        // SAFETY: the caller's guarantee: a live block of heap `home`, free from now on; the pool
-        // cannot be recycled while the block is not back. Slots are never unmapped.
+    unsafe fn send_home(&mut self, chain: Chain) {
+        let home = chain.home;
+        // SAFETY: the caller's guarantee: live blocks of heap `home`, free from now on; the pool
+        // cannot be recycled while they are not back. Slots are never unmapped.
         let unowned = unsafe {
             let hdr = &*home;
-            crate::remote::push_remote(&hdr.notify, &hdr.owner, meta, ptr.as_ptr(), |b, next| {
+            let blocks = (chain.first, chain.last, chain.n);
+            crate::remote::push_remote(&hdr.notify, &hdr.owner, chain.pool, blocks, |b, next| {
                 instrument::with_link(b, || b.cast::<*mut u8>().write(next))
             })
         };
@@ -1143,25 +1220,6 @@ impl<P: ArenaProvider> PoolCore<P> {
         self.orphan = ptr::null();
         self.orphans_more = false;
         taken
-    }
-
-    /// Frees a block of another heap of the same allocator into this core's bin of `class`
-    /// (see [`send_home`](Self::send_home)); false, having done nothing, if this core takes no
-    /// such blocks (a secure heap's bins take nothing).
-    ///
-    /// # Safety
-    /// `ptr` is a live block of class `class` of another heap of the allocator this core's heap
-    /// belongs to, not used afterwards; the calling thread owns this core's heap.
-    // Used by `PoolAllocator` (an OS is needed) alone.
-    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
-    pub(crate) unsafe fn free_foreign(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
-        if self.geo.secure || self.slot.is_null() {
-            return false;
-        }
-        // SAFETY: the caller's guarantee; `free_in_class` arms the bin (not secure), so the
-        // block goes to the bin, whose flush sends it home.
-        unsafe { self.free_in_class(ptr, class) };
-        true
     }
 
     /// Frees a block of this core back to its pool.

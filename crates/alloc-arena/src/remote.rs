@@ -52,22 +52,32 @@ impl RemoteList {
         RemoteList(AtomicUsize::new(0))
     }
 
-    /// Pushes `block`, first linking it to the current head with `link(block, next)`. Returns
-    /// true if this push tagged the list: the caller must then queue the pool on its heap's
-    /// notification stack (exactly one pusher does, until the owner takes the list). A tagging
-    /// push is always onto an empty list, so its block is the list's last: the caller records it
-    /// (the pool's `remote_tail`) before queueing the pool, and the owner splices the list whole.
+    /// Pushes a chain of `n` blocks from `first` to `last` (already linked to each other, `last`
+    /// being `first` for one block), first linking `last` to the current head with
+    /// `link(last, next)`. Returns true if this push tagged the list: the caller must then queue
+    /// the pool on its heap's notification stack (exactly one pusher does, until the owner takes
+    /// the list). A tagging push is always onto an empty list, so its `last` is the list's last:
+    /// the caller records it (the pool's `remote_tail`) before queueing the pool, and the owner
+    /// splices the list whole.
     ///
     /// # Safety
-    /// `block` is a free block (nobody else reads or writes it) of at least one word, at least
-    /// 2-byte aligned, belonging to the pool of this list, whose owner has not taken it back.
+    /// The chain's blocks are free blocks (nobody else reads or writes them) of at least one word,
+    /// at least 2-byte aligned, belonging to the pool of this list, whose owner has not taken
+    /// them back; `n` is their number, at least 1.
     #[inline]
-    pub(crate) unsafe fn push(&self, block: *mut u8, link: impl Fn(*mut u8, *mut u8)) -> bool {
-        debug_assert_eq!(block as usize & QUEUED, 0);
+    pub(crate) unsafe fn push(
+        &self,
+        first: *mut u8,
+        last: *mut u8,
+        n: usize,
+        link: impl Fn(*mut u8, *mut u8),
+    ) -> bool {
+        debug_assert_eq!(first as usize & QUEUED, 0);
+        debug_assert!(n >= 1);
         let mut head = self.0.load(Ordering::Relaxed);
         loop {
-            link(block, address(head));
-            let new = with_count(block as usize | QUEUED, count(head) + 1);
+            link(last, address(head));
+            let new = with_count(first as usize | QUEUED, count(head) + n);
             // Release: publishes the link written above to the owner's swap in `take`. Acquire:
             // a push that reads the owner's swap comes after the owner's last reads of the pool's
             // notification link, which the tagging pusher then rewrites.
@@ -222,33 +232,33 @@ pub(crate) trait RemotePool {
     unsafe fn remote_tail(pool: *mut Self) -> *mut u8;
 }
 
-/// The freeing side of a remote free: pushes `block` onto `pool`'s remote list (linking it with
-/// `link(block, next)`); the first push after the owner took the list records the block as the
-/// list's last and queues the pool on its heap's notification stack `notify`. Returns true if the
-/// heap had no owner after the pool was queued: the caller must then collect the heap
-/// (`run_unowned`), since no owner will.
+/// The freeing side of a remote free: pushes the chain of `n` blocks `first` .. `last` onto
+/// `pool`'s remote list (linking `last` with `link(last, next)`); the first push after the owner
+/// took the list records `last` as the list's last and queues the pool on its heap's notification
+/// stack `notify`. Returns true if the heap had no owner after the pool was queued: the caller
+/// must then collect the heap (`run_unowned`), since no owner will.
 ///
 /// # Safety
 /// `pool` is a live pool of the heap whose notification stack is `notify` and whose owner is
-/// `owner`; `block` is a free block of that pool, as `RemoteList::push` requires.
+/// `owner`; the chain is `n` free blocks of that pool, as `RemoteList::push` requires.
 #[inline]
 pub(crate) unsafe fn push_remote<P: RemotePool>(
     notify: &NotifyStack<P>,
     owner: &Owner,
     pool: *mut P,
-    block: *mut u8,
+    (first, last, n): (*mut u8, *mut u8, usize),
     link: impl Fn(*mut u8, *mut u8),
 ) -> bool {
     // SAFETY: the caller's guarantee.
     let remote = unsafe { P::remote(pool) };
     // SAFETY: the caller's guarantee.
-    if !unsafe { remote.push(block, link) } {
+    if !unsafe { remote.push(first, last, n, link) } {
         return false;
     }
     // SAFETY: our push tagged the list, so we alone queue the pool until the owner takes it; the
-    // tagging push went onto an empty list, so its block is the list's last.
+    // tagging push went onto an empty list, so its `last` is the list's last.
     unsafe {
-        P::set_remote_tail(pool, block);
+        P::set_remote_tail(pool, last);
         notify.push(pool, |p, next| P::set_notify_next(p, next));
     }
     owner.is_unowned()

@@ -125,8 +125,8 @@ fn a_threads_bins_are_armed_by_the_first_use_of_their_class() {
 #[test]
 fn a_block_another_thread_frees_is_reused_by_that_thread_and_goes_home_later() {
     // A free puts the block in the freeing thread's bin, whichever heap it comes from: that
-    // thread's next allocation of the class takes it (still in its cache). When the thread ends
-    // with it in a bin, a trim sends it home.
+    // thread's next allocation of the class takes it (still in its cache). A flush of the bin
+    // (here the thread's trim) sends it home, where the owner's trim takes it back.
     let pool = PoolAllocator::new();
     let p = pool.malloc(48).unwrap().as_ptr() as usize;
     std::thread::scope(|s| {
@@ -140,6 +140,8 @@ fn a_block_another_thread_frees_is_reused_by_that_thread_and_goes_home_later() {
                 pool.free(p as *mut u8);
                 pool.free(q.as_ptr());
             }
+            // This thread's trim flushes its bins: `p` goes home to the main thread's heap.
+            pool.trim();
         });
     });
     pool.trim();
@@ -166,11 +168,20 @@ fn blocks_sent_home_to_an_ended_threads_heap_are_collected_at_once() {
         .unwrap()
     });
     assert_eq!(pool.heaps(), 2);
+    // The thread's heap is abandoned by its exit key's destructor, which may run after the join.
+    let start = std::time::Instant::now();
+    while pool.unowned_heaps(false) == 0 {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "the ended thread's heap is still owned"
+        );
+        std::thread::yield_now();
+    }
     for &b in &blocks {
         // SAFETY: live blocks of the ended thread's heap, each freed once.
         unsafe { pool.free(b as *mut u8) };
     }
-    assert_eq!(pool.unowned_heaps_waiting(), 0, "a notification stranded");
+    assert_eq!(pool.unowned_heaps(true), 0, "a notification stranded");
     let (held, limit) = pool.my_bin_fill(1);
     assert!(held <= limit && limit > 0);
     // In use: this thread's block, and the ended thread's blocks still in this bin (in use as
