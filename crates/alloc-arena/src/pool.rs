@@ -463,6 +463,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 return;
             }
         }
+        // A thread with no heap here (one that only frees what others made) gets none for it:
+        // the block goes straight home. Parked in a heap made for the purpose, such blocks
+        // would stay out of their pools after the thread ends, until another thread adopts
+        // the heap.
         // SAFETY: the caller's guarantee; the heap is another thread's, or nobody's.
         unsafe { self.free_remote(slot, ptr) }
     }
