@@ -20,8 +20,9 @@
 //!   `usedpools` shortcut, the usable-arena list ordered fullest first, empty pools decommitted past
 //!   a budget, empty arenas returned to the OS with one kept back, O(1) ownership through a radix
 //!   registry, requests above the threshold passed to a large-block allocator `L`.
-//!   For any number of threads: a heap per thread, no lock on any allocation or free, frees from
-//!   other threads through lock-free lists (see `pool` and `remote`, and the README).
+//!   For any number of threads: a heap per thread, no lock on any allocation or free; a free
+//!   puts any block into the freeing thread's bin, and a bin's flush sends other heaps' blocks
+//!   home through lock-free lists (see `pool` and `remote`, and the README).
 //! * [`Heap`]: the same allocator for one owner at a time, with no thread machinery;
 //!   [`LockedHeap`]: a `Heap` behind a spin lock, `Sync` with no OS (a bare-metal
 //!   `#[global_allocator]`).
