@@ -73,6 +73,12 @@ pub(crate) struct PoolMeta {
     /// never taken: arena memory starts zeroed): the fast free's test that a pointer starts a
     /// block, with no table to read (see `check::starts_block_at`).
     pub(crate) start_magic: u64,
+    /// `start_magic` times minus the pool's first byte (wrapping), written with it: an address
+    /// times the multiplier plus this is the pool offset times the multiplier, so that the fast
+    /// free's test needs no mask (see `check::starts_block_at`). Not kept with 32-bit pointers,
+    /// where the meta fills one line without it.
+    #[cfg(target_pointer_width = "64")]
+    pub(crate) start_bias: u64,
     /// The pool's first byte, as [`PoolMeta::store_base`] keeps it (read it with
     /// [`PoolMeta::base`]).
     pub(crate) base_stored: *mut u8,
@@ -101,7 +107,7 @@ pub(crate) struct PoolMeta {
     pub(crate) bin_at: u32,
     /// The rest of the first line.
     #[cfg(target_pointer_width = "64")]
-    pub(crate) _line: [u8; 20],
+    pub(crate) _line: [u8; 12],
     /// Carved blocks ready to be allocated.
     pub(crate) free: *mut FreeBlock,
     /// Blocks freed since `free` last ran dry.

@@ -53,12 +53,24 @@ pub(crate) const fn start_magic(block_size: usize) -> u64 {
 /// block size, or 0 for an empty pool, which fails): the pool's offset times the multiplier,
 /// below the multiplier (the test of [`is_block_start`], exact for offsets below 2^32). Pools are
 /// smaller than 4 GiB, so any geometry's offset qualifies.
-// Used by the fast paths (an OS is needed) alone.
-#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+// Used by the fast paths (an OS is needed) alone, with 32-bit pointers.
+#[cfg_attr(
+    any(not(any(unix, windows)), target_pointer_width = "64"),
+    allow(dead_code)
+)]
 #[inline(always)]
 pub(crate) fn starts_block_at(g: &Geometry, addr: usize, magic: u64) -> bool {
     let offset = (addr & (g.pool_size - 1)) as u64;
     offset.wrapping_mul(magic) < magic
+}
+
+/// What a pool whose first byte is `base` keeps beside its multiplier `magic`: `-base * magic`,
+/// wrapping, so that `addr * magic + bias` is `(addr - base) * magic` for an address in the
+/// pool, and the test of [`starts_block_at`] is `addr * magic + bias < magic`, with no mask (the
+/// 64-bit fast free, `PoolAllocator::free_into_bin`).
+#[cfg(target_pointer_width = "64")]
+pub(crate) const fn start_bias(base: usize, magic: u64) -> u64 {
+    (base as u64).wrapping_mul(magic).wrapping_neg()
 }
 
 /// Whether `addr`, in a pool of geometry `g` whose class is `class` (at most `MAX_CLASSES`, so
@@ -149,4 +161,38 @@ pub(crate) fn bad_free(op: &str, addr: usize, what: BadFree) -> ! {
 #[cold]
 pub fn report_other_allocator(op: &str, ptr: *const u8) -> ! {
     bad_free(op, ptr as usize, BadFree::OtherAllocator)
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_biased_block_start_test_is_exact_for_every_address_of_a_pool() {
+        // Pools at several places of the address space (16 KiB aligned, below 2^47), every
+        // class of the default geometry and a few odd sizes: the test without a mask agrees with
+        // the remainder at every address of the pool.
+        let bases = [
+            1usize << 14,
+            0x7f12_3456_c000,
+            0x5555_5555_0000,
+            (1 << 47) - (1 << 14),
+        ];
+        let sizes = (1..=32).map(|c| c * 16).chain([24, 40, 1000, 4096, 16384]);
+        for size in sizes {
+            let magic = start_magic(size);
+            for &base in &bases {
+                let bias = start_bias(base, magic);
+                for offset in 0..16384usize {
+                    let addr = base + offset;
+                    let fast = (addr as u64).wrapping_mul(magic).wrapping_add(bias) < magic;
+                    assert_eq!(
+                        fast,
+                        offset % size == 0,
+                        "size {size}, base {base:#x}, offset {offset}"
+                    );
+                }
+            }
+        }
+    }
 }

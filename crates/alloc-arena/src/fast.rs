@@ -32,7 +32,6 @@ use core::ptr::{self, NonNull};
 
 use alloc_core::{ArenaProvider, DomainAllocator};
 
-use crate::check;
 use crate::pool::PoolAllocator;
 use crate::registry;
 use crate::routing::{DEFAULT_GEOMETRY, Front, pool_meta};
@@ -207,10 +206,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // past it), so that the load keeps the meta's address in its operand instead of
         // computing it apart.
         #[cfg(target_pointer_width = "64")]
-        let (bin_at, magic) = unsafe {
+        let (bin_at, magic, bias) = unsafe {
             (
                 ptr::read_volatile(ptr::addr_of!((*meta).bin_at)) as usize,
                 (*meta).start_magic,
+                (*meta).start_bias,
             )
         };
         // SAFETY: as above.
@@ -224,7 +224,17 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // The hardened default (see `check`): a pointer that does not start a block of its pool
         // (or lies in an empty pool or one never taken: multiplier 0) goes the long way, which
         // reports it. A pool that passes has a class, so `bin_at` (or `class`) is its bin's.
-        if !check::starts_block_at(g, addr, magic) {
+        // `check::starts_block_at` with the pool's bias (`check::start_bias`): the address times
+        // the multiplier plus the bias is the pool offset times the multiplier. The multiplier is
+        // read again for the compare (a volatile read is not merged with the first), so that the
+        // compare takes it from memory and the product needs no copy of it in a register.
+        #[cfg(target_pointer_width = "64")]
+        // SAFETY: as above.
+        let starts = (addr as u64).wrapping_mul(magic).wrapping_add(bias)
+            < unsafe { ptr::read_volatile(ptr::addr_of!((*meta).start_magic)) };
+        #[cfg(not(target_pointer_width = "64"))]
+        let starts = crate::check::starts_block_at(g, addr, magic);
+        if !starts {
             return false;
         }
         // SAFETY: this thread owns the heap of the way (above), whose core no other reference

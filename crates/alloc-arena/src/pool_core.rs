@@ -728,6 +728,10 @@ impl<P: ArenaProvider> PoolCore<P> {
                 p.bin_at = self.bin_at(class);
             }
             p.start_magic = check::start_magic(size);
+            #[cfg(target_pointer_width = "64")]
+            {
+                p.start_bias = check::start_bias(p.base() as usize, p.start_magic);
+            }
             p.block_size = size as u32;
             p.capacity = capacity as u16;
             p.used = 1;
@@ -913,6 +917,8 @@ impl<P: ArenaProvider> PoolCore<P> {
                         a.cast::<u8>().add(index << self.geo.pool_shift),
                     ),
                     start_magic: 0,
+                    #[cfg(target_pointer_width = "64")]
+                    start_bias: 0,
                     next_offset: 0,
                     end_offset: 0,
                     used: 0,
@@ -923,7 +929,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     #[cfg(target_pointer_width = "64")]
                     bin_at: 0,
                     #[cfg(target_pointer_width = "64")]
-                    _line: [0; 20],
+                    _line: [0; 12],
                     in_list: false,
                     committed: true,
                     remote: RemoteList::new(),
@@ -1775,6 +1781,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             debug_assert!(class < self.geo.nclasses, "a pool of no class of the heap");
             debug_assert_eq!(p.block_size as usize, self.geo.block_size(class));
             debug_assert_eq!(p.start_magic, check::start_magic(p.block_size as usize));
+            #[cfg(target_pointer_width = "64")]
+            debug_assert_eq!(
+                p.start_bias,
+                check::start_bias(p.base() as usize, p.start_magic)
+            );
             #[cfg(target_pointer_width = "64")]
             debug_assert_eq!(p.bin_at, self.bin_at(class), "the pool's bin is elsewhere");
             debug_assert!(p.used <= p.capacity, "more blocks used than the pool has");
