@@ -602,9 +602,13 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     ///
     /// Counts the calling thread's heap and every heap no thread owns now (taking each for a
     /// moment); the heaps of other running threads are left alone (their owners may be changing
-    /// them), so with several threads allocating this is a lower bound.
+    /// them), so with several threads allocating this is a lower bound. Blocks of other heaps
+    /// that wait in the bins of the heaps it counts are first sent home (a free puts any block
+    /// in the freeing thread's bin), so that they count as free; those in other running threads'
+    /// bins count as in use.
     pub fn stats(&self) -> PoolStats {
         let mut total = PoolStats::empty(&self.geo);
+        self.for_each_reachable_heap(false, |core| core.send_parked_home());
         self.for_each_reachable_heap(false, |core| {
             while core.drain_remote() {}
             total.add(&core.stats());

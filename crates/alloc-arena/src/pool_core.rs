@@ -1175,6 +1175,61 @@ impl<P: ArenaProvider> PoolCore<P> {
         }
     }
 
+    /// Sends home the blocks of other heaps that wait in this core's bins (see `send_home`),
+    /// keeping its own blocks there in their order.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    pub(crate) fn send_parked_home(&mut self) {
+        if self.slot.is_null() {
+            return;
+        }
+        let geo = self.geo;
+        for class in 0..geo.nclasses {
+            let mut chain = Chain::EMPTY;
+            let mut kept = 0;
+            for i in 0..self.bins[class].len {
+                let b = self.bins[class].slots[i];
+                // SAFETY: bins hold live blocks, never null.
+                let ptr = unsafe { NonNull::new_unchecked(b) };
+                let home = self.home_of(&geo, ptr);
+                if home == self.slot {
+                    self.bins[class].slots[kept] = b;
+                    kept += 1;
+                    continue;
+                }
+                let pool = crate::routing::pool_meta(&geo, b as usize);
+                if pool == chain.pool {
+                    // SAFETY: a block of the chain's pool, out of the bin (only `kept` slots are
+                    // kept), held by this thread alone.
+                    unsafe { instrument::with_link(b, || b.cast::<*mut u8>().write(chain.first)) };
+                    chain.first = b;
+                    chain.n += 1;
+                } else {
+                    if chain.n > 0 {
+                        // SAFETY: a chain of free blocks of another heap's pool.
+                        unsafe { self.send_home(chain) };
+                    }
+                    chain = Chain {
+                        home,
+                        pool,
+                        first: b,
+                        last: b,
+                        n: 1,
+                    };
+                }
+            }
+            let bin = &mut self.bins[class];
+            if instrument::CLEAR_STALE {
+                bin.slots[kept..bin.len].fill(ptr::null_mut());
+            }
+            bin.len = kept;
+            if chain.n > 0 {
+                // SAFETY: as above.
+                unsafe { self.send_home(chain) };
+            }
+        }
+    }
+
     /// The heap whose pools hold `ptr`, a live block of this core's allocator (null for a
     /// `Heap`'s block).
     #[inline(always)]

@@ -183,11 +183,19 @@ fn blocks_sent_home_to_an_ended_threads_heap_are_collected_at_once() {
     }
     assert_eq!(pool.unowned_heaps(true), 0, "a notification stranded");
     let (held, limit) = pool.my_bin_fill(1);
-    assert!(held <= limit && limit > 0);
-    // In use: this thread's block, and the ended thread's blocks still in this bin (in use as
-    // far as their heap knows).
+    assert!(
+        held > 0 && held <= limit,
+        "the last blocks wait in this bin: {held} of {limit}"
+    );
+    // Statistics send them home first: in use is this thread's block alone.
     let s = pool.stats();
-    assert_eq!(s.blocks_in_use(), 1 + held, "{s}");
+    assert_eq!(s.blocks_in_use(), 1, "{s}");
+    assert_eq!(
+        pool.my_bin_fill(1).0,
+        0,
+        "the bin held none of this heap's blocks"
+    );
+    assert_eq!(pool.unowned_heaps(true), 0, "a notification stranded");
     // SAFETY: live, freed once.
     unsafe { pool.free(mine.as_ptr()) };
     pool.trim();
