@@ -370,6 +370,16 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     #[cold]
     unsafe fn free_remote(&self, slot: *mut SlotHeader, ptr: NonNull<u8>) {
         let meta = crate::routing::pool_meta(&self.geo, ptr.as_ptr() as usize);
+        // The usual double free, `free(p); free(p)`, of a block gone home at once: it heads its
+        // pool's remote list (a live block is on no list).
+        // SAFETY: the pointer is in our arenas, so its meta is initialised.
+        if unsafe { (*meta).remote.starts_with(ptr.as_ptr()) } {
+            crate::check::bad_free(
+                "free",
+                ptr.as_ptr() as usize,
+                crate::check::BadFree::DoubleFree,
+            );
+        }
         // SAFETY: the block is live (so its pool and heap are), and from now on it is free:
         // nobody else writes it; the pool cannot be recycled while the block is not back.
         unsafe {

@@ -1074,6 +1074,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             }
             let pool = crate::routing::pool_meta(&geo, ptr.as_ptr() as usize);
             let block = ptr.as_ptr();
+            // A double free of a block that went home a moment ago: it heads the remote list.
+            // SAFETY: a pool of a live arena of the allocator.
+            if unsafe { (*pool).remote.starts_with(block) } {
+                check::bad_free("free", block as usize, check::BadFree::DoubleFree);
+            }
             let chain = Chain {
                 home,
                 pool,

@@ -102,6 +102,15 @@ impl RemoteList {
         (address(head), count(head))
     }
 
+    /// Whether `block` is the list's first block: then it is free, waiting for its owner (a
+    /// live block is on no list), and a free of it is a double free. A read alone, for the
+    /// hardened checks; it orders nothing.
+    #[cfg_attr(loom, allow(dead_code))]
+    #[inline]
+    pub(crate) fn starts_with(&self, block: *mut u8) -> bool {
+        address(self.0.load(Ordering::Relaxed)) == block
+    }
+
     /// Whether the list is empty and untagged (for checks at rest).
     #[cfg_attr(not(loom), allow(dead_code))] // used by the loom models
     pub(crate) fn is_idle(&self) -> bool {

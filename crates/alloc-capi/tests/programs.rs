@@ -415,6 +415,7 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
     let debug = &["pool_debug", "debug", "malloc_debug"][..];
     let cases: &[(&str, &[&str], &str, &str)] = &[
         ("double_free_small", all, "double free", hook_free),
+        ("double_free_other_thread", all, "double free", hook_free),
         (
             "interior",
             all,

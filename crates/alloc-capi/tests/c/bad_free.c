@@ -3,9 +3,20 @@
  * twice). The matrix in programs.rs runs each case under each preset. */
 #include <dlfcn.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A thread with a heap of its own frees a block the main thread made, twice: the block goes into
+ * this thread's bin (a free takes any thread's block), where the second free finds it. */
+static void *free_twice(void *arg) {
+    char *volatile own = malloc(32);
+    free(own);
+    free(arg);
+    free(arg);
+    return NULL;
+}
 
 int main(int argc, char **argv) {
     const char *c = argc > 1 ? argv[1] : "none";
@@ -15,6 +26,11 @@ int main(int argc, char **argv) {
         char *volatile a = malloc(32);
         free(a);
         free(a);
+    } else if (!strcmp(c, "double_free_other_thread")) {
+        pthread_t t;
+        char *volatile a = malloc(32);
+        if (pthread_create(&t, NULL, free_twice, a)) return 2;
+        pthread_join(t, NULL);
     } else if (!strcmp(c, "double_free_medium")) {
         char *volatile a = malloc(2000);
         free(a);
