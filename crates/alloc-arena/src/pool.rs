@@ -318,7 +318,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// Takes back the blocks freed into an abandoned heap, and the blocks its bins hold, then
     /// abandons it again; repeats while notifications arrive meanwhile. Returns at once if another
-    /// thread owns the heap (it will see the notifications).
+    /// thread owns the heap (it will see the notifications). Returns whether the flush of its bins
+    /// sent blocks home to a heap it found unowned (`PoolCore::take_orphans`): the caller then
+    /// collects those (`collect_all_orphans`).
     fn collect(&self, slot: *mut SlotHeader, full: bool) -> bool {
         let marker = 0u8;
         // A token unique to this call: the address of a local of the running thread.
