@@ -197,7 +197,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // A way of this allocator holds a heap that the calling thread owns (a thread gives a
         // heap up when its way changes, and before its cache goes).
         if w.id != id {
-            return false;
+            // SAFETY: the caller's guarantee; the thread has no heap of this allocator.
+            unsafe { free_home_at_once(self, ptr) };
+            return true;
         }
         let slot = w.slot;
         let meta = pool_meta(g, addr);
@@ -253,6 +255,36 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             )
         }
     }
+}
+
+/// The fast free of a thread that has no heap of `pool` (one that frees what others made, a
+/// consumer): the hardened default's whole check of the pointer (a bad one is reported there and
+/// the process aborts), then the block goes straight home to its pool's remote list
+/// (`PoolAllocator::free_remote`, which also refuses the block heading that list), without the
+/// long way's second lookup. An `extern "C"` function, which cannot unwind, so that the fast
+/// path's call to it is its last act (a jump: no frame, no register kept on the fast path).
+///
+/// # Safety
+/// `pool` is a live allocator; the registry places `ptr` in its arenas; the block is live, or a
+/// bad pointer the check refuses; the calling thread owns no heap of `pool`.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn free_home_at_once<P: ArenaProvider, L: DomainAllocator>(
+    pool: *const PoolAllocator<P, L>,
+    ptr: *mut u8,
+) {
+    // SAFETY: the caller's guarantee.
+    let pool = unsafe { &*pool };
+    let g = pool.geometry();
+    // SAFETY: the registry places `ptr` in the arenas (the caller's guarantee), so it is not null.
+    let p = unsafe { NonNull::new_unchecked(ptr) };
+    // SAFETY: as above; a bad pointer there is reported and does not return.
+    let _class = unsafe { crate::routing::checked_class(pool, "free", p) };
+    let arena = (ptr as usize & !(g.arena_size - 1)) as *const crate::arena::ArenaHeader;
+    // SAFETY: a block start of a pool in use (checked), so its arena is live and its heap was
+    // written before any of its blocks was handed out; not the calling thread's (it has no heap
+    // here).
+    unsafe { pool.free_remote((*arena).slot.cast_mut(), p) };
 }
 
 #[cfg(test)]

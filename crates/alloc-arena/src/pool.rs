@@ -370,7 +370,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// # Safety
     /// `ptr` is a live block of the pools of heap `slot` of this allocator.
     #[cold]
-    unsafe fn free_remote(&self, slot: *mut SlotHeader, ptr: NonNull<u8>) {
+    pub(crate) unsafe fn free_remote(&self, slot: *mut SlotHeader, ptr: NonNull<u8>) {
         let meta = crate::routing::pool_meta(&self.geo, ptr.as_ptr() as usize);
         // The usual double free, `free(p); free(p)`, of a block gone home at once: it heads its
         // pool's remote list (a live block is on no list).

@@ -416,6 +416,13 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
     let cases: &[(&str, &[&str], &str, &str)] = &[
         ("double_free_small", all, "double free", hook_free),
         ("double_free_other_thread", all, "double free", hook_free),
+        ("double_free_no_heap_thread", all, "double free", hook_free),
+        (
+            "interior_no_heap_thread",
+            all,
+            "invalid pointer (inside a block",
+            hook_free,
+        ),
         (
             "interior",
             all,

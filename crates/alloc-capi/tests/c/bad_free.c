@@ -18,6 +18,20 @@ static void *free_twice(void *arg) {
     return NULL;
 }
 
+/* The same from a thread that allocates nothing (no heap of its own, as a consumer's): the first
+ * free sends the block home at once, where the second finds it heading its pool's remote list. */
+static void *free_twice_no_heap(void *arg) {
+    free(arg);
+    free(arg);
+    return NULL;
+}
+
+/* A pointer inside a block, freed by a thread that allocates nothing. */
+static void *free_interior_no_heap(void *arg) {
+    free((char *)arg + 16);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     const char *c = argc > 1 ? argv[1] : "none";
     char *volatile p = malloc(64);
@@ -30,6 +44,13 @@ int main(int argc, char **argv) {
         pthread_t t;
         char *volatile a = malloc(32);
         if (pthread_create(&t, NULL, free_twice, a)) return 2;
+        pthread_join(t, NULL);
+    } else if (!strcmp(c, "double_free_no_heap_thread") || !strcmp(c, "interior_no_heap_thread")) {
+        pthread_t t;
+        char *volatile a = malloc(64);
+        int interior = !strcmp(c, "interior_no_heap_thread");
+        if (pthread_create(&t, NULL, interior ? free_interior_no_heap : free_twice_no_heap, a))
+            return 2;
         pthread_join(t, NULL);
     } else if (!strcmp(c, "double_free_medium")) {
         char *volatile a = malloc(2000);
