@@ -203,11 +203,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
         let slot = w.slot;
         let meta = pool_meta(g, addr);
+        #[cfg(target_pointer_width = "64")]
         // SAFETY: the arena's metas are initialised (or zero: never taken). The bin's place (or,
         // with 32-bit pointers, the class) is read before the test (a volatile read is not moved
         // past it), so that the load keeps the meta's address in its operand instead of
         // computing it apart.
-        #[cfg(target_pointer_width = "64")]
         let (bin_at, magic, bias) = unsafe {
             (
                 ptr::read_volatile(ptr::addr_of!((*meta).bin_at)) as usize,

@@ -372,25 +372,13 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     #[cold]
     pub(crate) unsafe fn free_remote(&self, slot: *mut SlotHeader, ptr: NonNull<u8>) {
         let meta = crate::routing::pool_meta(&self.geo, ptr.as_ptr() as usize);
-        // The usual double free, `free(p); free(p)`, of a block gone home at once: it heads its
-        // pool's remote list (a live block is on no list).
-        // SAFETY: the pointer is in our arenas, so its meta is initialised.
-        if unsafe { (*meta).remote.starts_with(ptr.as_ptr()) } {
-            crate::check::bad_free(
-                "free",
-                ptr.as_ptr() as usize,
-                crate::check::BadFree::DoubleFree,
-            );
-        }
         // SAFETY: the block is live (so its pool and heap are), and from now on it is free:
-        // nobody else writes it; the pool cannot be recycled while the block is not back.
+        // nobody else writes it; the pool cannot be recycled while the block is not back. A
+        // double free of a block gone home at once is reported by `push_one_home`.
         unsafe {
             crate::instrument::block_freed(ptr.as_ptr(), (*meta).block_size as usize);
-            let hdr = &*slot;
-            let one = (ptr.as_ptr(), ptr.as_ptr(), 1);
-            if remote::push_remote(&hdr.notify, &hdr.owner, meta, one, |b, next| {
-                crate::instrument::with_link(b, || b.cast::<*mut u8>().write(next))
-            }) && self.collect(slot, false)
+            if crate::pool_core::push_one_home(slot, meta, ptr.as_ptr())
+                && self.collect(slot, false)
             {
                 self.collect_all_orphans(false);
             }

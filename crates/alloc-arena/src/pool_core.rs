@@ -239,6 +239,55 @@ impl Chain {
         last: ptr::null_mut(),
         n: 0,
     };
+
+    /// The chain of one block, `block` of pool `pool` of heap `home`.
+    fn one(home: *const SlotHeader, pool: *mut PoolMeta, block: *mut u8) -> Chain {
+        Chain {
+            home,
+            pool,
+            first: block,
+            last: block,
+            n: 1,
+        }
+    }
+}
+
+/// Pushes `chain` onto its pool's remote list (`remote::push_remote`); returns whether its heap
+/// had no owner after the pool was queued (the caller must then see the heap collected).
+///
+/// # Safety
+/// The chain is `n` free blocks of its pool, of heap `home`, allocated as far as the pool knows,
+/// linked from `first` to `last`, and not used afterwards.
+unsafe fn push_home(chain: Chain) -> bool {
+    // SAFETY: the caller's guarantee: live blocks of heap `home`, free from now on; the pool
+    // cannot be recycled while they are not back. Slots are never unmapped.
+    unsafe {
+        let hdr = &*chain.home;
+        let blocks = (chain.first, chain.last, chain.n);
+        crate::remote::push_remote(&hdr.notify, &hdr.owner, chain.pool, blocks, |b, next| {
+            instrument::with_link(b, || b.cast::<*mut u8>().write(next))
+        })
+    }
+}
+
+/// Sends one freed block of pool `pool` of heap `home` home at once (a thread with no bin for
+/// it): [`push_home`] of it alone, after the hardened default's check that it does not head the
+/// pool's remote list already (then it is free, a live block being on no list: a double free,
+/// reported). Returns what `push_home` does.
+///
+/// # Safety
+/// As for [`push_home`], of the chain of `block` alone; `pool` is `block`'s pool.
+pub(crate) unsafe fn push_one_home(
+    home: *const SlotHeader,
+    pool: *mut PoolMeta,
+    block: *mut u8,
+) -> bool {
+    // SAFETY: the caller's guarantee: a pool of a live arena.
+    if unsafe { (*pool).remote.starts_with(block) } {
+        check::bad_free("free", block as usize, check::BadFree::DoubleFree);
+    }
+    // SAFETY: the caller's guarantee.
+    unsafe { push_home(Chain::one(home, pool, block)) }
 }
 
 pub(crate) struct PoolCore<P: ArenaProvider> {
@@ -1073,21 +1122,11 @@ impl<P: ArenaProvider> PoolCore<P> {
                 return unsafe { self.pool_free_fast(ptr) };
             }
             let pool = crate::routing::pool_meta(&geo, ptr.as_ptr() as usize);
-            let block = ptr.as_ptr();
-            // A double free of a block that went home a moment ago: it heads the remote list.
-            // SAFETY: a pool of a live arena of the allocator.
-            if unsafe { (*pool).remote.starts_with(block) } {
-                check::bad_free("free", block as usize, check::BadFree::DoubleFree);
-            }
-            let chain = Chain {
-                home,
-                pool,
-                first: block,
-                last: block,
-                n: 1,
-            };
             // SAFETY: the caller's guarantee; a block of another heap of the same allocator.
-            return unsafe { self.send_home(chain) };
+            if unsafe { push_one_home(home, pool, ptr.as_ptr()) } {
+                self.note_orphan(home);
+            }
+            return;
         }
         if bin.len >= bin.limit {
             let half = bin.limit / 2;
@@ -1150,34 +1189,12 @@ impl<P: ArenaProvider> PoolCore<P> {
                 unsafe { self.pool_free_in(&geo, secure, ptr) };
                 continue;
             }
-            let pool = crate::routing::pool_meta(&geo, ptr.as_ptr() as usize);
-            let block = ptr.as_ptr();
-            if pool == chain.pool {
-                // SAFETY: a free block of the chain's pool (the caller's guarantee), which only
-                // this thread holds.
-                unsafe {
-                    instrument::with_link(block, || block.cast::<*mut u8>().write(chain.first))
-                };
-                chain.first = block;
-                chain.n += 1;
-            } else {
-                if chain.n > 0 {
-                    // SAFETY: a chain of free blocks of another heap's pool, linked above.
-                    unsafe { self.send_home(chain) };
-                }
-                chain = Chain {
-                    home,
-                    pool,
-                    first: block,
-                    last: block,
-                    n: 1,
-                };
-            }
+            // SAFETY: a block of another heap of the same allocator (the caller's guarantee),
+            // out of the bin, free from now on.
+            unsafe { self.chain_home(&geo, &mut chain, home, ptr.as_ptr()) };
         }
-        if chain.n > 0 {
-            // SAFETY: as above.
-            unsafe { self.send_home(chain) };
-        }
+        // SAFETY: the chain's blocks left the bin above; linked by `chain_home`.
+        unsafe { self.send_home(chain) };
     }
 
     /// Sends home the blocks of other heaps that wait in this core's bins (see `send_home`),
@@ -1202,36 +1219,17 @@ impl<P: ArenaProvider> PoolCore<P> {
                     kept += 1;
                     continue;
                 }
-                let pool = crate::routing::pool_meta(&geo, b as usize);
-                if pool == chain.pool {
-                    // SAFETY: a block of the chain's pool, out of the bin (only `kept` slots are
-                    // kept), held by this thread alone.
-                    unsafe { instrument::with_link(b, || b.cast::<*mut u8>().write(chain.first)) };
-                    chain.first = b;
-                    chain.n += 1;
-                } else {
-                    if chain.n > 0 {
-                        // SAFETY: a chain of free blocks of another heap's pool.
-                        unsafe { self.send_home(chain) };
-                    }
-                    chain = Chain {
-                        home,
-                        pool,
-                        first: b,
-                        last: b,
-                        n: 1,
-                    };
-                }
+                // SAFETY: a block of another heap of the same allocator, out of the bin (only
+                // `kept` slots are kept), held by this thread alone.
+                unsafe { self.chain_home(&geo, &mut chain, home, b) };
             }
             let bin = &mut self.bins[class];
             if instrument::CLEAR_STALE {
                 bin.slots[kept..bin.len].fill(ptr::null_mut());
             }
             bin.len = kept;
-            if chain.n > 0 {
-                // SAFETY: as above.
-                unsafe { self.send_home(chain) };
-            }
+            // SAFETY: the chain's blocks left the bin above; linked by `chain_home`.
+            unsafe { self.send_home(chain) };
         }
     }
 
@@ -1256,22 +1254,48 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// used afterwards.
     #[cold]
     unsafe fn send_home(&mut self, chain: Chain) {
-        let home = chain.home;
-        // SAFETY: the caller's guarantee: live blocks of heap `home`, free from now on; the pool
-        // cannot be recycled while they are not back. Slots are never unmapped.
-        let unowned = unsafe {
-            let hdr = &*home;
-            let blocks = (chain.first, chain.last, chain.n);
-            crate::remote::push_remote(&hdr.notify, &hdr.owner, chain.pool, blocks, |b, next| {
-                instrument::with_link(b, || b.cast::<*mut u8>().write(next))
-            })
-        };
-        if unowned {
-            if self.orphan.is_null() || self.orphan == home {
-                self.orphan = home;
-            } else {
-                self.orphans_more = true;
-            }
+        // SAFETY: the caller's guarantee.
+        if chain.n > 0 && unsafe { push_home(chain) } {
+            self.note_orphan(chain.home);
+        }
+    }
+
+    /// Adds `block`, a free block of heap `home` (not this core's), to the chain being built by
+    /// a walk over a bin: linked in front if it is of the chain's pool, else the chain is sent
+    /// home (`send_home`) and a new one starts with it. The walk sends the last chain itself.
+    ///
+    /// # Safety
+    /// `block` is a live block of heap `home` of the same allocator, out of the bin and free
+    /// from now on; `chain` holds such blocks only, linked from `first` to `last`.
+    #[inline]
+    unsafe fn chain_home(
+        &mut self,
+        geo: &Geometry,
+        chain: &mut Chain,
+        home: *const SlotHeader,
+        block: *mut u8,
+    ) {
+        let pool = crate::routing::pool_meta(geo, block as usize);
+        if pool == chain.pool {
+            // SAFETY: a free block of the chain's pool (the caller's guarantee), which only this
+            // thread holds.
+            unsafe { instrument::with_link(block, || block.cast::<*mut u8>().write(chain.first)) };
+            chain.first = block;
+            chain.n += 1;
+        } else {
+            // SAFETY: the caller's guarantee.
+            unsafe { self.send_home(*chain) };
+            *chain = Chain::one(home, pool, block);
+        }
+    }
+
+    /// Notes that blocks went home to `home`, found unowned: the caller collects it
+    /// (`take_orphans`).
+    fn note_orphan(&mut self, home: *const SlotHeader) {
+        if self.orphan.is_null() || self.orphan == home {
+            self.orphan = home;
+        } else {
+            self.orphans_more = true;
         }
     }
 
