@@ -48,6 +48,12 @@ const MAX_SHUFFLED: usize = 4096;
 /// 2), so all bins of a heap together keep well under a mebibyte away from the pools with the
 /// default classes, and a few mebibytes with classes up to 64 KiB.
 const BIN_BYTES: usize = 32 << 10;
+/// The most empty-pool memory a heap learns to keep committed on top of `retain_bytes` (see
+/// `PoolCore::learn_regrowth`).
+const LEARNED_MAX_BYTES: usize = 256 << 20;
+/// Whether heaps learn their working set: only where a clock lets learned memory decay (without
+/// an OS, `now_ms` is always 0, and the pools share one region).
+const LEARNS: bool = cfg!(any(unix, windows));
 
 /// How many blocks the bin of blocks of `block_size` bytes holds.
 const fn bin_limit(block_size: usize) -> usize {
@@ -318,6 +324,21 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     arenas_allocated: usize,
     arenas_released: usize,
     pools_decommitted: usize,
+    /// Committed pools (carved and not decommitted since), in use or empty.
+    committed_pools: usize,
+    /// Pools given back at once (arenas released, or decommitted by a purge of a mostly empty
+    /// heap) in the current burst of give-backs: 0 once a regrowth has learned from them (see
+    /// [`learn_regrowth`](Self::learn_regrowth)).
+    given_back_pools: usize,
+    /// When the last give-back at once happened (`os::now_ms`).
+    given_back_ms: u64,
+    /// `committed_pools` when the current burst of give-backs started: the working set before it.
+    burst_committed: usize,
+    /// Empty pools kept committed on top of `retain_pools`, learned from pools given back at
+    /// once and taken again within the purge delay (a program that frees a large structure and
+    /// builds another): its working set, kept committed instead of refaulted every round.
+    /// Unlearned as such pools stay empty for the delay and are decommitted (see `return_pool`).
+    learned_pools: usize,
     /// A heap that nobody owned when a flush sent it blocks of its pools (see
     /// [`flush_bin`](Self::flush_bin)): its owner-to-be must collect it (`PoolAllocator`
     /// takes it with [`take_orphans`](Self::take_orphans)). Null if none.
@@ -356,6 +377,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             arenas_allocated: 0,
             arenas_released: 0,
             pools_decommitted: 0,
+            committed_pools: 0,
+            given_back_pools: 0,
+            given_back_ms: 0,
+            burst_committed: 0,
+            learned_pools: 0,
             orphan: ptr::null(),
             orphans_more: false,
             #[cfg(debug_assertions)]
@@ -407,6 +433,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             addr_of_mut!((*dst).arenas_allocated).write(0);
             addr_of_mut!((*dst).arenas_released).write(0);
             addr_of_mut!((*dst).pools_decommitted).write(0);
+            addr_of_mut!((*dst).committed_pools).write(0);
+            addr_of_mut!((*dst).given_back_pools).write(0);
+            addr_of_mut!((*dst).given_back_ms).write(0);
+            addr_of_mut!((*dst).burst_committed).write(0);
+            addr_of_mut!((*dst).learned_pools).write(0);
             addr_of_mut!((*dst).orphan).write(ptr::null());
             addr_of_mut!((*dst).orphans_more).write(false);
             #[cfg(debug_assertions)]
@@ -438,6 +469,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             arenas_allocated: _,
             arenas_released: _,
             pools_decommitted: _,
+            committed_pools: _,
+            given_back_pools: _,
+            given_back_ms: _,
+            burst_committed: _,
+            learned_pools: _,
             orphan: _,
             orphans_more: _,
             #[cfg(debug_assertions)]
@@ -946,6 +982,8 @@ impl<P: ArenaProvider> PoolCore<P> {
                     // No block until one is carved (a provider may map the pages anew).
                     instrument::region_noaccess((*pool).base(), self.geo.pool_size);
                     (*pool).committed = true;
+                    self.committed_pools += 1;
+                    self.regrew();
                 } else {
                     arena.empty_committed -= 1;
                     self.empty_committed -= 1;
@@ -956,6 +994,8 @@ impl<P: ArenaProvider> PoolCore<P> {
                 let index = arena.next_unused;
                 debug_assert!(index < self.geo.pools_per_arena);
                 arena.next_unused += 1;
+                self.committed_pools += 1;
+                self.regrew();
                 let pool = ArenaHeader::meta(a, index);
                 pool.write(PoolMeta {
                     free: ptr::null_mut(),
@@ -1474,26 +1514,89 @@ impl<P: ArenaProvider> PoolCore<P> {
                 // Kept while the heap's empty memory is within what it retains (see
                 // `PoolConfig::retain_bytes`), or among the `keep_empty_arenas`.
                 if self.empty_arenas < self.geo.keep_empty_arenas
-                    || self.empty_committed <= self.geo.retain_pools
+                    || self.empty_committed <= self.retained_pools()
                 {
                     self.empty_arenas += 1;
                 } else {
+                    self.giving_back(arena.empty_committed, now);
                     self.release_arena(a);
                 }
             }
             self.check_transition(ptr::null_mut(), ptr::null_mut());
             // At most one purge per half delay (the arena, and `pool`, may be gone by now); when
             // empty committed pools pass four times the budget and what the heap retains, at once
-            // and regardless of age, down to half of what it retains.
+            // and regardless of age, down to half of what it retains (and all it learned).
             let budget = self.empty_pool_budget();
-            if self.empty_committed > (4 * budget).max(self.geo.retain_pools) {
-                self.purge_down_to(self.geo.retain_pools / 2, now);
+            let before = self.pools_decommitted;
+            if self.empty_committed > (4 * budget).max(self.retained_pools()) {
+                let keep = self.geo.retain_pools / 2 + self.learned_pools;
+                self.giving_back(self.empty_committed - keep, now);
+                self.purge_down_to(keep, now);
             } else if self.empty_committed > budget
                 && now.wrapping_sub(self.last_purge_ms) >= self.geo.purge_delay_ms / 2
             {
                 self.purge(false, now);
+                // Pools that stayed empty for the whole delay are no working set: unlearned.
+                let idle = self.pools_decommitted - before;
+                self.learned_pools = self.learned_pools.saturating_sub(idle);
             }
         }
+    }
+
+    /// Empty pools the heap keeps committed when a pool empties: `retain_pools`, and the
+    /// working set it learned (`learned_pools`).
+    #[inline]
+    fn retained_pools(&self) -> usize {
+        self.geo.retain_pools + self.learned_pools
+    }
+
+    /// Notes that about `pools` committed pools are being given back at once (an arena
+    /// released, or a purge of a mostly empty heap), `now`: a give-back within the purge delay
+    /// of the last one adds to the same burst; a new burst notes the working set it starts from.
+    /// A heap that retains nothing (`retain_bytes` 0) learns nothing either.
+    fn giving_back(&mut self, pools: usize, now: u64) {
+        if pools == 0 || !LEARNS || self.geo.retain_pools == 0 {
+            return;
+        }
+        if self.given_back_pools == 0
+            || now.wrapping_sub(self.given_back_ms) > self.geo.purge_delay_ms
+        {
+            self.given_back_pools = 0;
+            self.burst_committed = self.committed_pools;
+        }
+        self.given_back_pools += pools;
+        self.given_back_ms = now;
+    }
+
+    /// A pool was committed again or carved fresh: after a give-back, learn from it (one clock
+    /// read, on a path that maps pages anyway).
+    #[inline]
+    fn regrew(&mut self) {
+        if self.given_back_pools != 0 {
+            self.learn_regrowth();
+        }
+    }
+
+    /// Regrowth within the purge delay of a give-back at once: what was given back was part of
+    /// the working set after all (a program that frees a large structure and builds another), so
+    /// from now on the heap keeps that working set committed when it empties, with a quarter
+    /// more for rounds that differ, up to `LEARNED_MAX_BYTES` past `retain_bytes`: the next
+    /// such free keeps its memory for the next round instead of returning it and faulting it in
+    /// again. Memory learned this way still goes back once it stays empty for the purge delay
+    /// (see `return_pool`), and at once on `trim`. jemalloc's decay and mimalloc's purge delay
+    /// keep such memory too, after every free; here a single large free still gives back at
+    /// once.
+    #[cold]
+    fn learn_regrowth(&mut self) {
+        let now = crate::os::now_ms();
+        let recent = now.wrapping_sub(self.given_back_ms) <= self.geo.purge_delay_ms;
+        if recent {
+            let wanted = self.burst_committed + self.burst_committed / 4;
+            let most = LEARNED_MAX_BYTES / self.geo.pool_size;
+            let learned = wanted.saturating_sub(self.geo.retain_pools).min(most);
+            self.learned_pools = self.learned_pools.max(learned);
+        }
+        self.given_back_pools = 0;
     }
 
     /// Empty pools kept committed before purges start: `keep_empty_pools`, or an eighth of the
@@ -1607,6 +1710,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                         for j in first..i {
                             (*ArenaHeader::meta(a, j)).committed = false;
                         }
+                        self.committed_pools -= n;
                         instrument::region_noaccess(start, n * pool_size);
                         arena.empty_committed -= n;
                         self.empty_committed -= n;
@@ -1663,6 +1767,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             self.check_arena(prev);
             self.check_arena(next);
             self.empty_committed -= arena.empty_committed;
+            self.committed_pools -= arena.empty_committed;
             self.arenas -= 1;
             self.arenas_released += 1;
             let layout = self.arena_layout();
@@ -1693,6 +1798,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// class, the empty arenas kept mapped, and the pages of every empty pool.
     pub(crate) fn trim(&mut self) {
         while self.drain_remote() {}
+        self.learned_pools = 0;
+        self.given_back_pools = 0;
         let (keep_arenas, keep_pools) = (self.geo.keep_empty_arenas, self.geo.keep_empty_pools);
         self.geo.keep_empty_arenas = 0;
         self.geo.keep_empty_pools = 0;
@@ -1752,6 +1859,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             arenas_allocated: self.arenas_allocated,
             arenas_released: self.arenas_released,
             pools_decommitted_total: self.pools_decommitted,
+            pools_learned: self.learned_pools,
             ..PoolStats::default()
         };
         for (c, cs) in s.classes.iter_mut().enumerate().take(g.nclasses) {
@@ -2082,13 +2190,16 @@ impl<P: ArenaProvider> PoolCore<P> {
                     "bin {class} holds more than its limit"
                 );
             }
-            let (mut arenas, mut empty, mut committed) = (0, 0, 0);
+            let (mut arenas, mut empty, mut committed, mut pools) = (0, 0, 0, 0);
             let mut a = self.all;
             while !a.is_null() {
                 let arena = &*a;
                 arenas += 1;
                 empty += usize::from(arena.nfree == arena.ntotal);
                 committed += arena.empty_committed;
+                for i in self.geo.header_pools..arena.next_unused {
+                    pools += usize::from((*ArenaHeader::meta(a, i)).committed);
+                }
                 #[cfg(debug_assertions)]
                 {
                     self.check_arena_now(a);
@@ -2101,6 +2212,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             assert_eq!(arenas, self.arenas, "arena count");
             assert_eq!(empty, self.empty_arenas, "empty arenas kept");
             assert_eq!(committed, self.empty_committed, "committed empty pools");
+            assert_eq!(pools, self.committed_pools, "committed pools");
+            assert!(
+                self.learned_pools <= LEARNED_MAX_BYTES / self.geo.pool_size,
+                "learned past the bound"
+            );
         }
     }
 }

@@ -58,6 +58,11 @@ pub struct PoolStats {
     pub pools_decommitted_total: usize,
     /// Pools never used since their arena was mapped.
     pub pools_unused: usize,
+    /// Empty pools the heaps keep committed on top of `PoolConfig::retain_bytes`, learned from
+    /// pools given back at once and taken again within the purge delay (a program that frees a
+    /// large structure and builds another); they still go back once they stay empty for the
+    /// delay, and on `trim`.
+    pub pools_learned: usize,
     /// Bytes mapped for arenas (`arenas * arena_size`).
     pub bytes_mapped: usize,
     /// Bytes of allocated blocks (block sizes, not requested sizes).
@@ -81,6 +86,7 @@ impl Default for PoolStats {
             pools_decommitted: 0,
             pools_decommitted_total: 0,
             pools_unused: 0,
+            pools_learned: 0,
             bytes_mapped: 0,
             bytes_in_use: 0,
             bytes_free_in_pools: 0,
@@ -121,6 +127,7 @@ impl PoolStats {
         self.pools_decommitted += o.pools_decommitted;
         self.pools_decommitted_total += o.pools_decommitted_total;
         self.pools_unused += o.pools_unused;
+        self.pools_learned += o.pools_learned;
         self.bytes_mapped += o.bytes_mapped;
         self.bytes_in_use += o.bytes_in_use;
         self.bytes_free_in_pools += o.bytes_free_in_pools;
@@ -168,7 +175,7 @@ impl fmt::Display for PoolStats {
             )?;
         }
         writeln!(f)?;
-        let rows: [(&str, usize); 11] = [
+        let rows: [(&str, usize); 12] = [
             ("# arenas allocated total", self.arenas_allocated),
             ("# arenas reclaimed", self.arenas_released),
             ("# arenas highwater mark", self.arenas_highest),
@@ -178,6 +185,7 @@ impl fmt::Display for PoolStats {
             ("# empty pools", self.pools_empty),
             ("# empty pools decommitted", self.pools_decommitted),
             ("# pools never used", self.pools_unused),
+            ("# empty pools kept as learned", self.pools_learned),
             ("bytes mapped for arenas", self.bytes_mapped),
             ("pool size / arena size", self.pool_size),
         ];

@@ -4,7 +4,7 @@ use std::vec::Vec;
 
 use alloc_core::{DomainAllocator, Ownership, System};
 
-use crate::{Heap, OsArenas, PoolAllocator, PoolConfig};
+use crate::{Heap, OsArenas, PoolAllocator, PoolConfig, PoolStats};
 
 alloc_core::conformance_tests!(pool_allocator_conforms, PoolAllocator::new());
 alloc_core::conformance_tests!(heap_conforms, Heap::new());
@@ -371,6 +371,130 @@ fn past_the_retained_bytes_a_large_free_goes_back_at_once() {
         s.arenas
     );
     heap.check_invariants();
+}
+
+/// Builds `n` blocks of 64 bytes on `heap` and frees them all.
+fn build_and_free(heap: &Heap, n: usize) {
+    let blocks: Vec<_> = (0..n).map(|_| heap.malloc(64).unwrap()).collect();
+    for b in blocks {
+        // SAFETY: live, freed once.
+        unsafe { heap.free(b.as_ptr()) };
+    }
+}
+
+/// Committed empty pools (resident memory the heap holds with no block in it).
+fn committed_empty(s: &PoolStats) -> usize {
+    s.pools_empty - s.pools_decommitted
+}
+
+/// Blocks of 64 bytes in a round of the learning tests: 25.6 MB, twice what a heap retains.
+const ROUND: usize = 400_000;
+
+#[test]
+fn a_structure_rebuilt_soon_after_a_large_free_keeps_its_memory_from_then_on() {
+    // A delay no loaded machine crosses between two rounds.
+    let config = PoolConfig {
+        purge_delay_ms: 10_000,
+        ..PoolConfig::DEFAULT
+    };
+    let heap = Heap::with_config(config, OsArenas::new(), System).unwrap();
+    let pin = heap.malloc(64).unwrap();
+    build_and_free(&heap, ROUND);
+    let first = heap.stats();
+    let retained = PoolConfig::DEFAULT.retain_bytes / first.pool_size;
+    // The first large free gives back at once what is past the retained bytes (here by
+    // decommitting pools; arenas stay mapped).
+    assert!(
+        first.pools_decommitted_total > 600,
+        "{} pools decommitted",
+        first.pools_decommitted_total
+    );
+    assert!(committed_empty(&first) <= retained);
+    assert_eq!(first.pools_learned, 0);
+    // The next round commits again what was just given back: the heap learns it ...
+    build_and_free(&heap, ROUND);
+    let second = heap.stats();
+    assert!(
+        second.pools_learned > 600,
+        "{} pools learned",
+        second.pools_learned
+    );
+    // ... and keeps it: this free gave nothing back, and the next rounds map nothing and
+    // decommit nothing.
+    assert_eq!(
+        second.pools_decommitted_total,
+        first.pools_decommitted_total
+    );
+    assert_eq!(second.arenas_released, 0);
+    assert!(committed_empty(&second) > retained + 600);
+    for _ in 0..3 {
+        build_and_free(&heap, ROUND);
+    }
+    let later = heap.stats();
+    assert_eq!(
+        later.arenas_allocated, second.arenas_allocated,
+        "no new mapping"
+    );
+    assert_eq!(later.arenas_released, 0);
+    assert_eq!(
+        later.pools_decommitted_total,
+        second.pools_decommitted_total
+    );
+    // `trim` gives it all back and forgets it.
+    heap.trim();
+    let trimmed = heap.stats();
+    assert_eq!(trimmed.pools_learned, 0);
+    assert_eq!(committed_empty(&trimmed), 0);
+    // SAFETY: live, freed once.
+    unsafe { heap.free(pin.as_ptr()) };
+    heap.check_invariants();
+}
+
+#[test]
+fn learned_memory_goes_back_once_it_stays_empty_for_the_purge_delay() {
+    // Long enough that a loaded machine learns between two rounds (about 50 ms each unloaded, in
+    // a debug build).
+    const DELAY: u64 = 1000;
+    let config = PoolConfig {
+        purge_delay_ms: DELAY,
+        ..PoolConfig::DEFAULT
+    };
+    let heap = Heap::with_config(config, OsArenas::new(), System).unwrap();
+    let pin = heap.malloc(64).unwrap();
+    build_and_free(&heap, ROUND);
+    build_and_free(&heap, ROUND);
+    let learned = heap.stats();
+    assert!(learned.pools_learned > 600);
+    assert!(committed_empty(&learned) > learned.pools_learned);
+    // The delay passes with the heap idle.
+    std::thread::sleep(std::time::Duration::from_millis(DELAY + 100));
+    // Its next pool return purges what stayed empty, learned or not.
+    build_and_free(&heap, 10_000);
+    let after = heap.stats();
+    assert!(
+        committed_empty(&after) <= 64 + 2,
+        "{} empty pools still committed",
+        committed_empty(&after)
+    );
+    assert!(
+        after.pools_learned < learned.pools_learned / 2,
+        "unlearned as it is purged: {} of {}",
+        after.pools_learned,
+        learned.pools_learned
+    );
+    // SAFETY: live, freed once.
+    unsafe { heap.free(pin.as_ptr()) };
+    heap.check_invariants();
+}
+
+#[test]
+fn a_heap_that_retains_nothing_learns_nothing() {
+    let heap = heap_retaining_nothing();
+    build_and_free(&heap, 200_000);
+    build_and_free(&heap, 200_000);
+    let s = heap.stats();
+    assert_eq!(s.pools_learned, 0);
+    assert!(s.arenas <= 2, "{} arenas kept", s.arenas);
 }
 
 #[test]
