@@ -48,9 +48,6 @@ const MAX_SHUFFLED: usize = 4096;
 /// 2), so all bins of a heap together keep well under a mebibyte away from the pools with the
 /// default classes, and a few mebibytes with classes up to 64 KiB.
 const BIN_BYTES: usize = 32 << 10;
-/// The most empty-pool memory a heap learns to keep committed on top of `retain_bytes` (see
-/// `PoolCore::learn_regrowth`).
-const LEARNED_MAX_BYTES: usize = 256 << 20;
 /// Whether heaps learn their working set: only where a clock lets learned memory decay (without
 /// an OS, `now_ms` is always 0, and the pools share one region).
 const LEARNS: bool = cfg!(any(unix, windows));
@@ -1555,7 +1552,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// of the last one adds to the same burst; a new burst notes the working set it starts from.
     /// A heap that retains nothing (`retain_bytes` 0) learns nothing either.
     fn giving_back(&mut self, pools: usize, now: u64) {
-        if pools == 0 || !LEARNS || self.geo.retain_pools == 0 {
+        if pools == 0 || !LEARNS || self.geo.retain_pools == 0 || self.geo.learn_pools == 0 {
             return;
         }
         if self.given_back_pools == 0
@@ -1580,7 +1577,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// Regrowth within the purge delay of a give-back at once: what was given back was part of
     /// the working set after all (a program that frees a large structure and builds another), so
     /// from now on the heap keeps that working set committed when it empties, with a quarter
-    /// more for rounds that differ, up to `LEARNED_MAX_BYTES` past `retain_bytes`: the next
+    /// more for rounds that differ, up to `learn_bytes` past `retain_bytes`: the next
     /// such free keeps its memory for the next round instead of returning it and faulting it in
     /// again. Memory learned this way still goes back once it stays empty for the purge delay
     /// (see `return_pool`), and at once on `trim`. jemalloc's decay and mimalloc's purge delay
@@ -1592,8 +1589,9 @@ impl<P: ArenaProvider> PoolCore<P> {
         let recent = now.wrapping_sub(self.given_back_ms) <= self.geo.purge_delay_ms;
         if recent {
             let wanted = self.burst_committed + self.burst_committed / 4;
-            let most = LEARNED_MAX_BYTES / self.geo.pool_size;
-            let learned = wanted.saturating_sub(self.geo.retain_pools).min(most);
+            let learned = wanted
+                .saturating_sub(self.geo.retain_pools)
+                .min(self.geo.learn_pools);
             self.learned_pools = self.learned_pools.max(learned);
         }
         self.given_back_pools = 0;
@@ -2214,7 +2212,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             assert_eq!(committed, self.empty_committed, "committed empty pools");
             assert_eq!(pools, self.committed_pools, "committed pools");
             assert!(
-                self.learned_pools <= LEARNED_MAX_BYTES / self.geo.pool_size,
+                self.learned_pools <= self.geo.learn_pools,
                 "learned past the bound"
             );
         }

@@ -52,6 +52,15 @@ pub struct PoolConfig {
     /// it, at once. Default 12 MiB: after freeing any amount, a heap's resident memory is within
     /// that of what it holds live.
     pub retain_bytes: usize,
+    /// The most empty memory a heap learns to keep committed on top of `retain_bytes`. A heap
+    /// that gives memory back at once after a large free and then takes it again within
+    /// `purge_delay_ms` (a program that frees a structure and builds the next, larger than
+    /// `retain_bytes`) keeps its working set from then on, with a quarter more, up to this bound:
+    /// the next rounds reuse resident pages instead of faulting them in again. Learned memory
+    /// still goes back once it stays empty for `purge_delay_ms` (at the heap's next pool return)
+    /// and at once on `trim`. Default 256 MiB; 0 never learns (and nothing is learned where
+    /// `retain_bytes` is 0).
+    pub learn_bytes: usize,
     /// Hardened further, at a cost (`DOMALLOC=pool_secure`): free-list links encoded with a key
     /// of the heap's and the block's address, and checked before use (a freed block's contents
     /// are not trusted: a link that does not decode to a block of its pool is reported as heap
@@ -72,6 +81,7 @@ impl PoolConfig {
         keep_empty_pools: 64,
         purge_delay_ms: 1000,
         retain_bytes: 12 << 20,
+        learn_bytes: 256 << 20,
         secure: false,
     };
 }
@@ -133,6 +143,8 @@ pub(crate) struct Geometry {
     pub(crate) purge_delay_ms: u64,
     /// `retain_bytes` in pools.
     pub(crate) retain_pools: usize,
+    /// `learn_bytes` in pools.
+    pub(crate) learn_pools: usize,
     pub(crate) secure: bool,
 }
 
@@ -203,6 +215,7 @@ impl Geometry {
             keep_empty_pools: c.keep_empty_pools,
             purge_delay_ms: c.purge_delay_ms,
             retain_pools: c.retain_bytes / c.pool_size,
+            learn_pools: c.learn_bytes / c.pool_size,
             secure: c.secure,
         })
     }

@@ -20,6 +20,7 @@ alloc_core::conformance_tests!(
             keep_empty_pools: 0,
             purge_delay_ms: 0,
             retain_bytes: 0,
+            learn_bytes: 0,
             secure: false,
         },
         OsArenas::new(),
@@ -485,6 +486,26 @@ fn learned_memory_goes_back_once_it_stays_empty_for_the_purge_delay() {
     // SAFETY: live, freed once.
     unsafe { heap.free(pin.as_ptr()) };
     heap.check_invariants();
+}
+
+#[test]
+fn learning_stops_at_learn_bytes_and_learn_bytes_0_learns_nothing() {
+    for (learn_bytes, expected) in [(1 << 20, 64), (0, 0)] {
+        let config = PoolConfig {
+            purge_delay_ms: 10_000,
+            learn_bytes,
+            ..PoolConfig::DEFAULT
+        };
+        let heap = Heap::with_config(config, OsArenas::new(), System).unwrap();
+        build_and_free(&heap, ROUND);
+        build_and_free(&heap, ROUND);
+        let s = heap.stats();
+        assert_eq!(s.pools_learned, expected, "learn_bytes {learn_bytes}");
+        // What is past it went back at once, as without learning.
+        let retained = PoolConfig::DEFAULT.retain_bytes / s.pool_size;
+        assert!(committed_empty(&s) <= retained + expected + 64);
+        heap.check_invariants();
+    }
 }
 
 #[test]
