@@ -254,9 +254,16 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return w.slot;
         }
         let token = ThreadCache::token(c);
-        let slot = self
-            .adopt(token)
-            .unwrap_or_else(|| self.new_heap(id, token));
+        let slot = match self.adopt(token) {
+            Some(slot) => {
+                // SAFETY: the calling thread owns the heap it just adopted; no other reference
+                // to the core is alive. The working set its last owner learned is not this
+                // thread's.
+                unsafe { self.core_of(slot) }.unlearn();
+                slot
+            }
+            None => self.new_heap(id, token),
+        };
         if !slot.is_null() {
             // SAFETY: the calling thread owns the heap it just adopted or made; no other
             // reference to the core is alive.
@@ -334,6 +341,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             if full {
                 core.trim();
             } else {
+                // What its owner learned to keep is nobody's working set now.
+                core.unlearn();
                 while core.drain_remote() {}
                 core.flush_bins();
             }

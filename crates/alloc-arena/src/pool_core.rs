@@ -1623,6 +1623,24 @@ impl<P: ArenaProvider> PoolCore<P> {
         self.given_back_pools = 0;
     }
 
+    /// Forgets the working set learned by the heap's last owner (a heap collected while nobody
+    /// owns it, or adopted by another thread): from now on the heap keeps what any heap keeps,
+    /// and what it held committed for the old owner past that goes back at once, as after a
+    /// large free.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    pub(crate) fn unlearn(&mut self) {
+        if self.learned_pools == 0 && self.given_back_pools == 0 {
+            return;
+        }
+        self.learned_pools = 0;
+        self.given_back_pools = 0;
+        let budget = self.empty_pool_budget();
+        if self.empty_committed > (4 * budget).max(self.geo.retain_pools) {
+            self.purge_down_to(self.geo.retain_pools / 2, crate::os::now_ms());
+        }
+    }
+
     /// Empty pools kept committed before purges start: `keep_empty_pools`, or an eighth of the
     /// pools mapped when that is more, so that a large heap whose live set fluctuates keeps a
     /// proportional slack instead of decommitting and refaulting pools (each a system call and

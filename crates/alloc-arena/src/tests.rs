@@ -489,6 +489,56 @@ fn learned_memory_goes_back_once_it_stays_empty_for_the_purge_delay() {
 }
 
 #[test]
+fn a_heap_adopted_by_another_thread_forgets_what_its_owner_learned() {
+    let config = PoolConfig {
+        purge_delay_ms: 10_000,
+        ..PoolConfig::DEFAULT
+    };
+    let pool = PoolAllocator::with_config(config, OsArenas::new(), System).unwrap();
+    let rounds = |pool: &PoolAllocator| {
+        for _ in 0..2 {
+            let blocks: Vec<_> = (0..ROUND).map(|_| pool.malloc(64).unwrap()).collect();
+            for b in blocks {
+                // SAFETY: live, freed once.
+                unsafe { pool.free(b.as_ptr()) };
+            }
+        }
+    };
+    let learned = std::thread::scope(|s| {
+        s.spawn(|| {
+            rounds(&pool);
+            pool.stats()
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(
+        learned.pools_learned > 600,
+        "{} learned",
+        learned.pools_learned
+    );
+    let retained = PoolConfig::DEFAULT.retain_bytes / learned.pool_size;
+    assert!(committed_empty(&learned) > retained + 600);
+    // The next thread takes over the abandoned heap (the only one), or collects it on its way
+    // (a heap nobody owns is collected when frees reach it): either way the heap keeps what any
+    // heap keeps, and what was kept for the old owner past that goes back.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let p = pool.malloc(64).unwrap();
+            // SAFETY: live, freed once.
+            unsafe { pool.free(p.as_ptr()) };
+        });
+    });
+    let adopted = pool.stats();
+    assert_eq!(adopted.pools_learned, 0);
+    assert!(
+        committed_empty(&adopted) <= retained,
+        "{} empty pools committed",
+        committed_empty(&adopted)
+    );
+}
+
+#[test]
 fn learning_stops_at_learn_bytes_and_learn_bytes_0_learns_nothing() {
     for (learn_bytes, expected) in [(1 << 20, 64), (0, 0)] {
         let config = PoolConfig {
