@@ -305,6 +305,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             let hdr = &*slot;
             hdr.owner.set_fresh(token);
             hdr.instance.store(id, Ordering::Release);
+            // A recycled slot's flag may be its last heap's.
+            hdr.learned.store(0, Ordering::Relaxed);
             let heap = slot.cast::<HeapSlot<P>>();
             let core = ptr::addr_of_mut!((*heap).core);
             // In place, leaving a fresh slot's bins untouched (see `PoolCore::init_in_slot`);
@@ -513,11 +515,37 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// (or holds it claimed), a heap of this allocator.
     fn settle(&self, mine: *mut SlotHeader, full: bool) {
         // SAFETY: the caller's guarantee.
-        let (orphan, more) = unsafe { self.core_unrefreshed(mine) }.take_orphans();
+        let core = unsafe { self.core_unrefreshed(mine) };
+        let (orphan, more) = core.take_orphans();
+        if core.take_sweep() {
+            self.sweep_learned(full);
+        }
         if orphan.is_null() {
             return;
         }
         if self.collect(orphan.cast_mut(), full) || more {
+            self.collect_all_orphans(full);
+        }
+    }
+
+    /// Collects every heap nobody owns that keeps memory its ended owner learned to keep (see
+    /// `PoolCore::learn_regrowth`): collecting it forgets that (`PoolCore::unlearn`) and gives
+    /// back at once what is past what any heap keeps. Run now and then by a running thread (when
+    /// its heap maps an arena, or purges by time), so that the heaps of threads that ended do not
+    /// keep their working sets until another thread adopts them.
+    #[cold]
+    fn sweep_learned(&self, full: bool) {
+        let mut orphans = false;
+        let mut h = self.heaps.head();
+        while !h.is_null() {
+            // SAFETY: heaps on the list are valid slots while the allocator lives.
+            let hdr = unsafe { &*h };
+            if hdr.owner.is_unowned() && hdr.learned.load(Ordering::Relaxed) != 0 {
+                orphans |= self.collect(h, full);
+            }
+            h = hdr.next.load(Ordering::Acquire);
+        }
+        if orphans {
             self.collect_all_orphans(full);
         }
     }

@@ -352,6 +352,8 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     given_back_ms: u64,
     /// `committed_pools` when the current burst of give-backs started: the working set before it.
     burst_committed: usize,
+    /// Pools committed again or carved since the current burst started.
+    regrown_pools: usize,
     /// Empty pools kept committed on top of `retain_pools`, learned from pools given back at
     /// once and taken again within the purge delay (a program that frees a large structure and
     /// builds another): its working set, kept committed instead of refaulted every round.
@@ -363,6 +365,9 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     orphan: *const SlotHeader,
     /// More than one such heap was met since the last `take_orphans`.
     orphans_more: bool,
+    /// The heap mapped an arena or purged by time since the last `take_sweep`: its front may
+    /// sweep the heaps nobody owns for learned memory (`PoolAllocator::sweep_learned`).
+    sweep_due: bool,
     /// Transitions checked so far (debug builds): every `HEAP_CHECK_EVERY`th also checks the
     /// whole heap.
     #[cfg(debug_assertions)]
@@ -399,9 +404,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             given_back_pools: 0,
             given_back_ms: 0,
             burst_committed: 0,
+            regrown_pools: 0,
             learned_pools: 0,
             orphan: ptr::null(),
             orphans_more: false,
+            sweep_due: false,
             #[cfg(debug_assertions)]
             transitions: 0,
         }
@@ -455,9 +462,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             addr_of_mut!((*dst).given_back_pools).write(0);
             addr_of_mut!((*dst).given_back_ms).write(0);
             addr_of_mut!((*dst).burst_committed).write(0);
+            addr_of_mut!((*dst).regrown_pools).write(0);
             addr_of_mut!((*dst).learned_pools).write(0);
             addr_of_mut!((*dst).orphan).write(ptr::null());
             addr_of_mut!((*dst).orphans_more).write(false);
+            addr_of_mut!((*dst).sweep_due).write(false);
             #[cfg(debug_assertions)]
             addr_of_mut!((*dst).transitions).write(0);
         }
@@ -491,9 +500,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             given_back_pools: _,
             given_back_ms: _,
             burst_committed: _,
+            regrown_pools: _,
             learned_pools: _,
             orphan: _,
             orphans_more: _,
+            sweep_due: _,
             #[cfg(debug_assertions)]
                 transitions: _,
         } = self;
@@ -1126,6 +1137,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         self.empty_arenas += 1;
         self.arenas += 1;
         self.arenas_allocated += 1;
+        self.sweep_due = true;
         self.arenas_highest = self.arenas_highest.max(self.arenas);
         self.check_transition(ptr::null_mut(), a);
         Some(())
@@ -1375,6 +1387,29 @@ impl<P: ArenaProvider> PoolCore<P> {
         taken
     }
 
+    /// Whether the heap mapped an arena or purged by time since the last call (see `sweep_due`).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    #[inline]
+    pub(crate) fn take_sweep(&mut self) -> bool {
+        core::mem::replace(&mut self.sweep_due, false)
+    }
+
+    /// Sets `learned_pools`, and the heap's flag of it in its slot header (written only when it
+    /// changes: the line is the one every free reads).
+    fn set_learned(&mut self, pools: usize) {
+        self.learned_pools = pools;
+        if self.slot.is_null() {
+            return;
+        }
+        let v = usize::from(pools > 0);
+        // SAFETY: a core with a slot lives in it, and slot headers are never unmapped.
+        let hdr = unsafe { &*self.slot };
+        if hdr.learned.load(Ordering::Relaxed) != v {
+            hdr.learned.store(v, Ordering::Relaxed);
+        }
+    }
+
     /// Frees a block of this core back to its pool.
     ///
     /// # Safety
@@ -1541,7 +1576,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 {
                     self.empty_arenas += 1;
                 } else {
-                    self.giving_back(arena.empty_committed, now);
+                    self.giving_back(arena.empty_committed, self.committed_pools, now);
                     self.release_arena(a);
                 }
             }
@@ -1552,16 +1587,17 @@ impl<P: ArenaProvider> PoolCore<P> {
             let budget = self.empty_pool_budget();
             let before = self.pools_decommitted;
             if self.empty_committed > (4 * budget).max(self.retained_pools()) {
-                let keep = self.geo.retain_pools / 2 + self.learned_pools;
-                self.giving_back(self.empty_committed - keep, now);
-                self.purge_down_to(keep, now);
+                self.purge_down_to(self.geo.retain_pools / 2 + self.learned_pools, now);
+                let given = self.pools_decommitted - before;
+                self.giving_back(given, self.committed_pools + given, now);
             } else if self.empty_committed > budget
                 && now.wrapping_sub(self.last_purge_ms) >= self.geo.purge_delay_ms / 2
             {
                 self.purge(false, now);
                 // Pools that stayed empty for the whole delay are no working set: unlearned.
                 let idle = self.pools_decommitted - before;
-                self.learned_pools = self.learned_pools.saturating_sub(idle);
+                self.set_learned(self.learned_pools.saturating_sub(idle));
+                self.sweep_due = true;
             }
         }
     }
@@ -1573,54 +1609,70 @@ impl<P: ArenaProvider> PoolCore<P> {
         self.geo.retain_pools + self.learned_pools
     }
 
-    /// Notes that about `pools` committed pools are being given back at once (an arena
-    /// released, or a purge of a mostly empty heap), `now`: a give-back within the purge delay
-    /// of the last one adds to the same burst; a new burst notes the working set it starts from.
-    /// A heap that retains nothing (`retain_bytes` 0) learns nothing either.
-    fn giving_back(&mut self, pools: usize, now: u64) {
-        if pools == 0 || !LEARNS || self.geo.retain_pools == 0 || self.geo.learn_pools == 0 {
+    /// Notes that `pools` committed pools were (or are about to be) given back at once (an
+    /// arena released, or a purge of a mostly empty heap) by a heap that had `committed`
+    /// committed pools before, `now`: a give-back within the purge delay of the last one adds to
+    /// the same burst; a new burst notes the working set it starts from. A heap that retains
+    /// nothing (`retain_bytes` 0) learns nothing, and neither does `trim` (which purges).
+    fn giving_back(&mut self, pools: usize, committed: usize, now: u64) {
+        if pools == 0
+            || !LEARNS
+            || self.purging
+            || self.geo.retain_pools == 0
+            || self.geo.learn_pools == 0
+        {
             return;
         }
         if self.given_back_pools == 0
             || now.wrapping_sub(self.given_back_ms) > self.geo.purge_delay_ms
         {
             self.given_back_pools = 0;
-            self.burst_committed = self.committed_pools;
+            self.regrown_pools = 0;
+            self.burst_committed = committed;
         }
         self.given_back_pools += pools;
         self.given_back_ms = now;
     }
 
-    /// A pool was committed again or carved fresh: after a give-back, learn from it (one clock
-    /// read, on a path that maps pages anyway).
+    /// A pool was committed again or carved fresh: after a give-back, counted; once half of what
+    /// was given back has come back, learn from it (one clock read).
     #[inline]
     fn regrew(&mut self) {
-        if self.given_back_pools != 0 {
+        if self.given_back_pools == 0 {
+            return;
+        }
+        self.regrown_pools += 1;
+        if 2 * self.regrown_pools >= self.given_back_pools {
             self.learn_regrowth();
         }
     }
 
-    /// Regrowth within the purge delay of a give-back at once: what was given back was part of
-    /// the working set after all (a program that frees a large structure and builds another), so
-    /// from now on the heap keeps that working set committed when it empties, with a quarter
-    /// more for rounds that differ, up to `learn_bytes` past `retain_bytes`: the next
-    /// such free keeps its memory for the next round instead of returning it and faulting it in
-    /// again. Memory learned this way still goes back once it stays empty for the purge delay
-    /// (see `return_pool`), and at once on `trim`. jemalloc's decay and mimalloc's purge delay
-    /// keep such memory too, after every free; here a single large free still gives back at
-    /// once.
+    /// Half of a burst of give-backs came back within the purge delay: what was given back was
+    /// part of the working set after all (a program that frees a large structure and builds
+    /// another), so from now on the heap keeps the working set it had before the burst committed
+    /// when it empties, with a quarter more for rounds that differ, up to `learn_bytes` past
+    /// `retain_bytes`: the next such free keeps its memory for the next round instead of
+    /// returning it and faulting it in again. A few allocations made during a large free do not
+    /// come to half of it, so that free still gives back at once. Memory learned this way still
+    /// goes back once it stays empty for the purge delay (see `return_pool`), and on `trim`.
+    /// jemalloc's decay and mimalloc's purge delay keep such memory too, after every free.
     #[cold]
     fn learn_regrowth(&mut self) {
         let now = crate::os::now_ms();
-        let recent = now.wrapping_sub(self.given_back_ms) <= self.geo.purge_delay_ms;
-        if recent {
+        if now.wrapping_sub(self.given_back_ms) <= self.geo.purge_delay_ms {
             let wanted = self.burst_committed + self.burst_committed / 4;
             let learned = wanted
                 .saturating_sub(self.geo.retain_pools)
                 .min(self.geo.learn_pools);
-            self.learned_pools = self.learned_pools.max(learned);
+            self.set_learned(self.learned_pools.max(learned));
         }
+        self.forget_burst();
+    }
+
+    /// Drops the current burst of give-backs (learned from, too old, or forgotten).
+    fn forget_burst(&mut self) {
         self.given_back_pools = 0;
+        self.regrown_pools = 0;
     }
 
     /// Forgets the working set learned by the heap's last owner (a heap collected while nobody
@@ -1633,8 +1685,8 @@ impl<P: ArenaProvider> PoolCore<P> {
         if self.learned_pools == 0 && self.given_back_pools == 0 {
             return;
         }
-        self.learned_pools = 0;
-        self.given_back_pools = 0;
+        self.set_learned(0);
+        self.forget_burst();
         let budget = self.empty_pool_budget();
         if self.empty_committed > (4 * budget).max(self.geo.retain_pools) {
             self.purge_down_to(self.geo.retain_pools / 2, crate::os::now_ms());
@@ -1840,8 +1892,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// class, the empty arenas kept mapped, and the pages of every empty pool.
     pub(crate) fn trim(&mut self) {
         while self.drain_remote() {}
-        self.learned_pools = 0;
-        self.given_back_pools = 0;
+        self.set_learned(0);
+        self.forget_burst();
         let (keep_arenas, keep_pools) = (self.geo.keep_empty_arenas, self.geo.keep_empty_pools);
         self.geo.keep_empty_arenas = 0;
         self.geo.keep_empty_pools = 0;
@@ -1860,6 +1912,8 @@ impl<P: ArenaProvider> PoolCore<P> {
         }
         self.geo.keep_empty_arenas = keep_arenas;
         self.geo.keep_empty_pools = keep_pools;
+        // What the trim gave back is no burst to learn from.
+        self.forget_burst();
     }
 
     /// Gives the pools what the heap holds back for speed: every bin's blocks, and the empty pool

@@ -53,7 +53,7 @@ pub struct PoolConfig {
     /// that of what it holds live.
     pub retain_bytes: usize,
     /// The most empty memory a heap learns to keep committed on top of `retain_bytes`. A heap
-    /// that gives memory back at once after a large free and then takes it again within
+    /// that gives memory back at once after a large free and then takes half of it again within
     /// `purge_delay_ms` (a program that frees a structure and builds the next, larger than
     /// `retain_bytes`) keeps its working set from then on, with a quarter more, up to this bound:
     /// the next rounds reuse resident pages instead of faulting them in again. Learned memory

@@ -43,6 +43,10 @@ pub(crate) struct SlotHeader {
     pub(crate) instance: AtomicUsize,
     /// The next heap of the same allocator (a push-only list), or the next free slot.
     pub(crate) next: AtomicPtr<SlotHeader>,
+    /// 1 while the heap keeps memory its owner learned to keep (`PoolCore::learned_pools`), else
+    /// 0: written by whoever holds the heap, when that changes; read by `PoolAllocator`'s sweep
+    /// of heaps nobody owns (a hint: the sweep claims a heap before it touches it).
+    pub(crate) learned: AtomicUsize,
     /// Pools with remote frees waiting (on a line of its own).
     pub(crate) notify: NotifyLine,
 }
