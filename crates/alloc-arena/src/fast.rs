@@ -201,6 +201,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             unsafe { free_home_at_once(self, ptr) };
             return true;
         }
+        #[cfg(target_pointer_width = "64")]
         let slot = w.slot;
         let meta = pool_meta(g, addr);
         #[cfg(target_pointer_width = "64")]

@@ -61,13 +61,21 @@ fn prefetch(addr: *const u8) {
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr.cast());
     }
+    #[cfg(all(target_arch = "x86", target_feature = "sse"))]
+    // SAFETY: as above.
+    unsafe {
+        core::arch::x86::_mm_prefetch::<{ core::arch::x86::_MM_HINT_T0 }>(addr.cast());
+    }
     #[cfg(target_arch = "aarch64")]
     // SAFETY: as above: `prfm` is a hint and cannot fault.
     unsafe {
         core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) addr, options(nostack, readonly, preserves_flags));
     }
     #[cfg(not(any(
-        all(target_arch = "x86_64", target_feature = "sse"),
+        all(
+            any(target_arch = "x86_64", target_arch = "x86"),
+            target_feature = "sse"
+        ),
         target_arch = "aarch64"
     )))]
     let _ = addr;
