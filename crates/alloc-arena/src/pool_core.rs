@@ -1400,7 +1400,12 @@ impl<P: ArenaProvider> PoolCore<P> {
     #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline]
     pub(crate) fn take_sweep(&mut self) -> bool {
-        core::mem::replace(&mut self.sweep_due, false)
+        // Written only when set: this runs after every slow path.
+        if !self.sweep_due {
+            return false;
+        }
+        self.sweep_due = false;
+        true
     }
 
     /// Sets `learned_pools`, and the heap's flag of it in its slot header (written only when it
@@ -1593,14 +1598,12 @@ impl<P: ArenaProvider> PoolCore<P> {
             // empty committed pools pass four times the budget and what the heap retains, at once
             // and regardless of age, down to half of what it retains (and all it learned).
             let budget = self.empty_pool_budget();
-            let before = self.pools_decommitted;
-            if self.empty_committed > (4 * budget).max(self.retained_pools()) {
-                self.purge_down_to(self.geo.retain_pools / 2 + self.learned_pools, now);
-                let given = self.pools_decommitted - before;
+            if let Some(given) = self.purge_if_mostly_empty(now) {
                 self.giving_back(given, self.committed_pools + given, now);
             } else if self.empty_committed > budget
                 && now.wrapping_sub(self.last_purge_ms) >= self.geo.purge_delay_ms / 2
             {
+                let before = self.pools_decommitted;
                 self.purge(false, now);
                 // Pools that stayed empty for the whole delay are no working set: unlearned.
                 let idle = self.pools_decommitted - before;
@@ -1695,10 +1698,21 @@ impl<P: ArenaProvider> PoolCore<P> {
         }
         self.set_learned(0);
         self.forget_burst();
+        self.purge_if_mostly_empty(crate::os::now_ms());
+    }
+
+    /// The at-once rule: when the heap's committed empty pools pass both four times the budget
+    /// and what it retains (`retained_pools`), decommits them, whatever their age, down to half
+    /// of `retain_bytes` and all it learned, and returns how many it decommitted; `None` when
+    /// the heap is not that empty.
+    fn purge_if_mostly_empty(&mut self, now: u64) -> Option<usize> {
         let budget = self.empty_pool_budget();
-        if self.empty_committed > (4 * budget).max(self.geo.retain_pools) {
-            self.purge_down_to(self.geo.retain_pools / 2, crate::os::now_ms());
+        if self.empty_committed <= (4 * budget).max(self.retained_pools()) {
+            return None;
         }
+        let before = self.pools_decommitted;
+        self.purge_down_to(self.geo.retain_pools / 2 + self.learned_pools, now);
+        Some(self.pools_decommitted - before)
     }
 
     /// Empty pools kept committed before purges start: `keep_empty_pools`, or an eighth of the
@@ -1901,7 +1915,6 @@ impl<P: ArenaProvider> PoolCore<P> {
     pub(crate) fn trim(&mut self) {
         while self.drain_remote() {}
         self.set_learned(0);
-        self.forget_burst();
         let (keep_arenas, keep_pools) = (self.geo.keep_empty_arenas, self.geo.keep_empty_pools);
         self.geo.keep_empty_arenas = 0;
         self.geo.keep_empty_pools = 0;

@@ -374,12 +374,12 @@ fn past_the_retained_bytes_a_large_free_goes_back_at_once() {
     heap.check_invariants();
 }
 
-/// Builds `n` blocks of 64 bytes on `heap` and frees them all.
-fn build_and_free(heap: &Heap, n: usize) {
-    let blocks: Vec<_> = (0..n).map(|_| heap.malloc(64).unwrap()).collect();
+/// Builds `n` blocks of 64 bytes on `a` and frees them all.
+fn build_and_free(a: &impl DomainAllocator, n: usize) {
+    let blocks: Vec<_> = (0..n).map(|_| a.malloc(64).unwrap()).collect();
     for b in blocks {
         // SAFETY: live, freed once.
-        unsafe { heap.free(b.as_ptr()) };
+        unsafe { a.free(b.as_ptr()) };
     }
 }
 
@@ -502,18 +502,10 @@ fn a_heap_adopted_by_another_thread_forgets_what_its_owner_learned() {
         ..PoolConfig::DEFAULT
     };
     let pool = PoolAllocator::with_config(config, OsArenas::new(), System).unwrap();
-    let rounds = |pool: &PoolAllocator| {
-        for _ in 0..2 {
-            let blocks: Vec<_> = (0..ROUND).map(|_| pool.malloc(64).unwrap()).collect();
-            for b in blocks {
-                // SAFETY: live, freed once.
-                unsafe { pool.free(b.as_ptr()) };
-            }
-        }
-    };
     let learned = std::thread::scope(|s| {
         s.spawn(|| {
-            rounds(&pool);
+            build_and_free(&pool, ROUND);
+            build_and_free(&pool, ROUND);
             pool.stats()
         })
         .join()
@@ -591,13 +583,8 @@ fn a_running_thread_takes_back_what_an_ended_thread_learned_to_keep() {
     let pin = pool.malloc(64).unwrap();
     let learned = std::thread::scope(|s| {
         s.spawn(|| {
-            for _ in 0..2 {
-                let blocks: Vec<_> = (0..ROUND).map(|_| pool.malloc(64).unwrap()).collect();
-                for b in blocks {
-                    // SAFETY: live, freed once.
-                    unsafe { pool.free(b.as_ptr()) };
-                }
-            }
+            build_and_free(&pool, ROUND);
+            build_and_free(&pool, ROUND);
             pool.stats().pools_learned
         })
         .join()
