@@ -81,6 +81,16 @@ fn prefetch(addr: *const u8) {
     let _ = addr;
 }
 
+/// Before a heap grows by a pool, its bins of blocks of at least `GROWTH_FLUSH_MIN_BLOCK` bytes
+/// give their blocks back if together they hold `GROWTH_FLUSH_BYTES` or more, and the empty
+/// pools that classes keep go back to their arenas if there are `GROWTH_RECLAIM_MIN` or more
+/// (`PoolCore::reclaim_before_growth`).
+const GROWTH_FLUSH_BYTES: usize = 64 << 10;
+/// See [`GROWTH_FLUSH_BYTES`].
+const GROWTH_FLUSH_MIN_BLOCK: usize = 1 << 10;
+/// See [`GROWTH_FLUSH_BYTES`].
+const GROWTH_RECLAIM_MIN: usize = 4;
+
 /// How many blocks the bin of blocks of `block_size` bytes holds.
 const fn bin_limit(block_size: usize) -> usize {
     let n = BIN_BYTES / block_size;
@@ -840,6 +850,7 @@ impl<P: ArenaProvider> PoolCore<P> {
 
     #[cold]
     fn alloc_from_new_pool(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+        self.reclaim_before_growth(class);
         if self.usable.is_null() {
             self.new_arena(id)?;
         }
@@ -1229,6 +1240,78 @@ impl<P: ArenaProvider> PoolCore<P> {
             if self.bins[class].len > 0 {
                 // SAFETY: bins hold blocks of this core.
                 unsafe { self.flush_bin(class, BIN_CAPACITY) };
+            }
+        }
+    }
+
+    /// Whether the next pool [`take_pool`](Self::take_pool) hands out is memory the heap has
+    /// not touched since it was committed last: a never-used pool, a decommitted one, or a new
+    /// arena's.
+    fn next_pool_grows(&self) -> bool {
+        let a = self.usable;
+        // SAFETY: arenas on the usable list are live, and so are the pools on their stacks.
+        a.is_null()
+            || unsafe {
+                let top = (*a).free_pools;
+                top.is_null() || !(*top).committed
+            }
+    }
+
+    /// The heap is about to take a pool for `class`. If that pool would be memory the heap has
+    /// not touched (see [`next_pool_grows`](Self::next_pool_grows)), what other classes hold
+    /// without using it goes back to the arenas first, so that the heap reuses it instead of
+    /// growing:
+    ///
+    /// * the bins of classes of blocks of `GROWTH_FLUSH_MIN_BLOCK` bytes or more, when together
+    ///   they hold `GROWTH_FLUSH_BYTES` or more (a few dozen blocks at most: bins of smaller
+    ///   blocks are left alone, where a flush would cost a link written per block for little
+    ///   memory);
+    /// * then the empty pools that classes keep (see [`pool_free_slow`](Self::pool_free_slow)),
+    ///   when `GROWTH_RECLAIM_MIN` or more of them are empty, so that two classes taking turns
+    ///   at the heap's high-water mark do not trade one pool back and forth.
+    ///
+    /// A program that frees a few blocks in each of many classes (CPython's start-up frees
+    /// buffers of dozens of sizes between 8 and 64 KiB) then keeps its peak near what it uses
+    /// instead of a touched pool per class. The cost, at growth only: a pass over the classes'
+    /// bins and used lists.
+    #[cold]
+    fn reclaim_before_growth(&mut self, class: usize) {
+        if !self.next_pool_grows() {
+            return;
+        }
+        let geo = self.geo;
+        // The classes of blocks of `GROWTH_FLUSH_MIN_BLOCK` bytes or more (none in pymalloc's
+        // geometry, whose blocks stop at 512 bytes).
+        let large = (GROWTH_FLUSH_MIN_BLOCK >> geo.class_shift).saturating_sub(1)..geo.nclasses;
+        let cached: usize = large
+            .clone()
+            .filter(|&c| c != class)
+            .map(|c| self.bins[c].len * geo.block_size(c))
+            .sum();
+        if cached >= GROWTH_FLUSH_BYTES {
+            for c in large.filter(|&c| c != class) {
+                // SAFETY: bins hold live blocks of this core's allocator.
+                unsafe { self.flush_bin(c, BIN_CAPACITY) };
+            }
+        }
+        // SAFETY: pools on the used lists are live pools of this core.
+        let kept_empty = |core: &Self, c: usize| unsafe {
+            let p = core.used[c];
+            c != class && !p.is_null() && (*p).used == 0 && (*p).next.is_null()
+        };
+        if (0..geo.nclasses).filter(|&c| kept_empty(self, c)).count() < GROWTH_RECLAIM_MIN {
+            return;
+        }
+        for c in 0..geo.nclasses {
+            if kept_empty(self, c) {
+                let p = self.used[c];
+                // SAFETY: an empty pool of this core, the only one on its class's list: off the
+                // list and back to its arena (which can release only that arena, then holding no
+                // pool of any list).
+                unsafe {
+                    self.unlink_used(p);
+                    self.return_pool(p);
+                }
             }
         }
     }

@@ -696,6 +696,42 @@ fn the_last_pool_of_a_class_is_kept_when_it_empties() {
     assert_eq!(heap.stats().classes()[3].pools, 0, "trim gives it back");
 }
 
+/// The configuration of a pool of blocks of 1-64 KiB in 256 KiB pools (as the mem domain's
+/// large pool).
+fn large_blocks_config() -> PoolConfig {
+    PoolConfig {
+        spacing: 1 << 10,
+        threshold: 64 << 10,
+        pool_size: 256 << 10,
+        arena_size: 16 << 20,
+        ..PoolConfig::DEFAULT
+    }
+}
+
+#[test]
+fn blocks_freed_in_many_classes_do_not_make_the_heap_grow() {
+    // One block in each of 40 classes, written and freed (CPython's start-up does this with its
+    // buffers): each waits in its class's bin, and each class's pool stays with it. Without
+    // taking those back before growing, the heap would touch a pool per class.
+    let pool = PoolAllocator::with_config(large_blocks_config(), OsArenas::new(), System).unwrap();
+    for k in 0..40 {
+        let size = (9 + k) << 10;
+        let p = pool.malloc(size).unwrap();
+        // SAFETY: a live block of `size` bytes, written, then freed once.
+        unsafe {
+            p.as_ptr().write_bytes(1, size);
+            pool.free(p.as_ptr());
+        }
+    }
+    let s = pool.stats();
+    assert_eq!(s.arenas, 1);
+    let carved = 64 - s.pools_unused;
+    assert!(
+        carved <= 10,
+        "{carved} pools touched for 40 classes of one block each, freed"
+    );
+}
+
 #[test]
 fn oscillating_around_an_arena_boundary_does_not_remap() {
     let heap = Heap::new();
