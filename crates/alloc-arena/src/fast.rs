@@ -98,6 +98,37 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { crate::pool_core::pop_bin_in(w.bins, class, g.block_size(class)) }
     }
 
+    /// What follows a `None` from [`malloc_fast`](Self::malloc_fast) for a small size: a block
+    /// from the calling thread's heap by its pools' path (the bin refilled on the way), without
+    /// the general routing's second look at the size and the thread cache. `None`, having done
+    /// nothing, where `malloc_fast` would not serve `size` (above the threshold, or 0), where the
+    /// thread has no heap of this allocator, or where the heap has no memory (then call `malloc`,
+    /// which makes heaps and reports failure).
+    ///
+    /// # Safety
+    /// `key` is [`NO_KEY`] or a value [`fast_key`](Self::fast_key) returned for this allocator.
+    #[cold]
+    #[inline(never)]
+    pub unsafe fn malloc_refill(&self, size: usize, key: u32) -> Option<NonNull<u8>> {
+        let g = &DEFAULT_GEOMETRY;
+        let below = size.wrapping_sub(1);
+        if below >= g.threshold {
+            return None;
+        }
+        let c = threads::cache_if_any();
+        if c.is_null() {
+            return None;
+        }
+        // SAFETY: the calling thread's cache, touched only by it.
+        let w = unsafe { (*c).ways[0] };
+        if w.id != key as usize {
+            return None;
+        }
+        // SAFETY: the way holds a heap of this allocator (the key's) that the calling thread
+        // owns; the class is of the default geometry, this allocator's (the key's condition).
+        unsafe { self.alloc_in_heap(w.slot, below >> g.class_shift) }
+    }
+
     /// Frees `ptr` into the calling thread's bin if it is a block of this allocator's pools, the
     /// thread has a heap of this allocator and the bin has room; returns false, having done nothing, otherwise
     /// (then call `free`, which takes any block, null included).
@@ -154,6 +185,101 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // most 16 is of class `class_of(size)` (realloc keeps it so); no other reference to the
         // core is alive.
         unsafe { crate::pool_core::push_bin_in(w.bins, class, ptr, g.block_size(class)) }
+    }
+
+    /// Resizes `ptr` if it is a block of this allocator's pools and the calling thread has a heap
+    /// of this allocator (`key`): in place when `size` falls in the block's class, otherwise into
+    /// a new block (the fast allocation, or `malloc`), the old one's bytes copied and the old
+    /// block freed (into the thread's bin, or by `free`). `Some(answer)`: done, where
+    /// `Some(None)` means no memory for the new block (the old one is untouched); `None`, having
+    /// done nothing: any other pointer (null, a large block, a foreign one, a bad one), or a
+    /// thread with no heap here; then call `realloc`, which takes them all and reports the bad
+    /// ones.
+    ///
+    /// The same checks as [`free_fast`](Self::free_fast) come first: a pointer that does not
+    /// start a block of a pool in use, or that is the top of its bin (a block freed a moment
+    /// ago), goes the long way, which reports it. `realloc`'s rules are kept: a block stays in
+    /// place only within its class, so that a sized free can trust the size.
+    ///
+    /// # Safety
+    /// `key` is [`NO_KEY`] or a value [`fast_key`](Self::fast_key) returned for this allocator;
+    /// `ptr` is null, a live block of this allocator made by `malloc`, `calloc` or `realloc`, or a
+    /// pointer the allocator's `realloc` takes; on a `Some(Some(_))` answer other than `ptr`, `ptr`
+    /// is not used again.
+    #[inline]
+    pub unsafe fn realloc_fast(
+        &self,
+        ptr: *mut u8,
+        size: usize,
+        key: u32,
+    ) -> Option<Option<NonNull<u8>>> {
+        let g = &DEFAULT_GEOMETRY;
+        let addr = ptr as usize;
+        if !registry::owned_by_fast(addr, key) {
+            return None;
+        }
+        let c = threads::cache_if_any();
+        if c.is_null() {
+            return None;
+        }
+        // SAFETY: the calling thread's cache, touched only by it.
+        let w = unsafe { (*c).ways[0] };
+        if w.id != key as usize {
+            return None;
+        }
+        let meta = pool_meta(g, addr);
+        // SAFETY: the registry maps the chunk to this allocator's arenas (the key), whose metas
+        // are initialised (or zero: never taken, multiplier 0, refused below).
+        let (magic, block, class) = unsafe {
+            (
+                (*meta).start_magic,
+                (*meta).block_size as usize,
+                (*meta).class as usize,
+            )
+        };
+        if !crate::check::starts_block_at(g, addr, magic) {
+            return None;
+        }
+        // A pool that passes has a class: its bin in this thread's heap (the way's), whose top is
+        // a block freed a moment ago.
+        // SAFETY: the way holds a heap of this allocator that the calling thread owns; the bin of
+        // the pool's class lies `bin_at` into its slot (or `class` bins into its bins).
+        let bin = unsafe {
+            #[cfg(target_pointer_width = "64")]
+            {
+                let _ = class;
+                w.slot.cast::<u8>().add((*meta).bin_at as usize)
+            }
+            #[cfg(not(target_pointer_width = "64"))]
+            {
+                w.bins.add(class * crate::pool_core::BIN_STRIDE)
+            }
+        };
+        // SAFETY: as above; the bin is read by its owner, the calling thread.
+        if unsafe { crate::pool_core::bin_top_is(bin, ptr) } {
+            return None;
+        }
+        // SAFETY: a block start of a pool in use (checked), so not null.
+        let old = unsafe { NonNull::new_unchecked(ptr) };
+        let below = size.wrapping_sub(1);
+        if below < g.threshold && g.block_size(below >> g.class_shift) == block {
+            return Some(Some(old));
+        }
+        // SAFETY: the key is this allocator's (the caller's guarantee).
+        let new = unsafe { self.malloc_fast(size, key) }.or_else(|| self.malloc(size));
+        let Some(new) = new else {
+            return Some(None);
+        };
+        // SAFETY: two distinct live blocks, the old of `block` bytes and the new of at least
+        // `size`; the old one is freed once, after the copy: into the bin (the bin of its class
+        // in a heap the calling thread owns, checked above), or by `free` if the bin is full.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, new.as_ptr(), block.min(size));
+            if !crate::pool_core::push_bin_at(bin, old, block) {
+                self.free(ptr);
+            }
+        }
+        Some(Some(new))
     }
 
     /// [`free_fast`](Self::free_fast) for any geometry, for a pointer the caller already found
@@ -293,6 +419,68 @@ mod tests {
     use super::*;
 
     use alloc_core::DomainAllocator;
+
+    #[test]
+    fn a_fast_realloc_resizes_in_place_within_the_class_moves_across_and_refuses_the_rest() {
+        static POOL: PoolAllocator = PoolAllocator::new();
+        let pool = &POOL;
+        let key = pool.fast_key();
+        assert_ne!(key, NO_KEY);
+        let p = pool.malloc(40).unwrap();
+        // SAFETY: every block below is this pool's and live where it is used; each is freed
+        // once (a refused fast realloc does nothing).
+        unsafe {
+            p.as_ptr().write_bytes(0xab, 40);
+            // Within the class (33..=48 bytes): in place.
+            assert_eq!(pool.realloc_fast(p.as_ptr(), 48, key), Some(Some(p)));
+            // Across it: a new block with the old bytes, the old block in this thread's bin
+            // (the next allocation of its class).
+            let q = pool.realloc_fast(p.as_ptr(), 200, key).unwrap().unwrap();
+            assert_ne!(q, p);
+            assert!(
+                core::slice::from_raw_parts(q.as_ptr(), 40)
+                    .iter()
+                    .all(|&b| b == 0xab)
+            );
+            assert_eq!(pool.malloc_fast(40, key), Some(p));
+            // Refused, untouched: another key, a pointer inside a block, a block freed a moment
+            // ago (the bin's top: the long way reports it), a large block, null, a foreign one.
+            assert_eq!(pool.realloc_fast(q.as_ptr(), 300, NO_KEY), None);
+            assert_eq!(pool.realloc_fast(q.as_ptr().add(16), 300, key), None);
+            pool.free(p.as_ptr());
+            assert_eq!(pool.realloc_fast(p.as_ptr(), 300, key), None);
+            let big = pool.malloc(600).unwrap();
+            assert_eq!(pool.realloc_fast(big.as_ptr(), 700, key), None);
+            assert_eq!(pool.realloc_fast(ptr::null_mut(), 700, key), None);
+            let foreign = alloc_core::System.malloc(64).unwrap();
+            assert_eq!(pool.realloc_fast(foreign.as_ptr(), 100, key), None);
+            alloc_core::System.free(foreign.as_ptr());
+            pool.free(big.as_ptr());
+            pool.free(q.as_ptr());
+        }
+    }
+
+    #[test]
+    fn a_refill_serves_small_sizes_from_the_threads_heap_and_refuses_the_rest() {
+        static POOL: PoolAllocator = PoolAllocator::new();
+        let pool = &POOL;
+        let key = pool.fast_key();
+        // SAFETY: the key is the pool's (or NO_KEY); every block is freed once.
+        unsafe {
+            // No heap on this thread yet: the long way makes it.
+            assert_eq!(pool.malloc_refill(256, key), None);
+            let first = pool.malloc(16).unwrap();
+            // The bin of a class not used yet is empty: the refill takes its block from the pools.
+            assert_eq!(pool.malloc_fast(256, key), None);
+            let p = pool.malloc_refill(256, key).unwrap();
+            assert_eq!(pool.usable_size(p), Some(256));
+            assert_eq!(pool.malloc_refill(256, NO_KEY), None);
+            assert_eq!(pool.malloc_refill(0, key), None);
+            assert_eq!(pool.malloc_refill(513, key), None);
+            pool.free(p.as_ptr());
+            pool.free(first.as_ptr());
+        }
+    }
 
     #[test]
     fn a_sized_fast_free_takes_small_blocks_of_any_heap_and_refuses_the_rest() {

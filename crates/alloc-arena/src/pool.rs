@@ -366,6 +366,23 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
         // SAFETY: the calling thread owns its heap; no other reference to the core is alive
         // (the routing does not re-enter, and `P` / `L` must not call back into this allocator).
+        unsafe { self.alloc_in_heap(slot, class) }
+    }
+
+    /// A block of `class` from heap `slot`: its bin, else its pools (the bin refilled), then
+    /// the heap settled (orphans collected, learned memory swept).
+    ///
+    /// # Safety
+    /// `slot` is a heap of this allocator that the calling thread owns, with no other reference
+    /// to its core alive; `class` is below the geometry's class count.
+    #[inline]
+    pub(crate) unsafe fn alloc_in_heap(
+        &self,
+        slot: *mut SlotHeader,
+        class: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: the caller's guarantee (the routing does not re-enter, and `P` / `L` must not
+        // call back into this allocator).
         if let Some(p) = unsafe { self.core_unrefreshed(slot) }.pop_bin(class) {
             return Some(p);
         }

@@ -195,6 +195,17 @@ pub(crate) unsafe fn push_bin_at(bin: *mut u8, ptr: NonNull<u8>, block_size: usi
     bin.push(ptr, block_size)
 }
 
+/// Whether `ptr` is the top of the bin at `bin` (a block freed into it last).
+///
+/// # Safety
+/// As for [`push_bin_at`]: `bin` is the bin of a class in a core the calling thread owns.
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) unsafe fn bin_top_is(bin: *mut u8, ptr: *mut u8) -> bool {
+    // SAFETY: the caller's guarantee: touched by the calling thread alone.
+    unsafe { (*bin.cast::<Bin>()).top_or_limit() == ptr }
+}
+
 /// Bytes from one bin to the next (`PoolCore::bins_base` plus `class` times this is the bin of
 /// `class`).
 #[cfg_attr(

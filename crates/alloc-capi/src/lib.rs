@@ -113,7 +113,13 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 extern "C" fn malloc_slow(size: usize) -> *mut c_void {
-    let p = if size > 512 && mem_fast_path().1 != NO_KEY {
+    let (pool, key) = mem_fast_path();
+    // A small block whose bin was empty: from the calling thread's heap at once.
+    // SAFETY: the key the domain table gives for its pool.
+    if let Some(p) = unsafe { pool.malloc_refill(size, key) } {
+        return p.as_ptr().cast();
+    }
+    let p = if size > 512 && key != NO_KEY {
         alloc_domains::malloc_standard_large(size)
     } else {
         MEM.malloc(size)
@@ -130,6 +136,19 @@ extern "C" fn malloc_slow(size: usize) -> *mut c_void {
 /// C's contract for `calloc`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn calloc(nelem: usize, elsize: usize) -> *mut c_void {
+    let (pool, key) = mem_fast_path();
+    if let Some(size) = nelem.checked_mul(elsize) {
+        // A small block from the calling thread's bin or heap, its requested bytes zeroed (a
+        // reused block holds old data), as the pool's `calloc` does.
+        // SAFETY: the key the domain table gives for its pool.
+        let p = unsafe { pool.malloc_fast(size, key) }
+            .or_else(|| unsafe { pool.malloc_refill(size, key) });
+        if let Some(p) = p {
+            // SAFETY: a fresh block of at least `size` bytes.
+            unsafe { p.as_ptr().write_bytes(0, size) };
+            return p.as_ptr().cast();
+        }
+    }
     match MEM.calloc(nelem, elsize) {
         Some(p) => p.as_ptr().cast(),
         None => oom(),
@@ -213,6 +232,15 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     }
     let (pool, key) = mem_fast_path();
     if key != NO_KEY {
+        // A small block of the calling thread's pools, resized in place or moved, with the fast
+        // free's checks; anything else (a bad pointer included) goes on.
+        // SAFETY: a live block (the caller's guarantee); the key is the pool's.
+        if let Some(q) = unsafe { pool.realloc_fast(p.cast(), size, key) } {
+            return match q {
+                Some(q) => q.as_ptr().cast(),
+                None => oom(),
+            };
+        }
         // The pools' blocks (checked) to the pools directly, anything else to glibc.
         if alloc_domains::check_standard_live(p.cast(), "realloc") {
             // SAFETY: a live block of the standard pools or spans, the domain's only allocator.
