@@ -397,6 +397,10 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     /// The heap mapped an arena or purged by time since the last `take_sweep`: its front may
     /// sweep the heaps nobody owns for learned memory (`PoolAllocator::sweep_learned`).
     sweep_due: bool,
+    /// Times a class kept its only pool as it emptied (`pool_free_slow`) since
+    /// `reclaim_before_growth` last counted such pools: at least how many there may be now, so
+    /// that growth looks for them only when there may be `GROWTH_RECLAIM_MIN`.
+    kept_empty_hint: usize,
     /// Transitions checked so far (debug builds): every `HEAP_CHECK_EVERY`th also checks the
     /// whole heap.
     #[cfg(debug_assertions)]
@@ -438,6 +442,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             orphan: ptr::null(),
             orphans_more: false,
             sweep_due: false,
+            kept_empty_hint: 0,
             #[cfg(debug_assertions)]
             transitions: 0,
         }
@@ -496,6 +501,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             addr_of_mut!((*dst).orphan).write(ptr::null());
             addr_of_mut!((*dst).orphans_more).write(false);
             addr_of_mut!((*dst).sweep_due).write(false);
+            addr_of_mut!((*dst).kept_empty_hint).write(0);
             #[cfg(debug_assertions)]
             addr_of_mut!((*dst).transitions).write(0);
         }
@@ -534,6 +540,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             orphan: _,
             orphans_more: _,
             sweep_due: _,
+            kept_empty_hint: _,
             #[cfg(debug_assertions)]
                 transitions: _,
         } = self;
@@ -1310,9 +1317,17 @@ impl<P: ArenaProvider> PoolCore<P> {
             let p = core.used[c];
             c != class && !p.is_null() && (*p).used == 0 && (*p).next.is_null()
         };
-        if (0..geo.nclasses).filter(|&c| kept_empty(self, c)).count() < GROWTH_RECLAIM_MIN {
+        if self.kept_empty_hint < GROWTH_RECLAIM_MIN {
             return;
         }
+        let kept = (0..geo.nclasses).filter(|&c| kept_empty(self, c)).count();
+        // Pools counted now that are reclaimed below, or that leave the state meanwhile, are not
+        // counted again: from now on only new ones are.
+        self.kept_empty_hint = kept;
+        if kept < GROWTH_RECLAIM_MIN {
+            return;
+        }
+        self.kept_empty_hint = 0;
         for c in 0..geo.nclasses {
             if kept_empty(self, c) {
                 let p = self.used[c];
@@ -1579,7 +1594,9 @@ impl<P: ArenaProvider> PoolCore<P> {
                     // The only pool of its class stays with the class, empty (hysteresis, like
                     // mimalloc's page retire): a class that swings between zero and a few blocks
                     // must not take a pool from its arena and give it back every time.
-                    // `trim` returns such pools.
+                    // `trim` returns such pools, and so does growth when several classes keep
+                    // one (`reclaim_before_growth`).
+                    self.kept_empty_hint += 1;
                     self.check_transition(pool, ptr::null_mut());
                     return;
                 }
