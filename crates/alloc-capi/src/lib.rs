@@ -296,6 +296,21 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
         // SAFETY: as `malloc`.
         return unsafe { malloc(size) };
     }
+    if size <= 512 && align <= 512 {
+        // A small block whose size is a multiple of `align`, from the calling thread's bin or
+        // heap: the pools' blocks of such a size start at multiples of it from a pool's first
+        // byte, itself aligned to the pool's size, so they are aligned (what the pools' aligned
+        // routing relies on too); a plain block as far as `free`, `realloc` and the checks know.
+        let rounded = size.max(1).next_multiple_of(align);
+        let (pool, key) = mem_fast_path();
+        // SAFETY: the key the domain table gives for its pool.
+        let p = unsafe { pool.malloc_fast(rounded, key) }
+            .or_else(|| unsafe { pool.malloc_refill(rounded, key) });
+        if let Some(p) = p {
+            debug_assert!((p.as_ptr() as usize).is_multiple_of(align));
+            return p.as_ptr().cast();
+        }
+    }
     if alloc_domains::guards_every_block(DomainId::MEM) {
         return match core::alloc::Layout::from_size_align(size, align)
             .ok()
