@@ -1,0 +1,21 @@
+//! Links `libdomalloc.so` with `hot-text.ld` on linux with a GNU toolchain (rust-lld or GNU ld,
+//! which both take a script of `INSERT` commands beside their default layout): the allocator's
+//! code grouped before the rest of the text, so that fewer of the library's pages become
+//! resident in a program (see the script). `DOMALLOC_NO_HOT_TEXT=1` at build time links without
+//! it (for a linker that does not take such a script).
+
+use std::env;
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-changed=hot-text.ld");
+    println!("cargo:rerun-if-env-changed=DOMALLOC_NO_HOT_TEXT");
+    let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let target_env = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    let off = env::var_os("DOMALLOC_NO_HOT_TEXT").is_some_and(|v| v != "0");
+    if os == "linux" && target_env == "gnu" && !off {
+        let dir = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+        let script = Path::new(&dir).join("hot-text.ld");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{}", script.display());
+    }
+}
