@@ -546,10 +546,14 @@ unsafe impl DomainAllocator for Domain {
         if ptr.is_null() {
             return self.malloc(new_size);
         }
-        if self.fast_mem() {
+        let key = self.fast_key();
+        if key != NO_KEY {
             // SAFETY: the caller's guarantee; with `FAST_MEM` set, the pool made every block of
-            // the domain (it is the domain's only allocator).
-            return unsafe { POOL.realloc(ptr, new_size) };
+            // the domain (it is the domain's only allocator), and the key is its fast key.
+            return unsafe {
+                POOL.realloc_fast(ptr, new_size, key)
+                    .unwrap_or_else(|| POOL.realloc(ptr, new_size))
+            };
         }
         if let Some((_, c)) = self.counted_key() {
             // SAFETY: not null (checked above); with `COUNTED_MEM` set the pool made every block
@@ -657,6 +661,16 @@ unsafe impl DomainAllocator for Domain {
         layout: Layout,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
+        let key = self.fast_key();
+        if key != NO_KEY && layout.align() <= alloc_core::MIN_ALIGN {
+            // The pool's fast resize first (the key is its), as the C library's `realloc` does:
+            // a block of at most 16-byte alignment is a plain block of the pools.
+            // SAFETY: the caller's guarantee; with `FAST_MEM` set the pool made every block of
+            // the domain; the key `FAST_MEM` holds is the pool's fast key.
+            if let Some(q) = unsafe { POOL.realloc_fast(ptr.as_ptr(), new_size, key) } {
+                return q;
+            }
+        }
         let (owner, counters) = self.owner_counted(ptr.as_ptr());
         // SAFETY: as for realloc.
         let q = unsafe { owner.realloc_aligned(ptr, layout, new_size) }?;
