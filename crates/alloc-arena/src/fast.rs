@@ -213,23 +213,74 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         size: usize,
         key: u32,
     ) -> Option<Option<NonNull<u8>>> {
-        let g = &DEFAULT_GEOMETRY;
-        let addr = ptr as usize;
-        if !registry::owned_by_fast(addr, key) {
+        if !registry::owned_by_fast(ptr as usize, key) {
             return None;
         }
+        // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id), of
+        // the default geometry, whose heaps are in way 0 (the key's conditions); the caller's
+        // guarantee.
+        unsafe { self.realloc_into(&DEFAULT_GEOMETRY, ptr, size, key, 0) }
+    }
+
+    /// [`realloc_fast`](Self::realloc_fast) for any geometry, for a pointer the caller already
+    /// found in this allocator's arenas (`arena_owner(ptr) == registry_id()`): the routing's
+    /// `realloc` tries it before its whole check of the pointer.
+    ///
+    /// # Safety
+    /// `ptr` lies in this allocator's arenas (the registry says so) and is a live block of it
+    /// made by `malloc`, `calloc` or `realloc`, or a bad pointer the checks refuse; on a
+    /// `Some(Some(_))` answer other than `ptr`, `ptr` is not used again.
+    #[inline]
+    pub(crate) unsafe fn realloc_in_arenas(
+        &self,
+        ptr: *mut u8,
+        size: usize,
+    ) -> Option<Option<NonNull<u8>>> {
+        let id = self.owner_id().load(Ordering::Relaxed);
+        // SAFETY: the caller's guarantee; the allocator's own geometry, id and way; `NO_KEY`
+        // makes the new block's fast allocation (default geometry only) step aside.
+        unsafe {
+            self.realloc_into(
+                self.geometry(),
+                ptr,
+                size,
+                NO_KEY,
+                ThreadCache::way_of(id as usize),
+            )
+        }
+    }
+
+    /// The body of both fast reallocs: `g` is this allocator's geometry (a constant for the
+    /// default one), `key` its fast key (or [`NO_KEY`], when the new block comes from `malloc`)
+    /// and `way` the way of the thread cache that holds its heaps.
+    ///
+    /// # Safety
+    /// The registry places `ptr` in this allocator's arenas, of geometry `g`; the block is live
+    /// (made by `malloc`, `calloc` or `realloc`), or a bad pointer the checks refuse. `key` is
+    /// this allocator's fast key or `NO_KEY`, and `way` is `ThreadCache::way_of` of its id.
+    #[inline(always)]
+    unsafe fn realloc_into(
+        &self,
+        g: &Geometry,
+        ptr: *mut u8,
+        size: usize,
+        key: u32,
+        way: usize,
+    ) -> Option<Option<NonNull<u8>>> {
+        let addr = ptr as usize;
         let c = threads::cache_if_any();
         if c.is_null() {
             return None;
         }
+        let id = self.owner_id().load(Ordering::Relaxed) as usize;
         // SAFETY: the calling thread's cache, touched only by it.
-        let w = unsafe { (*c).ways[0] };
-        if w.id != key as usize {
+        let w = unsafe { (*c).ways[way] };
+        if w.id != id || id == 0 {
             return None;
         }
         let meta = pool_meta(g, addr);
-        // SAFETY: the registry maps the chunk to this allocator's arenas (the key), whose metas
-        // are initialised (or zero: never taken, multiplier 0, refused below).
+        // SAFETY: the registry maps the chunk to this allocator's arenas, whose metas are
+        // initialised (or zero: never taken, multiplier 0, refused below).
         let (magic, block, class) = unsafe {
             (
                 (*meta).start_magic,
@@ -265,7 +316,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if below < g.threshold && g.block_size(below >> g.class_shift) == block {
             return Some(Some(old));
         }
-        // SAFETY: the key is this allocator's (the caller's guarantee).
+        // SAFETY: `key` is this allocator's fast key or `NO_KEY` (the caller's guarantee).
         let new = unsafe { self.malloc_fast(size, key) }.or_else(|| self.malloc(size));
         let Some(new) = new else {
             return Some(None);
@@ -457,6 +508,40 @@ mod tests {
             alloc_core::System.free(foreign.as_ptr());
             pool.free(big.as_ptr());
             pool.free(q.as_ptr());
+        }
+    }
+
+    #[test]
+    fn realloc_of_a_pool_of_another_geometry_resizes_by_the_bin_too() {
+        use crate::{OsArenas, PoolConfig};
+        let config = PoolConfig {
+            spacing: 1 << 10,
+            threshold: 64 << 10,
+            pool_size: 256 << 10,
+            arena_size: 16 << 20,
+            ..PoolConfig::DEFAULT
+        };
+        let pool = PoolAllocator::with_config(config, OsArenas::new(), alloc_core::System).unwrap();
+        let p = pool.malloc(9000).unwrap();
+        // SAFETY: live blocks of this pool, each freed once; `realloc` takes the old block.
+        unsafe {
+            p.as_ptr().write_bytes(0x5a, 9000);
+            // Within the class (8193..=9216 bytes): in place, through the routing's fast body.
+            assert_eq!(pool.realloc_in_arenas(p.as_ptr(), 9100), Some(Some(p)));
+            assert_eq!(pool.realloc(p.as_ptr(), 9216), Some(p));
+            // Across: moved, the bytes kept, the old block in this thread's bin.
+            let q = pool.realloc(p.as_ptr(), 20_000).unwrap();
+            assert_ne!(q, p);
+            assert!(
+                core::slice::from_raw_parts(q.as_ptr(), 9000)
+                    .iter()
+                    .all(|&b| b == 0x5a)
+            );
+            assert_eq!(pool.malloc(9000), Some(p));
+            // A pointer inside a block is refused by the fast body (the long way reports it).
+            assert_eq!(pool.realloc_in_arenas(q.as_ptr().add(16), 30_000), None);
+            pool.free(q.as_ptr());
+            pool.free(p.as_ptr());
         }
     }
 

@@ -799,6 +799,12 @@ impl<P: ArenaProvider, L: DomainAllocator> Drop for PoolAllocator<P, L> {
 impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
     front_fields!();
 
+    #[inline]
+    unsafe fn realloc_owned(&self, ptr: *mut u8, new_size: usize) -> Option<Option<NonNull<u8>>> {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.realloc_in_arenas(ptr, new_size) }
+    }
+
     /// The fast path: the thread's heap of this allocator from its way, a block from its bin;
     /// everything else (no heap yet, an empty bin) in `alloc_class_slow`, out of line, so that
     /// this inlines into every caller.

@@ -41,6 +41,14 @@ pub(crate) trait Front {
     /// # Safety
     /// `ptr` is a live block of this front's pools (of `class`, if given), not used afterwards.
     unsafe fn free_block_fast(&self, ptr: NonNull<u8>, class: Option<usize>);
+    /// Resizes a block the registry places in this front's arenas by its fast path, where it
+    /// has one (a per-thread heap's bin); `None`, having done nothing, to take the long way.
+    ///
+    /// # Safety
+    /// As for `PoolAllocator::realloc_in_arenas`.
+    unsafe fn realloc_owned(&self, _ptr: *mut u8, _new_size: usize) -> Option<Option<NonNull<u8>>> {
+        None
+    }
     /// Takes the front's locks for a fork (none for a heap).
     fn lock_for_fork(&self) {}
     /// Releases what `lock_for_fork` took.
@@ -241,6 +249,10 @@ pub(crate) unsafe fn realloc<F: Front>(
     };
     let g = *f.geometry();
     if owned(f, ptr) {
+        // SAFETY: in our arenas (the registry); the caller's guarantee.
+        if let Some(q) = unsafe { f.realloc_owned(ptr, new_size) } {
+            return q;
+        }
         // SAFETY: in our arenas (the registry).
         let class = unsafe { checked_class(f, "realloc", old) };
         // A live block of our pools (registry + the caller) of `class`, checked above.
