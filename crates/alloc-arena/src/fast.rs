@@ -219,7 +219,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id), of
         // the default geometry, whose heaps are in way 0 (the key's conditions); the caller's
         // guarantee.
-        unsafe { self.realloc_into(&DEFAULT_GEOMETRY, ptr, size, key, 0) }
+        unsafe { self.realloc_into(&DEFAULT_GEOMETRY, ptr, size, key as usize, key, 0) }
     }
 
     /// [`realloc_fast`](Self::realloc_fast) for any geometry, for a pointer the caller already
@@ -236,34 +236,38 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         ptr: *mut u8,
         size: usize,
     ) -> Option<Option<NonNull<u8>>> {
-        let id = self.owner_id().load(Ordering::Relaxed);
-        // SAFETY: the caller's guarantee; the allocator's own geometry, id and way; `NO_KEY`
-        // makes the new block's fast allocation (default geometry only) step aside.
+        let id = self.owner_id().load(Ordering::Relaxed) as usize;
+        // SAFETY: the caller's guarantee (the registry maps `ptr` to this allocator's id, so it
+        // is not 0); the allocator's own geometry, id and way; `NO_KEY` makes the new block's
+        // fast allocation (default geometry only) step aside.
         unsafe {
             self.realloc_into(
                 self.geometry(),
                 ptr,
                 size,
+                id,
                 NO_KEY,
-                ThreadCache::way_of(id as usize),
+                ThreadCache::way_of(id),
             )
         }
     }
 
     /// The body of both fast reallocs: `g` is this allocator's geometry (a constant for the
-    /// default one), `key` its fast key (or [`NO_KEY`], when the new block comes from `malloc`)
-    /// and `way` the way of the thread cache that holds its heaps.
+    /// default one), `id` its registry id, `key` its fast key (or [`NO_KEY`], when the new block
+    /// comes from `malloc`) and `way` the way of the thread cache that holds its heaps.
     ///
     /// # Safety
     /// The registry places `ptr` in this allocator's arenas, of geometry `g`; the block is live
-    /// (made by `malloc`, `calloc` or `realloc`), or a bad pointer the checks refuse. `key` is
-    /// this allocator's fast key or `NO_KEY`, and `way` is `ThreadCache::way_of` of its id.
+    /// (made by `malloc`, `calloc` or `realloc`), or a bad pointer the checks refuse. `id` is this
+    /// allocator's registry id (not 0), `key` its fast key or `NO_KEY`, and `way` is
+    /// `ThreadCache::way_of(id)`.
     #[inline(always)]
     unsafe fn realloc_into(
         &self,
         g: &Geometry,
         ptr: *mut u8,
         size: usize,
+        id: usize,
         key: u32,
         way: usize,
     ) -> Option<Option<NonNull<u8>>> {
@@ -272,10 +276,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if c.is_null() {
             return None;
         }
-        let id = self.owner_id().load(Ordering::Relaxed) as usize;
         // SAFETY: the calling thread's cache, touched only by it.
         let w = unsafe { (*c).ways[way] };
-        if w.id != id || id == 0 {
+        // A way of this allocator holds a heap the calling thread owns.
+        if w.id != id {
             return None;
         }
         let meta = pool_meta(g, addr);
