@@ -3,7 +3,7 @@
  *   realloc       malloc(40) + realloc(p, 48) (the same size class: in place) + free
  *   realloc_move  malloc(40) + realloc(p, 200) (another class) + free
  *   memalign      posix_memalign(&p, 64, 64) + free
- * benches/c/count-entry.sh counts them. */
+ * benches/c/count.sh LIB MODE counts them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

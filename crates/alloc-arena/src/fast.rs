@@ -67,13 +67,12 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if id != 0 && default { id } else { NO_KEY }
     }
 
-    /// A block of at least `size` bytes from the calling thread's bin of its class, or `None`
-    /// when the fast path cannot serve it (then call `malloc`, which always can).
-    ///
-    /// # Safety
-    /// `key` is [`NO_KEY`] or a value [`fast_key`](Self::fast_key) returned for this allocator.
+    /// The class of `size` bytes in the default geometry and the calling thread's way 0, if
+    /// `size` is within the threshold (0 wraps above it) and the way holds a heap of the
+    /// allocator whose key is `key`; `None` otherwise. What `malloc_fast`, `malloc_refill` and
+    /// `free_sized_fast` ask first.
     #[inline(always)]
-    pub unsafe fn malloc_fast(&self, size: usize, key: u32) -> Option<NonNull<u8>> {
+    fn small_class_in_way0(size: usize, key: u32) -> Option<(usize, threads::Way)> {
         let g = &DEFAULT_GEOMETRY;
         // `size - 1`, so that 0 wraps and goes the long way with the sizes above the threshold,
         // and the class is one shift.
@@ -90,7 +89,18 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if w.id != key as usize {
             return None;
         }
-        let class = below >> g.class_shift;
+        Some((below >> g.class_shift, w))
+    }
+
+    /// A block of at least `size` bytes from the calling thread's bin of its class, or `None`
+    /// when the fast path cannot serve it (then call `malloc`, which always can).
+    ///
+    /// # Safety
+    /// `key` is [`NO_KEY`] or a value [`fast_key`](Self::fast_key) returned for this allocator.
+    #[inline(always)]
+    pub unsafe fn malloc_fast(&self, size: usize, key: u32) -> Option<NonNull<u8>> {
+        let g = &DEFAULT_GEOMETRY;
+        let (class, w) = Self::small_class_in_way0(size, key)?;
         // SAFETY: the way holds a heap the calling thread owns, and its bins, of the allocator
         // whose id is `key`: this one (the caller's guarantee), with the default geometry, so
         // `class_of` by the default geometry is the heap's class; no other reference to the core
@@ -110,23 +120,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     #[cold]
     #[inline(never)]
     pub unsafe fn malloc_refill(&self, size: usize, key: u32) -> Option<NonNull<u8>> {
-        let g = &DEFAULT_GEOMETRY;
-        let below = size.wrapping_sub(1);
-        if below >= g.threshold {
-            return None;
-        }
-        let c = threads::cache_if_any();
-        if c.is_null() {
-            return None;
-        }
-        // SAFETY: the calling thread's cache, touched only by it.
-        let w = unsafe { (*c).ways[0] };
-        if w.id != key as usize {
-            return None;
-        }
+        let (class, w) = Self::small_class_in_way0(size, key)?;
         // SAFETY: the way holds a heap of this allocator (the key's) that the calling thread
         // owns; the class is of the default geometry, this allocator's (the key's condition).
-        unsafe { self.alloc_in_heap(w.slot, below >> g.class_shift) }
+        unsafe { self.alloc_in_heap(w.slot, class) }
     }
 
     /// Frees `ptr` into the calling thread's bin if it is a block of this allocator's pools, the
@@ -165,20 +162,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     #[inline(always)]
     pub unsafe fn free_sized_fast(&self, ptr: NonNull<u8>, size: usize, key: u32) -> bool {
         let g = &DEFAULT_GEOMETRY;
-        let below = size.wrapping_sub(1);
-        if below >= g.threshold {
+        let Some((class, w)) = Self::small_class_in_way0(size, key) else {
             return false;
-        }
-        let c = threads::cache_if_any();
-        if c.is_null() {
-            return false;
-        }
-        // SAFETY: the calling thread's cache, touched only by it.
-        let w = unsafe { (*c).ways[0] };
-        if w.id != key as usize {
-            return false;
-        }
-        let class = below >> g.class_shift;
+        };
         // SAFETY: the way holds a heap the calling thread owns and its bins, of this allocator
         // (the key), with the default geometry; the block is of a heap of this allocator (the
         // caller's guarantee); a block made for `size <= threshold` bytes at an alignment of at

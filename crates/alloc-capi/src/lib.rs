@@ -130,20 +130,30 @@ extern "C" fn malloc_slow(size: usize) -> *mut c_void {
     }
 }
 
+/// A block of `size` bytes (at most 512) by the pools' two fast steps: the calling thread's bin
+/// of its class, else the thread's heap (`malloc_refill`); `None` where neither serves (a larger
+/// size, no fast path, no heap yet), for the caller's long way.
+#[inline(always)]
+fn small_block(size: usize) -> Option<NonNull<u8>> {
+    let (pool, key) = mem_fast_path();
+    // SAFETY: the key the domain table gives for its pool.
+    if let Some(p) = unsafe { pool.malloc_fast(size, key) } {
+        return Some(p);
+    }
+    // SAFETY: as above.
+    unsafe { pool.malloc_refill(size, key) }
+}
+
 /// `calloc(3)`: zeroed; an overflowing product fails with `ENOMEM`.
 ///
 /// # Safety
 /// C's contract for `calloc`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn calloc(nelem: usize, elsize: usize) -> *mut c_void {
-    let (pool, key) = mem_fast_path();
     if let Some(size) = nelem.checked_mul(elsize) {
         // A small block from the calling thread's bin or heap, its requested bytes zeroed (a
         // reused block holds old data), as the pool's `calloc` does.
-        // SAFETY: the key the domain table gives for its pool.
-        let p = unsafe { pool.malloc_fast(size, key) }
-            .or_else(|| unsafe { pool.malloc_refill(size, key) });
-        if let Some(p) = p {
+        if let Some(p) = small_block(size) {
             // SAFETY: a fresh block of at least `size` bytes.
             unsafe { p.as_ptr().write_bytes(0, size) };
             return p.as_ptr().cast();
@@ -301,12 +311,7 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
         // heap: the pools' blocks of such a size start at multiples of it from a pool's first
         // byte, itself aligned to the pool's size, so they are aligned (what the pools' aligned
         // routing relies on too); a plain block as far as `free`, `realloc` and the checks know.
-        let rounded = size.max(1).next_multiple_of(align);
-        let (pool, key) = mem_fast_path();
-        // SAFETY: the key the domain table gives for its pool.
-        let p = unsafe { pool.malloc_fast(rounded, key) }
-            .or_else(|| unsafe { pool.malloc_refill(rounded, key) });
-        if let Some(p) = p {
+        if let Some(p) = small_block(size.max(1).next_multiple_of(align)) {
             debug_assert!((p.as_ptr() as usize).is_multiple_of(align));
             return p.as_ptr().cast();
         }
