@@ -105,7 +105,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // whose id is `key`: this one (the caller's guarantee), with the default geometry, so
         // `class_of` by the default geometry is the heap's class; no other reference to the core
         // is alive.
-        unsafe { crate::pool_core::pop_bin_in(w.bins, class, g.block_size(class)) }
+        unsafe { crate::pool_core::pop_bin_in(w.bins, class, g.bin_stride, g.block_size(class)) }
     }
 
     /// What follows a `None` from [`malloc_fast`](Self::malloc_fast) for a small size: a block
@@ -170,7 +170,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // caller's guarantee); a block made for `size <= threshold` bytes at an alignment of at
         // most 16 is of class `class_of(size)` (realloc keeps it so); no other reference to the
         // core is alive.
-        unsafe { crate::pool_core::push_bin_in(w.bins, class, ptr, g.block_size(class)) }
+        unsafe {
+            crate::pool_core::push_bin_in(w.bins, class, g.bin_stride, ptr, g.block_size(class))
+        }
     }
 
     /// Resizes `ptr` if it is a block of this allocator's pools and the calling thread has a heap
@@ -293,7 +295,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             }
             #[cfg(not(target_pointer_width = "64"))]
             {
-                w.bins.add(class * crate::pool_core::BIN_STRIDE)
+                w.bins.add(class * g.bin_stride)
             }
         };
         // SAFETY: as above; the bin is read by its owner, the calling thread.
@@ -415,7 +417,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             #[cfg(target_pointer_width = "64")]
             let bin = slot.cast::<u8>().add(bin_at);
             #[cfg(not(target_pointer_width = "64"))]
-            let bin = w.bins.add(class * crate::pool_core::BIN_STRIDE);
+            let bin = w.bins.add(class * g.bin_stride);
             crate::pool_core::push_bin_at(
                 bin,
                 NonNull::new_unchecked(ptr),

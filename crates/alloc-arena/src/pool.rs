@@ -427,8 +427,19 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         class: Option<usize>,
     ) {
         if let Some(k) = class {
-            // SAFETY: the caller's guarantee: our heap, a live block of class `k`.
-            if unsafe { self.core_unrefreshed(slot).push_bin(ptr, k) } {
+            // SAFETY: the caller's guarantee: our heap, a live block of class `k`, below the
+            // class count; its bins lie `bin_stride` apart in this allocator's geometry, the
+            // core's (read from the allocator, whose line the caller has read already).
+            if unsafe {
+                let bins = self.core_unrefreshed(slot).bins_base();
+                crate::pool_core::push_bin_in(
+                    bins,
+                    k,
+                    self.geo.bin_stride,
+                    ptr,
+                    self.geo.block_size(k),
+                )
+            } {
                 return;
             }
         }
@@ -821,7 +832,12 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
                 // is alive (the routing does not re-enter); `class` is the front's, below its
                 // class count.
                 if let Some(p) = unsafe {
-                    crate::pool_core::pop_bin_in(w.bins, class, self.geo.block_size(class))
+                    crate::pool_core::pop_bin_in(
+                        w.bins,
+                        class,
+                        self.geo.bin_stride,
+                        self.geo.block_size(class),
+                    )
                 } {
                     return Some(p);
                 }

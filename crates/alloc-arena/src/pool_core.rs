@@ -104,51 +104,95 @@ const fn bin_limit(block_size: usize) -> usize {
     }
 }
 
-/// A stack of freed blocks of one class. `repr(C)` with `limit` just before `slots`: the word
-/// before `slots[len]` is always readable, the top block when `len > 0` and `limit` (a count,
-/// never a block's address) when the bin is empty, so a free can compare its block with the top
-/// without testing `len` first.
+/// The head of a stack of freed blocks of one class: `len` blocks held, at most `limit`, in the
+/// slots that follow it (the geometry's `bin_capacity` of them, `len <= limit <= capacity`).
+/// `repr(C)` with `limit` just before the slots: the word before slot `len` is always readable,
+/// the top block when `len > 0` and `limit` (a count, never a block's address) when the bin is
+/// empty, so a free can compare its block with the top without testing `len` first.
+///
+/// A core's bins lie in its [`BinStore`], the bin of class `c` at `c * bin_stride` bytes, where
+/// `bin_stride` is the head and the slots of the geometry's capacity. Only bins sized to the
+/// geometry are in use: pymalloc's classes of at most 512 bytes keep `BIN_CAPACITY` slots each,
+/// while a geometry of larger blocks, whose bins hold a few dozen of them at most, packs its
+/// bins to their size, so that its heap touches a few pages of bins, not one for every two
+/// classes it uses.
 #[repr(C)]
-struct Bin {
+struct BinHead {
     len: usize,
     limit: usize,
-    slots: [*mut u8; BIN_CAPACITY],
 }
 
-impl Bin {
-    /// The top block, or `limit` read as an address when the bin is empty (see the type).
-    // Used by `PoolAllocator` (an OS is needed) alone.
-    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
-    #[inline(always)]
-    fn top_or_limit(&self) -> *mut u8 {
-        // SAFETY: `len <= BIN_CAPACITY`; word `1 + len` of the `repr(C)` bin is `limit` (len 0)
-        // or `slots[len - 1]`, inside the bin either way.
-        unsafe {
-            ptr::from_ref(self)
-                .cast::<*mut u8>()
-                .add(1 + self.len)
-                .read()
-        }
-    }
+/// Bytes of a bin's head: its slots follow at this offset.
+const BIN_HEAD: usize = core::mem::size_of::<BinHead>();
 
-    const fn new() -> Self {
-        Bin {
-            len: 0,
-            limit: 0,
-            slots: [ptr::null_mut(); BIN_CAPACITY],
-        }
-    }
+/// The words of the bins of every class of a core at the largest capacity: the storage each
+/// geometry lays its bins in (see [`BinHead`]). Zero bytes are an empty bin with limit 0.
+#[repr(C)]
+struct BinStore([usize; BINS * (2 + BIN_CAPACITY)]);
 
+/// The slots a bin of a geometry whose threshold is `threshold` holds: the limit of the bin of
+/// blocks of a sixteenth of the threshold, `BIN_CAPACITY` for pymalloc's classes (every bin of
+/// blocks of up to 512 bytes holds as many as its limit), fewer for geometries of larger blocks.
+/// A class below a sixteenth of the threshold keeps this many at most.
+pub(crate) const fn bin_capacity(threshold: usize) -> usize {
+    bin_limit(threshold / 16)
+}
+
+/// The bytes from one bin to the next in a geometry whose bins hold `capacity` slots.
+pub(crate) const fn bin_stride(capacity: usize) -> usize {
+    BIN_HEAD + capacity * core::mem::size_of::<*mut u8>()
+}
+
+/// The limit of a bin of blocks of `block_size` bytes in a geometry whose bins hold
+/// `capacity`: [`bin_limit`] of its blocks, within the capacity.
+const fn limit_within(block_size: usize, capacity: usize) -> usize {
+    let n = bin_limit(block_size);
+    if n < capacity { n } else { capacity }
+}
+
+/// Bins of blocks above this size start small and grow as they overflow (see
+/// [`first_limit`]); pymalloc's classes start at their full limit.
+const SLOW_START_ABOVE: usize = 512;
+
+/// The limit a bin starts with: [`limit_within`] for blocks of up to `SLOW_START_ABOVE` bytes;
+/// for larger ones a quarter of it (at least 2), doubled at each overflow of the bin up to the
+/// full limit (`PoolCore::free_in_class`). A program that frees a few blocks in each of many
+/// classes of larger blocks (CPython's start-up frees buffers of dozens of sizes) then keeps a
+/// few in each, and their pools can empty and serve other classes, while a class that churns
+/// reaches its full bin after a few overflows.
+const fn first_limit(block_size: usize, capacity: usize) -> usize {
+    let full = limit_within(block_size, capacity);
+    if block_size <= SLOW_START_ABOVE {
+        return full;
+    }
+    let quarter = full / 4;
+    if quarter > 2 {
+        quarter
+    } else if full < 2 {
+        full
+    } else {
+        2
+    }
+}
+
+/// A bin of a core, for the core's own use: its head and its slots (the geometry's capacity of
+/// them), borrowed from the core apart from every other bin.
+struct Bin<'a> {
+    head: &'a mut BinHead,
+    slots: &'a mut [*mut u8],
+}
+
+impl Bin<'_> {
     /// Takes the top block, if any. `block_size` is the class's (for the checkers only).
     #[inline(always)]
     fn pop(&mut self, block_size: usize) -> Option<NonNull<u8>> {
-        if self.len == 0 {
+        if self.head.len == 0 {
             return None;
         }
-        self.len -= 1;
-        // SAFETY: `len < limit <= BIN_CAPACITY`, and slots below `len` hold blocks of the bin's
-        // class (pushed by frees, or carved by `refill_bin`).
-        let slot = unsafe { self.slots.get_unchecked_mut(self.len) };
+        self.head.len -= 1;
+        // SAFETY: `len < limit <= capacity`, the slots' length, and slots below `len` hold
+        // blocks of the bin's class (pushed by frees, or carved by `refill_bin`).
+        let slot = unsafe { self.slots.get_unchecked_mut(self.head.len) };
         let p = *slot;
         if instrument::CLEAR_STALE {
             *slot = ptr::null_mut();
@@ -156,20 +200,6 @@ impl Bin {
         instrument::block_allocated(p, block_size, false);
         // SAFETY: bins hold blocks, never null.
         Some(unsafe { NonNull::new_unchecked(p) })
-    }
-
-    /// Pushes a freed block of `block_size` bytes if the bin has room; false, having done
-    /// nothing, if it is full.
-    #[inline(always)]
-    fn push(&mut self, ptr: NonNull<u8>, block_size: usize) -> bool {
-        if self.len >= self.limit {
-            return false;
-        }
-        // SAFETY: `len < limit <= BIN_CAPACITY` (`bin_limit` never exceeds it).
-        unsafe { *self.slots.get_unchecked_mut(self.len) = ptr.as_ptr() };
-        self.len += 1;
-        instrument::block_freed(ptr.as_ptr(), block_size);
-        true
     }
 }
 
@@ -185,14 +215,14 @@ impl Bin {
 #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn push_bin_at(bin: *mut u8, ptr: NonNull<u8>, block_size: usize) -> bool {
-    // SAFETY: the caller's guarantee: touched by the calling thread alone.
-    let bin = unsafe { &mut *bin.cast::<Bin>() };
     // The usual double free, `free(p); free(p)`: the block is the bin's top. Refused, so that
     // the caller's long way reports it (see `check`).
-    if bin.top_or_limit() == ptr.as_ptr() {
+    // SAFETY: the caller's guarantee.
+    if unsafe { bin_top_is(bin, ptr.as_ptr()) } {
         return false;
     }
-    bin.push(ptr, block_size)
+    // SAFETY: the caller's guarantee: a bin of a core, touched by the calling thread alone.
+    unsafe { push_raw(bin, ptr, block_size) }
 }
 
 /// Whether `ptr` is the top of the bin at `bin` (a block freed into it last).
@@ -202,31 +232,65 @@ pub(crate) unsafe fn push_bin_at(bin: *mut u8, ptr: NonNull<u8>, block_size: usi
 #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn bin_top_is(bin: *mut u8, ptr: *mut u8) -> bool {
-    // SAFETY: the caller's guarantee: touched by the calling thread alone.
-    unsafe { (*bin.cast::<Bin>()).top_or_limit() == ptr }
+    // SAFETY: the caller's guarantee: a bin's head, then its slots; `len <= capacity`, so word
+    // `1 + len` is `limit` (len 0) or slot `len - 1`, inside the bin either way.
+    unsafe {
+        let words = bin.cast::<*mut u8>();
+        let len = bin.cast::<usize>().read();
+        words.add(1 + len).read() == ptr
+    }
 }
 
-/// Bytes from one bin to the next (`PoolCore::bins_base` plus `class` times this is the bin of
-/// `class`).
-#[cfg_attr(
-    any(target_pointer_width = "64", not(any(unix, windows))),
-    allow(dead_code)
-)]
-pub(crate) const BIN_STRIDE: usize = core::mem::size_of::<Bin>();
+/// Pushes a freed block of `block_size` bytes into the bin at `bin` if it has room; false,
+/// having done nothing, if it is full.
+///
+/// # Safety
+/// As for [`push_bin_at`].
+#[inline(always)]
+unsafe fn push_raw(bin: *mut u8, ptr: NonNull<u8>, block_size: usize) -> bool {
+    // SAFETY: the caller's guarantee: a bin's head (`len`, `limit`), then its slots, of which
+    // `limit` at most are used (`limit <= capacity`); touched by the calling thread alone.
+    unsafe {
+        let head = bin.cast::<BinHead>();
+        let len = (*head).len;
+        if len >= (*head).limit {
+            return false;
+        }
+        bin.add(BIN_HEAD)
+            .cast::<*mut u8>()
+            .add(len)
+            .write(ptr.as_ptr());
+        (*head).len = len + 1;
+    }
+    instrument::block_freed(ptr.as_ptr(), block_size);
+    true
+}
 
-/// The bin of `class` among the bins starting at `bins` (`PoolCore::bins_base`).
+/// The bin of `class` among the bins starting at `bins` (`PoolCore::bins_base`), `stride`
+/// bytes apart (the geometry's `bin_stride`).
 ///
 /// # Safety
 /// `bins` is the first bin of a core the calling thread owns, with no other reference to it
-/// alive, and `class` is below that core's class count.
+/// alive, `stride` its geometry's, and `class` is below that core's class count.
 #[inline(always)]
-unsafe fn bin_in<'a>(bins: *mut u8, class: usize) -> &'a mut Bin {
-    // SAFETY: the caller's guarantee: the bins are an array of `Bin`, `class` within it.
-    unsafe { &mut *bins.add(class * core::mem::size_of::<Bin>()).cast::<Bin>() }
+unsafe fn bin_in<'a>(bins: *mut u8, class: usize, stride: usize) -> Bin<'a> {
+    // SAFETY: the caller's guarantee: the bin of `class` is a head and `(stride - BIN_HEAD) / 8`
+    // slots, apart from every other bin, at `class * stride`.
+    unsafe {
+        let bin = bins.add(class * stride);
+        Bin {
+            head: &mut *bin.cast::<BinHead>(),
+            slots: core::slice::from_raw_parts_mut(
+                bin.add(BIN_HEAD).cast::<*mut u8>(),
+                (stride - BIN_HEAD) / core::mem::size_of::<*mut u8>(),
+            ),
+        }
+    }
 }
 
-/// [`PoolCore::pop_bin`] for the fast paths, from the bins at `bins` (a thread's cache way):
-/// the bin is one addition away. `block_size` is the class's (for the checkers only).
+/// [`PoolCore::pop_bin`] for the fast paths, from the bins at `bins` (a thread's cache way),
+/// `stride` bytes apart: the bin is one multiplication and one addition away. `block_size` is
+/// the class's (for the checkers only).
 ///
 /// # Safety
 /// As for [`bin_in`].
@@ -236,13 +300,15 @@ unsafe fn bin_in<'a>(bins: *mut u8, class: usize) -> &'a mut Bin {
 pub(crate) unsafe fn pop_bin_in(
     bins: *mut u8,
     class: usize,
+    stride: usize,
     block_size: usize,
 ) -> Option<NonNull<u8>> {
     // SAFETY: the caller's guarantee.
-    unsafe { bin_in(bins, class) }.pop(block_size)
+    unsafe { bin_in(bins, class, stride) }.pop(block_size)
 }
 
-/// [`PoolCore::push_bin`] for the fast paths, into the bins at `bins` (a thread's cache way).
+/// A free into the bin of `class` for the fast paths, into the bins at `bins` (a thread's cache way),
+/// `stride` bytes apart.
 ///
 /// # Safety
 /// As for [`bin_in`], and `ptr` is a live block of that core of `class`, of `block_size` bytes.
@@ -252,25 +318,28 @@ pub(crate) unsafe fn pop_bin_in(
 pub(crate) unsafe fn push_bin_in(
     bins: *mut u8,
     class: usize,
+    stride: usize,
     ptr: NonNull<u8>,
     block_size: usize,
 ) -> bool {
     // SAFETY: the caller's guarantee.
-    unsafe { bin_in(bins, class) }.push(ptr, block_size)
+    unsafe { push_raw(bins.add(class * stride), ptr, block_size) }
 }
 
 /// One bin per class, and one for `NO_CLASS` whose limit stays 0.
 const BINS: usize = MAX_CLASSES + 1;
 
-const fn bins_for(geo: &Geometry) -> [Bin; BINS] {
-    let mut bins = [const { Bin::new() }; BINS];
+/// The bins of a core of `geo` made by value ([`PoolCore::new`]): each class's limit set (none
+/// in a secure heap, which has no bins: every free goes to its pool's checks).
+const fn bins_for(geo: &Geometry) -> BinStore {
+    let mut words = [0; BINS * (2 + BIN_CAPACITY)];
+    let per_bin = geo.bin_stride / core::mem::size_of::<usize>();
     let mut c = 0;
-    // A secure heap has no bins (every limit 0): every free goes to its pool's checks.
     while c < geo.nclasses && !geo.secure {
-        bins[c].limit = bin_limit(geo.block_size(c));
+        words[c * per_bin + 1] = first_limit(geo.block_size(c), geo.bin_capacity);
         c += 1;
     }
-    bins
+    BinStore(words)
 }
 
 /// Blocks of one pool of another heap on their way home (`PoolCore::send_home`), linked from
@@ -350,7 +419,7 @@ pub(crate) struct PoolCore<P: ArenaProvider> {
     /// arena it maps, so that frees from other threads find where to send blocks.
     slot: *const SlotHeader,
     used: [*mut PoolMeta; MAX_CLASSES],
-    bins: [Bin; BINS],
+    bins: BinStore,
     usable: *mut ArenaHeader,
     last_with: [*mut ArenaHeader; MAX_POOLS_PER_ARENA + 1],
     all: *mut ArenaHeader,
@@ -471,15 +540,20 @@ impl<P: ArenaProvider> PoolCore<P> {
             addr_of_mut!((*dst).slot).write(ptr::null());
             addr_of_mut!((*dst).used).write([ptr::null_mut(); MAX_CLASSES]);
             if !zeroed {
-                let bins = addr_of_mut!((*dst).bins).cast::<Bin>();
+                // An earlier core's bins, perhaps of another geometry (of another stride): the
+                // head of each bin of this one. What else the last core left is slot words,
+                // never read above a bin's `len`.
+                let bins = addr_of_mut!((*dst).bins).cast::<u8>();
                 for i in 0..BINS {
-                    let b = bins.add(i);
+                    let b = bins.add(i * geo.bin_stride).cast::<BinHead>();
                     addr_of_mut!((*b).len).write(0);
                     addr_of_mut!((*b).limit).write(0);
                 }
             }
             addr_of_mut!((*dst).usable).write(ptr::null_mut());
-            addr_of_mut!((*dst).last_with).write([ptr::null_mut(); MAX_POOLS_PER_ARENA + 1]);
+            if !zeroed {
+                addr_of_mut!((*dst).last_with).write([ptr::null_mut(); MAX_POOLS_PER_ARENA + 1]);
+            }
             addr_of_mut!((*dst).all).write(ptr::null_mut());
             addr_of_mut!((*dst).empty_arenas).write(0);
             addr_of_mut!((*dst).empty_committed).write(0);
@@ -552,8 +626,14 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// bins stay at 0.
     #[inline]
     fn arm_bin(&mut self, class: usize) {
-        if self.bins[class].limit == 0 && !self.geo.secure {
-            self.bins[class].limit = bin_limit(self.geo.block_size(class));
+        let (secure, block_size, capacity) = (
+            self.geo.secure,
+            self.geo.block_size(class),
+            self.geo.bin_capacity,
+        );
+        let bin = self.bin(class);
+        if bin.head.limit == 0 && !secure {
+            bin.head.limit = first_limit(block_size, capacity);
         }
     }
 
@@ -655,11 +735,39 @@ impl<P: ArenaProvider> PoolCore<P> {
     }
 
     /// The address of the first bin, for a thread's cache way (`threads::Way::bins`): the bin
-    /// of `class` lies `class * size_of::<Bin>()` bytes further (see [`pop_bin_in`]).
+    /// of `class` lies `class * bin_stride` bytes further (see [`pop_bin_in`]).
     // Used by `PoolAllocator` (an OS is needed) alone.
     #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     pub(crate) fn bins_base(&mut self) -> *mut u8 {
-        self.bins.as_mut_ptr().cast()
+        ptr::addr_of_mut!(self.bins).cast()
+    }
+
+    /// The bin of `class` (below `BINS`), borrowed apart from the core's other fields and bins.
+    #[inline(always)]
+    fn bin(&mut self, class: usize) -> Bin<'_> {
+        debug_assert!(class < BINS);
+        // SAFETY: the bins of the geometry lie in the store (`BINS` bins of `bin_stride` bytes at
+        // most the store's size, `bin_capacity <= BIN_CAPACITY`); borrowed from `self` mutably.
+        unsafe { bin_in(self.bins_base(), class, self.geo.bin_stride) }
+    }
+
+    /// The bin of `class` (below `BINS`) to read: its head and its slots.
+    #[inline(always)]
+    fn bin_view(&self, class: usize) -> (&BinHead, &[*mut u8]) {
+        debug_assert!(class < BINS);
+        // SAFETY: as in `bin`; borrowed from `self` to read only.
+        unsafe {
+            let bin = ptr::addr_of!(self.bins)
+                .cast::<u8>()
+                .add(class * self.geo.bin_stride);
+            (
+                &*bin.cast::<BinHead>(),
+                core::slice::from_raw_parts(
+                    bin.add(BIN_HEAD).cast::<*mut u8>(),
+                    self.geo.bin_capacity,
+                ),
+            )
+        }
     }
 
     /// A block of `class` from its bin, if the bin has one (touches nothing else: no provider, no
@@ -669,25 +777,10 @@ impl<P: ArenaProvider> PoolCore<P> {
     #[inline(always)]
     pub(crate) fn pop_bin(&mut self, class: usize) -> Option<NonNull<u8>> {
         debug_assert!(class < self.geo.nclasses);
-        // SAFETY: `class < nclasses <= MAX_CLASSES` (the routing takes it from `class_of` of a
-        // size within the threshold).
-        let bin = unsafe { self.bins.get_unchecked_mut(class) };
-        bin.pop(self.geo.block_size(class))
-    }
-
-    /// Puts a freed block of `class` in its bin if the bin has room; false if it is full (the
-    /// caller then frees through `free_in_class`, which makes room).
-    ///
-    /// # Safety
-    /// As for [`free_in_class`](Self::free_in_class).
-    // Used by `PoolAllocator` (an OS is needed) alone.
-    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
-    #[inline(always)]
-    pub(crate) unsafe fn push_bin(&mut self, ptr: NonNull<u8>, class: usize) -> bool {
-        debug_assert!(class < self.geo.nclasses);
-        // SAFETY: the caller's guarantee: `class` is the block's class, below `nclasses`.
-        let bin = unsafe { self.bins.get_unchecked_mut(class) };
-        bin.push(ptr, self.geo.block_size(class))
+        // `class < nclasses <= MAX_CLASSES` (the routing takes it from `class_of` of a size
+        // within the threshold).
+        let block_size = self.geo.block_size(class);
+        self.bin(class).pop(block_size)
     }
 
     /// Whether one of the `RECENT` blocks freed last into the bin of `class` is `ptr`: a double
@@ -697,9 +790,11 @@ impl<P: ArenaProvider> PoolCore<P> {
     #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     pub(crate) fn bin_recently_holds(&self, ptr: *mut u8, class: usize) -> bool {
         const RECENT: usize = 8;
-        self.bins
-            .get(class)
-            .is_some_and(|b| b.slots[b.len.saturating_sub(RECENT)..b.len].contains(&ptr))
+        if class >= BINS {
+            return false;
+        }
+        let (head, slots) = self.bin_view(class);
+        slots[head.len.saturating_sub(RECENT)..head.len].contains(&ptr)
     }
 
     /// Allocates a block of `class`; `id` is the owner id of the front (assigned on first arena).
@@ -707,7 +802,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     pub(crate) fn alloc_fast(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         debug_assert!(class < self.geo.nclasses);
         let block_size = self.geo.block_size(class);
-        if let Some(p) = self.bins[class].pop(block_size) {
+        if let Some(p) = self.bin(class).pop(block_size) {
             return Some(p);
         }
         self.alloc_and_refill(class, id)
@@ -735,7 +830,8 @@ impl<P: ArenaProvider> PoolCore<P> {
         if self.slot.is_null() {
             return 0;
         }
-        let at = (ptr::addr_of!(self.bins[class]) as usize).wrapping_sub(self.slot as usize);
+        let bin = ptr::addr_of!(self.bins) as usize + class * self.geo.bin_stride;
+        let at = bin.wrapping_sub(self.slot as usize);
         debug_assert!(at < crate::threads::SLOT_BYTES, "the core lies in its slot");
         at as u32
     }
@@ -743,7 +839,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// How many blocks the bin of `class` holds, and its limit.
     #[cfg(test)]
     pub(crate) fn bin_fill(&self, class: usize) -> (usize, usize) {
-        (self.bins[class].len, self.bins[class].limit)
+        let (head, _) = self.bin_view(class);
+        (head.len, head.limit)
     }
 
     /// The bin of `class` ran empty and the caller just took a block from the class's head
@@ -763,14 +860,14 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// heap has no bins (every limit 0), so it carves nothing here.
     #[inline]
     fn refill_bin(&mut self, class: usize) {
-        let bin = &self.bins[class];
-        let want = bin.limit / 4;
+        let (head, _) = self.bin_view(class);
+        let want = head.limit / 4;
         let pool = self.used[class];
-        if want == 0 || bin.len != 0 || pool.is_null() {
+        if want == 0 || head.len != 0 || pool.is_null() {
             return;
         }
         // SAFETY: pools on a used list are live, and carved offsets stay below `end_offset`; the
-        // bin is empty with `want < limit <= BIN_CAPACITY` slots.
+        // bin is empty with `want < limit <= capacity` slots.
         unsafe {
             let p = &mut *pool;
             if !p.free.is_null() || !p.local_free.is_null() {
@@ -780,12 +877,12 @@ impl<P: ArenaProvider> PoolCore<P> {
             let left = (p.end_offset - p.next_offset) as usize / size;
             let n = want.min(left);
             let first = p.base().add(p.next_offset as usize);
-            let bin = &mut self.bins[class];
+            let bin = self.bin(class);
             // Popped from the top: the lowest address last in, so they go out in address order.
             for (i, slot) in bin.slots[..n].iter_mut().enumerate() {
                 *slot = first.add((n - 1 - i) * size);
             }
-            bin.len = n;
+            bin.head.len = n;
             p.next_offset += (n * size) as u32;
             p.used += n as u16;
         }
@@ -1222,10 +1319,21 @@ impl<P: ArenaProvider> PoolCore<P> {
             class,
             "sized free with a size of another class"
         );
-        instrument::block_freed(ptr.as_ptr(), self.geo.block_size(class));
-        self.arm_bin(class);
-        let bin = &mut self.bins[class];
-        if bin.limit == 0 {
+        let block_size = self.geo.block_size(class);
+        instrument::block_freed(ptr.as_ptr(), block_size);
+        let stride = self.geo.bin_stride;
+        // SAFETY: `class` is below the class count (the caller's guarantee) and `stride` is the
+        // geometry's, so this is the head of the class's bin in the store, which `&mut self`
+        // holds alone (derived again after the flush's call, which takes `self`).
+        let head = unsafe { self.bins_base().add(class * stride) }.cast::<BinHead>();
+        // SAFETY: as above.
+        let (mut len, mut limit) = unsafe { ((*head).len, (*head).limit) };
+        if limit == 0 && !self.geo.secure {
+            limit = first_limit(block_size, self.geo.bin_capacity);
+            // SAFETY: as above.
+            unsafe { (*head).limit = limit };
+        }
+        if limit == 0 {
             // No bins (a secure heap): to the pool at once, or home if another heap's.
             let geo = self.geo;
             let home = self.home_of(&geo, ptr);
@@ -1240,14 +1348,28 @@ impl<P: ArenaProvider> PoolCore<P> {
             }
             return;
         }
-        if bin.len >= bin.limit {
-            let half = bin.limit / 2;
+        let mut head = head;
+        if len >= limit {
             // SAFETY: the bin holds live blocks of this core.
-            unsafe { self.flush_bin(class, half) };
+            unsafe { self.flush_bin(class, limit / 2) };
+            // SAFETY: as above.
+            head = unsafe { self.bins_base().add(class * stride) }.cast::<BinHead>();
+            // A bin that overflows grows, up to its full limit (see `first_limit`).
+            let full = limit_within(block_size, self.geo.bin_capacity);
+            // SAFETY: as above.
+            unsafe {
+                if limit < full {
+                    (*head).limit = (limit * 2).min(full);
+                }
+                len = (*head).len;
+            }
         }
-        let bin = &mut self.bins[class];
-        bin.slots[bin.len] = ptr.as_ptr();
-        bin.len += 1;
+        // SAFETY: as above; `len < limit <= capacity` (half the bin went back if it was full),
+        // so slot `len` lies in the bin.
+        unsafe {
+            head.add(1).cast::<*mut u8>().add(len).write(ptr.as_ptr());
+            (*head).len = len + 1;
+        }
     }
 
     /// Gives every bin's blocks back to their pools (an abandoned heap's, when it is collected).
@@ -1255,7 +1377,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     pub(crate) fn flush_bins(&mut self) {
         for class in 0..self.geo.nclasses {
-            if self.bins[class].len > 0 {
+            if self.bin_view(class).0.len > 0 {
                 // SAFETY: bins hold blocks of this core.
                 unsafe { self.flush_bin(class, BIN_CAPACITY) };
             }
@@ -1304,7 +1426,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         let cached: usize = large
             .clone()
             .filter(|&c| c != class)
-            .map(|c| self.bins[c].len * geo.block_size(c))
+            .map(|c| self.bin_view(c).0.len * geo.block_size(c))
             .sum();
         if cached >= GROWTH_FLUSH_BYTES {
             for c in large.filter(|&c| c != class) {
@@ -1352,17 +1474,19 @@ impl<P: ArenaProvider> PoolCore<P> {
         // purge, which flushes every bin, this one included, and must find it consistent.
         // Not initialised: only the `count` words copied in are read.
         let mut batch = [core::mem::MaybeUninit::<*mut u8>::uninit(); BIN_CAPACITY];
-        let bin = &mut self.bins[class];
-        let count = count.min(bin.len);
-        // SAFETY: `count <= len <= BIN_CAPACITY` words, from the bin to the batch (apart).
+        let bin = self.bin(class);
+        let len = bin.head.len;
+        let count = count.min(len);
+        // SAFETY: `count <= len <= capacity <= BIN_CAPACITY` words, from the bin to the batch
+        // (apart).
         unsafe {
             ptr::copy_nonoverlapping(bin.slots.as_ptr(), batch.as_mut_ptr().cast(), count);
         }
-        bin.slots.copy_within(count..bin.len, 0);
+        bin.slots.copy_within(count..len, 0);
         if instrument::CLEAR_STALE {
-            bin.slots[bin.len - count..bin.len].fill(ptr::null_mut());
+            bin.slots[len - count..len].fill(ptr::null_mut());
         }
-        bin.len -= count;
+        bin.head.len = len - count;
         // The geometry and the key in locals: the loop's stores into pools cannot change them,
         // but the compiler cannot tell, and would read them again for every block.
         let geo = self.geo;
@@ -1401,13 +1525,13 @@ impl<P: ArenaProvider> PoolCore<P> {
         for class in 0..geo.nclasses {
             let mut chain = Chain::EMPTY;
             let mut kept = 0;
-            for i in 0..self.bins[class].len {
-                let b = self.bins[class].slots[i];
+            for i in 0..self.bin_view(class).0.len {
+                let b = self.bin_view(class).1[i];
                 // SAFETY: bins hold live blocks, never null.
                 let ptr = unsafe { NonNull::new_unchecked(b) };
                 let home = self.home_of(&geo, ptr);
                 if home == self.slot {
-                    self.bins[class].slots[kept] = b;
+                    self.bin(class).slots[kept] = b;
                     kept += 1;
                     continue;
                 }
@@ -1415,11 +1539,11 @@ impl<P: ArenaProvider> PoolCore<P> {
                 // `kept` slots are kept), held by this thread alone.
                 unsafe { self.chain_home(&geo, &mut chain, home, b) };
             }
-            let bin = &mut self.bins[class];
+            let bin = self.bin(class);
             if instrument::CLEAR_STALE {
-                bin.slots[kept..bin.len].fill(ptr::null_mut());
+                bin.slots[kept..bin.head.len].fill(ptr::null_mut());
             }
-            bin.len = kept;
+            bin.head.len = kept;
             // SAFETY: the chain's blocks left the bin above; linked by `chain_home`.
             unsafe { self.send_home(chain) };
         }
@@ -2117,10 +2241,11 @@ impl<P: ArenaProvider> PoolCore<P> {
                 a = arena.all_next;
             }
         }
-        for (cs, bin) in s.classes.iter_mut().zip(&self.bins).take(g.nclasses) {
+        for (class, cs) in s.classes.iter_mut().enumerate().take(g.nclasses) {
+            let (head, slots) = self.bin_view(class);
             // Blocks waiting in a bin are free to the program, allocated to their pool. Those of
             // other heaps' pools (see `send_home`) are counted by their own heap, as in use.
-            let own = bin.slots[..bin.len]
+            let own = slots[..head.len]
                 .iter()
                 .filter(|&&b| {
                     let arena = (b as usize & !(g.arena_size - 1)) as *const ArenaHeader;
@@ -2412,10 +2537,11 @@ impl<P: ArenaProvider> PoolCore<P> {
                     p = pool.next;
                 }
             }
-            for (class, bin) in self.bins.iter().enumerate() {
+            for class in 0..BINS {
+                let (head, slots) = self.bin_view(class);
                 assert!(
-                    bin.len <= bin.limit,
-                    "bin {class} holds more than its limit"
+                    head.len <= head.limit && head.limit <= slots.len(),
+                    "bin {class} holds more than its limit, or its limit is above its capacity"
                 );
             }
             let (mut arenas, mut empty, mut committed, mut pools) = (0, 0, 0, 0);
@@ -2491,5 +2617,137 @@ mod tests {
         // The bin goes back to the pools: the first block moves the full pool back to its
         // class's list, a transition whose check finds one block too few in use.
         heap.trim();
+    }
+}
+
+#[cfg(test)]
+mod bin_layout_tests {
+    use alloc_core::{DomainAllocator, System};
+
+    use super::{
+        BIN_CAPACITY, BIN_HEAD, BINS, BinStore, bin_limit, bins_for, first_limit, limit_within,
+    };
+    use crate::routing::DEFAULT_GEOMETRY;
+    use crate::size_class::{Geometry, PoolConfig};
+    use crate::{Heap, OsArenas};
+
+    /// The mem domain's medium and large pools' shapes (the tests of this crate cannot name
+    /// the domain table's constants).
+    const MEDIUM: PoolConfig = PoolConfig {
+        spacing: 128,
+        threshold: 8 << 10,
+        pool_size: 64 << 10,
+        arena_size: 4 << 20,
+        ..PoolConfig::DEFAULT
+    };
+    const LARGE: PoolConfig = PoolConfig {
+        spacing: 1 << 10,
+        threshold: 64 << 10,
+        pool_size: 256 << 10,
+        arena_size: 16 << 20,
+        ..PoolConfig::DEFAULT
+    };
+
+    /// pymalloc's classes keep full bins, 2064 bytes apart (the stride the C library's fast
+    /// paths compute with as a constant); geometries of larger blocks pack their bins to the
+    /// most any of their classes holds, so that a heap that uses every class touches a few pages
+    /// of bins instead of the 130 KiB that full bins span. Every class's limit fits its bin.
+    #[test]
+    fn bins_of_larger_blocks_pack_to_their_size_and_pymallocs_stay_full() {
+        assert_eq!(
+            (DEFAULT_GEOMETRY.bin_capacity, DEFAULT_GEOMETRY.bin_stride),
+            (BIN_CAPACITY, 2064)
+        );
+        let medium = Geometry::new(MEDIUM).unwrap();
+        let large = Geometry::new(LARGE).unwrap();
+        assert_eq!((medium.bin_capacity, medium.bin_stride), (64, 528));
+        assert_eq!((large.bin_capacity, large.bin_stride), (8, 80));
+        assert!(BINS * medium.bin_stride <= 34 << 10);
+        assert!(BINS * large.bin_stride <= 6 << 10);
+        for g in [DEFAULT_GEOMETRY, medium, large] {
+            assert!(BINS * g.bin_stride <= core::mem::size_of::<BinStore>());
+            assert_eq!(g.bin_stride, BIN_HEAD + 8 * g.bin_capacity);
+            let store = bins_for(&g);
+            for c in 0..g.nclasses {
+                let limit = limit_within(g.block_size(c), g.bin_capacity);
+                assert!((2..=g.bin_capacity).contains(&limit), "class {c}: {limit}");
+                // Classes of blocks of at least a sixteenth of the threshold keep their full
+                // limit: only the classes a domain's pool of larger blocks never serves are cut.
+                if g.block_size(c) >= g.threshold / 16 {
+                    assert_eq!(limit, bin_limit(g.block_size(c)), "class {c}");
+                }
+                let first = first_limit(g.block_size(c), g.bin_capacity);
+                assert_eq!(store.0[c * g.bin_stride / 8 + 1], first);
+                if g.block_size(c) <= 512 {
+                    assert_eq!(first, limit, "pymalloc's classes start full");
+                } else {
+                    assert!(first == (limit / 4).max(2).min(limit), "class {c}: {first}");
+                }
+            }
+        }
+    }
+
+    /// A heap of packed bins keeps every block apart: each class of the large geometry filled
+    /// past its bin, freed in an order that flushes the bins, and filled again, with each live
+    /// block's bytes its own (a bin that spilled into its neighbour would hand a block out
+    /// twice, or lose one).
+    #[test]
+    fn packed_bins_hand_out_each_block_once() {
+        for config in [MEDIUM, LARGE] {
+            let heap = Heap::with_config(config, OsArenas::new(), System).unwrap();
+            let g = Geometry::new(config).unwrap();
+            for round in 0..2u8 {
+                let mut live = std::vec::Vec::new();
+                for c in 0..g.nclasses {
+                    for i in 0..3 * limit_within(g.block_size(c), g.bin_capacity) {
+                        let size = g.block_size(c);
+                        let p = heap.malloc(size).unwrap();
+                        let tag = (c as u8) ^ (i as u8) ^ round;
+                        // SAFETY: a fresh block of `size` bytes.
+                        unsafe { p.as_ptr().write_bytes(tag, size) };
+                        live.push((p, size, tag));
+                    }
+                }
+                // Freed from both ends, so that bins fill, flush and refill across classes.
+                let half = live.len() / 2;
+                let (a, b) = live.split_at(half);
+                for &(p, size, tag) in a.iter().rev().chain(b.iter()) {
+                    // SAFETY: a live block of `size` bytes, written above.
+                    let bytes = unsafe { core::slice::from_raw_parts(p.as_ptr(), size) };
+                    assert!(
+                        bytes.iter().all(|&x| x == tag),
+                        "a block was handed out twice"
+                    );
+                    // SAFETY: freed once.
+                    unsafe { heap.free(p.as_ptr()) };
+                }
+            }
+        }
+    }
+
+    /// A bin of larger blocks starts at a quarter of its limit and doubles at each overflow until
+    /// it is full: 640-byte blocks (a limit of 51) start at 12, then hold 24, 48 and 51.
+    #[test]
+    fn a_bin_of_larger_blocks_starts_small_and_grows_as_it_overflows() {
+        let heap = Heap::with_config(MEDIUM, OsArenas::new(), System).unwrap();
+        let class = 4; // 640-byte blocks
+        let blocks: std::vec::Vec<_> = (0..400).map(|_| heap.malloc(600).unwrap()).collect();
+        assert_eq!(heap.bin_fill(class).1, 12);
+        let mut limits = std::vec![12];
+        for b in &blocks {
+            // SAFETY: live blocks, each freed once.
+            unsafe { heap.free(b.as_ptr()) };
+            let limit = heap.bin_fill(class).1;
+            if limit != *limits.last().unwrap() {
+                limits.push(limit);
+            }
+        }
+        assert_eq!(limits, [12, 24, 48, 51]);
+        // pymalloc's classes start full.
+        let small = Heap::new();
+        let p = small.malloc(400).unwrap();
+        assert_eq!(small.bin_fill(24).1, bin_limit(400));
+        // SAFETY: a live block, freed once.
+        unsafe { small.free(p.as_ptr()) };
     }
 }

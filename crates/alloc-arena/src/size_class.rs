@@ -146,6 +146,10 @@ pub(crate) struct Geometry {
     /// `learn_bytes` in pools.
     pub(crate) learn_pools: usize,
     pub(crate) secure: bool,
+    /// The slots of each bin of a heap (`pool_core::bin_capacity`).
+    pub(crate) bin_capacity: usize,
+    /// Bytes from one bin of a heap to the next (`pool_core::bin_stride`).
+    pub(crate) bin_stride: usize,
 }
 
 const fn check_pow2(
@@ -217,6 +221,8 @@ impl Geometry {
             retain_pools: c.retain_bytes / c.pool_size,
             learn_pools: c.learn_bytes / c.pool_size,
             secure: c.secure,
+            bin_capacity: crate::pool_core::bin_capacity(c.threshold),
+            bin_stride: crate::pool_core::bin_stride(crate::pool_core::bin_capacity(c.threshold)),
         })
     }
 
