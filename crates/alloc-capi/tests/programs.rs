@@ -181,8 +181,9 @@ fn the_registry_serves_every_free_with_its_flat_table_and_without_it() {
 #[test]
 fn the_allocators_code_lies_together_before_the_rest_of_the_text() {
     // `hot-text.ld` (added to the link by build.rs on x86-64 linux with a GNU toolchain) puts the
-    // allocator crates' functions first in `.text`: the exports, the pools' slow paths and the
-    // domain table among them, and the tracing code after them. A change of mangling or of the
+    // allocator crates' functions first in `.text` (those every process runs first of all): the
+    // exports, the pools' slow paths and the domain table among them, and the tracing code after
+    // them; and the allocator's constants first in `.rodata`. A change of mangling or of the
     // linker's treatment of the script would fall back to the plain layout silently.
     if !cfg!(all(
         target_os = "linux",
@@ -261,6 +262,68 @@ fn the_allocators_code_lies_together_before_the_rest_of_the_text() {
         !tracing.is_empty() && tracing.iter().all(|&a| a > allocator_end),
         "the tracing code comes after the allocator's"
     );
+    // The functions every process runs (start-up, the malloc family's slow paths, heaps, pools
+    // and arenas), with the C runtime's start-up code and the PLT that start-up calls through,
+    // lie in the first 64 KiB of code, the window the kernel maps around what runs.
+    let first = start..start + (64 << 10);
+    // Functions only (`ADDRESS t NAME`): `frame_dummy` also names an entry of `.init_array`.
+    let code_at = |pattern: &str| -> Vec<u64> {
+        symbols
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let (address, kind, name) = (w.next()?, w.next()?, w.next()?);
+                let code = kind.eq_ignore_ascii_case("t") && name.contains(pattern);
+                code.then(|| u64::from_str_radix(address, 16).ok())?
+            })
+            .collect()
+    };
+    for name in [
+        "8domalloc4init17h",
+        "8domalloc11malloc_slow",
+        "8domalloc9free_slow",
+        "12my_heap_slow",
+        "16alloc_class_slow",
+        "16alloc_and_refill",
+        "9new_arena",
+        "11purge_pools",
+        "8registry8register",
+        "13malloc_refill",
+        "5table8standard5start",
+        "frame_dummy",
+        "pthread_atfork",
+    ] {
+        let places = code_at(name);
+        assert!(!places.is_empty(), "{name} is in the library");
+        assert!(
+            places.iter().all(|a| first.contains(a)),
+            "{name} lies in the first 64 KiB of .text ({first:x?}): {places:x?}"
+        );
+    }
+    let section = |name: &str| -> u64 {
+        let line = sections
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == name))
+            .unwrap_or_else(|| panic!("{name} in the library:\n{sections}"));
+        let fields: Vec<&str> = line
+            .split(']')
+            .nth(1)
+            .expect("a section line")
+            .split_whitespace()
+            .collect();
+        u64::from_str_radix(fields[2], 16).expect("an address")
+    };
+    assert!(section(".plt") < start, "the PLT comes before .text");
+    // The constants the malloc family reads lie with the tables the dynamic loader reads, in the
+    // library's first 64 KiB, before the exception tables.
+    let except = section(".gcc_except_table");
+    for name in ["11BLOCK_MAGIC", "8BOOT_MEM"] {
+        let places = at(name);
+        assert!(
+            !places.is_empty() && places.iter().all(|&a| a < except && a < (64 << 10)),
+            "{name} lies before the exception tables, in the first 64 KiB: {places:x?}"
+        );
+    }
 }
 
 #[test]
