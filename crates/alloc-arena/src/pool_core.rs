@@ -816,8 +816,17 @@ impl<P: ArenaProvider> PoolCore<P> {
         let p = self.pool_alloc_fast(class, id);
         if let Some(b) = p {
             instrument::block_allocated(b.as_ptr(), self.geo.block_size(class), false);
-            self.arm_bin(class);
-            self.refill_bin(class);
+            // Only a head pool that is carving (both free lists empty) refills the bin
+            // (`refill_bin`); one with a free list serves the class's next allocation itself, so
+            // a program rebuilding a structure from freed blocks pays no look at the bin here.
+            // A bin not armed now is armed by the first free that finds it so.
+            let pool = self.used[class];
+            // SAFETY: pools on a used list are live.
+            if !pool.is_null() && unsafe { (*pool).free.is_null() && (*pool).local_free.is_null() }
+            {
+                self.arm_bin(class);
+                self.refill_bin(class);
+            }
         }
         p
     }
