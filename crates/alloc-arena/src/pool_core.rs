@@ -621,9 +621,9 @@ impl<P: ArenaProvider> PoolCore<P> {
     }
 
     /// Gives the bin of `class` its limit if it has none yet: a core made by
-    /// [`init_in_slot`](Self::init_in_slot) arms each bin at the first slow-path visit of its
-    /// class (an allocation that found the bin empty, a free that found it full). A secure heap's
-    /// bins stay at 0.
+    /// [`init_in_slot`](Self::init_in_slot) arms each bin at the first free that finds it
+    /// unarmed, or at an allocation that found it empty and carves from its class's head pool.
+    /// A secure heap's bins stay at 0.
     #[inline]
     fn arm_bin(&mut self, class: usize) {
         let (secure, block_size, capacity) = (
