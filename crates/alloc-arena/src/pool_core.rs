@@ -175,6 +175,23 @@ const fn first_limit(block_size: usize, capacity: usize) -> usize {
     }
 }
 
+/// The limit of the bin whose head is `head`, after giving it its first limit if it has none
+/// (see [`first_limit`]; a secure heap's bins stay at 0): `block_size` and `capacity` are its
+/// class's and its geometry's.
+///
+/// # Safety
+/// `head` is the head of a bin of a core that the caller holds mutably.
+#[inline(always)]
+unsafe fn armed(head: *mut BinHead, secure: bool, block_size: usize, capacity: usize) -> usize {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        if (*head).limit == 0 && !secure {
+            (*head).limit = first_limit(block_size, capacity);
+        }
+        (*head).limit
+    }
+}
+
 /// A bin of a core, for the core's own use: its head and its slots (the geometry's capacity of
 /// them), borrowed from the core apart from every other bin.
 struct Bin<'a> {
@@ -631,10 +648,9 @@ impl<P: ArenaProvider> PoolCore<P> {
             self.geo.block_size(class),
             self.geo.bin_capacity,
         );
-        let bin = self.bin(class);
-        if bin.head.limit == 0 && !secure {
-            bin.head.limit = first_limit(block_size, capacity);
-        }
+        let head: *mut BinHead = self.bin(class).head;
+        // SAFETY: the head of the bin of `class`, borrowed from `self` mutably just above.
+        unsafe { armed(head, secure, block_size, capacity) };
     }
 
     pub(crate) fn provider_mut(&mut self) -> &mut P {
@@ -1334,14 +1350,10 @@ impl<P: ArenaProvider> PoolCore<P> {
         // SAFETY: `class` is below the class count (the caller's guarantee) and `stride` is the
         // geometry's, so this is the head of the class's bin in the store, which `&mut self`
         // holds alone (derived again after the flush's call, which takes `self`).
-        let head = unsafe { self.bins_base().add(class * stride) }.cast::<BinHead>();
+        let mut head = unsafe { self.bins_base().add(class * stride) }.cast::<BinHead>();
+        let (secure, capacity) = (self.geo.secure, self.geo.bin_capacity);
         // SAFETY: as above.
-        let (mut len, mut limit) = unsafe { ((*head).len, (*head).limit) };
-        if limit == 0 && !self.geo.secure {
-            limit = first_limit(block_size, self.geo.bin_capacity);
-            // SAFETY: as above.
-            unsafe { (*head).limit = limit };
-        }
+        let (mut len, limit) = unsafe { ((*head).len, armed(head, secure, block_size, capacity)) };
         if limit == 0 {
             // No bins (a secure heap): to the pool at once, or home if another heap's.
             let geo = self.geo;
@@ -1357,14 +1369,13 @@ impl<P: ArenaProvider> PoolCore<P> {
             }
             return;
         }
-        let mut head = head;
         if len >= limit {
             // SAFETY: the bin holds live blocks of this core.
             unsafe { self.flush_bin(class, limit / 2) };
             // SAFETY: as above.
             head = unsafe { self.bins_base().add(class * stride) }.cast::<BinHead>();
             // A bin that overflows grows, up to its full limit (see `first_limit`).
-            let full = limit_within(block_size, self.geo.bin_capacity);
+            let full = limit_within(block_size, capacity);
             // SAFETY: as above.
             unsafe {
                 if limit < full {
@@ -2629,7 +2640,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod bin_layout_tests {
     use alloc_core::{DomainAllocator, System};
 
@@ -2637,25 +2648,11 @@ mod bin_layout_tests {
         BIN_CAPACITY, BIN_HEAD, BINS, BinStore, bin_limit, bins_for, first_limit, limit_within,
     };
     use crate::routing::DEFAULT_GEOMETRY;
-    use crate::size_class::{Geometry, PoolConfig};
+    use crate::size_class::Geometry;
+    // The mem domain's medium and large pools' shapes (this crate cannot name the domain
+    // table's constants).
+    use crate::tests::{large_blocks_config, medium_blocks_config};
     use crate::{Heap, OsArenas};
-
-    /// The mem domain's medium and large pools' shapes (the tests of this crate cannot name
-    /// the domain table's constants).
-    const MEDIUM: PoolConfig = PoolConfig {
-        spacing: 128,
-        threshold: 8 << 10,
-        pool_size: 64 << 10,
-        arena_size: 4 << 20,
-        ..PoolConfig::DEFAULT
-    };
-    const LARGE: PoolConfig = PoolConfig {
-        spacing: 1 << 10,
-        threshold: 64 << 10,
-        pool_size: 256 << 10,
-        arena_size: 16 << 20,
-        ..PoolConfig::DEFAULT
-    };
 
     /// pymalloc's classes keep full bins, 2064 bytes apart (the stride the C library's fast
     /// paths compute with as a constant); geometries of larger blocks pack their bins to the
@@ -2667,8 +2664,8 @@ mod bin_layout_tests {
             (DEFAULT_GEOMETRY.bin_capacity, DEFAULT_GEOMETRY.bin_stride),
             (BIN_CAPACITY, 2064)
         );
-        let medium = Geometry::new(MEDIUM).unwrap();
-        let large = Geometry::new(LARGE).unwrap();
+        let medium = Geometry::new(medium_blocks_config()).unwrap();
+        let large = Geometry::new(large_blocks_config()).unwrap();
         assert_eq!((medium.bin_capacity, medium.bin_stride), (64, 528));
         assert_eq!((large.bin_capacity, large.bin_stride), (8, 80));
         assert!(BINS * medium.bin_stride <= 34 << 10);
@@ -2702,7 +2699,7 @@ mod bin_layout_tests {
     /// twice, or lose one).
     #[test]
     fn packed_bins_hand_out_each_block_once() {
-        for config in [MEDIUM, LARGE] {
+        for config in [medium_blocks_config(), large_blocks_config()] {
             let heap = Heap::with_config(config, OsArenas::new(), System).unwrap();
             let g = Geometry::new(config).unwrap();
             for round in 0..2u8 {
@@ -2738,7 +2735,7 @@ mod bin_layout_tests {
     /// it is full: 640-byte blocks (a limit of 51) start at 12, then hold 24, 48 and 51.
     #[test]
     fn a_bin_of_larger_blocks_starts_small_and_grows_as_it_overflows() {
-        let heap = Heap::with_config(MEDIUM, OsArenas::new(), System).unwrap();
+        let heap = Heap::with_config(medium_blocks_config(), OsArenas::new(), System).unwrap();
         let class = 4; // 640-byte blocks
         let blocks: std::vec::Vec<_> = (0..400).map(|_| heap.malloc(600).unwrap()).collect();
         assert_eq!(heap.bin_fill(class).1, 12);

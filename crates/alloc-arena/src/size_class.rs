@@ -206,6 +206,7 @@ impl Geometry {
         let pools_per_arena = c.arena_size / c.pool_size;
         let header_bytes = crate::arena::header_bytes(pools_per_arena);
         let header_pools = header_bytes.div_ceil(c.pool_size);
+        let bin_capacity = crate::pool_core::bin_capacity(c.threshold);
         Ok(Geometry {
             class_shift: c.spacing.trailing_zeros(),
             nclasses: c.threshold / c.spacing,
@@ -221,8 +222,8 @@ impl Geometry {
             retain_pools: c.retain_bytes / c.pool_size,
             learn_pools: c.learn_bytes / c.pool_size,
             secure: c.secure,
-            bin_capacity: crate::pool_core::bin_capacity(c.threshold),
-            bin_stride: crate::pool_core::bin_stride(crate::pool_core::bin_capacity(c.threshold)),
+            bin_capacity,
+            bin_stride: crate::pool_core::bin_stride(bin_capacity),
         })
     }
 

@@ -696,9 +696,21 @@ fn the_last_pool_of_a_class_is_kept_when_it_empties() {
     assert_eq!(heap.stats().classes()[3].pools, 0, "trim gives it back");
 }
 
+/// The configuration of a pool of blocks of 128 bytes to 8 KiB in 64 KiB pools (as the mem
+/// domain's medium pool).
+pub(crate) fn medium_blocks_config() -> PoolConfig {
+    PoolConfig {
+        spacing: 128,
+        threshold: 8 << 10,
+        pool_size: 64 << 10,
+        arena_size: 4 << 20,
+        ..PoolConfig::DEFAULT
+    }
+}
+
 /// The configuration of a pool of blocks of 1-64 KiB in 256 KiB pools (as the mem domain's
 /// large pool).
-fn large_blocks_config() -> PoolConfig {
+pub(crate) fn large_blocks_config() -> PoolConfig {
     PoolConfig {
         spacing: 1 << 10,
         threshold: 64 << 10,

@@ -216,27 +216,38 @@ fn the_allocators_code_lies_together_before_the_rest_of_the_text() {
         1,
         "one .text section (valgrind reads its symbols):\n{sections}"
     );
-    let fields: Vec<&str> = texts[0]
-        .split(']')
-        .nth(1)
-        .expect("a section line")
-        .split_whitespace()
-        .collect();
-    let start = u64::from_str_radix(fields[2], 16).expect("an address");
+    // The address of the section named `name` (the first such line).
+    let section = |name: &str| -> u64 {
+        let line = sections
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == name))
+            .unwrap_or_else(|| panic!("{name} in the library:\n{sections}"));
+        let fields: Vec<&str> = line
+            .split(']')
+            .nth(1)
+            .expect("a section line")
+            .split_whitespace()
+            .collect();
+        u64::from_str_radix(fields[2], 16).expect("an address")
+    };
+    let start = section(".text");
     let symbols = Command::new("nm").arg(lib).output().expect("nm runs");
     let symbols = String::from_utf8_lossy(&symbols.stdout);
-    let at = |pattern: &str| -> Vec<u64> {
+    // The addresses of the defined symbols (`ADDRESS TYPE NAME`; an undefined one has no
+    // address) whose names contain `pattern`, of any type, or of a function type only.
+    let symbols_at = |pattern: &str, code_only: bool| -> Vec<u64> {
         symbols
             .lines()
-            .filter(|l| {
-                l.split_whitespace()
-                    .last()
-                    .is_some_and(|s| s.contains(pattern))
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let (address, kind, name) = (w.next()?, w.next()?, w.next()?);
+                let wanted =
+                    name.contains(pattern) && (!code_only || kind.eq_ignore_ascii_case("t"));
+                wanted.then(|| u64::from_str_radix(address, 16).ok())?
             })
-            // Defined symbols only (`ADDRESS TYPE NAME`; an undefined one has no address).
-            .filter_map(|l| u64::from_str_radix(l.split_whitespace().next()?, 16).ok())
             .collect()
     };
+    let at = |pattern: &str| symbols_at(pattern, false);
     // The allocator's code is about 150 KiB; the whole text is six times that.
     let hot = start..start + (192 << 10);
     for name in [
@@ -266,18 +277,6 @@ fn the_allocators_code_lies_together_before_the_rest_of_the_text() {
     // and arenas), with the C runtime's start-up code and the PLT that start-up calls through,
     // lie in the first 64 KiB of code, the window the kernel maps around what runs.
     let first = start..start + (64 << 10);
-    // Functions only (`ADDRESS t NAME`): `frame_dummy` also names an entry of `.init_array`.
-    let code_at = |pattern: &str| -> Vec<u64> {
-        symbols
-            .lines()
-            .filter_map(|l| {
-                let mut w = l.split_whitespace();
-                let (address, kind, name) = (w.next()?, w.next()?, w.next()?);
-                let code = kind.eq_ignore_ascii_case("t") && name.contains(pattern);
-                code.then(|| u64::from_str_radix(address, 16).ok())?
-            })
-            .collect()
-    };
     for name in [
         "8domalloc4init17h",
         "8domalloc11malloc_slow",
@@ -293,26 +292,14 @@ fn the_allocators_code_lies_together_before_the_rest_of_the_text() {
         "frame_dummy",
         "pthread_atfork",
     ] {
-        let places = code_at(name);
+        // Functions only: `frame_dummy` also names an entry of `.init_array`.
+        let places = symbols_at(name, true);
         assert!(!places.is_empty(), "{name} is in the library");
         assert!(
             places.iter().all(|a| first.contains(a)),
             "{name} lies in the first 64 KiB of .text ({first:x?}): {places:x?}"
         );
     }
-    let section = |name: &str| -> u64 {
-        let line = sections
-            .lines()
-            .find(|l| l.split_whitespace().any(|w| w == name))
-            .unwrap_or_else(|| panic!("{name} in the library:\n{sections}"));
-        let fields: Vec<&str> = line
-            .split(']')
-            .nth(1)
-            .expect("a section line")
-            .split_whitespace()
-            .collect();
-        u64::from_str_radix(fields[2], 16).expect("an address")
-    };
     assert!(section(".plt") < start, "the PLT comes before .text");
     // The constants the malloc family reads lie with the tables the dynamic loader reads, in the
     // library's first 64 KiB, before the exception tables.
