@@ -123,7 +123,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         let (class, w) = Self::small_class_in_way0(size, key)?;
         // SAFETY: the way holds a heap of this allocator (the key's) that the calling thread
         // owns; the class is of the default geometry, this allocator's (the key's condition).
-        unsafe { self.alloc_in_heap(w.slot, class) }
+        // The bin is not looked at again: `malloc_fast` found it empty (and a caller that did
+        // not ask it first still gets a right block, from the pools).
+        unsafe { self.alloc_from_pools(w.slot, class) }
     }
 
     /// Frees `ptr` into the calling thread's bin if it is a block of this allocator's pools, the

@@ -60,7 +60,7 @@
 //! `X_fast`, inlined (`#[inline]` or `#[inline(always)]`), handles the common case and ends by
 //! calling `X_slow`, `#[cold]` and `#[inline(never)]`, which does the rest
 //! (`PoolCore::pool_alloc_fast` / `pool_alloc_slow`, `pool_free_fast` / `pool_free_slow`,
-//! `PoolAllocator::my_heap_fast` / `my_heap_slow`, `free_local_fast` / `free_local_slow`, the
+//! `free_local_fast` / `free_local_slow`, the
 //! fronts' `alloc_class_fast` / `free_block_fast`). A function named `_slow` is always cold and
 //! never inlined, and one with a `_slow` continuation is always `_fast`. Public entry points keep
 //! the names their callers use (`malloc_fast`, `free_fast`, `free_fast_in_arenas`, `fast_key`,

@@ -219,10 +219,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { &mut *(*slot.cast::<HeapSlot<P>>()).core.get() }
     }
 
-    /// The calling thread's heap of this allocator, made or adopted if it has none; null if the
-    /// OS refuses the memory for it.
+    /// The heap of this allocator in the calling thread's cache (its way), as the fast paths
+    /// find it; null if the thread has no cache or its way holds no heap of this allocator.
     #[inline(always)]
-    fn my_heap_fast(&self) -> *mut SlotHeader {
+    fn current_heap(&self) -> *mut SlotHeader {
         let c = threads::cache_if_any();
         if !c.is_null() {
             let id = self.id.load(Ordering::Relaxed) as usize;
@@ -232,7 +232,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 return w.slot;
             }
         }
-        self.my_heap_slow()
+        ptr::null_mut()
     }
 
     #[cold]
@@ -360,12 +360,31 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     #[cold]
     #[inline(never)]
     fn alloc_class_slow(&self, class: usize) -> Option<NonNull<u8>> {
-        let slot = self.my_heap_fast();
+        let slot = self.current_heap();
+        if !slot.is_null() {
+            // `alloc_class_fast` found this same way (its test is this one, and nothing changed
+            // the thread's cache since) and the bin of `class` empty: straight to the pools,
+            // with no second look at the bin.
+            // SAFETY: the calling thread owns the heap of its way; no other reference to the
+            // core is alive (the routing does not re-enter, and `P` / `L` must not call back
+            // into this allocator); `class` is the front's, below its class count.
+            return unsafe { self.alloc_from_pools(slot, class) };
+        }
+        self.alloc_class_no_heap(class)
+    }
+
+    /// `alloc_class_slow` for a thread whose way holds no heap of this allocator: makes or
+    /// adopts one (none if the OS refuses the memory), then serves the block from it. Apart, so
+    /// that the common slow path keeps a small frame.
+    #[cold]
+    #[inline(never)]
+    fn alloc_class_no_heap(&self, class: usize) -> Option<NonNull<u8>> {
+        let slot = self.my_heap_slow();
         if slot.is_null() {
             return None;
         }
-        // SAFETY: the calling thread owns its heap; no other reference to the core is alive
-        // (the routing does not re-enter, and `P` / `L` must not call back into this allocator).
+        // SAFETY: the calling thread owns the heap just made or adopted; no other reference to
+        // the core is alive (as in `alloc_class_slow`); `class` is below the class count.
         unsafe { self.alloc_in_heap(slot, class) }
     }
 
@@ -386,9 +405,25 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if let Some(p) = unsafe { self.core_unrefreshed(slot) }.pop_bin(class) {
             return Some(p);
         }
-        // SAFETY: as above.
+        // SAFETY: the caller's guarantee.
+        unsafe { self.alloc_from_pools(slot, class) }
+    }
+
+    /// A block of `class` from the pools of heap `slot`, for a caller that found its bin empty
+    /// (the bin is not looked at again; were it not empty, the block would still be right, only
+    /// not the bin's), then the heap settled.
+    ///
+    /// # Safety
+    /// As for [`alloc_in_heap`](Self::alloc_in_heap).
+    #[inline]
+    pub(crate) unsafe fn alloc_from_pools(
+        &self,
+        slot: *mut SlotHeader,
+        class: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: the caller's guarantee.
         let core = unsafe { self.core_of(slot) };
-        let p = core.alloc_fast(class, &self.id);
+        let p = core.alloc_from_pools(class, &self.id);
         self.settle(slot, false);
         p
     }
@@ -541,7 +576,18 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     ///
     /// Called after every call into a core that can flush a bin. The calling thread owns `mine`
     /// (or holds it claimed), a heap of this allocator.
+    #[inline(always)]
     fn settle(&self, mine: *mut SlotHeader, full: bool) {
+        // SAFETY: the caller's guarantee.
+        if unsafe { self.core_unrefreshed(mine) }.needs_settling() {
+            self.settle_slow(mine, full);
+        }
+    }
+
+    /// `settle` when the core found an unowned heap or is due a sweep.
+    #[cold]
+    #[inline(never)]
+    fn settle_slow(&self, mine: *mut SlotHeader, full: bool) {
         // SAFETY: the caller's guarantee.
         let core = unsafe { self.core_unrefreshed(mine) };
         let (orphan, more) = core.take_orphans();
@@ -757,7 +803,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// if it has none).
     #[cfg(test)]
     pub(crate) fn my_bin_fill(&self, class: usize) -> (usize, usize) {
-        let slot = self.my_heap_fast();
+        let mut slot = self.current_heap();
+        if slot.is_null() {
+            slot = self.my_heap_slow();
+        }
         assert!(!slot.is_null());
         // SAFETY: the calling thread owns its heap; no other reference to the core is alive.
         unsafe { self.core_unrefreshed(slot) }.bin_fill(class)

@@ -829,6 +829,13 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// leaf that saves no registers.
     #[inline(never)]
     fn alloc_and_refill(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
+        self.alloc_from_pools(class, id)
+    }
+
+    /// `alloc_and_refill`'s body, inlined into the front's slow path (one frame there, for a
+    /// caller that found the bin empty and calls nothing else first).
+    #[inline(always)]
+    pub(crate) fn alloc_from_pools(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         let p = self.pool_alloc_fast(class, id);
         if let Some(b) = p {
             instrument::block_allocated(b.as_ptr(), self.geo.block_size(class), false);
@@ -914,7 +921,7 @@ impl<P: ArenaProvider> PoolCore<P> {
     }
 
     /// Allocates a block of `class` from its pools.
-    #[inline]
+    #[inline(always)]
     fn pool_alloc_fast(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         let pool = self.used[class];
         if !pool.is_null() {
@@ -1646,6 +1653,15 @@ impl<P: ArenaProvider> PoolCore<P> {
         self.orphan = ptr::null();
         self.orphans_more = false;
         taken
+    }
+
+    /// Whether `take_orphans` or `take_sweep` has anything to give: the front's one test after
+    /// each slow path (`orphans_more` is set only beside an orphan).
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn needs_settling(&self) -> bool {
+        !self.orphan.is_null() || self.sweep_due
     }
 
     /// Whether the heap mapped an arena or purged by time since the last call (see `sweep_due`).
