@@ -415,8 +415,29 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     ///
     /// # Safety
     /// As for [`alloc_in_heap`](Self::alloc_in_heap).
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn alloc_from_pools(
+        &self,
+        slot: *mut SlotHeader,
+        class: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: the caller's guarantee (the pop touches no provider: no refresh needed).
+        if let Some(p) = unsafe { self.core_unrefreshed(slot).pop_pool_list(class) } {
+            return Some(p);
+        }
+        // SAFETY: the caller's guarantee.
+        unsafe { self.alloc_from_pools_slow(slot, class) }
+    }
+
+    /// `alloc_from_pools` past the quick pop of a free list (`PoolCore::pop_pool_list`): the
+    /// pools' whole path, the bin armed and refilled where the pool carves, then the heap
+    /// settled.
+    ///
+    /// # Safety
+    /// As for [`alloc_in_heap`](Self::alloc_in_heap).
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_from_pools_slow(
         &self,
         slot: *mut SlotHeader,
         class: usize,

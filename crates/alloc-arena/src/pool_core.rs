@@ -920,6 +920,47 @@ impl<P: ArenaProvider> PoolCore<P> {
         }
     }
 
+    /// The common case of `alloc_from_pools`, alone: a block popped from the free list of the
+    /// class's head pool when that list holds at least two blocks. `None`, having done nothing,
+    /// in every other case (no head pool, a list of one block or none, a secure heap), which the
+    /// caller sends the whole way (`alloc_from_pools`).
+    ///
+    /// What it leaves out is the rest of the pools' path: a list of one block ends with the
+    /// pool carving, where the bin is armed and refilled; a secure heap decodes its links. This
+    /// case touches no provider and finds no orphan, so the caller needs neither the provider
+    /// refresh nor the settling; and the test is small enough to keep the caller a leaf.
+    ///
+    /// # Safety
+    /// `class` is below the geometry's class count.
+    #[inline(always)]
+    pub(crate) unsafe fn pop_pool_list(&mut self, class: usize) -> Option<NonNull<u8>> {
+        debug_assert!(class < self.geo.nclasses);
+        // SAFETY: `class < nclasses <= MAX_CLASSES` (the caller's guarantee).
+        let pool = unsafe { *self.used.get_unchecked(class) };
+        if pool.is_null() || self.key != 0 {
+            return None;
+        }
+        // SAFETY: pools on a used list are live; blocks on their free list lie inside them, and
+        // each holds the link to the next (a plain pointer: the heap is not secure).
+        unsafe {
+            let p = &mut *pool;
+            let block = p.free;
+            if block.is_null() {
+                return None;
+            }
+            let next = instrument::with_link(block.cast(), || (*block).next);
+            if next.is_null() {
+                return None;
+            }
+            // As in `pool_alloc_fast`: the next allocation of the class reads `next`'s link.
+            prefetch(next.cast());
+            p.free = next;
+            p.used += 1;
+            instrument::block_allocated(block.cast(), p.block_size as usize, false);
+            Some(NonNull::new_unchecked(block.cast()))
+        }
+    }
+
     /// Allocates a block of `class` from its pools.
     #[inline(always)]
     fn pool_alloc_fast(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
