@@ -55,6 +55,56 @@ fn blocks_of_a_fresh_pool_are_carved_in_address_order() {
     heap.check_invariants();
 }
 
+/// The slow path of a `PoolAllocator` allocation takes blocks from the head pool's free list
+/// by its quick pop (`PoolCore::pop_pool_list`) while the list holds two or more, and by the
+/// pools' whole path for the last one: through several pools' worth of such blocks, each is
+/// handed out once, and the pools count every one of them as in use (the quick pop keeps each
+/// pool's `used`), then none once all are freed again.
+#[test]
+fn blocks_from_a_pools_free_list_are_handed_out_once_and_counted() {
+    let pool = PoolAllocator::new();
+    let (size, class) = (64, 3);
+    let n = 3 * 256 + 5;
+    let fill = |round: u8| -> Vec<(usize, u8)> {
+        (0..n)
+            .map(|i| {
+                let p = pool.malloc(size).unwrap();
+                let tag = (i as u8) ^ round;
+                // SAFETY: a fresh block of `size` bytes.
+                unsafe { p.as_ptr().write_bytes(tag, size) };
+                (p.as_ptr() as usize, tag)
+            })
+            .collect()
+    };
+    let check_and_free = |blocks: &[(usize, u8)]| {
+        for &(p, tag) in blocks {
+            // SAFETY: a live block of `size` bytes, written when it was handed out.
+            let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, size) };
+            assert!(
+                bytes.iter().all(|&b| b == tag),
+                "a block was handed out twice"
+            );
+        }
+        // In the order they were made: the bin overflows and its older blocks go to their
+        // pools' free lists, where the next round finds them.
+        for &(p, _) in blocks {
+            // SAFETY: live, freed once.
+            unsafe { pool.free(p as *mut u8) };
+        }
+    };
+    let first = fill(0);
+    check_and_free(&first);
+    let second = fill(1);
+    let mut addresses: Vec<usize> = second.iter().map(|&(p, _)| p).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    assert_eq!(addresses.len(), n, "a block was handed out twice");
+    assert_eq!(pool.stats().classes()[class].blocks_in_use, n);
+    check_and_free(&second);
+    assert_eq!(pool.stats().classes()[class].blocks_in_use, 0);
+    pool.check_invariants();
+}
+
 #[test]
 fn an_empty_bin_is_refilled_in_one_batch_in_address_order() {
     let heap = Heap::new();
