@@ -125,7 +125,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // owns; the class is of the default geometry, this allocator's (the key's condition).
         // The bin is not looked at again: `malloc_fast` found it empty (and a caller that did
         // not ask it first still gets a right block, from the pools).
-        unsafe { self.alloc_from_pools(w.slot, class) }
+        unsafe { self.alloc_from_pools_fast(w.slot, class) }
     }
 
     /// Frees `ptr` into the calling thread's bin if it is a block of this allocator's pools, the

@@ -368,7 +368,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             // SAFETY: the calling thread owns the heap of its way; no other reference to the
             // core is alive (the routing does not re-enter, and `P` / `L` must not call back
             // into this allocator); `class` is the front's, below its class count.
-            return unsafe { self.alloc_from_pools(slot, class) };
+            return unsafe { self.alloc_from_pools_fast(slot, class) };
         }
         self.alloc_class_no_heap(class)
     }
@@ -406,7 +406,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return Some(p);
         }
         // SAFETY: the caller's guarantee.
-        unsafe { self.alloc_from_pools(slot, class) }
+        unsafe { self.alloc_from_pools_fast(slot, class) }
     }
 
     /// A block of `class` from the pools of heap `slot`, for a caller that found its bin empty
@@ -416,7 +416,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// # Safety
     /// As for [`alloc_in_heap`](Self::alloc_in_heap).
     #[inline(always)]
-    pub(crate) unsafe fn alloc_from_pools(
+    pub(crate) unsafe fn alloc_from_pools_fast(
         &self,
         slot: *mut SlotHeader,
         class: usize,
@@ -429,7 +429,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { self.alloc_from_pools_slow(slot, class) }
     }
 
-    /// `alloc_from_pools` past the quick pop of a free list (`PoolCore::pop_pool_list`): the
+    /// `alloc_from_pools_fast` past the quick pop of a free list (`PoolCore::pop_pool_list`): the
     /// pools' whole path, the bin armed and refilled where the pool carves, then the heap
     /// settled.
     ///
@@ -445,7 +445,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // SAFETY: the caller's guarantee.
         let core = unsafe { self.core_of(slot) };
         let p = core.alloc_from_pools(class, &self.id);
-        self.settle(slot, false);
+        self.settle_fast(slot, false);
         p
     }
 
@@ -523,7 +523,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             // SAFETY: the caller's guarantee.
             None => unsafe { core.free(ptr) },
         }
-        self.settle(slot, false);
+        self.settle_fast(slot, false);
     }
 
     /// A free whose heap is not the calling thread's most recent one: another heap of ours in its
@@ -598,14 +598,14 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// Called after every call into a core that can flush a bin. The calling thread owns `mine`
     /// (or holds it claimed), a heap of this allocator.
     #[inline(always)]
-    fn settle(&self, mine: *mut SlotHeader, full: bool) {
+    fn settle_fast(&self, mine: *mut SlotHeader, full: bool) {
         // SAFETY: the caller's guarantee.
         if unsafe { self.core_unrefreshed(mine) }.needs_settling() {
             self.settle_slow(mine, full);
         }
     }
 
-    /// `settle` when the core found an unowned heap or is due a sweep.
+    /// `settle_fast` when the core found an unowned heap or is due a sweep.
     #[cold]
     #[inline(never)]
     fn settle_slow(&self, mine: *mut SlotHeader, full: bool) {
@@ -788,7 +788,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             if h == mine {
                 // SAFETY: our own heap, not in use elsewhere on this thread.
                 f(unsafe { self.core_of(h) });
-                self.settle(h, full);
+                self.settle_fast(h, full);
             } else {
                 let mut orphans = false;
                 let visit = || {

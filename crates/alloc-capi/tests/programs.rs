@@ -283,7 +283,7 @@ fn the_allocators_code_lies_together_before_the_rest_of_the_text() {
         "8domalloc9free_slow",
         "12my_heap_slow",
         "16alloc_class_slow",
-        "16alloc_from_pools",
+        "21alloc_from_pools_slow",
         "9new_arena",
         "11purge_pools",
         "8registry8register",
