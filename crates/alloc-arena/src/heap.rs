@@ -131,9 +131,28 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for Heap<P, L> {
     }
     #[inline]
     unsafe fn free_block_fast(&self, ptr: NonNull<u8>, class: Option<usize>) {
+        let geo = &self.geo;
         self.with_core(|core, _| match class {
-            // SAFETY: the caller's guarantee: a live block of ours of this class.
-            Some(c) => unsafe { core.free_in_class(ptr, c) },
+            Some(c) => {
+                // The bin's push inline, as `PoolAllocator`'s free does; a full or unarmed bin
+                // (or a secure heap's, limit 0) takes the core's whole free of the class.
+                // SAFETY: the caller's guarantee: a live block of ours of class `c`, below the
+                // class count; the core's bins lie `bin_stride` apart in its geometry, ours, and
+                // `with_core` holds the only reference to it.
+                if unsafe {
+                    crate::pool_core::push_bin_in(
+                        core.bins_base(),
+                        c,
+                        geo.bin_stride,
+                        ptr,
+                        geo.block_size(c),
+                    )
+                } {
+                    return;
+                }
+                // SAFETY: as above.
+                unsafe { core.free_in_class(ptr, c) }
+            }
             // SAFETY: the caller's guarantee: a live block of ours.
             None => unsafe { core.free(ptr) },
         })
