@@ -52,7 +52,7 @@ fn or_null(p: Option<NonNull<u8>>) -> *mut u8 {
 // layout; each is released by `free_aligned` with the layout GlobalAlloc's caller passes back,
 // the layout it was allocated with (or, after `realloc`, its new size).
 unsafe impl<A: DomainAllocator> GlobalAlloc for AsGlobalAlloc<A> {
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         or_null(self.0.malloc_aligned(layout))
     }
@@ -62,7 +62,7 @@ unsafe impl<A: DomainAllocator> GlobalAlloc for AsGlobalAlloc<A> {
         or_null(self.0.calloc_aligned(layout))
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: GlobalAlloc's caller passes a non-null block of this allocator with its layout,
         // made by the aligned family.

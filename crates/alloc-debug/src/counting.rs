@@ -672,7 +672,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         // released once.
         unsafe { sized::free_known(&self.inner, &self.claims, ptr, size) }
     }
-    #[inline]
+    #[inline(always)]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         self.aligned_made(self.inner.malloc_aligned(layout), layout)
     }
@@ -680,7 +680,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         self.aligned_made(self.inner.calloc_aligned(layout), layout)
     }
-    #[inline]
+    #[inline(always)]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         // The common case makes no call before the inner free (so it keeps no register): no
         // ownership set to forget the block in, the thread's shard in its note, the balance above

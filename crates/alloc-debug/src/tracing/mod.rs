@@ -1396,7 +1396,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
         )
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn free_aligned(&self, ptr: NonNull<u8>, layout: Layout) {
         if self.forget_fast(ptr.as_ptr() as usize) {
             // SAFETY: the caller's guarantee, forwarded.
