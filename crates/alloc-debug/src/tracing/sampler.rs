@@ -37,7 +37,7 @@
 
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 #[cfg(not(unix))]
 use alloc_core::{DomainAllocator, System};
@@ -225,9 +225,17 @@ const BUCKETS: usize = 1 << 15;
 /// no record. Never gives a false "no" for a block whose record was made before the free (its
 /// count was added before its record was written, by the thread that made it, and the free
 /// follows that thread's allocation).
+///
+/// A count is a byte, so that the table (32 KiB) is read by every free with few cache misses (it
+/// was 128 KiB of 32-bit counts: a program freeing blocks at random addresses missed the first
+/// level cache on most frees). A count that reaches [`STUCK`] stays there: its bucket answers
+/// "maybe" for good, which costs frees of that bucket a look at the records, never an answer.
 pub(crate) struct Filter {
-    counts: [AtomicU32; BUCKETS],
+    counts: [AtomicU8; BUCKETS],
 }
+
+/// A bucket's count that no longer changes (255 live sampled blocks in one bucket).
+const STUCK: u8 = u8::MAX;
 
 impl Filter {
     /// A zeroed filter from the OS (on unix) or the C library; null if no memory could be had.
@@ -293,17 +301,23 @@ impl Filter {
 
     /// Counts a sampled block at `addr`, before its record is written.
     pub(crate) fn add(&self, addr: usize) {
-        self.counts[Self::bucket(addr)].fetch_add(1, Ordering::Relaxed);
+        // A stuck count stays as it is.
+        let _ = self.counts[Self::bucket(addr)].fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |c| (c != STUCK).then(|| c + 1),
+        );
     }
 
     /// Takes back the count of a sampled block whose record was forgotten.
     pub(crate) fn remove(&self, addr: usize) {
         // Never below 0: a record forgotten here was counted (or, made in a race with a change of
         // mode, is let go of without a count, and the bucket stays as it is).
+        // A stuck count stays as it is: how many blocks it stands for is no longer known.
         let _ = self.counts[Self::bucket(addr)].fetch_update(
             Ordering::Relaxed,
             Ordering::Relaxed,
-            |c| c.checked_sub(1),
+            |c| (c != STUCK).then(|| c.checked_sub(1)).flatten(),
         );
     }
 
@@ -472,6 +486,18 @@ mod tests {
         f.remove(a);
         assert!(!f.may_hold(a), "never below zero");
         f.add(a);
+        f.clear();
+        assert!(!f.may_hold(a));
+        // A count that reaches the top of its byte sticks there: the bucket answers "maybe" for
+        // good, however many of its blocks are freed (how many it stands for is no longer known).
+        for n in 1..=300 {
+            f.add(a);
+            assert!(f.may_hold(a), "after {n} adds");
+        }
+        for _ in 0..300 {
+            f.remove(a);
+        }
+        assert!(f.may_hold(a), "a stuck bucket never says no");
         f.clear();
         assert!(!f.may_hold(a));
         // SAFETY: made by `make`, no longer referred to.
