@@ -60,8 +60,9 @@
 //! `X_fast`, inlined (`#[inline]` or `#[inline(always)]`), handles the common case and ends by
 //! calling `X_slow`, `#[cold]` and `#[inline(never)]`, which does the rest
 //! (`PoolCore::pool_alloc_fast` / `pool_alloc_slow`, `pool_free_fast` / `pool_free_slow`,
-//! `free_local_fast` / `free_local_slow`, the
-//! fronts' `alloc_class_fast` / `free_block_fast`). A function named `_slow` is always cold and
+//! `PoolAllocator::alloc_from_pools_fast` / `alloc_from_pools_slow`, `settle_fast` /
+//! `settle_slow`, `free_local_fast` / `free_local_slow`, the fronts' `alloc_class_fast` /
+//! `free_block_fast`). A function named `_slow` is always cold and
 //! never inlined, and one with a `_slow` continuation is always `_fast`. Public entry points keep
 //! the names their callers use (`malloc_fast`, `free_fast`, `free_fast_in_arenas`, `fast_key`,
 //! and the `DomainAllocator` methods). Two other kinds are not pairs: cold operations with a

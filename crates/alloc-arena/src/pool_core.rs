@@ -925,8 +925,9 @@ impl<P: ArenaProvider> PoolCore<P> {
     /// in every other case (no head pool, a list of one block or none, a secure heap), which the
     /// caller sends the whole way (`alloc_from_pools`).
     ///
-    /// What it leaves out is the rest of the pools' path: a list of one block ends with the
-    /// pool carving, where the bin is armed and refilled; a secure heap decodes its links. This
+    /// What it leaves out is the rest of the pools' path: taking the last block of a list may
+    /// leave the pool carving, where the bin is armed and refilled (or `local_free` to swap in);
+    /// a secure heap decodes and checks its links. This
     /// case touches no provider and finds no orphan, so the caller needs neither the provider
     /// refresh nor the settling; and the test is small enough to keep the caller a leaf.
     ///
