@@ -82,7 +82,11 @@ struct FreeMap {
 pub struct RegionArenas {
     /// The region's first byte (a pointer, not an address, so that `from_buffer` is `const`).
     base: *mut u8,
+    /// The region's length in bytes.
+    len: usize,
     arena_size: usize,
+    /// Arenas in the region when its base is aligned to `arena_size` (at most
+    /// `MAX_REGION_ARENAS`); see [`RegionArenas::placed`] for where they lie.
     arenas: usize,
     map: SpinLock<FreeMap>,
 }
@@ -148,6 +152,7 @@ impl RegionArenas {
         let arenas = N / BUFFER_ARENA;
         RegionArenas {
             base: buffer.0.get().cast::<u8>(),
+            len: N,
             arena_size: BUFFER_ARENA,
             arenas: if arenas > MAX_REGION_ARENAS {
                 MAX_REGION_ARENAS
@@ -200,6 +205,7 @@ impl RegionArenas {
         }
         Ok(RegionArenas {
             base,
+            len,
             arena_size,
             arenas: (len / arena_size).min(MAX_REGION_ARENAS),
             map: SpinLock::new(FreeMap {
@@ -211,12 +217,30 @@ impl RegionArenas {
 
     /// How many arenas the region holds.
     pub fn arenas_total(&self) -> usize {
-        self.arenas
+        self.placed().1
     }
 
     /// How many arenas are free now.
     pub fn arenas_free(&self) -> usize {
-        self.arenas - self.map.with(|m| m.count)
+        self.placed().1 - self.map.with(|m| m.count)
+    }
+
+    /// Where the first arena lies, and how many arenas the region holds: its base and `arenas`,
+    /// as the constructors made sure. A [`RegionBuffer`]'s alignment is its type's, which a
+    /// program's loader must honour; where one does not (valgrind loads a position-independent
+    /// program at an address that keeps only page alignment, whatever its segments ask for), the
+    /// first arena starts at the next multiple of the arena size in the buffer, and the arenas
+    /// that fit from there (one fewer) are used: the pools' address arithmetic needs aligned
+    /// arenas, and would otherwise take blocks for pointers inside others.
+    #[inline]
+    fn placed(&self) -> (usize, usize) {
+        let base = self.base as usize;
+        let start = (base + (self.arena_size - 1)) & !(self.arena_size - 1);
+        if start == base {
+            return (base, self.arenas);
+        }
+        let fit = self.len.saturating_sub(start - base) / self.arena_size;
+        (start, fit.min(self.arenas))
     }
 
     /// The arena size.
@@ -226,14 +250,17 @@ impl RegionArenas {
 
     /// Whether `ptr` lies in the region's arenas.
     pub fn contains(&self, ptr: *const u8) -> bool {
-        let (a, base) = (ptr as usize, self.base as usize);
-        a >= base && a < base + self.arenas * self.arena_size
+        let (start, arenas) = self.placed();
+        let a = ptr as usize;
+        a >= start && a < start + arenas * self.arena_size
     }
 }
 
 // SAFETY: arenas are disjoint `arena_size` slices of the region at multiples of `arena_size` from
-// an aligned base (checked at construction); each is handed out at most once until freed (the free
-// map, under its lock); the region outlives the provider (the constructors' contract).
+// an aligned start (the base, checked at construction, or the first multiple in the region where
+// a loader did not align a buffer: `placed`), all inside the region; each is handed out at most
+// once until freed (the free map, under its lock); the region outlives the provider (the
+// constructors' contract).
 unsafe impl ArenaProvider for RegionArenas {
     fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, ArenaError> {
         if layout.size() > self.arena_size || layout.align() > self.arena_size || layout.size() == 0
@@ -244,15 +271,16 @@ unsafe impl ArenaProvider for RegionArenas {
                 reason: "a region provider serves arenas of at most its arena size and alignment",
             });
         }
+        let (start, arenas) = self.placed();
         let slot = self.map.with(|m| {
-            let words = self.arenas.div_ceil(64);
+            let words = arenas.div_ceil(64);
             for (w, word) in m.taken[..words].iter_mut().enumerate() {
                 if *word == u64::MAX {
                     continue;
                 }
                 let bit = (!*word).trailing_zeros() as usize;
                 let i = w * 64 + bit;
-                if i >= self.arenas {
+                if i >= arenas {
                     break;
                 }
                 *word |= 1 << bit;
@@ -263,8 +291,15 @@ unsafe impl ArenaProvider for RegionArenas {
         });
         match slot {
             Some(i) => {
-                // SAFETY: arena `i < arenas` lies inside the region, which is not null.
-                Ok(unsafe { NonNull::new_unchecked(self.base.add(i * self.arena_size)) })
+                // SAFETY: arena `i < arenas` lies inside the region (`placed`), which is not
+                // null; `start` is the base or a later address in the region.
+                Ok(unsafe {
+                    NonNull::new_unchecked(
+                        self.base
+                            .add(start - self.base as usize)
+                            .add(i * self.arena_size),
+                    )
+                })
             }
             None => Err(ArenaError::Exhausted {
                 size: layout.size(),
@@ -274,13 +309,58 @@ unsafe impl ArenaProvider for RegionArenas {
     }
 
     unsafe fn free(&self, ptr: NonNull<u8>, _layout: Layout) {
-        let i = (ptr.as_ptr() as usize - self.base as usize) / self.arena_size;
-        debug_assert!(i < self.arenas, "an arena that is not the region's");
+        let (start, arenas) = self.placed();
+        let i = (ptr.as_ptr() as usize - start) / self.arena_size;
+        debug_assert!(i < arenas, "an arena that is not the region's");
         self.map.with(|m| {
             let (w, bit) = (i / 64, i % 64);
             debug_assert!(m.taken[w] & (1 << bit) != 0, "an arena freed twice");
             m.taken[w] &= !(1 << bit);
             m.count -= 1;
         });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A buffer that a loader left unaligned (as valgrind places a position-independent program,
+    /// keeping page alignment only): its arenas start at the first multiple of the arena size in
+    /// it, one fewer fit, and each is aligned and inside the buffer. The buffer is heap memory
+    /// (its address unknown to the compiler, unlike a typed static's alignment), shifted by a
+    /// page from an aligned address.
+    #[test]
+    fn a_buffer_the_loader_left_unaligned_gives_aligned_arenas_inside_it() {
+        const MIB: usize = 1 << 20;
+        let mem: &'static mut [u8] =
+            std::boxed::Box::leak(std::vec![0u8; 4 * MIB].into_boxed_slice());
+        let to_aligned = (mem.as_ptr() as usize).next_multiple_of(MIB) - mem.as_ptr() as usize;
+        let aligned = mem[to_aligned..].as_mut_ptr();
+        // SAFETY: 3 MiB from an aligned address inside the leaked 4 MiB, this test's alone.
+        let mut r = unsafe { RegionArenas::from_raw(aligned, 3 * MIB, MIB) }.unwrap();
+        assert_eq!(r.arenas_total(), 3);
+        // Where a loader that kept page alignment only would have put the buffer's bytes.
+        // SAFETY: a page into the 3 MiB.
+        r.base = unsafe { r.base.add(4096) };
+        r.len -= 4096;
+        let (lo, hi) = (r.base as usize, r.base as usize + r.len);
+        assert_eq!(r.arenas_total(), 2);
+        let layout = Layout::from_size_align(MIB, MIB).unwrap();
+        let (a, b) = (r.alloc(layout).unwrap(), r.alloc(layout).unwrap());
+        assert!(r.alloc(layout).is_err(), "two arenas fit");
+        for p in [a, b] {
+            let at = p.as_ptr() as usize;
+            assert_eq!(at % MIB, 0, "an arena at {at:#x} is not aligned");
+            assert!(at >= lo && at + MIB <= hi, "an arena outside the buffer");
+            assert!(r.contains(p.as_ptr()));
+        }
+        assert!(!r.contains(r.base));
+        // SAFETY: arenas handed out above, each freed once.
+        unsafe { r.free(a, layout) };
+        assert_eq!(r.arenas_free(), 1);
+        // SAFETY: as above.
+        unsafe { r.free(b, layout) };
+        assert_eq!(r.arenas_free(), 2);
     }
 }
