@@ -333,11 +333,11 @@ mod tests {
     #[test]
     fn a_buffer_the_loader_left_unaligned_gives_aligned_arenas_inside_it() {
         const MIB: usize = 1 << 20;
-        let mem: &'static mut [u8] =
-            std::boxed::Box::leak(std::vec![0u8; 4 * MIB].into_boxed_slice());
+        let mut mem = std::vec![0u8; 4 * MIB].into_boxed_slice();
         let to_aligned = (mem.as_ptr() as usize).next_multiple_of(MIB) - mem.as_ptr() as usize;
         let aligned = mem[to_aligned..].as_mut_ptr();
-        // SAFETY: 3 MiB from an aligned address inside the leaked 4 MiB, this test's alone.
+        // SAFETY: 3 MiB from an aligned address inside the 4 MiB, this test's alone, which
+        // outlive the provider (declared after them, so dropped before).
         let mut r = unsafe { RegionArenas::from_raw(aligned, 3 * MIB, MIB) }.unwrap();
         assert_eq!(r.arenas_total(), 3);
         // Where a loader that kept page alignment only would have put the buffer's bytes.
