@@ -219,20 +219,26 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { &mut *(*slot.cast::<HeapSlot<P>>()).core.get() }
     }
 
-    /// The heap of this allocator in the calling thread's cache (its way), as the fast paths
-    /// find it; null if the thread has no cache or its way holds no heap of this allocator.
+    /// The way of the calling thread's cache that holds its heap of this allocator (a heap the
+    /// thread owns, with its bins: ways are filled whole); `None` if the thread has no cache or
+    /// its way holds no heap of this allocator. The fast paths' one test.
+    #[inline(always)]
+    fn my_way(&self) -> Option<threads::Way> {
+        let c = threads::cache_if_any();
+        if c.is_null() {
+            return None;
+        }
+        let id = self.id.load(Ordering::Relaxed) as usize;
+        // SAFETY: the calling thread's cache, touched only by it.
+        let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
+        (w.id == id && id != 0).then_some(w)
+    }
+
+    /// The heap of this allocator in the calling thread's cache ([`my_way`](Self::my_way)'s);
+    /// null if there is none.
     #[inline(always)]
     fn current_heap(&self) -> *mut SlotHeader {
-        let c = threads::cache_if_any();
-        if !c.is_null() {
-            let id = self.id.load(Ordering::Relaxed) as usize;
-            // SAFETY: the calling thread's cache, touched only by it.
-            let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
-            if w.id == id && id != 0 {
-                return w.slot;
-            }
-        }
-        ptr::null_mut()
+        self.my_way().map_or(ptr::null_mut(), |w| w.slot)
     }
 
     #[cold]
@@ -891,26 +897,19 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
     /// this inlines into every caller.
     #[inline(always)]
     fn alloc_class_fast(&self, class: usize) -> Option<NonNull<u8>> {
-        let c = threads::cache_if_any();
-        if !c.is_null() {
-            let id = self.id.load(Ordering::Relaxed) as usize;
-            // SAFETY: the calling thread's cache, touched only by it.
-            let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
-            if w.id == id && id != 0 {
-                // SAFETY: a way of this allocator holds a heap the calling thread owns and its
-                // bins (a non-null slot: ways are filled whole); no other reference to the core
-                // is alive (the routing does not re-enter); `class` is the front's, below its
-                // class count.
-                if let Some(p) = unsafe {
-                    crate::pool_core::pop_bin_in(
-                        w.bins,
-                        class,
-                        self.geo.bin_stride,
-                        self.geo.block_size(class),
-                    )
-                } {
-                    return Some(p);
-                }
+        if let Some(w) = self.my_way() {
+            // SAFETY: a way of this allocator holds a heap the calling thread owns and its bins
+            // (a non-null slot: ways are filled whole); no other reference to the core is alive
+            // (the routing does not re-enter); `class` is the front's, below its class count.
+            if let Some(p) = unsafe {
+                crate::pool_core::pop_bin_in(
+                    w.bins,
+                    class,
+                    self.geo.bin_stride,
+                    self.geo.block_size(class),
+                )
+            } {
+                return Some(p);
             }
         }
         self.alloc_class_slow(class)

@@ -82,12 +82,9 @@ struct FreeMap {
 pub struct RegionArenas {
     /// The region's first byte (a pointer, not an address, so that `from_buffer` is `const`).
     base: *mut u8,
-    /// The region's length in bytes.
+    /// The region's length in bytes (its arenas: [`RegionArenas::placed`]).
     len: usize,
     arena_size: usize,
-    /// Arenas in the region when its base is aligned to `arena_size` (at most
-    /// `MAX_REGION_ARENAS`); see [`RegionArenas::placed`] for where they lie.
-    arenas: usize,
     map: SpinLock<FreeMap>,
 }
 
@@ -149,16 +146,10 @@ impl RegionArenas {
                 "a RegionBuffer must hold one 1 MiB arena"
             )
         };
-        let arenas = N / BUFFER_ARENA;
         RegionArenas {
             base: buffer.0.get().cast::<u8>(),
             len: N,
             arena_size: BUFFER_ARENA,
-            arenas: if arenas > MAX_REGION_ARENAS {
-                MAX_REGION_ARENAS
-            } else {
-                arenas
-            },
             map: SpinLock::new(FreeMap {
                 taken: [0; MAX_REGION_ARENAS / 64],
                 count: 0,
@@ -207,7 +198,6 @@ impl RegionArenas {
             base,
             len,
             arena_size,
-            arenas: (len / arena_size).min(MAX_REGION_ARENAS),
             map: SpinLock::new(FreeMap {
                 taken: [0; MAX_REGION_ARENAS / 64],
                 count: 0,
@@ -225,8 +215,9 @@ impl RegionArenas {
         self.placed().1 - self.map.with(|m| m.count)
     }
 
-    /// Where the first arena lies, and how many arenas the region holds: its base and `arenas`,
-    /// as the constructors made sure. A [`RegionBuffer`]'s alignment is its type's, which a
+    /// Where the first arena lies, and how many arenas the region holds (at most
+    /// `MAX_REGION_ARENAS`): its base, aligned as the constructors made sure, and as many as fit
+    /// in its length. A [`RegionBuffer`]'s alignment is its type's, which a
     /// program's loader must honour; where one does not (valgrind loads a position-independent
     /// program at an address that keeps only page alignment, whatever its segments ask for), the
     /// first arena starts at the next multiple of the arena size in the buffer, and the arenas
@@ -236,11 +227,8 @@ impl RegionArenas {
     fn placed(&self) -> (usize, usize) {
         let base = self.base as usize;
         let start = (base + (self.arena_size - 1)) & !(self.arena_size - 1);
-        if start == base {
-            return (base, self.arenas);
-        }
         let fit = self.len.saturating_sub(start - base) / self.arena_size;
-        (start, fit.min(self.arenas))
+        (start, fit.min(MAX_REGION_ARENAS))
     }
 
     /// The arena size.
