@@ -108,11 +108,16 @@ impl Claims {
         }
     }
 
-    /// Whether a block made now needs no note (see `Tracker::is_untracked`); when false,
-    /// [`made`](Self::made) says what to do.
-    #[inline]
-    pub(crate) fn needs_no_note(&self) -> bool {
-        self.tracker.is_untracked()
+    /// The fast key of the decorator's fast paths: its number while a block made now needs no
+    /// note and the fast path was opened, else 0 (see `tracking`'s fast key).
+    #[inline(always)]
+    pub(crate) fn fast_key(&self) -> u64 {
+        self.tracker.fast_key()
+    }
+
+    /// Opens the fast paths under `key` (the decorator's number) if blocks need no note now.
+    pub(crate) fn open_fast(&self, key: u64) {
+        self.tracker.open_fast(key);
     }
 
     /// Notes a block just made at `data`: remembered while tracking; otherwise the set records

@@ -465,13 +465,32 @@ impl<A> Counting<A> {
         }
     }
 
+    /// [`mine`](Self::mine) for the fast paths of the aligned family, which count with no call
+    /// only where no block needs a note in the ownership set: the note is compared with the
+    /// ownership set's fast key, this decorator's number while blocks need no note (and 0, which
+    /// no note holds, otherwise), so that one compare answers both.
+    #[inline(always)]
+    fn mine_fast(&self) -> Option<Mine<'_, COUNTERS>> {
+        let (id, offset) = LAST.with(core::cell::Cell::get);
+        if id == self.claims.fast_key() {
+            // SAFETY: the key is this decorator's number (it is not 0, which no note holds), so
+            // the note names this decorator: as in `mine`.
+            Some(unsafe { self.tallies.mine_at(offset) })
+        } else {
+            None
+        }
+    }
+
     /// The calling thread's own shard, found (or claimed) in the tallies and noted in [`LAST`]
-    /// for the next call; `None` when every shard is held by other threads.
+    /// for the next call; `None` when every shard is held by other threads. The fast paths are
+    /// opened under the decorator's number (if blocks need no note now).
     #[cold]
     #[inline(never)]
     fn noted(&self) -> Option<Mine<'_, COUNTERS>> {
         let offset = self.tallies.own_offset()?;
-        LAST.with(|l| l.set((self.id.get(), offset)));
+        let id = self.id.get();
+        LAST.with(|l| l.set((id, offset)));
+        self.claims.open_fast(id);
         // SAFETY: just returned by `own_offset` on this thread, for these tallies.
         Some(unsafe { self.tallies.mine_at(offset) })
     }
@@ -599,8 +618,7 @@ impl<A: DomainAllocator> Counting<A> {
     fn aligned_made(&self, p: Option<NonNull<u8>>, layout: Layout) -> Option<NonNull<u8>> {
         let size = layout.size();
         if p.is_some()
-            && self.claims.needs_no_note()
-            && let Some(m) = self.mine()
+            && let Some(m) = self.mine_fast()
             && self.bytes.try_grow_mine(m, PENDING, size as u64)
         {
             m.add(bucket_of(size).0, 1);
@@ -624,12 +642,18 @@ impl<A: DomainAllocator> Counting<A> {
     }
 
     /// The rest of [`aligned_made`](Self::aligned_made): the block is noted in the ownership set
-    /// (or given back if it cannot be), and the allocation or its failure counted.
+    /// (or given back if it cannot be), and the allocation or its failure counted. The fast
+    /// paths are opened if they can be now (a thread whose note was made before the first block
+    /// opens them here).
     #[cold]
     #[inline(never)]
     fn aligned_noted(&self, p: Option<NonNull<u8>>, layout: Layout) -> Option<NonNull<u8>> {
         let p = p.and_then(|p| bare::noted(&self.inner, &self.claims, p, layout));
-        self.allocated(p, layout.size())
+        let p = self.allocated(p, layout.size());
+        if p.is_some() {
+            self.claims.open_fast(self.id.get());
+        }
+        p
     }
 }
 
@@ -685,8 +709,7 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Counting<A> {
         // The common case makes no call before the inner free (so it keeps no register): no
         // ownership set to forget the block in, the thread's shard in its note, the balance above
         // the slack. Anything else goes out of line whole.
-        if self.claims.needs_no_note()
-            && let Some(m) = self.mine()
+        if let Some(m) = self.mine_fast()
             && self.bytes.try_shrink_mine(m, PENDING, layout.size() as u64)
         {
             m.add(FREES, 1);

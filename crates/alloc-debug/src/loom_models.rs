@@ -106,6 +106,32 @@ fn track_races_the_first_block() {
     });
 }
 
+/// A decorator's fast key opened (after the first block) while `track` switches remembering on:
+/// however the two interleave, once `track` returns and the opener is done the key is 0, so no
+/// fast path goes on skipping the ownership set; without `track`, the key stays open.
+#[test]
+fn track_races_the_fast_key() {
+    loom::model(|| {
+        let tracker = Arc::new(Tracker::new());
+        assert!(!tracker.made(), "the first block is made before tracking");
+        let t = tracker.clone();
+        let opener = thread::spawn(move || t.open_fast(7));
+        let covered = tracker.track();
+        opener.join().unwrap();
+        assert!(!covered, "a block went unremembered");
+        assert_eq!(tracker.fast_key(), 0);
+    });
+    loom::model(|| {
+        let tracker = Tracker::new();
+        // Not opened before the first block, opened after it.
+        tracker.open_fast(7);
+        assert_eq!(tracker.fast_key(), 0);
+        assert!(!tracker.made());
+        tracker.open_fast(7);
+        assert_eq!(tracker.fast_key(), 7);
+    });
+}
+
 /// Two threads look up the same two addresses, which share a home slot (so the second is found
 /// past the first), in opposite orders, each learning a fact of each: every address ends in one
 /// slot, the two in two slots, with every fact learned for it and none learned for the other.

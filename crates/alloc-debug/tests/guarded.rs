@@ -524,3 +524,55 @@ fn a_foreign_pointer_through_an_untracked_stack_is_reported_as_foreign() {
         v[0].report()
     );
 }
+
+/// `Counting`'s aligned family counts with no call while no block needs remembering (its fast
+/// key open); switching tracking on closes that path, on this thread and on another that had
+/// it open, so blocks made after the switch are remembered and forgotten when freed.
+#[test]
+fn tracking_switched_on_closes_countings_fast_path_on_every_thread() {
+    use alloc_debug::Counting;
+    use std::alloc::Layout;
+    let pool = PoolAllocator::new();
+    let c = Counting::new(&pool);
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let warm = |c: &Counting<&PoolAllocator>| {
+        // The first calls open the fast path on the calling thread.
+        for _ in 0..4 {
+            let p = c.malloc_aligned(layout).unwrap();
+            // SAFETY: just made with `layout`, freed once.
+            unsafe { c.free_aligned(p, layout) };
+        }
+    };
+    warm(&c);
+    std::thread::scope(|s| s.spawn(|| warm(&c)).join().unwrap());
+    assert!(!c.track_ownership(), "blocks were made before tracking");
+    let here = c.malloc_aligned(layout).unwrap();
+    let there = std::thread::scope(|s| {
+        s.spawn(|| c.malloc_aligned(layout).unwrap().as_ptr() as usize)
+            .join()
+            .unwrap()
+    }) as *mut u8;
+    assert_eq!(
+        c.owns(here.as_ptr()),
+        Ownership::Owned,
+        "made after the switch"
+    );
+    assert_eq!(
+        c.owns(there),
+        Ownership::Owned,
+        "made on another thread after it"
+    );
+    // SAFETY: each block freed once, with its layout.
+    unsafe {
+        c.free_aligned(here, layout);
+        c.free_aligned(NonNull::new(there).unwrap(), layout);
+    }
+    assert_eq!(
+        c.owns(here.as_ptr()),
+        Ownership::NotOwned,
+        "forgotten when freed"
+    );
+    assert_eq!(c.owns(there), Ownership::NotOwned);
+    let s = c.stats();
+    assert_eq!((s.allocations, s.frees, s.bytes_live), (10, 10, 0));
+}
