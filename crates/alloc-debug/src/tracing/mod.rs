@@ -885,9 +885,7 @@ impl<A> Tracing<A> {
     /// the filter says a sampled block may be there.
     #[inline]
     fn take_moving(&self, addr: usize) -> Option<Record> {
-        if let Some(f) = self.filter.active()
-            && !f.may_hold(addr)
-        {
+        if self.filter.holds_none(addr) {
             return None;
         }
         self.take(self.domain, addr)
@@ -931,11 +929,16 @@ impl<A> Tracing<A> {
     /// nothing done: [`remove`](Self::remove) then, out of line.
     ///
     /// While sampling, a block that cannot have been sampled (its bucket of the filter holds no
-    /// sampled block) counts as forgotten: nothing was recorded for it.
+    /// sampled block) counts as forgotten: nothing was recorded for it. The filter comes first in
+    /// either mode (while every block is recorded, it holds a sampled block everywhere), so that
+    /// the sampling free tests no mode.
     #[inline(always)]
     fn forget_fast(&self, addr: usize) -> bool {
-        if let Some(f) = self.filter.active() {
-            return !f.may_hold(addr);
+        if self.filter.holds_none(addr) {
+            return true;
+        }
+        if self.filter.samples() {
+            return false;
         }
         let Some(m) = self.balances.mine() else {
             return false;
@@ -1239,39 +1242,6 @@ impl<A: DomainAllocator> Tracing<A> {
         )
     }
 
-    /// [`made_counted`](Self::made_counted) for `malloc`, inlined into the entry (and so into the
-    /// program's loop, where the inner allocator's invariants are hoisted as they are without a
-    /// decorator): the common entries of a program's allocations, `malloc` and the adapters'
-    /// `malloc_aligned`, sampled with no call unless the countdown runs out.
-    #[inline]
-    fn malloc_counted(&self, base: u64, size: usize) -> Option<NonNull<u8>> {
-        if sampler::unsampled(base, size) {
-            return self.inner.malloc(size);
-        }
-        self.made_sampled(
-            size,
-            None,
-            || self.inner.malloc(size),
-            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
-            |p| unsafe { self.inner.free(p.as_ptr()) },
-        )
-    }
-
-    /// [`malloc_counted`](Self::malloc_counted) for `malloc_aligned`.
-    #[inline]
-    fn malloc_aligned_counted(&self, base: u64, layout: Layout) -> Option<NonNull<u8>> {
-        if sampler::unsampled(base, layout.size()) {
-            return self.inner.malloc_aligned(layout);
-        }
-        self.made_sampled(
-            layout.size(),
-            None,
-            || self.inner.malloc_aligned(layout),
-            // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
-            |p| unsafe { self.inner.free_aligned(p, layout) },
-        )
-    }
-
     /// [`made`](Self::made) where the countdown ran out: the block made, then recorded if it is
     /// sampled. Never inlined, as [`traced`](Self::traced): the walk starts here.
     #[inline(never)]
@@ -1315,14 +1285,26 @@ impl<A: DomainAllocator> Tracing<A> {
 
 // SAFETY: every block is the inner allocator's, unchanged; the decorator only records them.
 unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
-    /// One load, then the countdown and the inner allocation (inlined) while sampling, or the
-    /// path that records every block (out of line, so that this entry inlines into its caller
-    /// and the sampled path does not pay for that path's registers).
-    #[inline]
+    /// The countdown's test first, in either mode (it never passes while every block is
+    /// recorded: `sampler::unsampled` of base 0), then the inner allocation, inlined into the
+    /// caller (so that the inner allocator's invariants are hoisted out of a program's loop as
+    /// they are without a decorator); where the countdown ran out, the sampled path, and where
+    /// every block is recorded, that path, each out of line (so that this entry does not pay for
+    /// their registers).
+    #[inline(always)]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
         let base = self.sample_base.load(Ordering::Relaxed);
+        if sampler::unsampled(base, size) {
+            return self.inner.malloc(size);
+        }
         if base != 0 {
-            return self.malloc_counted(base, size);
+            return self.made_sampled(
+                size,
+                None,
+                || self.inner.malloc(size),
+                // SAFETY: `p` was just made by `inner.malloc` and is given back once.
+                |p| unsafe { self.inner.free(p.as_ptr()) },
+            );
         }
         self.malloc_exactly(size)
     }
@@ -1377,11 +1359,20 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
     }
 
     /// As [`malloc`](DomainAllocator::malloc).
-    #[inline]
+    #[inline(always)]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
         let base = self.sample_base.load(Ordering::Relaxed);
+        if sampler::unsampled(base, layout.size()) {
+            return self.inner.malloc_aligned(layout);
+        }
         if base != 0 {
-            return self.malloc_aligned_counted(base, layout);
+            return self.made_sampled(
+                layout.size(),
+                None,
+                || self.inner.malloc_aligned(layout),
+                // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
+                |p| unsafe { self.inner.free_aligned(p, layout) },
+            );
         }
         self.malloc_aligned_exactly(layout)
     }

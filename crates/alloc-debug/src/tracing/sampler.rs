@@ -14,7 +14,7 @@
 //!
 //! ```text
 //!   COUNTDOWN = tag << 40 | bytes left        tag: the decorator and its interval (1..2^23)
-//!   fast path:  left = COUNTDOWN - base - size;  left < 2^39 ?  COUNTDOWN -= size : slow path
+//!   fast path:  v = COUNTDOWN - size;  v - base < 2^39 ?  COUNTDOWN = v : slow path
 //! ```
 //!
 //! where `base` is the decorator's `tag << 40`. The one unsigned compare fails both when the bytes
@@ -65,9 +65,13 @@ const FAST_LIMIT: u64 = 1 << 39;
 /// tag (that would take a size over 2^62, which no allocation has).
 const TAG_MASK: u64 = (1 << (63 - LEFT_BITS)) - 1;
 
+/// A thread's countdown before its first sample: no tag's (its tag bits are all set, above every
+/// base), and far from 0, so that a word of base 0 never passes the fast path's test.
+const NO_COUNTDOWN: u64 = u64::MAX;
+
 std::thread_local! {
-    /// This thread's countdown: `tag << 40 | bytes left` (0: none yet).
-    static COUNTDOWN: Cell<u64> = const { Cell::new(0) };
+    /// This thread's countdown: `tag << 40 | bytes left` ([`NO_COUNTDOWN`]: none yet).
+    static COUNTDOWN: Cell<u64> = const { Cell::new(NO_COUNTDOWN) };
     /// This thread's generator state (0: not seeded yet).
     static RNG: Cell<u64> = const { Cell::new(0) };
 }
@@ -95,16 +99,18 @@ pub(crate) fn fresh_base() -> u64 {
 }
 
 /// Whether an allocation of `size` bytes on this thread goes unsampled under the decorator whose
-/// countdown base is `base` (nonzero), counting its bytes: the common case, one subtraction and a
-/// compare. `false` means "ask [`sample_slow`]", with nothing counted.
+/// countdown base is `base`, counting its bytes: the common case, two subtractions and a compare.
+/// `false` means "ask [`sample_slow`]", with nothing counted. Always false for `base` 0 (a
+/// decorator that records every block): no countdown is within reach of 0 (a thread's word is
+/// [`NO_COUNTDOWN`] or carries a tag, at least 2^40), so such a decorator's entry can take the
+/// same test and fall through to its own path.
 #[inline(always)]
 pub(crate) fn unsampled(base: u64, size: usize) -> bool {
     let size = (size as u64).min(FAST_LIMIT - 1);
     COUNTDOWN.with(|c| {
-        let v = c.get();
-        let left = v.wrapping_sub(base).wrapping_sub(size);
-        if left < FAST_LIMIT {
-            c.set(v - size);
+        let v = c.get().wrapping_sub(size);
+        if v.wrapping_sub(base) < FAST_LIMIT {
+            c.set(v);
             true
         } else {
             false
@@ -141,7 +147,7 @@ pub(crate) fn sample_slow(base: u64, interval: usize, size: usize) -> bool {
 /// the number of threads seeded before them.
 pub fn seed_sampling(seed: u64) {
     RNG.with(|r| r.set(mix(seed) | 1));
-    COUNTDOWN.with(|c| c.set(0));
+    COUNTDOWN.with(|c| c.set(NO_COUNTDOWN));
 }
 
 /// A 64-bit finaliser (splitmix64's): every input bit moves every output bit.
@@ -230,12 +236,45 @@ const BUCKETS: usize = 1 << 15;
 /// was 128 KiB of 32-bit counts: a program freeing blocks at random addresses missed the first
 /// level cache on most frees). A count that reaches [`STUCK`] stays there: its bucket answers
 /// "maybe" for good, which costs frees of that bucket a look at the records, never an answer.
+///
+/// A block's bucket is its address in 16-byte units, taken modulo the number of buckets (the
+/// `mask` kept in front of the counts): neighbouring blocks share cache lines of the table, and
+/// the test of a free is a shift, a mask, a load and a compare. Blocks 512 KiB apart share a
+/// bucket, so a sampled block sends the frees of the blocks at its offset in other
+/// 512 KiB-aligned windows the long way (to the records, which answer no); a bucket shared by
+/// 255 live sampled blocks sticks.
+///
+/// The frees' view of the filter ([`FilterCell`]) is never null: while the decorator does not
+/// sample it is [`NOT_SAMPLING`], a filter of one stuck bucket and mask 0, which answers "maybe"
+/// for every block (the records then decide). `repr(C)`, so that both place the mask first and
+/// the counts at the same offset.
+#[repr(C)]
 pub(crate) struct Filter {
+    /// The bucket of an address is `(addr >> 4) & mask`: `BUCKETS - 1`.
+    mask: usize,
     counts: [AtomicU8; BUCKETS],
 }
 
 /// A bucket's count that no longer changes (255 live sampled blocks in one bucket).
 const STUCK: u8 = u8::MAX;
+
+/// The frees' filter while a decorator does not sample: one bucket, stuck.
+#[repr(C)]
+struct NotSampling {
+    mask: usize,
+    counts: [AtomicU8; 1],
+}
+
+/// See [`NotSampling`]. Never written: its one count is [`STUCK`], which `add` and `remove`
+/// leave as it is.
+static NOT_SAMPLING: NotSampling = NotSampling {
+    mask: 0,
+    counts: [AtomicU8::new(STUCK)],
+};
+
+/// Where the counts start, in both layouts.
+const COUNTS_AT: usize = core::mem::offset_of!(Filter, counts);
+const _: () = assert!(COUNTS_AT == core::mem::offset_of!(NotSampling, counts));
 
 impl Filter {
     /// A zeroed filter from the OS (on unix) or the C library; null if no memory could be had.
@@ -255,16 +294,23 @@ impl Filter {
                 )
             };
             if p == libc::MAP_FAILED {
-                ptr::null_mut()
-            } else {
-                p.cast()
+                return ptr::null_mut();
             }
+            let p = p.cast::<Filter>();
+            // SAFETY: a fresh private mapping of a whole `Filter`, seen by no one else yet.
+            unsafe { (*p).mask = BUCKETS - 1 };
+            p
         }
         #[cfg(not(unix))]
         {
-            System
-                .calloc(1, size)
-                .map_or(ptr::null_mut(), |p| p.as_ptr().cast())
+            let Some(p) = System.calloc(1, size) else {
+                return ptr::null_mut();
+            };
+            let p = p.as_ptr().cast::<Filter>();
+            // SAFETY: a fresh zeroed block of a whole `Filter` (the C library aligns it to 16),
+            // seen by no one else yet.
+            unsafe { (*p).mask = BUCKETS - 1 };
+            p
         }
     }
 
@@ -288,15 +334,7 @@ impl Filter {
 
     #[inline(always)]
     fn bucket(addr: usize) -> usize {
-        ((addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 15)) as usize
-    }
-
-    /// Whether a sampled block may live at `addr` (false: certainly none).
-    #[inline(always)]
-    pub(crate) fn may_hold(&self, addr: usize) -> bool {
-        // Relaxed: the count of a block this thread may free was added before the block reached
-        // this thread (see the type's documentation).
-        self.counts[Self::bucket(addr)].load(Ordering::Relaxed) != 0
+        (addr >> 4) & (BUCKETS - 1)
     }
 
     /// Counts a sampled block at `addr`, before its record is written.
@@ -307,6 +345,12 @@ impl Filter {
             Ordering::Relaxed,
             |c| (c != STUCK).then(|| c + 1),
         );
+    }
+
+    /// Whether a sampled block may live at `addr` (false: certainly none).
+    #[cfg(test)]
+    fn may_hold(&self, addr: usize) -> bool {
+        self.counts[Self::bucket(addr)].load(Ordering::Relaxed) != 0
     }
 
     /// Takes back the count of a sampled block whose record was forgotten.
@@ -330,17 +374,27 @@ impl Filter {
 }
 
 /// A decorator's filter: made at most once (on its first sampled configuration), kept until the
-/// decorator is dropped, and `active` (read by every free) only while the decorator samples.
+/// decorator is dropped, and `active` (read by every free) only while the decorator samples;
+/// otherwise the frees read [`NOT_SAMPLING`].
 pub(crate) struct FilterCell {
     made: core::sync::atomic::AtomicPtr<Filter>,
+    /// The made filter or `NOT_SAMPLING`, never null.
     active: core::sync::atomic::AtomicPtr<Filter>,
+}
+
+/// [`NOT_SAMPLING`], as the cell keeps it (a pointer to a filter's layout, read only through
+/// [`FilterCell::holds_none`] and compared).
+fn not_sampling() -> *mut Filter {
+    ptr::from_ref(&NOT_SAMPLING).cast::<Filter>().cast_mut()
 }
 
 impl FilterCell {
     pub(crate) const fn new() -> Self {
         FilterCell {
             made: core::sync::atomic::AtomicPtr::new(ptr::null_mut()),
-            active: core::sync::atomic::AtomicPtr::new(ptr::null_mut()),
+            active: core::sync::atomic::AtomicPtr::new(
+                ptr::from_ref(&NOT_SAMPLING).cast::<Filter>().cast_mut(),
+            ),
         }
     }
 
@@ -378,10 +432,11 @@ impl FilterCell {
 
     /// Makes the filter the one frees look at (`on`), or none.
     pub(crate) fn activate(&self, on: bool) {
-        let p = if on {
-            self.made.load(Ordering::Acquire)
+        let made = self.made.load(Ordering::Acquire);
+        let p = if on && !made.is_null() {
+            made
         } else {
-            ptr::null_mut()
+            not_sampling()
         };
         self.active.store(p, Ordering::Release);
     }
@@ -389,10 +444,44 @@ impl FilterCell {
     /// The filter frees look at: `None` unless the decorator samples.
     #[inline(always)]
     pub(crate) fn active(&self) -> Option<&Filter> {
+        // Relaxed: as in `holds_none`.
+        let p = self.active.load(Ordering::Relaxed);
+        if p == not_sampling() {
+            return None;
+        }
+        // SAFETY: not `NOT_SAMPLING`, so the made filter (as in `get_or_make`).
+        Some(unsafe { &*p })
+    }
+
+    /// Whether no sampled block can be at `addr` while the decorator samples: one load of the
+    /// filter's place, then its mask and the address's count (a shift, a mask and a compare),
+    /// with no test of the mode. Always false while the decorator does not sample
+    /// ([`NOT_SAMPLING`]'s one bucket is stuck); [`samples`](Self::samples) then tells a "maybe"
+    /// from that.
+    #[inline(always)]
+    pub(crate) fn holds_none(&self, addr: usize) -> bool {
         // Relaxed: a free sees the mode its block's allocation saw (the block reached the freeing
         // thread after that); one that sees no filter takes the exact path, which also finds
-        // whether the block has a record. SAFETY: as in `get_or_make`.
-        unsafe { self.active.load(Ordering::Relaxed).as_ref() }
+        // whether the block has a record.
+        let p = self.active.load(Ordering::Relaxed);
+        // SAFETY: `p` is the made filter (live until the cell is dropped, its mask written before
+        // it was published) or `NOT_SAMPLING`; both start with the mask and hold counts from
+        // `COUNTS_AT` to beyond `mask` (a `BUCKETS` of them, or one for mask 0), so the bucket
+        // `(addr >> 4) & mask` is one of them.
+        unsafe {
+            let mask = *p.cast::<usize>();
+            let c = &*p
+                .cast::<u8>()
+                .add(COUNTS_AT + ((addr >> 4) & mask))
+                .cast::<AtomicU8>();
+            c.load(Ordering::Relaxed) == 0
+        }
+    }
+
+    /// Whether the decorator samples (its frees look at a filter of their own).
+    #[inline(always)]
+    pub(crate) fn samples(&self) -> bool {
+        self.active.load(Ordering::Relaxed) != not_sampling()
     }
 
     /// Bytes the filter takes.
@@ -502,5 +591,36 @@ mod tests {
         assert!(!f.may_hold(a));
         // SAFETY: made by `make`, no longer referred to.
         unsafe { Filter::release(p) };
+    }
+
+    /// The frees' view: no address holds none while the decorator does not sample; while it
+    /// samples, a sampled block's bucket (its address in 16-byte units, modulo the buckets) may
+    /// hold one, its neighbours none, and the block 512 KiB away shares its bucket.
+    #[test]
+    fn the_frees_filter_tells_the_modes_and_the_buckets_apart() {
+        let cell = FilterCell::new();
+        let a = 0x7f12_3456_7890usize;
+        for addr in [0, 16, a, a + 16, usize::MAX & !15] {
+            assert!(!cell.holds_none(addr));
+        }
+        assert!(!cell.samples());
+        assert!(cell.active().is_none());
+        let f = cell.get_or_make().unwrap();
+        assert!(!cell.holds_none(a), "made, not yet active");
+        cell.activate(true);
+        assert!(cell.samples());
+        assert!(cell.active().is_some());
+        assert!(cell.holds_none(a));
+        f.add(a);
+        assert!(!cell.holds_none(a));
+        assert!(cell.holds_none(a + 16));
+        assert!(cell.holds_none(a - 16));
+        assert!(!cell.holds_none(a + (BUCKETS << 4)), "512 KiB away");
+        cell.activate(false);
+        assert!(!cell.holds_none(a + 16));
+        assert!(!cell.samples());
+        cell.activate(true);
+        f.remove(a);
+        assert!(cell.holds_none(a));
     }
 }
