@@ -454,15 +454,8 @@ impl<A> Counting<A> {
     /// and a compare, the fast paths' way in.
     #[inline(always)]
     fn mine(&self) -> Option<Mine<'_, COUNTERS>> {
-        let (id, offset) = LAST.with(core::cell::Cell::get);
-        if id == self.id.peek() {
-            // SAFETY: the note names this decorator (numbers are never given twice, and the
-            // initial note's number never), so it was made by `noted` on this thread, from
-            // `own_offset` of these tallies.
-            Some(unsafe { self.tallies.mine_at(offset) })
-        } else {
-            None
-        }
+        // SAFETY: the decorator's number (or 0 until it is given).
+        unsafe { self.mine_if_noted(self.id.peek()) }
     }
 
     /// [`mine`](Self::mine) for the fast paths of the aligned family, which count with no call
@@ -471,10 +464,21 @@ impl<A> Counting<A> {
     /// no note holds, otherwise), so that one compare answers both.
     #[inline(always)]
     fn mine_fast(&self) -> Option<Mine<'_, COUNTERS>> {
+        // SAFETY: the fast key is the decorator's number or 0 (`open_fast` is given no other).
+        unsafe { self.mine_if_noted(self.claims.fast_key()) }
+    }
+
+    /// The calling thread's own shard if its note holds `number`.
+    ///
+    /// # Safety
+    /// `number` is this decorator's number or 0 (which no note holds).
+    #[inline(always)]
+    unsafe fn mine_if_noted(&self, number: u64) -> Option<Mine<'_, COUNTERS>> {
         let (id, offset) = LAST.with(core::cell::Cell::get);
-        if id == self.claims.fast_key() {
-            // SAFETY: the key is this decorator's number (it is not 0, which no note holds), so
-            // the note names this decorator: as in `mine`.
+        if id == number {
+            // SAFETY: the note names this decorator (numbers are never given twice, and neither
+            // the initial note's number nor 0 ever), so it was made by `noted` on this thread,
+            // from `own_offset` of these tallies.
             Some(unsafe { self.tallies.mine_at(offset) })
         } else {
             None
