@@ -514,7 +514,10 @@ fn valgrind(programs_only: bool) -> Result {
             "CARGO_TARGET_{}_RUNNER",
             HOST.to_uppercase().replace('-', "_")
         ),
-        "valgrind --error-exitcode=99 --leak-check=no --quiet",
+        // Fair scheduling: valgrind runs one thread at a time, and without it a thread that
+        // spins and yields while it waits for another (the domains' grace periods) may take the
+        // lock back at once, so that a test of many threads crawls for tens of minutes.
+        "valgrind --fair-sched=yes --error-exitcode=99 --leak-check=no --quiet",
     )
     // Tests whose checks read the RSS skip them (valgrind's quarantine holds freed memory).
     .env("DOMALLOC_UNDER_VALGRIND", "1");

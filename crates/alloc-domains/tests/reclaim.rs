@@ -17,6 +17,11 @@ static POOL: PoolAllocator = PoolAllocator::new();
 
 #[test]
 fn hook_cycles_free_their_records_while_other_threads_free_through_them() {
+    // Under valgrind (`cargo xtask valgrind`), which runs one thread at a time, so that every hook
+    // change waits out whole time slices of the spinning workers: fewer cycles and short-lived
+    // threads (the same paths, a few hundred times).
+    let valgrind = std::env::var_os("DOMALLOC_UNDER_VALGRIND").is_some();
+    let (cycles, short_lives) = if valgrind { (200, 20) } else { (20_000, 300) };
     let id = add_domain("reclaim-cycles", &POOL).unwrap();
     let d = Domain::new(id).unwrap();
     // The domain has allocated, and keeps a live block made before every hook.
@@ -49,7 +54,7 @@ fn hook_cycles_free_their_records_while_other_threads_free_through_them() {
         })
         .collect();
     let short_lived = std::thread::spawn(move || {
-        for _ in 0..300 {
+        for _ in 0..short_lives {
             std::thread::spawn(move || {
                 let p = d.malloc(24).unwrap();
                 // SAFETY: a live block of the domain, freed once.
@@ -61,7 +66,7 @@ fn hook_cycles_free_their_records_while_other_threads_free_through_them() {
     });
 
     let mut injectors = Vec::new();
-    for _ in 0..20_000 {
+    for _ in 0..cycles {
         let old = get(id).unwrap();
         hook_forwarding(id, |prev| {
             let f: &'static FaultInjecting<&'static DynAllocator> =
