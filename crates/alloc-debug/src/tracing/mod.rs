@@ -1260,6 +1260,31 @@ impl<A: DomainAllocator> Tracing<A> {
         None
     }
 
+    /// The common entries (`malloc`, and the adapters' `malloc_aligned`): the countdown's test
+    /// first, in either mode (it never passes while every block is recorded:
+    /// `sampler::unsampled` of base 0), then `make`, the inner allocation, inlined into the
+    /// caller (so that the inner allocator's invariants are hoisted out of a program's loop as
+    /// they are without a decorator); where the countdown ran out, the sampled path, and where
+    /// every block is recorded, `exactly`, each out of line (so that the entry does not pay for
+    /// their registers).
+    #[inline(always)]
+    fn made_at_entry(
+        &self,
+        size: usize,
+        make: impl FnOnce() -> Option<NonNull<u8>>,
+        undo: impl FnOnce(NonNull<u8>),
+        exactly: impl FnOnce() -> Option<NonNull<u8>>,
+    ) -> Option<NonNull<u8>> {
+        let base = self.sample_base.load(Ordering::Relaxed);
+        if sampler::unsampled(base, size) {
+            return make();
+        }
+        if base != 0 {
+            return self.made_sampled(size, None, make, undo);
+        }
+        exactly()
+    }
+
     /// Records a block moved by realloc (its old record, `old`, forgotten by the caller before
     /// the move); a block that cannot be recorded stays allocated, untraced. A failed realloc
     /// leaves the block at `ptr` as it was: its record goes back.
@@ -1285,28 +1310,17 @@ impl<A: DomainAllocator> Tracing<A> {
 
 // SAFETY: every block is the inner allocator's, unchanged; the decorator only records them.
 unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
-    /// The countdown's test first, in either mode (it never passes while every block is
-    /// recorded: `sampler::unsampled` of base 0), then the inner allocation, inlined into the
-    /// caller (so that the inner allocator's invariants are hoisted out of a program's loop as
-    /// they are without a decorator); where the countdown ran out, the sampled path, and where
-    /// every block is recorded, that path, each out of line (so that this entry does not pay for
-    /// their registers).
+    /// As [`made_at_entry`](Tracing::made_at_entry): the countdown's test, then the inner
+    /// `malloc` inlined into the caller, or one of the two recording paths out of line.
     #[inline(always)]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-        let base = self.sample_base.load(Ordering::Relaxed);
-        if sampler::unsampled(base, size) {
-            return self.inner.malloc(size);
-        }
-        if base != 0 {
-            return self.made_sampled(
-                size,
-                None,
-                || self.inner.malloc(size),
-                // SAFETY: `p` was just made by `inner.malloc` and is given back once.
-                |p| unsafe { self.inner.free(p.as_ptr()) },
-            );
-        }
-        self.malloc_exactly(size)
+        self.made_at_entry(
+            size,
+            || self.inner.malloc(size),
+            // SAFETY: `p` was just made by `inner.malloc` and is given back once.
+            |p| unsafe { self.inner.free(p.as_ptr()) },
+            || self.malloc_exactly(size),
+        )
     }
 
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
@@ -1361,20 +1375,13 @@ unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
     /// As [`malloc`](DomainAllocator::malloc).
     #[inline(always)]
     fn malloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {
-        let base = self.sample_base.load(Ordering::Relaxed);
-        if sampler::unsampled(base, layout.size()) {
-            return self.inner.malloc_aligned(layout);
-        }
-        if base != 0 {
-            return self.made_sampled(
-                layout.size(),
-                None,
-                || self.inner.malloc_aligned(layout),
-                // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
-                |p| unsafe { self.inner.free_aligned(p, layout) },
-            );
-        }
-        self.malloc_aligned_exactly(layout)
+        self.made_at_entry(
+            layout.size(),
+            || self.inner.malloc_aligned(layout),
+            // SAFETY: `p` was just made by `inner.malloc_aligned(layout)`, given back once.
+            |p| unsafe { self.inner.free_aligned(p, layout) },
+            || self.malloc_aligned_exactly(layout),
+        )
     }
 
     fn calloc_aligned(&self, layout: Layout) -> Option<NonNull<u8>> {

@@ -384,7 +384,7 @@ pub(crate) struct FilterCell {
 
 /// [`NOT_SAMPLING`], as the cell keeps it (a pointer to a filter's layout, read only through
 /// [`FilterCell::holds_none`] and compared).
-fn not_sampling() -> *mut Filter {
+const fn not_sampling() -> *mut Filter {
     ptr::from_ref(&NOT_SAMPLING).cast::<Filter>().cast_mut()
 }
 
@@ -392,9 +392,7 @@ impl FilterCell {
     pub(crate) const fn new() -> Self {
         FilterCell {
             made: core::sync::atomic::AtomicPtr::new(ptr::null_mut()),
-            active: core::sync::atomic::AtomicPtr::new(
-                ptr::from_ref(&NOT_SAMPLING).cast::<Filter>().cast_mut(),
-            ),
+            active: core::sync::atomic::AtomicPtr::new(not_sampling()),
         }
     }
 
@@ -444,8 +442,8 @@ impl FilterCell {
     /// The filter frees look at: `None` unless the decorator samples.
     #[inline(always)]
     pub(crate) fn active(&self) -> Option<&Filter> {
-        // Relaxed: as in `holds_none`.
-        let p = self.active.load(Ordering::Relaxed);
+        // Acquire: as in `holds_none`.
+        let p = self.active.load(Ordering::Acquire);
         if p == not_sampling() {
             return None;
         }
@@ -460,10 +458,11 @@ impl FilterCell {
     /// from that.
     #[inline(always)]
     pub(crate) fn holds_none(&self, addr: usize) -> bool {
-        // Relaxed: a free sees the mode its block's allocation saw (the block reached the freeing
-        // thread after that); one that sees no filter takes the exact path, which also finds
-        // whether the block has a record.
-        let p = self.active.load(Ordering::Relaxed);
+        // A free sees the mode its block's allocation saw (the block reached the freeing thread
+        // after that); one that sees no filter takes the exact path, which also finds whether the
+        // block has a record. Acquire (a plain load on x86-64): pairs with `activate`'s Release,
+        // so the mask written before the filter was published is read here, not the mapping's 0.
+        let p = self.active.load(Ordering::Acquire);
         // SAFETY: `p` is the made filter (live until the cell is dropped, its mask written before
         // it was published) or `NOT_SAMPLING`; both start with the mask and hold counts from
         // `COUNTS_AT` to beyond `mask` (a `BUCKETS` of them, or one for mask 0), so the bucket
