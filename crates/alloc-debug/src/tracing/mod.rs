@@ -1310,8 +1310,8 @@ impl<A: DomainAllocator> Tracing<A> {
 
 // SAFETY: every block is the inner allocator's, unchanged; the decorator only records them.
 unsafe impl<A: DomainAllocator> DomainAllocator for Tracing<A> {
-    /// As [`made_at_entry`](Tracing::made_at_entry): the countdown's test, then the inner
-    /// `malloc` inlined into the caller, or one of the two recording paths out of line.
+    /// The sampling countdown's test first (in either mode), then the inner `malloc` inlined
+    /// into the caller; where a block is to be recorded, the recording path, out of line.
     #[inline(always)]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
         self.made_at_entry(
