@@ -1,6 +1,7 @@
 #!/bin/bash
 # Instructions per malloc+free pair, counted by callgrind, for each bench allocator at 64, 256
-# and 2048 bytes, then the C library at 64, 1024 and 100,000 bytes (benches/c/count.sh).
+# and 2048 bytes, then the C library at 64, 1024 and 100,000 bytes and its other entry points
+# (`calloc`, `realloc` in place and moving, `posix_memalign`: benches/c/count.sh).
 # Usage: benches/count-all.sh [REPO] [TARGET_DIR]   (after cargo build --release -p
 # domalloc-benches -p alloc-capi)
 cd "${1:-$(dirname "$0")/..}"; T=${2:-./target}
@@ -11,4 +12,6 @@ for a in pool pool-heap domain counting guarded system; do
    x=$(r 0.02); y=$(r 0.04); echo "$a $s $(( (y-x)/80000 ))"
   done
 done
-for s in 64 1024 100000; do bash benches/c/count.sh $T/release/libdomalloc.so $s; done
+for s in 64 1024 100000 calloc realloc realloc_move memalign; do
+  bash benches/c/count.sh $T/release/libdomalloc.so $s
+done

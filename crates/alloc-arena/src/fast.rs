@@ -39,6 +39,23 @@ use crate::size_class::Geometry;
 use crate::sync::Ordering;
 use crate::threads::{self, ThreadCache};
 
+/// What [`PoolAllocator::realloc_fast_check`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastRealloc {
+    /// The block serves the new size as it is.
+    Stays,
+    /// The block must move: `bin` is the thread's bin of its class, `block` its size (for
+    /// [`PoolAllocator::realloc_move_fast`]).
+    Moves {
+        /// The calling thread's bin of the block's class.
+        bin: *mut u8,
+        /// The block's size in bytes.
+        block: usize,
+    },
+    /// Not a block for the fast path (nothing was done).
+    Refused,
+}
+
 /// The key that no allocator has: passed to the fast paths, it sends every call the long way.
 pub const NO_KEY: u32 = u32::MAX;
 
@@ -212,6 +229,60 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { self.realloc_into(&DEFAULT_GEOMETRY, ptr, size, key as usize, key, 0) }
     }
 
+    /// [`realloc_fast`](Self::realloc_fast) in two steps, for a caller that keeps its common
+    /// case free of calls: this one makes the checks (no call), and says whether the block
+    /// [stays](FastRealloc::Stays) (then `ptr` is the answer), [moves](FastRealloc::Moves) (then
+    /// [`realloc_move_fast`](Self::realloc_move_fast) with what it gives), or is
+    /// [refused](FastRealloc::Refused), having done nothing (then call `realloc_fast` or
+    /// `realloc`, which take any pointer). A size of 0 is refused: `realloc(p, 0)` frees in C.
+    ///
+    /// # Safety
+    /// As for [`realloc_fast`](Self::realloc_fast).
+    #[inline(always)]
+    pub unsafe fn realloc_fast_check(&self, ptr: *mut u8, size: usize, key: u32) -> FastRealloc {
+        let g = &DEFAULT_GEOMETRY;
+        if !registry::owned_by_fast(ptr as usize, key) {
+            return FastRealloc::Refused;
+        }
+        // SAFETY: as in `realloc_fast`.
+        match unsafe { self.realloc_target(g, ptr, key as usize, 0) } {
+            Some((_, block)) if Self::stays_in(g, size, block) => FastRealloc::Stays,
+            // A size of 0 is C's free (`realloc(p, 0)`), for the long way.
+            Some((bin, block)) if size != 0 => FastRealloc::Moves { bin, block },
+            _ => FastRealloc::Refused,
+        }
+    }
+
+    /// The second step of [`realloc_fast_check`](Self::realloc_fast_check): the block moves
+    /// into a new one of `size` bytes (the fast allocation, or `malloc`), its bytes copied, the
+    /// old one freed into `bin` (or by `free` if the bin is full). `None`: no memory for the new
+    /// block (the old one is untouched).
+    ///
+    /// # Safety
+    /// `key` is the one given to `realloc_fast_check`, whose answer for `ptr` and `size` was
+    /// `Moves { bin, block }`, on this thread, with nothing done to the thread's heap since;
+    /// `ptr` is not used again on a `Some` answer.
+    #[inline]
+    pub unsafe fn realloc_move_fast(
+        &self,
+        ptr: *mut u8,
+        size: usize,
+        key: u32,
+        bin: *mut u8,
+        block: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.realloc_move(ptr, size, key, bin, block) }
+    }
+
+    /// Whether a block of `block` bytes serves `size` in place: the size is of the block's class
+    /// (a block stays only within its class, so that a sized free can trust the size).
+    #[inline(always)]
+    fn stays_in(g: &Geometry, size: usize, block: usize) -> bool {
+        let below = size.wrapping_sub(1);
+        below < g.threshold && g.block_size(below >> g.class_shift) == block
+    }
+
     /// [`realloc_fast`](Self::realloc_fast) for any geometry, for a pointer the caller already
     /// found in this allocator's arenas (`arena_owner(ptr) == registry_id()`): the routing's
     /// `realloc` tries it before its whole check of the pointer.
@@ -242,25 +313,21 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
     }
 
-    /// The body of both fast reallocs: `g` is this allocator's geometry (a constant for the
-    /// default one), `id` its registry id, `key` its fast key (or [`NO_KEY`], when the new block
-    /// comes from `malloc`) and `way` the way of the thread cache that holds its heaps.
+    /// The checks of both fast reallocs, those of the fast free: the calling thread owns a heap
+    /// of this allocator (in `way`), `ptr` starts a block of a pool in use and is not the top of
+    /// its bin (a block freed a moment ago). Then the bin of the block's class in the thread's
+    /// heap, and the block's size; `None`, having done nothing, otherwise.
     ///
     /// # Safety
-    /// The registry places `ptr` in this allocator's arenas, of geometry `g`; the block is live
-    /// (made by `malloc`, `calloc` or `realloc`), or a bad pointer the checks refuse. `id` is this
-    /// allocator's registry id (not 0), `key` its fast key or `NO_KEY`, and `way` is
-    /// `ThreadCache::way_of(id)`.
+    /// As for [`realloc_into`](Self::realloc_into).
     #[inline(always)]
-    unsafe fn realloc_into(
+    unsafe fn realloc_target(
         &self,
         g: &Geometry,
         ptr: *mut u8,
-        size: usize,
         id: usize,
-        key: u32,
         way: usize,
-    ) -> Option<Option<NonNull<u8>>> {
+    ) -> Option<(*mut u8, usize)> {
         let addr = ptr as usize;
         let c = threads::cache_if_any();
         if c.is_null() {
@@ -304,27 +371,69 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if unsafe { crate::pool_core::bin_top_is(bin, ptr) } {
             return None;
         }
+        Some((bin, block))
+    }
+
+    /// The body of both fast reallocs: `g` is this allocator's geometry (a constant for the
+    /// default one), `id` its registry id, `key` its fast key (or [`NO_KEY`], when the new block
+    /// comes from `malloc`) and `way` the way of the thread cache that holds its heaps.
+    ///
+    /// # Safety
+    /// The registry places `ptr` in this allocator's arenas, of geometry `g`; the block is live
+    /// (made by `malloc`, `calloc` or `realloc`), or a bad pointer the checks refuse. `id` is this
+    /// allocator's registry id (not 0), `key` its fast key or `NO_KEY`, and `way` is
+    /// `ThreadCache::way_of(id)`.
+    #[inline(always)]
+    unsafe fn realloc_into(
+        &self,
+        g: &Geometry,
+        ptr: *mut u8,
+        size: usize,
+        id: usize,
+        key: u32,
+        way: usize,
+    ) -> Option<Option<NonNull<u8>>> {
+        // SAFETY: the caller's guarantee.
+        let (bin, block) = unsafe { self.realloc_target(g, ptr, id, way) }?;
         // SAFETY: a block start of a pool in use (checked), so not null.
         let old = unsafe { NonNull::new_unchecked(ptr) };
-        let below = size.wrapping_sub(1);
-        if below < g.threshold && g.block_size(below >> g.class_shift) == block {
+        if Self::stays_in(g, size, block) {
             return Some(Some(old));
         }
+        // SAFETY: the block passed the checks (above) on this thread, just now.
+        Some(unsafe { self.realloc_move(ptr, size, key, bin, block) })
+    }
+
+    /// The move of both fast reallocs: a new block of `size` bytes, the old one's bytes copied
+    /// into it, the old one freed into `bin` (or by `free` if the bin is full); `None` with the
+    /// old block untouched if there is no memory.
+    ///
+    /// # Safety
+    /// `ptr` passed [`realloc_target`](Self::realloc_target)'s checks on this thread, which gave
+    /// `bin` and `block`, with nothing done to the thread's heap since; `key` is this
+    /// allocator's fast key or [`NO_KEY`]; `ptr` is not used again on a `Some` answer.
+    #[inline(always)]
+    unsafe fn realloc_move(
+        &self,
+        ptr: *mut u8,
+        size: usize,
+        key: u32,
+        bin: *mut u8,
+        block: usize,
+    ) -> Option<NonNull<u8>> {
         // SAFETY: `key` is this allocator's fast key or `NO_KEY` (the caller's guarantee).
-        let new = unsafe { self.malloc_fast(size, key) }.or_else(|| self.malloc(size));
-        let Some(new) = new else {
-            return Some(None);
-        };
-        // SAFETY: two distinct live blocks, the old of `block` bytes and the new of at least
-        // `size`; the old one is freed once, after the copy: into the bin (the bin of its class
-        // in a heap the calling thread owns, checked above), or by `free` if the bin is full.
+        let new = unsafe { self.malloc_fast(size, key) }.or_else(|| self.malloc(size))?;
+        // SAFETY: two distinct live blocks, the old of `block` bytes (a block start, checked, so
+        // not null) and the new of at least `size`; the old one is freed once, after the copy:
+        // into the bin (the bin of its class in a heap the calling thread owns, checked), or by
+        // `free` if the bin is full.
         unsafe {
             ptr::copy_nonoverlapping(ptr, new.as_ptr(), block.min(size));
-            if !crate::pool_core::push_bin_at(bin, old, block) {
+            if !crate::pool_core::push_bin_at(bin, NonNull::new_unchecked(ptr), block) {
                 self.free(ptr);
             }
         }
-        Some(Some(new))
+        Some(new)
     }
 
     /// [`free_fast`](Self::free_fast) for any geometry, for a pointer the caller already found

@@ -857,6 +857,54 @@ fn realloc_stays_in_place_within_a_class_and_moves_across_the_threshold() {
 }
 
 #[test]
+fn the_fast_realloc_check_tells_a_block_that_stays_from_one_that_moves_and_a_bad_one() {
+    use crate::fast::{FastRealloc, NO_KEY};
+    let pool = PoolAllocator::new();
+    let key = pool.fast_key();
+    assert_ne!(
+        key, NO_KEY,
+        "a new pool of the default geometry has a fast key"
+    );
+    let p = pool.malloc(40).unwrap().as_ptr();
+    // SAFETY: `p` is live until moved (its last use is the check after the move, which refuses
+    // it: it is the top of its bin); `q` is live and freed once.
+    unsafe {
+        assert_eq!(pool.realloc_fast_check(p, 48, key), FastRealloc::Stays);
+        assert_eq!(pool.realloc_fast_check(p, 33, key), FastRealloc::Stays);
+        assert_eq!(
+            pool.realloc_fast_check(p, 0, key),
+            FastRealloc::Refused,
+            "a size of 0 is C's free, for the long way"
+        );
+        assert_eq!(
+            pool.realloc_fast_check(p.add(16), 48, key),
+            FastRealloc::Refused,
+            "inside a block"
+        );
+        assert_eq!(
+            pool.realloc_fast_check(core::ptr::null_mut(), 48, key),
+            FastRealloc::Refused
+        );
+        assert_eq!(pool.realloc_fast_check(p, 48, NO_KEY), FastRealloc::Refused);
+        p.write_bytes(7, 40);
+        let FastRealloc::Moves { bin, block } = pool.realloc_fast_check(p, 200, key) else {
+            panic!("another class: a move")
+        };
+        assert_eq!(block, 48);
+        let q = pool.realloc_move_fast(p, 200, key, bin, block).unwrap();
+        assert_ne!(q.as_ptr(), p);
+        assert_eq!(*q.as_ptr().add(39), 7, "the bytes moved");
+        assert_eq!(
+            pool.realloc_fast_check(p, 48, key),
+            FastRealloc::Refused,
+            "the old block was freed into its bin: a realloc of it now is a bad one"
+        );
+        pool.free(q.as_ptr());
+    }
+    pool.check_invariants();
+}
+
+#[test]
 fn aligned_requests_are_served_from_pools_when_they_fit() {
     let pool = PoolAllocator::new();
     for align in [32usize, 64, 128, 256, 512] {

@@ -36,7 +36,7 @@
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr::{self, NonNull};
 
-use alloc_arena::NO_KEY;
+use alloc_arena::{FastRealloc, NO_KEY};
 use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership, System};
 use alloc_domains::{DomainId, MEM, mem_fast_path};
 
@@ -114,13 +114,15 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[inline(never)]
 extern "C" fn malloc_slow(size: usize) -> *mut c_void {
     let (pool, key) = mem_fast_path();
-    // A small block whose bin was empty: from the calling thread's heap at once.
-    // SAFETY: the key the domain table gives for its pool.
-    if let Some(p) = unsafe { pool.malloc_refill(size, key) } {
-        return p.as_ptr().cast();
-    }
     let p = if size > 512 && key != NO_KEY {
+        // The medium and large pools, and the spans, directly.
         alloc_domains::malloc_standard_large(size)
+    } else if let Some(p) = {
+        // A small block whose bin was empty: from the calling thread's heap at once.
+        // SAFETY: the key the domain table gives for its pool.
+        unsafe { pool.malloc_refill(size, key) }
+    } {
+        return p.as_ptr().cast();
     } else {
         MEM.malloc(size)
     };
@@ -146,18 +148,36 @@ fn small_block(size: usize) -> Option<NonNull<u8>> {
 
 /// `calloc(3)`: zeroed; an overflowing product fails with `ENOMEM`.
 ///
+/// The common case, a small block from the calling thread's bin, keeps no frame: its zeroing is
+/// a tail call of `memset`, and everything else is a tail call of [`calloc_slow`].
+///
 /// # Safety
 /// C's contract for `calloc`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn calloc(nelem: usize, elsize: usize) -> *mut c_void {
     if let Some(size) = nelem.checked_mul(elsize) {
-        // A small block from the calling thread's bin or heap, its requested bytes zeroed (a
-        // reused block holds old data), as the pool's `calloc` does.
-        if let Some(p) = small_block(size) {
+        let (pool, key) = mem_fast_path();
+        // SAFETY: the key the domain table gives for its pool.
+        if let Some(p) = unsafe { pool.malloc_fast(size, key) } {
+            // A reused block holds old data: its requested bytes zeroed, as the pool's `calloc`
+            // does. `memset` returns its first argument, so this is its tail call.
             // SAFETY: a fresh block of at least `size` bytes.
-            unsafe { p.as_ptr().write_bytes(0, size) };
-            return p.as_ptr().cast();
+            return unsafe { libc::memset(p.as_ptr().cast(), 0, size) };
         }
+    }
+    calloc_slow(nelem, elsize)
+}
+
+/// `calloc` past the bin: a small block from the thread's heap, else the domain's `calloc`.
+#[cold]
+#[inline(never)]
+extern "C" fn calloc_slow(nelem: usize, elsize: usize) -> *mut c_void {
+    if let Some(size) = nelem.checked_mul(elsize)
+        && let Some(p) = small_block(size)
+    {
+        // SAFETY: a fresh block of at least `size` bytes.
+        unsafe { p.as_ptr().write_bytes(0, size) };
+        return p.as_ptr().cast();
     }
     match MEM.calloc(nelem, elsize) {
         Some(p) => p.as_ptr().cast(),
@@ -229,8 +249,52 @@ fn not_glibcs(op: &str, p: *mut c_void) {
 ///
 /// # Safety
 /// C's contract for `realloc`.
+///
+/// The common cases keep no frame: a block of the calling thread's pools resized within its
+/// class is answered at once, one that moves is a tail call of [`realloc_moving`], with the
+/// checks made; everything else is a tail call of [`realloc_slow`].
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    let (pool, key) = mem_fast_path();
+    // SAFETY: the key the domain table gives for its pool; `p` is null or a live block of the
+    // process's malloc family, which the checks take (null and sizes of 0 are refused).
+    match unsafe { pool.realloc_fast_check(p.cast(), size, key) } {
+        FastRealloc::Stays => p,
+        // SAFETY: the check's answer, just now on this thread.
+        FastRealloc::Moves { bin, block } => unsafe { realloc_moving(p, size, bin, block, key) },
+        // SAFETY: the caller's guarantee.
+        FastRealloc::Refused => unsafe { realloc_slow(p, size) },
+    }
+}
+
+/// `realloc` of a block of the calling thread's pools that moves to another class.
+///
+/// # Safety
+/// The standard pool's `realloc_fast_check` answered `Moves { bin, block }` for `p`, `size` and
+/// `key` on this thread, just now.
+#[inline(never)]
+unsafe extern "C" fn realloc_moving(
+    p: *mut c_void,
+    size: usize,
+    bin: *mut u8,
+    block: usize,
+    key: u32,
+) -> *mut c_void {
+    let (pool, _) = mem_fast_path();
+    // SAFETY: the caller's guarantee.
+    match unsafe { pool.realloc_move_fast(p.cast(), size, key, bin, block) } {
+        Some(q) => q.as_ptr().cast(),
+        None => oom(),
+    }
+}
+
+/// `realloc` past its common case: null, a size of 0, a block that moves, any other pointer.
+///
+/// # Safety
+/// As for `realloc`.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn realloc_slow(p: *mut c_void, size: usize) -> *mut c_void {
     if p.is_null() {
         // SAFETY: as `malloc`.
         return unsafe { malloc(size) };
@@ -296,6 +360,29 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, nelem: usize, elsize: usiz
 const POOL_ALIGN_MAX: usize = 4096;
 const POOL_ALIGNED_SIZE_MAX: usize = 64 << 10;
 
+/// The size of the small block that serves `size` bytes aligned to `align` (a power of two
+/// above 16): `size` (at least 1) rounded up to a multiple of `align`, where both are at most
+/// 512; `None` otherwise.
+#[inline(always)]
+fn small_aligned_size(align: usize, size: usize) -> Option<usize> {
+    // A mask, not a division: `align` is a power of two, and the sum cannot overflow.
+    (size <= 512 && align <= 512).then(|| (size.max(1) + align - 1) & !(align - 1))
+}
+
+/// [`aligned`]'s common case, with no call: a block from the calling thread's bin (of its class
+/// for an alignment up to 16, of the rounded size above); `None` for the long way.
+#[inline(always)]
+fn aligned_fast(align: usize, size: usize) -> Option<NonNull<u8>> {
+    let (pool, key) = mem_fast_path();
+    let size = if align <= ALIGN {
+        size
+    } else {
+        small_aligned_size(align, size)?
+    };
+    // SAFETY: the key the domain table gives for its pool.
+    unsafe { pool.malloc_fast(size, key) }
+}
+
 /// An aligned block: the domain for alignments up to 16; above, the standard pools while the mem
 /// domain uses them (up to [`POOL_ALIGN_MAX`] and [`POOL_ALIGNED_SIZE_MAX`]), the domain's debug
 /// hook while one made every block (its guards around the block, its alignment in the header,
@@ -306,12 +393,12 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
         // SAFETY: as `malloc`.
         return unsafe { malloc(size) };
     }
-    if size <= 512 && align <= 512 {
+    if let Some(rounded) = small_aligned_size(align, size) {
         // A small block whose size is a multiple of `align`, from the calling thread's bin or
         // heap: the pools' blocks of such a size start at multiples of it from a pool's first
         // byte, itself aligned to the pool's size, so they are aligned (what the pools' aligned
         // routing relies on too); a plain block as far as `free`, `realloc` and the checks know.
-        if let Some(p) = small_block(size.max(1).next_multiple_of(align)) {
+        if let Some(p) = small_block(rounded) {
             debug_assert!((p.as_ptr() as usize).is_multiple_of(align));
             return p.as_ptr().cast();
         }
@@ -355,6 +442,26 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !align.is_power_of_two() || !align.is_multiple_of(size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
+    if let Some(p) = aligned_fast(align, size) {
+        // SAFETY: the caller's guarantee.
+        unsafe { *out = p.as_ptr().cast() };
+        return 0;
+    }
+    // SAFETY: as above.
+    unsafe { posix_memalign_slow(out, align, size) }
+}
+
+/// `posix_memalign` past the thread's bin, for a valid alignment: `errno` is kept as it was.
+///
+/// # Safety
+/// `out` is valid for a write; `align` is a power of two and a multiple of the pointer size.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn posix_memalign_slow(
+    out: *mut *mut c_void,
+    align: usize,
+    size: usize,
+) -> c_int {
     let saved = errno();
     let p = aligned(align, size);
     if p.is_null() {
@@ -379,7 +486,10 @@ fn errno() -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     match align.max(1).checked_next_power_of_two() {
-        Some(align) => aligned(align, size),
+        Some(align) => match aligned_fast(align, size) {
+            Some(p) => p.as_ptr().cast(),
+            None => aligned(align, size),
+        },
         None => {
             set_errno(libc::EINVAL);
             ptr::null_mut()

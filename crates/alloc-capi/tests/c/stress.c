@@ -106,11 +106,15 @@ int main(void) {
     int zeros = 1;
     for (int i = 0; i < 1000; i++) zeros &= z[i] == 0;
     void *gone = realloc(z, 0);
+    /* a small block too: the pools' own realloc path, not the medium pool's */
+    char *small = malloc(40);
+    small[0] = 1;
+    void *gone_small = realloc(small, 0);
     free(NULL);
-    printf("errors: posix_memalign(24) %s, huge malloc %s %s, calloc overflow %s %s, reallocarray overflow %s, calloc zeroed %d, realloc(p, 0) %s\n",
+    printf("errors: posix_memalign(24) %s, huge malloc %s %s, calloc overflow %s %s, reallocarray overflow %s, calloc zeroed %d, realloc(p, 0) %s, realloc(small, 0) %s\n",
            e1 == EINVAL ? "EINVAL" : "?", big ? "?" : "NULL", e2 == ENOMEM ? "ENOMEM" : "?",
            over ? "?" : "NULL", e3 == ENOMEM ? "ENOMEM" : "?", arr ? "?" : "NULL", zeros,
-           gone ? "?" : "NULL");
+           gone ? "?" : "NULL", gone_small ? "?" : "NULL");
 
     /* fork while another thread allocates: the child allocates too */
     pthread_t busy;
