@@ -306,16 +306,9 @@ unsafe extern "C" fn realloc_slow(p: *mut c_void, size: usize) -> *mut c_void {
     }
     let (pool, key) = mem_fast_path();
     if key != NO_KEY {
-        // A small block of the calling thread's pools, resized in place or moved, with the fast
-        // free's checks; anything else (a bad pointer included) goes on.
-        // SAFETY: a live block (the caller's guarantee); the key is the pool's.
-        if let Some(q) = unsafe { pool.realloc_fast(p.cast(), size, key) } {
-            return match q {
-                Some(q) => q.as_ptr().cast(),
-                None => oom(),
-            };
-        }
-        // The pools' blocks (checked) to the pools directly, anything else to glibc.
+        // `realloc`'s fast checks refused the pointer (or were made before the key was set):
+        // the pools' blocks (checked: a bad pointer is reported) to the pools directly, anything
+        // else to glibc.
         if alloc_domains::check_standard_live(p.cast(), "realloc") {
             // SAFETY: a live block of the standard pools or spans, the domain's only allocator.
             return match unsafe { pool.realloc(p.cast(), size) } {
