@@ -56,6 +56,16 @@ pub enum FastRealloc {
     Refused,
 }
 
+/// What [`PoolAllocator::free_fast_routed`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastFree {
+    /// The block is freed (into the calling thread's bin, or home).
+    Done,
+    /// Nothing was done: the registry's owner of the pointer's arena (0: no arena; [`NO_KEY`]:
+    /// not looked up, the flat table does not cover the address).
+    Owner(u32),
+}
+
 /// The key that no allocator has: passed to the fast paths, it sends every call the long way.
 pub const NO_KEY: u32 = u32::MAX;
 
@@ -164,6 +174,30 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // whose geometry is the default one (the key's condition), and whose heaps are in way 0
         // of thread caches (the key's condition too); the caller's guarantee.
         unsafe { self.free_into_bin(&DEFAULT_GEOMETRY, ptr, key as usize, 0) }
+    }
+
+    /// [`free_fast`](Self::free_fast) that tells its caller where to go when it does not free:
+    /// [`FastFree::Owner`] carries the registry's owner of `ptr`'s arena (0: none; [`NO_KEY`]:
+    /// the flat table does not cover it), so that a caller routing among several allocators
+    /// (the C library's `free`: the medium and large pools, the spans, glibc) needs no second
+    /// lookup. The same checks and the same common case as `free_fast`, with no call.
+    ///
+    /// # Safety
+    /// As for [`free_fast`](Self::free_fast).
+    #[inline(always)]
+    pub unsafe fn free_fast_routed(&self, ptr: *mut u8, key: u32) -> FastFree {
+        let Some(owner) = registry::owner_fast(ptr as usize) else {
+            return FastFree::Owner(NO_KEY);
+        };
+        if owner != key {
+            return FastFree::Owner(owner);
+        }
+        // SAFETY: as in `free_fast`: the registry maps the chunk to this allocator's arenas.
+        if unsafe { self.free_into_bin(&DEFAULT_GEOMETRY, ptr, key as usize, 0) } {
+            FastFree::Done
+        } else {
+            FastFree::Owner(owner)
+        }
     }
 
     /// Frees a block of `size` requested bytes (a sized free: Rust's `dealloc`) into the calling

@@ -139,7 +139,7 @@ mod tests;
 #[cfg(not(loom))]
 pub use check::report_other_allocator;
 #[cfg(all(not(loom), any(unix, windows)))]
-pub use fast::{FastRealloc, NO_KEY};
+pub use fast::{FastFree, FastRealloc, NO_KEY};
 #[cfg(not(loom))]
 pub use heap::Heap;
 #[cfg(not(loom))]

@@ -177,6 +177,19 @@ pub(crate) fn owned_by_fast(addr: usize, id: u32) -> bool {
     }
 }
 
+/// The owner id of the arena covering `addr` (0 if none) for the fast frees: where the flat
+/// table does not cover `addr`, `None` (the caller then takes its long way, which asks
+/// [`owner_of`]). Without a flat table, the tree answers.
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn owner_fast(addr: usize) -> Option<u32> {
+    match flat::lookup(addr >> CHUNK_SHIFT) {
+        Some(owner) => Some(owner),
+        None if flat::PRESENT => None,
+        None => Some(owner_in_tree(addr)),
+    }
+}
+
 /// [`owner_of`] in the tree: where there is a flat table, only for the addresses it does not cover
 /// (out of line: off the fast paths).
 #[cfg_attr(all(unix, target_pointer_width = "64", not(loom)), cold, inline(never))]

@@ -36,7 +36,7 @@
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr::{self, NonNull};
 
-use alloc_arena::{FastRealloc, NO_KEY};
+use alloc_arena::{FastFree, FastRealloc, NO_KEY};
 use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership, System};
 use alloc_domains::{DomainId, MEM, mem_fast_path};
 
@@ -196,25 +196,29 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     let (pool, key) = mem_fast_path();
     // SAFETY: the key the domain table gives for its pool; `p` is null or a live block of the
     // process's malloc family, which the pool's fast path takes (it frees only its own blocks).
-    if unsafe { pool.free_fast(p.cast(), key) } {
-        return;
+    match unsafe { pool.free_fast_routed(p.cast(), key) } {
+        FastFree::Done => {}
+        // SAFETY: the caller's guarantee; the registry's owner of `p` (or `NO_KEY`).
+        FastFree::Owner(owner) => unsafe { free_slow(p, owner) },
     }
-    // SAFETY: the caller's guarantee.
-    unsafe { free_slow(p) }
 }
 
 /// `free` the long way: through the domain, or glibc's for blocks the domain does not claim.
+/// `owner` is the registry's owner of `p`'s arena as the fast path found it (0: none), or
+/// `NO_KEY` where it was not looked up.
 ///
 /// # Safety
-/// As for `free`.
+/// As for `free`; `owner` is `arena_owner(p)` or `NO_KEY`.
 #[cold]
 #[inline(never)]
-unsafe extern "C" fn free_slow(p: *mut c_void) {
+unsafe extern "C" fn free_slow(p: *mut c_void, owner: u32) {
     let (_, key) = mem_fast_path();
     if key != NO_KEY {
+        // The medium and large pools and the spans by the owner the fast path read, with no
+        // second lookup.
         // SAFETY: the pool is the mem domain's only allocator: it takes null, its blocks, and
         // (handing them to glibc's free) every block it does not claim, as below.
-        return unsafe { alloc_domains::free_standard_checked(p.cast()) };
+        return unsafe { alloc_domains::free_standard_owned(p.cast(), owner) };
     }
     if p.is_null() {
         return;

@@ -330,10 +330,26 @@ unsafe fn pool_free_aligned_slow(ptr: NonNull<u8>, layout: Layout) {
 /// The mem domain's fast path is on; `ptr` is null, a live block of the mem domain, or a block
 /// of glibc's; a bad pointer into the pools is caught (reported, then abort), not undefined.
 pub unsafe fn free_standard_checked(ptr: *mut u8) {
+    // SAFETY: the caller's guarantee.
+    unsafe { free_standard_owned(ptr, NO_KEY) }
+}
+
+/// [`free_standard_checked`] given the registry's owner of `ptr`'s arena, as the pool's
+/// `free_fast_routed` found it (0: no arena), or [`NO_KEY`] to look it up here: the C library's
+/// `free` then reads the registry once.
+///
+/// # Safety
+/// As for [`free_standard_checked`]; `owner` is `arena_owner(ptr)` or [`NO_KEY`].
+pub unsafe fn free_standard_owned(ptr: *mut u8, owner: u32) {
+    let owner = if owner == NO_KEY {
+        alloc_arena::arena_owner(ptr)
+    } else {
+        owner
+    };
     // SAFETY: the caller's guarantee; each pool is handed only a pointer in its own arenas, and
     // the spans take their own and hand anything else to glibc.
     unsafe {
-        let done = match standard_owner(ptr) {
+        let done = match standard_of(owner) {
             Standard::Small => POOL.free_checked(ptr),
             Standard::Medium => MEDIUM.free_fast_in_arenas(ptr) || MEDIUM.free_checked(ptr),
             Standard::Large => LARGE.free_fast_in_arenas(ptr) || LARGE.free_checked(ptr),
@@ -467,7 +483,13 @@ pub(super) enum Standard {
 }
 
 pub(super) fn standard_owner(ptr: *const u8) -> Standard {
-    match alloc_arena::arena_owner(ptr) {
+    standard_of(alloc_arena::arena_owner(ptr))
+}
+
+/// Which of the standard allocators has the registry id `owner` (0: none).
+#[inline]
+pub(super) fn standard_of(owner: u32) -> Standard {
+    match owner {
         0 => Standard::Outside,
         o if o == POOL.registry_id() => Standard::Small,
         o if o == MEDIUM.registry_id() => Standard::Medium,
