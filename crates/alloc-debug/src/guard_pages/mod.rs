@@ -307,9 +307,10 @@ pub struct GuardPages<A> {
     rate: AtomicU32,
     /// Underflow mode, as the pool is mapped with it (settable until then).
     underflow: AtomicBool,
-    /// The slot area, `[lo, lo + span)`; `span` is 0 until the pool is mapped, so the test of a
-    /// pointer is one subtraction and one compare.
-    lo: AtomicUsize,
+    /// The slot area, `[lo, lo + span)`, kept as `lo`'s two's complement (`neg_lo`: 0 until the
+    /// pool is mapped) and `span` (0 until then, published after `neg_lo`), so that the test of
+    /// a pointer is one addition and one compare.
+    neg_lo: AtomicUsize,
     span: AtomicUsize,
     /// The mapped reservation's header (null until mapped).
     header: AtomicPtr<Header>,
@@ -324,7 +325,7 @@ impl<A> GuardPages<A> {
             config: GuardPagesConfig::DEFAULT,
             rate: AtomicU32::new(DEFAULT_SAMPLE_RATE),
             underflow: AtomicBool::new(false),
-            lo: AtomicUsize::new(0),
+            neg_lo: AtomicUsize::new(0),
             span: AtomicUsize::new(0),
             header: AtomicPtr::new(ptr::null_mut()),
             pool: Lock::new(Pool {
@@ -399,11 +400,14 @@ impl<A> GuardPages<A> {
                 .is_some()
     }
 
-    /// Whether `ptr` lies in the slot area: one subtraction and one compare.
+    /// Whether `ptr` lies in the slot area: one addition and one compare (an addition needs no
+    /// copy of the pointer, which the caller still holds).
     #[inline(always)]
     fn in_area(&self, ptr: *const u8) -> bool {
-        (ptr as usize).wrapping_sub(self.lo.load(Ordering::Relaxed))
-            < self.span.load(Ordering::Relaxed)
+        // Acquire (a plain load on x86-64): the span is published after `neg_lo`, so a thread
+        // that sees the area's length sees its start; one that sees 0 tests against nothing.
+        let span = self.span.load(Ordering::Acquire);
+        (ptr as usize).wrapping_add(self.neg_lo.load(Ordering::Relaxed)) < span
     }
 
     fn slots(&self) -> Option<Slots> {
@@ -518,8 +522,8 @@ impl<A> GuardPages<A> {
         let _ = slots::register(s);
         let h = s.header();
         self.header.store(s.header_ptr(), Ordering::Release);
-        self.lo.store(h.area, Ordering::Relaxed);
-        // Release: a thread that sees the span sees the area's start.
+        self.neg_lo.store(h.area.wrapping_neg(), Ordering::Relaxed);
+        // Release: a thread that sees the span sees the area's start (`in_area`).
         self.span.store(h.area_len, Ordering::Release);
         Some(s)
     }
