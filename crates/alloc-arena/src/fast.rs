@@ -61,9 +61,13 @@ pub enum FastRealloc {
 pub enum FastFree {
     /// The block is freed (into the calling thread's bin, or home).
     Done,
-    /// Nothing was done: the registry's owner of the pointer's arena (0: no arena; [`NO_KEY`]:
-    /// not looked up, the flat table does not cover the address).
+    /// Nothing was done: the pointer is not in this allocator's arenas, and this is the
+    /// registry's owner of its arena (0: no arena; [`NO_KEY`]: not looked up, the flat table
+    /// does not cover the address).
     Owner(u32),
+    /// Nothing was done to a pointer in this allocator's arenas: the checks refused it, or the
+    /// bin is full (then the allocator's `free_checked` takes it).
+    Refused,
 }
 
 /// The key that no allocator has: passed to the fast paths, it sends every call the long way.
@@ -178,7 +182,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// [`free_fast`](Self::free_fast) that tells its caller where to go when it does not free:
     /// [`FastFree::Owner`] carries the registry's owner of `ptr`'s arena (0: none; [`NO_KEY`]:
-    /// the flat table does not cover it), so that a caller routing among several allocators
+    /// the flat table does not cover it) for a pointer outside this allocator's arenas, and
+    /// [`FastFree::Refused`] is one of its own that the checks or a full bin turned away, so
+    /// that a caller routing among several allocators
     /// (the C library's `free`: the medium and large pools, the spans, glibc) needs no second
     /// lookup. The same checks and the same common case as `free_fast`, with no call.
     ///
@@ -196,7 +202,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if unsafe { self.free_into_bin(&DEFAULT_GEOMETRY, ptr, key as usize, 0) } {
             FastFree::Done
         } else {
-            FastFree::Owner(owner)
+            FastFree::Refused
         }
     }
 

@@ -200,6 +200,10 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         FastFree::Done => {}
         // SAFETY: the caller's guarantee; the registry's owner of `p` (or `NO_KEY`).
         FastFree::Owner(owner) => unsafe { free_slow(p, owner) },
+        // A block of the small pool that a full bin or the checks refused: its owner is looked
+        // up again (an argument fewer on the fast path).
+        // SAFETY: as above.
+        FastFree::Refused => unsafe { free_slower(p, NO_KEY) },
     }
 }
 
@@ -212,6 +216,22 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[cold]
 #[inline(never)]
 unsafe extern "C" fn free_slow(p: *mut c_void, owner: u32) {
+    let (_, key) = mem_fast_path();
+    // SAFETY: the caller's guarantee; the standard pools are the mem domain's allocator (a key).
+    if key != NO_KEY && unsafe { alloc_domains::free_medium_owned(p.cast(), owner) } {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { free_slower(p, owner) }
+}
+
+/// The rest of [`free_slow`].
+///
+/// # Safety
+/// As for [`free_slow`].
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn free_slower(p: *mut c_void, owner: u32) {
     let (_, key) = mem_fast_path();
     if key != NO_KEY {
         // The medium and large pools and the spans by the owner the fast path read, with no

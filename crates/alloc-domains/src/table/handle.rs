@@ -362,6 +362,20 @@ pub unsafe fn free_standard_owned(ptr: *mut u8, owner: u32) {
     }
 }
 
+/// The C library's way for a block of the mem domain's medium pool (513 bytes to 8 KiB), whose
+/// arena the registry gave as `owner` on `free`'s fast path: into the calling thread's bin by the
+/// pool's fast free, with its checks; false, having done nothing, for any other owner, and for
+/// what that fast free refuses (then [`free_standard_owned`] takes it whole).
+///
+/// # Safety
+/// As for [`free_standard_owned`].
+#[inline(always)]
+pub unsafe fn free_medium_owned(ptr: *mut u8, owner: u32) -> bool {
+    // SAFETY: the registry places `ptr` in the medium pool's arenas (its id is the owner, which
+    // is never 0); the caller's guarantee.
+    owner != 0 && owner == MEDIUM.registry_id() && unsafe { MEDIUM.free_fast_in_arenas(ptr) }
+}
+
 /// The C library's long way into the mem domain's standard pools for a request above the
 /// small pool's 512 bytes, while they are its allocator ([`mem_fast_path`] gives a key): the
 /// pool of its size directly, not through each pool's large-block routing.
