@@ -139,6 +139,26 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         unsafe { crate::pool_core::pop_bin_in(w.bins, class, g.bin_stride, g.block_size(class)) }
     }
 
+    /// A block of at least `size` bytes from the calling thread's bin of its class, for an
+    /// allocator of any geometry (its own, read from it), with no call; `None`, having done
+    /// nothing, where the size is above the threshold (or 0), the thread has no heap of this
+    /// allocator yet, or the bin is empty (then call `malloc`, which always can). What the C
+    /// library asks of the mem domain's medium pool, whose blocks start above 512 bytes.
+    #[inline(always)]
+    pub fn malloc_bin_fast(&self, size: usize) -> Option<NonNull<u8>> {
+        let g = self.geometry();
+        let below = size.wrapping_sub(1);
+        if below >= g.threshold {
+            return None;
+        }
+        let class = below >> g.class_shift;
+        let w = self.my_way()?;
+        // SAFETY: a way of this allocator holds a heap the calling thread owns and its bins,
+        // of this allocator's geometry `g`; `class` is below its class count (the size is
+        // within the threshold); no other reference to the core is alive.
+        unsafe { crate::pool_core::pop_bin_in(w.bins, class, g.bin_stride, g.block_size(class)) }
+    }
+
     /// What follows a `None` from [`malloc_fast`](Self::malloc_fast) for a small size: a block
     /// from the calling thread's heap by its pools' path (the bin refilled on the way), without
     /// the general routing's second look at the size and the thread cache. `None`, having done

@@ -223,7 +223,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// thread owns, with its bins: ways are filled whole); `None` if the thread has no cache or
     /// its way holds no heap of this allocator. The fast paths' one test.
     #[inline(always)]
-    fn my_way(&self) -> Option<threads::Way> {
+    pub(crate) fn my_way(&self) -> Option<threads::Way> {
         let c = threads::cache_if_any();
         if c.is_null() {
             return None;

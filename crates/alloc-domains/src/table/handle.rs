@@ -362,6 +362,19 @@ pub unsafe fn free_standard_owned(ptr: *mut u8, owner: u32) {
     }
 }
 
+/// The C library's way to a block of the mem domain's medium pool for `size` bytes (513 to
+/// 8 KiB): from the calling thread's bin of its class, with no call; `None`, having done
+/// nothing, for any other size, a thread with no heap there yet, or an empty bin (then
+/// [`malloc_standard_large`]).
+#[inline(always)]
+pub fn malloc_medium_fast(size: usize) -> Option<NonNull<u8>> {
+    // One compare of constants: the medium pool's sizes (its threshold is its configuration's).
+    if size.wrapping_sub(513) >= MEDIUM_POOL.threshold - 512 {
+        return None;
+    }
+    MEDIUM.malloc_bin_fast(size)
+}
+
 /// The C library's way for a block of the mem domain's medium pool (513 bytes to 8 KiB), whose
 /// arena the registry gave as `owner` on `free`'s fast path: into the calling thread's bin by the
 /// pool's fast free, with its checks; false, having done nothing, for any other owner, and for
