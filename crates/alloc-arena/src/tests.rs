@@ -905,6 +905,67 @@ fn the_fast_realloc_check_tells_a_block_that_stays_from_one_that_moves_and_a_bad
 }
 
 #[test]
+fn the_routed_fast_free_frees_its_own_and_names_the_owner_of_the_rest() {
+    use crate::fast::{FastFree, NO_KEY};
+    let small = PoolAllocator::new();
+    let other = PoolAllocator::new();
+    let key = small.fast_key();
+    assert_ne!(key, NO_KEY);
+    let p = small.malloc(64).unwrap().as_ptr();
+    let q = other.malloc(64).unwrap().as_ptr();
+    let r = small.malloc(64).unwrap().as_ptr();
+    let mut outside = 0u64;
+    // SAFETY: `p` is live and freed once (by the fast path); `q` is refused and freed by its
+    // maker; `r` is live; the other pointers are refused or looked at only.
+    unsafe {
+        assert_eq!(
+            small.free_fast_routed(q, key),
+            FastFree::Owner(other.registry_id()),
+            "another allocator's block: its owner, nothing done"
+        );
+        let local = (&raw mut outside).cast::<u8>();
+        assert_eq!(
+            small.free_fast_routed(local, key),
+            FastFree::Owner(0),
+            "no arena"
+        );
+        assert_eq!(
+            small.free_fast_routed(r.add(16), key),
+            FastFree::Refused,
+            "inside a block of its own: for the checked free"
+        );
+        assert_eq!(small.free_fast_routed(p, key), FastFree::Done);
+        assert_eq!(
+            small.free_fast_routed(p, key),
+            FastFree::Refused,
+            "freed a moment ago (the bin's top): for the checked free, which reports it"
+        );
+        other.free(q);
+        small.free(r);
+    }
+    small.check_invariants();
+}
+
+#[test]
+fn the_bin_fast_allocation_takes_only_what_the_bin_holds() {
+    let pool = PoolAllocator::new();
+    assert_eq!(pool.malloc_bin_fast(64), None, "no heap on this thread yet");
+    let p = pool.malloc(64).unwrap();
+    // SAFETY: live, freed once: into the thread's bin.
+    unsafe { pool.free(p.as_ptr()) };
+    assert_eq!(
+        pool.malloc_bin_fast(64),
+        Some(p),
+        "the bin's top, of its class"
+    );
+    assert_eq!(pool.malloc_bin_fast(0), None);
+    assert_eq!(pool.malloc_bin_fast(513), None, "above the threshold");
+    // SAFETY: live, freed once.
+    unsafe { pool.free(p.as_ptr()) };
+    pool.check_invariants();
+}
+
+#[test]
 fn aligned_requests_are_served_from_pools_when_they_fit() {
     let pool = PoolAllocator::new();
     for align in [32usize, 64, 128, 256, 512] {
