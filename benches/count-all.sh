@@ -12,6 +12,6 @@ for a in pool pool-heap domain counting guarded system; do
    x=$(r 0.02); y=$(r 0.04); echo "$a $s $(( (y-x)/80000 ))"
   done
 done
-for s in 64 1024 100000 calloc realloc realloc_move memalign; do
+for s in 64 1024 100000 calloc realloc realloc_move realloc_medium realloc_medium_move memalign; do
   bash benches/c/count.sh $T/release/libdomalloc.so $s
 done

@@ -3,7 +3,8 @@
 # difference of two runs (100,000 and 200,000 iterations) over 100,000, so start-up cancels out.
 # Usage: benches/c/count.sh [LIBRARY.so|""] [SIZE|MODE]
 #   SIZE (a number, 64 by default): the malloc(SIZE) + free pairs of benches/c/pairs.c;
-#   MODE (calloc, realloc, realloc_move, memalign): a loop of benches/c/entry.c.
+#   MODE (calloc, realloc, realloc_move, realloc_medium, realloc_medium_move, memalign): a loop of
+#   benches/c/entry.c.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 lib=${1:-}; arg=${2:-64}

@@ -2,6 +2,8 @@
  *   calloc        calloc(1, 64) + free
  *   realloc       malloc(40) + realloc(p, 48) (the same size class: in place) + free
  *   realloc_move  malloc(40) + realloc(p, 200) (another class) + free
+ *   realloc_medium       malloc(1000) + realloc(p, 1020) (a medium block, in place) + free
+ *   realloc_medium_move  malloc(1000) + realloc(p, 1100) (another medium class) + free
  *   memalign      posix_memalign(&p, 64, 64) + free
  * benches/c/count.sh LIB MODE counts them. */
 #include <stdio.h>
@@ -27,6 +29,18 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "realloc_move")) {
         for (long i = 0; i < n; i++) {
             void *p = realloc(malloc(40), 200);
+            sink = p;
+            free(p);
+        }
+    } else if (!strcmp(mode, "realloc_medium")) {
+        for (long i = 0; i < n; i++) {
+            void *p = realloc(malloc(1000), 1020);
+            sink = p;
+            free(p);
+        }
+    } else if (!strcmp(mode, "realloc_medium_move")) {
+        for (long i = 0; i < n; i++) {
+            void *p = realloc(malloc(1000), 1100);
             sink = p;
             free(p);
         }

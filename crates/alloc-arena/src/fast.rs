@@ -345,14 +345,17 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// [`realloc_fast`](Self::realloc_fast) for any geometry, for a pointer the caller already
     /// found in this allocator's arenas (`arena_owner(ptr) == registry_id()`): the routing's
-    /// `realloc` tries it before its whole check of the pointer.
+    /// `realloc` tries it before its whole check of the pointer, and the C library's for a block
+    /// of the mem domain's medium pool. A block that moves goes to this allocator's `malloc`
+    /// (so a caller that wants another allocator for the new size asks only for sizes this
+    /// one's pools serve).
     ///
     /// # Safety
     /// `ptr` lies in this allocator's arenas (the registry says so) and is a live block of it
     /// made by `malloc`, `calloc` or `realloc`, or a bad pointer the checks refuse; on a
     /// `Some(Some(_))` answer other than `ptr`, `ptr` is not used again.
     #[inline]
-    pub(crate) unsafe fn realloc_in_arenas(
+    pub unsafe fn realloc_in_arenas(
         &self,
         ptr: *mut u8,
         size: usize,

@@ -343,6 +343,14 @@ unsafe extern "C" fn realloc_slow(p: *mut c_void, size: usize) -> *mut c_void {
     }
     let (pool, key) = mem_fast_path();
     if key != NO_KEY {
+        // A block of the medium pool resized within it, by that pool's fast path.
+        // SAFETY: the standard pools are the domain's allocator (a key); the caller's guarantee.
+        if let Some(q) = unsafe { alloc_domains::realloc_medium_fast(p.cast(), size) } {
+            return match q {
+                Some(q) => q.as_ptr().cast(),
+                None => oom(),
+            };
+        }
         // `realloc`'s fast checks refused the pointer (or were made before the key was set):
         // the pools' blocks (checked: a bad pointer is reported) to the pools directly, anything
         // else to glibc.

@@ -580,6 +580,12 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
             "Fatal error in debug realloc",
         ),
         (
+            "realloc_freed_medium",
+            all,
+            "double free",
+            "Fatal error in debug realloc",
+        ),
+        (
             "object_block_freed",
             all,
             "free(): invalid pointer (a block of another allocator or domain)",

@@ -375,6 +375,31 @@ pub fn malloc_medium_fast(size: usize) -> Option<NonNull<u8>> {
     MEDIUM.malloc_bin_fast(size)
 }
 
+/// The C library's `realloc` of a block of the mem domain's medium pool to a size the medium
+/// pool serves (513 bytes to 8 KiB), by the pool's fast realloc (in place within the class,
+/// else moved within the medium pool, the old block freed into the thread's bin), after one
+/// registry lookup. `None`, having done nothing, for any other pointer or size, a thread with no
+/// heap there, or a pointer the checks refuse (then the long way, which reports a bad one);
+/// `Some(None)` when there is no memory for the new block (the old one is untouched).
+///
+/// # Safety
+/// The mem domain's fast path is on; `ptr` is a live block of the mem domain or of glibc's, or a
+/// bad pointer the checks refuse; on a `Some(Some(_))` answer other than `ptr`, `ptr` is not used
+/// again.
+#[inline]
+pub unsafe fn realloc_medium_fast(ptr: *mut u8, size: usize) -> Option<Option<NonNull<u8>>> {
+    if size.wrapping_sub(513) >= MEDIUM_POOL.threshold - 512 {
+        return None;
+    }
+    let owner = alloc_arena::arena_owner(ptr);
+    if owner == 0 || owner != MEDIUM.registry_id() {
+        return None;
+    }
+    // SAFETY: the registry places `ptr` in the medium pool's arenas (its id, never 0); the
+    // caller's guarantee; a block that moves gets a medium block (the size is the pool's).
+    unsafe { MEDIUM.realloc_in_arenas(ptr, size) }
+}
+
 /// The C library's way for a block of the mem domain's medium pool (513 bytes to 8 KiB), whose
 /// arena the registry gave as `owner` on `free`'s fast path: into the calling thread's bin by the
 /// pool's fast free, with its checks; false, having done nothing, for any other owner, and for
