@@ -181,12 +181,18 @@ pub unsafe extern "C" fn calloc(nelem: usize, elsize: usize) -> *mut c_void {
     calloc_slow(nelem, elsize)
 }
 
-/// `calloc` past the bin: a small block from the thread's heap, else the domain's `calloc`.
+/// `calloc` past the bin: a small block from the thread's heap, a medium one from the thread's
+/// bin of the medium pool, else the domain's `calloc`.
 #[cold]
 #[inline(never)]
 extern "C" fn calloc_slow(nelem: usize, elsize: usize) -> *mut c_void {
     if let Some(size) = nelem.checked_mul(elsize)
-        && let Some(p) = small_block(size)
+        && let Some(p) = small_block(size).or_else(|| {
+            // 513 bytes to 8 KiB: the thread's bin of the medium pool.
+            (mem_fast_path().1 != NO_KEY)
+                .then(|| alloc_domains::malloc_medium_fast(size))
+                .flatten()
+        })
     {
         // SAFETY: a fresh block of at least `size` bytes.
         unsafe { p.as_ptr().write_bytes(0, size) };
