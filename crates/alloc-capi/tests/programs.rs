@@ -281,7 +281,12 @@ fn the_allocators_code_lies_together_before_the_rest_of_the_text() {
     for name in [
         "8domalloc4init17h",
         "8domalloc11malloc_slow",
+        "8domalloc13malloc_slower",
         "8domalloc9free_slow",
+        "8domalloc11free_slower",
+        "8domalloc11calloc_slow",
+        "8domalloc12realloc_slow",
+        "8domalloc14realloc_moving",
         "12my_heap_slow",
         "16alloc_class_slow",
         "21alloc_from_pools_slow",
