@@ -61,12 +61,13 @@ pub enum FastRealloc {
 pub enum FastFree {
     /// The block is freed (into the calling thread's bin, or home).
     Done,
-    /// Nothing was done: the pointer is not in this allocator's arenas, and this is the
-    /// registry's owner of its arena (0: no arena; [`NO_KEY`]: not looked up, the flat table
-    /// does not cover the address).
+    /// Nothing was done: the registry's owner of the pointer's arena is not the key (0: no
+    /// arena; [`NO_KEY`]: not looked up, the flat table does not cover the address). With the
+    /// key [`NO_KEY`] (no fast path) this allocator's own blocks come back this way too, with
+    /// its id.
     Owner(u32),
-    /// Nothing was done to a pointer in this allocator's arenas: the checks refused it, or the
-    /// bin is full (then the allocator's `free_checked` takes it).
+    /// Nothing was done to a pointer in this allocator's arenas: the checks refused it, the
+    /// bin is full, or the thread has no cache (then the allocator's `free_checked` takes it).
     Refused,
 }
 

@@ -331,7 +331,8 @@ unsafe extern "C" fn realloc_moving(
     }
 }
 
-/// `realloc` past its common case: null, a size of 0, a block that moves, any other pointer.
+/// `realloc` past its common case: null, a size of 0, a block of the medium pool (resized by
+/// that pool's fast realloc, after the whole check), any other pointer.
 ///
 /// # Safety
 /// As for `realloc`.

@@ -287,6 +287,7 @@ fn the_allocators_code_lies_together_before_the_rest_of_the_text() {
         "8domalloc11calloc_slow",
         "8domalloc12realloc_slow",
         "8domalloc14realloc_moving",
+        "8domalloc19posix_memalign_slow",
         "12my_heap_slow",
         "16alloc_class_slow",
         "21alloc_from_pools_slow",

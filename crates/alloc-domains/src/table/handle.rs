@@ -363,7 +363,8 @@ pub unsafe fn free_standard_owned(ptr: *mut u8, owner: u32) {
 }
 
 /// The C library's way to a block of the mem domain's medium pool for `size` bytes (513 to
-/// 8 KiB): from the calling thread's bin of its class, with no call; `None`, having done
+/// 8 KiB), while the standard pools are the domain's allocator ([`mem_fast_path`] gives a
+/// key): from the calling thread's bin of its class, with no call; `None`, having done
 /// nothing, for any other size, a thread with no heap there yet, or an empty bin (then
 /// [`malloc_standard_large`]).
 #[inline(always)]
@@ -377,10 +378,12 @@ pub fn malloc_medium_fast(size: usize) -> Option<NonNull<u8>> {
 
 /// The C library's `realloc` of a block of the mem domain's medium pool to a size the medium
 /// pool serves (513 bytes to 8 KiB), by the pool's fast realloc (in place within the class,
-/// else moved within the medium pool, the old block freed into the thread's bin), after one
-/// registry lookup. `None`, having done nothing, for any other pointer or size, a thread with no
-/// heap there, or a pointer the checks refuse (then the long way, which reports a bad one);
-/// `Some(None)` when there is no memory for the new block (the old one is untouched).
+/// else moved within the medium pool, the old block freed into the thread's bin), after the
+/// hardened default's whole check of the pointer, as the long way makes it: a pointer inside a
+/// block or one of the last blocks freed into the thread's bin is reported there and the
+/// process aborts. `None`, having done nothing, for any other pointer or size, or a thread with
+/// no heap there (then the long way); `Some(None)` when there is no memory for the new block
+/// (the old one is untouched).
 ///
 /// # Safety
 /// The mem domain's fast path is on; `ptr` is a live block of the mem domain or of glibc's, or a
@@ -391,11 +394,13 @@ pub unsafe fn realloc_medium_fast(ptr: *mut u8, size: usize) -> Option<Option<No
     if size.wrapping_sub(513) >= MEDIUM_POOL.threshold - 512 {
         return None;
     }
-    let owner = alloc_arena::arena_owner(ptr);
-    if owner == 0 || owner != MEDIUM.registry_id() {
+    // The hardened default's whole check, as the long way makes it (`check_standard_live`): a
+    // pointer that does not start a block of a pool in use, or one among the last blocks freed
+    // into the thread's bin, is reported here; false for a pointer outside the medium pool.
+    if !MEDIUM.check_live(ptr, "realloc") {
         return None;
     }
-    // SAFETY: the registry places `ptr` in the medium pool's arenas (its id, never 0); the
+    // SAFETY: the registry places `ptr` in the medium pool's arenas (`check_live`); the
     // caller's guarantee; a block that moves gets a medium block (the size is the pool's).
     unsafe { MEDIUM.realloc_in_arenas(ptr, size) }
 }
