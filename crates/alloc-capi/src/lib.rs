@@ -162,7 +162,7 @@ fn small_block(size: usize) -> Option<NonNull<u8>> {
 /// `calloc(3)`: zeroed; an overflowing product fails with `ENOMEM`.
 ///
 /// The common case, a small block from the calling thread's bin, keeps no frame: its zeroing is
-/// a tail call of `memset`, and everything else is a tail call of [`calloc_slow`].
+/// a tail call of `memset`, and everything else is a tail call of `calloc_slow`.
 ///
 /// # Safety
 /// C's contract for `calloc`.
@@ -294,8 +294,8 @@ fn not_glibcs(op: &str, p: *mut c_void) {
 /// C's contract for `realloc`.
 ///
 /// The common cases keep no frame: a block of the calling thread's pools resized within its
-/// class is answered at once, one that moves is a tail call of [`realloc_moving`], with the
-/// checks made; everything else is a tail call of [`realloc_slow`].
+/// class is answered at once, one that moves is a tail call of `realloc_moving`, with the
+/// checks made; everything else is a tail call of `realloc_slow`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     let (pool, key) = mem_fast_path();
