@@ -314,28 +314,6 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
     }
 
-    /// The second step of [`realloc_fast_check`](Self::realloc_fast_check): the block moves
-    /// into a new one of `size` bytes (the fast allocation, or `malloc`), its bytes copied, the
-    /// old one freed into `bin` (or by `free` if the bin is full). `None`: no memory for the new
-    /// block (the old one is untouched).
-    ///
-    /// # Safety
-    /// `key` is the one given to `realloc_fast_check`, whose answer for `ptr` and `size` was
-    /// `Moves { bin, block }`, on this thread, with nothing done to the thread's heap since;
-    /// `ptr` is not used again on a `Some` answer.
-    #[inline]
-    pub unsafe fn realloc_move_fast(
-        &self,
-        ptr: *mut u8,
-        size: usize,
-        key: u32,
-        bin: *mut u8,
-        block: usize,
-    ) -> Option<NonNull<u8>> {
-        // SAFETY: the caller's guarantee.
-        unsafe { self.realloc_move(ptr, size, key, bin, block) }
-    }
-
     /// Whether a block of `block` bytes serves `size` in place: the size is of the block's class
     /// (a block stays only within its class, so that a sized free can trust the size).
     #[inline(always)]
@@ -465,19 +443,20 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return Some(Some(old));
         }
         // SAFETY: the block passed the checks (above) on this thread, just now.
-        Some(unsafe { self.realloc_move(ptr, size, key, bin, block) })
+        Some(unsafe { self.realloc_move_fast(ptr, size, key, bin, block) })
     }
 
-    /// The move of both fast reallocs: a new block of `size` bytes, the old one's bytes copied
-    /// into it, the old one freed into `bin` (or by `free` if the bin is full); `None` with the
-    /// old block untouched if there is no memory.
+    /// The second step of [`realloc_fast_check`](Self::realloc_fast_check), and the move of both
+    /// fast reallocs: the block moves into a new one of `size` bytes (the fast allocation, or
+    /// `malloc`), its bytes copied, the old one freed into `bin` (or by `free` if the bin is
+    /// full). `None`: no memory for the new block (the old one is untouched).
     ///
     /// # Safety
-    /// `ptr` passed [`realloc_target`](Self::realloc_target)'s checks on this thread, which gave
-    /// `bin` and `block`, with nothing done to the thread's heap since; `key` is this
-    /// allocator's fast key or [`NO_KEY`]; `ptr` is not used again on a `Some` answer.
+    /// `ptr` passed the fast checks on this thread (`realloc_fast_check`'s answer for `ptr` and
+    /// `size` was `Moves { bin, block }`), with nothing done to the thread's heap since; `key`
+    /// is this allocator's fast key or [`NO_KEY`]; `ptr` is not used again on a `Some` answer.
     #[inline(always)]
-    unsafe fn realloc_move(
+    pub unsafe fn realloc_move_fast(
         &self,
         ptr: *mut u8,
         size: usize,

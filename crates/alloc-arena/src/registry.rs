@@ -170,11 +170,7 @@ pub(crate) fn owner_of(addr: usize) -> u32 {
 #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn owned_by_fast(addr: usize, id: u32) -> bool {
-    match flat::lookup(addr >> CHUNK_SHIFT) {
-        Some(owner) => owner == id,
-        None if flat::PRESENT => false,
-        None => owner_in_tree(addr) == id,
-    }
+    owner_fast(addr) == Some(id)
 }
 
 /// The owner id of the arena covering `addr` (0 if none) for the fast frees: where the flat
