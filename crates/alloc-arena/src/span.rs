@@ -18,7 +18,11 @@
 //! * **The header** holds the span's size and its state (live or cached). A free checks both: a
 //!   pointer that is not 64 bytes into a chunk-aligned span, or a span already cached, is a bad
 //!   free, reported on one line before the process aborts (the hardened default of `check`).
-//! * **The cache** holds up to `CACHE_SPANS` freed spans and `CACHE_BYTES` bytes. A request takes
+//! * **The cache** holds up to `CACHE_SPANS` freed spans, and bytes up to the larger of
+//!   `CACHE_BYTES` and half the bytes of the spans that hold live blocks (a program that keeps
+//!   300 MiB of large buffers and replaces them one by one reuses the freed ones, as glibc's heap
+//!   does, instead of mapping and faulting in new ones; one that frees everything is back to
+//!   `CACHE_BYTES` at its next large free). A request takes
 //!   a cached span of the size it needs, or one up to twice that (the smallest, and among equals
 //!   the most recently freed, whose pages are resident in the shape the program last used); a free puts its span in the
 //!   cache and unmaps the spans that have stayed there longer than `DECAY_MS`, or that do not fit
@@ -54,6 +58,8 @@ const CACHE_BYTES: usize = if cfg!(any(unix, windows)) {
 } else {
     0
 };
+/// The cache may hold more than `CACHE_BYTES`: up to the live spans' bytes over this.
+const LIVE_SHARE: usize = 2;
 /// How long a freed span stays cached before it is unmapped.
 const DECAY_MS: u64 = 1000;
 
@@ -115,6 +121,10 @@ pub struct Spans<P: ArenaProvider = crate::DefaultArenas> {
     provider: P,
     /// The registry id of the spans (0 until the first span).
     id: AtomicU32,
+    /// Bytes of the spans holding live blocks: the cache's bound follows it. A heuristic read
+    /// and written with relaxed atomics (no protocol rests on it), out of the cache's lock so
+    /// that a fresh span's mapping takes no lock.
+    live: core::sync::atomic::AtomicUsize,
     cache: SpinLock<Cache>,
 }
 
@@ -142,6 +152,7 @@ impl<P: ArenaProvider> Spans<P> {
         Spans {
             provider,
             id: AtomicU32::new(0),
+            live: core::sync::atomic::AtomicUsize::new(0),
             cache: SpinLock::new(Cache {
                 spans: [Cached {
                     base: 0,
@@ -196,6 +207,16 @@ impl<P: ArenaProvider> Spans<P> {
         Some((base, need, false))
     }
 
+    /// The most bytes the cache may hold while spans of `live` bytes hold live blocks: the
+    /// larger of `CACHE_BYTES` and a share of `live`; 0 without an OS (nothing is cached).
+    fn cache_bound(live: usize) -> usize {
+        if CACHE_BYTES == 0 {
+            0
+        } else {
+            CACHE_BYTES.max(live / LIVE_SHARE)
+        }
+    }
+
     /// Unregisters and unmaps a span nobody can reach any more.
     fn release(&self, s: Cached) {
         registry::unregister(s.base, s.size);
@@ -213,6 +234,8 @@ impl<P: ArenaProvider> Spans<P> {
     fn block(&self, size: usize, zeroed: bool) -> Option<NonNull<u8>> {
         let need = size.checked_add(HEADER)?.checked_next_multiple_of(CHUNK)?;
         let (base, span, reused) = self.take(need)?;
+        self.live
+            .fetch_add(span, core::sync::atomic::Ordering::Relaxed);
         let header = base as *mut SpanHeader;
         // SAFETY: the span is mapped, ours alone, and starts with room for its header.
         unsafe {
@@ -395,6 +418,11 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
             (*header).size
         };
         crate::instrument::block_freed(ptr, size - HEADER);
+        let live = self
+            .live
+            .fetch_sub(size, core::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(size);
+        let bound = Self::cache_bound(live);
         let now = crate::os::now_ms();
         let mut victims = [Cached {
             base: 0,
@@ -407,7 +435,7 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
             while c.len > 0
                 && (now.wrapping_sub(c.spans[0].at_ms) > DECAY_MS
                     || c.len == CACHE_SPANS
-                    || c.bytes + size > CACHE_BYTES)
+                    || c.bytes + size > bound)
             {
                 victims[n] = c.spans[0];
                 n += 1;
@@ -415,9 +443,8 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
                 c.spans.copy_within(1..c.len, 0);
                 c.len -= 1;
             }
-            // `CACHE_BYTES` is 0 without an OS: then no span is ever cached.
-            #[allow(clippy::absurd_extreme_comparisons)]
-            if size <= CACHE_BYTES {
+            // The bound is 0 without an OS: then no span is ever cached.
+            if size <= bound {
                 c.spans[c.len] = Cached {
                     base: header as usize,
                     size,
@@ -567,6 +594,39 @@ mod tests {
                 "the oldest went back"
             );
         }
+        spans.trim();
+    }
+
+    #[test]
+    fn the_cache_grows_with_the_live_spans_and_shrinks_when_they_go() {
+        // 30 live blocks of 8 MiB spans (mapped, never touched): freeing ten of them keeps all
+        // ten (80 MiB, over `CACHE_BYTES`, within half the 160 MiB still live), so replacing
+        // them maps nothing; once every block is freed the cache is back within `CACHE_BYTES`.
+        const SPAN: usize = 8 << 20;
+        let spans = Spans::new();
+        let blocks: std::vec::Vec<_> = (0..30)
+            .map(|_| spans.malloc(SPAN - HEADER).unwrap())
+            .collect();
+        for b in &blocks[..10] {
+            // SAFETY: each live block freed once.
+            unsafe { spans.free(b.as_ptr()) };
+        }
+        assert_eq!(spans.cached(), (10, 10 * SPAN));
+        const { assert!(10 * SPAN > CACHE_BYTES) };
+        let again: std::vec::Vec<_> = (0..10)
+            .map(|_| spans.malloc(SPAN - HEADER).unwrap())
+            .collect();
+        assert_eq!(
+            spans.cached(),
+            (0, 0),
+            "every replacement reused a cached span"
+        );
+        for b in again.iter().chain(&blocks[10..]) {
+            // SAFETY: each live block freed once.
+            unsafe { spans.free(b.as_ptr()) };
+        }
+        let (n, bytes) = spans.cached();
+        assert!(bytes <= CACHE_BYTES, "{n} spans, {bytes} bytes");
         spans.trim();
     }
 
