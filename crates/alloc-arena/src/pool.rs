@@ -579,9 +579,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// heap. Every [`HEAPLESS_FREES_BEFORE_HEAP`]th such free gets the thread a heap (adopted, or
     /// new), as its first allocation would: from then on its frees join its bins and go home a
     /// run of one pool at a time when a bin overflows (`PoolCore::flush_bin`), as every
-    /// allocating thread's do. The price is the allocating threads': blocks waiting in the
-    /// bins of such a heap when its thread ends stay out of their pools until another thread
-    /// adopts the heap (at most a bin's worth per class).
+    /// allocating thread's do (not with a secure geometry, whose bins hold nothing). The price
+    /// is the allocating threads': blocks waiting in the bins of such a heap when its thread
+    /// ends stay out of their pools until another thread adopts the heap (at most a bin's worth
+    /// per class).
     ///
     /// # Safety
     /// `ptr` is a live block of heap `slot` of this allocator (of `class`, if given), which the
@@ -595,7 +596,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         class: Option<usize>,
     ) {
         let c = threads::cache_if_any();
-        if !c.is_null() {
+        // A secure heap's bins hold nothing: a heap would send each block home all the same.
+        if !c.is_null() && !self.geo.secure {
             // SAFETY: the calling thread's cache, touched only by it.
             let n = unsafe { &mut (*c).heapless_frees };
             *n += 1;
