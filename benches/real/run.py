@@ -90,16 +90,22 @@ def run(build, spec, lib):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--bench', required=True,
                     help="mimalloc-bench's bench/ directory, with the programs built in build/")
-    ap.add_argument('--rounds', type=int, default=3)
-    ap.add_argument('--procs', type=int, default=os.cpu_count())
+    ap.add_argument('--rounds', type=int, default=3, help='rounds (default 3)')
+    ap.add_argument('--procs', type=int, default=os.cpu_count(),
+                    help='threads for the N programs (default: the processors)')
     ap.add_argument('--only', help='comma-separated programs (default: all)')
-    ap.add_argument('--domalloc', default='target/release/libdomalloc.so')
-    ap.add_argument('--mimalloc', default=LIBDIR + '/libmimalloc.so.2')
-    ap.add_argument('--jemalloc', default=LIBDIR + '/libjemalloc.so.2')
-    ap.add_argument('--out', default='real-programs.json')
+    ap.add_argument('--domalloc', default='target/release/libdomalloc.so',
+                    help='the library to test (default: %(default)s)')
+    ap.add_argument('--mimalloc', default=LIBDIR + '/libmimalloc.so.2',
+                    help='(default: %(default)s, Debian libmimalloc2.0)')
+    ap.add_argument('--jemalloc', default=LIBDIR + '/libjemalloc.so.2',
+                    help='(default: %(default)s, Debian libjemalloc2)')
+    ap.add_argument('--out', default='real-programs.json',
+                    help='where every run is written (default: %(default)s)')
     a = ap.parse_args()
     libs = {'glibc': '', 'mimalloc': a.mimalloc, 'jemalloc': a.jemalloc,
             'domalloc': os.path.abspath(a.domalloc)}
