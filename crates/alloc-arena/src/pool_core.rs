@@ -933,6 +933,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     ///
     /// # Safety
     /// `class` is below the geometry's class count.
+    // Used by `PoolAllocator` (an OS is needed) alone.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
     #[inline(always)]
     pub(crate) unsafe fn pop_pool_list(&mut self, class: usize) -> Option<NonNull<u8>> {
         debug_assert!(class < self.geo.nclasses);
