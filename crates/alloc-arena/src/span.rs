@@ -22,10 +22,10 @@
 //!   `CACHE_BYTES` and half the bytes of the spans that hold live blocks (a program that keeps
 //!   300 MiB of large buffers and replaces them one by one reuses the freed ones, as glibc's heap
 //!   does, instead of mapping and faulting in new ones; one that frees everything is back to
-//!   `CACHE_BYTES` at its next large free). A request takes
-//!   a cached span of the size it needs, or one up to twice that (the smallest, and among equals
-//!   the most recently freed, whose pages are resident in the shape the program last used); a free puts its span in the
-//!   cache and unmaps the spans that have stayed there longer than `DECAY_MS`, or that do not fit
+//!   `CACHE_BYTES` at its next large free). A request takes a cached span of the size it needs,
+//!   or one up to twice that (the smallest, and among equals the most recently freed, whose pages
+//!   are resident in the shape the program last used); a free puts its span in the cache and
+//!   unmaps the spans that have stayed there longer than `DECAY_MS`, or that do not fit
 //!   the bounds, oldest first. Cached memory therefore goes back to the OS within about a second
 //!   of the program's last large free, and at once on [`Spans::trim`]. Without an OS there is
 //!   no cache: a freed span goes back to its provider (a region the pools share) at once.
@@ -37,6 +37,8 @@
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
+// The live bytes' counter is a plain atomic even under loom: no protocol rests on it.
+use core::sync::atomic as plain;
 
 use alloc_core::{ArenaProvider, DomainAllocator, Ownership};
 
@@ -124,7 +126,7 @@ pub struct Spans<P: ArenaProvider = crate::DefaultArenas> {
     /// Bytes of the spans holding live blocks: the cache's bound follows it. A heuristic read
     /// and written with relaxed atomics (no protocol rests on it), out of the cache's lock so
     /// that a fresh span's mapping takes no lock.
-    live: core::sync::atomic::AtomicUsize,
+    live: plain::AtomicUsize,
     cache: SpinLock<Cache>,
 }
 
@@ -152,7 +154,7 @@ impl<P: ArenaProvider> Spans<P> {
         Spans {
             provider,
             id: AtomicU32::new(0),
-            live: core::sync::atomic::AtomicUsize::new(0),
+            live: plain::AtomicUsize::new(0),
             cache: SpinLock::new(Cache {
                 spans: [Cached {
                     base: 0,
@@ -234,8 +236,7 @@ impl<P: ArenaProvider> Spans<P> {
     fn block(&self, size: usize, zeroed: bool) -> Option<NonNull<u8>> {
         let need = size.checked_add(HEADER)?.checked_next_multiple_of(CHUNK)?;
         let (base, span, reused) = self.take(need)?;
-        self.live
-            .fetch_add(span, core::sync::atomic::Ordering::Relaxed);
+        self.live.fetch_add(span, plain::Ordering::Relaxed);
         let header = base as *mut SpanHeader;
         // SAFETY: the span is mapped, ours alone, and starts with room for its header.
         unsafe {
@@ -420,7 +421,7 @@ unsafe impl<P: ArenaProvider + Sync> DomainAllocator for Spans<P> {
         crate::instrument::block_freed(ptr, size - HEADER);
         let live = self
             .live
-            .fetch_sub(size, core::sync::atomic::Ordering::Relaxed)
+            .fetch_sub(size, plain::Ordering::Relaxed)
             .saturating_sub(size);
         let bound = Self::cache_bound(live);
         let now = crate::os::now_ms();
