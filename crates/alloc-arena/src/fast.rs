@@ -583,9 +583,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
 /// The fast free of a thread that has no heap of `pool` (one that frees what others made, a
 /// consumer): the hardened default's whole check of the pointer (a bad one is reported there and
-/// the process aborts), then the block goes straight home to its pool's remote list
-/// (`PoolAllocator::free_remote`, which also refuses the block heading that list), without the
-/// long way's second lookup. An `extern "C"` function, which cannot unwind, so that the fast
+/// the process aborts), then `PoolAllocator::free_heapless` (the block goes straight home to its
+/// pool's remote list, which refuses the block heading it, or, every so many such frees, into a
+/// heap the thread takes for them), without the long way's second lookup. An `extern "C"` function, which cannot unwind, so that the fast
 /// path's call to it is its last act (a jump: no frame, no register kept on the fast path).
 ///
 /// # Safety
@@ -603,12 +603,12 @@ unsafe extern "C" fn free_home_at_once<P: ArenaProvider, L: DomainAllocator>(
     // SAFETY: the registry places `ptr` in the arenas (the caller's guarantee), so it is not null.
     let p = unsafe { NonNull::new_unchecked(ptr) };
     // SAFETY: as above; a bad pointer there is reported and does not return.
-    let _class = unsafe { crate::routing::checked_class(pool, "free", p) };
+    let class = unsafe { crate::routing::checked_class(pool, "free", p) };
     let arena = (ptr as usize & !(g.arena_size - 1)) as *const crate::arena::ArenaHeader;
-    // SAFETY: a block start of a pool in use (checked), so its arena is live and its heap was
-    // written before any of its blocks was handed out; not the calling thread's (it has no heap
-    // here).
-    unsafe { pool.free_remote((*arena).slot.cast_mut(), p) };
+    // SAFETY: a block start of a pool in use (checked), of class `class`, so its arena is live
+    // and its heap was written before any of its blocks was handed out; not the calling
+    // thread's (it has no heap here).
+    unsafe { pool.free_heapless((*arena).slot.cast_mut(), p, Some(class)) };
 }
 
 #[cfg(test)]

@@ -33,6 +33,10 @@ use crate::stats::PoolStats;
 use crate::sync::{AtomicU32, Ordering};
 use crate::threads::{self, HeapSlot, ProviderRef, SLOT_BYTES, SlotHeader, ThreadCache};
 
+/// A thread with no heap of an allocator sends this many of its frees of that allocator's blocks
+/// straight home, then takes a heap for the next (see `PoolAllocator::free_heapless`).
+const HEAPLESS_FREES_BEFORE_HEAP: u32 = 64;
+
 /// The pymalloc-style pool allocator, shareable between threads: a heap per thread.
 ///
 /// Small requests (at most `threshold` bytes, 512 by default) are served from 16-byte-spaced size
@@ -564,11 +568,56 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 return;
             }
         }
-        // A thread with no heap here (one that only frees what others made) gets none for it:
-        // the block goes straight home. Parked in a heap made for the purpose, such blocks
-        // would stay out of their pools after the thread ends, until another thread adopts
-        // the heap.
-        // SAFETY: the caller's guarantee; the heap is another thread's, or nobody's.
+        // SAFETY: the caller's guarantee; the calling thread has no heap of this allocator, so
+        // the block's heap is another thread's, or nobody's.
+        unsafe { self.free_heapless(slot, ptr, class) }
+    }
+
+    /// A free by a thread that has no heap of this allocator (one that frees what others made: a
+    /// consumer). Its first frees go straight home, one compare-exchange each
+    /// ([`free_remote`](Self::free_remote)), so that a thread freeing a few blocks takes no
+    /// heap. Every [`HEAPLESS_FREES_BEFORE_HEAP`]th such free gets the thread a heap (adopted, or
+    /// new), as its first allocation would: from then on its frees join its bins and go home a
+    /// run of one pool at a time when a bin overflows (`PoolCore::flush_bin`), as every
+    /// allocating thread's do (not with a secure geometry, whose bins hold nothing). The price
+    /// is the allocating threads': blocks waiting in the bins of such a heap when its thread
+    /// ends stay out of their pools until another thread adopts the heap (at most a bin's worth
+    /// per class).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of heap `slot` of this allocator (of `class`, if given), which the
+    /// calling thread does not own; the calling thread has no heap of this allocator.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn free_heapless(
+        &self,
+        slot: *mut SlotHeader,
+        ptr: NonNull<u8>,
+        class: Option<usize>,
+    ) {
+        let c = threads::cache_if_any();
+        // A secure heap's bins hold nothing: a heap would send each block home all the same.
+        if !c.is_null() && !self.geo.secure {
+            // SAFETY: the calling thread's cache, touched only by it.
+            let n = unsafe { &mut (*c).heapless_frees };
+            *n += 1;
+            if *n >= HEAPLESS_FREES_BEFORE_HEAP {
+                *n = 0;
+                let mine = self.my_heap_slow();
+                if mine == slot {
+                    // SAFETY: the calling thread just adopted the block's own heap.
+                    unsafe { self.free_local_fast(mine, ptr, class) };
+                    return;
+                }
+                if !mine.is_null() {
+                    // SAFETY: the calling thread owns `mine`, a heap of this allocator; the
+                    // block is a live block of another of its heaps (of `class`, if given).
+                    unsafe { self.free_into_my_bin(mine, ptr, class) };
+                    return;
+                }
+            }
+        }
+        // SAFETY: the caller's guarantee.
         unsafe { self.free_remote(slot, ptr) }
     }
 
@@ -743,7 +792,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// them), so with several threads allocating this is a lower bound. Blocks of other heaps
     /// that wait in the bins of the heaps it counts are first sent home (a free puts any block
     /// in the freeing thread's bin), so that they count as free; those in other running threads'
-    /// bins count as in use.
+    /// bins count as in use. A thread's heap is given up when it ends (before `join` returns on
+    /// it), so once the threads that freed blocks are joined, their bins are counted.
     pub fn stats(&self) -> PoolStats {
         let mut total = PoolStats::empty(&self.geo);
         self.for_each_reachable_heap(false, |core| core.send_parked_home());

@@ -202,6 +202,48 @@ fn a_block_another_thread_frees_is_reused_by_that_thread_and_goes_home_later() {
 }
 
 #[test]
+fn a_thread_that_only_frees_takes_a_heap_once_it_frees_many() {
+    // A consumer: the main thread makes blocks, a thread that never allocates frees them. Its
+    // first frees go straight home (no heap for a thread that frees a few); from the 64th on,
+    // it has a heap of its own, whose bins take its frees, and whose flushes send them home.
+    let pool = PoolAllocator::new();
+    let blocks: Vec<usize> = (0..1000)
+        .map(|_| pool.malloc(32).unwrap().as_ptr() as usize)
+        .collect();
+    assert_eq!(pool.heaps(), 1);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for &b in &blocks[..63] {
+                // SAFETY: live blocks of the main thread's heap, each freed once.
+                unsafe { pool.free(b as *mut u8) };
+            }
+            assert_eq!(pool.heaps(), 1, "63 frees take no heap");
+            assert_eq!(pool.my_bin_fill(1).0, 0);
+            for &b in &blocks[63..100] {
+                // SAFETY: as above.
+                unsafe { pool.free(b as *mut u8) };
+            }
+            assert_eq!(pool.heaps(), 2, "the 64th free took a heap");
+            assert_eq!(
+                pool.my_bin_fill(1).0,
+                37,
+                "the frees from the 64th on wait in the thread's bin"
+            );
+            for &b in &blocks[100..] {
+                // SAFETY: as above.
+                unsafe { pool.free(b as *mut u8) };
+            }
+            // This thread's trim flushes its bins: the blocks go home.
+            pool.trim();
+        });
+    });
+    pool.trim();
+    let s = pool.stats();
+    assert_eq!(s.blocks_in_use(), 0, "{s}");
+    pool.check_invariants();
+}
+
+#[test]
 fn blocks_sent_home_to_an_ended_threads_heap_are_collected_at_once() {
     // A thread makes blocks and ends (its heap abandoned); this thread, whose heap was made
     // first (so it does not adopt that one), frees them all. They fill its bin, whose flushes

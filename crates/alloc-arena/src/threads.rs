@@ -166,6 +166,9 @@ pub(crate) struct ThreadCache {
     next_free: *mut ThreadCache,
     /// Whether the OS slot holds this cache (so that the thread's end is heard of).
     pub(crate) registered: bool,
+    /// Frees this thread sent straight home because it had no heap of the block's allocator,
+    /// since it last took a heap for that reason (see `PoolAllocator::free_heapless`).
+    pub(crate) heapless_frees: u32,
 }
 
 const NO_WAYS: [Way; CACHE_WAYS] = [Way {
@@ -185,6 +188,7 @@ impl ThreadCache {
         ways: NO_WAYS,
         next_free: ptr::null_mut(),
         registered: false,
+        heapless_frees: 0,
     };
 
     /// The token that marks heaps this thread owns; `this` is the calling thread's cache. With
@@ -274,6 +278,7 @@ fn take_cache() -> *mut ThreadCache {
                         ways: NO_WAYS,
                         next_free: s.free,
                         registered: false,
+                        heapless_frees: 0,
                     });
                     s.free = base.add(i);
                 }
@@ -337,6 +342,7 @@ pub(crate) unsafe fn thread_ended(c: *mut ThreadCache) {
     unsafe {
         (*c).ways = NO_WAYS;
         (*c).registered = false;
+        (*c).heapless_frees = 0;
     }
     #[cfg(not(feature = "std"))]
     // SAFETY: the thread is ending and the OS cleared its slot: nothing refers to the cache.

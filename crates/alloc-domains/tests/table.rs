@@ -103,14 +103,24 @@ fn blocks_made_before_a_replacement_are_freed_by_their_maker_from_many_threads()
             .iter()
             .all(|&p| second.owns((p - 16) as *const u8) == Ownership::Owned)
     );
+    // Each thread is joined: a joined thread has ended, and the blocks that its frees left in
+    // its bins went back with its heap. (A scope's end waits for the threads' closures, not for
+    // their exit: a thread still running holds what its bins hold.)
     std::thread::scope(|s| {
-        for chunk in sent.chunks(5000).chain(made_after.chunks(5000)) {
-            s.spawn(move || {
-                for &p in chunk {
-                    // SAFETY: each block freed once; the domain routes it to its maker.
-                    unsafe { d.free(p as *mut u8) };
-                }
-            });
+        let freeing: Vec<_> = sent
+            .chunks(5000)
+            .chain(made_after.chunks(5000))
+            .map(|chunk| {
+                s.spawn(move || {
+                    for &p in chunk {
+                        // SAFETY: each block freed once; the domain routes it to its maker.
+                        unsafe { d.free(p as *mut u8) };
+                    }
+                })
+            })
+            .collect();
+        for t in freeing {
+            t.join().unwrap();
         }
     });
     assert_eq!(
