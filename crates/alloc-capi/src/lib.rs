@@ -41,6 +41,7 @@ use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership, System};
 use alloc_domains::{DomainId, MEM, mem_fast_path};
 
 mod api;
+mod cxx;
 mod trace_env;
 
 /// The library's own Rust allocations (a leaked allocator record, a report's text) go straight to
@@ -212,6 +213,16 @@ extern "C" fn calloc_slow(nelem: usize, elsize: usize) -> *mut c_void {
 /// C's contract for `free`: `p` is null or a live block of this process's malloc family.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
+    // SAFETY: the caller's guarantee.
+    unsafe { free_inline(p) }
+}
+
+/// The body of [`free`], for the C++ `delete` forms too.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+unsafe fn free_inline(p: *mut c_void) {
     let (pool, key) = mem_fast_path();
     // SAFETY: the key the domain table gives for its pool; `p` is null or a live block of the
     // process's malloc family, which the pool's fast path takes (it frees only its own blocks).
@@ -608,7 +619,7 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 /// The library's own frames, for tracers to skip (`alloc_core::plumbing`): its Rust functions
 /// (the crate is named `domalloc`) ...
 static FRAMES: alloc_core::plumbing::Prefixes = &["domalloc::"];
-/// ... and its C exports: the malloc family and PEP 445's C API.
+/// ... and its C exports: the malloc family, C++'s operators and PEP 445's C API.
 static EXPORTS: alloc_core::plumbing::Prefixes = &[
     "malloc",
     "calloc",
@@ -621,6 +632,11 @@ static EXPORTS: alloc_core::plumbing::Prefixes = &[
     "valloc",
     "pvalloc",
     "domalloc_*",
+    // C++'s operators new and delete, every form (`cxx`).
+    "_Znwm*",
+    "_Znam*",
+    "_ZdlPv*",
+    "_ZdaPv*",
 ];
 
 /// The library's constructor: registers its frames for tracers and the domains' fork handlers,

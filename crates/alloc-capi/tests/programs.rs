@@ -1,7 +1,7 @@
 //! Real programs under libdomalloc: a C program compiled here (threads, realloc chains, aligned
-//! allocations, the error cases, fork), a C program using `domalloc.h`, `python3` with
-//! `PYTHONMALLOC=malloc` (every Python allocation through domalloc), `git`, `gcc` and `sqlite3`.
-//! Each runs with `LD_PRELOAD` under `DOMALLOC=pool` and `DOMALLOC=pool_debug` and must print
+//! allocations, the error cases, fork), a C++ program (its operators new and delete), a C program
+//! using `domalloc.h`, `python3` with `PYTHONMALLOC=malloc` (every Python allocation through
+//! domalloc), `git`, `gcc` and `sqlite3`. Each runs with `LD_PRELOAD` under `DOMALLOC=pool` and `DOMALLOC=pool_debug` and must print
 //! exactly what it prints without the library. A program that is not installed is skipped with a
 //! note.
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -256,6 +256,8 @@ fn the_allocators_code_lies_together_before_the_rest_of_the_text() {
         "free",
         "realloc",
         "calloc",
+        "_Znwm",
+        "_ZdlPv",
         "alloc_from_pools",
         "flush_bin",
         "free_local_slow",
@@ -454,6 +456,62 @@ fn python_object_churn_with_every_allocation_through_domalloc() {
         c
     });
     assert!(out.starts_with("checksum "), "{out}");
+}
+
+#[test]
+fn a_cxx_program_reaches_the_librarys_operators_new_and_delete() {
+    // The library exports C++'s replaceable operators (every form): under it a C++ program's
+    // `new` and `delete` are libdomalloc's, blocks of every form come and go on several threads,
+    // and failure keeps the standard's rules (bad_alloc, nullptr, the new_handler first), which
+    // the library leaves to libstdc++'s own operators, called when its `malloc` fails.
+    if !installed("g++") {
+        return skip("g++");
+    }
+    let dir = scratch();
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("new_delete");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/new_delete.cpp");
+    announce("compiling tests/c/new_delete.cpp with g++");
+    let status = Command::new("g++")
+        .args(["-O1", "-std=c++17", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("g++ runs");
+    assert!(status.success(), "g++ could not compile new_delete.cpp");
+    let parts = [
+        "operators",
+        "blocks",
+        "zero",
+        "aligned",
+        "threads",
+        "failure",
+        "handler",
+    ];
+    // A size no allocator serves, beyond any mapping.
+    let huge = "0x4000000000000000";
+    let runs = std::iter::once(None).chain(["pool", "pool_debug", "debug"].map(Some));
+    for preset in runs {
+        let mut c = Command::new(&exe);
+        c.args([if preset.is_some() { "ours" } else { "theirs" }, huge]);
+        if let Some(p) = preset {
+            c.env("LD_PRELOAD", library()).env("DOMALLOC", p);
+        }
+        let out = c.output().expect("the program runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "new_delete under {preset:?}: {:?}\n{text}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for part in parts {
+            assert!(
+                text.contains(&format!("ok {part}")),
+                "{part} under {preset:?}:\n{text}"
+            );
+        }
+    }
 }
 
 #[test]
