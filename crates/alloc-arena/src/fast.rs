@@ -8,7 +8,8 @@
 //! large blocks, foreign pointers, null).
 //!
 //! **The key.** [`PoolAllocator::fast_key`] is the allocator's registry id when the allocator
-//! uses the default geometry, and [`NO_KEY`] otherwise; a caller may pass [`NO_KEY`] to mean "not
+//! uses the fast paths' geometry ([`PoolConfig::WIDE`](crate::PoolConfig::WIDE)'s: pymalloc's
+//! with classes up to 1 KiB), and [`NO_KEY`] otherwise; a caller may pass [`NO_KEY`] to mean "not
 //! now" (the domain table does while a domain has another allocator). One comparison then
 //! answers several questions at once:
 //!
@@ -19,7 +20,7 @@
 //!   another id, so they go the long way.
 //!
 //! ```text
-//!   malloc(n): n <= 512 ─ way.id == key ─ bin[(n-1)/16] not empty ─> pop      (else: front)
+//!   malloc(n): n <= 1024 ─ way.id == key ─ bin[(n-1)/16] not empty ─> pop     (else: front)
 //!   free(p):   registry[p >> 20] == key ─ way.id == key ─ block start ─ bin not full ─> push
 //!                                                                                  (else: front)
 //! ```
@@ -34,7 +35,7 @@ use alloc_core::{ArenaProvider, DomainAllocator};
 
 use crate::pool::PoolAllocator;
 use crate::registry;
-use crate::routing::{DEFAULT_GEOMETRY, Front, pool_meta};
+use crate::routing::{FAST_GEOMETRY, Front, pool_meta};
 use crate::size_class::Geometry;
 use crate::sync::Ordering;
 use crate::threads::{self, ThreadCache};
@@ -76,13 +77,14 @@ pub const NO_KEY: u32 = u32::MAX;
 
 impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// The key of this allocator's fast paths: its registry id (assigned now if it has none yet,
-    /// one that maps to way 0 of the thread cache) if it uses the default geometry (the fast
-    /// paths compute size classes and pool positions from it as constants) and maps to way 0,
+    /// one that maps to way 0 of the thread cache) if it uses the fast paths' geometry
+    /// ([`PoolConfig::WIDE`](crate::PoolConfig::WIDE)'s: the fast paths compute size classes and
+    /// pool positions from it as constants) and maps to way 0,
     /// [`NO_KEY`] otherwise (an allocator whose id was assigned by its first allocation, before
     /// this was asked, may not).
     pub fn fast_key(&self) -> u32 {
         let g = self.geometry();
-        let d = &DEFAULT_GEOMETRY;
+        let d = &FAST_GEOMETRY;
         let id = match self.owner_id().load(Ordering::Relaxed) {
             0 => self.assign_id_for_way_zero(),
             id => id,
@@ -91,21 +93,21 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if ThreadCache::way_of(id as usize) != 0 {
             return NO_KEY;
         }
-        let default = !g.secure
+        let wide = !g.secure
             && g.class_shift == d.class_shift
             && g.threshold == d.threshold
             && g.pool_shift == d.pool_shift
             && g.arena_size == d.arena_size;
-        if id != 0 && default { id } else { NO_KEY }
+        if id != 0 && wide { id } else { NO_KEY }
     }
 
-    /// The class of `size` bytes in the default geometry and the calling thread's way 0, if
+    /// The class of `size` bytes in the fast paths' geometry and the calling thread's way 0, if
     /// `size` is within the threshold (0 wraps above it) and the way holds a heap of the
     /// allocator whose key is `key`; `None` otherwise. What `malloc_fast`, `malloc_refill` and
     /// `free_sized_fast` ask first.
     #[inline(always)]
     fn small_class_in_way0(size: usize, key: u32) -> Option<(usize, threads::Way)> {
-        let g = &DEFAULT_GEOMETRY;
+        let g = &FAST_GEOMETRY;
         // `size - 1`, so that 0 wraps and goes the long way with the sizes above the threshold,
         // and the class is one shift.
         let below = size.wrapping_sub(1);
@@ -131,11 +133,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// `key` is [`NO_KEY`] or a value [`fast_key`](Self::fast_key) returned for this allocator.
     #[inline(always)]
     pub unsafe fn malloc_fast(&self, size: usize, key: u32) -> Option<NonNull<u8>> {
-        let g = &DEFAULT_GEOMETRY;
+        let g = &FAST_GEOMETRY;
         let (class, w) = Self::small_class_in_way0(size, key)?;
         // SAFETY: the way holds a heap the calling thread owns, and its bins, of the allocator
-        // whose id is `key`: this one (the caller's guarantee), with the default geometry, so
-        // `class_of` by the default geometry is the heap's class; no other reference to the core
+        // whose id is `key`: this one (the caller's guarantee), with the fast paths' geometry, so
+        // `class_of` by that geometry is the heap's class; no other reference to the core
         // is alive.
         unsafe { crate::pool_core::pop_bin_in(w.bins, class, g.bin_stride, g.block_size(class)) }
     }
@@ -174,7 +176,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     pub unsafe fn malloc_refill(&self, size: usize, key: u32) -> Option<NonNull<u8>> {
         let (class, w) = Self::small_class_in_way0(size, key)?;
         // SAFETY: the way holds a heap of this allocator (the key's) that the calling thread
-        // owns; the class is of the default geometry, this allocator's (the key's condition).
+        // owns; the class is of the fast paths' geometry, this allocator's (the key's condition).
         // The bin is not looked at again: `malloc_fast` found it empty (and a caller that did
         // not ask it first still gets a right block, from the pools).
         unsafe { self.alloc_from_pools_fast(w.slot, class) }
@@ -196,9 +198,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return false;
         }
         // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id),
-        // whose geometry is the default one (the key's condition), and whose heaps are in way 0
+        // whose geometry is the fast paths' (the key's condition), and whose heaps are in way 0
         // of thread caches (the key's condition too); the caller's guarantee.
-        unsafe { self.free_into_bin(&DEFAULT_GEOMETRY, ptr, key as usize, 0) }
+        unsafe { self.free_into_bin(&FAST_GEOMETRY, ptr, key as usize, 0) }
     }
 
     /// [`free_fast`](Self::free_fast) that tells its caller where to go when it does not free:
@@ -220,7 +222,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return FastFree::Owner(owner);
         }
         // SAFETY: as in `free_fast`: the registry maps the chunk to this allocator's arenas.
-        if unsafe { self.free_into_bin(&DEFAULT_GEOMETRY, ptr, key as usize, 0) } {
+        if unsafe { self.free_into_bin(&FAST_GEOMETRY, ptr, key as usize, 0) } {
             FastFree::Done
         } else {
             FastFree::Refused
@@ -241,12 +243,12 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// 16 (by `malloc`, `calloc`, `realloc` or `malloc_aligned`), not used after a true answer.
     #[inline(always)]
     pub unsafe fn free_sized_fast(&self, ptr: NonNull<u8>, size: usize, key: u32) -> bool {
-        let g = &DEFAULT_GEOMETRY;
+        let g = &FAST_GEOMETRY;
         let Some((class, w)) = Self::small_class_in_way0(size, key) else {
             return false;
         };
         // SAFETY: the way holds a heap the calling thread owns and its bins, of this allocator
-        // (the key), with the default geometry; the block is of a heap of this allocator (the
+        // (the key), with the fast paths' geometry; the block is of a heap of this allocator (the
         // caller's guarantee); a block made for `size <= threshold` bytes at an alignment of at
         // most 16 is of class `class_of(size)` (realloc keeps it so); no other reference to the
         // core is alive.
@@ -285,9 +287,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return None;
         }
         // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id), of
-        // the default geometry, whose heaps are in way 0 (the key's conditions); the caller's
+        // the fast paths' geometry, whose heaps are in way 0 (the key's conditions); the caller's
         // guarantee.
-        unsafe { self.realloc_into(&DEFAULT_GEOMETRY, ptr, size, key as usize, key, 0) }
+        unsafe { self.realloc_into(&FAST_GEOMETRY, ptr, size, key as usize, key, 0) }
     }
 
     /// [`realloc_fast`](Self::realloc_fast) in two steps, for a caller that keeps its common
@@ -301,7 +303,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// As for [`realloc_fast`](Self::realloc_fast).
     #[inline(always)]
     pub unsafe fn realloc_fast_check(&self, ptr: *mut u8, size: usize, key: u32) -> FastRealloc {
-        let g = &DEFAULT_GEOMETRY;
+        let g = &FAST_GEOMETRY;
         if !registry::owned_by_fast(ptr as usize, key) {
             return FastRealloc::Refused;
         }
@@ -342,7 +344,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         let id = self.owner_id().load(Ordering::Relaxed) as usize;
         // SAFETY: the caller's guarantee (the registry maps `ptr` to this allocator's id, so it
         // is not 0); the allocator's own geometry, id and way; `NO_KEY` makes the new block's
-        // fast allocation (default geometry only) step aside.
+        // fast allocation (the fast paths' geometry only) step aside.
         unsafe {
             self.realloc_into(
                 self.geometry(),
@@ -417,7 +419,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     }
 
     /// The body of both fast reallocs: `g` is this allocator's geometry (a constant for the
-    /// default one), `id` its registry id, `key` its fast key (or [`NO_KEY`], when the new block
+    /// fast paths' one), `id` its registry id, `key` its fast key (or [`NO_KEY`], when the new block
     /// comes from `malloc`) and `way` the way of the thread cache that holds its heaps.
     ///
     /// # Safety
@@ -496,7 +498,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     }
 
     /// The body of both fast frees: `g` is this allocator's geometry (a constant for the
-    /// default one, so that the fast path computes positions from immediates), `id` its registry
+    /// fast paths' one, so that the fast path computes positions from immediates), `id` its registry
     /// id and `way` the way of the thread cache that holds its heaps.
     ///
     /// The block goes into the calling thread's own bin of its class, whichever heap it belongs
@@ -617,9 +619,15 @@ mod tests {
 
     use alloc_core::DomainAllocator;
 
+    use crate::PoolConfig;
+
     #[test]
     fn a_fast_realloc_resizes_in_place_within_the_class_moves_across_and_refuses_the_rest() {
-        static POOL: PoolAllocator = PoolAllocator::new();
+        static POOL: PoolAllocator = PoolAllocator::with_valid_config(
+            PoolConfig::WIDE,
+            crate::OsArenas::new(),
+            alloc_core::System,
+        );
         let pool = &POOL;
         let key = pool.fast_key();
         assert_ne!(key, NO_KEY);
@@ -646,8 +654,8 @@ mod tests {
             assert_eq!(pool.realloc_fast(q.as_ptr().add(16), 300, key), None);
             pool.free(p.as_ptr());
             assert_eq!(pool.realloc_fast(p.as_ptr(), 300, key), None);
-            let big = pool.malloc(600).unwrap();
-            assert_eq!(pool.realloc_fast(big.as_ptr(), 700, key), None);
+            let big = pool.malloc(1100).unwrap();
+            assert_eq!(pool.realloc_fast(big.as_ptr(), 1200, key), None);
             assert_eq!(pool.realloc_fast(ptr::null_mut(), 700, key), None);
             let foreign = alloc_core::System.malloc(64).unwrap();
             assert_eq!(pool.realloc_fast(foreign.as_ptr(), 100, key), None);
@@ -693,7 +701,11 @@ mod tests {
 
     #[test]
     fn a_refill_serves_small_sizes_from_the_threads_heap_and_refuses_the_rest() {
-        static POOL: PoolAllocator = PoolAllocator::new();
+        static POOL: PoolAllocator = PoolAllocator::with_valid_config(
+            PoolConfig::WIDE,
+            crate::OsArenas::new(),
+            alloc_core::System,
+        );
         let pool = &POOL;
         let key = pool.fast_key();
         // SAFETY: the key is the pool's (or NO_KEY); every block is freed once.
@@ -707,7 +719,7 @@ mod tests {
             assert_eq!(pool.usable_size(p), Some(256));
             assert_eq!(pool.malloc_refill(256, NO_KEY), None);
             assert_eq!(pool.malloc_refill(0, key), None);
-            assert_eq!(pool.malloc_refill(513, key), None);
+            assert_eq!(pool.malloc_refill(1025, key), None);
             pool.free(p.as_ptr());
             pool.free(first.as_ptr());
         }
@@ -715,14 +727,15 @@ mod tests {
 
     #[test]
     fn a_sized_fast_free_takes_small_blocks_of_any_heap_and_refuses_the_rest() {
-        static POOL: PoolAllocator = PoolAllocator::new();
+        static POOL: PoolAllocator = PoolAllocator::with_valid_config(
+            PoolConfig::WIDE,
+            crate::OsArenas::new(),
+            alloc_core::System,
+        );
         let pool = &POOL;
         std::boxed::Box::leak(std::boxed::Box::new(PoolAllocator::new()));
         let key = pool.fast_key();
-        assert_ne!(
-            key, NO_KEY,
-            "a default pool whose id maps to way 0 has a key"
-        );
+        assert_ne!(key, NO_KEY, "a wide pool whose id maps to way 0 has a key");
         let p = pool.malloc(64).unwrap();
         // SAFETY: every block below is this pool's, made for the size it is freed with, and freed
         // once (a refused fast free does nothing); the key is the pool's.
@@ -733,9 +746,14 @@ mod tests {
             // Not with another key, nor for a size above the threshold (the block is untouched:
             // freed the long way after each refusal).
             assert!(!pool.free_sized_fast(p, 64, NO_KEY));
-            let big = pool.malloc(600).unwrap();
-            assert!(!pool.free_sized_fast(big, 600, key));
-            pool.free_sized(big, 600);
+            let big = pool.malloc(1100).unwrap();
+            assert!(!pool.free_sized_fast(big, 1100, key));
+            pool.free_sized(big, 1100);
+            // Blocks above 512 bytes up to the threshold (1 KiB) take the same path.
+            let mid = pool.malloc(600).unwrap();
+            assert!(pool.free_sized_fast(mid, 600, key));
+            assert_eq!(pool.malloc_fast(600, key), Some(mid));
+            pool.free_sized(mid, 600);
             // A block of another thread's heap joins this thread's bin too, and is reused here.
             let q = std::thread::spawn(move || pool.malloc(64).unwrap().as_ptr() as usize)
                 .join()

@@ -27,6 +27,12 @@ pub(crate) const DEFAULT_GEOMETRY: Geometry = match Geometry::new(PoolConfig::DE
     Err(_) => panic!("the default configuration is valid"),
 };
 
+/// The geometry the fast paths (`fast.rs`) are compiled for: [`PoolConfig::WIDE`]'s.
+pub(crate) const FAST_GEOMETRY: Geometry = match Geometry::new(PoolConfig::WIDE) {
+    Ok(g) => g,
+    Err(_) => panic!("the wide configuration is valid"),
+};
+
 /// What the shared routing needs of a front.
 pub(crate) trait Front {
     type P: ArenaProvider;

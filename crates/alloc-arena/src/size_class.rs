@@ -84,6 +84,17 @@ impl PoolConfig {
         learn_bytes: 256 << 20,
         secure: false,
     };
+
+    /// pymalloc's values with the 16-byte classes continued to 1 KiB (64 classes): the
+    /// configuration the fast paths of [`PoolAllocator::fast_key`](crate::PoolAllocator::fast_key)
+    /// are compiled for, which the mem domain's small pool uses. One path (one size test, one
+    /// registry lookup) then serves every request up to 1 KiB: a program whose sizes straddle
+    /// 512 bytes does not alternate between two pools' paths at random, which costs the branch
+    /// predictor about two misses an allocation and its free.
+    pub const WIDE: PoolConfig = PoolConfig {
+        threshold: 1024,
+        ..PoolConfig::DEFAULT
+    };
 }
 
 impl Default for PoolConfig {

@@ -901,11 +901,16 @@ fn realloc_stays_in_place_within_a_class_and_moves_across_the_threshold() {
 #[test]
 fn the_fast_realloc_check_tells_a_block_that_stays_from_one_that_moves_and_a_bad_one() {
     use crate::fast::{FastRealloc, NO_KEY};
-    let pool = PoolAllocator::new();
+    let pool = PoolAllocator::with_valid_config(PoolConfig::WIDE, OsArenas::new(), System);
     let key = pool.fast_key();
     assert_ne!(
         key, NO_KEY,
-        "a new pool of the default geometry has a fast key"
+        "a new pool of the fast paths' geometry has a fast key"
+    );
+    assert_eq!(
+        PoolAllocator::new().fast_key(),
+        NO_KEY,
+        "and one of pymalloc's (512 bytes) has none"
     );
     let p = pool.malloc(40).unwrap().as_ptr();
     // SAFETY: `p` is live until moved (its last use is the check after the move, which refuses
@@ -949,7 +954,7 @@ fn the_fast_realloc_check_tells_a_block_that_stays_from_one_that_moves_and_a_bad
 #[test]
 fn the_routed_fast_free_frees_its_own_and_names_the_owner_of_the_rest() {
     use crate::fast::{FastFree, NO_KEY};
-    let small = PoolAllocator::new();
+    let small = PoolAllocator::with_valid_config(PoolConfig::WIDE, OsArenas::new(), System);
     let other = PoolAllocator::new();
     let key = small.fast_key();
     assert_ne!(key, NO_KEY);

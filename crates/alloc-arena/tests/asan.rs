@@ -10,8 +10,9 @@
 
 use std::process::{Command, Output};
 
-use alloc_arena::{Heap, PoolAllocator};
+use alloc_arena::{Heap, OsArenas, PoolAllocator, PoolConfig};
 use alloc_core::DomainAllocator;
+use alloc_core::System;
 
 /// Set in the child to the name of the test whose bug it runs.
 const CHILD: &str = "DOMALLOC_ASAN_CHILD";
@@ -47,7 +48,7 @@ fn a_use_after_free_of_a_pool_block_is_reported_by_asan() {
     const NAME: &str = "a_use_after_free_of_a_pool_block_is_reported_by_asan";
     if is_child(NAME) {
         // The C library's way: the fast paths of the per-thread heaps, the block into the bin.
-        let pool = PoolAllocator::new();
+        let pool = PoolAllocator::with_valid_config(PoolConfig::WIDE, OsArenas::new(), System);
         let key = pool.fast_key();
         let p = pool.malloc(48).unwrap().as_ptr();
         // SAFETY: a live block of `pool`, written, then freed once.

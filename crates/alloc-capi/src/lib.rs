@@ -114,7 +114,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 extern "C" fn malloc_slow(size: usize) -> *mut c_void {
-    // A block of 513 bytes to 8 KiB from the thread's bin of the medium pool, with no frame.
+    // A block of 1 KiB to 8 KiB from the thread's bin of the medium pool, with no frame.
     if mem_fast_path().1 != NO_KEY
         && let Some(p) = alloc_domains::malloc_medium_fast(size)
     {
@@ -128,7 +128,7 @@ extern "C" fn malloc_slow(size: usize) -> *mut c_void {
 #[inline(never)]
 extern "C" fn malloc_slower(size: usize) -> *mut c_void {
     let (pool, key) = mem_fast_path();
-    let p = if size > 512 && key != NO_KEY {
+    let p = if size > alloc_domains::SMALL_POOL.threshold && key != NO_KEY {
         // The medium and large pools, and the spans, directly.
         alloc_domains::malloc_standard_large(size)
     } else if let Some(p) = {
@@ -146,7 +146,7 @@ extern "C" fn malloc_slower(size: usize) -> *mut c_void {
     }
 }
 
-/// A block of `size` bytes (at most 512) by the pools' two fast steps: the calling thread's bin
+/// A block of `size` bytes (at most 1 KiB) by the pools' two fast steps: the calling thread's bin
 /// of its class, else the thread's heap (`malloc_refill`); `None` where neither serves (a larger
 /// size, no fast path, no heap yet), for the caller's long way.
 #[inline(always)]
@@ -189,7 +189,7 @@ pub unsafe extern "C" fn calloc(nelem: usize, elsize: usize) -> *mut c_void {
 extern "C" fn calloc_slow(nelem: usize, elsize: usize) -> *mut c_void {
     if let Some(size) = nelem.checked_mul(elsize)
         && let Some(p) = small_block(size).or_else(|| {
-            // 513 bytes to 8 KiB: the thread's bin of the medium pool.
+            // 1 KiB to 8 KiB: the thread's bin of the medium pool.
             (mem_fast_path().1 != NO_KEY)
                 .then(|| alloc_domains::malloc_medium_fast(size))
                 .flatten()

@@ -70,8 +70,8 @@ pub use config::{ENV_VAR, GUARD_SAMPLE_VAR, PRESET_NAMES, Preset, UnknownPreset}
 pub use table::{
     CallbackId, ChangeCallback, Domain, DomainError, DomainId, DomainInfo, DomainStats,
     DynAllocator, LARGE_POOL, LargePool, MAX_CALLBACKS, MAX_DOMAINS, MEDIUM_POOL, MEM, MediumPool,
-    MemPool, MemSpans, OBJECT, RAW, STANDARD_DOMAINS, STATS_VAR, StatsError, add_domain,
-    after_fork_child, after_fork_parent, arena_allocator, check_standard_live, domains,
+    MemPool, MemSpans, OBJECT, RAW, SMALL_POOL, STANDARD_DOMAINS, STATS_VAR, StatsError,
+    add_domain, after_fork_child, after_fork_parent, arena_allocator, check_standard_live, domains,
     enable_mem_fast_path, find, free_medium_owned, free_standard_checked, free_standard_counted,
     free_standard_owned, get, guards_every_block, hook, hook_forwarding, malloc_medium_fast,
     malloc_standard_large, mem_counts_on_pool, mem_fast_path, name, on_change, pool_stats,

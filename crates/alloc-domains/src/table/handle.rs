@@ -299,7 +299,7 @@ pub unsafe fn free_standard_counted(ptr: *mut u8) {
 /// The mem domain's sized free into its standard pool past the pool's sized fast path (a full
 /// bin, another thread's block, a block above the small pool's threshold or aligned above 16
 /// bytes): out of line and cold, so that the fast path inlined into every caller stays small
-/// (cold: the inliner then keeps the fast path inlined whole; a free of a block above 512 bytes
+/// (cold: the inliner then keeps the fast path inlined whole; a free of a block above 1 KiB
 /// pays a call for it, and saves the small pool's registry lookup: such a block is the medium
 /// pool's chain's).
 ///
@@ -308,9 +308,7 @@ pub unsafe fn free_standard_counted(ptr: *mut u8) {
 #[cold]
 #[inline(never)]
 unsafe fn pool_free_aligned_slow(ptr: NonNull<u8>, layout: Layout) {
-    if layout.align() <= alloc_core::MIN_ALIGN
-        && layout.size() > alloc_arena::PoolConfig::DEFAULT.threshold
-    {
+    if layout.align() <= alloc_core::MIN_ALIGN && layout.size() > SMALL_POOL.threshold {
         // SAFETY: the caller's guarantee. The small pool serves a request of at most 16-byte
         // alignment above its threshold from its large-block allocator, the medium pool (whose
         // own chain goes on to the large pool and the spans), and never holds such a block
@@ -362,22 +360,22 @@ pub unsafe fn free_standard_owned(ptr: *mut u8, owner: u32) {
     }
 }
 
-/// The C library's way to a block of the mem domain's medium pool for `size` bytes (513 to
-/// 8 KiB), while the standard pools are the domain's allocator ([`mem_fast_path`] gives a
+/// The C library's way to a block of the mem domain's medium pool for `size` bytes (1,025 to
+/// 8,192), while the standard pools are the domain's allocator ([`mem_fast_path`] gives a
 /// key): from the calling thread's bin of its class, with no call; `None`, having done
 /// nothing, for any other size, a thread with no heap there yet, or an empty bin (then
 /// [`malloc_standard_large`]).
 #[inline(always)]
 pub fn malloc_medium_fast(size: usize) -> Option<NonNull<u8>> {
     // One compare of constants: the medium pool's sizes (its threshold is its configuration's).
-    if size.wrapping_sub(513) >= MEDIUM_POOL.threshold - 512 {
+    if size.wrapping_sub(SMALL_POOL.threshold + 1) >= MEDIUM_POOL.threshold - SMALL_POOL.threshold {
         return None;
     }
     MEDIUM.malloc_bin_fast(size)
 }
 
 /// The C library's `realloc` of a block of the mem domain's medium pool to a size the medium
-/// pool serves (513 bytes to 8 KiB), by the pool's fast realloc (in place within the class,
+/// pool serves (1,025 bytes to 8 KiB), by the pool's fast realloc (in place within the class,
 /// else moved within the medium pool, the old block freed into the thread's bin), after the
 /// hardened default's whole check of the pointer, as the long way makes it: a pointer inside a
 /// block or one of the last blocks freed into the thread's bin is reported there and the
@@ -391,7 +389,7 @@ pub fn malloc_medium_fast(size: usize) -> Option<NonNull<u8>> {
 /// again.
 #[inline]
 pub unsafe fn realloc_medium_fast(ptr: *mut u8, size: usize) -> Option<Option<NonNull<u8>>> {
-    if size.wrapping_sub(513) >= MEDIUM_POOL.threshold - 512 {
+    if size.wrapping_sub(SMALL_POOL.threshold + 1) >= MEDIUM_POOL.threshold - SMALL_POOL.threshold {
         return None;
     }
     // The hardened default's whole check, as the long way makes it (`check_standard_live`): a
@@ -405,7 +403,7 @@ pub unsafe fn realloc_medium_fast(ptr: *mut u8, size: usize) -> Option<Option<No
     unsafe { MEDIUM.realloc_in_arenas(ptr, size) }
 }
 
-/// The C library's way for a block of the mem domain's medium pool (513 bytes to 8 KiB), whose
+/// The C library's way for a block of the mem domain's medium pool (1,025 bytes to 8 KiB), whose
 /// arena the registry gave as `owner` on `free`'s fast path: into the calling thread's bin by the
 /// pool's fast free, with its checks; false, having done nothing, for any other owner, and for
 /// what that fast free refuses (then [`free_standard_owned`] takes it whole).
@@ -420,7 +418,7 @@ pub unsafe fn free_medium_owned(ptr: *mut u8, owner: u32) -> bool {
 }
 
 /// The C library's long way into the mem domain's standard pools for a request above the
-/// small pool's 512 bytes, while they are its allocator ([`mem_fast_path`] gives a key): the
+/// small pool's 1 KiB, while they are its allocator ([`mem_fast_path`] gives a key): the
 /// pool of its size directly, not through each pool's large-block routing.
 pub fn malloc_standard_large(size: usize) -> Option<NonNull<u8>> {
     if size <= MEDIUM_POOL.threshold {

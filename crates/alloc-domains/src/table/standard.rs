@@ -11,8 +11,12 @@ pub(super) static SYSTEM: System = System;
 /// ([`set_arena_allocator`]).
 pub(super) static OS_ARENAS: OsArenas = OsArenas::new();
 pub(super) static ARENAS: SwappableArenas = SwappableArenas::new(&OS_ARENAS);
-/// The mem domain's blocks of 513 bytes to 8 KiB: 128-byte classes in 64 KiB pools (at most a
-/// fifth lost to rounding, at 513 bytes; under 2% at the top).
+/// The mem domain's blocks of up to 1 KiB: pymalloc's geometry with its 16-byte classes
+/// continued to 1 KiB ([`PoolConfig::WIDE`], the one the pools' fast paths are compiled for), so
+/// that one path serves every small request, whether its size is above 512 bytes or not.
+pub const SMALL_POOL: PoolConfig = PoolConfig::WIDE;
+/// The mem domain's blocks of 1 KiB to 8 KiB: 128-byte classes in 64 KiB pools (at most an
+/// eighth lost to rounding, at 1,025 bytes; under 2% at the top).
 pub const MEDIUM_POOL: PoolConfig = PoolConfig {
     spacing: 128,
     threshold: 8 << 10,
@@ -33,9 +37,9 @@ pub const LARGE_POOL: PoolConfig = PoolConfig {
 pub type MemSpans = Spans<&'static OsArenas>;
 /// The mem domain's pool of blocks of 8 KiB to 64 KiB; above, [`MemSpans`].
 pub type LargePool = PoolAllocator<&'static OsArenas, &'static MemSpans>;
-/// The mem domain's pool of blocks of 513 bytes to 8 KiB; above, [`LargePool`].
+/// The mem domain's pool of blocks of 1 KiB to 8 KiB; above, [`LargePool`].
 pub type MediumPool = PoolAllocator<&'static OsArenas, &'static LargePool>;
-/// The mem domain's pool: pymalloc's classes up to 512 bytes, then [`MediumPool`] (three pool
+/// The mem domain's pool: 16-byte classes up to 1 KiB ([`SMALL_POOL`]), then [`MediumPool`] (three pool
 /// allocators composed by their large-block parameter, each with its per-thread heaps and
 /// remote frees). The medium and large pools take their arenas from the OS directly: PEP 445's
 /// arena allocator ([`set_arena_allocator`]) feeds the small-object pools, as CPython's does.
@@ -45,7 +49,7 @@ pub(super) static LARGE: LargePool =
     PoolAllocator::with_valid_config(LARGE_POOL, &OS_ARENAS, &SPANS);
 pub(super) static MEDIUM: MediumPool =
     PoolAllocator::with_valid_config(MEDIUM_POOL, &OS_ARENAS, &LARGE);
-pub(super) static POOL: MemPool = PoolAllocator::with_parts(&ARENAS, &MEDIUM);
+pub(super) static POOL: MemPool = PoolAllocator::with_valid_config(SMALL_POOL, &ARENAS, &MEDIUM);
 
 /// `PoolConfig::secure` over a configuration (`DOMALLOC=pool_secure`).
 pub(super) const fn secure(c: PoolConfig) -> PoolConfig {
@@ -56,7 +60,7 @@ pub(super) static SECURE_LARGE: LargePool =
 pub(super) static SECURE_MEDIUM: MediumPool =
     PoolAllocator::with_valid_config(secure(MEDIUM_POOL), &OS_ARENAS, &SECURE_LARGE);
 pub(super) static SECURE_POOL: MemPool =
-    PoolAllocator::with_valid_config(secure(PoolConfig::DEFAULT), &ARENAS, &SECURE_MEDIUM);
+    PoolAllocator::with_valid_config(secure(SMALL_POOL), &ARENAS, &SECURE_MEDIUM);
 /// The object domain's pool: large requests to whatever the mem domain has now (PEP 445's
 /// fallback of `PyObject_Malloc` on `PyMem_Malloc`), so a hook on mem sees them.
 pub(super) type ObjectPool = PoolAllocator<&'static SwappableArenas, Domain>;
