@@ -146,7 +146,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// allocator of any geometry (its own, read from it), with no call; `None`, having done
     /// nothing, where the size is above the threshold (or 0), the thread has no heap of this
     /// allocator yet, or the bin is empty (then call `malloc`, which always can). What the C
-    /// library asks of the mem domain's medium pool, whose blocks start above 512 bytes.
+    /// library asks of the mem domain's medium pool, whose blocks start above 1 KiB.
     #[inline(always)]
     pub fn malloc_bin_fast(&self, size: usize) -> Option<NonNull<u8>> {
         let g = self.geometry();

@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
         free(p);
         p = realloc(p, 100);
     } else if (!strcmp(c, "realloc_freed_medium")) {
-        /* A block of the medium pool (513 bytes to 8 KiB), freed, then resized within that pool
+        /* A block of the medium pool (1 KiB to 8 KiB), freed, then resized within that pool
          * after another block of its size was freed (it is no longer the bin's top). */
         char *volatile m = malloc(2000), *volatile n = malloc(2000);
         free(m);

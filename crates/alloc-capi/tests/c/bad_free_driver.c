@@ -125,7 +125,7 @@ static void misuse(const char *what) {
     memset(p, 7, 64);
     if (!strcmp(what, "interior")) free(p + 16 * (1 + next() % 3));
     else if (!strcmp(what, "misaligned")) free(p + 1 + next() % 15);
-    else if (!strcmp(what, "double_free")) { char *volatile q = malloc(1 + next() % 512); free(q); free(q); }
+    else if (!strcmp(what, "double_free")) { char *volatile q = malloc(1 + next() % 1024); free(q); free(q); }
     else if (!strcmp(what, "realloc_freed")) { free(p); p = realloc(p, 100); }
     else if (!strcmp(what, "double_free_medium")) {
         char *volatile q = malloc(513 + next() % 60000);
