@@ -81,10 +81,19 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// ([`PoolConfig::WIDE`](crate::PoolConfig::WIDE)'s: the fast paths compute size classes and
     /// pool positions from it as constants) and maps to way 0,
     /// [`NO_KEY`] otherwise (an allocator whose id was assigned by its first allocation, before
-    /// this was asked, may not).
+    /// this was asked, may not). An allocator of another geometry is given no id here (way 0 is
+    /// left to one that can use it).
     pub fn fast_key(&self) -> u32 {
         let g = self.geometry();
         let d = &FAST_GEOMETRY;
+        let wide = !g.secure
+            && g.class_shift == d.class_shift
+            && g.threshold == d.threshold
+            && g.pool_shift == d.pool_shift
+            && g.arena_size == d.arena_size;
+        if !wide {
+            return NO_KEY;
+        }
         let id = match self.owner_id().load(Ordering::Relaxed) {
             0 => self.assign_id_for_way_zero(),
             id => id,
@@ -93,12 +102,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if ThreadCache::way_of(id as usize) != 0 {
             return NO_KEY;
         }
-        let wide = !g.secure
-            && g.class_shift == d.class_shift
-            && g.threshold == d.threshold
-            && g.pool_shift == d.pool_shift
-            && g.arena_size == d.arena_size;
-        if id != 0 && wide { id } else { NO_KEY }
+        if id != 0 { id } else { NO_KEY }
     }
 
     /// The class of `size` bytes in the fast paths' geometry and the calling thread's way 0, if

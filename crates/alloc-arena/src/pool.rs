@@ -13,7 +13,8 @@
 //!   blocks of other heaps go home, each pushed onto its pool's remote list and, the first time,
 //!   the pool onto the heap's notification stack (`remote`); the owner takes them back when a
 //!   size class runs out of pools, before it takes a new pool, and on `trim`. A thread with no
-//!   heap here (or a secure heap, whose bins hold nothing) pushes such a block home at once.
+//!   heap here (or a secure heap, whose bins hold nothing) pushes such a block home at once,
+//!   until its 64th such free takes it a heap (`free_heapless`; a secure pool gives none).
 //! * A thread that ends abandons its heap whole (pools, bins, live blocks); the next thread that
 //!   needs a heap adopts it. A block sent home to an abandoned heap is collected at once by the
 //!   sending thread, which takes the heap for a moment. So thread churn reuses heaps instead of

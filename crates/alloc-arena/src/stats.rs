@@ -110,10 +110,25 @@ impl PoolStats {
         s
     }
 
-    /// Adds the statistics of another heap or pool of the same geometry. High-water marks add up
-    /// too: the sum is an upper bound of the allocators' together.
+    /// Adds the statistics of another heap or pool whose classes are these as far as both go
+    /// (the same spacing, of any threshold: pymalloc's 32 classes and `PoolConfig::WIDE`'s 64);
+    /// the sum has the classes of the one with more. High-water marks add up too: the sum is an
+    /// upper bound of the allocators' together.
     pub fn add(&mut self, o: &PoolStats) {
-        debug_assert_eq!(self.nclasses, o.nclasses);
+        let shared = self.nclasses.min(o.nclasses);
+        debug_assert!(
+            self.classes[..shared]
+                .iter()
+                .zip(&o.classes[..shared])
+                .all(|(a, b)| a.block_size == b.block_size),
+            "statistics of pools of other classes"
+        );
+        if o.nclasses > self.nclasses {
+            for c in self.nclasses..o.nclasses {
+                self.classes[c].block_size = o.classes[c].block_size;
+            }
+            self.nclasses = o.nclasses;
+        }
         for (a, b) in self.classes.iter_mut().zip(&o.classes) {
             a.pools += b.pools;
             a.blocks_in_use += b.blocks_in_use;

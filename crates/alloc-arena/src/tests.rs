@@ -261,7 +261,9 @@ fn blocks_sent_home_to_an_ended_threads_heap_are_collected_at_once() {
         .unwrap()
     });
     assert_eq!(pool.heaps(), 2);
-    // The thread's heap is abandoned by its exit key's destructor, which may run after the join.
+    // The thread's heap is abandoned by its exit key's destructor, which has run when `join`
+    // returns (`pthread_join` waits for it); the wait below only guards against a platform where
+    // it would not.
     let start = std::time::Instant::now();
     while pool.unowned_heaps(false) == 0 {
         assert!(
@@ -1347,5 +1349,37 @@ fn every_pool_and_arena_transition_passes_the_debug_checks() {
             "{} transitions checked",
             heap.transitions_checked()
         );
+    }
+}
+
+#[test]
+fn statistics_of_pools_of_512_bytes_and_of_1_kib_add_up_in_the_wider_classes() {
+    let narrow = PoolAllocator::new();
+    let wide = PoolAllocator::with_valid_config(PoolConfig::WIDE, OsArenas::new(), System);
+    let a = narrow.malloc(100).unwrap();
+    let b = wide.malloc(100).unwrap();
+    let c = wide.malloc(1000).unwrap();
+    // Either way round: the sum has the 64 classes of the wide pool, the blocks of both.
+    for (first, second) in [
+        (narrow.stats(), wide.stats()),
+        (wide.stats(), narrow.stats()),
+    ] {
+        let mut s = first;
+        s.add(&second);
+        assert_eq!(s.classes().len(), 64);
+        assert_eq!(s.classes()[63].block_size, 1024);
+        assert_eq!(
+            s.classes()[6].blocks_in_use,
+            2,
+            "a block of 112 bytes in each"
+        );
+        assert_eq!(s.classes()[62].blocks_in_use, 1, "the 1008-byte block");
+        assert_eq!(s.blocks_in_use(), 3);
+    }
+    // SAFETY: live blocks of their pools, each freed once.
+    unsafe {
+        narrow.free(a.as_ptr());
+        wide.free(b.as_ptr());
+        wide.free(c.as_ptr());
     }
 }

@@ -8,10 +8,13 @@
 //! * **`new`**, every form: the calling thread's bin first, as `malloc`'s fast path (or
 //!   `aligned_alloc`'s for the `align_val_t` forms); then `malloc` (or `aligned_alloc`) the long
 //!   way. Only when that fails is the request handed to the *next* definition of the same
-//!   operator, libstdc++'s, found once with `dlsym(RTLD_NEXT)`. It calls the program's
+//!   operator, libstdc++'s, found once with `dlsym(RTLD_NEXT)` (or in libstdc++ or libc++ loaded
+//!   locally, by a module opened without `RTLD_GLOBAL`). It calls the program's
 //!   `new_handler` and tries again (through this library's `malloc`) until it succeeds, or throws
 //!   `std::bad_alloc` (the throwing forms) or returns null (the `nothrow` forms). So every rule
 //!   of the standard about failure is libstdc++'s own, and a handler that frees memory works.
+//!   With no C++ runtime loaded at all, a `nothrow` form answers null and a throwing one aborts
+//!   with a message (there is nothing to throw with).
 //!   The exception unwinds through this module's frames, which are `extern "C-unwind"` for it:
 //!   with `panic = "abort"` the library would abort there instead.
 //! * **`delete`**, every form (sized, array, `nothrow`, `align_val_t`): `free`. The size and the
@@ -48,23 +51,44 @@ impl Next {
         }
     }
 
-    /// The address of the next definition; reports and aborts if there is none (a program that
-    /// calls C++'s operators without libstdc++ loaded).
+    /// The address of the next definition, if a C++ runtime is loaded: the one after this library
+    /// in the global scope, else libstdc++'s or libc++'s wherever it was loaded (a module opened
+    /// without `RTLD_GLOBAL`, such as a Python extension, brings its C++ runtime in locally, and
+    /// its `new` still reaches this library's).
     #[cold]
-    fn get(&self) -> *mut c_void {
+    fn get(&self) -> Option<*mut c_void> {
         // Relaxed: the address is a constant of the process, read whole.
-        let mut f = self.at.load(Ordering::Relaxed);
-        if f.is_null() {
-            // SAFETY: `dlsym` with a NUL-terminated name; RTLD_NEXT searches the objects loaded
-            // after this library. It may allocate, through this library's `malloc`, which holds
-            // nothing here.
-            f = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
-            if f.is_null() {
-                no_next(self.name.as_ptr());
-            }
-            self.at.store(f, Ordering::Relaxed);
+        let f = self.at.load(Ordering::Relaxed);
+        if !f.is_null() {
+            return Some(f);
         }
-        f
+        // SAFETY: `dlsym` with a NUL-terminated name; RTLD_NEXT searches the objects loaded
+        // after this library. It may allocate, through this library's `malloc`, which holds
+        // nothing here.
+        let mut f = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
+        for runtime in [c"libstdc++.so.6", c"libc++.so.1"] {
+            if !f.is_null() {
+                break;
+            }
+            // SAFETY: RTLD_NOLOAD only looks a loaded library up (loading nothing); the handle
+            // is kept (the runtime stays loaded while the process may call it).
+            let h = unsafe { libc::dlopen(runtime.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+            if !h.is_null() {
+                // SAFETY: a live handle and a NUL-terminated name.
+                f = unsafe { libc::dlsym(h, self.name.as_ptr()) };
+            }
+        }
+        if f.is_null() {
+            return None;
+        }
+        self.at.store(f, Ordering::Relaxed);
+        Some(f)
+    }
+
+    /// [`get`](Self::get) for a throwing form: with no C++ runtime to throw `std::bad_alloc`,
+    /// reports and aborts.
+    fn get_or_abort(&self) -> *mut c_void {
+        self.get().unwrap_or_else(|| no_next(self.name.as_ptr()))
     }
 }
 
@@ -120,20 +144,25 @@ unsafe fn new_slow(size: usize, next: &Next, nothrow: Option<Nothrow>) -> *mut c
     if !p.is_null() {
         return p;
     }
-    let f = next.get();
-    // SAFETY: `f` is the next definition of the form the caller names (its signature, the
-    // standard's). It may throw: the exported caller is `C-unwind`, and unwinding passes this Rust frame.
+    // SAFETY: the address is the next definition of the form the caller names (its signature,
+    // the standard's). It may throw: the exported caller is `C-unwind`, and unwinding passes this
+    // Rust frame.
     unsafe {
         match nothrow {
             None => {
-                let f: unsafe extern "C-unwind" fn(usize) -> *mut c_void = core::mem::transmute(f);
+                let f: unsafe extern "C-unwind" fn(usize) -> *mut c_void =
+                    core::mem::transmute(next.get_or_abort());
                 f(size)
             }
-            Some(nt) => {
-                let f: unsafe extern "C-unwind" fn(usize, Nothrow) -> *mut c_void =
-                    core::mem::transmute(f);
-                f(size, nt)
-            }
+            // No C++ runtime to ask: a nothrow form answers null.
+            Some(nt) => match next.get() {
+                Some(f) => {
+                    let f: unsafe extern "C-unwind" fn(usize, Nothrow) -> *mut c_void =
+                        core::mem::transmute(f);
+                    f(size, nt)
+                }
+                None => core::ptr::null_mut(),
+            },
         }
     }
 }
@@ -156,20 +185,22 @@ unsafe fn new_aligned_slow(
     if !p.is_null() {
         return p;
     }
-    let f = next.get();
     // SAFETY: as in `new_slow`, with the alignment as the second argument.
     unsafe {
         match nothrow {
             None => {
                 let f: unsafe extern "C-unwind" fn(usize, usize) -> *mut c_void =
-                    core::mem::transmute(f);
+                    core::mem::transmute(next.get_or_abort());
                 f(size, align)
             }
-            Some(nt) => {
-                let f: unsafe extern "C-unwind" fn(usize, usize, Nothrow) -> *mut c_void =
-                    core::mem::transmute(f);
-                f(size, align, nt)
-            }
+            Some(nt) => match next.get() {
+                Some(f) => {
+                    let f: unsafe extern "C-unwind" fn(usize, usize, Nothrow) -> *mut c_void =
+                        core::mem::transmute(f);
+                    f(size, align, nt)
+                }
+                None => core::ptr::null_mut(),
+            },
         }
     }
 }

@@ -512,6 +512,34 @@ fn a_cxx_program_reaches_the_librarys_operators_new_and_delete() {
             );
         }
     }
+    // A C program that opens a C++ module with RTLD_LOCAL (as Python opens its extensions): the
+    // C++ runtime is outside the global scope, where `dlsym(RTLD_NEXT)` looks, yet a failed `new`
+    // in the module must still throw (and a nothrow one answer null).
+    let module = dir.join("cxx_module.so");
+    let status = Command::new("g++")
+        .args(["-O1", "-shared", "-fPIC", "-o"])
+        .arg(&module)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/cxx_module.cpp"))
+        .status()
+        .expect("g++ runs");
+    assert!(status.success(), "g++ could not compile cxx_module.cpp");
+    let host = compile("cxx_local.c", "cxx_local", &["-ldl"]);
+    for preset in ["pool", "pool_debug"] {
+        let out = Command::new(&host)
+            .arg(&module)
+            .arg(huge)
+            .env("LD_PRELOAD", library())
+            .env("DOMALLOC", preset)
+            .output()
+            .expect("the program runs");
+        assert!(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("ok local module"),
+            "a C++ module opened locally under DOMALLOC={preset}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -18,7 +18,8 @@ pub fn set_arena_allocator(provider: &'static DynArenaProvider) -> Result<(), Do
 }
 
 /// Statistics of the standard pools (mem's and object's together), as the calling thread can see
-/// them: its own heaps and every heap no thread owns (see `PoolAllocator::stats`).
+/// them: its own heaps and every heap no thread owns (see `PoolAllocator::stats`). In the mem
+/// pool's 64 classes (to 1 KiB); the object pool's 32 (to 512 bytes) are the first of them.
 pub fn pool_stats() -> alloc_arena::PoolStats {
     let mut s = POOL.stats();
     s.add(&OBJECT_POOL.stats());

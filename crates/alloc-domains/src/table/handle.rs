@@ -497,9 +497,9 @@ unsafe fn counted_free_aligned(c: &Counters, ptr: NonNull<u8>, layout: Layout) {
 }
 
 /// The size of the block `p` the pool's `malloc_fast` just returned for `size` bytes: the fast
-/// key is only given to a pool of the default geometry, whose block for `size` (1 to the
-/// threshold: `malloc_fast` serves no other) holds `size` rounded up to the class spacing, which
-/// is what its `usable_size` answers (checked in debug builds).
+/// key is only given to a pool of the fast paths' geometry (16-byte classes), whose block for
+/// `size` (1 to the threshold: `malloc_fast` serves no other) holds `size` rounded up to the class
+/// spacing, which is what its `usable_size` answers (checked in debug builds).
 #[inline(always)]
 fn fast_block_size(size: usize, p: NonNull<u8>) -> usize {
     let spacing = alloc_arena::PoolConfig::DEFAULT.spacing;
