@@ -26,7 +26,7 @@
 //! `new(0)` returns a distinct block, as the standard asks (`malloc(1)`). A program that defines
 //! its own operators keeps them: the executable comes first in the dynamic linker's lookup.
 
-use core::ffi::{c_char, c_void};
+use core::ffi::c_void;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use alloc_domains::mem_fast_path;
@@ -37,14 +37,16 @@ use crate::{aligned_alloc, aligned_fast, malloc};
 /// reference, and a `size_t`.
 type Nothrow = *const c_void;
 
-/// The next definition of a C++ operator (libstdc++'s), found on first use.
+/// The next definition of a C++ operator (libstdc++'s), found on first use. Each exported `new`
+/// keeps its own, named by its export name.
 struct Next {
-    name: &'static core::ffi::CStr,
+    /// The operator's name, NUL-terminated.
+    name: &'static str,
     at: AtomicPtr<c_void>,
 }
 
 impl Next {
-    const fn new(name: &'static core::ffi::CStr) -> Self {
+    const fn new(name: &'static str) -> Self {
         Next {
             name,
             at: AtomicPtr::new(core::ptr::null_mut()),
@@ -65,7 +67,7 @@ impl Next {
         // SAFETY: `dlsym` with a NUL-terminated name; RTLD_NEXT searches the objects loaded
         // after this library. It may allocate, through this library's `malloc`, which holds
         // nothing here.
-        let mut f = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
+        let mut f = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr().cast()) };
         for runtime in [c"libstdc++.so.6", c"libc++.so.1"] {
             if !f.is_null() {
                 break;
@@ -75,7 +77,7 @@ impl Next {
             let h = unsafe { libc::dlopen(runtime.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
             if !h.is_null() {
                 // SAFETY: a live handle and a NUL-terminated name.
-                f = unsafe { libc::dlsym(h, self.name.as_ptr()) };
+                f = unsafe { libc::dlsym(h, self.name.as_ptr().cast()) };
             }
         }
         if f.is_null() {
@@ -85,22 +87,24 @@ impl Next {
         Some(f)
     }
 
-    /// [`get`](Self::get) for a throwing form: with no C++ runtime to throw `std::bad_alloc`,
-    /// reports and aborts.
-    fn get_or_abort(&self) -> *mut c_void {
-        self.get().unwrap_or_else(|| no_next(self.name.as_ptr()))
+    /// [`get`](Self::get) for a form that throws (`nothrow` false) or answers null: with no C++
+    /// runtime, a throwing form has nothing to throw `std::bad_alloc` with, and reports and
+    /// aborts; a `nothrow` form gets `None` (its answer is null).
+    fn for_form(&self, nothrow: bool) -> Option<*mut c_void> {
+        match self.get() {
+            None if !nothrow => no_next(self.name.trim_end_matches('\0')),
+            f => f,
+        }
     }
 }
 
 /// There is no C++ runtime after this library to hand a failed `new` to: a line on standard
 /// error, then abort (as `std::terminate` would for an exception with no handler).
 #[cold]
-fn no_next(name: *const c_char) -> ! {
-    // SAFETY: `name` is one of this module's NUL-terminated names.
-    let name = unsafe { core::ffi::CStr::from_ptr(name) }.to_bytes();
+fn no_next(name: &str) -> ! {
     for part in [
         &b"domalloc: "[..],
-        name,
+        name.as_bytes(),
         b" failed and no C++ runtime follows the library to handle it; aborting\n",
     ] {
         // SAFETY: writes of live byte slices to standard error (a failed write is ignored).
@@ -109,15 +113,6 @@ fn no_next(name: *const c_char) -> ! {
     // SAFETY: ends the process.
     unsafe { libc::abort() }
 }
-
-static NEW: Next = Next::new(c"_Znwm");
-static NEW_ARRAY: Next = Next::new(c"_Znam");
-static NEW_NOTHROW: Next = Next::new(c"_ZnwmRKSt9nothrow_t");
-static NEW_ARRAY_NOTHROW: Next = Next::new(c"_ZnamRKSt9nothrow_t");
-static NEW_ALIGNED: Next = Next::new(c"_ZnwmSt11align_val_t");
-static NEW_ARRAY_ALIGNED: Next = Next::new(c"_ZnamSt11align_val_t");
-static NEW_ALIGNED_NOTHROW: Next = Next::new(c"_ZnwmSt11align_val_tRKSt9nothrow_t");
-static NEW_ARRAY_ALIGNED_NOTHROW: Next = Next::new(c"_ZnamSt11align_val_tRKSt9nothrow_t");
 
 /// `malloc`'s fast path: a block from the calling thread's bin, or null.
 #[inline(always)]
@@ -144,25 +139,23 @@ unsafe fn new_slow(size: usize, next: &Next, nothrow: Option<Nothrow>) -> *mut c
     if !p.is_null() {
         return p;
     }
-    // SAFETY: the address is the next definition of the form the caller names (its signature,
-    // the standard's). It may throw: the exported caller is `C-unwind`, and unwinding passes this
+    let Some(f) = next.for_form(nothrow.is_some()) else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: `f` is the next definition of the form the caller names (its signature, the
+    // standard's). It may throw: the exported caller is `C-unwind`, and unwinding passes this
     // Rust frame.
     unsafe {
         match nothrow {
             None => {
-                let f: unsafe extern "C-unwind" fn(usize) -> *mut c_void =
-                    core::mem::transmute(next.get_or_abort());
+                let f: unsafe extern "C-unwind" fn(usize) -> *mut c_void = core::mem::transmute(f);
                 f(size)
             }
-            // No C++ runtime to ask: a nothrow form answers null.
-            Some(nt) => match next.get() {
-                Some(f) => {
-                    let f: unsafe extern "C-unwind" fn(usize, Nothrow) -> *mut c_void =
-                        core::mem::transmute(f);
-                    f(size, nt)
-                }
-                None => core::ptr::null_mut(),
-            },
+            Some(nt) => {
+                let f: unsafe extern "C-unwind" fn(usize, Nothrow) -> *mut c_void =
+                    core::mem::transmute(f);
+                f(size, nt)
+            }
         }
     }
 }
@@ -185,29 +178,29 @@ unsafe fn new_aligned_slow(
     if !p.is_null() {
         return p;
     }
+    let Some(f) = next.for_form(nothrow.is_some()) else {
+        return core::ptr::null_mut();
+    };
     // SAFETY: as in `new_slow`, with the alignment as the second argument.
     unsafe {
         match nothrow {
             None => {
                 let f: unsafe extern "C-unwind" fn(usize, usize) -> *mut c_void =
-                    core::mem::transmute(next.get_or_abort());
+                    core::mem::transmute(f);
                 f(size, align)
             }
-            Some(nt) => match next.get() {
-                Some(f) => {
-                    let f: unsafe extern "C-unwind" fn(usize, usize, Nothrow) -> *mut c_void =
-                        core::mem::transmute(f);
-                    f(size, align, nt)
-                }
-                None => core::ptr::null_mut(),
-            },
+            Some(nt) => {
+                let f: unsafe extern "C-unwind" fn(usize, usize, Nothrow) -> *mut c_void =
+                    core::mem::transmute(f);
+                f(size, align, nt)
+            }
         }
     }
 }
 
 /// Defines `new` forms that take `(size_t)` and `(size_t, const nothrow_t&)`.
 macro_rules! new_forms {
-    ($($name:literal $f:ident($($nt:ident)?) => $next:ident;)*) => {$(
+    ($($name:literal $f:ident($($nt:ident)?);)*) => {$(
         #[doc = concat!("`", $name, "`: see the module's documentation.")]
         ///
         /// # Safety
@@ -218,24 +211,25 @@ macro_rules! new_forms {
             if !p.is_null() {
                 return p;
             }
+            static NEXT: Next = Next::new(concat!($name, "\0"));
             let nothrow: Option<Nothrow> = None $(.or(Some($nt)))?;
-            // SAFETY: the form of `$next` is this one's.
-            unsafe { new_slow(size, &$next, nothrow) }
+            // SAFETY: `NEXT` names this form.
+            unsafe { new_slow(size, &NEXT, nothrow) }
         }
     )*};
 }
 
 new_forms! {
-    "_Znwm" new() => NEW;
-    "_Znam" new_array() => NEW_ARRAY;
-    "_ZnwmRKSt9nothrow_t" new_nothrow(nothrow) => NEW_NOTHROW;
-    "_ZnamRKSt9nothrow_t" new_array_nothrow(nothrow) => NEW_ARRAY_NOTHROW;
+    "_Znwm" new();
+    "_Znam" new_array();
+    "_ZnwmRKSt9nothrow_t" new_nothrow(nothrow);
+    "_ZnamRKSt9nothrow_t" new_array_nothrow(nothrow);
 }
 
 /// Defines `new` forms that take `(size_t, align_val_t)` and
 /// `(size_t, align_val_t, const nothrow_t&)`.
 macro_rules! new_aligned_forms {
-    ($($name:literal $f:ident($($nt:ident)?) => $next:ident;)*) => {$(
+    ($($name:literal $f:ident($($nt:ident)?);)*) => {$(
         #[doc = concat!("`", $name, "`: see the module's documentation.")]
         ///
         /// # Safety
@@ -252,19 +246,19 @@ macro_rules! new_aligned_forms {
             {
                 return p.as_ptr().cast();
             }
+            static NEXT: Next = Next::new(concat!($name, "\0"));
             let nothrow: Option<Nothrow> = None $(.or(Some($nt)))?;
-            // SAFETY: the form of `$next` is this one's.
-            unsafe { new_aligned_slow(size, align, &$next, nothrow) }
+            // SAFETY: `NEXT` names this form.
+            unsafe { new_aligned_slow(size, align, &NEXT, nothrow) }
         }
     )*};
 }
 
 new_aligned_forms! {
-    "_ZnwmSt11align_val_t" new_aligned() => NEW_ALIGNED;
-    "_ZnamSt11align_val_t" new_array_aligned() => NEW_ARRAY_ALIGNED;
-    "_ZnwmSt11align_val_tRKSt9nothrow_t" new_aligned_nothrow(nothrow) => NEW_ALIGNED_NOTHROW;
-    "_ZnamSt11align_val_tRKSt9nothrow_t" new_array_aligned_nothrow(nothrow)
-        => NEW_ARRAY_ALIGNED_NOTHROW;
+    "_ZnwmSt11align_val_t" new_aligned();
+    "_ZnamSt11align_val_t" new_array_aligned();
+    "_ZnwmSt11align_val_tRKSt9nothrow_t" new_aligned_nothrow(nothrow);
+    "_ZnamSt11align_val_tRKSt9nothrow_t" new_array_aligned_nothrow(nothrow);
 }
 
 /// Defines `delete` forms: each is `free` of its first argument.

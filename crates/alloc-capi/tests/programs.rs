@@ -94,21 +94,26 @@ fn same_under_library(what: &str, make: impl Fn() -> Command) -> String {
 }
 
 fn compile(source: &str, out: &str, extra: &[&str]) -> PathBuf {
+    compile_with("gcc", source, out, extra)
+}
+
+/// [`compile`] with another compiler driver (`g++` for the C++ programs).
+fn compile_with(compiler: &str, source: &str, out: &str, extra: &[&str]) -> PathBuf {
     let dir = scratch();
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join(out);
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/c")
         .join(source);
-    announce(&format!("compiling tests/c/{source} with gcc"));
-    let status = Command::new("gcc")
+    announce(&format!("compiling tests/c/{source} with {compiler}"));
+    let status = Command::new(compiler)
         .args(["-O1", "-pthread", "-Wno-alloc-size-larger-than", "-o"])
         .arg(&exe)
         .arg(&src)
         .args(extra)
         .status()
-        .expect("gcc runs");
-    assert!(status.success(), "gcc could not compile {source}");
+        .unwrap_or_else(|e| panic!("{compiler} runs: {e}"));
+    assert!(status.success(), "{compiler} could not compile {source}");
     exe
 }
 
@@ -467,18 +472,7 @@ fn a_cxx_program_reaches_the_librarys_operators_new_and_delete() {
     if !installed("g++") {
         return skip("g++");
     }
-    let dir = scratch();
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("new_delete");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/new_delete.cpp");
-    announce("compiling tests/c/new_delete.cpp with g++");
-    let status = Command::new("g++")
-        .args(["-O1", "-std=c++17", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("g++ runs");
-    assert!(status.success(), "g++ could not compile new_delete.cpp");
+    let exe = compile_with("g++", "new_delete.cpp", "new_delete", &["-std=c++17"]);
     let parts = [
         "operators",
         "blocks",
@@ -515,14 +509,12 @@ fn a_cxx_program_reaches_the_librarys_operators_new_and_delete() {
     // A C program that opens a C++ module with RTLD_LOCAL (as Python opens its extensions): the
     // C++ runtime is outside the global scope, where `dlsym(RTLD_NEXT)` looks, yet a failed `new`
     // in the module must still throw (and a nothrow one answer null).
-    let module = dir.join("cxx_module.so");
-    let status = Command::new("g++")
-        .args(["-O1", "-shared", "-fPIC", "-o"])
-        .arg(&module)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/cxx_module.cpp"))
-        .status()
-        .expect("g++ runs");
-    assert!(status.success(), "g++ could not compile cxx_module.cpp");
+    let module = compile_with(
+        "g++",
+        "cxx_module.cpp",
+        "cxx_module.so",
+        &["-shared", "-fPIC"],
+    );
     let host = compile("cxx_local.c", "cxx_local", &["-ldl"]);
     for preset in ["pool", "pool_debug"] {
         let out = Command::new(&host)

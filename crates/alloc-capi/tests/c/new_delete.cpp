@@ -41,6 +41,16 @@ struct alignas(4096) Page {
     char bytes[100];
 };
 
+// Whether `make` (a new, then the delete of what it made) throws std::bad_alloc.
+template <class F> static bool throws_bad_alloc(F make) {
+    try {
+        make();
+    } catch (const std::bad_alloc &) {
+        return true;
+    }
+    return false;
+}
+
 static int handler_calls;
 static void handler() {
     handler_calls++;
@@ -139,22 +149,10 @@ int main(int argc, char **argv) {
 
     // Failure: the throwing forms throw bad_alloc, the nothrow forms answer nullptr.
     {
-        bool thrown = false;
-        try {
-            void *p = ::operator new(huge);
-            ::operator delete(p);
-        } catch (const std::bad_alloc &) {
-            thrown = true;
-        }
-        CHECK(thrown);
-        thrown = false;
-        try {
-            void *p = ::operator new[](huge, std::align_val_t(64));
-            ::operator delete[](p, std::align_val_t(64));
-        } catch (const std::bad_alloc &) {
-            thrown = true;
-        }
-        CHECK(thrown);
+        CHECK(throws_bad_alloc([huge] { ::operator delete(::operator new(huge)); }));
+        CHECK(throws_bad_alloc([huge] {
+            ::operator delete[](::operator new[](huge, std::align_val_t(64)), std::align_val_t(64));
+        }));
         CHECK(::operator new(huge, std::nothrow) == nullptr);
         CHECK(::operator new[](huge, std::nothrow) == nullptr);
         CHECK(::operator new(huge, std::align_val_t(128), std::nothrow) == nullptr);
@@ -164,13 +162,7 @@ int main(int argc, char **argv) {
     // The new_handler runs before bad_alloc is thrown.
     {
         std::set_new_handler(handler);
-        bool thrown = false;
-        try {
-            void *p = ::operator new(huge);
-            ::operator delete(p);
-        } catch (const std::bad_alloc &) {
-            thrown = true;
-        }
+        bool thrown = throws_bad_alloc([huge] { ::operator delete(::operator new(huge)); });
         CHECK(thrown && handler_calls == 1);
     }
     std::puts("ok handler");

@@ -360,6 +360,13 @@ pub unsafe fn free_standard_owned(ptr: *mut u8, owner: u32) {
     }
 }
 
+/// Whether the mem domain's medium pool serves `size` bytes (above the small pool's threshold, up
+/// to its own): one compare of constants.
+#[inline(always)]
+const fn medium_size(size: usize) -> bool {
+    size.wrapping_sub(SMALL_POOL.threshold + 1) < MEDIUM_POOL.threshold - SMALL_POOL.threshold
+}
+
 /// The C library's way to a block of the mem domain's medium pool for `size` bytes (1,025 to
 /// 8,192), while the standard pools are the domain's allocator ([`mem_fast_path`] gives a
 /// key): from the calling thread's bin of its class, with no call; `None`, having done
@@ -367,8 +374,7 @@ pub unsafe fn free_standard_owned(ptr: *mut u8, owner: u32) {
 /// [`malloc_standard_large`]).
 #[inline(always)]
 pub fn malloc_medium_fast(size: usize) -> Option<NonNull<u8>> {
-    // One compare of constants: the medium pool's sizes (its threshold is its configuration's).
-    if size.wrapping_sub(SMALL_POOL.threshold + 1) >= MEDIUM_POOL.threshold - SMALL_POOL.threshold {
+    if !medium_size(size) {
         return None;
     }
     MEDIUM.malloc_bin_fast(size)
@@ -389,7 +395,7 @@ pub fn malloc_medium_fast(size: usize) -> Option<NonNull<u8>> {
 /// again.
 #[inline]
 pub unsafe fn realloc_medium_fast(ptr: *mut u8, size: usize) -> Option<Option<NonNull<u8>>> {
-    if size.wrapping_sub(SMALL_POOL.threshold + 1) >= MEDIUM_POOL.threshold - SMALL_POOL.threshold {
+    if !medium_size(size) {
         return None;
     }
     // The hardened default's whole check, as the long way makes it (`check_standard_live`): a
