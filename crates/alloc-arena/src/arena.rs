@@ -64,7 +64,7 @@ pub(crate) const NO_CLASS: u8 = crate::size_class::MAX_CLASSES as u8;
 /// blocks back on its slow path.
 ///
 /// The first line holds what the free of a block reads before it knows whose the block is
-/// (`start_magic`, `bin_at`, `class`, `block_size`): were it on the line of `free`, `local_free`
+/// (`start_magic`, `start_limit`, `bin_at`, `class`, `block_size`): were it on the line of `free`, `local_free`
 /// and `used`, which the owner writes with every block, each free by another thread would take
 /// that line from the owner's core and give it back.
 #[repr(C, align(64))]
@@ -105,9 +105,15 @@ pub(crate) struct PoolMeta {
     /// computes the place from `class`.
     #[cfg(target_pointer_width = "64")]
     pub(crate) bin_at: u32,
-    /// The rest of the first line.
+    /// Padding up to `start_limit`.
     #[cfg(target_pointer_width = "64")]
-    pub(crate) _line: [u8; 12],
+    pub(crate) _line: [u8; 4],
+    /// `check::start_limit(block_size, capacity)` while the pool has a class, 0 when it is empty,
+    /// written and cleared with `start_magic`: the bound the fast free's product is compared
+    /// with, which refuses the pool's tail past its last block (see `check::start_limit`). Not
+    /// kept with 32-bit pointers, whose fast free compares the offset with `end_offset`.
+    #[cfg(target_pointer_width = "64")]
+    pub(crate) start_limit: u64,
     /// Carved blocks ready to be allocated.
     pub(crate) free: *mut FreeBlock,
     /// Blocks freed since `free` last ran dry.

@@ -7,7 +7,10 @@
 //!   one compare (`starts_block_at`: n is a multiple of d exactly when `n * ceil(2^64 / d)`, taken
 //!   mod 2^64, is below `ceil(2^64 / d)`, for n below 2^32), with the multiplier read from the
 //!   pool's meta next to its class (0 for an empty pool, which fails); the other paths the same
-//!   way with the multiplier from a table by class.
+//!   way with the multiplier from a table by class. A pool whose block size does not divide it
+//!   has a tail past its last block, whose offset is a multiple too: the fast path compares the
+//!   product with a bound kept beside the multiplier (`start_limit`), the other paths the offset
+//!   with the pool's end, so the tail is refused with no instruction more.
 //! * **Blocks of empty pools.** A pool with no block allocated has no class (`NO_CLASS`): any
 //!   pointer into it is a block freed twice (or never made).
 //! * **Double frees still in the bin.** A free's fast path refuses a block that is the top of its
@@ -49,19 +52,53 @@ pub(crate) const fn start_magic(block_size: usize) -> u64 {
     u64::MAX / block_size as u64 + 1
 }
 
-/// Whether `addr` starts a block of a pool whose meta holds `magic` ([`start_magic`] of its
-/// block size, or 0 for an empty pool, which fails): the pool's offset times the multiplier,
-/// below the multiplier (the test of [`is_block_start`], exact for offsets below 2^32). Pools are
-/// smaller than 4 GiB, so any geometry's offset qualifies.
-// Used by the fast paths (an OS is needed) alone, with 32-bit pointers.
-#[cfg_attr(
-    any(not(any(unix, windows)), target_pointer_width = "64"),
-    allow(dead_code)
-)]
+/// The bound of the block-start test for a pool of `capacity` blocks of `block_size` bytes
+/// (`capacity` at least 1; see [`start_magic`]), kept in the pool's meta with its multiplier (0
+/// while the pool is empty, which every product fails): `(capacity - 1) * e + 1`, where
+/// `e = block_size * start_magic(block_size)` taken mod 2^64.
+///
+/// Why it is exact: the multiplier is `ceil(2^64 / d)`, so `e = d * ceil(2^64 / d) - 2^64` is
+/// below `d` (0 when `d` is a power of two). The offset `k * d` of block `k` then has the product
+/// `k * e` mod 2^64, and with `k * d` within the pool (below 2^32) that is `k * e` itself, with
+/// no wrap, growing with `k`. So the blocks `k < capacity` have products below the bound, and the
+/// block-sized steps past the last block (the pool's tail, when `d` does not divide the pool) do
+/// not. An offset that is no multiple of `d` has a product of at least the multiplier (the test
+/// of [`is_block_start`]), which is at least 2^32 and so above any bound. The test is thus
+/// "starts one of the pool's blocks", with the compare alone changed: the tail of a pool of
+/// 496-byte blocks (offset 33 * 496 of 16 KiB) is refused, where the multiplier as the bound
+/// took it for a block that reaches into the next pool.
+#[cfg(target_pointer_width = "64")]
+pub(crate) const fn start_limit(block_size: usize, capacity: usize) -> u64 {
+    if capacity == 0 {
+        return 0;
+    }
+    let e = (block_size as u64).wrapping_mul(start_magic(block_size));
+    (capacity as u64 - 1) * e + 1
+}
+
+/// Whether `addr` starts a block of a pool whose meta holds `magic` and `limit`
+/// ([`start_magic`] and [`start_limit`] of its geometry, or 0 and 0 for an empty pool, which
+/// fails): the pool's offset times the multiplier, below the bound. Pools are smaller than 4 GiB,
+/// so any geometry's offset qualifies.
+#[cfg(target_pointer_width = "64")]
 #[inline(always)]
-pub(crate) fn starts_block_at(g: &Geometry, addr: usize, magic: u64) -> bool {
+pub(crate) fn starts_block_below(g: &Geometry, addr: usize, magic: u64, limit: u64) -> bool {
     let offset = (addr & (g.pool_size - 1)) as u64;
-    offset.wrapping_mul(magic) < magic
+    offset.wrapping_mul(magic) < limit
+}
+
+/// Whether `addr` starts a block of a pool whose meta holds `magic` ([`start_magic`] of its
+/// block size, or 0 for an empty pool, which fails) and whose blocks end at `end_offset`: the
+/// pool's offset times the multiplier, below the multiplier (the test of [`is_block_start`],
+/// exact for offsets below 2^32), and the offset below the end (with 32-bit pointers, whose meta
+/// has no room for [`start_limit`]).
+// Used by the fast paths (an OS is needed) alone, with 32-bit pointers.
+#[cfg(not(target_pointer_width = "64"))]
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn starts_block_within(g: &Geometry, addr: usize, magic: u64, end_offset: u32) -> bool {
+    let offset = (addr & (g.pool_size - 1)) as u64;
+    offset.wrapping_mul(magic) < magic && offset < u64::from(end_offset)
 }
 
 /// What a pool whose first byte is `base` keeps beside its multiplier `magic`: `-base * magic`,
@@ -115,7 +152,9 @@ pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, B
     if class == NO_CLASS {
         return Err(BadFree::EmptyPool);
     }
-    if !starts_block(g, addr, usize::from(class)) {
+    // SAFETY: as above.
+    let end = unsafe { (*meta).end_offset } as usize;
+    if !starts_block(g, addr, usize::from(class)) || addr & (g.pool_size - 1) >= end {
         return Err(BadFree::Interior);
     }
     Ok(usize::from(class))
@@ -170,29 +209,70 @@ mod tests {
     #[test]
     fn the_biased_block_start_test_is_exact_for_every_address_of_a_pool() {
         // Pools at several places of the address space (16 KiB aligned, below 2^47), every
-        // class of the default geometry and a few odd sizes: the test without a mask agrees with
-        // the remainder at every address of the pool.
+        // class of the wide geometry (to 1 KiB) and a few odd sizes: the fast free's test (no
+        // mask, the pool's bound) agrees with "a multiple of the block size, below the last
+        // block's end" at every address of the pool, the tail past the last block included.
         let bases = [
             1usize << 14,
             0x7f12_3456_c000,
             0x5555_5555_0000,
             (1 << 47) - (1 << 14),
         ];
-        let sizes = (1..=32).map(|c| c * 16).chain([24, 40, 1000, 4096, 16384]);
+        let sizes = (1..=64)
+            .map(|c| c * 16)
+            .chain([24, 40, 1000, 4096, 5000, 16384]);
+        let mut tails = 0;
         for size in sizes {
             let magic = start_magic(size);
+            let capacity = 16384 / size;
+            let limit = start_limit(size, capacity);
             for &base in &bases {
                 let bias = start_bias(base, magic);
                 for offset in 0..16384usize {
                     let addr = base + offset;
-                    let fast = (addr as u64).wrapping_mul(magic).wrapping_add(bias) < magic;
-                    assert_eq!(
-                        fast,
-                        offset % size == 0,
-                        "size {size}, base {base:#x}, offset {offset}"
-                    );
+                    let fast = (addr as u64).wrapping_mul(magic).wrapping_add(bias) < limit;
+                    let block = offset % size == 0 && offset / size < capacity;
+                    assert_eq!(fast, block, "size {size}, base {base:#x}, offset {offset}");
+                    tails += usize::from(offset % size == 0 && !block);
                 }
             }
+        }
+        // The sizes that do not divide the pool have a tail that the bound refuses: 496, 1008
+        // and the rest (the test would pass with the multiplier as the bound without them).
+        assert!(tails > 40, "{tails}");
+    }
+
+    #[test]
+    fn an_empty_pool_passes_no_block_start_test() {
+        let g = Geometry::new(crate::PoolConfig::WIDE).unwrap();
+        for addr in [0usize, 16, 1 << 14, 0x7f12_3456_c000] {
+            assert!(!starts_block_below(&g, addr, 0, 0));
+            assert!(!starts_block_below(&g, addr, start_magic(496), 0));
+        }
+        assert_eq!(start_limit(496, 0), 0);
+    }
+
+    #[test]
+    fn the_pointer_check_refuses_the_tail_of_a_pool_of_496_byte_blocks() {
+        // Through the C library's and the pools' slow paths (`check_pointer`): a pool of
+        // 496-byte blocks of a live allocator, its blocks accepted, its tail refused.
+        use alloc_core::DomainAllocator;
+        let pool = crate::PoolAllocator::with_config(
+            crate::PoolConfig::WIDE,
+            crate::OsArenas::new(),
+            alloc_core::System,
+        )
+        .unwrap();
+        let p = pool.malloc(496).unwrap().as_ptr();
+        let g = Geometry::new(crate::PoolConfig::WIDE).unwrap();
+        let base = p as usize & !(g.pool_size - 1);
+        // SAFETY: `base` and what follows lie in a live arena of `pool` (its block `p` is live).
+        unsafe {
+            assert_eq!(check_pointer(&g, base), Ok(30));
+            assert_eq!(check_pointer(&g, base + 32 * 496), Ok(30));
+            assert_eq!(check_pointer(&g, base + 33 * 496), Err(BadFree::Interior));
+            assert_eq!(check_pointer(&g, base + 1), Err(BadFree::Interior));
+            pool.free(p);
         }
     }
 }

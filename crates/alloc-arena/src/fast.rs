@@ -397,7 +397,16 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 (*meta).class as usize,
             )
         };
-        if !crate::check::starts_block_at(g, addr, magic) {
+        // The bound of the test (`check::start_limit`; 0 with the multiplier while empty).
+        #[cfg(target_pointer_width = "64")]
+        // SAFETY: as above.
+        let starts =
+            crate::check::starts_block_below(g, addr, magic, unsafe { (*meta).start_limit });
+        #[cfg(not(target_pointer_width = "64"))]
+        // SAFETY: as above.
+        let starts =
+            crate::check::starts_block_within(g, addr, magic, unsafe { (*meta).end_offset });
+        if !starts {
             return None;
         }
         // A pool that passes has a class: its bin in this thread's heap (the way's), whose top is
@@ -556,16 +565,19 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // The hardened default (see `check`): a pointer that does not start a block of its pool
         // (or lies in an empty pool or one never taken: multiplier 0) goes the long way, which
         // reports it. A pool that passes has a class, so `bin_at` (or `class`) is its bin's.
-        // `check::starts_block_at` with the pool's bias (`check::start_bias`): the address times
-        // the multiplier plus the bias is the pool offset times the multiplier. The multiplier is
-        // read again for the compare (a volatile read is not merged with the first), so that the
-        // compare takes it from memory and the product needs no copy of it in a register.
+        // `check::starts_block_below` with the pool's bias (`check::start_bias`): the address
+        // times the multiplier plus the bias is the pool offset times the multiplier, compared
+        // with the pool's bound (`check::start_limit`, which refuses the tail past the last
+        // block). The bound is read by the compare itself (a volatile read is not moved or
+        // merged), so that it takes it from memory.
         #[cfg(target_pointer_width = "64")]
         // SAFETY: as above.
         let starts = (addr as u64).wrapping_mul(magic).wrapping_add(bias)
-            < unsafe { ptr::read_volatile(ptr::addr_of!((*meta).start_magic)) };
+            < unsafe { ptr::read_volatile(ptr::addr_of!((*meta).start_limit)) };
         #[cfg(not(target_pointer_width = "64"))]
-        let starts = crate::check::starts_block_at(g, addr, magic);
+        // SAFETY: as above.
+        let starts =
+            crate::check::starts_block_within(g, addr, magic, unsafe { (*meta).end_offset });
         if !starts {
             return false;
         }

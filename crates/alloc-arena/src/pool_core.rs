@@ -1060,6 +1060,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             #[cfg(target_pointer_width = "64")]
             {
                 p.start_bias = check::start_bias(p.base() as usize, p.start_magic);
+                p.start_limit = check::start_limit(size, capacity);
             }
             p.block_size = size as u32;
             p.capacity = capacity as u16;
@@ -1262,7 +1263,9 @@ impl<P: ArenaProvider> PoolCore<P> {
                     #[cfg(target_pointer_width = "64")]
                     bin_at: 0,
                     #[cfg(target_pointer_width = "64")]
-                    _line: [0; 12],
+                    _line: [0; 4],
+                    #[cfg(target_pointer_width = "64")]
+                    start_limit: 0,
                     in_list: false,
                     committed: true,
                     remote: RemoteList::new(),
@@ -1848,6 +1851,10 @@ impl<P: ArenaProvider> PoolCore<P> {
             instrument::region_noaccess(p.base(), self.geo.pool_size);
             p.class = NO_CLASS;
             p.start_magic = 0;
+            #[cfg(target_pointer_width = "64")]
+            {
+                p.start_limit = 0;
+            }
             p.next = arena.free_pools;
             arena.free_pools = pool;
             let now = crate::os::now_ms();
@@ -2400,6 +2407,8 @@ impl<P: ArenaProvider> PoolCore<P> {
                     p.start_magic, 0,
                     "an empty pool passes the block-start test"
                 );
+                #[cfg(target_pointer_width = "64")]
+                debug_assert_eq!(p.start_limit, 0, "an empty pool has a block-start bound");
                 return;
             }
             let class = usize::from(p.class);
@@ -2410,6 +2419,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             debug_assert_eq!(
                 p.start_bias,
                 check::start_bias(p.base() as usize, p.start_magic)
+            );
+            #[cfg(target_pointer_width = "64")]
+            debug_assert_eq!(
+                p.start_limit,
+                check::start_limit(p.block_size as usize, p.capacity as usize)
             );
             #[cfg(target_pointer_width = "64")]
             debug_assert_eq!(p.bin_at, self.bin_at(class), "the pool's bin is elsewhere");

@@ -28,6 +28,8 @@ pub(crate) const DEFAULT_GEOMETRY: Geometry = match Geometry::new(PoolConfig::DE
 };
 
 /// The geometry the fast paths (`fast.rs`) are compiled for: [`PoolConfig::WIDE`]'s.
+// The fast paths need an OS (their thread cache).
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
 pub(crate) const FAST_GEOMETRY: Geometry = match Geometry::new(PoolConfig::WIDE) {
     Ok(g) => g,
     Err(_) => panic!("the wide configuration is valid"),

@@ -650,6 +650,24 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
             hook_free,
         ),
         (
+            "pool_tail",
+            &["pool", "pool_secure"],
+            "invalid pointer (inside a block",
+            "",
+        ),
+        (
+            "realloc_pool_tail",
+            &["pool", "pool_secure"],
+            "realloc(): invalid pointer (inside a block",
+            "",
+        ),
+        (
+            "pool_tail_no_heap_thread",
+            &["pool", "pool_secure"],
+            "invalid pointer (inside a block",
+            "",
+        ),
+        (
             "misaligned",
             all,
             "invalid pointer (inside a block",

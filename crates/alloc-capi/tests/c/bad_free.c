@@ -32,6 +32,18 @@ static void *free_interior_no_heap(void *arg) {
     return NULL;
 }
 
+/* The address past the last whole block of the 16 KiB pool of `b`, a block of 496 bytes: 33
+ * blocks fill 16,368 bytes of the pool, which leaves a tail of 16 that starts at a multiple of
+ * the block size but is no block (a block there would reach into the next pool). */
+static char *pool_tail(char *b) {
+    return (char *)(((size_t)b & ~(size_t)16383) + 33 * 496);
+}
+
+static void *free_pool_tail_no_heap(void *arg) {
+    free(pool_tail(arg));
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     const char *c = argc > 1 ? argv[1] : "none";
     char *volatile p = malloc(64);
@@ -66,6 +78,16 @@ int main(int argc, char **argv) {
         char *volatile a = q;
         if (!strcmp(c, "aligned_overflow")) a[100] = 0; else a[-1] = 0;
         free(a);
+    } else if (!strcmp(c, "pool_tail")) {
+        free(pool_tail(malloc(496)));
+    } else if (!strcmp(c, "realloc_pool_tail")) {
+        char *volatile b = malloc(496);
+        free(malloc(496));
+        b = realloc(pool_tail(b), 400);
+    } else if (!strcmp(c, "pool_tail_no_heap_thread")) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, free_pool_tail_no_heap, malloc(496))) return 2;
+        pthread_join(t, NULL);
     } else if (!strcmp(c, "interior")) {
         free(p + 16);
     } else if (!strcmp(c, "misaligned")) {
