@@ -108,12 +108,17 @@ pub(crate) struct PoolMeta {
     /// Padding up to `start_limit`.
     #[cfg(target_pointer_width = "64")]
     pub(crate) _line: [u8; 4],
-    /// `check::start_limit(block_size, capacity)` while the pool has a class, 0 when it is empty,
-    /// written and cleared with `start_magic`: the bound the fast free's product is compared
-    /// with, which refuses the pool's tail past its last block (see `check::start_limit`). Not
-    /// kept with 32-bit pointers, whose fast free compares the offset with `end_offset`.
+    /// `check::start_limit(block_size, n)` for the `n` blocks carved so far (`next_offset /
+    /// block_size`) while the pool has a class, 0 when it is empty: the bound the block-start
+    /// test's product is compared with, which refuses the blocks not yet carved and the pool's
+    /// tail past its last block (see `check::start_limit`). Written by the owner when the pool is
+    /// taken and as it carves (it only grows until the pool is empty again), read by a free from
+    /// any thread, hence atomic (a relaxed access is a plain one on the targets that have it):
+    /// a thread frees a block handed to it after the block was carved, so it reads a bound that
+    /// covers the block. Not kept with 32-bit pointers, whose checks compare the offset with
+    /// `end_offset` (the tail refused, a block not yet carved not).
     #[cfg(target_pointer_width = "64")]
-    pub(crate) start_limit: u64,
+    pub(crate) start_limit: core::sync::atomic::AtomicU64,
     /// Carved blocks ready to be allocated.
     pub(crate) free: *mut FreeBlock,
     /// Blocks freed since `free` last ran dry.

@@ -46,34 +46,40 @@ pub(crate) fn is_block_start(offset: usize, class: usize) -> bool {
     (offset as u64).wrapping_mul(m) < m
 }
 
-/// The multiplier of the block-start test for blocks of `block_size` bytes (any size from 1 to
-/// 2^32): `ceil(2^64 / block_size)`, kept in each pool's meta while the pool has a class.
+/// The multiplier of the block-start test for blocks of `block_size` bytes (any size from 2 to
+/// 2^32), kept in each pool's meta while the pool has a class: `floor(2^64 / block_size) + 1`.
+/// That is `ceil(2^64 / block_size)` (the multiplier of [`is_block_start`]) unless the size is a
+/// power of two, where it is one more: `2^(64 - j) + 1` for `2^j`. Then an offset `n` that is a
+/// multiple has the product `n` itself, not 0, so that [`start_limit`] can tell the carved blocks
+/// from the rest; an offset `n = k * 2^j + r` with `0 < r` has `r * 2^(64 - j) + n`, at least
+/// the multiplier, as before.
 pub(crate) const fn start_magic(block_size: usize) -> u64 {
-    u64::MAX / block_size as u64 + 1
+    u64::MAX / block_size as u64 + 1 + block_size.is_power_of_two() as u64
 }
 
-/// The bound of the block-start test for a pool of `capacity` blocks of `block_size` bytes
-/// (`capacity` at least 1; see [`start_magic`]), kept in the pool's meta with its multiplier (0
-/// while the pool is empty, which every product fails): `(capacity - 1) * e + 1`, where
-/// `e = block_size * start_magic(block_size)` taken mod 2^64.
+/// The bound of the block-start test for a pool whose first `blocks` blocks of `block_size`
+/// bytes are carved (see [`start_magic`]), kept in the pool's meta with its multiplier (0 while
+/// the pool is empty or nothing is carved, which every product fails): `(blocks - 1) * e + 1`,
+/// where `e = block_size * start_magic(block_size)` taken mod 2^64.
 ///
-/// Why it is exact: the multiplier is `ceil(2^64 / d)`, so `e = d * ceil(2^64 / d) - 2^64` is
-/// below `d` (0 when `d` is a power of two). The offset `k * d` of block `k` then has the product
+/// Why it is exact: the multiplier is `floor(2^64 / d) + 1`, so `e = d * (floor(2^64 / d) + 1) -
+/// 2^64` is at most `d` and above 0. The offset `k * d` of block `k` then has the product
 /// `k * e` mod 2^64, and with `k * d` within the pool (below 2^32) that is `k * e` itself, with
-/// no wrap, growing with `k`. So the blocks `k < capacity` have products below the bound, and the
-/// block-sized steps past the last block (the pool's tail, when `d` does not divide the pool) do
-/// not. An offset that is no multiple of `d` has a product of at least the multiplier (the test
+/// no wrap, growing with `k`. So the blocks `k < blocks` have products below the bound, and the
+/// block-sized steps past them do not: the blocks not yet carved (a stale pointer from the pool's
+/// earlier life, which would otherwise be handed out again when carved) and the pool's tail past
+/// its last block (when `d` does not divide the pool; a "block" there reaches into the next
+/// pool). An offset that is no multiple of `d` has a product of at least the multiplier (the test
 /// of [`is_block_start`]), which is at least 2^32 and so above any bound. The test is thus
-/// "starts one of the pool's blocks", with the compare alone changed: the tail of a pool of
-/// 496-byte blocks (offset 33 * 496 of 16 KiB) is refused, where the multiplier as the bound
-/// took it for a block that reaches into the next pool.
+/// "starts one of the pool's carved blocks", with the compare alone changed. With a power of two
+/// `d`, `e` is `d` ([`start_magic`] is one above `2^64 / d` for this).
 #[cfg(target_pointer_width = "64")]
-pub(crate) const fn start_limit(block_size: usize, capacity: usize) -> u64 {
-    if capacity == 0 {
+pub(crate) const fn start_limit(block_size: usize, blocks: usize) -> u64 {
+    if blocks == 0 {
         return 0;
     }
     let e = (block_size as u64).wrapping_mul(start_magic(block_size));
-    (capacity as u64 - 1) * e + 1
+    (blocks as u64 - 1) * e + 1
 }
 
 /// Whether `addr` starts a block of a pool whose meta holds `magic` and `limit`
@@ -129,6 +135,10 @@ pub(crate) enum BadFree {
     Interior,
     /// In a pool with no block allocated.
     EmptyPool,
+    /// At a block start of a pool in use where no block was ever handed out: a block the pool
+    /// has not carved yet (a block of the pool's earlier life freed again, say), or the tail
+    /// past the pool's last block.
+    NotHandedOut,
     /// Already in the freeing thread's bin, or on its pool's free list.
     DoubleFree,
     /// A free-list link that does not decode to a block of its pool (a secure heap): a freed
@@ -152,10 +162,25 @@ pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, B
     if class == NO_CLASS {
         return Err(BadFree::EmptyPool);
     }
-    // SAFETY: as above.
-    let end = unsafe { (*meta).end_offset } as usize;
-    if !starts_block(g, addr, usize::from(class)) || addr & (g.pool_size - 1) >= end {
+    if !starts_block(g, addr, usize::from(class)) {
         return Err(BadFree::Interior);
+    }
+    // A block start: one of the blocks carved so far (the bound of the fast free's test), not
+    // one still to be carved nor the pool's tail. With 32-bit pointers, below the pool's end.
+    let offset = addr & (g.pool_size - 1);
+    #[cfg(target_pointer_width = "64")]
+    // SAFETY: as above; the multiplier is the pool's (it has a class) and the bound atomic.
+    let carved = unsafe {
+        (offset as u64).wrapping_mul((*meta).start_magic)
+            < (*meta)
+                .start_limit
+                .load(core::sync::atomic::Ordering::Relaxed)
+    };
+    #[cfg(not(target_pointer_width = "64"))]
+    // SAFETY: as above.
+    let carved = offset < unsafe { (*meta).end_offset } as usize;
+    if !carved {
+        return Err(BadFree::NotHandedOut);
     }
     Ok(usize::from(class))
 }
@@ -178,6 +203,9 @@ pub(crate) fn bad_free(op: &str, addr: usize, what: BadFree) -> ! {
     put(match what {
         BadFree::Interior => b"invalid pointer (inside a block or misaligned)",
         BadFree::EmptyPool => b"invalid pointer (no block is allocated there: a double free?)",
+        BadFree::NotHandedOut => {
+            b"invalid pointer (no block of the pool was handed out there: a double free?)"
+        }
         BadFree::DoubleFree => b"double free (the block is already free)",
         BadFree::Corrupted => {
             b"heap corruption (a freed block was written to: its free-list link is bad)"
@@ -221,25 +249,51 @@ mod tests {
         let sizes = (1..=64)
             .map(|c| c * 16)
             .chain([24, 40, 1000, 4096, 5000, 16384]);
-        let mut tails = 0;
+        let mut refused_starts = 0;
         for size in sizes {
             let magic = start_magic(size);
             let capacity = 16384 / size;
-            let limit = start_limit(size, capacity);
-            for &base in &bases {
-                let bias = start_bias(base, magic);
-                for offset in 0..16384usize {
-                    let addr = base + offset;
-                    let fast = (addr as u64).wrapping_mul(magic).wrapping_add(bias) < limit;
-                    let block = offset % size == 0 && offset / size < capacity;
-                    assert_eq!(fast, block, "size {size}, base {base:#x}, offset {offset}");
-                    tails += usize::from(offset % size == 0 && !block);
+            // Nothing carved but the first block, half the pool, all of it.
+            for carved in [1, capacity.div_ceil(2), capacity] {
+                let limit = start_limit(size, carved);
+                for &base in &bases {
+                    let bias = start_bias(base, magic);
+                    for offset in 0..16384usize {
+                        let addr = base + offset;
+                        let fast = (addr as u64).wrapping_mul(magic).wrapping_add(bias) < limit;
+                        let block = offset % size == 0 && offset / size < carved;
+                        assert_eq!(
+                            fast, block,
+                            "size {size}, {carved} carved, base {base:#x}, offset {offset}"
+                        );
+                        refused_starts += usize::from(offset % size == 0 && !block);
+                    }
                 }
             }
         }
-        // The sizes that do not divide the pool have a tail that the bound refuses: 496, 1008
-        // and the rest (the test would pass with the multiplier as the bound without them).
-        assert!(tails > 40, "{tails}");
+        // The multiples the bound refuses: blocks not carved yet, and the tail of the sizes that
+        // do not divide the pool (the test would pass without them with the multiplier as the
+        // bound, as it was).
+        assert!(refused_starts > 10_000, "{refused_starts}");
+    }
+
+    #[test]
+    fn the_meta_multiplier_is_the_remainder_test_s_but_for_powers_of_two() {
+        for size in 2..=20_000usize {
+            let m = start_magic(size);
+            let ceil = (u64::MAX / size as u64) + 1;
+            if size.is_power_of_two() {
+                assert_eq!(m, ceil + 1, "{size}");
+            } else {
+                assert_eq!(m, ceil, "{size}");
+            }
+            // The classic `< multiplier` test still holds with it (the slow paths' and the 32-bit
+            // fast path's), for offsets up to 256 KiB (the largest pool).
+            for n in (0..(256usize << 10)).step_by(size.max(4096) / 7 + 1) {
+                let fast = (n as u64).wrapping_mul(m) < m;
+                assert_eq!(fast, n % size == 0, "size {size}, offset {n}");
+            }
+        }
     }
 
     #[test]
@@ -253,9 +307,9 @@ mod tests {
     }
 
     #[test]
-    fn the_pointer_check_refuses_the_tail_of_a_pool_of_496_byte_blocks() {
+    fn the_pointer_check_refuses_blocks_not_carved_and_the_tail_of_a_pool() {
         // Through the C library's and the pools' slow paths (`check_pointer`): a pool of
-        // 496-byte blocks of a live allocator, its blocks accepted, its tail refused.
+        // 496-byte blocks (33 in 16 KiB, and a tail of 16 bytes) of a fresh allocator.
         use alloc_core::DomainAllocator;
         let pool = crate::PoolAllocator::with_config(
             crate::PoolConfig::WIDE,
@@ -263,16 +317,38 @@ mod tests {
             alloc_core::System,
         )
         .unwrap();
-        let p = pool.malloc(496).unwrap().as_ptr();
         let g = Geometry::new(crate::PoolConfig::WIDE).unwrap();
-        let base = p as usize & !(g.pool_size - 1);
-        // SAFETY: `base` and what follows lie in a live arena of `pool` (its block `p` is live).
+        let first = pool.malloc(496).unwrap().as_ptr();
+        let base = first as usize & !(g.pool_size - 1);
+        // SAFETY (each block below): `base` and what follows lie in a live arena of `pool`,
+        // whose block `first` is live.
         unsafe {
             assert_eq!(check_pointer(&g, base), Ok(30));
-            assert_eq!(check_pointer(&g, base + 32 * 496), Ok(30));
-            assert_eq!(check_pointer(&g, base + 33 * 496), Err(BadFree::Interior));
             assert_eq!(check_pointer(&g, base + 1), Err(BadFree::Interior));
-            pool.free(p);
+            // A block start the pool has not carved yet: refused.
+            assert_eq!(
+                check_pointer(&g, base + 32 * 496),
+                Err(BadFree::NotHandedOut)
+            );
+        }
+        // The pool's other 32 blocks, then every block start is one.
+        let rest: std::vec::Vec<_> = (0..32).map(|_| pool.malloc(496).unwrap()).collect();
+        let mine = rest
+            .iter()
+            .filter(|p| p.as_ptr() as usize & !(g.pool_size - 1) == base)
+            .count();
+        assert_eq!(mine, 32, "the first 33 blocks come from the first pool");
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(check_pointer(&g, base + 32 * 496), Ok(30));
+            assert_eq!(
+                check_pointer(&g, base + 33 * 496),
+                Err(BadFree::NotHandedOut)
+            );
+            for p in rest {
+                pool.free(p.as_ptr());
+            }
+            pool.free(first);
         }
     }
 }

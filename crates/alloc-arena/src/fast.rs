@@ -400,8 +400,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // The bound of the test (`check::start_limit`; 0 with the multiplier while empty).
         #[cfg(target_pointer_width = "64")]
         // SAFETY: as above.
-        let starts =
-            crate::check::starts_block_below(g, addr, magic, unsafe { (*meta).start_limit });
+        let starts = crate::check::starts_block_below(g, addr, magic, unsafe {
+            (*meta)
+                .start_limit
+                .load(core::sync::atomic::Ordering::Relaxed)
+        });
         #[cfg(not(target_pointer_width = "64"))]
         // SAFETY: as above.
         let starts =
@@ -568,12 +571,16 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // `check::starts_block_below` with the pool's bias (`check::start_bias`): the address
         // times the multiplier plus the bias is the pool offset times the multiplier, compared
         // with the pool's bound (`check::start_limit`, which refuses the tail past the last
-        // block). The bound is read by the compare itself (a volatile read is not moved or
-        // merged), so that it takes it from memory.
+        // block and those not carved yet). The bound is atomic (the owner raises it as it
+        // carves); its relaxed load is a plain one, which the compare takes from memory.
         #[cfg(target_pointer_width = "64")]
         // SAFETY: as above.
         let starts = (addr as u64).wrapping_mul(magic).wrapping_add(bias)
-            < unsafe { ptr::read_volatile(ptr::addr_of!((*meta).start_limit)) };
+            < unsafe {
+                (*meta)
+                    .start_limit
+                    .load(core::sync::atomic::Ordering::Relaxed)
+            };
         #[cfg(not(target_pointer_width = "64"))]
         // SAFETY: as above.
         let starts =

@@ -915,7 +915,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 *slot = first.add((n - 1 - i) * size);
             }
             bin.head.len = n;
-            p.next_offset += (n * size) as u32;
+            Self::carved_to(p, p.next_offset + (n * size) as u32);
             p.used += n as u16;
         }
     }
@@ -1026,7 +1026,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 if p.next_offset < p.end_offset {
                     // Lazy carving: one never-used block, handed out directly.
                     let block = p.base().add(p.next_offset as usize);
-                    p.next_offset += p.block_size;
+                    Self::carved_to(p, p.next_offset + p.block_size);
                     p.used += 1;
                     return Some(NonNull::new_unchecked(block));
                 }
@@ -1060,15 +1060,14 @@ impl<P: ArenaProvider> PoolCore<P> {
             #[cfg(target_pointer_width = "64")]
             {
                 p.start_bias = check::start_bias(p.base() as usize, p.start_magic);
-                p.start_limit = check::start_limit(size, capacity);
             }
             p.block_size = size as u32;
             p.capacity = capacity as u16;
             p.used = 1;
             p.free = ptr::null_mut();
             p.local_free = ptr::null_mut();
-            p.next_offset = size as u32;
             p.end_offset = (capacity * size) as u32;
+            Self::carved_to(p, size as u32);
             self.link_used_front(pool);
             self.check_transition(pool, self.arena_of(pool as usize));
             if self.key != 0 && capacity <= MAX_SHUFFLED {
@@ -1112,6 +1111,19 @@ impl<P: ArenaProvider> PoolCore<P> {
             crate::check::bad_free("malloc", block as usize, crate::check::BadFree::Corrupted);
         }
         next as *mut FreeBlock
+    }
+
+    /// Records that the blocks of `p` (which has a class) below `next_offset` are carved: the
+    /// offset, and the bound of the block-start test that admits them (`start_limit`; see
+    /// `check::start_limit`), which only grows while the pool is in use.
+    #[inline(always)]
+    fn carved_to(p: &mut PoolMeta, next_offset: u32) {
+        p.next_offset = next_offset;
+        #[cfg(target_pointer_width = "64")]
+        p.start_limit.store(
+            check::start_limit(p.block_size as usize, (next_offset / p.block_size) as usize),
+            core::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Whether `addr` is a block start of pool `p` below its carved end.
@@ -1177,11 +1189,11 @@ impl<P: ArenaProvider> PoolCore<P> {
             self.rng ^= self.rng << 17;
             order.swap(i, (self.rng % (i as u64 + 1)) as usize);
         }
+        Self::carved_to(p, p.end_offset);
         let at = |i: u16| {
             (PoolMeta::load_base(p.base_stored) as usize + i as usize * p.block_size as usize)
                 as *mut FreeBlock
         };
-        p.next_offset = p.end_offset;
         let mut head: *mut FreeBlock = ptr::null_mut();
         for &i in order[1..n].iter().rev() {
             // SAFETY: a never-used block of the pool, now free.
@@ -1265,7 +1277,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     #[cfg(target_pointer_width = "64")]
                     _line: [0; 4],
                     #[cfg(target_pointer_width = "64")]
-                    start_limit: 0,
+                    start_limit: core::sync::atomic::AtomicU64::new(0),
                     in_list: false,
                     committed: true,
                     remote: RemoteList::new(),
@@ -1852,9 +1864,8 @@ impl<P: ArenaProvider> PoolCore<P> {
             p.class = NO_CLASS;
             p.start_magic = 0;
             #[cfg(target_pointer_width = "64")]
-            {
-                p.start_limit = 0;
-            }
+            p.start_limit
+                .store(0, core::sync::atomic::Ordering::Relaxed);
             p.next = arena.free_pools;
             arena.free_pools = pool;
             let now = crate::os::now_ms();
@@ -2408,7 +2419,11 @@ impl<P: ArenaProvider> PoolCore<P> {
                     "an empty pool passes the block-start test"
                 );
                 #[cfg(target_pointer_width = "64")]
-                debug_assert_eq!(p.start_limit, 0, "an empty pool has a block-start bound");
+                debug_assert_eq!(
+                    p.start_limit.load(core::sync::atomic::Ordering::Relaxed),
+                    0,
+                    "an empty pool has a block-start bound"
+                );
                 return;
             }
             let class = usize::from(p.class);
@@ -2422,8 +2437,12 @@ impl<P: ArenaProvider> PoolCore<P> {
             );
             #[cfg(target_pointer_width = "64")]
             debug_assert_eq!(
-                p.start_limit,
-                check::start_limit(p.block_size as usize, p.capacity as usize)
+                p.start_limit.load(core::sync::atomic::Ordering::Relaxed),
+                check::start_limit(
+                    p.block_size as usize,
+                    (p.next_offset / p.block_size) as usize
+                ),
+                "the block-start bound is not the carved blocks'"
             );
             #[cfg(target_pointer_width = "64")]
             debug_assert_eq!(p.bin_at, self.bin_at(class), "the pool's bin is elsewhere");

@@ -652,19 +652,25 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
         (
             "pool_tail",
             &["pool", "pool_secure"],
-            "invalid pointer (inside a block",
+            "invalid pointer (no block of the pool was handed out there",
+            "",
+        ),
+        (
+            "uncarved",
+            &["pool"],
+            "invalid pointer (no block of the pool was handed out there",
             "",
         ),
         (
             "realloc_pool_tail",
             &["pool", "pool_secure"],
-            "realloc(): invalid pointer (inside a block",
+            "realloc(): invalid pointer (no block of the pool was handed out there",
             "",
         ),
         (
             "pool_tail_no_heap_thread",
             &["pool", "pool_secure"],
-            "invalid pointer (inside a block",
+            "invalid pointer (no block of the pool was handed out there",
             "",
         ),
         (

@@ -80,6 +80,12 @@ int main(int argc, char **argv) {
         free(a);
     } else if (!strcmp(c, "pool_tail")) {
         free(pool_tail(malloc(496)));
+    } else if (!strcmp(c, "uncarved")) {
+        /* The last block start of the pool of the first 976-byte block (16 blocks in 16 KiB):
+         * the pool carves its blocks as they are needed, so that one has never been handed out
+         * (a stale pointer from the pool's earlier life, freed again, looks like this). */
+        char *volatile b = malloc(976);
+        free((char *)(((size_t)b & ~(size_t)16383) + 15 * 976));
     } else if (!strcmp(c, "realloc_pool_tail")) {
         char *volatile b = malloc(496);
         free(malloc(496));
