@@ -418,11 +418,13 @@ const POOL_ALIGNED_SIZE_MAX: usize = 64 << 10;
 
 /// The size of the small block that serves `size` bytes aligned to `align` (a power of two
 /// above 16): `size` (at least 1) rounded up to a multiple of `align`, where both are at most
-/// 512; `None` otherwise.
+/// the small pool's threshold (1 KiB, a multiple of any such alignment, so the rounded size is
+/// within it too); `None` otherwise.
 #[inline(always)]
 fn small_aligned_size(align: usize, size: usize) -> Option<usize> {
+    const SMALL: usize = alloc_domains::SMALL_POOL.threshold;
     // A mask, not a division: `align` is a power of two, and the sum cannot overflow.
-    (size <= 512 && align <= 512).then(|| (size.max(1) + align - 1) & !(align - 1))
+    (size <= SMALL && align <= SMALL).then(|| (size.max(1) + align - 1) & !(align - 1))
 }
 
 /// [`aligned`]'s common case, with no call: a block from the calling thread's bin (of its class

@@ -125,6 +125,7 @@ fn a_c_program_with_threads_realloc_chains_aligned_blocks_and_fork() {
     let exe = compile("stress.c", "stress", &[]);
     let out = same_under_library("stress.c", || Command::new(&exe));
     assert!(out.contains("aligned: 20 of 20"), "{out}");
+    assert!(out.contains("aligned sweep: 240 of 240"), "{out}");
     assert!(out.contains("fork: 20 of 20"), "{out}");
     assert!(out.contains("realloc(p, 0) NULL"), "{out}");
     assert!(out.contains("realloc(small, 0) NULL"), "{out}");

@@ -92,6 +92,34 @@ int main(void) {
     free(pv);
     printf("aligned: %d of 20\n", aligned_ok);
 
+    /* every alignment from 32 to 4 KiB against sizes on both sides of 512 and 1 KiB (the small
+     * pools' aligned blocks up to 1 KiB, the pools' aligned routing above), through the three
+     * entry points: aligned, whole, resized and freed (also from another order of frees) */
+    int sweep = 0, sweep_ok = 0;
+    size_t sizes[] = {1, 17, 100, 500, 513, 700, 1000, 1024, 1025, 3000};
+    void *kept[3 * 8 * 10];
+    int nkept = 0;
+    for (size_t a = 32; a <= 4096; a *= 2)
+        for (int i = 0; i < 10; i++)
+            for (int how = 0; how < 3; how++) {
+                size_t n = sizes[i];
+                void *p = NULL;
+                if (how == 0 && posix_memalign(&p, a, n)) p = NULL;
+                if (how == 1) p = aligned_alloc(a, n);
+                if (how == 2) p = memalign(a, n);
+                sweep++;
+                if (!p || (uintptr_t)p % a || malloc_usable_size(p) < n) continue;
+                memset(p, 0x5a, n);
+                char *q = realloc(p, n + 40);
+                if (!q || q[n - 1] != 0x5a) continue;
+                memset(q, 0x6b, n + 40);
+                kept[nkept++] = q;
+                sweep_ok++;
+            }
+    for (int i = nkept - 1; i >= 0; i -= 2) free(kept[i]);
+    for (int i = nkept - 2; i >= 0; i -= 2) free(kept[i]);
+    printf("aligned sweep: %d of %d\n", sweep_ok, sweep);
+
     /* the error cases and the edges */
     void *bad = NULL;
     int e1 = posix_memalign(&bad, 24, 10);
