@@ -64,18 +64,20 @@ pub(crate) const NO_CLASS: u8 = crate::size_class::MAX_CLASSES as u8;
 /// blocks back on its slow path.
 ///
 /// The first line holds what the free of a block reads before it knows whose the block is
-/// (`start_magic`, `start_limit`, `bin_at`, `class`, `block_size`): were it on the line of `free`, `local_free`
-/// and `used`, which the owner writes with every block, each free by another thread would take
-/// that line from the owner's core and give it back.
+/// (`start_magic`, `start_limit`, `bin_at`, `class`, `block_size`): were it on the line of
+/// `free`, `local_free` and `used`, which the owner writes with every block, each free by another
+/// thread would take that line from the owner's core and give it back. The owner writes it when
+/// the pool changes state and, while the pool is being carved, at each carve (`start_limit`: in
+/// a bin's refills, a batch at a time, or a block at a time), until the pool is carved whole.
 #[repr(C, align(64))]
 pub(crate) struct PoolMeta {
     /// `check::start_magic(block_size)` while the pool has a class, 0 when it is empty (or was
     /// never taken: arena memory starts zeroed): the fast free's test that a pointer starts a
-    /// block, with no table to read (see `check::starts_block_at`).
+    /// block, with no table to read (see `check::starts_block_below`).
     pub(crate) start_magic: u64,
     /// `start_magic` times minus the pool's first byte (wrapping), written with it: an address
     /// times the multiplier plus this is the pool offset times the multiplier, so that the fast
-    /// free's test needs no mask (see `check::starts_block_at`). Not kept with 32-bit pointers,
+    /// free's test needs no mask (see `check::starts_block_below`). Not kept with 32-bit pointers,
     /// where the meta fills one line without it.
     #[cfg(target_pointer_width = "64")]
     pub(crate) start_bias: u64,

@@ -3,21 +3,30 @@
 //! and snmalloc's checks do). A bad free never corrupts the pools silently:
 //!
 //! * **Interior or misaligned pointers.** A pointer into a pool must start a block: its offset in
-//!   the pool is a multiple of the pool's block size. The fast path tests it with one multiply and
-//!   one compare (`starts_block_at`: n is a multiple of d exactly when `n * ceil(2^64 / d)`, taken
-//!   mod 2^64, is below `ceil(2^64 / d)`, for n below 2^32), with the multiplier read from the
-//!   pool's meta next to its class (0 for an empty pool, which fails); the other paths the same
-//!   way with the multiplier from a table by class. A pool whose block size does not divide it
-//!   has a tail past its last block, whose offset is a multiple too: the fast path compares the
-//!   product with a bound kept beside the multiplier (`start_limit`), the other paths the offset
-//!   with the pool's end, so the tail is refused with no instruction more.
-//! * **Blocks of empty pools.** A pool with no block allocated has no class (`NO_CLASS`): any
-//!   pointer into it is a block freed twice (or never made).
-//! * **Double frees still in the bin.** A free's fast path refuses a block that is the top of its
-//!   bin (the usual `free(p); free(p)`), and the C library's slow path looks through the last 8
-//!   blocks of the bin before it frees. A block freed twice with the first free already handed back to
-//!   its pool, or with other frees of the class in between, is not
-//!   always caught: the check is exact for the common case and cheap, not complete.
+//!   the pool is a multiple of the pool's block size. n is a multiple of d exactly when
+//!   `n * ceil(2^64 / d)`, taken mod 2^64, is below `ceil(2^64 / d)` (for n below 2^32): the
+//!   slow paths test this with the multiplier from a table by class ([`is_block_start`]).
+//! * **Blocks not handed out.** The fast free multiplies by the multiplier kept in the pool's
+//!   meta ([`start_magic`], one more than the table's for a power of two) and compares the
+//!   product with a bound kept beside it ([`start_limit`]), which admits exactly the blocks the
+//!   pool has carved: a block start not carved yet (a stale pointer of the pool's earlier life)
+//!   and the tail past a pool's last block are refused with the misaligned pointers, in one
+//!   multiply and one compare. The slow paths compare with the same bound after their test.
+//! * **Blocks of empty pools.** A pool with no block allocated has no class (`NO_CLASS`) and a
+//!   multiplier and bound of 0: any pointer into it is a block freed twice (or never made).
+//! * **Double frees.** An unsized free writes [`FREED_MARK`] into the block's second word, and a
+//!   block handed out has it cleared, as glibc's tcache does with its key. A free that finds the
+//!   mark goes the long way, which looks for the block in the thread's bin of its class and on
+//!   its pool's free lists (when the pool is the thread's) and reports a double free if it is
+//!   there; a block that holds the mark by chance is freed as usual. Caught: a block freed twice
+//!   while it waits in the freeing thread's bin (on top or not), or after it went back to its
+//!   pool's free list; and, through `realloc` and `malloc_usable_size`, a block used after its
+//!   free the same way. Not caught: a second free by a thread other than the one whose bin or
+//!   heap holds the block, one of a block handed out again in between (that is a free of a live
+//!   block), and sized frees (Rust's `dealloc`, C++'s sized `delete`), which trust the caller and
+//!   neither write nor read the block. With the `asan` or `valgrind` features there are no marks
+//!   (the tools see double frees themselves); the fast free then refuses a block on its bin's
+//!   top, and the long way looks through the bin's last 8 blocks.
 
 use crate::arena::NO_CLASS;
 use crate::size_class::{Geometry, MAX_CLASSES};
@@ -109,7 +118,7 @@ pub(crate) fn starts_block_within(g: &Geometry, addr: usize, magic: u64, end_off
 
 /// What a pool whose first byte is `base` keeps beside its multiplier `magic`: `-base * magic`,
 /// wrapping, so that `addr * magic + bias` is `(addr - base) * magic` for an address in the
-/// pool, and the test of [`starts_block_at`] is `addr * magic + bias < magic`, with no mask (the
+/// pool, and the test of [`starts_block_below`] is `addr * magic + bias < limit`, with no mask (the
 /// 64-bit fast free, `PoolAllocator::free_into_bin`).
 #[cfg(target_pointer_width = "64")]
 pub(crate) const fn start_bias(base: usize, magic: u64) -> u64 {
@@ -126,6 +135,58 @@ pub(crate) fn starts_block(g: &Geometry, addr: usize, class: usize) -> bool {
     let offset = addr & (g.pool_size - 1);
     let k = g.class_shift.saturating_sub(4);
     offset & ((1 << k) - 1) == 0 && is_block_start(offset >> k, class)
+}
+
+/// Whether unsized frees mark the blocks they free ([`mark_freed`]). Not with the `asan` or
+/// `valgrind` features, whose tools track every block themselves (and would take the allocator's
+/// read of a live block's bytes the program never wrote, or its write to a freed block, for the
+/// program's error).
+pub(crate) const MARKS: bool = !cfg!(feature = "asan") && !cfg!(feature = "valgrind");
+
+/// What a free writes into the second word of a block it frees (glibc's tcache keeps a key
+/// there the same way): a block that holds it when freed is probably free already. A constant
+/// that fits a sign-extended 32-bit immediate, so that the fast free compares the word with it
+/// and writes it with one instruction each. It is not a secret: a live block whose second word
+/// holds it by chance (or by design) only sends its free the long way, which looks for the block
+/// among the free ones (`PoolCore::holds_freed`) and
+/// reports a double free only when it finds it there.
+pub(crate) const FREED_MARK: usize = (-0x2F5E_E0D2_isize) as usize;
+
+/// Whether the block at `p` holds [`FREED_MARK`] (always false without [`MARKS`]).
+///
+/// # Safety
+/// `p` starts a block of the pools (of at least 16 bytes, so two words).
+#[inline(always)]
+pub(crate) unsafe fn marked_freed(p: *const u8) -> bool {
+    // SAFETY: the caller's guarantee: the block's second word lies in it, aligned (blocks are
+    // 16-aligned).
+    MARKS && unsafe { p.cast::<usize>().add(1).read() } == FREED_MARK
+}
+
+/// Marks the block at `p` freed (a free of the block, before the block is handed to the
+/// instrumentation, which is off with the marks).
+///
+/// # Safety
+/// As for [`marked_freed`], and the calling thread is freeing the block now.
+#[inline(always)]
+pub(crate) unsafe fn mark_freed(p: *mut u8) {
+    if MARKS {
+        // SAFETY: the caller's guarantee.
+        unsafe { p.cast::<usize>().add(1).write(FREED_MARK) }
+    }
+}
+
+/// Clears the mark of a block handed out (every allocation from the bins and the pools'
+/// lists), so that a live block holds it only if the program wrote it.
+///
+/// # Safety
+/// As for [`marked_freed`], and the block is being handed out by the calling thread.
+#[inline(always)]
+pub(crate) unsafe fn unmark(p: *mut u8) {
+    if MARKS {
+        // SAFETY: the caller's guarantee.
+        unsafe { p.cast::<usize>().add(1).write(0) }
+    }
 }
 
 /// What is wrong with a pointer into the pools.
@@ -320,8 +381,8 @@ mod tests {
         let g = Geometry::new(crate::PoolConfig::WIDE).unwrap();
         let first = pool.malloc(496).unwrap().as_ptr();
         let base = first as usize & !(g.pool_size - 1);
-        // SAFETY (each block below): `base` and what follows lie in a live arena of `pool`,
-        // whose block `first` is live.
+        // SAFETY: `base` and what follows lie in a live arena of `pool`, whose block `first` is
+        // live (so in the blocks below too).
         unsafe {
             assert_eq!(check_pointer(&g, base), Ok(30));
             assert_eq!(check_pointer(&g, base + 1), Err(BadFree::Interior));

@@ -427,8 +427,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 w.bins.add(class * g.bin_stride)
             }
         };
-        // SAFETY: as above; the bin is read by its owner, the calling thread.
-        if unsafe { crate::pool_core::bin_top_is(bin, ptr) } {
+        // A block freed already (its mark, or the bin's top without the marks) goes the long
+        // way, which reports it.
+        // SAFETY: as above; the bin is read by its owner, the calling thread; `ptr` starts a
+        // block of the pool.
+        if unsafe { crate::pool_core::freed_before(bin, ptr) } {
             return None;
         }
         Some((bin, block))
@@ -629,6 +632,9 @@ unsafe extern "C" fn free_home_at_once<P: ArenaProvider, L: DomainAllocator>(
     let p = unsafe { NonNull::new_unchecked(ptr) };
     // SAFETY: as above; a bad pointer there is reported and does not return.
     let class = unsafe { crate::routing::checked_class(pool, "free", p) };
+    // Marked freed, so that a later free of it is looked for (see `check::FREED_MARK`).
+    // SAFETY: a block start of a pool in use (checked), freed now.
+    unsafe { crate::check::mark_freed(ptr) };
     let arena = (ptr as usize & !(g.arena_size - 1)) as *const crate::arena::ArenaHeader;
     // SAFETY: a block start of a pool in use (checked), of class `class`, so its arena is live
     // and its heap was written before any of its blocks was handed out; not the calling

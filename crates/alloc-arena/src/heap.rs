@@ -157,6 +157,9 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for Heap<P, L> {
             None => unsafe { core.free(ptr) },
         })
     }
+    unsafe fn freed_already(&self, ptr: *mut u8, class: usize) -> bool {
+        self.with_core(|core, _| core.holds_freed(ptr, class))
+    }
 }
 
 domain_allocator_for_front!(Heap, "pool-heap");

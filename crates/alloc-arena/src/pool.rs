@@ -743,15 +743,37 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             let id = id as usize;
             // SAFETY: the calling thread's cache.
             let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
-            if w.id == id
+            if w.id == id {
                 // SAFETY: a way of this allocator holds a heap the calling thread owns, so it
-                // alone reads the bins.
-                && unsafe { self.core_unrefreshed(w.slot) }.bin_recently_holds(p.as_ptr(), class)
-            {
-                crate::check::bad_free(op, ptr as usize, crate::check::BadFree::DoubleFree);
+                // alone reads the bins and its pools' lists.
+                let core = unsafe { self.core_unrefreshed(w.slot) };
+                // A block among the thread's last few frees, or one with the freed mark found
+                // among all the free blocks the thread can see.
+                // SAFETY: a block start of a pool in use (checked above).
+                let freed = core.bin_recently_holds(p.as_ptr(), class)
+                    || (unsafe { crate::check::marked_freed(p.as_ptr()) }
+                        && core.holds_freed(p.as_ptr(), class));
+                if freed {
+                    crate::check::bad_free(op, ptr as usize, crate::check::BadFree::DoubleFree);
+                }
             }
         }
         Some(class)
+    }
+
+    /// Whether `ptr` (a block start of class `class` with the freed mark) is among the free
+    /// blocks of the calling thread's heap of this allocator (none: false).
+    fn freed_in_my_heap(&self, ptr: *mut u8, class: usize) -> bool {
+        let c = threads::cache_if_any();
+        if c.is_null() {
+            return false;
+        }
+        let id = self.id.load(Ordering::Relaxed) as usize;
+        // SAFETY: the calling thread's cache.
+        let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
+        // SAFETY: a way of this allocator holds a heap the calling thread owns, so it alone
+        // reads its bins and its pools' lists.
+        w.id == id && unsafe { self.core_unrefreshed(w.slot) }.holds_freed(ptr, class)
     }
 
     /// This allocator's registry id: the owner [`arena_owner`](crate::arena_owner) answers for
@@ -781,8 +803,12 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         let Some(class) = self.checked_live_class(ptr, "free") else {
             return false;
         };
-        // SAFETY: a live block of our pools of `class` (the caller's guarantee, checked).
-        unsafe { self.free_block_fast(NonNull::new_unchecked(ptr), Some(class)) };
+        // SAFETY: a live block of our pools of `class` (the caller's guarantee, checked), marked
+        // freed as it is freed.
+        unsafe {
+            crate::check::mark_freed(ptr);
+            self.free_block_fast(NonNull::new_unchecked(ptr), Some(class));
+        }
         true
     }
 
@@ -995,6 +1021,10 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
         }
         // SAFETY: the caller's guarantee.
         unsafe { self.free_block_slow(slot_of(), c, ptr, class) }
+    }
+
+    unsafe fn freed_already(&self, ptr: *mut u8, class: usize) -> bool {
+        self.freed_in_my_heap(ptr, class)
     }
 
     fn lock_for_fork(&self) {

@@ -215,15 +215,18 @@ impl Bin<'_> {
             *slot = ptr::null_mut();
         }
         instrument::block_allocated(p, block_size, false);
-        // SAFETY: bins hold blocks, never null.
+        // SAFETY: bins hold blocks (never null) of at least 16 bytes, handed out now.
+        unsafe { check::unmark(p) };
+        // SAFETY: as above.
         Some(unsafe { NonNull::new_unchecked(p) })
     }
 }
 
 /// Puts a freed block in its bin, for the fast free, which has the bin's address (from the
-/// pool's `PoolMeta::bin_at`, or from its class with 32-bit pointers) rather than a core. False,
-/// having done nothing, if the bin is full or the block is its top (then the caller's long way
-/// frees or reports it).
+/// pool's `PoolMeta::bin_at`, or from its class with 32-bit pointers) rather than a core, and
+/// marks it freed (`check::mark_freed`). False, having done nothing, if the bin is full or the
+/// block holds the mark of a freed block (without the marks: is the bin's top); then the
+/// caller's long way frees or reports it.
 ///
 /// # Safety
 /// `bin` is the bin of a pool's class in a core the calling thread owns, with no other reference
@@ -232,14 +235,33 @@ impl Bin<'_> {
 #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn push_bin_at(bin: *mut u8, ptr: NonNull<u8>, block_size: usize) -> bool {
-    // The usual double free, `free(p); free(p)`: the block is the bin's top. Refused, so that
-    // the caller's long way reports it (see `check`).
-    // SAFETY: the caller's guarantee.
-    if unsafe { bin_top_is(bin, ptr.as_ptr()) } {
+    // A double free: the block holds the mark its first free wrote (in a bin, or on its pool's
+    // free list), or, without the marks, the usual `free(p); free(p)`, the block on the bin's
+    // top. Refused, so that the caller's long way confirms and reports it (see `check`).
+    // SAFETY: the caller's guarantee: a live block of the pools, at least 16 bytes.
+    if unsafe { freed_before(bin, ptr.as_ptr()) } {
         return false;
     }
     // SAFETY: the caller's guarantee: a bin of a core, touched by the calling thread alone.
-    unsafe { push_raw(bin, ptr, block_size) }
+    unsafe { push_raw(bin, ptr, block_size, true) }
+}
+
+/// Whether a free of `ptr` into the bin at `bin` looks like a second free: the block holds
+/// the freed mark, or, without the marks, it is the bin's top.
+///
+/// # Safety
+/// As for [`push_bin_at`].
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) unsafe fn freed_before(bin: *mut u8, ptr: *mut u8) -> bool {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        if check::MARKS {
+            check::marked_freed(ptr)
+        } else {
+            bin_top_is(bin, ptr)
+        }
+    }
 }
 
 /// Whether `ptr` is the top of the bin at `bin` (a block freed into it last).
@@ -258,13 +280,14 @@ pub(crate) unsafe fn bin_top_is(bin: *mut u8, ptr: *mut u8) -> bool {
     }
 }
 
-/// Pushes a freed block of `block_size` bytes into the bin at `bin` if it has room; false,
-/// having done nothing, if it is full.
+/// Pushes a freed block of `block_size` bytes into the bin at `bin` if it has room, marked freed
+/// if `mark` (an unsized free's: see `check::mark_freed`); false, having done nothing, if it is
+/// full.
 ///
 /// # Safety
 /// As for [`push_bin_at`].
 #[inline(always)]
-unsafe fn push_raw(bin: *mut u8, ptr: NonNull<u8>, block_size: usize) -> bool {
+unsafe fn push_raw(bin: *mut u8, ptr: NonNull<u8>, block_size: usize, mark: bool) -> bool {
     // SAFETY: the caller's guarantee: a bin's head (`len`, `limit`), then its slots, of which
     // `limit` at most are used (`limit <= capacity`); touched by the calling thread alone.
     unsafe {
@@ -272,6 +295,9 @@ unsafe fn push_raw(bin: *mut u8, ptr: NonNull<u8>, block_size: usize) -> bool {
         let len = (*head).len;
         if len >= (*head).limit {
             return false;
+        }
+        if mark {
+            check::mark_freed(ptr.as_ptr());
         }
         bin.add(BIN_HEAD)
             .cast::<*mut u8>()
@@ -340,7 +366,7 @@ pub(crate) unsafe fn push_bin_in(
     block_size: usize,
 ) -> bool {
     // SAFETY: the caller's guarantee.
-    unsafe { push_raw(bins.add(class * stride), ptr, block_size) }
+    unsafe { push_raw(bins.add(class * stride), ptr, block_size, false) }
 }
 
 /// One bin per class, and one for `NO_CLASS` whose limit stays 0.
@@ -813,6 +839,52 @@ impl<P: ArenaProvider> PoolCore<P> {
         slots[head.len.saturating_sub(RECENT)..head.len].contains(&ptr)
     }
 
+    /// Whether `ptr`, a block start of a pool of `class` that holds the freed mark, is free
+    /// already as far as this core can tell: anywhere in its bin of the class, or on the free
+    /// lists of its pool when the pool is this core's (another heap's lists are its owner's to
+    /// read; a secure heap's links are encoded, and its pools check a free themselves). The long
+    /// way's confirmation of the mark (see `check::FREED_MARK`): a double free when true. A
+    /// list that leads out of the pool is not followed further.
+    // Used by `PoolAllocator` (an OS is needed) and `Heap`.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    pub(crate) fn holds_freed(&self, ptr: *mut u8, class: usize) -> bool {
+        if class >= BINS {
+            return false;
+        }
+        let (head, slots) = self.bin_view(class);
+        if slots[..head.len].contains(&ptr) {
+            return true;
+        }
+        let geo = self.geo;
+        // SAFETY: `ptr` starts a block of a live pool of this core's allocator (the caller's).
+        if self.key != 0 || self.home_of(&geo, unsafe { NonNull::new_unchecked(ptr) }) != self.slot
+        {
+            return false;
+        }
+        let pool = self.meta_of(ptr as usize);
+        // SAFETY: a live pool of this core, whose lists only this thread changes; each link is
+        // checked to lie in the pool before it is read.
+        unsafe {
+            let p = &*pool;
+            let (base, end) = (p.base() as usize, p.base() as usize + p.end_offset as usize);
+            let on = |mut b: *mut FreeBlock| {
+                let mut steps = 0;
+                while !b.is_null() && steps <= p.capacity as usize {
+                    if ptr::eq(b.cast::<u8>(), ptr) {
+                        return true;
+                    }
+                    if (b as usize) < base || b as usize >= end {
+                        return false;
+                    }
+                    b = instrument::with_link(b.cast(), || (*b).next);
+                    steps += 1;
+                }
+                false
+            };
+            on(p.free) || on(p.local_free)
+        }
+    }
+
     /// Allocates a block of `class`; `id` is the owner id of the front (assigned on first arena).
     #[inline]
     pub(crate) fn alloc_fast(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
@@ -839,6 +911,8 @@ impl<P: ArenaProvider> PoolCore<P> {
         let p = self.pool_alloc_fast(class, id);
         if let Some(b) = p {
             instrument::block_allocated(b.as_ptr(), self.geo.block_size(class), false);
+            // SAFETY: a block of the pools, handed out now.
+            unsafe { check::unmark(b.as_ptr()) };
             // Only a head pool that is carving (both free lists empty) refills the bin
             // (`refill_bin`); one with a free list serves the class's next allocation itself, so
             // a program rebuilding a structure from freed blocks pays no look at the bin here.
@@ -915,7 +989,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 *slot = first.add((n - 1 - i) * size);
             }
             bin.head.len = n;
-            Self::carved_to(p, p.next_offset + (n * size) as u32);
+            Self::carve(p, n);
             p.used += n as u16;
         }
     }
@@ -960,6 +1034,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             p.free = next;
             p.used += 1;
             instrument::block_allocated(block.cast(), p.block_size as usize, false);
+            check::unmark(block.cast());
             Some(NonNull::new_unchecked(block.cast()))
         }
     }
@@ -1026,7 +1101,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 if p.next_offset < p.end_offset {
                     // Lazy carving: one never-used block, handed out directly.
                     let block = p.base().add(p.next_offset as usize);
-                    Self::carved_to(p, p.next_offset + p.block_size);
+                    Self::carve(p, 1);
                     p.used += 1;
                     return Some(NonNull::new_unchecked(block));
                 }
@@ -1067,7 +1142,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             p.free = ptr::null_mut();
             p.local_free = ptr::null_mut();
             p.end_offset = (capacity * size) as u32;
-            Self::carved_to(p, size as u32);
+            Self::carved_first(p, 1);
             self.link_used_front(pool);
             self.check_transition(pool, self.arena_of(pool as usize));
             if self.key != 0 && capacity <= MAX_SHUFFLED {
@@ -1113,15 +1188,32 @@ impl<P: ArenaProvider> PoolCore<P> {
         next as *mut FreeBlock
     }
 
-    /// Records that the blocks of `p` (which has a class) below `next_offset` are carved: the
-    /// offset, and the bound of the block-start test that admits them (`start_limit`; see
-    /// `check::start_limit`), which only grows while the pool is in use.
+    /// Carves the next `n` blocks of `p` (which has a class and at least `n` blocks not carved):
+    /// the offset, and the bound of the block-start test that admits them (`start_limit`, see
+    /// `check::start_limit`), raised by `n` steps of the pool's `e` (a multiply, no division),
+    /// so that it only grows while the pool is in use. The bound lies on the meta's first line,
+    /// which other threads' frees read: a pool writes it at each carve, in batches (a bin's
+    /// refill) or one block at a time, until it is carved whole.
     #[inline(always)]
-    fn carved_to(p: &mut PoolMeta, next_offset: u32) {
-        p.next_offset = next_offset;
+    fn carve(p: &mut PoolMeta, n: usize) {
+        p.next_offset += (n * p.block_size as usize) as u32;
+        #[cfg(target_pointer_width = "64")]
+        {
+            let e = u64::from(p.block_size).wrapping_mul(p.start_magic);
+            let limit = p.start_limit.load(core::sync::atomic::Ordering::Relaxed);
+            p.start_limit
+                .store(limit + n as u64 * e, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Gives `p` (just given its class, magic and size) its first `n` blocks carved: the offset
+    /// and the bound (`check::start_limit`).
+    #[inline(always)]
+    fn carved_first(p: &mut PoolMeta, n: usize) {
+        p.next_offset = (n * p.block_size as usize) as u32;
         #[cfg(target_pointer_width = "64")]
         p.start_limit.store(
-            check::start_limit(p.block_size as usize, (next_offset / p.block_size) as usize),
+            check::start_limit(p.block_size as usize, n),
             core::sync::atomic::Ordering::Relaxed,
         );
     }
@@ -1189,7 +1281,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             self.rng ^= self.rng << 17;
             order.swap(i, (self.rng % (i as u64 + 1)) as usize);
         }
-        Self::carved_to(p, p.end_offset);
+        Self::carved_first(p, n);
         let at = |i: u16| {
             (PoolMeta::load_base(p.base_stored) as usize + i as usize * p.block_size as usize)
                 as *mut FreeBlock

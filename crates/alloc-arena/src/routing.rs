@@ -18,6 +18,7 @@ use core::ptr::{self, NonNull};
 
 use alloc_core::{ArenaProvider, DomainAllocator, MIN_ALIGN, Ownership};
 
+use crate::check::BadFree;
 use crate::registry;
 use crate::size_class::{Geometry, PoolConfig};
 use crate::sync::{AtomicU32, Ordering};
@@ -49,6 +50,13 @@ pub(crate) trait Front {
     /// # Safety
     /// `ptr` is a live block of this front's pools (of `class`, if given), not used afterwards.
     unsafe fn free_block_fast(&self, ptr: NonNull<u8>, class: Option<usize>);
+    /// Whether `ptr`, a block start of a pool of `class` that holds the freed mark, is among
+    /// the free blocks the calling thread can see (`PoolCore::holds_freed` of its heap): a
+    /// double free.
+    ///
+    /// # Safety
+    /// `ptr` starts a block of a pool in use of this allocator, of class `class`.
+    unsafe fn freed_already(&self, ptr: *mut u8, class: usize) -> bool;
     /// Resizes a block the registry places in this front's arenas by its fast path, where it
     /// has one (a per-thread heap's bin); `None`, having done nothing, to take the long way.
     ///
@@ -164,6 +172,15 @@ unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
     if owned(f, ptr.as_ptr()) {
         // SAFETY: the registry says the block lies in our arenas.
         let class = unsafe { checked_class(f, "free", ptr) };
+        // A block that holds the freed mark is looked for among the free blocks the calling
+        // thread can see, and reported if it is there (see `check::FREED_MARK`); then marked.
+        // SAFETY: a block start of a pool in use (checked), of class `class`.
+        unsafe {
+            if crate::check::marked_freed(ptr.as_ptr()) && f.freed_already(ptr.as_ptr(), class) {
+                crate::check::bad_free("free", ptr.as_ptr() as usize, BadFree::DoubleFree);
+            }
+            crate::check::mark_freed(ptr.as_ptr());
+        }
         // SAFETY: the caller says it is live; the check says it starts a block of `class`.
         unsafe { f.free_block_fast(ptr, Some(class)) };
     } else {

@@ -1259,6 +1259,95 @@ fn secure_child_entry() {
     std::println!("NOT CAUGHT");
 }
 
+/// The child side of the default pools' double-free tests: a block freed twice through the
+/// unsized free (`DomainAllocator::free`) of a `PoolAllocator` or a `Heap`, with other frees of
+/// its class between, named by the variable (`pool:in_bin`, `heap:on_pool_list`, ...).
+#[test]
+fn double_free_child_entry() {
+    let Ok(case) = std::env::var("ALLOC_ARENA_DOUBLE_FREE_CHILD") else {
+        return;
+    };
+    let (front, case) = case.split_once(':').unwrap();
+    let pool;
+    let heap;
+    let a: &dyn DomainAllocator = if front == "pool" {
+        pool = PoolAllocator::with_config(PoolConfig::WIDE, OsArenas::new(), System).unwrap();
+        &pool
+    } else {
+        heap = Heap::with_config(PoolConfig::DEFAULT, OsArenas::new(), System).unwrap();
+        &heap
+    };
+    // SAFETY: the misuses under test, which the marks detect and abort on.
+    unsafe {
+        match case {
+            // Still in the bin, under two later frees.
+            "in_bin" => {
+                let blocks: Vec<_> = (0..3).map(|_| a.malloc(48).unwrap()).collect();
+                for b in &blocks {
+                    a.free(b.as_ptr());
+                }
+                a.free(blocks[0].as_ptr());
+            }
+            // Back on its pool's free list: hundreds of frees overflowed the bin first (one
+            // block in 50 kept, so that no pool empties, which would be reported otherwise).
+            "on_pool_list" => {
+                let blocks: Vec<_> = (0..1000).map(|_| a.malloc(48).unwrap()).collect();
+                for (i, b) in blocks.iter().enumerate() {
+                    if i % 50 != 49 {
+                        a.free(b.as_ptr());
+                    }
+                }
+                a.free(blocks[0].as_ptr());
+            }
+            // A block that was freed, handed out again and freed once more is no double free:
+            // the mark is cleared when the block is handed out.
+            "reused" => {
+                for _ in 0..3 {
+                    let blocks: Vec<_> = (0..1000).map(|_| a.malloc(48).unwrap()).collect();
+                    for b in &blocks {
+                        a.free(b.as_ptr());
+                    }
+                }
+            }
+            other => panic!("unknown case {other}"),
+        }
+    }
+    std::println!("NOT CAUGHT");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_default_pools_report_a_block_freed_twice_in_the_bin_or_on_its_pool_list() {
+    use std::os::unix::process::ExitStatusExt;
+    for front in ["pool", "heap"] {
+        for case in ["in_bin", "on_pool_list", "reused"] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "tests::double_free_child_entry", "--nocapture"])
+                .env(
+                    "ALLOC_ARENA_DOUBLE_FREE_CHILD",
+                    std::format!("{front}:{case}"),
+                )
+                .output()
+                .unwrap();
+            let stderr = std::string::String::from_utf8_lossy(&out.stderr);
+            let stdout = std::string::String::from_utf8_lossy(&out.stdout);
+            let what = std::format!("{front}:{case}: {:?}\n{stdout}\n{stderr}", out.status);
+            if case == "reused" || !crate::check::MARKS {
+                // No misuse, or (with the sanitizers' features) no marks: not reported here.
+                if case == "reused" {
+                    assert!(out.status.success(), "{what}");
+                }
+                continue;
+            }
+            assert_eq!(out.status.signal(), Some(6), "{what}");
+            assert!(
+                stderr.contains("domalloc: free(): double free (the block is already free)"),
+                "{what}"
+            );
+        }
+    }
+}
+
 fn secure_child(case: &str) -> std::process::Output {
     std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "tests::secure_child_entry", "--nocapture"])

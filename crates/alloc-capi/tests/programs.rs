@@ -708,11 +708,12 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
         ),
         ("aligned_overflow", debug, "", "bad trailing pad byte"),
         ("aligned_underflow", debug, "", "bad leading pad byte"),
+        ("double_free_later", all, "free(): double free", hook_free),
         (
-            "double_free_later",
-            &["pool_secure"],
+            "double_free_pool_list",
+            all,
             "free(): double free",
-            "",
+            hook_free,
         ),
     ];
     for &(case, presets, pool_says, debug_says) in cases {

@@ -108,9 +108,17 @@ int main(int argc, char **argv) {
         free(m);
         free(n);
         m = realloc(m, 2100);
+    } else if (!strcmp(c, "double_free_pool_list")) {
+        /* Freed twice after a thousand frees of its size sent it back to its pool's free list
+         * (one block in 50 kept, so that no pool empties). */
+        static char *blocks[1000];
+        for (int i = 0; i < 1000; i++) blocks[i] = malloc(48);
+        for (int i = 0; i < 1000; i++)
+            if (i % 50 != 49) free(blocks[i]);
+        free(blocks[0]);
     } else if (!strcmp(c, "double_free_later")) {
-        /* Freed twice with other frees of its size between: caught by pool_secure's check of the
-         * pool's free list, not by the default's look at the bin. */
+        /* Freed twice with other frees of its size between: the block is in the bin, not on its
+         * top (the mark its first free wrote sends the second the long way). */
         char *volatile a = malloc(48), *volatile b = malloc(48), *volatile d = malloc(48);
         free(a);
         free(b);
