@@ -19,12 +19,15 @@
 //!   mark goes the long way, which looks for the block in the thread's bin of its class and on
 //!   its pool's free lists (when the pool is the thread's) and reports a double free if it is
 //!   there; a block that holds the mark by chance is freed as usual. Caught: a block freed twice
-//!   while it waits in the freeing thread's bin (on top or not), or after it went back to its
-//!   pool's free list; and, through `realloc` and `malloc_usable_size`, a block used after its
-//!   free the same way. Not caught: a second free by a thread other than the one whose bin or
-//!   heap holds the block, one of a block handed out again in between (that is a free of a live
-//!   block), and sized frees (Rust's `dealloc`, C++'s sized `delete`), which trust the caller and
-//!   neither write nor read the block. With the `asan` or `valgrind` features there are no marks
+//!   while it waits in the freeing thread's bin (on top or not), or after it went back to a free
+//!   list of its pool, the thread's own; and, through `realloc` and `malloc_usable_size` (the C
+//!   library's and the pools' own), a block used after its free the same way. Not caught: a
+//!   second free by a thread other than the one whose bin or heap holds the block, a block on
+//!   its pool's remote list (other threads push onto it; it is not walked), one handed out again
+//!   in between (that is a free of a live block), and sized frees (Rust's `dealloc`, C++'s sized
+//!   `delete`), which trust the caller and neither write nor read the block. A live block whose
+//!   second word holds the mark by chance costs each of its frees a look through a bin and a
+//!   pool's lists. With the `asan` or `valgrind` features there are no marks
 //!   (the tools see double frees themselves); the fast free then refuses a block on its bin's
 //!   top, and the long way looks through the bin's last 8 blocks.
 

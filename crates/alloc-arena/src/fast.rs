@@ -271,8 +271,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// ones.
     ///
     /// The same checks as [`free_fast`](Self::free_fast) come first: a pointer that does not
-    /// start a block of a pool in use, or that is the top of its bin (a block freed a moment
-    /// ago), goes the long way, which reports it. `realloc`'s rules are kept: a block stays in
+    /// start a block of a pool in use, or a block freed already (its freed mark, `check::
+    /// FREED_MARK`; without the marks, the top of its bin), goes the long way, which reports it. `realloc`'s rules are kept: a block stays in
     /// place only within its class, so that a sized free can trust the size.
     ///
     /// # Safety
@@ -362,8 +362,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     }
 
     /// The checks of both fast reallocs, those of the fast free: the calling thread owns a heap
-    /// of this allocator (in `way`), `ptr` starts a block of a pool in use and is not the top of
-    /// its bin (a block freed a moment ago). Then the bin of the block's class in the thread's
+    /// of this allocator (in `way`), `ptr` starts a block of a pool in use and holds no freed
+    /// mark (without the marks: is not the top of its bin). Then the bin of the block's class in the thread's
     /// heap, and the block's size; `None`, having done nothing, otherwise.
     ///
     /// # Safety
@@ -503,7 +503,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// [`free_fast`](Self::free_fast) for any geometry, for a pointer the caller already found
     /// in this allocator's arenas (`arena_owner(ptr) == registry_id()`, one registry lookup for
     /// several allocators): into the calling thread's bin if the thread owns the block's heap,
-    /// the pointer starts a block of a pool in use, is not the bin's top, and the bin has room;
+    /// the pointer starts a block of a pool in use, holds no freed mark (without the marks: is
+    /// not the bin's top), and the bin has room;
     /// false, having done nothing, otherwise (then call `free_checked`).
     ///
     /// # Safety
@@ -678,7 +679,7 @@ mod tests {
             );
             assert_eq!(pool.malloc_fast(40, key), Some(p));
             // Refused, untouched: another key, a pointer inside a block, a block freed a moment
-            // ago (the bin's top: the long way reports it), a large block, null, a foreign one.
+            // ago (its freed mark: the long way reports it), a large block, null, a foreign one.
             assert_eq!(pool.realloc_fast(q.as_ptr(), 300, NO_KEY), None);
             assert_eq!(pool.realloc_fast(q.as_ptr().add(16), 300, key), None);
             pool.free(p.as_ptr());

@@ -725,9 +725,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// The hardened default's whole check of a pointer handed back to the pools, for the C
     /// library's long way: `None` if `ptr` is not in this allocator's arenas; otherwise its class,
-    /// unless it does not start a block of a pool in use or is among the last blocks freed into
-    /// the calling thread's bin, which is reported on one line of stderr (naming `op`) before the
-    /// process aborts.
+    /// unless it does not start a block of a pool in use, is among the last blocks freed into
+    /// the calling thread's bin, or holds the freed mark and is found among the thread's free
+    /// blocks (`PoolCore::holds_freed`), which is reported on one line of stderr (naming `op`)
+    /// before the process aborts.
     fn checked_live_class(&self, ptr: *const u8, op: &str) -> Option<usize> {
         let p = NonNull::new(ptr.cast_mut())?;
         let id = self.id.load(Ordering::Relaxed);
@@ -792,8 +793,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
 
     /// Frees `ptr` if it lies in this allocator's arenas, with the hardened default's whole check
     /// (for the C library's long way): a pointer there that does not start a block of a pool in
-    /// use, or a block already in the calling thread's bin, is reported on one line of stderr
-    /// and the process aborts (see the crate README). Returns false, having done nothing, for a
+    /// use, or a block already free (see `checked_live_class`), is reported on one line of stderr
+    /// and the process aborts (see the crate README); a block that passes is marked freed. Returns false, having done nothing, for a
     /// pointer elsewhere (null included).
     ///
     /// # Safety

@@ -873,7 +873,12 @@ impl<P: ArenaProvider> PoolCore<P> {
                     if ptr::eq(b.cast::<u8>(), ptr) {
                         return true;
                     }
-                    if (b as usize) < base || b as usize >= end {
+                    // A link that is no block start of the pool (a list a write after free
+                    // corrupted) is not followed.
+                    if (b as usize) < base
+                        || b as usize >= end
+                        || !(b as usize - base).is_multiple_of(p.block_size as usize)
+                    {
                         return false;
                     }
                     b = instrument::with_link(b.cast(), || (*b).next);

@@ -115,6 +115,26 @@ pub(crate) unsafe fn checked_class<F: Front>(f: &F, op: &str, ptr: NonNull<u8>) 
     }
 }
 
+/// [`checked_class`], then the double-free check of a block that holds the freed mark: it is
+/// looked for among the free blocks the calling thread can see, and reported if it is there
+/// (see `check::FREED_MARK`). For the calls that take a live block: `free`, `realloc`,
+/// `malloc_usable_size` (`op`).
+///
+/// # Safety
+/// As for [`checked_class`].
+#[inline]
+pub(crate) unsafe fn checked_live_class<F: Front>(f: &F, op: &str, ptr: NonNull<u8>) -> usize {
+    // SAFETY: the caller's guarantee.
+    let class = unsafe { checked_class(f, op, ptr) };
+    // SAFETY: a block start of a pool in use (checked), of class `class`.
+    unsafe {
+        if crate::check::marked_freed(ptr.as_ptr()) && f.freed_already(ptr.as_ptr(), class) {
+            crate::check::bad_free(op, ptr.as_ptr() as usize, BadFree::DoubleFree);
+        }
+    }
+    class
+}
+
 #[inline]
 fn owned<F: Front>(f: &F, ptr: *const u8) -> bool {
     let id = f.owner_id().load(Ordering::Relaxed);
@@ -171,16 +191,9 @@ pub(crate) fn calloc<F: Front>(f: &F, nelem: usize, elsize: usize) -> Option<Non
 unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
     if owned(f, ptr.as_ptr()) {
         // SAFETY: the registry says the block lies in our arenas.
-        let class = unsafe { checked_class(f, "free", ptr) };
-        // A block that holds the freed mark is looked for among the free blocks the calling
-        // thread can see, and reported if it is there (see `check::FREED_MARK`); then marked.
-        // SAFETY: a block start of a pool in use (checked), of class `class`.
-        unsafe {
-            if crate::check::marked_freed(ptr.as_ptr()) && f.freed_already(ptr.as_ptr(), class) {
-                crate::check::bad_free("free", ptr.as_ptr() as usize, BadFree::DoubleFree);
-            }
-            crate::check::mark_freed(ptr.as_ptr());
-        }
+        let class = unsafe { checked_live_class(f, "free", ptr) };
+        // SAFETY: a block start of a pool in use (checked), freed now.
+        unsafe { crate::check::mark_freed(ptr.as_ptr()) };
         // SAFETY: the caller says it is live; the check says it starts a block of `class`.
         unsafe { f.free_block_fast(ptr, Some(class)) };
     } else {
@@ -279,16 +292,17 @@ pub(crate) unsafe fn realloc<F: Front>(
             return q;
         }
         // SAFETY: in our arenas (the registry).
-        let class = unsafe { checked_class(f, "realloc", old) };
+        let class = unsafe { checked_live_class(f, "realloc", old) };
         // A live block of our pools (registry + the caller) of `class`, checked above.
         let block = g.block_size(class);
         if fits_in_place(&g, block, new_size) {
             return Some(old);
         }
         // SAFETY: `old` holds `block` bytes; it is freed once after the copy, with its class
-        // (so through the bin, as a sized free).
+        // (so through the bin), marked freed as an unsized free's block is.
         return unsafe {
             relocate(malloc(f, new_size), old, block.min(new_size), || {
+                crate::check::mark_freed(old.as_ptr());
                 f.free_block_fast(old, Some(class))
             })
         };
@@ -406,7 +420,7 @@ pub(crate) unsafe fn realloc_aligned<F: Front>(
 pub(crate) unsafe fn usable_size<F: Front>(f: &F, ptr: NonNull<u8>) -> Option<usize> {
     if owned(f, ptr.as_ptr()) {
         // SAFETY: in our arenas (the registry).
-        unsafe { checked_class(f, "malloc_usable_size", ptr) };
+        unsafe { checked_live_class(f, "malloc_usable_size", ptr) };
         // SAFETY: a live block of our pools.
         Some(unsafe { pool_block_size(f.geometry(), ptr) })
     } else {

@@ -1299,6 +1299,18 @@ fn double_free_child_entry() {
                 }
                 a.free(blocks[0].as_ptr());
             }
+            // `realloc` and `usable_size` of a block freed (and under a later free).
+            "realloc" | "usable_size" => {
+                let p = a.malloc(48).unwrap();
+                let q = a.malloc(48).unwrap();
+                a.free(p.as_ptr());
+                a.free(q.as_ptr());
+                if case == "realloc" {
+                    let _ = a.realloc(p.as_ptr(), 40);
+                } else {
+                    let _ = a.usable_size(p);
+                }
+            }
             // A block that was freed, handed out again and freed once more is no double free:
             // the mark is cleared when the block is handed out.
             "reused" => {
@@ -1320,7 +1332,7 @@ fn double_free_child_entry() {
 fn the_default_pools_report_a_block_freed_twice_in_the_bin_or_on_its_pool_list() {
     use std::os::unix::process::ExitStatusExt;
     for front in ["pool", "heap"] {
-        for case in ["in_bin", "on_pool_list", "reused"] {
+        for case in ["in_bin", "on_pool_list", "realloc", "usable_size", "reused"] {
             let out = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", "tests::double_free_child_entry", "--nocapture"])
                 .env(
@@ -1339,11 +1351,58 @@ fn the_default_pools_report_a_block_freed_twice_in_the_bin_or_on_its_pool_list()
                 }
                 continue;
             }
+            let op = match case {
+                "realloc" => "realloc",
+                "usable_size" => "malloc_usable_size",
+                _ => "free",
+            };
             assert_eq!(out.status.signal(), Some(6), "{what}");
             assert!(
-                stderr.contains("domalloc: free(): double free (the block is already free)"),
+                stderr.contains(&std::format!(
+                    "domalloc: {op}(): double free (the block is already free)"
+                )),
                 "{what}"
             );
+        }
+    }
+}
+
+#[test]
+fn a_block_handed_out_again_holds_no_freed_mark() {
+    // The mark an unsized free writes into the block's second word is cleared by every
+    // allocation: from the bin (the block freed last comes back first), and from a pool's list
+    // (a thousand frees send most blocks back to their pools).
+    if !crate::check::MARKS {
+        return;
+    }
+    let second = |p: core::ptr::NonNull<u8>| {
+        // SAFETY: a live block of at least 16 bytes.
+        unsafe { p.as_ptr().cast::<usize>().add(1).read() }
+    };
+    for a in [
+        &PoolAllocator::with_config(PoolConfig::WIDE, OsArenas::new(), System).unwrap()
+            as &dyn DomainAllocator,
+        &Heap::with_config(PoolConfig::DEFAULT, OsArenas::new(), System).unwrap(),
+    ] {
+        let p = a.malloc(48).unwrap();
+        // SAFETY: live, freed once.
+        unsafe { a.free(p.as_ptr()) };
+        // SAFETY: the freed block's memory stays mapped (its pool holds it).
+        let marked = unsafe { p.as_ptr().cast::<usize>().add(1).read() };
+        assert_eq!(marked, crate::check::FREED_MARK);
+        let again = a.malloc(48).unwrap();
+        assert_eq!(again, p, "the bin hands the block freed last out first");
+        assert_ne!(second(again), crate::check::FREED_MARK);
+        let blocks: Vec<_> = (0..1000).map(|_| a.malloc(48).unwrap()).collect();
+        for b in &blocks {
+            // SAFETY: live, freed once.
+            unsafe { a.free(b.as_ptr()) };
+        }
+        let back: Vec<_> = (0..1000).map(|_| a.malloc(48).unwrap()).collect();
+        assert!(back.iter().all(|&b| second(b) != crate::check::FREED_MARK));
+        for b in back.into_iter().chain([again]) {
+            // SAFETY: live, freed once.
+            unsafe { a.free(b.as_ptr()) };
         }
     }
 }
