@@ -120,7 +120,7 @@ pub(crate) struct PoolMeta {
     /// covers the block. Not kept with 32-bit pointers, whose checks compare the offset with
     /// `end_offset` (the tail refused, a block not yet carved not).
     #[cfg(target_pointer_width = "64")]
-    pub(crate) start_limit: core::sync::atomic::AtomicU64,
+    pub(crate) start_limit: crate::sync::AtomicU64,
     /// Carved blocks ready to be allocated.
     pub(crate) free: *mut FreeBlock,
     /// Blocks freed since `free` last ran dry.

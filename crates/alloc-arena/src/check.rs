@@ -110,13 +110,39 @@ pub(crate) fn starts_block_below(g: &Geometry, addr: usize, magic: u64, limit: u
 /// pool's offset times the multiplier, below the multiplier (the test of [`is_block_start`],
 /// exact for offsets below 2^32), and the offset below the end (with 32-bit pointers, whose meta
 /// has no room for [`start_limit`]).
-// Used by the fast paths (an OS is needed) alone, with 32-bit pointers.
 #[cfg(not(target_pointer_width = "64"))]
-#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn starts_block_within(g: &Geometry, addr: usize, magic: u64, end_offset: u32) -> bool {
     let offset = (addr & (g.pool_size - 1)) as u64;
     offset.wrapping_mul(magic) < magic && offset < u64::from(end_offset)
+}
+
+/// Whether `addr` starts one of the blocks carved so far of the pool whose meta is `meta`, with
+/// `magic` its multiplier, read already (0 for an empty pool or one never taken, which fails):
+/// [`starts_block_below`] with the meta's bound, or, with 32-bit pointers, whose meta has no room
+/// for the bound, [`starts_block_within`] with its end (a block not carved yet passes there).
+/// The slow paths' and the fast realloc's test; the 64-bit fast free makes the same compare
+/// with the pool's bias in place of the mask.
+///
+/// # Safety
+/// `meta` is the meta of a pool of a live arena of geometry `g` (initialised, or zero: never
+/// taken).
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+#[inline(always)]
+pub(crate) unsafe fn starts_carved_block(
+    g: &Geometry,
+    meta: *const crate::arena::PoolMeta,
+    addr: usize,
+    magic: u64,
+) -> bool {
+    #[cfg(target_pointer_width = "64")]
+    // SAFETY: the caller's guarantee; the bound is atomic (the owner raises it as it carves).
+    let limit = unsafe { (*meta).start_limit.load(crate::sync::Ordering::Relaxed) };
+    #[cfg(target_pointer_width = "64")]
+    return starts_block_below(g, addr, magic, limit);
+    #[cfg(not(target_pointer_width = "64"))]
+    // SAFETY: the caller's guarantee.
+    return starts_block_within(g, addr, magic, unsafe { (*meta).end_offset });
 }
 
 /// What a pool whose first byte is `base` keeps beside its multiplier `magic`: `-base * magic`,
@@ -231,18 +257,8 @@ pub(crate) unsafe fn check_pointer(g: &Geometry, addr: usize) -> Result<usize, B
     }
     // A block start: one of the blocks carved so far (the bound of the fast free's test), not
     // one still to be carved nor the pool's tail. With 32-bit pointers, below the pool's end.
-    let offset = addr & (g.pool_size - 1);
-    #[cfg(target_pointer_width = "64")]
-    // SAFETY: as above; the multiplier is the pool's (it has a class) and the bound atomic.
-    let carved = unsafe {
-        (offset as u64).wrapping_mul((*meta).start_magic)
-            < (*meta)
-                .start_limit
-                .load(core::sync::atomic::Ordering::Relaxed)
-    };
-    #[cfg(not(target_pointer_width = "64"))]
-    // SAFETY: as above.
-    let carved = offset < unsafe { (*meta).end_offset } as usize;
+    // SAFETY: as above; the multiplier is the pool's (it has a class).
+    let carved = unsafe { starts_carved_block(g, meta, addr, (*meta).start_magic) };
     if !carved {
         return Err(BadFree::NotHandedOut);
     }

@@ -397,19 +397,8 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
                 (*meta).class as usize,
             )
         };
-        // The bound of the test (`check::start_limit`; 0 with the multiplier while empty).
-        #[cfg(target_pointer_width = "64")]
         // SAFETY: as above.
-        let starts = crate::check::starts_block_below(g, addr, magic, unsafe {
-            (*meta)
-                .start_limit
-                .load(core::sync::atomic::Ordering::Relaxed)
-        });
-        #[cfg(not(target_pointer_width = "64"))]
-        // SAFETY: as above.
-        let starts =
-            crate::check::starts_block_within(g, addr, magic, unsafe { (*meta).end_offset });
-        if !starts {
+        if !unsafe { crate::check::starts_carved_block(g, meta, addr, magic) } {
             return None;
         }
         // A pool that passes has a class: its bin in this thread's heap (the way's), whose top is
@@ -580,15 +569,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         #[cfg(target_pointer_width = "64")]
         // SAFETY: as above.
         let starts = (addr as u64).wrapping_mul(magic).wrapping_add(bias)
-            < unsafe {
-                (*meta)
-                    .start_limit
-                    .load(core::sync::atomic::Ordering::Relaxed)
-            };
+            < unsafe { (*meta).start_limit.load(crate::sync::Ordering::Relaxed) };
         #[cfg(not(target_pointer_width = "64"))]
         // SAFETY: as above.
-        let starts =
-            crate::check::starts_block_within(g, addr, magic, unsafe { (*meta).end_offset });
+        let starts = unsafe { crate::check::starts_carved_block(g, meta, addr, magic) };
         if !starts {
             return false;
         }

@@ -736,28 +736,15 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             return None;
         }
         // SAFETY: in our arenas (the registry).
-        let class = unsafe { crate::routing::checked_class(self, op, p) };
-        // A block freed a moment ago waits in the calling thread's bin, whichever heap it comes
-        // from (a free puts every block of this allocator there).
-        let c = threads::cache_if_any();
-        if !c.is_null() {
-            let id = id as usize;
-            // SAFETY: the calling thread's cache.
-            let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
-            if w.id == id {
-                // SAFETY: a way of this allocator holds a heap the calling thread owns, so it
-                // alone reads the bins and its pools' lists.
-                let core = unsafe { self.core_unrefreshed(w.slot) };
-                // A block among the thread's last few frees, or one with the freed mark found
-                // among all the free blocks the thread can see.
-                // SAFETY: a block start of a pool in use (checked above).
-                let freed = core.bin_recently_holds(p.as_ptr(), class)
-                    || (unsafe { crate::check::marked_freed(p.as_ptr()) }
-                        && core.holds_freed(p.as_ptr(), class));
-                if freed {
-                    crate::check::bad_free(op, ptr as usize, crate::check::BadFree::DoubleFree);
-                }
-            }
+        let class = unsafe { crate::routing::checked_live_class(self, op, p) };
+        // A block among the thread's last few frees, whichever heap it comes from (a free puts
+        // every block of this allocator in the freeing thread's bin), is freed already too.
+        if self.my_way().is_some_and(|w| {
+            // SAFETY: a way of this allocator holds a heap the calling thread owns, so it alone
+            // reads the bins.
+            unsafe { self.core_unrefreshed(w.slot) }.bin_recently_holds(p.as_ptr(), class)
+        }) {
+            crate::check::bad_free(op, ptr as usize, crate::check::BadFree::DoubleFree);
         }
         Some(class)
     }
@@ -765,16 +752,11 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// Whether `ptr` (a block start of class `class` with the freed mark) is among the free
     /// blocks of the calling thread's heap of this allocator (none: false).
     fn freed_in_my_heap(&self, ptr: *mut u8, class: usize) -> bool {
-        let c = threads::cache_if_any();
-        if c.is_null() {
-            return false;
-        }
-        let id = self.id.load(Ordering::Relaxed) as usize;
-        // SAFETY: the calling thread's cache.
-        let w = unsafe { (*c).ways[ThreadCache::way_of(id)] };
-        // SAFETY: a way of this allocator holds a heap the calling thread owns, so it alone
-        // reads its bins and its pools' lists.
-        w.id == id && unsafe { self.core_unrefreshed(w.slot) }.holds_freed(ptr, class)
+        self.my_way().is_some_and(|w| {
+            // SAFETY: a way of this allocator holds a heap the calling thread owns, so it alone
+            // reads its bins and its pools' lists.
+            unsafe { self.core_unrefreshed(w.slot) }.holds_freed(ptr, class)
+        })
     }
 
     /// This allocator's registry id: the owner [`arena_owner`](crate::arena_owner) answers for

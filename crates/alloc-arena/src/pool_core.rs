@@ -214,12 +214,24 @@ impl Bin<'_> {
         if instrument::CLEAR_STALE {
             *slot = ptr::null_mut();
         }
-        instrument::block_allocated(p, block_size, false);
         // SAFETY: bins hold blocks (never null) of at least 16 bytes, handed out now.
-        unsafe { check::unmark(p) };
+        unsafe { handed_out(p, block_size) };
         // SAFETY: as above.
         Some(unsafe { NonNull::new_unchecked(p) })
     }
+}
+
+/// What every allocation of a block of the pools does to it as it hands it out: the checkers
+/// told (a live block, contents undefined) and the freed mark cleared (`check::unmark`).
+///
+/// # Safety
+/// `p` is a block of `block_size` bytes (at least 16) of the pools, handed out now by the
+/// calling thread.
+#[inline(always)]
+unsafe fn handed_out(p: *mut u8, block_size: usize) {
+    instrument::block_allocated(p, block_size, false);
+    // SAFETY: the caller's guarantee.
+    unsafe { check::unmark(p) };
 }
 
 /// Puts a freed block in its bin, for the fast free, which has the bin's address (from the
@@ -915,9 +927,8 @@ impl<P: ArenaProvider> PoolCore<P> {
     pub(crate) fn alloc_from_pools(&mut self, class: usize, id: &AtomicU32) -> Option<NonNull<u8>> {
         let p = self.pool_alloc_fast(class, id);
         if let Some(b) = p {
-            instrument::block_allocated(b.as_ptr(), self.geo.block_size(class), false);
             // SAFETY: a block of the pools, handed out now.
-            unsafe { check::unmark(b.as_ptr()) };
+            unsafe { handed_out(b.as_ptr(), self.geo.block_size(class)) };
             // Only a head pool that is carving (both free lists empty) refills the bin
             // (`refill_bin`); one with a free list serves the class's next allocation itself, so
             // a program rebuilding a structure from freed blocks pays no look at the bin here.
@@ -1038,8 +1049,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             prefetch(next.cast());
             p.free = next;
             p.used += 1;
-            instrument::block_allocated(block.cast(), p.block_size as usize, false);
-            check::unmark(block.cast());
+            handed_out(block.cast(), p.block_size as usize);
             Some(NonNull::new_unchecked(block.cast()))
         }
     }
@@ -1205,9 +1215,9 @@ impl<P: ArenaProvider> PoolCore<P> {
         #[cfg(target_pointer_width = "64")]
         {
             let e = u64::from(p.block_size).wrapping_mul(p.start_magic);
-            let limit = p.start_limit.load(core::sync::atomic::Ordering::Relaxed);
+            let limit = p.start_limit.load(crate::sync::Ordering::Relaxed);
             p.start_limit
-                .store(limit + n as u64 * e, core::sync::atomic::Ordering::Relaxed);
+                .store(limit + n as u64 * e, crate::sync::Ordering::Relaxed);
         }
     }
 
@@ -1219,7 +1229,7 @@ impl<P: ArenaProvider> PoolCore<P> {
         #[cfg(target_pointer_width = "64")]
         p.start_limit.store(
             check::start_limit(p.block_size as usize, n),
-            core::sync::atomic::Ordering::Relaxed,
+            crate::sync::Ordering::Relaxed,
         );
     }
 
@@ -1374,7 +1384,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                     #[cfg(target_pointer_width = "64")]
                     _line: [0; 4],
                     #[cfg(target_pointer_width = "64")]
-                    start_limit: core::sync::atomic::AtomicU64::new(0),
+                    start_limit: crate::sync::AtomicU64::new(0),
                     in_list: false,
                     committed: true,
                     remote: RemoteList::new(),
@@ -1961,8 +1971,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             p.class = NO_CLASS;
             p.start_magic = 0;
             #[cfg(target_pointer_width = "64")]
-            p.start_limit
-                .store(0, core::sync::atomic::Ordering::Relaxed);
+            p.start_limit.store(0, crate::sync::Ordering::Relaxed);
             p.next = arena.free_pools;
             arena.free_pools = pool;
             let now = crate::os::now_ms();
@@ -2517,7 +2526,7 @@ impl<P: ArenaProvider> PoolCore<P> {
                 );
                 #[cfg(target_pointer_width = "64")]
                 debug_assert_eq!(
-                    p.start_limit.load(core::sync::atomic::Ordering::Relaxed),
+                    p.start_limit.load(crate::sync::Ordering::Relaxed),
                     0,
                     "an empty pool has a block-start bound"
                 );
@@ -2534,7 +2543,7 @@ impl<P: ArenaProvider> PoolCore<P> {
             );
             #[cfg(target_pointer_width = "64")]
             debug_assert_eq!(
-                p.start_limit.load(core::sync::atomic::Ordering::Relaxed),
+                p.start_limit.load(crate::sync::Ordering::Relaxed),
                 check::start_limit(
                     p.block_size as usize,
                     (p.next_offset / p.block_size) as usize

@@ -1,6 +1,9 @@
 //! Every atomic and lock of the crate comes from here, so that the cross-thread protocols can be
 //! swapped onto loom's types under `cfg(loom)` unchanged.
 
+/// The pool metas' block-start bound (`PoolMeta::start_limit`), kept with 64-bit pointers only.
+#[cfg(all(not(loom), target_pointer_width = "64"))]
+pub(crate) use core::sync::atomic::AtomicU64;
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering, fence};
 #[cfg(loom)]
