@@ -237,6 +237,9 @@ pub(crate) enum BadFree {
     /// In the arenas of another allocator than the one it was handed to (a block of another
     /// domain given to the C library's `free`, say).
     OtherAllocator,
+    /// In address space domalloc reserved for arenas, where no arena is now (a block of an
+    /// arena given back, say).
+    NoArena,
 }
 
 /// Checks a pointer the registry places in a live arena of geometry `g` (any geometry: the
@@ -291,6 +294,7 @@ pub(crate) fn bad_free(op: &str, addr: usize, what: BadFree) -> ! {
             b"heap corruption (a freed block was written to: its free-list link is bad)"
         }
         BadFree::OtherAllocator => b"invalid pointer (a block of another allocator or domain)",
+        BadFree::NoArena => b"invalid pointer (in domalloc's reserved memory, but in no arena)",
     });
     put(b" at 0x");
     let mut hex = [0u8; 16];
@@ -308,6 +312,14 @@ pub(crate) fn bad_free(op: &str, addr: usize, what: BadFree) -> ! {
 #[cold]
 pub fn report_other_allocator(op: &str, ptr: *const u8) -> ! {
     bad_free(op, ptr as usize, BadFree::OtherAllocator)
+}
+
+/// Reports a pointer that lies in address space domalloc reserved for arenas (a
+/// [`ReservedArenas`](crate::ReservedArenas)'s) but in no arena now, on one line of stderr, and
+/// aborts: never the C library's block, so never handed to it. `op` names the call.
+#[cold]
+pub fn report_no_arena(op: &str, ptr: *const u8) -> ! {
+    bad_free(op, ptr as usize, BadFree::NoArena)
 }
 
 #[cfg(all(test, target_pointer_width = "64"))]

@@ -25,6 +25,12 @@
 //!                                                                                  (else: front)
 //! ```
 //!
+//! A caller that knows the allocator takes its arenas from a
+//! [`ReservedArenas`](crate::ReservedArenas) of its own may skip the registry for a pointer in
+//! that reservation ([`PoolAllocator::free_fast_reserved`],
+//! [`PoolAllocator::realloc_fast_check_reserved`]): every 1 MiB chunk there is one of its arenas,
+//! or zeros, whose pool metas (multiplier 0) the block-start test refuses.
+//!
 //! A free puts the block into the calling thread's own bin of its class, whichever thread's heap
 //! it comes from: the thread reuses it while it is in its cache, and a bin's flush sends other
 //! heaps' blocks home (see `PoolCore::send_home`).
@@ -233,6 +239,28 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
     }
 
+    /// [`free_fast`](Self::free_fast) for a pointer the caller found in the reservation of a
+    /// [`ReservedArenas`](crate::ReservedArenas) that this allocator alone takes arenas from:
+    /// no registry lookup (what the C library's `free` does first, with one exclusive-or and one
+    /// shift). True: freed (into the calling thread's bin, or home at once by a thread with no
+    /// heap here, which checks the pointer whole); false, having done nothing: the checks refused
+    /// it or the bin is full (then call `free`, which reports a bad pointer).
+    ///
+    /// # Safety
+    /// `key` is a value [`fast_key`](Self::fast_key) returned for this allocator, not [`NO_KEY`];
+    /// `ptr` lies in the reservation of a `ReservedArenas` from which this allocator alone takes
+    /// arenas (so each 1 MiB chunk around it is an arena of this allocator, or reads as zeros:
+    /// pool metas of multiplier 0, which the checks refuse), and is a live block of this
+    /// allocator or a bad pointer; not used after a true answer.
+    #[inline(always)]
+    pub unsafe fn free_fast_reserved(&self, ptr: *mut u8, key: u32) -> bool {
+        // SAFETY: the caller's guarantee stands in for the registry's answer of `free_fast`: the
+        // chunk is this allocator's arena (of the fast paths' geometry, heaps in way 0: the key's
+        // conditions), or zeros, where `free_into_bin` reads metas of multiplier 0 and refuses
+        // (and a thread with no heap here checks the pointer whole, which reports it).
+        unsafe { self.free_into_bin(&FAST_GEOMETRY, ptr, key as usize, 0) }
+    }
+
     /// Frees a block of `size` requested bytes (a sized free: Rust's `dealloc`) into the calling
     /// thread's bin if the size is within the pools' threshold, the thread's heap in way 0 of its
     /// cache is this allocator's (`key`), and the bin has room; returns false, having done
@@ -307,11 +335,33 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// As for [`realloc_fast`](Self::realloc_fast).
     #[inline(always)]
     pub unsafe fn realloc_fast_check(&self, ptr: *mut u8, size: usize, key: u32) -> FastRealloc {
-        let g = &FAST_GEOMETRY;
         if !registry::owned_by_fast(ptr as usize, key) {
             return FastRealloc::Refused;
         }
-        // SAFETY: as in `realloc_fast`.
+        // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id);
+        // the caller's guarantee.
+        unsafe { self.realloc_fast_check_reserved(ptr, size, key) }
+    }
+
+    /// [`realloc_fast_check`](Self::realloc_fast_check) for a pointer the caller found in the
+    /// reservation of a [`ReservedArenas`](crate::ReservedArenas) that this allocator alone takes
+    /// arenas from (as for [`free_fast_reserved`](Self::free_fast_reserved)): no registry lookup.
+    ///
+    /// # Safety
+    /// As for `realloc_fast`, with `key` not [`NO_KEY`]; `ptr` lies in this allocator's arenas
+    /// (the registry says so) or in such a reservation (every 1 MiB chunk of it an arena of this
+    /// allocator, or zeros, which the checks refuse).
+    #[inline(always)]
+    pub unsafe fn realloc_fast_check_reserved(
+        &self,
+        ptr: *mut u8,
+        size: usize,
+        key: u32,
+    ) -> FastRealloc {
+        let g = &FAST_GEOMETRY;
+        // SAFETY: as in `realloc_fast`: the chunk is this allocator's arena (or zeros: metas of
+        // multiplier 0, refused by the checks), of the fast paths' geometry, heaps in way 0 (the
+        // key's conditions).
         match unsafe { self.realloc_target(g, ptr, key as usize, 0) } {
             Some((_, block)) if Self::stays_in(g, size, block) => FastRealloc::Stays,
             // A size of 0 is C's free (`realloc(p, 0)`), for the long way.
@@ -529,8 +579,10 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         // SAFETY: the calling thread's cache, touched only by it.
         let w = unsafe { (*c).ways[way] };
         // A way of this allocator holds a heap that the calling thread owns (a thread gives a
-        // heap up when its way changes, and before its cache goes).
-        if w.id != id {
+        // heap up when its way changes, and before its cache goes). Ids are `u32`s (registry
+        // ids), so their low halves compare as well, and a caller holding the id in the low half
+        // of a wider word needs no instruction to clear the rest.
+        if w.id as u32 != id as u32 {
             // SAFETY: the caller's guarantee; the thread has no heap of this allocator.
             unsafe { free_home_at_once(self, ptr) };
             return true;

@@ -26,6 +26,9 @@
 //! * [`Heap`]: the same allocator for one owner at a time, with no thread machinery;
 //!   [`LockedHeap`]: a `Heap` behind a spin lock, `Sync` with no OS (a bare-metal
 //!   `#[global_allocator]`).
+//! * [`ReservedArenas`]: 1 MiB arenas from one 16 GiB reservation aligned to its size, so that
+//!   one exclusive-or and one shift tell whether a pointer lies in them (the C library's `free`
+//!   finds the mem domain's small blocks that way); [`OsArenas`] for the rest.
 //! * [`RegionArenas`]: arenas carved from a caller's memory, no OS call; over a
 //!   [`RegionBuffer`] it is made in a `const` context, so a pool over a static buffer can be a
 //!   `static`. [`Spans`]: large blocks in whole-mebibyte spans of any provider.
@@ -40,8 +43,8 @@
 //! `DomainAllocator` calls both fronts share), `heap` (the one-owner front), `pool` (the threaded
 //! front), `threads` (thread caches, heap slots, thread exit), `remote` (every cross-thread
 //! protocol, both sides, with loom models in `loom_models`), `fast` (the fast paths for callers
-//! that know their allocator), `check` (the hardened checks), `span`, `region`, `swap`, `stats`,
-//! `sync` (atomics and the lock, swapped for loom's), `locked` (`LockedHeap`).
+//! that know their allocator), `check` (the hardened checks), `span`, `region`, `reserved`,
+//! `swap`, `stats`, `sync` (atomics and the lock, swapped for loom's), `locked` (`LockedHeap`).
 //!
 //! # Targets
 //!
@@ -121,6 +124,8 @@ mod region;
 #[cfg(not(loom))]
 mod registry;
 mod remote;
+#[cfg(all(not(loom), any(unix, windows)))]
+mod reserved;
 #[cfg(not(loom))]
 mod size_class;
 #[cfg(not(loom))]
@@ -137,7 +142,7 @@ mod threads;
 mod tests;
 
 #[cfg(not(loom))]
-pub use check::report_other_allocator;
+pub use check::{report_no_arena, report_other_allocator};
 #[cfg(all(not(loom), any(unix, windows)))]
 pub use fast::{FastFree, FastRealloc, NO_KEY};
 #[cfg(not(loom))]
@@ -154,6 +159,8 @@ pub use pool::PoolAllocator;
 pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionBuffer, RegionError};
 #[cfg(not(loom))]
 pub use registry::{arena_owner, in_pool_arena};
+#[cfg(all(not(loom), any(unix, windows)))]
+pub use reserved::{RESERVED_SHIFT, ReservedArenas};
 #[cfg(not(loom))]
 pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
 #[cfg(not(loom))]

@@ -223,6 +223,32 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 /// As for [`free`].
 #[inline(always)]
 unsafe fn free_inline(p: *mut c_void) {
+    // The common case: a block of the standard pool, told by its address alone (the pool's own
+    // reservation of arenas) with the fast path on, whose key the word carries.
+    let (pool, word) = alloc_domains::mem_fast_free();
+    if alloc_domains::in_mem_reservation(p.cast(), word) {
+        // SAFETY: in the reservation with the fast path on (the word says both), so the low bits
+        // are the pool's fast key; `p` is a live block of the process's malloc family (the
+        // caller's guarantee), so the pool's, or a bad pointer its checks refuse.
+        if unsafe { pool.free_fast_reserved(p.cast(), word as u32) } {
+            return;
+        }
+        // Refused by the checks, or the bin is full: the long way, which reports a bad pointer.
+        // SAFETY: the caller's guarantee; the owner is not looked up.
+        return unsafe { free_slower(p, NO_KEY) };
+    }
+    // SAFETY: the caller's guarantee.
+    unsafe { free_routed(p) }
+}
+
+/// [`free`] of a pointer outside the standard pool's reservation (or any pointer while the fast
+/// path is off): the registry tells whose it is. The small pool's own blocks come here from
+/// arenas outside the reservation (once it is full, or from an arena allocator the program set).
+///
+/// # Safety
+/// As for [`free`].
+#[inline(never)]
+unsafe extern "C" fn free_routed(p: *mut c_void) {
     let (pool, key) = mem_fast_path();
     // SAFETY: the key the domain table gives for its pool; `p` is null or a live block of the
     // process's malloc family, which the pool's fast path takes (it frees only its own blocks).
@@ -290,11 +316,15 @@ unsafe extern "C" fn free_slower(p: *mut c_void, owner: u32) {
 }
 
 /// Reports and aborts if `p`, which the mem domain does not claim, lies in domalloc's arenas
-/// (another domain's block, say): such a pointer never goes to glibc, whose checks would read
-/// memory that is not its own.
+/// (another domain's block, say) or in the address space domalloc reserved for them (where no
+/// arena is now): such a pointer never goes to glibc, whose checks would read memory that is
+/// not its own.
 fn not_glibcs(op: &str, p: *mut c_void) {
     if alloc_arena::in_pool_arena(p.cast()) {
         alloc_arena::report_other_allocator(op, p.cast());
+    }
+    if alloc_domains::in_reserved_arenas(p.cast()) {
+        alloc_arena::report_no_arena(op, p.cast());
     }
 }
 
@@ -309,10 +339,18 @@ fn not_glibcs(op: &str, p: *mut c_void) {
 /// checks made; everything else is a tail call of `realloc_slow`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
-    let (pool, key) = mem_fast_path();
-    // SAFETY: the key the domain table gives for its pool; `p` is null or a live block of the
-    // process's malloc family, which the checks take (null and sizes of 0 are refused).
-    match unsafe { pool.realloc_fast_check(p.cast(), size, key) } {
+    // The common case, as `free`'s: a block of the standard pool told by its address alone.
+    let (pool, word) = alloc_domains::mem_fast_free();
+    let key = word as u32;
+    let answer = if alloc_domains::in_mem_reservation(p.cast(), word) {
+        // SAFETY: in the reservation with the fast path on (the word says both), so `key` is the
+        // pool's fast key; `p` is a live block of the process's malloc family (the caller's
+        // guarantee), so the pool's, or a bad pointer the checks refuse (sizes of 0 too).
+        unsafe { pool.realloc_fast_check_reserved(p.cast(), size, key) }
+    } else {
+        FastRealloc::Refused
+    };
+    match answer {
         FastRealloc::Stays => p,
         // SAFETY: the check's answer, just now on this thread.
         FastRealloc::Moves { bin, block } => unsafe { realloc_moving(p, size, bin, block, key) },

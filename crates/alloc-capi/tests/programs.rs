@@ -156,6 +156,8 @@ fn the_registry_serves_every_free_with_its_flat_table_and_without_it() {
         c.env("LD_PRELOAD", library()).env("DOMALLOC", "pool");
         c.output().expect("the program runs")
     };
+    // The same limit refuses the small pool's 16 GiB reservation of arenas: its blocks then
+    // come from arenas mapped one by one, which `free` finds through the registry.
     for (limit, table) in [(false, "yes"), (true, "no")] {
         let out = limited(&exe, None, limit);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -163,6 +165,10 @@ fn the_registry_serves_every_free_with_its_flat_table_and_without_it() {
         assert!(stdout.contains("blocks: ok"), "{stdout}");
         assert!(
             stdout.contains(&format!("flat table: {table}")),
+            "limit {limit}: {stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("reservation: {table}")),
             "limit {limit}: {stdout}"
         );
         // The hardened default's reports come from either structure.
@@ -705,6 +711,18 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
             &["pool", "pool_debug", "debug", "malloc_debug"],
             "malloc_usable_size(): ",
             "Fatal error in debug malloc_usable_size",
+        ),
+        (
+            "reserved_no_arena",
+            &["pool", "pool_debug", "debug", "malloc_debug"],
+            "free(): invalid pointer (in domalloc's reserved memory, but in no arena)",
+            hook_free,
+        ),
+        (
+            "realloc_reserved_no_arena",
+            &["pool", "pool_debug", "debug", "malloc_debug"],
+            "realloc(): invalid pointer (in domalloc's reserved memory, but in no arena)",
+            "Fatal error in debug realloc",
         ),
         ("aligned_overflow", debug, "", "bad trailing pad byte"),
         ("aligned_underflow", debug, "", "bad leading pad byte"),

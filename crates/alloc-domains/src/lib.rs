@@ -73,10 +73,11 @@ pub use table::{
     MemPool, MemSpans, OBJECT, RAW, SMALL_POOL, STANDARD_DOMAINS, STATS_VAR, StatsError,
     add_domain, after_fork_child, after_fork_parent, arena_allocator, check_standard_live, domains,
     enable_mem_fast_path, find, free_medium_owned, free_standard_checked, free_standard_counted,
-    free_standard_owned, get, guards_every_block, hook, hook_forwarding, malloc_medium_fast,
-    malloc_standard_large, mem_counts_on_pool, mem_fast_path, name, on_change, pool_stats,
-    prepare_fork, preset, realloc_medium_fast, remove_callback, remove_domain, set,
-    set_arena_allocator, setup_debug_hooks, table_records, trim_pools,
+    free_standard_owned, get, guards_every_block, hook, hook_forwarding, in_mem_reservation,
+    in_reserved_arenas, malloc_medium_fast, malloc_standard_large, mem_counts_on_pool,
+    mem_fast_free, mem_fast_path, name, on_change, pool_stats, prepare_fork, preset,
+    realloc_medium_fast, remove_callback, remove_domain, set, set_arena_allocator,
+    setup_debug_hooks, table_records, trim_pools,
 };
 
 /// Routes Rust's global allocations through a domain (usually `MEM`):

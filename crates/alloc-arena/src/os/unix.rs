@@ -210,6 +210,47 @@ pub(crate) unsafe fn make_writable(ptr: NonNull<u8>, len: usize) -> bool {
     unsafe { libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
 }
 
+/// Reserves `len` bytes (a power of two, at least a page) of zero-reading address space, as
+/// [`reserve_zeroed`], at an address aligned to `len`: over-reserves twice the length and gives
+/// the unaligned head and the tail back. `None` if the OS refuses.
+#[cfg_attr(any(loom, not(target_pointer_width = "64")), allow(dead_code))]
+pub(crate) fn reserve_aligned_zeroed(len: usize) -> Option<NonNull<u8>> {
+    let twice = len.checked_mul(2)?;
+    let raw = reserve_zeroed(twice)?.as_ptr() as usize;
+    let aligned = raw.next_multiple_of(len);
+    let head = aligned - raw;
+    let tail = twice - head - len;
+    // SAFETY: the head `[raw, aligned)` and the tail `[aligned + len, raw + twice)` are parts of
+    // the reservation just made, page-aligned (raw, len and twice are page multiples), that
+    // nobody else knows of.
+    unsafe {
+        if head > 0 {
+            libc::munmap(raw as *mut libc::c_void, head);
+        }
+        if tail > 0 {
+            libc::munmap((aligned + len) as *mut libc::c_void, tail);
+        }
+    }
+    NonNull::new(aligned as *mut u8)
+}
+
+/// Gives the pages of `[ptr, ptr + len)` back to the OS and closes them to writes again: they
+/// read as zeros and cost no commit charge, as when [`reserve_zeroed`] made them.
+///
+/// # Safety
+/// The range lies in a mapping made by [`reserve_zeroed`], is page-aligned, and its contents are
+/// no longer needed.
+#[cfg_attr(any(loom, not(target_pointer_width = "64")), allow(dead_code))]
+pub(crate) unsafe fn release_zeroed(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: the caller's guarantee: pages of our own reservation, no longer needed. MADV_DONTNEED
+    // on private anonymous memory drops them (they read as zeros after); failure of either call
+    // leaves the pages as they were (resident, or writable), which is only memory kept.
+    unsafe {
+        libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED);
+        libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ);
+    }
+}
+
 /// A pthread key whose destructor calls `H::ended` (see [`ExitKey`](super::ExitKey)).
 pub struct ExitKey<H> {
     /// The pthread key plus one (0: not created yet). A plain atomic, not the loom shim's: a

@@ -129,6 +129,13 @@ int main(int argc, char **argv) {
         void *(*domain_malloc)(int, size_t) = (void *(*)(int, size_t))dlsym(RTLD_DEFAULT, "domalloc_malloc");
         if (!domain_malloc) return 2;
         free(domain_malloc(2, 32));
+    } else if (!strcmp(c, "reserved_no_arena") || !strcmp(c, "realloc_reserved_no_arena")) {
+        /* 8 GiB into the 16 GiB (2^34) the small pool reserves for its arenas, where no arena is:
+         * never glibc's block, whatever glibc would make of the zeros there. */
+        size_t base = (size_t)p & ~(((size_t)1 << 34) - 1);
+        char *q = (char *)(base + ((size_t)8 << 30) + 64);
+        if (!strcmp(c, "reserved_no_arena")) free(q);
+        else q = realloc(q, 100);
     } else if (!strcmp(c, "usable_size_freed")) {
         free(p);
         printf("%zu\n", malloc_usable_size(p));

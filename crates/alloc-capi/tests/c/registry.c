@@ -1,7 +1,9 @@
 /* Blocks of many sizes made, filled, checked and freed (in a different order than made), then
- * whether the process holds a read-only anonymous mapping of at least 256 MiB: the pools' flat
+ * whether the process holds a read-only anonymous mapping of 256 to 512 MiB: the pools' flat
  * registry table, which an address-space limit refuses (the registry's tree then serves every
- * lookup). Prints "blocks: ok" and "flat table: yes" or "flat table: no". */
+ * lookup); and one of at least 8 GiB: the small pool's reservation of arenas (16 GiB, less the
+ * arenas in use), which the same limit refuses (arenas are then mapped one by one). Prints
+ * "blocks: ok", "flat table: yes" or "no", and "reservation: yes" or "no". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +37,19 @@ int main(void) {
     FILE *maps = fopen("/proc/self/maps", "r");
     if (!maps) return 4;
     char line[512];
-    int flat = 0;
+    int flat = 0, reservation = 0;
     while (fgets(line, sizeof line, maps)) {
         unsigned long lo, hi, offset;
         char perms[8], dev[16];
         unsigned long inode;
         if (sscanf(line, "%lx-%lx %7s %lx %15s %lu", &lo, &hi, perms, &offset, dev, &inode) == 6 &&
-            !strcmp(perms, "r--p") && inode == 0 && hi - lo >= (256ul << 20))
-            flat = 1;
+            !strcmp(perms, "r--p") && inode == 0) {
+            if (hi - lo >= (256ul << 20) && hi - lo <= (512ul << 20)) flat = 1;
+            if (hi - lo >= (8ul << 30)) reservation = 1;
+        }
     }
     fclose(maps);
     printf("flat table: %s\n", flat ? "yes" : "no");
+    printf("reservation: %s\n", reservation ? "yes" : "no");
     return 0;
 }

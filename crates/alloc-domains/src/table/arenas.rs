@@ -14,7 +14,10 @@ pub fn arena_allocator() -> &'static DynArenaProvider {
 /// back to the provider that made them; the pools' allocations and frees never touch the provider.
 /// The switch is one store under a lock: an arena is made by the old provider or the new one.
 pub fn set_arena_allocator(provider: &'static DynArenaProvider) -> Result<(), DomainError> {
-    Ok(ARENAS.set(provider)?)
+    // Both sources have had the same providers installed (the same count, in the same order), so
+    // the second set fails only where the first did.
+    ARENAS.set(provider)?;
+    Ok(POOL_ARENAS.set(provider)?)
 }
 
 /// Statistics of the standard pools (mem's and object's together), as the calling thread can see

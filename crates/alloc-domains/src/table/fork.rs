@@ -34,8 +34,12 @@ pub fn prepare_fork() {
     // A domain's first allocation holds it (briefly, alone).
     GATE.acquire_for_fork();
     for_each_installed(|a| a.prepare_fork());
-    // Last: the standard pools' arena source, a leaf lock their arena acquisitions hold.
+    // Last: the standard pools' arena sources, leaf locks their arena acquisitions hold (the
+    // mem pool's reservation after its source: a source calls its provider after its own lock
+    // was released, and never holds both).
     ARENAS.prepare_fork();
+    POOL_ARENAS.prepare_fork();
+    RESERVED.prepare_fork();
 }
 
 /// Fork support, in the parent after `fork()`: releases what [`prepare_fork`] took.
@@ -44,7 +48,11 @@ pub fn prepare_fork() {
 /// Only on the thread that called [`prepare_fork`], after it.
 pub unsafe fn after_fork_parent() {
     // SAFETY: taken by `prepare_fork` on this thread (the caller's guarantee).
-    unsafe { ARENAS.after_fork_parent() };
+    unsafe {
+        RESERVED.after_fork();
+        POOL_ARENAS.after_fork_parent();
+        ARENAS.after_fork_parent();
+    }
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_parent() });
     // SAFETY: `prepare_fork` took them on this thread.
@@ -69,7 +77,11 @@ pub unsafe fn after_fork_child() {
     // SAFETY: in the child of a fork, on its only thread (the caller's guarantee).
     unsafe { READERS.after_fork_child() };
     // SAFETY: taken by the parent's `prepare_fork` (the caller's guarantee).
-    unsafe { ARENAS.after_fork_child() };
+    unsafe {
+        RESERVED.after_fork();
+        POOL_ARENAS.after_fork_child();
+        ARENAS.after_fork_child();
+    }
     // SAFETY: the caller's guarantee, which is each allocator's.
     for_each_installed(|a| unsafe { a.after_fork_child() });
     // SAFETY: `prepare_fork` took them in the parent, on the thread that continues here.

@@ -249,6 +249,46 @@ pub fn mem_fast_path() -> (&'static MemPool, u32) {
     (&POOL, FAST_MEM.load(Ordering::Relaxed))
 }
 
+/// The word of the C library's `free`: the standard pool's reservation of arenas with its fast
+/// key in the low 32 bits while the mem domain's fast path is on ([`mem_fast_path`] gives a
+/// key), a value no address matches otherwise. [`in_mem_reservation`] tells with it whether a
+/// pointer lies in the reservation, whose every 1 MiB chunk is an arena of the pool or reads as
+/// zeros (no other allocator takes arenas there): what `PoolAllocator::free_fast_reserved` needs.
+///
+/// ```
+/// use alloc_core::DomainAllocator;
+/// use alloc_domains::{MEM, in_mem_reservation, mem_fast_free};
+///
+/// let p = MEM.malloc(64).unwrap();
+/// let (pool, word) = mem_fast_free();
+/// // SAFETY: in the reservation with the fast path on, the word's low bits are the pool's key;
+/// // `p` is a live block of the mem domain, freed once: by the pool's fast path, or else by the
+/// // domain.
+/// unsafe {
+///     if !(in_mem_reservation(p.as_ptr(), word) && pool.free_fast_reserved(p.as_ptr(), word as u32))
+///     {
+///         MEM.free(p.as_ptr());
+///     }
+/// }
+/// ```
+#[inline(always)]
+pub fn mem_fast_free() -> (&'static MemPool, u64) {
+    (&POOL, FAST_FREE.load(Ordering::Relaxed))
+}
+
+/// Whether `ptr` lies in the address space the standard pool reserved for its arenas (in an
+/// arena or not): a pointer there is never the C library's.
+pub fn in_reserved_arenas(ptr: *const u8) -> bool {
+    RESERVED.contains(ptr)
+}
+
+/// Whether `ptr` lies in the reservation that `word` (from [`mem_fast_free`]) names, with the
+/// fast path on: one exclusive-or and one shift.
+#[inline(always)]
+pub fn in_mem_reservation(ptr: *const u8, word: u64) -> bool {
+    (ptr as usize as u64 ^ word) >> RESERVED_SHIFT == 0
+}
+
 /// Whether the mem domain counts its statistics while its standard pool is its only allocator
 /// (and has served it): then [`mem_fast_path`] gives no key, the handle's counting path calls
 /// the pool directly, and the C library sends the pools' blocks ([`check_standard_live`]) to
@@ -352,6 +392,9 @@ pub unsafe fn free_standard_owned(ptr: *mut u8, owner: u32) {
             Standard::Medium => MEDIUM.free_fast_in_arenas(ptr) || MEDIUM.free_checked(ptr),
             Standard::Large => LARGE.free_fast_in_arenas(ptr) || LARGE.free_checked(ptr),
             Standard::Other => alloc_arena::report_other_allocator("free", ptr),
+            Standard::Outside if RESERVED.contains(ptr) => {
+                alloc_arena::report_no_arena("free", ptr)
+            }
             Standard::Span | Standard::Outside => false,
         };
         if !done {
@@ -573,7 +616,9 @@ pub(super) fn enable_fast_mem() {
         if STATS[DomainId::MEM.index()].on() {
             COUNTED_MEM.store(POOL.fast_key(), Ordering::Relaxed);
         } else {
-            FAST_MEM.store(POOL.fast_key(), Ordering::Relaxed);
+            let key = POOL.fast_key();
+            FAST_MEM.store(key, Ordering::Relaxed);
+            FAST_FREE.store(fast_free_word(key), Ordering::Relaxed);
         }
     }
 }

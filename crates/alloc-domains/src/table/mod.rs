@@ -85,8 +85,8 @@ use std::sync::atomic::{
 };
 
 use alloc_arena::{
-    DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, PoolConfig, Spans, SwapError,
-    SwappableArenas,
+    DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, PoolConfig, RESERVED_SHIFT, ReservedArenas,
+    Spans, SwapError, SwappableArenas,
 };
 use alloc_core::{DomainAllocator, Ownership, System};
 use alloc_debug::{GuardPages, Guarded};
@@ -369,4 +369,21 @@ static FAST_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
 /// counts. At most one of the two holds a key: counting is on for good before the domain's
 /// first allocation, or never.
 static COUNTED_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
+/// The C library's `free` starts here: the standard pool's reservation of arenas
+/// (`RESERVED`, a multiple of 2^[`RESERVED_SHIFT`]) with the pool's fast key in its low bits
+/// while `FAST_MEM` holds the key and the reservation exists, [`FAST_FREE_OFF`] otherwise. Then
+/// `(ptr ^ word) >> RESERVED_SHIFT == 0` says at once that `ptr` lies in the pool's own
+/// reservation and that the fast path is on (the off value's top bit is in no address), and the
+/// low 32 bits are the key. Stored with `FAST_MEM`, under the same lock and the same rules.
+static FAST_FREE: AtomicU64 = AtomicU64::new(FAST_FREE_OFF);
+/// [`FAST_FREE`] while the fast path is off: no address has its top bit.
+const FAST_FREE_OFF: u64 = (1 << 63) | NO_KEY as u64;
+
+/// The word [`FAST_FREE`] holds while `FAST_MEM` holds `key`.
+fn fast_free_word(key: u32) -> u64 {
+    match RESERVED.range_base() {
+        Some(base) if key != NO_KEY => base as u64 | u64::from(key),
+        _ => FAST_FREE_OFF,
+    }
+}
 static PRESET: AtomicU8 = AtomicU8::new(0);

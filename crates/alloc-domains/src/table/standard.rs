@@ -49,7 +49,14 @@ pub(super) static LARGE: LargePool =
     PoolAllocator::with_valid_config(LARGE_POOL, &OS_ARENAS, &SPANS);
 pub(super) static MEDIUM: MediumPool =
     PoolAllocator::with_valid_config(MEDIUM_POOL, &OS_ARENAS, &LARGE);
-pub(super) static POOL: MemPool = PoolAllocator::with_valid_config(SMALL_POOL, &ARENAS, &MEDIUM);
+/// The mem domain's small-object pool takes its arenas from a reservation of its own by default
+/// (no other allocator takes arenas there), so that the C library's `free` tells its blocks by
+/// their address alone (see `FAST_FREE`); PEP 445's arena allocator replaces it as it replaces
+/// `ARENAS` ([`set_arena_allocator`] sets both).
+pub(super) static RESERVED: ReservedArenas = ReservedArenas::new();
+pub(super) static POOL_ARENAS: SwappableArenas = SwappableArenas::new(&RESERVED);
+pub(super) static POOL: MemPool =
+    PoolAllocator::with_valid_config(SMALL_POOL, &POOL_ARENAS, &MEDIUM);
 
 /// `PoolConfig::secure` over a configuration (`DOMALLOC=pool_secure`).
 pub(super) const fn secure(c: PoolConfig) -> PoolConfig {

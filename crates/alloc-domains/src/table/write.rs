@@ -173,6 +173,7 @@ pub(super) fn publish(
         // Under the writer lock, before the new record is visible (see `FAST_MEM`).
         FAST_MEM.store(NO_KEY, Ordering::Relaxed);
         COUNTED_MEM.store(NO_KEY, Ordering::Relaxed);
+        FAST_FREE.store(FAST_FREE_OFF, Ordering::Relaxed);
     }
     // Release: publishes the record; paired with the Acquire of every reader.
     TABLE[id.index()].current.store(rec, Ordering::Release);
