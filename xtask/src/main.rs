@@ -42,8 +42,8 @@ enum Task {
     /// Runs the benchmark suite against the peer allocators (the quick suite by default), prints
     /// the table and writes target/bench/report.json and the charts.
     Bench(bench::Request),
-    /// What CI runs: fmt, clippy -D warnings, the test suite, the no_std build, docs, cargo
-    /// package, and the windows check.
+    /// What CI runs: fmt, clippy -D warnings, the test suite, the no_std and 32-bit builds,
+    /// docs, cargo package, and the windows check.
     Ci {
         /// Everything but the test suite (CI runs the README's test command itself).
         #[arg(long)]
@@ -227,8 +227,8 @@ fn target_installed(triple: &str) -> bool {
 }
 
 /// The checks CI runs: the README's test command plus fmt, clippy, the host `no_std` build, the
-/// bare-metal build (thumbv7em-none-eabihf), the frame-pointer capture test, docs and the windows
-/// build.
+/// bare-metal build (thumbv7em-none-eabihf), the 32-bit unix build (i686), the frame-pointer
+/// capture test, docs and the windows build.
 fn ci(skip_tests: bool) -> Result {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
@@ -315,6 +315,34 @@ fn ci(skip_tests: bool) -> Result {
         "cargo check --target thumbv7em-none-eabihf --example embedded",
         example,
     )?;
+
+    // 32-bit unix: the pools with an OS and 32-bit pointers (their 64-bit constants, such as the
+    // reservation's shift, in 64-bit arithmetic). A build, not a check: some lints (an overflowing
+    // shift) are only raised while code is generated.
+    const I686: &str = "i686-unknown-linux-gnu";
+    if cfg!(target_os = "linux") {
+        if !target_installed(I686) {
+            return Err(format!(
+                "the 32-bit check needs its target: rustup target add {I686}"
+            ));
+        }
+        let mut i686 = cargo();
+        i686.args([
+            "build",
+            "--target",
+            I686,
+            "-p",
+            "alloc-core",
+            "-p",
+            "alloc-arena",
+            "--target-dir",
+            "target/i686",
+        ]);
+        run(
+            "cargo build --target i686-unknown-linux-gnu -p alloc-core -p alloc-arena",
+            i686,
+        )?;
+    }
 
     // Tracing's frame-pointer capture, in a build that keeps frame pointers: calibration must
     // choose it, and its tracebacks must name the allocating line.

@@ -166,6 +166,16 @@ impl SwappableArenas {
         Ok(())
     }
 
+    /// Whether [`set`](Self::set) would install `provider` now: it was installed before, or
+    /// there is room for another.
+    pub fn has_room_for(&self, provider: &'static DynArenaProvider) -> bool {
+        let p = self.providers.lock();
+        p.count < MAX_PROVIDERS
+            || p.all[..p.count]
+                .iter()
+                .any(|q| q.is_some_and(|q| same(q, provider)))
+    }
+
     /// The provider that made the arena holding `ptr`, if it was made through this type.
     fn maker(&self, ptr: NonNull<u8>) -> Option<&'static DynArenaProvider> {
         let m = maker_of(ptr.as_ptr() as usize);

@@ -341,15 +341,47 @@ fn not_glibcs(op: &str, p: *mut c_void) {
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // The common case, as `free`'s: a block of the standard pool told by its address alone.
     let (pool, word) = alloc_domains::mem_fast_free();
+    if !alloc_domains::in_mem_reservation(p.cast(), word) {
+        // SAFETY: the caller's guarantee.
+        return unsafe { realloc_routed(p, size) };
+    }
     let key = word as u32;
-    let answer = if alloc_domains::in_mem_reservation(p.cast(), word) {
-        // SAFETY: in the reservation with the fast path on (the word says both), so `key` is the
-        // pool's fast key; `p` is a live block of the process's malloc family (the caller's
-        // guarantee), so the pool's, or a bad pointer the checks refuse (sizes of 0 too).
-        unsafe { pool.realloc_fast_check_reserved(p.cast(), size, key) }
-    } else {
-        FastRealloc::Refused
-    };
+    // SAFETY: in the reservation with the fast path on (the word says both), so `key` is the
+    // pool's fast key; `p` is a live block of the process's malloc family (the caller's
+    // guarantee), so the pool's, or a bad pointer the checks refuse (sizes of 0 too).
+    let answer = unsafe { pool.realloc_fast_check_reserved(p.cast(), size, key) };
+    // SAFETY: the check's answer for `p`, `size` and `key`, just now on this thread.
+    unsafe { realloc_answered(p, size, answer, key) }
+}
+
+/// [`realloc`] of a pointer outside the standard pool's reservation (or any pointer while the
+/// fast path is off): the registry tells whether it is a block of the small pool (one from an
+/// arena outside the reservation), which then takes the same fast path.
+///
+/// # Safety
+/// As for [`realloc`].
+#[inline(never)]
+unsafe extern "C" fn realloc_routed(p: *mut c_void, size: usize) -> *mut c_void {
+    let (pool, key) = mem_fast_path();
+    // SAFETY: the key the domain table gives for its pool; `p` is null or a live block of the
+    // process's malloc family, which the checks take (null and sizes of 0 are refused).
+    let answer = unsafe { pool.realloc_fast_check(p.cast(), size, key) };
+    // SAFETY: the check's answer for `p`, `size` and `key`, just now on this thread.
+    unsafe { realloc_answered(p, size, answer, key) }
+}
+
+/// What `realloc` does with the fast check's answer.
+///
+/// # Safety
+/// As for [`realloc`]; `answer` is what the standard pool's fast check answered for `p`, `size`
+/// and `key` on this thread, just now.
+#[inline(always)]
+unsafe fn realloc_answered(
+    p: *mut c_void,
+    size: usize,
+    answer: FastRealloc,
+    key: u32,
+) -> *mut c_void {
     match answer {
         FastRealloc::Stays => p,
         // SAFETY: the check's answer, just now on this thread.

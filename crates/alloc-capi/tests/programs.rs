@@ -719,6 +719,12 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
             hook_free,
         ),
         (
+            "reserved_no_arena_no_heap_thread",
+            &["pool", "pool_debug", "debug", "malloc_debug"],
+            "free(): invalid pointer (",
+            hook_free,
+        ),
+        (
             "realloc_reserved_no_arena",
             &["pool", "pool_debug", "debug", "malloc_debug"],
             "realloc(): invalid pointer (in domalloc's reserved memory, but in no arena)",
@@ -774,6 +780,43 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
                     );
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn a_pointer_in_the_reservation_is_reported_while_the_mem_domain_counts_its_statistics() {
+    use std::os::unix::process::ExitStatusExt;
+    if !installed("gcc") {
+        return skip("gcc");
+    }
+    let exe = compile(
+        "bad_free.c",
+        "bad_free_stats",
+        &["-O0", "-Wno-free-nonheap-object", "-ldl"],
+    );
+    // With statistics on, `free` takes the counting path (no fast path), which must report a
+    // pointer where no arena is as the plain path does, not hand it to glibc.
+    for case in [
+        "reserved_no_arena",
+        "realloc_reserved_no_arena",
+        "double_free_small",
+    ] {
+        let out = Command::new(&exe)
+            .arg(case)
+            .env("LD_PRELOAD", library())
+            .env("DOMALLOC", "pool")
+            .env("DOMALLOC_STATS", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc_sigabrt()), "{case}: {out:?}");
+        assert!(stderr.starts_with("domalloc: "), "{case}: {stderr}");
+        if case != "double_free_small" {
+            assert!(
+                stderr.contains("invalid pointer (in domalloc's reserved memory, but in no arena)"),
+                "{case}: {stderr}"
+            );
         }
     }
 }

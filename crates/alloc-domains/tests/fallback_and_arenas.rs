@@ -7,7 +7,8 @@ use alloc_arena::RegionArenas;
 use alloc_core::DomainAllocator;
 use alloc_debug::Counting;
 use alloc_domains::{
-    DomainId, DynAllocator, MEM, OBJECT, arena_allocator, hook, set_arena_allocator, trim_pools,
+    DomainId, DynAllocator, MEM, OBJECT, arena_allocator, hook, in_reserved_arenas,
+    set_arena_allocator, trim_pools,
 };
 
 fn fill(p: *mut u8, n: usize, seed: u8) {
@@ -86,6 +87,8 @@ fn object_falls_back_on_mem_and_arenas_can_be_swapped() {
     let before: Vec<*mut u8> = (0..1000)
         .map(|_| MEM.malloc(64).unwrap().as_ptr())
         .collect();
+    // The mem domain's small blocks come from its pool's reservation (where the OS granted one).
+    let reserved = in_reserved_arenas(before[0]);
     let old = arena_allocator();
     let layout = std::alloc::Layout::from_size_align(8 << 20, 1 << 20).unwrap();
     // SAFETY: a non-zero layout; the memory is leaked, so `'static` and the region's alone.
@@ -131,4 +134,25 @@ fn object_falls_back_on_mem_and_arenas_can_be_swapped() {
         unsafe { MEM.free(p) };
     }
     set_arena_allocator(old).unwrap();
+    // Set back, the standard provider stands for the reservation again: a fresh heap's small
+    // blocks lie in it.
+    let back = std::thread::spawn(|| {
+        let blocks: Vec<usize> = (0..30_000)
+            .map(|i| MEM.malloc(16 + i % 400).unwrap().as_ptr() as usize)
+            .collect();
+        let inside = blocks
+            .iter()
+            .filter(|&&b| in_reserved_arenas(b as *const u8))
+            .count();
+        for &b in &blocks {
+            // SAFETY: live blocks, freed once.
+            unsafe { MEM.free(b as *mut u8) };
+        }
+        inside
+    })
+    .join()
+    .unwrap();
+    if reserved {
+        assert_eq!(back, 30_000, "blocks in the reservation after the set back");
+    }
 }

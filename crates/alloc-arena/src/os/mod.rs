@@ -35,7 +35,9 @@ use none as imp;
 pub use imp::ExitKey;
 pub(crate) use imp::{fatal, now_ms, page_size, random_u64, yield_now};
 #[cfg(all(unix, target_pointer_width = "64", not(loom)))]
-pub(crate) use imp::{make_writable, release_zeroed, reserve_aligned_zeroed, reserve_zeroed};
+pub(crate) use imp::{
+    make_writable, release_zeroed, reserve_aligned_zeroed, reserve_zeroed, unreserve,
+};
 
 /// What an [`ExitKey`] does when a thread that stored a value in it ends.
 ///

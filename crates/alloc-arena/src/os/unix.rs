@@ -211,10 +211,18 @@ pub(crate) unsafe fn make_writable(ptr: NonNull<u8>, len: usize) -> bool {
 }
 
 /// Reserves `len` bytes (a power of two, at least a page) of zero-reading address space, as
-/// [`reserve_zeroed`], at an address aligned to `len`: over-reserves twice the length and gives
-/// the unaligned head and the tail back. `None` if the OS refuses.
+/// [`reserve_zeroed`], at an address aligned to `len`: the exact length first (kept if the OS
+/// happened to align it), else twice the length, whose unaligned head and tail go back. `None` if
+/// the OS refuses.
 #[cfg_attr(any(loom, not(target_pointer_width = "64")), allow(dead_code))]
 pub(crate) fn reserve_aligned_zeroed(len: usize) -> Option<NonNull<u8>> {
+    if let Some(p) = reserve_zeroed(len) {
+        if (p.as_ptr() as usize).is_multiple_of(len) {
+            return Some(p);
+        }
+        // SAFETY: the reservation just made, of `len` bytes, that nobody else knows of.
+        unsafe { unreserve(p, len) };
+    }
     let twice = len.checked_mul(2)?;
     let raw = reserve_zeroed(twice)?.as_ptr() as usize;
     let aligned = raw.next_multiple_of(len);
@@ -234,21 +242,40 @@ pub(crate) fn reserve_aligned_zeroed(len: usize) -> Option<NonNull<u8>> {
     NonNull::new(aligned as *mut u8)
 }
 
-/// Gives the pages of `[ptr, ptr + len)` back to the OS and closes them to writes again: they
-/// read as zeros and cost no commit charge, as when [`reserve_zeroed`] made them.
+/// Gives back a reservation made by [`reserve_zeroed`] or [`reserve_aligned_zeroed`].
+///
+/// # Safety
+/// `[ptr, ptr + len)` is such a reservation (or a page-aligned part of one), no longer used.
+#[cfg_attr(any(loom, not(target_pointer_width = "64")), allow(dead_code))]
+pub(crate) unsafe fn unreserve(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: the caller's guarantee.
+    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+}
+
+/// Replaces the pages of `[ptr, ptr + len)` with fresh read-only zero pages in one step (a fixed
+/// mapping over them, as [`reserve_zeroed`] made them: no memory, no commit charge); true when
+/// done. A write racing it lands in the old pages, never in the new ones (which a separate
+/// `madvise` and `mprotect` could not promise: a write between them would bring a page back
+/// that is not zero), and every unix gives zeros (where `MADV_DONTNEED` does not everywhere).
 ///
 /// # Safety
 /// The range lies in a mapping made by [`reserve_zeroed`], is page-aligned, and its contents are
 /// no longer needed.
 #[cfg_attr(any(loom, not(target_pointer_width = "64")), allow(dead_code))]
-pub(crate) unsafe fn release_zeroed(ptr: NonNull<u8>, len: usize) {
-    // SAFETY: the caller's guarantee: pages of our own reservation, no longer needed. MADV_DONTNEED
-    // on private anonymous memory drops them (they read as zeros after); failure of either call
-    // leaves the pages as they were (resident, or writable), which is only memory kept.
-    unsafe {
-        libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED);
-        libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ);
-    }
+pub(crate) unsafe fn release_zeroed(ptr: NonNull<u8>, len: usize) -> bool {
+    // SAFETY: the caller's guarantee: pages of our own reservation, no longer needed, which the
+    // fixed mapping replaces (and nothing else: the range lies inside the reservation).
+    let raw = unsafe {
+        libc::mmap(
+            ptr.as_ptr().cast(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    raw == ptr.as_ptr().cast()
 }
 
 /// A pthread key whose destructor calls `H::ended` (see [`ExitKey`](super::ExitKey)).

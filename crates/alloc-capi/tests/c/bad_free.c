@@ -39,6 +39,18 @@ static char *pool_tail(char *b) {
     return (char *)(((size_t)b & ~(size_t)16383) + 33 * 496);
 }
 
+/* 8 GiB into the 16 GiB (2^34) the small pool reserves for its arenas, next to block `p` of
+ * it, where no arena is. */
+static char *in_reservation(char *p) {
+    size_t base = (size_t)p & ~(((size_t)1 << 34) - 1);
+    return (char *)(base + ((size_t)8 << 30) + 64);
+}
+
+static void *free_reserved_no_heap(void *arg) {
+    free(in_reservation(arg));
+    return NULL;
+}
+
 static void *free_pool_tail_no_heap(void *arg) {
     free(pool_tail(arg));
     return NULL;
@@ -130,12 +142,14 @@ int main(int argc, char **argv) {
         if (!domain_malloc) return 2;
         free(domain_malloc(2, 32));
     } else if (!strcmp(c, "reserved_no_arena") || !strcmp(c, "realloc_reserved_no_arena")) {
-        /* 8 GiB into the 16 GiB (2^34) the small pool reserves for its arenas, where no arena is:
-         * never glibc's block, whatever glibc would make of the zeros there. */
-        size_t base = (size_t)p & ~(((size_t)1 << 34) - 1);
-        char *q = (char *)(base + ((size_t)8 << 30) + 64);
+        /* Never glibc's block, whatever glibc would make of the zeros there. */
+        char *q = in_reservation(p);
         if (!strcmp(c, "reserved_no_arena")) free(q);
         else q = realloc(q, 100);
+    } else if (!strcmp(c, "reserved_no_arena_no_heap_thread")) {
+        pthread_t t;
+        pthread_create(&t, NULL, free_reserved_no_heap, p);
+        pthread_join(t, NULL);
     } else if (!strcmp(c, "usable_size_freed")) {
         free(p);
         printf("%zu\n", malloc_usable_size(p));

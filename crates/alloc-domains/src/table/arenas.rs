@@ -13,11 +13,27 @@ pub fn arena_allocator() -> &'static DynArenaProvider {
 /// the pools its own memory (a `RegionArenas` over a buffer, say). Arenas already made keep going
 /// back to the provider that made them; the pools' allocations and frees never touch the provider.
 /// The switch is one store under a lock: an arena is made by the old provider or the new one.
+///
+/// The mem domain's small pool has a source of its own (see `RESERVED`): it takes the same
+/// provider, except that the standard one (what [`arena_allocator`] gives before any set) stands
+/// for its reservation there, so that setting back what was got returns the pool to it. Both
+/// sources change together or not at all, under the table's writer lock.
 pub fn set_arena_allocator(provider: &'static DynArenaProvider) -> Result<(), DomainError> {
-    // Both sources have had the same providers installed (the same count, in the same order), so
-    // the second set fails only where the first did.
+    let standard: &'static DynArenaProvider = &OS_ARENAS;
+    let for_pool: &'static DynArenaProvider = if ptr::addr_eq(provider, standard) {
+        &RESERVED
+    } else {
+        provider
+    };
+    let _w = WRITER.lock();
+    if !ARENAS.has_room_for(provider) || !POOL_ARENAS.has_room_for(for_pool) {
+        return Err(SwapError::TooManyProviders {
+            max: alloc_arena::MAX_PROVIDERS,
+        }
+        .into());
+    }
     ARENAS.set(provider)?;
-    Ok(POOL_ARENAS.set(provider)?)
+    Ok(POOL_ARENAS.set(for_pool)?)
 }
 
 /// Statistics of the standard pools (mem's and object's together), as the calling thread can see

@@ -261,6 +261,10 @@ pub fn mem_fast_path() -> (&'static MemPool, u32) {
 ///
 /// let p = MEM.malloc(64).unwrap();
 /// let (pool, word) = mem_fast_free();
+/// // The mem domain on its standard pool (its first allocation turned the fast path on), whose
+/// // blocks lie in its reservation (where the OS granted one).
+/// # #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+/// assert!(in_mem_reservation(p.as_ptr(), word));
 /// // SAFETY: in the reservation with the fast path on, the word's low bits are the pool's key;
 /// // `p` is a live block of the mem domain, freed once: by the pool's fast path, or else by the
 /// // domain.
@@ -311,6 +315,7 @@ pub unsafe fn free_standard_counted(ptr: *mut u8) {
     };
     let owner = standard_owner(ptr);
     let bytes = match owner {
+        Standard::Outside if RESERVED.contains(ptr) => alloc_arena::report_no_arena("free", ptr),
         Standard::Outside => None,
         Standard::Other => alloc_arena::report_other_allocator("free", ptr),
         // The pool's usable size routes by the registry to the pool, or allocator below it,
