@@ -214,6 +214,17 @@ pub(crate) fn build(what: &str, mut cmd: Command, name: &str, suffix: &str) -> R
     Ok(found)
 }
 
+/// `Ok` if rustup has `triple` installed, else the error that names the check needing it.
+fn need_target(triple: &str, check: &str) -> Result {
+    if target_installed(triple) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {check} check needs its target: rustup target add {triple}"
+        ))
+    }
+}
+
 fn target_installed(triple: &str) -> bool {
     Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -274,11 +285,7 @@ fn ci(skip_tests: bool) -> Result {
     // pool over a region with its large blocks from the region (`LockedHeap`, `Spans`), and the
     // decorators that need no OS; then the example whose `#[global_allocator]` is that pool.
     const EMBEDDED: &str = "thumbv7em-none-eabihf";
-    if !target_installed(EMBEDDED) {
-        return Err(format!(
-            "the embedded check needs its target: rustup target add {EMBEDDED}"
-        ));
-    }
+    need_target(EMBEDDED, "embedded")?;
     let mut embedded = cargo();
     embedded.args([
         "build",
@@ -321,11 +328,7 @@ fn ci(skip_tests: bool) -> Result {
     // shift) are only raised while code is generated.
     const I686: &str = "i686-unknown-linux-gnu";
     if cfg!(target_os = "linux") {
-        if !target_installed(I686) {
-            return Err(format!(
-                "the 32-bit check needs its target: rustup target add {I686}"
-            ));
-        }
+        need_target(I686, "32-bit")?;
         let mut i686 = cargo();
         i686.args([
             "build",
@@ -383,11 +386,7 @@ fn ci(skip_tests: bool) -> Result {
     run("cargo package (every library crate)", package)?;
 
     const WINDOWS: &str = "x86_64-pc-windows-gnu";
-    if !target_installed(WINDOWS) {
-        return Err(format!(
-            "the windows check needs its target: rustup target add {WINDOWS}"
-        ));
-    }
+    need_target(WINDOWS, "windows")?;
     let mut check = cargo();
     check.args([
         "check",

@@ -160,7 +160,7 @@ pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionBuffer, RegionError};
 #[cfg(not(loom))]
 pub use registry::{arena_owner, in_pool_arena};
 #[cfg(all(not(loom), any(unix, windows)))]
-pub use reserved::{RESERVED_SHIFT, ReservedArenas};
+pub use reserved::{RESERVED_SHIFT, ReservedArenas, in_reservation};
 #[cfg(not(loom))]
 pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
 #[cfg(not(loom))]

@@ -48,6 +48,15 @@ const SLOTS: usize = 1 << (RESERVED_SHIFT - SLOT_SHIFT);
 /// Words of the bitmap of slots in use.
 const WORDS: usize = SLOTS / 64;
 
+/// Whether `ptr` lies in the reservation at `word` (its base, a multiple of 2^[`RESERVED_SHIFT`],
+/// whose low bits may carry anything, such as a key): one exclusive-or and one shift. In 64 bits,
+/// so that the shift is defined with 32-bit pointers too (where there is no reservation); a word
+/// with its top bit set matches no address.
+#[inline(always)]
+pub fn in_reservation(ptr: *const u8, word: u64) -> bool {
+    (ptr as usize as u64 ^ word) >> RESERVED_SHIFT == 0
+}
+
 /// `base` before the reservation was tried.
 const UNTRIED: usize = 0;
 /// `base` once the reservation was refused (or cannot be made here): for good.
@@ -130,9 +139,7 @@ impl ReservedArenas {
     pub fn contains(&self, ptr: *const u8) -> bool {
         match self.base.load(Ordering::Acquire) {
             UNTRIED | REFUSED => false,
-            // In 64 bits, so that the shift is defined with 32-bit pointers too (where there
-            // is no reservation).
-            base => (ptr as usize as u64 ^ base as u64) >> RESERVED_SHIFT == 0,
+            base => in_reservation(ptr, base as u64),
         }
     }
 

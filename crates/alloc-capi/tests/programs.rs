@@ -98,6 +98,16 @@ fn compile(source: &str, out: &str, extra: &[&str]) -> PathBuf {
 }
 
 /// [`compile`] with another compiler driver (`g++` for the C++ programs).
+/// `bad_free.c`, built as `out`: unoptimised (each misuse stays as written) and linked with
+/// `dlsym`'s library.
+fn compile_bad_free(out: &str) -> PathBuf {
+    compile(
+        "bad_free.c",
+        out,
+        &["-O0", "-Wno-free-nonheap-object", "-ldl"],
+    )
+}
+
 fn compile_with(compiler: &str, source: &str, out: &str, extra: &[&str]) -> PathBuf {
     let dir = scratch();
     std::fs::create_dir_all(&dir).unwrap();
@@ -138,11 +148,7 @@ fn the_registry_serves_every_free_with_its_flat_table_and_without_it() {
         return skip("gcc");
     }
     let exe = compile("registry.c", "registry", &[]);
-    let bad = compile(
-        "bad_free.c",
-        "bad_free_registry",
-        &["-O0", "-Wno-free-nonheap-object", "-ldl"],
-    );
+    let bad = compile_bad_free("bad_free_registry");
     // An address-space limit of 384 MiB leaves the program room, but not the table's 512 MiB
     // reservation: the registry then records every chunk in its tree.
     let limited = |program: &Path, arg: Option<&str>, limit: bool| {
@@ -629,11 +635,7 @@ fn every_bad_free_is_reported_by_domalloc_and_aborts() {
     if !installed("gcc") {
         return skip("gcc");
     }
-    let exe = compile(
-        "bad_free.c",
-        "bad_free",
-        &["-O0", "-Wno-free-nonheap-object", "-ldl"],
-    );
+    let exe = compile_bad_free("bad_free");
     // (case, presets, what stderr must say under the plain pool, under the debug presets)
     let pool_line = "domalloc: ";
     let hook = "Fatal error in debug ";
@@ -790,11 +792,7 @@ fn a_pointer_in_the_reservation_is_reported_while_the_mem_domain_counts_its_stat
     if !installed("gcc") {
         return skip("gcc");
     }
-    let exe = compile(
-        "bad_free.c",
-        "bad_free_stats",
-        &["-O0", "-Wno-free-nonheap-object", "-ldl"],
-    );
+    let exe = compile_bad_free("bad_free_stats");
     // With statistics on, `free` takes the counting path (no fast path), which must report a
     // pointer where no arena is as the plain path does, not hand it to glibc.
     for case in [

@@ -290,7 +290,7 @@ pub fn in_reserved_arenas(ptr: *const u8) -> bool {
 /// fast path on: one exclusive-or and one shift.
 #[inline(always)]
 pub fn in_mem_reservation(ptr: *const u8, word: u64) -> bool {
-    (ptr as usize as u64 ^ word) >> RESERVED_SHIFT == 0
+    alloc_arena::in_reservation(ptr, word)
 }
 
 /// Whether the mem domain counts its statistics while its standard pool is its only allocator

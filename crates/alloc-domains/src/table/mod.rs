@@ -85,8 +85,8 @@ use std::sync::atomic::{
 };
 
 use alloc_arena::{
-    DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, PoolConfig, RESERVED_SHIFT, ReservedArenas,
-    Spans, SwapError, SwappableArenas,
+    DynArenaProvider, NO_KEY, OsArenas, PoolAllocator, PoolConfig, ReservedArenas, Spans,
+    SwapError, SwappableArenas,
 };
 use alloc_core::{DomainAllocator, Ownership, System};
 use alloc_debug::{GuardPages, Guarded};
@@ -370,7 +370,7 @@ static FAST_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
 /// first allocation, or never.
 static COUNTED_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
 /// The C library's `free` starts here: the standard pool's reservation of arenas
-/// (`RESERVED`, a multiple of 2^[`RESERVED_SHIFT`]) with the pool's fast key in its low bits
+/// (`RESERVED`, a multiple of 2^[`RESERVED_SHIFT`](alloc_arena::RESERVED_SHIFT)) with the pool's fast key in its low bits
 /// while `FAST_MEM` holds the key and the reservation exists, [`FAST_FREE_OFF`] otherwise. Then
 /// `(ptr ^ word) >> RESERVED_SHIFT == 0` says at once that `ptr` lies in the pool's own
 /// reservation and that the fast path is on (the off value's top bit is in no address), and the
