@@ -44,7 +44,7 @@ use crate::registry;
 use crate::routing::{FAST_GEOMETRY, Front, pool_meta};
 use crate::size_class::Geometry;
 use crate::sync::Ordering;
-use crate::threads::{self, ThreadCache};
+use crate::threads::{self, ThreadCache, Way};
 
 /// What [`PoolAllocator::realloc_fast_check`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +61,20 @@ pub enum FastRealloc {
     },
     /// Not a block for the fast path (nothing was done).
     Refused,
+}
+
+/// What [`PoolAllocator::free_fast_word`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WordFree {
+    /// The block is freed, into the calling thread's bin.
+    Done,
+    /// Nothing was done to a pointer in the reservation, on a thread whose way 0 holds a heap of
+    /// the allocator: the checks refused it or the bin is full (then the allocator's `free`
+    /// takes it, and reports a bad pointer).
+    Refused,
+    /// Nothing was done: the pointer is not in the reservation, the word is off, or the thread
+    /// holds no heap of the allocator in way 0 (then the registry's way takes it).
+    Elsewhere,
 }
 
 /// What [`PoolAllocator::free_fast_routed`] did.
@@ -239,26 +253,49 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
     }
 
-    /// [`free_fast`](Self::free_fast) for a pointer the caller found in the reservation of a
-    /// [`ReservedArenas`](crate::ReservedArenas) that this allocator alone takes arenas from:
-    /// no registry lookup (what the C library's `free` does first, with one exclusive-or and one
-    /// shift). True: freed (into the calling thread's bin, or home at once by a thread with no
-    /// heap here, which checks the pointer whole); false, having done nothing: the checks refused
-    /// it or the bin is full (then call `free`, which reports a bad pointer).
+    /// [`free_fast`](Self::free_fast) for the C library's `free`, with no registry: one test of
+    /// `ptr` against `word` and the tag of the calling thread's way 0 (`(ptr ^ word ^ tag) >>
+    /// RESERVED_SHIFT == 0`, see [`free_word`](crate::free_word)) says at once that `ptr` lies in
+    /// the reservation of a [`ReservedArenas`](crate::ReservedArenas) that this allocator alone
+    /// takes arenas from, that the fast path is on (the word is not
+    /// [`FREE_WORD_OFF`](crate::FREE_WORD_OFF)), and that the way holds a heap of this allocator
+    /// that the thread owns. Then the block goes into the thread's bin, after the hardened
+    /// default's checks ([`WordFree::Done`]); a pointer they refuse, or a full bin, is left
+    /// alone ([`WordFree::Refused`]: then call `free`, which reports a bad pointer). Any other
+    /// pointer, or a thread with no heap of this allocator in way 0, is
+    /// [`WordFree::Elsewhere`], having done nothing: then the registry's way
+    /// ([`free_fast_routed`](Self::free_fast_routed)) takes it, a thread with no heap here
+    /// included.
     ///
     /// # Safety
-    /// `key` is a value [`fast_key`](Self::fast_key) returned for this allocator, not [`NO_KEY`];
-    /// `ptr` lies in the reservation of a `ReservedArenas` from which this allocator alone takes
-    /// arenas (so each 1 MiB chunk around it is an arena of this allocator, or reads as zeros:
-    /// pool metas of multiplier 0, which the checks refuse), and is a live block of this
-    /// allocator or a bad pointer; not used after a true answer.
+    /// `word` is [`FREE_WORD_OFF`](crate::FREE_WORD_OFF) or `free_word(base, key)` for the base
+    /// of a `ReservedArenas` from which this allocator alone takes arenas (so each 1 MiB chunk in
+    /// it is an arena of this allocator, or reads as zeros: pool metas of multiplier 0, which the
+    /// checks refuse) and a `key` that [`fast_key`](Self::fast_key) returned for this allocator;
+    /// `ptr` is a live block of this allocator or a pointer of another allocator (or a bad one);
+    /// not used after a [`WordFree::Done`] answer.
     #[inline(always)]
-    pub unsafe fn free_fast_reserved(&self, ptr: *mut u8, key: u32) -> bool {
-        // SAFETY: the caller's guarantee stands in for the registry's answer of `free_fast`: the
-        // chunk is this allocator's arena (of the fast paths' geometry, heaps in way 0: the key's
-        // conditions), or zeros, where `free_into_bin` reads metas of multiplier 0 and refuses
-        // (and a thread with no heap here checks the pointer whole, which reports it).
-        unsafe { self.free_into_bin(&FAST_GEOMETRY, ptr, key as usize, 0) }
+    pub unsafe fn free_fast_word(&self, ptr: *mut u8, word: u64) -> WordFree {
+        let c = threads::cache_if_any();
+        if c.is_null() {
+            return WordFree::Elsewhere;
+        }
+        // SAFETY: the calling thread's cache, touched only by it.
+        let w = unsafe { (*c).ways[0] };
+        // The tag is the way's id in the key's bits (0 while the way is empty, bit 63 for an id
+        // too large for them), so the test passes only where the id is the word's key.
+        if (ptr as usize as u64 ^ word ^ w.tag) >> crate::RESERVED_SHIFT != 0 {
+            return WordFree::Elsewhere;
+        }
+        // SAFETY: the test above, with the caller's guarantee: the way holds a heap of this
+        // allocator (its key is its registry id, of the fast paths' geometry, heaps in way 0),
+        // which the calling thread owns; `ptr` lies in the reservation, whose chunks are this
+        // allocator's arenas or zeros.
+        if unsafe { Self::free_into_way(&FAST_GEOMETRY, ptr, w) } {
+            WordFree::Done
+        } else {
+            WordFree::Refused
+        }
     }
 
     /// Frees a block of `size` requested bytes (a sized free: Rust's `dealloc`) into the calling
@@ -340,29 +377,62 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         }
         // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id);
         // the caller's guarantee.
-        unsafe { self.realloc_fast_check_reserved(ptr, size, key) }
+        unsafe { self.realloc_fast_check_owned(ptr, size, key) }
     }
 
-    /// [`realloc_fast_check`](Self::realloc_fast_check) for a pointer the caller found in the
-    /// reservation of a [`ReservedArenas`](crate::ReservedArenas) that this allocator alone takes
-    /// arenas from (as for [`free_fast_reserved`](Self::free_fast_reserved)): no registry lookup.
+    /// [`realloc_fast_check`](Self::realloc_fast_check) for a pointer the registry placed in
+    /// this allocator's arenas.
     ///
     /// # Safety
     /// As for `realloc_fast`, with `key` not [`NO_KEY`]; `ptr` lies in this allocator's arenas
-    /// (the registry says so) or in such a reservation (every 1 MiB chunk of it an arena of this
-    /// allocator, or zeros, which the checks refuse).
+    /// (the registry says so).
     #[inline(always)]
-    pub unsafe fn realloc_fast_check_reserved(
+    unsafe fn realloc_fast_check_owned(&self, ptr: *mut u8, size: usize, key: u32) -> FastRealloc {
+        // SAFETY: as in `realloc_fast`: the chunk is this allocator's arena, of the fast paths'
+        // geometry, heaps in way 0 (the key's conditions).
+        let target = unsafe { self.realloc_target(&FAST_GEOMETRY, ptr, key as usize, 0) };
+        Self::realloc_answer(size, target)
+    }
+
+    /// [`realloc_fast_check`](Self::realloc_fast_check) for the C library's `realloc`, with no
+    /// registry: the test of [`free_fast_word`](Self::free_fast_word) first, then the same
+    /// answers. `None`, having done nothing: a pointer the test does not pass (outside the
+    /// reservation, the fast path off, or a thread with no heap of this allocator in way 0);
+    /// then call `realloc_fast_check` or `realloc`, which take any pointer.
+    ///
+    /// # Safety
+    /// `word` as for [`free_fast_word`](Self::free_fast_word); `ptr` is null, a live block of
+    /// this allocator made by `malloc`, `calloc` or `realloc`, or a pointer the allocator's
+    /// `realloc` takes.
+    #[inline(always)]
+    pub unsafe fn realloc_fast_check_word(
         &self,
         ptr: *mut u8,
         size: usize,
-        key: u32,
-    ) -> FastRealloc {
+        word: u64,
+    ) -> Option<FastRealloc> {
+        let c = threads::cache_if_any();
+        if c.is_null() {
+            return None;
+        }
+        // SAFETY: the calling thread's cache, touched only by it.
+        let w = unsafe { (*c).ways[0] };
+        if (ptr as usize as u64 ^ word ^ w.tag) >> crate::RESERVED_SHIFT != 0 {
+            return None;
+        }
+        // SAFETY: as in `free_fast_word`: the way holds a heap of this allocator that the calling
+        // thread owns, of the fast paths' geometry; `ptr` lies in its reservation, whose chunks
+        // are its arenas or zeros (metas of multiplier 0, which the checks refuse).
+        let target = unsafe { Self::realloc_target_in(&FAST_GEOMETRY, ptr, w) };
+        Some(Self::realloc_answer(size, target))
+    }
+
+    /// What the fast reallocs answer for `size` and the block's bin and size (if the checks
+    /// passed).
+    #[inline(always)]
+    fn realloc_answer(size: usize, target: Option<(*mut u8, usize)>) -> FastRealloc {
         let g = &FAST_GEOMETRY;
-        // SAFETY: as in `realloc_fast`: the chunk is this allocator's arena (or zeros: metas of
-        // multiplier 0, refused by the checks), of the fast paths' geometry, heaps in way 0 (the
-        // key's conditions).
-        match unsafe { self.realloc_target(g, ptr, key as usize, 0) } {
+        match target {
             Some((_, block)) if Self::stays_in(g, size, block) => FastRealloc::Stays,
             // A size of 0 is C's free (`realloc(p, 0)`), for the long way.
             Some((bin, block)) if size != 0 => FastRealloc::Moves { bin, block },
@@ -426,7 +496,6 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         id: usize,
         way: usize,
     ) -> Option<(*mut u8, usize)> {
-        let addr = ptr as usize;
         let c = threads::cache_if_any();
         if c.is_null() {
             return None;
@@ -437,6 +506,20 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if w.id != id {
             return None;
         }
+        // SAFETY: the way holds a heap of this allocator (above); the caller's guarantee.
+        unsafe { Self::realloc_target_in(g, ptr, w) }
+    }
+
+    /// [`realloc_target`](Self::realloc_target) past the way's test: `w` holds a heap of this
+    /// allocator that the calling thread owns.
+    ///
+    /// # Safety
+    /// `w` is a way of the calling thread's cache that holds a heap of this allocator, of geometry
+    /// `g`; `ptr` lies in this allocator's arenas, or in a reservation whose chunks are its
+    /// arenas or zeros; the block is live, or a bad pointer the checks refuse.
+    #[inline(always)]
+    unsafe fn realloc_target_in(g: &Geometry, ptr: *mut u8, w: Way) -> Option<(*mut u8, usize)> {
+        let addr = ptr as usize;
         let meta = pool_meta(g, addr);
         // SAFETY: the registry maps the chunk to this allocator's arenas, whose metas are
         // initialised (or zero: never taken, multiplier 0, refused below).
@@ -571,7 +654,6 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// allocator's registry id, not 0, and `way` is `ThreadCache::way_of(id)`.
     #[inline(always)]
     unsafe fn free_into_bin(&self, g: &Geometry, ptr: *mut u8, id: usize, way: usize) -> bool {
-        let addr = ptr as usize;
         let c = threads::cache_if_any();
         if c.is_null() {
             return false;
@@ -587,6 +669,21 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             unsafe { free_home_at_once(self, ptr) };
             return true;
         }
+        // SAFETY: the way holds a heap of this allocator (above); the caller's guarantee.
+        unsafe { Self::free_into_way(g, ptr, w) }
+    }
+
+    /// [`free_into_bin`](Self::free_into_bin) past the way's test: the checks, then the push
+    /// into the bin of the block's class in the heap of way `w`; false, having done nothing, if
+    /// the checks refuse `ptr` or the bin is full.
+    ///
+    /// # Safety
+    /// `w` is a way of the calling thread's cache that holds a heap of this allocator, of geometry
+    /// `g`, which the thread owns; `ptr` lies in this allocator's arenas (or in a reservation
+    /// whose chunks are its arenas or zeros) and is a live block of it or a bad pointer.
+    #[inline(always)]
+    unsafe fn free_into_way(g: &Geometry, ptr: *mut u8, w: Way) -> bool {
+        let addr = ptr as usize;
         #[cfg(target_pointer_width = "64")]
         let slot = w.slot;
         let meta = pool_meta(g, addr);
@@ -728,6 +825,95 @@ mod tests {
             alloc_core::System.free(foreign.as_ptr());
             pool.free(big.as_ptr());
             pool.free(q.as_ptr());
+        }
+    }
+
+    #[test]
+    fn the_word_s_free_takes_the_pool_s_blocks_on_a_thread_with_its_heap_alone() {
+        use crate::{FREE_WORD_OFF, ReservedArenas, SwappableArenas, free_word};
+        use std::thread;
+        static RESERVED: ReservedArenas = ReservedArenas::new();
+        static POOL: PoolAllocator<SwappableArenas> = PoolAllocator::with_valid_config(
+            PoolConfig::WIDE,
+            SwappableArenas::new(&RESERVED),
+            alloc_core::System,
+        );
+        static OTHER: PoolAllocator = PoolAllocator::with_valid_config(
+            PoolConfig::WIDE,
+            crate::OsArenas::new(),
+            alloc_core::System,
+        );
+        let key = POOL.fast_key();
+        let p = POOL.malloc(64).unwrap().as_ptr();
+        let word = match RESERVED.range_base() {
+            Some(base) => free_word(base, key),
+            None => FREE_WORD_OFF,
+        };
+        if word == FREE_WORD_OFF {
+            // SAFETY: a live block of the pool, freed once.
+            unsafe { POOL.free(p) };
+            return std::eprintln!("no reservation here, or the key has no tag: skipped");
+        }
+        assert!(RESERVED.contains(p));
+        let addr = p as usize;
+        // SAFETY: `p` is a live block of the pool until its fast free below answers `Done`; every
+        // refused or elsewhere answer did nothing; the foreign block is glibc's, freed by it.
+        unsafe {
+            // Inside a block: the checks refuse it (the long way reports it).
+            assert_eq!(POOL.free_fast_word(p.add(16), word), WordFree::Refused);
+            // The word off, or a foreign pointer: not for this path.
+            assert_eq!(POOL.free_fast_word(p, FREE_WORD_OFF), WordFree::Elsewhere);
+            let foreign = alloc_core::System.malloc(64).unwrap().as_ptr();
+            assert_eq!(POOL.free_fast_word(foreign, word), WordFree::Elsewhere);
+            alloc_core::System.free(foreign);
+            // A thread with no heap of the pool (an empty way 0), and one whose way 0 holds
+            // another pool's heap: the registry's way, which sends the block home.
+            thread::spawn(move || {
+                assert_eq!(
+                    POOL.free_fast_word(addr as *mut u8, word),
+                    WordFree::Elsewhere
+                );
+            })
+            .join()
+            .unwrap();
+            thread::spawn(move || {
+                assert_ne!(OTHER.fast_key(), NO_KEY);
+                let q = OTHER.malloc(64).unwrap();
+                assert_eq!(
+                    POOL.free_fast_word(addr as *mut u8, word),
+                    WordFree::Elsewhere
+                );
+                OTHER.free(q.as_ptr());
+            })
+            .join()
+            .unwrap();
+            // The pool's block on its thread: into the bin, whose next block it is.
+            assert_eq!(POOL.free_fast_word(p, word), WordFree::Done);
+            assert_eq!(POOL.malloc(64).map(NonNull::as_ptr), Some(p));
+            // Freed again after a free: its freed mark sends it the long way.
+            POOL.free(p);
+            assert_eq!(POOL.free_fast_word(p, word), WordFree::Refused);
+            // In place within its class, through the same test; elsewhere from another thread.
+            let r = POOL.malloc(40).unwrap().as_ptr();
+            assert_eq!(
+                POOL.realloc_fast_check_word(r, 48, word),
+                Some(FastRealloc::Stays)
+            );
+            assert!(matches!(
+                POOL.realloc_fast_check_word(r, 200, word),
+                Some(FastRealloc::Moves { .. })
+            ));
+            assert_eq!(POOL.realloc_fast_check_word(r, 48, FREE_WORD_OFF), None);
+            let r_addr = r as usize;
+            thread::spawn(move || {
+                assert_eq!(
+                    POOL.realloc_fast_check_word(r_addr as *mut u8, 48, word),
+                    None
+                );
+            })
+            .join()
+            .unwrap();
+            POOL.free(r);
         }
     }
 

@@ -144,7 +144,7 @@ mod tests;
 #[cfg(not(loom))]
 pub use check::{report_no_arena, report_other_allocator};
 #[cfg(all(not(loom), any(unix, windows)))]
-pub use fast::{FastFree, FastRealloc, NO_KEY};
+pub use fast::{FastFree, FastRealloc, NO_KEY, WordFree};
 #[cfg(not(loom))]
 pub use heap::Heap;
 #[cfg(not(loom))]
@@ -160,7 +160,10 @@ pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionBuffer, RegionError};
 #[cfg(not(loom))]
 pub use registry::{arena_owner, in_pool_arena};
 #[cfg(all(not(loom), any(unix, windows)))]
-pub use reserved::{RESERVED_SHIFT, ReservedArenas, in_reservation};
+pub use reserved::{
+    FREE_TAG_SHIFT, FREE_WORD_OFF, RESERVED_SHIFT, ReservedArenas, free_word, free_word_key,
+    in_reservation,
+};
 #[cfg(not(loom))]
 pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};
 #[cfg(not(loom))]

@@ -28,7 +28,7 @@
 //!
 //! The mem domain's small-object pool takes its arenas from one of these, alone: then a pointer
 //! inside the range is that pool's block or a bad one, which lets the C library's `free` skip
-//! the registry (see `PoolAllocator::free_fast_reserved`).
+//! the registry (see `PoolAllocator::free_fast_word`).
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -48,13 +48,62 @@ const SLOTS: usize = 1 << (RESERVED_SHIFT - SLOT_SHIFT);
 /// Words of the bitmap of slots in use.
 const WORDS: usize = SLOTS / 64;
 
-/// Whether `ptr` lies in the reservation at `word` (its base, a multiple of 2^[`RESERVED_SHIFT`],
-/// whose low bits may carry anything, such as a key): one exclusive-or and one shift. In 64 bits,
-/// so that the shift is defined with 32-bit pointers too (where there is no reservation); a word
-/// with its top bit set matches no address.
+/// Whether `ptr` lies in the reservation that `word` names: a free word ([`free_word`], whose
+/// key is set aside here) or a reservation's base, a multiple of 2^[`RESERVED_SHIFT`] (whose
+/// low bits may carry anything). One exclusive-or and one shift past the key's removal. In 64
+/// bits, so that the shift is defined with 32-bit pointers too (where there is no reservation);
+/// [`FREE_WORD_OFF`] matches no address.
 #[inline(always)]
 pub fn in_reservation(ptr: *const u8, word: u64) -> bool {
-    (ptr as usize as u64 ^ word) >> RESERVED_SHIFT == 0
+    (ptr as usize as u64 ^ (word & !FREE_TAG_MASK)) >> RESERVED_SHIFT == 0
+}
+
+/// Where a free word ([`free_word`]) keeps its allocator's key, and a thread's way its id's
+/// tag: bits 48 to 61. No user-space address of today's 64-bit systems reaches them (x86-64 and
+/// AArch64 hand out 47 or 48 bits of address unless a program asks for more, and a reservation
+/// above them gets no free word).
+pub const FREE_TAG_SHIFT: u32 = 48;
+/// Ids from here on have no tag (their ways' tags match no free word).
+const FREE_TAG_IDS: usize = 1 << 14;
+/// The tag bits of a free word.
+const FREE_TAG_MASK: u64 = (FREE_TAG_IDS as u64 - 1) << FREE_TAG_SHIFT;
+/// The free word that passes no test: bit 62, which no address, key or tag has.
+pub const FREE_WORD_OFF: u64 = 1 << 62;
+
+/// The tag of allocator id `id` in a thread's way ([`free_word`]): the id in bits 48 to 61, 0
+/// for an empty way (id 0), bit 63 for an id too large for the bits (which then no free word
+/// matches: such an allocator's blocks take the registry's way).
+#[inline]
+pub(crate) const fn free_tag(id: usize) -> u64 {
+    if id < FREE_TAG_IDS {
+        (id as u64) << FREE_TAG_SHIFT
+    } else {
+        1 << 63
+    }
+}
+
+/// The word with which the C library's `free` tests a pointer (see
+/// `PoolAllocator::free_fast_word`): the reservation's `base` with the allocator's fast `key` in
+/// bits 48 to 61. For a pointer `p` and the tag of way 0 of the calling thread's cache (the id of
+/// the allocator whose heap the way holds), `(p ^ word ^ tag) >> RESERVED_SHIFT == 0` says at
+/// once that `p` lies in the reservation and that the way holds a heap of the key's allocator;
+/// a key too large for the bits, or a base not aligned to the reservation's size or reaching
+/// bit 48, gives [`FREE_WORD_OFF`] instead.
+pub fn free_word(base: usize, key: u32) -> u64 {
+    let base = base as u64;
+    let aligned = base & ((1 << RESERVED_SHIFT) - 1) == 0 && base >> FREE_TAG_SHIFT == 0;
+    if aligned && key != 0 && (key as usize) < FREE_TAG_IDS {
+        base | free_tag(key as usize)
+    } else {
+        FREE_WORD_OFF
+    }
+}
+
+/// The key a free word carries ([`free_word`]); meaningful only for a word that is not
+/// [`FREE_WORD_OFF`].
+#[inline(always)]
+pub fn free_word_key(word: u64) -> u32 {
+    ((word & FREE_TAG_MASK) >> FREE_TAG_SHIFT) as u32
 }
 
 /// `base` before the reservation was tried.
@@ -306,6 +355,54 @@ mod tests {
 
     fn layout() -> Layout {
         Layout::from_size_align(ARENA, ARENA).unwrap()
+    }
+
+    #[test]
+    fn a_free_word_matches_its_reservation_and_its_key_s_tag_alone() {
+        let base = 3usize.wrapping_shl(RESERVED_SHIFT);
+        if base == 0 {
+            return; // 32-bit: no address reaches a reservation's alignment.
+        }
+        let word = free_word(base, 8);
+        assert_eq!(free_word_key(word), 8);
+        // `PoolAllocator::free_fast_word`'s test, for a thread whose way 0 has `tag`.
+        let test =
+            |addr: usize, word: u64, tag: u64| (addr as u64 ^ word ^ tag) >> RESERVED_SHIFT == 0;
+        let inside = [base, base + 4096 + 16, base + (1 << RESERVED_SHIFT) - 16];
+        for a in inside {
+            assert!(in_reservation(a as *const u8, word));
+            assert!(test(a, word, free_tag(8)), "{a:#x}");
+            // Another allocator's heap in the way, an empty way, an id without a tag: no match.
+            for id in [16, 8 + 8 * 1024, 0, FREE_TAG_IDS, FREE_TAG_IDS + 8] {
+                assert!(!test(a, word, free_tag(id)), "{a:#x}, id {id}");
+            }
+        }
+        for a in [
+            base - 16,
+            base + (1 << RESERVED_SHIFT),
+            0,
+            4096,
+            usize::MAX & !15,
+        ] {
+            assert!(!in_reservation(a as *const u8, word), "{a:#x}");
+            assert!(!test(a, word, free_tag(8)), "{a:#x}");
+        }
+        // Off: a key without a tag, no key, an unaligned base, a base at the tag's bits.
+        for off in [
+            free_word(base, FREE_TAG_IDS as u32),
+            free_word(base, 0),
+            free_word(base, u32::MAX),
+            free_word(base + 4096, 8),
+            free_word(1 << FREE_TAG_SHIFT, 8),
+        ] {
+            assert_eq!(off, FREE_WORD_OFF);
+            for a in inside {
+                assert!(!in_reservation(a as *const u8, off));
+                for id in [0, 8, FREE_TAG_IDS] {
+                    assert!(!test(a, off, free_tag(id)), "{a:#x}, id {id}");
+                }
+            }
+        }
     }
 
     #[test]

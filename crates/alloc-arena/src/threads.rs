@@ -155,6 +155,9 @@ pub(crate) struct Way {
     /// The first bin of the heap's core (`PoolCore::bins_base`), so that the fast paths reach
     /// a class's bin with one addition from what they load.
     pub(crate) bins: *mut u8,
+    /// The id again, as the C library's `free` compares it in one exclusive-or with the word it
+    /// tests a pointer with (`reserved::free_tag` of `id`): zero while the way is empty.
+    pub(crate) tag: u64,
 }
 
 /// A thread's heaps, one way per allocator id modulo `CACHE_WAYS`. Its address is the thread's
@@ -175,6 +178,7 @@ const NO_WAYS: [Way; CACHE_WAYS] = [Way {
     id: 0,
     slot: ptr::null_mut(),
     bins: ptr::null_mut(),
+    tag: 0,
 }; CACHE_WAYS];
 
 impl ThreadCache {
@@ -226,7 +230,12 @@ impl ThreadCache {
             // SAFETY: slot headers are never unmapped.
             unsafe { abandon_way(old, ThreadCache::token(self)) };
         }
-        self.ways[i] = Way { id, slot, bins };
+        self.ways[i] = Way {
+            id,
+            slot,
+            bins,
+            tag: crate::reserved::free_tag(id),
+        };
     }
 }
 

@@ -36,7 +36,7 @@
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr::{self, NonNull};
 
-use alloc_arena::{FastFree, FastRealloc, NO_KEY};
+use alloc_arena::{FastFree, FastRealloc, NO_KEY, WordFree};
 use alloc_core::{AsGlobalAlloc, DomainAllocator, Ownership, System};
 use alloc_domains::{DomainId, MEM, mem_fast_path};
 
@@ -224,26 +224,26 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[inline(always)]
 unsafe fn free_inline(p: *mut c_void) {
     // The common case: a block of the standard pool, told by its address alone (the pool's own
-    // reservation of arenas) with the fast path on, whose key the word carries.
+    // reservation of arenas) with the fast path on and a heap of the pool on this thread, all
+    // three in one test of the word and the thread's way.
     let (pool, word) = alloc_domains::mem_fast_free();
-    if alloc_domains::in_mem_reservation(p.cast(), word) {
-        // SAFETY: in the reservation with the fast path on (the word says both), so the low bits
-        // are the pool's fast key; `p` is a live block of the process's malloc family (the
-        // caller's guarantee), so the pool's, or a bad pointer its checks refuse.
-        if unsafe { pool.free_fast_reserved(p.cast(), word as u32) } {
-            return;
-        }
+    // SAFETY: the mem domain's free word for its pool; `p` is a live block of the process's
+    // malloc family (the caller's guarantee): the pool's, another allocator's, or a bad pointer
+    // the checks refuse.
+    match unsafe { pool.free_fast_word(p.cast(), word) } {
+        WordFree::Done => {}
         // Refused by the checks, or the bin is full: the long way, which reports a bad pointer.
         // SAFETY: the caller's guarantee; the owner is not looked up.
-        return unsafe { free_slower(p, NO_KEY) };
+        WordFree::Refused => unsafe { free_slower(p, NO_KEY) },
+        // SAFETY: the caller's guarantee.
+        WordFree::Elsewhere => unsafe { free_routed(p) },
     }
-    // SAFETY: the caller's guarantee.
-    unsafe { free_routed(p) }
 }
 
 /// [`free`] of a pointer outside the standard pool's reservation (or any pointer while the fast
-/// path is off): the registry tells whose it is. The small pool's own blocks come here from
-/// arenas outside the reservation (once it is full, or from an arena allocator the program set).
+/// path is off, or on a thread with no heap of the pool): the registry tells whose it is. The
+/// small pool's own blocks come here from arenas outside the reservation (once it is full, or
+/// from an arena allocator the program set), and from threads that only free them.
 ///
 /// # Safety
 /// As for [`free`].
@@ -339,23 +339,24 @@ fn not_glibcs(op: &str, p: *mut c_void) {
 /// checks made; everything else is a tail call of `realloc_slow`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
-    // The common case, as `free`'s: a block of the standard pool told by its address alone.
+    // The common case, as `free`'s: a block of the standard pool told by its address alone, on a
+    // thread with a heap of the pool.
     let (pool, word) = alloc_domains::mem_fast_free();
-    if !alloc_domains::in_mem_reservation(p.cast(), word) {
+    // SAFETY: the mem domain's free word for its pool; `p` is null, a live block of the
+    // process's malloc family (the caller's guarantee), or a bad pointer the checks refuse
+    // (sizes of 0 too).
+    match unsafe { pool.realloc_fast_check_word(p.cast(), size, word) } {
+        // SAFETY: the check's answer for `p`, `size` and the word's key, just now on this thread.
+        Some(answer) => unsafe {
+            realloc_answered(p, size, answer, alloc_arena::free_word_key(word))
+        },
         // SAFETY: the caller's guarantee.
-        return unsafe { realloc_routed(p, size) };
+        None => unsafe { realloc_routed(p, size) },
     }
-    let key = word as u32;
-    // SAFETY: in the reservation with the fast path on (the word says both), so `key` is the
-    // pool's fast key; `p` is a live block of the process's malloc family (the caller's
-    // guarantee), so the pool's, or a bad pointer the checks refuse (sizes of 0 too).
-    let answer = unsafe { pool.realloc_fast_check_reserved(p.cast(), size, key) };
-    // SAFETY: the check's answer for `p`, `size` and `key`, just now on this thread.
-    unsafe { realloc_answered(p, size, answer, key) }
 }
 
 /// [`realloc`] of a pointer outside the standard pool's reservation (or any pointer while the
-/// fast path is off): the registry tells whether it is a block of the small pool (one from an
+/// fast path is off, or on a thread with no heap of the pool): the registry tells whether it is a block of the small pool (one from an
 /// arena outside the reservation), which then takes the same fast path.
 ///
 /// # Safety

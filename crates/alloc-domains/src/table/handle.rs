@@ -249,13 +249,16 @@ pub fn mem_fast_path() -> (&'static MemPool, u32) {
     (&POOL, FAST_MEM.load(Ordering::Relaxed))
 }
 
-/// The word of the C library's `free`: the standard pool's reservation of arenas with its fast
-/// key in the low 32 bits while the mem domain's fast path is on ([`mem_fast_path`] gives a
-/// key), a value no address matches otherwise. [`in_mem_reservation`] tells with it whether a
-/// pointer lies in the reservation, whose every 1 MiB chunk is an arena of the pool or reads as
-/// zeros (no other allocator takes arenas there): what `PoolAllocator::free_fast_reserved` needs.
+/// The word of the C library's `free`: the standard pool's free word
+/// ([`alloc_arena::free_word`]: its reservation of arenas with its fast key in bits 48 to 61)
+/// while the mem domain's fast path is on ([`mem_fast_path`] gives a key), a value that passes
+/// no test otherwise. `PoolAllocator::free_fast_word` tests a pointer with it and the calling
+/// thread's cache in one go: in the reservation, whose every 1 MiB chunk is an arena of the pool
+/// or reads as zeros (no other allocator takes arenas there), with a heap of the pool on the
+/// thread. [`in_mem_reservation`] tells the first alone.
 ///
 /// ```
+/// use alloc_arena::WordFree;
 /// use alloc_core::DomainAllocator;
 /// use alloc_domains::{MEM, in_mem_reservation, mem_fast_free};
 ///
@@ -265,14 +268,14 @@ pub fn mem_fast_path() -> (&'static MemPool, u32) {
 /// // blocks lie in its reservation (where the OS granted one).
 /// # #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 /// assert!(in_mem_reservation(p.as_ptr(), word));
-/// // SAFETY: in the reservation with the fast path on, the word's low bits are the pool's key;
-/// // `p` is a live block of the mem domain, freed once: by the pool's fast path, or else by the
-/// // domain.
-/// unsafe {
-///     if !(in_mem_reservation(p.as_ptr(), word) && pool.free_fast_reserved(p.as_ptr(), word as u32))
-///     {
-///         MEM.free(p.as_ptr());
-///     }
+/// // SAFETY: the word is the pool's; `p` is a live block of the mem domain, freed once: by the
+/// // pool's fast path, or else by the domain.
+/// let freed = unsafe { pool.free_fast_word(p.as_ptr(), word) };
+/// # #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+/// assert_eq!(freed, WordFree::Done);
+/// if freed != WordFree::Done {
+///     // SAFETY: as above: not freed yet.
+///     unsafe { MEM.free(p.as_ptr()) };
 /// }
 /// ```
 #[inline(always)]
@@ -287,7 +290,7 @@ pub fn in_reserved_arenas(ptr: *const u8) -> bool {
 }
 
 /// Whether `ptr` lies in the reservation that `word` (from [`mem_fast_free`]) names, with the
-/// fast path on: one exclusive-or and one shift.
+/// fast path on.
 #[inline(always)]
 pub fn in_mem_reservation(ptr: *const u8, word: u64) -> bool {
     alloc_arena::in_reservation(ptr, word)

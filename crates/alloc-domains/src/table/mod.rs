@@ -369,20 +369,22 @@ static FAST_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
 /// counts. At most one of the two holds a key: counting is on for good before the domain's
 /// first allocation, or never.
 static COUNTED_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
-/// The C library's `free` starts here: the standard pool's reservation of arenas
-/// (`RESERVED`, a multiple of 2^[`RESERVED_SHIFT`](alloc_arena::RESERVED_SHIFT)) with the pool's fast key in its low bits
-/// while `FAST_MEM` holds the key and the reservation exists, [`FAST_FREE_OFF`] otherwise. Then
-/// `(ptr ^ word) >> RESERVED_SHIFT == 0` says at once that `ptr` lies in the pool's own
-/// reservation and that the fast path is on (the off value's top bit is in no address), and the
-/// low 32 bits are the key. Stored with `FAST_MEM`, under the same lock and the same rules.
+/// The C library's `free` starts here: the standard pool's free word
+/// ([`alloc_arena::free_word`]: its reservation of arenas, `RESERVED`, with the pool's fast key
+/// in bits 48 to 61) while `FAST_MEM` holds the key and the reservation exists,
+/// [`FAST_FREE_OFF`] otherwise. With the tag of way 0 of the calling thread's cache, `(ptr ^
+/// word ^ tag) >> RESERVED_SHIFT == 0` says at once that `ptr` lies in the pool's own
+/// reservation, that the fast path is on, and that the thread holds a heap of the pool
+/// (`PoolAllocator::free_fast_word`). Stored with `FAST_MEM`, under the same lock and the same
+/// rules.
 static FAST_FREE: AtomicU64 = AtomicU64::new(FAST_FREE_OFF);
-/// [`FAST_FREE`] while the fast path is off: no address has its top bit.
-const FAST_FREE_OFF: u64 = (1 << 63) | NO_KEY as u64;
+/// [`FAST_FREE`] while the fast path is off: it passes no test.
+const FAST_FREE_OFF: u64 = alloc_arena::FREE_WORD_OFF;
 
 /// The word [`FAST_FREE`] holds while `FAST_MEM` holds `key`.
 fn fast_free_word(key: u32) -> u64 {
     match RESERVED.range_base() {
-        Some(base) if key != NO_KEY => base as u64 | u64::from(key),
+        Some(base) if key != NO_KEY => alloc_arena::free_word(base, key),
         _ => FAST_FREE_OFF,
     }
 }
