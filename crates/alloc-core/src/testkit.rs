@@ -449,7 +449,7 @@ pub fn check_calloc<A: DomainAllocator + ?Sized>(a: &A) {
         (usize::MAX, 2),
         (2, usize::MAX),
         (usize::MAX / 2 + 1, 2),
-        (1 << 40, 1 << 40),
+        (1 << (usize::BITS * 5 / 8), 1 << (usize::BITS * 5 / 8)),
     ] {
         assert!(
             a.calloc(n, e).is_none(),
