@@ -502,14 +502,19 @@ fn small_aligned_size(align: usize, size: usize) -> Option<usize> {
 /// for an alignment up to 16, of the rounded size above); `None` for the long way.
 #[inline(always)]
 fn aligned_fast(align: usize, size: usize) -> Option<NonNull<u8>> {
+    const SMALL: usize = alloc_domains::SMALL_POOL.threshold;
     let (pool, key) = mem_fast_path();
-    let size = if align <= ALIGN {
-        size
-    } else {
-        small_aligned_size(align, size)?
-    };
+    if size > SMALL {
+        return None;
+    }
+    // `size` rounded up to a multiple of `align` (a power of two, so below 2^63: the sum cannot
+    // overflow), as `small_aligned_size` does, with no test of the alignment: a rounded size past
+    // the pools' threshold (an alignment above it, say), or 0 (a size of 0), is refused by
+    // `malloc_fast`'s own test of the size, and takes the long way. An alignment up to 16 rounds
+    // within the size's class (classes are multiples of 16).
+    let rounded = (size + align - 1) & align.wrapping_neg();
     // SAFETY: the key the domain table gives for its pool.
-    unsafe { pool.malloc_fast(size, key) }
+    unsafe { pool.malloc_fast(rounded, key) }
 }
 
 /// An aligned block: the domain for alignments up to 16; above, the standard pools while the mem
@@ -568,7 +573,8 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
 /// `out` is valid for a write.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
-    if !align.is_power_of_two() || !align.is_multiple_of(size_of::<*mut c_void>()) {
+    // A power of two (0 included, refused next) and a multiple of the pointer's size.
+    if align & align.wrapping_sub(1) != 0 || align < size_of::<*mut c_void>() {
         return libc::EINVAL;
     }
     if let Some(p) = aligned_fast(align, size) {

@@ -144,6 +144,26 @@ int main(void) {
            over ? "?" : "NULL", e3 == ENOMEM ? "ENOMEM" : "?", arr ? "?" : "NULL", zeros,
            gone ? "?" : "NULL", gone_small ? "?" : "NULL");
 
+    /* the aligned entry points' edges: alignments refused, a size of 0, sizes that cannot be had */
+    void *a0 = NULL, *a1 = NULL, *a2 = NULL, *a3 = NULL, *a4 = NULL;
+    int r0 = posix_memalign(&a0, 0, 10), r1 = posix_memalign(&a1, 4, 10);
+    int r2 = posix_memalign(&a2, 64, 0), r3 = posix_memalign(&a3, 64, SIZE_MAX - 8);
+    int r4 = posix_memalign(&a4, 8, 24);
+    errno = 0;
+    void *h = aligned_alloc(64, SIZE_MAX - 8);
+    int e4 = errno;
+    void *z0 = aligned_alloc(1, 0), *z3 = aligned_alloc(3, 20);
+    printf("aligned edges: align 0 %s, align 4 %s, size 0 %s, huge %s %s %s, align 8 %s, aligned_alloc(1, 0) %s, aligned_alloc(3, 20) %s\n",
+           r0 == EINVAL ? "EINVAL" : "?", r1 == EINVAL ? "EINVAL" : "?",
+           r2 == 0 && a2 && (uintptr_t)a2 % 64 == 0 ? "ok" : "?", r3 == ENOMEM ? "ENOMEM" : "?",
+           h ? "?" : "NULL", e4 == ENOMEM ? "ENOMEM" : "?",
+           r4 == 0 && a4 && (uintptr_t)a4 % 8 == 0 && malloc_usable_size(a4) >= 24 ? "ok" : "?",
+           z0 ? "a block" : "NULL", z3 && (uintptr_t)z3 % 4 == 0 ? "ok" : "?");
+    free(a2);
+    free(a4);
+    free(z0);
+    free(z3);
+
     /* fork while another thread allocates: the child allocates too */
     pthread_t busy;
     pthread_create(&busy, NULL, worker, (void *)7);
