@@ -87,11 +87,12 @@ pub(crate) const fn free_tag(id: usize) -> u64 {
 /// bits 48 to 61. For a pointer `p` and the tag of way 0 of the calling thread's cache (the id of
 /// the allocator whose heap the way holds), `(p ^ word ^ tag) >> RESERVED_SHIFT == 0` says at
 /// once that `p` lies in the reservation and that the way holds a heap of the key's allocator;
-/// a key too large for the bits, or a base not aligned to the reservation's size or reaching
-/// bit 48, gives [`FREE_WORD_OFF`] instead.
+/// a key too large for the bits, or a base of 0, not aligned to the reservation's size or
+/// reaching bit 48, gives [`FREE_WORD_OFF`] instead.
 pub fn free_word(base: usize, key: u32) -> u64 {
     let base = base as u64;
-    let aligned = base & ((1 << RESERVED_SHIFT) - 1) == 0 && base >> FREE_TAG_SHIFT == 0;
+    let aligned =
+        base != 0 && base & ((1 << RESERVED_SHIFT) - 1) == 0 && base >> FREE_TAG_SHIFT == 0;
     if aligned && key != 0 && (key as usize) < FREE_TAG_IDS {
         base | free_tag(key as usize)
     } else {
@@ -394,6 +395,7 @@ mod tests {
             free_word(base, u32::MAX),
             free_word(base + 4096, 8),
             free_word(1 << FREE_TAG_SHIFT, 8),
+            free_word(0, 8),
         ] {
             assert_eq!(off, FREE_WORD_OFF);
             for a in inside {

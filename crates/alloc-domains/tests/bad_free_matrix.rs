@@ -21,7 +21,9 @@ type Composed = Guarded<&'static PoolAllocator<alloc_arena::OsArenas, Spans>>;
 /// The allocators a way gives for the mem, object and raw APIs.
 fn apis(way: &str) -> [&'static dyn DomainAllocator; 3] {
     match way {
-        "preset" => [&MEM, &OBJECT, &RAW],
+        // No hooks: the standard pools' hardened default (the mem domain's free takes the C
+        // library's fast path first).
+        "default" | "preset" => [&MEM, &OBJECT, &RAW],
         "setup_first" => {
             assert!(setup_debug_hooks().is_empty());
             [&MEM, &OBJECT, &RAW]
@@ -230,4 +232,27 @@ fn every_bad_free_gets_the_hooks_report_by_every_way_into_them() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n----\n"));
+}
+
+/// Without hooks, the mem domain's own `free` (which tries the C library's fast path first: the
+/// pool's reservation and the thread's way, no registry) still catches what the hardened
+/// default promises: a block freed twice while it waits in a bin, a pointer inside a block, a
+/// misaligned one. Each ends in the one-line report and an abort, never in a block handed out
+/// twice.
+#[test]
+fn the_hardened_default_catches_bad_frees_through_the_mem_domain() {
+    let cases = [
+        ("double_free_small", "free(): double free"),
+        ("interior", "free(): invalid pointer"),
+        ("misaligned", "free(): invalid pointer"),
+    ];
+    for (case, says) in cases {
+        let (signal, text) = run("default", case);
+        assert_eq!(signal, Some(libc::SIGABRT), "{case}: {text}");
+        assert!(
+            text.contains("domalloc: ") && text.contains(says),
+            "{case}: {text}"
+        );
+        assert!(!text.contains("not caught"), "{case}: {text}");
+    }
 }

@@ -198,6 +198,49 @@ impl Domain {
         self.fast_key() != NO_KEY
     }
 
+    /// [`malloc`](DomainAllocator::malloc) past the mem domain's fast path: the counting path
+    /// into the pool, or the allocator the table names (out of line, as `free_dispatched`).
+    #[inline]
+    fn malloc_dispatched(self, size: usize) -> Option<NonNull<u8>> {
+        if let Some((key, c)) = self.counted_key() {
+            // SAFETY: the key `COUNTED_MEM` holds is the pool's fast key.
+            if let Some(p) = unsafe { POOL.malloc_fast(size, key) } {
+                c.made(fast_block_size(size, p));
+                return Some(p);
+            }
+            let p = POOL.malloc(size)?;
+            c.made(pool_usable(p));
+            return Some(p);
+        }
+        let (alloc, counters) = self.alloc_side();
+        self.made_counted(alloc.malloc(size), counters, |p| usable(alloc, p))
+    }
+
+    /// [`free`](DomainAllocator::free) past the mem domain's fast path: the counting path into
+    /// the pool, or the allocator the table names (out of line, so that the fast path keeps no
+    /// register of its own).
+    ///
+    /// # Safety
+    /// As for `free`.
+    #[inline]
+    unsafe fn free_dispatched(self, ptr: *mut u8) {
+        let Some(block) = NonNull::new(ptr) else {
+            return;
+        };
+        if let Some((_, c)) = self.counted_key() {
+            let bytes = pool_usable(block);
+            // SAFETY: the caller's guarantee; with `COUNTED_MEM` set the pool made every block
+            // of the domain.
+            unsafe { POOL.free(ptr) };
+            c.freed(bytes);
+            return;
+        }
+        if let Some(owner) = self.freer(ptr) {
+            // SAFETY: the caller's guarantee; the block goes to the allocator that made it.
+            unsafe { self.free_counted(owner, block, |o| o.free(ptr)) }
+        }
+    }
+
     /// The standard pool's fast-path key if this is the mem domain on it (see `FAST_MEM`),
     /// [`NO_KEY`] otherwise.
     #[inline(always)]
@@ -247,6 +290,81 @@ impl Domain {
 #[inline(always)]
 pub fn mem_fast_path() -> (&'static MemPool, u32) {
     (&POOL, FAST_MEM.load(Ordering::Relaxed))
+}
+
+/// The mem domain's `malloc`, out of line (so that the fast path keeps no register of its own,
+/// and a caller that names another domain inlines no part of it): the standard pool's fast path
+/// while `FAST_MEM` holds its key, then the pool's `malloc`; otherwise the table's dispatch.
+#[inline(never)]
+fn mem_malloc(size: usize) -> Option<NonNull<u8>> {
+    let key = FAST_MEM.load(Ordering::Relaxed);
+    if key != NO_KEY {
+        // SAFETY: the key `FAST_MEM` holds is the pool's fast key.
+        if let Some(p) = unsafe { POOL.malloc_fast(size, key) } {
+            return Some(p);
+        }
+        return malloc_in_pool(size);
+    }
+    mem_malloc_dispatched(size)
+}
+
+/// [`mem_malloc`] while the fast path is off: the table's dispatch, out of line.
+#[inline(never)]
+fn mem_malloc_dispatched(size: usize) -> Option<NonNull<u8>> {
+    MEM.malloc_dispatched(size)
+}
+
+/// The standard pool's `malloc`, out of line: [`mem_malloc`] past its fast path.
+#[inline(never)]
+fn malloc_in_pool(size: usize) -> Option<NonNull<u8>> {
+    POOL.malloc(size)
+}
+
+/// The mem domain's `free`, out of line (as [`mem_malloc`]): first the C library's `free`'s fast
+/// path, with no registry (a block of the standard pool's reservation on a thread with a heap of
+/// the pool, while `FAST_FREE` holds the pool's free word: only while `FAST_MEM` holds its key);
+/// then, while `FAST_MEM` holds the key, the pool's `free` (null included: no reservation is at
+/// address 0); otherwise the table's dispatch.
+///
+/// # Safety
+/// As for [`DomainAllocator::free`] of the mem domain.
+#[inline(never)]
+unsafe fn mem_free(ptr: *mut u8) {
+    let word = FAST_FREE.load(Ordering::Relaxed);
+    // SAFETY: the mem domain's free word for its pool (or the off word); `ptr` is null or a live
+    // block of the domain, freed once: with the word on, the pool is the domain's only allocator
+    // and made it (a thread that read the word just before a replacement frees into the pool, as
+    // one that loaded the old record does).
+    if unsafe { POOL.free_fast_word(ptr, word) } == alloc_arena::WordFree::Done {
+        return;
+    }
+    if FAST_MEM.load(Ordering::Relaxed) != NO_KEY {
+        // SAFETY: with `FAST_MEM` set the pool made every block of the domain (the pool's free
+        // takes null).
+        return unsafe { free_in_pool(ptr) };
+    }
+    // SAFETY: the caller's guarantee.
+    unsafe { mem_free_dispatched(ptr) }
+}
+
+/// [`mem_free`] while the fast path is off: the table's dispatch, out of line.
+///
+/// # Safety
+/// As for [`mem_free`].
+#[inline(never)]
+unsafe fn mem_free_dispatched(ptr: *mut u8) {
+    // SAFETY: the caller's guarantee.
+    unsafe { MEM.free_dispatched(ptr) }
+}
+
+/// The standard pool's `free`, out of line: [`mem_free`] past its fast path.
+///
+/// # Safety
+/// `ptr` is null or a live block of the standard pool, freed once.
+#[inline(never)]
+unsafe fn free_in_pool(ptr: *mut u8) {
+    // SAFETY: the caller's guarantee.
+    unsafe { POOL.free(ptr) }
 }
 
 /// The word of the C library's `free`: the standard pool's free word
@@ -644,26 +762,10 @@ pub const OBJECT: Domain = Domain(DomainId::OBJECT);
 unsafe impl DomainAllocator for Domain {
     #[inline]
     fn malloc(&self, size: usize) -> Option<NonNull<u8>> {
-        let key = self.fast_key();
-        if key != NO_KEY {
-            // SAFETY: the key `FAST_MEM` holds is the pool's fast key.
-            if let Some(p) = unsafe { POOL.malloc_fast(size, key) } {
-                return Some(p);
-            }
-            return POOL.malloc(size);
+        if self.0 == DomainId::MEM {
+            return mem_malloc(size);
         }
-        if let Some((key, c)) = self.counted_key() {
-            // SAFETY: the key `COUNTED_MEM` holds is the pool's fast key.
-            if let Some(p) = unsafe { POOL.malloc_fast(size, key) } {
-                c.made(fast_block_size(size, p));
-                return Some(p);
-            }
-            let p = POOL.malloc(size)?;
-            c.made(pool_usable(p));
-            return Some(p);
-        }
-        let (alloc, counters) = self.alloc_side();
-        self.made_counted(alloc.malloc(size), counters, |p| usable(alloc, p))
+        self.malloc_dispatched(size)
     }
     #[inline]
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
@@ -715,24 +817,12 @@ unsafe impl DomainAllocator for Domain {
     }
     #[inline]
     unsafe fn free(&self, ptr: *mut u8) {
-        if self.fast_mem() {
-            // SAFETY: as for realloc (the pool's free takes null).
-            return unsafe { POOL.free(ptr) };
+        if self.0 == DomainId::MEM {
+            // SAFETY: the caller's guarantee.
+            return unsafe { mem_free(ptr) };
         }
-        let Some(block) = NonNull::new(ptr) else {
-            return;
-        };
-        if let Some((_, c)) = self.counted_key() {
-            let bytes = pool_usable(block);
-            // SAFETY: as for realloc, with `COUNTED_MEM`.
-            unsafe { POOL.free(ptr) };
-            c.freed(bytes);
-            return;
-        }
-        if let Some(owner) = self.freer(ptr) {
-            // SAFETY: as for realloc.
-            unsafe { self.free_counted(owner, block, |o| o.free(ptr)) }
-        }
+        // SAFETY: the caller's guarantee.
+        unsafe { self.free_dispatched(ptr) }
     }
     #[inline]
     unsafe fn free_sized(&self, ptr: NonNull<u8>, size: usize) {
