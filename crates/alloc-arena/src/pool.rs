@@ -952,6 +952,12 @@ impl<P: ArenaProvider, L: DomainAllocator> Front for PoolAllocator<P, L> {
         unsafe { self.realloc_in_arenas(ptr, new_size) }
     }
 
+    #[inline]
+    unsafe fn free_owned(&self, ptr: *mut u8) -> bool {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.free_fast_in_arenas(ptr) }
+    }
+
     /// The fast path: the thread's heap of this allocator from its way, a block from its bin;
     /// everything else (no heap yet, an empty bin) in `alloc_class_slow`, out of line, so that
     /// this inlines into every caller.

@@ -65,6 +65,15 @@ pub(crate) trait Front {
     unsafe fn realloc_owned(&self, _ptr: *mut u8, _new_size: usize) -> Option<Option<NonNull<u8>>> {
         None
     }
+    /// Frees a block the registry places in this front's arenas by its fast path, where it has
+    /// one (into the calling thread's bin, after the fast free's checks); false, having done
+    /// nothing, to take the long way (which checks the pointer whole and reports a bad one).
+    ///
+    /// # Safety
+    /// As for `PoolAllocator::free_fast_in_arenas`.
+    unsafe fn free_owned(&self, _ptr: *mut u8) -> bool {
+        false
+    }
     /// Takes the front's locks for a fork (none for a heap).
     fn lock_for_fork(&self) {}
     /// Releases what `lock_for_fork` took.
@@ -190,6 +199,11 @@ pub(crate) fn calloc<F: Front>(f: &F, nelem: usize, elsize: usize) -> Option<Non
 #[inline]
 unsafe fn free_nonnull<F: Front>(f: &F, ptr: NonNull<u8>) {
     if owned(f, ptr.as_ptr()) {
+        // The front's fast path first (the same checks, a bad pointer refused to the long way).
+        // SAFETY: the registry says the block lies in our arenas; the caller's guarantee.
+        if unsafe { f.free_owned(ptr.as_ptr()) } {
+            return;
+        }
         // SAFETY: the registry says the block lies in our arenas.
         let class = unsafe { checked_live_class(f, "free", ptr) };
         // SAFETY: a block start of a pool in use (checked), freed now.

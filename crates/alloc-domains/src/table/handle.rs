@@ -38,7 +38,7 @@ impl Domain {
     /// allocator, which forwards to a call that counts). For a user domain the block about to be
     /// made is counted live here (inside the section, through its slot); [`made`](Self::made)
     /// takes it back if the allocation fails.
-    #[inline]
+    #[inline(always)]
     fn alloc_side(self) -> (&'static DynAllocator, Option<&'static Counters>) {
         mark_used(self.0);
         let (alloc, counters) = {
@@ -55,6 +55,12 @@ impl Domain {
         };
         if self.0 == DomainId::MEM && is_current(DomainId::MEM, &REC_POOL) {
             enable_fast_mem();
+        }
+        if self.0 == DomainId::OBJECT
+            && counters.is_none()
+            && is_current(DomainId::OBJECT, &REC_OBJECT_POOL)
+        {
+            enable_fast_object();
         }
         (alloc, counters)
     }
@@ -191,6 +197,13 @@ impl Domain {
         }
     }
 
+    /// Whether this is the object domain on its standard pool (see `FAST_OBJECT`). Relaxed:
+    /// `OBJECT_POOL` is a static, so there is nothing to acquire.
+    #[inline(always)]
+    fn fast_object(self) -> bool {
+        self.0 == DomainId::OBJECT && FAST_OBJECT.load(Ordering::Relaxed)
+    }
+
     /// Whether this is the mem domain on its standard pool (see `FAST_MEM`). Relaxed: `POOL` is
     /// a static, so there is nothing to acquire.
     #[inline(always)]
@@ -200,7 +213,7 @@ impl Domain {
 
     /// [`malloc`](DomainAllocator::malloc) past the mem domain's fast path: the counting path
     /// into the pool, or the allocator the table names (out of line, as `free_dispatched`).
-    #[inline]
+    #[inline(always)]
     fn malloc_dispatched(self, size: usize) -> Option<NonNull<u8>> {
         if let Some((key, c)) = self.counted_key() {
             // SAFETY: the key `COUNTED_MEM` holds is the pool's fast key.
@@ -222,7 +235,7 @@ impl Domain {
     ///
     /// # Safety
     /// As for `free`.
-    #[inline]
+    #[inline(always)]
     unsafe fn free_dispatched(self, ptr: *mut u8) {
         let Some(block) = NonNull::new(ptr) else {
             return;
@@ -312,6 +325,64 @@ fn mem_malloc(size: usize) -> Option<NonNull<u8>> {
 #[inline(never)]
 fn mem_malloc_dispatched(size: usize) -> Option<NonNull<u8>> {
     MEM.malloc_dispatched(size)
+}
+
+/// The object domain's `malloc`, out of line (as [`mem_malloc`]): the standard object pool's
+/// while `FAST_OBJECT` holds, the table's dispatch otherwise, each a tail call of a function of
+/// its own (so that neither path saves registers for the other).
+#[inline(never)]
+fn object_malloc(size: usize) -> Option<NonNull<u8>> {
+    if FAST_OBJECT.load(Ordering::Relaxed) {
+        return object_pool_malloc(size);
+    }
+    object_malloc_dispatched(size)
+}
+
+/// The standard object pool's `malloc`, out of line: [`object_malloc`] with `FAST_OBJECT`.
+#[inline(never)]
+fn object_pool_malloc(size: usize) -> Option<NonNull<u8>> {
+    OBJECT_POOL.malloc(size)
+}
+
+/// [`object_malloc`] without `FAST_OBJECT`: the table's dispatch, out of line.
+#[inline(never)]
+fn object_malloc_dispatched(size: usize) -> Option<NonNull<u8>> {
+    OBJECT.malloc_dispatched(size)
+}
+
+/// The object domain's `free`, out of line, as [`object_malloc`].
+///
+/// # Safety
+/// As for [`DomainAllocator::free`] of the object domain.
+#[inline(never)]
+unsafe fn object_free(ptr: *mut u8) {
+    if FAST_OBJECT.load(Ordering::Relaxed) {
+        // SAFETY: with `FAST_OBJECT` set the object pool made every block of the domain (it
+        // takes null); the caller's guarantee.
+        return unsafe { object_pool_free(ptr) };
+    }
+    // SAFETY: the caller's guarantee.
+    unsafe { object_free_dispatched(ptr) }
+}
+
+/// The standard object pool's `free`, out of line: [`object_free`] with `FAST_OBJECT`.
+///
+/// # Safety
+/// `ptr` is null or a live block of the standard object pool, freed once.
+#[inline(never)]
+unsafe fn object_pool_free(ptr: *mut u8) {
+    // SAFETY: the caller's guarantee.
+    unsafe { OBJECT_POOL.free(ptr) }
+}
+
+/// [`object_free`] without `FAST_OBJECT`: the table's dispatch, out of line.
+///
+/// # Safety
+/// As for [`object_free`].
+#[inline(never)]
+unsafe fn object_free_dispatched(ptr: *mut u8) {
+    // SAFETY: the caller's guarantee.
+    unsafe { OBJECT.free_dispatched(ptr) }
 }
 
 /// The standard pool's `malloc`, out of line: [`mem_malloc`] past its fast path.
@@ -732,6 +803,20 @@ pub(super) fn standard_of(owner: u32) -> Standard {
 /// Sets `FAST_MEM` (`COUNTED_MEM` while the domain counts its statistics) if the mem domain has
 /// served allocations through the standard pool and still uses it. A writer holding the lock (it may allocate through this very domain) means "not now":
 /// the next allocation tries again.
+/// Sets `FAST_OBJECT` if the object domain has served allocations through the standard object
+/// pool, still uses it and does not count (the same rules as [`enable_fast_mem`]).
+#[cold]
+#[inline(never)]
+fn enable_fast_object() {
+    if let Some(_w) = WRITER.try_lock()
+        && is_current(DomainId::OBJECT, &REC_OBJECT_POOL)
+        && TABLE[DomainId::OBJECT.index()].used.load(Ordering::Relaxed)
+        && !STATS[DomainId::OBJECT.index()].on()
+    {
+        FAST_OBJECT.store(true, Ordering::Relaxed);
+    }
+}
+
 #[cold]
 #[inline(never)]
 pub(super) fn enable_fast_mem() {
@@ -765,12 +850,18 @@ unsafe impl DomainAllocator for Domain {
         if self.0 == DomainId::MEM {
             return mem_malloc(size);
         }
+        if self.0 == DomainId::OBJECT {
+            return object_malloc(size);
+        }
         self.malloc_dispatched(size)
     }
     #[inline]
     fn calloc(&self, nelem: usize, elsize: usize) -> Option<NonNull<u8>> {
         if self.fast_mem() {
             return POOL.calloc(nelem, elsize);
+        }
+        if self.fast_object() {
+            return OBJECT_POOL.calloc(nelem, elsize);
         }
         if let Some((_, c)) = self.counted_key() {
             let p = POOL.calloc(nelem, elsize)?;
@@ -783,6 +874,11 @@ unsafe impl DomainAllocator for Domain {
     unsafe fn realloc(&self, ptr: *mut u8, new_size: usize) -> Option<NonNull<u8>> {
         if ptr.is_null() {
             return self.malloc(new_size);
+        }
+        if self.fast_object() {
+            // SAFETY: the caller's guarantee; with `FAST_OBJECT` set the object pool made every
+            // block of the domain (it is the domain's only allocator).
+            return unsafe { OBJECT_POOL.realloc(ptr, new_size) };
         }
         let key = self.fast_key();
         if key != NO_KEY {
@@ -820,6 +916,10 @@ unsafe impl DomainAllocator for Domain {
         if self.0 == DomainId::MEM {
             // SAFETY: the caller's guarantee.
             return unsafe { mem_free(ptr) };
+        }
+        if self.0 == DomainId::OBJECT {
+            // SAFETY: the caller's guarantee.
+            return unsafe { object_free(ptr) };
         }
         // SAFETY: the caller's guarantee.
         unsafe { self.free_dispatched(ptr) }

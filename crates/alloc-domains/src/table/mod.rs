@@ -363,6 +363,15 @@ static START: AtomicU8 = AtomicU8::new(START_UNDONE);
 /// record is current. A thread that read the key just before a replacement calls `POOL`, which is
 /// what a thread that loaded the old record just before the replacement does too.
 static FAST_MEM: AtomicU32 = AtomicU32::new(NO_KEY);
+/// `FAST_MEM`'s counterpart for the object domain: true while its allocator is the standard
+/// object pool (`REC_OBJECT_POOL`, with nothing before it), the domain has served an allocation
+/// and does not count its statistics. While it holds, the handle's `malloc`, `calloc`, `realloc`
+/// and `free` of the object domain call `OBJECT_POOL` directly, with no section, no record and
+/// no indirect call (PEP 445's `PyObject_Malloc` family, at the pool's own cost). Set and
+/// cleared as `FAST_MEM` is, under the writer lock (cleared by `publish` before any other record
+/// is current); a thread that read it just before a replacement calls `OBJECT_POOL`, as a thread
+/// that loaded the old record does.
+static FAST_OBJECT: AtomicBool = AtomicBool::new(false);
 /// `FAST_MEM`'s twin while the mem domain counts its statistics: the standard pool's fast key
 /// under the same two facts (set and cleared with `FAST_MEM`, under the same lock), for the
 /// handle's counting path into the pool (`Domain::counted_key`), which calls `POOL` directly and

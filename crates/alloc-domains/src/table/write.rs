@@ -175,6 +175,10 @@ pub(super) fn publish(
         COUNTED_MEM.store(NO_KEY, Ordering::Relaxed);
         FAST_FREE.store(FAST_FREE_OFF, Ordering::Relaxed);
     }
+    if id == DomainId::OBJECT {
+        // As above (see `FAST_OBJECT`).
+        FAST_OBJECT.store(false, Ordering::Relaxed);
+    }
     // Release: publishes the record; paired with the Acquire of every reader.
     TABLE[id.index()].current.store(rec, Ordering::Release);
     w.callbacks
