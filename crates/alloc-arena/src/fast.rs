@@ -27,9 +27,11 @@
 //!
 //! A caller that knows the allocator takes its arenas from a
 //! [`ReservedArenas`](crate::ReservedArenas) of its own may skip the registry for a pointer in
-//! that reservation ([`PoolAllocator::free_fast_reserved`],
-//! [`PoolAllocator::realloc_fast_check_reserved`]): every 1 MiB chunk there is one of its arenas,
-//! or zeros, whose pool metas (multiplier 0) the block-start test refuses.
+//! that reservation ([`PoolAllocator::free_fast_word`],
+//! [`PoolAllocator::realloc_fast_check_word`], with the reservation's [`free_word`](crate::free_word)):
+//! one test of the pointer against the word and the tag of the thread's way 0 says that the
+//! pointer lies there and that the way holds the allocator's heap; every 1 MiB chunk there is one
+//! of its arenas, or zeros, whose pool metas (multiplier 0) the block-start test refuses.
 //!
 //! A free puts the block into the calling thread's own bin of its class, whichever thread's heap
 //! it comes from: the thread reuses it while it is in its cache, and a bin's flush sends other
