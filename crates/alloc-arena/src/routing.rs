@@ -50,9 +50,9 @@ pub(crate) trait Front {
     /// # Safety
     /// `ptr` is a live block of this front's pools (of `class`, if given), not used afterwards.
     unsafe fn free_block_fast(&self, ptr: NonNull<u8>, class: Option<usize>);
-    /// Whether `ptr`, a block start of a pool of `class` that holds the freed mark, is among
-    /// the free blocks the calling thread can see (`PoolCore::holds_freed` of its heap): a
-    /// double free.
+    /// Whether `ptr`, a block start of a pool of `class` that holds the freed mark (any block
+    /// start, without the marks), is among the free blocks the calling thread can see
+    /// (`PoolCore::holds_freed` of its heap): a double free.
     ///
     /// # Safety
     /// `ptr` starts a block of a pool in use of this allocator, of class `class`.
@@ -126,8 +126,10 @@ pub(crate) unsafe fn checked_class<F: Front>(f: &F, op: &str, ptr: NonNull<u8>) 
 
 /// [`checked_class`], then the double-free check of a block that holds the freed mark: it is
 /// looked for among the free blocks the calling thread can see, and reported if it is there
-/// (see `check::FREED_MARK`). For the calls that take a live block: `free`, `realloc`,
-/// `malloc_usable_size` (`op`).
+/// (see `check::FREED_MARK`). Without the marks (the `asan` and `valgrind` builds) every block
+/// is looked for, so that a double free the fast paths refused (the block on its bin's top)
+/// is reported here too, not freed again. For the calls that take a live block: `free`,
+/// `realloc`, `malloc_usable_size` (`op`).
 ///
 /// # Safety
 /// As for [`checked_class`].
@@ -137,7 +139,9 @@ pub(crate) unsafe fn checked_live_class<F: Front>(f: &F, op: &str, ptr: NonNull<
     let class = unsafe { checked_class(f, op, ptr) };
     // SAFETY: a block start of a pool in use (checked), of class `class`.
     unsafe {
-        if crate::check::marked_freed(ptr.as_ptr()) && f.freed_already(ptr.as_ptr(), class) {
+        if (!crate::check::MARKS || crate::check::marked_freed(ptr.as_ptr()))
+            && f.freed_already(ptr.as_ptr(), class)
+        {
             crate::check::bad_free(op, ptr.as_ptr() as usize, BadFree::DoubleFree);
         }
     }
