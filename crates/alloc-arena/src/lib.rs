@@ -161,8 +161,8 @@ pub use region::{MAX_REGION_ARENAS, RegionArenas, RegionBuffer, RegionError};
 pub use registry::{arena_owner, in_pool_arena};
 #[cfg(all(not(loom), any(unix, windows)))]
 pub use reserved::{
-    FREE_TAG_SHIFT, FREE_WORD_OFF, RESERVED_SHIFT, ReservedArenas, free_word, free_word_key,
-    in_reservation,
+    FREE_TAG_SHIFT, FREE_WORD_OFF, RESERVED_SHIFT, ReservedArenas, free_word, free_word_covers,
+    free_word_key, in_reservation,
 };
 #[cfg(not(loom))]
 pub use size_class::{ConfigError, MAX_CLASSES, MAX_POOLS_PER_ARENA, PoolConfig};

@@ -48,39 +48,26 @@ const SLOTS: usize = 1 << (RESERVED_SHIFT - SLOT_SHIFT);
 /// Words of the bitmap of slots in use.
 const WORDS: usize = SLOTS / 64;
 
-/// Whether `ptr` lies in the reservation that `word` names: a free word ([`free_word`], whose
-/// key is set aside here) or a reservation's base, a multiple of 2^[`RESERVED_SHIFT`] (whose
-/// low bits may carry anything). One exclusive-or and one shift past the key's removal. In 64
-/// bits, so that the shift is defined with 32-bit pointers too (where there is no reservation);
-/// [`FREE_WORD_OFF`] matches no address.
+/// Whether `ptr` lies in the reservation at `base` (a multiple of 2^[`RESERVED_SHIFT`], whose
+/// low bits may carry anything): one exclusive-or and one shift. In 64 bits, so that the shift is
+/// defined with 32-bit pointers too (where there is no reservation).
 #[inline(always)]
-pub fn in_reservation(ptr: *const u8, word: u64) -> bool {
-    (ptr as usize as u64 ^ (word & !FREE_TAG_MASK)) >> RESERVED_SHIFT == 0
+pub fn in_reservation(ptr: *const u8, base: u64) -> bool {
+    (ptr as usize as u64 ^ base) >> RESERVED_SHIFT == 0
 }
 
-/// Where a free word ([`free_word`]) keeps its allocator's key, and a thread's way its id's
-/// tag: bits 48 to 61. No user-space address of today's 64-bit systems reaches them (x86-64 and
-/// AArch64 hand out 47 or 48 bits of address unless a program asks for more, and a reservation
-/// above them gets no free word).
-pub const FREE_TAG_SHIFT: u32 = 48;
-/// Ids from here on have no tag (their ways' tags match no free word).
-const FREE_TAG_IDS: usize = 1 << 14;
-/// The tag bits of a free word.
-const FREE_TAG_MASK: u64 = (FREE_TAG_IDS as u64 - 1) << FREE_TAG_SHIFT;
+/// Whether `ptr` lies in the reservation that the free word `word` ([`free_word`]) names, its
+/// key set aside; [`FREE_WORD_OFF`] matches no address.
+#[inline(always)]
+pub fn free_word_covers(ptr: *const u8, word: u64) -> bool {
+    in_reservation(ptr, word & !FREE_TAG_MASK)
+}
+
+pub use crate::threads::FREE_TAG_SHIFT;
+use crate::threads::{FREE_TAG_IDS, FREE_TAG_MASK, free_tag};
+
 /// The free word that passes no test: bit 62, which no address, key or tag has.
 pub const FREE_WORD_OFF: u64 = 1 << 62;
-
-/// The tag of allocator id `id` in a thread's way ([`free_word`]): the id in bits 48 to 61, 0
-/// for an empty way (id 0), bit 63 for an id too large for the bits (which then no free word
-/// matches: such an allocator's blocks take the registry's way).
-#[inline]
-pub(crate) const fn free_tag(id: usize) -> u64 {
-    if id < FREE_TAG_IDS {
-        (id as u64) << FREE_TAG_SHIFT
-    } else {
-        1 << 63
-    }
-}
 
 /// The word with which the C library's `free` tests a pointer (see
 /// `PoolAllocator::free_fast_word`): the reservation's `base` with the allocator's fast `key` in
@@ -360,10 +347,15 @@ mod tests {
 
     #[test]
     fn a_free_word_matches_its_reservation_and_its_key_s_tag_alone() {
-        let base = 3usize.wrapping_shl(RESERVED_SHIFT);
-        if base == 0 {
+        if usize::BITS < 64 {
             return; // 32-bit: no address reaches a reservation's alignment.
         }
+        // A reservation's own test takes any base of its alignment, above bit 48 too (where
+        // there is no free word).
+        let high = 1u64 << FREE_TAG_SHIFT;
+        assert!(in_reservation((high + 4096) as usize as *const u8, high));
+        assert!(!in_reservation(4096 as *const u8, high));
+        let base = (3u64 << RESERVED_SHIFT) as usize;
         let word = free_word(base, 8);
         assert_eq!(free_word_key(word), 8);
         // `PoolAllocator::free_fast_word`'s test, for a thread whose way 0 has `tag`.
@@ -371,7 +363,7 @@ mod tests {
             |addr: usize, word: u64, tag: u64| (addr as u64 ^ word ^ tag) >> RESERVED_SHIFT == 0;
         let inside = [base, base + 4096 + 16, base + (1 << RESERVED_SHIFT) - 16];
         for a in inside {
-            assert!(in_reservation(a as *const u8, word));
+            assert!(free_word_covers(a as *const u8, word));
             assert!(test(a, word, free_tag(8)), "{a:#x}");
             // Another allocator's heap in the way, an empty way, an id without a tag: no match.
             for id in [16, 8 + 8 * 1024, 0, FREE_TAG_IDS, FREE_TAG_IDS + 8] {
@@ -385,7 +377,7 @@ mod tests {
             4096,
             usize::MAX & !15,
         ] {
-            assert!(!in_reservation(a as *const u8, word), "{a:#x}");
+            assert!(!free_word_covers(a as *const u8, word), "{a:#x}");
             assert!(!test(a, word, free_tag(8)), "{a:#x}");
         }
         // Off: a key without a tag, no key, an unaligned base, a base at the tag's bits.
@@ -399,7 +391,7 @@ mod tests {
         ] {
             assert_eq!(off, FREE_WORD_OFF);
             for a in inside {
-                assert!(!in_reservation(a as *const u8, off));
+                assert!(!free_word_covers(a as *const u8, off));
                 for id in [0, 8, FREE_TAG_IDS] {
                     assert!(!test(a, off, free_tag(id)), "{a:#x}, id {id}");
                 }

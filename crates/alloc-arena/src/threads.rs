@@ -144,6 +144,28 @@ pub(crate) unsafe fn recycle_slot(slot: *mut SlotHeader) {
     });
 }
 
+/// Where a free word (`free_word`) keeps its allocator's key, and a thread's way its id's tag:
+/// bits 48 to 61. No user-space address of today's 64-bit systems reaches them (x86-64 and
+/// AArch64 hand out 47 or 48 bits of address unless a program asks for more, and a reservation
+/// above them gets no free word).
+pub const FREE_TAG_SHIFT: u32 = 48;
+/// Ids from here on have no tag (their ways' tags match no free word).
+pub(crate) const FREE_TAG_IDS: usize = 1 << 14;
+/// The tag bits of a free word.
+pub(crate) const FREE_TAG_MASK: u64 = (FREE_TAG_IDS as u64 - 1) << FREE_TAG_SHIFT;
+
+/// The tag of allocator id `id` in a thread's way (see `free_word`): the id in bits 48 to 61, 0
+/// for an empty way (id 0), bit 63 for an id too large for the bits (which then no free word
+/// matches: such an allocator's blocks take the registry's way).
+#[inline]
+pub(crate) const fn free_tag(id: usize) -> u64 {
+    if id < FREE_TAG_IDS {
+        (id as u64) << FREE_TAG_SHIFT
+    } else {
+        1 << 63
+    }
+}
+
 /// How many allocators a thread keeps a heap of at once.
 pub(crate) const CACHE_WAYS: usize = 8;
 
@@ -156,7 +178,7 @@ pub(crate) struct Way {
     /// a class's bin with one addition from what they load.
     pub(crate) bins: *mut u8,
     /// The id again, as the C library's `free` compares it in one exclusive-or with the word it
-    /// tests a pointer with (`reserved::free_tag` of `id`): zero while the way is empty.
+    /// tests a pointer with ([`free_tag`] of `id`): zero while the way is empty.
     pub(crate) tag: u64,
 }
 
@@ -234,7 +256,7 @@ impl ThreadCache {
             id,
             slot,
             bins,
-            tag: crate::reserved::free_tag(id),
+            tag: free_tag(id),
         };
     }
 }

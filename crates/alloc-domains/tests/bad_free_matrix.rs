@@ -90,6 +90,17 @@ fn misuse(way: &str, case: &str) {
             "large_mem_freed_as_object" => object.free(mem.malloc(3000).unwrap().as_ptr()),
             "object_freed_as_mem" => mem.free(object.malloc(32).unwrap().as_ptr()),
             "mem_freed_as_raw" => raw.free(p),
+            // 8 GiB into the 16 GiB the mem domain's small pool reserves for its arenas, beside
+            // `p`, where no arena is.
+            "reserved_no_arena" => {
+                if !alloc_domains::in_reserved_arenas(p) {
+                    // The OS refused the reservation (an address-space limit).
+                    println!("{case} skipped: no reservation here");
+                    return;
+                }
+                let base = p as usize & !((1usize << alloc_arena::RESERVED_SHIFT) - 1);
+                mem.free((base + (8 << 30) + 64) as *mut u8);
+            }
             // A pointer into a C library block (16 bytes in, so that what the hook reads in front
             // of it is that block's memory: AddressSanitizer and memcheck check the tests).
             "foreign" => {
@@ -237,17 +248,29 @@ fn every_bad_free_gets_the_hooks_report_by_every_way_into_them() {
 /// Without hooks, the mem domain's own `free` (which tries the C library's fast path first: the
 /// pool's reservation and the thread's way, no registry) still catches what the hardened
 /// default promises: a block freed twice while it waits in a bin, a pointer inside a block, a
-/// misaligned one. Each ends in the one-line report and an abort, never in a block handed out
-/// twice.
+/// misaligned one; and, as the C library's `free` does, a pointer in the pool's reservation
+/// where no arena is and a block of the object domain. Each ends in the one-line report and an
+/// abort, never in a block handed out twice nor in glibc.
 #[test]
 fn the_hardened_default_catches_bad_frees_through_the_mem_domain() {
     let cases = [
         ("double_free_small", "free(): double free"),
         ("interior", "free(): invalid pointer"),
         ("misaligned", "free(): invalid pointer"),
+        (
+            "reserved_no_arena",
+            "free(): invalid pointer (in domalloc's reserved memory, but in no arena)",
+        ),
+        (
+            "object_freed_as_mem",
+            "free(): invalid pointer (a block of another allocator or domain)",
+        ),
     ];
     for (case, says) in cases {
         let (signal, text) = run("default", case);
+        if text.contains(&format!("{case} skipped")) {
+            continue;
+        }
         assert_eq!(signal, Some(libc::SIGABRT), "{case}: {text}");
         assert!(
             text.contains("domalloc: ") && text.contains(says),

@@ -53,11 +53,18 @@ impl Domain {
             let counters = self.counters().filter(|_| !is_bootstrap(rec));
             (rec.alloc, counters)
         };
-        if self.0 == DomainId::MEM && is_current(DomainId::MEM, &REC_POOL) {
+        // Only while the fast path is off: once on, these calls (the aligned family, which has
+        // no fast path on every domain) must not take the writer lock each time.
+        if self.0 == DomainId::MEM
+            && FAST_MEM.load(Ordering::Relaxed) == NO_KEY
+            && COUNTED_MEM.load(Ordering::Relaxed) == NO_KEY
+            && is_current(DomainId::MEM, &REC_POOL)
+        {
             enable_fast_mem();
         }
         if self.0 == DomainId::OBJECT
             && counters.is_none()
+            && !FAST_OBJECT.load(Ordering::Relaxed)
             && is_current(DomainId::OBJECT, &REC_OBJECT_POOL)
         {
             enable_fast_object();
@@ -428,14 +435,20 @@ unsafe fn mem_free_dispatched(ptr: *mut u8) {
     unsafe { MEM.free_dispatched(ptr) }
 }
 
-/// The standard pool's `free`, out of line: [`mem_free`] past its fast path.
+/// [`mem_free`] past its fast path while `FAST_MEM` holds the key: the C library's long way
+/// (`free_standard_owned`: the block's pool by the registry, with the hardened default's whole
+/// check), out of line. So a bad pointer gets the same report through `MEM.free` as through the
+/// C library's `free`: one in the pools' reservation where no arena is, or in another
+/// allocator's arenas (a block of the object domain, say), is reported, never handed to the
+/// large-block chain and glibc.
 ///
 /// # Safety
-/// `ptr` is null or a live block of the standard pool, freed once.
+/// `FAST_MEM` holds the key (so the standard pools are the domain's allocator); `ptr` is null or
+/// a live block of the domain, freed once, or a bad pointer the checks report.
 #[inline(never)]
 unsafe fn free_in_pool(ptr: *mut u8) {
     // SAFETY: the caller's guarantee.
-    unsafe { POOL.free(ptr) }
+    unsafe { free_standard_owned(ptr, NO_KEY) }
 }
 
 /// The word of the C library's `free`: the standard pool's free word
@@ -482,7 +495,7 @@ pub fn in_reserved_arenas(ptr: *const u8) -> bool {
 /// fast path on.
 #[inline(always)]
 pub fn in_mem_reservation(ptr: *const u8, word: u64) -> bool {
-    alloc_arena::in_reservation(ptr, word)
+    alloc_arena::free_word_covers(ptr, word)
 }
 
 /// Whether the mem domain counts its statistics while its standard pool is its only allocator
@@ -800,9 +813,6 @@ pub(super) fn standard_of(owner: u32) -> Standard {
     }
 }
 
-/// Sets `FAST_MEM` (`COUNTED_MEM` while the domain counts its statistics) if the mem domain has
-/// served allocations through the standard pool and still uses it. A writer holding the lock (it may allocate through this very domain) means "not now":
-/// the next allocation tries again.
 /// Sets `FAST_OBJECT` if the object domain has served allocations through the standard object
 /// pool, still uses it and does not count (the same rules as [`enable_fast_mem`]).
 #[cold]
@@ -817,6 +827,9 @@ fn enable_fast_object() {
     }
 }
 
+/// Sets `FAST_MEM` (`COUNTED_MEM` while the domain counts its statistics) if the mem domain has
+/// served allocations through the standard pool and still uses it. A writer holding the lock (it
+/// may allocate through this very domain) means "not now": the next allocation tries again.
 #[cold]
 #[inline(never)]
 pub(super) fn enable_fast_mem() {
