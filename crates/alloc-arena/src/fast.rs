@@ -278,17 +278,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
     /// not used after a [`WordFree::Done`] answer.
     #[inline(always)]
     pub unsafe fn free_fast_word(&self, ptr: *mut u8, word: u64) -> WordFree {
-        let c = threads::cache_if_any();
-        if c.is_null() {
+        let Some(w) = way_for_word(ptr, word) else {
             return WordFree::Elsewhere;
-        }
-        // SAFETY: the calling thread's cache, touched only by it.
-        let w = unsafe { (*c).ways[0] };
-        // The tag is the way's id in the key's bits (0 while the way is empty, bit 63 for an id
-        // too large for them), so the test passes only where the id is the word's key.
-        if (ptr as usize as u64 ^ word ^ w.tag) >> crate::RESERVED_SHIFT != 0 {
-            return WordFree::Elsewhere;
-        }
+        };
         // SAFETY: the test above, with the caller's guarantee: the way holds a heap of this
         // allocator (its key is its registry id, of the fast paths' geometry, heaps in way 0),
         // which the calling thread owns; `ptr` lies in the reservation, whose chunks are this
@@ -377,21 +369,9 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         if !registry::owned_by_fast(ptr as usize, key) {
             return FastRealloc::Refused;
         }
-        // SAFETY: the registry maps the chunk to this allocator's arenas (the key is its id);
-        // the caller's guarantee.
-        unsafe { self.realloc_fast_check_owned(ptr, size, key) }
-    }
-
-    /// [`realloc_fast_check`](Self::realloc_fast_check) for a pointer the registry placed in
-    /// this allocator's arenas.
-    ///
-    /// # Safety
-    /// As for `realloc_fast`, with `key` not [`NO_KEY`]; `ptr` lies in this allocator's arenas
-    /// (the registry says so).
-    #[inline(always)]
-    unsafe fn realloc_fast_check_owned(&self, ptr: *mut u8, size: usize, key: u32) -> FastRealloc {
-        // SAFETY: as in `realloc_fast`: the chunk is this allocator's arena, of the fast paths'
-        // geometry, heaps in way 0 (the key's conditions).
+        // SAFETY: as in `realloc_fast`: the registry maps the chunk to this allocator's arenas
+        // (the key is its id), of the fast paths' geometry, heaps in way 0 (the key's
+        // conditions); the caller's guarantee.
         let target = unsafe { self.realloc_target(&FAST_GEOMETRY, ptr, key as usize, 0) };
         Self::realloc_answer(size, target)
     }
@@ -413,15 +393,7 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
         size: usize,
         word: u64,
     ) -> Option<FastRealloc> {
-        let c = threads::cache_if_any();
-        if c.is_null() {
-            return None;
-        }
-        // SAFETY: the calling thread's cache, touched only by it.
-        let w = unsafe { (*c).ways[0] };
-        if (ptr as usize as u64 ^ word ^ w.tag) >> crate::RESERVED_SHIFT != 0 {
-            return None;
-        }
+        let w = way_for_word(ptr, word)?;
         // SAFETY: as in `free_fast_word`: the way holds a heap of this allocator that the calling
         // thread owns, of the fast paths' geometry; `ptr` lies in its reservation, whose chunks
         // are its arenas or zeros (metas of multiplier 0, which the checks refuse).
@@ -743,6 +715,22 @@ impl<P: ArenaProvider, L: DomainAllocator> PoolAllocator<P, L> {
             )
         }
     }
+}
+
+/// The test of [`PoolAllocator::free_fast_word`] and [`PoolAllocator::realloc_fast_check_word`]:
+/// way 0 of the calling thread's cache if `ptr ^ word ^ its tag` has no bit from
+/// `RESERVED_SHIFT` up (`ptr` in the word's reservation, the word on, and the way's id the
+/// word's key: the tag is the id in the key's bits, 0 while the way is empty, bit 63 for an id
+/// too large for them); `None` otherwise, or for a thread with no cache.
+#[inline(always)]
+fn way_for_word(ptr: *mut u8, word: u64) -> Option<Way> {
+    let c = threads::cache_if_any();
+    if c.is_null() {
+        return None;
+    }
+    // SAFETY: the calling thread's cache, touched only by it.
+    let w = unsafe { (*c).ways[0] };
+    ((ptr as usize as u64 ^ word ^ w.tag) >> crate::RESERVED_SHIFT == 0).then_some(w)
 }
 
 /// The fast free of a thread that has no heap of `pool` (one that frees what others made, a

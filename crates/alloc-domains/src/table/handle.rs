@@ -419,7 +419,7 @@ unsafe fn mem_free(ptr: *mut u8) {
     if FAST_MEM.load(Ordering::Relaxed) != NO_KEY {
         // SAFETY: with `FAST_MEM` set the pool made every block of the domain (the pool's free
         // takes null).
-        return unsafe { free_in_pool(ptr) };
+        return unsafe { mem_free_standard(ptr) };
     }
     // SAFETY: the caller's guarantee.
     unsafe { mem_free_dispatched(ptr) }
@@ -446,7 +446,7 @@ unsafe fn mem_free_dispatched(ptr: *mut u8) {
 /// `FAST_MEM` holds the key (so the standard pools are the domain's allocator); `ptr` is null or
 /// a live block of the domain, freed once, or a bad pointer the checks report.
 #[inline(never)]
-unsafe fn free_in_pool(ptr: *mut u8) {
+unsafe fn mem_free_standard(ptr: *mut u8) {
     // SAFETY: the caller's guarantee.
     unsafe { free_standard_owned(ptr, NO_KEY) }
 }
